@@ -1,0 +1,40 @@
+# Two commands do everything: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= $(if $(wildcard config.toml),config.toml,config.example.toml)
+PYTEST_ARGS ?=
+
+.PHONY: run test bench lint clean FORCE
+
+# Strict editable installs expose only the files present at install time, so a new or
+# removed source file (tracked in the manifest) triggers a reinstall.
+SOURCES := $(shell find edrtrial connectors playbooks reports -type f -not -path '*/__pycache__/*' 2>/dev/null | sort)
+MANIFEST := $(VENV)/.manifest
+
+$(MANIFEST): FORCE
+	@mkdir -p $(VENV)
+	@echo '$(SOURCES)' | cmp -s - $@ || echo '$(SOURCES)' > $@
+
+FORCE:
+
+$(STAMP): pyproject.toml $(MANIFEST)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]' --config-settings editable_mode=strict
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/edrtrial --config $(CONFIG) db upgrade
+	$(BIN)/edrtrial --config $(CONFIG) serve --with-sandbox
+
+test: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check edrtrial connectors playbooks reports tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,149 @@
+"""The connector contract: what every EDR connector gives the core, and nothing more.
+
+A connector knows one EDR. It turns a tenant's API into the normalised records below and
+carries out device actions. It never decides anything and never touches the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+
+from pydantic import BaseModel
+
+
+class ActionKind(StrEnum):
+    """Device actions the core can ask for."""
+
+    ISOLATE = "isolate"
+    RELEASE = "release"
+    AV_SCAN = "av_scan"
+    OFFBOARD = "offboard"
+
+
+class ActionStatus(StrEnum):
+    """Normalised machine-action states (Microsoft's six, lower-case)."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "inprogress"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """True once the action can no longer change."""
+        return self not in (ActionStatus.PENDING, ActionStatus.IN_PROGRESS)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRef:
+    """A device named in an alert's evidence."""
+
+    source_id: str
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """One alert, normalised. Enum-like fields are lower-case; `raw` is the payload as sent."""
+
+    source_id: str
+    title: str
+    severity: str
+    status: str
+    last_update_at: datetime
+    created_at: datetime | None = None
+    incident_source_id: str | None = None
+    description: str = ""
+    category: str = ""
+    detection_source: str = ""
+    service_source: str = ""
+    mitre_techniques: tuple[str, ...] = ()
+    devices: tuple[DeviceRef, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRecord:
+    """One incident (a group of alerts), normalised."""
+
+    source_id: str
+    title: str
+    severity: str
+    status: str
+    last_update_at: datetime
+    created_at: datetime | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """One device from the tenant's inventory."""
+
+    source_id: str
+    name: str
+    os_platform: str = ""
+    os_version: str = ""
+    health_status: str = ""
+    onboarding_status: str = ""
+    risk_score: str = ""
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """Where a device action stands at the source."""
+
+    source_action_id: str
+    status: ActionStatus
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """What the core needs from an EDR. Implementations raise `ConnectorError` subclasses."""
+
+    name: ClassVar[str]
+    settings_model: ClassVar[type[BaseModel]]
+    stream_names: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], base_dir: Path) -> Self:
+        """Build a connector for one tenant from its validated connection block."""
+        ...
+
+    def fetch_alerts(self, since: datetime | None) -> Iterator[list[AlertRecord]]:
+        """Alerts updated at or after `since` (minus the connector's overlap), page by page."""
+        ...
+
+    def fetch_incidents(self, since: datetime | None) -> Iterator[list[IncidentRecord]]:
+        """Incidents updated at or after `since` (minus the overlap), page by page."""
+        ...
+
+    def fetch_devices(self) -> list[DeviceRecord]:
+        """The tenant's whole device inventory."""
+        ...
+
+    def start_action(self, device_source_id: str, kind: ActionKind, comment: str) -> ActionResult:
+        """Ask the EDR to act on a device; reuses an action of that kind already pending."""
+        ...
+
+    def action_status(self, source_action_id: str) -> ActionResult:
+        """Read where an earlier action stands."""
+        ...
+
+    def can_offboard(self, os_platform: str) -> bool:
+        """Whether the EDR can uninstall itself remotely from a device of this platform."""
+        ...
+
+    def close(self) -> None:
+        """Release the HTTP client."""
+        ...

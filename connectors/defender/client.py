@@ -1,0 +1,259 @@
+"""Thin client for Graph security and the MDE API: tokens, paging, errors; no domain logic."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Any
+
+import httpx
+from edrtrial.connectors.defender.auth import TokenProvider
+from edrtrial.connectors.defender.config import DefenderSettings
+from edrtrial.connectors.defender.models import ODataPage
+from pydantic import ValidationError
+
+from edrtrial.errors import AuthError, PermanentError, SchemaDriftError, TransientError
+
+log = logging.getLogger(__name__)
+
+# One MDE page covers an SME (<= 300 users x 5 devices); the documented maximum is 10,000.
+MDE_PAGE_SIZE = 10_000
+
+_PERMISSIONS = (
+    "Graph: SecurityAlert.Read.All, SecurityIncident.Read.All; WindowsDefenderATP: "
+    "Machine.Read.All, Machine.Isolate, Machine.Scan, Machine.Offboard"
+)
+
+
+class Api(StrEnum):
+    """Which API a request goes to; each has its own base URL and token scope."""
+
+    GRAPH = "graph"
+    MDE = "mde"
+
+
+class ApiRefused(PermanentError):
+    """A 4xx other than auth and throttling, with Microsoft's error code and message kept apart."""
+
+    def __init__(self, message: str, *, status: int, code: str, api_message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.api_message = api_message
+
+
+class ResourceNotFound(ApiRefused):
+    """A 404: the object (or, for some MDE lists, any object) does not exist."""
+
+
+class DefenderClient:
+    """Sends one tenant's authenticated requests; every failure becomes an edrtrial error."""
+
+    def __init__(
+        self, settings: DefenderSettings, http: httpx.Client, tokens: TokenProvider
+    ) -> None:
+        self._settings = settings
+        self._http = http
+        self._tokens = tokens
+        self._bases = {Api.GRAPH: settings.graph_base_url, Api.MDE: settings.mde_base_url}
+        self._scopes = {Api.GRAPH: settings.graph_scope, Api.MDE: settings.mde_scope}
+
+    def get_json(
+        self, api: Api, url_or_path: str, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """GET a JSON object; a path joins the API's base URL, a full URL is used verbatim."""
+        return self._request("GET", api, url_or_path, params=params)
+
+    def post_json(self, api: Api, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a JSON body and return the JSON object answered (any 2xx)."""
+        return self._request("POST", api, path, body=body)
+
+    def graph_pages(self, path: str, params: Mapping[str, str]) -> Iterator[list[Any]]:
+        """Items of a Graph list, page by page, following `@odata.nextLink` verbatim."""
+        url: str | None = path
+        query: Mapping[str, str] | None = params
+        seen: set[str] = set()
+        while url is not None:
+            page = self._page(Api.GRAPH, url, self.get_json(Api.GRAPH, url, query))
+            yield page.value
+            url, query = page.next_link, None
+            if url is not None:
+                if url in seen:
+                    raise SchemaDriftError(
+                        f"tenant {self._tenant}: Graph repeated the nextLink {url} (paging loop)"
+                    )
+                seen.add(url)
+
+    def mde_pages(
+        self, path: str, params: Mapping[str, str] | None = None, page_size: int = MDE_PAGE_SIZE
+    ) -> Iterator[list[Any]]:
+        """Items of an MDE list via `$top`/`$skip`; MDE's nextLink is unreliable and never used."""
+        skip = 0
+        previous: list[Any] | None = None
+        while True:
+            query = {**(params or {}), "$top": str(page_size), "$skip": str(skip)}
+            items = self._page(Api.MDE, path, self.get_json(Api.MDE, path, query)).value
+            if items and items == previous:
+                raise SchemaDriftError(
+                    f"tenant {self._tenant}: {path} ignored $skip and repeated a page"
+                )
+            yield items
+            if len(items) < page_size:
+                return
+            skip, previous = skip + page_size, items
+
+    @property
+    def _tenant(self) -> str:
+        return self._settings.tenant_id
+
+    def _page(self, api: Api, url_or_path: str, body: dict[str, Any]) -> ODataPage:
+        try:
+            return ODataPage.model_validate(body)
+        except ValidationError as err:
+            raise SchemaDriftError(
+                f"tenant {self._tenant}: {self._url(api, url_or_path)} did not answer an OData "
+                "list (no 'value' array)"
+            ) from err
+
+    def _url(self, api: Api, url_or_path: str) -> str:
+        base = self._bases[api]
+        if not url_or_path.startswith(("https://", "http://")):
+            return base + "/" + url_or_path.lstrip("/")
+        if url_or_path != base and not url_or_path.startswith(base + "/"):
+            # A link elsewhere would carry the tenant's bearer token off to another host.
+            raise SchemaDriftError(
+                f"tenant {self._tenant}: refusing to follow {url_or_path} outside {base}"
+            )
+        return url_or_path
+
+    def _request(
+        self,
+        method: str,
+        api: Api,
+        url_or_path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        url = self._url(api, url_or_path)
+        headers = {"Authorization": f"Bearer {self._tokens.token(self._scopes[api])}"}
+        if api is Api.GRAPH:
+            headers["Prefer"] = "include-unknown-enum-members"  # newer enum values, not a stand-in
+        try:
+            response = self._http.request(
+                method,
+                url,
+                params=params,
+                json=body,
+                headers=headers,
+                timeout=self._settings.timeout_seconds,
+            )
+        except httpx.TimeoutException as err:
+            raise TransientError(f"tenant {self._tenant}: {method} {url} timed out") from err
+        except httpx.RequestError as err:
+            raise TransientError(
+                f"tenant {self._tenant}: {method} {url} failed: {type(err).__name__}: {err}"
+            ) from err
+        log.debug("tenant %s: %s %s -> %s", self._tenant, method, url, response.status_code)
+        if not response.is_success:
+            raise self._failure(method, api, response)
+        if response.status_code == 206:
+            log.warning(
+                "tenant %s: partial answer from %s: %s",
+                self._tenant,
+                url,
+                response.headers.get("Warning", "no Warning header"),
+            )
+        try:
+            data = response.json()
+        except ValueError as err:
+            raise SchemaDriftError(
+                f"tenant {self._tenant}: {method} {response.request.url} answered "
+                f"{response.status_code} with a body that is not JSON"
+            ) from err
+        if not isinstance(data, dict):
+            raise SchemaDriftError(
+                f"tenant {self._tenant}: {method} {response.request.url} answered JSON "
+                f"{type(data).__name__}, expected an object"
+            )
+        return data
+
+    def _failure(self, method: str, api: Api, response: httpx.Response) -> Exception:
+        status = response.status_code
+        code, api_message, target = _error_details(response)
+        where = f"{method} {response.request.url.copy_with(query=None)}"
+        quoted = f"{code or 'no code'}: {api_message or 'no message'}" + (
+            f" (target {target})" if target else ""
+        )
+        message = f"tenant {self._tenant}: {where} answered {status} {quoted}"
+        if status == 429:
+            return TransientError(message, retry_after=_retry_after(response))
+        if status >= 500:
+            return TransientError(message, retry_after=_retry_after(response))
+        if status == 401:
+            return AuthError(
+                message,
+                operator_action=(
+                    f"The {api} API refused the token: check {api}_scope and that the app holds "
+                    f"application permissions with admin consent in tenant {self._tenant}."
+                ),
+            )
+        if status == 403:
+            return AuthError(message, operator_action=_forbidden_action(code, self._tenant))
+        if status == 404:
+            return ResourceNotFound(message, status=status, code=code, api_message=api_message)
+        if 400 <= status < 500:
+            return ApiRefused(message, status=status, code=code, api_message=api_message)
+        return SchemaDriftError(f"{message} (unexpected status)")
+
+
+def _forbidden_action(code: str, tenant: str) -> str:
+    if code == "DisabledFeature":
+        return (
+            f"Defender reports a disabled feature in tenant {tenant}: Defender for Business is "
+            "not fully provisioned or has no onboarded device yet; the company opens "
+            "security.microsoft.com > Assets > Devices and onboards a device, then resume."
+        )
+    if code == "DisallowedOperation":
+        return f"Defender does not allow this operation in tenant {tenant}; check the device."
+    return (
+        f"The app lacks an application permission in tenant {tenant} ({_PERMISSIONS}): add it, "
+        "then have a global administrator grant admin consent again."
+    )
+
+
+def _error_details(response: httpx.Response) -> tuple[str, str, str]:
+    """Microsoft's error code, message and correlation target from either API's envelope."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return "", response.text[:200].strip(), ""
+    if not isinstance(error, dict):
+        return "", response.text[:200].strip(), ""
+    inner = error.get("innerError") or {}
+    target = error.get("target") or (inner.get("request-id") if isinstance(inner, dict) else "")
+    return str(error.get("code") or ""), str(error.get("message") or ""), str(target or "")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a Retry-After header (seconds or an HTTP date); None when absent or garbled."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return _seconds_until(value)
+
+
+def _seconds_until(http_date: str) -> float | None:
+    try:
+        when = parsedate_to_datetime(http_date)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -1,0 +1,136 @@
+"""Payload models for Graph security and Defender for Endpoint, as lenient as the APIs are loose.
+
+Every field is optional (null and absent mean the same), unknown fields are kept, and
+enum-like values are lower-cased because Graph sends camelCase and MDE PascalCase.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from edrtrial.timeutil import parse_iso
+
+DEVICE_EVIDENCE = "#microsoft.graph.security.deviceevidence"
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _timestamp(value: Any) -> Any:
+    return parse_iso(value) if isinstance(value, str) else value
+
+
+def _empty_if_null(value: Any) -> Any:
+    return () if value is None else value
+
+
+EnumText = Annotated[str | None, BeforeValidator(_lower)]
+"""An enum-like string, lower-cased: 'TruePositive' and 'truePositive' become 'truepositive'."""
+
+Timestamp = Annotated[datetime | None, BeforeValidator(_timestamp)]
+"""A Microsoft timestamp (up to 7 fractional digits), UTC-aware."""
+
+Strings = Annotated[tuple[str, ...], BeforeValidator(_empty_if_null)]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+        frozen=True,
+        alias_generator=to_camel,
+        coerce_numbers_to_str=True,  # MDE sends incidentId as a number, Graph as a string
+    )
+
+
+class ODataPage(_Payload):
+    """The list envelope both APIs use; items stay raw so one bad item cannot spoil the page."""
+
+    value: list[Any]
+    next_link: str | None = Field(None, alias="@odata.nextLink")
+
+
+class Evidence(_Payload):
+    """One evidence item of a Graph alert; only device evidence is read, other types pass."""
+
+    odata_type: EnumText = Field(None, alias="@odata.type")
+    mde_device_id: str | None = None
+    device_dns_name: str | None = None
+
+    @property
+    def is_device(self) -> bool:
+        """True for `#microsoft.graph.security.deviceEvidence`."""
+        return self.odata_type == DEVICE_EVIDENCE
+
+
+Evidences = Annotated[tuple[Evidence, ...], BeforeValidator(_empty_if_null)]
+
+
+class GraphAlert(_Payload):
+    """A Graph `alerts_v2` alert."""
+
+    id: str | None = None
+    incident_id: str | None = None
+    title: str | None = None
+    description: str | None = None
+    severity: EnumText = None
+    status: EnumText = None
+    classification: EnumText = None
+    determination: EnumText = None
+    category: str | None = None
+    detection_source: EnumText = None
+    service_source: EnumText = None
+    mitre_techniques: Strings = ()
+    created_date_time: Timestamp = None
+    last_update_date_time: Timestamp = None
+    evidence: Evidences = ()
+
+
+class GraphIncident(_Payload):
+    """A Graph security incident (with or without `$expand=alerts`; alerts stay in raw)."""
+
+    id: str | None = None
+    display_name: str | None = None
+    severity: EnumText = None
+    status: EnumText = None
+    classification: EnumText = None
+    determination: EnumText = None
+    created_date_time: Timestamp = None
+    last_update_date_time: Timestamp = None
+
+
+class MdeMachine(_Payload):
+    """A Defender for Endpoint machine."""
+
+    id: str | None = None
+    computer_dns_name: str | None = None
+    os_platform: str | None = None
+    os_version: str | None = None
+    version: str | None = None
+    os_build: str | None = None
+    health_status: EnumText = None
+    onboarding_status: EnumText = None
+    risk_score: EnumText = None
+    first_seen: Timestamp = None
+    last_seen: Timestamp = None
+
+
+class MdeMachineAction(_Payload):
+    """A Defender for Endpoint machine action (isolate, scan, offboard, ...)."""
+
+    id: str | None = None
+    type: EnumText = None
+    scope: EnumText = None
+    status: EnumText = None
+    machine_id: str | None = None
+    computer_dns_name: str | None = None
+    requestor_comment: str | None = None
+    creation_date_time_utc: Timestamp = None
+    # The resource page says lastUpdateDateTimeUtc, the list examples lastUpdateTimeUtc.
+    last_update_date_time_utc: Timestamp = Field(
+        None, validation_alias=AliasChoices("lastUpdateDateTimeUtc", "lastUpdateTimeUtc")
+    )

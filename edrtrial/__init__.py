@@ -1,0 +1,3 @@
+"""edrtrial: the service a secretariat runs for a programme of free EDR trials for SMEs."""
+
+__version__ = "0.1.0"

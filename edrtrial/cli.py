@@ -1,0 +1,412 @@
+"""The `edrtrial` command: every job and operator task, from one place."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from datetime import date
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from edrtrial import desk, jobs, lifecycle, logsetup, seats
+from edrtrial.config import Config, default_config_path, load_config
+from edrtrial.db import current_revision, head_revision, make_engine, transaction, upgrade
+from edrtrial.errors import EdrTrialError
+from edrtrial.runtime import Runtime
+from edrtrial.timeutil import jst_date, to_jst
+
+P = ParamSpec("P")
+T = TypeVar("T")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fails_cleanly(func: Callable[P, T]) -> Callable[P, T]:
+    """Our own errors end the command with their message, not a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return func(*args, **kwargs)
+        except EdrTrialError as err:
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _config(ctx: click.Context) -> Config:
+    found = ctx.obj.get("config")
+    if isinstance(found, Config):
+        return found
+    path: Path = ctx.obj["config_path"]
+    if path.name == "config.example.toml" and not ctx.obj.get("explicit"):
+        err_console.print(
+            f"using {path} (copy it to config.toml to make your own)", style="dim", highlight=False
+        )
+    config = load_config(path)
+    logsetup.configure(
+        ctx.obj.get("log_level") or config.settings.logging.level,
+        config.settings.logging.json_lines,
+    )
+    ctx.obj["config"] = config
+    return config
+
+
+def _runtime(ctx: click.Context) -> Runtime:
+    runtime = Runtime.open(_config(ctx))
+    ctx.call_on_close(runtime.close)
+    return runtime
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="Config file (default: $EDRTRIAL_CONFIG, ./config.toml, ./config.example.toml)",
+)
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@click.version_option(package_name="edrtrial")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None, log_level: str | None) -> None:
+    """Run the EDR trial programme: polling, triage, desk, reports, offboarding."""
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path or default_config_path()
+    ctx.obj["explicit"] = config_path is not None
+    ctx.obj["log_level"] = log_level
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.pass_context
+@_fails_cleanly
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply pending migrations."""
+    engine = make_engine(_config(ctx).database_url)
+    before, after = upgrade(engine)
+    engine.dispose()
+    console.print(
+        f"database at {after}" + ("" if before == after else f" (was {before or 'empty'})")
+    )
+
+
+@db.command("current")
+@click.pass_context
+@_fails_cleanly
+def db_current(ctx: click.Context) -> None:
+    """Show the schema revision and whether it is the newest."""
+    engine = make_engine(_config(ctx).database_url)
+    current, head = current_revision(engine), head_revision()
+    engine.dispose()
+    console.print(f"{current or 'empty'} (newest: {head})")
+
+
+def _start_sandbox(config: Config) -> Any:
+    from edrtrial.sandbox import SandboxServer, SandboxWorld
+
+    settings = config.settings.sandbox
+    world = SandboxWorld(
+        seed=settings.seed,
+        tenants=settings.tenants,
+        alert_interval_seconds=settings.alert_interval_seconds,
+    )
+    server = SandboxServer(
+        world, host=settings.host, port=settings.port, state_dir=config.resolve(settings.state_dir)
+    )
+    server.start()
+    return server
+
+
+@main.command()
+@click.option("--with-sandbox", is_flag=True, help="Also run the built-in Defender sandbox.")
+@click.pass_context
+@_fails_cleanly
+def serve(ctx: click.Context, with_sandbox: bool) -> None:
+    """Run the scheduler (polling, inventory, outbox, reports, trial lifecycle) until stopped."""
+    from edrtrial.scheduler import acquire_lock, build_scheduler, holder_id, release_lock
+
+    config = _config(ctx)
+    sandbox = _start_sandbox(config) if with_sandbox else None
+    if sandbox is not None:
+        console.print(f"sandbox serving the Defender APIs at {sandbox.base_url}")
+    runtime = _runtime(ctx)
+    holder = holder_id()
+    acquire_lock(runtime.sessions, holder, runtime.clock())
+    scheduler = build_scheduler(runtime)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    scheduler.resume()
+    console.print(f"edrtrial serving {len(runtime.tenants())} tenants; Ctrl-C stops")
+    try:
+        stop.wait()
+    finally:
+        scheduler.shutdown(wait=True)
+        release_lock(runtime.sessions, holder)
+        if sandbox is not None:
+            sandbox.stop()
+    console.print("stopped")
+
+
+@main.command()
+@click.option("--host", help="Address to bind (default from config).")
+@click.option("--port", type=int, help="Port (default from config).")
+@click.pass_context
+@_fails_cleanly
+def sandbox(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the built-in stand-in for the Defender and Graph APIs."""
+    from edrtrial.sandbox import SandboxServer, SandboxWorld
+
+    config = _config(ctx)
+    settings = config.settings.sandbox
+    world = SandboxWorld(
+        seed=settings.seed,
+        tenants=settings.tenants,
+        alert_interval_seconds=settings.alert_interval_seconds,
+    )
+    server = SandboxServer(
+        world,
+        host=host or settings.host,
+        port=settings.port if port is None else port,
+        state_dir=config.resolve(settings.state_dir),
+    )
+    server.run_forever()
+
+
+@main.command()
+@click.option("--company", help="Only this company (key).")
+@click.option("--no-deliver", is_flag=True, help="Queue notices without sending them.")
+@click.pass_context
+@_fails_cleanly
+def poll(ctx: click.Context, company: str | None, no_deliver: bool) -> None:
+    """One full cycle now: inventory, alerts, triage, and the mail it causes."""
+    runtime = _runtime(ctx)
+    if company:
+        runtime.config.company(company)
+    jobs.inventory(runtime, company)
+    outcomes = jobs.poll(runtime, company)
+    table = Table(
+        "company", "new alerts", "updated", "tickets opened", "suppressed", "notices", "problem"
+    )
+    for o in outcomes:
+        table.add_row(
+            o.company_key,
+            str(o.new_alerts),
+            str(o.updated_alerts),
+            str(o.triage.tickets_opened),
+            str(o.triage.suppressed),
+            str(o.triage.notices_queued),
+            o.error,
+        )
+    console.print(table)
+    if not no_deliver:
+        stats = jobs.deliver_outbox(runtime)
+        console.print(f"mail: {stats.sent} sent, {stats.retried} to retry, {stats.failed} failed")
+    if any(o.error for o in outcomes):
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--company", help="Only this company (key).")
+@click.option("--all", "show_all", is_flag=True, help="Include resolved and closed tickets.")
+@click.pass_context
+@_fails_cleanly
+def tickets(ctx: click.Context, company: str | None, show_all: bool) -> None:
+    """The desk queue across all tenants, highest priority first."""
+    runtime = _runtime(ctx)
+    with runtime.sessions() as session:
+        states = (
+            ("new", "acknowledged", "in_progress", "resolved", "closed")
+            if show_all
+            else desk.OPEN_STATES
+        )
+        rows = desk.ticket_queue(session, company_key=company, states=states)
+    table = Table("#", "pri", "state", "company", "title", "alerts", "devices", "opened (JST)")
+    for row in rows:
+        t = row.ticket
+        table.add_row(
+            str(t.id),
+            t.priority,
+            t.state,
+            row.company_key,
+            t.title,
+            str(row.alert_count),
+            ", ".join(row.devices),
+            f"{to_jst(t.created_at):%m/%d %H:%M}",
+        )
+    console.print(table)
+    console.print(f"{len(rows)} ticket(s)")
+
+
+@main.command("seats")
+@click.pass_context
+@_fails_cleanly
+def seats_command(ctx: click.Context) -> None:
+    """Per company: planned seats, onboarded devices, active in 7 days, cap, trial dates."""
+    runtime = _runtime(ctx)
+    now = runtime.clock()
+    with runtime.sessions() as session:
+        rows = seats.seat_counts(session, now)
+    today = jst_date(now)
+    table = Table(
+        "company",
+        "planned",
+        "onboarded",
+        "active 7d",
+        "tested",
+        "cap",
+        "trial",
+        "days left",
+        "decision",
+    )
+    for r in rows:
+        left = "" if r.trial_end is None else str(max((r.trial_end - today).days, 0))
+        onboarded = f"[red]{r.onboarded}[/]" if r.over_cap else str(r.onboarded)
+        trial = f"{r.trial_start} → {r.trial_end}" if r.trial_start else ""
+        table.add_row(
+            f"{r.company_key}\n{r.company_name}",
+            str(r.planned),
+            onboarded,
+            str(r.active_7d),
+            str(r.verified),
+            str(r.cap),
+            trial,
+            left,
+            r.decision,
+        )
+    console.print(table)
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError as err:
+        raise click.BadParameter(f"{value!r} is not a date like 2026-11-01") from err
+
+
+@main.command()
+@click.option("--company", required=True, help="Company key.")
+@click.option("--from", "start", required=True, help="First day (JST), YYYY-MM-DD.")
+@click.option("--to", "end", required=True, help="Last day (JST), YYYY-MM-DD, inclusive.")
+@click.option("--output", type=click.Path(path_type=Path), help="HTML file to write.")
+@click.option("--no-mail", is_flag=True, help="Write the file only; do not mail the company.")
+@click.pass_context
+@_fails_cleanly
+def report(
+    ctx: click.Context, company: str, start: str, end: str, output: Path | None, no_mail: bool
+) -> None:
+    """Write a company's Japanese detection report for a period, and mail it."""
+    from edrtrial.reports.delivery import queue_detection_report
+    from edrtrial.reports.detection import assemble_detection_report
+    from edrtrial.reports.render import render_detection_report_html
+
+    first, last = _date(start), _date(end)
+    if last < first:
+        raise click.BadParameter("--to is before --from")
+    runtime = _runtime(ctx)
+    runtime.config.company(company)
+    with transaction(runtime.sessions) as session:
+        from edrtrial.companies import company_by_key
+
+        stored = company_by_key(session, company)
+        assert stored is not None  # synced from the config by Runtime.open
+        if no_mail:
+            html = render_detection_report_html(
+                assemble_detection_report(
+                    session,
+                    stored.id,
+                    first,
+                    last,
+                    now=runtime.clock(),
+                    desk=runtime.config.settings.desk,
+                )
+            )
+        else:
+            html = queue_detection_report(
+                session,
+                stored.id,
+                first,
+                last,
+                now=runtime.clock(),
+                desk=runtime.config.settings.desk,
+            ).html
+    target = (
+        output or runtime.config.resolve(Path("var/reports")) / f"{company}_{first}_{last}.html"
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(html, encoding="utf-8")
+    console.print(f"report written to {target}")
+    if not no_mail:
+        stats = jobs.deliver_outbox(runtime)
+        console.print(f"mail: {stats.sent} sent, {stats.retried} to retry, {stats.failed} failed")
+
+
+@main.command()
+@click.option("--company", help="Only this company (key).")
+@click.option("--plan", is_flag=True, help="Run the trial-lifecycle check now.")
+@click.option("--execute", is_flag=True, help="Send the planned offboarding of --company.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@_fails_cleanly
+def offboarding(
+    ctx: click.Context, company: str | None, plan: bool, execute: bool, yes: bool
+) -> None:
+    """Offboarding tasks of companies whose trial ended without continuing."""
+    runtime = _runtime(ctx)
+    if plan:
+        console.print(f"{jobs.trial_lifecycle(runtime)} new task(s) planned")
+    if execute:
+        if not company:
+            raise click.UsageError("--execute needs --company (one tenant at a time)")
+        tenant = runtime.tenants(company)[0] if runtime.tenants(company) else None
+        if tenant is None:
+            raise click.UsageError(f"no tenant configured for {company}")
+        with runtime.sessions() as session:
+            planned = [
+                r for r in lifecycle.offboarding_progress(session, company) if r.status == "planned"
+            ]
+        if not planned:
+            console.print("nothing planned to send")
+        elif yes or click.confirm(
+            f"Uninstall the EDR from {len(planned)} device(s) of "
+            f"{company} (tenant {tenant.external_id})?"
+        ):
+            done = lifecycle.execute_offboarding(
+                runtime.sessions, tenant.id, runtime.connector(tenant), "cli", runtime.clock
+            )
+            console.print(f"{len(done)} task(s) sent or handed over for manual uninstall")
+    with runtime.sessions() as session:
+        rows = lifecycle.offboarding_progress(session, company)
+    table = Table("company", "device", "platform", "status", "detail", "updated (JST)")
+    for r in rows:
+        table.add_row(
+            r.company_key,
+            r.device_name,
+            r.os_platform,
+            r.status,
+            r.detail,
+            f"{to_jst(r.updated_at):%m/%d %H:%M}",
+        )
+    console.print(table)
+
+
+@main.command("run-job")
+@click.argument("name", type=click.Choice(sorted(jobs.JOBS)))
+@click.pass_context
+@_fails_cleanly
+def run_job(ctx: click.Context, name: str) -> None:
+    """Run one scheduled job now, exactly as the scheduler would."""
+    result = jobs.JOBS[name](_runtime(ctx))
+    console.print(f"{name}: {result}")

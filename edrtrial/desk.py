@@ -1,0 +1,151 @@
+"""The support desk: one ticket per incident, the notices it sends, the queue operators read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from edrtrial import outbox
+from edrtrial.config import DeskConfig
+from edrtrial.models import Alert, AuditEvent, Company, Incident, Tenant, Ticket
+from edrtrial.reports.notices import company_alert_notice, desk_ticket_notice
+
+PRIORITY_RANK = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
+OPEN_STATES = ("new", "acknowledged", "in_progress")
+
+
+def correlation_key(alert: Alert) -> str:
+    """Alerts of one Defender incident share a ticket; an alert without one gets its own."""
+    if alert.incident_source_id:
+        return f"incident:{alert.incident_source_id}"
+    return f"alert:{alert.source_id}"
+
+
+def _ticket_title(session: Session, alert: Alert) -> str:
+    if alert.incident_source_id:
+        title = session.scalar(
+            select(Incident.title).where(
+                Incident.tenant_id == alert.tenant_id,
+                Incident.source == alert.source,
+                Incident.source_id == alert.incident_source_id,
+            )
+        )
+        if title:
+            return title
+    return alert.title
+
+
+def open_or_attach(
+    session: Session, alert: Alert, priority: str, now: datetime
+) -> tuple[Ticket, bool]:
+    """Attach the alert to its incident's ticket, opening the ticket if it is the first."""
+    key = correlation_key(alert)
+    ticket = session.scalar(
+        select(Ticket).where(Ticket.tenant_id == alert.tenant_id, Ticket.correlation_key == key)
+    )
+    created = ticket is None
+    if ticket is None:
+        ticket = Ticket(
+            tenant_id=alert.tenant_id,
+            correlation_key=key,
+            title=_ticket_title(session, alert),
+            priority=priority,
+            state="new",
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(ticket)
+        session.flush()
+        session.add(
+            AuditEvent(
+                at=now,
+                actor="playbook",
+                action="ticket.opened",
+                tenant_id=alert.tenant_id,
+                target=f"ticket:{ticket.id}",
+                detail={"priority": priority, "correlation": key},
+            )
+        )
+    elif PRIORITY_RANK[priority] < PRIORITY_RANK[ticket.priority]:
+        ticket.priority = priority
+        ticket.updated_at = now
+    alert.ticket_id = ticket.id
+    session.flush()
+    return ticket, created
+
+
+def queue_notices(
+    session: Session, ticket: Ticket, desk: DeskConfig, *, to_desk: bool, to_company: bool
+) -> int:
+    """Queue the desk's and the company's notice for a ticket; each is queued once, ever."""
+    tenant = session.get_one(Tenant, ticket.tenant_id)
+    company = session.get_one(Company, tenant.company_id)
+    alerts = list(
+        session.scalars(
+            select(Alert).where(Alert.ticket_id == ticket.id).order_by(Alert.created_at)
+        )
+    )
+    queued = 0
+    if to_desk:
+        mail = desk_ticket_notice(company, ticket, alerts)
+        outbox.enqueue(
+            session,
+            dedupe_key=f"notice:desk:ticket:{ticket.id}",
+            kind="desk-notice",
+            recipient=str(desk.email),
+            subject=mail.subject,
+            body_text=mail.text,
+            body_html=mail.html,
+            tenant_id=tenant.id,
+        )
+        queued += 1
+    if to_company:
+        mail = company_alert_notice(company, ticket, alerts, desk)
+        outbox.enqueue(
+            session,
+            dedupe_key=f"notice:company:ticket:{ticket.id}",
+            kind="company-notice",
+            recipient=company.contact_email,
+            subject=mail.subject,
+            body_text=mail.text,
+            body_html=mail.html,
+            tenant_id=tenant.id,
+        )
+        queued += 1
+    return queued
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    """A ticket as the operators' queue shows it."""
+
+    ticket: Ticket
+    company_key: str
+    company_name: str
+    alert_count: int
+    devices: tuple[str, ...]
+
+
+def ticket_queue(
+    session: Session, *, company_key: str | None = None, states: Sequence[str] = OPEN_STATES
+) -> list[QueueRow]:
+    """One queue across all tenants: highest priority first, then oldest first."""
+    query = (
+        select(Ticket, Company.key, Company.name)
+        .join(Tenant, Ticket.tenant_id == Tenant.id)
+        .join(Company, Tenant.company_id == Company.id)
+        .where(Ticket.state.in_(list(states)))
+        .order_by(Ticket.priority, Ticket.created_at, Ticket.id)
+    )
+    if company_key:
+        query = query.where(Company.key == company_key)
+    rows = []
+    for ticket, key, name in session.execute(query):
+        alerts = list(session.scalars(select(Alert).where(Alert.ticket_id == ticket.id)))
+        devices = sorted({n for a in alerts for n in a.device_names if n})
+        rows.append(QueueRow(ticket, key, name, len(alerts), tuple(devices)))
+    return rows

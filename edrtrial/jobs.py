@@ -1,0 +1,184 @@
+"""Jobs: plain functions the scheduler runs and `edrtrial run-job` runs by hand.
+
+Per tenant, polling follows the coordinator contract: a transient failure is logged once
+when the tenant goes down and once when it comes back; an authentication failure parks
+the tenant with the operator's to-do until its credentials are fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import select
+
+from edrtrial import ingestion, lifecycle, outbox
+from edrtrial.db import transaction
+from edrtrial.errors import AuthError, ConnectorError, TransientError
+from edrtrial.logsetup import tenant_context
+from edrtrial.mailer import transport_from_config
+from edrtrial.models import Tenant, Trial
+from edrtrial.reports.delivery import queue_detection_report
+from edrtrial.runtime import Runtime, TenantRef
+from edrtrial.timeutil import jst_date
+from edrtrial.triage import TriageResult, triage_pending
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """One tenant's poll: what came in, what triage did, or why it failed."""
+
+    company_key: str
+    new_alerts: int = 0
+    updated_alerts: int = 0
+    triage: TriageResult = TriageResult()
+    error: str = ""
+
+
+def _set_state(rt: Runtime, tenant: TenantRef, state: str, reason: str = "") -> None:
+    with transaction(rt.sessions) as session:
+        row = session.get_one(Tenant, tenant.id)
+        now = rt.clock()
+        row.last_poll_at = now
+        if state == "active":
+            row.last_success_at = now
+        if row.state != state:
+            if state == "active":
+                log.info(
+                    "tenant %s (%s) is reachable again", tenant.external_id, tenant.company_key
+                )
+            elif state == "failing":
+                log.warning(
+                    "tenant %s (%s) is failing: %s", tenant.external_id, tenant.company_key, reason
+                )
+            else:
+                log.error(
+                    "tenant %s (%s) parked until an operator fixes it: %s",
+                    tenant.external_id,
+                    tenant.company_key,
+                    reason,
+                )
+        row.state, row.state_reason = state, reason
+
+
+def poll_one(rt: Runtime, tenant: TenantRef) -> PollOutcome:
+    """Ingest and triage one tenant; connector errors become the tenant's state."""
+    with tenant_context(tenant.external_id):
+        if tenant.state == "parked":
+            return PollOutcome(tenant.company_key, error="parked")
+        try:
+            results = ingestion.ingest_tenant(rt.sessions, tenant.id, rt.connector(tenant))
+        except AuthError as err:
+            reason = f"{err} {err.operator_action}".strip()
+            _set_state(rt, tenant, "parked", reason)
+            return PollOutcome(tenant.company_key, error=reason)
+        except ConnectorError as err:
+            _set_state(rt, tenant, "failing", str(err))
+            return PollOutcome(tenant.company_key, error=str(err))
+        with transaction(rt.sessions) as session:
+            result = triage_pending(
+                session,
+                tenant.id,
+                tenant.company_key,
+                rt.playbook,
+                rt.config.settings.desk,
+                rt.clock(),
+            )
+        _set_state(rt, tenant, "active")
+        alerts = [r for r in results if r.stream == "alerts"]
+        return PollOutcome(
+            tenant.company_key,
+            sum(r.counts.inserted for r in alerts),
+            sum(r.counts.updated for r in alerts),
+            result,
+        )
+
+
+def poll(rt: Runtime, company_key: str | None = None) -> list[PollOutcome]:
+    """Poll every active tenant (or one company's) once."""
+    return [poll_one(rt, tenant) for tenant in rt.tenants(company_key)]
+
+
+def inventory(rt: Runtime, company_key: str | None = None) -> int:
+    """Sync device inventories and follow sent offboarding actions; returns devices seen."""
+    seen = 0
+    for tenant in rt.tenants(company_key):
+        if tenant.state == "parked":
+            continue
+        with tenant_context(tenant.external_id):
+            try:
+                connector = rt.connector(tenant)
+                counts = ingestion.sync_inventory(rt.sessions, tenant.id, connector)
+                lifecycle.refresh_offboarding(rt.sessions, tenant.id, connector)
+            except TransientError as err:
+                log.warning("inventory of %s deferred: %s", tenant.company_key, err)
+                continue
+            except ConnectorError as err:
+                log.error("inventory of %s failed: %s", tenant.company_key, err)
+                continue
+            seen += counts.inserted + counts.updated
+    return seen
+
+
+def deliver_outbox(rt: Runtime) -> outbox.DeliveryStats:
+    """Send the mail that is due."""
+    mail = rt.config.settings.mail
+    return outbox.deliver_due(
+        rt.sessions,
+        transport_from_config(rt.config),
+        sender=str(mail.from_address),
+        sender_name=mail.from_name,
+        max_attempts=mail.max_attempts,
+        now=rt.clock(),
+    )
+
+
+def report_period(today: date) -> tuple[date, date]:
+    """The seven JST days before `today` (the weekly report's period)."""
+    end = today - timedelta(days=1)
+    return end - timedelta(days=6), end
+
+
+def weekly_reports(rt: Runtime, today: date | None = None) -> int:
+    """Queue each trial company's detection report for last week (once per company and week)."""
+    today = today or jst_date(rt.clock())
+    start, end = report_period(today)
+    queued = 0
+    for tenant in rt.tenants():
+        with transaction(rt.sessions) as session:
+            trial = session.scalar(
+                select(Trial)
+                .join(Tenant, Tenant.company_id == Trial.company_id)
+                .where(Tenant.id == tenant.id)
+            )
+            if trial is None or trial.starts_on > end or trial.ends_on < start:
+                continue
+            company_id = session.get_one(Tenant, tenant.id).company_id
+            queue_detection_report(
+                session, company_id, start, end, now=rt.clock(), desk=rt.config.settings.desk
+            )
+            queued += 1
+    return queued
+
+
+def trial_lifecycle(rt: Runtime, today: date | None = None) -> int:
+    """Plan offboarding for every device of companies whose trial ended without continuing."""
+    today = today or jst_date(rt.clock())
+    with transaction(rt.sessions) as session:
+        created = lifecycle.plan_offboarding(session, today, rt.clock())
+    if created:
+        log.info("planned %d offboarding tasks", len(created))
+    return len(created)
+
+
+JOBS: dict[str, Callable[[Runtime], object]] = {
+    "poll": poll,
+    "inventory": inventory,
+    "outbox": deliver_outbox,
+    "weekly-reports": weekly_reports,
+    "trial-lifecycle": trial_lifecycle,
+}

@@ -1,0 +1,270 @@
+"""The store's tables: typed SQLAlchemy 2 models, the only place state lives."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from edrtrial.timeutil import as_utc, utcnow
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on the way in and out, also on SQLite (which keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        aware = as_utc(value)
+        return aware.replace(tzinfo=None) if dialect.name == "sqlite" else aware
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType}
+
+
+class Company(Base):
+    """A participating SME."""
+
+    __tablename__ = "company"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    contact_name: Mapped[str] = mapped_column(String(200), default="")
+    contact_email: Mapped[str] = mapped_column(String(320))
+    language: Mapped[str] = mapped_column(String(8), default="ja")
+    planned_seats: Mapped[int] = mapped_column(Integer, default=0)
+    seat_cap: Mapped[int] = mapped_column(Integer, default=300)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    tenant: Mapped[Tenant | None] = relationship(back_populates="company", uselist=False)
+    trial: Mapped[Trial | None] = relationship(back_populates="company", uselist=False)
+
+
+class Tenant(Base):
+    """A company's EDR tenant and how to reach it (secrets only as references)."""
+
+    __tablename__ = "tenant"
+    __table_args__ = (UniqueConstraint("connector", "external_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("company.id"), unique=True)
+    connector: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(String(64))
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    state_reason: Mapped[str] = mapped_column(Text, default="")
+    last_poll_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+
+    company: Mapped[Company] = relationship(back_populates="tenant")
+
+
+class Trial(Base):
+    """The company's trial period and its continue-or-offboard decision."""
+
+    __tablename__ = "trial"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("company.id"), unique=True)
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date] = mapped_column(Date)
+    decision: Mapped[str] = mapped_column(String(16), default="undecided")
+
+    company: Mapped[Company] = relationship(back_populates="trial")
+
+
+class Device(Base):
+    """A device as the EDR inventory reports it."""
+
+    __tablename__ = "device"
+    __table_args__ = (UniqueConstraint("tenant_id", "source_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"), index=True)
+    source_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(255), default="")
+    os_platform: Mapped[str] = mapped_column(String(64), default="")
+    os_version: Mapped[str] = mapped_column(String(64), default="")
+    health_status: Mapped[str] = mapped_column(String(64), default="")
+    onboarding_status: Mapped[str] = mapped_column(String(64), default="")
+    risk_score: Mapped[str] = mapped_column(String(32), default="")
+    first_seen: Mapped[datetime | None]
+    last_seen: Mapped[datetime | None]
+    in_inventory: Mapped[bool] = mapped_column(default=False)
+    detection_test_at: Mapped[datetime | None]
+    raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Incident(Base):
+    """An EDR incident (a group of alerts) as the source reports it."""
+
+    __tablename__ = "incident"
+    __table_args__ = (UniqueConstraint("tenant_id", "source", "source_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"), index=True)
+    source: Mapped[str] = mapped_column(String(32))
+    source_id: Mapped[str] = mapped_column(String(128))
+    title: Mapped[str] = mapped_column(Text, default="")
+    severity: Mapped[str] = mapped_column(String(32), default="")
+    status: Mapped[str] = mapped_column(String(32), default="")
+    created_at: Mapped[datetime | None]
+    last_update_at: Mapped[datetime | None]
+    raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Ticket(Base):
+    """One desk ticket per incident (the correlation key is unique per tenant)."""
+
+    __tablename__ = "ticket"
+    __table_args__ = (UniqueConstraint("tenant_id", "correlation_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"), index=True)
+    correlation_key: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(Text)
+    priority: Mapped[str] = mapped_column(String(4))
+    state: Mapped[str] = mapped_column(String(16), default="new")
+    assignee: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    alerts: Mapped[list[Alert]] = relationship(back_populates="ticket")
+
+
+class Alert(Base):
+    """A normalised EDR alert; `raw` keeps the payload exactly as received."""
+
+    __tablename__ = "alert"
+    __table_args__ = (UniqueConstraint("tenant_id", "source", "source_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"), index=True)
+    source: Mapped[str] = mapped_column(String(32))
+    source_id: Mapped[str] = mapped_column(String(128))
+    incident_source_id: Mapped[str | None] = mapped_column(String(128))
+    title: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    severity: Mapped[str] = mapped_column(String(32), default="")
+    status: Mapped[str] = mapped_column(String(32), default="")
+    category: Mapped[str] = mapped_column(String(64), default="")
+    detection_source: Mapped[str] = mapped_column(String(64), default="")
+    service_source: Mapped[str] = mapped_column(String(64), default="")
+    mitre_techniques: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    device_source_ids: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    device_names: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[datetime | None] = mapped_column(index=True)
+    last_update_at: Mapped[datetime | None]
+    raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    ingested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    triaged_at: Mapped[datetime | None]
+    priority: Mapped[str | None] = mapped_column(String(4))
+    suppressed_reason: Mapped[str | None] = mapped_column(String(64))
+    matched_rules: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
+
+    ticket: Mapped[Ticket | None] = relationship(back_populates="alerts")
+
+
+class ResponseAction(Base):
+    """An action on a device (isolate, release, offboard…), taken at most once per dedupe key."""
+
+    __tablename__ = "response_action"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"), index=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("device.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32), default="planned")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    source_action_id: Mapped[str | None] = mapped_column(String(128))
+    requested_by: Mapped[str] = mapped_column(String(200), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    device: Mapped[Device] = relationship()
+
+
+class PollCursor(Base):
+    """How far a tenant's stream has been ingested; moved in the same transaction as its rows."""
+
+    __tablename__ = "poll_cursor"
+    __table_args__ = (UniqueConstraint("tenant_id", "stream"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"))
+    stream: Mapped[str] = mapped_column(String(32))
+    position: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class OutboxMessage(Base):
+    """A mail waiting to go out; the dedupe key makes each notice exist once."""
+
+    __tablename__ = "outbox_message"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    recipient: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text)
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class AuditEvent(Base):
+    """Who did what, when, to which tenant: written for every operator or destructive action."""
+
+    __tablename__ = "audit_event"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
+    target: Mapped[str] = mapped_column(String(200), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ServiceLock(Base):
+    """A named lease (the scheduler's) so only one process owns the store's schedule."""
+
+    __tablename__ = "service_lock"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)

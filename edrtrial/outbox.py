@@ -1,0 +1,220 @@
+"""The persistent mail outbox: each notice is queued once and delivered at least once."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from edrtrial.db import transaction
+from edrtrial.errors import DeliveryError
+from edrtrial.mailer import MailTransport, ServerUnavailableError, UndeliverableError, build_message
+from edrtrial.models import OutboxMessage
+from edrtrial.timeutil import as_utc, utcnow
+
+log = logging.getLogger(__name__)
+
+PENDING = "pending"
+SENT = "sent"
+FAILED = "failed"
+
+RETRY_BASE = timedelta(minutes=1)
+RETRY_FACTOR = 3
+RETRY_CAP = timedelta(hours=4)
+ERROR_MAX_CHARS = 1000
+_DEDUPE_MAX = 200  # the column widths, checked here so SQLite fails like PostgreSQL would
+_KIND_MAX = 32
+
+_rng = random.Random()
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStats:
+    """What one delivery run did."""
+
+    sent: int = 0
+    retried: int = 0  # failed this time, scheduled again
+    failed: int = 0  # given up (max attempts, or refused for good)
+    postponed: int = 0  # due but not tried: the server was unavailable
+
+
+class _Outcome(Enum):
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    SERVER_DOWN = "server_down"
+
+
+def enqueue(
+    session: Session,
+    *,
+    dedupe_key: str,
+    kind: str,
+    recipient: str,
+    subject: str,
+    body_text: str,
+    body_html: str | None = None,
+    tenant_id: int | None = None,
+) -> OutboxMessage:
+    """Queue a mail unless one with this dedupe key exists (then return that one, unchanged)."""
+    if not dedupe_key or len(dedupe_key) > _DEDUPE_MAX:
+        raise ValueError(f"dedupe_key must be 1..{_DEDUPE_MAX} characters: {dedupe_key!r}")
+    if not kind or len(kind) > _KIND_MAX:
+        raise ValueError(f"kind must be 1..{_KIND_MAX} characters: {kind!r}")
+    if not recipient.strip():
+        raise ValueError(f"outbox message {dedupe_key!r} has no recipient")
+    existing = session.scalar(select(OutboxMessage).where(OutboxMessage.dedupe_key == dedupe_key))
+    if existing is not None:
+        return existing
+    message = OutboxMessage(
+        dedupe_key=dedupe_key,
+        kind=kind,
+        recipient=recipient.strip(),
+        subject=subject,
+        body_text=body_text,
+        body_html=body_html,
+        tenant_id=tenant_id,
+        status=PENDING,
+        attempts=0,
+        last_error="",
+        next_attempt_at=utcnow(),
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def retry_delay(attempts: int, rng: random.Random | None = None) -> timedelta:
+    """Wait after the n-th failure: 1, 3, 9 … minutes up to 4 h, jittered down to half."""
+    exponent = min(max(attempts, 1) - 1, 16)
+    growth: int = RETRY_FACTOR**exponent
+    nominal = min(RETRY_BASE * growth, RETRY_CAP)
+    # Jitter spreads retries of many messages that failed together (e.g. a relay outage).
+    factor: float = 0.5 + 0.5 * (rng or _rng).random()
+    return nominal * factor
+
+
+def due_message_ids(session: Session, now: datetime, limit: int) -> list[int]:
+    """Pending messages whose time has come, oldest first."""
+    query = (
+        select(OutboxMessage.id)
+        .where(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now)
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def _record_failure(
+    msg: OutboxMessage,
+    err: DeliveryError,
+    *,
+    now: datetime,
+    max_attempts: int,
+    rng: random.Random | None,
+) -> _Outcome:
+    msg.attempts += 1
+    msg.last_error = f"{type(err).__name__}: {err}"[:ERROR_MAX_CHARS]
+    extra = {"tenant_id": msg.tenant_id, "outbox_id": msg.id}
+    if isinstance(err, UndeliverableError) or msg.attempts >= max_attempts:
+        msg.status = FAILED
+        log.error(
+            "mail %s to %s given up after %d attempt(s): %s",
+            msg.id,
+            msg.recipient,
+            msg.attempts,
+            msg.last_error,
+            extra=extra,
+        )
+        return _Outcome.FAILED
+    msg.next_attempt_at = now + retry_delay(msg.attempts, rng)
+    log.warning(
+        "mail %s to %s failed (attempt %d of %d), retry at %s: %s",
+        msg.id,
+        msg.recipient,
+        msg.attempts,
+        max_attempts,
+        msg.next_attempt_at.isoformat(),
+        msg.last_error,
+        extra=extra,
+    )
+    return _Outcome.SERVER_DOWN if isinstance(err, ServerUnavailableError) else _Outcome.RETRY
+
+
+def _deliver_one(
+    msg: OutboxMessage,
+    transport: MailTransport,
+    *,
+    sender: str,
+    sender_name: str,
+    max_attempts: int,
+    now: datetime | None,
+    rng: random.Random | None,
+) -> _Outcome:
+    clock = now or utcnow()
+    try:
+        transport.send(build_message(msg, sender=sender, sender_name=sender_name))
+    except DeliveryError as err:
+        return _record_failure(msg, err, now=clock, max_attempts=max_attempts, rng=rng)
+    msg.status = SENT
+    msg.sent_at = now or utcnow()
+    msg.last_error = ""
+    log.info(
+        "mail %s (%s) sent to %s",
+        msg.id,
+        msg.kind,
+        msg.recipient,
+        extra={"tenant_id": msg.tenant_id, "outbox_id": msg.id},
+    )
+    return _Outcome.SENT
+
+
+def deliver_due(
+    sessions: sessionmaker[Session],
+    transport: MailTransport,
+    *,
+    sender: str,
+    sender_name: str,
+    max_attempts: int,
+    now: datetime | None = None,
+    limit: int = 200,
+    rng: random.Random | None = None,
+) -> DeliveryStats:
+    """Send what is due, one transaction per message; a crash after sending re-sends (same ID)."""
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+    at = as_utc(now) if now is not None else None
+    with transaction(sessions) as session:
+        ids = due_message_ids(session, at or utcnow(), limit)
+    counts = {outcome: 0 for outcome in _Outcome}
+    postponed = 0
+    for index, message_id in enumerate(ids):
+        with transaction(sessions) as session:
+            msg = session.get(OutboxMessage, message_id, with_for_update=True)
+            if msg is None or msg.status != PENDING:
+                continue  # handled meanwhile (e.g. an operator cancelled it)
+            outcome = _deliver_one(
+                msg,
+                transport,
+                sender=sender,
+                sender_name=sender_name,
+                max_attempts=max_attempts,
+                now=at,
+                rng=rng,
+            )
+        counts[outcome] += 1
+        if outcome is _Outcome.SERVER_DOWN:
+            # The next messages would wait out the same timeout; leave them for the next run.
+            postponed = len(ids) - index - 1
+            break
+    return DeliveryStats(
+        sent=counts[_Outcome.SENT],
+        retried=counts[_Outcome.RETRY] + counts[_Outcome.SERVER_DOWN],
+        failed=counts[_Outcome.FAILED],
+        postponed=postponed,
+    )

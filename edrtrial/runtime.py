@@ -1,0 +1,96 @@
+"""The runtime: config, store, playbook and connectors, shared by CLI, jobs and scheduler."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from threading import Lock
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from edrtrial.companies import sync_companies
+from edrtrial.config import Config
+from edrtrial.connectors import connector_class
+from edrtrial.connectors.base import Connector
+from edrtrial.db import ensure_current, make_engine, make_sessions, transaction
+from edrtrial.models import Company, Tenant
+from edrtrial.playbooks.engine import Playbook, default_playbook_paths, load_playbooks
+from edrtrial.timeutil import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRef:
+    """Enough to name a tenant without holding a session open."""
+
+    id: int
+    company_key: str
+    external_id: str
+    state: str
+
+
+class Runtime:
+    """Everything a job needs, built once per process from the config."""
+
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        playbook: Playbook,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.sessions: sessionmaker[Session] = make_sessions(engine)
+        self.playbook = playbook
+        self.clock = clock
+        self._connectors: dict[int, Connector] = {}
+        self._lock = Lock()
+
+    @classmethod
+    def open(cls, config: Config, clock: Callable[[], datetime] = utcnow) -> Runtime:
+        """Open the store (refusing an unmigrated one), sync companies, load playbooks."""
+        engine = make_engine(config.database_url)
+        ensure_current(engine)
+        paths = [config.resolve(p) for p in config.settings.playbooks] or default_playbook_paths()
+        runtime = cls(config, engine, load_playbooks(paths), clock)
+        with transaction(runtime.sessions) as session:
+            sync_companies(session, config.settings.companies)
+        return runtime
+
+    def tenants(self, company_key: str | None = None) -> list[TenantRef]:
+        """The configured tenants (optionally one company's), in company order."""
+        with self.sessions() as session:
+            query = (
+                select(Tenant, Company.key)
+                .join(Company, Tenant.company_id == Company.id)
+                .order_by(Company.key)
+            )
+            if company_key:
+                query = query.where(Company.key == company_key)
+            configured = {c.key for c in self.config.settings.companies}
+            return [
+                TenantRef(t.id, key, t.external_id, t.state)
+                for t, key in session.execute(query)
+                if key in configured
+            ]
+
+    def connector(self, tenant: TenantRef) -> Connector:
+        """The tenant's connector, kept for the process so its token cache is reused."""
+        with self._lock:
+            found = self._connectors.get(tenant.id)
+            if found is None:
+                company = self.config.company(tenant.company_key)
+                cls = connector_class(company.connection.connector)
+                found = cls.from_settings(company.connection.model_dump(), self.config.base_dir)
+                self._connectors[tenant.id] = found
+            return found
+
+    def close(self) -> None:
+        """Close connectors and the engine."""
+        with self._lock:
+            for connector in self._connectors.values():
+                connector.close()
+            self._connectors.clear()
+        self.engine.dispose()

@@ -1,0 +1,27 @@
+"""Who may call an API endpoint: a live token of the right audience, within its budget."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from edrtrial.sandbox.faults import ApiError
+from edrtrial.sandbox.world import SandboxWorld
+
+
+async def admit(world: SandboxWorld, request: Request, audience: str, api: str) -> tuple[str, str]:
+    """The caller's (tenant id, client id), or ApiError 401 / 429 with the right headers."""
+    try:
+        tenant_id, client_id = await run_in_threadpool(
+            world.authenticate, request.headers.get("authorization"), audience
+        )
+    except ApiError as err:
+        challenge = "Bearer" if err.message.endswith("empty.") else 'Bearer error="invalid_token"'
+        err.headers.setdefault("WWW-Authenticate", challenge)
+        raise
+    retry_after = await run_in_threadpool(world.charge, tenant_id, api)
+    if retry_after is not None:
+        raise ApiError(
+            429, "TooManyRequests", "Too many requests.", {"Retry-After": str(retry_after)}
+        )
+    return tenant_id, client_id

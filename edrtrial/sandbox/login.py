@@ -1,0 +1,118 @@
+"""The Entra ID endpoints MSAL and the onboarding flow use, for authority https://HOST:PORT/{tenant}.
+
+MSAL (with `instance_discovery=False`) first reads
+`/{tenant}/v2.0/.well-known/openid-configuration`, then posts to its `token_endpoint`.
+`/{tenant}/adminconsent` stands in for the admin-consent link sent to a customer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from edrtrial.sandbox.auth import EntraError
+from edrtrial.sandbox.responses import base_url, json_response
+from edrtrial.sandbox.world import SandboxWorld
+
+
+class LoginApi:
+    """The login routes of one sandbox world."""
+
+    def __init__(self, world: SandboxWorld) -> None:
+        self.world = world
+
+    def routes(self) -> list[Route]:
+        """Starlette routes for the login paths."""
+        return [
+            Route("/{tenant}/v2.0/.well-known/openid-configuration", self.discovery),
+            Route("/{tenant}/discovery/v2.0/keys", self.keys),
+            Route("/{tenant}/oauth2/v2.0/token", self.token, methods=["POST"]),
+            Route("/{tenant}/adminconsent", self.admin_consent),
+        ]
+
+    def _entra_error(self, err: EntraError, error: str | None = None) -> Response:
+        body = err.body(self.world.now())
+        if error:
+            body["error"] = error
+        return json_response(body, err.status, {"Cache-Control": "no-store, no-cache"})
+
+    async def discovery(self, request: Request) -> Response:
+        """OpenID configuration naming this server's own endpoints for the tenant."""
+        name = request.path_params["tenant"]
+        tenant_id = self.world.find_tenant(name)
+        if tenant_id is None:
+            return self._entra_error(EntraError("unknown_tenant", tenant=name), "invalid_tenant")
+        return json_response(openid_configuration(base_url(request), tenant_id))
+
+    async def keys(self, request: Request) -> Response:
+        """The signing keys: none, since sandbox tokens are opaque rather than JWTs."""
+        if self.world.find_tenant(request.path_params["tenant"]) is None:
+            return json_response({"error": "invalid_tenant"}, 400)
+        return json_response({"keys": []})
+
+    async def token(self, request: Request) -> Response:
+        """Client-credentials grant: a bearer token for Graph or MDE, or Entra's refusal."""
+        # Parsed by hand: Starlette's form parser needs python-multipart for nothing more.
+        raw = (await request.body()).decode("utf-8", errors="replace")
+        fields = dict(parse_qsl(raw, keep_blank_values=True))
+        try:
+            body = await run_in_threadpool(
+                self.world.issue_token, request.path_params["tenant"], fields
+            )
+        except EntraError as err:
+            return self._entra_error(err)
+        return json_response(body, headers={"Cache-Control": "no-store, no-cache"})
+
+    async def admin_consent(self, request: Request) -> Response:
+        """Grant admin consent and redirect back, as login.microsoftonline.com/{t}/adminconsent."""
+        params = request.query_params
+        redirect_uri = params.get("redirect_uri")
+        if not redirect_uri:
+            return json_response({"error": "invalid_request",
+                                  "error_description": "redirect_uri is required"}, 400)
+        reply: dict[str, str] = {}
+        tenant_id = self.world.find_tenant(request.path_params["tenant"])
+        if tenant_id is None:
+            reply = {
+                "error": "invalid_request", "error_description": "AADSTS90002: Tenant not found"
+            }
+        elif params.get("client_id", "").lower() != self.world.client_id:
+            reply = {"error": "unauthorized_client",
+                     "error_description": "AADSTS700016: Application not found"}
+        else:
+            await run_in_threadpool(self.world.set_consent, tenant_id, True)
+            reply = {"admin_consent": "True", "tenant": tenant_id}
+        if "state" in params:
+            reply["state"] = params["state"]
+        separator = "&" if "?" in redirect_uri else "?"
+        return RedirectResponse(f"{redirect_uri}{separator}{urlencode(reply)}", status_code=302)
+
+
+def openid_configuration(base: str, tenant_id: str) -> dict[str, Any]:
+    """The v2.0 discovery document, in Entra's shape, pointing at `base`."""
+    root = f"{base}/{tenant_id}"
+    return {
+        "token_endpoint": f"{root}/oauth2/v2.0/token",
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_post", "private_key_jwt", "client_secret_basic",
+        ],
+        "jwks_uri": f"{root}/discovery/v2.0/keys",
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "issuer": f"{root}/v2.0",
+        "request_uri_parameter_supported": False,
+        "authorization_endpoint": f"{root}/oauth2/v2.0/authorize",
+        "device_authorization_endpoint": f"{root}/oauth2/v2.0/devicecode",
+        "end_session_endpoint": f"{root}/oauth2/v2.0/logout",
+        "tenant_region_scope": "AS",
+        "cloud_instance_name": "microsoftonline.com",
+        "msgraph_host": "graph.microsoft.com",
+    }

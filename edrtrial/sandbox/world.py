@@ -1,0 +1,493 @@
+"""The sandbox's whole state behind one lock: tenants, tokens, budgets and settings.
+
+The HTTP app and the ticker thread both call in; every public method takes the lock, so
+each request sees and leaves a consistent world. Deterministic for a seed; the times are
+real UTC from `clock`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from edrtrial.sandbox import graph_data, mde_data
+from edrtrial.sandbox.actions import OUTCOMES
+from edrtrial.sandbox.auth import GRAPH, MDE, SCOPES, TOKEN_LIFETIME, EntraError, TokenStore
+from edrtrial.sandbox.catalogue import ALERT_KINDS
+from edrtrial.sandbox.faults import ApiError
+from edrtrial.sandbox.generate import detection_test, populate, step
+from edrtrial.sandbox.graph_data import Page, PageKey
+from edrtrial.sandbox.odata import Clause
+from edrtrial.sandbox.ratelimit import Budgets, RateLimiter
+from edrtrial.sandbox.samples import SAMPLE_CLIENT_ID, SampleTenant, sample_tenants
+from edrtrial.sandbox.tenant import TenantState
+from edrtrial.timeutil import utcnow
+
+_UNAUTHORIZED = {GRAPH: "InvalidAuthenticationToken", MDE: "Unauthorized"}
+
+
+class SandboxWorld:
+    """In-memory tenants that the sandbox's Graph, MDE and login endpoints serve."""
+
+    def __init__(
+        self,
+        seed: int = 7,
+        tenants: int = 3,
+        alert_interval_seconds: float = 30,
+        backlog_alerts: int | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        if alert_interval_seconds <= 0:
+            raise ValueError("alert_interval_seconds must be positive")
+        if backlog_alerts is not None and backlog_alerts < 0:
+            raise ValueError("backlog_alerts must not be negative")
+        self.seed = seed
+        self.client_id = SAMPLE_CLIENT_ID
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._interval = timedelta(seconds=alert_interval_seconds)
+        self._tokens = TokenStore()
+        self._limiter = RateLimiter()
+        self._secrets: dict[str, str] = {}
+        self._latency = 0.0
+        self._action_seconds = 6.0
+        self._action_outcome = "Succeeded"
+        now = clock()
+        self._tenants: dict[str, TenantState] = {}
+        for index, info in enumerate(sample_tenants(tenants)):
+            state = TenantState(info, seed)
+            populate(state, index, now, backlog_alerts)
+            self._tenants[info.tenant_id] = state
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    @property
+    def tenants(self) -> list[SampleTenant]:
+        """The sample tenants, in order (the fixed three first)."""
+        return [state.info for state in self._tenants.values()]
+
+    def now(self) -> datetime:
+        """The world's clock."""
+        return self._clock()
+
+    def _tenant(self, tenant_id: str) -> TenantState:
+        state = self._tenants.get(tenant_id.lower())
+        if state is None:
+            raise LookupError(f"no sandbox tenant {tenant_id}")
+        return state
+
+    def find_tenant(self, name: str) -> str | None:
+        """The tenant id for a login path segment: a tenant id or its domain name."""
+        lowered = name.lower()
+        if lowered in self._tenants:
+            return lowered
+        return next((t for t, s in self._tenants.items() if s.info.domain == lowered), None)
+
+    # -- login -------------------------------------------------------------------------------
+
+    def set_client_secrets(self, secrets: Mapping[str, str]) -> None:
+        """Install each tenant's client secret (the server reads them from the state dir)."""
+        with self._lock:
+            self._secrets.update({tenant.lower(): value for tenant, value in secrets.items()})
+
+    def issue_token(self, tenant: str, form: Mapping[str, str]) -> dict[str, Any]:
+        """Answer a client-credentials token request, or raise the EntraError Entra would."""
+        with self._lock:
+            tenant_id = self.find_tenant(tenant)
+            if tenant_id is None:
+                raise EntraError("unknown_tenant", tenant=tenant)
+            state = self._tenants[tenant_id]
+            grant_type = form.get("grant_type")
+            if not grant_type:
+                raise EntraError("missing_parameter", parameter="grant_type")
+            if grant_type != "client_credentials":
+                raise EntraError("bad_grant_type", grant_type=grant_type)
+            client_id = form.get("client_id", "")
+            if not client_id:
+                raise EntraError("missing_parameter", parameter="client_id")
+            if client_id.lower() != self.client_id:
+                raise EntraError(
+                    "unknown_client", client_id=client_id, tenant_name=state.info.name
+                )
+            secret = form.get("client_secret", "")
+            if not secret:
+                raise EntraError("missing_secret")
+            expected = self._secrets.get(tenant_id, "")
+            if not expected or not hmac.compare_digest(secret.encode(), expected.encode()):
+                raise EntraError("bad_secret", client_id=client_id)
+            audience = self._audience(form.get("scope", ""), state)
+            if not state.consent:
+                raise EntraError("no_consent", client_id=client_id)
+            token = self._tokens.issue(tenant_id, audience, client_id, self._clock())
+        return {
+            "token_type": "Bearer",
+            "expires_in": TOKEN_LIFETIME,
+            "ext_expires_in": TOKEN_LIFETIME,
+            "access_token": token,
+        }
+
+    @staticmethod
+    def _audience(scope: str, state: TenantState) -> str:
+        scopes = scope.split()
+        if not scopes:
+            raise EntraError("missing_parameter", parameter="scope")
+        if len(scopes) > 1 or not scopes[0].endswith("/.default"):
+            raise EntraError("scope_not_default", scope=scope)
+        audience = SCOPES.get(scopes[0].lower())
+        if audience is None:
+            raise EntraError(
+                "unknown_scope", resource=scopes[0][: -len("/.default")],
+                tenant_name=state.info.name,
+            )
+        return audience
+
+    def authenticate(self, authorization: str | None, audience: str) -> tuple[str, str]:
+        """The (tenant id, client id) of a live bearer token for `audience`, else a 401."""
+        code = _UNAUTHORIZED[audience]
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, code, "Access token is empty.")
+        with self._lock:
+            grant = self._tokens.lookup(token.strip())
+            if grant is None:
+                raise ApiError(401, code, "Access token validation failure.")
+            if grant.expires_at <= self._clock():
+                raise ApiError(401, code, "Lifetime validation failed, the token is expired.")
+            if grant.audience != audience:
+                raise ApiError(401, code, "Access token validation failure. Invalid audience.")
+            return grant.tenant_id, grant.client_id
+
+    def charge(self, tenant_id: str, api: str) -> int | None:
+        """Count an API call against the tenant's budget; the Retry-After seconds if over."""
+        with self._lock:
+            return self._limiter.charge(tenant_id, api, self._clock())
+
+    # -- Graph ---------------------------------------------------------------------------------
+
+    def list_alerts(
+        self, tenant_id: str, clauses: list[Clause], after: PageKey | None, skip: int, top: int
+    ) -> Page:
+        """A page of alerts_v2 for a tenant."""
+        with self._lock:
+            return graph_data.list_alerts(self._tenant(tenant_id), clauses, after, skip, top)
+
+    def list_incidents(
+        self, tenant_id: str, clauses: list[Clause], after: PageKey | None, skip: int, top: int,
+        expand: bool = False,
+    ) -> Page:
+        """A page of incidents for a tenant."""
+        with self._lock:
+            return graph_data.list_incidents(
+                self._tenant(tenant_id), clauses, after, skip, top, expand
+            )
+
+    def get_alert(self, tenant_id: str, alert_id: str) -> dict[str, Any]:
+        """One alert of a tenant, or ApiError 404."""
+        with self._lock:
+            return graph_data.get_alert(self._tenant(tenant_id), alert_id)
+
+    def get_incident(
+        self, tenant_id: str, incident_id: str, expand: bool = False
+    ) -> dict[str, Any]:
+        """One incident of a tenant, or ApiError 404."""
+        with self._lock:
+            return graph_data.get_incident(self._tenant(tenant_id), incident_id, expand)
+
+    def update_alert(self, tenant_id: str, alert_id: str, changes: Any) -> dict[str, Any]:
+        """PATCH an alert as Graph does; also how tests change an alert mid-paging."""
+        with self._lock:
+            return graph_data.update_alert(
+                self._tenant(tenant_id), alert_id, changes, self._clock()
+            )
+
+    def update_incident(self, tenant_id: str, incident_id: str, changes: Any) -> dict[str, Any]:
+        """PATCH an incident as Graph does."""
+        with self._lock:
+            return graph_data.update_incident(
+                self._tenant(tenant_id), incident_id, changes, self._clock()
+            )
+
+    # -- MDE -----------------------------------------------------------------------------------
+
+    def list_machines(
+        self, tenant_id: str, clauses: list[Clause], skip: int, top: int
+    ) -> list[dict[str, Any]]:
+        """The tenant's machines (ApiError 404 when it has none)."""
+        with self._lock:
+            return mde_data.list_machines(self._tenant(tenant_id), clauses, skip, top)
+
+    def get_machine(self, tenant_id: str, machine_id: str) -> dict[str, Any]:
+        """One machine by id or DNS name."""
+        with self._lock:
+            return mde_data.get_machine(self._tenant(tenant_id), machine_id)
+
+    def start_action(
+        self, tenant_id: str, machine_id: str, verb: str, body: Any, requestor: str
+    ) -> dict[str, Any]:
+        """isolate / unisolate / runAntiVirusScan / offboard a machine."""
+        with self._lock:
+            return mde_data.start_action(
+                self._tenant(tenant_id), machine_id, verb, body, requestor, self._clock(),
+                self._action_seconds, self._action_outcome,
+            )
+
+    def list_actions(
+        self, tenant_id: str, clauses: list[Clause], skip: int, top: int
+    ) -> list[dict[str, Any]]:
+        """The tenant's machine actions, newest first."""
+        with self._lock:
+            return mde_data.list_actions(
+                self._tenant(tenant_id), clauses, skip, top, self._clock()
+            )
+
+    def get_action(self, tenant_id: str, action_id: str) -> dict[str, Any]:
+        """One machine action."""
+        with self._lock:
+            return mde_data.get_action(self._tenant(tenant_id), action_id, self._clock())
+
+    # -- time ----------------------------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> int:
+        """Let time pass: new alerts every interval, status changes, actions finishing."""
+        with self._lock:
+            moment = now or self._clock()
+            return sum(step(state, moment, self._interval) for state in self._tenants.values())
+
+    # -- controls ------------------------------------------------------------------------------
+
+    def add_alerts(
+        self, tenant_id: str, kind: str, count: int = 1, *, incident_id: str | None = None,
+        device_id: str | None = None, severity: str | None = None,
+    ) -> list[str]:
+        """Raise `count` alerts of a kind now. incident_id: None = one new incident per alert,
+        "new" = one new incident for all of them, or an existing incident's id."""
+        if kind not in ALERT_KINDS:
+            raise ValueError(f"unknown alert kind {kind!r}; known: {', '.join(ALERT_KINDS)}")
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        if severity is not None and severity not in ("informational", "low", "medium", "high"):
+            raise ValueError(f"unknown severity {severity!r}")
+        alert_kind = ALERT_KINDS[kind]
+        with self._lock:
+            state = self._tenant(tenant_id)
+            now = self._clock()
+            if device_id is not None:
+                device = state.find_device(device_id)
+                if device is None:
+                    raise LookupError(f"no device {device_id} in tenant {tenant_id}")
+                devices = [device]
+            else:
+                devices = [
+                    d for d in state.reporting_devices() if d.platform in alert_kind.platforms
+                ]
+                if not devices:
+                    raise ValueError(f"tenant {tenant_id} has no device where {kind} can fire")
+            shared = None
+            if incident_id == "new":
+                shared = state.new_incident(now)
+            elif incident_id is not None:
+                shared = state.incidents.get(incident_id)
+                if shared is None:
+                    raise LookupError(f"no incident {incident_id} in tenant {tenant_id}")
+            return [
+                state.add_alert(
+                    alert_kind, state.rng.choice(devices), now, incident=shared,
+                    severity=severity,
+                ).id
+                for _ in range(count)
+            ]
+
+    def add_devices(
+        self, tenant_id: str, count: int = 1, platform: str = "Windows11",
+        detection_test_alert: bool = True,
+    ) -> list[str]:
+        """Onboard new devices now; Windows ones run the detection test right away."""
+        if platform not in ("Windows10", "Windows11", "macOS", "Linux"):
+            raise ValueError(f"unknown osPlatform {platform!r}")
+        with self._lock:
+            state = self._tenant(tenant_id)
+            now = self._clock()
+            added = []
+            for _ in range(count):
+                device = state.add_device(platform, now, onboarded_days_ago=0.005)
+                device.last_seen = now
+                if detection_test_alert and platform.startswith("Windows"):
+                    detection_test(state, device, now)
+                added.append(device.id)
+            return added
+
+    def clear_tenant(self, tenant_id: str) -> None:
+        """Empty a tenant, as one freshly provisioned with no device onboarded yet."""
+        with self._lock:
+            state = self._tenant(tenant_id)
+            state.devices.clear()
+            state.alerts.clear()
+            state.incidents.clear()
+            state.actions.clear()
+
+    def set_consent(self, tenant_id: str, granted: bool) -> None:
+        """Revoke or restore admin consent; revoking also ends the tenant's live tokens now
+        (Entra would let them run out within the hour)."""
+        with self._lock:
+            state = self._tenant(tenant_id)
+            state.consent = granted
+            if not granted:
+                self._tokens.expire(state.tenant_id, self._clock())
+
+    def expire_tokens(self, tenant_id: str | None = None) -> int:
+        """End live tokens of one tenant (or all) now, to test re-authentication."""
+        with self._lock:
+            if tenant_id is not None:
+                tenant_id = self._tenant(tenant_id).tenant_id
+            return self._tokens.expire(tenant_id, self._clock())
+
+    @property
+    def latency_seconds(self) -> float:
+        """Delay added to every API response."""
+        return self._latency
+
+    def set_latency(self, seconds: float) -> None:
+        """Slow every API response down by `seconds`."""
+        if seconds < 0:
+            raise ValueError("latency must not be negative")
+        with self._lock:
+            self._latency = float(seconds)
+
+    @property
+    def budgets(self) -> Budgets:
+        """The current call budgets."""
+        return self._limiter.budgets
+
+    def set_budgets(self, budgets: Budgets) -> None:
+        """Change the call budgets (None = unlimited); calls already counted stay counted."""
+        for value in (budgets.graph_per_minute, budgets.mde_per_minute, budgets.mde_per_hour):
+            if value is not None and value < 1:
+                raise ValueError("a budget must be at least 1 call (or None for unlimited)")
+        with self._lock:
+            self._limiter.budgets = budgets
+
+    def update_budgets(self, **changes: int | None) -> Budgets:
+        """Change some budgets, keep the others."""
+        budgets = replace(self.budgets, **changes)
+        self.set_budgets(budgets)
+        return budgets
+
+    @property
+    def action_seconds(self) -> float:
+        """How long machine actions take to finish."""
+        return self._action_seconds
+
+    def set_action_seconds(self, seconds: float) -> None:
+        """How long new machine actions take (0 = they succeed at once)."""
+        if seconds < 0:
+            raise ValueError("action_seconds must not be negative")
+        with self._lock:
+            self._action_seconds = float(seconds)
+
+    @property
+    def action_outcome(self) -> str:
+        """How new machine actions end."""
+        return self._action_outcome
+
+    def set_action_outcome(self, outcome: str) -> None:
+        """Make new machine actions end Succeeded, Failed or TimeOut."""
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}")
+        with self._lock:
+            self._action_outcome = outcome
+
+    # -- reading state (tests, operators) ------------------------------------------------------
+
+    def alert_count(self, tenant_id: str) -> int:
+        """How many alerts the tenant has."""
+        with self._lock:
+            return len(self._tenant(tenant_id).alerts)
+
+    def alerts(self, tenant_id: str) -> list[dict[str, Any]]:
+        """All the tenant's alerts as Graph JSON, oldest update first."""
+        with self._lock:
+            return graph_data.list_alerts(self._tenant(tenant_id), [], None, 0, 10**9).items
+
+    def device_ids(self, tenant_id: str, platform: str | None = None) -> list[str]:
+        """The tenant's device ids, optionally of one osPlatform."""
+        with self._lock:
+            devices = self._tenant(tenant_id).devices.values()
+            return [d.id for d in devices if platform is None or d.platform == platform]
+
+    def is_isolated(self, tenant_id: str, device_id: str) -> bool:
+        """Whether a finished isolation currently holds the device."""
+        with self._lock:
+            device = self._tenant(tenant_id).find_device(device_id)
+            if device is None:
+                raise LookupError(f"no device {device_id} in tenant {tenant_id}")
+            return device.isolated
+
+    def action_counts(self, tenant_id: str) -> dict[str, dict[str, int]]:
+        """Machine actions requested per device id and type."""
+        with self._lock:
+            counts: dict[str, Counter[str]] = {}
+            for action in self._tenant(tenant_id).actions.values():
+                counts.setdefault(action.device_id, Counter())[action.type] += 1
+            return {device: dict(types) for device, types in counts.items()}
+
+    def summary(self) -> dict[str, Any]:
+        """Everything an operator or a test wants to know at a glance, JSON-ready."""
+        with self._lock:
+            now = self._clock()
+            for state in self._tenants.values():
+                state.advance_actions(now)
+            return {
+                "now": now.isoformat(),
+                "client_id": self.client_id,
+                "settings": self._settings(),
+                "tenants": [self._tenant_summary(s, now) for s in self._tenants.values()],
+            }
+
+    def settings(self) -> dict[str, Any]:
+        """Latency, budgets and action behaviour, JSON-ready."""
+        with self._lock:
+            return self._settings()
+
+    def _settings(self) -> dict[str, Any]:
+        budgets = self._limiter.budgets
+        return {
+            "latency_seconds": self._latency,
+            "graph_per_minute": budgets.graph_per_minute,
+            "mde_per_minute": budgets.mde_per_minute,
+            "mde_per_hour": budgets.mde_per_hour,
+            "action_seconds": self._action_seconds,
+            "action_outcome": self._action_outcome,
+            "alert_interval_seconds": self._interval.total_seconds(),
+        }
+
+    def _tenant_summary(self, state: TenantState, now: datetime) -> dict[str, Any]:
+        alerts = state.alerts.values()
+        return {
+            "tenant_id": state.tenant_id,
+            "key": state.info.key,
+            "name": state.info.name,
+            "consent": state.consent,
+            "devices": len(state.devices),
+            "isolated_devices": [d.id for d in state.devices.values() if d.isolated],
+            "offboarded_devices": [d.id for d in state.devices.values() if d.offboarded],
+            "alerts": len(state.alerts),
+            "open_alerts": sum(1 for a in alerts if a.open),
+            "alerts_by_severity": dict(Counter(a.severity for a in alerts)),
+            "incidents": sum(1 for i in state.incidents.values() if i.alert_ids),
+            "machine_actions": {
+                device: dict(types) for device, types in _action_table(state).items()
+            },
+            "calls_last_minute": self._limiter.usage(state.tenant_id, now),
+        }
+
+
+def _action_table(state: TenantState) -> dict[str, Counter[str]]:
+    table: dict[str, Counter[str]] = {}
+    for action in state.actions.values():
+        table.setdefault(action.device_id, Counter())[action.type] += 1
+    return table

@@ -1,0 +1,157 @@
+"""The scheduler: APScheduler 3 with a persistent job store, one owner per store.
+
+It only schedules: every job is a function in `edrtrial.jobs`. Job ids are stable
+(`poll:{company}`), and the schedule is rebuilt from the config at each start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import datetime, timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from edrtrial import jobs
+from edrtrial.db import transaction
+from edrtrial.errors import LockHeldError
+from edrtrial.models import ServiceLock
+from edrtrial.runtime import Runtime
+from edrtrial.timeutil import JST, utcnow
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "scheduler"
+HEARTBEAT = timedelta(seconds=20)
+STALE_AFTER = timedelta(seconds=90)
+
+_runtime: Runtime | None = None
+
+
+def holder_id() -> str:
+    """Names this process in the lock, so the refusal message says who holds it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def acquire_lock(sessions: sessionmaker[Session], holder: str, now: datetime) -> None:
+    """Take the store's scheduler lease, or raise LockHeldError naming its live holder."""
+    try:
+        with transaction(sessions) as session:
+            lock = session.get(ServiceLock, LOCK_NAME, with_for_update=True)
+            if lock is None:
+                session.add(
+                    ServiceLock(name=LOCK_NAME, holder=holder, acquired_at=now, heartbeat_at=now)
+                )
+                return
+            if lock.holder != holder and now - lock.heartbeat_at < STALE_AFTER:
+                raise LockHeldError(
+                    f"another edrtrial scheduler ({lock.holder}) owns this store since "
+                    f"{lock.acquired_at.astimezone(JST):%Y-%m-%d %H:%M} JST (last heartbeat "
+                    f"{lock.heartbeat_at.astimezone(JST):%H:%M:%S}); stop it first. If it "
+                    f"crashed, its lease expires {int(STALE_AFTER.total_seconds())} s after "
+                    "its last heartbeat."
+                )
+            if lock.holder != holder:
+                log.warning(
+                    "taking over the scheduler lease from %s (no heartbeat since %s)",
+                    lock.holder,
+                    lock.heartbeat_at.isoformat(),
+                )
+                lock.acquired_at = now
+            lock.holder, lock.heartbeat_at = holder, now
+    except IntegrityError as err:  # another process inserted the lease at the same moment
+        raise LockHeldError("another edrtrial scheduler took this store's lease just now") from err
+
+
+def release_lock(sessions: sessionmaker[Session], holder: str) -> None:
+    """Give the lease back on a clean shutdown."""
+    with transaction(sessions) as session:
+        lock = session.get(ServiceLock, LOCK_NAME)
+        if lock is not None and lock.holder == holder:
+            session.delete(lock)
+
+
+def run_job(name: str, company_key: str | None = None) -> None:
+    """Entry point the job store refers to by name; runs one job on this process's runtime."""
+    if _runtime is None:
+        raise RuntimeError("scheduler job started without a runtime")
+    try:
+        if name == "heartbeat":
+            acquire_lock(_runtime.sessions, holder_id(), utcnow())
+        elif company_key is not None:
+            jobs.poll(_runtime, company_key) if name == "poll" else jobs.inventory(
+                _runtime, company_key
+            )
+        else:
+            jobs.JOBS[name](_runtime)
+    except Exception:
+        # APScheduler would log this too, but without saying which job and tenant failed.
+        log.exception("job %s%s failed", name, f" ({company_key})" if company_key else "")
+        raise
+
+
+def _cron(spec: str, weekly: bool) -> CronTrigger:
+    day, _, clock = spec.partition(" ") if weekly else ("*", "", spec)
+    hour, minute = clock.split(":")
+    return CronTrigger(
+        day_of_week=day if weekly else "*", hour=int(hour), minute=int(minute), timezone=JST
+    )
+
+
+def build_scheduler(rt: Runtime) -> BackgroundScheduler:
+    """A scheduler whose jobs (stable ids) are rebuilt from the config."""
+    global _runtime
+    _runtime = rt
+    schedules = rt.config.settings.schedules
+    scheduler = BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(engine=rt.engine, tablename="apscheduler_jobs")},
+        executors={"default": ThreadPoolExecutor(8)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+        timezone=JST,
+    )
+    now = datetime.now(JST)
+    wanted: dict[str, tuple[tuple[str, str | None], object, datetime | None]] = {
+        "heartbeat": (("heartbeat", None), IntervalTrigger(seconds=HEARTBEAT.seconds), None),
+        "outbox": (("outbox", None), IntervalTrigger(seconds=schedules.outbox_seconds), now),
+        "weekly-reports": (("weekly-reports", None), _cron(schedules.weekly_report, True), None),
+        "trial-lifecycle": (
+            ("trial-lifecycle", None),
+            _cron(schedules.trial_lifecycle, False),
+            now,
+        ),
+    }
+    for tenant in rt.tenants():
+        key = tenant.company_key
+        wanted[f"inventory:{key}"] = (
+            ("inventory", key),
+            IntervalTrigger(minutes=schedules.inventory_minutes),
+            now,
+        )
+        # The first poll waits for the first inventory, so alerts find their devices.
+        wanted[f"poll:{key}"] = (
+            ("poll", key),
+            IntervalTrigger(seconds=schedules.poll_seconds),
+            now + timedelta(seconds=3),
+        )
+    scheduler.start(paused=True)
+    for job in scheduler.get_jobs():
+        if job.id not in wanted:
+            job.remove()
+    for job_id, (args, trigger, first) in wanted.items():
+        scheduler.add_job(
+            "edrtrial.scheduler:run_job",
+            trigger=trigger,
+            args=list(args),
+            id=job_id,
+            name=job_id,
+            replace_existing=True,
+            **({"next_run_time": first} if first else {}),
+        )
+    return scheduler

@@ -1,0 +1,204 @@
+"""Repository functions: all reads and writes of ingested records go through here.
+
+Upserts are keyed by (tenant, source, source id), so fetching a record twice never stores
+it twice. Nothing here commits: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from edrtrial.connectors.base import AlertRecord, DeviceRecord, IncidentRecord
+from edrtrial.models import Alert, Device, Incident, PollCursor
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertCount:
+    """How many rows an upsert inserted and how many it changed."""
+
+    inserted: int = 0
+    updated: int = 0
+
+    def __add__(self, other: UpsertCount) -> UpsertCount:
+        return UpsertCount(self.inserted + other.inserted, self.updated + other.updated)
+
+
+def _jsonable(raw: Any) -> dict[str, Any]:
+    return dict(raw)
+
+
+def _alert_fields(record: AlertRecord) -> dict[str, Any]:
+    return {
+        "incident_source_id": record.incident_source_id,
+        "title": record.title,
+        "description": record.description,
+        "severity": record.severity,
+        "status": record.status,
+        "category": record.category,
+        "detection_source": record.detection_source,
+        "service_source": record.service_source,
+        "mitre_techniques": list(record.mitre_techniques),
+        "device_source_ids": [d.source_id for d in record.devices],
+        "device_names": [d.name for d in record.devices],
+        "created_at": record.created_at,
+        "last_update_at": record.last_update_at,
+        "raw": _jsonable(record.raw),
+    }
+
+
+def upsert_alerts(
+    session: Session, tenant_id: int, source: str, records: Sequence[AlertRecord]
+) -> UpsertCount:
+    """Insert new alerts, update changed ones (a newer last-update time wins)."""
+    latest: dict[str, AlertRecord] = {}
+    for record in records:  # the same id twice in one batch: keep the newest
+        seen = latest.get(record.source_id)
+        if seen is None or record.last_update_at >= seen.last_update_at:
+            latest[record.source_id] = record
+    if not latest:
+        return UpsertCount()
+    existing = {
+        row.source_id: row
+        for row in session.scalars(
+            select(Alert).where(
+                Alert.tenant_id == tenant_id,
+                Alert.source == source,
+                Alert.source_id.in_(list(latest)),
+            )
+        )
+    }
+    inserted = updated = 0
+    for source_id, record in latest.items():
+        row = existing.get(source_id)
+        if row is None:
+            session.add(
+                Alert(
+                    tenant_id=tenant_id, source=source, source_id=source_id, **_alert_fields(record)
+                )
+            )
+            inserted += 1
+        elif row.last_update_at is None or record.last_update_at > row.last_update_at:
+            for key, value in _alert_fields(record).items():
+                setattr(row, key, value)
+            updated += 1
+    session.flush()
+    return UpsertCount(inserted, updated)
+
+
+def upsert_incidents(
+    session: Session, tenant_id: int, source: str, records: Sequence[IncidentRecord]
+) -> UpsertCount:
+    """Insert new incidents, update changed ones."""
+    latest = {r.source_id: r for r in sorted(records, key=lambda r: r.last_update_at)}
+    if not latest:
+        return UpsertCount()
+    existing = {
+        row.source_id: row
+        for row in session.scalars(
+            select(Incident).where(
+                Incident.tenant_id == tenant_id,
+                Incident.source == source,
+                Incident.source_id.in_(list(latest)),
+            )
+        )
+    }
+    inserted = updated = 0
+    for source_id, record in latest.items():
+        fields = {
+            "title": record.title,
+            "severity": record.severity,
+            "status": record.status,
+            "created_at": record.created_at,
+            "last_update_at": record.last_update_at,
+            "raw": _jsonable(record.raw),
+        }
+        row = existing.get(source_id)
+        if row is None:
+            session.add(Incident(tenant_id=tenant_id, source=source, source_id=source_id, **fields))
+            inserted += 1
+        elif row.last_update_at is None or record.last_update_at > row.last_update_at:
+            for key, value in fields.items():
+                setattr(row, key, value)
+            updated += 1
+    session.flush()
+    return UpsertCount(inserted, updated)
+
+
+def upsert_devices(
+    session: Session, tenant_id: int, records: Sequence[DeviceRecord]
+) -> UpsertCount:
+    """Bring the inventory in; a device missing from it stays stored (history), marked absent."""
+    existing = {
+        row.source_id: row
+        for row in session.scalars(select(Device).where(Device.tenant_id == tenant_id))
+    }
+    inserted = updated = 0
+    present = set()
+    for record in records:
+        present.add(record.source_id)
+        fields = {
+            "name": record.name,
+            "os_platform": record.os_platform,
+            "os_version": record.os_version,
+            "health_status": record.health_status,
+            "onboarding_status": record.onboarding_status,
+            "risk_score": record.risk_score,
+            "first_seen": record.first_seen,
+            "last_seen": record.last_seen,
+            "raw": _jsonable(record.raw),
+            "in_inventory": True,
+        }
+        row = existing.get(record.source_id)
+        if row is None:
+            row = Device(tenant_id=tenant_id, source_id=record.source_id, **fields)
+            session.add(row)
+            existing[record.source_id] = row
+            inserted += 1
+        else:
+            for key, value in fields.items():
+                setattr(row, key, value)
+            updated += 1
+    for source_id, row in existing.items():
+        if source_id not in present and row.in_inventory:
+            row.in_inventory = False
+    session.flush()
+    return UpsertCount(inserted, updated)
+
+
+def device_for_evidence(session: Session, tenant_id: int, source_id: str, name: str) -> Device:
+    """The stored device an alert names; created from the evidence if the inventory lags."""
+    device = session.scalar(
+        select(Device).where(Device.tenant_id == tenant_id, Device.source_id == source_id)
+    )
+    if device is None:
+        device = Device(tenant_id=tenant_id, source_id=source_id, name=name)
+        session.add(device)
+        session.flush()
+    return device
+
+
+def get_cursor(session: Session, tenant_id: int, stream: str) -> datetime | None:
+    """Where the tenant's stream was last fully ingested, or None before the first poll."""
+    return session.scalar(
+        select(PollCursor.position).where(
+            PollCursor.tenant_id == tenant_id, PollCursor.stream == stream
+        )
+    )
+
+
+def set_cursor(session: Session, tenant_id: int, stream: str, position: datetime) -> None:
+    """Move the stream's cursor; call it in the transaction that stores the rows it covers."""
+    cursor = session.scalar(
+        select(PollCursor).where(PollCursor.tenant_id == tenant_id, PollCursor.stream == stream)
+    )
+    if cursor is None:
+        session.add(PollCursor(tenant_id=tenant_id, stream=stream, position=position))
+    elif cursor.position is None or position > cursor.position:
+        cursor.position = position
+    session.flush()

@@ -1,0 +1,111 @@
+"""Triage: newly stored alerts run through the playbook, and its decisions reach the desk.
+
+Each batch is one transaction: an alert is marked triaged in the same commit as the ticket
+and notices it caused, so a crash re-triages the batch instead of losing or doubling work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from edrtrial import desk, store
+from edrtrial.calendar import is_business_hours
+from edrtrial.config import DeskConfig
+from edrtrial.models import Alert, Ticket
+from edrtrial.playbooks.engine import AlertFacts, Decision, Playbook
+
+
+@dataclass(frozen=True, slots=True)
+class TriageResult:
+    """What one triage pass did."""
+
+    triaged: int = 0
+    tickets_opened: int = 0
+    suppressed: int = 0
+    devices_verified: int = 0
+    notices_queued: int = 0
+
+
+def facts_of(alert: Alert, company_key: str) -> AlertFacts:
+    """What the playbook may look at for a stored alert."""
+    return AlertFacts(
+        severity=alert.severity,
+        status=alert.status,
+        category=alert.category,
+        title=alert.title,
+        detection_source=alert.detection_source,
+        service_source=alert.service_source,
+        mitre_techniques=tuple(alert.mitre_techniques),
+        device_names=tuple(alert.device_names),
+        company_key=company_key,
+        business_hours=is_business_hours(alert.created_at or alert.ingested_at),
+        incident_id=alert.incident_source_id,
+    )
+
+
+def _verify_devices(session: Session, alert: Alert) -> int:
+    verified = 0
+    for source_id, name in zip(alert.device_source_ids, alert.device_names, strict=False):
+        device = store.device_for_evidence(session, alert.tenant_id, source_id, name)
+        if device.detection_test_at is None:
+            device.detection_test_at = alert.created_at or alert.ingested_at
+            verified += 1
+    return verified
+
+
+def _apply(
+    session: Session,
+    alert: Alert,
+    decision: Decision,
+    now: datetime,
+    notify: dict[int, tuple[bool, bool]],
+) -> tuple[int, int, int]:
+    alert.priority = decision.priority
+    alert.matched_rules = list(decision.matched)
+    alert.suppressed_reason = decision.suppressed_reason
+    alert.triaged_at = now
+    verified = _verify_devices(session, alert) if decision.mark_device_verified else 0
+    if decision.suppressed_reason or not decision.ticket:
+        return 0, 1 if decision.suppressed_reason else 0, verified
+    ticket, created = desk.open_or_attach(session, alert, decision.priority, now)
+    to_desk, to_company = notify.get(ticket.id, (False, False))
+    notify[ticket.id] = (to_desk or decision.notify_desk, to_company or decision.notify_company)
+    return (1 if created else 0), 0, verified
+
+
+def triage_pending(
+    session: Session,
+    tenant_id: int,
+    company_key: str,
+    playbook: Playbook,
+    desk_config: DeskConfig,
+    now: datetime,
+    limit: int = 500,
+) -> TriageResult:
+    """Triage up to `limit` untriaged alerts of one tenant, oldest first; does not commit."""
+    alerts = list(
+        session.scalars(
+            select(Alert)
+            .where(Alert.tenant_id == tenant_id, Alert.triaged_at.is_(None))
+            .order_by(Alert.created_at, Alert.id)
+            .limit(limit)
+        )
+    )
+    opened = suppressed = verified = 0
+    notify: dict[int, tuple[bool, bool]] = {}
+    for alert in alerts:
+        decision = playbook.evaluate(facts_of(alert, company_key))
+        o, s, v = _apply(session, alert, decision, now, notify)
+        opened, suppressed, verified = opened + o, suppressed + s, verified + v
+    queued = 0
+    for ticket_id, (to_desk, to_company) in notify.items():
+        ticket = session.get_one(Ticket, ticket_id)
+        queued += desk.queue_notices(
+            session, ticket, desk_config, to_desk=to_desk, to_company=to_company
+        )
+    session.flush()
+    return TriageResult(len(alerts), opened, suppressed, verified, queued)

@@ -1,0 +1,1 @@
+"""What edrtrial mails: report data assembled per report, rendered with Jinja2 templates."""

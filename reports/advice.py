@@ -1,0 +1,136 @@
+"""What a company should do next, chosen from what it faced (worded after the advisory)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from edrtrial.models import Alert
+from edrtrial.reports.vocabulary import category_key, is_detection_test
+
+SECURITY_ACTION_URL = "https://www.ipa.go.jp/security/security-action/"
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """One thing to do, why it is suggested now, and the concrete steps."""
+
+    key: str
+    title: str
+    reason: str
+    actions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityActionPointer:
+    """Where the programme wants each company to get to: the two-star declaration."""
+
+    title: str
+    text: str
+    url: str
+
+
+_MAIL = Recommendation(
+    key="mail",
+    title="メールの添付ファイルとURLに注意する",
+    reason="この期間に、不審なメールやWebサイトからの侵入の試みが検知されました。",
+    actions=(
+        "心当たりのないメールの添付ファイルは開かず、本文のURLもクリックしないでください。",
+        "取引先を名乗るメールでも、請求書・支払い・賞与などを装った不審なものは、"
+        "電話など別の方法で送り主に確認してください。",
+        "開いてしまったときは、すぐに社内で共有し、サポートデスクにご相談ください。"
+        "このことを社内の全員に周知してください。",
+    ),
+)
+_PASSWORDS = Recommendation(
+    key="passwords",
+    title="パスワードを見直し、多要素認証を使う",
+    reason="この期間に、パスワードなどのログイン情報を盗もうとする動きが検知されました。",
+    actions=(
+        "単純なパスワードや、使い回しているパスワードを変更してください。",
+        "Microsoft 365 などのクラウドサービスでは、多要素認証"
+        "（スマートフォンのアプリなどによる確認）を有効にしてください。",
+        "使っていないアカウント（退職者のものなど）を削除し、"
+        "管理者の権限を持つ人を必要な人だけにしてください。",
+    ),
+)
+_BACKUP = Recommendation(
+    key="backup",
+    title="データのバックアップを取り、戻せるか試す",
+    reason="この期間に、ウイルス（マルウェア）やランサムウェアに関わる検知がありました。",
+    actions=(
+        "大切なデータは定期的にバックアップし、1つはふだんネットワークにつながない場所"
+        "（外付けディスクなど）に保管してください。",
+        "バックアップから実際にデータを戻せるか、手順を確かめておいてください。",
+    ),
+)
+_PROCEDURE = Recommendation(
+    key="procedure",
+    title="いざという時の連絡先と手順を決めておく",
+    reason="この期間に、インシデント対応窓口が対応した検知がありました。",
+    actions=(
+        "パソコンに不審な表示や動きがあったとき、誰が、どこに連絡するかを社内で決めておいてください"
+        "（この体験期間中の連絡先は、下記のインシデント対応窓口です）。",
+        "取引先やお客様への連絡、社内での連絡の流れも確認しておいてください。",
+    ),
+)
+_PATCHES = Recommendation(
+    key="patches",
+    title="パソコンや機器の更新（パッチ）を早めに適用する",
+    reason="",
+    actions=(
+        "Windows Update やソフトウェアの更新の通知が来たら、早めに適用してください。",
+        "VPN装置やルーターなど、インターネットとの出入口にある機器は攻撃に悪用されやすいため、"
+        "ファームウェアを最新にしてください。",
+    ),
+)
+_INVENTORY = Recommendation(
+    key="inventory",
+    title="会社のパソコンや機器を把握する",
+    reason="",
+    actions=(
+        "社内のパソコン、スマートフォン、ルーターなどの一覧を作ってください。",
+        "EDRが入っていないパソコンや、私物の端末が社内のネットワークにつながっていないか"
+        "確認してください。",
+    ),
+)
+
+_PHISHING_CATEGORIES = frozenset({"initialaccess", "phishing"})
+_CREDENTIAL_CATEGORIES = frozenset({"credentialaccess"})
+_MALWARE_CATEGORIES = frozenset({"malware", "ransomware", "impact"})
+_CREDENTIAL_WORDS = ("credential", "password", "mimikatz")
+
+
+def _matches(alert: Alert, categories: frozenset[str], words: tuple[str, ...]) -> bool:
+    title = alert.title.casefold()
+    return category_key(alert.category) in categories or any(word in title for word in words)
+
+
+def recommendations_for(alerts: Sequence[Alert]) -> tuple[Recommendation, ...]:
+    """Advice for what was seen (phishing, credential theft, malware), then the standing advice."""
+    real = [a for a in alerts if not is_detection_test(a)]
+    chosen: list[Recommendation] = []
+    if any(_matches(a, _PHISHING_CATEGORIES, ("phish",)) for a in real):
+        chosen.append(_MAIL)
+    if any(_matches(a, _CREDENTIAL_CATEGORIES, _CREDENTIAL_WORDS) for a in real):
+        chosen.append(_PASSWORDS)
+    if any(_matches(a, _MALWARE_CATEGORIES, ("ransom", "malware")) for a in real):
+        chosen.append(_BACKUP)
+    if any(a.ticket_id is not None for a in real):
+        chosen.append(_PROCEDURE)
+    chosen.extend((_PATCHES, _INVENTORY))
+    return tuple(chosen)
+
+
+def security_action() -> SecurityActionPointer:
+    """The pointer to IPA's SECURITY ACTION two-star declaration, the programme's goal."""
+    return SecurityActionPointer(
+        title="SECURITY ACTION 二つ星宣言を目指しましょう",
+        text=(
+            "本事業は、IPA（情報処理推進機構）の SECURITY ACTION 二つ星宣言を目標としています。"
+            "「5分でできる！情報セキュリティ自社診断」で自社の状況を把握したうえで、"
+            "情報セキュリティポリシー（基本方針）を定めて外部に公開すると、二つ星を宣言できます。"
+            "上の取り組みは、その準備にもなります。"
+        ),
+        url=SECURITY_ACTION_URL,
+    )

@@ -1,0 +1,56 @@
+"""Queueing a company's detection report so a re-run of the schedule never mails it twice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy.orm import Session
+
+from edrtrial.config import DeskConfig
+from edrtrial.models import OutboxMessage
+from edrtrial.outbox import enqueue
+from edrtrial.reports.detection import assemble_detection_report
+from edrtrial.reports.notices import detection_report_mail
+
+REPORT_KIND = "detection_report"
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedReport:
+    """The report's HTML (for an archive or PDF) and the outbox row that carries it."""
+
+    html: str
+    message: OutboxMessage
+
+
+def report_dedupe_key(company_key: str, start: date, end: date) -> str:
+    """One report mail per company and period."""
+    return f"report:detection:{company_key}:{start.isoformat()}:{end.isoformat()}"
+
+
+def queue_detection_report(
+    session: Session,
+    company_id: int,
+    start: date,
+    end: date,
+    *,
+    now: datetime,
+    desk: DeskConfig,
+) -> QueuedReport:
+    """Assemble, render and queue the report to the company contact; does not commit."""
+    report = assemble_detection_report(session, company_id, start, end, now=now, desk=desk)
+    mail = detection_report_mail(report)
+    message = enqueue(
+        session,
+        dedupe_key=report_dedupe_key(report.company_key, start, end),
+        kind=REPORT_KIND,
+        recipient=report.recipient,
+        subject=mail.subject,
+        body_text=mail.text,
+        body_html=mail.html,
+        tenant_id=report.tenant_id,
+    )
+    # Already queued earlier: hand back what was (or will be) sent, not today's re-render.
+    html = message.body_html if message.body_html is not None else mail.html or ""
+    return QueuedReport(html=html, message=message)

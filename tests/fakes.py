@@ -1,0 +1,75 @@
+"""An in-memory connector for core tests that must not depend on any EDR's HTTP API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel
+
+from edrtrial.connectors.base import (
+    ActionKind,
+    ActionResult,
+    ActionStatus,
+    AlertRecord,
+    DeviceRecord,
+    IncidentRecord,
+)
+
+
+class FakeSettings(BaseModel):
+    connector: str = "fake"
+
+
+class Crash(Exception):
+    """Stands for the process dying between two pages."""
+
+
+class FakeConnector:
+    """Serves alerts from a list in pages; can be told to die after N pages."""
+
+    name: ClassVar[str] = "fake"
+    settings_model: ClassVar[type[BaseModel]] = FakeSettings
+    stream_names: ClassVar[tuple[str, ...]] = ("alerts",)
+
+    def __init__(self, page_size: int = 3, overlap: timedelta = timedelta(0)) -> None:
+        self.alerts: dict[str, AlertRecord] = {}
+        self.devices: list[DeviceRecord] = []
+        self.page_size = page_size
+        self.overlap = overlap
+        self.crash_after_pages: int | None = None
+        self.started: list[tuple[str, ActionKind]] = []
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], base_dir: Path) -> Self:
+        return cls()
+
+    def fetch_alerts(self, since: datetime | None) -> Iterator[list[AlertRecord]]:
+        rows = sorted(self.alerts.values(), key=lambda a: (a.last_update_at, a.source_id))
+        if since is not None:
+            rows = [a for a in rows if a.last_update_at >= since - self.overlap]
+        for n, start in enumerate(range(0, len(rows), self.page_size)):
+            if self.crash_after_pages is not None and n >= self.crash_after_pages:
+                raise Crash(f"died before page {n}")
+            yield rows[start : start + self.page_size]
+
+    def fetch_incidents(self, since: datetime | None) -> Iterator[list[IncidentRecord]]:
+        return iter(())
+
+    def fetch_devices(self) -> list[DeviceRecord]:
+        return list(self.devices)
+
+    def start_action(self, device_source_id: str, kind: ActionKind, comment: str) -> ActionResult:
+        self.started.append((device_source_id, kind))
+        return ActionResult(f"action-{len(self.started)}", ActionStatus.PENDING)
+
+    def action_status(self, source_action_id: str) -> ActionResult:
+        return ActionResult(source_action_id, ActionStatus.SUCCEEDED)
+
+    def can_offboard(self, os_platform: str) -> bool:
+        return os_platform.lower().startswith("windows")
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,218 @@
+"""Defender connector: Graph alerts and incidents, cursor filter, nextLink paging, bad records."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from edrtrial.connectors.base import AlertRecord, DeviceRef
+from edrtrial.connectors.defender import DefenderForBusinessConnector
+from pytest_httpx import HTTPXMock
+from test_defender_support import (
+    ALERTS_URL,
+    GRAPH,
+    INCIDENTS_URL,
+    TENANT,
+    fake_sign_in,
+    graph_list,
+    make_connector,
+    payload,
+)
+
+from edrtrial.errors import PermanentError, SchemaDriftError
+
+DOC_ALERT = payload("graph__list_alerts_v2.json")["value"][0]
+
+
+@pytest.fixture
+def connector(
+    httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[DefenderForBusinessConnector]:
+    fake_sign_in(httpx_mock)
+    conn = make_connector(monkeypatch, tmp_path)
+    yield conn
+    conn.close()
+
+
+def _alerts(connector: DefenderForBusinessConnector, since: datetime | None) -> list[AlertRecord]:
+    return [record for page in connector.fetch_alerts(since) for record in page]
+
+
+def test_documented_alert_is_mapped(
+    httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
+) -> None:
+    httpx_mock.add_response(
+        url=ALERTS_URL, match_params={"$top": "100"}, json=payload("graph__list_alerts_v2.json")
+    )
+
+    [alert] = _alerts(connector, None)
+
+    assert alert.source_id == "da637551227677560813_-961444813"
+    assert alert.title == "Suspicious execution of hidden file"
+    assert alert.severity == "low"
+    assert alert.status == "new"
+    assert alert.incident_source_id == "28282"
+    assert alert.category == "defenseevasion"
+    assert alert.detection_source == "antivirus"
+    assert alert.service_source == "microsoftdefenderforendpoint"
+    assert alert.mitre_techniques == ("T1564.001",)
+    assert alert.created_at == datetime(2021, 4, 27, 12, 19, 27, 721130, tzinfo=UTC)
+    assert alert.last_update_at == datetime(2021, 5, 2, 14, 19, 1, 326666, tzinfo=UTC)
+    # Only the deviceEvidence names a device; file/process/registry evidence is tolerated.
+    assert alert.devices == (DeviceRef("73e7e2de709dff64ef64b1d0c30e67fab63279db", "tempDns"),)
+    assert alert.raw["systemTags"] == ["Defender Experts"]  # unknown fields survive
+
+
+def test_cursor_filter_goes_back_by_the_overlap_in_z_format(
+    httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
+) -> None:
+    httpx_mock.add_response(
+        url=ALERTS_URL,
+        match_params={
+            "$top": "100",
+            "$filter": "lastUpdateDateTime ge 2024-05-01T02:58:00.000000Z",
+        },
+        json=payload("graph__list_alerts_v2.json"),
+    )
+
+    assert len(_alerts(connector, datetime(2024, 5, 1, 3, 0, tzinfo=UTC))) == 1
+
+
+def test_next_link_is_followed_verbatim_across_pages(
+    httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
+) -> None:
+    next_link = f"{ALERTS_URL}?$top=100&$skiptoken=d2c38f3e-page2"
+    second = DOC_ALERT | {"id": "da637551227677560813_-961444999"}
+    httpx_mock.add_response(
+        url=ALERTS_URL, match_params={"$top": "100"}, json=graph_list([DOC_ALERT], next_link)
+    )
+    httpx_mock.add_response(url=next_link, json=graph_list([second]))
+
+    pages = list(connector.fetch_alerts(None))
+
+    assert [[a.source_id for a in page] for page in pages] == [
+        ["da637551227677560813_-961444813"],
+        ["da637551227677560813_-961444999"],
+    ]
+    assert str(httpx_mock.get_requests()[-1].url) == next_link
+
+
+def test_a_next_link_seen_twice_stops_with_schema_drift(
+    httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
+) -> None:
+    loop = f"{ALERTS_URL}?$skiptoken=again"
+    httpx_mock.add_response(
+        url=ALERTS_URL, match_params={"$top": "100"}, json=graph_list([DOC_ALERT], loop)
+    )
+    httpx_mock.add_response(url=loop, json=graph_list([DOC_ALERT], loop))
+
+    with pytest.raises(SchemaDriftError, match="paging loop"):
+        list(connector.fetch_alerts(None))
+
+
+def test_a_next_link_to_another_host_is_refused(
+    httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
+) -> None:
+    elsewhere = "https://graph.example.net/v1.0/security/alerts_v2?$skiptoken=x"
+    httpx_mock.add_response(
+        url=ALERTS_URL, match_params={"$top": "100"}, json=graph_list([DOC_ALERT], elsewhere)
+    )
+
+    with pytest.raises(SchemaDriftError, match="outside"):
+        list(connector.fetch_alerts(None))
+    assert all(r.url.host != "graph.example.net" for r in httpx_mock.get_requests())
+
+
+def test_one_bad_record_is_skipped_with_a_warning_and_the_page_survives(
+    httpx_mock: HTTPXMock,
+    connector: DefenderForBusinessConnector,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bad = DOC_ALERT | {"id": "da637551227677560813_-000000001", "lastUpdateDateTime": "yesterday"}
+    nameless = {key: value for key, value in DOC_ALERT.items() if key != "id"}
+    good = DOC_ALERT | {"id": "da637551227677560813_-961444999"}
+    httpx_mock.add_response(
+        url=ALERTS_URL,
+        match_params={"$top": "100"},
+        json=graph_list([DOC_ALERT, bad, nameless, "not an object", good]),
+    )
+    caplog.set_level(logging.WARNING)
+
+    alerts = _alerts(connector, None)
+
+    assert [a.source_id for a in alerts] == [DOC_ALERT["id"], good["id"]]
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 3
+    assert all(TENANT in line for line in skipped)
+    assert "da637551227677560813_-000000001" in skipped[0]
+    assert "lastUpdateDateTime" in skipped[0]
+    assert "no id" in skipped[1]
+
+
+def test_documented_incident_with_pascal_case_enums_is_lower_cased(
+    httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
+) -> None:
+    httpx_mock.add_response(
+        url=INCIDENTS_URL, match_params={"$top": "50"}, json=payload("graph__list_incidents.json")
+    )
+
+    [[incident]] = list(connector.fetch_incidents(None))
+
+    assert incident.source_id == "2972395"
+    assert incident.title.startswith("Multi-stage incident involving Initial access")
+    assert (incident.severity, incident.status) == ("medium", "active")
+    assert incident.created_at == datetime(2021, 8, 13, 8, 43, 35, 553333, tzinfo=UTC)
+    assert incident.last_update_at == datetime(2021, 9, 30, 9, 35, 45, 113333, tzinfo=UTC)
+    assert incident.raw["classification"] == "TruePositive"  # raw stays as sent
+
+
+def test_incident_with_expanded_alerts_maps_the_same_and_keeps_its_alerts(
+    httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
+) -> None:
+    httpx_mock.add_response(
+        url=INCIDENTS_URL,
+        match_params={"$top": "50", "$filter": "lastUpdateDateTime ge 2021-09-30T00:00:00.000000Z"},
+        json=payload("graph__list_incidents_expand_alerts.json"),
+    )
+
+    [[incident]] = list(connector.fetch_incidents(datetime(2021, 9, 30, 0, 2, tzinfo=UTC)))
+
+    assert (incident.source_id, incident.severity, incident.status) == (
+        "2972395",
+        "medium",
+        "active",
+    )
+    assert incident.raw["alerts"][0]["id"] == "da637551227677560813_-961444813"
+
+
+def test_incidents_top_above_fifty_would_be_a_permanent_error(
+    httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
+) -> None:
+    # What Graph answers a $top above 50; the connector never asks for more, so fake it on 50.
+    httpx_mock.add_response(
+        url=INCIDENTS_URL,
+        match_params={"$top": "50"},
+        status_code=400,
+        json=payload("graph__error_incidents_top_exceeds_50_400.json"),
+    )
+
+    with pytest.raises(PermanentError, match="The limit of '50' for Top query has been exceeded"):
+        list(connector.fetch_incidents(None))
+
+
+def test_graph_requests_ask_for_unknown_enum_members(
+    httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
+) -> None:
+    httpx_mock.add_response(
+        url=f"{GRAPH}/v1.0/security/incidents",
+        match_params={"$top": "50"},
+        json=payload("graph__list_incidents.json"),
+    )
+
+    list(connector.fetch_incidents(None))
+
+    [request] = httpx_mock.get_requests(url=INCIDENTS_URL, match_params={"$top": "50"})
+    assert request.headers["Prefer"] == "include-unknown-enum-members"

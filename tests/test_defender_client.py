@@ -1,0 +1,190 @@
+"""Defender API client: throttling, server/network failures, bad bodies, auth refusals, paging."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import httpx
+import pytest
+from edrtrial.connectors.defender import DefenderSettings
+from edrtrial.connectors.defender.auth import TokenProvider
+from edrtrial.connectors.defender.client import Api, DefenderClient
+from pydantic import SecretStr
+from pytest_httpx import HTTPXMock
+from test_defender_support import (
+    ALERTS_URL,
+    FIXTURES,
+    MACHINES_URL,
+    SECRET,
+    TENANT,
+    connection,
+    fake_sign_in,
+    mde_error,
+    payload,
+)
+
+from edrtrial.errors import AuthError, SchemaDriftError, TransientError
+
+ALERTS_PATH = "/v1.0/security/alerts_v2"
+TOP = {"$top": "100"}
+
+
+@pytest.fixture
+def client(httpx_mock: HTTPXMock) -> Iterator[DefenderClient]:
+    fake_sign_in(httpx_mock)
+    settings = DefenderSettings.model_validate(connection())
+    with httpx.Client(timeout=settings.timeout_seconds) as http:
+        yield DefenderClient(settings, http, TokenProvider(settings, SecretStr(SECRET), http))
+
+
+def test_throttling_is_transient_with_the_retry_after_seconds(
+    httpx_mock: HTTPXMock, client: DefenderClient
+) -> None:
+    httpx_mock.add_response(
+        url=ALERTS_URL,
+        match_params=TOP,
+        status_code=429,
+        headers={"Retry-After": "37"},
+        json=payload("graph__error_429_too_many_requests.json"),
+    )
+
+    with pytest.raises(TransientError) as caught:
+        client.get_json(Api.GRAPH, ALERTS_PATH, TOP)
+
+    assert caught.value.retry_after == 37
+    assert "TooManyRequests" in str(caught.value)
+    assert TENANT in str(caught.value)
+
+
+def test_retry_after_may_be_an_http_date(httpx_mock: HTTPXMock, client: DefenderClient) -> None:
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
+    httpx_mock.add_response(
+        url=ALERTS_URL,
+        match_params=TOP,
+        status_code=429,
+        headers={"Retry-After": later},
+        json=payload("graph__error_429_too_many_requests.json"),
+    )
+
+    with pytest.raises(TransientError) as caught:
+        client.get_json(Api.GRAPH, ALERTS_PATH, TOP)
+
+    assert caught.value.retry_after is not None
+    assert 80 <= caught.value.retry_after <= 90
+
+
+def test_server_error_is_transient(httpx_mock: HTTPXMock, client: DefenderClient) -> None:
+    httpx_mock.add_response(url=ALERTS_URL, match_params=TOP, status_code=500)
+
+    with pytest.raises(TransientError) as caught:
+        client.get_json(Api.GRAPH, ALERTS_PATH, TOP)
+    assert caught.value.retry_after is None
+
+
+@pytest.mark.parametrize(
+    "failure", [httpx.ReadTimeout("read timed out"), httpx.ConnectError("connection reset")]
+)
+def test_timeouts_and_connection_errors_are_transient(
+    httpx_mock: HTTPXMock, client: DefenderClient, failure: httpx.RequestError
+) -> None:
+    httpx_mock.add_exception(failure, url=ALERTS_URL, match_params=TOP)
+
+    with pytest.raises(TransientError):
+        client.get_json(Api.GRAPH, ALERTS_PATH, TOP)
+
+
+def test_every_request_carries_a_timeout(httpx_mock: HTTPXMock, client: DefenderClient) -> None:
+    httpx_mock.add_response(
+        url=ALERTS_URL, match_params=TOP, json=payload("graph__list_alerts_v2.json")
+    )
+
+    client.get_json(Api.GRAPH, ALERTS_PATH, TOP)
+
+    for request in httpx_mock.get_requests():
+        assert request.extensions["timeout"]["read"] == 30.0
+
+
+def test_malformed_json_is_schema_drift_naming_the_url(
+    httpx_mock: HTTPXMock, client: DefenderClient
+) -> None:
+    text = (FIXTURES / "graph__list_alerts_v2.json").read_text()
+    httpx_mock.add_response(url=ALERTS_URL, match_params=TOP, text=text[: len(text) // 2])
+
+    with pytest.raises(SchemaDriftError, match="alerts_v2.*not JSON"):
+        client.get_json(Api.GRAPH, ALERTS_PATH, TOP)
+
+
+def test_an_object_without_a_value_list_is_schema_drift(
+    httpx_mock: HTTPXMock, client: DefenderClient
+) -> None:
+    httpx_mock.add_response(
+        url=MACHINES_URL,
+        match_params={"$top": "10000", "$skip": "0"},
+        json=payload("mde__machineaction_isolate_resource.json"),
+    )
+
+    with pytest.raises(SchemaDriftError, match="/api/machines"):
+        list(client.mde_pages("/api/machines"))
+
+
+def test_disabled_feature_is_an_auth_error_explaining_provisioning(
+    httpx_mock: HTTPXMock, client: DefenderClient
+) -> None:
+    httpx_mock.add_response(
+        url=MACHINES_URL,
+        match_params={"$top": "10000", "$skip": "0"},
+        status_code=403,
+        json=mde_error("DisabledFeature", "Tenant feature isn't enabled"),
+    )
+
+    with pytest.raises(AuthError) as caught:
+        list(client.mde_pages("/api/machines"))
+
+    assert "DisabledFeature" in str(caught.value)
+    assert "provisioned" in caught.value.operator_action
+
+
+def test_a_refused_token_is_an_auth_error(httpx_mock: HTTPXMock, client: DefenderClient) -> None:
+    httpx_mock.add_response(
+        url=MACHINES_URL,
+        match_params={"$top": "10000", "$skip": "0"},
+        status_code=401,
+        json=mde_error("Unauthorized", "Unauthorized"),
+    )
+
+    with pytest.raises(AuthError) as caught:
+        list(client.mde_pages("/api/machines"))
+    assert "mde_scope" in caught.value.operator_action
+
+
+def test_mde_pages_with_top_and_skip_until_a_short_page(
+    httpx_mock: HTTPXMock, client: DefenderClient
+) -> None:
+    machines = payload("mde__list_machines.json")
+    httpx_mock.add_response(
+        url=MACHINES_URL, match_params={"$top": "1", "$skip": "0"}, json=machines
+    )
+    httpx_mock.add_response(
+        url=MACHINES_URL, match_params={"$top": "1", "$skip": "1"}, json=machines | {"value": []}
+    )
+
+    pages = list(client.mde_pages("/api/machines", page_size=1))
+
+    assert [len(page) for page in pages] == [1, 0]
+
+
+def test_mde_ignoring_skip_stops_with_schema_drift(
+    httpx_mock: HTTPXMock, client: DefenderClient
+) -> None:
+    machines = payload("mde__list_machines.json")
+    httpx_mock.add_response(
+        url=MACHINES_URL, match_params={"$top": "1", "$skip": "0"}, json=machines
+    )
+    httpx_mock.add_response(
+        url=MACHINES_URL, match_params={"$top": "1", "$skip": "1"}, json=machines
+    )
+
+    with pytest.raises(SchemaDriftError, match="ignored"):
+        list(client.mde_pages("/api/machines", page_size=1))

@@ -1,0 +1,143 @@
+"""Shared helpers for the Defender connector tests: documented payloads and a faked Entra sign-in.
+
+Every Microsoft answer comes from tests/fixtures (copies of the documented payloads); where a
+test needs a variant (a second page, a Pending status) it derives it from such a payload.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+import pytest
+from edrtrial.connectors.defender import DefenderForBusinessConnector
+from pytest_httpx import HTTPXMock
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TENANT = "b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c"  # the tenantId in the documented payloads
+CLIENT_ID = "6731de76-14a6-49ae-97bc-6eba6914391e"
+SECRET = "Xq8~unit-test-client-secret.VALUE"
+SECRET_ENV = "EDRTRIAL_TEST_DEFENDER_SECRET"
+LOGIN = f"https://login.microsoftonline.com/{TENANT}"
+DISCOVERY_URL = f"{LOGIN}/v2.0/.well-known/openid-configuration"
+TOKEN_URL = f"{LOGIN}/oauth2/v2.0/token"
+GRAPH = "https://graph.microsoft.com"
+MDE = "https://api.securitycenter.microsoft.com"
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+MDE_SCOPE = "https://api.securitycenter.microsoft.com/.default"
+ALERTS_URL = f"{GRAPH}/v1.0/security/alerts_v2"
+INCIDENTS_URL = f"{GRAPH}/v1.0/security/incidents"
+MACHINES_URL = f"{MDE}/api/machines"
+ACTIONS_URL = f"{MDE}/api/machineactions"
+
+
+def payload(name: str) -> Any:
+    """A fresh copy of a documented payload from tests/fixtures."""
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+GRAPH_TOKEN = payload("graph__token_response_client_credentials.json")["access_token"]
+MDE_TOKEN = payload("mde__token_response_client_credentials.json")["access_token"]
+_TOKENS = {
+    GRAPH_SCOPE: "graph__token_response_client_credentials.json",
+    MDE_SCOPE: "mde__token_response_client_credentials.json",
+}
+
+
+def connection(**overrides: Any) -> dict[str, Any]:
+    """A tenant's connection block as the config file would give it."""
+    block: dict[str, Any] = {
+        "connector": "defender",
+        "tenant_id": TENANT,
+        "client_id": CLIENT_ID,
+        "client_secret": f"env:{SECRET_ENV}",
+    }
+    return block | overrides
+
+
+def make_connector(
+    monkeypatch: pytest.MonkeyPatch, base_dir: Path, **overrides: Any
+) -> DefenderForBusinessConnector:
+    """A connector built the way the runtime builds it: from the block, secret from the env."""
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    return DefenderForBusinessConnector.from_settings(connection(**overrides), base_dir)
+
+
+def _token_endpoint(request: httpx.Request) -> httpx.Response:
+    form = dict(parse_qsl(request.content.decode()))
+    assert form["grant_type"] == "client_credentials"
+    assert form["client_id"] == CLIENT_ID
+    return httpx.Response(200, json=payload(_TOKENS[form["scope"]]))
+
+
+def add_discovery(
+    httpx_mock: HTTPXMock, authority: str = "https://login.microsoftonline.com"
+) -> None:
+    """Entra's OpenID discovery document for the tenant, served once by `authority`."""
+    text = (FIXTURES / "entra__openid_configuration_v2.json").read_text(encoding="utf-8")
+    text = text.replace("https://login.microsoftonline.com/{tenant}", f"{authority}/{TENANT}")
+    httpx_mock.add_response(
+        url=f"{authority}/{TENANT}/v2.0/.well-known/openid-configuration", method="GET", text=text
+    )
+
+
+def add_instance_discovery(httpx_mock: HTTPXMock) -> None:
+    """Entra's authority-alias metadata, which MSAL fetches once after a refused token request."""
+    text = (FIXTURES / "entra__instance_discovery.json").read_text(encoding="utf-8")
+    httpx_mock.add_response(
+        url=re.compile(r"https://login\.microsoftonline\.com/common/discovery/instance\?.*"),
+        method="GET",
+        text=text.replace("{tenant}", TENANT),
+    )
+
+
+def fake_sign_in(httpx_mock: HTTPXMock) -> None:
+    """Entra's OpenID discovery (expected once) and token endpoint (once per scope)."""
+    add_discovery(httpx_mock)
+    httpx_mock.add_callback(_token_endpoint, url=TOKEN_URL, method="POST", is_reusable=True)
+
+
+def sign_in_requests(httpx_mock: HTTPXMock) -> list[httpx.Request]:
+    """Requests that went to Entra (discovery and token)."""
+    return [r for r in httpx_mock.get_requests() if r.url.host == "login.microsoftonline.com"]
+
+
+def scopes_requested(httpx_mock: HTTPXMock) -> list[str]:
+    """The scope of each token request, in order."""
+    return [
+        dict(parse_qsl(r.content.decode()))["scope"]
+        for r in httpx_mock.get_requests(url=TOKEN_URL, method="POST")
+    ]
+
+
+def bearer(request: httpx.Request) -> str:
+    """The token a request carried."""
+    return request.headers["Authorization"].removeprefix("Bearer ")
+
+
+def graph_list(items: list[Any], next_link: str | None = None) -> dict[str, Any]:
+    """A Graph list envelope around documented items."""
+    body: dict[str, Any] = {"value": copy.deepcopy(items)}
+    if next_link is not None:
+        body["@odata.nextLink"] = next_link
+    return body
+
+
+def mde_list(items: list[Any]) -> dict[str, Any]:
+    """An MDE machine-actions list envelope (context from the documented list) around items."""
+    body: dict[str, Any] = payload("mde__list_machineactions.json")
+    body["value"] = copy.deepcopy(items)
+    return body
+
+
+def mde_error(code: str, message: str) -> dict[str, Any]:
+    """The documented MDE error envelope with another documented code and message."""
+    body: dict[str, Any] = payload("mde__error_invalid_request_body_400.json")
+    body["error"]["code"] = code
+    body["error"]["message"] = message
+    return body

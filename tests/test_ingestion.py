@@ -1,0 +1,104 @@
+"""Ingestion stores every alert exactly once, whatever moment a poll dies at."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from edrtrial import store
+from edrtrial.connectors.base import AlertRecord
+from edrtrial.db import transaction
+from edrtrial.ingestion import ingest_tenant
+from edrtrial.models import Alert, Company, Tenant
+
+from fakes import Crash, FakeConnector
+
+T0 = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
+
+
+def alert(n: int, minutes: int, severity: str = "low", status: str = "new") -> AlertRecord:
+    return AlertRecord(
+        source_id=f"a{n}",
+        title=f"alert {n}",
+        severity=severity,
+        status=status,
+        last_update_at=T0 + timedelta(minutes=minutes),
+        created_at=T0,
+    )
+
+
+@pytest.fixture
+def tenant_id(sessions: sessionmaker[Session]) -> int:
+    with transaction(sessions) as session:
+        company = Company(key="acme", name="Acme", contact_email="a@example.jp")
+        session.add(company)
+        session.flush()
+        tenant = Tenant(company_id=company.id, connector="fake", external_id="t-acme")
+        session.add(tenant)
+        session.flush()
+        return tenant.id
+
+
+def stored(sessions: sessionmaker[Session]) -> dict[str, Alert]:
+    with sessions() as session:
+        return {a.source_id: a for a in session.scalars(select(Alert))}
+
+
+def test_a_poll_stores_every_alert_and_moves_the_cursor_to_the_newest(sessions, tenant_id):
+    connector = FakeConnector(page_size=3)
+    for n in range(10):
+        connector.alerts[f"a{n}"] = alert(n, minutes=n)
+    [result] = ingest_tenant(sessions, tenant_id, connector)
+    assert (result.pages, result.counts.inserted) == (4, 10)
+    assert set(stored(sessions)) == {f"a{n}" for n in range(10)}
+    with sessions() as session:
+        assert store.get_cursor(session, tenant_id, "alerts") == T0 + timedelta(minutes=9)
+
+
+def test_a_poll_that_dies_mid_way_keeps_the_old_cursor_and_the_rerun_stores_each_once(
+    sessions, tenant_id
+):
+    connector = FakeConnector(page_size=3)
+    for n in range(10):
+        connector.alerts[f"a{n}"] = alert(n, minutes=n)
+    connector.crash_after_pages = 2
+    with pytest.raises(Crash):
+        ingest_tenant(sessions, tenant_id, connector)
+    # The first page is committed; the second waited to learn whether it was the last.
+    assert len(stored(sessions)) == 3
+    with sessions() as session:
+        assert store.get_cursor(session, tenant_id, "alerts") is None
+
+    connector.crash_after_pages = None
+    ingest_tenant(sessions, tenant_id, connector)
+    with sessions() as session:
+        assert session.scalar(select(func.count(Alert.id))) == 10
+        assert store.get_cursor(session, tenant_id, "alerts") == T0 + timedelta(minutes=9)
+
+
+def test_a_changed_alert_updates_the_stored_row_and_an_old_copy_does_not(sessions, tenant_id):
+    connector = FakeConnector(page_size=10, overlap=timedelta(minutes=5))
+    connector.alerts["a1"] = alert(1, minutes=1)
+    ingest_tenant(sessions, tenant_id, connector)
+    connector.alerts["a1"] = alert(1, minutes=20, status="resolved")
+    [result] = ingest_tenant(sessions, tenant_id, connector)
+    assert (result.counts.inserted, result.counts.updated) == (0, 1)
+    assert stored(sessions)["a1"].status == "resolved"
+
+    with transaction(sessions) as session:  # a stale copy arriving late changes nothing
+        store.upsert_alerts(session, tenant_id, "fake", [alert(1, minutes=2, status="new")])
+    assert stored(sessions)["a1"].status == "resolved"
+
+
+def test_overlap_refetches_harmlessly(sessions, tenant_id):
+    connector = FakeConnector(page_size=2, overlap=timedelta(hours=1))
+    for n in range(4):
+        connector.alerts[f"a{n}"] = alert(n, minutes=n)
+    ingest_tenant(sessions, tenant_id, connector)
+    [again] = ingest_tenant(sessions, tenant_id, connector)
+    assert again.fetched == 4  # all inside the overlap window
+    assert (again.counts.inserted, again.counts.updated) == (0, 0)
+    assert len(stored(sessions)) == 4

@@ -1,0 +1,115 @@
+"""Offboarding: one task per device of an ended, undecided trial; sent once; always audited."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from edrtrial.db import transaction
+from edrtrial.lifecycle import execute_offboarding, offboarding_progress, plan_offboarding
+from edrtrial.models import AuditEvent, Company, Device, ResponseAction, Tenant, Trial
+
+from fakes import FakeConnector
+
+NOW = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
+
+
+def company(session: Session, key: str, end: date, decision: str, platforms: list[str]) -> int:
+    c = Company(key=key, name=key, contact_email=f"{key}@example.jp")
+    session.add(c)
+    session.flush()
+    t = Tenant(company_id=c.id, connector="fake", external_id=f"tenant-{key}")
+    session.add(t)
+    session.add(Trial(company_id=c.id, starts_on=date(2026, 8, 1), ends_on=end, decision=decision))
+    session.flush()
+    for n, platform in enumerate(platforms):
+        session.add(
+            Device(
+                tenant_id=t.id,
+                source_id=f"{key}-{n}",
+                name=f"pc-{n}.{key}",
+                os_platform=platform,
+                in_inventory=True,
+            )
+        )
+    session.flush()
+    return t.id
+
+
+@pytest.fixture
+def tenants(sessions: sessionmaker[Session]) -> dict[str, int]:
+    with transaction(sessions) as session:
+        return {
+            "ended": company(
+                session,
+                "ended",
+                date(2026, 10, 31),
+                "undecided",
+                ["Windows11", "Windows10", "macOS"],
+            ),
+            "leaving": company(session, "leaving", date(2026, 11, 21), "offboard", ["Windows11"]),
+            "continues": company(
+                session, "continues", date(2026, 10, 31), "continue", ["Windows11"]
+            ),
+            "running": company(session, "running", date(2026, 11, 30), "undecided", ["Windows11"]),
+        }
+
+
+def test_tasks_are_planned_for_every_device_of_ended_trials_only_and_only_once(sessions, tenants):
+    with transaction(sessions) as session:
+        first = plan_offboarding(session, date(2026, 11, 22), NOW)
+    with transaction(sessions) as session:
+        second = plan_offboarding(session, date(2026, 11, 22), NOW)
+    assert len(first) == 4 and second == []
+    with sessions() as session:
+        rows = offboarding_progress(session)
+        assert sorted({r.company_key for r in rows}) == ["ended", "leaving"]
+        assert all(r.status == "planned" for r in rows)
+        audits = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "offboarding.planned")
+        ).all()
+        assert len(audits) == 4
+
+
+def test_the_last_trial_day_is_still_a_trial_day(sessions, tenants):
+    with transaction(sessions) as session:
+        planned = plan_offboarding(session, date(2026, 11, 21), NOW)
+    assert {t.tenant_id for t in planned} == {tenants["ended"]}
+
+
+def test_executing_sends_windows_once_and_hands_macos_over_as_manual_work(sessions, tenants):
+    with transaction(sessions) as session:
+        plan_offboarding(session, date(2026, 11, 22), NOW)
+    connector = FakeConnector()
+    execute_offboarding(sessions, tenants["ended"], connector, "operator-a", lambda: NOW)
+    execute_offboarding(sessions, tenants["ended"], connector, "operator-a", lambda: NOW)
+    assert sorted(d for d, _ in connector.started) == ["ended-0", "ended-1"]
+    with sessions() as session:
+        statuses = {r.device_name: r.status for r in offboarding_progress(session, "ended")}
+        assert statuses == {
+            "pc-0.ended": "pending",
+            "pc-1.ended": "pending",
+            "pc-2.ended": "manual",
+        }
+        manual = session.scalar(select(ResponseAction).where(ResponseAction.status == "manual"))
+        assert manual is not None and "offboarding script" in manual.detail
+        actors = {
+            a.actor
+            for a in session.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action.in_(["offboarding.sent", "offboarding.manual"])
+                )
+            )
+        }
+        assert actors == {"operator-a"}
+
+
+def test_executing_one_tenant_never_touches_another(sessions, tenants):
+    with transaction(sessions) as session:
+        plan_offboarding(session, date(2026, 11, 22), NOW)
+    connector = FakeConnector()
+    execute_offboarding(sessions, tenants["leaving"], connector, "op", lambda: NOW)
+    assert [d for d, _ in connector.started] == ["leaving-0"]
