@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= $(if $(wildcard config.toml),config.toml,config.example.toml)
 PYTEST_ARGS ?=
 
-.PHONY: run test bench lint clean FORCE
+.PHONY: run test lint clean FORCE
 
 # Strict editable installs expose only the files present at install time, so a new or
 # removed source file (tracked in the manifest) triggers a reinstall.

@@ -24,7 +24,8 @@ from edrtrial.timeutil import jst_date, to_jst
 
 P = ParamSpec("P")
 T = TypeVar("T")
-console = Console()
+# Piped or captured output is not cut to 80 columns (rich's default off a terminal).
+console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True)
 
 
@@ -272,7 +273,10 @@ def seats_command(ctx: click.Context) -> None:
         "decision",
     )
     for r in rows:
-        left = "" if r.trial_end is None else str(max((r.trial_end - today).days, 0))
+        left = ""
+        if r.trial_end is not None:
+            days = (r.trial_end - today).days
+            left = str(days) if days >= 0 else "ended"
         onboarded = f"[red]{r.onboarded}[/]" if r.over_cap else str(r.onboarded)
         trial = f"{r.trial_start} → {r.trial_end}" if r.trial_start else ""
         table.add_row(

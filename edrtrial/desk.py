@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from edrtrial import outbox
 from edrtrial.config import DeskConfig
-from edrtrial.models import Alert, AuditEvent, Company, Incident, Tenant, Ticket
+from edrtrial.models import Alert, AuditEvent, Company, Incident, OutboxMessage, Tenant, Ticket
 from edrtrial.reports.notices import company_alert_notice, desk_ticket_notice
 
 PRIORITY_RANK = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
@@ -78,10 +78,22 @@ def open_or_attach(
     return ticket, created
 
 
+def _queued(session: Session, key: str) -> bool:
+    return (
+        session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key)) is not None
+    )
+
+
 def queue_notices(
     session: Session, ticket: Ticket, desk: DeskConfig, *, to_desk: bool, to_company: bool
 ) -> int:
-    """Queue the desk's and the company's notice for a ticket; each is queued once, ever."""
+    """Queue the desk's and the company's notice for a ticket, each once ever; returns how many."""
+    desk_key = f"notice:desk:ticket:{ticket.id}"
+    company_key = f"notice:company:ticket:{ticket.id}"
+    to_desk = to_desk and not _queued(session, desk_key)
+    to_company = to_company and not _queued(session, company_key)
+    if not (to_desk or to_company):
+        return 0
     tenant = session.get_one(Tenant, ticket.tenant_id)
     company = session.get_one(Company, tenant.company_id)
     alerts = list(
@@ -89,12 +101,11 @@ def queue_notices(
             select(Alert).where(Alert.ticket_id == ticket.id).order_by(Alert.created_at)
         )
     )
-    queued = 0
     if to_desk:
         mail = desk_ticket_notice(company, ticket, alerts)
         outbox.enqueue(
             session,
-            dedupe_key=f"notice:desk:ticket:{ticket.id}",
+            dedupe_key=desk_key,
             kind="desk-notice",
             recipient=str(desk.email),
             subject=mail.subject,
@@ -102,12 +113,11 @@ def queue_notices(
             body_html=mail.html,
             tenant_id=tenant.id,
         )
-        queued += 1
     if to_company:
         mail = company_alert_notice(company, ticket, alerts, desk)
         outbox.enqueue(
             session,
-            dedupe_key=f"notice:company:ticket:{ticket.id}",
+            dedupe_key=company_key,
             kind="company-notice",
             recipient=company.contact_email,
             subject=mail.subject,
@@ -115,8 +125,7 @@ def queue_notices(
             body_html=mail.html,
             tenant_id=tenant.id,
         )
-        queued += 1
-    return queued
+    return int(to_desk) + int(to_company)
 
 
 @dataclass(frozen=True, slots=True)

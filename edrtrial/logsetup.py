@@ -55,5 +55,12 @@ def configure(level: str = "INFO", json_lines: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "msal", "apscheduler.executors", "uvicorn.access"):
+    for noisy in (
+        "httpx",
+        "httpcore",
+        "msal",
+        "alembic",
+        "apscheduler.executors",
+        "uvicorn.access",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

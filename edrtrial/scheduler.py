@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 LOCK_NAME = "scheduler"
 HEARTBEAT = timedelta(seconds=20)
 STALE_AFTER = timedelta(seconds=90)
+FIRST_LIFECYCLE_DELAY = timedelta(seconds=60)
 
 _runtime: Runtime | None = None
 
@@ -121,10 +122,11 @@ def build_scheduler(rt: Runtime) -> BackgroundScheduler:
         "heartbeat": (("heartbeat", None), IntervalTrigger(seconds=HEARTBEAT.seconds), None),
         "outbox": (("outbox", None), IntervalTrigger(seconds=schedules.outbox_seconds), now),
         "weekly-reports": (("weekly-reports", None), _cron(schedules.weekly_report, True), None),
+        # Also once shortly after start, when the first inventory has found the devices.
         "trial-lifecycle": (
             ("trial-lifecycle", None),
             _cron(schedules.trial_lifecycle, False),
-            now,
+            now + FIRST_LIFECYCLE_DELAY,
         ),
     }
     for tenant in rt.tenants():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,24 +19,35 @@ PG_ENV = "EDRTRIAL_TEST_DATABASE_URL"
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or its own schema on the CI PostgreSQL."""
+def new_database_url(tmp_path: Path) -> Iterator[Callable[[], str]]:
+    """Makes fresh, empty databases: SQLite files, or schemas on the CI PostgreSQL."""
     base = os.environ.get(PG_ENV)
-    if not base:
-        yield f"sqlite:///{tmp_path / 'edrtrial.db'}"
-        return
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    admin = make_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    # search_path travels inside the URL, so subprocesses land in the same schema.
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
+    admin = make_engine(base) if base else None
+    schemas: list[str] = []
+
+    def make() -> str:
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        if admin is None:
+            return f"sqlite:///{tmp_path / (name + '.db')}"
         with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            conn.execute(text(f'CREATE SCHEMA "{name}"'))
+        schemas.append(name)
+        # search_path travels inside the URL, so subprocesses land in the same schema.
+        url = make_url(base).update_query_dict({"options": f"-csearch_path={name}"})
+        return url.render_as_string(hide_password=False)
+
+    yield make
+    if admin is not None:
+        with admin.begin() as conn:
+            for name in schemas:
+                conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def database_url(new_database_url: Callable[[], str]) -> str:
+    """A fresh, empty database for this test."""
+    return new_database_url()
 
 
 @pytest.fixture

@@ -8,10 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pytest_httpx import HTTPXMock
+
 from edrtrial.connectors.base import ActionKind, ActionStatus
 from edrtrial.connectors.defender import DefenderForBusinessConnector
 from edrtrial.connectors.defender.models import MdeMachineAction
-from pytest_httpx import HTTPXMock
+from edrtrial.errors import PermanentError
+
 from test_defender_support import (
     ACTIONS_URL,
     MACHINES_URL,
@@ -21,8 +24,6 @@ from test_defender_support import (
     mde_list,
     payload,
 )
-
-from edrtrial.errors import PermanentError
 
 DEVICE = "7b1f4967d9728e5aa3c06a9e617a22a4a5a17378"  # the machineId of the documented action
 ISOLATE = payload("mde__machineaction_isolate_resource.json")

@@ -8,9 +8,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pytest_httpx import HTTPXMock
+
 from edrtrial.connectors.base import AlertRecord, DeviceRef
 from edrtrial.connectors.defender import DefenderForBusinessConnector
-from pytest_httpx import HTTPXMock
+from edrtrial.errors import PermanentError, SchemaDriftError
+
 from test_defender_support import (
     ALERTS_URL,
     GRAPH,
@@ -21,8 +24,6 @@ from test_defender_support import (
     make_connector,
     payload,
 )
-
-from edrtrial.errors import PermanentError, SchemaDriftError
 
 DOC_ALERT = payload("graph__list_alerts_v2.json")["value"][0]
 

@@ -9,10 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 import trustme
+from pytest_httpx import HTTPXMock
+
 from edrtrial.connectors import connector_class
 from edrtrial.connectors.base import Connector
 from edrtrial.connectors.defender import DefenderForBusinessConnector, DefenderSettings
-from pytest_httpx import HTTPXMock
+from edrtrial.errors import AuthError, ConfigError, TransientError
+
 from test_defender_support import (
     ALERTS_URL,
     CLIENT_ID,
@@ -36,8 +39,6 @@ from test_defender_support import (
     scopes_requested,
     sign_in_requests,
 )
-
-from edrtrial.errors import AuthError, ConfigError, TransientError
 
 
 @pytest.fixture

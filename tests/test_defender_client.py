@@ -8,11 +8,14 @@ from email.utils import format_datetime
 
 import httpx
 import pytest
+from pydantic import SecretStr
+from pytest_httpx import HTTPXMock
+
 from edrtrial.connectors.defender import DefenderSettings
 from edrtrial.connectors.defender.auth import TokenProvider
 from edrtrial.connectors.defender.client import Api, DefenderClient
-from pydantic import SecretStr
-from pytest_httpx import HTTPXMock
+from edrtrial.errors import AuthError, SchemaDriftError, TransientError
+
 from test_defender_support import (
     ALERTS_URL,
     FIXTURES,
@@ -24,8 +27,6 @@ from test_defender_support import (
     mde_error,
     payload,
 )
-
-from edrtrial.errors import AuthError, SchemaDriftError, TransientError
 
 ALERTS_PATH = "/v1.0/security/alerts_v2"
 TOP = {"$top": "100"}

@@ -15,8 +15,9 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-from edrtrial.connectors.defender import DefenderForBusinessConnector
 from pytest_httpx import HTTPXMock
+
+from edrtrial.connectors.defender import DefenderForBusinessConnector
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TENANT = "b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c"  # the tenantId in the documented payloads

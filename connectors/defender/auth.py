@@ -8,11 +8,11 @@ from typing import Any
 
 import httpx
 import msal
-from edrtrial.connectors.defender.config import DefenderSettings
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 from msal.exceptions import MsalServiceError
 from pydantic import SecretStr
 
+from edrtrial.connectors.defender.config import DefenderSettings
 from edrtrial.errors import AuthError, TransientError
 
 log = logging.getLogger(__name__)

@@ -10,11 +10,11 @@ from enum import StrEnum
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
+
 from edrtrial.connectors.defender.auth import TokenProvider
 from edrtrial.connectors.defender.config import DefenderSettings
 from edrtrial.connectors.defender.models import ODataPage
-from pydantic import ValidationError
-
 from edrtrial.errors import AuthError, PermanentError, SchemaDriftError, TransientError
 
 log = logging.getLogger(__name__)

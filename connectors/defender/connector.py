@@ -13,6 +13,9 @@ from typing import Any, ClassVar, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, ValidationError
+
+from edrtrial import __version__
 from edrtrial.connectors.base import (
     ActionKind,
     ActionResult,
@@ -37,9 +40,6 @@ from edrtrial.connectors.defender.models import (
     MdeMachine,
     MdeMachineAction,
 )
-from pydantic import BaseModel, ValidationError
-
-from edrtrial import __version__
 from edrtrial.errors import ConfigError, PermanentError, SchemaDriftError, TransientError
 from edrtrial.secrets import resolve_secret
 from edrtrial.timeutil import format_iso

@@ -16,8 +16,10 @@ async def admit(world: SandboxWorld, request: Request, audience: str, api: str) 
             world.authenticate, request.headers.get("authorization"), audience
         )
     except ApiError as err:
-        challenge = "Bearer" if err.message.endswith("empty.") else 'Bearer error="invalid_token"'
-        err.headers.setdefault("WWW-Authenticate", challenge)
+        presented = bool(request.headers.get("authorization"))
+        err.headers.setdefault(
+            "WWW-Authenticate", 'Bearer error="invalid_token"' if presented else "Bearer"
+        )
         raise
     retry_after = await run_in_threadpool(world.charge, tenant_id, api)
     if retry_after is not None:

@@ -1,10 +1,13 @@
 """The sandbox web app: one HTTPS origin serving Entra login, Graph and MDE by path.
 
-Point the connector at it with, for `base = https://127.0.0.1:8443`:
-    authority      {base}/{tenant_id}                  (MSAL, instance_discovery=False)
-    Graph base     {base}/v1.0                         scope https://graph.microsoft.com/.default
-    MDE base       {base}/api                          scope https://api.securitycenter.microsoft.com/.default
-Control endpoints for tests and training live under /sandbox/ (see control.py).
+A Defender connection block for a sample tenant, with `base = https://127.0.0.1:8443`:
+    authority_host = graph_base_url = mde_base_url = base
+    ca_bundle      = "var/sandbox/ca.pem"
+    client_id      = SAMPLE_CLIENT_ID
+    client_secret  = "file:var/sandbox/secrets/<tenant_id>.secret"
+Paths: login /{tenant}/v2.0/.well-known/openid-configuration, /{tenant}/oauth2/v2.0/token,
+/{tenant}/adminconsent; Graph /v1.0/security/...; MDE /api/...; control /sandbox/...
+(see control.py).
 """
 
 from __future__ import annotations

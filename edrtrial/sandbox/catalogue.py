@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import cache
 
 WINDOWS = frozenset({"Windows10", "Windows11"})
 MACOS = frozenset({"macOS"})
@@ -59,7 +60,12 @@ class AlertKind:
     @property
     def detector_id(self) -> str:
         """A stable detector GUID per kind, as Defender has one per detection rule."""
-        return str(uuid.uuid5(_DETECTOR_NAMESPACE, self.key))
+        return _detector_id(self.key)
+
+
+@cache
+def _detector_id(key: str) -> str:
+    return str(uuid.uuid5(_DETECTOR_NAMESPACE, key))
 
 
 _KINDS = (

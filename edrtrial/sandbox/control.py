@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from edrtrial.sandbox.actions import OUTCOMES
 from edrtrial.sandbox.catalogue import ALERT_KINDS
 from edrtrial.sandbox.responses import json_response
 from edrtrial.sandbox.world import SandboxWorld
@@ -128,15 +129,21 @@ class ControlApi:
                                "action_outcome"}
         if unknown:
             raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+        # Read every value before changing anything, so a bad one changes nothing.
         budgets = {key: _budget(body[key]) for key in _BUDGET_KEYS if key in body}
+        latency = _seconds(body, "latency_seconds")
+        action_seconds = _seconds(body, "action_seconds")
+        outcome = body.get("action_outcome")
+        if outcome is not None and outcome not in OUTCOMES:
+            raise ValueError(f"action_outcome must be one of {', '.join(OUTCOMES)}")
         if budgets:
             self.world.update_budgets(**budgets)
-        if "latency_seconds" in body:
-            self.world.set_latency(float(body["latency_seconds"]))
-        if "action_seconds" in body:
-            self.world.set_action_seconds(float(body["action_seconds"]))
-        if "action_outcome" in body:
-            self.world.set_action_outcome(str(body["action_outcome"]))
+        if latency is not None:
+            self.world.set_latency(latency)
+        if action_seconds is not None:
+            self.world.set_action_seconds(action_seconds)
+        if outcome is not None:
+            self.world.set_action_outcome(outcome)
         return self.world.settings()
 
 
@@ -156,6 +163,15 @@ def _optional_str(body: dict[str, Any], key: str) -> str | None:
 def _budget(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError("a budget is a whole number of calls, or null for unlimited")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("a budget is a whole number of calls (at least 1), or null for unlimited")
     return value
+
+
+def _seconds(body: dict[str, Any], key: str) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{key} must be a number of seconds, not negative")
+    return float(value)

@@ -22,6 +22,7 @@ from edrtrial.sandbox.auth import GRAPH
 from edrtrial.sandbox.faults import ApiError
 from edrtrial.sandbox.graph_data import ALERT_FIELDS, INCIDENT_FIELDS, Page, PageKey
 from edrtrial.sandbox.odata import (
+    FieldKind,
     ODataError,
     TopExceededError,
     decode_skiptoken,
@@ -140,7 +141,7 @@ class _ListQuery:
     """The OData options of a Graph list request, checked."""
 
     def __init__(
-        self, request: Request, fields: dict[str, Any], top: tuple[int, int]
+        self, request: Request, fields: dict[str, FieldKind], top: tuple[int, int]
     ) -> None:
         params = request.query_params
         for name in params:

@@ -7,12 +7,13 @@ MSAL (with `instance_discovery=False`) first reads
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from edrtrial.sandbox.auth import EntraError
@@ -71,10 +72,6 @@ class LoginApi:
     async def admin_consent(self, request: Request) -> Response:
         """Grant admin consent and redirect back, as login.microsoftonline.com/{t}/adminconsent."""
         params = request.query_params
-        redirect_uri = params.get("redirect_uri")
-        if not redirect_uri:
-            return json_response({"error": "invalid_request",
-                                  "error_description": "redirect_uri is required"}, 400)
         reply: dict[str, str] = {}
         tenant_id = self.world.find_tenant(request.path_params["tenant"])
         if tenant_id is None:
@@ -89,8 +86,25 @@ class LoginApi:
             reply = {"admin_consent": "True", "tenant": tenant_id}
         if "state" in params:
             reply["state"] = params["state"]
+        redirect_uri = params.get("redirect_uri")
+        if not redirect_uri:  # Entra would use the app's registered reply URL: show the outcome
+            return _consent_page(reply)
         separator = "&" if "?" in redirect_uri else "?"
         return RedirectResponse(f"{redirect_uri}{separator}{urlencode(reply)}", status_code=302)
+
+
+def _consent_page(reply: dict[str, str]) -> Response:
+    granted = reply.get("admin_consent") == "True"
+    title = "Admin consent granted" if granted else "Admin consent failed"
+    detail = (
+        f"tenant {reply['tenant']}" if granted
+        else reply.get("error_description", reply.get("error", ""))
+    )
+    page = (
+        f"<!doctype html><html lang=en><meta charset=utf-8><title>{escape(title)}</title>"
+        f"<h1>{escape(title)}</h1><p>edrtrial sandbox: {escape(detail)}</p></html>"
+    )
+    return HTMLResponse(page, status_code=200 if granted else 400)
 
 
 def openid_configuration(base: str, tenant_id: str) -> dict[str, Any]:
@@ -109,10 +123,17 @@ def openid_configuration(base: str, tenant_id: str) -> dict[str, Any]:
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "issuer": f"{root}/v2.0",
         "request_uri_parameter_supported": False,
+        "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
         "authorization_endpoint": f"{root}/oauth2/v2.0/authorize",
         "device_authorization_endpoint": f"{root}/oauth2/v2.0/devicecode",
+        "http_logout_supported": True,
+        "frontchannel_logout_supported": True,
         "end_session_endpoint": f"{root}/oauth2/v2.0/logout",
+        "claims_supported": [
+            "sub", "iss", "aud", "exp", "iat", "auth_time", "acr", "nonce", "tid", "ver",
+        ],
         "tenant_region_scope": "AS",
         "cloud_instance_name": "microsoftonline.com",
+        "cloud_graph_host_name": "graph.windows.net",
         "msgraph_host": "graph.microsoft.com",
     }

@@ -19,7 +19,7 @@ from edrtrial.sandbox.admission import admit
 from edrtrial.sandbox.auth import MDE
 from edrtrial.sandbox.faults import ApiError
 from edrtrial.sandbox.mde_data import ACTION_FIELDS, MACHINE_FIELDS
-from edrtrial.sandbox.odata import FieldKind, ODataError, parse_count, parse_filter
+from edrtrial.sandbox.odata import Clause, FieldKind, ODataError, parse_count, parse_filter
 from edrtrial.sandbox.responses import base_url, mde_error, mde_json
 from edrtrial.sandbox.world import SandboxWorld
 
@@ -110,7 +110,9 @@ class MdeApi:
         return handler
 
 
-def _list_query(request: Request, fields: dict[str, FieldKind]) -> tuple[Any, int, int]:
+def _list_query(
+    request: Request, fields: dict[str, FieldKind]
+) -> tuple[list[Clause], int, int]:
     params = request.query_params
     for name in params:
         if name.startswith("$") and name not in _LIST_OPTIONS:

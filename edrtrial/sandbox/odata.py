@@ -82,7 +82,7 @@ def _compare(left: datetime, op: str, right: datetime) -> bool:
 
 def odata_time(value: datetime) -> str:
     """A timestamp as Microsoft sends it: UTC, seven fractional digits, `Z`."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "0Z"
 
 
 def _tokens(text: str) -> list[str]:

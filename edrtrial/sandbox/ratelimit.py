@@ -30,7 +30,7 @@ class RateLimiter:
 
     def __init__(self, budgets: Budgets | None = None) -> None:
         self.budgets = budgets or Budgets()
-        self._calls: dict[tuple[str, str], deque[datetime]] = {}
+        self._calls: dict[str, dict[str, deque[datetime]]] = {}
 
     def _windows(self, api: str) -> list[tuple[int, timedelta]]:
         budgets = self.budgets
@@ -42,7 +42,7 @@ class RateLimiter:
 
     def charge(self, tenant_id: str, api: str, now: datetime) -> int | None:
         """Count a call to `api` ("graph" or "mde:<name>"); if over budget, the Retry-After."""
-        calls = self._calls.setdefault((tenant_id, api), deque())
+        calls = self._calls.setdefault(tenant_id, {}).setdefault(api, deque())
         windows = self._windows(api)
         while calls and calls[0] <= now - HOUR:
             calls.popleft()
@@ -62,6 +62,5 @@ class RateLimiter:
         """Calls in the last minute per API of one tenant, for the control summary."""
         return {
             api: sum(1 for t in calls if t > now - MINUTE)
-            for (tenant, api), calls in self._calls.items()
-            if tenant == tenant_id and calls
+            for api, calls in self._calls.get(tenant_id, {}).items()
         }

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
 _START_TIMEOUT = 15.0
+_GRACE_SECONDS = 0.5
 
 
 class SandboxServer:
@@ -115,6 +116,11 @@ class SandboxServer:
         self._stopping.set()
         if self._server is not None:
             self._server.should_exit = True
+            http = self._threads[0] if self._threads else None
+            if http is not None and http.is_alive():
+                http.join(timeout=_GRACE_SECONDS)
+            # Idle keep-alive TLS connections would hold uvicorn until its graceful timeout.
+            self._server.force_exit = True
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout=10)
@@ -126,9 +132,10 @@ class SandboxServer:
         """Serve until Ctrl-C (for `edrtrial sandbox`)."""
         if self._server is None:
             self.start()
+        http = self._threads[0]
         try:
-            while any(thread.is_alive() for thread in self._threads[:1]):
-                self._threads[0].join(timeout=0.5)
+            while http.is_alive():
+                http.join(timeout=0.5)
         except KeyboardInterrupt:
             log.info("sandbox stopping")
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -163,11 +164,36 @@ class TenantState:
             body["alerts"] = [self.alert_json(alert, risks) for alert in alerts]
         return body
 
+    def summary(self) -> dict[str, Any]:
+        """Counts an operator or a test reads at a glance, JSON-ready."""
+        alerts = self.alerts.values()
+        return {
+            "tenant_id": self.tenant_id,
+            "key": self.info.key,
+            "name": self.info.name,
+            "consent": self.consent,
+            "devices": len(self.devices),
+            "isolated_devices": [d.id for d in self.devices.values() if d.isolated],
+            "offboarded_devices": [d.id for d in self.devices.values() if d.offboarded],
+            "alerts": len(self.alerts),
+            "open_alerts": sum(1 for a in alerts if a.open),
+            "alerts_by_severity": dict(Counter(a.severity for a in alerts)),
+            "incidents": sum(1 for i in self.incidents.values() if i.alert_ids),
+            "machine_actions": self.action_table(),
+        }
+
     # -- machine actions ---------------------------------------------------------------------
 
     def new_action_id(self) -> str:
         """A GUID for the next machine action, stable for a seed."""
         return str(uuid.uuid5(_ACTION_NAMESPACE, f"{self.tenant_id}/{len(self.actions)}"))
+
+    def action_table(self) -> dict[str, dict[str, int]]:
+        """Machine actions requested, per device id and type."""
+        table: dict[str, Counter[str]] = {}
+        for action in self.actions.values():
+            table.setdefault(action.device_id, Counter())[action.type] += 1
+        return {device: dict(types) for device, types in table.items()}
 
     def advance_actions(self, now: datetime) -> None:
         """Move pending actions along their timeline and apply the ones that succeeded."""

@@ -2,14 +2,14 @@
 
 The HTTP app and the ticker thread both call in; every public method takes the lock, so
 each request sees and leaves a consistent world. Deterministic for a seed; the times are
-real UTC from `clock`.
+real UTC from `clock`. The class is long because it is the one locked entry point: its
+methods only take the lock and hand over to graph_data, mde_data, injection and generate.
 """
 
 from __future__ import annotations
 
 import hmac
 import threading
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -18,10 +18,10 @@ from typing import Any
 from edrtrial.sandbox import graph_data, mde_data
 from edrtrial.sandbox.actions import OUTCOMES
 from edrtrial.sandbox.auth import GRAPH, MDE, SCOPES, TOKEN_LIFETIME, EntraError, TokenStore
-from edrtrial.sandbox.catalogue import ALERT_KINDS
 from edrtrial.sandbox.faults import ApiError
-from edrtrial.sandbox.generate import detection_test, populate, step
+from edrtrial.sandbox.generate import populate, step
 from edrtrial.sandbox.graph_data import Page, PageKey
+from edrtrial.sandbox.injection import inject_alerts, onboard_devices
 from edrtrial.sandbox.odata import Clause
 from edrtrial.sandbox.ratelimit import Budgets, RateLimiter
 from edrtrial.sandbox.samples import SAMPLE_CLIENT_ID, SampleTenant, sample_tenants
@@ -266,60 +266,21 @@ class SandboxWorld:
     ) -> list[str]:
         """Raise `count` alerts of a kind now. incident_id: None = one new incident per alert,
         "new" = one new incident for all of them, or an existing incident's id."""
-        if kind not in ALERT_KINDS:
-            raise ValueError(f"unknown alert kind {kind!r}; known: {', '.join(ALERT_KINDS)}")
-        if count < 1:
-            raise ValueError("count must be at least 1")
-        if severity is not None and severity not in ("informational", "low", "medium", "high"):
-            raise ValueError(f"unknown severity {severity!r}")
-        alert_kind = ALERT_KINDS[kind]
         with self._lock:
-            state = self._tenant(tenant_id)
-            now = self._clock()
-            if device_id is not None:
-                device = state.find_device(device_id)
-                if device is None:
-                    raise LookupError(f"no device {device_id} in tenant {tenant_id}")
-                devices = [device]
-            else:
-                devices = [
-                    d for d in state.reporting_devices() if d.platform in alert_kind.platforms
-                ]
-                if not devices:
-                    raise ValueError(f"tenant {tenant_id} has no device where {kind} can fire")
-            shared = None
-            if incident_id == "new":
-                shared = state.new_incident(now)
-            elif incident_id is not None:
-                shared = state.incidents.get(incident_id)
-                if shared is None:
-                    raise LookupError(f"no incident {incident_id} in tenant {tenant_id}")
-            return [
-                state.add_alert(
-                    alert_kind, state.rng.choice(devices), now, incident=shared,
-                    severity=severity,
-                ).id
-                for _ in range(count)
-            ]
+            return inject_alerts(
+                self._tenant(tenant_id), kind, count, self._clock(), incident_id=incident_id,
+                device_id=device_id, severity=severity,
+            )
 
     def add_devices(
         self, tenant_id: str, count: int = 1, platform: str = "Windows11",
         detection_test_alert: bool = True,
     ) -> list[str]:
         """Onboard new devices now; Windows ones run the detection test right away."""
-        if platform not in ("Windows10", "Windows11", "macOS", "Linux"):
-            raise ValueError(f"unknown osPlatform {platform!r}")
         with self._lock:
-            state = self._tenant(tenant_id)
-            now = self._clock()
-            added = []
-            for _ in range(count):
-                device = state.add_device(platform, now, onboarded_days_ago=0.005)
-                device.last_seen = now
-                if detection_test_alert and platform.startswith("Windows"):
-                    detection_test(state, device, now)
-                added.append(device.id)
-            return added
+            return onboard_devices(
+                self._tenant(tenant_id), count, platform, self._clock(), detection_test_alert
+            )
 
     def clear_tenant(self, tenant_id: str) -> None:
         """Empty a tenant, as one freshly provisioned with no device onboarded yet."""
@@ -430,10 +391,7 @@ class SandboxWorld:
     def action_counts(self, tenant_id: str) -> dict[str, dict[str, int]]:
         """Machine actions requested per device id and type."""
         with self._lock:
-            counts: dict[str, Counter[str]] = {}
-            for action in self._tenant(tenant_id).actions.values():
-                counts.setdefault(action.device_id, Counter())[action.type] += 1
-            return {device: dict(types) for device, types in counts.items()}
+            return self._tenant(tenant_id).action_table()
 
     def summary(self) -> dict[str, Any]:
         """Everything an operator or a test wants to know at a glance, JSON-ready."""
@@ -445,7 +403,10 @@ class SandboxWorld:
                 "now": now.isoformat(),
                 "client_id": self.client_id,
                 "settings": self._settings(),
-                "tenants": [self._tenant_summary(s, now) for s in self._tenants.values()],
+                "tenants": [
+                    {**s.summary(), "calls_last_minute": self._limiter.usage(s.tenant_id, now)}
+                    for s in self._tenants.values()
+                ],
             }
 
     def settings(self) -> dict[str, Any]:
@@ -464,30 +425,3 @@ class SandboxWorld:
             "action_outcome": self._action_outcome,
             "alert_interval_seconds": self._interval.total_seconds(),
         }
-
-    def _tenant_summary(self, state: TenantState, now: datetime) -> dict[str, Any]:
-        alerts = state.alerts.values()
-        return {
-            "tenant_id": state.tenant_id,
-            "key": state.info.key,
-            "name": state.info.name,
-            "consent": state.consent,
-            "devices": len(state.devices),
-            "isolated_devices": [d.id for d in state.devices.values() if d.isolated],
-            "offboarded_devices": [d.id for d in state.devices.values() if d.offboarded],
-            "alerts": len(state.alerts),
-            "open_alerts": sum(1 for a in alerts if a.open),
-            "alerts_by_severity": dict(Counter(a.severity for a in alerts)),
-            "incidents": sum(1 for i in state.incidents.values() if i.alert_ids),
-            "machine_actions": {
-                device: dict(types) for device, types in _action_table(state).items()
-            },
-            "calls_last_minute": self._limiter.usage(state.tenant_id, now),
-        }
-
-
-def _action_table(state: TenantState) -> dict[str, Counter[str]]:
-    table: dict[str, Counter[str]] = {}
-    for action in state.actions.values():
-        table.setdefault(action.device_id, Counter())[action.type] += 1
-    return table

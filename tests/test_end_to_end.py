@@ -1,0 +1,153 @@
+"""The whole flow against the sandbox: poll → tickets, notices, seats, report, offboarding."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sandbox_config import sandbox_config
+from sqlalchemy import func, select
+
+from edrtrial.cli import main
+from edrtrial.db import make_engine, make_sessions
+from edrtrial.models import Alert, Device, OutboxMessage, ResponseAction, Tenant, Ticket
+from edrtrial.sandbox import SandboxServer, SandboxWorld
+from edrtrial.seats import seat_counts
+from edrtrial.timeutil import parse_iso
+
+SAKURA, MIDORI, AOZORA = (f"5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c0{n}" for n in (1, 2, 3))
+KEYS = {SAKURA: "sakura-seisakusho", MIDORI: "midori-shoji", AOZORA: "aozora-design"}
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[SandboxServer]:
+    world = SandboxWorld(seed=11, tenants=3, alert_interval_seconds=3600)
+    world.set_action_seconds(0)
+    server = SandboxServer(world, host="127.0.0.1", port=0, state_dir=tmp_path / "sandbox")
+    server.start()
+    yield server
+    server.stop()
+
+
+def run(config: Path, *args: str) -> Result:
+    result = CliRunner().invoke(main, ["--config", str(config), *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def mails(folder: Path) -> list[EmailMessage]:
+    return [
+        message_from_bytes(p.read_bytes(), policy=policy.default)  # type: ignore[misc]
+        for p in sorted(folder.glob("*.eml"))
+    ]
+
+
+def test_a_poll_cycle_gives_tickets_notices_seats_report_and_offboarding(
+    tmp_path, sandbox, database_url
+):
+    config = sandbox_config(tmp_path, sandbox, database_url)
+    world = sandbox.world
+    run(config, "db", "upgrade")
+    run(config, "poll")
+
+    sessions = make_sessions(make_engine(database_url))
+    with sessions() as session:
+        # Every alert the sandbox holds is stored exactly once.
+        for tenant_id in KEYS:
+            truth = {a["id"] for a in world.alerts(tenant_id)}
+            stored = session.scalars(
+                select(Alert.source_id).join(Tenant, Alert.tenant_id == Tenant.id)
+                .where(Tenant.external_id == tenant_id)).all()
+            assert sorted(stored) == sorted(truth)
+
+        # Each high-severity incident became exactly one P1 ticket holding all its alerts.
+        highs = [a for t in KEYS for a in world.alerts(t) if a["severity"] == "high"]
+        assert highs, "the sandbox starts with high-severity incidents"
+        for alert in highs:
+            row = session.scalar(select(Alert).where(Alert.source_id == alert["id"]))
+            assert row is not None and row.ticket is not None
+            assert row.ticket.priority == "P1"
+            assert row.ticket.correlation_key == f"incident:{alert['incidentId']}"
+        incidents = {a["incidentId"] for a in highs}
+        p1 = session.scalars(select(Ticket).where(Ticket.priority == "P1")).all()
+        assert {t.correlation_key for t in p1} >= {f"incident:{i}" for i in incidents}
+
+        # Detection tests open no ticket and mark their devices as verified.
+        tests = session.scalars(select(Alert).where(Alert.title.startswith("[Test Alert]"))).all()
+        assert tests and all(a.ticket_id is None for a in tests)
+        assert all(a.suppressed_reason == "detection-test" for a in tests)
+        tested = {d for a in tests for d in a.device_source_ids}
+        verified = set(session.scalars(
+            select(Device.source_id).where(Device.detection_test_at.is_not(None))))
+        assert tested <= verified
+
+        outbox_before = session.scalar(select(func.count(OutboxMessage.id)))
+
+    # The desk and each affected company got their notice, in its language.
+    sent = mails(tmp_path / "mail")
+    desk = [m for m in sent if m["To"] == "desk@example.jp"]
+    assert len(desk) >= len(incidents)
+    sakura = [m for m in sent if m["To"] == "it@sakura.example.jp"]
+    assert sakura and "検知" in sakura[0]["Subject"] + sakura[0].get_body().get_content()
+    for m in sakura:  # one company's notice never names another company
+        body = m.get_body(preferencelist=("plain",)).get_content()
+        assert "緑商事" not in body and "あおぞら" not in body
+
+    # A second cycle finds nothing new: no duplicate ticket, no duplicate notice.
+    tickets_before = run(config, "tickets", "--all").output
+    run(config, "poll")
+    assert run(config, "tickets", "--all").output == tickets_before
+    with sessions() as session:
+        assert session.scalar(select(func.count(OutboxMessage.id))) == outbox_before
+    assert len(mails(tmp_path / "mail")) == len(sent)
+
+    # Seats: three companies, device counts as the sandbox's inventory has them.
+    seats = run(config, "seats").output
+    for key in KEYS.values():
+        assert key in seats
+    now = datetime.now(UTC)
+    with sessions() as session:
+        for tenant_id, key in KEYS.items():
+            machines = world.list_machines(tenant_id, [], 0, 10000)
+            active = [m for m in machines if parse_iso(m["lastSeen"]) >= now - timedelta(days=7)]
+            row = next(r for r in seat_counts(session, now) if r.company_key == key)
+            assert (row.onboarded, row.active_7d, row.cap) == (len(machines), len(active), 300)
+
+    # The report: a Japanese HTML file, and a mail to the company.
+    out = tmp_path / "report.html"
+    first, last = (now - timedelta(days=14)).date(), now.date()
+    run(config, "report", "--company", "sakura-seisakusho", "--from", str(first),
+        "--to", str(last), "--output", str(out))
+    html = out.read_text(encoding="utf-8")
+    assert '<html lang="ja"' in html and "株式会社さくら製作所" in html and "緑商事" not in html
+    reports = [m for m in mails(tmp_path / "mail")
+               if m["To"] == "it@sakura.example.jp" and "レポート" in m["Subject"]]
+    assert len(reports) == 1
+
+    # midori-shoji's trial ended undecided: one offboarding task per device, planned once.
+    run(config, "offboarding", "--plan")
+    run(config, "offboarding", "--plan")
+    with sessions() as session:
+        tasks = session.scalars(select(ResponseAction)).all()
+    assert len(tasks) == len(world.list_machines(MIDORI, [], 0, 10000))
+    assert {t.status for t in tasks} == {"planned"}
+
+
+def test_offboarding_is_sent_once_and_followed_to_success(tmp_path, sandbox, database_url):
+    config = sandbox_config(tmp_path, sandbox, database_url)
+    run(config, "db", "upgrade")
+    run(config, "poll", "--company", "midori-shoji")
+    run(config, "offboarding", "--plan")
+    run(config, "offboarding", "--company", "midori-shoji", "--execute", "--yes")
+    run(config, "offboarding", "--company", "midori-shoji", "--execute", "--yes")
+    machines = sandbox.world.list_machines(MIDORI, [], 0, 10000)
+    offboards = {d: c.get("Offboard", 0) for d, c in sandbox.world.action_counts(MIDORI).items()}
+    assert offboards == {m["id"]: 1 for m in machines}
+    run(config, "run-job", "inventory")
+    output = run(config, "offboarding", "--company", "midori-shoji").output
+    assert "succeeded" in output.lower()

@@ -1,0 +1,65 @@
+"""The wheel carries every sub-package and data file, and the code keeps its conventions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(out), str(ROOT)],
+        check=True, capture_output=True,
+    )
+    [built] = out.glob("edrtrial-*.whl")
+    return zipfile.ZipFile(built)
+
+
+def source_files(folder: str, pattern: str) -> set[str]:
+    return {p.relative_to(ROOT / folder).as_posix() for p in (ROOT / folder).rglob(pattern)
+            if "__pycache__" not in p.parts}
+
+
+@pytest.mark.parametrize(
+    ("folder", "package", "patterns"),
+    [
+        ("edrtrial", "edrtrial", ("*.py", "*.json", "*.mako")),
+        ("connectors", "edrtrial/connectors", ("*.py",)),
+        ("playbooks", "edrtrial/playbooks", ("*.py", "*.toml")),
+        ("reports", "edrtrial/reports", ("*.py", "*.j2")),
+    ],
+)
+def test_every_source_file_is_in_the_wheel_under_the_edrtrial_name(
+    wheel, folder, package, patterns
+):
+    names = set(wheel.namelist())
+    expected = {f"{package}/{f}" for pattern in patterns for f in source_files(folder, pattern)}
+    assert expected and expected <= names, sorted(expected - names)
+
+
+def test_no_generic_top_level_module_is_installed(wheel):
+    tops = {n.split("/")[0] for n in wheel.namelist() if not n.startswith("edrtrial-")}
+    assert tops == {"edrtrial"}
+
+
+def test_the_connector_is_registered_as_an_entry_point(wheel):
+    [entry_points] = [n for n in wheel.namelist() if n.endswith("entry_points.txt")]
+    text = wheel.read(entry_points).decode()
+    assert "[edrtrial.connectors]" in text
+    assert "defender = edrtrial.connectors.defender:DefenderForBusinessConnector" in text
+
+
+def test_ruff_finds_nothing():
+    result = subprocess.run([str(BIN / "ruff"), "check", str(ROOT)], capture_output=True,
+                            text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout

@@ -1,0 +1,93 @@
+"""Triage: one ticket per incident, raised when it worsens, and each notice sent once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from edrtrial.config import DeskConfig
+from edrtrial.db import transaction
+from edrtrial.models import Alert, Company, Device, OutboxMessage, Tenant, Ticket
+from edrtrial.playbooks.engine import default_playbook_paths, load_playbooks
+from edrtrial.triage import triage_pending
+
+T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
+DESK = DeskConfig(name="デスク", email="desk@example.jp", phone="03-0000-0000")
+PLAYBOOK = load_playbooks(default_playbook_paths())
+
+
+@pytest.fixture
+def tenant_id(sessions: sessionmaker[Session]) -> int:
+    with transaction(sessions) as session:
+        company = Company(key="acme", name="株式会社アクメ", contact_email="it@acme.example.jp")
+        session.add(company)
+        session.flush()
+        tenant = Tenant(company_id=company.id, connector="defender", external_id="t-acme")
+        session.add(tenant)
+        session.flush()
+        return tenant.id
+
+
+def add_alert(sessions, tenant_id: int, n: int, **fields) -> None:
+    base = dict(source="defender", source_id=f"a{n}", title=f"alert {n}", severity="medium",
+                status="new", category="Execution", device_source_ids=["dev1"],
+                device_names=["pc-1.acme.example.jp"], created_at=T0 + timedelta(minutes=n),
+                last_update_at=T0 + timedelta(minutes=n))
+    base.update(fields)
+    with transaction(sessions) as session:
+        session.add(Alert(tenant_id=tenant_id, **base))
+
+
+def triage(sessions, tenant_id: int):
+    with transaction(sessions) as session:
+        return triage_pending(session, tenant_id, "acme", PLAYBOOK, DESK, T0 + timedelta(hours=1))
+
+
+def notices(sessions) -> list[tuple[str, str]]:
+    with sessions() as session:
+        return sorted((m.kind, m.recipient) for m in session.scalars(select(OutboxMessage)))
+
+
+def test_an_incident_that_worsens_is_raised_to_p1_and_only_then_tells_the_company(
+    sessions, tenant_id
+):
+    add_alert(sessions, tenant_id, 1, incident_source_id="77")
+    first = triage(sessions, tenant_id)
+    assert (first.tickets_opened, first.notices_queued) == (1, 1)
+    assert notices(sessions) == [("desk-notice", "desk@example.jp")]
+
+    add_alert(sessions, tenant_id, 2, incident_source_id="77", severity="high",
+              category="CredentialAccess", mitre_techniques=["T1003.001"])
+    add_alert(sessions, tenant_id, 3, incident_source_id="77", severity="high",
+              category="Ransomware")
+    second = triage(sessions, tenant_id)
+    assert (second.triaged, second.tickets_opened, second.notices_queued) == (2, 0, 1)
+
+    with sessions() as session:
+        [ticket] = session.scalars(select(Ticket)).all()
+        assert ticket.priority == "P1" and ticket.correlation_key == "incident:77"
+        assert len(ticket.alerts) == 3
+    assert notices(sessions) == [("company-notice", "it@acme.example.jp"),
+                                 ("desk-notice", "desk@example.jp")]
+    assert triage(sessions, tenant_id).triaged == 0
+
+
+def test_alerts_without_an_incident_get_a_ticket_each(sessions, tenant_id):
+    add_alert(sessions, tenant_id, 1)
+    add_alert(sessions, tenant_id, 2)
+    assert triage(sessions, tenant_id).tickets_opened == 2
+
+
+def test_the_detection_test_verifies_its_device_and_opens_nothing(sessions, tenant_id):
+    add_alert(sessions, tenant_id, 1, title="[Test Alert] Suspicious Powershell commandline",
+              severity="informational", mitre_techniques=["T1059.001"])
+    result = triage(sessions, tenant_id)
+    assert (result.suppressed, result.devices_verified, result.tickets_opened) == (1, 1, 0)
+    with sessions() as session:
+        device = session.scalar(select(Device).where(Device.source_id == "dev1"))
+        assert device is not None and device.detection_test_at == T0 + timedelta(minutes=1)
+        assert session.scalar(select(Alert.suppressed_reason)) == "detection-test"
+    assert notices(sessions) == []
