@@ -9,9 +9,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from edrtrial import outbox
+from edrtrial import audit, outbox
 from edrtrial.config import DeskConfig
-from edrtrial.models import Alert, AuditEvent, Company, Incident, OutboxMessage, Tenant, Ticket
+from edrtrial.models import Alert, Company, Incident, OutboxMessage, Tenant, Ticket
 from edrtrial.reports.notices import company_alert_notice, desk_ticket_notice
 
 PRIORITY_RANK = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
@@ -60,15 +60,14 @@ def open_or_attach(
         )
         session.add(ticket)
         session.flush()
-        session.add(
-            AuditEvent(
-                at=now,
-                actor="playbook",
-                action="ticket.opened",
-                tenant_id=alert.tenant_id,
-                target=f"ticket:{ticket.id}",
-                detail={"priority": priority, "correlation": key},
-            )
+        audit.record(
+            session,
+            at=now,
+            actor="playbook",
+            action="ticket.opened",
+            tenant_id=alert.tenant_id,
+            target=f"ticket:{ticket.id}",
+            detail={"priority": priority, "correlation": key},
         )
     elif PRIORITY_RANK[priority] < PRIORITY_RANK[ticket.priority]:
         ticket.priority = priority

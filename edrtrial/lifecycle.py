@@ -14,10 +14,11 @@ from datetime import date, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from edrtrial import audit
 from edrtrial.connectors.base import ActionKind, Connector
 from edrtrial.db import transaction
 from edrtrial.errors import ConnectorError
-from edrtrial.models import AuditEvent, Company, Device, ResponseAction, Tenant, Trial
+from edrtrial.models import Company, Device, ResponseAction, Tenant, Trial
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +73,14 @@ def plan_offboarding(session: Session, today: date, now: datetime) -> list[Respo
             )
             session.add(task)
             session.flush()
-            session.add(
-                AuditEvent(
-                    at=now,
-                    actor="trial-lifecycle",
-                    action="offboarding.planned",
-                    tenant_id=tenant.id,
-                    target=f"device:{device.source_id}",
-                    detail={"company": company.key, "device": device.name},
-                )
+            audit.record(
+                session,
+                at=now,
+                actor="trial-lifecycle",
+                action="offboarding.planned",
+                tenant_id=tenant.id,
+                target=f"device:{device.source_id}",
+                detail={"company": company.key, "device": device.name},
             )
             created.append(task)
     session.flush()
@@ -160,14 +160,13 @@ def execute_offboarding(
                 task.detail = MANUAL_UNINSTALL.format(
                     platform=device.os_platform or "these", name=device.name
                 )
-                session.add(
-                    AuditEvent(
-                        at=now(),
-                        actor=actor,
-                        action="offboarding.manual",
-                        tenant_id=tenant_id,
-                        target=f"device:{device.source_id}",
-                    )
+                audit.record(
+                    session,
+                    at=now(),
+                    actor=actor,
+                    action="offboarding.manual",
+                    tenant_id=tenant_id,
+                    target=f"device:{device.source_id}",
                 )
                 done.append(task)
                 continue
@@ -191,15 +190,14 @@ def execute_offboarding(
             task.status = result.status.value
             task.source_action_id = result.source_action_id
             task.detail = f"machine action {result.source_action_id}"
-            session.add(
-                AuditEvent(
-                    at=now(),
-                    actor=actor,
-                    action="offboarding.sent",
-                    tenant_id=tenant_id,
-                    target=f"device:{source_id}",
-                    detail={"machine_action": result.source_action_id},
-                )
+            audit.record(
+                session,
+                at=now(),
+                actor=actor,
+                action="offboarding.sent",
+                tenant_id=tenant_id,
+                target=f"device:{source_id}",
+                detail={"machine_action": result.source_action_id},
             )
             done.append(task)
     return done

@@ -6,10 +6,10 @@ it twice. Nothing here commits: the caller owns the transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -52,11 +52,31 @@ def _alert_fields(record: AlertRecord) -> dict[str, Any]:
     }
 
 
-def upsert_alerts(
-    session: Session, tenant_id: int, source: str, records: Sequence[AlertRecord]
+def _incident_fields(record: IncidentRecord) -> dict[str, Any]:
+    return {
+        "title": record.title,
+        "severity": record.severity,
+        "status": record.status,
+        "created_at": record.created_at,
+        "last_update_at": record.last_update_at,
+        "raw": _jsonable(record.raw),
+    }
+
+
+Sourced = TypeVar("Sourced", Alert, Incident)
+Record = TypeVar("Record", AlertRecord, IncidentRecord)
+
+
+def _upsert(
+    session: Session,
+    model: type[Sourced],
+    tenant_id: int,
+    source: str,
+    records: Sequence[Record],
+    fields: Callable[[Record], dict[str, Any]],
 ) -> UpsertCount:
-    """Insert new alerts, update changed ones (a newer last-update time wins)."""
-    latest: dict[str, AlertRecord] = {}
+    """Insert new rows, update rows whose source copy is newer; one query for the lookup."""
+    latest: dict[str, Record] = {}
     for record in records:  # the same id twice in one batch: keep the newest
         seen = latest.get(record.source_id)
         if seen is None or record.last_update_at >= seen.last_update_at:
@@ -66,10 +86,10 @@ def upsert_alerts(
     existing = {
         row.source_id: row
         for row in session.scalars(
-            select(Alert).where(
-                Alert.tenant_id == tenant_id,
-                Alert.source == source,
-                Alert.source_id.in_(list(latest)),
+            select(model).where(
+                model.tenant_id == tenant_id,
+                model.source == source,
+                model.source_id.in_(list(latest)),
             )
         )
     }
@@ -78,56 +98,29 @@ def upsert_alerts(
         row = existing.get(source_id)
         if row is None:
             session.add(
-                Alert(
-                    tenant_id=tenant_id, source=source, source_id=source_id, **_alert_fields(record)
-                )
+                model(tenant_id=tenant_id, source=source, source_id=source_id, **fields(record))
             )
             inserted += 1
         elif row.last_update_at is None or record.last_update_at > row.last_update_at:
-            for key, value in _alert_fields(record).items():
+            for key, value in fields(record).items():
                 setattr(row, key, value)
             updated += 1
     session.flush()
     return UpsertCount(inserted, updated)
+
+
+def upsert_alerts(
+    session: Session, tenant_id: int, source: str, records: Sequence[AlertRecord]
+) -> UpsertCount:
+    """Store alerts by (tenant, source, id); a newer last-update time wins, an older is ignored."""
+    return _upsert(session, Alert, tenant_id, source, records, _alert_fields)
 
 
 def upsert_incidents(
     session: Session, tenant_id: int, source: str, records: Sequence[IncidentRecord]
 ) -> UpsertCount:
-    """Insert new incidents, update changed ones."""
-    latest = {r.source_id: r for r in sorted(records, key=lambda r: r.last_update_at)}
-    if not latest:
-        return UpsertCount()
-    existing = {
-        row.source_id: row
-        for row in session.scalars(
-            select(Incident).where(
-                Incident.tenant_id == tenant_id,
-                Incident.source == source,
-                Incident.source_id.in_(list(latest)),
-            )
-        )
-    }
-    inserted = updated = 0
-    for source_id, record in latest.items():
-        fields = {
-            "title": record.title,
-            "severity": record.severity,
-            "status": record.status,
-            "created_at": record.created_at,
-            "last_update_at": record.last_update_at,
-            "raw": _jsonable(record.raw),
-        }
-        row = existing.get(source_id)
-        if row is None:
-            session.add(Incident(tenant_id=tenant_id, source=source, source_id=source_id, **fields))
-            inserted += 1
-        elif row.last_update_at is None or record.last_update_at > row.last_update_at:
-            for key, value in fields.items():
-                setattr(row, key, value)
-            updated += 1
-    session.flush()
-    return UpsertCount(inserted, updated)
+    """Store incidents by (tenant, source, id); a newer last-update time wins."""
+    return _upsert(session, Incident, tenant_id, source, records, _incident_fields)
 
 
 def upsert_devices(

@@ -63,3 +63,20 @@ def engine(database_url: str) -> Iterator[Engine]:
 def sessions(engine: Engine) -> sessionmaker[Session]:
     """The session factory on the migrated test database."""
     return make_sessions(engine)
+
+
+def add_tenant(
+    sessions: sessionmaker[Session], key: str, name: str = "", connector: str = "defender"
+) -> int:
+    """Store a company with its tenant; returns the tenant id."""
+    from edrtrial.db import transaction
+    from edrtrial.models import Company, Tenant
+
+    with transaction(sessions) as session:
+        company = Company(key=key, name=name or key, contact_email=f"it@{key}.example.jp")
+        session.add(company)
+        session.flush()
+        tenant = Tenant(company_id=company.id, connector=connector, external_id=f"t-{key}")
+        session.add(tenant)
+        session.flush()
+        return tenant.id

@@ -11,13 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sandbox_config import sandbox_config
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from edrtrial.db import make_engine, make_sessions, upgrade
 from edrtrial.models import Alert, OutboxMessage, Ticket
 from edrtrial.sandbox import SandboxServer, SandboxWorld
+
+from sandbox_config import sandbox_config
 
 EDRTRIAL = str(Path(sys.executable).parent / "edrtrial")
 SAKURA = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c01"

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from sandbox_config import sandbox_config
 from sqlalchemy import func, select
 
 from edrtrial.cli import main
@@ -19,6 +18,8 @@ from edrtrial.models import Alert, Device, OutboxMessage, ResponseAction, Tenant
 from edrtrial.sandbox import SandboxServer, SandboxWorld
 from edrtrial.seats import seat_counts
 from edrtrial.timeutil import parse_iso
+
+from sandbox_config import sandbox_config
 
 SAKURA, MIDORI, AOZORA = (f"5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c0{n}" for n in (1, 2, 3))
 KEYS = {SAKURA: "sakura-seisakusho", MIDORI: "midori-shoji", AOZORA: "aozora-design"}

@@ -12,8 +12,9 @@ from edrtrial import store
 from edrtrial.connectors.base import AlertRecord
 from edrtrial.db import transaction
 from edrtrial.ingestion import ingest_tenant
-from edrtrial.models import Alert, Company, Tenant
+from edrtrial.models import Alert
 
+from conftest import add_tenant
 from fakes import Crash, FakeConnector
 
 T0 = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
@@ -32,14 +33,7 @@ def alert(n: int, minutes: int, severity: str = "low", status: str = "new") -> A
 
 @pytest.fixture
 def tenant_id(sessions: sessionmaker[Session]) -> int:
-    with transaction(sessions) as session:
-        company = Company(key="acme", name="Acme", contact_email="a@example.jp")
-        session.add(company)
-        session.flush()
-        tenant = Tenant(company_id=company.id, connector="fake", external_id="t-acme")
-        session.add(tenant)
-        session.flush()
-        return tenant.id
+    return add_tenant(sessions, "acme", "Acme", connector="fake")
 
 
 def stored(sessions: sessionmaker[Session]) -> dict[str, Alert]:

@@ -10,9 +10,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.config import DeskConfig
 from edrtrial.db import transaction
-from edrtrial.models import Alert, Company, Device, OutboxMessage, Tenant, Ticket
+from edrtrial.models import Alert, Device, OutboxMessage, Ticket
 from edrtrial.playbooks.engine import default_playbook_paths, load_playbooks
 from edrtrial.triage import triage_pending
+
+from conftest import add_tenant
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
 DESK = DeskConfig(name="デスク", email="desk@example.jp", phone="03-0000-0000")
@@ -21,14 +23,7 @@ PLAYBOOK = load_playbooks(default_playbook_paths())
 
 @pytest.fixture
 def tenant_id(sessions: sessionmaker[Session]) -> int:
-    with transaction(sessions) as session:
-        company = Company(key="acme", name="株式会社アクメ", contact_email="it@acme.example.jp")
-        session.add(company)
-        session.flush()
-        tenant = Tenant(company_id=company.id, connector="defender", external_id="t-acme")
-        session.add(tenant)
-        session.flush()
-        return tenant.id
+    return add_tenant(sessions, "acme", "株式会社アクメ")
 
 
 def add_alert(sessions, tenant_id: int, n: int, **fields) -> None:
