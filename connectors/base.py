@@ -115,6 +115,11 @@ class Connector(Protocol):
     settings_model: ClassVar[type[BaseModel]]
     stream_names: ClassVar[tuple[str, ...]]
 
+    @property
+    def tenant_id(self) -> str:
+        """The EDR tenant this instance talks to (checked before any destructive action)."""
+        ...
+
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], base_dir: Path) -> Self:
         """Build a connector for one tenant from its validated connection block."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import signal
 import sys
 import threading
@@ -14,11 +15,13 @@ from typing import Any, ParamSpec, TypeVar
 import click
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import select
 
 from edrtrial import desk, jobs, lifecycle, logsetup, seats
 from edrtrial.config import Config, default_config_path, load_config
 from edrtrial.db import current_revision, head_revision, make_engine, transaction, upgrade
 from edrtrial.errors import EdrTrialError
+from edrtrial.models import Company, Tenant
 from edrtrial.runtime import Runtime
 from edrtrial.timeutil import jst_date, to_jst
 
@@ -136,7 +139,13 @@ def _start_sandbox(config: Config) -> Any:
 @_fails_cleanly
 def serve(ctx: click.Context, with_sandbox: bool) -> None:
     """Run the scheduler (polling, inventory, outbox, reports, trial lifecycle) until stopped."""
-    from edrtrial.scheduler import acquire_lock, build_scheduler, holder_id, release_lock
+    from edrtrial.scheduler import (
+        acquire_lock,
+        build_scheduler,
+        holder_id,
+        on_lease_lost,
+        release_lock,
+    )
 
     config = _config(ctx)
     sandbox = _start_sandbox(config) if with_sandbox else None
@@ -147,6 +156,13 @@ def serve(ctx: click.Context, with_sandbox: bool) -> None:
     acquire_lock(runtime.sessions, holder, runtime.clock())
     scheduler = build_scheduler(runtime)
     stop = threading.Event()
+    lost = threading.Event()
+
+    def lease_lost() -> None:
+        lost.set()
+        stop.set()
+
+    on_lease_lost(lease_lost)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     scheduler.resume()
@@ -155,9 +171,13 @@ def serve(ctx: click.Context, with_sandbox: bool) -> None:
         stop.wait()
     finally:
         scheduler.shutdown(wait=True)
-        release_lock(runtime.sessions, holder)
+        if not lost.is_set():
+            release_lock(runtime.sessions, holder)
         if sandbox is not None:
             sandbox.stop()
+    if lost.is_set():
+        err_console.print("[bold red]stopped:[/] another scheduler took over this store")
+        sys.exit(3)
     console.print("stopped")
 
 
@@ -388,7 +408,11 @@ def offboarding(
             f"{company} (tenant {tenant.external_id})?"
         ):
             done = lifecycle.execute_offboarding(
-                runtime.sessions, tenant.id, runtime.connector(tenant), "cli", runtime.clock
+                runtime.sessions,
+                tenant.id,
+                runtime.connector(tenant),
+                f"cli:{getpass.getuser()}",
+                runtime.clock,
             )
             console.print(f"{len(done)} task(s) sent or handed over for manual uninstall")
     with runtime.sessions() as session:
@@ -404,6 +428,49 @@ def offboarding(
             f"{to_jst(r.updated_at):%m/%d %H:%M}",
         )
     console.print(table)
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+@_fails_cleanly
+def tenants(ctx: click.Context) -> None:
+    """Tenants and their polling state (active, failing, parked) with the reason."""
+    if ctx.invoked_subcommand is not None:
+        return
+    runtime = _runtime(ctx)
+    with runtime.sessions() as session:
+        rows = session.execute(
+            select(Company.key, Tenant)
+            .join(Tenant, Tenant.company_id == Company.id)
+            .order_by(Company.key)
+        ).all()
+    table = Table("company", "connector", "tenant", "state", "last success (JST)", "reason")
+    for key, t in rows:
+        last = f"{to_jst(t.last_success_at):%m/%d %H:%M}" if t.last_success_at else "never"
+        style = {"parked": "red", "failing": "yellow"}.get(t.state, "")
+        table.add_row(
+            key,
+            t.connector,
+            t.external_id,
+            f"[{style}]{t.state}[/]" if style else t.state,
+            last,
+            t.state_reason,
+        )
+    console.print(table)
+
+
+@tenants.command("resume")
+@click.argument("company")
+@click.pass_context
+@_fails_cleanly
+def tenants_resume(ctx: click.Context, company: str) -> None:
+    """Poll a parked tenant again once its credentials or consent are fixed."""
+    from edrtrial.companies import resume_tenant
+
+    runtime = _runtime(ctx)
+    with transaction(runtime.sessions) as session:
+        resume_tenant(session, company, f"cli:{getpass.getuser()}", runtime.clock())
+    console.print(f"{company}: polling resumes with the next cycle")
 
 
 @main.command("run-job")

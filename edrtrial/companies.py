@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from edrtrial import audit
 from edrtrial.config import CompanyConfig
+from edrtrial.errors import ConfigError
 from edrtrial.models import Company, Tenant, Trial
 
 
@@ -30,15 +33,22 @@ def sync_companies(session: Session, companies: Sequence[CompanyConfig]) -> list
         connection = cfg.connection.model_dump()
         external_id = str(connection.get("tenant_id", cfg.key))
         tenant = session.scalar(select(Tenant).where(Tenant.company_id == company.id))
+        if tenant is not None and (tenant.connector, tenant.external_id) != (
+            cfg.connection.connector,
+            external_id,
+        ):
+            # Its stored alerts, devices and cursors belong to the old tenant: never mix them.
+            raise ConfigError(
+                f"company {cfg.key!r}: its tenant changed from {tenant.connector} "
+                f"{tenant.external_id} to {cfg.connection.connector} {external_id}, but the "
+                "store holds the old tenant's data for this company; restore the old value, "
+                "or configure the new tenant as a new company key"
+            )
         if tenant is None:
             tenant = Tenant(
                 company_id=company.id, connector=cfg.connection.connector, external_id=external_id
             )
             session.add(tenant)
-        tenant.connector = cfg.connection.connector
-        tenant.external_id = external_id
-        # Only references to secrets are in `connection`, never the secrets themselves.
-        tenant.settings = connection
 
         trial = session.scalar(select(Trial).where(Trial.company_id == company.id))
         if trial is None:
@@ -63,3 +73,22 @@ def tenant_of(session: Session, company_key: str) -> Tenant | None:
         .join(Company, Tenant.company_id == Company.id)
         .where(Company.key == company_key)
     )
+
+
+def resume_tenant(session: Session, company_key: str, actor: str, now: datetime) -> Tenant:
+    """Put a parked (or failing) tenant back to polling, once its operator fixed the cause."""
+    tenant = tenant_of(session, company_key)
+    if tenant is None:
+        raise ConfigError(f"no tenant for company {company_key!r}")
+    previous = (tenant.state, tenant.state_reason)
+    tenant.state, tenant.state_reason = "active", ""
+    audit.record(
+        session,
+        at=now,
+        actor=actor,
+        action="tenant.resumed",
+        tenant_id=tenant.id,
+        target=f"company:{company_key}",
+        detail={"was": previous[0], "reason": previous[1]},
+    )
+    return tenant

@@ -86,8 +86,9 @@ def _queued(session: Session, key: str) -> bool:
 def queue_notices(
     session: Session, ticket: Ticket, desk: DeskConfig, *, to_desk: bool, to_company: bool
 ) -> int:
-    """Queue the desk's and the company's notice for a ticket, each once ever; returns how many."""
-    desk_key = f"notice:desk:ticket:{ticket.id}"
+    """Queue the desk's and the company's notices for a ticket, never twice; returns how many."""
+    # The desk hears again when a ticket's priority rises; the company hears once per ticket.
+    desk_key = f"notice:desk:ticket:{ticket.id}:{ticket.priority}"
     company_key = f"notice:company:ticket:{ticket.id}"
     to_desk = to_desk and not _queued(session, desk_key)
     to_company = to_company and not _queued(session, company_key)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from edrtrial import store
 from edrtrial.connectors.base import AlertRecord, Connector, IncidentRecord
 from edrtrial.db import transaction
+from edrtrial.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +55,22 @@ def _ingest_stream(
     pages: Callable[[datetime | None], Iterator[list[R]]],
     upsert: Callable[[Session, int, str, Sequence[R]], store.UpsertCount],
     source: str,
+    initial_since: datetime | None,
+    started: datetime,
 ) -> StreamResult:
     with transaction(sessions) as session:
         cursor = store.get_cursor(session, tenant_id, stream)
     high_water = cursor
     counts = store.UpsertCount()
     fetched = page_count = 0
-    for page, last in _with_last(pages(cursor)):
+    for page, last in _with_last(pages(cursor or initial_since)):
         page_count += 1
         fetched += len(page)
         for record in page:
-            if high_water is None or record.last_update_at > high_water:
-                high_water = record.last_update_at
+            # A record stamped in the future must not carry the cursor past today's alerts.
+            seen = min(record.last_update_at, started)
+            if high_water is None or seen > high_water:
+                high_water = seen
         with transaction(sessions) as session:
             counts += upsert(session, tenant_id, source, page)
             if last and high_water is not None:
@@ -74,9 +79,19 @@ def _ingest_stream(
 
 
 def ingest_tenant(
-    sessions: sessionmaker[Session], tenant_id: int, connector: Connector
+    sessions: sessionmaker[Session],
+    tenant_id: int,
+    connector: Connector,
+    *,
+    initial_since: datetime | None = None,
+    now: datetime | None = None,
 ) -> list[StreamResult]:
-    """Poll every stream of one tenant once (incidents first, so tickets find their titles)."""
+    """Poll every stream of one tenant once (incidents first, so tickets find their titles).
+
+    `initial_since` bounds a tenant's very first poll (its trial start), so onboarding a
+    tenant does not replay its whole alert history into the desk.
+    """
+    started = now or utcnow()
     results = []
     if "incidents" in connector.stream_names:
         results.append(
@@ -87,6 +102,8 @@ def ingest_tenant(
                 connector.fetch_incidents,
                 store.upsert_incidents,
                 connector.name,
+                initial_since,
+                started,
             )
         )
     results.append(
@@ -97,6 +114,8 @@ def ingest_tenant(
             connector.fetch_alerts,
             store.upsert_alerts,
             connector.name,
+            initial_since,
+            started,
         )
     )
     for result in results:

@@ -10,19 +10,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 
 from edrtrial import ingestion, lifecycle, outbox
 from edrtrial.db import transaction
-from edrtrial.errors import AuthError, ConnectorError, TransientError
+from edrtrial.errors import AuthError, ConfigError, ConnectorError
 from edrtrial.logsetup import tenant_context
 from edrtrial.mailer import transport_from_config
 from edrtrial.models import Tenant, Trial
 from edrtrial.reports.delivery import queue_detection_report
 from edrtrial.runtime import Runtime, TenantRef
-from edrtrial.timeutil import jst_date
+from edrtrial.timeutil import jst_date, jst_day_bounds
 from edrtrial.triage import TriageResult, triage_pending
 
 log = logging.getLogger(__name__)
@@ -65,17 +65,42 @@ def _set_state(rt: Runtime, tenant: TenantRef, state: str, reason: str = "") -> 
         row.state, row.state_reason = state, reason
 
 
+def _first_poll_since(rt: Runtime, tenant: TenantRef) -> datetime | None:
+    """A tenant's first poll starts at its trial start (JST), not at the dawn of its history."""
+    with rt.sessions() as session:
+        trial = session.scalar(
+            select(Trial)
+            .join(Tenant, Tenant.company_id == Trial.company_id)
+            .where(Tenant.id == tenant.id)
+        )
+    return None if trial is None else jst_day_bounds(trial.starts_on, trial.starts_on)[0]
+
+
+def _park(rt: Runtime, tenant: TenantRef, reason: str) -> None:
+    rt.forget_connector(tenant.id)
+    _set_state(rt, tenant, "parked", reason)
+
+
 def poll_one(rt: Runtime, tenant: TenantRef) -> PollOutcome:
-    """Ingest and triage one tenant; connector errors become the tenant's state."""
-    with tenant_context(tenant.external_id):
+    """Ingest and triage one tenant; its failures become its state, never another's problem."""
+    with tenant_context(tenant.external_id), rt.tenant_lock(tenant.id):
         if tenant.state == "parked":
             return PollOutcome(tenant.company_key, error="parked")
         try:
-            results = ingestion.ingest_tenant(rt.sessions, tenant.id, rt.connector(tenant))
+            results = ingestion.ingest_tenant(
+                rt.sessions,
+                tenant.id,
+                rt.connector(tenant),
+                initial_since=_first_poll_since(rt, tenant),
+                now=rt.clock(),
+            )
         except AuthError as err:
             reason = f"{err} {err.operator_action}".strip()
-            _set_state(rt, tenant, "parked", reason)
+            _park(rt, tenant, reason)
             return PollOutcome(tenant.company_key, error=reason)
+        except ConfigError as err:  # e.g. the secret's file or variable is missing
+            _park(rt, tenant, str(err))
+            return PollOutcome(tenant.company_key, error=str(err))
         except ConnectorError as err:
             _set_state(rt, tenant, "failing", str(err))
             return PollOutcome(tenant.company_key, error=str(err))
@@ -99,7 +124,7 @@ def poll_one(rt: Runtime, tenant: TenantRef) -> PollOutcome:
 
 
 def poll(rt: Runtime, company_key: str | None = None) -> list[PollOutcome]:
-    """Poll every active tenant (or one company's) once."""
+    """Poll every tenant (or one company's) once; parked tenants are reported, not polled."""
     return [poll_one(rt, tenant) for tenant in rt.tenants(company_key)]
 
 
@@ -109,16 +134,16 @@ def inventory(rt: Runtime, company_key: str | None = None) -> int:
     for tenant in rt.tenants(company_key):
         if tenant.state == "parked":
             continue
-        with tenant_context(tenant.external_id):
+        with tenant_context(tenant.external_id), rt.tenant_lock(tenant.id):
             try:
                 connector = rt.connector(tenant)
                 counts = ingestion.sync_inventory(rt.sessions, tenant.id, connector)
-                lifecycle.refresh_offboarding(rt.sessions, tenant.id, connector)
-            except TransientError as err:
-                log.warning("inventory of %s deferred: %s", tenant.company_key, err)
+                lifecycle.refresh_offboarding(rt.sessions, tenant.id, connector, rt.clock())
+            except (AuthError, ConfigError) as err:
+                _park(rt, tenant, f"{err} {getattr(err, 'operator_action', '')}".strip())
                 continue
             except ConnectorError as err:
-                log.error("inventory of %s failed: %s", tenant.company_key, err)
+                log.warning("inventory of %s deferred: %s", tenant.company_key, err)
                 continue
             seen += counts.inserted + counts.updated
     return seen
@@ -149,6 +174,10 @@ def weekly_reports(rt: Runtime, today: date | None = None) -> int:
     start, end = report_period(today)
     queued = 0
     for tenant in rt.tenants():
+        if tenant.state == "parked":
+            # An empty report would tell the company nothing happened; the desk must act first.
+            log.error("weekly report for %s withheld: its tenant is parked", tenant.company_key)
+            continue
         with transaction(rt.sessions) as session:
             trial = session.scalar(
                 select(Trial)
@@ -174,6 +203,8 @@ def trial_lifecycle(rt: Runtime, today: date | None = None) -> int:
         log.info("planned %d offboarding tasks", len(created))
     return len(created)
 
+
+TENANT_JOBS: dict[str, Callable[[Runtime, str], object]] = {"poll": poll, "inventory": inventory}
 
 JOBS: dict[str, Callable[[Runtime], object]] = {
     "poll": poll,

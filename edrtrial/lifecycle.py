@@ -16,12 +16,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial import audit
 from edrtrial.connectors.base import ActionKind, Connector
-from edrtrial.db import transaction
+from edrtrial.db import claim, transaction
 from edrtrial.errors import ConnectorError
 from edrtrial.models import Company, Device, ResponseAction, Tenant, Trial
 
 log = logging.getLogger(__name__)
 
+INTERRUPTED = (
+    "being sent to the EDR; if this stays, the send was interrupted: check the device in the "
+    "Defender portal before planning it again"
+)
 MANUAL_UNINSTALL = (
     "The EDR cannot uninstall itself remotely from {platform} devices: run the offboarding "
     "script from the Defender portal (Settings > Endpoints > Offboarding) on {name}."
@@ -124,72 +128,141 @@ def offboarding_progress(session: Session, company_key: str | None = None) -> li
     ]
 
 
+def _check_tenant(tenant: Tenant, connector: Connector) -> None:
+    if connector.tenant_id != tenant.external_id:
+        raise ConnectorError(
+            f"refusing to offboard: the connector talks to tenant {connector.tenant_id}, "
+            f"the tasks belong to tenant {tenant.external_id}"
+        )
+
+
+def _claim_task(
+    sessions: sessionmaker[Session], task_id: int, connector: Connector, actor: str, at: datetime
+) -> tuple[str, str] | None:
+    """Take a planned task for sending (audited), or settle it as manual work; None if taken."""
+    with transaction(sessions) as session:
+        task = session.get_one(ResponseAction, task_id)
+        device = session.get_one(Device, task.device_id)
+        target = f"device:{device.source_id}"
+        if not connector.can_offboard(device.os_platform):
+            detail = MANUAL_UNINSTALL.format(
+                platform=device.os_platform or "these", name=device.name
+            )
+            if claim(
+                session,
+                ResponseAction,
+                task_id,
+                "status",
+                "planned",
+                status="manual",
+                detail=detail,
+                requested_by=actor,
+                updated_at=at,
+            ):
+                audit.record(
+                    session,
+                    at=at,
+                    actor=actor,
+                    action="offboarding.manual",
+                    tenant_id=task.tenant_id,
+                    target=target,
+                )
+            return None
+        if not claim(
+            session,
+            ResponseAction,
+            task_id,
+            "status",
+            "planned",
+            status="sending",
+            requested_by=actor,
+            updated_at=at,
+            detail=INTERRUPTED,
+        ):
+            return None  # another operator took it
+        audit.record(
+            session,
+            at=at,
+            actor=actor,
+            action="offboarding.sending",
+            tenant_id=task.tenant_id,
+            target=target,
+        )
+        return device.source_id, device.name
+
+
 def execute_offboarding(
     sessions: sessionmaker[Session],
     tenant_id: int,
     connector: Connector,
     actor: str,
     now: Callable[[], datetime],
-) -> list[ResponseAction]:
-    """Send each planned task of one tenant once; unsupported platforms become manual work."""
+) -> list[int]:
+    """Send each planned task of one tenant once; returns the ids of the tasks it settled.
+
+    A task is claimed (and audited) in its own commit before the EDR is called, so a second
+    operator or a crash can never send it again; a send interrupted by a crash stays
+    `sending`, with a note to check the portal, instead of being retried blindly.
+    """
     with transaction(sessions) as session:
         tenant = session.get_one(Tenant, tenant_id)
-        planned = [
-            t.id
-            for t in session.scalars(
-                select(ResponseAction).where(
+        _check_tenant(tenant, connector)
+        planned = list(
+            session.scalars(
+                select(ResponseAction.id)
+                .where(
                     ResponseAction.tenant_id == tenant.id,
                     ResponseAction.kind == ActionKind.OFFBOARD.value,
                     ResponseAction.status == "planned",
                 )
+                .order_by(ResponseAction.id)
             )
-        ]
-    done = []
+        )
+    settled = []
     for task_id in planned:
-        with transaction(sessions) as session:
-            # Claim the task before calling out: a crash after the call cannot resend it,
-            # and the connector reuses an offboard already pending on that device.
-            task = session.get_one(ResponseAction, task_id, with_for_update=True)
-            if task.status != "planned":
-                continue
-            device = session.get_one(Device, task.device_id)
-            if device.tenant_id != tenant_id:
-                raise ConnectorError(f"task {task.id} belongs to another tenant; refusing")
-            if not connector.can_offboard(device.os_platform):
-                task.status = "manual"
-                task.detail = MANUAL_UNINSTALL.format(
-                    platform=device.os_platform or "these", name=device.name
+        claimed = _claim_task(sessions, task_id, connector, actor, now())
+        if claimed is None:
+            settled.append(task_id)
+            continue
+        source_id, name = claimed
+        comment = f"edrtrial: trial ended, offboarding {name} ({actor})"
+        try:
+            result = connector.start_action(source_id, ActionKind.OFFBOARD, comment)
+        except ConnectorError as err:
+            with transaction(sessions) as session:
+                claim(
+                    session,
+                    ResponseAction,
+                    task_id,
+                    "status",
+                    "sending",
+                    status="planned",
+                    detail=f"send refused, can be retried: {err}",
+                    updated_at=now(),
                 )
                 audit.record(
                     session,
                     at=now(),
                     actor=actor,
-                    action="offboarding.manual",
+                    action="offboarding.failed",
                     tenant_id=tenant_id,
-                    target=f"device:{device.source_id}",
+                    target=f"device:{source_id}",
+                    detail={"error": str(err)},
                 )
-                done.append(task)
-                continue
-            task.status = "sending"
-            task.requested_by = actor
-            source_id, name = device.source_id, device.name
-        try:
-            result = connector.start_action(
-                source_id,
-                ActionKind.OFFBOARD,
-                f"edrtrial: trial ended, offboarding {name} ({actor})",
-            )
-        except ConnectorError as err:
-            with transaction(sessions) as session:
-                task = session.get_one(ResponseAction, task_id)
-                task.status, task.detail = "planned", f"send failed, will retry: {err}"
-            log.warning("tenant %s: offboarding %s failed: %s", tenant_id, name, err)
+            log.warning("offboarding %s failed: %s", name, err)
             continue
         with transaction(sessions) as session:
-            task = session.get_one(ResponseAction, task_id)
-            task.status = result.status.value
-            task.source_action_id = result.source_action_id
-            task.detail = f"machine action {result.source_action_id}"
+            claim(
+                session,
+                ResponseAction,
+                task_id,
+                "status",
+                "sending",
+                status=result.status.value,
+                source_action_id=result.source_action_id,
+                detail=f"machine action {result.source_action_id}",
+                updated_at=now(),
+            )
             audit.record(
                 session,
                 at=now(),
@@ -199,15 +272,16 @@ def execute_offboarding(
                 target=f"device:{source_id}",
                 detail={"machine_action": result.source_action_id},
             )
-            done.append(task)
-    return done
+        settled.append(task_id)
+    return settled
 
 
 def refresh_offboarding(
-    sessions: sessionmaker[Session], tenant_id: int, connector: Connector
+    sessions: sessionmaker[Session], tenant_id: int, connector: Connector, now: datetime
 ) -> int:
     """Follow sent offboarding actions to their terminal status; returns how many changed."""
     with transaction(sessions) as session:
+        _check_tenant(session.get_one(Tenant, tenant_id), connector)
         pending = [
             (t.id, t.source_action_id)
             for t in session.scalars(
@@ -222,10 +296,24 @@ def refresh_offboarding(
     changed = 0
     for task_id, action_id in pending:
         assert action_id is not None
-        result = connector.action_status(action_id)
+        try:
+            result = connector.action_status(action_id)
+        except ConnectorError as err:  # one unreadable action must not hide the others
+            log.warning("offboarding action %s unreadable: %s", action_id, err)
+            continue
         with transaction(sessions) as session:
             task = session.get_one(ResponseAction, task_id)
-            if task.status != result.status.value:
-                task.status = result.status.value
-                changed += 1
+            if task.status == result.status.value:
+                continue
+            task.status, task.updated_at = result.status.value, now
+            changed += 1
+            if result.status.terminal:
+                audit.record(
+                    session,
+                    at=now,
+                    actor="edr",
+                    action=f"offboarding.{task.status}",
+                    tenant_id=tenant_id,
+                    target=f"machine-action:{action_id}",
+                )
     return changed

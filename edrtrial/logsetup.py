@@ -24,7 +24,10 @@ def tenant_context(tenant: str) -> Iterator[None]:
 class _TenantFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "tenant"):
-            record.tenant = current_tenant.get()
+            tenant = current_tenant.get()
+            if tenant == "-" and hasattr(record, "tenant_id"):
+                tenant = f"#{record.tenant_id}"  # a store id, where no EDR tenant id is at hand
+            record.tenant = tenant
         return True
 
 

@@ -83,7 +83,6 @@ class Tenant(Base):
     company_id: Mapped[int] = mapped_column(ForeignKey("company.id"), unique=True)
     connector: Mapped[str] = mapped_column(String(32))
     external_id: Mapped[str] = mapped_column(String(64))
-    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     state: Mapped[str] = mapped_column(String(16), default="active")
     state_reason: Mapped[str] = mapped_column(Text, default="")
     last_poll_at: Mapped[datetime | None]

@@ -11,7 +11,7 @@ from enum import Enum
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from edrtrial.db import transaction
+from edrtrial.db import claim, transaction
 from edrtrial.errors import DeliveryError
 from edrtrial.mailer import MailTransport, ServerUnavailableError, UndeliverableError, build_message
 from edrtrial.models import OutboxMessage
@@ -195,9 +195,10 @@ def deliver_due(
     postponed = 0
     for index, message_id in enumerate(ids):
         with transaction(sessions) as session:
-            msg = session.get(OutboxMessage, message_id, with_for_update=True)
-            if msg is None or msg.status != PENDING:
-                continue  # handled meanwhile (e.g. an operator cancelled it)
+            # Claim first: a second deliverer (the CLI beside `serve`) waits here, then skips.
+            if not claim(session, OutboxMessage, message_id, "status", PENDING):
+                continue  # sent or cancelled meanwhile
+            msg = session.get_one(OutboxMessage, message_id)
             outcome = _deliver_one(
                 msg,
                 transport,

@@ -46,6 +46,7 @@ class Runtime:
         self.playbook = playbook
         self.clock = clock
         self._connectors: dict[int, Connector] = {}
+        self._tenant_locks: dict[int, Lock] = {}
         self._lock = Lock()
 
     @classmethod
@@ -86,6 +87,18 @@ class Runtime:
                 found = cls.from_settings(company.connection.model_dump(), self.config.base_dir)
                 self._connectors[tenant.id] = found
             return found
+
+    def tenant_lock(self, tenant_id: int) -> Lock:
+        """One tenant's work (poll, inventory) runs one job at a time in this process."""
+        with self._lock:
+            return self._tenant_locks.setdefault(tenant_id, Lock())
+
+    def forget_connector(self, tenant_id: int) -> None:
+        """Drop a tenant's connector, so fixed credentials are read afresh next time."""
+        with self._lock:
+            connector = self._connectors.pop(tenant_id, None)
+        if connector is not None:
+            connector.close()
 
     def close(self) -> None:
         """Close connectors and the engine."""

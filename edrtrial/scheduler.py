@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -16,6 +17,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,31 +44,35 @@ def holder_id() -> str:
 
 
 def acquire_lock(sessions: sessionmaker[Session], holder: str, now: datetime) -> None:
-    """Take the store's scheduler lease, or raise LockHeldError naming its live holder."""
+    """Take or renew the store's scheduler lease, or raise LockHeldError naming its holder."""
+    stale = now - STALE_AFTER
     try:
         with transaction(sessions) as session:
-            lock = session.get(ServiceLock, LOCK_NAME, with_for_update=True)
+            # One conditional UPDATE: renew our own lease, or take over a dead one.
+            taken = session.execute(
+                update(ServiceLock)
+                .where(
+                    ServiceLock.name == LOCK_NAME,
+                    or_(ServiceLock.holder == holder, ServiceLock.heartbeat_at < stale),
+                )
+                .values(holder=holder, heartbeat_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(taken, "rowcount", 0) == 1:
+                return
+            lock = session.get(ServiceLock, LOCK_NAME)
             if lock is None:
                 session.add(
                     ServiceLock(name=LOCK_NAME, holder=holder, acquired_at=now, heartbeat_at=now)
                 )
                 return
-            if lock.holder != holder and now - lock.heartbeat_at < STALE_AFTER:
-                raise LockHeldError(
-                    f"another edrtrial scheduler ({lock.holder}) owns this store since "
-                    f"{lock.acquired_at.astimezone(JST):%Y-%m-%d %H:%M} JST (last heartbeat "
-                    f"{lock.heartbeat_at.astimezone(JST):%H:%M:%S}); stop it first. If it "
-                    f"crashed, its lease expires {int(STALE_AFTER.total_seconds())} s after "
-                    "its last heartbeat."
-                )
-            if lock.holder != holder:
-                log.warning(
-                    "taking over the scheduler lease from %s (no heartbeat since %s)",
-                    lock.holder,
-                    lock.heartbeat_at.isoformat(),
-                )
-                lock.acquired_at = now
-            lock.holder, lock.heartbeat_at = holder, now
+            raise LockHeldError(
+                f"another edrtrial scheduler ({lock.holder}) owns this store since "
+                f"{lock.acquired_at.astimezone(JST):%Y-%m-%d %H:%M} JST (last heartbeat "
+                f"{lock.heartbeat_at.astimezone(JST):%H:%M:%S}); stop it first. If it "
+                f"crashed, its lease expires {int(STALE_AFTER.total_seconds())} s after "
+                "its last heartbeat."
+            )
     except IntegrityError as err:  # another process inserted the lease at the same moment
         raise LockHeldError("another edrtrial scheduler took this store's lease just now") from err
 
@@ -85,17 +91,37 @@ def run_job(name: str, company_key: str | None = None) -> None:
         raise RuntimeError("scheduler job started without a runtime")
     try:
         if name == "heartbeat":
-            acquire_lock(_runtime.sessions, holder_id(), utcnow())
+            heartbeat(_runtime)
         elif company_key is not None:
-            jobs.poll(_runtime, company_key) if name == "poll" else jobs.inventory(
-                _runtime, company_key
-            )
+            jobs.TENANT_JOBS[name](_runtime, company_key)
         else:
             jobs.JOBS[name](_runtime)
     except Exception:
         # APScheduler would log this too, but without saying which job and tenant failed.
         log.exception("job %s%s failed", name, f" ({company_key})" if company_key else "")
         raise
+
+
+def heartbeat(rt: Runtime) -> None:
+    """Renew the lease; a scheduler that lost it stops at once rather than run beside another."""
+    try:
+        acquire_lock(rt.sessions, holder_id(), utcnow())
+    except LockHeldError as err:
+        log.critical("scheduler lease lost, stopping: %s", err)
+        _on_lease_lost()
+
+
+def _default_lease_lost() -> None:
+    raise SystemExit(3)
+
+
+_on_lease_lost: Callable[[], None] = _default_lease_lost
+
+
+def on_lease_lost(callback: Callable[[], None]) -> None:
+    """What `serve` does when the heartbeat finds another scheduler owns the store."""
+    global _on_lease_lost
+    _on_lease_lost = callback
 
 
 def _cron(spec: str, weekly: bool) -> CronTrigger:
@@ -113,7 +139,8 @@ def build_scheduler(rt: Runtime) -> BackgroundScheduler:
     schedules = rt.config.settings.schedules
     scheduler = BackgroundScheduler(
         jobstores={"default": SQLAlchemyJobStore(engine=rt.engine, tablename="apscheduler_jobs")},
-        executors={"default": ThreadPoolExecutor(8)},
+        # The heartbeat has its own thread, so slow tenants cannot starve the lease.
+        executors={"default": ThreadPoolExecutor(8), "lease": ThreadPoolExecutor(1)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
         timezone=JST,
     )
@@ -154,6 +181,7 @@ def build_scheduler(rt: Runtime) -> BackgroundScheduler:
             id=job_id,
             name=job_id,
             replace_existing=True,
+            executor="lease" if job_id == "heartbeat" else "default",
             **({"next_run_time": first} if first else {}),
         )
     return scheduler

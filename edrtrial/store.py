@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from edrtrial.connectors.base import AlertRecord, DeviceRecord, IncidentRecord
@@ -63,6 +64,16 @@ def _incident_fields(record: IncidentRecord) -> dict[str, Any]:
     }
 
 
+RETRIAGE_ON = (
+    "severity",
+    "incident_source_id",
+    "title",
+    "category",
+    "mitre_techniques",
+    "device_source_ids",
+)
+"""Alert fields a playbook decides on: a change sends the alert through triage again."""
+
 Sourced = TypeVar("Sourced", Alert, Incident)
 Record = TypeVar("Record", AlertRecord, IncidentRecord)
 
@@ -102,7 +113,12 @@ def _upsert(
             )
             inserted += 1
         elif row.last_update_at is None or record.last_update_at > row.last_update_at:
-            for key, value in fields(record).items():
+            changes = fields(record)
+            if isinstance(row, Alert) and any(
+                getattr(row, key) != changes[key] for key in RETRIAGE_ON
+            ):
+                row.triaged_at = None  # what the playbook decided on has changed
+            for key, value in changes.items():
                 setattr(row, key, value)
             updated += 1
     session.flush()
@@ -166,13 +182,16 @@ def upsert_devices(
 
 def device_for_evidence(session: Session, tenant_id: int, source_id: str, name: str) -> Device:
     """The stored device an alert names; created from the evidence if the inventory lags."""
-    device = session.scalar(
-        select(Device).where(Device.tenant_id == tenant_id, Device.source_id == source_id)
-    )
-    if device is None:
-        device = Device(tenant_id=tenant_id, source_id=source_id, name=name)
-        session.add(device)
-        session.flush()
+    query = select(Device).where(Device.tenant_id == tenant_id, Device.source_id == source_id)
+    device = session.scalar(query)
+    if device is not None:
+        return device
+    try:
+        with session.begin_nested():  # the inventory may insert the same device meanwhile
+            device = Device(tenant_id=tenant_id, source_id=source_id, name=name)
+            session.add(device)
+    except IntegrityError:
+        device = session.scalars(query).one()
     return device
 
 

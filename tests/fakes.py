@@ -34,13 +34,17 @@ class FakeConnector:
     settings_model: ClassVar[type[BaseModel]] = FakeSettings
     stream_names: ClassVar[tuple[str, ...]] = ("alerts",)
 
-    def __init__(self, page_size: int = 3, overlap: timedelta = timedelta(0)) -> None:
+    def __init__(
+        self, page_size: int = 3, overlap: timedelta = timedelta(0), tenant_id: str = "t-acme"
+    ) -> None:
+        self.tenant_id = tenant_id
         self.alerts: dict[str, AlertRecord] = {}
         self.devices: list[DeviceRecord] = []
         self.page_size = page_size
         self.overlap = overlap
         self.crash_after_pages: int | None = None
         self.started: list[tuple[str, ActionKind]] = []
+        self.statuses: dict[str, ActionStatus] = {}
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], base_dir: Path) -> Self:
@@ -66,7 +70,9 @@ class FakeConnector:
         return ActionResult(f"action-{len(self.started)}", ActionStatus.PENDING)
 
     def action_status(self, source_action_id: str) -> ActionResult:
-        return ActionResult(source_action_id, ActionStatus.SUCCEEDED)
+        return ActionResult(
+            source_action_id, self.statuses.get(source_action_id, ActionStatus.SUCCEEDED)
+        )
 
     def can_offboard(self, os_platform: str) -> bool:
         return os_platform.lower().startswith("windows")

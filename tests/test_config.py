@@ -83,3 +83,15 @@ def test_two_companies_on_one_tenant_are_refused(tmp_path):
     text = EXAMPLE.replace("4c02", "4c01")
     with pytest.raises(ConfigError, match="configured for two companies"):
         load_config(write(tmp_path, text))
+
+
+def test_a_company_whose_tenant_id_changes_is_refused_rather_than_mixed(tmp_path, database_url):
+    from edrtrial.db import make_engine, upgrade
+    from edrtrial.runtime import Runtime
+
+    text = EXAMPLE.replace('url = "sqlite:///var/edrtrial.db"', f'url = "{database_url}"')
+    upgrade(make_engine(database_url))
+    Runtime.open(load_config(write(tmp_path, text))).close()
+    changed = text.replace("8c7d-0e1f2a3b4c01", "8c7d-0e1f2a3b4c99")
+    with pytest.raises(ConfigError, match="sakura-seisakusho.*tenant changed"):
+        Runtime.open(load_config(write(tmp_path, changed)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -14,7 +16,7 @@ from sqlalchemy import func, select
 
 from edrtrial.cli import main
 from edrtrial.db import make_engine, make_sessions
-from edrtrial.models import Alert, Device, OutboxMessage, ResponseAction, Tenant, Ticket
+from edrtrial.models import Alert, Base, Device, OutboxMessage, ResponseAction, Tenant, Ticket
 from edrtrial.sandbox import SandboxServer, SandboxWorld
 from edrtrial.seats import seat_counts
 from edrtrial.timeutil import parse_iso
@@ -62,8 +64,10 @@ def test_a_poll_cycle_gives_tickets_notices_seats_report_and_offboarding(
         for tenant_id in KEYS:
             truth = {a["id"] for a in world.alerts(tenant_id)}
             stored = session.scalars(
-                select(Alert.source_id).join(Tenant, Alert.tenant_id == Tenant.id)
-                .where(Tenant.external_id == tenant_id)).all()
+                select(Alert.source_id)
+                .join(Tenant, Alert.tenant_id == Tenant.id)
+                .where(Tenant.external_id == tenant_id)
+            ).all()
             assert sorted(stored) == sorted(truth)
 
         # Each high-severity incident became exactly one P1 ticket holding all its alerts.
@@ -83,8 +87,9 @@ def test_a_poll_cycle_gives_tickets_notices_seats_report_and_offboarding(
         assert tests and all(a.ticket_id is None for a in tests)
         assert all(a.suppressed_reason == "detection-test" for a in tests)
         tested = {d for a in tests for d in a.device_source_ids}
-        verified = set(session.scalars(
-            select(Device.source_id).where(Device.detection_test_at.is_not(None))))
+        verified = set(
+            session.scalars(select(Device.source_id).where(Device.detection_test_at.is_not(None)))
+        )
         assert tested <= verified
 
         outbox_before = session.scalar(select(func.count(OutboxMessage.id)))
@@ -122,12 +127,25 @@ def test_a_poll_cycle_gives_tickets_notices_seats_report_and_offboarding(
     # The report: a Japanese HTML file, and a mail to the company.
     out = tmp_path / "report.html"
     first, last = (now - timedelta(days=14)).date(), now.date()
-    run(config, "report", "--company", "sakura-seisakusho", "--from", str(first),
-        "--to", str(last), "--output", str(out))
+    run(
+        config,
+        "report",
+        "--company",
+        "sakura-seisakusho",
+        "--from",
+        str(first),
+        "--to",
+        str(last),
+        "--output",
+        str(out),
+    )
     html = out.read_text(encoding="utf-8")
     assert '<html lang="ja"' in html and "株式会社さくら製作所" in html and "緑商事" not in html
-    reports = [m for m in mails(tmp_path / "mail")
-               if m["To"] == "it@sakura.example.jp" and "レポート" in m["Subject"]]
+    reports = [
+        m
+        for m in mails(tmp_path / "mail")
+        if m["To"] == "it@sakura.example.jp" and "レポート" in m["Subject"]
+    ]
     assert len(reports) == 1
 
     # midori-shoji's trial ended undecided: one offboarding task per device, planned once.
@@ -152,3 +170,60 @@ def test_offboarding_is_sent_once_and_followed_to_success(tmp_path, sandbox, dat
     run(config, "run-job", "inventory")
     output = run(config, "offboarding", "--company", "midori-shoji").output
     assert "succeeded" in output.lower()
+
+
+def test_secrets_never_reach_the_database_the_mail_or_the_logs(tmp_path, sandbox, database_url):
+    config = sandbox_config(tmp_path, sandbox, database_url)
+    run(config, "db", "upgrade")
+    poll = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "edrtrial"),
+            "--config",
+            str(config),
+            "--log-level",
+            "DEBUG",
+            "poll",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert poll.returncode == 0, poll.stderr
+    assert "new token" in poll.stderr  # the DEBUG log did cover authentication
+    secrets = [sandbox.secret_path(t).read_text().strip() for t in KEYS]
+
+    engine = make_engine(database_url)
+    with engine.connect() as conn:
+        dump = "\n".join(
+            repr(row)
+            for table in Base.metadata.sorted_tables
+            for row in conn.execute(table.select())
+        )
+    engine.dispose()
+    mail = "\n".join(p.read_text(errors="replace") for p in (tmp_path / "mail").glob("*.eml"))
+    assert len(dump) > 10_000 and mail
+    for secret in secrets:
+        assert secret not in dump
+        assert secret not in mail
+        assert secret not in poll.stdout + poll.stderr
+
+
+def test_revoked_consent_parks_only_that_tenant_until_an_operator_resumes_it(
+    tmp_path, sandbox, database_url
+):
+    config = sandbox_config(tmp_path, sandbox, database_url)
+    run(config, "db", "upgrade")
+    sandbox.world.set_consent(MIDORI, False)
+    failed = CliRunner().invoke(main, ["--config", str(config), "poll"])
+    assert failed.exit_code == 1  # the poll reports the problem…
+    tenants = run(config, "tenants").output
+    assert "parked" in tenants and "AADSTS65001" in tenants
+    with make_sessions(make_engine(database_url))() as session:  # …the others went on
+        states = dict(session.execute(select(Tenant.external_id, Tenant.state)).all())
+    assert states == {SAKURA: "active", MIDORI: "parked", AOZORA: "active"}
+
+    sandbox.world.set_consent(MIDORI, True)
+    assert CliRunner().invoke(main, ["--config", str(config), "poll"]).exit_code == 1  # parked
+    run(config, "tenants", "resume", "midori-shoji")
+    run(config, "poll")
+    assert "parked" not in run(config, "tenants").output

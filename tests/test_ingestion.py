@@ -96,3 +96,30 @@ def test_overlap_refetches_harmlessly(sessions, tenant_id):
     assert again.fetched == 4  # all inside the overlap window
     assert (again.counts.inserted, again.counts.updated) == (0, 0)
     assert len(stored(sessions)) == 4
+
+
+def test_a_record_stamped_in_the_future_does_not_carry_the_cursor_past_now(sessions, tenant_id):
+    connector = FakeConnector(page_size=10)
+    connector.alerts["a1"] = alert(1, minutes=1)
+    connector.alerts["bad"] = AlertRecord(
+        source_id="bad",
+        title="clock skew",
+        severity="low",
+        status="new",
+        last_update_at=datetime(2099, 1, 1, tzinfo=UTC),
+    )
+    now = T0 + timedelta(hours=1)
+    ingest_tenant(sessions, tenant_id, connector, now=now)
+    with sessions() as session:
+        assert store.get_cursor(session, tenant_id, "alerts") == now
+    connector.alerts["a2"] = alert(2, minutes=90)  # arrives later, stamped normally
+    ingest_tenant(sessions, tenant_id, connector, now=now + timedelta(hours=1))
+    assert "a2" in stored(sessions)
+
+
+def test_the_first_poll_starts_at_the_given_initial_time(sessions, tenant_id):
+    connector = FakeConnector(page_size=10)
+    connector.alerts["a1"] = alert(1, minutes=-600)  # before the trial began
+    connector.alerts["a2"] = alert(2, minutes=5)
+    ingest_tenant(sessions, tenant_id, connector, initial_since=T0)
+    assert set(stored(sessions)) == {"a2"}

@@ -8,8 +8,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from edrtrial.connectors.base import ActionStatus
 from edrtrial.db import transaction
-from edrtrial.lifecycle import execute_offboarding, offboarding_progress, plan_offboarding
+from edrtrial.errors import ConnectorError
+from edrtrial.lifecycle import (
+    execute_offboarding,
+    offboarding_progress,
+    plan_offboarding,
+    refresh_offboarding,
+)
 from edrtrial.models import AuditEvent, Company, Device, ResponseAction, Tenant, Trial
 
 from fakes import FakeConnector
@@ -83,7 +90,7 @@ def test_the_last_trial_day_is_still_a_trial_day(sessions, tenants):
 def test_executing_sends_windows_once_and_hands_macos_over_as_manual_work(sessions, tenants):
     with transaction(sessions) as session:
         plan_offboarding(session, date(2026, 11, 22), NOW)
-    connector = FakeConnector()
+    connector = FakeConnector(tenant_id="tenant-ended")
     execute_offboarding(sessions, tenants["ended"], connector, "operator-a", lambda: NOW)
     execute_offboarding(sessions, tenants["ended"], connector, "operator-a", lambda: NOW)
     assert sorted(d for d, _ in connector.started) == ["ended-0", "ended-1"]
@@ -110,6 +117,47 @@ def test_executing_sends_windows_once_and_hands_macos_over_as_manual_work(sessio
 def test_executing_one_tenant_never_touches_another(sessions, tenants):
     with transaction(sessions) as session:
         plan_offboarding(session, date(2026, 11, 22), NOW)
-    connector = FakeConnector()
+    connector = FakeConnector(tenant_id="tenant-leaving")
     execute_offboarding(sessions, tenants["leaving"], connector, "op", lambda: NOW)
     assert [d for d, _ in connector.started] == ["leaving-0"]
+
+
+def test_a_connector_for_another_tenant_is_refused_before_anything_is_sent(sessions, tenants):
+    with transaction(sessions) as session:
+        plan_offboarding(session, date(2026, 11, 22), NOW)
+    wrong = FakeConnector(tenant_id="tenant-leaving")
+    with pytest.raises(ConnectorError, match="refusing to offboard"):
+        execute_offboarding(sessions, tenants["ended"], wrong, "op", lambda: NOW)
+    assert wrong.started == []
+    with sessions() as session:
+        assert {r.status for r in offboarding_progress(session, "ended")} == {"planned"}
+
+
+def test_a_task_another_operator_claimed_is_not_sent_again(sessions, tenants):
+    with transaction(sessions) as session:
+        plan_offboarding(session, date(2026, 11, 22), NOW)
+        [task] = session.scalars(
+            select(ResponseAction).where(ResponseAction.tenant_id == tenants["leaving"])
+        ).all()
+        task.status = "sending"  # claimed by a concurrent `offboarding --execute`
+    connector = FakeConnector(tenant_id="tenant-leaving")
+    execute_offboarding(sessions, tenants["leaving"], connector, "op", lambda: NOW)
+    assert connector.started == []
+
+
+def test_following_an_action_to_its_end_is_audited(sessions, tenants):
+    with transaction(sessions) as session:
+        plan_offboarding(session, date(2026, 11, 22), NOW)
+    connector = FakeConnector(tenant_id="tenant-leaving")
+    execute_offboarding(sessions, tenants["leaving"], connector, "op", lambda: NOW)
+    connector.statuses["action-1"] = ActionStatus.FAILED
+    assert refresh_offboarding(sessions, tenants["leaving"], connector, NOW) == 1
+    assert refresh_offboarding(sessions, tenants["leaving"], connector, NOW) == 0
+    with sessions() as session:
+        assert [r.status for r in offboarding_progress(session, "leaving")] == ["failed"]
+        assert (
+            session.scalar(
+                select(AuditEvent.action).where(AuditEvent.action == "offboarding.failed")
+            )
+            == "offboarding.failed"
+        )

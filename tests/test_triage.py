@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -27,10 +28,18 @@ def tenant_id(sessions: sessionmaker[Session]) -> int:
 
 
 def add_alert(sessions, tenant_id: int, n: int, **fields) -> None:
-    base = dict(source="defender", source_id=f"a{n}", title=f"alert {n}", severity="medium",
-                status="new", category="Execution", device_source_ids=["dev1"],
-                device_names=["pc-1.acme.example.jp"], created_at=T0 + timedelta(minutes=n),
-                last_update_at=T0 + timedelta(minutes=n))
+    base = dict(
+        source="defender",
+        source_id=f"a{n}",
+        title=f"alert {n}",
+        severity="medium",
+        status="new",
+        category="Execution",
+        device_source_ids=["dev1"],
+        device_names=["pc-1.acme.example.jp"],
+        created_at=T0 + timedelta(minutes=n),
+        last_update_at=T0 + timedelta(minutes=n),
+    )
     base.update(fields)
     with transaction(sessions) as session:
         session.add(Alert(tenant_id=tenant_id, **base))
@@ -46,7 +55,7 @@ def notices(sessions) -> list[tuple[str, str]]:
         return sorted((m.kind, m.recipient) for m in session.scalars(select(OutboxMessage)))
 
 
-def test_an_incident_that_worsens_is_raised_to_p1_and_only_then_tells_the_company(
+def test_an_incident_that_worsens_is_raised_to_p1_re_alerts_the_desk_and_tells_the_company(
     sessions, tenant_id
 ):
     add_alert(sessions, tenant_id, 1, incident_source_id="77")
@@ -54,19 +63,30 @@ def test_an_incident_that_worsens_is_raised_to_p1_and_only_then_tells_the_compan
     assert (first.tickets_opened, first.notices_queued) == (1, 1)
     assert notices(sessions) == [("desk-notice", "desk@example.jp")]
 
-    add_alert(sessions, tenant_id, 2, incident_source_id="77", severity="high",
-              category="CredentialAccess", mitre_techniques=["T1003.001"])
-    add_alert(sessions, tenant_id, 3, incident_source_id="77", severity="high",
-              category="Ransomware")
+    add_alert(
+        sessions,
+        tenant_id,
+        2,
+        incident_source_id="77",
+        severity="high",
+        category="CredentialAccess",
+        mitre_techniques=["T1003.001"],
+    )
+    add_alert(
+        sessions, tenant_id, 3, incident_source_id="77", severity="high", category="Ransomware"
+    )
     second = triage(sessions, tenant_id)
-    assert (second.triaged, second.tickets_opened, second.notices_queued) == (2, 0, 1)
+    assert (second.triaged, second.tickets_opened, second.notices_queued) == (2, 0, 2)
 
     with sessions() as session:
         [ticket] = session.scalars(select(Ticket)).all()
         assert ticket.priority == "P1" and ticket.correlation_key == "incident:77"
         assert len(ticket.alerts) == 3
-    assert notices(sessions) == [("company-notice", "it@acme.example.jp"),
-                                 ("desk-notice", "desk@example.jp")]
+    assert notices(sessions) == [
+        ("company-notice", "it@acme.example.jp"),
+        ("desk-notice", "desk@example.jp"),
+        ("desk-notice", "desk@example.jp"),
+    ]
     assert triage(sessions, tenant_id).triaged == 0
 
 
@@ -77,8 +97,14 @@ def test_alerts_without_an_incident_get_a_ticket_each(sessions, tenant_id):
 
 
 def test_the_detection_test_verifies_its_device_and_opens_nothing(sessions, tenant_id):
-    add_alert(sessions, tenant_id, 1, title="[Test Alert] Suspicious Powershell commandline",
-              severity="informational", mitre_techniques=["T1059.001"])
+    add_alert(
+        sessions,
+        tenant_id,
+        1,
+        title="[Test Alert] Suspicious Powershell commandline",
+        severity="informational",
+        mitre_techniques=["T1059.001"],
+    )
     result = triage(sessions, tenant_id)
     assert (result.suppressed, result.devices_verified, result.tickets_opened) == (1, 1, 0)
     with sessions() as session:
@@ -86,3 +112,37 @@ def test_the_detection_test_verifies_its_device_and_opens_nothing(sessions, tena
         assert device is not None and device.detection_test_at == T0 + timedelta(minutes=1)
         assert session.scalar(select(Alert.suppressed_reason)) == "detection-test"
     assert notices(sessions) == []
+
+
+def test_an_alert_raised_after_triage_is_triaged_again(sessions, tenant_id):
+    from edrtrial import store
+    from edrtrial.connectors.base import AlertRecord
+
+    def record(severity: str, minutes: int) -> AlertRecord:
+        return AlertRecord(
+            source_id="a9",
+            title="Suspicious activity",
+            severity=severity,
+            status="new",
+            last_update_at=T0 + timedelta(minutes=minutes),
+            created_at=T0,
+            incident_source_id="88",
+            category="Execution",
+        )
+
+    with transaction(sessions) as session:
+        store.upsert_alerts(session, tenant_id, "defender", [record("informational", 1)])
+    assert triage(sessions, tenant_id).tickets_opened == 0  # P4: report only
+
+    with transaction(sessions) as session:  # Defender raises it to high
+        store.upsert_alerts(session, tenant_id, "defender", [record("high", 30)])
+    again = triage(sessions, tenant_id)
+    assert (again.triaged, again.tickets_opened) == (1, 1)
+    with sessions() as session:
+        [ticket] = session.scalars(select(Ticket)).all()
+        assert (ticket.priority, ticket.correlation_key) == ("P1", "incident:88")
+
+    with transaction(sessions) as session:  # only its status moves: nothing to re-decide
+        resolved = dataclasses.replace(record("high", 60), status="resolved")
+        assert store.upsert_alerts(session, tenant_id, "defender", [resolved]).updated == 1
+    assert triage(sessions, tenant_id).triaged == 0

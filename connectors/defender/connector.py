@@ -197,6 +197,11 @@ class DefenderForBusinessConnector:
         self._http.close()
 
     @property
+    def tenant_id(self) -> str:
+        """The Entra tenant this connector talks to."""
+        return self.settings.tenant_id
+
+    @property
     def _tenant(self) -> str:
         return self.settings.tenant_id
 

@@ -73,7 +73,8 @@ def read_request(verb: str, body: Any, device: Device) -> tuple[str, str | None,
             raise _invalid_body("'IsolationType' must be Full, Selective or UnManagedDevice")
         if scope == "Selective" and not device.platform.startswith("Windows"):
             raise ApiError(
-                400, "OsPlatformNotSupported",
+                400,
+                "OsPlatformNotSupported",
                 f"Selective isolation is not supported on {device.platform} devices",
             )
         if scope == "UnManagedDevice":
@@ -84,7 +85,8 @@ def read_request(verb: str, body: Any, device: Device) -> tuple[str, str | None,
             raise _invalid_body("'ScanType' must be Quick or Full")
     elif action_type == "Offboard" and device.platform in ("macOS", "Linux"):
         raise ApiError(
-            400, "OsPlatformNotSupported",
+            400,
+            "OsPlatformNotSupported",
             f"Offboarding through the API is not supported on {device.platform} devices",
         )
     return action_type, scope, comment

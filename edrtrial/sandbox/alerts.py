@@ -161,12 +161,16 @@ def _evidence(alert: Alert, device: Device, risk: str | None, rbac: int) -> list
                 "detailedRoles": [],
                 "tags": [],
                 "imageFile": _file_details(
-                    kind, image, kind.file_dir if kind.file_dir and "\\" in kind.file_dir
-                    else "C:\\Windows\\System32"
+                    kind,
+                    image,
+                    kind.file_dir
+                    if kind.file_dir and "\\" in kind.file_dir
+                    else "C:\\Windows\\System32",
                 ),
                 "parentProcessImageFile": _file_details(
-                    kind, "explorer.exe" if windows else "bash", "C:\\Windows" if windows
-                    else "/usr/bin"
+                    kind,
+                    "explorer.exe" if windows else "bash",
+                    "C:\\Windows" if windows else "/usr/bin",
                 ),
                 "userAccount": {
                     "accountName": device.user,
@@ -247,9 +251,7 @@ def incident_name(alerts: list[Alert]) -> str:
     return f"Multi-stage incident involving {' & '.join(categories[:2])} on {where}"
 
 
-def render_incident(
-    incident: Incident, tenant_id: str, alerts: list[Alert]
-) -> dict[str, Any]:
+def render_incident(incident: Incident, tenant_id: str, alerts: list[Alert]) -> dict[str, Any]:
     """The Graph incident entity; name, severity, status and time follow its alerts."""
     return {
         **_template("incident_template.json"),

@@ -26,54 +26,72 @@ TOKEN_LIFETIME = 3599
 #: reason → (HTTP status, OAuth error, AADSTS code, description template).
 ENTRA_ERRORS: dict[str, tuple[int, str, int, str]] = {
     "unknown_tenant": (
-        400, "invalid_request", 90002,
+        400,
+        "invalid_request",
+        90002,
         "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and "
         "are signing into the correct cloud. Check with your subscription administrator, this "
         "may happen if there are no active subscriptions for the tenant.",
     ),
     "unknown_client": (
-        400, "unauthorized_client", 700016,
+        400,
+        "unauthorized_client",
+        700016,
         "Application with identifier '{client_id}' was not found in the directory "
         "'{tenant_name}'. This can happen if the application has not been installed by the "
         "administrator of the tenant or consented to by any user in the tenant. You may have "
         "sent your authentication request to the wrong tenant.",
     ),
     "bad_secret": (
-        401, "invalid_client", 7000215,
+        401,
+        "invalid_client",
+        7000215,
         "Invalid client secret provided. Ensure the secret being sent in the request is the "
         "client secret value, not the client secret ID, for a secret added to app "
         "'{client_id}'.",
     ),
     "missing_secret": (
-        401, "invalid_client", 7000218,
+        401,
+        "invalid_client",
+        7000218,
         "The request body must contain the following parameter: 'client_assertion' or "
         "'client_secret'.",
     ),
     "missing_parameter": (
-        400, "invalid_request", 900144,
+        400,
+        "invalid_request",
+        900144,
         "The request body must contain the following parameter: '{parameter}'.",
     ),
     "unknown_scope": (
-        400, "invalid_resource", 500011,
+        400,
+        "invalid_resource",
+        500011,
         "The resource principal named {resource} was not found in the tenant named "
         "{tenant_name}. This can happen if the application has not been installed by the "
         "administrator of the tenant or consented to by any user in the tenant. You might "
         "have sent your authentication request to the wrong tenant.",
     ),
     "scope_not_default": (
-        400, "invalid_scope", 1002012,
+        400,
+        "invalid_scope",
+        1002012,
         "The provided value for scope {scope} is not valid. Client credential flows must have "
         "a scope value with /.default suffixed to the resource identifier (application ID "
         "URI).",
     ),
     "no_consent": (
-        400, "invalid_grant", 65001,
+        400,
+        "invalid_grant",
+        65001,
         "The user or administrator has not consented to use the application with ID "
         "'{client_id}' named 'edrtrial'. Send an interactive authorization request for this "
         "user and resource.",
     ),
     "bad_grant_type": (
-        400, "unsupported_grant_type", 70003,
+        400,
+        "unsupported_grant_type",
+        70003,
         "The app requested an unsupported grant type '{grant_type}'.",
     ),
 }

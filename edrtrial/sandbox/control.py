@@ -60,8 +60,9 @@ class ControlApi:
             Route("/sandbox/consent", self._wrap(self._consent), methods=post),
             Route("/sandbox/tokens/expire", self._wrap(self._expire), methods=post),
             Route("/sandbox/settings", self._wrap(self._settings), methods=["GET", "POST"]),
-            Route("/sandbox/tick", self._wrap(lambda _: {"events": self.world.tick()}),
-                  methods=post),
+            Route(
+                "/sandbox/tick", self._wrap(lambda _: {"events": self.world.tick()}), methods=post
+            ),
         ]
 
     def _wrap(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -85,7 +86,7 @@ class ControlApi:
     def _tenant(self, body: dict[str, Any]) -> str:
         ref = str(body.get("tenant") or body.get("tenant_id") or "")
         if not ref:
-            raise ValueError("name the tenant: {\"tenant\": id or key}")
+            raise ValueError('name the tenant: {"tenant": id or key}')
         for info in self.world.tenants:
             if ref.lower() in (info.tenant_id, info.key):
                 return info.tenant_id
@@ -93,7 +94,9 @@ class ControlApi:
 
     def _add_alerts(self, body: dict[str, Any]) -> dict[str, Any]:
         ids = self.world.add_alerts(
-            self._tenant(body), str(body.get("kind", "")), int(body.get("count", 1)),
+            self._tenant(body),
+            str(body.get("kind", "")),
+            int(body.get("count", 1)),
             incident_id=_optional_str(body, "incident_id"),
             device_id=_optional_str(body, "device_id"),
             severity=_optional_str(body, "severity"),
@@ -102,8 +105,10 @@ class ControlApi:
 
     def _add_devices(self, body: dict[str, Any]) -> dict[str, Any]:
         ids = self.world.add_devices(
-            self._tenant(body), int(body.get("count", 1)),
-            str(body.get("os_platform", "Windows11")), bool(body.get("detection_test", True)),
+            self._tenant(body),
+            int(body.get("count", 1)),
+            str(body.get("os_platform", "Windows11")),
+            bool(body.get("detection_test", True)),
         )
         return {"device_ids": ids}
 
@@ -125,8 +130,7 @@ class ControlApi:
         return {"expired": self.world.expire_tokens(tenant_id)}
 
     def _settings(self, body: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(body) - {*_BUDGET_KEYS, "latency_seconds", "action_seconds",
-                               "action_outcome"}
+        unknown = set(body) - {*_BUDGET_KEYS, "latency_seconds", "action_seconds", "action_outcome"}
         if unknown:
             raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
         # Read every value before changing anything, so a bad one changes nothing.
@@ -149,8 +153,13 @@ class ControlApi:
 
 def _kinds() -> dict[str, Any]:
     return {
-        key: {"title": k.title, "severity": k.severity, "category": k.category,
-              "mitre": list(k.mitre), "platforms": sorted(k.platforms)}
+        key: {
+            "title": k.title,
+            "severity": k.severity,
+            "category": k.category,
+            "mitre": list(k.mitre),
+            "platforms": sorted(k.platforms),
+        }
         for key, k in ALERT_KINDS.items()
     }
 

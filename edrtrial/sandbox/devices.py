@@ -11,8 +11,22 @@ from typing import Any
 from edrtrial.sandbox.odata import odata_time
 
 _USERS = (
-    "tanaka", "suzuki", "sato", "takahashi", "watanabe", "ito", "yamamoto", "nakamura",
-    "kobayashi", "kato", "yoshida", "yamada", "sasaki", "matsumoto", "inoue", "kimura",
+    "tanaka",
+    "suzuki",
+    "sato",
+    "takahashi",
+    "watanabe",
+    "ito",
+    "yamamoto",
+    "nakamura",
+    "kobayashi",
+    "kato",
+    "yoshida",
+    "yamada",
+    "sasaki",
+    "matsumoto",
+    "inoue",
+    "kimura",
 )
 _PREFIX = {"macOS": "mac", "Linux": "srv"}
 _RISK = {"informational": "Informational", "low": "Low", "medium": "Medium", "high": "High"}
@@ -150,7 +164,10 @@ def render_machine(device: Device, risk: str | None, rbac_group_id: int) -> dict
 
 
 def render_device_evidence(
-    template: dict[str, Any], device: Device, created: datetime, risk: str | None,
+    template: dict[str, Any],
+    device: Device,
+    created: datetime,
+    risk: str | None,
     rbac_group_id: int,
 ) -> dict[str, Any]:
     """Graph deviceEvidence for an alert, in the documented shape, naming a real device."""

@@ -68,7 +68,9 @@ def detection_test(tenant: TenantState, device: Device, created: datetime) -> No
     if tenant.rng.random() < 0.6:
         companion = created + timedelta(seconds=tenant.rng.uniform(20, 180))
         tenant.add_alert(
-            ALERT_KINDS["detection_test_companion"], device, companion,
+            ALERT_KINDS["detection_test_companion"],
+            device,
+            companion,
             incident=tenant.incidents[alert.incident_id],
         )
 
@@ -110,7 +112,7 @@ def _attack(tenant: TenantState, now: datetime) -> None:
     if not targets:
         return
     device = targets[0]
-    chain = ATTACK_CHAIN[rng.randint(0, 1):]
+    chain = ATTACK_CHAIN[rng.randint(0, 1) :]
     at = now - timedelta(hours=rng.uniform(2, 30))
     incident = tenant.new_incident(at)
     for key in chain:

@@ -52,13 +52,15 @@ class GraphApi:
             Route("/v1.0/security/alerts_v2", self._guard(self.list_alerts)),
             Route("/v1.0/security/alerts_v2/{id}", self._guard(self.get_alert)),
             Route(
-                "/v1.0/security/alerts_v2/{id}", self._guard(self.patch_alert),
+                "/v1.0/security/alerts_v2/{id}",
+                self._guard(self.patch_alert),
                 methods=["PATCH"],
             ),
             Route("/v1.0/security/incidents", self._guard(self.list_incidents)),
             Route("/v1.0/security/incidents/{id}", self._guard(self.get_incident)),
             Route(
-                "/v1.0/security/incidents/{id}", self._guard(self.patch_incident),
+                "/v1.0/security/incidents/{id}",
+                self._guard(self.patch_incident),
                 methods=["PATCH"],
             ),
             Route("/v1.0/security/incidents/{id}/alerts", self._guard(self.incident_alerts)),
@@ -91,17 +93,20 @@ class GraphApi:
         query = _ListQuery(request, INCIDENT_FIELDS, INCIDENTS_TOP)
         expand = _expand(request)
         page = await run_in_threadpool(
-            self.world.list_incidents, tenant_id, query.clauses, query.after, query.skip,
-            query.top, expand,
+            self.world.list_incidents,
+            tenant_id,
+            query.clauses,
+            query.after,
+            query.skip,
+            query.top,
+            expand,
         )
         context = "security/incidents(alerts())" if expand else "security/incidents"
         return graph_json(request, query.body(page, context))
 
     async def get_alert(self, request: Request, tenant_id: str) -> Response:
         """GET one alert."""
-        alert = await run_in_threadpool(
-            self.world.get_alert, tenant_id, request.path_params["id"]
-        )
+        alert = await run_in_threadpool(self.world.get_alert, tenant_id, request.path_params["id"])
         return graph_json(request, _entity(request, "security/alerts_v2/$entity", alert))
 
     async def patch_alert(self, request: Request, tenant_id: str) -> Response:

@@ -18,23 +18,47 @@ from edrtrial.sandbox.odata import Clause, FieldKind, Value, matches_all
 from edrtrial.sandbox.tenant import TenantState
 
 ALERT_FIELDS: dict[str, FieldKind] = {
-    "lastUpdateDateTime": "datetime", "createdDateTime": "datetime",
-    "serviceSource": "string", "severity": "string", "status": "string",
-    "classification": "string", "determination": "string", "assignedTo": "string",
+    "lastUpdateDateTime": "datetime",
+    "createdDateTime": "datetime",
+    "serviceSource": "string",
+    "severity": "string",
+    "status": "string",
+    "classification": "string",
+    "determination": "string",
+    "assignedTo": "string",
 }
 INCIDENT_FIELDS: dict[str, FieldKind] = {
-    "lastUpdateDateTime": "datetime", "createdDateTime": "datetime",
-    "severity": "string", "status": "string", "classification": "string",
-    "determination": "string", "assignedTo": "string",
+    "lastUpdateDateTime": "datetime",
+    "createdDateTime": "datetime",
+    "severity": "string",
+    "status": "string",
+    "classification": "string",
+    "determination": "string",
+    "assignedTo": "string",
 }
 ALERT_STATUSES = ("new", "inProgress", "resolved")
 INCIDENT_STATUSES = ("active", "inProgress", "resolved")
 CLASSIFICATIONS = ("unknown", "falsePositive", "truePositive", "informationalExpectedActivity")
 DETERMINATIONS = (
-    "unknown", "apt", "malware", "securityPersonnel", "securityTesting", "unwantedSoftware",
-    "other", "multiStagedAttack", "compromisedUser", "compromisedAccount", "phishing",
-    "maliciousUserActivity", "clean", "insufficientData", "confirmedUserActivity",
-    "lineOfBusinessApplication", "notMalicious", "notEnoughDataToValidate", "confirmedActivity",
+    "unknown",
+    "apt",
+    "malware",
+    "securityPersonnel",
+    "securityTesting",
+    "unwantedSoftware",
+    "other",
+    "multiStagedAttack",
+    "compromisedUser",
+    "compromisedAccount",
+    "phishing",
+    "maliciousUserActivity",
+    "clean",
+    "insufficientData",
+    "confirmedUserActivity",
+    "lineOfBusinessApplication",
+    "notMalicious",
+    "notEnoughDataToValidate",
+    "confirmedActivity",
 )
 PageKey = tuple[datetime, str]
 _Item = TypeVar("_Item", Alert, Incident)
@@ -49,9 +73,9 @@ class Page:
     count: int
 
 
-def _keyset(items: list[_Item], after: PageKey | None, skip: int, top: int) -> tuple[
-    list[_Item], PageKey | None
-]:
+def _keyset(
+    items: list[_Item], after: PageKey | None, skip: int, top: int
+) -> tuple[list[_Item], PageKey | None]:
     items.sort(key=lambda item: (item.last_update, item.id))
     if after is not None:
         items = [item for item in items if (item.last_update, item.id) > after]
@@ -64,10 +88,14 @@ def _keyset(items: list[_Item], after: PageKey | None, skip: int, top: int) -> t
 
 def _alert_value(alert: Alert) -> Callable[[str], Value]:
     values: dict[str, Value] = {
-        "lastUpdateDateTime": alert.last_update, "createdDateTime": alert.created,
-        "serviceSource": "microsoftDefenderForEndpoint", "severity": alert.severity,
-        "status": alert.status, "classification": alert.classification,
-        "determination": alert.determination, "assignedTo": alert.assigned_to,
+        "lastUpdateDateTime": alert.last_update,
+        "createdDateTime": alert.created,
+        "serviceSource": "microsoftDefenderForEndpoint",
+        "severity": alert.severity,
+        "status": alert.status,
+        "classification": alert.classification,
+        "determination": alert.determination,
+        "assignedTo": alert.assigned_to,
     }
     return values.__getitem__
 
@@ -85,21 +113,29 @@ def list_alerts(
 def _incident_value(tenant: TenantState, incident: Incident) -> Callable[[str], Value]:
     alerts = tenant.incident_alerts(incident)
     values: dict[str, Value] = {
-        "lastUpdateDateTime": incident.last_update, "createdDateTime": incident.created,
-        "severity": incident_severity(alerts), "status": incident_status(incident, alerts),
-        "classification": incident.classification, "determination": incident.determination,
+        "lastUpdateDateTime": incident.last_update,
+        "createdDateTime": incident.created,
+        "severity": incident_severity(alerts),
+        "status": incident_status(incident, alerts),
+        "classification": incident.classification,
+        "determination": incident.determination,
         "assignedTo": incident.assigned_to,
     }
     return values.__getitem__
 
 
 def list_incidents(
-    tenant: TenantState, clauses: list[Clause], after: PageKey | None, skip: int, top: int,
+    tenant: TenantState,
+    clauses: list[Clause],
+    after: PageKey | None,
+    skip: int,
+    top: int,
     expand: bool,
 ) -> Page:
     """A page of the tenant's incidents matching the filter, with alerts if expanded."""
     matching = [
-        i for i in tenant.incidents.values()
+        i
+        for i in tenant.incidents.values()
         if i.alert_ids and matches_all(clauses, _incident_value(tenant, i))
     ]
     page, next_key = _keyset(list(matching), after, skip, top)
@@ -139,7 +175,8 @@ def _enum(changes: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str |
         if isinstance(value, str) and value.lower() == option.lower():
             return option
     raise ApiError(
-        400, "BadRequest",
+        400,
+        "BadRequest",
         f"Invalid value '{value}' for property '{name}'; expected one of {', '.join(allowed)}.",
     )
 
@@ -150,7 +187,8 @@ def _check_keys(changes: Any, allowed: set[str]) -> dict[str, Any]:
     unknown = set(changes) - allowed - {"@odata.type"}
     if unknown:
         raise ApiError(
-            400, "BadRequest",
+            400,
+            "BadRequest",
             f"Property '{sorted(unknown)[0]}' cannot be updated; updatable properties: "
             f"{', '.join(sorted(allowed))}.",
         )
@@ -160,9 +198,7 @@ def _check_keys(changes: Any, allowed: set[str]) -> dict[str, Any]:
     return changes
 
 
-def update_alert(
-    tenant: TenantState, alert_id: str, changes: Any, now: datetime
-) -> dict[str, Any]:
+def update_alert(tenant: TenantState, alert_id: str, changes: Any, now: datetime) -> dict[str, Any]:
     """PATCH an alert (status, classification, determination, assignedTo); bumps its time."""
     alert = _alert(tenant, alert_id)
     body = _check_keys(changes, {"status", "classification", "determination", "assignedTo"})

@@ -13,8 +13,14 @@ SEVERITIES = ("informational", "low", "medium", "high")
 
 
 def inject_alerts(
-    tenant: TenantState, kind: str, count: int, now: datetime, *,
-    incident_id: str | None = None, device_id: str | None = None, severity: str | None = None,
+    tenant: TenantState,
+    kind: str,
+    count: int,
+    now: datetime,
+    *,
+    incident_id: str | None = None,
+    device_id: str | None = None,
+    severity: str | None = None,
 ) -> list[str]:
     """Raise `count` alerts of a kind at `now`, on the device (or random ones where it can fire),
     each in its own incident, all in one new incident ("new"), or in an existing one."""

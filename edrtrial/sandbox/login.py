@@ -76,11 +76,14 @@ class LoginApi:
         tenant_id = self.world.find_tenant(request.path_params["tenant"])
         if tenant_id is None:
             reply = {
-                "error": "invalid_request", "error_description": "AADSTS90002: Tenant not found"
+                "error": "invalid_request",
+                "error_description": "AADSTS90002: Tenant not found",
             }
         elif params.get("client_id", "").lower() != self.world.client_id:
-            reply = {"error": "unauthorized_client",
-                     "error_description": "AADSTS700016: Application not found"}
+            reply = {
+                "error": "unauthorized_client",
+                "error_description": "AADSTS700016: Application not found",
+            }
         else:
             await run_in_threadpool(self.world.set_consent, tenant_id, True)
             reply = {"admin_consent": "True", "tenant": tenant_id}
@@ -97,7 +100,8 @@ def _consent_page(reply: dict[str, str]) -> Response:
     granted = reply.get("admin_consent") == "True"
     title = "Admin consent granted" if granted else "Admin consent failed"
     detail = (
-        f"tenant {reply['tenant']}" if granted
+        f"tenant {reply['tenant']}"
+        if granted
         else reply.get("error_description", reply.get("error", ""))
     )
     page = (
@@ -113,7 +117,9 @@ def openid_configuration(base: str, tenant_id: str) -> dict[str, Any]:
     return {
         "token_endpoint": f"{root}/oauth2/v2.0/token",
         "token_endpoint_auth_methods_supported": [
-            "client_secret_post", "private_key_jwt", "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+            "client_secret_basic",
         ],
         "jwks_uri": f"{root}/discovery/v2.0/keys",
         "response_modes_supported": ["query", "fragment", "form_post"],
@@ -130,7 +136,16 @@ def openid_configuration(base: str, tenant_id: str) -> dict[str, Any]:
         "frontchannel_logout_supported": True,
         "end_session_endpoint": f"{root}/oauth2/v2.0/logout",
         "claims_supported": [
-            "sub", "iss", "aud", "exp", "iat", "auth_time", "acr", "nonce", "tid", "ver",
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "acr",
+            "nonce",
+            "tid",
+            "ver",
         ],
         "tenant_region_scope": "AS",
         "cloud_instance_name": "microsoftonline.com",

@@ -40,17 +40,14 @@ class MdeApi:
         routes = [
             Route("/api/machines", self._guard("list_machines", self.list_machines)),
             Route("/api/machines/{id}", self._guard("get_machine", self.get_machine)),
-            Route(
-                "/api/machineactions", self._guard("list_machineactions", self.list_actions)
-            ),
-            Route(
-                "/api/machineactions/{id}", self._guard("get_machineaction", self.get_action)
-            ),
+            Route("/api/machineactions", self._guard("list_machineactions", self.list_actions)),
+            Route("/api/machineactions/{id}", self._guard("get_machineaction", self.get_action)),
         ]
         for verb in ACTION_TYPES:
             routes.append(
                 Route(
-                    f"/api/machines/{{id}}/{verb}", self._guard(verb, self._action(verb)),
+                    f"/api/machines/{{id}}/{verb}",
+                    self._guard(verb, self._action(verb)),
                     methods=["POST"],
                 )
             )
@@ -102,7 +99,11 @@ class MdeApi:
             except ValueError as err:
                 raise ApiError(400, "InvalidRequestBody", "Request body is incorrect") from err
             action = await run_in_threadpool(
-                self.world.start_action, tenant_id, request.path_params["id"], verb, body,
+                self.world.start_action,
+                tenant_id,
+                request.path_params["id"],
+                verb,
+                body,
                 client_id,
             )
             return mde_json(_entity(request, "MachineActions", action), 201)
@@ -110,9 +111,7 @@ class MdeApi:
         return handler
 
 
-def _list_query(
-    request: Request, fields: dict[str, FieldKind]
-) -> tuple[list[Clause], int, int]:
+def _list_query(request: Request, fields: dict[str, FieldKind]) -> tuple[list[Clause], int, int]:
     params = request.query_params
     for name in params:
         if name.startswith("$") and name not in _LIST_OPTIONS:

@@ -24,21 +24,35 @@ from edrtrial.sandbox.tenant import TenantState
 from edrtrial.timeutil import parse_iso
 
 MACHINE_FIELDS: dict[str, FieldKind] = {
-    "id": "string", "computerDnsName": "string", "lastSeen": "datetime",
-    "healthStatus": "string", "osPlatform": "string", "onboardingStatus": "string",
-    "riskScore": "string", "exposureLevel": "string", "lastIpAddress": "string",
-    "aadDeviceId": "string", "version": "string",
+    "id": "string",
+    "computerDnsName": "string",
+    "lastSeen": "datetime",
+    "healthStatus": "string",
+    "osPlatform": "string",
+    "onboardingStatus": "string",
+    "riskScore": "string",
+    "exposureLevel": "string",
+    "lastIpAddress": "string",
+    "aadDeviceId": "string",
+    "version": "string",
 }
 ACTION_FIELDS: dict[str, FieldKind] = {
-    "id": "string", "status": "string", "machineId": "string", "type": "string",
-    "requestor": "string", "creationDateTimeUtc": "datetime",
+    "id": "string",
+    "status": "string",
+    "machineId": "string",
+    "type": "string",
+    "requestor": "string",
+    "creationDateTimeUtc": "datetime",
     "lastUpdateDateTimeUtc": "datetime",
 }
 
 
 def _select(
-    rows: list[dict[str, Any]], clauses: list[Clause], fields: dict[str, FieldKind],
-    skip: int, top: int,
+    rows: list[dict[str, Any]],
+    clauses: list[Clause],
+    fields: dict[str, FieldKind],
+    skip: int,
+    top: int,
 ) -> list[dict[str, Any]]:
     def value_of(row: dict[str, Any]) -> Any:
         def read(name: str) -> Value:
@@ -80,8 +94,14 @@ def get_machine(tenant: TenantState, machine_id: str) -> dict[str, Any]:
 
 
 def start_action(
-    tenant: TenantState, machine_id: str, verb: str, body: Any, requestor: str,
-    now: datetime, duration: float, outcome: str,
+    tenant: TenantState,
+    machine_id: str,
+    verb: str,
+    body: Any,
+    requestor: str,
+    now: datetime,
+    duration: float,
+    outcome: str,
 ) -> dict[str, Any]:
     """Create a machine action; a second one of the same type while one is active is refused."""
     tenant.advance_actions(now)
@@ -91,9 +111,17 @@ def start_action(
         if existing.active and existing.device_id == device.id and existing.type == action_type:
             raise ApiError(400, "ActiveRequestAlreadyExists", "Action is already in progress")
     action = MachineAction(
-        id=tenant.new_action_id(), type=action_type, scope=scope, requestor=requestor,
-        comment=comment, device_id=device.id, dns_name=device.dns_name, created=now,
-        last_update=now, duration=duration, outcome=outcome,
+        id=tenant.new_action_id(),
+        type=action_type,
+        scope=scope,
+        requestor=requestor,
+        comment=comment,
+        device_id=device.id,
+        dns_name=device.dns_name,
+        created=now,
+        last_update=now,
+        duration=duration,
+        outcome=outcome,
     )
     tenant.actions[action.id] = action
     if advance(action, now):
@@ -107,9 +135,7 @@ def list_actions(
     """Machine actions, newest first."""
     tenant.advance_actions(now)
     ordered = sorted(tenant.actions.values(), key=lambda a: (a.created, a.id), reverse=True)
-    return _select(
-        [render_action(a) for a in ordered], clauses, ACTION_FIELDS, skip, top
-    )
+    return _select([render_action(a) for a in ordered], clauses, ACTION_FIELDS, skip, top)
 
 
 def get_action(tenant: TenantState, action_id: str, now: datetime) -> dict[str, Any]:
@@ -118,7 +144,8 @@ def get_action(tenant: TenantState, action_id: str, now: datetime) -> dict[str, 
         key = str(uuid.UUID(action_id))
     except ValueError as err:
         raise ApiError(
-            400, "BadRequest",
+            400,
+            "BadRequest",
             f"The key value ({action_id}) from request is not valid. The key value should be "
             "format of type 'Edm.Guid'.",
         ) from err

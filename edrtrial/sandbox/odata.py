@@ -22,8 +22,12 @@ Value = datetime | str | None
 
 _OPS = ("eq", "ne", "gt", "ge", "lt", "le")
 _OP_NAMES = {
-    "eq": "Equal", "ne": "NotEqual", "gt": "GreaterThan", "ge": "GreaterThanOrEqual",
-    "lt": "LessThan", "le": "LessThanOrEqual",
+    "eq": "Equal",
+    "ne": "NotEqual",
+    "gt": "GreaterThan",
+    "ge": "GreaterThanOrEqual",
+    "lt": "LessThan",
+    "le": "LessThanOrEqual",
 }
 _TOKEN = re.compile(r"\s*(?:('(?:[^']|'')*')|([()])|([^\s()']+))")
 _DATETIME = re.compile(
@@ -114,9 +118,7 @@ def _literal(raw: str, kind: FieldKind, field: str, op: str) -> Value:
     if raw.lower() == "null":
         return None
     if not raw.startswith("'"):
-        raise ODataError(
-            f"Invalid filter clause: the value for '{field}' must be a quoted string."
-        )
+        raise ODataError(f"Invalid filter clause: the value for '{field}' must be a quoted string.")
     return raw[1:-1].replace("''", "'")
 
 

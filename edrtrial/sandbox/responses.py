@@ -27,7 +27,9 @@ def _dump(payload: Any) -> bytes:
 
 
 def json_response(
-    payload: Any, status: int = 200, headers: dict[str, str] | None = None,
+    payload: Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
     content_type: str = PLAIN_JSON,
 ) -> Response:
     """A JSON body with an exact Content-Type (Starlette would otherwise pick its own)."""
@@ -56,8 +58,12 @@ def graph_json(
 
 
 def graph_error(
-    request: Request, status: int, code: str, message: str,
-    headers: dict[str, str] | None = None, details: list[Any] | None = None,
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    details: list[Any] | None = None,
 ) -> Response:
     """A Graph error in Graph's envelope."""
     ids = graph_ids(request)

@@ -77,7 +77,8 @@ def fleet_platforms(index: int, rng: random.Random) -> list[str]:
     else:
         size = rng.randint(3, 25)
         others = tuple(
-            platform for platform, chance in (("macOS", 0.2), ("Linux", 0.15))
+            platform
+            for platform, chance in (("macOS", 0.2), ("Linux", 0.15))
             if rng.random() < chance
         )
     windows = [

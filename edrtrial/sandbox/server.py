@@ -92,8 +92,10 @@ class SandboxServer:
         self._server = uvicorn.Server(config)
         self._stopping.clear()
         http = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]},
-            name="sandbox-http", daemon=True,
+            target=self._server.run,
+            kwargs={"sockets": [self._socket]},
+            name="sandbox-http",
+            daemon=True,
         )
         ticker = threading.Thread(target=self._tick, name="sandbox-ticker", daemon=True)
         self._threads = [http, ticker]
@@ -146,7 +148,9 @@ class SandboxServer:
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None,
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
         self.stop()

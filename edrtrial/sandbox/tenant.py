@@ -44,7 +44,11 @@ class TenantState:
     # -- devices -----------------------------------------------------------------------------
 
     def add_device(
-        self, platform: str, now: datetime, *, stale: bool = False,
+        self,
+        platform: str,
+        now: datetime,
+        *,
+        stale: bool = False,
         onboarded_days_ago: float | None = None,
     ) -> Device:
         """Onboard a device with the next free host name of its kind (pc-001, mac-001, srv-001)."""
@@ -52,7 +56,12 @@ class TenantState:
         number = self._host_numbers.get(prefix, 0) + 1
         self._host_numbers[prefix] = number
         device = make_device(
-            self.rng, platform, number, self.info.domain, now, stale=stale,
+            self.rng,
+            platform,
+            number,
+            self.info.domain,
+            now,
+            stale=stale,
             onboarded_days_ago=onboarded_days_ago,
         )
         self.devices[device.id] = device
@@ -86,8 +95,7 @@ class TenantState:
         while True:
             # Shaped like Defender's ids: "da" + 18 digits + "_" + a negative 32-bit number.
             alert_id = (
-                f"da638{self.rng.randrange(10**14, 10**15)}_"
-                f"-{self.rng.randrange(10**8, 2**31)}"
+                f"da638{self.rng.randrange(10**14, 10**15)}_-{self.rng.randrange(10**8, 2**31)}"
             )
             if alert_id not in self.alerts:
                 return alert_id
@@ -100,8 +108,13 @@ class TenantState:
         return incident
 
     def add_alert(
-        self, kind: AlertKind, device: Device, created: datetime, *,
-        incident: Incident | None = None, severity: str | None = None,
+        self,
+        kind: AlertKind,
+        device: Device,
+        created: datetime,
+        *,
+        incident: Incident | None = None,
+        severity: str | None = None,
     ) -> Alert:
         """Raise an alert at `created`, in `incident` or in a new one."""
         if incident is None:
@@ -150,9 +163,7 @@ class TenantState:
     def alert_json(self, alert: Alert, risks: dict[str, str]) -> dict[str, Any]:
         """The Graph JSON of one alert."""
         device = self.devices[alert.device_id]
-        return render_alert(
-            alert, self.tenant_id, device, risks.get(device.id), self.rbac_group_id
-        )
+        return render_alert(alert, self.tenant_id, device, risks.get(device.id), self.rbac_group_id)
 
     def incident_json(
         self, incident: Incident, risks: dict[str, str], expand: bool

@@ -111,9 +111,7 @@ class SandboxWorld:
             if not client_id:
                 raise EntraError("missing_parameter", parameter="client_id")
             if client_id.lower() != self.client_id:
-                raise EntraError(
-                    "unknown_client", client_id=client_id, tenant_name=state.info.name
-                )
+                raise EntraError("unknown_client", client_id=client_id, tenant_name=state.info.name)
             secret = form.get("client_secret", "")
             if not secret:
                 raise EntraError("missing_secret")
@@ -141,7 +139,8 @@ class SandboxWorld:
         audience = SCOPES.get(scopes[0].lower())
         if audience is None:
             raise EntraError(
-                "unknown_scope", resource=scopes[0][: -len("/.default")],
+                "unknown_scope",
+                resource=scopes[0][: -len("/.default")],
                 tenant_name=state.info.name,
             )
         return audience
@@ -177,7 +176,12 @@ class SandboxWorld:
             return graph_data.list_alerts(self._tenant(tenant_id), clauses, after, skip, top)
 
     def list_incidents(
-        self, tenant_id: str, clauses: list[Clause], after: PageKey | None, skip: int, top: int,
+        self,
+        tenant_id: str,
+        clauses: list[Clause],
+        after: PageKey | None,
+        skip: int,
+        top: int,
         expand: bool = False,
     ) -> Page:
         """A page of incidents for a tenant."""
@@ -232,8 +236,14 @@ class SandboxWorld:
         """isolate / unisolate / runAntiVirusScan / offboard a machine."""
         with self._lock:
             return mde_data.start_action(
-                self._tenant(tenant_id), machine_id, verb, body, requestor, self._clock(),
-                self._action_seconds, self._action_outcome,
+                self._tenant(tenant_id),
+                machine_id,
+                verb,
+                body,
+                requestor,
+                self._clock(),
+                self._action_seconds,
+                self._action_outcome,
             )
 
     def list_actions(
@@ -241,9 +251,7 @@ class SandboxWorld:
     ) -> list[dict[str, Any]]:
         """The tenant's machine actions, newest first."""
         with self._lock:
-            return mde_data.list_actions(
-                self._tenant(tenant_id), clauses, skip, top, self._clock()
-            )
+            return mde_data.list_actions(self._tenant(tenant_id), clauses, skip, top, self._clock())
 
     def get_action(self, tenant_id: str, action_id: str) -> dict[str, Any]:
         """One machine action."""
@@ -261,19 +269,33 @@ class SandboxWorld:
     # -- controls ------------------------------------------------------------------------------
 
     def add_alerts(
-        self, tenant_id: str, kind: str, count: int = 1, *, incident_id: str | None = None,
-        device_id: str | None = None, severity: str | None = None,
+        self,
+        tenant_id: str,
+        kind: str,
+        count: int = 1,
+        *,
+        incident_id: str | None = None,
+        device_id: str | None = None,
+        severity: str | None = None,
     ) -> list[str]:
         """Raise `count` alerts of a kind now. incident_id: None = one new incident per alert,
         "new" = one new incident for all of them, or an existing incident's id."""
         with self._lock:
             return inject_alerts(
-                self._tenant(tenant_id), kind, count, self._clock(), incident_id=incident_id,
-                device_id=device_id, severity=severity,
+                self._tenant(tenant_id),
+                kind,
+                count,
+                self._clock(),
+                incident_id=incident_id,
+                device_id=device_id,
+                severity=severity,
             )
 
     def add_devices(
-        self, tenant_id: str, count: int = 1, platform: str = "Windows11",
+        self,
+        tenant_id: str,
+        count: int = 1,
+        platform: str = "Windows11",
         detection_test_alert: bool = True,
     ) -> list[str]:
         """Onboard new devices now; Windows ones run the detection test right away."""

@@ -48,7 +48,6 @@ def upgrade() -> None:
         sa.Column("company_id", sa.Integer(), nullable=False),
         sa.Column("connector", sa.String(length=32), nullable=False),
         sa.Column("external_id", sa.String(length=64), nullable=False),
-        sa.Column("settings", JSON, nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("state_reason", sa.Text(), nullable=False),
         sa.Column("last_poll_at", sa.DateTime(timezone=True), nullable=True),

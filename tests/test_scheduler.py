@@ -1,0 +1,61 @@
+"""The schedule is rebuilt from the config with stable ids; losing the lease stops it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edrtrial import scheduler
+from edrtrial.config import load_config
+from edrtrial.runtime import Runtime
+
+EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
+
+
+def config_for(tmp_path: Path, database_url: str, companies: int) -> Path:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    head, *blocks = text.split("[[companies]]")
+    text = head + "".join("[[companies]]" + b for b in blocks[:companies])
+    text = text.replace('url = "sqlite:///var/edrtrial.db"', f'url = "{database_url}"')
+    path = tmp_path / f"config{companies}.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def job_ids(tmp_path: Path, database_url: str, companies: int) -> set[str]:
+    runtime = Runtime.open(load_config(config_for(tmp_path, database_url, companies)))
+    sched = scheduler.build_scheduler(runtime)
+    try:
+        return {job.id for job in sched.get_jobs()}
+    finally:
+        sched.shutdown(wait=False)
+        runtime.close()
+
+
+def test_jobs_have_stable_ids_and_a_restart_drops_what_the_config_no_longer_has(
+    tmp_path, engine, database_url
+):
+    common = {"heartbeat", "outbox", "weekly-reports", "trial-lifecycle"}
+    assert job_ids(tmp_path, database_url, 2) == common | {
+        "poll:sakura-seisakusho",
+        "inventory:sakura-seisakusho",
+        "poll:midori-shoji",
+        "inventory:midori-shoji",
+    }
+    assert job_ids(tmp_path, database_url, 1) == common | {
+        "poll:sakura-seisakusho",
+        "inventory:sakura-seisakusho",
+    }
+
+
+def test_a_heartbeat_that_finds_another_owner_stops_the_scheduler(tmp_path, engine, database_url):
+    runtime = Runtime.open(load_config(config_for(tmp_path, database_url, 1)))
+    scheduler.acquire_lock(runtime.sessions, "other-host:1", datetime.now(UTC))
+    stopped: list[bool] = []
+    scheduler.on_lease_lost(lambda: stopped.append(True))
+    try:
+        scheduler.heartbeat(runtime)
+    finally:
+        scheduler.on_lease_lost(scheduler._default_lease_lost)
+        runtime.close()
+    assert stopped == [True]
