@@ -203,6 +203,17 @@ def sandbox(ctx: click.Context, host: str | None, port: int | None) -> None:
         port=settings.port if port is None else port,
         state_dir=config.resolve(settings.state_dir),
     )
+    server.start()
+    console.print(
+        f"sandbox serving the Microsoft login, Graph and Defender APIs at {server.base_url}"
+    )
+    console.print(f"CA certificate: {server.ca_path}   client id: {world.client_id}")
+    for tenant in world.tenants[:5]:
+        console.print(
+            f"  tenant {tenant.tenant_id}  {tenant.name}  secret: "
+            f"{server.secret_path(tenant.tenant_id)}"
+        )
+    console.print("Ctrl-C stops")
     server.run_forever()
 
 

@@ -227,3 +227,27 @@ def test_revoked_consent_parks_only_that_tenant_until_an_operator_resumes_it(
     run(config, "tenants", "resume", "midori-shoji")
     run(config, "poll")
     assert "parked" not in run(config, "tenants").output
+
+
+def test_the_weekly_report_job_mails_each_trial_company_once_per_week(
+    tmp_path, sandbox, database_url
+):
+    from edrtrial import jobs
+    from edrtrial.config import load_config
+    from edrtrial.runtime import Runtime
+
+    config = sandbox_config(tmp_path, sandbox, database_url)
+    run(config, "db", "upgrade")
+    run(config, "poll")
+    runtime = Runtime.open(load_config(config))
+    try:
+        monday = datetime(2026, 11, 23).date()
+        # midori's trial ended on 10/31, before last week: no report for it.
+        assert jobs.weekly_reports(runtime, monday) == 2
+        assert jobs.weekly_reports(runtime, monday) == 2  # asked again…
+        jobs.deliver_outbox(runtime)
+    finally:
+        runtime.close()
+    reports = [m for m in mails(tmp_path / "mail") if "レポート" in m["Subject"]]
+    assert sorted(m["To"] for m in reports) == ["it@sakura.example.jp", "office@aozora.example.jp"]
+    assert all("2026/11/16" in m["Subject"] and "2026/11/22" in m["Subject"] for m in reports)
