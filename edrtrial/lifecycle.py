@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -191,6 +192,31 @@ def _claim_task(
         return device.source_id, device.name
 
 
+def _settle(
+    sessions: sessionmaker[Session],
+    task_id: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    device_source_id: str,
+    audit_detail: dict[str, Any],
+    **values: Any,
+) -> None:
+    """Move a task out of `sending` with what the EDR answered, and audit it, in one commit."""
+    with transaction(sessions) as session:
+        task = session.get_one(ResponseAction, task_id)
+        claim(session, ResponseAction, task_id, "status", "sending", updated_at=at, **values)
+        audit.record(
+            session,
+            at=at,
+            actor=actor,
+            action=action,
+            tenant_id=task.tenant_id,
+            target=f"device:{device_source_id}",
+            detail=audit_detail,
+        )
+
+
 def execute_offboarding(
     sessions: sessionmaker[Session],
     tenant_id: int,
@@ -229,49 +255,31 @@ def execute_offboarding(
         try:
             result = connector.start_action(source_id, ActionKind.OFFBOARD, comment)
         except ConnectorError as err:
-            with transaction(sessions) as session:
-                claim(
-                    session,
-                    ResponseAction,
-                    task_id,
-                    "status",
-                    "sending",
-                    status="planned",
-                    detail=f"send refused, can be retried: {err}",
-                    updated_at=now(),
-                )
-                audit.record(
-                    session,
-                    at=now(),
-                    actor=actor,
-                    action="offboarding.failed",
-                    tenant_id=tenant_id,
-                    target=f"device:{source_id}",
-                    detail={"error": str(err)},
-                )
+            _settle(
+                sessions,
+                task_id,
+                now(),
+                actor,
+                "offboarding.failed",
+                source_id,
+                {"error": str(err)},
+                status="planned",
+                detail=f"send refused, can be retried: {err}",
+            )
             log.warning("offboarding %s failed: %s", name, err)
             continue
-        with transaction(sessions) as session:
-            claim(
-                session,
-                ResponseAction,
-                task_id,
-                "status",
-                "sending",
-                status=result.status.value,
-                source_action_id=result.source_action_id,
-                detail=f"machine action {result.source_action_id}",
-                updated_at=now(),
-            )
-            audit.record(
-                session,
-                at=now(),
-                actor=actor,
-                action="offboarding.sent",
-                tenant_id=tenant_id,
-                target=f"device:{source_id}",
-                detail={"machine_action": result.source_action_id},
-            )
+        _settle(
+            sessions,
+            task_id,
+            now(),
+            actor,
+            "offboarding.sent",
+            source_id,
+            {"machine_action": result.source_action_id},
+            status=result.status.value,
+            source_action_id=result.source_action_id,
+            detail=f"machine action {result.source_action_id}",
+        )
         settled.append(task_id)
     return settled
 
