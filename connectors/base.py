@@ -6,12 +6,12 @@ carries out device actions. It never decides anything and never touches the stor
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -107,13 +107,67 @@ class ActionResult:
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class AlertUpdate:
+    """The desk's verdict on an alert, in edrtrial's lower-case vocabulary."""
+
+    status: str  # new | inprogress | resolved
+    classification: str | None = (
+        None  # truepositive | falsepositive | informationalexpectedactivity
+    )
+    determination: str | None = None  # e.g. malware, phishing, securitytesting, clean, other
+    comment: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record the connector could not map: kept with its reason, never silently dropped."""
+
+    kind: str
+    source_id: str
+    reason: str
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Batch(Generic[T]):
+    """Records mapped from one response (or page), with those that could not be mapped."""
+
+    records: list[T]
+    rejected: list[Rejected] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Every source record was mapped (a partial inventory must not mark devices absent)."""
+        return not self.rejected
+
+
+class Capability(StrEnum):
+    """What a connector can do beyond reading alerts."""
+
+    INCIDENTS = "incidents"
+    DEVICES = "devices"
+    ISOLATE = "isolate"
+    RELEASE = "release"
+    AV_SCAN = "av_scan"
+    OFFBOARD = "offboard"
+    WRITE_BACK = "write_back"
+
+
 @runtime_checkable
 class Connector(Protocol):
     """What the core needs from an EDR. Implementations raise `ConnectorError` subclasses."""
 
     name: ClassVar[str]
     settings_model: ClassVar[type[BaseModel]]
-    stream_names: ClassVar[tuple[str, ...]]
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """What this tenant's connection can do (it may depend on the tenant's settings)."""
+        ...
 
     @property
     def tenant_id(self) -> str:
@@ -125,15 +179,15 @@ class Connector(Protocol):
         """Build a connector for one tenant from its validated connection block."""
         ...
 
-    def fetch_alerts(self, since: datetime | None) -> Iterator[list[AlertRecord]]:
+    def fetch_alerts(self, since: datetime | None) -> Iterator[Batch[AlertRecord]]:
         """Alerts updated at or after `since` (minus the connector's overlap), page by page."""
         ...
 
-    def fetch_incidents(self, since: datetime | None) -> Iterator[list[IncidentRecord]]:
-        """Incidents updated at or after `since` (minus the overlap), page by page."""
+    def fetch_incidents(self, source_ids: Sequence[str]) -> Batch[IncidentRecord]:
+        """The incidents with these ids (those the EDR no longer knows are left out)."""
         ...
 
-    def fetch_devices(self) -> list[DeviceRecord]:
+    def fetch_devices(self) -> Batch[DeviceRecord]:
         """The tenant's whole device inventory."""
         ...
 
@@ -147,6 +201,10 @@ class Connector(Protocol):
 
     def can_offboard(self, os_platform: str) -> bool:
         """Whether the EDR can uninstall itself remotely from a device of this platform."""
+        ...
+
+    def update_alert(self, source_id: str, update: AlertUpdate) -> None:
+        """Write the desk's verdict back to the EDR (only with the WRITE_BACK capability)."""
         ...
 
     def close(self) -> None:

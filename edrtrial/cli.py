@@ -230,8 +230,16 @@ def poll(ctx: click.Context, company: str | None, no_deliver: bool) -> None:
     jobs.inventory(runtime, company)
     outcomes = jobs.poll(runtime, company)
     table = Table(
-        "company", "new alerts", "updated", "tickets opened", "suppressed", "notices", "problem"
+        "company",
+        "new alerts",
+        "updated",
+        "tickets opened",
+        "suppressed",
+        "notices",
+        "quarantined",
+        "problem",
     )
+
     for o in outcomes:
         table.add_row(
             o.company_key,
@@ -240,6 +248,7 @@ def poll(ctx: click.Context, company: str | None, no_deliver: bool) -> None:
             str(o.triage.tickets_opened),
             str(o.triage.suppressed),
             str(o.triage.notices_queued),
+            str(o.quarantined),
             o.error,
         )
     console.print(table)

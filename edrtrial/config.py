@@ -68,6 +68,7 @@ class SchedulesConfig(_Strict):
     poll_seconds: int = Field(60, ge=5)
     inventory_minutes: int = Field(60, ge=1)
     outbox_seconds: int = Field(15, ge=1)
+    parallel_tenants: int = Field(8, ge=1, le=64)
     weekly_report: str = "mon 09:00"
     trial_lifecycle: str = "06:00"
 

@@ -1,81 +1,64 @@
-"""Ingestion: connector pages into the store, crash-safe.
+"""Ingestion: connector batches into the store, crash-safe.
 
-Each page is upserted and committed on its own (idempotent), and the stream's cursor moves
+Each page of alerts is upserted and committed on its own (idempotent), with the records the
+connector could not map kept in quarantine in the same commit; the stream's cursor moves
 only in the transaction that stores the last page. A crash at any moment therefore leaves
 the old cursor in place: the next poll fetches the same window again, and the upserts make
 the repeat harmless. Nothing is lost, nothing is stored twice.
+
+Incidents are read by id, only for alerts that are new or changed, so a poll that finds
+nothing new costs one call.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial import store
-from edrtrial.connectors.base import AlertRecord, Connector, IncidentRecord
+from edrtrial.connectors.base import AlertRecord, Batch, Capability, Connector
 from edrtrial.db import transaction
 from edrtrial.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-R = TypeVar("R", AlertRecord, IncidentRecord)
+ALERTS = "alerts"
+INCIDENTS_PER_POLL = 25
+"""At most this many incidents are read per poll (the rest follow in the next polls)."""
+INCIDENT_RECOVERY_WINDOW = timedelta(hours=6)
+"""How far back a poll looks for alerts whose incident was never read (a crash in between)."""
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class StreamResult:
-    """What one stream's poll stored."""
+class IngestResult:
+    """What one poll of a tenant stored."""
 
-    stream: str
-    pages: int
-    fetched: int
-    counts: store.UpsertCount
-    cursor: datetime | None
+    pages: int = 0
+    fetched: int = 0
+    alerts: store.UpsertCount = store.UpsertCount()
+    incidents: store.UpsertCount = store.UpsertCount()
+    quarantined: int = 0
+    cursor: datetime | None = None
 
 
-def _with_last(pages: Iterator[list[R]]) -> Iterator[tuple[list[R], bool]]:
+def _with_last(pages: Iterator[T]) -> Iterator[tuple[T, bool]]:
     """Pair each page with whether it is the last one (look one page ahead)."""
-    previous: list[R] | None = None
-    for page in pages:
-        if previous is not None:
-            yield previous, False
+    iterator = iter(pages)
+    try:
+        previous = next(iterator)
+    except StopIteration:
+        return
+    for page in iterator:
+        yield previous, False
         previous = page
-    if previous is not None:
-        yield previous, True
-
-
-def _ingest_stream(
-    sessions: sessionmaker[Session],
-    tenant_id: int,
-    stream: str,
-    pages: Callable[[datetime | None], Iterator[list[R]]],
-    upsert: Callable[[Session, int, str, Sequence[R]], store.UpsertCount],
-    source: str,
-    initial_since: datetime | None,
-    started: datetime,
-) -> StreamResult:
-    with transaction(sessions) as session:
-        cursor = store.get_cursor(session, tenant_id, stream)
-    high_water = cursor
-    counts = store.UpsertCount()
-    fetched = page_count = 0
-    for page, last in _with_last(pages(cursor or initial_since)):
-        page_count += 1
-        fetched += len(page)
-        for record in page:
-            # A record stamped in the future must not carry the cursor past today's alerts.
-            seen = min(record.last_update_at, started)
-            if high_water is None or seen > high_water:
-                high_water = seen
-        with transaction(sessions) as session:
-            counts += upsert(session, tenant_id, source, page)
-            if last and high_water is not None:
-                store.set_cursor(session, tenant_id, stream, high_water)
-    return StreamResult(stream, page_count, fetched, counts, high_water)
+    yield previous, True
 
 
 def ingest_tenant(
@@ -85,55 +68,68 @@ def ingest_tenant(
     *,
     initial_since: datetime | None = None,
     now: datetime | None = None,
-) -> list[StreamResult]:
-    """Poll every stream of one tenant once (incidents first, so tickets find their titles).
+) -> IngestResult:
+    """Poll one tenant's alerts (and the incidents they name) once.
 
     `initial_since` bounds a tenant's very first poll (its trial start), so onboarding a
     tenant does not replay its whole alert history into the desk.
     """
     started = now or utcnow()
-    results = []
-    if "incidents" in connector.stream_names:
-        results.append(
-            _ingest_stream(
-                sessions,
+    source = connector.name
+    with transaction(sessions) as session:
+        cursor = store.get_cursor(session, tenant_id, ALERTS)
+    high_water = cursor
+    alerts = store.UpsertCount()
+    fetched = pages = quarantined = 0
+    batch: Batch[AlertRecord]
+    for batch, last in _with_last(connector.fetch_alerts(cursor or initial_since)):
+        pages += 1
+        fetched += len(batch.records)
+        for record in batch.records:
+            # A record stamped in the future must not carry the cursor past today's alerts.
+            seen = min(record.last_update_at, started)
+            if high_water is None or seen > high_water:
+                high_water = seen
+        with transaction(sessions) as session:
+            alerts += store.upsert_alerts(session, tenant_id, source, batch.records)
+            quarantined += store.quarantine(session, tenant_id, source, batch.rejected, started)
+            if last and high_water is not None:
+                store.set_cursor(session, tenant_id, ALERTS, high_water)
+    incidents = store.UpsertCount()
+    if Capability.INCIDENTS in connector.capabilities:
+        with transaction(sessions) as session:
+            wanted = store.incidents_to_fetch(
+                session,
                 tenant_id,
-                "incidents",
-                connector.fetch_incidents,
-                store.upsert_incidents,
-                connector.name,
-                initial_since,
-                started,
+                source,
+                sorted(alerts.changed),
+                started - INCIDENT_RECOVERY_WINDOW,
             )
-        )
-    results.append(
-        _ingest_stream(
-            sessions,
-            tenant_id,
-            "alerts",
-            connector.fetch_alerts,
-            store.upsert_alerts,
-            connector.name,
-            initial_since,
-            started,
-        )
+        if wanted:
+            # One call per incident: a backlog is read over several polls, within budget.
+            found = connector.fetch_incidents(wanted[:INCIDENTS_PER_POLL])
+            with transaction(sessions) as session:
+                incidents = store.upsert_incidents(session, tenant_id, source, found.records)
+                quarantined += store.quarantine(session, tenant_id, source, found.rejected, started)
+    log.debug(
+        "%d alerts fetched in %d pages: %d new, %d updated; %d incidents; %d quarantined",
+        fetched,
+        pages,
+        alerts.inserted,
+        alerts.updated,
+        incidents.inserted + incidents.updated,
+        quarantined,
     )
-    for result in results:
-        log.debug(
-            "tenant %s %s: %d fetched, %d new, %d updated",
-            tenant_id,
-            result.stream,
-            result.fetched,
-            result.counts.inserted,
-            result.counts.updated,
-        )
-    return results
+    return IngestResult(pages, fetched, alerts, incidents, quarantined, high_water)
 
 
 def sync_inventory(
-    sessions: sessionmaker[Session], tenant_id: int, connector: Connector
+    sessions: sessionmaker[Session], tenant_id: int, connector: Connector, now: datetime
 ) -> store.UpsertCount:
-    """Replace the tenant's view of its devices with the EDR's inventory."""
-    devices = connector.fetch_devices()
+    """Bring the EDR's device inventory in (absences count only from a complete inventory)."""
+    if Capability.DEVICES not in connector.capabilities:
+        return store.UpsertCount()
+    batch = connector.fetch_devices()
     with transaction(sessions) as session:
-        return store.upsert_devices(session, tenant_id, devices)
+        store.quarantine(session, tenant_id, connector.name, batch.rejected, now)
+        return store.upsert_devices(session, tenant_id, batch.records, complete=batch.complete)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import select
 
@@ -22,10 +24,11 @@ from edrtrial.mailer import transport_from_config
 from edrtrial.models import Tenant, Trial
 from edrtrial.reports.delivery import queue_detection_report
 from edrtrial.runtime import Runtime, TenantRef
-from edrtrial.timeutil import jst_date, jst_day_bounds
+from edrtrial.timeutil import JST, jst_date, jst_day_bounds
 from edrtrial.triage import TriageResult, triage_pending
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,32 +40,58 @@ class PollOutcome:
     updated_alerts: int = 0
     triage: TriageResult = TriageResult()
     error: str = ""
+    quarantined: int = 0
 
 
-def _set_state(rt: Runtime, tenant: TenantRef, state: str, reason: str = "") -> None:
+BREAKER_AFTER = 3
+"""Consecutive failures after which a tenant waits (growing pauses) instead of every poll."""
+BREAKER_MAX = timedelta(minutes=30)
+
+
+def _succeeded(rt: Runtime, tenant: TenantRef) -> None:
     with transaction(rt.sessions) as session:
         row = session.get_one(Tenant, tenant.id)
         now = rt.clock()
-        row.last_poll_at = now
-        if state == "active":
-            row.last_success_at = now
-        if row.state != state:
-            if state == "active":
-                log.info(
-                    "tenant %s (%s) is reachable again", tenant.external_id, tenant.company_key
-                )
-            elif state == "failing":
-                log.warning(
-                    "tenant %s (%s) is failing: %s", tenant.external_id, tenant.company_key, reason
-                )
-            else:
-                log.error(
-                    "tenant %s (%s) parked until an operator fixes it: %s",
-                    tenant.external_id,
-                    tenant.company_key,
-                    reason,
-                )
-        row.state, row.state_reason = state, reason
+        if row.state != "active":
+            log.info("tenant %s (%s) is reachable again", tenant.external_id, tenant.company_key)
+        row.state, row.state_reason, row.failures, row.not_before = "active", "", 0, None
+        row.last_poll_at = row.last_success_at = now
+
+
+def _failed(rt: Runtime, tenant: TenantRef, err: ConnectorError) -> str:
+    """Count a failure; honour Retry-After, and open the breaker after repeated failures."""
+    with transaction(rt.sessions) as session:
+        row = session.get_one(Tenant, tenant.id)
+        now = rt.clock()
+        row.failures += 1
+        wait = timedelta(seconds=getattr(err, "retry_after", None) or 0)
+        if row.failures >= BREAKER_AFTER:
+            base = timedelta(seconds=rt.config.settings.schedules.poll_seconds)
+            wait = max(wait, min(base * 2 ** (row.failures - BREAKER_AFTER + 1), BREAKER_MAX))
+        row.not_before = now + wait if wait else None
+        reason = str(err)
+        if row.not_before is not None:
+            reason += f" (next try after {row.not_before.astimezone(JST):%H:%M:%S} JST)"
+        if row.state == "active":  # logged once going down, once coming back
+            log.warning(
+                "tenant %s (%s) is failing: %s", tenant.external_id, tenant.company_key, reason
+            )
+        row.state, row.state_reason, row.last_poll_at = "failing", reason, now
+        return reason
+
+
+def _park(rt: Runtime, tenant: TenantRef, reason: str) -> None:
+    rt.forget_connector(tenant.id)
+    with transaction(rt.sessions) as session:
+        row = session.get_one(Tenant, tenant.id)
+        if row.state != "parked":
+            log.error(
+                "tenant %s (%s) parked until an operator fixes it: %s",
+                tenant.external_id,
+                tenant.company_key,
+                reason,
+            )
+        row.state, row.state_reason, row.last_poll_at = "parked", reason, rt.clock()
 
 
 def _first_poll_since(rt: Runtime, tenant: TenantRef) -> datetime | None:
@@ -76,18 +105,21 @@ def _first_poll_since(rt: Runtime, tenant: TenantRef) -> datetime | None:
     return None if trial is None else jst_day_bounds(trial.starts_on, trial.starts_on)[0]
 
 
-def _park(rt: Runtime, tenant: TenantRef, reason: str) -> None:
-    rt.forget_connector(tenant.id)
-    _set_state(rt, tenant, "parked", reason)
+def _waiting(rt: Runtime, tenant: TenantRef) -> str:
+    if tenant.state == "parked":
+        return "parked"
+    if tenant.not_before is not None and tenant.not_before > rt.clock():
+        return f"waiting until {tenant.not_before.astimezone(JST):%H:%M:%S} JST"
+    return ""
 
 
 def poll_one(rt: Runtime, tenant: TenantRef) -> PollOutcome:
     """Ingest and triage one tenant; its failures become its state, never another's problem."""
     with tenant_context(tenant.external_id), rt.tenant_lock(tenant.id):
-        if tenant.state == "parked":
-            return PollOutcome(tenant.company_key, error="parked")
+        if waiting := _waiting(rt, tenant):
+            return PollOutcome(tenant.company_key, error=waiting)
         try:
-            results = ingestion.ingest_tenant(
+            result = ingestion.ingest_tenant(
                 rt.sessions,
                 tenant.id,
                 rt.connector(tenant),
@@ -102,10 +134,9 @@ def poll_one(rt: Runtime, tenant: TenantRef) -> PollOutcome:
             _park(rt, tenant, str(err))
             return PollOutcome(tenant.company_key, error=str(err))
         except ConnectorError as err:
-            _set_state(rt, tenant, "failing", str(err))
-            return PollOutcome(tenant.company_key, error=str(err))
+            return PollOutcome(tenant.company_key, error=_failed(rt, tenant, err))
         with transaction(rt.sessions) as session:
-            result = triage_pending(
+            triaged = triage_pending(
                 session,
                 tenant.id,
                 tenant.company_key,
@@ -113,40 +144,52 @@ def poll_one(rt: Runtime, tenant: TenantRef) -> PollOutcome:
                 rt.config.settings.desk,
                 rt.clock(),
             )
-        _set_state(rt, tenant, "active")
-        alerts = [r for r in results if r.stream == "alerts"]
+        _succeeded(rt, tenant)
         return PollOutcome(
             tenant.company_key,
-            sum(r.counts.inserted for r in alerts),
-            sum(r.counts.updated for r in alerts),
-            result,
+            result.alerts.inserted,
+            result.alerts.updated,
+            triaged,
+            quarantined=result.quarantined,
         )
 
 
+def _each_tenant(rt: Runtime, work: Callable[[TenantRef], T], company_key: str | None) -> list[T]:
+    """Run `work` for each tenant, a bounded number at once, so one slow tenant delays none."""
+    tenants = rt.tenants(company_key)
+    workers = min(rt.config.settings.schedules.parallel_tenants, len(tenants))
+    if workers <= 1:
+        return [work(t) for t in tenants]
+    with ThreadPoolExecutor(workers, thread_name_prefix="tenant") as pool:
+        return list(pool.map(work, tenants))
+
+
 def poll(rt: Runtime, company_key: str | None = None) -> list[PollOutcome]:
-    """Poll every tenant (or one company's) once; parked tenants are reported, not polled."""
-    return [poll_one(rt, tenant) for tenant in rt.tenants(company_key)]
+    """Poll every tenant (or one company's) once; parked or waiting tenants are reported."""
+    return _each_tenant(rt, lambda tenant: poll_one(rt, tenant), company_key)
+
+
+def inventory_one(rt: Runtime, tenant: TenantRef) -> int:
+    """Sync one tenant's devices and follow its sent offboarding actions; returns devices seen."""
+    with tenant_context(tenant.external_id), rt.tenant_lock(tenant.id):
+        if _waiting(rt, tenant):
+            return 0
+        try:
+            connector = rt.connector(tenant)
+            counts = ingestion.sync_inventory(rt.sessions, tenant.id, connector, rt.clock())
+            lifecycle.refresh_offboarding(rt.sessions, tenant.id, connector, rt.clock())
+        except (AuthError, ConfigError) as err:
+            _park(rt, tenant, f"{err} {getattr(err, 'operator_action', '')}".strip())
+            return 0
+        except ConnectorError as err:
+            log.warning("inventory of %s deferred: %s", tenant.company_key, err)
+            return 0
+        return counts.inserted + counts.updated
 
 
 def inventory(rt: Runtime, company_key: str | None = None) -> int:
-    """Sync device inventories and follow sent offboarding actions; returns devices seen."""
-    seen = 0
-    for tenant in rt.tenants(company_key):
-        if tenant.state == "parked":
-            continue
-        with tenant_context(tenant.external_id), rt.tenant_lock(tenant.id):
-            try:
-                connector = rt.connector(tenant)
-                counts = ingestion.sync_inventory(rt.sessions, tenant.id, connector)
-                lifecycle.refresh_offboarding(rt.sessions, tenant.id, connector, rt.clock())
-            except (AuthError, ConfigError) as err:
-                _park(rt, tenant, f"{err} {getattr(err, 'operator_action', '')}".strip())
-                continue
-            except ConnectorError as err:
-                log.warning("inventory of %s deferred: %s", tenant.company_key, err)
-                continue
-            seen += counts.inserted + counts.updated
-    return seen
+    """Sync every tenant's device inventory; returns devices seen."""
+    return sum(_each_tenant(rt, lambda tenant: inventory_one(rt, tenant), company_key))
 
 
 def deliver_outbox(rt: Runtime) -> outbox.DeliveryStats:

@@ -87,6 +87,9 @@ class Tenant(Base):
     state_reason: Mapped[str] = mapped_column(Text, default="")
     last_poll_at: Mapped[datetime | None]
     last_success_at: Mapped[datetime | None]
+    # Circuit breaker: consecutive transient failures, and no poll before this time.
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    not_before: Mapped[datetime | None]
 
     company: Mapped[Company] = relationship(back_populates="tenant")
 
@@ -192,6 +195,23 @@ class Alert(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
 
     ticket: Mapped[Ticket | None] = relationship(back_populates="alerts")
+
+
+class QuarantinedRecord(Base):
+    """A record the connector could not map: kept with its reason for an operator to look at."""
+
+    __tablename__ = "quarantined_record"
+    __table_args__ = (UniqueConstraint("tenant_id", "source", "kind", "source_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"), index=True)
+    source: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    source_id: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    first_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    times_seen: Mapped[int] = mapped_column(Integer, default=1)
 
 
 class ResponseAction(Base):

@@ -28,6 +28,7 @@ class TenantRef:
     company_key: str
     external_id: str
     state: str
+    not_before: datetime | None = None
 
 
 class Runtime:
@@ -72,7 +73,7 @@ class Runtime:
                 query = query.where(Company.key == company_key)
             configured = {c.key for c in self.config.settings.companies}
             return [
-                TenantRef(t.id, key, t.external_id, t.state)
+                TenantRef(t.id, key, t.external_id, t.state, t.not_before)
                 for t, key in session.execute(query)
                 if key in configured
             ]

@@ -6,6 +6,8 @@ it twice. Nothing here commits: the caller owns the transaction.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from edrtrial.connectors.base import AlertRecord, DeviceRecord, IncidentRecord
-from edrtrial.models import Alert, Device, Incident, PollCursor
+from edrtrial.connectors.base import AlertRecord, DeviceRecord, IncidentRecord, Rejected
+from edrtrial.models import Alert, Device, Incident, PollCursor, QuarantinedRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +27,14 @@ class UpsertCount:
 
     inserted: int = 0
     updated: int = 0
+    changed: frozenset[str] = frozenset()  # source ids inserted or updated
 
     def __add__(self, other: UpsertCount) -> UpsertCount:
-        return UpsertCount(self.inserted + other.inserted, self.updated + other.updated)
+        return UpsertCount(
+            self.inserted + other.inserted,
+            self.updated + other.updated,
+            self.changed | other.changed,
+        )
 
 
 def _jsonable(raw: Any) -> dict[str, Any]:
@@ -105,6 +112,7 @@ def _upsert(
         )
     }
     inserted = updated = 0
+    changed: set[str] = set()
     for source_id, record in latest.items():
         row = existing.get(source_id)
         if row is None:
@@ -112,6 +120,7 @@ def _upsert(
                 model(tenant_id=tenant_id, source=source, source_id=source_id, **fields(record))
             )
             inserted += 1
+            changed.add(source_id)
         elif row.last_update_at is None or record.last_update_at > row.last_update_at:
             changes = fields(record)
             if isinstance(row, Alert) and any(
@@ -121,8 +130,9 @@ def _upsert(
             for key, value in changes.items():
                 setattr(row, key, value)
             updated += 1
+            changed.add(source_id)
     session.flush()
-    return UpsertCount(inserted, updated)
+    return UpsertCount(inserted, updated, frozenset(changed))
 
 
 def upsert_alerts(
@@ -140,9 +150,13 @@ def upsert_incidents(
 
 
 def upsert_devices(
-    session: Session, tenant_id: int, records: Sequence[DeviceRecord]
+    session: Session, tenant_id: int, records: Sequence[DeviceRecord], *, complete: bool = True
 ) -> UpsertCount:
-    """Bring the inventory in; a device missing from it stays stored (history), marked absent."""
+    """Bring the inventory in; a device missing from it stays stored (history), marked absent.
+
+    Only a complete inventory can say a device is absent: when some records could not be
+    read, nothing is marked absent (an absent device would escape offboarding).
+    """
     existing = {
         row.source_id: row
         for row in session.scalars(select(Device).where(Device.tenant_id == tenant_id))
@@ -174,7 +188,7 @@ def upsert_devices(
                 setattr(row, key, value)
             updated += 1
     for source_id, row in existing.items():
-        if source_id not in present and row.in_inventory:
+        if complete and source_id not in present and row.in_inventory:
             row.in_inventory = False
     session.flush()
     return UpsertCount(inserted, updated)
@@ -214,3 +228,83 @@ def set_cursor(session: Session, tenant_id: int, stream: str, position: datetime
     elif cursor.position is None or position > cursor.position:
         cursor.position = position
     session.flush()
+
+
+def quarantine(
+    session: Session, tenant_id: int, source: str, rejected: Sequence[Rejected], now: datetime
+) -> int:
+    """Keep records the connector could not map, once each, with the latest reason."""
+    for item in rejected:
+        # A record without an id is keyed by its content, so a repeat is still one row.
+        source_id = (
+            item.source_id
+            or "sha256:"
+            + hashlib.sha256(
+                json.dumps(item.raw, sort_keys=True, default=str).encode()
+            ).hexdigest()[:40]
+        )
+        row = session.scalar(
+            select(QuarantinedRecord).where(
+                QuarantinedRecord.tenant_id == tenant_id,
+                QuarantinedRecord.source == source,
+                QuarantinedRecord.kind == item.kind,
+                QuarantinedRecord.source_id == source_id,
+            )
+        )
+        if row is None:
+            session.add(
+                QuarantinedRecord(
+                    tenant_id=tenant_id,
+                    source=source,
+                    kind=item.kind,
+                    source_id=source_id,
+                    reason=item.reason,
+                    raw=dict(item.raw),
+                    first_seen=now,
+                    last_seen=now,
+                )
+            )
+        else:
+            row.reason, row.raw, row.last_seen = item.reason, dict(item.raw), now
+            row.times_seen += 1
+    session.flush()
+    return len(rejected)
+
+
+def incidents_to_fetch(
+    session: Session,
+    tenant_id: int,
+    source: str,
+    changed_alert_ids: Sequence[str],
+    recent_since: datetime,
+) -> list[str]:
+    """Incidents to (re)read: those of alerts that just changed, and any recent one missing."""
+    wanted: set[str] = set()
+    if changed_alert_ids:
+        wanted.update(
+            i
+            for i in session.scalars(
+                select(Alert.incident_source_id).where(
+                    Alert.tenant_id == tenant_id,
+                    Alert.source == source,
+                    Alert.source_id.in_(list(changed_alert_ids)),
+                    Alert.incident_source_id.is_not(None),
+                )
+            )
+            if i
+        )
+    # Alerts stored by a poll that died before reading their incident (crash recovery).
+    known = select(Incident.id).where(
+        Incident.tenant_id == tenant_id,
+        Incident.source == source,
+        Incident.source_id == Alert.incident_source_id,
+    )
+    missing = select(Alert.incident_source_id).where(
+        Alert.tenant_id == tenant_id,
+        Alert.source == source,
+        Alert.incident_source_id.is_not(None),
+        Alert.ingested_at >= recent_since,
+        ~known.exists(),
+    )
+    wanted.update(i for i in session.scalars(missing.distinct()) if i)
+    return sorted(wanted)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -14,8 +14,12 @@ from edrtrial.connectors.base import (
     ActionResult,
     ActionStatus,
     AlertRecord,
+    AlertUpdate,
+    Batch,
+    Capability,
     DeviceRecord,
     IncidentRecord,
+    Rejected,
 )
 
 
@@ -32,7 +36,9 @@ class FakeConnector:
 
     name: ClassVar[str] = "fake"
     settings_model: ClassVar[type[BaseModel]] = FakeSettings
-    stream_names: ClassVar[tuple[str, ...]] = ("alerts",)
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.INCIDENTS, Capability.DEVICES, Capability.OFFBOARD}
+    )
 
     def __init__(
         self, page_size: int = 3, overlap: timedelta = timedelta(0), tenant_id: str = "t-acme"
@@ -44,26 +50,38 @@ class FakeConnector:
         self.overlap = overlap
         self.crash_after_pages: int | None = None
         self.started: list[tuple[str, ActionKind]] = []
+        self.incidents: dict[str, IncidentRecord] = {}
+        self.incident_requests: list[list[str]] = []
+        self.bad_alerts: list[dict[str, Any]] = []
         self.statuses: dict[str, ActionStatus] = {}
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], base_dir: Path) -> Self:
         return cls()
 
-    def fetch_alerts(self, since: datetime | None) -> Iterator[list[AlertRecord]]:
+    def fetch_alerts(self, since: datetime | None) -> Iterator[Batch[AlertRecord]]:
         rows = sorted(self.alerts.values(), key=lambda a: (a.last_update_at, a.source_id))
         if since is not None:
             rows = [a for a in rows if a.last_update_at >= since - self.overlap]
-        for n, start in enumerate(range(0, len(rows), self.page_size)):
+        for n, start in enumerate(range(0, max(len(rows), 1), self.page_size)):
             if self.crash_after_pages is not None and n >= self.crash_after_pages:
                 raise Crash(f"died before page {n}")
-            yield rows[start : start + self.page_size]
+            rejected = (
+                [Rejected("alert", str(b.get("id", "")), "no title", b) for b in self.bad_alerts]
+                if n == 0
+                else []
+            )
+            yield Batch(rows[start : start + self.page_size], rejected)
 
-    def fetch_incidents(self, since: datetime | None) -> Iterator[list[IncidentRecord]]:
-        return iter(())
+    def fetch_incidents(self, source_ids: Sequence[str]) -> Batch[IncidentRecord]:
+        self.incident_requests.append(list(source_ids))
+        return Batch([self.incidents[i] for i in source_ids if i in self.incidents])
 
-    def fetch_devices(self) -> list[DeviceRecord]:
-        return list(self.devices)
+    def fetch_devices(self) -> Batch[DeviceRecord]:
+        return Batch(list(self.devices))
+
+    def update_alert(self, source_id: str, update: AlertUpdate) -> None:
+        raise AssertionError("write-back is not expected here")
 
     def start_action(self, device_source_id: str, kind: ActionKind, comment: str) -> ActionResult:
         self.started.append((device_source_id, kind))

@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from edrtrial.db import make_engine, make_sessions, upgrade
 from edrtrial.models import Alert, OutboxMessage, Ticket
-from edrtrial.sandbox import SandboxServer, SandboxWorld
+from edrtrial.sandbox import Budgets, SandboxServer, SandboxWorld
 
 from sandbox_config import sandbox_config
 
@@ -32,6 +32,8 @@ pytestmark = pytest.mark.slow
 def sandbox(tmp_path: Path) -> Iterator[SandboxServer]:
     world = SandboxWorld(seed=3, tenants=1, alert_interval_seconds=10**6, backlog_alerts=BACKLOG)
     world.set_latency(0.04)  # slow enough pages that the kill lands mid-poll
+    # Crashed and clean runs share one sandbox tenant; budgets are tested elsewhere.
+    world.set_budgets(Budgets(graph_per_minute=None, mde_per_minute=None, mde_per_hour=None))
     server = SandboxServer(world, host="127.0.0.1", port=0, state_dir=tmp_path / "sandbox")
     server.start()
     yield server

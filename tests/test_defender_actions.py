@@ -60,7 +60,10 @@ def test_documented_machines_are_mapped(
         url=MACHINES_URL, match_params=FIRST_PAGE, json=payload("mde__list_machines.json")
     )
 
-    [device] = connector.fetch_devices()
+    batch = connector.fetch_devices()
+
+    [device] = batch.records
+    assert batch.complete
 
     assert device.source_id == "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
     assert device.name == "mymachine1.contoso.com"
@@ -80,7 +83,27 @@ def test_no_recent_machines_answers_404_which_means_none(
         json=payload("mde__error_resource_not_found_404.json"),
     )
 
-    assert connector.fetch_devices() == []
+    batch = connector.fetch_devices()
+
+    assert (batch.records, batch.rejected) == ([], [])
+
+
+def test_a_machine_without_an_id_is_rejected_and_marks_the_inventory_incomplete(
+    httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
+) -> None:
+    machines = payload("mde__list_machines.json")
+    documented = machines["value"][0]
+    nameless = documented | {"id": None}
+    machines["value"] = [documented, nameless]
+    httpx_mock.add_response(url=MACHINES_URL, match_params=FIRST_PAGE, json=machines)
+
+    batch = connector.fetch_devices()
+
+    assert [d.source_id for d in batch.records] == [documented["id"]]
+    [rejected] = batch.rejected
+    assert (rejected.kind, rejected.source_id, rejected.reason) == ("device", "", "no id")
+    assert rejected.raw == nameless
+    assert not batch.complete  # the core must not mark devices absent from this inventory
 
 
 def test_isolate_posts_the_documented_body_and_maps_the_action(
@@ -99,6 +122,29 @@ def test_isolate_posts_the_documented_body_and_maps_the_action(
     [post] = httpx_mock.get_requests(method="POST", url=f"{MACHINES_URL}/{DEVICE}/isolate")
     assert json.loads(post.content) == payload("mde__isolate_request.json")
     assert post.headers["Content-Type"] == "application/json"
+
+
+def test_selective_isolation_when_the_tenant_asks_for_it(
+    httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake_sign_in(httpx_mock)
+    conn = make_connector(monkeypatch, tmp_path, isolation_type="Selective")
+    httpx_mock.add_response(
+        url=ACTIONS_URL, match_params=_pending_isolate_filter(), json=mde_list([])
+    )
+    httpx_mock.add_response(
+        url=f"{MACHINES_URL}/{DEVICE}/isolate",
+        method="POST",
+        status_code=201,
+        json=ISOLATE | {"scope": "Selective", "status": "Pending"},
+    )
+
+    conn.start_action(DEVICE, ActionKind.ISOLATE, "Isolate machine due to alert 1234")
+    conn.close()
+
+    [post] = httpx_mock.get_requests(method="POST", url=f"{MACHINES_URL}/{DEVICE}/isolate")
+    expected = payload("mde__isolate_request.json") | {"IsolationType": "Selective"}
+    assert json.loads(post.content) == expected
 
 
 def test_a_pending_isolate_is_reused_without_posting(

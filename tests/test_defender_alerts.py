@@ -12,11 +12,10 @@ from pytest_httpx import HTTPXMock
 
 from edrtrial.connectors.base import AlertRecord, DeviceRef
 from edrtrial.connectors.defender import DefenderForBusinessConnector
-from edrtrial.errors import PermanentError, SchemaDriftError
+from edrtrial.errors import SchemaDriftError
 
 from test_defender_support import (
     ALERTS_URL,
-    GRAPH,
     INCIDENTS_URL,
     TENANT,
     fake_sign_in,
@@ -26,6 +25,10 @@ from test_defender_support import (
 )
 
 DOC_ALERT = payload("graph__list_alerts_v2.json")["value"][0]
+# A single GET answers the entity itself, with its own context.
+DOC_INCIDENT = payload("graph__list_incidents.json")["value"][0] | {
+    "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#security/incidents/$entity"
+}
 
 
 @pytest.fixture
@@ -39,7 +42,7 @@ def connector(
 
 
 def _alerts(connector: DefenderForBusinessConnector, since: datetime | None) -> list[AlertRecord]:
-    return [record for page in connector.fetch_alerts(since) for record in page]
+    return [record for page in connector.fetch_alerts(since) for record in page.records]
 
 
 def test_documented_alert_is_mapped(
@@ -94,7 +97,7 @@ def test_next_link_is_followed_verbatim_across_pages(
 
     pages = list(connector.fetch_alerts(None))
 
-    assert [[a.source_id for a in page] for page in pages] == [
+    assert [[a.source_id for a in page.records] for page in pages] == [
         ["da637551227677560813_-961444813"],
         ["da637551227677560813_-961444999"],
     ]
@@ -127,7 +130,7 @@ def test_a_next_link_to_another_host_is_refused(
     assert all(r.url.host != "graph.example.net" for r in httpx_mock.get_requests())
 
 
-def test_one_bad_record_is_skipped_with_a_warning_and_the_page_survives(
+def test_one_bad_record_is_rejected_with_its_reason_and_the_page_survives(
     httpx_mock: HTTPXMock,
     connector: DefenderForBusinessConnector,
     caplog: pytest.LogCaptureFixture,
@@ -142,78 +145,75 @@ def test_one_bad_record_is_skipped_with_a_warning_and_the_page_survives(
     )
     caplog.set_level(logging.WARNING)
 
-    alerts = _alerts(connector, None)
+    [batch] = list(connector.fetch_alerts(None))
 
-    assert [a.source_id for a in alerts] == [DOC_ALERT["id"], good["id"]]
-    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
-    assert len(skipped) == 3
-    assert all(TENANT in line for line in skipped)
-    assert "da637551227677560813_-000000001" in skipped[0]
-    assert "lastUpdateDateTime" in skipped[0]
-    assert "no id" in skipped[1]
+    assert [a.source_id for a in batch.records] == [DOC_ALERT["id"], good["id"]]
+    assert not batch.complete
+    timestamp, no_id, not_object = batch.rejected
+    assert (timestamp.kind, timestamp.source_id) == ("alert", bad["id"])
+    assert "lastUpdateDateTime" in timestamp.reason
+    assert timestamp.raw == bad  # kept as sent, for the quarantine
+    assert (no_id.source_id, no_id.reason) == ("", "no id")
+    assert no_id.raw == nameless
+    assert not_object.raw == {"value": "'not an object'"}
+    set_aside = [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()]
+    assert len(set_aside) == 3
+    assert all(TENANT in line for line in set_aside)
 
 
-def test_documented_incident_with_pascal_case_enums_is_lower_cased(
+def test_documented_incident_with_pascal_case_enums_is_fetched_by_id(
     httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
 ) -> None:
-    httpx_mock.add_response(
-        url=INCIDENTS_URL, match_params={"$top": "50"}, json=payload("graph__list_incidents.json")
-    )
+    httpx_mock.add_response(url=f"{INCIDENTS_URL}/2972395", json=DOC_INCIDENT)
 
-    [[incident]] = list(connector.fetch_incidents(None))
+    batch = connector.fetch_incidents(["2972395"])
 
+    [incident] = batch.records
+    assert batch.rejected == []
     assert incident.source_id == "2972395"
     assert incident.title.startswith("Multi-stage incident involving Initial access")
     assert (incident.severity, incident.status) == ("medium", "active")
     assert incident.created_at == datetime(2021, 8, 13, 8, 43, 35, 553333, tzinfo=UTC)
     assert incident.last_update_at == datetime(2021, 9, 30, 9, 35, 45, 113333, tzinfo=UTC)
     assert incident.raw["classification"] == "TruePositive"  # raw stays as sent
-
-
-def test_incident_with_expanded_alerts_maps_the_same_and_keeps_its_alerts(
-    httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
-) -> None:
-    httpx_mock.add_response(
-        url=INCIDENTS_URL,
-        match_params={"$top": "50", "$filter": "lastUpdateDateTime ge 2021-09-30T00:00:00.000000Z"},
-        json=payload("graph__list_incidents_expand_alerts.json"),
-    )
-
-    [[incident]] = list(connector.fetch_incidents(datetime(2021, 9, 30, 0, 2, tzinfo=UTC)))
-
-    assert (incident.source_id, incident.severity, incident.status) == (
-        "2972395",
-        "medium",
-        "active",
-    )
-    assert incident.raw["alerts"][0]["id"] == "da637551227677560813_-961444813"
-
-
-def test_incidents_top_above_fifty_would_be_a_permanent_error(
-    httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
-) -> None:
-    # What Graph answers a $top above 50; the connector never asks for more, so fake it on 50.
-    httpx_mock.add_response(
-        url=INCIDENTS_URL,
-        match_params={"$top": "50"},
-        status_code=400,
-        json=payload("graph__error_incidents_top_exceeds_50_400.json"),
-    )
-
-    with pytest.raises(PermanentError, match="The limit of '50' for Top query has been exceeded"):
-        list(connector.fetch_incidents(None))
-
-
-def test_graph_requests_ask_for_unknown_enum_members(
-    httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
-) -> None:
-    httpx_mock.add_response(
-        url=f"{GRAPH}/v1.0/security/incidents",
-        match_params={"$top": "50"},
-        json=payload("graph__list_incidents.json"),
-    )
-
-    list(connector.fetch_incidents(None))
-
-    [request] = httpx_mock.get_requests(url=INCIDENTS_URL, match_params={"$top": "50"})
+    [request] = httpx_mock.get_requests()[-1:]
+    assert request.method == "GET"
     assert request.headers["Prefer"] == "include-unknown-enum-members"
+
+
+def test_incidents_gone_from_the_tenant_are_left_out_and_each_id_is_asked_once(
+    httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
+) -> None:
+    expanded = payload("graph__list_incidents_expand_alerts.json")["value"][0]
+    other = expanded | {"id": "2972396"}
+    httpx_mock.add_response(url=f"{INCIDENTS_URL}/2972396", json=other)
+    httpx_mock.add_response(
+        url=f"{INCIDENTS_URL}/404404",
+        status_code=404,
+        json=payload("mde__error_resource_not_found_404.json"),
+    )
+    httpx_mock.add_response(url=f"{INCIDENTS_URL}/2972395", json=DOC_INCIDENT)
+
+    batch = connector.fetch_incidents(["2972396", "404404", "2972395", "2972396"])
+
+    assert [i.source_id for i in batch.records] == ["2972396", "2972395"]
+    assert batch.complete  # a vanished incident is not a rejected one
+    assert batch.records[0].raw["alerts"][0]["id"] == "da637551227677560813_-961444813"
+
+
+def test_an_incident_id_is_escaped_in_the_path(
+    httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
+) -> None:
+    httpx_mock.add_response(url=f"{INCIDENTS_URL}/a%2Fb", status_code=404, json={})
+
+    assert connector.fetch_incidents(["a/b"]).records == []
+
+
+def test_no_ids_no_requests(
+    httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    conn = make_connector(monkeypatch, tmp_path)
+
+    assert conn.fetch_incidents([]).records == []
+    conn.close()
+    assert httpx_mock.get_requests() == []

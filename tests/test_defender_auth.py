@@ -12,7 +12,7 @@ import trustme
 from pytest_httpx import HTTPXMock
 
 from edrtrial.connectors import connector_class
-from edrtrial.connectors.base import Connector
+from edrtrial.connectors.base import Capability, Connector
 from edrtrial.connectors.defender import DefenderForBusinessConnector, DefenderSettings
 from edrtrial.errors import AuthError, ConfigError, TransientError
 
@@ -56,7 +56,8 @@ def test_registered_under_its_name_and_meets_the_protocol(
     assert connector_class("defender") is DefenderForBusinessConnector
     assert isinstance(connector, Connector)
     assert DefenderForBusinessConnector.settings_model is DefenderSettings
-    assert DefenderForBusinessConnector.stream_names == ("alerts", "incidents")
+    assert Capability.WRITE_BACK not in connector.capabilities  # off unless the tenant says so
+    assert connector.capabilities == frozenset(Capability) - {Capability.WRITE_BACK}
 
 
 def test_first_token_costs_discovery_plus_token_request_then_comes_from_cache(
@@ -225,7 +226,7 @@ def test_sandbox_authority_skips_microsoft_instance_discovery(
         monkeypatch, tmp_path, authority_host=sandbox, graph_base_url=sandbox, mde_base_url=sandbox
     )
 
-    assert len(conn.fetch_devices()) == 1
+    assert len(conn.fetch_devices().records) == 1
     conn.close()
     # Only the sandbox was asked: no instance discovery at login.microsoftonline.com.
     assert {r.url.host for r in httpx_mock.get_requests()} == {"127.0.0.1"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from email.utils import format_datetime
 
 import httpx
@@ -14,6 +14,7 @@ from pytest_httpx import HTTPXMock
 from edrtrial.connectors.defender import DefenderSettings
 from edrtrial.connectors.defender.auth import TokenProvider
 from edrtrial.connectors.defender.client import Api, DefenderClient
+from edrtrial.connectors.defender.credential import secret_credential
 from edrtrial.errors import AuthError, SchemaDriftError, TransientError
 
 from test_defender_support import (
@@ -21,7 +22,9 @@ from test_defender_support import (
     FIXTURES,
     MACHINES_URL,
     SECRET,
+    SECRET_ENV,
     TENANT,
+    FakeClock,
     connection,
     fake_sign_in,
     mde_error,
@@ -33,15 +36,22 @@ TOP = {"$top": "100"}
 
 
 @pytest.fixture
-def client(httpx_mock: HTTPXMock) -> Iterator[DefenderClient]:
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def client(httpx_mock: HTTPXMock, clock: FakeClock) -> Iterator[DefenderClient]:
     fake_sign_in(httpx_mock)
     settings = DefenderSettings.model_validate(connection())
+    credential = secret_credential(f"env:{SECRET_ENV}", SecretStr(SECRET))
     with httpx.Client(timeout=settings.timeout_seconds) as http:
-        yield DefenderClient(settings, http, TokenProvider(settings, SecretStr(SECRET), http))
+        tokens = TokenProvider(settings, credential, http)
+        yield DefenderClient(settings, http, tokens, clock.clock())
 
 
-def test_throttling_is_transient_with_the_retry_after_seconds(
-    httpx_mock: HTTPXMock, client: DefenderClient
+def test_a_long_retry_after_is_transient_at_once_with_its_seconds(
+    httpx_mock: HTTPXMock, client: DefenderClient, clock: FakeClock
 ) -> None:
     httpx_mock.add_response(
         url=ALERTS_URL,
@@ -57,10 +67,13 @@ def test_throttling_is_transient_with_the_retry_after_seconds(
     assert caught.value.retry_after == 37
     assert "TooManyRequests" in str(caught.value)
     assert TENANT in str(caught.value)
+    assert clock.sleeps == []  # 37 s is past max_wait_seconds (10): the scheduler waits instead
 
 
-def test_retry_after_may_be_an_http_date(httpx_mock: HTTPXMock, client: DefenderClient) -> None:
-    later = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
+def test_retry_after_may_be_an_http_date(
+    httpx_mock: HTTPXMock, client: DefenderClient, clock: FakeClock
+) -> None:
+    later = format_datetime(clock.start + timedelta(seconds=90), usegmt=True)
     httpx_mock.add_response(
         url=ALERTS_URL,
         match_params=TOP,
@@ -72,28 +85,35 @@ def test_retry_after_may_be_an_http_date(httpx_mock: HTTPXMock, client: Defender
     with pytest.raises(TransientError) as caught:
         client.get_json(Api.GRAPH, ALERTS_PATH, TOP)
 
-    assert caught.value.retry_after is not None
-    assert 80 <= caught.value.retry_after <= 90
+    assert caught.value.retry_after == 90
 
 
-def test_server_error_is_transient(httpx_mock: HTTPXMock, client: DefenderClient) -> None:
-    httpx_mock.add_response(url=ALERTS_URL, match_params=TOP, status_code=500)
+def test_persistent_server_error_is_transient_after_three_tries_with_backoff(
+    httpx_mock: HTTPXMock, client: DefenderClient, clock: FakeClock
+) -> None:
+    httpx_mock.add_response(url=ALERTS_URL, match_params=TOP, status_code=500, is_reusable=True)
 
     with pytest.raises(TransientError) as caught:
         client.get_json(Api.GRAPH, ALERTS_PATH, TOP)
+
     assert caught.value.retry_after is None
+    assert len(httpx_mock.get_requests(url=ALERTS_URL, match_params=TOP)) == 3
+    assert clock.sleeps == [0.5, 1.0]  # exponential from 0.5 s (jitter pinned to 0 here)
 
 
 @pytest.mark.parametrize(
     "failure", [httpx.ReadTimeout("read timed out"), httpx.ConnectError("connection reset")]
 )
-def test_timeouts_and_connection_errors_are_transient(
-    httpx_mock: HTTPXMock, client: DefenderClient, failure: httpx.RequestError
+def test_persistent_timeouts_and_connection_errors_are_transient(
+    httpx_mock: HTTPXMock, client: DefenderClient, clock: FakeClock, failure: httpx.RequestError
 ) -> None:
-    httpx_mock.add_exception(failure, url=ALERTS_URL, match_params=TOP)
+    httpx_mock.add_exception(failure, url=ALERTS_URL, match_params=TOP, is_reusable=True)
 
-    with pytest.raises(TransientError):
+    with pytest.raises(TransientError) as caught:
         client.get_json(Api.GRAPH, ALERTS_PATH, TOP)
+
+    assert isinstance(caught.value.__cause__, type(failure))
+    assert len(clock.sleeps) == 2
 
 
 def test_every_request_carries_a_timeout(httpx_mock: HTTPXMock, client: DefenderClient) -> None:
@@ -113,7 +133,8 @@ def test_malformed_json_is_schema_drift_naming_the_url(
     text = (FIXTURES / "graph__list_alerts_v2.json").read_text()
     httpx_mock.add_response(url=ALERTS_URL, match_params=TOP, text=text[: len(text) // 2])
 
-    with pytest.raises(SchemaDriftError, match="alerts_v2.*not JSON"):
+    url = r"https://graph\.microsoft\.com/v1\.0/security/alerts_v2\?"
+    with pytest.raises(SchemaDriftError, match=rf"GET {url}.* not JSON"):
         client.get_json(Api.GRAPH, ALERTS_PATH, TOP)
 
 

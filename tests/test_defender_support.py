@@ -9,15 +9,21 @@ from __future__ import annotations
 import copy
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from pytest_httpx import HTTPXMock
 
 from edrtrial.connectors.defender import DefenderForBusinessConnector
+from edrtrial.connectors.defender.budget import Clock
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TENANT = "b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c"  # the tenantId in the documented payloads
@@ -61,19 +67,84 @@ def connection(**overrides: Any) -> dict[str, Any]:
     return block | overrides
 
 
+class FakeClock:
+    """Time that moves only when the client sleeps (or the test says so); sleeps are recorded."""
+
+    def __init__(self) -> None:
+        self.start = datetime(2024, 5, 1, 3, 0, tzinfo=UTC)
+        self.elapsed = 0.0
+        self.sleeps: list[float] = []
+        self.jitter = 0.0  # the backoff's random part; 0 makes the waits exact
+
+    def advance(self, seconds: float) -> None:
+        """Let time pass without the client sleeping."""
+        self.elapsed += seconds
+
+    def clock(self) -> Clock:
+        """The connector-facing clock."""
+        return Clock(
+            monotonic=lambda: 10_000.0 + self.elapsed,
+            sleep=self._sleep,
+            now=lambda: self.start + timedelta(seconds=self.elapsed),
+            jitter=lambda: self.jitter,
+        )
+
+    def _sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.elapsed += seconds
+
+
 def make_connector(
-    monkeypatch: pytest.MonkeyPatch, base_dir: Path, **overrides: Any
+    monkeypatch: pytest.MonkeyPatch,
+    base_dir: Path,
+    clock: FakeClock | None = None,
+    **overrides: Any,
 ) -> DefenderForBusinessConnector:
-    """A connector built the way the runtime builds it: from the block, secret from the env."""
+    """A connector built the way the runtime builds it: from the block, secret from the env.
+
+    Time is always fake, so a retry in any test costs nothing.
+    """
     monkeypatch.setenv(SECRET_ENV, SECRET)
-    return DefenderForBusinessConnector.from_settings(connection(**overrides), base_dir)
+    return DefenderForBusinessConnector.from_settings(
+        connection(**overrides), base_dir, clock=(clock or FakeClock()).clock()
+    )
+
+
+def write_certificate(path: Path, *, with_key: bool = True, with_cert: bool = True) -> str:
+    """A self-signed RSA certificate (and its key) as one PEM file; returns its SHA-1 hex."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edrtrial-test")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    path.write_bytes((key_pem if with_key else b"") + (cert_pem if with_cert else b""))
+    return cert.fingerprint(hashes.SHA1()).hex().upper()
 
 
 def _token_endpoint(request: httpx.Request) -> httpx.Response:
-    form = dict(parse_qsl(request.content.decode()))
+    form = token_form(request)
     assert form["grant_type"] == "client_credentials"
     assert form["client_id"] == CLIENT_ID
     return httpx.Response(200, json=payload(_TOKENS[form["scope"]]))
+
+
+def token_form(request: httpx.Request) -> dict[str, str]:
+    """The form fields of a token request."""
+    return dict(parse_qsl(request.content.decode()))
 
 
 def add_discovery(
@@ -127,6 +198,11 @@ def graph_list(items: list[Any], next_link: str | None = None) -> dict[str, Any]
     if next_link is not None:
         body["@odata.nextLink"] = next_link
     return body
+
+
+def fixture_text(name: str) -> str:
+    """A documented payload as the bytes on the wire would read."""
+    return (FIXTURES / name).read_text(encoding="utf-8")
 
 
 def mde_list(items: list[Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,10 +10,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial import store
-from edrtrial.connectors.base import AlertRecord
+from edrtrial.connectors.base import AlertRecord, IncidentRecord
 from edrtrial.db import transaction
 from edrtrial.ingestion import ingest_tenant
-from edrtrial.models import Alert
+from edrtrial.models import Alert, Incident, QuarantinedRecord
 
 from conftest import add_tenant
 from fakes import Crash, FakeConnector
@@ -45,8 +46,8 @@ def test_a_poll_stores_every_alert_and_moves_the_cursor_to_the_newest(sessions, 
     connector = FakeConnector(page_size=3)
     for n in range(10):
         connector.alerts[f"a{n}"] = alert(n, minutes=n)
-    [result] = ingest_tenant(sessions, tenant_id, connector)
-    assert (result.pages, result.counts.inserted) == (4, 10)
+    result = ingest_tenant(sessions, tenant_id, connector)
+    assert (result.pages, result.alerts.inserted) == (4, 10)
     assert set(stored(sessions)) == {f"a{n}" for n in range(10)}
     with sessions() as session:
         assert store.get_cursor(session, tenant_id, "alerts") == T0 + timedelta(minutes=9)
@@ -78,8 +79,8 @@ def test_a_changed_alert_updates_the_stored_row_and_an_old_copy_does_not(session
     connector.alerts["a1"] = alert(1, minutes=1)
     ingest_tenant(sessions, tenant_id, connector)
     connector.alerts["a1"] = alert(1, minutes=20, status="resolved")
-    [result] = ingest_tenant(sessions, tenant_id, connector)
-    assert (result.counts.inserted, result.counts.updated) == (0, 1)
+    result = ingest_tenant(sessions, tenant_id, connector)
+    assert (result.alerts.inserted, result.alerts.updated) == (0, 1)
     assert stored(sessions)["a1"].status == "resolved"
 
     with transaction(sessions) as session:  # a stale copy arriving late changes nothing
@@ -92,9 +93,9 @@ def test_overlap_refetches_harmlessly(sessions, tenant_id):
     for n in range(4):
         connector.alerts[f"a{n}"] = alert(n, minutes=n)
     ingest_tenant(sessions, tenant_id, connector)
-    [again] = ingest_tenant(sessions, tenant_id, connector)
+    again = ingest_tenant(sessions, tenant_id, connector)
     assert again.fetched == 4  # all inside the overlap window
-    assert (again.counts.inserted, again.counts.updated) == (0, 0)
+    assert (again.alerts.inserted, again.alerts.updated) == (0, 0)
     assert len(stored(sessions)) == 4
 
 
@@ -123,3 +124,36 @@ def test_the_first_poll_starts_at_the_given_initial_time(sessions, tenant_id):
     connector.alerts["a2"] = alert(2, minutes=5)
     ingest_tenant(sessions, tenant_id, connector, initial_since=T0)
     assert set(stored(sessions)) == {"a2"}
+
+
+def test_a_record_that_cannot_be_mapped_is_quarantined_once_and_the_page_goes_in(
+    sessions, tenant_id
+):
+    connector = FakeConnector(page_size=10)
+    connector.alerts["a1"] = alert(1, minutes=1)
+    connector.bad_alerts = [{"id": "broken-1", "severity": "high"}]
+    assert ingest_tenant(sessions, tenant_id, connector).quarantined == 1
+    ingest_tenant(sessions, tenant_id, connector)  # seen again: still one row, counted twice
+    assert set(stored(sessions)) == {"a1"}
+    with sessions() as session:
+        [row] = session.scalars(select(QuarantinedRecord)).all()
+        assert (row.source_id, row.reason, row.times_seen) == ("broken-1", "no title", 2)
+        assert row.raw == {"id": "broken-1", "severity": "high"}
+
+
+def test_incidents_are_read_only_for_new_or_changed_alerts(sessions, tenant_id):
+    connector = FakeConnector(page_size=10)
+    connector.alerts["a1"] = dataclasses.replace(alert(1, minutes=1), incident_source_id="77")
+    connector.incidents["77"] = IncidentRecord(
+        source_id="77",
+        title="Multi-stage incident",
+        severity="high",
+        status="active",
+        last_update_at=T0,
+    )
+    now = T0 + timedelta(hours=1)
+    assert ingest_tenant(sessions, tenant_id, connector, now=now).incidents.inserted == 1
+    ingest_tenant(sessions, tenant_id, connector, now=now)  # nothing new: no incident call
+    assert connector.incident_requests == [["77"]]
+    with sessions() as session:
+        assert session.scalar(select(Incident.title)) == "Multi-stage incident"

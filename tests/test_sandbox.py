@@ -575,6 +575,37 @@ def test_exceeding_a_budget_gets_429_with_retry_after(
     assert other_api.status_code == 200  # MDE budgets each API separately
 
 
+def test_requests_are_counted_per_tenant_and_api_until_reset(
+    client: httpx.Client, server: SandboxServer, world: SandboxWorld
+) -> None:
+    fourth = world.tenants[3].tenant_id
+    world.reset_request_counts()
+    app = _msal(server, fourth, _secret(server, fourth))
+    for _ in range(2):  # the second token comes from MSAL's cache: no request
+        token = app.acquire_token_for_client([GRAPH_SCOPE])["access_token"]
+    graph, mde = {"Authorization": f"Bearer {token}"}, _mde(client, server, fourth)
+    world.set_budgets(Budgets(graph_per_minute=1))
+    try:
+        codes = [client.get(INCIDENTS, headers=graph).status_code for _ in range(2)]
+        codes.append(client.get(ALERTS, headers=graph).status_code)
+    finally:
+        world.set_budgets(Budgets())
+    client.get("/api/machines", headers=mde)
+    client.get(ALERTS, headers={"Authorization": "Bearer not-a-token"})
+
+    assert codes[1:] == [429, 429]
+    assert world.request_counts(fourth) == {
+        "login:discovery": 1,
+        "login:token": 2,
+        "graph:list_incidents": 2,
+        "graph:list_alerts": 1,  # a throttled request still counts
+        "mde:list_machines": 1,
+    }
+    assert world.request_counts(SAKURA) == {}
+    world.reset_request_counts()
+    assert world.request_counts(fourth) == {}
+
+
 def test_latency_slows_api_calls_but_not_controls(
     client: httpx.Client, server: SandboxServer, world: SandboxWorld
 ) -> None:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from typing import Any
 
 import httpx
 import msal
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 from msal.exceptions import MsalServiceError
-from pydantic import SecretStr
 
 from edrtrial.connectors.defender.config import DefenderSettings
+from edrtrial.connectors.defender.credential import ClientCredential
 from edrtrial.errors import AuthError, TransientError
 
 log = logging.getLogger(__name__)
@@ -21,17 +22,55 @@ _AADSTS = re.compile(r"AADSTS(\d+)")
 # OAuth error values that mean "the identity service is busy", not "your setup is wrong".
 _TRANSIENT_OAUTH_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 _SECRET_CODES = frozenset({7000215, 7000222})
+# Bad signature, or a certificate the app registration does not hold (or no longer holds).
+_CERTIFICATE_CODES = frozenset({700027})
 _CONSENT_CODES = frozenset({65001, 650052, 500011})
+
+
+class _MsalHttp:
+    """The connector's httpx client as MSAL's `http_client`, with form values made text.
+
+    MSAL puts the signed client assertion in the token form as bytes; requests sends bytes
+    as they are, httpx as the text "b'...'", which Entra would refuse as a malformed JWT.
+    """
+
+    def __init__(self, http: httpx.Client) -> None:
+        self._http = http
+
+    def post(
+        self,
+        url: str,
+        params: Any = None,
+        data: Any = None,
+        headers: Any = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """POST a form (the token request), bytes values decoded."""
+        if isinstance(data, dict):
+            data = {k: v.decode() if isinstance(v, bytes) else v for k, v in data.items()}
+        return self._http.post(url, params=params, data=data, headers=headers, **kwargs)
+
+    def get(
+        self, url: str, params: Any = None, headers: Any = None, **kwargs: Any
+    ) -> httpx.Response:
+        """GET (discovery documents)."""
+        return self._http.get(url, params=params, headers=headers, **kwargs)
+
+    def close(self) -> None:
+        """The connector owns the httpx client and closes it; nothing to do here."""
 
 
 class TokenProvider:
     """One MSAL application per tenant; MSAL caches each scope's token until near expiry."""
 
-    def __init__(self, settings: DefenderSettings, secret: SecretStr, http: httpx.Client) -> None:
+    def __init__(
+        self, settings: DefenderSettings, credential: ClientCredential, http: httpx.Client
+    ) -> None:
         self._settings = settings
-        self._secret = secret
+        self._credential = credential
         self._http = http
         self._app: Any = None  # built on first use: building it already calls the network
+        self._building = threading.Lock()  # two threads must not build two applications
 
     def token(self, scope: str) -> str:
         """A bearer token for `scope`, from MSAL's cache or freshly requested."""
@@ -62,17 +101,21 @@ class TokenProvider:
         return self._settings.tenant_id
 
     def _application(self) -> Any:
-        if self._app is not None:
+        with self._building:
+            if self._app is None:
+                self._app = self._build()
             return self._app
+
+    def _build(self) -> Any:
         settings = self._settings
         authority = f"{settings.authority_host}/{settings.tenant_id}"
         known_host = httpx.URL(settings.authority_host).host in WELL_KNOWN_AUTHORITY_HOSTS
         try:
-            self._app = msal.ConfidentialClientApplication(
+            app = msal.ConfidentialClientApplication(
                 settings.client_id,
-                client_credential=self._secret.get_secret_value(),
+                client_credential=self._credential.for_msal(),
                 authority=authority,
-                http_client=self._http,
+                http_client=_MsalHttp(self._http),
                 # A sandbox or private authority is unknown to Microsoft's discovery service.
                 instance_discovery=None if known_host else False,
             )
@@ -86,7 +129,7 @@ class TokenProvider:
             ) from err
         except ValueError as err:  # 4xx from discovery: MSAL wraps the body (with AADSTS code)
             raise self._discovery_refused(authority, err) from err
-        return self._app
+        return app
 
     def _discovery_refused(self, authority: str, err: ValueError) -> AuthError:
         # MSAL raises its own ValueError while handling the one that quoted Entra's answer.
@@ -125,12 +168,23 @@ class TokenProvider:
             f"{settings.authority_host}/{settings.tenant_id}/adminconsent"
             f"?client_id={settings.client_id}"
         )
+        credential = self._credential
         if code in _SECRET_CODES:
             return (
                 f"The client secret of app {settings.client_id} is wrong or expired: create a new "
                 "secret in Entra ID (App registrations > Certificates & secrets), put its value "
-                f"where client_secret points ({settings.client_secret}), then resume the tenant."
+                f"where client_secret points ({credential.reference}), then resume the tenant."
             )
+        if code in _CERTIFICATE_CODES and credential.kind == "certificate":
+            return (
+                f"Entra ID refused the certificate (SHA-1 thumbprint {credential.thumbprint}) of "
+                f"app {settings.client_id}: upload that certificate's public part in Entra ID "
+                "(App registrations > Certificates & secrets > Certificates), or put a registered, "
+                f"unexpired key and certificate where client_certificate points "
+                f"({credential.reference}), then resume the tenant."
+            )
+        if code == 700024:
+            return "The client assertion was out of its time range: check this server's clock."
         if code == 700016:
             return (
                 f"App {settings.client_id} is not known in tenant {settings.tenant_id}: a global "
@@ -156,7 +210,7 @@ class TokenProvider:
 
     def _redact(self, text: str) -> str:
         # Entra never echoes the secret, but a message that might reach a log must not carry it.
-        return text.replace(self._secret.get_secret_value(), "**********")
+        return self._credential.redact(text)
 
 
 def _first_code(text: str) -> int | None:

@@ -1,4 +1,7 @@
-"""Thin client for Graph security and the MDE API: tokens, paging, errors; no domain logic."""
+"""Thin client for Graph security and the MDE API: tokens, budgets, retries, paging, errors.
+
+No domain logic: it sends one tenant's requests and turns every failure into an edrtrial error.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import httpx
 from pydantic import ValidationError
 
 from edrtrial.connectors.defender.auth import TokenProvider
+from edrtrial.connectors.defender.budget import HOUR, MINUTE, CallBudget, Clock, Window
 from edrtrial.connectors.defender.config import DefenderSettings
 from edrtrial.connectors.defender.models import ODataPage
 from edrtrial.errors import AuthError, PermanentError, SchemaDriftError, TransientError
@@ -21,15 +25,21 @@ log = logging.getLogger(__name__)
 
 # One MDE page covers an SME (<= 300 users x 5 devices); the documented maximum is 10,000.
 MDE_PAGE_SIZE = 10_000
+ATTEMPTS = 3  # tries per request, the first included
+BACKOFF_BASE = 0.5  # seconds before the second try; doubles, plus up to as much again of jitter
+# Repeating these cannot do twice what was asked (PATCH sets values, it does not add them).
+_IDEMPOTENT = frozenset({"GET", "PATCH"})
+# Failures that prove the request never reached Microsoft, so even a POST may be sent again.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 _PERMISSIONS = (
-    "Graph: SecurityAlert.Read.All, SecurityIncident.Read.All; WindowsDefenderATP: "
-    "Machine.Read.All, Machine.Isolate, Machine.Scan, Machine.Offboard"
+    "Graph: SecurityAlert.Read.All (ReadWrite.All for write_back), SecurityIncident.Read.All; "
+    "WindowsDefenderATP: Machine.Read.All, Machine.Isolate, Machine.Scan, Machine.Offboard"
 )
 
 
 class Api(StrEnum):
-    """Which API a request goes to; each has its own base URL and token scope."""
+    """Which API a request goes to; each has its own base URL, token scope and budget."""
 
     GRAPH = "graph"
     MDE = "mde"
@@ -53,13 +63,28 @@ class DefenderClient:
     """Sends one tenant's authenticated requests; every failure becomes an edrtrial error."""
 
     def __init__(
-        self, settings: DefenderSettings, http: httpx.Client, tokens: TokenProvider
+        self,
+        settings: DefenderSettings,
+        http: httpx.Client,
+        tokens: TokenProvider,
+        clock: Clock | None = None,
     ) -> None:
         self._settings = settings
         self._http = http
         self._tokens = tokens
+        self._clock = clock or Clock()
         self._bases = {Api.GRAPH: settings.graph_base_url, Api.MDE: settings.mde_base_url}
         self._scopes = {Api.GRAPH: settings.graph_scope, Api.MDE: settings.mde_scope}
+        self._budgets = {
+            Api.GRAPH: CallBudget([Window(settings.graph_calls_per_minute, MINUTE)], self._clock),
+            Api.MDE: CallBudget(
+                [
+                    Window(settings.mde_calls_per_minute, MINUTE),
+                    Window(settings.mde_calls_per_hour, HOUR),
+                ],
+                self._clock,
+            ),
+        }
 
     def get_json(
         self, api: Api, url_or_path: str, params: Mapping[str, str] | None = None
@@ -70,6 +95,10 @@ class DefenderClient:
     def post_json(self, api: Api, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST a JSON body and return the JSON object answered (any 2xx)."""
         return self._request("POST", api, path, body=body)
+
+    def patch_json(self, api: Api, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """PATCH a JSON body (Graph updates answer the updated entity)."""
+        return self._request("PATCH", api, path, body=body)
 
     def graph_pages(self, path: str, params: Mapping[str, str]) -> Iterator[list[Any]]:
         """Items of a Graph list, page by page, following `@odata.nextLink` verbatim."""
@@ -129,6 +158,16 @@ class DefenderClient:
             )
         return url_or_path
 
+    def _budget_key(self, api: Api, method: str, url: str) -> str:
+        """Graph budgets all /security calls together, MDE each API (list, get, each action)."""
+        if api is Api.GRAPH:
+            return "security"
+        path = httpx.URL(url).path.removeprefix(httpx.URL(self._bases[api]).path)
+        parts = [part for part in path.split("/") if part and part.lower() not in ("api", "v1.0")]
+        if len(parts) >= 2:
+            parts[1] = "{id}"
+        return f"{method} {'/'.join(parts)}"
+
     def _request(
         self,
         method: str,
@@ -139,40 +178,126 @@ class DefenderClient:
         body: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         url = self._url(api, url_or_path)
+        key = self._budget_key(api, method, url)
+        attempt = 0
+        while True:
+            attempt += 1
+            self._spend(api, key)
+            try:
+                response = self._send(method, api, url, params, body)
+            except httpx.RequestError as err:
+                failure = self._transport_failure(method, url, err)
+                delay = self._transport_retry(method, err, attempt)
+                if delay is None:
+                    raise failure from err
+                self._pause(f"{failure}; retrying", delay, attempt)
+                continue
+            if response.is_success:
+                return self._json(method, response)
+            failure = self._failure(method, api, response)
+            delay = self._status_retry(method, api, key, response, attempt)
+            if delay is None:
+                raise failure
+            self._pause(str(failure), delay, attempt)
+
+    def _send(
+        self,
+        method: str,
+        api: Api,
+        url: str,
+        params: Mapping[str, str] | None,
+        body: Mapping[str, Any] | None,
+    ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self._tokens.token(self._scopes[api])}"}
         if api is Api.GRAPH:
             headers["Prefer"] = "include-unknown-enum-members"  # newer enum values, not a stand-in
-        try:
-            response = self._http.request(
-                method,
-                url,
-                params=params,
-                json=body,
-                headers=headers,
-                timeout=self._settings.timeout_seconds,
-            )
-        except httpx.TimeoutException as err:
-            raise TransientError(f"tenant {self._tenant}: {method} {url} timed out") from err
-        except httpx.RequestError as err:
-            raise TransientError(
-                f"tenant {self._tenant}: {method} {url} failed: {type(err).__name__}: {err}"
-            ) from err
+        response = self._http.request(
+            method,
+            url,
+            params=params,
+            json=body,
+            headers=headers,
+            timeout=self._settings.timeout_seconds,
+        )
         log.debug("tenant %s: %s %s -> %s", self._tenant, method, url, response.status_code)
-        if not response.is_success:
-            raise self._failure(method, api, response)
+        return response
+
+    def _spend(self, api: Api, key: str) -> None:
+        """Wait for a budget slot if that is quick, else hand the wait to the scheduler."""
+        budget, waited = self._budgets[api], 0.0
+        while (wait := budget.take(key)) > 0:
+            if waited + wait > self._settings.max_wait_seconds:
+                raise TransientError(
+                    f"tenant {self._tenant}: client-side {api} budget for {key} is spent; "
+                    f"next call possible in {wait:.1f} s",
+                    retry_after=wait,
+                )
+            log.debug("tenant %s: waiting %.1f s for the %s budget", self._tenant, wait, key)
+            self._clock.sleep(wait)
+            waited += wait
+
+    def _transport_retry(self, method: str, err: httpx.RequestError, attempt: int) -> float | None:
+        """Back off and resend, unless the request may have reached Microsoft and is not safe."""
+        if attempt >= ATTEMPTS or not isinstance(err, httpx.TransportError):
+            return None
+        if method not in _IDEMPOTENT and not isinstance(err, _NOT_SENT):
+            return None  # a POST that timed out may have started an action: the caller re-checks
+        return self._backoff(attempt)
+
+    def _status_retry(
+        self,
+        method: str,
+        api: Api,
+        key: str,
+        response: httpx.Response,
+        attempt: int,
+    ) -> float | None:
+        """Seconds to wait before resending, or None to raise the failure now."""
+        status = response.status_code
+        # A 429 was refused unprocessed; a 5xx to a POST might have started an action.
+        if status != 429 and not (status >= 500 and method in _IDEMPOTENT):
+            return None
+        retry_after = _retry_after(response, self._clock.now())
+        if status == 429:
+            self._budgets[api].hold(key, retry_after or 0.0)
+        delay = retry_after if retry_after is not None else self._backoff(attempt)
+        if attempt >= ATTEMPTS or delay > self._settings.max_wait_seconds:
+            return None  # `failure` carries Retry-After, if Microsoft gave one, for the scheduler
+        return delay
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter, never longer than max_wait_seconds."""
+        base = BACKOFF_BASE * 2.0 ** (attempt - 1)
+        return min(self._settings.max_wait_seconds, base * (1 + self._clock.jitter()))
+
+    def _pause(self, why: str, delay: float, attempt: int) -> None:
+        log.info("%s; try %d of %d in %.1f s", why, attempt + 1, ATTEMPTS, delay)
+        self._clock.sleep(delay)
+
+    def _transport_failure(self, method: str, url: str, err: httpx.RequestError) -> Exception:
+        if isinstance(err, httpx.TimeoutException):
+            return TransientError(f"tenant {self._tenant}: {method} {url} timed out")
+        return TransientError(
+            f"tenant {self._tenant}: {method} {url} failed: {type(err).__name__}: {err}"
+        )
+
+    def _json(self, method: str, response: httpx.Response) -> dict[str, Any]:
+        """The JSON object answered; an empty 2xx (a 204 to a write) is an empty object."""
         if response.status_code == 206:
             log.warning(
                 "tenant %s: partial answer from %s: %s",
                 self._tenant,
-                url,
+                response.request.url,
                 response.headers.get("Warning", "no Warning header"),
             )
+        if response.status_code == 204 or not response.content.strip():
+            return {}
         try:
             data = response.json()
         except ValueError as err:
             raise SchemaDriftError(
                 f"tenant {self._tenant}: {method} {response.request.url} answered "
-                f"{response.status_code} with a body that is not JSON"
+                f"{response.status_code} with a body that is not JSON (malformed or cut short)"
             ) from err
         if not isinstance(data, dict):
             raise SchemaDriftError(
@@ -189,10 +314,8 @@ class DefenderClient:
             f" (target {target})" if target else ""
         )
         message = f"tenant {self._tenant}: {where} answered {status} {quoted}"
-        if status == 429:
-            return TransientError(message, retry_after=_retry_after(response))
-        if status >= 500:
-            return TransientError(message, retry_after=_retry_after(response))
+        if status == 429 or status >= 500:
+            return TransientError(message, retry_after=_retry_after(response, self._clock.now()))
         if status == 401:
             return AuthError(
                 message,
@@ -238,7 +361,7 @@ def _error_details(response: httpx.Response) -> tuple[str, str, str]:
     return str(error.get("code") or ""), str(error.get("message") or ""), str(target or "")
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: httpx.Response, now: datetime) -> float | None:
     """Seconds from a Retry-After header (seconds or an HTTP date); None when absent or garbled."""
     value = response.headers.get("Retry-After")
     if value is None:
@@ -246,14 +369,11 @@ def _retry_after(response: httpx.Response) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        return _seconds_until(value)
-
-
-def _seconds_until(http_date: str) -> float | None:
+        pass
     try:
-        when = parsedate_to_datetime(http_date)
+        when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return max(0.0, (when - now).total_seconds())

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edrtrial.secrets import SecretRef
 
 # Tenant and client ids end up in URL paths and consent links: keep them to safe characters.
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+_SHA1_HEX = re.compile(r"^[0-9A-F]{40}$")
 
 
 class DefenderSettings(BaseModel):
@@ -21,7 +30,10 @@ class DefenderSettings(BaseModel):
     connector: Literal["defender"]
     tenant_id: str = Field(pattern=_ID_PATTERN, max_length=256)
     client_id: str = Field(pattern=_ID_PATTERN, max_length=256)
-    client_secret: SecretRef
+    # Exactly one of the two; a certificate is preferred (no shared secret to leak or expire).
+    client_secret: SecretRef | None = None
+    client_certificate: SecretRef | None = None  # PEM: unencrypted private key + certificate
+    certificate_thumbprint: str | None = None  # SHA-1 hex; computed from the certificate if unset
     authority_host: str = "https://login.microsoftonline.com"
     graph_base_url: str = "https://graph.microsoft.com"
     mde_base_url: str = "https://api.securitycenter.microsoft.com"
@@ -31,6 +43,15 @@ class DefenderSettings(BaseModel):
     alert_page_size: int = Field(100, ge=1, le=1000)
     timeout_seconds: float = Field(30.0, gt=0, le=600)
     overlap_seconds: int = Field(120, ge=0, le=86_400)
+    # Longest the client waits in one call (for a budget slot, a Retry-After or a backoff);
+    # anything longer becomes a TransientError carrying retry_after for the scheduler.
+    max_wait_seconds: float = Field(10.0, ge=0, le=300)
+    # Microsoft's documented quotas per app and tenant; set lower if another tool shares the app.
+    graph_calls_per_minute: int = Field(150, ge=1, le=150)
+    mde_calls_per_minute: int = Field(100, ge=1, le=100)
+    mde_calls_per_hour: int = Field(1500, ge=1, le=1500)
+    isolation_type: Literal["Full", "Selective"] = "Full"
+    write_back: bool = False
 
     @field_validator("authority_host")
     @classmethod
@@ -47,6 +68,28 @@ class DefenderSettings(BaseModel):
             raise ValueError("must be an http(s):// URL")
         return value.rstrip("/")
 
+    @field_validator("certificate_thumbprint")
+    @classmethod
+    def _thumbprint(cls, value: str | None) -> str | None:
+        # The portal shows it as hex, tools often add colons or spaces.
+        if value is None:
+            return None
+        cleaned = re.sub(r"[\s:]", "", value).upper()
+        if not _SHA1_HEX.match(cleaned):
+            raise ValueError("must be the certificate's SHA-1 thumbprint: 40 hex digits")
+        return cleaned
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> Self:
+        if (self.client_secret is None) == (self.client_certificate is None):
+            raise ValueError(
+                "set exactly one of client_secret or client_certificate (a certificate is "
+                "preferred)"
+            )
+        if self.certificate_thumbprint is not None and self.client_certificate is None:
+            raise ValueError("certificate_thumbprint needs client_certificate")
+        return self
+
 
 def describe_errors(err: ValidationError) -> str:
     """Name each bad key and why, without echoing the input (it may be a pasted secret)."""
@@ -58,6 +101,6 @@ def describe_errors(err: ValidationError) -> str:
         elif item["type"] == "missing":
             message = "required key is missing"
         else:
-            message = item["msg"]
+            message = item["msg"].removeprefix("Value error, ")
         parts.append(f"{where}: {message}")
     return "; ".join(parts)

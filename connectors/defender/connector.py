@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import ssl
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,11 +21,16 @@ from edrtrial.connectors.base import (
     ActionResult,
     ActionStatus,
     AlertRecord,
+    AlertUpdate,
+    Batch,
+    Capability,
     DeviceRecord,
     DeviceRef,
     IncidentRecord,
+    Rejected,
 )
 from edrtrial.connectors.defender.auth import TokenProvider
+from edrtrial.connectors.defender.budget import Clock
 from edrtrial.connectors.defender.client import (
     Api,
     ApiRefused,
@@ -33,6 +38,7 @@ from edrtrial.connectors.defender.client import (
     ResourceNotFound,
 )
 from edrtrial.connectors.defender.config import DefenderSettings, describe_errors
+from edrtrial.connectors.defender.credential import load_credential
 from edrtrial.connectors.defender.models import (
     Evidence,
     GraphAlert,
@@ -41,18 +47,33 @@ from edrtrial.connectors.defender.models import (
     MdeMachineAction,
 )
 from edrtrial.errors import ConfigError, PermanentError, SchemaDriftError, TransientError
-from edrtrial.secrets import resolve_secret
 from edrtrial.timeutil import format_iso
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 
+# edrtrial's lower-case vocabulary → Graph's camelCase enum members, for write-back.
+_GRAPH_VALUES = {
+    "inprogress": "inProgress",
+    "truepositive": "truePositive",
+    "falsepositive": "falsePositive",
+    "informationalexpectedactivity": "informationalExpectedActivity",
+    "securitytesting": "securityTesting",
+    "unwantedsoftware": "unwantedSoftware",
+    "multistagedattack": "multiStagedAttack",
+    "compromiseduser": "compromisedUser",
+    "malicioususeractivity": "maliciousUserActivity",
+    "insufficientdata": "insufficientData",
+    "confirmeduseractivity": "confirmedUserActivity",
+    "lineofbusinessapplication": "lineOfBusinessApplication",
+}
+
 ALERTS_PATH = "/v1.0/security/alerts_v2"
 INCIDENTS_PATH = "/v1.0/security/incidents"
 MACHINES_PATH = "/api/machines"
 MACHINE_ACTIONS_PATH = "/api/machineactions"
-INCIDENTS_PAGE_SIZE = 50  # Graph answers 400 to a larger $top on /security/incidents
+ALERT_COMMENT_TYPE = "microsoft.graph.security.alertComment"
 ALREADY_IN_PROGRESS = "action is already in progress"
 _OPEN = frozenset({ActionStatus.PENDING.value, ActionStatus.IN_PROGRESS.value})
 # Offboarding by API: Windows 10/11 and Windows Server 2019+ (2012 R2/2016 need the unified
@@ -68,7 +89,7 @@ class _ActionSpec:
 
 
 _ACTIONS: Mapping[ActionKind, _ActionSpec] = {
-    ActionKind.ISOLATE: _ActionSpec("Isolate", "isolate", {"IsolationType": "Full"}),
+    ActionKind.ISOLATE: _ActionSpec("Isolate", "isolate"),  # IsolationType from the settings
     ActionKind.RELEASE: _ActionSpec("Unisolate", "unisolate"),
     ActionKind.AV_SCAN: _ActionSpec("RunAntiVirusScan", "runAntiVirusScan", {"ScanType": "Quick"}),
     ActionKind.OFFBOARD: _ActionSpec("Offboard", "offboard"),
@@ -84,7 +105,9 @@ class DefenderForBusinessConnector:
 
     name: ClassVar[str] = "defender"
     settings_model: ClassVar[type[BaseModel]] = DefenderSettings
-    stream_names: ClassVar[tuple[str, ...]] = ("alerts", "incidents")
+    # What a tenant with default settings offers; an instance adds WRITE_BACK when its
+    # `write_back` setting is on.
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability) - {Capability.WRITE_BACK}
 
     def __init__(
         self, settings: DefenderSettings, client: DefenderClient, http: httpx.Client
@@ -92,46 +115,80 @@ class DefenderForBusinessConnector:
         self.settings = settings
         self._client = client
         self._http = http
+        if settings.write_back:
+            # Per tenant, so the instance shadows the class-wide set (the protocol's ClassVar).
+            self.capabilities = type(self).capabilities | {Capability.WRITE_BACK}  # type: ignore[misc]
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any], base_dir: Path) -> Self:
-        """Validate the connection block, read the secret and open the tenant's HTTP client."""
+    def from_settings(
+        cls, settings: Mapping[str, Any], base_dir: Path, *, clock: Clock | None = None
+    ) -> Self:
+        """Validate the connection block, read the credential and open the tenant's client."""
         try:
             parsed = DefenderSettings.model_validate(dict(settings))
         except ValidationError as err:
             raise ConfigError(f"defender connection: {describe_errors(err)}") from err
-        secret = resolve_secret(
-            parsed.client_secret, base_dir, f"defender tenant {parsed.tenant_id} client_secret"
-        )
+        credential = load_credential(parsed, base_dir)
         http = httpx.Client(
             verify=_tls_verify(parsed, base_dir),
             timeout=parsed.timeout_seconds,
             headers={"User-Agent": f"edrtrial/{__version__}"},
         )
-        tokens = TokenProvider(parsed, secret, http)
-        return cls(parsed, DefenderClient(parsed, http, tokens), http)
+        tokens = TokenProvider(parsed, credential, http)
+        return cls(parsed, DefenderClient(parsed, http, tokens, clock), http)
 
-    def fetch_alerts(self, since: datetime | None) -> Iterator[list[AlertRecord]]:
+    def fetch_alerts(self, since: datetime | None) -> Iterator[Batch[AlertRecord]]:
         """Graph alerts_v2 updated since `since` minus the overlap, page by page."""
         params = {"$top": str(self.settings.alert_page_size)} | self._since_filter(since)
         for page in self._client.graph_pages(ALERTS_PATH, params):
             yield self._map_records(page, _alert_record, "alert")
 
-    def fetch_incidents(self, since: datetime | None) -> Iterator[list[IncidentRecord]]:
-        """Graph incidents updated since `since` minus the overlap, page by page."""
-        params = {"$top": str(INCIDENTS_PAGE_SIZE)} | self._since_filter(since)
-        for page in self._client.graph_pages(INCIDENTS_PATH, params):
-            yield self._map_records(page, _incident_record, "incident")
+    def fetch_incidents(self, source_ids: Sequence[str]) -> Batch[IncidentRecord]:
+        """The named Graph incidents, one GET each (only new or changed ones are asked for)."""
+        items: list[Any] = []
+        for source_id in dict.fromkeys(source_ids):
+            path = f"{INCIDENTS_PATH}/{quote(source_id, safe='')}"
+            try:
+                items.append(self._client.get_json(Api.GRAPH, path))
+            except ResourceNotFound:
+                log.info("tenant %s: incident %s no longer exists", self._tenant, source_id)
+        return self._map_records(items, _incident_record, "incident")
 
-    def fetch_devices(self) -> list[DeviceRecord]:
+    def fetch_devices(self) -> Batch[DeviceRecord]:
         """Every machine of the tenant; MDE answers 404 when it has no recent machines."""
         devices: list[DeviceRecord] = []
+        rejected: list[Rejected] = []
         try:
             for page in self._client.mde_pages(MACHINES_PATH):
-                devices.extend(self._map_records(page, _device_record, "machine"))
-        except ResourceNotFound:
+                batch = self._map_records(page, _device_record, "device")
+                devices.extend(batch.records)
+                rejected.extend(batch.rejected)
+        except ResourceNotFound as err:
+            if devices or rejected:  # a later page vanished: this inventory is not whole
+                raise SchemaDriftError(
+                    f"tenant {self._tenant}: {MACHINES_PATH} answered 404 after a first page"
+                ) from err
             log.info("tenant %s: no recent machines (404 from %s)", self._tenant, MACHINES_PATH)
-        return devices
+        return Batch(devices, rejected)
+
+    def update_alert(self, source_id: str, update: AlertUpdate) -> None:
+        """PATCH the verdict in Graph (camelCase values), then add the desk's comment if any."""
+        if not self.settings.write_back:
+            raise PermanentError(
+                f"tenant {self._tenant}: write-back is off; set write_back = true in the "
+                "tenant's connection block (the app then needs SecurityAlert.ReadWrite.All)"
+            )
+        body: dict[str, Any] = {"status": _GRAPH_VALUES.get(update.status, update.status)}
+        if update.classification:
+            body["classification"] = _GRAPH_VALUES.get(update.classification, update.classification)
+        if update.determination:
+            body["determination"] = _GRAPH_VALUES.get(update.determination, update.determination)
+        path = f"{ALERTS_PATH}/{quote(source_id, safe='')}"
+        self._client.patch_json(Api.GRAPH, path, body)
+        if update.comment.strip():
+            comment = {"@odata.type": ALERT_COMMENT_TYPE, "comment": update.comment}
+            self._client.post_json(Api.GRAPH, f"{path}/comments", comment)
+        log.info("tenant %s: wrote %s back to alert %s", self._tenant, body, source_id)
 
     def start_action(self, device_source_id: str, kind: ActionKind, comment: str) -> ActionResult:
         """Reuse a pending action of this kind on the device, else ask MDE for a new one."""
@@ -150,8 +207,11 @@ class DefenderForBusinessConnector:
             )
             return pending
         path = f"{MACHINES_PATH}/{quote(device_source_id, safe='')}/{spec.endpoint}"
+        body = {"Comment": comment, **spec.body}
+        if kind is ActionKind.ISOLATE:
+            body["IsolationType"] = self.settings.isolation_type
         try:
-            payload = self._client.post_json(Api.MDE, path, {"Comment": comment, **spec.body})
+            payload = self._client.post_json(Api.MDE, path, body)
         except ApiRefused as err:
             if err.status != 400 or ALREADY_IN_PROGRESS not in err.api_message.lower():
                 raise
@@ -211,20 +271,20 @@ class DefenderForBusinessConnector:
         start = since - timedelta(seconds=self.settings.overlap_seconds)
         return {"$filter": f"lastUpdateDateTime ge {format_iso(start)}"}
 
-    def _map_records(self, items: list[Any], mapper: Callable[[Any], R], kind: str) -> list[R]:
-        """The one place a bad record is dropped: logged and skipped so the page survives.
-
-        (A later issue replaces the skip with a quarantine table.)
-        """
+    def _map_records(self, items: list[Any], mapper: Callable[[Any], R], kind: str) -> Batch[R]:
+        """The one place a bad record is set aside: the rest of the page goes through."""
         records: list[R] = []
+        rejected: list[Rejected] = []
         for item in items:
             try:
                 records.append(mapper(item))
             except (ValidationError, Unmappable) as err:
                 reason = describe_errors(err) if isinstance(err, ValidationError) else str(err)
-                record_id = item.get("id") if isinstance(item, dict) else None
-                log.warning("tenant %s: skipped %s %s: %s", self._tenant, kind, record_id, reason)
-        return records
+                raw = item if isinstance(item, dict) else {"value": repr(item)[:2000]}
+                record_id = str(raw.get("id") or "")
+                log.warning("tenant %s: set aside %s %s: %s", self._tenant, kind, record_id, reason)
+                rejected.append(Rejected(kind, record_id, reason, raw))
+        return Batch(records, rejected)
 
     def _open_action(self, device_source_id: str, spec: _ActionSpec) -> ActionResult | None:
         """The newest Pending/InProgress action of this type on the device, if any."""
@@ -232,7 +292,7 @@ class DefenderForBusinessConnector:
         query = {"$filter": f"machineId eq '{device}' and type eq '{spec.mde_type}'"}
         candidates: list[tuple[MdeMachineAction, Any]] = []
         for page in self._client.mde_pages(MACHINE_ACTIONS_PATH, query):
-            for action, raw in self._map_records(page, _with_raw, "machine action"):
+            for action, raw in self._map_records(page, _with_raw, "machine action").records:
                 if (
                     action.id
                     and action.status in _OPEN

@@ -26,6 +26,15 @@ def _timestamp(value: Any) -> Any:
 
 
 def _empty_if_null(value: Any) -> Any:
+    if isinstance(value, str):  # a lone value where a list was documented
+        return (value,)
+    return () if value is None else value
+
+
+def _objects_only(value: Any) -> Any:
+    # Evidence only adds detail: an item that is not an object must not cost us the alert.
+    if isinstance(value, list):
+        return tuple(item for item in value if isinstance(item, dict))
     return () if value is None else value
 
 
@@ -67,7 +76,7 @@ class Evidence(_Payload):
         return self.odata_type == DEVICE_EVIDENCE
 
 
-Evidences = Annotated[tuple[Evidence, ...], BeforeValidator(_empty_if_null)]
+Evidences = Annotated[tuple[Evidence, ...], BeforeValidator(_objects_only)]
 
 
 class GraphAlert(_Payload):

@@ -9,8 +9,13 @@ from edrtrial.sandbox.faults import ApiError
 from edrtrial.sandbox.world import SandboxWorld
 
 
-async def admit(world: SandboxWorld, request: Request, audience: str, api: str) -> tuple[str, str]:
-    """The caller's (tenant id, client id), or ApiError 401 / 429 with the right headers."""
+async def admit(
+    world: SandboxWorld, request: Request, audience: str, api: str, endpoint: str | None = None
+) -> tuple[str, str]:
+    """The caller's (tenant id, client id), or ApiError 401 / 429 with the right headers.
+
+    `api` names the budget charged; the request is counted under `endpoint` (else `api`).
+    """
     try:
         tenant_id, client_id = await run_in_threadpool(
             world.authenticate, request.headers.get("authorization"), audience
@@ -21,7 +26,7 @@ async def admit(world: SandboxWorld, request: Request, audience: str, api: str) 
             "WWW-Authenticate", 'Bearer error="invalid_token"' if presented else "Bearer"
         )
         raise
-    retry_after = await run_in_threadpool(world.charge, tenant_id, api)
+    retry_after = await run_in_threadpool(world.charge, tenant_id, api, endpoint)
     if retry_after is not None:
         raise ApiError(
             429, "TooManyRequests", "Too many requests.", {"Retry-After": str(retry_after)}

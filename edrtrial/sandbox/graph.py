@@ -67,9 +67,12 @@ class GraphApi:
         ]
 
     def _guard(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        # Graph charges one budget for all of /security; requests are counted per endpoint.
+        counted_as = f"graph:{handler.__name__}"
+
         async def endpoint(request: Request) -> Response:
             try:
-                tenant_id, _ = await admit(self.world, request, GRAPH, "graph")
+                tenant_id, _ = await admit(self.world, request, GRAPH, "graph", counted_as)
                 return await handler(request, tenant_id)
             except TopExceededError as err:
                 return graph_error(request, 400, "", str(err), details=[])

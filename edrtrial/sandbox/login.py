@@ -48,6 +48,7 @@ class LoginApi:
         tenant_id = self.world.find_tenant(name)
         if tenant_id is None:
             return self._entra_error(EntraError("unknown_tenant", tenant=name), "invalid_tenant")
+        self.world.count_request(tenant_id, "login:discovery")
         return json_response(openid_configuration(base_url(request), tenant_id))
 
     async def keys(self, request: Request) -> Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import threading
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -54,6 +55,7 @@ class SandboxWorld:
         self._tokens = TokenStore()
         self._limiter = RateLimiter()
         self._secrets: dict[str, str] = {}
+        self._requests: dict[str, Counter[str]] = {}
         self._latency = 0.0
         self._action_seconds = 6.0
         self._action_outcome = "Succeeded"
@@ -101,6 +103,7 @@ class SandboxWorld:
             tenant_id = self.find_tenant(tenant)
             if tenant_id is None:
                 raise EntraError("unknown_tenant", tenant=tenant)
+            self._count(tenant_id, "login:token")
             state = self._tenants[tenant_id]
             grant_type = form.get("grant_type")
             if not grant_type:
@@ -161,10 +164,37 @@ class SandboxWorld:
                 raise ApiError(401, code, "Access token validation failure. Invalid audience.")
             return grant.tenant_id, grant.client_id
 
-    def charge(self, tenant_id: str, api: str) -> int | None:
-        """Count an API call against the tenant's budget; the Retry-After seconds if over."""
+    def charge(self, tenant_id: str, api: str, endpoint: str | None = None) -> int | None:
+        """Count an API call against the tenant's budget; the Retry-After seconds if over.
+
+        The request is also counted under `endpoint` (else `api`), throttled or not.
+        """
         with self._lock:
+            self._count(tenant_id, endpoint or api)
             return self._limiter.charge(tenant_id, api, self._clock())
+
+    # -- request counts (benchmarks, tests) ----------------------------------------------------
+
+    def _count(self, tenant_id: str, api: str) -> None:
+        self._requests.setdefault(tenant_id.lower(), Counter())[api] += 1
+
+    def count_request(self, tenant_id: str, api: str) -> None:
+        """Count a request that is not charged to a budget (sign-in metadata)."""
+        with self._lock:
+            self._count(tenant_id, api)
+
+    def request_counts(self, tenant_id: str) -> dict[str, int]:
+        """Requests per API since the start or the last reset ("graph:list_alerts", …).
+
+        Only requests that name a known tenant count (a bad token names none).
+        """
+        with self._lock:
+            return dict(self._requests.get(tenant_id.lower(), {}))
+
+    def reset_request_counts(self) -> None:
+        """Start counting every tenant's requests from zero."""
+        with self._lock:
+            self._requests.clear()
 
     # -- Graph ---------------------------------------------------------------------------------
 

@@ -1,0 +1,427 @@
+"""CyCraft AIR: alerts, incidents, endpoints and tasks, read through the configured REST mapping."""
+
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar, Self, TypeVar, cast
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from edrtrial import __version__
+from edrtrial.connectors.base import (
+    ActionKind,
+    ActionResult,
+    ActionStatus,
+    AlertRecord,
+    AlertUpdate,
+    Batch,
+    Capability,
+    DeviceRecord,
+    DeviceRef,
+    IncidentRecord,
+    Rejected,
+)
+from edrtrial.connectors.cycraft.auth import ApiKeyAuth
+from edrtrial.connectors.cycraft.client import Conflict, CyCraftClient, ResourceNotFound
+from edrtrial.connectors.cycraft.config import (
+    CyCraftSettings,
+    default_capabilities,
+    describe_errors,
+)
+from edrtrial.connectors.cycraft.models import (
+    CyCraftAlert,
+    CyCraftDevice,
+    CyCraftIncident,
+    CyCraftTask,
+    dig,
+    pick,
+)
+from edrtrial.errors import ConfigError, PermanentError, SchemaDriftError, TransientError
+from edrtrial.secrets import resolve_secret
+from edrtrial.timeutil import as_utc
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+A = TypeVar("A", bound="CyCraftAdapter")
+
+_OPEN = frozenset({ActionStatus.PENDING, ActionStatus.IN_PROGRESS})
+_CAPABILITY_OF = {
+    ActionKind.ISOLATE: Capability.ISOLATE,
+    ActionKind.RELEASE: Capability.RELEASE,
+    ActionKind.AV_SCAN: Capability.AV_SCAN,
+    ActionKind.OFFBOARD: Capability.OFFBOARD,
+}
+_PLATFORM_NOISE = re.compile(r"[\s_-]")
+
+
+class Unmappable(ValueError):
+    """A payload that parsed but lacks what an edrtrial record needs (an id, a timestamp)."""
+
+
+class CyCraftAdapter:
+    """One CyCraft AIR organisation, read and acted on through its REST mapping.
+
+    `capabilities` on this class are those of the shipped mapping; `from_settings` returns
+    an instance of a subclass whose `capabilities` are those of the tenant's own mapping,
+    because the contract makes them a class attribute while here they depend on config.
+    """
+
+    name: ClassVar[str] = "cycraft"
+    settings_model: ClassVar[type[BaseModel]] = CyCraftSettings
+    capabilities: ClassVar[frozenset[Capability]] = default_capabilities()
+
+    def __init__(
+        self, settings: CyCraftSettings, client: CyCraftClient, http: httpx.Client
+    ) -> None:
+        self.settings = settings
+        self._client = client
+        self._http = http
+        self._mapping = settings.mapping
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], base_dir: Path) -> Self:
+        """Validate the connection block over the defaults, read the key, open the client."""
+        try:
+            parsed = CyCraftSettings.model_validate(dict(settings))
+        except ValidationError as err:
+            raise ConfigError(f"cycraft connection: {describe_errors(err)}") from err
+        key = resolve_secret(parsed.api_key, base_dir, f"cycraft tenant {parsed.tenant_id} api_key")
+        http = httpx.Client(
+            verify=_tls_verify(parsed, base_dir),
+            timeout=parsed.timeout_seconds,
+            headers={"User-Agent": f"edrtrial/{__version__}"},
+        )
+        client = CyCraftClient(parsed, http, ApiKeyAuth(parsed, key))
+        return _with_capabilities(cls, parsed.mapping.capabilities)(parsed, client, http)
+
+    @property
+    def tenant_id(self) -> str:
+        """The CyCraft organisation id this adapter talks to."""
+        return self.settings.tenant_id
+
+    def fetch_alerts(self, since: datetime | None) -> Iterator[Batch[AlertRecord]]:
+        """Alerts updated since `since` minus the overlap, page by page."""
+        spec = self._mapping.alerts
+        params = dict(spec.params) | self._since_filter(since)
+        for page in self._client.pages(self._client.endpoint(spec.path), params):
+            yield self._map_records(page, self._alert_record, "alert", spec.fields.id)
+
+    def fetch_incidents(self, source_ids: Sequence[str]) -> Batch[IncidentRecord]:
+        """The named incidents, one GET each; those CyCraft no longer knows are left out."""
+        if not source_ids:
+            return Batch([])
+        spec = self._mapping.incidents
+        self._require(Capability.INCIDENTS, "mapping.incidents.path")
+        items: list[Any] = []
+        for source_id in dict.fromkeys(source_ids):
+            path = self._client.endpoint(spec.path, id=source_id)
+            try:
+                items.append(self._client.item(path, self._client.get(path)))
+            except ResourceNotFound:
+                log.info("tenant %s: incident %s no longer exists", self._tenant, source_id)
+        return self._map_records(items, self._incident_record, "incident", spec.fields.id)
+
+    def fetch_devices(self) -> Batch[DeviceRecord]:
+        """Every endpoint of the organisation (a partial answer is marked by `rejected`)."""
+        spec = self._mapping.devices
+        self._require(Capability.DEVICES, "mapping.devices.path")
+        devices: list[DeviceRecord] = []
+        rejected: list[Rejected] = []
+        for page in self._client.pages(self._client.endpoint(spec.path), spec.params):
+            batch = self._map_records(page, self._device_record, "device", spec.fields.id)
+            devices.extend(batch.records)
+            rejected.extend(batch.rejected)
+        return Batch(devices, rejected)
+
+    def start_action(self, device_source_id: str, kind: ActionKind, comment: str) -> ActionResult:
+        """Reuse an open task of this kind on the device, else ask CyCraft for a new one."""
+        spec = self._mapping.actions
+        self._require(_CAPABILITY_OF[kind], f"mapping.actions.{kind.value}.path")
+        if not device_source_id:
+            raise PermanentError(f"tenant {self._tenant}: no device id given for {kind}")
+        if (pending := self._open_task(device_source_id, kind)) is not None:
+            log.info(
+                "tenant %s: reusing %s task %s on device %s",
+                self._tenant,
+                kind,
+                pending.source_action_id,
+                device_source_id,
+            )
+            return pending
+        path = self._client.endpoint(spec.of(kind).path, device_id=device_source_id)
+        body = {spec.comment_field: comment} if spec.comment_field else {}
+        try:
+            answer = self._client.send(spec.method, path, body)
+        except Conflict as err:
+            pending = self._open_task(device_source_id, kind)
+            if pending is None:
+                raise TransientError(
+                    f"tenant {self._tenant}: {kind} on {device_source_id} conflicts with a task "
+                    "that is not listed yet; try again shortly"
+                ) from err
+            return pending
+        result = self._task_result(self._client.item(path, answer), ActionStatus.PENDING)
+        log.info(
+            "tenant %s: started %s task %s on device %s",
+            self._tenant,
+            kind,
+            result.source_action_id,
+            device_source_id,
+        )
+        return result
+
+    def action_status(self, source_action_id: str) -> ActionResult:
+        """Where an earlier task stands."""
+        if not self._mapping.actions.status:
+            raise PermanentError(
+                f"tenant {self._tenant}: CyCraft task status is not configured "
+                "(mapping.actions.status is empty)"
+            )
+        path = self._client.endpoint(self._mapping.actions.status, action_id=source_action_id)
+        return self._task_result(self._client.item(path, self._client.get(path)), None)
+
+    def can_offboard(self, os_platform: str) -> bool:
+        """Whether the platform is in `offboard_platforms` (by prefix, case and spaces ignored)."""
+        if Capability.OFFBOARD not in self.capabilities:
+            return False
+        platform = _PLATFORM_NOISE.sub("", os_platform).lower()
+        allowed = (
+            _PLATFORM_NOISE.sub("", entry).lower() for entry in self.settings.offboard_platforms
+        )
+        return bool(platform) and any(entry and platform.startswith(entry) for entry in allowed)
+
+    def update_alert(self, source_id: str, update: AlertUpdate) -> None:
+        """Write the desk's verdict back, when the mapping names a write-back endpoint."""
+        spec = self._mapping.write_back
+        self._require(Capability.WRITE_BACK, "mapping.write_back.path")
+        values = {
+            spec.status_field: spec.status_values.get(update.status, update.status),
+            spec.classification_field: update.classification,
+            spec.determination_field: update.determination,
+            spec.comment_field: update.comment,
+        }
+        body = {field: value for field, value in values.items() if field and value}
+        self._client.send(spec.method, self._client.endpoint(spec.path, id=source_id), body)
+
+    def close(self) -> None:
+        """Release the HTTP client."""
+        self._http.close()
+
+    @property
+    def _tenant(self) -> str:
+        return self.settings.tenant_id
+
+    def _require(self, capability: Capability, key: str) -> None:
+        if capability not in self.capabilities:
+            raise PermanentError(
+                f"tenant {self._tenant}: CyCraft {capability} is not configured ({key} is empty)"
+            )
+
+    def _since_filter(self, since: datetime | None) -> dict[str, str]:
+        spec = self._mapping.alerts
+        if since is None or not spec.since_param:
+            return {}
+        start = as_utc(since - timedelta(seconds=self.settings.overlap_seconds))
+        if spec.since_format == "epoch_seconds":
+            value = str(int(start.timestamp()))
+        elif spec.since_format == "epoch_millis":
+            value = str(int(start.timestamp() * 1000))
+        else:  # whole seconds, truncated: the filter may only reach further back
+            value = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {spec.since_param: value}
+
+    def _map_records(
+        self, items: list[Any], mapper: Callable[[Mapping[str, Any]], R], kind: str, id_path: str
+    ) -> Batch[R]:
+        """The one place a bad record is set aside: the rest of the page goes through."""
+        records: list[R] = []
+        rejected: list[Rejected] = []
+        for item in items:
+            if not isinstance(item, dict):
+                reason = f"not a JSON object ({type(item).__name__})"
+                rejected.append(Rejected(kind, "", reason, {"value": repr(item)[:2000]}))
+                log.warning("tenant %s: set aside %s: %s", self._tenant, kind, reason)
+                continue
+            try:
+                records.append(mapper(item))
+            except (ValidationError, Unmappable) as err:
+                reason = describe_errors(err) if isinstance(err, ValidationError) else str(err)
+                record_id = dig(item, id_path)
+                source_id = (
+                    ""
+                    if record_id is None or isinstance(record_id, dict | list)
+                    else str(record_id)
+                )
+                log.warning("tenant %s: set aside %s %s: %s", self._tenant, kind, source_id, reason)
+                rejected.append(Rejected(kind, source_id, reason, item))
+        return Batch(records, rejected)
+
+    def _alert_record(self, item: Mapping[str, Any]) -> AlertRecord:
+        fields = self._mapping.alerts.fields
+        alert = CyCraftAlert.model_validate(pick(item, fields))
+        updated = alert.updated or alert.created
+        if updated is None:
+            where = " or ".join(f"'{path}'" for path in (fields.updated, fields.created) if path)
+            raise Unmappable(f"no timestamp at {where}")
+        return AlertRecord(
+            source_id=_required(alert.id, fields.id),
+            title=alert.title or "",
+            severity=self._severity(alert.severity),
+            status=self._status(alert.status),
+            last_update_at=updated,
+            created_at=alert.created,
+            incident_source_id=alert.incident_id or None,
+            description=alert.description or "",
+            category=alert.category or "",
+            service_source="cycraft",
+            mitre_techniques=alert.mitre,
+            devices=_device_refs(alert.device_id, alert.device_name),
+            raw=item,
+        )
+
+    def _incident_record(self, item: Mapping[str, Any]) -> IncidentRecord:
+        fields = self._mapping.incidents.fields
+        incident = CyCraftIncident.model_validate(pick(item, fields))
+        updated = incident.updated or incident.created
+        if updated is None:
+            where = " or ".join(f"'{path}'" for path in (fields.updated, fields.created) if path)
+            raise Unmappable(f"no timestamp at {where or '(none mapped)'}")
+        return IncidentRecord(
+            source_id=_required(incident.id, fields.id),
+            title=incident.title or "",
+            severity=self._severity(incident.severity),
+            status=self._status(incident.status),
+            last_update_at=updated,
+            created_at=incident.created,
+            raw=item,
+        )
+
+    def _device_record(self, item: Mapping[str, Any]) -> DeviceRecord:
+        fields = self._mapping.devices.fields
+        device = CyCraftDevice.model_validate(pick(item, fields))
+        return DeviceRecord(
+            source_id=_required(device.id, fields.id),
+            name=device.name or "",
+            os_platform=device.os_platform or "",
+            os_version=device.os_version or "",
+            health_status=device.health_status or "",
+            onboarding_status=device.onboarding_status or "",
+            risk_score=device.risk_score or "",
+            first_seen=device.first_seen,
+            last_seen=device.last_seen,
+            raw=item,
+        )
+
+    def _severity(self, value: str | None) -> str:
+        """Mapped through severity_map; a level not listed is kept (already lower-cased)."""
+        if not value:
+            return "unknown"
+        return self._mapping.severity_map.get(value, value)
+
+    def _status(self, value: str | None) -> str:
+        if not value:
+            return "unknown"
+        return self._mapping.status_map.get(value, value)
+
+    def _open_task(self, device_source_id: str, kind: ActionKind) -> ActionResult | None:
+        """An open task of this kind on the device, if the mapping can list tasks."""
+        spec = self._mapping.actions
+        if not spec.tasks:
+            return None
+        wanted = spec.of(kind).type.strip().lower()
+        path = self._client.endpoint(spec.tasks, device_id=device_source_id)
+        for page in self._client.pages(path, {}):
+            for item in page:
+                if not isinstance(item, dict):
+                    continue
+                try:
+                    task = CyCraftTask.model_validate(pick(item, spec.fields))
+                except ValidationError:
+                    continue  # one unreadable task must not block a new action
+                status = spec.status_map.get(task.status or "")
+                if (
+                    task.id
+                    and task.type == wanted
+                    and status in _OPEN
+                    and task.device_id in (None, device_source_id)
+                ):
+                    return self._task_result(item, None)
+        return None
+
+    def _task_result(self, item: Mapping[str, Any], default: ActionStatus | None) -> ActionResult:
+        """A task as edrtrial sees it; one we cannot read is schema drift, not a skip."""
+        spec = self._mapping.actions
+        try:
+            task = CyCraftTask.model_validate(pick(item, spec.fields))
+        except ValidationError as err:
+            raise SchemaDriftError(
+                f"tenant {self._tenant}: task not understood: {describe_errors(err)}"
+            ) from err
+        if not task.id:
+            raise SchemaDriftError(
+                f"tenant {self._tenant}: task without an id at '{spec.fields.id}'"
+            )
+        if task.status:
+            status = spec.status_map.get(task.status)
+        else:
+            status = default
+        if status is None:
+            raise SchemaDriftError(
+                f"tenant {self._tenant}: task {task.id} has status {task.status!r}, which "
+                "mapping.actions.status_map does not list"
+            )
+        return ActionResult(source_action_id=task.id, status=status, raw=item)
+
+
+_BOUND: dict[tuple[type[CyCraftAdapter], frozenset[Capability]], type[CyCraftAdapter]] = {}
+
+
+def _with_capabilities(cls: type[A], capabilities: frozenset[Capability]) -> type[A]:
+    """`cls`, or a subclass of it, whose class-level capabilities are these."""
+    if capabilities == cls.capabilities:
+        return cls
+    key = (cls, capabilities)
+    if key not in _BOUND:
+        namespace = {
+            "capabilities": capabilities,
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+        }
+        _BOUND[key] = cast(type[CyCraftAdapter], type(cls.__name__, (cls,), namespace))
+    return cast(type[A], _BOUND[key])
+
+
+def _required(value: str | None, path: str) -> str:
+    if not value:
+        raise Unmappable(f"no id at '{path}'")
+    return value
+
+
+def _device_refs(ids: tuple[str, ...], names: tuple[str, ...]) -> tuple[DeviceRef, ...]:
+    """Devices named by the alert, once each; names pair with ids by position."""
+    found: dict[str, DeviceRef] = {}
+    for index, device_id in enumerate(ids):
+        if device_id and device_id not in found:
+            name = names[index] if index < len(names) else ""
+            found[device_id] = DeviceRef(device_id, name)
+    return tuple(found.values())
+
+
+def _tls_verify(settings: CyCraftSettings, base_dir: Path) -> ssl.SSLContext | bool:
+    """A private CA when `ca_bundle` is set (an on-premises console), else the system's."""
+    if settings.ca_bundle is None:
+        return True
+    path = settings.ca_bundle if settings.ca_bundle.is_absolute() else base_dir / settings.ca_bundle
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except OSError as err:  # also ssl.SSLError: a file that is not a PEM bundle
+        raise ConfigError(
+            f"cycraft tenant {settings.tenant_id}: ca_bundle {path} is unusable: {err}"
+        ) from err

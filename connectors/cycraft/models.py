@@ -1,0 +1,151 @@
+"""CyCraft payloads: a dotted-path getter and lenient models of the values it picks out.
+
+CyCraft's payload shape is an assumption (see defaults.toml), so a record is not parsed
+whole: the configured JSON paths pick each field out of it, and the models below coerce
+what they find. Null and absent mean the same; enum-like values are lower-cased; numbers
+are accepted where text is expected (a severity of 4, an id of 1234).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+from edrtrial.timeutil import parse_iso
+
+# Epoch numbers at or above this are milliseconds (as seconds it would be the year 5138).
+_MILLIS_FROM = 100_000_000_000
+
+
+def dig(data: Any, path: str) -> Any:
+    """The value at a dotted path ('endpoint.id', 'items.0', 'mitre.*.id'); None if absent."""
+    if not path:
+        return None
+    return _dig(data, path.split("."))
+
+
+def _dig(data: Any, parts: list[str]) -> Any:
+    for index, part in enumerate(parts):
+        if part == "*":
+            if not isinstance(data, list):
+                return None
+            found = (_dig(item, parts[index + 1 :]) for item in data)
+            return [value for value in found if value is not None]
+        if isinstance(data, Mapping):
+            data = data.get(part)
+        elif isinstance(data, list) and part.isdigit():
+            data = data[int(part)] if int(part) < len(data) else None
+        else:
+            return None
+        if data is None:
+            return None
+    return data
+
+
+def pick(item: Mapping[str, Any], fields: BaseModel) -> dict[str, Any]:
+    """Each mapped field's value from `item`, keyed by field name (unmapped ones left out)."""
+    return {name: dig(item, path) for name, path in fields.model_dump().items() if path}
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value
+
+
+def _lower(value: Any) -> Any:
+    value = _text(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _timestamp(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = value / 1000 if abs(value) >= _MILLIS_FROM else value
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError) as err:
+            raise ValueError(f"epoch {value} is out of range") from err
+    if isinstance(value, str):
+        return parse_iso(value)  # a naive timestamp is taken as UTC
+    return value
+
+
+def _strings(value: Any) -> Any:
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    return tuple(_text(item) for item in items)
+
+
+Text = Annotated[str | None, BeforeValidator(_text)]
+EnumText = Annotated[str | None, BeforeValidator(_lower)]
+"""An enum-like value, lower-cased; a number becomes its text ("4")."""
+
+Timestamp = Annotated[datetime | None, BeforeValidator(_timestamp)]
+"""ISO-8601 text, or epoch seconds / milliseconds (as a number or digits), UTC-aware."""
+
+Strings = Annotated[tuple[str, ...], BeforeValidator(_strings)]
+"""One value or a list of them."""
+
+
+class _Picked(BaseModel):
+    # Only picked values arrive here; extra="allow" keeps a mapping addition harmless.
+    model_config = ConfigDict(extra="allow", frozen=True, coerce_numbers_to_str=True)
+
+
+class CyCraftAlert(_Picked):
+    """The parts of a CyCraft alert the mapping picked out."""
+
+    id: Text = None
+    title: Text = None
+    description: Text = None
+    severity: EnumText = None
+    status: EnumText = None
+    created: Timestamp = None
+    updated: Timestamp = None
+    incident_id: Text = None
+    device_id: Strings = ()
+    device_name: Strings = ()
+    mitre: Strings = ()
+    category: EnumText = None
+
+
+class CyCraftIncident(_Picked):
+    """The parts of a CyCraft incident the mapping picked out."""
+
+    id: Text = None
+    title: Text = None
+    severity: EnumText = None
+    status: EnumText = None
+    created: Timestamp = None
+    updated: Timestamp = None
+
+
+class CyCraftDevice(_Picked):
+    """The parts of a CyCraft endpoint (device) the mapping picked out."""
+
+    id: Text = None
+    name: Text = None
+    os_platform: Text = None
+    os_version: Text = None
+    health_status: EnumText = None
+    onboarding_status: EnumText = None
+    risk_score: EnumText = None
+    first_seen: Timestamp = None
+    last_seen: Timestamp = None
+
+
+class CyCraftTask(_Picked):
+    """The parts of a CyCraft task (a device action) the mapping picked out."""
+
+    id: Text = None
+    status: EnumText = None
+    type: EnumText = None
+    device_id: Text = None

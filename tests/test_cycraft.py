@@ -1,0 +1,459 @@
+"""CyCraft AIR adapter against a local fake server: mapping, paging, actions, errors, config."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from edrtrial.config import load_config
+from edrtrial.connectors import connector_class
+from edrtrial.connectors.base import (
+    ActionKind,
+    ActionStatus,
+    AlertRecord,
+    AlertUpdate,
+    Capability,
+    Connector,
+    DeviceRef,
+    Rejected,
+)
+from edrtrial.connectors.cycraft import CyCraftAdapter, CyCraftSettings
+from edrtrial.errors import (
+    AuthError,
+    ConfigError,
+    PermanentError,
+    SchemaDriftError,
+    TransientError,
+)
+
+from test_cycraft_support import BASE, ORG, FakeCyCraft, Reply, Seen, payload
+
+API_KEY = "cc-live-7Hq2Zs9VxK41"
+KEY_ENV = "EDRTRIAL_TEST_CYCRAFT_KEY"
+ALERTS = f"{BASE}/alerts"
+SINCE = datetime(2024, 5, 1, 3, 0, tzinfo=UTC)
+
+Make = Callable[..., CyCraftAdapter]
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeCyCraft]:
+    server = FakeCyCraft(API_KEY)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make(fake: FakeCyCraft, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Make]:
+    """Builds adapters on the fake; keyword arguments override the connection block."""
+    monkeypatch.setenv(KEY_ENV, API_KEY)
+    built: list[CyCraftAdapter] = []
+
+    def build(**overrides: Any) -> CyCraftAdapter:
+        block = {
+            "connector": "cycraft",
+            "tenant_id": ORG,
+            "base_url": fake.url,
+            "api_key": f"env:{KEY_ENV}",
+            **overrides,
+        }
+        adapter = CyCraftAdapter.from_settings(block, tmp_path)
+        built.append(adapter)
+        return adapter
+
+    yield build
+    for adapter in built:
+        adapter.close()
+
+
+def two_alert_pages(request: Seen) -> Reply:
+    page = request.query.get("page")
+    return Reply(body=payload(f"cycraft__alerts_page{page}.json"))
+
+
+def fetch(adapter: CyCraftAdapter, since: datetime | None) -> tuple[list[AlertRecord], list[Any]]:
+    records, rejected = [], []
+    for batch in adapter.fetch_alerts(since):
+        records.extend(batch.records)
+        rejected.extend(batch.rejected)
+    return records, rejected
+
+
+# --- contract and configuration ---------------------------------------------------------
+
+
+def test_entry_point_finds_the_adapter_and_it_meets_the_contract(make: Make) -> None:
+    assert connector_class("cycraft") is CyCraftAdapter
+    adapter = make()
+    assert isinstance(adapter, Connector)
+    assert isinstance(adapter, CyCraftAdapter)
+    assert adapter.name == "cycraft"
+    assert adapter.tenant_id == ORG
+    assert CyCraftAdapter.settings_model is CyCraftSettings
+
+
+def test_every_shipped_default_is_marked_as_an_assumption() -> None:
+    text = (files("edrtrial.connectors.cycraft") / "defaults.toml").read_text(encoding="utf-8")
+    keys = [line for line in text.splitlines() if re.match(r"^\s*[\w\"-]+\s*=", line)]
+    assert keys
+    assert [line for line in keys if "# assumed" not in line] == []
+
+
+def test_a_wrong_mapping_key_is_refused_naming_the_key(make: Make) -> None:
+    block = {
+        "connector": "cycraft",
+        "tenant_id": ORG,
+        "base_url": "https://air.example",
+        "api_key": "env:X",
+        "mapping": {"alerts": {"fields": {"titel": "rule.name"}}},
+    }
+    with pytest.raises(ValidationError) as caught:
+        CyCraftSettings.model_validate(block)
+    [error] = caught.value.errors()
+    assert error["loc"] == ("mapping", "alerts", "fields", "titel")
+    assert error["type"] == "extra_forbidden"
+
+    with pytest.raises(ConfigError, match=r"mapping\.alerts\.fields\.titel: unknown key"):
+        make(mapping={"alerts": {"fields": {"titel": "rule.name"}}})
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            {"mapping": {"actions": {"isolate": {"path": "/x/{devce_id}/isolate"}}}},
+            r"mapping\.actions\.isolate\.path: .*unknown placeholder \{devce_id\}",
+        ),
+        (
+            {"mapping": {"incidents": {"path": "/incidents"}}},
+            r"mapping\.incidents\.path: .*must contain \{id\}",
+        ),
+        ({"mapping": {"severity_map": {"5": "critical"}}}, r"mapping\.severity_map\.5:"),
+        ({"mapping": {"alerts": {"fields": {"id": ""}}}}, r"mapping\.alerts\.fields\.id:"),
+        ({"auth_template": "Bearer"}, r"auth_template: .*must contain \{key\}"),
+        ({"api_key": API_KEY}, r"api_key: .*must be a reference"),
+    ],
+)
+def test_bad_mapping_values_are_refused_naming_the_key(
+    make: Make, override: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=expected) as caught:
+        make(**override)
+    assert API_KEY not in str(caught.value)
+
+
+def test_a_cycraft_block_in_the_config_file_is_checked_by_the_adapter(tmp_path: Path) -> None:
+    example = (Path(__file__).parent.parent / "config.example.toml").read_text(encoding="utf-8")
+    first = re.search(r"\[companies\.connection\]\n(?:[^\[].*\n)+", example)
+    assert first is not None
+    block = (
+        '[companies.connection]\nconnector = "cycraft"\ntenant_id = "org-42"\n'
+        'base_url = "https://air.example"\napi_key = "env:CYCRAFT_KEY"\n'
+        '[companies.connection.mapping.devices.fields]\nhostname = "name"\n'
+    )
+    path = tmp_path / "config.toml"
+    path.write_text(example.replace(first.group(0), block, 1), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"companies\[0\]\.connection\.mapping\.devices"):
+        load_config(path)
+
+
+# --- alerts ---------------------------------------------------------------------------
+
+
+def test_alerts_are_mapped_and_paged_with_the_since_filter(fake: FakeCyCraft, make: Make) -> None:
+    fake.route("GET", ALERTS, two_alert_pages)
+
+    records, _ = fetch(make(page_size=3), SINCE)
+
+    first, second, fourth = records
+    assert first.source_id == "al-1001"
+    assert first.title == "Suspicious PowerShell download cradle"
+    assert first.description.startswith("powershell.exe")
+    assert first.status == "new"  # "Open" via status_map
+    assert first.created_at == datetime(2024, 5, 1, 2, 55, 10, tzinfo=UTC)
+    assert first.last_update_at == datetime(2024, 5, 1, 3, 1, 12, 345000, tzinfo=UTC)
+    assert first.incident_source_id == "inc-77"
+    assert first.category == "execution"
+    assert first.mitre_techniques == ("T1059.001", "T1105")
+    assert first.devices == (DeviceRef("ep-01", "SAKURA-PC01"),)
+    assert first.raw["rule"] == {"name": "PS-Download-Exec", "version": 3}  # unknown fields kept
+    # A numeric id, epoch milliseconds and no updated_at (falls back to created_at).
+    assert second.source_id == "1002"
+    assert second.last_update_at == second.created_at == datetime(2024, 5, 1, 3, 0, tzinfo=UTC)
+    assert second.incident_source_id is None
+    assert fourth.source_id == "al-1004"
+
+    pages = fake.seen("GET", ALERTS)
+    assert [r.query for r in pages] == [
+        {"updated_after": "2024-05-01T02:55:00Z", "limit": "3", "page": str(n)} for n in (1, 2)
+    ]
+    assert all(r.headers["authorization"] == f"Bearer {API_KEY}" for r in pages)
+
+
+def test_first_poll_sends_no_since_filter(fake: FakeCyCraft, make: Make) -> None:
+    fake.route("GET", ALERTS, Reply(body={"data": []}))
+    assert fetch(make(), None) == ([], [])
+    [request] = fake.seen()
+    assert request.query == {"limit": "100", "page": "1"}
+
+
+def test_severities_are_mapped_and_unknown_ones_kept_lower_cased(
+    fake: FakeCyCraft, make: Make
+) -> None:
+    fake.route("GET", ALERTS, two_alert_pages)
+    records, _ = fetch(make(page_size=3), SINCE)
+    # "Critical" -> high, 4 -> high, "Severe" (not in the table) kept lower-cased.
+    assert [r.severity for r in records] == ["high", "high", "severe"]
+    assert records[-1].status == "escalated"  # an unknown status is kept too
+
+
+def test_a_tenant_can_extend_the_severity_table(fake: FakeCyCraft, make: Make) -> None:
+    fake.route("GET", ALERTS, two_alert_pages)
+    adapter = make(page_size=3, mapping={"severity_map": {"Severe": "medium", "4": "medium"}})
+    records, _ = fetch(adapter, SINCE)
+    assert [r.severity for r in records] == ["high", "medium", "medium"]
+
+
+def test_bad_records_are_rejected_and_the_rest_of_the_page_kept(
+    fake: FakeCyCraft, make: Make
+) -> None:
+    fake.route("GET", ALERTS, two_alert_pages)
+    batches = list(make(page_size=3).fetch_alerts(SINCE))
+
+    assert [len(b.records) for b in batches] == [2, 1]
+    [bad_time] = batches[0].rejected
+    assert isinstance(bad_time, Rejected)
+    assert (bad_time.kind, bad_time.source_id) == ("alert", "al-1003")
+    assert "created" in bad_time.reason and "updated" in bad_time.reason
+    assert bad_time.raw["title"] == "Alert with a timestamp nobody can read"
+    [no_id] = batches[1].rejected
+    assert (no_id.kind, no_id.source_id, no_id.reason) == ("alert", "", "no id at 'id'")
+    assert not batches[0].complete
+
+
+def test_overriding_one_json_path_keeps_the_other_defaults(fake: FakeCyCraft, make: Make) -> None:
+    fake.route("GET", ALERTS, two_alert_pages)
+    adapter = make(page_size=3, mapping={"alerts": {"fields": {"title": "rule.name"}}})
+    records, _ = fetch(adapter, SINCE)
+    assert [r.title for r in records] == ["PS-Download-Exec", "LSASS-Access", "C2-Beacon"]
+    assert records[0].devices == (DeviceRef("ep-01", "SAKURA-PC01"),)  # defaults still apply
+
+
+def test_cursor_paging_and_epoch_since(fake: FakeCyCraft, make: Make) -> None:
+    alert = payload("cycraft__alerts_page1.json")["data"][0]
+    pages = {
+        None: {"items": [alert], "next": "c2"},
+        "c2": {"items": [{**alert, "id": "al-2"}], "next": None},
+    }
+    fake.route("GET", ALERTS, lambda r: Reply(body=pages[r.query.get("after")]))
+    adapter = make(
+        mapping={
+            "paging": {
+                "style": "cursor",
+                "items_path": "items",
+                "cursor_param": "after",
+                "next_cursor_path": "next",
+                "size_param": "",
+            },
+            "alerts": {"since_format": "epoch_seconds", "params": {"sort": "updated_at"}},
+        }
+    )
+    records, _ = fetch(adapter, SINCE)
+    assert [r.source_id for r in records] == ["al-1001", "al-2"]
+    first, second = fake.seen()
+    assert first.query == {"updated_after": "1714532100", "sort": "updated_at"}
+    assert second.query == {"updated_after": "1714532100", "sort": "updated_at", "after": "c2"}
+
+
+def test_a_page_without_the_list_is_schema_drift(fake: FakeCyCraft, make: Make) -> None:
+    fake.route("GET", ALERTS, Reply(body={"results": []}))
+    with pytest.raises(SchemaDriftError, match=rf"{re.escape(ALERTS)} sent no list at 'data'"):
+        fetch(make(), SINCE)
+
+
+# --- incidents and devices ---------------------------------------------------------------
+
+
+def test_incidents_by_id_and_a_vanished_one_left_out(fake: FakeCyCraft, make: Make) -> None:
+    fake.route(
+        "GET", f"{BASE}/incidents/inc-77", Reply(body=payload("cycraft__incident_inc-77.json"))
+    )
+    batch = make().fetch_incidents(["inc-77", "inc-gone", "inc-77"])
+    [incident] = batch.records
+    assert incident.source_id == "inc-77"
+    assert (incident.severity, incident.status) == ("high", "inprogress")
+    assert incident.last_update_at == datetime(2024, 5, 1, 3, 5, tzinfo=UTC)
+    assert batch.complete
+    assert len(fake.seen("GET", f"{BASE}/incidents/inc-77")) == 1
+
+
+def test_devices_are_mapped_and_a_bad_one_marks_the_inventory_partial(
+    fake: FakeCyCraft, make: Make
+) -> None:
+    fake.route("GET", f"{BASE}/endpoints", Reply(body=payload("cycraft__endpoints.json")))
+    batch = make().fetch_devices()
+    windows, mac = batch.records
+    assert (windows.source_id, windows.name, windows.os_platform) == (
+        "ep-01",
+        "SAKURA-PC01",
+        "Windows",
+    )
+    assert (windows.os_version, windows.health_status, windows.onboarding_status) == (
+        "10.0.19045",
+        "online",
+        "installed",
+    )
+    assert windows.risk_score == "high"
+    assert windows.last_seen == datetime(2024, 5, 1, 3, 0, tzinfo=UTC)
+    assert mac.first_seen == datetime(2024, 4, 1, 0, 0, tzinfo=UTC)  # epoch seconds
+    [rejected] = batch.rejected
+    assert (rejected.kind, rejected.reason) == ("device", "no id at 'id'")
+    assert not batch.complete
+
+
+def test_without_a_devices_path_there_is_no_inventory(make: Make) -> None:
+    adapter = make(mapping={"devices": {"path": ""}})
+    assert Capability.DEVICES not in adapter.capabilities
+    with pytest.raises(PermanentError, match=r"mapping\.devices\.path is empty"):
+        adapter.fetch_devices()
+
+
+# --- actions -----------------------------------------------------------------------------
+
+
+def test_isolate_then_read_its_status(fake: FakeCyCraft, make: Make) -> None:
+    fake.route(
+        "GET", f"{BASE}/endpoints/ep-01/tasks", Reply(body=payload("cycraft__tasks_ep-01.json"))
+    )
+    fake.route(
+        "POST", f"{BASE}/endpoints/ep-01/isolate", Reply(201, payload("cycraft__task_created.json"))
+    )
+    fake.route(
+        "GET", f"{BASE}/tasks/task-9001", Reply(body=payload("cycraft__task_completed.json"))
+    )
+    adapter = make()
+
+    started = adapter.start_action("ep-01", ActionKind.ISOLATE, "ransomware suspected")
+    assert (started.source_action_id, started.status) == ("task-9001", ActionStatus.PENDING)
+    [post] = fake.seen("POST")
+    assert post.body == {"comment": "ransomware suspected"}
+
+    done = adapter.action_status("task-9001")
+    assert done.status is ActionStatus.SUCCEEDED and done.status.terminal
+
+
+def test_an_open_task_of_the_same_kind_is_reused(fake: FakeCyCraft, make: Make) -> None:
+    fake.route(
+        "GET", f"{BASE}/endpoints/ep-01/tasks", Reply(body=payload("cycraft__tasks_ep-01.json"))
+    )
+    result = make().start_action("ep-01", ActionKind.AV_SCAN, "scan please")
+    assert (result.source_action_id, result.status) == ("task-8000", ActionStatus.IN_PROGRESS)
+    assert fake.seen("POST") == []
+
+
+def test_offboard_and_which_platforms_can_be_offboarded(fake: FakeCyCraft, make: Make) -> None:
+    fake.route(
+        "POST",
+        f"{BASE}/endpoints/ep-01/uninstall",
+        Reply(200, {"data": {"id": "task-9100", "type": "uninstall", "status": "running"}}),
+    )
+    adapter = make(mapping={"actions": {"tasks": ""}})
+    result = adapter.start_action("ep-01", ActionKind.OFFBOARD, "trial ended")
+    assert (result.source_action_id, result.status) == ("task-9100", ActionStatus.IN_PROGRESS)
+
+    assert adapter.can_offboard("Windows") and adapter.can_offboard("Windows Server 2019")
+    assert not adapter.can_offboard("macOS") and not adapter.can_offboard("")
+    wider = make(offboard_platforms=["windows", "mac os"])
+    assert wider.can_offboard("macOS 14")
+    assert not make(mapping={"actions": {"offboard": {"path": ""}}}).can_offboard("Windows")
+
+
+def test_an_unknown_task_status_is_schema_drift(fake: FakeCyCraft, make: Make) -> None:
+    fake.route("GET", f"{BASE}/tasks/t-1", Reply(body={"data": {"id": "t-1", "status": "zombie"}}))
+    with pytest.raises(SchemaDriftError, match="'zombie'.*status_map"):
+        make().action_status("t-1")
+
+
+def test_write_back_only_when_a_path_is_configured(fake: FakeCyCraft, make: Make) -> None:
+    update = AlertUpdate(status="resolved", classification="falsepositive", comment="benign")
+    default = make()
+    assert Capability.WRITE_BACK not in default.capabilities
+    assert CyCraftAdapter.capabilities == default.capabilities
+    with pytest.raises(PermanentError, match=r"mapping\.write_back\.path is empty"):
+        default.update_alert("al-1001", update)
+
+    fake.route("PATCH", f"{BASE}/alerts/al-1001", Reply(204))
+    writer = make(mapping={"write_back": {"path": "/api/v1/organizations/{tenant_id}/alerts/{id}"}})
+    assert Capability.WRITE_BACK in writer.capabilities
+    assert isinstance(writer, Connector) and isinstance(writer, CyCraftAdapter)
+    writer.update_alert("al-1001", update)
+    [patch] = fake.seen("PATCH")
+    assert patch.body == {"status": "closed", "comment": "benign"}  # no classification field
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def test_429_with_retry_after_is_transient(fake: FakeCyCraft, make: Make) -> None:
+    fake.script("GET", ALERTS, Reply(429, payload("cycraft__error_429.json"), {"Retry-After": "7"}))
+    with pytest.raises(TransientError, match="429.*rate_limited") as caught:
+        fetch(make(), SINCE)
+    assert caught.value.retry_after == 7.0
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "pattern"),
+    [
+        (Reply(503, {"error": "maintenance"}), TransientError, "answered 503"),
+        (Reply(400, {"error": "bad filter"}), PermanentError, "answered 400: .*bad filter"),
+        (
+            Reply(200, b"<html>login</html>"),
+            SchemaDriftError,
+            rf"GET http://\S+{re.escape(ALERTS)} answered 200 .*not JSON",
+        ),
+        (Reply(200, {"data": []}, delay=1.0), TransientError, "timed out"),
+    ],
+)
+def test_failures_become_edrtrial_errors(
+    fake: FakeCyCraft, make: Make, reply: Reply, error: type[Exception], pattern: str
+) -> None:
+    fake.script("GET", ALERTS, reply)
+    with pytest.raises(error, match=pattern):
+        fetch(make(timeout_seconds=0.3), SINCE)
+
+
+def test_a_refused_key_is_an_auth_error_and_never_repeated(
+    fake: FakeCyCraft, make: Make, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = "cc-live-WRONGwrong123"
+    adapter = make()
+    monkeypatch.setenv(KEY_ENV, wrong)
+    stale = make()
+
+    with pytest.raises(AuthError, match="answered 401") as caught:
+        fetch(stale, SINCE)
+    assert "renew the API key" in caught.value.operator_action
+    assert "organisation id" in caught.value.operator_action
+    assert "**********" in str(caught.value)  # the server echoed the key; we masked it
+
+    fake.script("GET", f"{BASE}/endpoints", Reply(403, {"error": "forbidden"}))
+    with pytest.raises(AuthError) as forbidden:
+        adapter.fetch_devices()
+    assert "organisation id" in forbidden.value.operator_action
+
+    fake.route("GET", ALERTS, two_alert_pages)
+    fetch(adapter, SINCE)
+    for secret in (API_KEY, wrong):
+        assert secret not in caplog.text
+        for err in (caught.value, forbidden.value):
+            assert secret not in f"{err} {err.operator_action}"

@@ -1,0 +1,109 @@
+"""Polling follows the coordinator contract: Retry-After is obeyed, a failing tenant backs
+off (circuit breaker) without slowing the others, and one success resets it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from edrtrial import jobs
+from edrtrial.config import load_config
+from edrtrial.connectors.base import AlertRecord
+from edrtrial.errors import TransientError
+from edrtrial.runtime import Runtime
+
+from fakes import FakeConnector
+
+EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
+
+
+class Throttled(FakeConnector):
+    """Answers like a throttled tenant until told otherwise."""
+
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+        self.calls = 0
+        self.healthy = False
+
+    def fetch_alerts(self, since):
+        self.calls += 1
+        if not self.healthy:
+            raise TransientError("429 Too Many Requests", retry_after=self.retry_after)
+        return super().fetch_alerts(since)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def runtime(tmp_path, engine, database_url):
+    text = EXAMPLE.read_text(encoding="utf-8").replace(
+        'url = "sqlite:///var/edrtrial.db"', f'url = "{database_url}"'
+    )
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    clock = Clock()
+    rt = Runtime.open(load_config(path), clock=clock)
+    yield rt, clock
+    rt.close()
+
+
+def install(rt: Runtime, key: str, connector: FakeConnector) -> None:
+    [tenant] = rt.tenants(key)
+    rt._connectors[tenant.id] = connector
+
+
+def test_retry_after_is_obeyed_and_the_other_tenants_go_on(runtime):
+    rt, clock = runtime
+    throttled = Throttled(retry_after=120)
+    healthy = FakeConnector()
+    healthy.alerts["a1"] = AlertRecord(
+        source_id="a1",
+        title="x",
+        severity="low",
+        status="new",
+        last_update_at=clock.now,
+        created_at=clock.now,
+    )
+    install(rt, "sakura-seisakusho", throttled)
+    install(rt, "midori-shoji", healthy)
+    install(rt, "aozora-design", FakeConnector())
+
+    outcomes = {o.company_key: o for o in jobs.poll(rt)}
+    assert "next try after" in outcomes["sakura-seisakusho"].error
+    assert outcomes["midori-shoji"].new_alerts == 1 and not outcomes["midori-shoji"].error
+
+    clock.now += timedelta(seconds=60)  # inside Retry-After: not even asked
+    assert "waiting until" in jobs.poll(rt, "sakura-seisakusho")[0].error
+    assert throttled.calls == 1
+
+    clock.now += timedelta(seconds=61)
+    throttled.healthy = True
+    assert jobs.poll(rt, "sakura-seisakusho")[0].error == ""
+    assert throttled.calls == 2
+    [tenant] = rt.tenants("sakura-seisakusho")
+    assert (tenant.state, tenant.not_before) == ("active", None)
+
+
+def test_repeated_failures_open_the_breaker_with_growing_pauses(runtime):
+    rt, clock = runtime
+    failing = Throttled(retry_after=None)
+    install(rt, "sakura-seisakusho", failing)
+    pauses = []
+    for _ in range(5):
+        jobs.poll(rt, "sakura-seisakusho")
+        [tenant] = rt.tenants("sakura-seisakusho")
+        pauses.append(None if tenant.not_before is None else tenant.not_before - clock.now)
+        clock.now = tenant.not_before or clock.now
+    assert pauses[:2] == [None, None]  # the first failures retry at the next poll
+    assert pauses[2] < pauses[3] < pauses[4] <= jobs.BREAKER_MAX
+    assert failing.calls == 5
+    assert rt.tenants("sakura-seisakusho")[0].state == "failing"
