@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= $(if $(wildcard config.toml),config.toml,config.example.toml)
 PYTEST_ARGS ?=
 
-.PHONY: run test lint clean FORCE
+.PHONY: run test lint bench clean FORCE
 
 # Strict editable installs expose only the files present at install time, so a new or
 # removed source file (tracked in the manifest) triggers a reinstall.
@@ -31,6 +31,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Performance figures against the sandbox (issue 3); BENCH_ARGS="--tenants 10 --alerts 200"
+# for a quick run. Prints figures and ratios, never fails on them.
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check edrtrial connectors playbooks reports tests

@@ -183,8 +183,14 @@ class Connector(Protocol):
         """Alerts updated at or after `since` (minus the connector's overlap), page by page."""
         ...
 
-    def fetch_incidents(self, source_ids: Sequence[str]) -> Batch[IncidentRecord]:
-        """The incidents with these ids (those the EDR no longer knows are left out)."""
+    def fetch_incidents(
+        self, source_ids: Sequence[str], since: datetime | None = None
+    ) -> Batch[IncidentRecord]:
+        """The incidents with these ids (those the EDR no longer knows are left out).
+
+        `since` is the earliest change among the alerts that named them: a connector may list
+        incidents changed since then instead of reading many one by one.
+        """
         ...
 
     def fetch_devices(self) -> Batch[DeviceRecord]:

@@ -21,7 +21,7 @@ from edrtrial import desk, jobs, lifecycle, logsetup, seats
 from edrtrial.config import Config, default_config_path, load_config
 from edrtrial.db import current_revision, head_revision, make_engine, transaction, upgrade
 from edrtrial.errors import EdrTrialError
-from edrtrial.models import Company, Tenant
+from edrtrial.models import Company, QuarantinedRecord, Tenant
 from edrtrial.runtime import Runtime
 from edrtrial.timeutil import jst_date, to_jst
 
@@ -491,6 +491,37 @@ def tenants_resume(ctx: click.Context, company: str) -> None:
     with transaction(runtime.sessions) as session:
         resume_tenant(session, company, f"cli:{getpass.getuser()}", runtime.clock())
     console.print(f"{company}: polling resumes with the next cycle")
+
+
+@main.command("quarantine")
+@click.option("--company", help="Only this company (key).")
+@click.pass_context
+@_fails_cleanly
+def quarantine_command(ctx: click.Context, company: str | None) -> None:
+    """Records an EDR sent that could not be read, with the reason (nothing else was lost)."""
+    runtime = _runtime(ctx)
+    query = (
+        select(QuarantinedRecord, Company.key)
+        .join(Tenant, QuarantinedRecord.tenant_id == Tenant.id)
+        .join(Company, Tenant.company_id == Company.id)
+        .order_by(QuarantinedRecord.last_seen.desc())
+    )
+    if company:
+        query = query.where(Company.key == company)
+    with runtime.sessions() as session:
+        rows = session.execute(query).all()
+    table = Table("company", "kind", "id", "reason", "seen", "last (JST)")
+    for row, key in rows:
+        table.add_row(
+            key,
+            row.kind,
+            row.source_id,
+            row.reason,
+            str(row.times_seen),
+            f"{to_jst(row.last_seen):%m/%d %H:%M}",
+        )
+    console.print(table)
+    console.print(f"{len(rows)} record(s) in quarantine")
 
 
 @main.command("run-job")

@@ -28,8 +28,6 @@ from edrtrial.timeutil import utcnow
 log = logging.getLogger(__name__)
 
 ALERTS = "alerts"
-INCIDENTS_PER_POLL = 25
-"""At most this many incidents are read per poll (the rest follow in the next polls)."""
 INCIDENT_RECOVERY_WINDOW = timedelta(hours=6)
 """How far back a poll looks for alerts whose incident was never read (a crash in between)."""
 
@@ -80,6 +78,7 @@ def ingest_tenant(
         cursor = store.get_cursor(session, tenant_id, ALERTS)
     high_water = cursor
     alerts = store.UpsertCount()
+    earliest_change: datetime | None = None
     fetched = pages = quarantined = 0
     batch: Batch[AlertRecord]
     for batch, last in _with_last(connector.fetch_alerts(cursor or initial_since)):
@@ -91,10 +90,16 @@ def ingest_tenant(
             if high_water is None or seen > high_water:
                 high_water = seen
         with transaction(sessions) as session:
-            alerts += store.upsert_alerts(session, tenant_id, source, batch.records)
+            counted = store.upsert_alerts(session, tenant_id, source, batch.records)
+            alerts += counted
             quarantined += store.quarantine(session, tenant_id, source, batch.rejected, started)
             if last and high_water is not None:
                 store.set_cursor(session, tenant_id, ALERTS, high_water)
+        for record in batch.records:
+            if record.source_id in counted.changed and (
+                earliest_change is None or record.last_update_at < earliest_change
+            ):
+                earliest_change = record.last_update_at
     incidents = store.UpsertCount()
     if Capability.INCIDENTS in connector.capabilities:
         with transaction(sessions) as session:
@@ -106,8 +111,7 @@ def ingest_tenant(
                 started - INCIDENT_RECOVERY_WINDOW,
             )
         if wanted:
-            # One call per incident: a backlog is read over several polls, within budget.
-            found = connector.fetch_incidents(wanted[:INCIDENTS_PER_POLL])
+            found = connector.fetch_incidents(wanted, since=earliest_change)
             with transaction(sessions) as session:
                 incidents = store.upsert_incidents(session, tenant_id, source, found.records)
                 quarantined += store.quarantine(session, tenant_id, source, found.rejected, started)

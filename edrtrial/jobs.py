@@ -7,6 +7,7 @@ the tenant with the operator's to-do until its credentials are fixed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,7 @@ class PollOutcome:
     quarantined: int = 0
 
 
+TRIAGE_BATCH = 500
 BREAKER_AFTER = 3
 """Consecutive failures after which a tenant waits (growing pauses) instead of every poll."""
 BREAKER_MAX = timedelta(minutes=30)
@@ -135,15 +137,7 @@ def poll_one(rt: Runtime, tenant: TenantRef) -> PollOutcome:
             return PollOutcome(tenant.company_key, error=str(err))
         except ConnectorError as err:
             return PollOutcome(tenant.company_key, error=_failed(rt, tenant, err))
-        with transaction(rt.sessions) as session:
-            triaged = triage_pending(
-                session,
-                tenant.id,
-                tenant.company_key,
-                rt.playbook,
-                rt.config.settings.desk,
-                rt.clock(),
-            )
+        triaged = _triage_all(rt, tenant)
         _succeeded(rt, tenant)
         return PollOutcome(
             tenant.company_key,
@@ -152,6 +146,30 @@ def poll_one(rt: Runtime, tenant: TenantRef) -> PollOutcome:
             triaged,
             quarantined=result.quarantined,
         )
+
+
+def _triage_all(rt: Runtime, tenant: TenantRef) -> TriageResult:
+    """Triage everything pending, a batch per transaction (a backlog is cleared in one poll)."""
+    total = TriageResult()
+    while True:
+        with transaction(rt.sessions) as session:
+            batch = triage_pending(
+                session,
+                tenant.id,
+                tenant.company_key,
+                rt.playbook,
+                rt.config.settings.desk,
+                rt.clock(),
+                limit=TRIAGE_BATCH,
+            )
+        total = TriageResult(
+            *(
+                a + b
+                for a, b in zip(dataclasses.astuple(total), dataclasses.astuple(batch), strict=True)
+            )
+        )
+        if batch.triaged < TRIAGE_BATCH:
+            return total
 
 
 def _each_tenant(rt: Runtime, work: Callable[[TenantRef], T], company_key: str | None) -> list[T]:

@@ -59,10 +59,11 @@ def _verify_devices(session: Session, alert: Alert) -> int:
 
 def _apply(
     session: Session,
+    book: desk.TicketBook,
     alert: Alert,
     decision: Decision,
     now: datetime,
-    notify: dict[int, tuple[bool, bool]],
+    notify: dict[str, tuple[Ticket, bool, bool]],
 ) -> tuple[int, int, int]:
     alert.priority = decision.priority
     alert.matched_rules = list(decision.matched)
@@ -71,9 +72,13 @@ def _apply(
     verified = _verify_devices(session, alert) if decision.mark_device_verified else 0
     if decision.suppressed_reason or not decision.ticket:
         return 0, 1 if decision.suppressed_reason else 0, verified
-    ticket, created = desk.open_or_attach(session, alert, decision.priority, now)
-    to_desk, to_company = notify.get(ticket.id, (False, False))
-    notify[ticket.id] = (to_desk or decision.notify_desk, to_company or decision.notify_company)
+    ticket, created = book.open_or_attach(alert, decision.priority, now)
+    _, to_desk, to_company = notify.get(ticket.correlation_key, (ticket, False, False))
+    notify[ticket.correlation_key] = (
+        ticket,
+        to_desk or decision.notify_desk,
+        to_company or decision.notify_company,
+    )
     return (1 if created else 0), 0, verified
 
 
@@ -96,14 +101,16 @@ def triage_pending(
         )
     )
     opened = suppressed = verified = 0
-    notify: dict[int, tuple[bool, bool]] = {}
-    for alert in alerts:
-        decision = playbook.evaluate(facts_of(alert, company_key))
-        o, s, v = _apply(session, alert, decision, now, notify)
-        opened, suppressed, verified = opened + o, suppressed + s, verified + v
+    notify: dict[str, tuple[Ticket, bool, bool]] = {}
+    book = desk.TicketBook(session, tenant_id, alerts)
+    with session.no_autoflush:  # one flush per batch, not one per query
+        for alert in alerts:
+            decision = playbook.evaluate(facts_of(alert, company_key))
+            o, s, v = _apply(session, book, alert, decision, now, notify)
+            opened, suppressed, verified = opened + o, suppressed + s, verified + v
+    book.close(now)
     queued = 0
-    for ticket_id, (to_desk, to_company) in notify.items():
-        ticket = session.get_one(Ticket, ticket_id)
+    for ticket, to_desk, to_company in notify.values():
         queued += desk.queue_notices(
             session, ticket, desk_config, to_desk=to_desk, to_company=to_company
         )

@@ -73,7 +73,9 @@ class FakeConnector:
             )
             yield Batch(rows[start : start + self.page_size], rejected)
 
-    def fetch_incidents(self, source_ids: Sequence[str]) -> Batch[IncidentRecord]:
+    def fetch_incidents(
+        self, source_ids: Sequence[str], since: datetime | None = None
+    ) -> Batch[IncidentRecord]:
         self.incident_requests.append(list(source_ids))
         return Batch([self.incidents[i] for i in source_ids if i in self.incidents])
 

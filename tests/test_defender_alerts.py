@@ -217,3 +217,24 @@ def test_no_ids_no_requests(
     assert conn.fetch_incidents([]).records == []
     conn.close()
     assert httpx_mock.get_requests() == []
+
+
+def test_many_incidents_are_listed_by_time_window_not_read_one_by_one(
+    httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
+) -> None:
+    since = datetime(2021, 9, 30, 9, 0, tzinfo=UTC)
+    listed = [DOC_INCIDENT | {"id": str(n)} for n in range(100, 160)]  # 60 incidents, 2 pages
+    first = {"value": listed[:50], "@odata.nextLink": f"{INCIDENTS_URL}?$skiptoken=p2"}
+    httpx_mock.add_response(
+        url=f"{INCIDENTS_URL}?%24top=50&%24filter=lastUpdateDateTime+ge+2021-09-30T08%3A58%3A00.000000Z",
+        json=first,
+    )
+    httpx_mock.add_response(url=f"{INCIDENTS_URL}?$skiptoken=p2", json={"value": listed[50:]})
+    httpx_mock.add_response(url=f"{INCIDENTS_URL}/999", json=DOC_INCIDENT | {"id": "999"})
+    wanted = [str(n) for n in range(100, 160, 2)] + ["999"]  # 31 wanted, one not listed
+
+    batch = connector.fetch_incidents(wanted, since=since)
+
+    assert sorted(i.source_id for i in batch.records) == sorted(wanted)
+    graph = [r for r in httpx_mock.get_requests() if r.url.host == "graph.microsoft.com"]
+    assert len(graph) == 3  # two pages of the list, one GET for the incident it missed

@@ -251,3 +251,19 @@ def test_the_weekly_report_job_mails_each_trial_company_once_per_week(
     reports = [m for m in mails(tmp_path / "mail") if "レポート" in m["Subject"]]
     assert sorted(m["To"] for m in reports) == ["it@sakura.example.jp", "office@aozora.example.jp"]
     assert all("2026/11/16" in m["Subject"] and "2026/11/22" in m["Subject"] for m in reports)
+
+
+def test_an_unreadable_alert_is_quarantined_and_shown_the_rest_is_stored(
+    tmp_path, sandbox, database_url
+):
+    config = sandbox_config(tmp_path, sandbox, database_url, companies=1)
+    run(config, "db", "upgrade")
+    [alert_id] = sandbox.world.add_alerts(SAKURA, "ransomware", count=1)
+    sandbox.world.set_malformed(SAKURA, alert_id)  # served without lastUpdateDateTime
+    run(config, "poll")
+    shown = run(config, "quarantine").output
+    assert alert_id in shown and "1 record(s)" in shown
+    with make_sessions(make_engine(database_url))() as session:
+        stored = set(session.scalars(select(Alert.source_id)))
+    assert alert_id not in stored
+    assert len(stored) == len(sandbox.world.alerts(SAKURA)) - 1

@@ -113,8 +113,10 @@ class CyCraftAdapter:
         for page in self._client.pages(self._client.endpoint(spec.path), params):
             yield self._map_records(page, self._alert_record, "alert", spec.fields.id)
 
-    def fetch_incidents(self, source_ids: Sequence[str]) -> Batch[IncidentRecord]:
-        """The named incidents, one GET each; those CyCraft no longer knows are left out."""
+    def fetch_incidents(
+        self, source_ids: Sequence[str], since: datetime | None = None
+    ) -> Batch[IncidentRecord]:
+        """The named incidents, one GET each (no list endpoint is known for CyCraft)."""
         if not source_ids:
             return Batch([])
         spec = self._mapping.incidents

@@ -44,6 +44,7 @@ class Alert:
     assigned_to: str | None = None
     resolved: datetime | None = None
     comments: list[dict[str, Any]] = field(default_factory=list)
+    malformed: bool = False  # served without its timestamps, as a broken source might
 
     @property
     def open(self) -> bool:
@@ -215,7 +216,7 @@ def render_alert(
         "threatFamilyName": kind.threat_family,
         "mitreTechniques": list(kind.mitre),
         "createdDateTime": odata_time(alert.created),
-        "lastUpdateDateTime": odata_time(alert.last_update),
+        "lastUpdateDateTime": None if alert.malformed else odata_time(alert.last_update),
         "resolvedDateTime": odata_time(alert.resolved) if alert.resolved else None,
         "firstActivityDateTime": odata_time(alert.first_activity),
         "lastActivityDateTime": odata_time(alert.last_activity),

@@ -343,6 +343,14 @@ class SandboxWorld:
             state.incidents.clear()
             state.actions.clear()
 
+    def set_malformed(self, tenant_id: str, alert_id: str, malformed: bool = True) -> None:
+        """Serve an alert without its timestamps (to train on, and test, quarantine)."""
+        with self._lock:
+            tenant = self._tenant(tenant_id)
+            alert = tenant.alerts[alert_id]
+            alert.malformed = malformed
+            alert.last_update = self._clock()
+
     def set_consent(self, tenant_id: str, granted: bool) -> None:
         """Revoke or restore admin consent; revoking also ends the tenant's live tokens now
         (Entra would let them run out within the hour)."""
