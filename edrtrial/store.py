@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -113,11 +113,12 @@ def _upsert(
     }
     inserted = updated = 0
     changed: set[str] = set()
+    new_rows: list[dict[str, Any]] = []
     for source_id, record in latest.items():
         row = existing.get(source_id)
         if row is None:
-            session.add(
-                model(tenant_id=tenant_id, source=source, source_id=source_id, **fields(record))
+            new_rows.append(
+                {"tenant_id": tenant_id, "source": source, "source_id": source_id} | fields(record)
             )
             inserted += 1
             changed.add(source_id)
@@ -132,6 +133,8 @@ def _upsert(
             updated += 1
             changed.add(source_id)
     session.flush()
+    if new_rows:  # one executemany for the page's new rows, not one ORM insert each
+        session.execute(insert(model), new_rows)  # Core applies column defaults
     return UpsertCount(inserted, updated, frozenset(changed))
 
 
