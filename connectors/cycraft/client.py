@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -14,6 +13,7 @@ import httpx
 from edrtrial.connectors.cycraft.auth import ApiKeyAuth
 from edrtrial.connectors.cycraft.config import CyCraftSettings
 from edrtrial.connectors.cycraft.models import dig
+from edrtrial.connectors.support import retry_after_seconds
 from edrtrial.errors import AuthError, PermanentError, SchemaDriftError, TransientError
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,9 @@ class CyCraftClient:
             f"tenant {self._tenant}: {method} {url} answered {status}: {excerpt}"
         )
         if status == 429 or status >= 500:
-            return TransientError(message, retry_after=_retry_after(response))
+            return TransientError(
+                message, retry_after=retry_after_seconds(response, datetime.now(UTC))
+            )
         if status in (401, 403):
             log.warning("tenant %s: CyCraft refused the API key (%s)", self._tenant, status)
             return AuthError(message, operator_action=self._auth.operator_action(status))
@@ -184,21 +186,3 @@ class CyCraftClient:
         if 400 <= status < 500:
             return ApiRefused(message, status=status)
         return SchemaDriftError(f"{message} (unexpected status)")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds from a Retry-After header (seconds or an HTTP date); None when absent or garbled."""
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -21,7 +21,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -364,18 +363,3 @@ def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 def default_capabilities() -> frozenset[Capability]:
     """What the shipped mapping alone allows (a tenant's overrides may add or remove)."""
     return RestMapping.model_validate(shipped_defaults()["mapping"]).capabilities
-
-
-def describe_errors(err: ValidationError) -> str:
-    """Name each bad key and why, without echoing the input (it may be a pasted secret)."""
-    parts = []
-    for item in err.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        if item["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling)"
-        elif item["type"] == "missing":
-            message = "required key is missing"
-        else:
-            message = item["msg"]
-        parts.append(f"{where}: {message}")
-    return "; ".join(parts)

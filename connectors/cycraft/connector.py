@@ -32,7 +32,6 @@ from edrtrial.connectors.cycraft.client import Conflict, CyCraftClient, Resource
 from edrtrial.connectors.cycraft.config import (
     CyCraftSettings,
     default_capabilities,
-    describe_errors,
 )
 from edrtrial.connectors.cycraft.models import (
     CyCraftAlert,
@@ -42,6 +41,7 @@ from edrtrial.connectors.cycraft.models import (
     dig,
     pick,
 )
+from edrtrial.connectors.support import describe_errors
 from edrtrial.errors import ConfigError, PermanentError, SchemaDriftError, TransientError
 from edrtrial.secrets import resolve_secret
 from edrtrial.timeutil import as_utc

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 
@@ -19,6 +17,7 @@ from edrtrial.connectors.defender.auth import TokenProvider
 from edrtrial.connectors.defender.budget import HOUR, MINUTE, CallBudget, Clock, Window
 from edrtrial.connectors.defender.config import DefenderSettings
 from edrtrial.connectors.defender.models import ODataPage
+from edrtrial.connectors.support import retry_after_seconds
 from edrtrial.errors import AuthError, PermanentError, SchemaDriftError, TransientError
 
 log = logging.getLogger(__name__)
@@ -257,7 +256,7 @@ class DefenderClient:
         # A 429 was refused unprocessed; a 5xx to a POST might have started an action.
         if status != 429 and not (status >= 500 and method in _IDEMPOTENT):
             return None
-        retry_after = _retry_after(response, self._clock.now())
+        retry_after = retry_after_seconds(response, self._clock.now())
         if status == 429:
             self._budgets[api].hold(key, retry_after or 0.0)
         delay = retry_after if retry_after is not None else self._backoff(attempt)
@@ -315,7 +314,9 @@ class DefenderClient:
         )
         message = f"tenant {self._tenant}: {where} answered {status} {quoted}"
         if status == 429 or status >= 500:
-            return TransientError(message, retry_after=_retry_after(response, self._clock.now()))
+            return TransientError(
+                message, retry_after=retry_after_seconds(response, self._clock.now())
+            )
         if status == 401:
             return AuthError(
                 message,
@@ -359,21 +360,3 @@ def _error_details(response: httpx.Response) -> tuple[str, str, str]:
     inner = error.get("innerError") or {}
     target = error.get("target") or (inner.get("request-id") if isinstance(inner, dict) else "")
     return str(error.get("code") or ""), str(error.get("message") or ""), str(target or "")
-
-
-def _retry_after(response: httpx.Response, now: datetime) -> float | None:
-    """Seconds from a Retry-After header (seconds or an HTTP date); None when absent or garbled."""
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())

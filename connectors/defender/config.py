@@ -10,7 +10,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -89,18 +88,3 @@ class DefenderSettings(BaseModel):
         if self.certificate_thumbprint is not None and self.client_certificate is None:
             raise ValueError("certificate_thumbprint needs client_certificate")
         return self
-
-
-def describe_errors(err: ValidationError) -> str:
-    """Name each bad key and why, without echoing the input (it may be a pasted secret)."""
-    parts = []
-    for item in err.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        if item["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling)"
-        elif item["type"] == "missing":
-            message = "required key is missing"
-        else:
-            message = item["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {message}")
-    return "; ".join(parts)

@@ -37,7 +37,7 @@ from edrtrial.connectors.defender.client import (
     DefenderClient,
     ResourceNotFound,
 )
-from edrtrial.connectors.defender.config import DefenderSettings, describe_errors
+from edrtrial.connectors.defender.config import DefenderSettings
 from edrtrial.connectors.defender.credential import load_credential
 from edrtrial.connectors.defender.models import (
     Evidence,
@@ -46,6 +46,7 @@ from edrtrial.connectors.defender.models import (
     MdeMachine,
     MdeMachineAction,
 )
+from edrtrial.connectors.support import describe_errors
 from edrtrial.errors import ConfigError, PermanentError, SchemaDriftError, TransientError
 from edrtrial.timeutil import format_iso
 
