@@ -149,47 +149,44 @@ def _claim_task(
             detail = MANUAL_UNINSTALL.format(
                 platform=device.os_platform or "these", name=device.name
             )
-            if claim(
-                session,
-                ResponseAction,
-                task_id,
-                "status",
-                "planned",
-                status="manual",
-                detail=detail,
-                requested_by=actor,
-                updated_at=at,
-            ):
-                audit.record(
-                    session,
-                    at=at,
-                    actor=actor,
-                    action="offboarding.manual",
-                    tenant_id=task.tenant_id,
-                    target=target,
-                )
+            _take(session, task, "manual", actor, at, target, detail=detail)
             return None
-        if not claim(
-            session,
-            ResponseAction,
-            task_id,
-            "status",
-            "planned",
-            status="sending",
-            requested_by=actor,
-            updated_at=at,
-            detail=INTERRUPTED,
-        ):
+        if not _take(session, task, "sending", actor, at, target, detail=INTERRUPTED):
             return None  # another operator took it
-        audit.record(
-            session,
-            at=at,
-            actor=actor,
-            action="offboarding.sending",
-            tenant_id=task.tenant_id,
-            target=target,
-        )
         return device.source_id, device.name
+
+
+def _take(
+    session: Session,
+    task: ResponseAction,
+    status: str,
+    actor: str,
+    at: datetime,
+    target: str,
+    detail: str,
+) -> bool:
+    """Move a planned task to `status` and audit it, unless another process got there first."""
+    if not claim(
+        session,
+        ResponseAction,
+        task.id,
+        "status",
+        "planned",
+        status=status,
+        detail=detail,
+        requested_by=actor,
+        updated_at=at,
+    ):
+        return False
+    audit.record(
+        session,
+        at=at,
+        actor=actor,
+        action=f"offboarding.{status}",
+        tenant_id=task.tenant_id,
+        target=target,
+    )
+    return True
 
 
 def _settle(

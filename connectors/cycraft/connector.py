@@ -268,10 +268,7 @@ class CyCraftAdapter:
     def _alert_record(self, item: Mapping[str, Any]) -> AlertRecord:
         fields = self._mapping.alerts.fields
         alert = CyCraftAlert.model_validate(pick(item, fields))
-        updated = alert.updated or alert.created
-        if updated is None:
-            where = " or ".join(f"'{path}'" for path in (fields.updated, fields.created) if path)
-            raise Unmappable(f"no timestamp at {where}")
+        updated = _last_update(alert.updated, alert.created, fields.updated, fields.created)
         return AlertRecord(
             source_id=_required(alert.id, fields.id),
             title=alert.title or "",
@@ -291,10 +288,7 @@ class CyCraftAdapter:
     def _incident_record(self, item: Mapping[str, Any]) -> IncidentRecord:
         fields = self._mapping.incidents.fields
         incident = CyCraftIncident.model_validate(pick(item, fields))
-        updated = incident.updated or incident.created
-        if updated is None:
-            where = " or ".join(f"'{path}'" for path in (fields.updated, fields.created) if path)
-            raise Unmappable(f"no timestamp at {where or '(none mapped)'}")
+        updated = _last_update(incident.updated, incident.created, fields.updated, fields.created)
         return IncidentRecord(
             source_id=_required(incident.id, fields.id),
             title=incident.title or "",
@@ -427,3 +421,14 @@ def _tls_verify(settings: CyCraftSettings, base_dir: Path) -> ssl.SSLContext | b
         raise ConfigError(
             f"cycraft tenant {settings.tenant_id}: ca_bundle {path} is unusable: {err}"
         ) from err
+
+
+def _last_update(
+    updated: datetime | None, created: datetime | None, updated_path: str, created_path: str
+) -> datetime:
+    """A record's last-update time (its creation time when it was never updated)."""
+    found = updated or created
+    if found is None:
+        where = " or ".join(f"'{path}'" for path in (updated_path, created_path) if path)
+        raise Unmappable(f"no timestamp at {where or '(none mapped)'}")
+    return found
