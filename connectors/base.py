@@ -50,6 +50,22 @@ class DeviceRef:
 
 
 @dataclass(frozen=True, slots=True)
+class Evidence:
+    """What an alert names besides devices, for playbook rules: deduplicated, as sent."""
+
+    users: tuple[str, ...] = ()  # account names or UPNs
+    file_hashes: tuple[str, ...] = ()  # sha256 / sha1 / md5, lower-case hex
+    ips: tuple[str, ...] = ()
+    urls: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, list[str]]:
+        """The stored form (`Alert.evidence`): only the kinds that are present."""
+        kinds = {"users": self.users, "file_hashes": self.file_hashes, "ips": self.ips,
+                 "urls": self.urls}
+        return {kind: list(values) for kind, values in kinds.items() if values}
+
+
+@dataclass(frozen=True, slots=True)
 class AlertRecord:
     """One alert, normalised. Enum-like fields are lower-case; `raw` is the payload as sent."""
 
@@ -66,6 +82,7 @@ class AlertRecord:
     service_source: str = ""
     mitre_techniques: tuple[str, ...] = ()
     devices: tuple[DeviceRef, ...] = ()
+    evidence: Evidence = Evidence()
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -95,6 +112,7 @@ class DeviceRecord:
     risk_score: str = ""
     first_seen: datetime | None = None
     last_seen: datetime | None = None
+    tags: tuple[str, ...] = ()  # MDE machineTags: operators tag servers, VIP PCs…
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -28,6 +28,7 @@ def sync_companies(session: Session, companies: Sequence[CompanyConfig]) -> list
         company.language = cfg.language
         company.planned_seats = cfg.planned_seats
         company.seat_cap = cfg.seat_cap
+        company.auto_isolation = cfg.auto_isolation
         session.flush()
 
         connection = cfg.connection.model_dump()

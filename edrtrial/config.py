@@ -9,7 +9,15 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edrtrial.errors import ConfigError
 from edrtrial.secrets import SecretRef
@@ -52,12 +60,123 @@ class MailConfig(_Strict):
     max_attempts: int = Field(8, ge=1)
 
 
+_CHANNEL_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+class ChannelConfig(_Strict):
+    """Somewhere the desk is told: a mailbox, a Teams incoming webhook, or a signed webhook.
+
+    Webhook URLs carry their own credentials, so like secrets they are references.
+    """
+
+    name: str = Field(pattern=_CHANNEL_NAME)
+    kind: Literal["mail", "teams", "webhook"]
+    to: EmailStr | None = None
+    url: SecretRef | None = None
+    signing_secret: SecretRef | None = None
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _only_webhooks_sign(cls, value: str | None, info: Any) -> str | None:
+        if value is not None and info.data.get("kind") != "webhook":
+            raise ValueError("only a 'webhook' channel is signed")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> ChannelConfig:
+        if self.kind == "mail" and self.to is None:
+            raise ValueError(f"channel {self.name!r}: a mail channel needs `to`")
+        if self.kind != "mail" and self.url is None:
+            raise ValueError(f"channel {self.name!r}: a {self.kind} channel needs `url`")
+        if self.kind == "webhook" and self.signing_secret is None:
+            raise ValueError(f"channel {self.name!r}: a webhook channel needs `signing_secret`")
+        return self
+
+
 class DeskConfig(_Strict):
     name: str
     email: EmailStr
     phone: str = ""
     hours: str = ""
     incident_desk_phone: str = ""
+    # Escalation order: a ticket is first told to its playbook's channel (else the first),
+    # and an unacknowledged one moves one step down this list at each missed deadline.
+    # Empty: one mail channel, "desk", to `email`.
+    channels: list[ChannelConfig] = Field(default_factory=list)
+    reopen_days: int = Field(14, ge=0)  # a new alert reopens a ticket resolved this recently
+    close_after_days: int = Field(7, ge=0)  # resolved tickets close by themselves after this
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, value: list[ChannelConfig]) -> list[ChannelConfig]:
+        names = [c.name for c in value]
+        doubled = sorted({n for n in names if names.count(n) > 1})
+        if doubled:
+            raise ValueError(f"channel names must be unique: {', '.join(doubled)}")
+        return value
+
+    def escalation_channels(self) -> list[ChannelConfig]:
+        """The channels in escalation order (the implicit desk mailbox when none are set)."""
+        return list(self.channels) or [ChannelConfig(name="desk", kind="mail", to=self.email)]
+
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_MMDD = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
+
+
+class CalendarConfig(_Strict):
+    """The support desk's business calendar (Asia/Tokyo); public holidays come from jpholiday."""
+
+    opens: str = "09:00"
+    closes: str = "17:00"
+    # Inclusive MM-DD range across the new year; [] for no closure.
+    year_end_closure: list[str] = Field(default_factory=lambda: ["12-29", "01-03"])
+    closed_days: list[date] = Field(default_factory=list)  # company-specific extra days off
+
+    @field_validator("opens", "closes")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        if not _HHMM.match(value):
+            raise ValueError("must look like '09:00' (HH:MM in Asia/Tokyo)")
+        return value
+
+    @field_validator("year_end_closure")
+    @classmethod
+    def _closure(cls, value: list[str]) -> list[str]:
+        if value and (len(value) != 2 or not all(_MMDD.match(v) for v in value)):
+            raise ValueError("must be [] or two MM-DD days, e.g. [\"12-29\", \"01-03\"]")
+        return value
+
+    @model_validator(mode="after")
+    def _opens_before_closing(self) -> CalendarConfig:
+        if self.opens >= self.closes:
+            raise ValueError(f"calendar opens at {self.opens} but closes at {self.closes}")
+        return self
+
+
+class SlaConfig(_Strict):
+    """Minutes to acknowledge a ticket, per priority, counted on the ticket's calendar.
+
+    During a trial, P1/P2 tickets run on the 24/7 incident desk's clock; the others (and
+    every ticket after the trial) on the support desk's business hours.
+    """
+
+    acknowledge_minutes: dict[Literal["P1", "P2", "P3", "P4"], int] = Field(
+        default_factory=lambda: {"P1": 30, "P2": 120, "P3": 480, "P4": 2400}
+    )
+    around_the_clock: list[Literal["P1", "P2", "P3", "P4"]] = Field(
+        default_factory=lambda: ["P1", "P2"]
+    )
+
+    @field_validator("acknowledge_minutes")
+    @classmethod
+    def _all_priorities(cls, value: dict[str, int]) -> dict[str, int]:
+        missing = [p for p in ("P1", "P2", "P3", "P4") if p not in value]
+        if missing:
+            raise ValueError(f"missing priorities: {', '.join(missing)}")
+        if any(minutes < 1 for minutes in value.values()):
+            raise ValueError("every deadline must be at least 1 minute")
+        return value
 
 
 _WEEKLY = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun) ([01]\d|2[0-3]):([0-5]\d)$")
@@ -68,6 +187,7 @@ class SchedulesConfig(_Strict):
     poll_seconds: int = Field(60, ge=5)
     inventory_minutes: int = Field(60, ge=1)
     outbox_seconds: int = Field(15, ge=1)
+    desk_seconds: int = Field(60, ge=5)  # SLA deadlines, re-escalation, closing resolved tickets
     parallel_tenants: int = Field(8, ge=1, le=64)
     weekly_report: str = "mon 09:00"
     trial_lifecycle: str = "06:00"
@@ -121,6 +241,7 @@ class CompanyConfig(_Strict):
     language: Literal["ja", "en"] = "ja"
     planned_seats: int = Field(ge=0)
     seat_cap: int = Field(300, ge=1)
+    auto_isolation: bool = False  # the company agreed to isolation without being asked first
     trial: TrialConfig
     connection: ConnectionConfig
 
@@ -132,6 +253,8 @@ class Settings(_Strict):
     sandbox: SandboxConfig = SandboxConfig()
     mail: MailConfig
     desk: DeskConfig
+    calendar: CalendarConfig = CalendarConfig()
+    sla: SlaConfig = SlaConfig()
     schedules: SchedulesConfig = SchedulesConfig()
     logging: LoggingConfig = LoggingConfig()
     playbooks: list[Path] = Field(default_factory=list)

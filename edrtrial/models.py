@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -68,6 +69,8 @@ class Company(Base):
     language: Mapped[str] = mapped_column(String(8), default="ja")
     planned_seats: Mapped[int] = mapped_column(Integer, default=0)
     seat_cap: Mapped[int] = mapped_column(Integer, default=300)
+    # The company agreed that a playbook may isolate its devices without asking first.
+    auto_isolation: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     tenant: Mapped[Tenant | None] = relationship(back_populates="company", uselist=False)
@@ -125,6 +128,7 @@ class Device(Base):
     last_seen: Mapped[datetime | None]
     in_inventory: Mapped[bool] = mapped_column(default=False)
     detection_test_at: Mapped[datetime | None]
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list, server_default="[]")
     raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -147,21 +151,50 @@ class Incident(Base):
 
 
 class Ticket(Base):
-    """One desk ticket per incident (the correlation key is unique per tenant)."""
+    """A desk ticket: one per incident, or per device and technique within a window.
+
+    `correlation_base` is what groups alerts (e.g. `incident:123`); `correlation_key` is
+    unique per tenant and carries `#2`, `#3`… when a closed group needs a new ticket.
+    """
 
     __tablename__ = "ticket"
     __table_args__ = (UniqueConstraint("tenant_id", "correlation_key"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"), index=True)
     correlation_key: Mapped[str] = mapped_column(String(200))
+    correlation_base: Mapped[str] = mapped_column(String(200), default="", index=True)
     title: Mapped[str] = mapped_column(Text)
     priority: Mapped[str] = mapped_column(String(4))
     state: Mapped[str] = mapped_column(String(16), default="new")
     assignee: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    last_alert_at: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    # Escalation: the channel that was told last, how many steps up, and the deadline.
+    channel: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    ack_due_at: Mapped[datetime | None] = mapped_column(index=True)
+    reopened: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The programme's incident record, required to resolve: when, what, cause, handling, effect.
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    classification: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    determination: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
     alerts: Mapped[list[Alert]] = relationship(back_populates="ticket")
+
+
+class TicketNote(Base):
+    """An operator's note on a ticket (never edited; a correction is a new note)."""
+
+    __tablename__ = "ticket_note"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    author: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
 
 
 class Alert(Base):
@@ -184,6 +217,8 @@ class Alert(Base):
     mitre_techniques: Mapped[list[str]] = mapped_column(JSONType, default=list)
     device_source_ids: Mapped[list[str]] = mapped_column(JSONType, default=list)
     device_names: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # Normalised evidence: {"users": [...], "file_hashes": [...], "ips": [...], "urls": [...]}.
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     created_at: Mapped[datetime | None] = mapped_column(index=True)
     last_update_at: Mapped[datetime | None]
     raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -192,6 +227,11 @@ class Alert(Base):
     priority: Mapped[str | None] = mapped_column(String(4))
     suppressed_reason: Mapped[str | None] = mapped_column(String(64))
     matched_rules: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # The verdict (from a playbook or the desk) and whether it still has to reach the EDR:
+    # write_back is "" (nothing to send), "pending", "done" or "failed: <reason>".
+    classification: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    determination: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    write_back: Mapped[str] = mapped_column(Text, default="", server_default="")
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
 
     ticket: Mapped[Ticket | None] = relationship(back_populates="alerts")
@@ -222,6 +262,7 @@ class ResponseAction(Base):
     dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"), index=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("device.id"), index=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
     kind: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(32), default="planned")
     reason: Mapped[str] = mapped_column(Text, default="")
@@ -254,6 +295,9 @@ class OutboxMessage(Base):
     dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"), index=True)
     kind: Mapped[str] = mapped_column(String(32))
+    # How it travels: "mail" (recipient is an address) or a configured channel's transport
+    # ("teams", "webhook"; recipient is the channel's name, its URL stays in the config).
+    channel: Mapped[str] = mapped_column(String(16), default="mail", server_default="mail")
     recipient: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(Text)
     body_text: Mapped[str] = mapped_column(Text)

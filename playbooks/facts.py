@@ -21,6 +21,12 @@ class AlertFacts:
     service_source: str = ""
     mitre_techniques: tuple[str, ...] = ()
     device_names: tuple[str, ...] = ()
+    device_tags: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+    file_hashes: tuple[str, ...] = ()
+    ips: tuple[str, ...] = ()
+    urls: tuple[str, ...] = ()
+    tenant_id: str = ""  # the EDR tenant (e.g. the Entra tenant id)
     incident_id: str | None = None
 
     @classmethod

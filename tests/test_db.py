@@ -20,3 +20,48 @@ def test_a_row_can_be_claimed_once(sessions):
         assert not claim(second, OutboxMessage, message_id, "status", "pending", status="sending")
     with sessions() as session:
         assert session.get_one(OutboxMessage, message_id).status == "sending"
+
+
+def test_migrations_build_exactly_the_models(engine):
+    """A column added to a model without a migration would break every existing store."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from edrtrial.models import Base
+
+    with engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_server_default": False}),
+            Base.metadata,
+        )
+    assert diff == []
+
+
+def test_upgrade_from_the_previous_schema_keeps_tickets_grouped(database_url):
+    """A store created before desk workflow keeps its tickets, now with a correlation base."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from edrtrial.db import _alembic_config, make_engine, upgrade
+
+    eng = make_engine(database_url)
+    command.upgrade(_alembic_config(eng), "0002")
+    with eng.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO company (key, name, contact_name, contact_email, language, planned_seats,"
+            " seat_cap, created_at) VALUES ('k', 'K', '', 'a@b.jp', 'ja', 1, 300, '2026-01-01')"
+        ))
+        conn.execute(text(
+            "INSERT INTO tenant (company_id, connector, external_id, state, state_reason,"
+            " failures) VALUES (1, 'defender', 't', 'active', '', 0)"
+        ))
+        conn.execute(text(
+            "INSERT INTO ticket (tenant_id, correlation_key, title, priority, state, assignee,"
+            " created_at, updated_at) VALUES (1, 'incident:9', 't', 'P1', 'new', '',"
+            " '2026-01-01', '2026-01-01')"
+        ))
+    upgrade(eng)
+    with eng.connect() as conn:
+        row = conn.execute(text("SELECT correlation_base, escalation_level FROM ticket")).one()
+    eng.dispose()
+    assert tuple(row) == ("incident:9", 0)
