@@ -532,3 +532,8 @@ def run_job(ctx: click.Context, name: str) -> None:
     """Run one scheduled job now, exactly as the scheduler would."""
     result = jobs.JOBS[name](_runtime(ctx))
     console.print(f"{name}: {result}")
+
+
+from edrtrial.cli_playbooks import playbooks  # noqa: E402  (registers after `main` exists)
+
+main.add_command(playbooks)

@@ -6,6 +6,7 @@ and notices it caused, so a crash re-triages the batch instead of losing or doub
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 from edrtrial import desk, store
 from edrtrial.calendar import is_business_hours
 from edrtrial.config import DeskConfig
-from edrtrial.models import Alert, Ticket
+from edrtrial.models import Alert, Company, Device, Tenant, Ticket
 from edrtrial.playbooks.engine import AlertFacts, Decision, Playbook
 
 
@@ -30,8 +31,15 @@ class TriageResult:
     notices_queued: int = 0
 
 
-def facts_of(alert: Alert, company_key: str) -> AlertFacts:
+def facts_of(
+    alert: Alert,
+    company_key: str,
+    *,
+    tenant_id: str = "",
+    device_tags: tuple[str, ...] = (),
+) -> AlertFacts:
     """What the playbook may look at for a stored alert."""
+    evidence = alert.evidence or {}
     return AlertFacts(
         severity=alert.severity,
         status=alert.status,
@@ -41,10 +49,47 @@ def facts_of(alert: Alert, company_key: str) -> AlertFacts:
         service_source=alert.service_source,
         mitre_techniques=tuple(alert.mitre_techniques),
         device_names=tuple(alert.device_names),
+        device_tags=device_tags,
+        users=tuple(evidence.get("users", ())),
+        file_hashes=tuple(evidence.get("file_hashes", ())),
+        ips=tuple(evidence.get("ips", ())),
+        urls=tuple(evidence.get("urls", ())),
+        tenant_id=tenant_id,
         company_key=company_key,
         business_hours=is_business_hours(alert.created_at or alert.ingested_at),
         incident_id=alert.incident_source_id,
     )
+
+
+def device_tags(
+    session: Session, tenant_id: int, source_ids: Sequence[str]
+) -> dict[str, tuple[str, ...]]:
+    """The inventory's tags of these devices, by device source id (one query per batch)."""
+    if not source_ids:
+        return {}
+    rows = session.execute(
+        select(Device.source_id, Device.tags).where(
+            Device.tenant_id == tenant_id, Device.source_id.in_(sorted(set(source_ids)))
+        )
+    )
+    return {source_id: tuple(tags or ()) for source_id, tags in rows}
+
+
+def stored_facts(session: Session, alert: Alert) -> AlertFacts:
+    """The facts of one stored alert exactly as triage builds them (for `playbooks test`)."""
+    tenant = session.get_one(Tenant, alert.tenant_id)
+    company = session.get_one(Company, tenant.company_id)
+    tags = device_tags(session, alert.tenant_id, alert.device_source_ids)
+    return facts_of(
+        alert,
+        company.key,
+        tenant_id=tenant.external_id,
+        device_tags=_tags_of(alert, tags),
+    )
+
+
+def _tags_of(alert: Alert, tags: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(t for sid in alert.device_source_ids for t in tags.get(sid, ())))
 
 
 def _verify_devices(session: Session, alert: Alert) -> int:
