@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edrtrial.connectors.defender.evidence import graph_evidence
 from edrtrial.playbooks.engine import (
     AlertFacts,
     Playbook,
@@ -23,9 +25,14 @@ def _toml_list(values: Sequence[str]) -> str:
 
 
 def _rule(i: int, companies: Sequence[str]) -> str:
-    """One generated rule: mostly conditions alerts almost meet, never `stop`."""
+    """One generated rule: mostly conditions alerts almost meet, never `stop`.
+
+    Six of the fourteen shapes look at evidence (users, hashes, IPs, URLs, device tags).
+    """
     company = companies[i % len(companies)]
     technique = f"T{1000 + (i * 53) % 600}"
+    digest = hashlib.sha256(f"bench-{i}".encode()).hexdigest()
+    users = [f"svc-{i}", f"SAKURA\\admin{i}", f"ops{i}@example.jp"]
     conditions = [
         f"title = {_toml_list([f'vendor-{i}-agent', f'legacy tool {i}'])}",
         f"title_regex = 'suspicious .* (?:task|service) {i}$'",
@@ -37,7 +44,14 @@ def _rule(i: int, companies: Sequence[str]) -> str:
         f"business_hours = {str(i % 2 == 0).lower()}\ntitle = 'campaign-{i}'",
         f"status = 'resolved'\ntitle_regex = '(?:ransom|wiper)\\w* variant {i}'",
         f"mitre = 'T1059.001'\nseverity = 'low'\nbusiness_hours = false\ncompany = '{company}'",
-    ][i % 8]
+        f"user = {_toml_list(users)}",
+        f"file_hash = {_toml_list([digest, digest[:40], digest[:32]])}\nseverity = 'high'",
+        f"ip = {_toml_list([f'198.51.{i % 256}.0/24', f'2001:db8:{i:x}::/48'])}\n"
+        "severity = 'informational'",
+        f"url = {_toml_list([f'campaign-{i}.example', f'/track?id={i}'])}",
+        f"device_tag = {_toml_list([f'site-{i}', 'VIP'])}\nseverity = 'high'",
+        f"user_regex = '^svc-{i}$'\nurl_regex = '^https?://[^/]*-{i}\\.example/'",
+    ][i % 14]
     outcome = ("priority = 'P2'\nticket = true", "notify_desk = true", "priority = 'P3'")[i % 3]
     return f"[[rules]]\nname = 'generated-{i:03d}'\n{conditions}\n{outcome}\n"
 
@@ -50,10 +64,12 @@ def write_rules(path: Path, count: int, companies: Sequence[str]) -> Path:
 
 
 def facts_from_graph(alerts: Sequence[dict[str, Any]], keys: dict[str, str]) -> list[AlertFacts]:
-    """AlertFacts of Graph alert JSON; every other alert falls in business hours."""
+    """AlertFacts of Graph alert JSON, with its evidence; every other alert falls in business
+    hours and every fifth device carries the VIP tag (tags come from the inventory)."""
     facts = []
     for n, item in enumerate(alerts):
         devices = [e for e in item.get("evidence") or () if "deviceDnsName" in e]
+        evidence = graph_evidence(item.get("evidence") or ())
         facts.append(
             AlertFacts(
                 title=item.get("title") or "",
@@ -66,6 +82,12 @@ def facts_from_graph(alerts: Sequence[dict[str, Any]], keys: dict[str, str]) -> 
                 service_source=item.get("serviceSource") or "",
                 mitre_techniques=tuple(item.get("mitreTechniques") or ()),
                 device_names=tuple(d["deviceDnsName"] for d in devices if d["deviceDnsName"]),
+                device_tags=("VIP",) if n % 5 == 0 else (),
+                users=evidence.users,
+                file_hashes=evidence.file_hashes,
+                ips=evidence.ips,
+                urls=evidence.urls,
+                tenant_id=item.get("tenantId") or "",
                 incident_id=item.get("incidentId"),
             )
         )

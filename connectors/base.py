@@ -60,8 +60,12 @@ class Evidence:
 
     def as_json(self) -> dict[str, list[str]]:
         """The stored form (`Alert.evidence`): only the kinds that are present."""
-        kinds = {"users": self.users, "file_hashes": self.file_hashes, "ips": self.ips,
-                 "urls": self.urls}
+        kinds = {
+            "users": self.users,
+            "file_hashes": self.file_hashes,
+            "ips": self.ips,
+            "urls": self.urls,
+        }
         return {kind: list(values) for kind, values in kinds.items() if values}
 
 

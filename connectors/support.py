@@ -1,12 +1,15 @@
-"""Helpers every connector needs the same way: reading Retry-After, naming bad settings."""
+"""Helpers every connector needs the same way: Retry-After, bad settings, evidence and tags."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import httpx
 from pydantic import ValidationError
+
+from edrtrial.connectors.base import Evidence
 
 
 def retry_after_seconds(response: httpx.Response, now: datetime) -> float | None:
@@ -40,3 +43,96 @@ def describe_errors(err: ValidationError) -> str:
             message = item["msg"].removeprefix("Value error, ")
         parts.append(f"{where}: {message}")
     return "; ".join(parts)
+
+
+_HASH_LENGTHS = frozenset({32, 40, 64})  # md5, sha1, sha256
+_HEX = frozenset("0123456789abcdef")
+
+
+def text_of(value: Any) -> str | None:
+    """A value as stripped text when it is text (or a whole number); None for anything else.
+
+    Evidence and tags only add detail to a record, so a value of the wrong type is dropped
+    on its own instead of costing the record.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return value.strip() or None
+    return None
+
+
+def flat(value: Any) -> list[Any]:
+    """One value, or the items of a list (one level), for fields that may be either."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def distinct_tags(value: Any) -> tuple[str, ...]:
+    """Device tags: text items only, stripped, each once, in the order sent."""
+    found = (text for item in flat(value) if (text := _only_text(item)))
+    return tuple(dict.fromkeys(found))
+
+
+def _only_text(value: Any) -> str | None:
+    return (value.strip() or None) if isinstance(value, str) else None
+
+
+class EvidenceCollector:
+    """Gathers what an alert names, each value once, in the order first seen.
+
+    Users compare case-insensitively (Windows accounts and UPNs are), keeping the first
+    spelling; hashes are kept only when they look like md5/sha1/sha256 hex, lower-cased;
+    IPs and URLs are kept as sent. Anything that is not text is ignored.
+    """
+
+    def __init__(self) -> None:
+        self._users: dict[str, str] = {}
+        self._hashes: dict[str, None] = {}
+        self._ips: dict[str, None] = {}
+        self._urls: dict[str, None] = {}
+
+    def user(self, value: Any) -> None:
+        """An account name, `DOMAIN\\name` or UPN."""
+        if (text := _only_text(value)) is not None:
+            self._users.setdefault(text.casefold(), text)
+
+    def account(self, name: Any, domain: Any = None, upn: Any = None) -> None:
+        """A Windows-style account: its name, `DOMAIN\\name` when the domain is known, the UPN."""
+        account_name = _only_text(name)
+        if account_name is not None:
+            self.user(account_name)
+            if (domain_name := _only_text(domain)) is not None and "\\" not in account_name:
+                self.user(f"{domain_name}\\{account_name}")
+        self.user(upn)
+
+    def file_hash(self, value: Any) -> None:
+        """An md5, sha1 or sha256 in hex; other text (or a wrong length) is ignored."""
+        text = _only_text(value)
+        if text is None:
+            return
+        lowered = text.lower()
+        if len(lowered) in _HASH_LENGTHS and set(lowered) <= _HEX:
+            self._hashes.setdefault(lowered)
+
+    def ip(self, value: Any) -> None:
+        """An IP address, as sent."""
+        if (text := _only_text(value)) is not None:
+            self._ips.setdefault(text)
+
+    def url(self, value: Any) -> None:
+        """A URL, as sent."""
+        if (text := _only_text(value)) is not None:
+            self._urls.setdefault(text)
+
+    def evidence(self) -> Evidence:
+        """What was gathered, as the contract's record."""
+        return Evidence(
+            users=tuple(self._users.values()),
+            file_hashes=tuple(self._hashes),
+            ips=tuple(self._ips),
+            urls=tuple(self._urls),
+        )

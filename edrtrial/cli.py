@@ -274,9 +274,25 @@ def tickets(ctx: click.Context, company: str | None, show_all: bool) -> None:
             else desk.OPEN_STATES
         )
         rows = desk.ticket_queue(session, company_key=company, states=states)
-    table = Table("#", "pri", "state", "company", "title", "alerts", "devices", "opened (JST)")
+    table = Table(
+        "#",
+        "pri",
+        "state",
+        "company",
+        "title",
+        "alerts",
+        "devices",
+        "assignee",
+        "opened (JST)",
+        "acknowledge",
+    )
+    now = runtime.clock()
     for row in rows:
         t = row.ticket
+        due = ""
+        if t.state == "new" and t.ack_due_at is not None:
+            due = f"{to_jst(t.ack_due_at):%m/%d %H:%M}"
+            due = f"[red]overdue since {due}[/]" if t.ack_due_at <= now else f"by {due}"
         table.add_row(
             str(t.id),
             t.priority,
@@ -285,7 +301,9 @@ def tickets(ctx: click.Context, company: str | None, show_all: bool) -> None:
             t.title,
             str(row.alert_count),
             ", ".join(row.devices),
+            t.assignee,
             f"{to_jst(t.created_at):%m/%d %H:%M}",
+            due,
         )
     console.print(table)
     console.print(f"{len(rows)} ticket(s)")
@@ -537,3 +555,7 @@ def run_job(ctx: click.Context, name: str) -> None:
 from edrtrial.cli_playbooks import playbooks  # noqa: E402  (registers after `main` exists)
 
 main.add_command(playbooks)
+
+from edrtrial.cli_desk import ticket  # noqa: E402
+
+main.add_command(ticket)

@@ -2,9 +2,309 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import click
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from edrtrial.calendar import BusinessCalendar
+    from edrtrial.config import Config
+    from edrtrial.models import Alert
+    from edrtrial.playbooks.engine import AlertFacts
+
+_DEFAULT_LAST = 10
+
+
+@dataclass(frozen=True, slots=True)
+class _Case:
+    """One alert to test: how to name it, and its facts (or why there are none)."""
+
+    label: str
+    title: str
+    severity: str
+    company: str
+    facts: AlertFacts | None = None
+    problem: str = ""
 
 
 @click.group()
 def playbooks() -> None:
     """Playbook files: check them, and test them on alerts without acting."""
+
+
+def _cleanly(func: Callable[..., None], *args: Any) -> None:
+    """Run `func` under `edrtrial.cli._fails_cleanly`, imported late: cli imports this module."""
+    from edrtrial.cli import _fails_cleanly
+
+    _fails_cleanly(func)(*args)
+
+
+def _configured_paths(config: Config) -> list[Path]:
+    from edrtrial.playbooks.engine import default_playbook_paths
+
+    return [config.resolve(p) for p in config.settings.playbooks] or default_playbook_paths()
+
+
+@playbooks.command("check")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.pass_context
+def check(ctx: click.Context, files: tuple[Path, ...]) -> None:
+    """Validate playbook files (default: the configured ones) and count their rules.
+
+    Each file is checked on its own, then all together in the order given (rule names
+    must be unique across files). Errors name the file and line; the exit status is 2.
+    """
+    _cleanly(_check, ctx, files)
+
+
+def _check(ctx: click.Context, files: tuple[Path, ...]) -> None:
+    from edrtrial.cli import _config, console
+    from edrtrial.errors import EdrTrialError, PlaybookError
+    from edrtrial.playbooks.engine import load_playbooks
+    from edrtrial.playbooks.live import channel_check
+
+    config: Config | None = None
+    try:
+        config = _config(ctx)
+    except EdrTrialError:
+        if not files:
+            raise  # the configured playbooks need the config
+    paths = list(files) or _configured_paths(_require(config))
+    errors: list[str] = []
+    for path in paths:
+        try:
+            count = len(load_playbooks([path]).rules)
+        except PlaybookError as err:
+            errors.append(str(err))
+            continue
+        console.print(f"{path}: {count} rules", markup=False, highlight=False)
+    if errors:
+        raise PlaybookError("\n".join(errors))
+    combined = load_playbooks(paths)
+    channels = sorted(combined.channels())
+    if channels and config is not None:
+        channel_check(c.name for c in config.settings.desk.escalation_channels())(combined)
+    if channels:
+        console.print("escalates to: " + ", ".join(channels), markup=False, highlight=False)
+    console.print(
+        f"ok: {len(combined.rules)} rules in {len(paths)} file(s)", markup=False, highlight=False
+    )
+
+
+@playbooks.command("test")
+@click.argument(
+    "alerts_json", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--alert", "alert_ids", multiple=True, help="A stored alert, by numeric id or source id."
+)
+@click.option("--company", help="Company key: its stored alerts, or the key for ALERTS_JSON.")
+@click.option(
+    "--last",
+    type=click.IntRange(min=1),
+    help=f"With --company: its N most recent stored alerts (default {_DEFAULT_LAST}).",
+)
+@click.option(
+    "--playbook",
+    "playbook_files",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Test this file instead of the configured playbooks (repeatable, in order).",
+)
+@click.pass_context
+def test(
+    ctx: click.Context,
+    alerts_json: Path | None,
+    alert_ids: tuple[str, ...],
+    company: str | None,
+    last: int | None,
+    playbook_files: tuple[Path, ...],
+) -> None:
+    """Show which rules match each alert and why, WITHOUT acting.
+
+    Nothing is stored, mailed or sent to Defender. ALERTS_JSON holds Graph alerts_v2
+    alerts: a page (`{"value": [...]}`), one alert, or a list; incidents with
+    `$expand=alerts` give their alerts.
+    """
+    _cleanly(_test, ctx, alerts_json, alert_ids, company, last, playbook_files)
+
+
+def _test(
+    ctx: click.Context,
+    alerts_json: Path | None,
+    alert_ids: tuple[str, ...],
+    company: str | None,
+    last: int | None,
+    playbook_files: tuple[Path, ...],
+) -> None:
+    from edrtrial.cli import _config, console
+    from edrtrial.errors import EdrTrialError
+    from edrtrial.playbooks.engine import load_playbooks
+    from edrtrial.playbooks.explain import summary
+
+    if last is not None and not company:
+        raise click.UsageError("--last needs --company")
+    from_store = bool(alert_ids) or (
+        company is not None and (last is not None or alerts_json is None)
+    )
+    if alerts_json is None and not from_store:
+        raise click.UsageError("give ALERTS_JSON, --alert ID or --company KEY [--last N]")
+    config = _config(ctx) if from_store or not playbook_files else None
+    playbook = load_playbooks(list(playbook_files) or _configured_paths(_require(config)))
+    calendar = _calendar(config)
+    cases: list[_Case] = []
+    if alerts_json is not None:
+        cases += _json_cases(alerts_json, company or "unknown", calendar)
+    if from_store:
+        cases += _stored_cases(_require(config), alert_ids, company, last, calendar)
+    if not cases:
+        raise EdrTrialError("no alerts to test")
+    tally: Counter[str] = Counter()
+    problems = 0
+    for case in cases:
+        console.print(
+            f"── {case.label} [{case.company}] {case.title!r} ({case.severity})",
+            markup=False,
+            highlight=False,
+        )
+        if case.facts is None:
+            console.print(f"  not tested: {case.problem}", markup=False, highlight=False)
+            problems += 1
+            continue
+        decision = playbook.evaluate(case.facts)
+        tally[summary(decision)] += 1
+        console.print(decision.explain(), markup=False, highlight=False)
+        console.print()
+    console.print(f"{sum(tally.values())} alert(s) decided:", markup=False, highlight=False)
+    for line, count in tally.most_common():
+        console.print(f"  {count:>4} × {line}", markup=False, highlight=False)
+    if problems:
+        console.print(f"{problems} alert(s) could not be read", markup=False, highlight=False)
+        ctx.exit(1)
+
+
+def _require(config: Config | None) -> Config:
+    assert config is not None  # loaded whenever the store or the configured playbooks are used
+    return config
+
+
+def _calendar(config: Config | None) -> BusinessCalendar:
+    from edrtrial.calendar import DEFAULT, BusinessCalendar
+
+    return DEFAULT if config is None else BusinessCalendar.from_config(config.settings.calendar)
+
+
+def _json_items(payload: Any) -> Iterator[Any]:
+    """Alerts of a Graph page, a list, one alert, or incidents with their alerts expanded."""
+    if isinstance(payload, dict) and isinstance(payload.get("value"), list):
+        payload = payload["value"]
+    items = payload if isinstance(payload, list) else [payload]
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("alerts"), list) and "title" not in item:
+            yield from item["alerts"]
+        else:
+            yield item
+
+
+def _json_cases(path: Path, company: str, calendar: BusinessCalendar) -> list[_Case]:
+    from pydantic import ValidationError
+
+    from edrtrial.connectors.defender.connector import _alert_record
+    from edrtrial.connectors.support import describe_errors
+    from edrtrial.errors import EdrTrialError
+    from edrtrial.playbooks.engine import AlertFacts
+    from edrtrial.timeutil import utcnow
+
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise EdrTrialError(f"{path}: not a readable JSON file: {err}") from err
+    cases = []
+    for index, item in enumerate(_json_items(payload)):
+        raw = item if isinstance(item, dict) else {}
+        label = f"{path.name}[{index}] {raw.get('id') or '(no id)'}"
+        title, severity = str(raw.get("title") or ""), str(raw.get("severity") or "")
+        try:
+            record = _alert_record(item)
+        except ValidationError as err:
+            problem = describe_errors(err)
+        except ValueError as err:
+            problem = str(err) or type(err).__name__
+        else:
+            tenant = raw.get("tenantId")
+            facts = AlertFacts.from_record(
+                record,
+                company_key=company,
+                business_hours=calendar.is_business_hours(record.created_at or utcnow()),
+                tenant_id=tenant if isinstance(tenant, str) else "",
+            )
+            cases.append(_Case(label, record.title, record.severity, company, facts))
+            continue
+        cases.append(_Case(label, title, severity, company, problem=f"alert {index}: {problem}"))
+    return cases
+
+
+def _stored_cases(
+    config: Config,
+    alert_ids: Sequence[str],
+    company: str | None,
+    last: int | None,
+    calendar: BusinessCalendar,
+) -> list[_Case]:
+    """Stored alerts' facts, read in a session that is rolled back: nothing is written."""
+    from edrtrial.db import ensure_current, make_engine, make_sessions
+    from edrtrial.triage import stored_facts
+
+    engine = make_engine(config.database_url)
+    try:
+        ensure_current(engine)
+        with make_sessions(engine)() as session:
+            cases = []
+            for wanted, alert in _stored_alerts(session, alert_ids, company, last):
+                if alert is None:
+                    cases.append(_Case(wanted, "", "", company or "?", problem="no such alert"))
+                    continue
+                facts = stored_facts(session, alert, calendar=calendar)
+                label = f"alert {alert.id} ({alert.source_id})"
+                cases.append(_Case(label, alert.title, alert.severity, facts.company_key, facts))
+            session.rollback()
+            return cases
+    finally:
+        engine.dispose()
+
+
+def _stored_alerts(
+    session: Session, alert_ids: Sequence[str], company: str | None, last: int | None
+) -> Iterator[tuple[str, Alert | None]]:
+    from sqlalchemy import or_, select
+
+    from edrtrial.errors import EdrTrialError
+    from edrtrial.models import Alert, Company, Tenant
+
+    scope = select(Alert).join(Tenant, Alert.tenant_id == Tenant.id)
+    scope = scope.join(Company, Tenant.company_id == Company.id)
+    if company:
+        if session.scalar(select(Company.id).where(Company.key == company)) is None:
+            raise EdrTrialError(f"no company {company!r} in the store")
+        scope = scope.where(Company.key == company)
+    for wanted in alert_ids:
+        match = Alert.source_id == wanted
+        if wanted.isdigit():
+            match = or_(Alert.id == int(wanted), match)
+        found = list(session.scalars(scope.where(match).order_by(Alert.id)))
+        if not found:
+            yield f"alert {wanted}", None
+        for alert in found:
+            yield f"alert {wanted}", alert
+    if company and (last is not None or not alert_ids):
+        newest = scope.order_by(Alert.created_at.desc().nulls_last(), Alert.id.desc())
+        newest = newest.limit(last or _DEFAULT_LAST)
+        for alert in session.scalars(newest):
+            yield f"alert {alert.id}", alert

@@ -144,7 +144,7 @@ class CalendarConfig(_Strict):
     @classmethod
     def _closure(cls, value: list[str]) -> list[str]:
         if value and (len(value) != 2 or not all(_MMDD.match(v) for v in value)):
-            raise ValueError("must be [] or two MM-DD days, e.g. [\"12-29\", \"01-03\"]")
+            raise ValueError('must be [] or two MM-DD days, e.g. ["12-29", "01-03"]')
         return value
 
     @model_validator(mode="after")
@@ -154,6 +154,17 @@ class CalendarConfig(_Strict):
         return self
 
 
+Priority = Literal["P1", "P2", "P3", "P4"]
+
+
+def _default_ack_minutes() -> dict[Priority, int]:
+    return {"P1": 30, "P2": 120, "P3": 480, "P4": 2400}
+
+
+def _default_around_the_clock() -> list[Priority]:
+    return ["P1", "P2"]
+
+
 class SlaConfig(_Strict):
     """Minutes to acknowledge a ticket, per priority, counted on the ticket's calendar.
 
@@ -161,12 +172,8 @@ class SlaConfig(_Strict):
     every ticket after the trial) on the support desk's business hours.
     """
 
-    acknowledge_minutes: dict[Literal["P1", "P2", "P3", "P4"], int] = Field(
-        default_factory=lambda: {"P1": 30, "P2": 120, "P3": 480, "P4": 2400}
-    )
-    around_the_clock: list[Literal["P1", "P2", "P3", "P4"]] = Field(
-        default_factory=lambda: ["P1", "P2"]
-    )
+    acknowledge_minutes: dict[Priority, int] = Field(default_factory=_default_ack_minutes)
+    around_the_clock: list[Priority] = Field(default_factory=_default_around_the_clock)
 
     @field_validator("acknowledge_minutes")
     @classmethod

@@ -17,16 +17,17 @@ from typing import TypeVar
 
 from sqlalchemy import select
 
-from edrtrial import ingestion, lifecycle, outbox
+from edrtrial import escalation, ingestion, lifecycle, outbox, responses, writeback
 from edrtrial.db import transaction
 from edrtrial.errors import AuthError, ConfigError, ConnectorError
 from edrtrial.logsetup import tenant_context
 from edrtrial.mailer import transport_from_config
-from edrtrial.models import Tenant, Trial
+from edrtrial.models import Alert, ResponseAction, Tenant, Trial
 from edrtrial.reports.delivery import queue_detection_report
 from edrtrial.runtime import Runtime, TenantRef
 from edrtrial.timeutil import JST, jst_date, jst_day_bounds
 from edrtrial.triage import TriageResult, triage_pending
+from edrtrial.webhooks import webhook_transport_from_config
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -158,7 +159,7 @@ def _triage_all(rt: Runtime, tenant: TenantRef) -> TriageResult:
                 tenant.id,
                 tenant.company_key,
                 rt.playbook,
-                rt.config.settings.desk,
+                rt.policy,
                 rt.clock(),
                 limit=TRIAGE_BATCH,
             )
@@ -184,6 +185,7 @@ def _each_tenant(rt: Runtime, work: Callable[[TenantRef], T], company_key: str |
 
 def poll(rt: Runtime, company_key: str | None = None) -> list[PollOutcome]:
     """Poll every tenant (or one company's) once; parked or waiting tenants are reported."""
+    rt.refresh_playbooks()
     return _each_tenant(rt, lambda tenant: poll_one(rt, tenant), company_key)
 
 
@@ -210,17 +212,90 @@ def inventory(rt: Runtime, company_key: str | None = None) -> int:
     return sum(_each_tenant(rt, lambda tenant: inventory_one(rt, tenant), company_key))
 
 
+@dataclass(frozen=True, slots=True)
+class DeskOutcome:
+    """One pass of the desk's own work."""
+
+    escalated: int = 0
+    closed: int = 0
+    actions_sent: int = 0
+    actions_finished: int = 0
+    written_back: int = 0
+
+
+def _desk_tenant(rt: Runtime, tenant: TenantRef) -> tuple[int, int, int]:
+    """Send a tenant's planned isolations, follow those under way, write verdicts back."""
+    with tenant_context(tenant.external_id), rt.tenant_lock(tenant.id):
+        if tenant.state == "parked":
+            return 0, 0, 0
+        with rt.sessions() as session:
+            planned = list(
+                session.scalars(
+                    select(ResponseAction.id).where(
+                        ResponseAction.tenant_id == tenant.id,
+                        ResponseAction.kind.in_(responses.DEVICE_KINDS),
+                        ResponseAction.status == "planned",
+                    )
+                )
+            )
+            under_way = session.scalar(
+                select(ResponseAction.id)
+                .where(
+                    ResponseAction.tenant_id == tenant.id,
+                    ResponseAction.kind.in_(responses.DEVICE_KINDS),
+                    ResponseAction.status.in_(("pending", "inprogress")),
+                )
+                .limit(1)
+            )
+            writes = session.scalar(
+                select(Alert.id)
+                .where(Alert.tenant_id == tenant.id, Alert.write_back == "pending")
+                .limit(1)
+            )
+        if not (planned or under_way or writes):
+            return 0, 0, 0  # no API call for a tenant with nothing to do
+        try:
+            connector = rt.connector(tenant)
+            for action_id in planned:
+                responses.send(rt.sessions, action_id, connector, "playbook", rt.clock)
+            finished = responses.follow(
+                rt.sessions, tenant.id, connector, rt.config.settings.desk, rt.clock()
+            )
+            written = writeback.write_back_pending(rt.sessions, tenant.id, connector)
+        except (AuthError, ConfigError) as err:
+            _park(rt, tenant, f"{err} {getattr(err, 'operator_action', '')}".strip())
+            return 0, 0, 0
+        except ConnectorError as err:
+            log.warning("desk work for %s deferred: %s", tenant.company_key, err)
+            return 0, 0, 0
+        return len(planned), len(finished), written.written
+
+
+def desk(rt: Runtime) -> DeskOutcome:
+    """The desk's clockwork: escalate missed deadlines, close quiet tickets, act on devices."""
+    with transaction(rt.sessions) as session:
+        escalated = escalation.escalate_overdue(session, rt.policy, rt.clock())
+        closed = escalation.close_quiet(session, rt.policy, rt.clock())
+    per_tenant = _each_tenant(rt, lambda tenant: _desk_tenant(rt, tenant), None)
+    sent = sum(p[0] for p in per_tenant)
+    finished = sum(p[1] for p in per_tenant)
+    written = sum(p[2] for p in per_tenant)
+    return DeskOutcome(len(escalated), len(closed), sent, finished, written)
+
+
 def deliver_outbox(rt: Runtime) -> outbox.DeliveryStats:
-    """Send the mail that is due."""
+    """Send what is due: mail, and messages to the desk's Teams and webhook channels."""
     mail = rt.config.settings.mail
-    return outbox.deliver_due(
-        rt.sessions,
-        transport_from_config(rt.config),
-        sender=str(mail.from_address),
-        sender_name=mail.from_name,
-        max_attempts=mail.max_attempts,
-        now=rt.clock(),
-    )
+    with webhook_transport_from_config(rt.config) as channels:
+        return outbox.deliver_due(
+            rt.sessions,
+            transport_from_config(rt.config),
+            sender=str(mail.from_address),
+            sender_name=mail.from_name,
+            max_attempts=mail.max_attempts,
+            now=rt.clock(),
+            channels=channels,
+        )
 
 
 def report_period(today: date) -> tuple[date, date]:
@@ -271,6 +346,7 @@ JOBS: dict[str, Callable[[Runtime], object]] = {
     "poll": poll,
     "inventory": inventory,
     "outbox": deliver_outbox,
+    "desk": desk,
     "weekly-reports": weekly_reports,
     "trial-lifecycle": trial_lifecycle,
 }

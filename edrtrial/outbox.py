@@ -1,4 +1,8 @@
-"""The persistent mail outbox: each notice is queued once and delivered at least once."""
+"""The persistent outbox: each notice is queued once and delivered at least once.
+
+A message travels by mail (`recipient` is an address) or through a configured Teams or
+webhook channel (`recipient` is the channel's name; its URL stays in the config).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,6 +34,7 @@ RETRY_CAP = timedelta(hours=4)
 ERROR_MAX_CHARS = 1000
 _DEDUPE_MAX = 200  # the column widths, checked here so SQLite fails like PostgreSQL would
 _KIND_MAX = 32
+CHANNELS = ("mail", "teams", "webhook")
 
 _rng = random.Random()
 
@@ -40,7 +46,15 @@ class DeliveryStats:
     sent: int = 0
     retried: int = 0  # failed this time, scheduled again
     failed: int = 0  # given up (max attempts, or refused for good)
-    postponed: int = 0  # due but not tried: the server was unavailable
+    postponed: int = 0  # due but not tried: its server or channel was unavailable
+
+
+class ChannelSender(Protocol):
+    """Delivers a Teams or webhook message to the channel named in its `recipient`."""
+
+    def send(self, msg: OutboxMessage) -> None:
+        """Deliver one message or raise `DeliveryError` (a subclass saying why)."""
+        ...
 
 
 class _Outcome(Enum):
@@ -60,12 +74,18 @@ def enqueue(
     body_text: str,
     body_html: str | None = None,
     tenant_id: int | None = None,
+    channel: str = "mail",
 ) -> OutboxMessage:
-    """Queue a mail unless one with this dedupe key exists (then return that one, unchanged)."""
+    """Queue a message unless one with this dedupe key exists (then return it, unchanged).
+
+    For `channel` "teams" or "webhook", `recipient` is the name of a configured channel.
+    """
     if not dedupe_key or len(dedupe_key) > _DEDUPE_MAX:
         raise ValueError(f"dedupe_key must be 1..{_DEDUPE_MAX} characters: {dedupe_key!r}")
     if not kind or len(kind) > _KIND_MAX:
         raise ValueError(f"kind must be 1..{_KIND_MAX} characters: {kind!r}")
+    if channel not in CHANNELS:
+        raise ValueError(f"channel must be one of {', '.join(CHANNELS)}: {channel!r}")
     if not recipient.strip():
         raise ValueError(f"outbox message {dedupe_key!r} has no recipient")
     existing = session.scalar(select(OutboxMessage).where(OutboxMessage.dedupe_key == dedupe_key))
@@ -74,6 +94,7 @@ def enqueue(
     message = OutboxMessage(
         dedupe_key=dedupe_key,
         kind=kind,
+        channel=channel,
         recipient=recipient.strip(),
         subject=subject,
         body_text=body_text,
@@ -110,6 +131,28 @@ def due_message_ids(session: Session, now: datetime, limit: int) -> list[int]:
     return list(session.scalars(query))
 
 
+def _due(session: Session, now: datetime, limit: int) -> list[tuple[int, str, str]]:
+    """Like `due_message_ids`, with each message's channel and recipient for routing."""
+    query = (
+        select(OutboxMessage.id, OutboxMessage.channel, OutboxMessage.recipient)
+        .where(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now)
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+        .limit(limit)
+    )
+    return [(row.id, row.channel, row.recipient) for row in session.execute(query)]
+
+
+def _route(channel: str, recipient: str) -> str:
+    """What fails together: all mail shares one server, each other channel is its own."""
+    return "mail" if channel == "mail" else f"{channel}:{recipient}"
+
+
+def _describe(msg: OutboxMessage) -> str:
+    if msg.channel == "mail":
+        return f"mail {msg.id} to {msg.recipient}"
+    return f"{msg.channel} message {msg.id} to channel {msg.recipient!r}"
+
+
 def _record_failure(
     msg: OutboxMessage,
     err: DeliveryError,
@@ -124,9 +167,8 @@ def _record_failure(
     if isinstance(err, UndeliverableError) or msg.attempts >= max_attempts:
         msg.status = FAILED
         log.error(
-            "mail %s to %s given up after %d attempt(s): %s",
-            msg.id,
-            msg.recipient,
+            "%s given up after %d attempt(s): %s",
+            _describe(msg),
             msg.attempts,
             msg.last_error,
             extra=extra,
@@ -134,9 +176,8 @@ def _record_failure(
         return _Outcome.FAILED
     msg.next_attempt_at = now + retry_delay(msg.attempts, rng)
     log.warning(
-        "mail %s to %s failed (attempt %d of %d), retry at %s: %s",
-        msg.id,
-        msg.recipient,
+        "%s failed (attempt %d of %d), retry at %s: %s",
+        _describe(msg),
         msg.attempts,
         max_attempts,
         msg.next_attempt_at.isoformat(),
@@ -146,9 +187,26 @@ def _record_failure(
     return _Outcome.SERVER_DOWN if isinstance(err, ServerUnavailableError) else _Outcome.RETRY
 
 
+def _send(
+    msg: OutboxMessage,
+    transport: MailTransport,
+    channels: ChannelSender | None,
+    *,
+    sender: str,
+    sender_name: str,
+) -> None:
+    if msg.channel == "mail":
+        transport.send(build_message(msg, sender=sender, sender_name=sender_name))
+    elif msg.channel in CHANNELS and channels is not None:
+        channels.send(msg)
+    else:  # written by hand or by a newer version; `deliver_due` keeps the others back
+        raise UndeliverableError(f"outbox message {msg.id} has unknown channel {msg.channel!r}")
+
+
 def _deliver_one(
     msg: OutboxMessage,
     transport: MailTransport,
+    channels: ChannelSender | None,
     *,
     sender: str,
     sender_name: str,
@@ -158,17 +216,16 @@ def _deliver_one(
 ) -> _Outcome:
     clock = now or utcnow()
     try:
-        transport.send(build_message(msg, sender=sender, sender_name=sender_name))
+        _send(msg, transport, channels, sender=sender, sender_name=sender_name)
     except DeliveryError as err:
         return _record_failure(msg, err, now=clock, max_attempts=max_attempts, rng=rng)
     msg.status = SENT
     msg.sent_at = now or utcnow()
     msg.last_error = ""
     log.info(
-        "mail %s (%s) sent to %s",
-        msg.id,
+        "%s (%s) sent",
+        _describe(msg),
         msg.kind,
-        msg.recipient,
         extra={"tenant_id": msg.tenant_id, "outbox_id": msg.id},
     )
     return _Outcome.SENT
@@ -184,16 +241,32 @@ def deliver_due(
     now: datetime | None = None,
     limit: int = 200,
     rng: random.Random | None = None,
+    channels: ChannelSender | None = None,
 ) -> DeliveryStats:
-    """Send what is due, one transaction per message; a crash after sending re-sends (same ID)."""
+    """Send what is due, one transaction per message; a crash after sending re-sends (same ID).
+
+    Mail goes through `transport`, Teams and webhook messages through `channels`; without
+    `channels` those wait, untouched. When a server or channel is unavailable, its other
+    messages wait for the next run while the rest still go.
+    """
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
     at = as_utc(now) if now is not None else None
     with transaction(sessions) as session:
-        ids = due_message_ids(session, at or utcnow(), limit)
+        due = _due(session, at or utcnow(), limit)
     counts = {outcome: 0 for outcome in _Outcome}
     postponed = 0
-    for index, message_id in enumerate(ids):
+    unavailable: set[str] = set()
+    held_back = 0
+    for message_id, channel, recipient in due:
+        route = _route(channel, recipient)
+        if channel != "mail" and channel in CHANNELS and channels is None:
+            held_back += 1
+            continue
+        if route in unavailable:
+            # It would wait out the same timeout or refusal; leave it for the next run.
+            postponed += 1
+            continue
         with transaction(sessions) as session:
             # Claim first: a second deliverer (the CLI beside `serve`) waits here, then skips.
             if not claim(session, OutboxMessage, message_id, "status", PENDING):
@@ -202,6 +275,7 @@ def deliver_due(
             outcome = _deliver_one(
                 msg,
                 transport,
+                channels,
                 sender=sender,
                 sender_name=sender_name,
                 max_attempts=max_attempts,
@@ -210,12 +284,12 @@ def deliver_due(
             )
         counts[outcome] += 1
         if outcome is _Outcome.SERVER_DOWN:
-            # The next messages would wait out the same timeout; leave them for the next run.
-            postponed = len(ids) - index - 1
-            break
+            unavailable.add(route)
+    if held_back:
+        log.warning("%d Teams/webhook message(s) due but no channel transport given", held_back)
     return DeliveryStats(
         sent=counts[_Outcome.SENT],
         retried=counts[_Outcome.RETRY] + counts[_Outcome.SERVER_DOWN],
         failed=counts[_Outcome.FAILED],
-        postponed=postponed,
+        postponed=postponed + held_back,
     )

@@ -10,13 +10,16 @@ from threading import Lock
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from edrtrial.calendar import BusinessCalendar
 from edrtrial.companies import sync_companies
 from edrtrial.config import Config
 from edrtrial.connectors import connector_class
 from edrtrial.connectors.base import Connector
 from edrtrial.db import ensure_current, make_engine, make_sessions, transaction
+from edrtrial.desk import DeskPolicy
 from edrtrial.models import Company, Tenant
-from edrtrial.playbooks.engine import Playbook, default_playbook_paths, load_playbooks
+from edrtrial.playbooks.engine import Playbook, default_playbook_paths
+from edrtrial.playbooks.live import LivePlaybooks, channel_check
 from edrtrial.timeutil import utcnow
 
 
@@ -38,13 +41,18 @@ class Runtime:
         self,
         config: Config,
         engine: Engine,
-        playbook: Playbook,
+        playbook: Playbook | LivePlaybooks,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.config = config
         self.engine = engine
         self.sessions: sessionmaker[Session] = make_sessions(engine)
-        self.playbook = playbook
+        self._playbook = playbook
+        self.policy = DeskPolicy(
+            config.settings.desk,
+            config.settings.sla,
+            BusinessCalendar.from_config(config.settings.calendar),
+        )
         self.clock = clock
         self._connectors: dict[int, Connector] = {}
         self._tenant_locks: dict[int, Lock] = {}
@@ -56,10 +64,22 @@ class Runtime:
         engine = make_engine(config.database_url)
         ensure_current(engine)
         paths = [config.resolve(p) for p in config.settings.playbooks] or default_playbook_paths()
-        runtime = cls(config, engine, load_playbooks(paths), clock)
+        channels = [c.name for c in config.settings.desk.escalation_channels()]
+        runtime = cls(config, engine, LivePlaybooks(paths, check=channel_check(channels)), clock)
         with transaction(runtime.sessions) as session:
             sync_companies(session, config.settings.companies)
         return runtime
+
+    @property
+    def playbook(self) -> Playbook:
+        """The playbook in force (with live files: the last good load)."""
+        found = self._playbook
+        return found.current if isinstance(found, LivePlaybooks) else found
+
+    def refresh_playbooks(self) -> str | None:
+        """Pick up edited playbook files; a broken edit is logged and the old rules stay."""
+        found = self._playbook
+        return found.refresh() if isinstance(found, LivePlaybooks) else None
 
     def tenants(self, company_key: str | None = None) -> list[TenantRef]:
         """The configured tenants (optionally one company's), in company order."""

@@ -148,6 +148,7 @@ def build_scheduler(rt: Runtime) -> BackgroundScheduler:
     wanted: dict[str, tuple[tuple[str, str | None], object, datetime | None]] = {
         "heartbeat": (("heartbeat", None), IntervalTrigger(seconds=HEARTBEAT.seconds), None),
         "outbox": (("outbox", None), IntervalTrigger(seconds=schedules.outbox_seconds), now),
+        "desk": (("desk", None), IntervalTrigger(seconds=schedules.desk_seconds), now),
         "weekly-reports": (("weekly-reports", None), _cron(schedules.weekly_report, True), None),
         # Also once shortly after start, when the first inventory has found the devices.
         "trial-lifecycle": (

@@ -54,6 +54,7 @@ def _alert_fields(record: AlertRecord) -> dict[str, Any]:
         "mitre_techniques": list(record.mitre_techniques),
         "device_source_ids": [d.source_id for d in record.devices],
         "device_names": [d.name for d in record.devices],
+        "evidence": record.evidence.as_json(),
         "created_at": record.created_at,
         "last_update_at": record.last_update_at,
         "raw": _jsonable(record.raw),
@@ -78,6 +79,7 @@ RETRIAGE_ON = (
     "category",
     "mitre_techniques",
     "device_source_ids",
+    "evidence",
 )
 """Alert fields a playbook decides on: a change sends the alert through triage again."""
 
@@ -177,6 +179,7 @@ def upsert_devices(
             "risk_score": record.risk_score,
             "first_seen": record.first_seen,
             "last_seen": record.last_seen,
+            "tags": list(record.tags),
             "raw": _jsonable(record.raw),
             "in_inventory": True,
         }

@@ -13,9 +13,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from edrtrial import desk, store
-from edrtrial.calendar import is_business_hours
-from edrtrial.config import DeskConfig
+from edrtrial import desk, responses, store
+from edrtrial.calendar import DEFAULT as DEFAULT_CALENDAR
+from edrtrial.calendar import BusinessCalendar
+from edrtrial.connectors.base import ActionKind
 from edrtrial.models import Alert, Company, Device, Tenant, Ticket
 from edrtrial.playbooks.engine import AlertFacts, Decision, Playbook
 
@@ -37,6 +38,7 @@ def facts_of(
     *,
     tenant_id: str = "",
     device_tags: tuple[str, ...] = (),
+    calendar: BusinessCalendar = DEFAULT_CALENDAR,
 ) -> AlertFacts:
     """What the playbook may look at for a stored alert."""
     evidence = alert.evidence or {}
@@ -56,7 +58,7 @@ def facts_of(
         urls=tuple(evidence.get("urls", ())),
         tenant_id=tenant_id,
         company_key=company_key,
-        business_hours=is_business_hours(alert.created_at or alert.ingested_at),
+        business_hours=calendar.is_business_hours(alert.created_at or alert.ingested_at),
         incident_id=alert.incident_source_id,
     )
 
@@ -75,7 +77,9 @@ def device_tags(
     return {source_id: tuple(tags or ()) for source_id, tags in rows}
 
 
-def stored_facts(session: Session, alert: Alert) -> AlertFacts:
+def stored_facts(
+    session: Session, alert: Alert, calendar: BusinessCalendar = DEFAULT_CALENDAR
+) -> AlertFacts:
     """The facts of one stored alert exactly as triage builds them (for `playbooks test`)."""
     tenant = session.get_one(Tenant, alert.tenant_id)
     company = session.get_one(Company, tenant.company_id)
@@ -85,6 +89,7 @@ def stored_facts(session: Session, alert: Alert) -> AlertFacts:
         company.key,
         tenant_id=tenant.external_id,
         device_tags=_tags_of(alert, tags),
+        calendar=calendar,
     )
 
 
@@ -102,29 +107,78 @@ def _verify_devices(session: Session, alert: Alert) -> int:
     return verified
 
 
+@dataclass(slots=True)
+class _Pending:
+    """What a batch asks of one ticket once all its alerts are placed."""
+
+    ticket: Ticket
+    to_desk: bool = False
+    to_company: bool = False
+    isolate: str | None = None
+    devices: dict[str, str] | None = None  # source id -> name, of alerts asking to isolate
+
+
 def _apply(
     session: Session,
     book: desk.TicketBook,
     alert: Alert,
     decision: Decision,
     now: datetime,
-    notify: dict[str, tuple[Ticket, bool, bool]],
+    pending: dict[str, _Pending],
 ) -> tuple[int, int, int]:
     alert.priority = decision.priority
     alert.matched_rules = list(decision.matched)
     alert.suppressed_reason = decision.suppressed_reason
     alert.triaged_at = now
+    if decision.classification and not alert.classification:
+        alert.classification = decision.classification
+        alert.determination = decision.determination or ""
+        if decision.suppressed_reason:  # e.g. the detection test: closed in the EDR as well
+            alert.write_back = alert.write_back or "pending"
     verified = _verify_devices(session, alert) if decision.mark_device_verified else 0
     if decision.suppressed_reason or not decision.ticket:
         return 0, 1 if decision.suppressed_reason else 0, verified
-    ticket, created = book.open_or_attach(alert, decision.priority, now)
-    _, to_desk, to_company = notify.get(ticket.correlation_key, (ticket, False, False))
-    notify[ticket.correlation_key] = (
-        ticket,
-        to_desk or decision.notify_desk,
-        to_company or decision.notify_company,
+    placed = book.place(
+        alert,
+        decision.priority,
+        correlate=decision.correlate,
+        window_minutes=decision.correlate_window_minutes,
+        channel=decision.escalate or "",
     )
-    return (1 if created else 0), 0, verified
+    ticket = placed.ticket
+    entry = pending.setdefault(ticket.correlation_key, _Pending(ticket))
+    entry.to_desk = entry.to_desk or decision.notify_desk or placed.reopened
+    entry.to_company = entry.to_company or decision.notify_company
+    if decision.isolate:
+        entry.isolate = "request" if "request" in (entry.isolate, decision.isolate) else "propose"
+        entry.devices = entry.devices or {}
+        for source_id, name in zip(alert.device_source_ids, alert.device_names, strict=False):
+            entry.devices.setdefault(source_id, name)
+    return (1 if placed.created else 0), 0, verified
+
+
+def _isolation(session: Session, entry: _Pending, auto_isolation: bool, now: datetime) -> None:
+    """Carry out a playbook's isolation ask: planned where the company agreed, else proposed."""
+    ticket = entry.ticket
+    for source_id, name in (entry.devices or {}).items():
+        device = store.device_for_evidence(session, ticket.tenant_id, source_id, name)
+        if entry.isolate == "request" and auto_isolation:
+            try:
+                responses.plan(
+                    session,
+                    device,
+                    ActionKind.ISOLATE,
+                    actor="playbook",
+                    at=now,
+                    ticket=ticket,
+                    reason="automatic isolation agreed by the company",
+                )
+            except responses.ActionRefused:
+                continue  # already isolated or under way: nothing more to ask
+        else:
+            responses.propose(
+                session, device, ticket, at=now, reason=f"playbook asked to {entry.isolate}"
+            )
 
 
 def triage_pending(
@@ -132,7 +186,7 @@ def triage_pending(
     tenant_id: int,
     company_key: str,
     playbook: Playbook,
-    desk_config: DeskConfig,
+    policy: desk.DeskPolicy,
     now: datetime,
     limit: int = 500,
 ) -> TriageResult:
@@ -145,19 +199,32 @@ def triage_pending(
             .limit(limit)
         )
     )
+    if not alerts:
+        return TriageResult()
+    tenant = session.get_one(Tenant, tenant_id)
+    company = session.get_one(Company, tenant.company_id)
+    tags = device_tags(session, tenant_id, [s for a in alerts for s in a.device_source_ids])
     opened = suppressed = verified = 0
-    notify: dict[str, tuple[Ticket, bool, bool]] = {}
-    book = desk.TicketBook(session, tenant_id, alerts)
+    pending: dict[str, _Pending] = {}
+    book = desk.TicketBook(session, tenant_id, alerts, policy, now)
     with session.no_autoflush:  # one flush per batch, not one per query
         for alert in alerts:
-            decision = playbook.evaluate(facts_of(alert, company_key))
-            o, s, v = _apply(session, book, alert, decision, now, notify)
+            facts = facts_of(
+                alert,
+                company_key,
+                tenant_id=tenant.external_id,
+                device_tags=_tags_of(alert, tags),
+                calendar=policy.calendar,
+            )
+            o, s, v = _apply(session, book, alert, playbook.evaluate(facts), now, pending)
             opened, suppressed, verified = opened + o, suppressed + s, verified + v
-    book.close(now)
+    book.close()
     queued = 0
-    for ticket, to_desk, to_company in notify.values():
+    for entry in pending.values():
+        if entry.isolate:
+            _isolation(session, entry, company.auto_isolation, now)
         queued += desk.queue_notices(
-            session, ticket, desk_config, to_desk=to_desk, to_company=to_company
+            session, entry.ticket, policy, to_desk=entry.to_desk, to_company=entry.to_company
         )
     session.flush()
     return TriageResult(len(alerts), opened, suppressed, verified, queued)

@@ -7,8 +7,10 @@ from edrtrial.playbooks.engine import (
     default_playbook_paths,
     load_playbooks,
 )
+from edrtrial.playbooks.live import LivePlaybooks
 from edrtrial.playbooks.schema import Priority
 
 __all__ = [
-    "AlertFacts", "Decision", "Playbook", "Priority", "default_playbook_paths", "load_playbooks",
+    "AlertFacts", "Decision", "LivePlaybooks", "Playbook", "Priority", "default_playbook_paths",
+    "load_playbooks",
 ]

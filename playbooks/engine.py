@@ -14,7 +14,7 @@ from edrtrial.playbooks.explain import explain
 from edrtrial.playbooks.facts import AlertFacts, FoldedFacts
 from edrtrial.playbooks.loader import read_playbook
 from edrtrial.playbooks.rules import Rule, compile_rule
-from edrtrial.playbooks.schema import OUTCOME_KEYS, DefaultsSpec, Priority
+from edrtrial.playbooks.schema import OUTCOME_KEYS, Correlate, DefaultsSpec, Isolate, Priority
 
 __all__ = [
     "AlertFacts", "Decision", "Defaults", "Playbook", "default_playbook_paths", "load_playbooks",
@@ -35,6 +35,8 @@ class Defaults:
     ticket: bool = False
     notify_desk: bool = False
     notify_company: bool = False
+    correlate: Correlate = "incident"
+    correlate_window_minutes: int = 60
 
     @classmethod
     def merged(cls, layers: Sequence[DefaultsSpec]) -> Defaults:
@@ -50,6 +52,10 @@ class Defaults:
             ticket=_first([layer.ticket for layer in layers], base.ticket),
             notify_desk=_first([layer.notify_desk for layer in layers], base.notify_desk),
             notify_company=_first([layer.notify_company for layer in layers], base.notify_company),
+            correlate=_first([layer.correlate for layer in layers], base.correlate),
+            correlate_window_minutes=_first(
+                [layer.correlate_window_minutes for layer in layers], base.correlate_window_minutes
+            ),
         )
 
     def priority_for(self, severity: str) -> Priority:
@@ -69,7 +75,13 @@ class Trace:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What happens to one alert."""
+    """What happens to one alert.
+
+    `correlate` and its window tell the desk which ticket the alert joins; `escalate` names
+    the desk channel to tell first; `isolate` proposes or requests isolating the alert's
+    devices; `classification` and `determination` (lower-case, as Graph takes them
+    case-insensitively) are the verdict to write back to the EDR.
+    """
 
     priority: Priority
     ticket: bool
@@ -78,6 +90,12 @@ class Decision:
     suppressed_reason: str | None
     mark_device_verified: bool
     matched: tuple[str, ...]
+    correlate: Correlate = "incident"
+    correlate_window_minutes: int = 60
+    escalate: str | None = None
+    isolate: Isolate | None = None
+    classification: str | None = None
+    determination: str | None = None
     trace: Trace | None = field(default=None, compare=False, repr=False)
 
     def explain(self) -> str:
@@ -98,14 +116,27 @@ class _Chosen:
         self.notify_company: bool | None = None
         self.suppress: str | None = None
         self.mark_device_verified: bool | None = None
+        self.correlate: Correlate | None = None
+        self.correlate_window_minutes: int | None = None
+        self.escalate: str | None = None
+        self.isolate: Isolate | None = None
+        self.classification: str | None = None
+        self.determination: str | None = None
 
     def take(self, rule: Rule) -> None:
-        for key in OUTCOME_KEYS:
+        for key in _TAKEN:
             if getattr(self, key) is None:
                 value = getattr(rule, key)
                 if value is not None:
                     setattr(self, key, value)
                     self.set_by[key] = rule
+        # A determination belongs to its classification: both come from the same rule.
+        if self.set_by.get("classification") is rule and rule.determination is not None:
+            self.determination = rule.determination
+            self.set_by["determination"] = rule
+
+
+_TAKEN = tuple(key for key in OUTCOME_KEYS if key != "determination")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +158,7 @@ class Playbook:
                 if rule.stop:
                     break
         defaults = self.defaults
-        quiet = chosen.suppress is not None  # a suppressed alert never tickets or notifies
+        quiet = chosen.suppress is not None  # never tickets, notifies, escalates or isolates
         return Decision(
             priority=chosen.priority or defaults.priority_for(folded.severity),
             ticket=not quiet and _pick(chosen.ticket, defaults.ticket),
@@ -136,8 +167,21 @@ class Playbook:
             suppressed_reason=chosen.suppress,
             mark_device_verified=bool(chosen.mark_device_verified),
             matched=tuple(rule.name for rule in hits),
+            correlate=chosen.correlate or defaults.correlate,
+            correlate_window_minutes=(
+                chosen.correlate_window_minutes or defaults.correlate_window_minutes
+            ),
+            escalate=None if quiet else chosen.escalate,
+            isolate=None if quiet else chosen.isolate,
+            classification=chosen.classification,
+            determination=chosen.determination,
             trace=Trace(facts, tuple(hits), MappingProxyType(chosen.set_by), defaults),
         )
+
+
+    def channels(self) -> frozenset[str]:
+        """Every desk channel the rules escalate to, so a config lacking one can refuse them."""
+        return frozenset(rule.escalate for rule in self.rules if rule.escalate is not None)
 
 
 def _pick(value: bool | None, default: bool) -> bool:

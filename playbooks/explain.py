@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from edrtrial.playbooks.schema import CLASSIFICATIONS, DETERMINATIONS
+
 if TYPE_CHECKING:
     from edrtrial.playbooks.engine import Decision, Trace
     from edrtrial.playbooks.rules import Rule
@@ -15,6 +17,12 @@ _LABELS = {
     "notify_company": "notify company",
     "suppress": "suppressed",
     "mark_device_verified": "device verified",
+    "correlate": "correlate",
+    "correlate_window_minutes": "window",
+    "escalate": "escalate to",
+    "isolate": "isolate",
+    "classification": "classification",
+    "determination": "determination",
 }
 
 
@@ -65,9 +73,23 @@ def summary(decision: Decision) -> str:
         )
         if on
     ]
+    if decision.isolate is not None:
+        parts.append(f"isolate ({decision.isolate})")
+    if decision.escalate is not None:
+        parts.append(f"escalate to {decision.escalate}")
     if not decision.ticket and decision.suppressed_reason is None:
         parts.append("no ticket (periodic report only)")
+    if decision.classification is not None:
+        parts.append(f"verdict {verdict(decision.classification, decision.determination)}")
     return ", ".join(parts)
+
+
+def verdict(classification: str, determination: str | None) -> str:
+    """The stored lower-case verdict in Defender's spelling, e.g. `truePositive / malware`."""
+    shown = CLASSIFICATIONS.get(classification, classification)
+    if determination is None:
+        return shown
+    return f"{shown} / {DETERMINATIONS.get(classification, {}).get(determination, determination)}"
 
 
 def _outcome(decision: Decision, trace: Trace, key: str) -> tuple[str, str]:
@@ -79,6 +101,21 @@ def _outcome(decision: Decision, trace: Trace, key: str) -> tuple[str, str]:
     if key == "suppress":
         reason = decision.suppressed_reason
         return ("yes", f"{reason!r} {_by(rule)}") if rule else ("no", "")
+    if key in ("correlate", "correlate_window_minutes"):
+        value = getattr(decision, key)
+        shown = f"{value} min" if key == "correlate_window_minutes" else str(value)
+        return shown, _by(rule) if rule else "default"
+    if key in ("classification", "determination"):
+        value = getattr(decision, key)
+        if value is None:
+            return "none", ""
+        spelled = (
+            CLASSIFICATIONS.get(value, value) if key == "classification"
+            else DETERMINATIONS.get(decision.classification or "", {}).get(value, value)
+        )
+        return spelled, _by(rule)
+    if key in ("escalate", "isolate"):
+        return _silenceable(decision, trace, key, rule)
     final = bool(getattr(decision, key))
     value = "yes" if final else "no"
     asked = getattr(rule, key) if rule else None
@@ -87,6 +124,19 @@ def _outcome(decision: Decision, trace: Trace, key: str) -> tuple[str, str]:
         note = f" ({_by(rule)} asked for yes)" if asked else ""
         return value, f"suppressed {_by(suppressor)}{note}"
     return value, _by(rule) if rule else "default"
+
+
+def _silenceable(
+    decision: Decision, trace: Trace, key: str, rule: Rule | None
+) -> tuple[str, str]:
+    """escalate / isolate: a text outcome that a suppression silences."""
+    value = getattr(decision, key)
+    asked = getattr(rule, key) if rule else None
+    suppressor = trace.set_by.get("suppress")
+    if suppressor is not None:
+        note = f" ({_by(rule)} asked for {asked!r})" if asked else ""
+        return "no", f"suppressed {_by(suppressor)}{note}"
+    return (value, _by(rule)) if value is not None else ("no", "")
 
 
 def _by(rule: Rule | None) -> str:

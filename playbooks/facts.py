@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from edrtrial.connectors.base import AlertRecord
+
+IpKey = tuple[int, int]
+"""An IP address as (version, integer), so a CIDR test is one mask and compare."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,9 +34,18 @@ class AlertFacts:
     incident_id: str | None = None
 
     @classmethod
-    def from_record(cls, record: AlertRecord, company_key: str, business_hours: bool) -> AlertFacts:
-        """The facts of a connector's alert record."""
+    def from_record(
+        cls,
+        record: AlertRecord,
+        company_key: str,
+        business_hours: bool,
+        *,
+        tenant_id: str = "",
+        device_tags: tuple[str, ...] = (),
+    ) -> AlertFacts:
+        """The facts of a connector's alert record (devices, techniques and evidence)."""
         names = dict.fromkeys(device.name for device in record.devices if device.name)
+        evidence = record.evidence
         return cls(
             title=record.title,
             severity=record.severity,
@@ -44,8 +57,32 @@ class AlertFacts:
             service_source=record.service_source,
             mitre_techniques=tuple(record.mitre_techniques),
             device_names=tuple(names),
+            device_tags=device_tags,
+            users=tuple(evidence.users),
+            file_hashes=tuple(evidence.file_hashes),
+            ips=tuple(evidence.ips),
+            urls=tuple(evidence.urls),
+            tenant_id=tenant_id,
             incident_id=record.incident_source_id,
         )
+
+
+def user_forms(name: str) -> tuple[str, ...]:
+    """A user as rules compare it: folded, and its bare account name for `DOM\\u` or `u@dom`."""
+    full = name.strip().casefold()
+    bare = full.rpartition("\\")[2].partition("@")[0]
+    return (full,) if not bare or bare == full else (full, bare)
+
+
+def ip_key(text: str) -> IpKey | None:
+    """An alert's IP for CIDR tests; None when it is not an address (it then never matches)."""
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:10.0.0.1 is the IPv4 host 10.0.0.1
+    return address.version, int(address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +100,14 @@ class FoldedFacts:
     service_source: str
     mitre_techniques: frozenset[str]
     device_names: tuple[str, ...]
+    device_tags: frozenset[str]
+    users: frozenset[str]  # full forms and bare account names
+    raw_users: tuple[str, ...]
+    file_hashes: frozenset[str]
+    ips: tuple[IpKey, ...]
+    urls: tuple[str, ...]
+    raw_urls: tuple[str, ...]
+    tenant_id: str
 
     @classmethod
     def of(cls, facts: AlertFacts) -> FoldedFacts:
@@ -72,6 +117,10 @@ class FoldedFacts:
             upper = technique.strip().upper()
             techniques.add(upper)
             techniques.add(upper.partition(".")[0])
+        users: set[str] = set()
+        for user in facts.users:
+            users.update(user_forms(user))
+        ips = tuple(key for key in map(ip_key, facts.ips) if key is not None) if facts.ips else ()
         return cls(
             title=facts.title.casefold(),
             raw_title=facts.title,
@@ -84,4 +133,12 @@ class FoldedFacts:
             service_source=facts.service_source.strip().casefold(),
             mitre_techniques=frozenset(techniques),
             device_names=facts.device_names,
+            device_tags=frozenset(t.strip().casefold() for t in facts.device_tags),
+            users=frozenset(users),
+            raw_users=facts.users,
+            file_hashes=frozenset(h.strip().lower() for h in facts.file_hashes),
+            ips=ips,
+            urls=tuple(u.casefold() for u in facts.urls),
+            raw_urls=facts.urls,
+            tenant_id=facts.tenant_id.strip().casefold(),
         )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from edrtrial.playbooks.facts import AlertFacts, FoldedFacts
-from edrtrial.playbooks.schema import Priority, RuleSpec
+from edrtrial.playbooks.facts import AlertFacts, FoldedFacts, ip_key, user_forms
+from edrtrial.playbooks.schema import Correlate, Isolate, Priority, RuleSpec
 
 
 class Condition(Protocol):
@@ -141,6 +143,105 @@ class DeviceMatches:
 
 
 @dataclass(frozen=True, slots=True)
+class AnyOf:
+    """A many-valued field (users, hashes, device tags) holds one of the values."""
+
+    key: str
+    attr: str
+    values: frozenset[str]
+    fold: Callable[[str], tuple[str, ...]]
+    cost: int = 2
+
+    def holds(self, folded: FoldedFacts) -> bool:
+        """Whether the alert meets the condition."""
+        return not self.values.isdisjoint(getattr(folded, self.attr))
+
+    def because(self, facts: AlertFacts) -> str:
+        """Why it held for this alert."""
+        for value in getattr(facts, self.attr):
+            hits = [form for form in self.fold(value) if form in self.values]
+            if hits and hits[0] == value.strip().casefold():
+                return f"{self.key} '{value}' is listed"
+            if hits:
+                return f"{self.key} '{value}' matches listed '{hits[0]}'"
+        return self.key
+
+
+def _folded_one(value: str) -> tuple[str, ...]:
+    return (value.strip().casefold(),)
+
+
+@dataclass(frozen=True, slots=True)
+class InNetworks:
+    """An IP of the alert lies in one of the networks; unparsable alert IPs never match."""
+
+    networks: tuple[tuple[int, int, int, str], ...]  # (version, mask, network, written)
+    cost: int = 3
+
+    def holds(self, folded: FoldedFacts) -> bool:
+        """Whether the alert meets the condition."""
+        for version, address in folded.ips:
+            for net_version, mask, network, _ in self.networks:
+                if version == net_version and address & mask == network:
+                    return True
+        return False
+
+    def because(self, facts: AlertFacts) -> str:
+        """Why it held for this alert."""
+        for text in facts.ips:
+            key = ip_key(text)
+            if key is None:
+                continue
+            for version, mask, network, written in self.networks:
+                if key[0] == version and key[1] & mask == network:
+                    return f"IP {text.strip()} is in {written}"
+        return "ip"
+
+
+@dataclass(frozen=True, slots=True)
+class UrlContains:
+    """A URL of the alert contains one of the texts, ignoring case."""
+
+    needles: tuple[str, ...]
+    cost: int = 4
+
+    def holds(self, folded: FoldedFacts) -> bool:
+        """Whether the alert meets the condition."""
+        return any(needle in url for url in folded.urls for needle in self.needles)
+
+    def because(self, facts: AlertFacts) -> str:
+        """Why it held for this alert."""
+        for url in facts.urls:
+            for needle in self.needles:
+                if needle in url.casefold():
+                    return f"URL {url!r} contains {needle!r}"
+        return "url"
+
+
+@dataclass(frozen=True, slots=True)
+class AnyMatches:
+    """One of a many-valued text field (users, URLs) matches one of the regular expressions."""
+
+    key: str
+    label: str
+    attr: str
+    patterns: tuple[re.Pattern[str], ...]
+    cost: int = 5
+
+    def holds(self, folded: FoldedFacts) -> bool:
+        """Whether the alert meets the condition."""
+        return any(p.search(value) for value in getattr(folded, self.attr) for p in self.patterns)
+
+    def because(self, facts: AlertFacts) -> str:
+        """Why it held for this alert."""
+        for value in getattr(facts, self.attr.removeprefix("raw_")):
+            for pattern in self.patterns:
+                if pattern.search(value):
+                    return f"{self.label} '{value}' matches /{pattern.pattern}/"
+        return self.key
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """A rule ready to run: conditions (all must hold) and the outcomes it asks for."""
 
@@ -154,6 +255,12 @@ class Rule:
     notify_company: bool | None = None
     suppress: str | None = None
     mark_device_verified: bool | None = None
+    correlate: Correlate | None = None
+    correlate_window_minutes: int | None = None
+    escalate: str | None = None
+    isolate: Isolate | None = None
+    classification: str | None = None
+    determination: str | None = None
     stop: bool = False
 
     def matches(self, folded: FoldedFacts) -> bool:
@@ -172,6 +279,15 @@ def _compiled(values: list[str]) -> tuple[re.Pattern[str], ...]:
     return tuple(re.compile(v, re.IGNORECASE) for v in values)
 
 
+def _networks(values: list[str]) -> tuple[tuple[int, int, int, str], ...]:
+    networks = []
+    for value in values:
+        network = ipaddress.ip_network(value)  # validated by the schema
+        mask = int(network.netmask)
+        networks.append((network.version, mask, int(network.network_address), value))
+    return tuple(networks)
+
+
 def compile_rule(spec: RuleSpec, source: str) -> Rule:
     """Turn a validated rule into one that evaluates fast; `source` is `file:line`."""
     conditions: list[Condition] = []
@@ -180,11 +296,27 @@ def compile_rule(spec: RuleSpec, source: str) -> Rule:
     for key, attr in (
         ("severity", "severity"), ("status", "status"), ("category", "category"),
         ("detection_source", "detection_source"), ("service_source", "service_source"),
-        ("company", "company_key"),
+        ("company", "company_key"), ("tenant", "tenant_id"),
     ):
         values = getattr(spec, key)
         if values is not None:
             conditions.append(OneOf(key, attr, _folded(values)))
+    if spec.device_tag is not None:
+        conditions.append(AnyOf("device tag", "device_tags", _folded(spec.device_tag), _folded_one))
+    if spec.file_hash is not None:
+        conditions.append(AnyOf("file hash", "file_hashes", _folded(spec.file_hash), _folded_one))
+    if spec.user is not None:
+        conditions.append(AnyOf("user", "users", _folded(spec.user), user_forms))
+    if spec.ip is not None:
+        conditions.append(InNetworks(_networks(spec.ip)))
+    if spec.url is not None:
+        conditions.append(UrlContains(tuple(v.casefold() for v in spec.url)))
+    if spec.user_regex is not None:
+        conditions.append(AnyMatches("user_regex", "user", "raw_users", _compiled(spec.user_regex)))
+    if spec.url_regex is not None:
+        conditions.append(
+            AnyMatches("url_regex", "URL", "raw_urls", _compiled(spec.url_regex), cost=6)
+        )
     if spec.mitre is not None:
         conditions.append(Mitre(frozenset(spec.mitre)))
     if spec.title is not None:
@@ -205,5 +337,11 @@ def compile_rule(spec: RuleSpec, source: str) -> Rule:
         notify_company=spec.notify_company,
         suppress=spec.suppress,
         mark_device_verified=spec.mark_device_verified,
+        correlate=spec.correlate,
+        correlate_window_minutes=spec.correlate_window_minutes,
+        escalate=spec.escalate,
+        isolate=spec.isolate,
+        classification=spec.classification,
+        determination=spec.determination,
         stop=spec.stop,
     )

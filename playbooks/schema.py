@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Literal, get_args
 
@@ -28,14 +29,50 @@ STATUSES = frozenset({"unknown", "new", "inprogress", "resolved", "unknownfuture
 CONDITION_KEYS = (
     "severity", "status", "category", "title", "title_regex", "detection_source",
     "service_source", "mitre", "device_name_regex", "company", "business_hours",
+    "user", "user_regex", "file_hash", "ip", "url", "url_regex", "device_tag", "tenant",
 )
 OUTCOME_KEYS = (
     "priority", "ticket", "notify_desk", "notify_company", "suppress", "mark_device_verified",
+    "correlate", "correlate_window_minutes", "escalate", "isolate", "classification",
+    "determination",
 )
+
+Correlate = Literal["incident", "device-technique", "alert"]
+CORRELATE_MODES: tuple[str, ...] = get_args(Correlate)
+Isolate = Literal["propose", "request"]
+ISOLATE_MODES: tuple[str, ...] = get_args(Isolate)
+MAX_WINDOW_MINUTES = 7 * 24 * 60
+
+# Graph alerts_v2 verdicts (defender-api.md §6), lower-cased as connectors/base.py AlertUpdate
+# stores them. Each classification allows its own determinations; `apt` and
+# `securityPersonnel` are deprecated but still documented. `unknown` and
+# `unknownFutureValue` are what Graph reports when nothing was set, never a verdict to write.
+_DETERMINATIONS_BY_CLASSIFICATION: dict[str, tuple[str, ...]] = {
+    "truePositive": (
+        "multiStagedAttack", "maliciousUserActivity", "compromisedUser", "malware",
+        "phishing", "unwantedSoftware", "apt", "other",
+    ),
+    "informationalExpectedActivity": (
+        "securityTesting", "lineOfBusinessApplication", "confirmedUserActivity",
+        "securityPersonnel", "other",
+    ),
+    "falsePositive": ("clean", "insufficientData", "other"),
+}
+CLASSIFICATIONS: dict[str, str] = {c.casefold(): c for c in _DETERMINATIONS_BY_CLASSIFICATION}
+DETERMINATIONS: dict[str, dict[str, str]] = {
+    c.casefold(): {d.casefold(): d for d in ds}
+    for c, ds in _DETERMINATIONS_BY_CLASSIFICATION.items()
+}
+_ALL_DETERMINATIONS: dict[str, str] = {
+    d.casefold(): d for ds in _DETERMINATIONS_BY_CLASSIFICATION.values() for d in ds
+}
 
 _MITRE = re.compile(r"^T\d{4}(\.\d{3})?$", re.IGNORECASE)
 _COMPANY = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+_CHANNEL = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_HASH_KINDS = {32: "md5", 40: "sha1", 64: "sha256"}
 
 
 def _one_or_many(value: object) -> object:
@@ -76,6 +113,65 @@ def _regexes(values: list[str]) -> list[str]:
     return _not_blank(values)
 
 
+def _choice(allowed: tuple[str, ...], key: str) -> BeforeValidator:
+    """Refuse a value outside `allowed` naming them, not pydantic's literal-union wording."""
+
+    def check(value: object) -> object:
+        if value not in allowed:
+            raise ValueError(f"{key} must be one of {', '.join(allowed)} (got {value!r})")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _window(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"correlate_window_minutes must be a whole number (got {value!r})")
+    if not 1 <= value <= MAX_WINDOW_MINUTES:
+        raise ValueError(
+            f"correlate_window_minutes must be from 1 to {MAX_WINDOW_MINUTES} (7 days), "
+            f"not {value}"
+        )
+    return value
+
+
+CorrelateField = Annotated[Correlate, _choice(CORRELATE_MODES, "correlate")]
+WindowField = Annotated[int, BeforeValidator(_window)]
+
+
+def _hashes(values: list[str]) -> list[str]:
+    out = []
+    for value in values:
+        text = value.strip()
+        if not _HEX.match(text):
+            raise ValueError(f"{value!r} is not hexadecimal (a hash is digits 0-9 and a-f)")
+        if len(text) not in _HASH_KINDS:
+            raise ValueError(
+                f"{value!r} has {len(text)} hex digits; md5, sha1 and sha256 have 32, 40 and 64"
+            )
+        out.append(text.lower())
+    return out
+
+
+def _networks(values: list[str]) -> list[str]:
+    out = []
+    for value in values:
+        text = value.strip()
+        try:
+            network = ipaddress.ip_network(text, strict=True)
+        except ValueError as err:
+            hint = ""
+            try:
+                loose = ipaddress.ip_network(text, strict=False)
+                hint = f"; did you mean {str(loose)!r}?"
+            except ValueError:
+                pass
+            problem = f"{value!r} is not an IP address or CIDR network: {err}{hint}"
+            raise ValueError(problem) from err
+        out.append(str(network))
+    return out
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -88,6 +184,8 @@ class DefaultsSpec(_Strict):
     ticket: StrictBool | None = None
     notify_desk: StrictBool | None = None
     notify_company: StrictBool | None = None
+    correlate: CorrelateField | None = None
+    correlate_window_minutes: WindowField | None = None
 
     @field_validator("severity_priority")
     @classmethod
@@ -114,12 +212,26 @@ class RuleSpec(_Strict):
     device_name_regex: Texts | None = None
     company: Texts | None = None
     business_hours: StrictBool | None = None
+    user: Texts | None = None
+    user_regex: Texts | None = None
+    file_hash: Texts | None = None
+    ip: Texts | None = None
+    url: Texts | None = None
+    url_regex: Texts | None = None
+    device_tag: Texts | None = None
+    tenant: Texts | None = None
     priority: Annotated[Priority, BeforeValidator(_priority)] | None = None
     ticket: StrictBool | None = None
     notify_desk: StrictBool | None = None
     notify_company: StrictBool | None = None
     suppress: StrictStr | None = None
     mark_device_verified: StrictBool | None = None
+    correlate: CorrelateField | None = None
+    correlate_window_minutes: WindowField | None = None
+    escalate: StrictStr | None = None
+    isolate: Annotated[Isolate, _choice(ISOLATE_MODES, "isolate")] | None = None
+    classification: StrictStr | None = None
+    determination: StrictStr | None = None
     stop: StrictBool = False
 
     @field_validator("name")
@@ -142,12 +254,58 @@ class RuleSpec(_Strict):
     def _status(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _known(value, STATUSES, "status")
 
-    @field_validator("category", "title", "detection_source", "service_source")
+    @field_validator(
+        "category", "title", "detection_source", "service_source", "user", "url",
+        "device_tag", "tenant",
+    )
     @classmethod
     def _texts(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _not_blank(value)
 
-    @field_validator("title_regex", "device_name_regex")
+    @field_validator("file_hash")
+    @classmethod
+    def _file_hash(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _hashes(value)
+
+    @field_validator("ip")
+    @classmethod
+    def _ip(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _networks(value)
+
+    @field_validator("escalate")
+    @classmethod
+    def _escalate(cls, value: str | None) -> str | None:
+        if value is not None and not _CHANNEL.match(value):
+            raise ValueError(
+                f"channel name {value!r} must be 1-63 lower-case letters, digits or '-', "
+                "starting with a letter or digit (as in the config's [[desk.channels]])"
+            )
+        return value
+
+    @field_validator("classification")
+    @classmethod
+    def _classification(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        folded = value.strip().casefold()
+        if folded not in CLASSIFICATIONS:
+            raise ValueError(
+                f"unknown classification {value!r} (known: {', '.join(CLASSIFICATIONS.values())})"
+            )
+        return folded
+
+    @field_validator("determination")
+    @classmethod
+    def _determination(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        folded = value.strip().casefold()
+        if folded not in _ALL_DETERMINATIONS:
+            known = ", ".join(sorted(_ALL_DETERMINATIONS.values(), key=str.casefold))
+            raise ValueError(f"unknown determination {value!r} (known: {known})")
+        return folded
+
+    @field_validator("title_regex", "device_name_regex", "user_regex", "url_regex")
     @classmethod
     def _regex(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _regexes(value)
@@ -178,6 +336,25 @@ class RuleSpec(_Strict):
         if value is not None and not value.strip():
             raise ValueError("a suppression needs a reason, e.g. \"known-benign\"")
         return value
+
+    @model_validator(mode="after")
+    def _verdict(self) -> RuleSpec:
+        if self.determination is None:
+            return self
+        if self.classification is None:
+            raise ValueError(
+                "determination needs a classification in the same rule: Defender files each "
+                "determination under one (e.g. classification = \"informationalExpectedActivity\""
+                " with determination = \"securityTesting\")"
+            )
+        allowed = DETERMINATIONS[self.classification]
+        if self.determination not in allowed:
+            raise ValueError(
+                f"determination {_ALL_DETERMINATIONS[self.determination]!r} does not go with "
+                f"classification {CLASSIFICATIONS[self.classification]!r} "
+                f"(allowed: {', '.join(allowed.values())})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _does_something(self) -> RuleSpec:

@@ -106,16 +106,24 @@ def _matches(alert: Alert, categories: frozenset[str], words: tuple[str, ...]) -
     return category_key(alert.category) in categories or any(word in title for word in words)
 
 
+def topics_for(alerts: Sequence[Alert]) -> tuple[str, ...]:
+    """Which topical advice fits what was seen: 'mail', 'passwords', 'backup' (in that order)."""
+    real = [a for a in alerts if not is_detection_test(a)]
+    topics: list[str] = []
+    if any(_matches(a, _PHISHING_CATEGORIES, ("phish",)) for a in real):
+        topics.append("mail")
+    if any(_matches(a, _CREDENTIAL_CATEGORIES, _CREDENTIAL_WORDS) for a in real):
+        topics.append("passwords")
+    if any(_matches(a, _MALWARE_CATEGORIES, ("ransom", "malware")) for a in real):
+        topics.append("backup")
+    return tuple(topics)
+
+
 def recommendations_for(alerts: Sequence[Alert]) -> tuple[Recommendation, ...]:
     """Advice for what was seen (phishing, credential theft, malware), then the standing advice."""
     real = [a for a in alerts if not is_detection_test(a)]
-    chosen: list[Recommendation] = []
-    if any(_matches(a, _PHISHING_CATEGORIES, ("phish",)) for a in real):
-        chosen.append(_MAIL)
-    if any(_matches(a, _CREDENTIAL_CATEGORIES, _CREDENTIAL_WORDS) for a in real):
-        chosen.append(_PASSWORDS)
-    if any(_matches(a, _MALWARE_CATEGORIES, ("ransom", "malware")) for a in real):
-        chosen.append(_BACKUP)
+    topical = {"mail": _MAIL, "passwords": _PASSWORDS, "backup": _BACKUP}
+    chosen = [topical[topic] for topic in topics_for(real)]
     if any(a.ticket_id is not None for a in real):
         chosen.append(_PROCEDURE)
     chosen.extend((_PATCHES, _INVENTORY))

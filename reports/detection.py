@@ -222,7 +222,8 @@ def _trial_label(trial: Trial | None, today: date) -> str:
     return f"{span}（残り{left}日）" if left >= 0 else f"{span}（終了）"
 
 
-def _desk(desk: DeskConfig) -> DeskContacts:
+def desk_contacts(desk: DeskConfig) -> DeskContacts:
+    """The desk as every company mail names it; the urgent number is the 24-hour one if set."""
     return DeskContacts(
         name=desk.name,
         email=str(desk.email),
@@ -260,8 +261,11 @@ def assemble_detection_report(
     counts = {key: 0 for key in SEVERITY_ORDER}
     for row in rows:
         counts[row.severity_key] += 1
-    open_tickets = {a.ticket.id for a in alerts
-                    if a.ticket is not None and a.ticket.state.casefold() not in _DONE_STATES}
+    open_tickets = {
+        a.ticket.id
+        for a in alerts
+        if a.ticket is not None and a.ticket.state.casefold() not in _DONE_STATES
+    }
     tests = sum(1 for row in rows if row.is_test)
     return DetectionReport(
         company_key=company.key,
@@ -285,5 +289,5 @@ def assemble_detection_report(
         devices=_device_summary(devices, alerts, now),
         recommendations=recommendations_for(alerts),
         security_action=security_action(),
-        desk=_desk(desk),
+        desk=desk_contacts(desk),
     )

@@ -1,14 +1,17 @@
-"""Mails the service writes: the prompt notices for a new ticket and the detection report mail."""
+"""Mails the service writes: ticket notices to the company and the desk, and the report mail."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import inspect
+
 from edrtrial.config import DeskConfig
-from edrtrial.models import Alert, Company, Ticket
-from edrtrial.reports.detection import DetectionReport
+from edrtrial.models import Alert, Company, Device, ResponseAction, Ticket
+from edrtrial.reports.detection import DeskContacts, DetectionReport, desk_contacts
 from edrtrial.reports.render import (
     render,
     render_detection_report_html,
@@ -17,6 +20,8 @@ from edrtrial.reports.render import (
 from edrtrial.reports.vocabulary import (
     SEVERITY_EN,
     SEVERITY_JA,
+    action_result,
+    device_label,
     device_names,
     jst_minute,
     plain_title,
@@ -24,7 +29,9 @@ from edrtrial.reports.vocabulary import (
 )
 
 MAX_NOTICE_ALERTS = 10
+MAX_ESCALATION_ALERTS = 5  # an escalation is read on a phone or a Teams card: the rest is a count
 SUBJECT_PREFIX = "【EDR体験】"
+SUBJECT_PREFIX_EN = "[EDR trial]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +65,44 @@ class _CompanyNotice:
     incident_desk_phone: str
 
 
-def _same_tenant(ticket: Ticket, alerts: Sequence[Alert]) -> list[Alert]:
-    # A notice goes to one company: an alert of another tenant here is a bug, not a detail.
+def same_tenant(ticket: Ticket, alerts: Sequence[Alert]) -> list[Alert]:
+    """The ticket's alerts oldest first, refusing any of another tenant.
+
+    A notice goes to one company: an alert of another tenant here is a bug, not a detail.
+    """
     strangers = [a.id for a in alerts if a.tenant_id != ticket.tenant_id]
     if strangers:
         raise ValueError(f"alerts {strangers} do not belong to ticket {ticket.id}'s tenant")
     return sorted(alerts, key=lambda a: (a.created_at is None, a.created_at, a.id))
+
+
+def check_company(company: Company, ticket: Ticket) -> None:
+    """Refuse a company whose loaded tenant is not the ticket's (a mail to the wrong SME)."""
+    state = inspect(company, raiseerr=False)
+    if state is None or "tenant" in state.unloaded:
+        return  # not loaded: never trigger a lazy load (the object may be detached)
+    tenant = company.tenant
+    if tenant is not None and tenant.id is not None and tenant.id != ticket.tenant_id:
+        raise ValueError(f"company {company.key} is not ticket {ticket.id}'s tenant")
+
+
+def check_action(ticket: Ticket, action: ResponseAction, device: Device) -> None:
+    """Refuse an action or device of another tenant or ticket: it must never reach this mail."""
+    problems = []
+    if action.tenant_id != ticket.tenant_id:
+        problems.append(f"action {action.id} belongs to tenant {action.tenant_id}")
+    if device.tenant_id != ticket.tenant_id:
+        problems.append(f"device {device.id} belongs to tenant {device.tenant_id}")
+    if action.ticket_id is not None and action.ticket_id != ticket.id:
+        problems.append(f"action {action.id} belongs to ticket {action.ticket_id}")
+    if device.id is not None and action.device_id is not None and action.device_id != device.id:
+        problems.append(f"action {action.id} is for device {action.device_id}, not {device.id}")
+    if problems:
+        raise ValueError(f"do not belong to ticket {ticket.id}'s tenant: {'; '.join(problems)}")
+
+
+def _language(company: Company) -> str:
+    return "en" if company.language == "en" else "ja"
 
 
 def _when(alert: Alert, ticket: Ticket) -> str:
@@ -75,7 +114,7 @@ def company_alert_notice(
 ) -> RenderedMail:
     """The prompt, calm notice to the company contact, in the company's language (ja or en)."""
     language = "en" if company.language == "en" else "ja"
-    ordered = _same_tenant(ticket, alerts)
+    ordered = same_tenant(ticket, alerts)
     labels = SEVERITY_EN if language == "en" else SEVERITY_JA
     shown = tuple(
         _NoticeAlert(
@@ -99,11 +138,14 @@ def company_alert_notice(
         incident_desk_phone=desk.incident_desk_phone,
     )
     if language == "en":
-        subject = (f"[EDR trial - important] Suspicious activity detected on one of your "
-                   f"computers (ticket #{ticket.id})")
+        subject = (
+            f"[EDR trial - important] Suspicious activity detected on one of your "
+            f"computers (ticket #{ticket.id})"
+        )
     else:
-        subject = (f"【EDR体験・重要】貴社のパソコンで不審な動きを検知しました"
-                   f"（受付番号 #{ticket.id}）")
+        subject = (
+            f"【EDR体験・重要】貴社のパソコンで不審な動きを検知しました（受付番号 #{ticket.id}）"
+        )
     return RenderedMail(subject, render(f"company_alert_notice.{language}.txt.j2", n=notice))
 
 
@@ -133,18 +175,24 @@ def _desk_alert(alert: Alert, ticket: Ticket) -> dict[str, Any]:
 
 def _pairs(names: Sequence[str], ids: Sequence[str]) -> list[tuple[str, str]]:
     count = max(len(names), len(ids))
-    return [(names[i] if i < len(names) else "", ids[i] if i < len(ids) else "")
-            for i in range(count)]
+    return [
+        (names[i] if i < len(names) else "", ids[i] if i < len(ids) else "") for i in range(count)
+    ]
 
 
 def desk_ticket_notice(company: Company, ticket: Ticket, alerts: Sequence[Alert]) -> RenderedMail:
     """The operational notice to the support desk: who, how urgent, and every alert's evidence."""
-    ordered = _same_tenant(ticket, alerts)
+    ordered = same_tenant(ticket, alerts)
     incident_ids = sorted({a.incident_source_id for a in ordered if a.incident_source_id})
-    incident_urls = sorted({
-        url for a in ordered
-        if isinstance(a.raw, dict) and isinstance(url := a.raw.get("incidentWebUrl"), str) and url
-    })
+    incident_urls = sorted(
+        {
+            url
+            for a in ordered
+            if isinstance(a.raw, dict)
+            and isinstance(url := a.raw.get("incidentWebUrl"), str)
+            and url
+        }
+    )
     contact = f"{company.contact_name} <{company.contact_email}>".strip()
     context = {
         "company_name": company.name,
@@ -173,3 +221,182 @@ def detection_report_mail(report: DetectionReport) -> RenderedMail:
         text=render_detection_report_text(report),
         html=render_detection_report_html(report),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _IsolationNotice:
+    company_name: str
+    contact_name: str
+    ticket_id: int
+    device: str
+    kind: str  # isolate | release
+    result: str  # done | running | failed
+    at: str
+    desk: DeskContacts
+
+
+_ISOLATION_SUBJECTS = {
+    "ja": {
+        ("isolate", "done"): "【EDR体験・重要】パソコン「{d}」をネットワークから隔離しました",
+        ("isolate", "running"): "【EDR体験・重要】パソコン「{d}」をネットワークから隔離しています",
+        ("isolate", "failed"): "【EDR体験・重要】パソコン「{d}」を遠隔で隔離できませんでした",
+        ("release", "done"): "【EDR体験】パソコン「{d}」の隔離を解除しました",
+        ("release", "running"): "【EDR体験】パソコン「{d}」の隔離を解除しています",
+        ("release", "failed"): "【EDR体験・重要】パソコン「{d}」の隔離を解除できませんでした",
+    },
+    "en": {
+        ("isolate", "done"): "[EDR trial - important] Computer {d} was isolated from the network",
+        ("isolate", "running"): "[EDR trial - important] Computer {d} is being isolated",
+        ("isolate", "failed"): "[EDR trial - important] Computer {d} could not be isolated",
+        ("release", "done"): "[EDR trial] Computer {d} was released from isolation",
+        ("release", "running"): "[EDR trial] Computer {d} is being released from isolation",
+        ("release", "failed"): "[EDR trial - important] Computer {d} could not be released",
+    },
+}
+
+
+def isolation_notice(
+    company: Company, ticket: Ticket, device: Device, action: ResponseAction, desk: DeskConfig
+) -> RenderedMail:
+    """Tell the contact a PC was cut off (or released, or could not be): what it means, what next.
+
+    One mail per action state: the desk sends it when the isolation is requested and again
+    when Defender reports the result, so the wording follows `action.status`.
+    """
+    kind = action.kind.casefold()
+    if kind not in ("isolate", "release"):
+        raise ValueError(f"action {action.id} is a {action.kind!r}, not an isolation or release")
+    check_company(company, ticket)
+    check_action(ticket, action, device)
+    language = _language(company)
+    result = action_result(action.status)
+    if result == "not_taken":
+        raise ValueError(f"action {action.id} is only {action.status!r}: nothing to tell yet")
+    stamp = action.updated_at if result != "running" else action.created_at
+    notice = _IsolationNotice(
+        company_name=company.name,
+        contact_name=company.contact_name,
+        ticket_id=ticket.id,
+        device=device_label(device.name, language),
+        kind=kind,
+        result=result,
+        at=jst_minute(stamp) if stamp else "",
+        desk=desk_contacts(desk),
+    )
+    subject = _ISOLATION_SUBJECTS[language][(kind, result)].format(d=notice.device)
+    subject += f" (ticket #{ticket.id})" if language == "en" else f"（受付番号 #{ticket.id}）"
+    return RenderedMail(subject, render(f"isolation_notice.{language}.txt.j2", n=notice))
+
+
+def company_message(company: Company, ticket: Ticket, text: str, desk: DeskConfig) -> RenderedMail:
+    """An operator's own words to the contact, framed so it reads as the programme's mail."""
+    body = "\n".join(line.rstrip() for line in text.replace("\r\n", "\n").split("\n")).strip()
+    if not body:
+        raise ValueError(f"the message to {company.key} about ticket {ticket.id} is empty")
+    check_company(company, ticket)
+    language = _language(company)
+    context = {
+        "company_name": company.name,
+        "contact_name": company.contact_name,
+        "ticket_id": ticket.id,
+        "body": body,
+        "desk": desk_contacts(desk),
+    }
+    if language == "en":
+        subject = f"{SUBJECT_PREFIX_EN} A message about ticket #{ticket.id}"
+    else:
+        subject = f"{SUBJECT_PREFIX}受付番号 #{ticket.id} についてのご連絡"
+    return RenderedMail(subject, render(f"company_message.{language}.txt.j2", m=context))
+
+
+def _ticket_header(company: Company, ticket: Ticket) -> dict[str, Any]:
+    return {
+        "company_name": company.name,
+        "company_key": company.key,
+        "contact": f"{company.contact_name} <{company.contact_email}>".strip(),
+        "ticket_id": ticket.id,
+        "priority": ticket.priority,
+        "state": ticket.state,
+        "assignee": ticket.assignee or "",
+        "title": " ".join(ticket.title.split()),
+        "created_at": jst_minute(ticket.created_at) if ticket.created_at else "",
+        "acknowledged_at": jst_minute(ticket.acknowledged_at) if ticket.acknowledged_at else "",
+        "resolved_at": jst_minute(ticket.resolved_at) if ticket.resolved_at else "",
+        "ack_due_at": jst_minute(ticket.ack_due_at) if ticket.ack_due_at else "",
+        "reopened": ticket.reopened or 0,
+    }
+
+
+def desk_escalation_notice(
+    company: Company,
+    ticket: Ticket,
+    alerts: Sequence[Alert],
+    level: int,
+    overdue_since: datetime,
+    channel_name: str,
+) -> RenderedMail:
+    """The next channel's alarm for a ticket nobody acknowledged: short enough for a Teams card."""
+    if level < 1:
+        raise ValueError(f"escalation level must be 1 or more, not {level}")
+    check_company(company, ticket)
+    ordered = same_tenant(ticket, alerts)
+    # Most severe first: whoever picks this up on a phone sees what matters in the first lines.
+    rank = {"high": 0, "medium": 1, "low": 2, "informational": 3}
+    worst = sorted(ordered, key=lambda a: rank[severity_key(a.severity)])
+    context = _ticket_header(company, ticket) | {
+        "level": level,
+        "overdue_since": jst_minute(overdue_since),
+        "channel_name": channel_name,
+        "alert_count": len(ordered),
+        "alerts": [_desk_alert(a, ticket) for a in worst[:MAX_ESCALATION_ALERTS]],
+        "more": max(len(ordered) - MAX_ESCALATION_ALERTS, 0),
+        "incident_urls": sorted(
+            {
+                url
+                for a in ordered
+                if isinstance(a.raw, dict)
+                and isinstance(url := a.raw.get("incidentWebUrl"), str)
+                and url
+            }
+        ),
+    }
+    subject = (
+        f"[{ticket.priority}] 未確認・エスカレーション レベル{level} "
+        f"#{ticket.id} {company.name}：{context['title']}"
+    )
+    return RenderedMail(subject, render("desk_escalation_notice.txt.j2", t=context))
+
+
+# Events the desk workflow reports; any other event name is shown as it is given.
+DESK_EVENTS_JA = {
+    "reopened": "解決済みのチケットが、新しいアラートで再オープンされました",
+    "priority_raised": "チケットの優先度が上がりました",
+    "isolation_failed": "端末の隔離が完了しませんでした",
+    "release_failed": "端末の隔離の解除が完了しませんでした",
+    "closed": "解決済みのチケットがクローズされました",
+}
+_DESK_EVENT_SHORT_JA = {
+    "reopened": "再オープン",
+    "priority_raised": "優先度変更",
+    "isolation_failed": "隔離失敗",
+    "release_failed": "隔離解除失敗",
+    "closed": "クローズ",
+}
+
+
+def desk_ticket_update_notice(
+    company: Company, ticket: Ticket, event: str, detail: str
+) -> RenderedMail:
+    """A short desk notice that something changed on a ticket (e.g. a resolved one reopened)."""
+    check_company(company, ticket)
+    key = event.strip().casefold()
+    if not key:
+        raise ValueError(f"a desk update for ticket {ticket.id} needs an event")
+    context = _ticket_header(company, ticket) | {
+        "event": key,
+        "event_text": DESK_EVENTS_JA.get(key, event.strip()),
+        "detail": detail.strip(),
+    }
+    short = _DESK_EVENT_SHORT_JA.get(key, event.strip())
+    subject = f"[{ticket.priority}] {short} #{ticket.id} {company.name}：{context['title']}"
+    return RenderedMail(subject, render("desk_ticket_update_notice.txt.j2", t=context))

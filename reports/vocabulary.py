@@ -141,3 +141,50 @@ def device_names(alert: Alert, language: str = "ja") -> str:
     if names:
         return ("、" if language == "ja" else ", ").join(names)
     return "（端末名なし）" if language == "ja" else "(no device named)"
+
+
+# Device actions as the company reads them; an unknown status never reads as done.
+ACTION_KIND_JA = {
+    "isolate": "ネットワークからの隔離",
+    "release": "隔離の解除",
+    "av_scan": "ウイルススキャン",
+    "offboard": "EDRの削除",
+}
+ACTION_KIND_EN = {
+    "isolate": "Isolated from the network",
+    "release": "Released from isolation",
+    "av_scan": "Virus scan",
+    "offboard": "EDR removed",
+}
+ACTION_RESULT_JA = {"done": "完了", "running": "実行中", "failed": "できませんでした"}
+ACTION_RESULT_EN = {"done": "Done", "running": "In progress", "failed": "Did not complete"}
+_ACTION_DONE = frozenset({"succeeded", "success", "completed", "done"})
+_ACTION_FAILED = frozenset({"failed", "timeout", "cancelled", "canceled", "error"})
+# Proposals an operator has not confirmed (or replaced): nothing happened to the device.
+_ACTION_NOT_TAKEN = frozenset({"proposed", "superseded", "declined", "rejected", "dismissed"})
+
+
+def action_result(status: str) -> str:
+    """'done', 'failed', 'not_taken' (a proposal only) or 'running' (sent, pending, unknown)."""
+    key = (status or "").casefold()
+    if key in _ACTION_DONE:
+        return "done"
+    if key in _ACTION_FAILED or key.startswith("failed"):
+        return "failed"
+    if key in _ACTION_NOT_TAKEN:
+        return "not_taken"
+    return "running"
+
+
+def action_label(kind: str, language: str = "ja") -> str:
+    """What was done to a device, in plain words."""
+    table = ACTION_KIND_EN if language == "en" else ACTION_KIND_JA
+    return table.get(kind.casefold(), kind)
+
+
+def device_label(name: str, language: str = "ja") -> str:
+    """A device's name for the company, or a plain note that it has none (never an EDR id)."""
+    name = name.strip()
+    if name:
+        return name
+    return "（端末名なし）" if language == "ja" else "(no device name)"

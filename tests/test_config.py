@@ -59,6 +59,27 @@ def test_the_shipped_example_loads_with_three_companies():
             "companies[1].connection.client_secret:",
         ),
         (("end = 2026-11-30", "end = 2026-08-30"), "is before its start"),
+        (('closes = "17:00"', 'closes = "08:00"'), "calendar: Value error, calendar opens"),
+        (('opens = "09:00"', 'opens = "9am"'), "calendar.opens: Value error, must look like"),
+        (
+            ('year_end_closure = ["12-29", "01-03"]', 'year_end_closure = ["12-32"]'),
+            "calendar.year_end_closure:",
+        ),
+        (("P3 = 480, ", ""), "sla.acknowledge_minutes: Value error, missing priorities: P3"),
+        (
+            (
+                '# [[desk.channels]]\n# name = "desk"\n# kind = "mail"\n# to = "desk@example.jp"',
+                '[[desk.channels]]\nname = "desk"\nkind = "webhook"\nurl = "env:HOOK"',
+            ),
+            "desk.channels[0]: Value error, channel 'desk': a webhook channel needs",
+        ),
+        (
+            (
+                '# [[desk.channels]]\n# name = "desk"\n# kind = "mail"\n# to = "desk@example.jp"',
+                '[[desk.channels]]\nname = "desk"\nkind = "teams"\nurl = "https://x/y?sig=s3cr3t-value"',
+            ),
+            "desk.channels[0].url:",
+        ),
     ],
 )
 def test_a_mistake_names_the_file_and_the_key(tmp_path, change, expected):
@@ -95,3 +116,54 @@ def test_a_company_whose_tenant_id_changes_is_refused_rather_than_mixed(tmp_path
     changed = text.replace("8c7d-0e1f2a3b4c01", "8c7d-0e1f2a3b4c99")
     with pytest.raises(ConfigError, match="sakura-seisakusho.*tenant changed"):
         Runtime.open(load_config(write(tmp_path, changed)))
+
+
+RULE = """
+[[rules]]
+name = "everything-p3"
+severity = ["high", "medium", "low", "informational"]
+priority = "P3"
+ticket = true
+{extra}
+"""
+
+
+def test_the_service_keeps_its_last_good_playbook_when_an_edit_breaks_it(
+    tmp_path, database_url, caplog
+):
+    import os
+
+    from edrtrial.db import make_engine, upgrade
+    from edrtrial.runtime import Runtime
+
+    upgrade(make_engine(database_url))
+    playbook = tmp_path / "site.toml"
+    playbook.write_text(RULE.format(extra=""), encoding="utf-8")
+    text = EXAMPLE.replace('url = "sqlite:///var/edrtrial.db"', f'url = "{database_url}"').replace(
+        '# playbooks = ["my-playbook.toml"]', 'playbooks = ["site.toml"]'
+    )
+    rt = Runtime.open(load_config(write(tmp_path, text)))
+    try:
+        assert [r.name for r in rt.playbook.rules] == ["everything-p3"]
+        playbook.write_text(RULE.format(extra='priority_typo = "P1"'), encoding="utf-8")
+        os.utime(playbook, ns=(1, 1))  # a distinct stamp even within the clock's resolution
+        error = rt.refresh_playbooks()
+        assert error is not None and f"{playbook}:2" in error and "priority_typo" in error
+        assert [r.name for r in rt.playbook.rules] == ["everything-p3"]
+        assert "previous 1 rules stay in force" in caplog.text
+    finally:
+        rt.close()
+
+
+def test_a_playbook_escalating_to_an_unknown_channel_stops_the_start(tmp_path, database_url):
+    from edrtrial.db import make_engine, upgrade
+    from edrtrial.errors import PlaybookError
+    from edrtrial.runtime import Runtime
+
+    upgrade(make_engine(database_url))
+    (tmp_path / "site.toml").write_text(RULE.format(extra='escalate = "pager"'), encoding="utf-8")
+    text = EXAMPLE.replace('url = "sqlite:///var/edrtrial.db"', f'url = "{database_url}"').replace(
+        '# playbooks = ["my-playbook.toml"]', 'playbooks = ["site.toml"]'
+    )
+    with pytest.raises(PlaybookError, match="pager"):
+        Runtime.open(load_config(write(tmp_path, text)))

@@ -23,6 +23,7 @@ from edrtrial.connectors.base import (
     Capability,
     Connector,
     DeviceRef,
+    Evidence,
     Rejected,
 )
 from edrtrial.connectors.cycraft import CyCraftAdapter, CyCraftSettings
@@ -248,6 +249,56 @@ def test_overriding_one_json_path_keeps_the_other_defaults(fake: FakeCyCraft, ma
     assert records[0].devices == (DeviceRef("ep-01", "SAKURA-PC01"),)  # defaults still apply
 
 
+def test_evidence_is_gathered_from_the_default_paths(fake: FakeCyCraft, make: Make) -> None:
+    fake.route("GET", ALERTS, two_alert_pages)
+    records, _ = fetch(make(page_size=3), SINCE)
+    first, second, fourth = records
+
+    # users: user.name, then evidence.users ("sakura\\TANAKA" repeats the first, by case)
+    assert first.evidence == Evidence(
+        users=("SAKURA\\tanaka", "tanaka@sakura.example"),
+        file_hashes=(  # every sha256, then sha1, then md5; lower-cased
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3",
+            "098f6bcd4621d373cade4e832627b4f6",
+        ),
+        ips=("198.51.100.20",),
+        urls=("https://dl.evil.example/a.ps1",),
+    )
+    # Values of the wrong type are skipped one by one; the alert itself is kept.
+    assert second.evidence == Evidence(users=("administrator",))
+    assert fourth.evidence == Evidence()
+
+
+def test_a_tenant_can_remap_or_switch_off_evidence_paths(fake: FakeCyCraft, make: Make) -> None:
+    fake.route("GET", ALERTS, two_alert_pages)
+    adapter = make(
+        page_size=3,
+        mapping={
+            "alerts": {
+                "fields": {
+                    "users": "rule.name",  # one path is accepted where a list is expected
+                    "file_hashes": [],
+                    "ips": ["evidence.network.0.remote_ip"],
+                }
+            }
+        },
+    )
+    first, _, _ = fetch(adapter, SINCE)[0]
+    assert first.evidence == Evidence(
+        users=("PS-Download-Exec",),
+        ips=("198.51.100.20",),
+        urls=("https://dl.evil.example/a.ps1",),  # not overridden: the default path
+    )
+
+
+def test_a_bad_evidence_path_is_refused_naming_the_key(make: Make) -> None:
+    with pytest.raises(ConfigError, match=r"mapping\.alerts\.fields\.ips\.1: .*dotted JSON path"):
+        make(mapping={"alerts": {"fields": {"ips": ["net.ip", "net..ip"]}}})
+    with pytest.raises(ConfigError, match=r"mapping\.devices\.fields\.tags\.0: .*at most one"):
+        make(mapping={"devices": {"fields": {"tags": ["groups.*.tags.*"]}}})
+
+
 def test_cursor_paging_and_epoch_since(fake: FakeCyCraft, make: Make) -> None:
     alert = payload("cycraft__alerts_page1.json")["data"][0]
     pages = {
@@ -315,6 +366,8 @@ def test_devices_are_mapped_and_a_bad_one_marks_the_inventory_partial(
     assert windows.risk_score == "high"
     assert windows.last_seen == datetime(2024, 5, 1, 3, 0, tzinfo=UTC)
     assert mac.first_seen == datetime(2024, 4, 1, 0, 0, tzinfo=UTC)  # epoch seconds
+    assert windows.tags == ("VIP", "Finance")  # text only, each once, in order
+    assert mac.tags == ("designer-mac",)  # a lone tag where a list was assumed
     [rejected] = batch.rejected
     assert (rejected.kind, rejected.reason) == ("device", "no id at 'id'")
     assert not batch.complete

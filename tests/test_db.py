@@ -47,19 +47,26 @@ def test_upgrade_from_the_previous_schema_keeps_tickets_grouped(database_url):
     eng = make_engine(database_url)
     command.upgrade(_alembic_config(eng), "0002")
     with eng.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO company (key, name, contact_name, contact_email, language, planned_seats,"
-            " seat_cap, created_at) VALUES ('k', 'K', '', 'a@b.jp', 'ja', 1, 300, '2026-01-01')"
-        ))
-        conn.execute(text(
-            "INSERT INTO tenant (company_id, connector, external_id, state, state_reason,"
-            " failures) VALUES (1, 'defender', 't', 'active', '', 0)"
-        ))
-        conn.execute(text(
-            "INSERT INTO ticket (tenant_id, correlation_key, title, priority, state, assignee,"
-            " created_at, updated_at) VALUES (1, 'incident:9', 't', 'P1', 'new', '',"
-            " '2026-01-01', '2026-01-01')"
-        ))
+        conn.execute(
+            text(
+                "INSERT INTO company (key, name, contact_name, contact_email, language,"
+                " planned_seats, seat_cap, created_at)"
+                " VALUES ('k', 'K', '', 'a@b.jp', 'ja', 1, 300, '2026-01-01')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO tenant (company_id, connector, external_id, state, state_reason,"
+                " failures) VALUES (1, 'defender', 't', 'active', '', 0)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO ticket (tenant_id, correlation_key, title, priority, state, assignee,"
+                " created_at, updated_at) VALUES (1, 'incident:9', 't', 'P1', 'new', '',"
+                " '2026-01-01', '2026-01-01')"
+            )
+        )
     upgrade(eng)
     with eng.connect() as conn:
         row = conn.execute(text("SELECT correlation_base, escalation_level FROM ticket")).one()

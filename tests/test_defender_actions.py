@@ -70,7 +70,32 @@ def test_documented_machines_are_mapped(
     assert (device.os_platform, device.os_version) == ("Windows10", "1709")
     assert (device.health_status, device.risk_score) == ("active", "low")
     assert device.first_seen == datetime(2018, 8, 2, 14, 55, 3, 779185, tzinfo=UTC)
+    assert device.tags == ("test tag 1", "test tag 2")
     assert device.raw["machineTags"] == ["test tag 1", "test tag 2"]
+
+
+@pytest.mark.parametrize(
+    ("sent", "tags"),
+    [
+        (["vip", 3, None, "server", "vip", " ", {"x": 1}, " server "], ("vip", "server")),
+        ("server", ("server",)),  # a lone value where a list was documented
+        (None, ()),
+        ({"tag": "vip"}, ()),
+        (42, ()),
+    ],
+)
+def test_machine_tags_keep_text_only_once_each_in_order(
+    httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector, sent: object, tags: object
+) -> None:
+    machines = payload("mde__list_machines.json")
+    machines["value"][0]["machineTags"] = sent
+    httpx_mock.add_response(url=MACHINES_URL, match_params=FIRST_PAGE, json=machines)
+
+    batch = connector.fetch_devices()
+
+    [device] = batch.records  # an odd tag list never costs the device
+    assert batch.complete
+    assert device.tags == tags
 
 
 def test_no_recent_machines_answers_404_which_means_none(

@@ -152,7 +152,9 @@ def test_a_poll_cycle_gives_tickets_notices_seats_report_and_offboarding(
     run(config, "offboarding", "--plan")
     run(config, "offboarding", "--plan")
     with sessions() as session:
-        tasks = session.scalars(select(ResponseAction)).all()
+        tasks = session.scalars(
+            select(ResponseAction).where(ResponseAction.kind == "offboard")
+        ).all()
     assert len(tasks) == len(world.list_machines(MIDORI, [], 0, 10000))
     assert {t.status for t in tasks} == {"planned"}
 

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from pytest_httpx import HTTPXMock
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial import store
-from edrtrial.connectors.base import AlertRecord, IncidentRecord
+from edrtrial.connectors.base import AlertRecord, DeviceRecord, Evidence, IncidentRecord
 from edrtrial.db import transaction
-from edrtrial.ingestion import ingest_tenant
-from edrtrial.models import Alert, Incident, QuarantinedRecord
+from edrtrial.ingestion import ingest_tenant, sync_inventory
+from edrtrial.models import Alert, Device, Incident, QuarantinedRecord
 
 from conftest import add_tenant
 from fakes import Crash, FakeConnector
+from test_defender_support import MACHINES_URL, fake_sign_in, make_connector
+from test_defender_support import payload as defender_payload
 
 T0 = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
 
@@ -157,3 +161,122 @@ def test_incidents_are_read_only_for_new_or_changed_alerts(sessions, tenant_id):
     assert connector.incident_requests == [["77"]]
     with sessions() as session:
         assert session.scalar(select(Incident.title)) == "Multi-stage incident"
+
+
+# --- evidence and device tags --------------------------------------------------------------
+
+
+EVIDENCE = Evidence(
+    users=("tanaka", "SAKURA\\tanaka"),
+    file_hashes=("ab" * 32,),
+    ips=("198.51.100.7",),
+)
+
+
+def with_evidence(record: AlertRecord, evidence: Evidence) -> AlertRecord:
+    return dataclasses.replace(record, evidence=evidence)
+
+
+def triaged(sessions: sessionmaker[Session], source_id: str) -> None:
+    with transaction(sessions) as session:
+        row = session.scalars(select(Alert).where(Alert.source_id == source_id)).one()
+        row.triaged_at = T0
+
+
+def test_evidence_is_stored_on_insert_only_the_kinds_present(sessions, tenant_id):
+    connector = FakeConnector(page_size=10)  # one page: the bulk insert path
+    connector.alerts["a1"] = with_evidence(alert(1, minutes=1), EVIDENCE)
+    connector.alerts["a2"] = alert(2, minutes=2)
+    ingest_tenant(sessions, tenant_id, connector)
+
+    rows = stored(sessions)
+    assert rows["a1"].evidence == {
+        "users": ["tanaka", "SAKURA\\tanaka"],
+        "file_hashes": ["ab" * 32],
+        "ips": ["198.51.100.7"],
+    }
+    assert rows["a2"].evidence == {}
+
+
+def test_changed_evidence_is_stored_and_sends_the_alert_back_to_triage(sessions, tenant_id):
+    connector = FakeConnector(page_size=10)
+    connector.alerts["a1"] = with_evidence(alert(1, minutes=1), EVIDENCE)
+    ingest_tenant(sessions, tenant_id, connector)
+    triaged(sessions, "a1")
+
+    more = dataclasses.replace(EVIDENCE, urls=("https://phish.example/login",))
+    connector.alerts["a1"] = with_evidence(alert(1, minutes=5), more)
+    result = ingest_tenant(sessions, tenant_id, connector)
+
+    assert result.alerts.updated == 1
+    row = stored(sessions)["a1"]
+    assert row.evidence["urls"] == ["https://phish.example/login"]
+    assert row.triaged_at is None  # a rule on URLs may now match
+
+
+def test_an_update_with_the_same_evidence_keeps_the_triage(sessions, tenant_id):
+    connector = FakeConnector(page_size=10)
+    connector.alerts["a1"] = with_evidence(alert(1, minutes=1), EVIDENCE)
+    ingest_tenant(sessions, tenant_id, connector)
+    triaged(sessions, "a1")
+
+    connector.alerts["a1"] = with_evidence(alert(1, minutes=5, status="inprogress"), EVIDENCE)
+    ingest_tenant(sessions, tenant_id, connector)
+
+    row = stored(sessions)["a1"]
+    assert (row.status, row.evidence["ips"]) == ("inprogress", ["198.51.100.7"])
+    assert row.triaged_at is not None
+
+
+def test_evidence_that_disappears_is_cleared_and_retriaged(sessions, tenant_id):
+    connector = FakeConnector(page_size=10)
+    connector.alerts["a1"] = with_evidence(alert(1, minutes=1), EVIDENCE)
+    ingest_tenant(sessions, tenant_id, connector)
+    triaged(sessions, "a1")
+
+    connector.alerts["a1"] = alert(1, minutes=5)
+    ingest_tenant(sessions, tenant_id, connector)
+
+    row = stored(sessions)["a1"]
+    assert (row.evidence, row.triaged_at) == ({}, None)
+
+
+def device(source_id: str, *tags: str) -> DeviceRecord:
+    return DeviceRecord(source_id=source_id, name=f"{source_id}.sakura.example", tags=tags)
+
+
+def device_tags(sessions: sessionmaker[Session]) -> dict[str, list[str]]:
+    with sessions() as session:
+        return {d.source_id: d.tags for d in session.scalars(select(Device))}
+
+
+def test_inventory_sync_stores_device_tags_on_insert_and_update(sessions, tenant_id):
+    connector = FakeConnector()
+    connector.devices = [device("d1", "server", "vip"), device("d2")]
+    sync_inventory(sessions, tenant_id, connector, T0)
+    assert device_tags(sessions) == {"d1": ["server", "vip"], "d2": []}
+
+    connector.devices = [device("d1"), device("d2", "vip")]
+    sync_inventory(sessions, tenant_id, connector, T0)
+    assert device_tags(sessions) == {"d1": [], "d2": ["vip"]}
+
+
+def test_defender_machine_tags_reach_the_stored_device(
+    sessions, httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    tenant = add_tenant(sessions, "sakura", "Sakura")
+    fake_sign_in(httpx_mock)
+    httpx_mock.add_response(
+        url=MACHINES_URL,
+        match_params={"$top": "10000", "$skip": "0"},
+        json=defender_payload("mde__list_machines.json"),
+    )
+    connector = make_connector(monkeypatch, tmp_path)
+    try:
+        sync_inventory(sessions, tenant, connector, T0)
+    finally:
+        connector.close()
+
+    assert device_tags(sessions) == {
+        "1e5bc9d7e413ddd7902c2932e418702b84d0cc07": ["test tag 1", "test tag 2"]
+    }

@@ -16,6 +16,7 @@ import httpx
 import msal
 import pytest
 
+from edrtrial.connectors.defender.connector import _alert_record, _device_record
 from edrtrial.sandbox import (
     SAMPLE_CLIENT_ID,
     SAMPLE_TENANTS,
@@ -87,7 +88,10 @@ def _close_msal_clients() -> Iterator[None]:
 
 
 def _token_response(
-    client: httpx.Client, server: SandboxServer, tenant: str, scope: str = GRAPH_SCOPE,
+    client: httpx.Client,
+    server: SandboxServer,
+    tenant: str,
+    scope: str = GRAPH_SCOPE,
     **overrides: str,
 ) -> httpx.Response:
     form = {
@@ -117,7 +121,10 @@ def _mde(client: httpx.Client, server: SandboxServer, tenant: str) -> dict[str, 
 
 
 def _all_pages(
-    client: httpx.Client, headers: dict[str, str], path: str, params: dict[str, str],
+    client: httpx.Client,
+    headers: dict[str, str],
+    path: str,
+    params: dict[str, str],
     between_pages: Any = None,
 ) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
@@ -166,17 +173,32 @@ def test_msal_refuses_an_unknown_tenant_at_discovery(server: SandboxServer) -> N
     ("tenant", "overrides", "status", "error", "code"),
     [
         ("00000000-0000-4000-8000-000000000000", {}, 400, "invalid_request", 90002),
-        (SAKURA, {"client_id": "11111111-2222-4333-8444-555555555555"}, 400,
-         "unauthorized_client", 700016),
+        (
+            SAKURA,
+            {"client_id": "11111111-2222-4333-8444-555555555555"},
+            400,
+            "unauthorized_client",
+            700016,
+        ),
         (SAKURA, {"client_secret": "wrong"}, 401, "invalid_client", 7000215),
-        (SAKURA, {"scope": "https://management.azure.com/.default"}, 400,
-         "invalid_resource", 500011),
+        (
+            SAKURA,
+            {"scope": "https://management.azure.com/.default"},
+            400,
+            "invalid_resource",
+            500011,
+        ),
         (SAKURA, {"scope": "User.Read"}, 400, "invalid_scope", 1002012),
     ],
 )
 def test_token_refusals_use_entra_codes(
-    client: httpx.Client, server: SandboxServer, tenant: str, overrides: dict[str, str],
-    status: int, error: str, code: int,
+    client: httpx.Client,
+    server: SandboxServer,
+    tenant: str,
+    overrides: dict[str, str],
+    status: int,
+    error: str,
+    code: int,
 ) -> None:
     response = _token_response(client, server, tenant, **overrides)
     assert response.status_code == status
@@ -252,9 +274,7 @@ def test_a_tenant_never_sees_another_tenants_alerts_or_machines(
     assert not set(world.device_ids(MIDORI)) & {m["id"] for m in machines}
 
 
-def test_sample_tenants_have_their_devices(
-    client: httpx.Client, server: SandboxServer
-) -> None:
+def test_sample_tenants_have_their_devices(client: httpx.Client, server: SandboxServer) -> None:
     fleets = {SAKURA: (12, "macOS"), MIDORI: (8, None), AOZORA: (5, "Linux")}
     for tenant, (size, other) in fleets.items():
         response = client.get("/api/machines", headers=_mde(client, server, tenant))
@@ -329,8 +349,10 @@ def test_filter_on_last_update_returns_only_newer_alerts(
 
     mark = datetime.now(UTC)
     added = world.add_alerts(SAKURA, "ransomware")
-    since = {"$filter": f"lastUpdateDateTime gt {format_iso(mark)} and "
-                        "serviceSource eq 'microsoftDefenderForEndpoint' and severity eq 'high'"}
+    since = {
+        "$filter": f"lastUpdateDateTime gt {format_iso(mark)} and "
+        "serviceSource eq 'microsoftDefenderForEndpoint' and severity eq 'high'"
+    }
     assert [a["id"] for a in _all_pages(client, headers, ALERTS, since)] == added
 
 
@@ -358,9 +380,7 @@ def test_unsupported_filters_get_a_graph_400(
 def test_incidents_top_above_50_gets_graphs_exact_400(
     client: httpx.Client, server: SandboxServer
 ) -> None:
-    response = client.get(
-        INCIDENTS, params={"$top": "51"}, headers=_graph(client, server, SAKURA)
-    )
+    response = client.get(INCIDENTS, params={"$top": "51"}, headers=_graph(client, server, SAKURA))
     assert response.status_code == 400
     expected = json.loads((FIXTURES / "graph__error_incidents_top_exceeds_50_400.json").read_text())
     expected["error"]["message"] = expected["error"]["message"].replace("'100'", "'51'")
@@ -397,7 +417,9 @@ def test_sample_tenants_start_with_detection_tests_and_high_incidents(
         if tenant == AOZORA:
             continue
         high = _all_pages(
-            client, headers, INCIDENTS,
+            client,
+            headers,
+            INCIDENTS,
             {"$filter": "severity eq 'high' and status eq 'active'", "$expand": "alerts"},
         )
         assert any(
@@ -418,8 +440,12 @@ def test_patching_alerts_moves_the_incident_along(
     for alert_id in ids:
         patched = client.patch(
             f"{ALERTS}/{alert_id}",
-            json={"status": "resolved", "classification": "truePositive",
-                  "determination": "malware", "assignedTo": "soc@example.jp"},
+            json={
+                "status": "resolved",
+                "classification": "truePositive",
+                "determination": "malware",
+                "assignedTo": "soc@example.jp",
+            },
             headers=headers,
         ).json()
         assert patched["status"] == "resolved" and patched["resolvedDateTime"]
@@ -457,7 +483,8 @@ def test_isolate_is_pending_then_succeeds_and_refuses_a_duplicate(
     try:
         created = client.post(
             f"/api/machines/{device}/isolate",
-            json={"Comment": "alert 42", "IsolationType": "Full"}, headers=headers,
+            json={"Comment": "alert 42", "IsolationType": "Full"},
+            headers=headers,
         )
         assert created.status_code == 201, created.text
         action = created.json()
@@ -505,12 +532,14 @@ def test_action_requests_are_checked_like_mde(
     assert no_comment.json()["error"]["code"] == "InvalidRequestBody"
     wrong_case = client.post(
         f"/api/machines/{windows[-1]}/runAntiVirusScan",
-        json={"comment": "x", "scanType": "Quick"}, headers=headers,
+        json={"comment": "x", "scanType": "Quick"},
+        headers=headers,
     )
     assert wrong_case.json()["error"]["code"] == "InvalidRequestBody"
     missing = client.post(
         "/api/machines/0000000000000000000000000000000000000000/isolate",
-        json={"Comment": "x"}, headers=headers,
+        json={"Comment": "x"},
+        headers=headers,
     )
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "ResourceNotFound"
@@ -673,6 +702,57 @@ def test_a_seed_gives_the_same_world(fixed_clock: Any) -> None:
 def fixed_clock() -> Any:
     moment = datetime(2025, 6, 2, 1, 0, tzinfo=UTC)
     return lambda: moment
+
+
+def test_alerts_carry_evidence_in_graph_form_that_the_connector_reads(fixed_clock: Any) -> None:
+    world = SandboxWorld(tenants=3, backlog_alerts=60, clock=fixed_clock)
+    world.add_alerts(AOZORA, "phishing_link", 2)
+    world.add_alerts(AOZORA, "c2_beacon", 2)
+    world.add_alerts(AOZORA, "linux_miner", 1)
+    alerts = [a for t in world.tenants for a in world.alerts(t.tenant_id)]
+    for alert in alerts:
+        types = [e["@odata.type"].rsplit(".", 1)[-1] for e in alert["evidence"]]
+        assert types[:2] == ["deviceEvidence", "userEvidence"]
+        account = alert["evidence"][1]["userAccount"]
+        assert {"accountName", "domainName", "userPrincipalName"} <= account.keys()
+        found = _alert_record(alert).evidence
+        assert found.users[:3] == (
+            account["accountName"],
+            f"{account['domainName']}\\{account['accountName']}",
+            account["userPrincipalName"],
+        )
+        if alert["category"] == "Malware":  # antivirus detections name the file
+            details = next(e["fileDetails"] for e in alert["evidence"] if "fileDetails" in e)
+            assert details["sha256"] in found.file_hashes
+        if alert["title"] in NETWORK_TITLES:
+            assert "urlEvidence" in types and "ipEvidence" in types
+            assert len(found.urls) == len(found.ips) == 1
+            assert found.ips[0].startswith("198.51.100.")  # documentation addresses only
+        else:
+            assert (found.urls, found.ips) == ((), ())
+    assert {a["title"] for a in alerts} >= NETWORK_TITLES
+
+
+NETWORK_TITLES = {
+    "A potentially malicious URL click was detected",
+    "Possible command and control (C2) communication",
+    "'CoinMiner' malware was detected",
+}
+
+
+def test_some_machines_are_tagged_and_tags_reach_the_device_record(fixed_clock: Any) -> None:
+    world = SandboxWorld(tenants=3, clock=fixed_clock)
+    for tenant in world.tenants:
+        machines = world.list_machines(tenant.tenant_id, [], 0, 10_000)
+        tags = {m["computerDnsName"].split(".")[0]: m["machineTags"] for m in machines}
+        assert tags["pc-001"] == ["vip"]
+        assert all(v == ["server"] for k, v in tags.items() if k.startswith("srv-"))
+        others = [v for k, v in tags.items() if k.startswith(("pc-", "mac-")) and k != "pc-001"]
+        assert others and all(v == [] for v in others)
+        records = {r.name.split(".")[0]: r.tags for r in map(_device_record, machines)}
+        assert records["pc-001"] == ("vip",)
+    aozora = world.list_machines(AOZORA, [], 0, 10_000)
+    assert ["server"] in [m["machineTags"] for m in aozora]
 
 
 def test_backlog_gives_exactly_n_alerts_per_tenant(fixed_clock: Any) -> None:

@@ -35,7 +35,7 @@ def job_ids(tmp_path: Path, database_url: str, companies: int) -> set[str]:
 def test_jobs_have_stable_ids_and_a_restart_drops_what_the_config_no_longer_has(
     tmp_path, engine, database_url
 ):
-    common = {"heartbeat", "outbox", "weekly-reports", "trial-lifecycle"}
+    common = {"heartbeat", "outbox", "desk", "weekly-reports", "trial-lifecycle"}
     assert job_ids(tmp_path, database_url, 2) == common | {
         "poll:sakura-seisakusho",
         "inventory:sakura-seisakusho",

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.config import DeskConfig
 from edrtrial.db import transaction
+from edrtrial.desk import DeskPolicy
 from edrtrial.models import Alert, Device, OutboxMessage, Ticket
 from edrtrial.playbooks.engine import default_playbook_paths, load_playbooks
 from edrtrial.triage import triage_pending
@@ -19,6 +20,7 @@ from conftest import add_tenant
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
 DESK = DeskConfig(name="デスク", email="desk@example.jp", phone="03-0000-0000")
+POLICY = DeskPolicy(DESK)
 PLAYBOOK = load_playbooks(default_playbook_paths())
 
 
@@ -47,7 +49,7 @@ def add_alert(sessions, tenant_id: int, n: int, **fields) -> None:
 
 def triage(sessions, tenant_id: int):
     with transaction(sessions) as session:
-        return triage_pending(session, tenant_id, "acme", PLAYBOOK, DESK, T0 + timedelta(hours=1))
+        return triage_pending(session, tenant_id, "acme", PLAYBOOK, POLICY, T0 + timedelta(hours=1))
 
 
 def notices(sessions) -> list[tuple[str, str]]:
@@ -90,10 +92,26 @@ def test_an_incident_that_worsens_is_raised_to_p1_re_alerts_the_desk_and_tells_t
     assert triage(sessions, tenant_id).triaged == 0
 
 
-def test_alerts_without_an_incident_get_a_ticket_each(sessions, tenant_id):
-    add_alert(sessions, tenant_id, 1)
-    add_alert(sessions, tenant_id, 2)
-    assert triage(sessions, tenant_id).tickets_opened == 2
+def test_alerts_without_an_incident_group_by_device_and_technique_within_the_window(
+    sessions, tenant_id
+):
+    add_alert(sessions, tenant_id, 1, mitre_techniques=["T1059.001"])
+    add_alert(sessions, tenant_id, 2, mitre_techniques=["T1059.001"])  # same device, 1 min later
+    add_alert(sessions, tenant_id, 3, mitre_techniques=["T1105"])  # another technique
+    add_alert(sessions, tenant_id, 4, mitre_techniques=["T1059.001"], device_source_ids=["dev2"])
+    add_alert(sessions, tenant_id, 90, mitre_techniques=["T1059.001"])  # 88 min later: new
+    assert triage(sessions, tenant_id).tickets_opened == 4
+    with sessions() as session:
+        keys = {
+            t.correlation_key: sorted(a.source_id for a in t.alerts)
+            for t in session.scalars(select(Ticket))
+        }
+    assert keys == {
+        "device:dev1:T1059.001": ["a1", "a2"],
+        "device:dev1:T1105": ["a3"],
+        "device:dev2:T1059.001": ["a4"],
+        "device:dev1:T1059.001#2": ["a90"],
+    }
 
 
 def test_the_detection_test_verifies_its_device_and_opens_nothing(sessions, tenant_id):

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
@@ -58,6 +59,16 @@ JsonPath = Annotated[str, AfterValidator(_json_path)]
 """A dotted JSON path; "" when the API does not send the field."""
 
 RequiredPath = Annotated[JsonPath, AfterValidator(_required_path)]
+
+
+def _path_list(value: Any) -> Any:
+    if isinstance(value, str):  # one path where a list is expected
+        return [value] if value else []
+    return value
+
+
+JsonPaths = Annotated[tuple[JsonPath, ...], BeforeValidator(_path_list)]
+"""Dotted JSON paths whose values are gathered in order; a single path is accepted too."""
 
 
 def _template(value: str, allowed: frozenset[str], required: frozenset[str]) -> str:
@@ -123,6 +134,11 @@ class AlertFields(_Strict):
     device_name: JsonPath
     mitre: JsonPath
     category: JsonPath
+    # Evidence for playbook rules: every path's values, gathered in order, each kept once.
+    users: JsonPaths
+    file_hashes: JsonPaths
+    ips: JsonPaths
+    urls: JsonPaths
 
     @model_validator(mode="after")
     def _a_timestamp(self) -> AlertFields:
@@ -171,6 +187,7 @@ class DeviceFields(_Strict):
     risk_score: JsonPath
     first_seen: JsonPath
     last_seen: JsonPath
+    tags: JsonPaths
 
 
 class Devices(_Strict):

@@ -24,12 +24,14 @@ from edrtrial.connectors.base import (
     Capability,
     DeviceRecord,
     DeviceRef,
+    Evidence,
     IncidentRecord,
     Rejected,
 )
 from edrtrial.connectors.cycraft.auth import ApiKeyAuth
 from edrtrial.connectors.cycraft.client import Conflict, CyCraftClient, ResourceNotFound
 from edrtrial.connectors.cycraft.config import (
+    AlertFields,
     CyCraftSettings,
     default_capabilities,
 )
@@ -39,9 +41,10 @@ from edrtrial.connectors.cycraft.models import (
     CyCraftIncident,
     CyCraftTask,
     dig,
+    gather,
     pick,
 )
-from edrtrial.connectors.support import describe_errors
+from edrtrial.connectors.support import EvidenceCollector, describe_errors, distinct_tags
 from edrtrial.errors import ConfigError, PermanentError, SchemaDriftError, TransientError
 from edrtrial.secrets import resolve_secret
 from edrtrial.timeutil import as_utc
@@ -282,6 +285,7 @@ class CyCraftAdapter:
             service_source="cycraft",
             mitre_techniques=alert.mitre,
             devices=_device_refs(alert.device_id, alert.device_name),
+            evidence=_evidence(item, fields),
             raw=item,
         )
 
@@ -312,6 +316,7 @@ class CyCraftAdapter:
             risk_score=device.risk_score or "",
             first_seen=device.first_seen,
             last_seen=device.last_seen,
+            tags=distinct_tags(gather(item, fields.tags)),
             raw=item,
         )
 
@@ -408,6 +413,20 @@ def _device_refs(ids: tuple[str, ...], names: tuple[str, ...]) -> tuple[DeviceRe
             name = names[index] if index < len(names) else ""
             found[device_id] = DeviceRef(device_id, name)
     return tuple(found.values())
+
+
+def _evidence(item: Mapping[str, Any], fields: AlertFields) -> Evidence:
+    """Users, hashes, IPs and URLs at the mapped paths; a value that is not text is skipped."""
+    found = EvidenceCollector()
+    for user in gather(item, fields.users):
+        found.user(user)
+    for file_hash in gather(item, fields.file_hashes):
+        found.file_hash(file_hash)
+    for ip in gather(item, fields.ips):
+        found.ip(ip)
+    for url in gather(item, fields.urls):
+        found.url(url)
+    return found.evidence()
 
 
 def _tls_verify(settings: CyCraftSettings, base_dir: Path) -> ssl.SSLContext | bool:

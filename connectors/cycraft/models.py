@@ -8,7 +8,7 @@ are accepted where text is expected (a severity of 4, an id of 1234).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -46,8 +46,27 @@ def _dig(data: Any, parts: list[str]) -> Any:
 
 
 def pick(item: Mapping[str, Any], fields: BaseModel) -> dict[str, Any]:
-    """Each mapped field's value from `item`, keyed by field name (unmapped ones left out)."""
-    return {name: dig(item, path) for name, path in fields.model_dump().items() if path}
+    """Each mapped single-path field's value from `item`, keyed by field name.
+
+    Unmapped fields are left out, and so are list-of-paths fields (see `gather`).
+    """
+    return {
+        name: dig(item, path)
+        for name, path in fields.model_dump().items()
+        if path and isinstance(path, str)
+    }
+
+
+def gather(item: Mapping[str, Any], paths: Sequence[str]) -> list[Any]:
+    """The values at each path in turn, lists flattened one level; absent ones left out."""
+    found: list[Any] = []
+    for path in paths:
+        value = dig(item, path)
+        if isinstance(value, list):
+            found.extend(value)
+        elif value is not None:
+            found.append(value)
+    return found
 
 
 def _text(value: Any) -> Any:

@@ -39,14 +39,14 @@ from edrtrial.connectors.defender.client import (
 )
 from edrtrial.connectors.defender.config import DefenderSettings
 from edrtrial.connectors.defender.credential import load_credential
+from edrtrial.connectors.defender.evidence import graph_evidence
 from edrtrial.connectors.defender.models import (
-    Evidence,
     GraphAlert,
     GraphIncident,
     MdeMachine,
     MdeMachineAction,
 )
-from edrtrial.connectors.support import describe_errors
+from edrtrial.connectors.support import describe_errors, text_of
 from edrtrial.errors import ConfigError, PermanentError, SchemaDriftError, TransientError
 from edrtrial.timeutil import format_iso
 
@@ -77,6 +77,7 @@ INCIDENTS_PATH = "/v1.0/security/incidents"
 MACHINES_PATH = "/api/machines"
 MACHINE_ACTIONS_PATH = "/api/machineactions"
 ALERT_COMMENT_TYPE = "microsoft.graph.security.alertComment"
+DEVICE_EVIDENCE = "#microsoft.graph.security.deviceevidence"
 ALREADY_IN_PROGRESS = "action is already in progress"
 _OPEN = frozenset({ActionStatus.PENDING.value, ActionStatus.IN_PROGRESS.value})
 # Offboarding by API: Windows 10/11 and Windows Server 2019+ (2012 R2/2016 need the unified
@@ -380,16 +381,21 @@ def _alert_record(item: Any) -> AlertRecord:
         service_source=alert.service_source or "",
         mitre_techniques=alert.mitre_techniques,
         devices=_device_refs(alert.evidence),
+        evidence=graph_evidence(alert.evidence),
         raw=item,
     )
 
 
-def _device_refs(evidence: tuple[Evidence, ...]) -> tuple[DeviceRef, ...]:
+def _device_refs(evidence: tuple[dict[str, Any], ...]) -> tuple[DeviceRef, ...]:
     """Devices named by device evidence, once each; other evidence types are ignored."""
     found: dict[str, DeviceRef] = {}
     for item in evidence:
-        if item.is_device and item.mde_device_id and item.mde_device_id not in found:
-            found[item.mde_device_id] = DeviceRef(item.mde_device_id, item.device_dns_name or "")
+        odata_type = item.get("@odata.type")
+        if not isinstance(odata_type, str) or odata_type.lower() != DEVICE_EVIDENCE:
+            continue
+        device_id = text_of(item.get("mdeDeviceId"))
+        if device_id and device_id not in found:
+            found[device_id] = DeviceRef(device_id, text_of(item.get("deviceDnsName")) or "")
     return tuple(found.values())
 
 
@@ -418,6 +424,7 @@ def _device_record(item: Any) -> DeviceRecord:
         risk_score=machine.risk_score or "",
         first_seen=machine.first_seen,
         last_seen=machine.last_seen,
+        tags=machine.machine_tags,
         raw=item,
     )
 

@@ -12,9 +12,8 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from edrtrial.connectors.support import distinct_tags
 from edrtrial.timeutil import parse_iso
-
-DEVICE_EVIDENCE = "#microsoft.graph.security.deviceevidence"
 
 
 def _lower(value: Any) -> Any:
@@ -32,10 +31,11 @@ def _empty_if_null(value: Any) -> Any:
 
 
 def _objects_only(value: Any) -> Any:
-    # Evidence only adds detail: an item that is not an object must not cost us the alert.
+    # Evidence only adds detail: an item that is not an object, or an evidence field that is
+    # not even a list, must not cost us the alert.
     if isinstance(value, list):
         return tuple(item for item in value if isinstance(item, dict))
-    return () if value is None else value
+    return ()
 
 
 EnumText = Annotated[str | None, BeforeValidator(_lower)]
@@ -63,20 +63,11 @@ class ODataPage(_Payload):
     next_link: str | None = Field(None, alias="@odata.nextLink")
 
 
-class Evidence(_Payload):
-    """One evidence item of a Graph alert; only device evidence is read, other types pass."""
+Evidences = Annotated[tuple[dict[str, Any], ...], BeforeValidator(_objects_only)]
+"""A Graph alert's evidence entries, kept raw: each is read field by field (evidence.py)."""
 
-    odata_type: EnumText = Field(None, alias="@odata.type")
-    mde_device_id: str | None = None
-    device_dns_name: str | None = None
-
-    @property
-    def is_device(self) -> bool:
-        """True for `#microsoft.graph.security.deviceEvidence`."""
-        return self.odata_type == DEVICE_EVIDENCE
-
-
-Evidences = Annotated[tuple[Evidence, ...], BeforeValidator(_objects_only)]
+Tags = Annotated[tuple[str, ...], BeforeValidator(distinct_tags)]
+"""MDE machineTags: text items only, each once, in the order sent."""
 
 
 class GraphAlert(_Payload):
@@ -126,6 +117,7 @@ class MdeMachine(_Payload):
     risk_score: EnumText = None
     first_seen: Timestamp = None
     last_seen: Timestamp = None
+    machine_tags: Tags = ()
 
 
 class MdeMachineAction(_Payload):

@@ -120,13 +120,71 @@ def _verdicts(kind: AlertKind) -> dict[str, Any]:
     }
 
 
+def _user_account(device: Device) -> dict[str, Any]:
+    """The device's signed-in user as Graph's userAccount; the SID is stable per user."""
+    digest = hashlib.sha256(f"{device.domain}\\{device.user}".encode()).digest()
+    parts = [int.from_bytes(digest[i : i + 4], "big") for i in (0, 4, 8)]
+    return {
+        "accountName": device.user,
+        "domainName": device.domain,
+        "userSid": f"S-1-5-21-{parts[0]}-{parts[1]}-{parts[2]}-{1001 + digest[12]}",
+        "azureAdUserId": None,
+        "userPrincipalName": device.upn,
+        "displayName": device.user.capitalize(),
+    }
+
+
+def _common(odata_type: str, created: str, kind: AlertKind) -> dict[str, Any]:
+    """The alertEvidence fields every evidence type starts with (for types the template lacks)."""
+    return {
+        "@odata.type": f"#microsoft.graph.security.{odata_type}",
+        "createdDateTime": created,
+        **_verdicts(kind),
+        "remediationStatusDetails": None,
+        "roles": [],
+        "detailedRoles": [],
+        "tags": [],
+    }
+
+
+def _network(alert: Alert, created: str) -> list[dict[str, Any]]:
+    """urlEvidence and ipEvidence for kinds that name a remote site (one pair per alert)."""
+    kind = alert.kind
+    if not (kind.urls or kind.remote_ips):
+        return []
+    pick = int(hashlib.sha256(alert.id.encode()).hexdigest()[:8], 16)
+    roles = ["commandAndControl"] if kind.category in ("CommandAndControl", "Malware") else []
+    items = []
+    if kind.urls:
+        url = kind.urls[pick % len(kind.urls)]
+        items.append({**_common("urlEvidence", created, kind), "roles": roles, "url": url})
+    if kind.remote_ips:
+        ip = kind.remote_ips[pick % len(kind.remote_ips)]
+        items.append(
+            {
+                **_common("ipEvidence", created, kind),
+                "roles": roles,
+                "ipAddress": ip,
+                "countryLetterCode": None,
+            }
+        )
+    return items
+
+
 def _evidence(alert: Alert, device: Device, risk: str | None, rbac: int) -> list[dict[str, Any]]:
     kind = alert.kind
     created = odata_time(alert.created)
     items = [
         render_device_evidence(
             _evidence_template("deviceEvidence"), device, alert.created, risk, rbac
-        )
+        ),
+        {
+            **_common("userEvidence", created, kind),
+            "verdict": "unknown",  # the user is involved, not judged
+            "remediationStatus": "none",
+            "detailedRoles": ["Signed-in user"],
+            "userAccount": _user_account(device),
+        },
     ]
     if kind.file_name and kind.file_dir:
         items.append(
@@ -173,17 +231,10 @@ def _evidence(alert: Alert, device: Device, risk: str | None, rbac: int) -> list
                     "explorer.exe" if windows else "bash",
                     "C:\\Windows" if windows else "/usr/bin",
                 ),
-                "userAccount": {
-                    "accountName": device.user,
-                    "domainName": device.domain,
-                    "userSid": f"S-1-5-21-{pid}-{len(device.user)}-1001",
-                    "azureAdUserId": None,
-                    "userPrincipalName": f"{device.user}@{device.dns_name.split('.', 1)[1]}",
-                    "displayName": device.user.capitalize(),
-                },
+                "userAccount": _user_account(device),
             }
         )
-    return items
+    return items + _network(alert, created)
 
 
 def render_alert(

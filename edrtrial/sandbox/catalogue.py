@@ -55,6 +55,10 @@ class AlertKind:
     file_name: str | None = None
     file_dir: str | None = None
     command_line: str | None = None
+    # Network evidence: each alert names one of these (picked by its id), as urlEvidence and
+    # ipEvidence; a URL and an IP at the same position belong together.
+    urls: tuple[str, ...] = ()
+    remote_ips: tuple[str, ...] = ()
     recommended_actions: str = _GENERIC_ACTIONS
 
     @property
@@ -173,6 +177,32 @@ _KINDS = (
         "credentials on the site.",
         WINDOWS | MACOS,
         1.0,
+        urls=(
+            "https://login.microsoftonline-verify.example/common/oauth2/authorize",
+            "https://sharepoint-invoice.example/shared/Invoice_0424.html",
+            "http://delivery-notice.example/track?parcel=JP2024",
+        ),
+        remote_ips=("198.51.100.23", "198.51.100.87", "198.51.100.142"),
+    ),
+    AlertKind(
+        "c2_beacon",
+        "Possible command and control (C2) communication",
+        "high",
+        "CommandAndControl",
+        ("T1071.001", "T1218.011"),
+        "microsoftDefenderForEndpoint",
+        "A process loaded from an unusual location keeps connecting to a remote server at "
+        "regular intervals, as implants do when they wait for an attacker's commands.",
+        WINDOWS,
+        0.3,
+        file_name="msupdate.dll",
+        file_dir="C:\\Users\\Public\\Libraries",
+        command_line="rundll32.exe C:\\Users\\Public\\Libraries\\msupdate.dll,Start",
+        urls=(
+            "https://cdn-updates.example/jquery-3.3.1.min.js",
+            "https://api.telemetry-sync.example/v2/submit",
+        ),
+        remote_ips=("198.51.100.66", "198.51.100.201"),
     ),
     AlertKind(
         "pua",
@@ -281,6 +311,8 @@ _KINDS = (
         file_name="kdevtmpfsi",
         file_dir="/tmp",
         command_line="/tmp/kdevtmpfsi",
+        urls=("stratum+tcp://pool.xmr-mining.example:4444",),
+        remote_ips=("198.51.100.77",),
     ),
 )
 

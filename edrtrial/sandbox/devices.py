@@ -55,13 +55,32 @@ class Device:
     user: str
     domain: str
     exposure: str
+    tags: tuple[str, ...] = ()
     isolated: bool = False
     offboarded: bool = False
+
+    @property
+    def upn(self) -> str:
+        """The signed-in user's UPN, in the tenant's domain."""
+        return f"{self.user}@{self.dns_name.split('.', 1)[1]}"
 
     @property
     def health(self) -> str:
         """MDE healthStatus: an offboarded sensor stops reporting and shows Inactive."""
         return "Inactive" if self.offboarded else "Active"
+
+
+def machine_tags(platform: str, number: int) -> tuple[str, ...]:
+    """The tags an operator gives: Linux boxes are servers, the first PC is the boss's.
+
+    Derived from the host name alone, so tagging draws nothing from the tenant's generator
+    and a seed keeps giving the same world.
+    """
+    if platform == "Linux":
+        return ("server",)
+    if number == 1 and platform.startswith("Windows"):
+        return ("vip",)
+    return ()
 
 
 def _os_details(platform: str, rng: random.Random) -> tuple[str, int | None, str]:
@@ -114,6 +133,7 @@ def make_device(
         user=rng.choice(_USERS),
         domain=domain.split(".")[0].upper(),
         exposure=rng.choice(("Low", "Medium", "Medium", "High")),
+        tags=machine_tags(platform, number),
     )
 
 
@@ -146,7 +166,7 @@ def render_machine(device: Device, risk: str | None, rbac_group_id: int) -> dict
         "exposureLevel": device.exposure,
         "isAadJoined": device.aad_device_id is not None,
         "aadDeviceId": device.aad_device_id,
-        "machineTags": [],
+        "machineTags": list(device.tags),
         "defenderAvStatus": "Updated",
         "agentVersion": device.agent_version,
         "osArchitecture": "64-bit",

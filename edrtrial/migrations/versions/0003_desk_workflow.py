@@ -101,9 +101,18 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_ticket_ack_due_at"))
         batch_op.drop_index(batch_op.f("ix_ticket_correlation_base"))
         for column in (
-            "determination", "classification", "summary", "reopened", "ack_due_at",
-            "escalation_level", "channel", "closed_at", "resolved_at", "acknowledged_at",
-            "last_alert_at", "correlation_base",
+            "determination",
+            "classification",
+            "summary",
+            "reopened",
+            "ack_due_at",
+            "escalation_level",
+            "channel",
+            "closed_at",
+            "resolved_at",
+            "acknowledged_at",
+            "last_alert_at",
+            "correlation_base",
         ):
             batch_op.drop_column(column)
     with op.batch_alter_table("alert", schema=None) as batch_op:

@@ -1,0 +1,364 @@
+"""Isolating and releasing devices: asked for once, sent once, followed to the end.
+
+An action is a `ResponseAction` row. It is `proposed` (a playbook suggests it; nothing
+happens until an operator confirms), `planned` (confirmed, or requested by a playbook where
+the company agreed to automatic isolation), `sending` (claimed, being sent), then the EDR's
+own states to a terminal one. While one isolate or release of a device is under way, a
+second is refused: it would race the first at the EDR and confuse the company.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from edrtrial import audit, outbox
+from edrtrial.config import DeskConfig
+from edrtrial.connectors.base import ActionKind, Connector
+from edrtrial.db import claim, transaction
+from edrtrial.errors import ConnectorError, EdrTrialError
+from edrtrial.models import Company, Device, ResponseAction, Tenant, Ticket
+from edrtrial.reports.notices import isolation_notice
+
+log = logging.getLogger(__name__)
+
+DEVICE_KINDS = (ActionKind.ISOLATE.value, ActionKind.RELEASE.value)
+UNDER_WAY = ("planned", "sending", "pending", "inprogress")
+INTERRUPTED = "being sent to the EDR; if this stays, check the device in the Defender portal"
+
+
+class ActionRefused(EdrTrialError):
+    """The action cannot be taken now; the message says why and what to do instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceState:
+    """What the store knows of a device's isolation."""
+
+    isolated: bool
+    under_way: ResponseAction | None
+
+
+def _target(action: ResponseAction, device: Device) -> str:
+    return f"ticket:{action.ticket_id}" if action.ticket_id else f"device:{device.source_id}"
+
+
+def device_state(session: Session, device: Device) -> DeviceState:
+    """Isolated or not (by the last isolate/release that succeeded), and any action under way."""
+    actions = list(
+        session.scalars(
+            select(ResponseAction)
+            .where(
+                ResponseAction.device_id == device.id,
+                ResponseAction.kind.in_(DEVICE_KINDS),
+            )
+            .order_by(ResponseAction.id)
+        )
+    )
+    done = [a for a in actions if a.status == "succeeded"]
+    isolated = bool(done) and done[-1].kind == ActionKind.ISOLATE.value
+    under_way = next((a for a in actions if a.status in UNDER_WAY), None)
+    return DeviceState(isolated, under_way)
+
+
+def _sequence(session: Session, device: Device, kind: str) -> int:
+    count = session.scalar(
+        select(func.count())
+        .select_from(ResponseAction)
+        .where(ResponseAction.device_id == device.id, ResponseAction.kind == kind)
+    )
+    return int(count or 0) + 1
+
+
+def plan(
+    session: Session,
+    device: Device,
+    kind: ActionKind,
+    *,
+    actor: str,
+    at: datetime,
+    ticket: Ticket | None = None,
+    reason: str = "",
+) -> ResponseAction:
+    """Plan an isolate or release of one device, or refuse with the reason (audited)."""
+    if kind not in (ActionKind.ISOLATE, ActionKind.RELEASE):
+        raise ActionRefused(f"{kind.value} is not a device isolation action")
+    if ticket is not None and ticket.tenant_id != device.tenant_id:
+        raise ActionRefused(
+            f"device {device.name or device.source_id} does not belong to ticket #{ticket.id}'s "
+            "company"
+        )
+    state = device_state(session, device)
+    name = device.name or device.source_id
+    if state.under_way is not None:
+        raise ActionRefused(
+            f"{name}: a {state.under_way.kind} is already under way (action "
+            f"#{state.under_way.id}, {state.under_way.status}); wait for it to finish"
+        )
+    if kind is ActionKind.ISOLATE and state.isolated:
+        raise ActionRefused(f"{name} is already isolated")
+    if kind is ActionKind.RELEASE and not state.isolated:
+        raise ActionRefused(f"{name} is not isolated, so there is nothing to release")
+    number = _sequence(session, device, kind.value)
+    action = ResponseAction(
+        dedupe_key=f"{kind.value}:{device.tenant_id}:{device.source_id}:{number}",
+        tenant_id=device.tenant_id,
+        device_id=device.id,
+        ticket_id=ticket.id if ticket else None,
+        kind=kind.value,
+        status="planned",
+        reason=reason,
+        requested_by=actor,
+        created_at=at,
+        updated_at=at,
+    )
+    try:
+        with session.begin_nested():  # a second operator racing for the same device loses
+            session.add(action)
+    except IntegrityError as err:
+        raise ActionRefused(f"{name}: another {kind.value} was planned at the same moment") from err
+    _supersede_proposals(session, device, kind, at)
+    audit.record(
+        session,
+        at=at,
+        actor=actor,
+        action=f"{kind.value}.planned",
+        tenant_id=device.tenant_id,
+        target=_target(action, device),
+        detail={"device": name, "action": action.id, "reason": reason},
+    )
+    return action
+
+
+def propose(
+    session: Session, device: Device, ticket: Ticket, *, at: datetime, reason: str
+) -> ResponseAction | None:
+    """Record a playbook's suggestion to isolate (once per ticket and device)."""
+    key = f"propose-isolate:{ticket.id}:{device.source_id}"
+    if session.scalar(select(ResponseAction.id).where(ResponseAction.dedupe_key == key)):
+        return None
+    state = device_state(session, device)
+    if state.isolated or state.under_way is not None:
+        return None
+    action = ResponseAction(
+        dedupe_key=key,
+        tenant_id=device.tenant_id,
+        device_id=device.id,
+        ticket_id=ticket.id,
+        kind=ActionKind.ISOLATE.value,
+        status="proposed",
+        reason=reason,
+        requested_by="playbook",
+        created_at=at,
+        updated_at=at,
+    )
+    session.add(action)
+    session.flush()
+    audit.record(
+        session,
+        at=at,
+        actor="playbook",
+        action="isolate.proposed",
+        tenant_id=device.tenant_id,
+        target=f"ticket:{ticket.id}",
+        detail={"device": device.name or device.source_id, "reason": reason},
+    )
+    return action
+
+
+def _supersede_proposals(session: Session, device: Device, kind: ActionKind, at: datetime) -> None:
+    if kind is not ActionKind.ISOLATE:
+        return
+    for proposal in session.scalars(
+        select(ResponseAction).where(
+            ResponseAction.device_id == device.id, ResponseAction.status == "proposed"
+        )
+    ):
+        proposal.status, proposal.updated_at = "superseded", at
+
+
+def _check_tenant(tenant: Tenant, connector: Connector) -> None:
+    if connector.tenant_id != tenant.external_id:
+        raise ActionRefused(
+            f"refusing to act: the connector talks to tenant {connector.tenant_id}, the action "
+            f"belongs to tenant {tenant.external_id}"
+        )
+
+
+def send(
+    sessions: sessionmaker[Session],
+    action_id: int,
+    connector: Connector,
+    actor: str,
+    now: Callable[[], datetime],
+) -> ResponseAction:
+    """Send a planned action once: claimed (and audited) in its own commit before the call."""
+    with transaction(sessions) as session:
+        action = session.get_one(ResponseAction, action_id)
+        device = session.get_one(Device, action.device_id)
+        _check_tenant(session.get_one(Tenant, action.tenant_id), connector)
+        target = _target(action, device)
+        if not claim(
+            session,
+            ResponseAction,
+            action_id,
+            "status",
+            "planned",
+            status="sending",
+            detail=INTERRUPTED,
+            updated_at=now(),
+        ):
+            return session.get_one(ResponseAction, action_id)  # someone else sent it
+        audit.record(
+            session,
+            at=now(),
+            actor=actor,
+            action=f"{action.kind}.sending",
+            tenant_id=action.tenant_id,
+            target=target,
+            detail={"device": device.name},
+        )
+        kind, source_id, name = ActionKind(action.kind), device.source_id, device.name
+    comment = f"edrtrial: {kind.value} {name} ({actor}, action #{action_id})"
+    try:
+        result = connector.start_action(source_id, kind, comment)
+    except ConnectorError as err:
+        with transaction(sessions) as session:
+            claim(
+                session,
+                ResponseAction,
+                action_id,
+                "status",
+                "sending",
+                status="failed",
+                detail=f"the EDR refused: {err}",
+                updated_at=now(),
+            )
+            audit.record(
+                session,
+                at=now(),
+                actor=actor,
+                action=f"{kind.value}.failed",
+                tenant_id=action.tenant_id,
+                target=target,
+                detail={"error": str(err)},
+            )
+            log.warning("%s of %s failed: %s", kind.value, name, err)
+            return session.get_one(ResponseAction, action_id)
+    with transaction(sessions) as session:
+        claim(
+            session,
+            ResponseAction,
+            action_id,
+            "status",
+            "sending",
+            status=result.status.value,
+            source_action_id=result.source_action_id,
+            detail=f"machine action {result.source_action_id}",
+            updated_at=now(),
+        )
+        audit.record(
+            session,
+            at=now(),
+            actor=actor,
+            action=f"{kind.value}.sent",
+            tenant_id=action.tenant_id,
+            target=target,
+            detail={"machine_action": result.source_action_id, "status": result.status.value},
+        )
+        return session.get_one(ResponseAction, action_id)
+
+
+def follow(
+    sessions: sessionmaker[Session],
+    tenant_id: int,
+    connector: Connector,
+    desk: DeskConfig,
+    now: datetime,
+) -> list[int]:
+    """Read the EDR's status of sent isolate/release actions; returns those that finished.
+
+    A finished action is audited and the company contact is told (in its language).
+    """
+    with transaction(sessions) as session:
+        _check_tenant(session.get_one(Tenant, tenant_id), connector)
+        pending = [
+            (a.id, a.source_action_id)
+            for a in session.scalars(
+                select(ResponseAction).where(
+                    ResponseAction.tenant_id == tenant_id,
+                    ResponseAction.kind.in_(DEVICE_KINDS),
+                    ResponseAction.status.in_(("pending", "inprogress")),
+                    ResponseAction.source_action_id.is_not(None),
+                )
+            )
+        ]
+    finished = []
+    for action_id, source_action_id in pending:
+        assert source_action_id is not None
+        try:
+            result = connector.action_status(source_action_id)
+        except ConnectorError as err:  # one unreadable action must not hide the others
+            log.warning("machine action %s unreadable: %s", source_action_id, err)
+            continue
+        with transaction(sessions) as session:
+            action = session.get_one(ResponseAction, action_id)
+            if action.status == result.status.value:
+                continue
+            action.status, action.updated_at = result.status.value, now
+            if not result.status.terminal:
+                continue
+            device = session.get_one(Device, action.device_id)
+            audit.record(
+                session,
+                at=now,
+                actor="edr",
+                action=f"{action.kind}.{action.status}",
+                tenant_id=tenant_id,
+                target=_target(action, device),
+                detail={"device": device.name, "machine_action": source_action_id},
+            )
+            tell_company(session, action, device, desk)
+            finished.append(action_id)
+    return finished
+
+
+def tell_company(
+    session: Session, action: ResponseAction, device: Device, desk: DeskConfig
+) -> None:
+    """Queue the company's notice that its device was isolated, released, or could not be."""
+    if action.ticket_id is None:
+        return
+    ticket = session.get_one(Ticket, action.ticket_id)
+    tenant = session.get_one(Tenant, action.tenant_id)
+    company = session.get_one(Company, tenant.company_id)
+    mail = isolation_notice(company, ticket, device, action, desk)
+    outbox.enqueue(
+        session,
+        dedupe_key=f"notice:company:action:{action.id}",
+        kind="isolation-notice",
+        recipient=company.contact_email,
+        subject=mail.subject,
+        body_text=mail.text,
+        body_html=mail.html,
+        tenant_id=tenant.id,
+    )
+
+
+def actions_of(session: Session, ticket: Ticket) -> list[tuple[ResponseAction, Device]]:
+    """The ticket's device actions (proposed, planned, sent, finished), oldest first."""
+    return [
+        (action, device)
+        for action, device in session.execute(
+            select(ResponseAction, Device)
+            .join(Device, ResponseAction.device_id == Device.id)
+            .where(ResponseAction.ticket_id == ticket.id)
+            .order_by(ResponseAction.id)
+        )
+    ]

@@ -1,0 +1,318 @@
+"""What operators do to tickets: each step checked against the ticket's state and audited.
+
+The CLI calls these today and the web console will call the same functions. A state change
+is a conditional UPDATE from the state the operator saw, so two operators acting on one
+ticket at once cannot both succeed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from edrtrial import audit, outbox
+from edrtrial.db import claim
+from edrtrial.desk import OPEN_STATES, DeskPolicy, company_of, ticket_alerts
+from edrtrial.errors import EdrTrialError
+from edrtrial.models import AuditEvent, Ticket, TicketNote
+from edrtrial.reports.incident import incident_report_mail
+from edrtrial.reports.notices import company_message
+from edrtrial.responses import actions_of
+
+SUMMARY_FIELDS = ("when", "what", "cause", "handling", "effect")
+SUMMARY_LABELS = {
+    "when": "when it happened (発生日時)",
+    "what": "what happened (インシデント内容)",
+    "cause": "the cause (インシデントの原因)",
+    "handling": "how it was handled (対応方法)",
+    "effect": "the effect of the handling (対応の効果)",
+}
+CLASSIFICATIONS = ("truepositive", "falsepositive", "informationalexpectedactivity")
+
+# Which states each step may start from, and where it leads.
+TRANSITIONS: Mapping[str, tuple[tuple[str, ...], str]] = {
+    "acknowledge": (("new",), "acknowledged"),
+    "start": (("new", "acknowledged"), "in_progress"),
+    "resolve": (OPEN_STATES, "resolved"),
+    "close": (("resolved",), "closed"),
+    "reopen": (("resolved", "closed"), "in_progress"),
+}
+
+
+class TicketError(EdrTrialError):
+    """The step does not fit the ticket as it is; the message says why."""
+
+
+def get(session: Session, ticket_id: int) -> Ticket:
+    """The ticket, or a TicketError naming the missing number."""
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None:
+        raise TicketError(f"there is no ticket #{ticket_id}")
+    return ticket
+
+
+def _move(
+    session: Session, ticket: Ticket, step: str, actor: str, at: datetime, **values: Any
+) -> str:
+    allowed, target = TRANSITIONS[step]
+    before = ticket.state
+    if before not in allowed:
+        raise TicketError(
+            f"ticket #{ticket.id} is {before}; {step} needs it to be {' or '.join(allowed)}"
+        )
+    if not claim(
+        session, Ticket, ticket.id, "state", before, state=target, updated_at=at, **values
+    ):
+        raise TicketError(f"ticket #{ticket.id} was changed by someone else meanwhile; look again")
+    session.refresh(ticket)
+    return before
+
+
+def _audit(
+    session: Session,
+    ticket: Ticket,
+    action: str,
+    actor: str,
+    at: datetime,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    audit.record(
+        session,
+        at=at,
+        actor=actor,
+        action=action,
+        tenant_id=ticket.tenant_id,
+        target=f"ticket:{ticket.id}",
+        detail=detail or {},
+    )
+
+
+def acknowledge(session: Session, ticket_id: int, actor: str, at: datetime) -> Ticket:
+    """Someone has the ticket: the acknowledgement clock stops and escalation ends."""
+    ticket = get(session, ticket_id)
+    _move(session, ticket, "acknowledge", actor, at, acknowledged_at=at, ack_due_at=None)
+    if not ticket.assignee:
+        ticket.assignee = actor.removeprefix("cli:")
+    _audit(session, ticket, "ticket.acknowledged", actor, at, {"assignee": ticket.assignee})
+    return ticket
+
+
+def start(session: Session, ticket_id: int, actor: str, at: datetime) -> Ticket:
+    """Work has begun (acknowledging on the way if nobody had)."""
+    ticket = get(session, ticket_id)
+    values: dict[str, Any] = {}
+    if ticket.acknowledged_at is None:
+        values = {"acknowledged_at": at, "ack_due_at": None}
+    before = _move(session, ticket, "start", actor, at, **values)
+    _audit(session, ticket, "ticket.in_progress", actor, at, {"from": before})
+    return ticket
+
+
+def assign(session: Session, ticket_id: int, assignee: str, actor: str, at: datetime) -> Ticket:
+    """Give the ticket to someone (an open ticket only)."""
+    ticket = get(session, ticket_id)
+    if ticket.state not in OPEN_STATES:
+        raise TicketError(f"ticket #{ticket.id} is {ticket.state}; reopen it to assign it")
+    if not assignee.strip():
+        raise TicketError("say who the ticket goes to")
+    before, ticket.assignee, ticket.updated_at = ticket.assignee, assignee.strip(), at
+    _audit(session, ticket, "ticket.assigned", actor, at, {"from": before, "to": ticket.assignee})
+    return ticket
+
+
+def note(session: Session, ticket_id: int, text: str, actor: str, at: datetime) -> TicketNote:
+    """Add a note (notes are never edited; a correction is a new note)."""
+    ticket = get(session, ticket_id)
+    if not text.strip():
+        raise TicketError("an empty note says nothing; write the note's text")
+    added = TicketNote(ticket_id=ticket.id, at=at, author=actor, text=text.strip())
+    session.add(added)
+    ticket.updated_at = at
+    session.flush()
+    _audit(session, ticket, "ticket.note", actor, at, {"note": added.id})
+    return added
+
+
+def check_summary(summary: Mapping[str, str]) -> dict[str, str]:
+    """The five parts of the programme's incident record, all present, or a TicketError."""
+    unknown = sorted(set(summary) - set(SUMMARY_FIELDS))
+    if unknown:
+        raise TicketError(f"unknown incident summary part(s): {', '.join(unknown)}")
+    missing = [SUMMARY_LABELS[k] for k in SUMMARY_FIELDS if not str(summary.get(k, "")).strip()]
+    if missing:
+        raise TicketError("resolving needs the incident summary; missing: " + "; ".join(missing))
+    return {k: str(summary[k]).strip() for k in SUMMARY_FIELDS}
+
+
+def resolve(
+    session: Session,
+    ticket_id: int,
+    summary: Mapping[str, str],
+    actor: str,
+    at: datetime,
+    policy: DeskPolicy,
+    *,
+    classification: str = "",
+    determination: str = "",
+    write_back: bool = False,
+    report: bool = True,
+) -> Ticket:
+    """Resolve with the incident summary; the company gets its incident report.
+
+    With `write_back` (the tenant's switch), each alert is queued to be resolved in the EDR
+    with the desk's classification; the write-back job sends it.
+    """
+    ticket = get(session, ticket_id)
+    record = check_summary(summary)
+    classification = classification.strip().casefold()
+    if classification and classification not in CLASSIFICATIONS:
+        raise TicketError(
+            f"classification {classification!r} is not one of {', '.join(CLASSIFICATIONS)}"
+        )
+    if determination and not classification:
+        raise TicketError("a determination needs a classification too")
+    _move(
+        session,
+        ticket,
+        "resolve",
+        actor,
+        at,
+        resolved_at=at,
+        ack_due_at=None,
+        summary=record,
+        classification=classification,
+        determination=determination.strip().casefold(),
+    )
+    alerts = ticket_alerts(session, ticket)
+    for alert in alerts:
+        if classification:
+            alert.classification = classification
+            alert.determination = ticket.determination
+        if write_back:
+            alert.write_back = "pending"
+    _audit(
+        session,
+        ticket,
+        "ticket.resolved",
+        actor,
+        at,
+        {"summary": record, "classification": classification, "write_back": write_back},
+    )
+    if report:
+        tenant, company = company_of(session, ticket)
+        mail = incident_report_mail(
+            company, ticket, alerts, actions_of(session, ticket), policy.desk
+        )
+        outbox.enqueue(
+            session,
+            dedupe_key=f"incident-report:ticket:{ticket.id}:{ticket.reopened}",
+            kind="incident-report",
+            recipient=company.contact_email,
+            subject=mail.subject,
+            body_text=mail.text,
+            body_html=mail.html,
+            tenant_id=tenant.id,
+        )
+    return ticket
+
+
+def reopen(session: Session, ticket_id: int, reason: str, actor: str, at: datetime) -> Ticket:
+    """Take a resolved or closed ticket back into work (the reason is required)."""
+    if not reason.strip():
+        raise TicketError("say why the ticket is reopened")
+    ticket = get(session, ticket_id)
+    before = _move(
+        session,
+        ticket,
+        "reopen",
+        actor,
+        at,
+        resolved_at=None,
+        closed_at=None,
+        reopened=ticket.reopened + 1,
+    )
+    _audit(session, ticket, "ticket.reopened", actor, at, {"from": before, "reason": reason})
+    return ticket
+
+
+def close(session: Session, ticket_id: int, actor: str, at: datetime) -> Ticket:
+    """Close a resolved ticket (the desk closes them by itself after a quiet period)."""
+    ticket = get(session, ticket_id)
+    _move(session, ticket, "close", actor, at, closed_at=at)
+    _audit(session, ticket, "ticket.closed", actor, at)
+    return ticket
+
+
+def message_company(
+    session: Session, ticket_id: int, text: str, actor: str, at: datetime, policy: DeskPolicy
+) -> None:
+    """Mail the company contact about the ticket, in the company's language."""
+    ticket = get(session, ticket_id)
+    if not text.strip():
+        raise TicketError("write the message for the company")
+    tenant, company = company_of(session, ticket)
+    mail = company_message(company, ticket, text.strip(), policy.desk)
+    event = AuditEvent(
+        at=at,
+        actor=actor,
+        action="ticket.company_notified",
+        tenant_id=ticket.tenant_id,
+        target=f"ticket:{ticket.id}",
+        detail={"to": company.contact_email, "text": text.strip()},
+    )
+    session.add(event)
+    session.flush()
+    outbox.enqueue(
+        session,
+        dedupe_key=f"message:ticket:{ticket.id}:{event.id}",
+        kind="company-message",
+        recipient=company.contact_email,
+        subject=mail.subject,
+        body_text=mail.text,
+        body_html=mail.html,
+        tenant_id=tenant.id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One line of a ticket's history."""
+
+    at: datetime
+    actor: str
+    what: str
+    detail: str
+
+
+def history(session: Session, ticket: Ticket) -> list[HistoryEntry]:
+    """Everything that happened to the ticket, oldest first: audit events and notes."""
+    entries = [
+        HistoryEntry(e.at, e.actor, e.action, _detail(e.detail))
+        for e in session.scalars(
+            select(AuditEvent)
+            .where(
+                AuditEvent.tenant_id == ticket.tenant_id,
+                AuditEvent.target == f"ticket:{ticket.id}",
+            )
+            .order_by(AuditEvent.at, AuditEvent.id)
+        )
+        if e.action != "ticket.note"
+    ]
+    entries += [
+        HistoryEntry(n.at, n.author, "note", n.text)
+        for n in session.scalars(
+            select(TicketNote).where(TicketNote.ticket_id == ticket.id).order_by(TicketNote.id)
+        )
+    ]
+    return sorted(entries, key=lambda e: e.at)
+
+
+def _detail(detail: Mapping[str, Any]) -> str:
+    return ", ".join(
+        f"{k}={v}" for k, v in detail.items() if v not in ("", None, {}, []) and k != "summary"
+    )

@@ -1,0 +1,161 @@
+"""The desk against the sandbox: an incident over two polls, isolation, resolution, write-back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import select
+
+from edrtrial.cli import main
+from edrtrial.db import make_engine, make_sessions
+from edrtrial.models import Alert, AuditEvent, OutboxMessage, ResponseAction, Ticket
+from edrtrial.sandbox import SandboxServer, SandboxWorld
+
+from sandbox_config import sandbox_config
+
+SAKURA = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c01"
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[SandboxServer]:
+    world = SandboxWorld(seed=5, tenants=3, alert_interval_seconds=3600)
+    world.set_action_seconds(0)
+    server = SandboxServer(world, host="127.0.0.1", port=0, state_dir=tmp_path / "sandbox")
+    server.start()
+    yield server
+    server.stop()
+
+
+def cli(config: Path, *args: str, code: int = 0) -> Result:
+    result = CliRunner().invoke(main, ["--config", str(config), *args], catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result
+
+
+def mails_to(folder: Path, address: str) -> list[EmailMessage]:
+    found = []
+    for path in sorted(folder.glob("*.eml")):
+        mail = message_from_bytes(path.read_bytes(), policy=policy.default)
+        if mail["To"] == address:
+            found.append(mail)  # type: ignore[arg-type]
+    return found
+
+
+def body(mail: EmailMessage) -> str:
+    part = mail.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())  # type: ignore[attr-defined]
+
+
+def test_incident_over_two_polls_is_one_ticket_isolated_once_and_resolved_back_into_defender(
+    tmp_path, sandbox, database_url
+):
+    world = sandbox.world
+    config = sandbox_config(tmp_path, sandbox, database_url, connection_extra="write_back = true")
+    cli(config, "db", "upgrade")
+    cli(config, "poll")  # the starting state: everything the sandbox already holds
+    sessions = make_sessions(make_engine(database_url))
+    with sessions() as session:
+        tickets_before = {t.id for t in session.scalars(select(Ticket))}
+
+    # An attack: two alerts of one new incident now, a third one in the next poll.
+    device = world.add_devices(SAKURA, 1, detection_test_alert=False)[0]
+    first = world.add_alerts(
+        SAKURA, "hands_on_keyboard", 2, incident_id="new", device_id=device, severity="high"
+    )
+    incident = next(a["incidentId"] for a in world.alerts(SAKURA) if a["id"] == first[0])
+    cli(config, "poll")
+    world.add_alerts(
+        SAKURA, "hands_on_keyboard", 1, incident_id=incident, device_id=device, severity="high"
+    )
+    cli(config, "poll")
+
+    with sessions() as session:
+        new = [t for t in session.scalars(select(Ticket)) if t.id not in tickets_before]
+        assert [t.correlation_key for t in new] == [f"incident:{incident}"]
+        ticket = new[0]
+        alerts = session.scalars(select(Alert).where(Alert.ticket_id == ticket.id)).all()
+        assert len(alerts) == 3
+        assert ticket.priority == "P1" and ticket.state == "new"
+        notices = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.dedupe_key.contains(f"ticket:{ticket.id}"))
+        ).all()
+        assert sorted(m.kind for m in notices) == ["company-notice", "desk-notice"]
+    tid = str(ticket.id)
+    assert len(mails_to(tmp_path / "mail", "it@sakura.example.jp")) >= 1
+
+    # The operator acknowledges and isolates; the sandbox records exactly one isolation.
+    cli(config, "ticket", "--by", "tanaka", "ack", tid)
+    out = cli(config, "ticket", "--by", "tanaka", "isolate", tid, "--yes", "--wait", "20").output
+    assert "succeeded" in out
+    assert world.action_counts(SAKURA)[device] == {"Isolate": 1}
+    assert world.is_isolated(SAKURA, device)
+    again = cli(config, "ticket", "--by", "tanaka", "isolate", tid, "--yes", code=2)
+    assert "already isolated" in again.output
+    assert world.action_counts(SAKURA)[device] == {"Isolate": 1}
+    shown = cli(config, "ticket", "show", tid).output
+    assert "isolate" in shown and "succeeded" in shown and "tanaka" in shown
+    isolation_mail = [
+        m for m in mails_to(tmp_path / "mail", "it@sakura.example.jp") if "隔離" in body(m)
+    ]
+    assert isolation_mail, "the company is told its device was isolated"
+
+    # Resolving needs the whole incident summary.
+    refused = cli(config, "ticket", "resolve", tid, "--when", "11/22 10:00", code=2)
+    assert "incident summary" in refused.output and "cause" in refused.output
+    cli(
+        config,
+        "ticket",
+        "--by",
+        "tanaka",
+        "resolve",
+        tid,
+        "--when",
+        "2026年11月22日 10:00頃",
+        "--what",
+        "遠隔操作による不審なサービスの実行",
+        "--cause",
+        "公開されていたリモートデスクトップへの不正ログイン",
+        "--handling",
+        "端末をネットワークから隔離し、パスワードを変更",
+        "--effect",
+        "ほかの端末への拡大は確認されていません",
+        "--classification",
+        "truePositive",
+        "--determination",
+        "malware",
+    )
+    # The verdict reached Defender for every alert of the incident (the write-back switch).
+    in_defender = [a for a in world.alerts(SAKURA) if a.get("incidentId") == incident]
+    assert len(in_defender) == 3
+    assert {(a["status"], a["classification"]) for a in in_defender} == {
+        ("resolved", "truePositive")
+    }
+    report = [
+        m
+        for m in mails_to(tmp_path / "mail", "it@sakura.example.jp")
+        if "インシデントの原因" in body(m)
+    ]
+    assert len(report) == 1 and "公開されていたリモートデスクトップ" in body(report[0])
+
+    with sessions() as session:
+        done = session.get_one(Ticket, ticket.id)
+        assert done.state == "resolved" and done.summary["effect"].startswith("ほかの端末")
+        isolations = session.scalars(
+            select(ResponseAction).where(
+                ResponseAction.ticket_id == ticket.id,
+                ResponseAction.kind == "isolate",
+                ResponseAction.status != "superseded",
+            )
+        ).all()
+        assert [a.status for a in isolations] == ["succeeded"]
+        actions = {
+            e.action
+            for e in session.scalars(select(AuditEvent).where(AuditEvent.actor == "tanaka"))
+        }
+        assert {"ticket.acknowledged", "isolate.planned", "ticket.resolved"} <= actions

@@ -1,0 +1,260 @@
+"""`edrtrial playbooks check` and `playbooks test`: what an operator sees, and that testing
+changes nothing in the store."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from edrtrial.cli import main
+from edrtrial.config import load_config
+from edrtrial.db import make_engine, make_sessions, transaction, upgrade
+from edrtrial.models import Alert, Base, Company, Device, Tenant
+from edrtrial.runtime import Runtime
+
+EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
+FIXTURES = Path(__file__).parent / "fixtures"
+T0 = datetime(2026, 11, 18, 1, 0, tzinfo=UTC)  # a Wednesday, 10:00 JST
+
+
+def invoke(config: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["--config", str(config), *args])
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """The example config on a throw-away database (no sandbox: nothing is polled here)."""
+    text = EXAMPLE.read_text(encoding="utf-8").replace(
+        'outbox_dir = "var/mail"', f'outbox_dir = "{tmp_path / "mail"}"'
+    )
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def stored(config: Path, database_url: str) -> sessionmaker[Session]:
+    """The config pointed at a migrated database holding a few alerts of one company."""
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        text.replace('url = "sqlite:///var/edrtrial.db"', f'url = "{database_url}"'),
+        encoding="utf-8",
+    )
+    engine = make_engine(database_url)
+    upgrade(engine)
+    Runtime.open(load_config(config)).close()  # companies and tenants
+    sessions = make_sessions(engine)
+    with transaction(sessions) as session:
+        tenant = session.scalar(
+            select(Tenant).join(Company).where(Company.key == "sakura-seisakusho")
+        )
+        assert tenant is not None
+        session.add(Device(tenant_id=tenant.id, source_id="dev-vip", name="pc-001",
+                           tags=["VIP"]))
+        alerts = [
+            ("a-ransom", "Ransomware behavior detected", "high", "Ransomware", ["T1486"]),
+            ("a-test", "[Test Alert] Suspicious Powershell commandline", "informational",
+             "Execution", ["T1059.001"]),
+            ("a-low", "Suspicious file dropped", "low", "Malware", []),
+        ]
+        for n, (source_id, title, severity, category, mitre) in enumerate(alerts):
+            session.add(Alert(
+                tenant_id=tenant.id, source="defender", source_id=source_id, title=title,
+                severity=severity, status="new", category=category, mitre_techniques=mitre,
+                device_source_ids=["dev-vip"], device_names=["pc-001.sakura.example.jp"],
+                evidence={"users": ["SAKURA\\tanaka"]},
+                created_at=T0 + timedelta(minutes=n), last_update_at=T0 + timedelta(minutes=n),
+            ))
+    return sessions
+
+
+def row_counts(sessions: sessionmaker[Session]) -> dict[str, Any]:
+    with sessions() as session:
+        counts: dict[str, Any] = {
+            table.name: session.scalar(select(func.count()).select_from(table))
+            for table in Base.metadata.sorted_tables
+        }
+        counts["untriaged"] = session.scalar(
+            select(func.count()).select_from(Alert).where(Alert.triaged_at.is_(None))
+        )
+        return counts
+
+
+# --- check ------------------------------------------------------------------------------------
+
+
+def test_check_counts_the_configured_rules(config: Path) -> None:
+    result = invoke(config, "playbooks", "check")
+    assert result.exit_code == 0, result.output
+    assert "default.toml: 18 rules" in result.output
+    assert "ok: 18 rules in 1 file(s)" in result.output
+
+
+def test_check_good_and_bad_files(config: Path, tmp_path: Path) -> None:
+    good = tmp_path / "local.toml"
+    good.write_text(
+        '[[rules]]\nname = "vip"\ndevice_tag = "VIP"\npriority = "P1"\nescalate = "desk"\n',
+        encoding="utf-8",
+    )
+    result = invoke(config, "playbooks", "check", str(good))
+    assert result.exit_code == 0, result.output
+    assert f"{good}: 1 rules" in result.output
+    assert "escalates to: desk" in result.output
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '# office network\n[[rules]]\nname = "office"\nip = "192.168.1.0/33"\nticket = true\n',
+        encoding="utf-8",
+    )
+    result = invoke(config, "playbooks", "check", str(good), str(bad))
+    assert result.exit_code == 2
+    assert f"{good}: 1 rules" in result.output
+    assert f"{bad}:2: rule 'office': ip: '192.168.1.0/33' is not an IP address" in " ".join(
+        result.output.split()
+    )
+    assert "Traceback" not in result.output
+
+
+def test_check_refuses_a_channel_the_config_lacks(config: Path, tmp_path: Path) -> None:
+    path = tmp_path / "local.toml"
+    path.write_text('[[rules]]\nname = "vip"\nescalate = "teams-soc"\n', encoding="utf-8")
+    result = invoke(config, "playbooks", "check", str(path))
+    assert result.exit_code == 2
+    assert "local.toml:1: rule 'vip': escalate: no desk channel 'teams-soc'" in " ".join(
+        result.output.split()
+    )
+
+
+def test_check_names_duplicates_across_files(config: Path, tmp_path: Path) -> None:
+    one, two = tmp_path / "one.toml", tmp_path / "two.toml"
+    for path in (one, two):
+        path.write_text('[[rules]]\nname = "same"\nticket = true\n', encoding="utf-8")
+    result = invoke(config, "playbooks", "check", str(one), str(two))
+    assert result.exit_code == 2
+    assert f"{two}:1: rule 'same': duplicate rule name" in " ".join(result.output.split())
+
+
+# --- test, on a JSON file ---------------------------------------------------------------------
+
+
+def test_json_file_of_alerts_is_explained(config: Path, tmp_path: Path) -> None:
+    page = json.loads((FIXTURES / "graph__list_alerts_v2.json").read_text(encoding="utf-8"))
+    alert = page["value"][0]
+    meterpreter = alert | {"id": "a2", "title": "Suspicious 'Meterpreter' behavior"}
+    broken = alert | {"id": "a3", "lastUpdateDateTime": None}
+    test_alert = alert | {"id": "a4", "title": "[Test Alert] Suspicious Powershell commandline",
+                          "severity": "informational"}
+    path = tmp_path / "alerts.json"
+    path.write_text(json.dumps({"value": [alert, meterpreter, broken, test_alert]}), "utf-8")
+
+    result = invoke(config, "playbooks", "test", str(path), "--company", "sakura-seisakusho")
+    out = result.output
+    assert result.exit_code == 1, out  # one alert could not be read
+    assert (f"alerts.json[0] {alert['id']} [sakura-seisakusho] "
+            "'Suspicious execution of hidden file' (low)") in out
+    assert "Decision: P3, ticket" in out
+    assert "1. hands-on-keyboard (default.toml:" in out
+    assert """title "Suspicious 'Meterpreter' behavior" matches /hands-on-keyboard|""" in out
+    assert "isolate:         request by rule 'hands-on-keyboard'" in out
+    assert "alerts.json[2] a3" in out and "not tested: alert 2: no lastUpdateDateTime" in out
+    assert "[Test Alert] Suspicious Powershell commandline" in out  # not eaten as markup
+    assert "verdict informationalExpectedActivity / securityTesting" in out
+    assert "3 alert(s) decided:" in out
+    assert "1 × P1, ticket, notify desk, notify company, isolate (request)" in out
+    assert "1 alert(s) could not be read" in out
+
+
+def test_json_single_alert_with_a_playbook_being_edited(config: Path, tmp_path: Path) -> None:
+    alert = json.loads((FIXTURES / "graph__list_alerts_v2.json").read_text("utf-8"))["value"][0]
+    path = tmp_path / "alert.json"
+    path.write_text(json.dumps(alert), encoding="utf-8")
+    draft = tmp_path / "draft.toml"
+    draft.write_text('[[rules]]\nname = "hidden"\nmitre = "T1564"\npriority = "P2"\n'
+                     'correlate = "alert"\n', encoding="utf-8")
+    result = invoke(config, "playbooks", "test", str(path), "--playbook", str(draft))
+    assert result.exit_code == 0, result.output
+    assert "[unknown]" in result.output
+    assert "1. hidden (draft.toml:1)" in result.output
+    assert "- mitre technique T1564.001 (under T1564)" in result.output
+    assert "correlate:       alert by rule 'hidden'" in result.output
+    assert "1 × P2, no ticket (periodic report only)" in result.output
+
+
+def test_a_broken_draft_is_reported_not_tested(config: Path, tmp_path: Path) -> None:
+    draft = tmp_path / "draft.toml"
+    draft.write_text('[[rules]]\nname = "x"\ndetermination = "clean"\n', encoding="utf-8")
+    alerts = FIXTURES / "graph__list_alerts_v2.json"
+    result = invoke(config, "playbooks", "test", str(alerts), "--playbook", str(draft))
+    assert result.exit_code == 2
+    assert f"{draft}:1: rule 'x': determination needs a classification" in " ".join(
+        result.output.split()
+    )
+
+
+def test_test_needs_something_to_test(config: Path) -> None:
+    result = invoke(config, "playbooks", "test")
+    assert result.exit_code == 2
+    assert "give ALERTS_JSON, --alert ID or --company KEY" in result.output
+
+
+# --- test, on stored alerts -------------------------------------------------------------------
+
+
+def test_stored_alert_by_id_or_source_id_changes_nothing(
+    config: Path, stored: sessionmaker[Session]
+) -> None:
+    before = row_counts(stored)
+    with stored() as session:
+        ransom_id = session.scalar(select(Alert.id).where(Alert.source_id == "a-ransom"))
+    result = invoke(config, "playbooks", "test", "--alert", str(ransom_id), "--alert", "a-test")
+    out = result.output
+    assert result.exit_code == 0, out
+    assert (f"alert {ransom_id} (a-ransom) [sakura-seisakusho] 'Ransomware behavior detected' "
+            "(high)") in out
+    assert "isolate:         request by rule 'ransomware-category'" in out
+    assert "suppressed (detection-test)" in out
+    assert "2 alert(s) decided:" in out
+    assert row_counts(stored) == before
+
+
+def test_stored_facts_include_tags_and_evidence(
+    config: Path, stored: sessionmaker[Session], tmp_path: Path
+) -> None:
+    draft = tmp_path / "vip.toml"
+    draft.write_text('[[rules]]\nname = "vip"\ndevice_tag = "vip"\nuser = "tanaka"\n'
+                     'tenant = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c01"\npriority = "P1"\n',
+                     encoding="utf-8")
+    result = invoke(config, "playbooks", "test", "--alert", "a-low", "--playbook", str(draft))
+    assert result.exit_code == 0, result.output
+    assert "- device tag 'VIP' is listed" in result.output
+    assert "- user 'SAKURA\\tanaka' matches listed 'tanaka'" in result.output
+    assert "- tenant is '5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c01'" in result.output
+
+
+def test_company_last_n_newest_first_and_unknown_alerts(
+    config: Path, stored: sessionmaker[Session]
+) -> None:
+    before = row_counts(stored)
+    result = invoke(config, "playbooks", "test", "--company", "sakura-seisakusho", "--last", "2")
+    out = result.output
+    assert result.exit_code == 0, out
+    assert out.index("(a-low)") < out.index("(a-test)")
+    assert "(a-ransom)" not in out
+    assert "2 alert(s) decided:" in out
+
+    missing = invoke(config, "playbooks", "test", "--alert", "nope", "--alert", "a-low")
+    assert missing.exit_code == 1
+    assert "alert nope" in missing.output and "not tested: no such alert" in missing.output
+    assert "1 alert(s) decided:" in missing.output
+
+    other = invoke(config, "playbooks", "test", "--company", "no-such-company")
+    assert other.exit_code == 2
+    assert "no company 'no-such-company' in the store" in other.output
+    assert row_counts(stored) == before
