@@ -159,3 +159,58 @@ def test_incident_over_two_polls_is_one_ticket_isolated_once_and_resolved_back_i
             for e in session.scalars(select(AuditEvent).where(AuditEvent.actor == "tanaka"))
         }
         assert {"ticket.acknowledged", "isolate.planned", "ticket.resolved"} <= actions
+
+
+def test_operator_commands_are_audited_and_a_declined_isolation_does_nothing(
+    tmp_path, sandbox, database_url
+):
+    world = sandbox.world
+    config = sandbox_config(tmp_path, sandbox, database_url)
+    cli(config, "db", "upgrade")
+    device = world.add_devices(SAKURA, 1, detection_test_alert=False)[0]
+    world.add_alerts(SAKURA, "hands_on_keyboard", 1, device_id=device, severity="high")
+    cli(config, "poll")
+    sessions = make_sessions(make_engine(database_url))
+    with sessions() as session:
+        ticket = next(
+            a.ticket
+            for a in session.scalars(select(Alert).where(Alert.ticket_id.is_not(None)))
+            if device in a.device_source_ids
+        )
+    assert ticket is not None
+    tid = str(ticket.id)
+
+    declined = CliRunner().invoke(
+        main, ["--config", str(config), "ticket", "isolate", tid], input="n\n"
+    )
+    assert declined.exit_code == 0 and "nothing done" in declined.output
+    assert device not in world.action_counts(SAKURA)
+
+    cli(config, "ticket", "--by", "sato", "assign", tid, "tanaka")
+    cli(config, "ticket", "--by", "tanaka", "start", tid)
+    cli(config, "ticket", "--by", "tanaka", "note", tid, "電話で状況を確認")
+    cli(config, "ticket", "--by", "tanaka", "notify", tid, "本日15時にお電話します。")
+    cli(config, "ticket", "--by", "tanaka", "isolate", tid, "--yes", "--wait", "20")
+    cli(config, "ticket", "--by", "tanaka", "release", tid, "--yes", "--wait", "20")
+    assert world.action_counts(SAKURA)[device] == {"Isolate": 1, "Unisolate": 1}
+    assert not world.is_isolated(SAKURA, device)
+    reopen_refused = cli(config, "ticket", "reopen", tid, "--reason", "x", code=2)
+    assert "is in_progress" in reopen_refused.output
+
+    message = [
+        m
+        for m in mails_to(tmp_path / "mail", "it@sakura.example.jp")
+        if "本日15時にお電話します。" in body(m)
+    ]
+    assert len(message) == 1 and f"#{tid}" in message[0]["Subject"]
+    shown = cli(config, "ticket", "show", tid).output
+    for expected in (
+        "ticket.assigned",
+        "ticket.in_progress",
+        "電話で状況を確認",
+        "ticket.company_notified",
+        "release",
+        "tanaka",
+        "sato",
+    ):
+        assert expected in shown

@@ -405,3 +405,38 @@ def test_the_company_is_told_when_its_device_is_isolated(sessions, tenant_id):
     connector.statuses["action-1"] = ActionStatus.SUCCEEDED
     assert responses.follow(sessions, tenant_id, connector, POLICY.desk, T0) == [action]
     assert [r for k, r in outbox(sessions) if k == "isolation-notice"] == ["it@acme.example.jp"]
+
+
+def test_a_playbook_escalation_channel_carries_the_desk_notice(sessions, tenant_id, tmp_path):
+    from edrtrial.playbooks.engine import load_playbooks
+
+    site = tmp_path / "site.toml"
+    site.write_text(
+        '[[rules]]\nname = "ransomware-to-teams"\ncategory = "Ransomware"\nescalate = "teams"\n',
+        encoding="utf-8",
+    )
+    playbook = load_playbooks([site, *default_playbook_paths()])
+    policy = DeskPolicy(
+        DeskConfig(
+            name="デスク",
+            email="desk@example.jp",
+            channels=[
+                CHANNELS[0],
+                ChannelConfig(name="teams", kind="teams", url="env:EDRTRIAL_TEAMS_URL"),
+            ],
+        )
+    )
+    add_alert(sessions, tenant_id, 1, category="Ransomware", incident_source_id="inc-9")
+    add_alert(sessions, tenant_id, 2, category="Execution", incident_source_id="inc-10")
+    with transaction(sessions) as session:
+        triage_pending(session, tenant_id, "acme", playbook, policy, T0)
+    with sessions() as session:
+        routes = {t.correlation_key: t.channel for t in session.scalars(select(Ticket))}
+        desk_notices = {
+            (m.channel, m.recipient)
+            for m in session.scalars(
+                select(OutboxMessage).where(OutboxMessage.kind == "desk-notice")
+            )
+        }
+    assert routes == {"incident:inc-9": "teams", "incident:inc-10": "desk"}
+    assert desk_notices == {("teams", "teams"), ("mail", "desk@example.jp")}
