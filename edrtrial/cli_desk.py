@@ -377,29 +377,27 @@ def _device_action(
         _deliver(rt)
 
 
-@ticket.command("isolate")
-@click.argument("ticket_id", type=int)
-@click.option("--device", "device_name", help="Device name or id (needed when several).")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--wait", type=float, default=0, help="Seconds to follow the action to its end.")
-@click.pass_context
-@_guarded
-def isolate(
-    ctx: click.Context, ticket_id: int, device_name: str | None, yes: bool, wait: float
-) -> None:
-    """Isolate a ticket's device from the network (refused while one is under way)."""
-    _device_action(ctx, ticket_id, device_name, ActionKind.ISOLATE, yes, wait)
+def _device_command(kind: ActionKind, name: str, help_text: str) -> None:
+    """Register `ticket isolate` / `ticket release`: the same options, one action each."""
+
+    @ticket.command(name, help=help_text)
+    @click.argument("ticket_id", type=int)
+    @click.option("--device", "device_name", help="Device name or id (needed when several).")
+    @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+    @click.option("--wait", type=float, default=0, help="Seconds to follow the action to its end.")
+    @click.pass_context
+    @_guarded
+    def command(
+        ctx: click.Context, ticket_id: int, device_name: str | None, yes: bool, wait: float
+    ) -> None:
+        _device_action(ctx, ticket_id, device_name, kind, yes, wait)
 
 
-@ticket.command("release")
-@click.argument("ticket_id", type=int)
-@click.option("--device", "device_name", help="Device name or id (needed when several).")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--wait", type=float, default=0, help="Seconds to follow the action to its end.")
-@click.pass_context
-@_guarded
-def release(
-    ctx: click.Context, ticket_id: int, device_name: str | None, yes: bool, wait: float
-) -> None:
-    """Release a ticket's isolated device back onto the network."""
-    _device_action(ctx, ticket_id, device_name, ActionKind.RELEASE, yes, wait)
+_device_command(
+    ActionKind.ISOLATE,
+    "isolate",
+    "Isolate a ticket's device from the network (refused while one is under way).",
+)
+_device_command(
+    ActionKind.RELEASE, "release", "Release a ticket's isolated device back onto the network."
+)

@@ -21,6 +21,7 @@ from edrtrial.calendar import BusinessCalendar
 from edrtrial.config import ChannelConfig, DeskConfig, SlaConfig
 from edrtrial.models import Alert, Company, Incident, OutboxMessage, Tenant, Ticket, Trial
 from edrtrial.reports.notices import (
+    RenderedMail,
     company_alert_notice,
     desk_ticket_notice,
     desk_ticket_update_notice,
@@ -333,6 +334,28 @@ def send_to_channel(
     )
 
 
+def mail_company(
+    session: Session,
+    company: Company,
+    tenant_id: int,
+    mail: RenderedMail,
+    *,
+    dedupe_key: str,
+    kind: str,
+) -> None:
+    """Queue a mail to the company contact (once per dedupe key)."""
+    outbox.enqueue(
+        session,
+        dedupe_key=dedupe_key,
+        kind=kind,
+        recipient=company.contact_email,
+        subject=mail.subject,
+        body_text=mail.text,
+        body_html=mail.html,
+        tenant_id=tenant_id,
+    )
+
+
 def queue_notices(
     session: Session, ticket: Ticket, policy: DeskPolicy, *, to_desk: bool, to_company: bool
 ) -> int:
@@ -360,15 +383,8 @@ def queue_notices(
         )
     if to_company:
         mail = company_alert_notice(company, ticket, alerts, policy.desk)
-        outbox.enqueue(
-            session,
-            dedupe_key=company_key,
-            kind="company-notice",
-            recipient=company.contact_email,
-            subject=mail.subject,
-            body_text=mail.text,
-            body_html=mail.html,
-            tenant_id=tenant.id,
+        mail_company(
+            session, company, tenant.id, mail, dedupe_key=company_key, kind="company-notice"
         )
     return int(to_desk) + int(to_company)
 

@@ -18,10 +18,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from edrtrial import audit, outbox
+from edrtrial import audit
 from edrtrial.config import DeskConfig
 from edrtrial.connectors.base import ActionKind, Connector
 from edrtrial.db import claim, transaction
+from edrtrial.desk import mail_company
 from edrtrial.errors import ConnectorError, EdrTrialError
 from edrtrial.models import Company, Device, ResponseAction, Tenant, Ticket
 from edrtrial.reports.notices import isolation_notice
@@ -339,15 +340,13 @@ def tell_company(
     tenant = session.get_one(Tenant, action.tenant_id)
     company = session.get_one(Company, tenant.company_id)
     mail = isolation_notice(company, ticket, device, action, desk)
-    outbox.enqueue(
+    mail_company(
         session,
+        company,
+        tenant.id,
+        mail,
         dedupe_key=f"notice:company:action:{action.id}",
         kind="isolation-notice",
-        recipient=company.contact_email,
-        subject=mail.subject,
-        body_text=mail.text,
-        body_html=mail.html,
-        tenant_id=tenant.id,
     )
 
 

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from edrtrial import audit, outbox
+from edrtrial import audit
 from edrtrial.db import claim
-from edrtrial.desk import OPEN_STATES, DeskPolicy, company_of, ticket_alerts
+from edrtrial.desk import OPEN_STATES, DeskPolicy, company_of, mail_company, ticket_alerts
 from edrtrial.errors import EdrTrialError
 from edrtrial.models import AuditEvent, Ticket, TicketNote
 from edrtrial.reports.incident import incident_report_mail
@@ -208,15 +208,13 @@ def resolve(
         mail = incident_report_mail(
             company, ticket, alerts, actions_of(session, ticket), policy.desk
         )
-        outbox.enqueue(
+        mail_company(
             session,
+            company,
+            tenant.id,
+            mail,
             dedupe_key=f"incident-report:ticket:{ticket.id}:{ticket.reopened}",
             kind="incident-report",
-            recipient=company.contact_email,
-            subject=mail.subject,
-            body_text=mail.text,
-            body_html=mail.html,
-            tenant_id=tenant.id,
         )
     return ticket
 
@@ -267,15 +265,13 @@ def message_company(
     )
     session.add(event)
     session.flush()
-    outbox.enqueue(
+    mail_company(
         session,
+        company,
+        tenant.id,
+        mail,
         dedupe_key=f"message:ticket:{ticket.id}:{event.id}",
         kind="company-message",
-        recipient=company.contact_email,
-        subject=mail.subject,
-        body_text=mail.text,
-        body_html=mail.html,
-        tenant_id=tenant.id,
     )
 
 

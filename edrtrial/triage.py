@@ -176,9 +176,13 @@ def _isolation(session: Session, entry: _Pending, auto_isolation: bool, now: dat
             except responses.ActionRefused:
                 continue  # already isolated or under way: nothing more to ask
         else:
-            responses.propose(
-                session, device, ticket, at=now, reason=f"playbook asked to {entry.isolate}"
+            reason = (
+                "the playbook asks to isolate; the company has not agreed to automatic "
+                "isolation, so an operator decides"
+                if entry.isolate == "request"
+                else "the playbook proposes isolating this device"
             )
+            responses.propose(session, device, ticket, at=now, reason=reason)
 
 
 def triage_pending(
