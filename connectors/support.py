@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import ssl
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 from pydantic import ValidationError
 
 from edrtrial.connectors.base import Evidence
+from edrtrial.errors import ConfigError
+
+
+def tls_verify(ca_bundle: Path | None, base_dir: Path, who: str) -> ssl.SSLContext | bool:
+    """A private CA when `ca_bundle` is set (the sandbox, an on-premises console), else the
+    system's trust store; `who` names the tenant in the error."""
+    if ca_bundle is None:
+        return True
+    path = ca_bundle if ca_bundle.is_absolute() else base_dir / ca_bundle
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except OSError as err:  # also ssl.SSLError: a file that is not a PEM bundle
+        raise ConfigError(f"{who}: ca_bundle {path} is unusable: {err}") from err
 
 
 def retry_after_seconds(response: httpx.Response, now: datetime) -> float | None:

@@ -10,7 +10,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +19,7 @@ from edrtrial.connectors.base import ActionKind, Connector
 from edrtrial.db import claim, transaction
 from edrtrial.errors import ConnectorError
 from edrtrial.models import Company, Device, ResponseAction, Tenant, Trial
+from edrtrial.responses import follow_actions, settle
 
 log = logging.getLogger(__name__)
 
@@ -189,31 +189,6 @@ def _take(
     return True
 
 
-def _settle(
-    sessions: sessionmaker[Session],
-    task_id: int,
-    at: datetime,
-    actor: str,
-    action: str,
-    device_source_id: str,
-    audit_detail: dict[str, Any],
-    **values: Any,
-) -> None:
-    """Move a task out of `sending` with what the EDR answered, and audit it, in one commit."""
-    with transaction(sessions) as session:
-        task = session.get_one(ResponseAction, task_id)
-        claim(session, ResponseAction, task_id, "status", "sending", updated_at=at, **values)
-        audit.record(
-            session,
-            at=at,
-            actor=actor,
-            action=action,
-            tenant_id=task.tenant_id,
-            target=f"device:{device_source_id}",
-            detail=audit_detail,
-        )
-
-
 def execute_offboarding(
     sessions: sessionmaker[Session],
     tenant_id: int,
@@ -252,27 +227,27 @@ def execute_offboarding(
         try:
             result = connector.start_action(source_id, ActionKind.OFFBOARD, comment)
         except ConnectorError as err:
-            _settle(
+            settle(
                 sessions,
                 task_id,
-                now(),
-                actor,
-                "offboarding.failed",
-                source_id,
-                {"error": str(err)},
+                at=now(),
+                actor=actor,
+                audit_action="offboarding.failed",
+                target=f"device:{source_id}",
+                audit_detail={"error": str(err)},
                 status="planned",
                 detail=f"send refused, can be retried: {err}",
             )
             log.warning("offboarding %s failed: %s", name, err)
             continue
-        _settle(
+        settle(
             sessions,
             task_id,
-            now(),
-            actor,
-            "offboarding.sent",
-            source_id,
-            {"machine_action": result.source_action_id},
+            at=now(),
+            actor=actor,
+            audit_action="offboarding.sent",
+            target=f"device:{source_id}",
+            audit_detail={"machine_action": result.source_action_id},
             status=result.status.value,
             source_action_id=result.source_action_id,
             detail=f"machine action {result.source_action_id}",
@@ -285,40 +260,18 @@ def refresh_offboarding(
     sessions: sessionmaker[Session], tenant_id: int, connector: Connector, now: datetime
 ) -> int:
     """Follow sent offboarding actions to their terminal status; returns how many changed."""
-    with transaction(sessions) as session:
+    with sessions() as session:
         _check_tenant(session.get_one(Tenant, tenant_id), connector)
-        pending = [
-            (t.id, t.source_action_id)
-            for t in session.scalars(
-                select(ResponseAction).where(
-                    ResponseAction.tenant_id == tenant_id,
-                    ResponseAction.kind == ActionKind.OFFBOARD.value,
-                    ResponseAction.status.in_(("pending", "inprogress")),
-                    ResponseAction.source_action_id.is_not(None),
-                )
-            )
-        ]
-    changed = 0
-    for task_id, action_id in pending:
-        assert action_id is not None
-        try:
-            result = connector.action_status(action_id)
-        except ConnectorError as err:  # one unreadable action must not hide the others
-            log.warning("offboarding action %s unreadable: %s", action_id, err)
-            continue
-        with transaction(sessions) as session:
-            task = session.get_one(ResponseAction, task_id)
-            if task.status == result.status.value:
-                continue
-            task.status, task.updated_at = result.status.value, now
-            changed += 1
-            if result.status.terminal:
-                audit.record(
-                    session,
-                    at=now,
-                    actor="edr",
-                    action=f"offboarding.{task.status}",
-                    tenant_id=tenant_id,
-                    target=f"machine-action:{action_id}",
-                )
-    return changed
+
+    def finished(session: Session, task: ResponseAction) -> None:
+        audit.record(
+            session,
+            at=now,
+            actor="edr",
+            action=f"offboarding.{task.status}",
+            tenant_id=tenant_id,
+            target=f"machine-action:{task.source_action_id}",
+        )
+
+    kinds = (ActionKind.OFFBOARD.value,)
+    return follow_actions(sessions, tenant_id, connector, kinds, now, finished)[0]

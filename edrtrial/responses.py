@@ -10,9 +10,10 @@ second is refused: it would race the first at the EDR and confuse the company.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -230,77 +231,88 @@ def send(
     try:
         result = connector.start_action(source_id, kind, comment)
     except ConnectorError as err:
-        with transaction(sessions) as session:
-            claim(
-                session,
-                ResponseAction,
-                action_id,
-                "status",
-                "sending",
-                status="failed",
-                detail=f"the EDR refused: {err}",
-                updated_at=now(),
-            )
-            audit.record(
-                session,
-                at=now(),
-                actor=actor,
-                action=f"{kind.value}.failed",
-                tenant_id=action.tenant_id,
-                target=target,
-                detail={"error": str(err)},
-            )
-            log.warning("%s of %s failed: %s", kind.value, name, err)
-            return session.get_one(ResponseAction, action_id)
-    with transaction(sessions) as session:
-        claim(
-            session,
-            ResponseAction,
+        log.warning("%s of %s failed: %s", kind.value, name, err)
+        settle(
+            sessions,
             action_id,
-            "status",
-            "sending",
+            at=now(),
+            actor=actor,
+            audit_action=f"{kind.value}.failed",
+            target=target,
+            audit_detail={"error": str(err)},
+            status="failed",
+            detail=f"the EDR refused: {err}",
+        )
+    else:
+        settle(
+            sessions,
+            action_id,
+            at=now(),
+            actor=actor,
+            audit_action=f"{kind.value}.sent",
+            target=target,
+            audit_detail={"machine_action": result.source_action_id, "status": result.status.value},
             status=result.status.value,
             source_action_id=result.source_action_id,
             detail=f"machine action {result.source_action_id}",
-            updated_at=now(),
         )
-        audit.record(
-            session,
-            at=now(),
-            actor=actor,
-            action=f"{kind.value}.sent",
-            tenant_id=action.tenant_id,
-            target=target,
-            detail={"machine_action": result.source_action_id, "status": result.status.value},
-        )
+    with sessions() as session:
         return session.get_one(ResponseAction, action_id)
 
 
-def follow(
+def settle(
+    sessions: sessionmaker[Session],
+    action_id: int,
+    *,
+    at: datetime,
+    actor: str,
+    audit_action: str,
+    target: str,
+    audit_detail: dict[str, Any],
+    **values: Any,
+) -> None:
+    """Move an action out of `sending` with what the EDR answered, and audit it, in one commit."""
+    with transaction(sessions) as session:
+        action = session.get_one(ResponseAction, action_id)
+        claim(session, ResponseAction, action_id, "status", "sending", updated_at=at, **values)
+        audit.record(
+            session,
+            at=at,
+            actor=actor,
+            action=audit_action,
+            tenant_id=action.tenant_id,
+            target=target,
+            detail=audit_detail,
+        )
+
+
+def follow_actions(
     sessions: sessionmaker[Session],
     tenant_id: int,
     connector: Connector,
-    desk: DeskConfig,
+    kinds: Sequence[str],
     now: datetime,
-) -> list[int]:
-    """Read the EDR's status of sent isolate/release actions; returns those that finished.
+    on_finished: Callable[[Session, ResponseAction], None],
+) -> tuple[int, list[int]]:
+    """Read the EDR's status of a tenant's sent actions of these kinds, one commit each.
 
-    A finished action is audited and the company contact is told (in its language).
+    `on_finished` runs in the commit that records a terminal status (to audit it, tell the
+    company…). Returns how many changed and the ids of those that finished. The caller has
+    checked that the connector talks to this tenant.
     """
-    with transaction(sessions) as session:
-        _check_tenant(session.get_one(Tenant, tenant_id), connector)
+    with sessions() as session:
         pending = [
             (a.id, a.source_action_id)
             for a in session.scalars(
                 select(ResponseAction).where(
                     ResponseAction.tenant_id == tenant_id,
-                    ResponseAction.kind.in_(DEVICE_KINDS),
+                    ResponseAction.kind.in_(list(kinds)),
                     ResponseAction.status.in_(("pending", "inprogress")),
                     ResponseAction.source_action_id.is_not(None),
                 )
             )
         ]
-    finished = []
+    changed, finished = 0, []
     for action_id, source_action_id in pending:
         assert source_action_id is not None
         try:
@@ -313,21 +325,41 @@ def follow(
             if action.status == result.status.value:
                 continue
             action.status, action.updated_at = result.status.value, now
-            if not result.status.terminal:
-                continue
-            device = session.get_one(Device, action.device_id)
-            audit.record(
-                session,
-                at=now,
-                actor="edr",
-                action=f"{action.kind}.{action.status}",
-                tenant_id=tenant_id,
-                target=_target(action, device),
-                detail={"device": device.name, "machine_action": source_action_id},
-            )
-            tell_company(session, action, device, desk)
-            finished.append(action_id)
-    return finished
+            changed += 1
+            if result.status.terminal:
+                on_finished(session, action)
+                finished.append(action_id)
+    return changed, finished
+
+
+def follow(
+    sessions: sessionmaker[Session],
+    tenant_id: int,
+    connector: Connector,
+    desk: DeskConfig,
+    now: datetime,
+) -> list[int]:
+    """Follow sent isolate/release actions; returns those that finished.
+
+    A finished action is audited and the company contact is told (in its language).
+    """
+    with sessions() as session:
+        _check_tenant(session.get_one(Tenant, tenant_id), connector)
+
+    def finished(session: Session, action: ResponseAction) -> None:
+        device = session.get_one(Device, action.device_id)
+        audit.record(
+            session,
+            at=now,
+            actor="edr",
+            action=f"{action.kind}.{action.status}",
+            tenant_id=tenant_id,
+            target=_target(action, device),
+            detail={"device": device.name, "machine_action": action.source_action_id},
+        )
+        tell_company(session, action, device, desk)
+
+    return follow_actions(sessions, tenant_id, connector, DEVICE_KINDS, now, finished)[1]
 
 
 def tell_company(

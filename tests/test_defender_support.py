@@ -218,3 +218,21 @@ def mde_error(code: str, message: str) -> dict[str, Any]:
     body["error"]["code"] = code
     body["error"]["message"] = message
     return body
+
+
+def test_an_unusable_ca_bundle_is_a_config_error_naming_the_tenant_and_file(tmp_path):
+    import ssl
+
+    import trustme
+
+    from edrtrial.connectors.support import tls_verify
+    from edrtrial.errors import ConfigError
+
+    assert tls_verify(None, tmp_path, "defender tenant t1") is True  # the system's trust store
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "good.pem"))
+    assert isinstance(tls_verify(Path("good.pem"), tmp_path, "t"), ssl.SSLContext)
+    (tmp_path / "ca.pem").write_text("not a certificate", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"defender tenant t1: ca_bundle .*ca\.pem is unusable"):
+        tls_verify(Path("ca.pem"), tmp_path, "defender tenant t1")
+    with pytest.raises(ConfigError, match="missing.pem is unusable"):
+        tls_verify(tmp_path / "missing.pem", tmp_path, "cycraft tenant c1")

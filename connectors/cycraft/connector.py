@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import ssl
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,7 +43,12 @@ from edrtrial.connectors.cycraft.models import (
     gather,
     pick,
 )
-from edrtrial.connectors.support import EvidenceCollector, describe_errors, distinct_tags
+from edrtrial.connectors.support import (
+    EvidenceCollector,
+    describe_errors,
+    distinct_tags,
+    tls_verify,
+)
 from edrtrial.errors import ConfigError, PermanentError, SchemaDriftError, TransientError
 from edrtrial.secrets import resolve_secret
 from edrtrial.timeutil import as_utc
@@ -97,7 +101,7 @@ class CyCraftAdapter:
             raise ConfigError(f"cycraft connection: {describe_errors(err)}") from err
         key = resolve_secret(parsed.api_key, base_dir, f"cycraft tenant {parsed.tenant_id} api_key")
         http = httpx.Client(
-            verify=_tls_verify(parsed, base_dir),
+            verify=tls_verify(parsed.ca_bundle, base_dir, f"cycraft tenant {parsed.tenant_id}"),
             timeout=parsed.timeout_seconds,
             headers={"User-Agent": f"edrtrial/{__version__}"},
         )
@@ -427,19 +431,6 @@ def _evidence(item: Mapping[str, Any], fields: AlertFields) -> Evidence:
     for url in gather(item, fields.urls):
         found.url(url)
     return found.evidence()
-
-
-def _tls_verify(settings: CyCraftSettings, base_dir: Path) -> ssl.SSLContext | bool:
-    """A private CA when `ca_bundle` is set (an on-premises console), else the system's."""
-    if settings.ca_bundle is None:
-        return True
-    path = settings.ca_bundle if settings.ca_bundle.is_absolute() else base_dir / settings.ca_bundle
-    try:
-        return ssl.create_default_context(cafile=str(path))
-    except OSError as err:  # also ssl.SSLError: a file that is not a PEM bundle
-        raise ConfigError(
-            f"cycraft tenant {settings.tenant_id}: ca_bundle {path} is unusable: {err}"
-        ) from err
 
 
 def _last_update(

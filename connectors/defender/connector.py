@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import ssl
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -46,7 +45,7 @@ from edrtrial.connectors.defender.models import (
     MdeMachine,
     MdeMachineAction,
 )
-from edrtrial.connectors.support import describe_errors, text_of
+from edrtrial.connectors.support import describe_errors, text_of, tls_verify
 from edrtrial.errors import ConfigError, PermanentError, SchemaDriftError, TransientError
 from edrtrial.timeutil import format_iso
 
@@ -134,7 +133,7 @@ class DefenderForBusinessConnector:
             raise ConfigError(f"defender connection: {describe_errors(err)}") from err
         credential = load_credential(parsed, base_dir)
         http = httpx.Client(
-            verify=_tls_verify(parsed, base_dir),
+            verify=tls_verify(parsed.ca_bundle, base_dir, f"defender tenant {parsed.tenant_id}"),
             timeout=parsed.timeout_seconds,
             headers={"User-Agent": f"edrtrial/{__version__}"},
         )
@@ -427,16 +426,3 @@ def _device_record(item: Any) -> DeviceRecord:
         tags=machine.machine_tags,
         raw=item,
     )
-
-
-def _tls_verify(settings: DefenderSettings, base_dir: Path) -> ssl.SSLContext | bool:
-    """The sandbox's private CA when `ca_bundle` is set, else the system's trust store."""
-    if settings.ca_bundle is None:
-        return True
-    path = settings.ca_bundle if settings.ca_bundle.is_absolute() else base_dir / settings.ca_bundle
-    try:
-        return ssl.create_default_context(cafile=str(path))
-    except OSError as err:  # also ssl.SSLError: a file that is not a PEM bundle
-        raise ConfigError(
-            f"defender tenant {settings.tenant_id}: ca_bundle {path} is unusable: {err}"
-        ) from err
