@@ -34,11 +34,11 @@ from sandbox_process import SandboxInfo, SandboxProcess
 from timing import TimedRuntime, peak_mb, reset_peak, rss_mb, timing
 from watch import alert_counts, desk_counts, incident_counts, progress
 
-from edrtrial import jobs
 from edrtrial.config import load_config
 from edrtrial.connectors.defender.config import DefenderSettings
 from edrtrial.db import make_engine
-from edrtrial.runtime import Runtime
+from edrtrial.service import jobs
+from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import jst_date, utcnow
 
 ISSUE_TENANTS, ISSUE_ALERTS = 100, 1000

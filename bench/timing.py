@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any, ParamSpec, TypeVar
 
 from edrtrial.connectors.base import Connector
-from edrtrial.runtime import Runtime, TenantRef
+from edrtrial.service.runtime import Runtime, TenantRef
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -15,9 +15,7 @@ from typing import Any
 
 from edrtrial.config import DeskConfig
 from edrtrial.models import Alert, Company, Device, ResponseAction, Ticket
-from edrtrial.reports.advice import topics_for
-from edrtrial.reports.detection import DeskContacts, desk_contacts
-from edrtrial.reports.notices import (
+from edrtrial.notify.notices import (
     SUBJECT_PREFIX,
     SUBJECT_PREFIX_EN,
     RenderedMail,
@@ -25,6 +23,8 @@ from edrtrial.reports.notices import (
     check_company,
     same_tenant,
 )
+from edrtrial.reports.advice import topics_for
+from edrtrial.reports.detection import DeskContacts, desk_contacts
 from edrtrial.reports.render import render
 from edrtrial.reports.vocabulary import (
     ACTION_RESULT_EN,

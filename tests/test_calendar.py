@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edrtrial import calendar
-from edrtrial.calendar import DEFAULT, BusinessCalendar
 from edrtrial.config import CalendarConfig
+from edrtrial.desk import calendar
+from edrtrial.desk.calendar import DEFAULT, BusinessCalendar
 from edrtrial.timeutil import JST, to_jst
 
 

@@ -108,7 +108,7 @@ def test_two_companies_on_one_tenant_are_refused(tmp_path):
 
 def test_a_company_whose_tenant_id_changes_is_refused_rather_than_mixed(tmp_path, database_url):
     from edrtrial.db import make_engine, upgrade
-    from edrtrial.runtime import Runtime
+    from edrtrial.service.runtime import Runtime
 
     text = EXAMPLE.replace('url = "sqlite:///var/edrtrial.db"', f'url = "{database_url}"')
     upgrade(make_engine(database_url))
@@ -134,7 +134,7 @@ def test_the_service_keeps_its_last_good_playbook_when_an_edit_breaks_it(
     import os
 
     from edrtrial.db import make_engine, upgrade
-    from edrtrial.runtime import Runtime
+    from edrtrial.service.runtime import Runtime
 
     upgrade(make_engine(database_url))
     playbook = tmp_path / "site.toml"
@@ -158,7 +158,7 @@ def test_the_service_keeps_its_last_good_playbook_when_an_edit_breaks_it(
 def test_a_playbook_escalating_to_an_unknown_channel_stops_the_start(tmp_path, database_url):
     from edrtrial.db import make_engine, upgrade
     from edrtrial.errors import PlaybookError
-    from edrtrial.runtime import Runtime
+    from edrtrial.service.runtime import Runtime
 
     upgrade(make_engine(database_url))
     (tmp_path / "site.toml").write_text(RULE.format(extra='escalate = "pager"'), encoding="utf-8")

@@ -49,9 +49,12 @@ def alert_count(engine: Engine) -> int:
 
 
 def poll_process(config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([EDRTRIAL, "--config", str(config), "poll", "--no-deliver"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, "NO_COLOR": "1"})
+    return subprocess.Popen(
+        [EDRTRIAL, "--config", str(config), "poll", "--no-deliver"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
 
 
 def kill_when(proc: subprocess.Popen[bytes], engine: Engine, at_least: int) -> int:

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
-from edrtrial.cli import main
+from edrtrial.cli.main import main
 from edrtrial.db import make_engine, make_sessions
 from edrtrial.models import Alert, AuditEvent, OutboxMessage, ResponseAction, Ticket
 from edrtrial.sandbox import SandboxServer, SandboxWorld

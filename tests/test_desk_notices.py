@@ -9,7 +9,7 @@ import pytest
 
 from edrtrial.config import DeskConfig
 from edrtrial.models import Alert, Company, Device, ResponseAction, Tenant, Ticket
-from edrtrial.reports.notices import (
+from edrtrial.notify.notices import (
     company_message,
     desk_escalation_notice,
     desk_ticket_update_notice,

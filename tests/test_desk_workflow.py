@@ -8,11 +8,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from edrtrial import escalation, responses, tickets, writeback
 from edrtrial.config import ChannelConfig, DeskConfig
 from edrtrial.connectors.base import ActionKind, ActionStatus, AlertUpdate, Capability
 from edrtrial.db import transaction
-from edrtrial.desk import DeskPolicy
+from edrtrial.desk import escalation
+from edrtrial.desk import operator as tickets
+from edrtrial.desk.intake import DeskPolicy
+from edrtrial.desk.triage import triage_pending
+from edrtrial.devices import actions as responses
+from edrtrial.devices import writeback
 from edrtrial.models import (
     Alert,
     AuditEvent,
@@ -25,7 +29,6 @@ from edrtrial.models import (
     Trial,
 )
 from edrtrial.playbooks.engine import default_playbook_paths, load_playbooks
-from edrtrial.triage import triage_pending
 
 from conftest import add_tenant
 from fakes import FakeConnector

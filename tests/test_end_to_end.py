@@ -14,11 +14,11 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
-from edrtrial.cli import main
+from edrtrial.cli.main import main
 from edrtrial.db import make_engine, make_sessions
 from edrtrial.models import Alert, Base, Device, OutboxMessage, ResponseAction, Tenant, Ticket
+from edrtrial.programme.seats import seat_counts
 from edrtrial.sandbox import SandboxServer, SandboxWorld
-from edrtrial.seats import seat_counts
 from edrtrial.timeutil import parse_iso
 
 from sandbox_config import sandbox_config
@@ -234,9 +234,9 @@ def test_revoked_consent_parks_only_that_tenant_until_an_operator_resumes_it(
 def test_the_weekly_report_job_mails_each_trial_company_once_per_week(
     tmp_path, sandbox, database_url
 ):
-    from edrtrial import jobs
     from edrtrial.config import load_config
-    from edrtrial.runtime import Runtime
+    from edrtrial.service import jobs
+    from edrtrial.service.runtime import Runtime
 
     config = sandbox_config(tmp_path, sandbox, database_url)
     run(config, "db", "upgrade")

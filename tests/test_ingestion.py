@@ -11,10 +11,10 @@ from pytest_httpx import HTTPXMock
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from edrtrial import store
 from edrtrial.connectors.base import AlertRecord, DeviceRecord, Evidence, IncidentRecord
 from edrtrial.db import transaction
-from edrtrial.ingestion import ingest_tenant, sync_inventory
+from edrtrial.ingest import records as store
+from edrtrial.ingest.polling import ingest_tenant, sync_inventory
 from edrtrial.models import Alert, Device, Incident, QuarantinedRecord
 
 from conftest import add_tenant

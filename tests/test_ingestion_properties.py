@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from edrtrial.connectors.base import AlertRecord
 from edrtrial.db import make_engine, make_sessions, transaction
-from edrtrial.ingestion import ingest_tenant
+from edrtrial.ingest.polling import ingest_tenant
 from edrtrial.models import Alert, Base, Company, Tenant
 
 from fakes import Crash, FakeConnector

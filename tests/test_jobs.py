@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from edrtrial import jobs
 from edrtrial.config import load_config
 from edrtrial.connectors.base import AlertRecord
 from edrtrial.errors import TransientError
-from edrtrial.runtime import Runtime
+from edrtrial.service import jobs
+from edrtrial.service.runtime import Runtime
 
 from fakes import FakeConnector
 

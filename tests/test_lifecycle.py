@@ -10,13 +10,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.connectors.base import ActionStatus
 from edrtrial.db import transaction
-from edrtrial.errors import ConnectorError
-from edrtrial.lifecycle import (
+from edrtrial.devices.offboarding import (
     execute_offboarding,
     offboarding_progress,
     plan_offboarding,
     refresh_offboarding,
 )
+from edrtrial.errors import ConnectorError
 from edrtrial.models import AuditEvent, Company, Device, ResponseAction, Tenant, Trial
 
 from fakes import FakeConnector

@@ -18,14 +18,14 @@ from pydantic import SecretStr
 
 from edrtrial.config import Config, Settings, SmtpConfig
 from edrtrial.errors import ConfigError
-from edrtrial.mailer import (
+from edrtrial.models import OutboxMessage
+from edrtrial.notify.mail import (
     FileTransport,
     ServerUnavailableError,
     SmtpTransport,
     build_message,
     transport_from_config,
 )
-from edrtrial.models import OutboxMessage
 
 SENDER = "noreply@edr-trial.example.jp"
 SENDER_NAME = "EDR体験 運営事務局"
@@ -34,9 +34,13 @@ PASSWORD = "hunter2-very-secret"
 
 def outbox_row(**fields: Any) -> OutboxMessage:
     values: dict[str, Any] = {
-        "id": 17, "dedupe_key": "k", "kind": "detection_report", "recipient": "yamada@example.jp",
+        "id": 17,
+        "dedupe_key": "k",
+        "kind": "detection_report",
+        "recipient": "yamada@example.jp",
         "subject": "【EDR体験】検知レポート（2026/11/01〜2026/11/07）株式会社アクメ",
-        "body_text": "株式会社アクメ\n山田 太郎 様\n", "body_html": "<p>株式会社アクメ</p>",
+        "body_text": "株式会社アクメ\n山田 太郎 様\n",
+        "body_html": "<p>株式会社アクメ</p>",
         "created_at": datetime(2026, 11, 9, 0, 0, tzinfo=UTC),
     }
     values.update(fields)
@@ -121,18 +125,27 @@ class _Inbox:
         return "250 OK"
 
 
-def _authenticate(server: Any, session: Any, envelope: Any, mechanism: str,
-                  auth_data: Any) -> AuthResult:
-    ok = (isinstance(auth_data, LoginPassword) and auth_data.login == b"edr"
-          and auth_data.password == PASSWORD.encode())
+def _authenticate(
+    server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+) -> AuthResult:
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login == b"edr"
+        and auth_data.password == PASSWORD.encode()
+    )
     return AuthResult(success=ok, handled=False, auth_data=auth_data.login if ok else None)
 
 
 @pytest.fixture
 def auth_server() -> Iterator[tuple[_Inbox, int]]:
     inbox = _Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port(),
-                            authenticator=_authenticate, auth_require_tls=False)
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=_free_port(),
+        authenticator=_authenticate,
+        auth_require_tls=False,
+    )
     controller.start()
     try:
         yield inbox, controller.port
@@ -142,30 +155,36 @@ def auth_server() -> Iterator[tuple[_Inbox, int]]:
 
 def test_smtp_login_and_send(auth_server: tuple[_Inbox, int]) -> None:
     inbox, port = auth_server
-    settings = SmtpConfig(host="127.0.0.1", port=port, starttls=False, username="edr",
-                          timeout_seconds=5)
+    settings = SmtpConfig(
+        host="127.0.0.1", port=port, starttls=False, username="edr", timeout_seconds=5
+    )
     SmtpTransport(settings, SecretStr(PASSWORD)).send(
-        build_message(outbox_row(), sender=SENDER, sender_name=SENDER_NAME))
+        build_message(outbox_row(), sender=SENDER, sender_name=SENDER_NAME)
+    )
     assert inbox.logins == ["edr"]
     assert inbox.messages[0]["Subject"].startswith("【EDR体験】")
 
 
 def test_smtp_wrong_password_never_shows_the_password(auth_server: tuple[_Inbox, int]) -> None:
     inbox, port = auth_server
-    settings = SmtpConfig(host="127.0.0.1", port=port, starttls=False, username="edr",
-                          timeout_seconds=5)
+    settings = SmtpConfig(
+        host="127.0.0.1", port=port, starttls=False, username="edr", timeout_seconds=5
+    )
     with pytest.raises(ServerUnavailableError, match="login as 'edr' refused: 535") as caught:
         SmtpTransport(settings, SecretStr("wrong-" + PASSWORD)).send(
-            build_message(outbox_row(), sender=SENDER, sender_name=SENDER_NAME))
+            build_message(outbox_row(), sender=SENDER, sender_name=SENDER_NAME)
+        )
     assert PASSWORD not in str(caught.value)
     assert inbox.messages == []
 
 
 def _config(tmp_path: Path, mail: dict[str, Any]) -> Config:
-    settings = Settings.model_validate({
-        "mail": {"from_address": SENDER, **mail},
-        "desk": {"name": "desk", "email": "desk@example.jp"},
-    })
+    settings = Settings.model_validate(
+        {
+            "mail": {"from_address": SENDER, **mail},
+            "desk": {"name": "desk", "email": "desk@example.jp"},
+        }
+    )
     return Config(settings, tmp_path / "config.toml")
 
 
@@ -174,14 +193,32 @@ def test_transport_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert isinstance(files, FileTransport) and files.directory == tmp_path / "out/mail"
 
     monkeypatch.setenv("EDRTRIAL_TEST_SMTP_PASSWORD", PASSWORD)
-    smtp = transport_from_config(_config(tmp_path, {"smtp": {
-        "host": "smtp.example.jp", "username": "edr",
-        "password": "env:EDRTRIAL_TEST_SMTP_PASSWORD"}}))
+    smtp = transport_from_config(
+        _config(
+            tmp_path,
+            {
+                "smtp": {
+                    "host": "smtp.example.jp",
+                    "username": "edr",
+                    "password": "env:EDRTRIAL_TEST_SMTP_PASSWORD",
+                }
+            },
+        )
+    )
     assert isinstance(smtp, SmtpTransport)
     assert smtp.where == "smtp.example.jp:587" and smtp.settings.starttls
 
     monkeypatch.delenv("EDRTRIAL_TEST_SMTP_PASSWORD")
     with pytest.raises(ConfigError, match="EDRTRIAL_TEST_SMTP_PASSWORD is not set"):
-        transport_from_config(_config(tmp_path, {"smtp": {
-            "host": "smtp.example.jp", "username": "edr",
-            "password": "env:EDRTRIAL_TEST_SMTP_PASSWORD"}}))
+        transport_from_config(
+            _config(
+                tmp_path,
+                {
+                    "smtp": {
+                        "host": "smtp.example.jp",
+                        "username": "edr",
+                        "password": "env:EDRTRIAL_TEST_SMTP_PASSWORD",
+                    }
+                },
+            )
+        )

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.config import SmtpConfig
 from edrtrial.db import transaction
-from edrtrial.mailer import SmtpTransport
 from edrtrial.models import OutboxMessage
-from edrtrial.outbox import (
+from edrtrial.notify.mail import SmtpTransport
+from edrtrial.notify.outbox import (
     RETRY_CAP,
     DeliveryStats,
     deliver_due,
@@ -50,8 +50,9 @@ class Inbox:
     refuse: set[str] = field(default_factory=set)
     messages: list[EmailMessage] = field(default_factory=list)
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         if address in self.refuse:
             return "550 5.1.1 no such user"
         envelope.rcpt_tos.append(address)
@@ -75,19 +76,30 @@ def start_server(inbox: Inbox, port: int) -> Controller:
 def smtp() -> Iterator[tuple[Inbox, SmtpTransport]]:
     inbox = Inbox()
     controller = start_server(inbox, free_port())
-    settings = SmtpConfig(host="127.0.0.1", port=controller.port, starttls=False,
-                          timeout_seconds=5)
+    settings = SmtpConfig(host="127.0.0.1", port=controller.port, starttls=False, timeout_seconds=5)
     try:
         yield inbox, SmtpTransport(settings, None)
     finally:
         controller.stop()
 
 
-def queue(sessions: sessionmaker[Session], key: str, *, recipient: str = "yamada@example.jp",
-          html: str | None = "<p>検知レポート</p>") -> int:
+def queue(
+    sessions: sessionmaker[Session],
+    key: str,
+    *,
+    recipient: str = "yamada@example.jp",
+    html: str | None = "<p>検知レポート</p>",
+) -> int:
     with transaction(sessions) as session:
-        return enqueue(session, dedupe_key=key, kind="detection_report", recipient=recipient,
-                       subject=SUBJECT, body_text="検知レポート\n", body_html=html).id
+        return enqueue(
+            session,
+            dedupe_key=key,
+            kind="detection_report",
+            recipient=recipient,
+            subject=SUBJECT,
+            body_text="検知レポート\n",
+            body_html=html,
+        ).id
 
 
 def row(sessions: sessionmaker[Session], message_id: int) -> OutboxMessage:
@@ -97,19 +109,39 @@ def row(sessions: sessionmaker[Session], message_id: int) -> OutboxMessage:
         return found
 
 
-def deliver(sessions: sessionmaker[Session], transport: Any, now: datetime,
-            max_attempts: int = 5) -> DeliveryStats:
-    return deliver_due(sessions, transport, sender=SENDER, sender_name=SENDER_NAME,
-                       max_attempts=max_attempts, now=now, rng=random.Random(1))
+def deliver(
+    sessions: sessionmaker[Session], transport: Any, now: datetime, max_attempts: int = 5
+) -> DeliveryStats:
+    return deliver_due(
+        sessions,
+        transport,
+        sender=SENDER,
+        sender_name=SENDER_NAME,
+        max_attempts=max_attempts,
+        now=now,
+        rng=random.Random(1),
+    )
 
 
 def test_enqueue_is_idempotent(sessions: sessionmaker[Session]) -> None:
     with transaction(sessions) as session:
-        first = enqueue(session, dedupe_key="notice:ticket:1:company", kind="company_notice",
-                        recipient="a@example.jp", subject="一回目", body_text="本文")
+        first = enqueue(
+            session,
+            dedupe_key="notice:ticket:1:company",
+            kind="company_notice",
+            recipient="a@example.jp",
+            subject="一回目",
+            body_text="本文",
+        )
     with transaction(sessions) as session:
-        second = enqueue(session, dedupe_key="notice:ticket:1:company", kind="company_notice",
-                         recipient="b@example.jp", subject="二回目", body_text="別の本文")
+        second = enqueue(
+            session,
+            dedupe_key="notice:ticket:1:company",
+            kind="company_notice",
+            recipient="b@example.jp",
+            subject="二回目",
+            body_text="別の本文",
+        )
         assert second.id == first.id
         assert (second.subject, second.recipient) == ("一回目", "a@example.jp")
         assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 1
@@ -118,23 +150,29 @@ def test_enqueue_is_idempotent(sessions: sessionmaker[Session]) -> None:
 
 def test_enqueue_does_not_commit(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
-        enqueue(session, dedupe_key="k", kind="x", recipient="a@example.jp", subject="s",
-                body_text="t")
+        enqueue(
+            session, dedupe_key="k", kind="x", recipient="a@example.jp", subject="s", body_text="t"
+        )
         session.rollback()
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
 
 
-@pytest.mark.parametrize(("key", "kind", "recipient"), [
-    ("", "x", "a@example.jp"), ("k" * 201, "x", "a@example.jp"), ("k", "", "a@example.jp"),
-    ("k", "x" * 33, "a@example.jp"), ("k", "x", "  "),
-])
+@pytest.mark.parametrize(
+    ("key", "kind", "recipient"),
+    [
+        ("", "x", "a@example.jp"),
+        ("k" * 201, "x", "a@example.jp"),
+        ("k", "", "a@example.jp"),
+        ("k", "x" * 33, "a@example.jp"),
+        ("k", "x", "  "),
+    ],
+)
 def test_enqueue_rejects_what_the_store_cannot_hold(
     sessions: sessionmaker[Session], key: str, kind: str, recipient: str
 ) -> None:
     with sessions() as session, pytest.raises(ValueError):
-        enqueue(session, dedupe_key=key, kind=kind, recipient=recipient, subject="s",
-                body_text="t")
+        enqueue(session, dedupe_key=key, kind=kind, recipient=recipient, subject="s", body_text="t")
 
 
 def test_delivers_each_message_once_through_smtp(
@@ -186,8 +224,9 @@ def test_temporary_refusal_is_retried_with_backoff(
 
 def test_server_down_postpones_the_rest_then_sends_all(sessions: sessionmaker[Session]) -> None:
     port = free_port()  # nothing listens here yet
-    transport = SmtpTransport(SmtpConfig(host="127.0.0.1", port=port, starttls=False,
-                                         timeout_seconds=5), None)
+    transport = SmtpTransport(
+        SmtpConfig(host="127.0.0.1", port=port, starttls=False, timeout_seconds=5), None
+    )
     ids = [queue(sessions, f"k{i}") for i in range(3)]
     now = utcnow()
 
@@ -203,7 +242,8 @@ def test_server_down_postpones_the_rest_then_sends_all(sessions: sessionmaker[Se
     finally:
         controller.stop()
     assert sorted(m["Message-ID"] for m in inbox.messages) == sorted(
-        f"<edrtrial-outbox-{i}@edr-trial.example.jp>" for i in ids)
+        f"<edrtrial-outbox-{i}@edr-trial.example.jp>" for i in ids
+    )
 
 
 def test_gives_up_after_max_attempts(
@@ -216,8 +256,9 @@ def test_gives_up_after_max_attempts(
     assert deliver(sessions, transport, now, max_attempts=2) == DeliveryStats(retried=1)
     later = now + timedelta(hours=1)
     assert deliver(sessions, transport, later, max_attempts=2) == DeliveryStats(failed=1)
-    assert deliver(sessions, transport, later + timedelta(days=1),
-                   max_attempts=2) == DeliveryStats()
+    assert (
+        deliver(sessions, transport, later + timedelta(days=1), max_attempts=2) == DeliveryStats()
+    )
     stored = row(sessions, message_id)
     assert (stored.status, stored.attempts, stored.sent_at) == ("failed", 2, None)
 
@@ -254,13 +295,21 @@ def test_crash_after_sending_resends_with_the_same_message_id(
 
     assert deliver(sessions, transport, now) == DeliveryStats(sent=1)
     assert [m["Message-ID"] for m in inbox.messages] == [
-        f"<edrtrial-outbox-{message_id}@edr-trial.example.jp>"] * 2
+        f"<edrtrial-outbox-{message_id}@edr-trial.example.jp>"
+    ] * 2
 
 
 def test_retry_delay_grows_and_is_jittered() -> None:
     rng = random.Random(7)
-    nominal = [timedelta(minutes=1), timedelta(minutes=3), timedelta(minutes=9),
-               timedelta(minutes=27), timedelta(minutes=81), RETRY_CAP, RETRY_CAP]
+    nominal = [
+        timedelta(minutes=1),
+        timedelta(minutes=3),
+        timedelta(minutes=9),
+        timedelta(minutes=27),
+        timedelta(minutes=81),
+        RETRY_CAP,
+        RETRY_CAP,
+    ]
     for attempts, upper in enumerate(nominal, start=1):
         delays = {retry_delay(attempts, rng) for _ in range(20)}
         assert all(upper / 2 <= d <= upper for d in delays), attempts

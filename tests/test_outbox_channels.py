@@ -18,16 +18,16 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from edrtrial import jobs
 from edrtrial.config import Config, SmtpConfig
 from edrtrial.config import Settings as AppSettings
 from edrtrial.db import transaction
-from edrtrial.mailer import SmtpTransport
 from edrtrial.models import OutboxMessage
-from edrtrial.outbox import DeliveryStats, deliver_due, enqueue
-from edrtrial.runtime import Runtime
+from edrtrial.notify.mail import SmtpTransport
+from edrtrial.notify.outbox import DeliveryStats, deliver_due, enqueue
+from edrtrial.notify.webhooks import WebhookTransport
+from edrtrial.service import jobs
+from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import utcnow
-from edrtrial.webhooks import WebhookTransport
 
 from test_outbox import Inbox, free_port, start_server
 from test_webhooks import (

@@ -17,17 +17,31 @@ BIN = Path(sys.executable).parent
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out), str(ROOT)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
     )
     [built] = out.glob("edrtrial-*.whl")
     return zipfile.ZipFile(built)
 
 
 def source_files(folder: str, pattern: str) -> set[str]:
-    return {p.relative_to(ROOT / folder).as_posix() for p in (ROOT / folder).rglob(pattern)
-            if "__pycache__" not in p.parts}
+    return {
+        p.relative_to(ROOT / folder).as_posix()
+        for p in (ROOT / folder).rglob(pattern)
+        if "__pycache__" not in p.parts
+    }
 
 
 @pytest.mark.parametrize(
@@ -60,6 +74,7 @@ def test_the_connector_is_registered_as_an_entry_point(wheel):
 
 
 def test_ruff_finds_nothing():
-    result = subprocess.run([str(BIN / "ruff"), "check", str(ROOT)], capture_output=True,
-                            text=True, cwd=ROOT)
+    result = subprocess.run(
+        [str(BIN / "ruff"), "check", str(ROOT)], capture_output=True, text=True, cwd=ROOT
+    )
     assert result.returncode == 0, result.stdout

@@ -36,8 +36,13 @@ def playbook() -> Playbook:
 
 def outcome(decision: Decision) -> Outcome:
     return (
-        decision.priority, decision.ticket, decision.notify_desk, decision.notify_company,
-        decision.suppressed_reason, decision.mark_device_verified, decision.matched,
+        decision.priority,
+        decision.ticket,
+        decision.notify_desk,
+        decision.notify_company,
+        decision.suppressed_reason,
+        decision.mark_device_verified,
+        decision.matched,
     )
 
 
@@ -92,8 +97,11 @@ def graph_alert() -> dict[str, Any]:
 def as_detection_test(alert: dict[str, Any], title: str, severity: str) -> dict[str, Any]:
     """The documented alert reshaped as the onboarding test's alert (defender-api.md §7)."""
     return alert | {
-        "title": title, "severity": severity, "category": "Execution",
-        "detectionSource": "microsoftDefenderForEndpoint", "mitreTechniques": ["T1059.001"],
+        "title": title,
+        "severity": severity,
+        "category": "Execution",
+        "detectionSource": "microsoftDefenderForEndpoint",
+        "mitreTechniques": ["T1059.001"],
     }
 
 
@@ -102,8 +110,15 @@ def payload_cases() -> list[Any]:
     incident_alert = payload("graph__list_incidents_expand_alerts.json")["value"][0]["alerts"][0]
     mde = payload("mde__list_alerts_default.json")["value"][0]
     low: Outcome = ("P3", True, False, False, None, False, ("low-severity",))
-    test: Outcome = ("P4", False, False, False, "detection-test", True,
-                     ("onboarding-detection-test",))
+    test: Outcome = (
+        "P4",
+        False,
+        False,
+        False,
+        "detection-test",
+        True,
+        ("onboarding-detection-test",),
+    )
     return [
         pytest.param(graph_record(graph), low, id="graph-alerts_v2-low-defense-evasion"),
         pytest.param(graph_record(incident_alert), low, id="graph-incident-expanded-alert"),
@@ -113,15 +128,26 @@ def payload_cases() -> list[Any]:
             id="mde-meterpreter-low-is-hands-on-keyboard",
         ),
         pytest.param(
-            graph_record(as_detection_test(
-                graph, "[Test Alert] Suspicious Powershell commandline", "informational")),
-            test, id="graph-onboarding-test",
+            graph_record(
+                as_detection_test(
+                    graph, "[Test Alert] Suspicious Powershell commandline", "informational"
+                )
+            ),
+            test,
+            id="graph-onboarding-test",
         ),
         pytest.param(
-            mde_record(mde | {"title": "[Test Alert] Suspicious Powershell commandline",
-                              "severity": "Informational", "category": "Execution",
-                              "mitreTechniques": ["T1059.001"]}),
-            test, id="mde-onboarding-test-pascalcase",
+            mde_record(
+                mde
+                | {
+                    "title": "[Test Alert] Suspicious Powershell commandline",
+                    "severity": "Informational",
+                    "category": "Execution",
+                    "mitreTechniques": ["T1059.001"],
+                }
+            ),
+            test,
+            id="mde-onboarding-test-pascalcase",
         ),
         pytest.param(
             graph_record(as_detection_test(graph, "Suspicious PowerShell command line", "medium")),
@@ -149,7 +175,9 @@ def test_facts_from_record_carry_devices_incident_and_techniques() -> None:
     assert facts.mitre_techniques == ("T1564.001",)
     assert (facts.company_key, facts.business_hours) == ("acme-kogyo", True)
     assert (facts.severity, facts.category, facts.service_source) == (
-        "low", "DefenseEvasion", "microsoftDefenderForEndpoint",
+        "low",
+        "DefenseEvasion",
+        "microsoftDefenderForEndpoint",
     )
 
 
@@ -158,9 +186,8 @@ P1_ALL: Outcome = ("P1", True, True, True, None, False, ())
 
 def synthetic_cases() -> list[Any]:
     """(facts overrides, expected outcome) for each kind of alert the programme sees."""
-    def case(
-        name: str, facts: dict[str, Any], expected: Outcome, matched: tuple[str, ...]
-    ) -> Any:
+
+    def case(name: str, facts: dict[str, Any], expected: Outcome, matched: tuple[str, ...]) -> Any:
         return pytest.param(facts, (*expected[:6], matched), id=name)
 
     test = ("P4", False, False, False, "detection-test", True, ())
@@ -169,78 +196,180 @@ def synthetic_cases() -> list[Any]:
     p3 = ("P3", True, False, False, None, False, ())
     p4 = ("P4", False, False, False, None, False, ())
     return [
-        case("test-alert", dict(title="[Test Alert] Suspicious Powershell commandline",
-                                severity="Informational", mitre_techniques=("T1059.001",)),
-             test, ("onboarding-detection-test",)),
-        case("test-alert-at-medium-still-stops",
-             dict(title="[Test Alert] Suspicious Powershell commandline", severity="Medium"),
-             ("P2", *test[1:]), ("onboarding-detection-test",)),
-        case("test-alert-without-prefix-informational",
-             dict(title="Suspicious Powershell commandline", severity="informational"),
-             test, ("onboarding-detection-test-untagged",)),
-        case("eicar", dict(title="'EICAR_Test_File' malware was prevented",
-                           severity="Informational", category="Malware"),
-             test_file, ("security-test-file",)),
-        case("eicar-even-at-high", dict(title="EICAR test file detected", severity="High"),
-             ("P1", *test_file[1:]), ("security-test-file",)),
-        case("ransomware-category", dict(title="Ransomware behavior detected",
-                                         severity="Medium", category="Ransomware"),
-             P1_ALL, ("ransomware-category", "medium-severity")),
-        case("ransomware-t1486", dict(title="File encryption", severity="Low",
-                                      category="Impact", mitre_techniques=("T1486",)),
-             P1_ALL, ("ransomware-technique", "low-severity")),
-        case("ransomware-t1490-shadow-copies", dict(title="Shadow copy deletion",
-                                                    severity="informational",
-                                                    mitre_techniques=("T1490",)),
-             P1_ALL, ("ransomware-technique", "informational")),
-        case("credential-access-low", dict(title="Suspicious access to LSASS", severity="Low",
-                                           category="CredentialAccess"),
-             P1_ALL, ("credential-theft", "low-severity")),
-        case("t1003-sub-technique", dict(title="Credential dumping", severity="Informational",
-                                         category="Execution", mitre_techniques=("T1003.001",)),
-             P1_ALL, ("credential-dumping", "informational")),
-        case("lateral-movement", dict(title="PsExec to another device", severity="Medium",
-                                      category="LateralMovement"),
-             P1_ALL, ("lateral-movement", "medium-severity")),
-        case("hands-on-keyboard", dict(title="Ongoing hands-on-keyboard attack via Impacket",
-                                       severity="Medium"),
-             P1_ALL, ("hands-on-keyboard", "medium-severity")),
-        case("cobaltstrike-one-word", dict(title="'CobaltStrike' backdoor was prevented",
-                                           severity="Low", category="Malware"),
-             P1_ALL, ("hands-on-keyboard", "low-severity")),
-        case("high", dict(title="Suspicious process injection", severity="High",
-                          category="DefenseEvasion"),
-             P1_ALL, ("high-severity",)),
-        case("phishing", dict(title="A user clicked a phishing link", severity="Low",
-                              category="InitialAccess", mitre_techniques=("T1566.002",)),
-             p2_desk, ("phishing", "low-severity")),
-        case("initial-access-without-t1566-is-not-phishing",
-             dict(title="Exploit of public app", severity="Low", category="InitialAccess",
-                  mitre_techniques=("T1190",)),
-             p3, ("low-severity",)),
-        case("t1566-outside-initial-access-is-not-phishing",
-             dict(title="Macro ran", severity="Low", category="Execution",
-                  mitre_techniques=("T1566.001",)),
-             p3, ("low-severity",)),
-        case("medium", dict(title="Suspicious scheduled task", severity="Medium",
-                            category="Persistence"),
-             p2_desk, ("medium-severity",)),
-        case("unwanted-title-low", dict(title="'Presenoker' potentially unwanted application",
-                                        severity="Low"),
-             p3, ("unwanted-software-title", "low-severity")),
-        case("unwanted-category-informational",
-             dict(title="Bundler detected", severity="Informational",
-                  category="UnwantedSoftware"),
-             p3, ("unwanted-software-category", "informational")),
-        case("unwanted-at-medium-keeps-medium-rule",
-             dict(title="Adware", severity="Medium", category="UnwantedSoftware"),
-             p2_desk, ("medium-severity", "unwanted-software-category")),
-        case("low", dict(title="Suspicious file dropped", severity="Low", category="Malware"),
-             p3, ("low-severity",)),
-        case("informational", dict(title="Suspicious connection", severity="Informational"),
-             p4, ("informational",)),
-        case("unspecified-severity-falls-back", dict(title="Odd", severity="UnSpecified"),
-             p4, ()),
+        case(
+            "test-alert",
+            dict(
+                title="[Test Alert] Suspicious Powershell commandline",
+                severity="Informational",
+                mitre_techniques=("T1059.001",),
+            ),
+            test,
+            ("onboarding-detection-test",),
+        ),
+        case(
+            "test-alert-at-medium-still-stops",
+            dict(title="[Test Alert] Suspicious Powershell commandline", severity="Medium"),
+            ("P2", *test[1:]),
+            ("onboarding-detection-test",),
+        ),
+        case(
+            "test-alert-without-prefix-informational",
+            dict(title="Suspicious Powershell commandline", severity="informational"),
+            test,
+            ("onboarding-detection-test-untagged",),
+        ),
+        case(
+            "eicar",
+            dict(
+                title="'EICAR_Test_File' malware was prevented",
+                severity="Informational",
+                category="Malware",
+            ),
+            test_file,
+            ("security-test-file",),
+        ),
+        case(
+            "eicar-even-at-high",
+            dict(title="EICAR test file detected", severity="High"),
+            ("P1", *test_file[1:]),
+            ("security-test-file",),
+        ),
+        case(
+            "ransomware-category",
+            dict(title="Ransomware behavior detected", severity="Medium", category="Ransomware"),
+            P1_ALL,
+            ("ransomware-category", "medium-severity"),
+        ),
+        case(
+            "ransomware-t1486",
+            dict(
+                title="File encryption",
+                severity="Low",
+                category="Impact",
+                mitre_techniques=("T1486",),
+            ),
+            P1_ALL,
+            ("ransomware-technique", "low-severity"),
+        ),
+        case(
+            "ransomware-t1490-shadow-copies",
+            dict(
+                title="Shadow copy deletion", severity="informational", mitre_techniques=("T1490",)
+            ),
+            P1_ALL,
+            ("ransomware-technique", "informational"),
+        ),
+        case(
+            "credential-access-low",
+            dict(title="Suspicious access to LSASS", severity="Low", category="CredentialAccess"),
+            P1_ALL,
+            ("credential-theft", "low-severity"),
+        ),
+        case(
+            "t1003-sub-technique",
+            dict(
+                title="Credential dumping",
+                severity="Informational",
+                category="Execution",
+                mitre_techniques=("T1003.001",),
+            ),
+            P1_ALL,
+            ("credential-dumping", "informational"),
+        ),
+        case(
+            "lateral-movement",
+            dict(title="PsExec to another device", severity="Medium", category="LateralMovement"),
+            P1_ALL,
+            ("lateral-movement", "medium-severity"),
+        ),
+        case(
+            "hands-on-keyboard",
+            dict(title="Ongoing hands-on-keyboard attack via Impacket", severity="Medium"),
+            P1_ALL,
+            ("hands-on-keyboard", "medium-severity"),
+        ),
+        case(
+            "cobaltstrike-one-word",
+            dict(title="'CobaltStrike' backdoor was prevented", severity="Low", category="Malware"),
+            P1_ALL,
+            ("hands-on-keyboard", "low-severity"),
+        ),
+        case(
+            "high",
+            dict(title="Suspicious process injection", severity="High", category="DefenseEvasion"),
+            P1_ALL,
+            ("high-severity",),
+        ),
+        case(
+            "phishing",
+            dict(
+                title="A user clicked a phishing link",
+                severity="Low",
+                category="InitialAccess",
+                mitre_techniques=("T1566.002",),
+            ),
+            p2_desk,
+            ("phishing", "low-severity"),
+        ),
+        case(
+            "initial-access-without-t1566-is-not-phishing",
+            dict(
+                title="Exploit of public app",
+                severity="Low",
+                category="InitialAccess",
+                mitre_techniques=("T1190",),
+            ),
+            p3,
+            ("low-severity",),
+        ),
+        case(
+            "t1566-outside-initial-access-is-not-phishing",
+            dict(
+                title="Macro ran",
+                severity="Low",
+                category="Execution",
+                mitre_techniques=("T1566.001",),
+            ),
+            p3,
+            ("low-severity",),
+        ),
+        case(
+            "medium",
+            dict(title="Suspicious scheduled task", severity="Medium", category="Persistence"),
+            p2_desk,
+            ("medium-severity",),
+        ),
+        case(
+            "unwanted-title-low",
+            dict(title="'Presenoker' potentially unwanted application", severity="Low"),
+            p3,
+            ("unwanted-software-title", "low-severity"),
+        ),
+        case(
+            "unwanted-category-informational",
+            dict(title="Bundler detected", severity="Informational", category="UnwantedSoftware"),
+            p3,
+            ("unwanted-software-category", "informational"),
+        ),
+        case(
+            "unwanted-at-medium-keeps-medium-rule",
+            dict(title="Adware", severity="Medium", category="UnwantedSoftware"),
+            p2_desk,
+            ("medium-severity", "unwanted-software-category"),
+        ),
+        case(
+            "low",
+            dict(title="Suspicious file dropped", severity="Low", category="Malware"),
+            p3,
+            ("low-severity",),
+        ),
+        case(
+            "informational",
+            dict(title="Suspicious connection", severity="Informational"),
+            p4,
+            ("informational",),
+        ),
+        case("unspecified-severity-falls-back", dict(title="Odd", severity="UnSpecified"), p4, ()),
         case("unknown-future-value", dict(title="Odd", severity="unknownFutureValue"), p4, ()),
     ]
 
@@ -257,18 +386,26 @@ def test_default_playbook_decisions(
 @pytest.mark.parametrize(
     ("severity", "category", "mitre"),
     [
-        ("High", "CredentialAccess", "T1003.001"),      # MDE
-        ("high", "credentialAccess", "t1003.001"),      # Graph, careless casing
+        ("High", "CredentialAccess", "T1003.001"),  # MDE
+        ("high", "credentialAccess", "t1003.001"),  # Graph, careless casing
         ("HIGH", "CREDENTIALACCESS", " T1003.001 "),
     ],
 )
 def test_case_and_spacing_do_not_change_decisions(
     playbook: Playbook, severity: str, category: str, mitre: str
 ) -> None:
-    facts = AlertFacts(title="Credential theft", severity=severity, category=category,
-                       mitre_techniques=(mitre,), company_key="acme-kogyo", business_hours=False)
+    facts = AlertFacts(
+        title="Credential theft",
+        severity=severity,
+        category=category,
+        mitre_techniques=(mitre,),
+        company_key="acme-kogyo",
+        business_hours=False,
+    )
     assert playbook.evaluate(facts).matched == (
-        "credential-theft", "credential-dumping", "high-severity",
+        "credential-theft",
+        "credential-dumping",
+        "high-severity",
     )
 
 
@@ -283,9 +420,16 @@ def test_every_shipped_playbook_file_loads_and_is_found() -> None:
 def test_default_rules_run_in_the_programmes_order(playbook: Playbook) -> None:
     names = [rule.name for rule in playbook.rules]
     order = [
-        "onboarding-detection-test", "security-test-file", "ransomware-category",
-        "credential-theft", "high-severity", "phishing", "medium-severity",
-        "unwanted-software-title", "low-severity", "informational",
+        "onboarding-detection-test",
+        "security-test-file",
+        "ransomware-category",
+        "credential-theft",
+        "high-severity",
+        "phishing",
+        "medium-severity",
+        "unwanted-software-title",
+        "low-severity",
+        "informational",
     ]
     assert [n for n in names if n in order] == order
 
@@ -302,26 +446,58 @@ def test_every_shipped_rule_says_why() -> None:
 
 
 _SEVERITIES = st.sampled_from(["High", "medium", "Low", "informational", "UnSpecified", ""])
-_TITLES = st.sampled_from([
-    "[Test Alert] Suspicious Powershell commandline", "Suspicious Powershell commandline",
-    "'EICAR_Test_File' malware was detected", "Ransomware behavior", "Mimikatz", "Adware",
-    "potentially unwanted app", "Suspicious process",
-])
-_CATEGORIES = st.sampled_from(["", "Ransomware", "CredentialAccess", "InitialAccess",
-                               "UnwantedSoftware", "Execution", "LateralMovement"])
-_TECHNIQUES = st.lists(st.sampled_from(["T1486", "T1003.001", "T1566.001", "T1059.001"]),
-                       max_size=3).map(tuple)
+_TITLES = st.sampled_from(
+    [
+        "[Test Alert] Suspicious Powershell commandline",
+        "Suspicious Powershell commandline",
+        "'EICAR_Test_File' malware was detected",
+        "Ransomware behavior",
+        "Mimikatz",
+        "Adware",
+        "potentially unwanted app",
+        "Suspicious process",
+    ]
+)
+_CATEGORIES = st.sampled_from(
+    [
+        "",
+        "Ransomware",
+        "CredentialAccess",
+        "InitialAccess",
+        "UnwantedSoftware",
+        "Execution",
+        "LateralMovement",
+    ]
+)
+_TECHNIQUES = st.lists(
+    st.sampled_from(["T1486", "T1003.001", "T1566.001", "T1059.001"]), max_size=3
+).map(tuple)
 
 
 @settings(max_examples=300, deadline=None)
-@given(title=_TITLES, severity=_SEVERITIES, category=_CATEGORIES, mitre=_TECHNIQUES,
-       hours=st.booleans())
+@given(
+    title=_TITLES,
+    severity=_SEVERITIES,
+    category=_CATEGORIES,
+    mitre=_TECHNIQUES,
+    hours=st.booleans(),
+)
 def test_suppressed_alerts_never_ticket_or_notify(
-    playbook: Playbook, title: str, severity: str, category: str, mitre: tuple[str, ...],
+    playbook: Playbook,
+    title: str,
+    severity: str,
+    category: str,
+    mitre: tuple[str, ...],
     hours: bool,
 ) -> None:
-    facts = AlertFacts(title=title, severity=severity, category=category, mitre_techniques=mitre,
-                       company_key="acme-kogyo", business_hours=hours)
+    facts = AlertFacts(
+        title=title,
+        severity=severity,
+        category=category,
+        mitre_techniques=mitre,
+        company_key="acme-kogyo",
+        business_hours=hours,
+    )
     decision = playbook.evaluate(facts)
     assert decision == playbook.evaluate(facts)  # pure: same facts, same decision
     if decision.suppressed_reason is not None:

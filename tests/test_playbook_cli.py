@@ -13,11 +13,11 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from edrtrial.cli import main
+from edrtrial.cli.main import main
 from edrtrial.config import load_config
 from edrtrial.db import make_engine, make_sessions, transaction, upgrade
 from edrtrial.models import Alert, Base, Company, Device, Tenant
-from edrtrial.runtime import Runtime
+from edrtrial.service.runtime import Runtime
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -56,22 +56,36 @@ def stored(config: Path, database_url: str) -> sessionmaker[Session]:
             select(Tenant).join(Company).where(Company.key == "sakura-seisakusho")
         )
         assert tenant is not None
-        session.add(Device(tenant_id=tenant.id, source_id="dev-vip", name="pc-001",
-                           tags=["VIP"]))
+        session.add(Device(tenant_id=tenant.id, source_id="dev-vip", name="pc-001", tags=["VIP"]))
         alerts = [
             ("a-ransom", "Ransomware behavior detected", "high", "Ransomware", ["T1486"]),
-            ("a-test", "[Test Alert] Suspicious Powershell commandline", "informational",
-             "Execution", ["T1059.001"]),
+            (
+                "a-test",
+                "[Test Alert] Suspicious Powershell commandline",
+                "informational",
+                "Execution",
+                ["T1059.001"],
+            ),
             ("a-low", "Suspicious file dropped", "low", "Malware", []),
         ]
         for n, (source_id, title, severity, category, mitre) in enumerate(alerts):
-            session.add(Alert(
-                tenant_id=tenant.id, source="defender", source_id=source_id, title=title,
-                severity=severity, status="new", category=category, mitre_techniques=mitre,
-                device_source_ids=["dev-vip"], device_names=["pc-001.sakura.example.jp"],
-                evidence={"users": ["SAKURA\\tanaka"]},
-                created_at=T0 + timedelta(minutes=n), last_update_at=T0 + timedelta(minutes=n),
-            ))
+            session.add(
+                Alert(
+                    tenant_id=tenant.id,
+                    source="defender",
+                    source_id=source_id,
+                    title=title,
+                    severity=severity,
+                    status="new",
+                    category=category,
+                    mitre_techniques=mitre,
+                    device_source_ids=["dev-vip"],
+                    device_names=["pc-001.sakura.example.jp"],
+                    evidence={"users": ["SAKURA\\tanaka"]},
+                    created_at=T0 + timedelta(minutes=n),
+                    last_update_at=T0 + timedelta(minutes=n),
+                )
+            )
     return sessions
 
 
@@ -149,16 +163,21 @@ def test_json_file_of_alerts_is_explained(config: Path, tmp_path: Path) -> None:
     alert = page["value"][0]
     meterpreter = alert | {"id": "a2", "title": "Suspicious 'Meterpreter' behavior"}
     broken = alert | {"id": "a3", "lastUpdateDateTime": None}
-    test_alert = alert | {"id": "a4", "title": "[Test Alert] Suspicious Powershell commandline",
-                          "severity": "informational"}
+    test_alert = alert | {
+        "id": "a4",
+        "title": "[Test Alert] Suspicious Powershell commandline",
+        "severity": "informational",
+    }
     path = tmp_path / "alerts.json"
     path.write_text(json.dumps({"value": [alert, meterpreter, broken, test_alert]}), "utf-8")
 
     result = invoke(config, "playbooks", "test", str(path), "--company", "sakura-seisakusho")
     out = result.output
     assert result.exit_code == 1, out  # one alert could not be read
-    assert (f"alerts.json[0] {alert['id']} [sakura-seisakusho] "
-            "'Suspicious execution of hidden file' (low)") in out
+    assert (
+        f"alerts.json[0] {alert['id']} [sakura-seisakusho] "
+        "'Suspicious execution of hidden file' (low)"
+    ) in out
     assert "Decision: P3, ticket" in out
     assert "1. hands-on-keyboard (default.toml:" in out
     assert """title "Suspicious 'Meterpreter' behavior" matches /hands-on-keyboard|""" in out
@@ -176,8 +195,10 @@ def test_json_single_alert_with_a_playbook_being_edited(config: Path, tmp_path: 
     path = tmp_path / "alert.json"
     path.write_text(json.dumps(alert), encoding="utf-8")
     draft = tmp_path / "draft.toml"
-    draft.write_text('[[rules]]\nname = "hidden"\nmitre = "T1564"\npriority = "P2"\n'
-                     'correlate = "alert"\n', encoding="utf-8")
+    draft.write_text(
+        '[[rules]]\nname = "hidden"\nmitre = "T1564"\npriority = "P2"\ncorrelate = "alert"\n',
+        encoding="utf-8",
+    )
     result = invoke(config, "playbooks", "test", str(path), "--playbook", str(draft))
     assert result.exit_code == 0, result.output
     assert "[unknown]" in result.output
@@ -216,8 +237,9 @@ def test_stored_alert_by_id_or_source_id_changes_nothing(
     result = invoke(config, "playbooks", "test", "--alert", str(ransom_id), "--alert", "a-test")
     out = result.output
     assert result.exit_code == 0, out
-    assert (f"alert {ransom_id} (a-ransom) [sakura-seisakusho] 'Ransomware behavior detected' "
-            "(high)") in out
+    assert (
+        f"alert {ransom_id} (a-ransom) [sakura-seisakusho] 'Ransomware behavior detected' (high)"
+    ) in out
     assert "isolate:         request by rule 'ransomware-category'" in out
     assert "suppressed (detection-test)" in out
     assert "2 alert(s) decided:" in out
@@ -228,9 +250,11 @@ def test_stored_facts_include_tags_and_evidence(
     config: Path, stored: sessionmaker[Session], tmp_path: Path
 ) -> None:
     draft = tmp_path / "vip.toml"
-    draft.write_text('[[rules]]\nname = "vip"\ndevice_tag = "vip"\nuser = "tanaka"\n'
-                     'tenant = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c01"\npriority = "P1"\n',
-                     encoding="utf-8")
+    draft.write_text(
+        '[[rules]]\nname = "vip"\ndevice_tag = "vip"\nuser = "tanaka"\n'
+        'tenant = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c01"\npriority = "P1"\n',
+        encoding="utf-8",
+    )
     result = invoke(config, "playbooks", "test", "--alert", "a-low", "--playbook", str(draft))
     assert result.exit_code == 0, result.output
     assert "- device tag 'VIP' is listed" in result.output

@@ -46,8 +46,13 @@ def playbook() -> Playbook:
 
 def row(decision: Decision) -> Row:
     return (
-        decision.priority, decision.ticket, decision.notify_desk, decision.notify_company,
-        decision.suppressed_reason, decision.isolate, decision.mark_device_verified,
+        decision.priority,
+        decision.ticket,
+        decision.notify_desk,
+        decision.notify_company,
+        decision.suppressed_reason,
+        decision.isolate,
+        decision.mark_device_verified,
         (decision.classification, decision.determination),
     )
 
@@ -106,13 +111,21 @@ def test_documented_payloads(playbook: Playbook, record: AlertRecord, expected: 
 
 def test_documented_evidence_reaches_the_facts() -> None:
     graph = _alert_record(fixture("graph__list_alerts_v2.json")["value"][0])
-    facts = AlertFacts.from_record(graph, company_key="acme-kogyo", business_hours=False,
-                                   tenant_id="b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c")
+    facts = AlertFacts.from_record(
+        graph,
+        company_key="acme-kogyo",
+        business_hours=False,
+        tenant_id="b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c",
+    )
     assert facts.users and facts.file_hashes  # the process evidence's account and image
     assert facts.tenant_id == "b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c"
     mde = mde_record(fixture("mde__list_alerts_default.json")["value"][0])
-    assert any("temp123" in user for user in AlertFacts.from_record(
-        mde, company_key="acme-kogyo", business_hours=False).users)
+    assert any(
+        "temp123" in user
+        for user in AlertFacts.from_record(
+            mde, company_key="acme-kogyo", business_hours=False
+        ).users
+    )
 
 
 SANDBOX: dict[str, Row] = {
@@ -138,8 +151,12 @@ SANDBOX: dict[str, Row] = {
 @pytest.fixture(scope="module")
 def sandbox_records() -> dict[str, AlertRecord]:
     """One alert of each kind, raised through the sandbox's own controls and Graph JSON."""
-    world = SandboxWorld(seed=5, tenants=1, alert_interval_seconds=3600,
-                         clock=lambda: datetime(2026, 11, 18, 2, 0, tzinfo=UTC))
+    world = SandboxWorld(
+        seed=5,
+        tenants=1,
+        alert_interval_seconds=3600,
+        clock=lambda: datetime(2026, 11, 18, 2, 0, tzinfo=UTC),
+    )
     tenant = world.tenants[0].tenant_id
     world.clear_tenant(tenant)
     records = {}

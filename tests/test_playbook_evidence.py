@@ -25,7 +25,9 @@ def load(tmp_path: Path, text: str, name: str = "rules.toml") -> Playbook:
 
 def facts(**overrides: Any) -> AlertFacts:
     base: dict[str, Any] = {
-        "title": "Suspicious activity", "severity": "medium", "company_key": "acme-kogyo",
+        "title": "Suspicious activity",
+        "severity": "medium",
+        "company_key": "acme-kogyo",
         "business_hours": True,
     }
     return AlertFacts(**(base | overrides))
@@ -33,47 +35,109 @@ def facts(**overrides: Any) -> AlertFacts:
 
 # (condition, alert it accepts, alert it refuses, words explain() gives for the accepted one)
 CONDITIONS = [
-    ('user = "alice"', {"users": ("CONTOSO\\Alice",)}, {"users": ("CONTOSO\\alicia",)},
-     "user 'CONTOSO\\Alice' matches listed 'alice'"),
-    ('user = "alice"', {"users": ("Alice@Contoso.com",)},
-     {"users": ("bob@contoso.com", "CONTOSO\\malice")},
-     "user 'Alice@Contoso.com' matches listed 'alice'"),
-    ('user = "alice@contoso.com"', {"users": ("ALICE@contoso.com",)},
-     {"users": ("CONTOSO\\alice",)}, "user 'ALICE@contoso.com' is listed"),
-    ('user = "contoso\\\\alice"', {"users": ("CONTOSO\\ALICE",)}, {"users": ("alice",)},
-     "user 'CONTOSO\\ALICE' is listed"),
-    ("user_regex = '^svc-'", {"users": ("bob", "SVC-backup")}, {"users": ("CONTOSO\\svc-x",)},
-     "user 'SVC-backup' matches /^svc-/"),
-    (f'file_hash = "{SHA256.upper()}"', {"file_hashes": (SHA1, SHA256)},
-     {"file_hashes": (SHA1,)}, f"file hash '{SHA256}' is listed"),
-    (f'file_hash = ["{MD5}", "{SHA1}"]', {"file_hashes": (SHA1.upper(),)},
-     {"file_hashes": (SHA256,)}, f"file hash '{SHA1.upper()}' is listed"),
-    ('ip = ["10.0.0.0/8", "192.168.1.5"]', {"ips": ("not-an-ip", "10.20.30.40")},
-     {"ips": ("11.0.0.1", "192.168.1.6", "", "300.1.1.1")}, "IP 10.20.30.40 is in 10.0.0.0/8"),
-    ('ip = "192.168.1.5"', {"ips": (" 192.168.1.5 ",)}, {"ips": ("192.168.1.50",)},
-     "IP 192.168.1.5 is in 192.168.1.5/32"),
-    ('ip = "2001:db8::/32"', {"ips": ("2001:DB8::1",)}, {"ips": ("2001:db9::1", "10.0.0.1")},
-     "IP 2001:DB8::1 is in 2001:db8::/32"),
-    ('ip = "10.0.0.0/8"', {"ips": ("::ffff:10.1.2.3",)}, {"ips": ("fe80::1%eth0",)},
-     "IP ::ffff:10.1.2.3 is in 10.0.0.0/8"),
-    ('url = ["login-verify", "invoice"]', {"urls": ("https://SharePoint-INVOICE.example/x",)},
-     {"urls": ("https://example.jp/",)},
-     "URL 'https://SharePoint-INVOICE.example/x' contains 'invoice'"),
-    (r"url_regex = '^https?://[^/]*\.example/'", {"urls": ("HTTPS://a.Example/x",)},
-     {"urls": ("https://example.jp/a.example/",)},
-     "URL 'HTTPS://a.Example/x' matches /^https?://[^/]*\\.example/"),
-    ('device_tag = ["VIP", "server"]', {"device_tags": ("kiosk", "vip")},
-     {"device_tags": ("vip-2",)}, "device tag 'vip' is listed"),
-    ('tenant = "5F1B2C3D-0000-4A6B-8C7D-0E1F2A3B4C01"',
-     {"tenant_id": "5f1b2c3d-0000-4a6b-8c7d-0e1f2a3b4c01"}, {"tenant_id": ""},
-     "tenant is '5f1b2c3d-0000-4a6b-8c7d-0e1f2a3b4c01'"),
+    (
+        'user = "alice"',
+        {"users": ("CONTOSO\\Alice",)},
+        {"users": ("CONTOSO\\alicia",)},
+        "user 'CONTOSO\\Alice' matches listed 'alice'",
+    ),
+    (
+        'user = "alice"',
+        {"users": ("Alice@Contoso.com",)},
+        {"users": ("bob@contoso.com", "CONTOSO\\malice")},
+        "user 'Alice@Contoso.com' matches listed 'alice'",
+    ),
+    (
+        'user = "alice@contoso.com"',
+        {"users": ("ALICE@contoso.com",)},
+        {"users": ("CONTOSO\\alice",)},
+        "user 'ALICE@contoso.com' is listed",
+    ),
+    (
+        'user = "contoso\\\\alice"',
+        {"users": ("CONTOSO\\ALICE",)},
+        {"users": ("alice",)},
+        "user 'CONTOSO\\ALICE' is listed",
+    ),
+    (
+        "user_regex = '^svc-'",
+        {"users": ("bob", "SVC-backup")},
+        {"users": ("CONTOSO\\svc-x",)},
+        "user 'SVC-backup' matches /^svc-/",
+    ),
+    (
+        f'file_hash = "{SHA256.upper()}"',
+        {"file_hashes": (SHA1, SHA256)},
+        {"file_hashes": (SHA1,)},
+        f"file hash '{SHA256}' is listed",
+    ),
+    (
+        f'file_hash = ["{MD5}", "{SHA1}"]',
+        {"file_hashes": (SHA1.upper(),)},
+        {"file_hashes": (SHA256,)},
+        f"file hash '{SHA1.upper()}' is listed",
+    ),
+    (
+        'ip = ["10.0.0.0/8", "192.168.1.5"]',
+        {"ips": ("not-an-ip", "10.20.30.40")},
+        {"ips": ("11.0.0.1", "192.168.1.6", "", "300.1.1.1")},
+        "IP 10.20.30.40 is in 10.0.0.0/8",
+    ),
+    (
+        'ip = "192.168.1.5"',
+        {"ips": (" 192.168.1.5 ",)},
+        {"ips": ("192.168.1.50",)},
+        "IP 192.168.1.5 is in 192.168.1.5/32",
+    ),
+    (
+        'ip = "2001:db8::/32"',
+        {"ips": ("2001:DB8::1",)},
+        {"ips": ("2001:db9::1", "10.0.0.1")},
+        "IP 2001:DB8::1 is in 2001:db8::/32",
+    ),
+    (
+        'ip = "10.0.0.0/8"',
+        {"ips": ("::ffff:10.1.2.3",)},
+        {"ips": ("fe80::1%eth0",)},
+        "IP ::ffff:10.1.2.3 is in 10.0.0.0/8",
+    ),
+    (
+        'url = ["login-verify", "invoice"]',
+        {"urls": ("https://SharePoint-INVOICE.example/x",)},
+        {"urls": ("https://example.jp/",)},
+        "URL 'https://SharePoint-INVOICE.example/x' contains 'invoice'",
+    ),
+    (
+        r"url_regex = '^https?://[^/]*\.example/'",
+        {"urls": ("HTTPS://a.Example/x",)},
+        {"urls": ("https://example.jp/a.example/",)},
+        "URL 'HTTPS://a.Example/x' matches /^https?://[^/]*\\.example/",
+    ),
+    (
+        'device_tag = ["VIP", "server"]',
+        {"device_tags": ("kiosk", "vip")},
+        {"device_tags": ("vip-2",)},
+        "device tag 'vip' is listed",
+    ),
+    (
+        'tenant = "5F1B2C3D-0000-4A6B-8C7D-0E1F2A3B4C01"',
+        {"tenant_id": "5f1b2c3d-0000-4a6b-8c7d-0e1f2a3b4c01"},
+        {"tenant_id": ""},
+        "tenant is '5f1b2c3d-0000-4a6b-8c7d-0e1f2a3b4c01'",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("condition", "accepted", "refused", "because"), CONDITIONS,
-                         ids=[f"{i}-{c[0].split(' ')[0]}" for i, c in enumerate(CONDITIONS)])
+@pytest.mark.parametrize(
+    ("condition", "accepted", "refused", "because"),
+    CONDITIONS,
+    ids=[f"{i}-{c[0].split(' ')[0]}" for i, c in enumerate(CONDITIONS)],
+)
 def test_each_evidence_condition_accepts_refuses_and_explains(
-    tmp_path: Path, condition: str, accepted: dict[str, Any], refused: dict[str, Any],
+    tmp_path: Path,
+    condition: str,
+    accepted: dict[str, Any],
+    refused: dict[str, Any],
     because: str,
 ) -> None:
     playbook = load(tmp_path, f'[[rules]]\nname = "r"\n{condition}\npriority = "P1"\n')
@@ -85,7 +149,9 @@ def test_each_evidence_condition_accepts_refuses_and_explains(
 
 
 def test_evidence_conditions_combine_with_the_others(tmp_path: Path) -> None:
-    playbook = load(tmp_path, f"""
+    playbook = load(
+        tmp_path,
+        f"""
 [[rules]]
 name = "backup-server-tool"
 device_tag = "backup"
@@ -93,14 +159,21 @@ user = "svc-backup"
 file_hash = "{SHA1}"
 severity = "low"
 suppress = "known-benign"
-""")
+""",
+    )
     hit: dict[str, Any] = {
-        "severity": "Low", "device_tags": ("Backup",), "users": ("CORP\\svc-backup",),
+        "severity": "Low",
+        "device_tags": ("Backup",),
+        "users": ("CORP\\svc-backup",),
         "file_hashes": (SHA1,),
     }
     assert playbook.evaluate(facts(**hit)).suppressed_reason == "known-benign"
-    for change in ({"device_tags": ()}, {"users": ("CORP\\tanaka",)}, {"severity": "high"},
-                   {"file_hashes": (SHA256,)}):
+    for change in (
+        {"device_tags": ()},
+        {"users": ("CORP\\tanaka",)},
+        {"severity": "high"},
+        {"file_hashes": (SHA256,)},
+    ):
         assert playbook.evaluate(facts(**(hit | change))).matched == ()
 
 
@@ -139,17 +212,32 @@ def test_new_outcomes_first_writer_wins_and_defaults(tmp_path: Path) -> None:
     playbook = load(tmp_path, OUTCOMES)
     ransom = playbook.evaluate(facts(category="ransomware"))
     assert ransom.matched == ("ransom", "creds")
-    assert (ransom.isolate, ransom.escalate, ransom.correlate, ransom.correlate_window_minutes,
-            ransom.classification, ransom.determination) == (
-        "request", "oncall-phone", "device-technique", 240, "truepositive", "malware")
+    assert (
+        ransom.isolate,
+        ransom.escalate,
+        ransom.correlate,
+        ransom.correlate_window_minutes,
+        ransom.classification,
+        ransom.determination,
+    ) == ("request", "oncall-phone", "device-technique", 240, "truepositive", "malware")
     creds = playbook.evaluate(facts(category="CredentialAccess"))
-    assert (creds.isolate, creds.escalate, creds.correlate, creds.correlate_window_minutes,
-            creds.classification, creds.determination) == (
-        "propose", "desk-mail", "alert", 60, "truepositive", "compromiseduser")
+    assert (
+        creds.isolate,
+        creds.escalate,
+        creds.correlate,
+        creds.correlate_window_minutes,
+        creds.classification,
+        creds.determination,
+    ) == ("propose", "desk-mail", "alert", 60, "truepositive", "compromiseduser")
     plain = playbook.evaluate(facts())
-    assert (plain.isolate, plain.escalate, plain.correlate, plain.correlate_window_minutes,
-            plain.classification, plain.determination) == (
-        None, None, "incident", 60, None, None)
+    assert (
+        plain.isolate,
+        plain.escalate,
+        plain.correlate,
+        plain.correlate_window_minutes,
+        plain.classification,
+        plain.determination,
+    ) == (None, None, "incident", 60, None, None)
 
 
 def test_a_suppressed_alert_never_escalates_or_isolates_but_keeps_its_verdict(
@@ -163,20 +251,27 @@ def test_a_suppressed_alert_never_escalates_or_isolates_but_keeps_its_verdict(
     # The first verdict stays: the drill rule came too late to change it.
     assert (decision.classification, decision.determination) == ("truepositive", "malware")
     text = decision.explain()
-    assert "isolate:         no   suppressed by rule 'drill' (rules.toml:23) " \
-           "(by rule 'ransom' (rules.toml:2) asked for 'request')" in text
+    assert (
+        "isolate:         no   suppressed by rule 'drill' (rules.toml:23) "
+        "(by rule 'ransom' (rules.toml:2) asked for 'request')" in text
+    )
     assert "escalate to:     no   suppressed by rule 'drill'" in text
     assert "classification:  truePositive by rule 'ransom' (rules.toml:2)" in text
     assert "determination:   malware by rule 'ransom' (rules.toml:2)" in text
 
     drill = playbook.evaluate(facts(device_tags=("drill",)))
     assert (drill.classification, drill.determination, drill.isolate) == (
-        "informationalexpectedactivity", "securitytesting", None)
+        "informationalexpectedactivity",
+        "securitytesting",
+        None,
+    )
     assert "verdict informationalExpectedActivity / securityTesting" in drill.explain()
 
 
 def test_a_determination_comes_only_with_its_own_classification(tmp_path: Path) -> None:
-    playbook = load(tmp_path, """
+    playbook = load(
+        tmp_path,
+        """
 [[rules]]
 name = "verdict-only"
 severity = "high"
@@ -186,7 +281,8 @@ classification = "truePositive"
 name = "with-determination"
 classification = "falsePositive"
 determination = "clean"
-""")
+""",
+    )
     high = playbook.evaluate(facts(severity="high"))
     assert (high.classification, high.determination) == ("truepositive", None)
     low = playbook.evaluate(facts(severity="low"))
@@ -195,7 +291,7 @@ determination = "clean"
 
 def test_defaults_set_correlation_first_file_wins(tmp_path: Path) -> None:
     local = tmp_path / "local.toml"
-    local.write_text('[defaults]\ncorrelate_window_minutes = 15\n', encoding="utf-8")
+    local.write_text("[defaults]\ncorrelate_window_minutes = 15\n", encoding="utf-8")
     shipped = tmp_path / "shipped.toml"
     shipped.write_text(
         '[defaults]\ncorrelate = "alert"\ncorrelate_window_minutes = 90\n', encoding="utf-8"
@@ -230,36 +326,64 @@ GOOD = '[[rules]]\nname = "ok"\nseverity = "high"\npriority = "P1"\n\n'
 # (case id, rule body after `name = "b"`, words the message must contain)
 ERRORS = [
     ("hash-not-hex", f'file_hash = "{"z" * 64}"', ["file_hash", "is not hexadecimal"]),
-    ("hash-bad-length", f'file_hash = ["{MD5}", "{SHA1[:39]}"]',
-     ["file_hash", "has 39 hex digits", "32, 40 and 64"]),
-    ("bad-cidr", 'ip = ["10.0.0.0/8", "10.0.0.0/33"]',
-     ["ip", "'10.0.0.0/33' is not an IP address or CIDR network"]),
-    ("cidr-host-bits", 'ip = "10.1.2.3/8"',
-     ["ip", "has host bits set", "did you mean '10.0.0.0/8'?"]),
+    (
+        "hash-bad-length",
+        f'file_hash = ["{MD5}", "{SHA1[:39]}"]',
+        ["file_hash", "has 39 hex digits", "32, 40 and 64"],
+    ),
+    (
+        "bad-cidr",
+        'ip = ["10.0.0.0/8", "10.0.0.0/33"]',
+        ["ip", "'10.0.0.0/33' is not an IP address or CIDR network"],
+    ),
+    (
+        "cidr-host-bits",
+        'ip = "10.1.2.3/8"',
+        ["ip", "has host bits set", "did you mean '10.0.0.0/8'?"],
+    ),
     ("bad-user-regex", "user_regex = '(svc'", ["user_regex", "'(svc' does not compile"]),
     ("bad-url-regex", "url_regex = '[a-'", ["url_regex", "'[a-' does not compile"]),
     ("blank-user", 'user = " "', ["user", "would match every alert"]),
     ("blank-url", 'url = ""', ["url", "would match every alert"]),
     ("blank-tag", 'device_tag = ["vip", ""]', ["device_tag", "would match every alert"]),
     ("blank-tenant", 'tenant = ""', ["tenant", "would match every alert"]),
-    ("unknown-correlate", 'correlate = "ticket"',
-     ["correlate must be one of incident, device-technique, alert", "'ticket'"]),
-    ("window-zero", "correlate_window_minutes = 0",
-     ["correlate_window_minutes must be from 1 to 10080"]),
+    (
+        "unknown-correlate",
+        'correlate = "ticket"',
+        ["correlate must be one of incident, device-technique, alert", "'ticket'"],
+    ),
+    (
+        "window-zero",
+        "correlate_window_minutes = 0",
+        ["correlate_window_minutes must be from 1 to 10080"],
+    ),
     ("window-too-long", "correlate_window_minutes = 10081", ["from 1 to 10080", "10081"]),
     ("window-text", 'correlate_window_minutes = "60"', ["whole number", "'60'"]),
     ("bad-channel", 'escalate = "Teams SOC"', ["escalate", "'Teams SOC'", "lower-case"]),
     ("bad-isolate", 'isolate = "yes"', ["isolate must be one of propose, request", "'yes'"]),
-    ("unknown-classification", 'classification = "benign"',
-     ["unknown classification 'benign'", "informationalExpectedActivity"]),
-    ("determination-alone", 'determination = "securityTesting"',
-     ["rule 'b'", "determination needs a classification"]),
-    ("unknown-determination", 'classification = "truePositive"\ndetermination = "ransomware"',
-     ["unknown determination 'ransomware'", "securityTesting"]),
-    ("determination-of-other-classification",
-     'classification = "falsePositive"\ndetermination = "malware"',
-     ["determination 'malware' does not go with classification 'falsePositive'",
-      "clean, insufficientData, other"]),
+    (
+        "unknown-classification",
+        'classification = "benign"',
+        ["unknown classification 'benign'", "informationalExpectedActivity"],
+    ),
+    (
+        "determination-alone",
+        'determination = "securityTesting"',
+        ["rule 'b'", "determination needs a classification"],
+    ),
+    (
+        "unknown-determination",
+        'classification = "truePositive"\ndetermination = "ransomware"',
+        ["unknown determination 'ransomware'", "securityTesting"],
+    ),
+    (
+        "determination-of-other-classification",
+        'classification = "falsePositive"\ndetermination = "malware"',
+        [
+            "determination 'malware' does not go with classification 'falsePositive'",
+            "clean, insufficientData, other",
+        ],
+    ),
 ]
 
 
@@ -280,7 +404,10 @@ def test_new_keys_are_refused_with_file_line_and_reason(
 def test_bad_correlation_default_names_the_defaults_line(tmp_path: Path) -> None:
     path = tmp_path / "operator.toml"
     path.write_text('# x\n[defaults]\nticket = true\ncorrelate = "device"\n', "utf-8")
-    with pytest.raises(PlaybookError, match=re.escape(
-        f"{path}:4: [defaults]: correlate: correlate must be one of incident, device-technique"
-    )):
+    with pytest.raises(
+        PlaybookError,
+        match=re.escape(
+            f"{path}:4: [defaults]: correlate: correlate must be one of incident, device-technique"
+        ),
+    ):
         load_playbooks([path])

@@ -104,10 +104,13 @@ def test_the_check_applies_on_every_load(tmp_path: Path) -> None:
     path = tmp_path / "local.toml"
     escalating = rule("vip", "P1") + 'escalate = "teams-soc"\n'
     save(path, escalating)
-    with pytest.raises(PlaybookError, match=(
-        r"local.toml:1: rule 'vip': escalate: no desk channel 'teams-soc' in the config "
-        r"\(it has: desk\)"
-    )):
+    with pytest.raises(
+        PlaybookError,
+        match=(
+            r"local.toml:1: rule 'vip': escalate: no desk channel 'teams-soc' in the config "
+            r"\(it has: desk\)"
+        ),
+    ):
         LivePlaybooks([path], check=channel_check(["desk"]))
 
     save(path, rule("plain", "P2"))

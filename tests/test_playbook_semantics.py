@@ -22,7 +22,9 @@ def load(tmp_path: Path, text: str) -> Playbook:
 
 def facts(**overrides: Any) -> AlertFacts:
     base: dict[str, Any] = {
-        "title": "Suspicious activity", "severity": "medium", "company_key": "acme-kogyo",
+        "title": "Suspicious activity",
+        "severity": "medium",
+        "company_key": "acme-kogyo",
         "business_hours": True,
     }
     return AlertFacts(**(base | overrides))
@@ -35,25 +37,43 @@ CONDITIONS = [
     ('category = "Malware"', {"category": "malware"}, {"category": "MalwareX"}),
     ('title = ["ransom", "wiper"]', {"title": "Possible WIPER activity"}, {"title": "Ransum"}),
     ("title_regex = '^\\[test alert\\]'", {"title": "[Test Alert] x"}, {"title": "x [Test Alert]"}),
-    ('detection_source = "antivirus"', {"detection_source": "Antivirus"},
-     {"detection_source": "smartScreen"}),
-    ('service_source = "microsoftDefenderForEndpoint"',
-     {"service_source": "MicrosoftDefenderForEndpoint"},
-     {"service_source": "microsoftDefenderForOffice365"}),
-    ('mitre = "T1059"', {"mitre_techniques": ("T1027", "T1059.001")},
-     {"mitre_techniques": ("T1105",)}),
-    ('mitre = "T1059.001"', {"mitre_techniques": ("t1059.001",)},
-     {"mitre_techniques": ("T1059", "T1059.003")}),
-    ("device_name_regex = '^kiosk-\\d+$'", {"device_names": ("pc-01", "KIOSK-07")},
-     {"device_names": ("pc-kiosk-07",)}),
-    ('company = ["acme-kogyo", "beta-shoji"]', {"company_key": "beta-shoji"},
-     {"company_key": "gamma"}),
+    (
+        'detection_source = "antivirus"',
+        {"detection_source": "Antivirus"},
+        {"detection_source": "smartScreen"},
+    ),
+    (
+        'service_source = "microsoftDefenderForEndpoint"',
+        {"service_source": "MicrosoftDefenderForEndpoint"},
+        {"service_source": "microsoftDefenderForOffice365"},
+    ),
+    (
+        'mitre = "T1059"',
+        {"mitre_techniques": ("T1027", "T1059.001")},
+        {"mitre_techniques": ("T1105",)},
+    ),
+    (
+        'mitre = "T1059.001"',
+        {"mitre_techniques": ("t1059.001",)},
+        {"mitre_techniques": ("T1059", "T1059.003")},
+    ),
+    (
+        "device_name_regex = '^kiosk-\\d+$'",
+        {"device_names": ("pc-01", "KIOSK-07")},
+        {"device_names": ("pc-kiosk-07",)},
+    ),
+    (
+        'company = ["acme-kogyo", "beta-shoji"]',
+        {"company_key": "beta-shoji"},
+        {"company_key": "gamma"},
+    ),
     ("business_hours = false", {"business_hours": False}, {"business_hours": True}),
 ]
 
 
-@pytest.mark.parametrize(("condition", "accepted", "refused"), CONDITIONS,
-                         ids=[c[0].split(" ")[0] for c in CONDITIONS])
+@pytest.mark.parametrize(
+    ("condition", "accepted", "refused"), CONDITIONS, ids=[c[0].split(" ")[0] for c in CONDITIONS]
+)
 def test_each_condition_accepts_and_refuses(
     tmp_path: Path, condition: str, accepted: dict[str, Any], refused: dict[str, Any]
 ) -> None:
@@ -63,15 +83,20 @@ def test_each_condition_accepts_and_refuses(
 
 
 def test_all_conditions_of_a_rule_must_hold(tmp_path: Path) -> None:
-    playbook = load(tmp_path, """
+    playbook = load(
+        tmp_path,
+        """
 [[rules]]
 name = "phishing"
 category = "InitialAccess"
 mitre = "T1566"
 priority = "P2"
-""")
-    assert playbook.evaluate(
-        facts(category="InitialAccess", mitre_techniques=("T1566.001",))).priority == "P2"
+""",
+    )
+    assert (
+        playbook.evaluate(facts(category="InitialAccess", mitre_techniques=("T1566.001",))).priority
+        == "P2"
+    )
     assert playbook.evaluate(facts(category="InitialAccess")).matched == ()
     assert playbook.evaluate(facts(mitre_techniques=("T1566",))).matched == ()
 
@@ -82,7 +107,9 @@ def test_a_rule_without_conditions_matches_every_alert(tmp_path: Path) -> None:
 
 
 def test_first_rule_that_sets_a_field_wins_and_later_rules_fill_the_rest(tmp_path: Path) -> None:
-    playbook = load(tmp_path, """
+    playbook = load(
+        tmp_path,
+        """
 [[rules]]
 name = "first"
 severity = "high"
@@ -95,17 +122,23 @@ priority = "P1"
 ticket = true
 notify_desk = true
 notify_company = true
-""")
+""",
+    )
     decision = playbook.evaluate(facts(severity="High"))
     assert decision.matched == ("first", "second")
     assert (decision.priority, decision.ticket, decision.notify_desk, decision.notify_company) == (
-        "P3", True, False, True,
+        "P3",
+        True,
+        False,
+        True,
     )
     assert playbook.evaluate(facts(severity="low")).priority == "P1"  # "first" did not match
 
 
 def test_stop_ends_evaluation_only_when_its_rule_matches(tmp_path: Path) -> None:
-    playbook = load(tmp_path, """
+    playbook = load(
+        tmp_path,
+        """
 [[rules]]
 name = "quiet"
 company = "acme-kogyo"
@@ -116,10 +149,14 @@ stop = true
 name = "loud"
 ticket = true
 notify_desk = true
-""")
+""",
+    )
     stopped = playbook.evaluate(facts(company_key="acme-kogyo"))
     assert (stopped.matched, stopped.priority, stopped.ticket, stopped.notify_desk) == (
-        ("quiet",), "P4", False, False,
+        ("quiet",),
+        "P4",
+        False,
+        False,
     )
     passed = playbook.evaluate(facts(company_key="beta-shoji"))
     assert (passed.matched, passed.priority, passed.ticket) == (("loud",), "P2", True)
@@ -128,7 +165,9 @@ notify_desk = true
 def test_suppression_overrides_tickets_and_notices_from_any_rule_or_default(
     tmp_path: Path,
 ) -> None:
-    playbook = load(tmp_path, """
+    playbook = load(
+        tmp_path,
+        """
 [defaults]
 ticket = true
 notify_company = true
@@ -142,7 +181,8 @@ notify_desk = true
 name = "backup-tool"
 device_name_regex = '^backup-'
 suppress = "known-benign"
-""")
+""",
+    )
     decision = playbook.evaluate(facts(device_names=("BACKUP-01",)))
     assert decision.matched == ("escalate", "backup-tool")
     assert decision.suppressed_reason == "known-benign"
@@ -153,7 +193,9 @@ suppress = "known-benign"
 
 
 def test_first_suppression_reason_is_kept(tmp_path: Path) -> None:
-    playbook = load(tmp_path, """
+    playbook = load(
+        tmp_path,
+        """
 [[rules]]
 name = "a"
 suppress = "detection-test"
@@ -163,13 +205,16 @@ mark_device_verified = true
 name = "b"
 suppress = "known-benign"
 mark_device_verified = false
-""")
+""",
+    )
     decision = playbook.evaluate(facts())
     assert (decision.suppressed_reason, decision.mark_device_verified) == ("detection-test", True)
 
 
 def test_defaults_give_priority_by_severity_with_a_fallback(tmp_path: Path) -> None:
-    playbook = load(tmp_path, """
+    playbook = load(
+        tmp_path,
+        """
 [defaults]
 priority = "P3"
 
@@ -180,17 +225,27 @@ High = "P2"
 name = "never"
 company = "nobody"
 ticket = true
-""")
-    by_severity = {s: playbook.evaluate(facts(severity=s)).priority
-                   for s in ("HIGH", "medium", "low", "Informational", "UnSpecified")}
+""",
+    )
+    by_severity = {
+        s: playbook.evaluate(facts(severity=s)).priority
+        for s in ("HIGH", "medium", "low", "Informational", "UnSpecified")
+    }
     # high from this file, medium/low/informational from the built-in table, fallback P3
-    assert by_severity == {"HIGH": "P2", "medium": "P2", "low": "P3", "Informational": "P4",
-                           "UnSpecified": "P3"}
+    assert by_severity == {
+        "HIGH": "P2",
+        "medium": "P2",
+        "low": "P3",
+        "Informational": "P4",
+        "UnSpecified": "P3",
+    }
     assert playbook.evaluate(facts()).ticket is False
 
 
 def test_files_run_in_the_order_given(tmp_path: Path) -> None:
-    local = write(tmp_path, """
+    local = write(
+        tmp_path,
+        """
 [defaults]
 notify_desk = true
 
@@ -201,8 +256,12 @@ low = "P2"
 name = "local-quiet-company"
 company = "acme-kogyo"
 priority = "P4"
-""", "local.toml")
-    shipped = write(tmp_path, """
+""",
+        "local.toml",
+    )
+    shipped = write(
+        tmp_path,
+        """
 [defaults]
 notify_desk = false
 ticket = true
@@ -214,7 +273,9 @@ low = "P4"
 name = "shipped-medium"
 severity = "medium"
 priority = "P2"
-""", "shipped.toml")
+""",
+        "shipped.toml",
+    )
     local_first = load_playbooks([local, shipped])
     shipped_first = load_playbooks([shipped, local])
     assert [r.name for r in local_first.rules] == ["local-quiet-company", "shipped-medium"]
@@ -231,7 +292,9 @@ priority = "P2"
 
 
 def test_explain_names_rules_conditions_and_origins(tmp_path: Path) -> None:
-    playbook = load(tmp_path, """
+    playbook = load(
+        tmp_path,
+        """
 [[rules]]
 name = "creds"
 description = "Credential theft."
@@ -249,9 +312,11 @@ stop = true
 [[rules]]
 name = "never-reached"
 notify_desk = true
-""")
+""",
+    )
     decision = playbook.evaluate(
-        facts(severity="Low", mitre_techniques=("T1003.001",), device_names=("LAB-3",)))
+        facts(severity="Low", mitre_techniques=("T1003.001",), device_names=("LAB-3",))
+    )
     text = decision.explain()
     assert decision.matched == ("creds", "lab-device")
     assert "1. creds (rules.toml:2)" in text
@@ -263,8 +328,10 @@ notify_desk = true
     assert "stop: later rules were not evaluated" in text
     assert "never-reached" not in text
     assert "priority:        P1   by rule 'creds' (rules.toml:2)" in text
-    assert "ticket:          no   suppressed by rule 'lab-device' (rules.toml:10) " \
-           "(by rule 'creds' (rules.toml:2) asked for yes)" in text
+    assert (
+        "ticket:          no   suppressed by rule 'lab-device' (rules.toml:10) "
+        "(by rule 'creds' (rules.toml:2) asked for yes)" in text
+    )
 
 
 def test_explain_without_matches_points_at_the_defaults(tmp_path: Path) -> None:

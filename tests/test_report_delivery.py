@@ -12,26 +12,39 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.config import DeskConfig
 from edrtrial.db import transaction
-from edrtrial.mailer import FileTransport
 from edrtrial.models import Alert, Company, OutboxMessage, Tenant
-from edrtrial.outbox import deliver_due
-from edrtrial.reports.delivery import queue_detection_report
+from edrtrial.notify.mail import FileTransport
+from edrtrial.notify.outbox import deliver_due
+from edrtrial.notify.report_mail import queue_detection_report
 
 NOW = datetime(2026, 11, 9, 0, 0, tzinfo=UTC)
 DESK = DeskConfig(name="EDR体験 運営事務局", email="desk@example.jp", phone="03-0000-0000")
 
 
 def add_company(session: Session) -> Company:
-    company = Company(key="acme", name="株式会社アクメ", contact_name="山田 太郎",
-                      contact_email="yamada@example.jp")
+    company = Company(
+        key="acme",
+        name="株式会社アクメ",
+        contact_name="山田 太郎",
+        contact_email="yamada@example.jp",
+    )
     session.add(company)
     session.flush()
     tenant = Tenant(company_id=company.id, connector="defender", external_id="tid-acme")
     session.add(tenant)
     session.flush()
-    session.add(Alert(tenant_id=tenant.id, source="mde", source_id="a1", title="Phish <b>",
-                      severity="high", category="InitialAccess", device_names=["pc-01"],
-                      created_at=datetime(2026, 11, 3, 2, tzinfo=UTC)))
+    session.add(
+        Alert(
+            tenant_id=tenant.id,
+            source="mde",
+            source_id="a1",
+            title="Phish <b>",
+            severity="high",
+            category="InitialAccess",
+            device_names=["pc-01"],
+            created_at=datetime(2026, 11, 3, 2, tzinfo=UTC),
+        )
+    )
     session.flush()
     return company
 
@@ -56,8 +69,13 @@ def test_report_is_queued_once_and_delivered(
     assert "Phish &lt;b&gt;" in first.html and "メールの添付ファイルとURLに注意する" in first.html
 
     outbox_dir = tmp_path / "mail"
-    stats = deliver_due(sessions, FileTransport(outbox_dir), sender="noreply@example.jp",
-                        sender_name="EDR体験 運営事務局", max_attempts=3)
+    stats = deliver_due(
+        sessions,
+        FileTransport(outbox_dir),
+        sender="noreply@example.jp",
+        sender_name="EDR体験 運営事務局",
+        max_attempts=3,
+    )
     assert stats.sent == 1
     written = outbox_dir / f"{message.id}-detection-report.eml"
     mail = BytesParser(policy=policy.default).parsebytes(written.read_bytes())

@@ -24,42 +24,49 @@ DESK = DeskConfig(
 
 
 def add_company(session: Session, key: str, name: str) -> tuple[Company, Tenant]:
-    company = Company(key=key, name=name, contact_name="山田 太郎",
-                      contact_email=f"contact@{key}.example.jp")
+    company = Company(
+        key=key, name=name, contact_name="山田 太郎", contact_email=f"contact@{key}.example.jp"
+    )
     session.add(company)
     session.flush()
     tenant = Tenant(company_id=company.id, connector="defender", external_id=f"tid-{key}")
     session.add(tenant)
-    session.add(Trial(company_id=company.id, starts_on=date(2026, 10, 1),
-                      ends_on=date(2026, 12, 31)))
+    session.add(
+        Trial(company_id=company.id, starts_on=date(2026, 10, 1), ends_on=date(2026, 12, 31))
+    )
     session.flush()
     return company, tenant
 
 
-def add_alert(session: Session, tenant: Tenant, source_id: str, created_at: datetime,
-              **fields: Any) -> Alert:
+def add_alert(
+    session: Session, tenant: Tenant, source_id: str, created_at: datetime, **fields: Any
+) -> Alert:
     values: dict[str, Any] = {
-        "title": "Suspicious activity", "severity": "medium", "category": "SuspiciousActivity",
-        "device_names": ["pc-01"], "device_source_ids": ["m-01"],
+        "title": "Suspicious activity",
+        "severity": "medium",
+        "category": "SuspiciousActivity",
+        "device_names": ["pc-01"],
+        "device_source_ids": ["m-01"],
     }
     values.update(fields)
-    alert = Alert(tenant_id=tenant.id, source="mde", source_id=source_id,
-                  created_at=created_at, **values)
+    alert = Alert(
+        tenant_id=tenant.id, source="mde", source_id=source_id, created_at=created_at, **values
+    )
     session.add(alert)
     session.flush()
     return alert
 
 
 def add_ticket(session: Session, tenant: Tenant, key: str, state: str) -> Ticket:
-    ticket = Ticket(tenant_id=tenant.id, correlation_key=key, title=key, priority="P1",
-                    state=state)
+    ticket = Ticket(tenant_id=tenant.id, correlation_key=key, title=key, priority="P1", state=state)
     session.add(ticket)
     session.flush()
     return ticket
 
 
-def assemble(session: Session, company: Company, start: date = START,
-             end: date = END) -> DetectionReport:
+def assemble(
+    session: Session, company: Company, start: date = START, end: date = END
+) -> DetectionReport:
     return assemble_detection_report(session, company.id, start, end, now=NOW, desk=DESK)
 
 
@@ -67,14 +74,42 @@ def test_another_company_rows_never_appear(sessions: sessionmaker[Session]) -> N
     with sessions() as session:
         ours, our_tenant = add_company(session, "ours", "株式会社こちら")
         theirs, their_tenant = add_company(session, "theirs", "株式会社あちら")
-        add_alert(session, our_tenant, "o1", datetime(2026, 11, 2, 1, tzinfo=UTC),
-                  title="Our alert", severity="low")
-        add_alert(session, their_tenant, "t1", datetime(2026, 11, 2, 1, tzinfo=UTC),
-                  title="THEIR SECRET alert", severity="high", device_names=["their-pc"])
-        add_alert(session, their_tenant, "t2", datetime(2026, 11, 3, 1, tzinfo=UTC),
-                  title="THEIR other alert", severity="high", device_names=["their-pc"])
-        session.add(Device(tenant_id=their_tenant.id, source_id="their-m", name="their-pc",
-                           onboarding_status="Onboarded", in_inventory=True, last_seen=NOW))
+        add_alert(
+            session,
+            our_tenant,
+            "o1",
+            datetime(2026, 11, 2, 1, tzinfo=UTC),
+            title="Our alert",
+            severity="low",
+        )
+        add_alert(
+            session,
+            their_tenant,
+            "t1",
+            datetime(2026, 11, 2, 1, tzinfo=UTC),
+            title="THEIR SECRET alert",
+            severity="high",
+            device_names=["their-pc"],
+        )
+        add_alert(
+            session,
+            their_tenant,
+            "t2",
+            datetime(2026, 11, 3, 1, tzinfo=UTC),
+            title="THEIR other alert",
+            severity="high",
+            device_names=["their-pc"],
+        )
+        session.add(
+            Device(
+                tenant_id=their_tenant.id,
+                source_id="their-m",
+                name="their-pc",
+                onboarding_status="Onboarded",
+                in_inventory=True,
+                last_seen=NOW,
+            )
+        )
 
         report = assemble(session, ours)
 
@@ -94,8 +129,13 @@ def test_period_is_whole_tokyo_days(sessions: sessionmaker[Session]) -> None:
         add_alert(session, tenant, "before", datetime(2026, 10, 31, 14, 59, 59, tzinfo=UTC))
         add_alert(session, tenant, "first", datetime(2026, 10, 31, 15, 0, tzinfo=UTC))
         add_alert(session, tenant, "last", datetime(2026, 11, 7, 14, 59, tzinfo=UTC))
-        add_alert(session, tenant, "next-week", datetime(2026, 11, 7, 15, 30, tzinfo=UTC),
-                  title="After midnight in Tokyo")
+        add_alert(
+            session,
+            tenant,
+            "next-week",
+            datetime(2026, 11, 7, 15, 30, tzinfo=UTC),
+            title="After midnight in Tokyo",
+        )
 
         week = assemble(session, company)
         following = assemble(session, company, date(2026, 11, 8), date(2026, 11, 14))
@@ -115,15 +155,46 @@ def test_rows_say_what_was_done_in_plain_words(sessions: sessionmaker[Session]) 
         done_ticket = add_ticket(session, tenant, "inc:2", "resolved")
         at = datetime(2026, 11, 2, 0, tzinfo=UTC)
         # The test alert without its "[Test Alert]" prefix, known only by the playbook's reason.
-        add_alert(session, tenant, "test", at, severity="informational", category="Execution",
-                  title="Suspicious PowerShell command line", suppressed_reason="detection-test")
-        add_alert(session, tenant, "ransom", at + timedelta(hours=1), severity="high",
-                  category="Ransomware", title="Ransomware behavior", ticket_id=open_ticket.id)
-        add_alert(session, tenant, "cred", at + timedelta(hours=2), severity="medium",
-                  category="CredentialAccess", title="Mimikatz", ticket_id=done_ticket.id)
-        add_alert(session, tenant, "noise", at + timedelta(hours=3), severity="informational",
-                  category="Discovery", suppressed_reason="benign_admin_tool",
-                  triaged_at=at + timedelta(hours=3))
+        add_alert(
+            session,
+            tenant,
+            "test",
+            at,
+            severity="informational",
+            category="Execution",
+            title="Suspicious PowerShell command line",
+            suppressed_reason="detection-test",
+        )
+        add_alert(
+            session,
+            tenant,
+            "ransom",
+            at + timedelta(hours=1),
+            severity="high",
+            category="Ransomware",
+            title="Ransomware behavior",
+            ticket_id=open_ticket.id,
+        )
+        add_alert(
+            session,
+            tenant,
+            "cred",
+            at + timedelta(hours=2),
+            severity="medium",
+            category="CredentialAccess",
+            title="Mimikatz",
+            ticket_id=done_ticket.id,
+        )
+        add_alert(
+            session,
+            tenant,
+            "noise",
+            at + timedelta(hours=3),
+            severity="informational",
+            category="Discovery",
+            suppressed_reason="benign_admin_tool",
+            triaged_at=at + timedelta(hours=3),
+        )
 
         report = assemble(session, company)
 
@@ -136,8 +207,12 @@ def test_rows_say_what_was_done_in_plain_words(sessions: sessionmaker[Session]) 
     assert rows["Mimikatz"].outcome == f"対応済み（受付番号 #{done_ticket.id}）"
     assert rows["Mimikatz"].title == "パスワードなどのログイン情報を盗もうとする動き"
     assert "対応は不要" in rows["Suspicious activity"].outcome
-    assert {s.label: s.count for s in report.severity_counts} == {"高": 1, "中": 1, "低": 0,
-                                                                 "情報": 2}
+    assert {s.label: s.count for s in report.severity_counts} == {
+        "高": 1,
+        "中": 1,
+        "低": 0,
+        "情報": 2,
+    }
     assert (report.total, report.tests, report.open_tickets) == (4, 1, 1)
     assert "4件" in report.headline and "1件はインシデント対応窓口が対応中" in report.headline
 
@@ -145,18 +220,49 @@ def test_rows_say_what_was_done_in_plain_words(sessions: sessionmaker[Session]) 
 def test_advice_follows_what_was_seen(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
         quiet, quiet_tenant = add_company(session, "quiet", "株式会社しずか")
-        add_alert(session, quiet_tenant, "test", datetime(2026, 11, 2, tzinfo=UTC),
-                  title="[Test Alert] Suspicious Powershell commandline", category="Execution")
-        add_alert(session, quiet_tenant, "eicar", datetime(2026, 11, 3, tzinfo=UTC),
-                  title="EICAR test file", category="Malware", suppressed_reason="test-file")
+        add_alert(
+            session,
+            quiet_tenant,
+            "test",
+            datetime(2026, 11, 2, tzinfo=UTC),
+            title="[Test Alert] Suspicious Powershell commandline",
+            category="Execution",
+        )
+        add_alert(
+            session,
+            quiet_tenant,
+            "eicar",
+            datetime(2026, 11, 3, tzinfo=UTC),
+            title="EICAR test file",
+            category="Malware",
+            suppressed_reason="test-file",
+        )
         busy, busy_tenant = add_company(session, "busy", "株式会社いそがし")
-        add_alert(session, busy_tenant, "p", datetime(2026, 11, 2, tzinfo=UTC),
-                  category="InitialAccess", title="Suspicious URL clicked")
-        add_alert(session, busy_tenant, "c", datetime(2026, 11, 3, tzinfo=UTC),
-                  category="CredentialAccess", title="Credential dumping")
+        add_alert(
+            session,
+            busy_tenant,
+            "p",
+            datetime(2026, 11, 2, tzinfo=UTC),
+            category="InitialAccess",
+            title="Suspicious URL clicked",
+        )
+        add_alert(
+            session,
+            busy_tenant,
+            "c",
+            datetime(2026, 11, 3, tzinfo=UTC),
+            category="CredentialAccess",
+            title="Credential dumping",
+        )
         ransom, ransom_tenant = add_company(session, "ransom", "株式会社らんさむ")
-        add_alert(session, ransom_tenant, "r", datetime(2026, 11, 3, tzinfo=UTC),
-                  category="Ransomware", title="Ransomware behavior")
+        add_alert(
+            session,
+            ransom_tenant,
+            "r",
+            datetime(2026, 11, 3, tzinfo=UTC),
+            category="Ransomware",
+            title="Ransomware behavior",
+        )
 
         keys = {
             company.key: [rec.key for rec in assemble(session, company).recommendations]
@@ -176,21 +282,54 @@ def test_device_summary_counts_only_live_onboarded_devices(
     with sessions() as session:
         company, tenant = add_company(session, "acme", "株式会社アクメ")
         _, other = add_company(session, "other", "株式会社ほか")
-        session.add_all([
-            Device(tenant_id=tenant.id, source_id="m1", name="pc-01", onboarding_status="Onboarded",
-                   in_inventory=True, last_seen=NOW - timedelta(days=1),
-                   detection_test_at=datetime(2026, 10, 2, tzinfo=UTC)),
-            Device(tenant_id=tenant.id, source_id="m2", name="pc-02", onboarding_status="Onboarded",
-                   in_inventory=True, last_seen=NOW - timedelta(days=10)),
-            Device(tenant_id=tenant.id, source_id="m3", name="pc-03",
-                   onboarding_status="CanBeOnboarded", in_inventory=True, last_seen=NOW),
-            Device(tenant_id=tenant.id, source_id="m4", name="pc-04", onboarding_status="Onboarded",
-                   in_inventory=False, last_seen=NOW),
-            Device(tenant_id=other.id, source_id="x1", name="other-pc",
-                   onboarding_status="Onboarded", in_inventory=True, last_seen=NOW),
-        ])
-        add_alert(session, tenant, "a", datetime(2026, 11, 2, tzinfo=UTC),
-                  device_names=["pc-01", "pc-02"])
+        session.add_all(
+            [
+                Device(
+                    tenant_id=tenant.id,
+                    source_id="m1",
+                    name="pc-01",
+                    onboarding_status="Onboarded",
+                    in_inventory=True,
+                    last_seen=NOW - timedelta(days=1),
+                    detection_test_at=datetime(2026, 10, 2, tzinfo=UTC),
+                ),
+                Device(
+                    tenant_id=tenant.id,
+                    source_id="m2",
+                    name="pc-02",
+                    onboarding_status="Onboarded",
+                    in_inventory=True,
+                    last_seen=NOW - timedelta(days=10),
+                ),
+                Device(
+                    tenant_id=tenant.id,
+                    source_id="m3",
+                    name="pc-03",
+                    onboarding_status="CanBeOnboarded",
+                    in_inventory=True,
+                    last_seen=NOW,
+                ),
+                Device(
+                    tenant_id=tenant.id,
+                    source_id="m4",
+                    name="pc-04",
+                    onboarding_status="Onboarded",
+                    in_inventory=False,
+                    last_seen=NOW,
+                ),
+                Device(
+                    tenant_id=other.id,
+                    source_id="x1",
+                    name="other-pc",
+                    onboarding_status="Onboarded",
+                    in_inventory=True,
+                    last_seen=NOW,
+                ),
+            ]
+        )
+        add_alert(
+            session, tenant, "a", datetime(2026, 11, 2, tzinfo=UTC), device_names=["pc-01", "pc-02"]
+        )
         report = assemble(session, company)
 
     devices = report.devices

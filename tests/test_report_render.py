@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import date
 from html.parser import HTMLParser
 
+from edrtrial.notify.notices import detection_report_mail
 from edrtrial.reports.advice import recommendations_for, security_action
 from edrtrial.reports.detection import (
     DeskContacts,
@@ -15,7 +16,6 @@ from edrtrial.reports.detection import (
     QuietDevice,
     SeverityCount,
 )
-from edrtrial.reports.notices import detection_report_mail
 from edrtrial.reports.render import render_detection_report_html, render_detection_report_text
 
 EVIL = "<script>alert('x')</script>"
@@ -24,33 +24,70 @@ VOID = {"meta", "br", "img", "hr", "link", "input"}
 
 def sample_report() -> DetectionReport:
     rows = (
-        DetectionRow(at="2026/11/02 10:00", device="pc-01", title="EDRの動作確認テスト",
-                     source_title="[Test Alert] Suspicious Powershell commandline",
-                     severity_key="informational", severity="情報",
-                     outcome="動作確認テスト（対応不要）", is_test=True),
-        DetectionRow(at="2026/11/05 12:00", device="pc-02", title="ランサムウェア",
-                     source_title=EVIL, severity_key="high", severity="高",
-                     outcome="対応中（受付番号 #7）", is_test=False),
+        DetectionRow(
+            at="2026/11/02 10:00",
+            device="pc-01",
+            title="EDRの動作確認テスト",
+            source_title="[Test Alert] Suspicious Powershell commandline",
+            severity_key="informational",
+            severity="情報",
+            outcome="動作確認テスト（対応不要）",
+            is_test=True,
+        ),
+        DetectionRow(
+            at="2026/11/05 12:00",
+            device="pc-02",
+            title="ランサムウェア",
+            source_title=EVIL,
+            severity_key="high",
+            severity="高",
+            outcome="対応中（受付番号 #7）",
+            is_test=False,
+        ),
     )
     return DetectionReport(
-        company_key="acme", company_name="株式会社アクメ&サンズ", contact_name="山田 太郎",
-        recipient="yamada@example.jp", tenant_id=1, start=date(2026, 11, 1),
-        end=date(2026, 11, 7), period_label="2026/11/01〜2026/11/07",
-        period_label_long="2026/11/01（日）〜2026/11/07（土）", generated_at="2026/11/09 09:00",
-        trial_label="2026/10/01〜2026/12/31（残り52日）", total=2, tests=1, open_tickets=1,
+        company_key="acme",
+        company_name="株式会社アクメ&サンズ",
+        contact_name="山田 太郎",
+        recipient="yamada@example.jp",
+        tenant_id=1,
+        start=date(2026, 11, 1),
+        end=date(2026, 11, 7),
+        period_label="2026/11/01〜2026/11/07",
+        period_label_long="2026/11/01（日）〜2026/11/07（土）",
+        generated_at="2026/11/09 09:00",
+        trial_label="2026/10/01〜2026/12/31（残り52日）",
+        total=2,
+        tests=1,
+        open_tickets=1,
         headline="この期間、EDRによる検知が2件ありました（うち動作確認テスト1件）。",
-        severity_counts=(SeverityCount("high", "高", 1), SeverityCount("medium", "中", 0),
-                         SeverityCount("low", "低", 0),
-                         SeverityCount("informational", "情報", 1)),
-        detections=rows, omitted=0,
-        devices=DeviceSummary(onboarded=12, active_recent=11, active_window_days=7, verified=10,
-                              with_detections=2,
-                              quiet=(QuietDevice("pc-09", "2026/10/20"),), quiet_more=0),
+        severity_counts=(
+            SeverityCount("high", "高", 1),
+            SeverityCount("medium", "中", 0),
+            SeverityCount("low", "低", 0),
+            SeverityCount("informational", "情報", 1),
+        ),
+        detections=rows,
+        omitted=0,
+        devices=DeviceSummary(
+            onboarded=12,
+            active_recent=11,
+            active_window_days=7,
+            verified=10,
+            with_detections=2,
+            quiet=(QuietDevice("pc-09", "2026/10/20"),),
+            quiet_more=0,
+        ),
         recommendations=recommendations_for([]),
         security_action=security_action(),
-        desk=DeskContacts(name="EDR体験 運営事務局", email="desk@example.jp",
-                          phone="03-0000-0000", hours="平日 9:00〜17:00",
-                          incident_desk_phone="03-1111-1111", urgent_phone="03-1111-1111"),
+        desk=DeskContacts(
+            name="EDR体験 運営事務局",
+            email="desk@example.jp",
+            phone="03-0000-0000",
+            hours="平日 9:00〜17:00",
+            incident_desk_phone="03-1111-1111",
+            urgent_phone="03-1111-1111",
+        ),
     )
 
 
@@ -77,14 +114,29 @@ def test_html_is_a_whole_japanese_document_in_reading_order() -> None:
     html = render_detection_report_html(sample_report())
     assert html.lstrip().startswith("<!DOCTYPE html>")
     assert '<html lang="ja">' in html and '<meta charset="utf-8">' in html
-    positions = [html.index(s) for s in
-                 ("この期間のまとめ", "貴社にお願いしたいこと", "SECURITY ACTION 二つ星宣言",
-                  "検知の一覧", "しばらく確認できていない端末", "お問い合わせ")]
+    positions = [
+        html.index(s)
+        for s in (
+            "この期間のまとめ",
+            "貴社にお願いしたいこと",
+            "SECURITY ACTION 二つ星宣言",
+            "検知の一覧",
+            "しばらく確認できていない端末",
+            "お問い合わせ",
+        )
+    ]
     assert positions == sorted(positions)
-    for text in ("株式会社アクメ&amp;サンズ", "重要度 高", "パソコンや機器の更新（パッチ）",
-                 "動作確認テスト（対応不要）", "対応中（受付番号 #7）", "03-1111-1111",
-                 "desk@example.jp", "pc-09（最後の確認：2026/10/20）",
-                 "https://www.ipa.go.jp/security/security-action/"):
+    for text in (
+        "株式会社アクメ&amp;サンズ",
+        "重要度 高",
+        "パソコンや機器の更新（パッチ）",
+        "動作確認テスト（対応不要）",
+        "対応中（受付番号 #7）",
+        "03-1111-1111",
+        "desk@example.jp",
+        "pc-09（最後の確認：2026/10/20）",
+        "https://www.ipa.go.jp/security/security-action/",
+    ):
         assert text in html, text
     # Mail clients drop external and embedded style sheets: every style is an attribute.
     assert "<link" not in html and "<style" not in html and 'style="' in html
@@ -101,8 +153,13 @@ def test_html_escapes_alert_titles() -> None:
 
 def test_text_part_has_the_same_sections_without_markup() -> None:
     text = render_detection_report_text(sample_report())
-    for heading in ("■ 1. この期間のまとめ", "■ 2. 貴社にお願いしたいこと", "■ 3. 検知の一覧",
-                    "■ 4. しばらく確認できていない端末", "■ 5. お問い合わせ"):
+    for heading in (
+        "■ 1. この期間のまとめ",
+        "■ 2. 貴社にお願いしたいこと",
+        "■ 3. 検知の一覧",
+        "■ 4. しばらく確認できていない端末",
+        "■ 5. お問い合わせ",
+    ):
         assert heading in text
     assert "重要度別の件数：高 1件、中 0件、低 0件、情報 1件" in text
     assert f"EDRの表示名：{EVIL}" in text  # plain text is not HTML: shown as written
@@ -110,8 +167,14 @@ def test_text_part_has_the_same_sections_without_markup() -> None:
 
 
 def test_empty_period_says_so_and_numbers_the_contacts_section() -> None:
-    quiet = replace(sample_report(), detections=(), total=0, tests=0, open_tickets=0,
-                    devices=replace(sample_report().devices, quiet=()))
+    quiet = replace(
+        sample_report(),
+        detections=(),
+        total=0,
+        tests=0,
+        open_tickets=0,
+        devices=replace(sample_report().devices, quiet=()),
+    )
     text = render_detection_report_text(quiet)
     assert "この期間の検知はありません。" in text and "■ 4. お問い合わせ" in text
     assert "しばらく確認できていない端末" not in render_detection_report_html(quiet)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edrtrial import scheduler
 from edrtrial.config import load_config
-from edrtrial.runtime import Runtime
+from edrtrial.service import scheduler
+from edrtrial.service.runtime import Runtime
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from edrtrial.errors import LockHeldError
-from edrtrial.scheduler import STALE_AFTER, acquire_lock, release_lock
+from edrtrial.service.scheduler import STALE_AFTER, acquire_lock, release_lock
 
 NOW = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from edrtrial.calendar import DEFAULT, BusinessCalendar
 from edrtrial.config import CalendarConfig, SlaConfig
-from edrtrial.sla import Clock, acknowledge_by, clock_for, describe_deadline, next_deadline
+from edrtrial.desk.calendar import DEFAULT, BusinessCalendar
+from edrtrial.desk.sla import Clock, acknowledge_by, clock_for, describe_deadline, next_deadline
 from edrtrial.timeutil import JST, to_jst
 
 SLA = SlaConfig()  # P1 30, P2 120, P3 480, P4 2400; P1/P2 around the clock in a trial

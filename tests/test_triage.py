@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.config import DeskConfig
 from edrtrial.db import transaction
-from edrtrial.desk import DeskPolicy
+from edrtrial.desk.intake import DeskPolicy
+from edrtrial.desk.triage import triage_pending
 from edrtrial.models import Alert, Device, OutboxMessage, Ticket
 from edrtrial.playbooks.engine import default_playbook_paths, load_playbooks
-from edrtrial.triage import triage_pending
 
 from conftest import add_tenant
 
@@ -133,8 +133,8 @@ def test_the_detection_test_verifies_its_device_and_opens_nothing(sessions, tena
 
 
 def test_an_alert_raised_after_triage_is_triaged_again(sessions, tenant_id):
-    from edrtrial import store
     from edrtrial.connectors.base import AlertRecord
+    from edrtrial.ingest import records as store
 
     def record(severity: str, minutes: int) -> AlertRecord:
         return AlertRecord(

@@ -20,9 +20,9 @@ import pytest
 
 from edrtrial.config import ChannelConfig
 from edrtrial.errors import DeliveryError
-from edrtrial.mailer import ServerUnavailableError, UndeliverableError
 from edrtrial.models import OutboxMessage
-from edrtrial.webhooks import (
+from edrtrial.notify.mail import ServerUnavailableError, UndeliverableError
+from edrtrial.notify.webhooks import (
     ADAPTIVE_CARD,
     WebhookTransport,
     verify_signature,

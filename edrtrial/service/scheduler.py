@@ -1,6 +1,6 @@
 """The scheduler: APScheduler 3 with a persistent job store, one owner per store.
 
-It only schedules: every job is a function in `edrtrial.jobs`. Job ids are stable
+It only schedules: every job is a function in `edrtrial.service.jobs`. Job ids are stable
 (`poll:{company}`), and the schedule is rebuilt from the config at each start.
 """
 
@@ -21,11 +21,11 @@ from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from edrtrial import jobs
 from edrtrial.db import transaction
 from edrtrial.errors import LockHeldError
 from edrtrial.models import ServiceLock
-from edrtrial.runtime import Runtime
+from edrtrial.service import jobs
+from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import JST, utcnow
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def build_scheduler(rt: Runtime) -> BackgroundScheduler:
             job.remove()
     for job_id, (args, trigger, first) in wanted.items():
         scheduler.add_job(
-            "edrtrial.scheduler:run_job",
+            "edrtrial.service.scheduler:run_job",
             trigger=trigger,
             args=list(args),
             id=job_id,

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from edrtrial import audit
 from edrtrial.connectors.base import ActionKind, Connector
 from edrtrial.db import claim, transaction
+from edrtrial.devices.actions import follow_actions, settle
 from edrtrial.errors import ConnectorError
 from edrtrial.models import Company, Device, ResponseAction, Tenant, Trial
-from edrtrial.responses import follow_actions, settle
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from edrtrial import audit, sla
-from edrtrial.desk import DeskPolicy, company_of, in_trial, send_to_channel, ticket_alerts
+from edrtrial import audit
+from edrtrial.desk import sla
+from edrtrial.desk.intake import DeskPolicy, company_of, in_trial, send_to_channel, ticket_alerts
 from edrtrial.models import Ticket
-from edrtrial.reports.notices import desk_escalation_notice
+from edrtrial.notify.notices import desk_escalation_notice
 
 MAX_LEVEL = 5
 

@@ -10,16 +10,16 @@ from threading import Lock
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from edrtrial.calendar import BusinessCalendar
-from edrtrial.companies import sync_companies
 from edrtrial.config import Config
 from edrtrial.connectors import connector_class
 from edrtrial.connectors.base import Connector
 from edrtrial.db import ensure_current, make_engine, make_sessions, transaction
-from edrtrial.desk import DeskPolicy
+from edrtrial.desk.calendar import BusinessCalendar
+from edrtrial.desk.intake import DeskPolicy
 from edrtrial.models import Company, Tenant
 from edrtrial.playbooks.engine import Playbook, default_playbook_paths
 from edrtrial.playbooks.live import LivePlaybooks, channel_check
+from edrtrial.programme.companies import sync_companies
 from edrtrial.timeutil import utcnow
 
 

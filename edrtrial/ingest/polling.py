@@ -20,9 +20,9 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from edrtrial import store
 from edrtrial.connectors.base import AlertRecord, Batch, Capability, Connector
 from edrtrial.db import transaction
+from edrtrial.ingest import records as store
 from edrtrial.timeutil import utcnow
 
 log = logging.getLogger(__name__)

@@ -13,17 +13,23 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from edrtrial import desk, jobs, responses, tickets, writeback
 from edrtrial.connectors.base import ActionKind, ActionStatus, Capability
 from edrtrial.db import transaction
+from edrtrial.desk import intake as desk
+from edrtrial.desk import operator as tickets
+from edrtrial.desk.sla import describe_deadline
+from edrtrial.devices import actions as responses
+from edrtrial.devices import writeback
 from edrtrial.models import Device, Ticket
-from edrtrial.runtime import Runtime, TenantRef
-from edrtrial.sla import describe_deadline
+from edrtrial.service import jobs
+from edrtrial.service.runtime import Runtime, TenantRef
 from edrtrial.timeutil import to_jst
 
 
 def _cli() -> Any:
-    from edrtrial import cli  # the shared console and error handling; imported late (cycle)
+    from edrtrial.cli import (
+        main as cli,  # the shared console and error handling; imported late (cycle)
+    )
 
     return cli
 

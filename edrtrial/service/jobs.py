@@ -17,17 +17,22 @@ from typing import TypeVar
 
 from sqlalchemy import select
 
-from edrtrial import escalation, ingestion, lifecycle, outbox, responses, writeback
 from edrtrial.db import transaction
+from edrtrial.desk import escalation
+from edrtrial.desk.triage import TriageResult, triage_pending
+from edrtrial.devices import actions as responses
+from edrtrial.devices import offboarding as lifecycle
+from edrtrial.devices import writeback
 from edrtrial.errors import AuthError, ConfigError, ConnectorError
+from edrtrial.ingest import polling as ingestion
 from edrtrial.logsetup import tenant_context
-from edrtrial.mailer import transport_from_config
 from edrtrial.models import Alert, ResponseAction, Tenant, Trial
-from edrtrial.reports.delivery import queue_detection_report
-from edrtrial.runtime import Runtime, TenantRef
+from edrtrial.notify import outbox
+from edrtrial.notify.mail import transport_from_config
+from edrtrial.notify.report_mail import queue_detection_report
+from edrtrial.notify.webhooks import webhook_transport_from_config
+from edrtrial.service.runtime import Runtime, TenantRef
 from edrtrial.timeutil import JST, jst_date, jst_day_bounds
-from edrtrial.triage import TriageResult, triage_pending
-from edrtrial.webhooks import webhook_transport_from_config
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session
 
 from edrtrial import audit
 from edrtrial.db import claim
-from edrtrial.desk import OPEN_STATES, DeskPolicy, company_of, mail_company, ticket_alerts
+from edrtrial.desk.intake import OPEN_STATES, DeskPolicy, company_of, mail_company, ticket_alerts
+from edrtrial.devices.actions import actions_of
 from edrtrial.errors import EdrTrialError
 from edrtrial.models import AuditEvent, Ticket, TicketNote
+from edrtrial.notify.notices import company_message
 from edrtrial.reports.incident import incident_report_mail
-from edrtrial.reports.notices import company_message
-from edrtrial.responses import actions_of
 
 SUMMARY_FIELDS = ("when", "what", "cause", "handling", "effect")
 SUMMARY_LABELS = {

@@ -13,10 +13,12 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from edrtrial import desk, responses, store
-from edrtrial.calendar import DEFAULT as DEFAULT_CALENDAR
-from edrtrial.calendar import BusinessCalendar
 from edrtrial.connectors.base import ActionKind
+from edrtrial.desk import intake as desk
+from edrtrial.desk.calendar import DEFAULT as DEFAULT_CALENDAR
+from edrtrial.desk.calendar import BusinessCalendar
+from edrtrial.devices import actions as responses
+from edrtrial.ingest import records as store
 from edrtrial.models import Alert, Company, Device, Tenant, Ticket
 from edrtrial.playbooks.engine import AlertFacts, Decision, Playbook
 

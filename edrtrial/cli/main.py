@@ -17,12 +17,16 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from edrtrial import desk, jobs, lifecycle, logsetup, seats
+from edrtrial import logsetup
 from edrtrial.config import Config, default_config_path, load_config
 from edrtrial.db import current_revision, head_revision, make_engine, transaction, upgrade
+from edrtrial.desk import intake as desk
+from edrtrial.devices import offboarding as lifecycle
 from edrtrial.errors import EdrTrialError
 from edrtrial.models import Company, QuarantinedRecord, Tenant
-from edrtrial.runtime import Runtime
+from edrtrial.programme import seats
+from edrtrial.service import jobs
+from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import jst_date, to_jst
 
 P = ParamSpec("P")
@@ -139,7 +143,7 @@ def _start_sandbox(config: Config) -> Any:
 @_fails_cleanly
 def serve(ctx: click.Context, with_sandbox: bool) -> None:
     """Run the scheduler (polling, inventory, outbox, reports, trial lifecycle) until stopped."""
-    from edrtrial.scheduler import (
+    from edrtrial.service.scheduler import (
         acquire_lock,
         build_scheduler,
         holder_id,
@@ -370,7 +374,7 @@ def report(
     ctx: click.Context, company: str, start: str, end: str, output: Path | None, no_mail: bool
 ) -> None:
     """Write a company's Japanese detection report for a period, and mail it."""
-    from edrtrial.reports.delivery import queue_detection_report
+    from edrtrial.notify.report_mail import queue_detection_report
     from edrtrial.reports.detection import assemble_detection_report
     from edrtrial.reports.render import render_detection_report_html
 
@@ -380,7 +384,7 @@ def report(
     runtime = _runtime(ctx)
     runtime.config.company(company)
     with transaction(runtime.sessions) as session:
-        from edrtrial.companies import company_by_key
+        from edrtrial.programme.companies import company_by_key
 
         stored = company_by_key(session, company)
         assert stored is not None  # synced from the config by Runtime.open
@@ -503,7 +507,7 @@ def tenants(ctx: click.Context) -> None:
 @_fails_cleanly
 def tenants_resume(ctx: click.Context, company: str) -> None:
     """Poll a parked tenant again once its credentials or consent are fixed."""
-    from edrtrial.companies import resume_tenant
+    from edrtrial.programme.companies import resume_tenant
 
     runtime = _runtime(ctx)
     with transaction(runtime.sessions) as session:
@@ -552,10 +556,10 @@ def run_job(ctx: click.Context, name: str) -> None:
     console.print(f"{name}: {result}")
 
 
-from edrtrial.cli_playbooks import playbooks  # noqa: E402  (registers after `main` exists)
+from edrtrial.cli.playbooks import playbooks  # noqa: E402  (registers after `main` exists)
 
 main.add_command(playbooks)
 
-from edrtrial.cli_desk import ticket  # noqa: E402
+from edrtrial.cli.desk import ticket  # noqa: E402
 
 main.add_command(ticket)

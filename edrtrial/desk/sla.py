@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from edrtrial.calendar import BusinessCalendar
 from edrtrial.config import SlaConfig
+from edrtrial.desk.calendar import BusinessCalendar
 from edrtrial.timeutil import as_utc, to_jst
 
 

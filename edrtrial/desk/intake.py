@@ -15,12 +15,14 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from edrtrial import audit, outbox, sla
-from edrtrial.calendar import DEFAULT as DEFAULT_CALENDAR
-from edrtrial.calendar import BusinessCalendar
+from edrtrial import audit
 from edrtrial.config import ChannelConfig, DeskConfig, SlaConfig
+from edrtrial.desk import sla
+from edrtrial.desk.calendar import DEFAULT as DEFAULT_CALENDAR
+from edrtrial.desk.calendar import BusinessCalendar
 from edrtrial.models import Alert, Company, Incident, OutboxMessage, Tenant, Ticket, Trial
-from edrtrial.reports.notices import (
+from edrtrial.notify import outbox
+from edrtrial.notify.notices import (
     RenderedMail,
     company_alert_notice,
     desk_ticket_notice,

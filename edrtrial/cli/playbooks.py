@@ -14,8 +14,8 @@ import click
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from edrtrial.calendar import BusinessCalendar
     from edrtrial.config import Config
+    from edrtrial.desk.calendar import BusinessCalendar
     from edrtrial.models import Alert
     from edrtrial.playbooks.engine import AlertFacts
 
@@ -40,8 +40,8 @@ def playbooks() -> None:
 
 
 def _cleanly(func: Callable[..., None], *args: Any) -> None:
-    """Run `func` under `edrtrial.cli._fails_cleanly`, imported late: cli imports this module."""
-    from edrtrial.cli import _fails_cleanly
+    """Run `func` under the CLI's `_fails_cleanly`, imported late: cli imports this module."""
+    from edrtrial.cli.main import _fails_cleanly
 
     _fails_cleanly(func)(*args)
 
@@ -65,7 +65,7 @@ def check(ctx: click.Context, files: tuple[Path, ...]) -> None:
 
 
 def _check(ctx: click.Context, files: tuple[Path, ...]) -> None:
-    from edrtrial.cli import _config, console
+    from edrtrial.cli.main import _config, console
     from edrtrial.errors import EdrTrialError, PlaybookError
     from edrtrial.playbooks.engine import load_playbooks
     from edrtrial.playbooks.live import channel_check
@@ -144,7 +144,7 @@ def _test(
     last: int | None,
     playbook_files: tuple[Path, ...],
 ) -> None:
-    from edrtrial.cli import _config, console
+    from edrtrial.cli.main import _config, console
     from edrtrial.errors import EdrTrialError
     from edrtrial.playbooks.engine import load_playbooks
     from edrtrial.playbooks.explain import summary
@@ -196,7 +196,7 @@ def _require(config: Config | None) -> Config:
 
 
 def _calendar(config: Config | None) -> BusinessCalendar:
-    from edrtrial.calendar import DEFAULT, BusinessCalendar
+    from edrtrial.desk.calendar import DEFAULT, BusinessCalendar
 
     return DEFAULT if config is None else BusinessCalendar.from_config(config.settings.calendar)
 
@@ -260,7 +260,7 @@ def _stored_cases(
 ) -> list[_Case]:
     """Stored alerts' facts, read in a session that is rolled back: nothing is written."""
     from edrtrial.db import ensure_current, make_engine, make_sessions
-    from edrtrial.triage import stored_facts
+    from edrtrial.desk.triage import stored_facts
 
     engine = make_engine(config.database_url)
     try:

@@ -18,8 +18,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.db import claim, transaction
 from edrtrial.errors import DeliveryError
-from edrtrial.mailer import MailTransport, ServerUnavailableError, UndeliverableError, build_message
 from edrtrial.models import OutboxMessage
+from edrtrial.notify.mail import (
+    MailTransport,
+    ServerUnavailableError,
+    UndeliverableError,
+    build_message,
+)
 from edrtrial.timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""The `edrtrial` command, thin over the same services the scheduler runs."""

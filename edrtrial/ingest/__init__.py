@@ -1,0 +1,1 @@
+"""Getting EDR records into the store: polling a tenant, upserts, quarantine, inventory."""

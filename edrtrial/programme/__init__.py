@@ -1,0 +1,1 @@
+"""The programme itself: participating companies, their tenants and trials, seat counts."""

@@ -1,0 +1,1 @@
+"""Running the service: the runtime every job shares, the jobs, and the scheduler."""
