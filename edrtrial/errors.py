@@ -53,3 +53,7 @@ class PermanentError(ConnectorError):
 
 class SchemaDriftError(ConnectorError):
     """The API answered with a shape we do not understand."""
+
+
+class TransitionError(EdrTrialError):
+    """A state change does not fit the entity as it is now; the message says why."""

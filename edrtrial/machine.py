@@ -1,0 +1,85 @@
+"""State machines: one table of transitions per entity, and the one way a state is written.
+
+Every entity with a life cycle (ticket, device action, offboarding task, tenant polling,
+outbox message) names its steps in a `Machine`: which states a step may start from and
+where it leads. A step is written as a conditional UPDATE from the state the caller saw,
+so of two processes racing for the same row exactly one moves it; the other learns that
+the row changed meanwhile (SELECT … FOR UPDATE alone does nothing on SQLite, and an ORM
+attribute write would silently overwrite the winner).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import inspect, update
+from sqlalchemy.orm import Session
+
+from edrtrial.errors import TransitionError
+
+S = TypeVar("S", bound=StrEnum)
+
+
+@dataclass(frozen=True, slots=True)
+class Step(Generic[S]):
+    """One row of a transition table: the states it may start from and the state it leads to."""
+
+    sources: tuple[S, ...]
+    target: S
+
+
+class Machine(Generic[S]):
+    """An entity's transition table over one state column of one model."""
+
+    def __init__(
+        self, entity: str, model: type[Any], column: str, steps: Mapping[str, Step[S]]
+    ) -> None:
+        self.entity = entity
+        self.model = model
+        self.column = column
+        self.steps = dict(steps)
+
+    def step(self, name: str) -> Step[S]:
+        """The named step (a typo is a programming error, not a user's)."""
+        return self.steps[name]
+
+    def can(self, name: str, current: str) -> bool:
+        """Whether the step may start from `current`."""
+        return current in self.steps[name].sources
+
+    def check(self, name: str, current: str, label: str) -> Step[S]:
+        """The step, or a TransitionError saying which states it needs."""
+        step = self.steps[name]
+        if current not in step.sources:
+            needed = " or ".join(s.value for s in step.sources)
+            raise TransitionError(f"{label} is {current}; {name} needs it to be {needed}")
+        return step
+
+    def move(self, session: Session, row: Any, name: str, **values: Any) -> bool:
+        """Take the step from the row's current state, or return False if it changed meanwhile.
+
+        The session is flushed first (the UPDATE must not overtake the caller's pending
+        changes), and the row is refreshed afterwards either way, so the caller sees the state
+        that won.
+        """
+        current = getattr(row, self.column)
+        step = self.check(name, current, f"{self.entity} #{self._id(row)}")
+        session.flush()
+        result = session.execute(
+            update(self.model)
+            .where(self._pk() == self._id(row), getattr(self.model, self.column) == current)
+            .values({self.column: step.target, **values})
+            .execution_options(synchronize_session=False)
+        )
+        moved = bool(getattr(result, "rowcount", 0) == 1)
+        session.refresh(row)
+        return moved
+
+    def _pk(self) -> Any:
+        return self.model.__mapper__.primary_key[0]
+
+    def _id(self, row: Any) -> Any:
+        return inspect(row).identity[0]
