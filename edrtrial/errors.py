@@ -57,3 +57,15 @@ class SchemaDriftError(ConnectorError):
 
 class TransitionError(EdrTrialError):
     """A state change does not fit the entity as it is now; the message says why."""
+
+
+class TicketError(EdrTrialError):
+    """A desk step does not fit the ticket as it is (or as asked); the message says why."""
+
+
+class TenantMismatchError(EdrTrialError, ValueError):
+    """Records of two tenants met in one notice, report or action: refused, never sent.
+
+    A ValueError too, because it is a wrong argument of the caller's making (a bug to fix,
+    not a condition to retry).
+    """

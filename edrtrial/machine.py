@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import inspect, update
 from sqlalchemy.orm import Session
 
-from edrtrial.errors import TransitionError
+from edrtrial.errors import EdrTrialError, TransitionError
 
 S = TypeVar("S", bound=StrEnum)
 
@@ -35,9 +35,15 @@ class Machine(Generic[S]):
     """An entity's transition table over one state column of one model."""
 
     def __init__(
-        self, entity: str, model: type[Any], column: str, steps: Mapping[str, Step[S]]
+        self,
+        entity: str,
+        model: type[Any],
+        column: str,
+        steps: Mapping[str, Step[S]],
+        error: type[EdrTrialError] = TransitionError,
     ) -> None:
         self.entity = entity
+        self.error = error
         self.model = model
         self.column = column
         self.steps = dict(steps)
@@ -51,11 +57,11 @@ class Machine(Generic[S]):
         return current in self.steps[name].sources
 
     def check(self, name: str, current: str, label: str) -> Step[S]:
-        """The step, or a TransitionError saying which states it needs."""
+        """The step, or the machine's error saying which states it needs."""
         step = self.steps[name]
         if current not in step.sources:
             needed = " or ".join(s.value for s in step.sources)
-            raise TransitionError(f"{label} is {current}; {name} needs it to be {needed}")
+            raise self.error(f"{label} is {current}; {name} needs it to be {needed}")
         return step
 
     def move(self, session: Session, row: Any, name: str, **values: Any) -> bool:

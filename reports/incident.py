@@ -15,17 +15,9 @@ from typing import Any
 
 from edrtrial.config import DeskConfig
 from edrtrial.models import Alert, Company, Device, ResponseAction, Ticket
-from edrtrial.notify.notices import (
-    SUBJECT_PREFIX,
-    SUBJECT_PREFIX_EN,
-    RenderedMail,
-    check_action,
-    check_company,
-    same_tenant,
-)
 from edrtrial.reports.advice import topics_for
 from edrtrial.reports.detection import DeskContacts, desk_contacts
-from edrtrial.reports.render import render
+from edrtrial.reports.render import SUBJECT_PREFIX, SUBJECT_PREFIX_EN, RenderedMail, render
 from edrtrial.reports.vocabulary import (
     ACTION_RESULT_EN,
     ACTION_RESULT_JA,
@@ -39,6 +31,7 @@ from edrtrial.reports.vocabulary import (
     plain_title,
     severity_key,
 )
+from edrtrial.tenancy import check_action, check_company, same_tenant
 
 SUMMARY_FIELDS = ("when", "what", "cause", "handling", "effect")
 MAX_REPORT_DETECTIONS = 20

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from edrtrial.reports.detection import DetectionReport
+
+SUBJECT_PREFIX = "【EDR体験】"
+SUBJECT_PREFIX_EN = "[EDR trial]"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedMail:
+    """A finished mail body: what `outbox.enqueue` takes."""
+
+    subject: str
+    text: str
+    html: str | None = None
 
 
 @cache
@@ -36,3 +49,13 @@ def render_detection_report_html(report: DetectionReport) -> str:
 def render_detection_report_text(report: DetectionReport) -> str:
     """The report as plain text, for the mail's text part."""
     return render("detection_report.txt.j2", r=report)
+
+
+def detection_report_mail(report: DetectionReport) -> RenderedMail:
+    """The detection report as a mail: Japanese subject, plain text and the HTML alternative."""
+    subject = f"{SUBJECT_PREFIX}検知レポート（{report.period_label}）{report.company_name}"
+    return RenderedMail(
+        subject=subject,
+        text=render_detection_report_text(report),
+        html=render_detection_report_html(report),
+    )

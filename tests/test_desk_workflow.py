@@ -13,7 +13,7 @@ from edrtrial.connectors.base import ActionKind, ActionStatus, AlertUpdate, Capa
 from edrtrial.db import transaction
 from edrtrial.desk import escalation
 from edrtrial.desk import operator as tickets
-from edrtrial.desk.intake import DeskPolicy
+from edrtrial.desk.policy import DeskPolicy
 from edrtrial.desk.triage import triage_pending
 from edrtrial.devices import actions as responses
 from edrtrial.devices import writeback

@@ -6,7 +6,6 @@ from dataclasses import replace
 from datetime import date
 from html.parser import HTMLParser
 
-from edrtrial.notify.notices import detection_report_mail
 from edrtrial.reports.advice import recommendations_for, security_action
 from edrtrial.reports.detection import (
     DeskContacts,
@@ -16,7 +15,11 @@ from edrtrial.reports.detection import (
     QuietDevice,
     SeverityCount,
 )
-from edrtrial.reports.render import render_detection_report_html, render_detection_report_text
+from edrtrial.reports.render import (
+    detection_report_mail,
+    render_detection_report_html,
+    render_detection_report_text,
+)
 
 EVIL = "<script>alert('x')</script>"
 VOID = {"meta", "br", "img", "hr", "link", "input"}

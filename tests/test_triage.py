@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.config import DeskConfig
 from edrtrial.db import transaction
-from edrtrial.desk.intake import DeskPolicy
+from edrtrial.desk.policy import DeskPolicy
 from edrtrial.desk.triage import triage_pending
 from edrtrial.models import Alert, Device, OutboxMessage, Ticket
 from edrtrial.playbooks.engine import default_playbook_paths, load_playbooks

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from edrtrial.connectors.base import ActionKind, ActionStatus, Capability
 from edrtrial.db import transaction
-from edrtrial.desk import intake as desk
 from edrtrial.desk import operator as tickets
+from edrtrial.desk import queries
 from edrtrial.desk.sla import describe_deadline
 from edrtrial.devices import actions as responses
 from edrtrial.devices import writeback
@@ -88,8 +88,8 @@ def show(ctx: click.Context, ticket_id: int) -> None:
     now = rt.clock()
     with rt.sessions() as session:
         t = tickets.get(session, ticket_id)
-        tenant, company = desk.company_of(session, t)
-        alerts = desk.ticket_alerts(session, t)
+        tenant, company = queries.company_of(session, t)
+        alerts = queries.ticket_alerts(session, t)
         actions = responses.actions_of(session, t)
         history = tickets.history(session, t)
     console.print(f"[bold]#{t.id} [{t.priority}] {t.title}[/]", highlight=False)
@@ -306,7 +306,7 @@ def resolve(
 
 
 def _device_of(session: Session, t: Ticket, name: str | None) -> Device:
-    alerts = desk.ticket_alerts(session, t)
+    alerts = queries.ticket_alerts(session, t)
     ids = list(dict.fromkeys(s for a in alerts for s in a.device_source_ids))
     devices: list[Device] = [
         d
@@ -346,7 +346,7 @@ def _device_action(
     with rt.sessions() as session:
         t = tickets.get(session, ticket_id)
         device = _device_of(session, t, device_name)
-        _, company = desk.company_of(session, t)
+        _, company = queries.company_of(session, t)
         label = f"{device.name or device.source_id} of {company.name} (tenant {tenant.external_id})"
     verb = "Isolate" if kind is ActionKind.ISOLATE else "Release"
     if not yes and not click.confirm(f"{verb} {label}?"):

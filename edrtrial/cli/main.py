@@ -20,13 +20,14 @@ from sqlalchemy import select
 from edrtrial import logsetup
 from edrtrial.config import Config, default_config_path, load_config
 from edrtrial.db import current_revision, head_revision, make_engine, transaction, upgrade
-from edrtrial.desk import intake as desk
+from edrtrial.desk import queries
 from edrtrial.devices import offboarding as lifecycle
 from edrtrial.errors import EdrTrialError
 from edrtrial.models import Company, QuarantinedRecord, Tenant
 from edrtrial.programme import seats
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
+from edrtrial.states import OPEN_TICKET_STATES, TicketState
 from edrtrial.timeutil import jst_date, to_jst
 
 P = ParamSpec("P")
@@ -272,12 +273,8 @@ def tickets(ctx: click.Context, company: str | None, show_all: bool) -> None:
     """The desk queue across all tenants, highest priority first."""
     runtime = _runtime(ctx)
     with runtime.sessions() as session:
-        states = (
-            ("new", "acknowledged", "in_progress", "resolved", "closed")
-            if show_all
-            else desk.OPEN_STATES
-        )
-        rows = desk.ticket_queue(session, company_key=company, states=states)
+        states = tuple(TicketState) if show_all else OPEN_TICKET_STATES
+        rows = queries.ticket_queue(session, company_key=company, states=states)
     table = Table(
         "#",
         "pri",
@@ -294,7 +291,7 @@ def tickets(ctx: click.Context, company: str | None, show_all: bool) -> None:
     for row in rows:
         t = row.ticket
         due = ""
-        if t.state == "new" and t.ack_due_at is not None:
+        if t.state == TicketState.NEW and t.ack_due_at is not None:
             due = f"{to_jst(t.ack_due_at):%m/%d %H:%M}"
             due = f"[red]overdue since {due}[/]" if t.ack_due_at <= now else f"by {due}"
         table.add_row(

@@ -15,9 +15,14 @@ from sqlalchemy.orm import Session
 
 from edrtrial import audit
 from edrtrial.desk import sla
-from edrtrial.desk.intake import DeskPolicy, company_of, in_trial, send_to_channel, ticket_alerts
+from edrtrial.desk.policy import DeskPolicy
+from edrtrial.desk.queries import company_of, ticket_alerts
+from edrtrial.desk.states import TicketState, move
+from edrtrial.errors import TicketError
 from edrtrial.models import Ticket
 from edrtrial.notify.notices import desk_escalation_notice
+from edrtrial.notify.recipients import send_to_channel
+from edrtrial.programme.trials import in_trial
 
 MAX_LEVEL = 5
 
@@ -27,83 +32,97 @@ def escalate_overdue(session: Session, policy: DeskPolicy, now: datetime) -> lis
     overdue = list(
         session.scalars(
             select(Ticket)
-            .where(Ticket.state == "new", Ticket.ack_due_at.is_not(None), Ticket.ack_due_at <= now)
+            .where(
+                Ticket.state == TicketState.NEW,
+                Ticket.ack_due_at.is_not(None),
+                Ticket.ack_due_at <= now,
+            )
             .order_by(Ticket.ack_due_at, Ticket.id)
         )
     )
     escalated = []
     for ticket in overdue:
-        assert ticket.ack_due_at is not None
-        missed = ticket.ack_due_at
-        following = policy.next_channel(ticket.channel)
-        channel = following or policy.channel(ticket.channel)
-        ticket.escalation_level += 1
-        ticket.channel = channel.name
-        ticket.updated_at = now
-        trial = in_trial(session, ticket.tenant_id, now)
-        ticket.ack_due_at = (
-            None
-            if ticket.escalation_level >= MAX_LEVEL
-            else max(
-                sla.next_deadline(
-                    missed,
-                    ticket.priority,
-                    in_trial=trial,
-                    sla=policy.sla,
-                    calendar=policy.calendar,
-                ),
-                now + timedelta(minutes=1),
-            )
-        )
-        _, company = company_of(session, ticket)
-        mail = desk_escalation_notice(
-            company,
-            ticket,
-            ticket_alerts(session, ticket),
-            ticket.escalation_level,
-            missed,
-            channel.name,
-        )
-        send_to_channel(
-            session,
-            channel,
-            dedupe_key=f"escalation:ticket:{ticket.id}:{ticket.reopened}:{ticket.escalation_level}",
-            kind="desk-escalation",
-            subject=mail.subject,
-            text=mail.text,
-            html=mail.html,
-            tenant_id=ticket.tenant_id,
-        )
-        audit.record(
-            session,
-            at=now,
-            actor="desk",
-            action="ticket.escalated",
-            tenant_id=ticket.tenant_id,
-            target=f"ticket:{ticket.id}",
-            detail={
-                "level": ticket.escalation_level,
-                "channel": channel.name,
-                "missed": missed.isoformat(),
-            },
-        )
-        escalated.append(ticket.id)
+        if _escalate(session, ticket, policy, now):
+            escalated.append(ticket.id)
     session.flush()
     return escalated
+
+
+def _escalate(session: Session, ticket: Ticket, policy: DeskPolicy, now: datetime) -> bool:
+    """Move one overdue ticket to the next channel; False if someone acknowledged it meanwhile."""
+    assert ticket.ack_due_at is not None
+    missed = ticket.ack_due_at
+    channel = policy.next_channel(ticket.channel) or policy.channel(ticket.channel)
+    level = ticket.escalation_level + 1
+    due = (
+        None
+        if level >= MAX_LEVEL
+        else max(
+            sla.next_deadline(
+                missed,
+                ticket.priority,
+                in_trial=in_trial(session, ticket.tenant_id, now),
+                sla=policy.sla,
+                calendar=policy.calendar,
+            ),
+            now + timedelta(minutes=1),
+        )
+    )
+    try:
+        move(
+            session,
+            ticket,
+            "escalate",
+            now,
+            escalation_level=level,
+            channel=channel.name,
+            ack_due_at=due,
+        )
+    except TicketError:
+        return False  # acknowledged (or otherwise taken) since the deadline query
+    _, company = company_of(session, ticket)
+    mail = desk_escalation_notice(
+        company, ticket, ticket_alerts(session, ticket), level, missed, channel.name
+    )
+    send_to_channel(
+        session,
+        channel,
+        dedupe_key=f"escalation:ticket:{ticket.id}:{ticket.reopened}:{level}",
+        kind="desk-escalation",
+        subject=mail.subject,
+        text=mail.text,
+        html=mail.html,
+        tenant_id=ticket.tenant_id,
+    )
+    audit.record(
+        session,
+        at=now,
+        actor="desk",
+        action="ticket.escalated",
+        tenant_id=ticket.tenant_id,
+        target=f"ticket:{ticket.id}",
+        detail={"level": level, "channel": channel.name, "missed": missed.isoformat()},
+    )
+    return True
 
 
 def close_quiet(session: Session, policy: DeskPolicy, now: datetime) -> list[int]:
     """Close tickets resolved longer ago than the desk's `close_after_days`."""
     cutoff = now - timedelta(days=policy.desk.close_after_days)
     closed = []
-    for ticket in session.scalars(
-        select(Ticket).where(
-            Ticket.state == "resolved",
-            Ticket.resolved_at.is_not(None),
-            Ticket.resolved_at <= cutoff,
+    for ticket in list(
+        session.scalars(
+            select(Ticket).where(
+                Ticket.state == TicketState.RESOLVED,
+                Ticket.resolved_at.is_not(None),
+                Ticket.resolved_at <= cutoff,
+            )
         )
     ):
-        ticket.state, ticket.closed_at, ticket.updated_at = "closed", now, now
+        try:
+            move(session, ticket, "auto-close", now, closed_at=now)
+        except TicketError:
+            continue  # reopened or closed by someone meanwhile: their step stands
         audit.record(
             session,
             at=now,

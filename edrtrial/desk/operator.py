@@ -16,12 +16,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from edrtrial import audit
-from edrtrial.db import claim
-from edrtrial.desk.intake import OPEN_STATES, DeskPolicy, company_of, mail_company, ticket_alerts
+from edrtrial.desk.policy import DeskPolicy
+from edrtrial.desk.queries import company_of, ticket_alerts
+from edrtrial.desk.states import OPEN_TICKET_STATES, move
 from edrtrial.devices.actions import actions_of
-from edrtrial.errors import EdrTrialError
+from edrtrial.errors import TicketError
 from edrtrial.models import AuditEvent, Ticket, TicketNote
 from edrtrial.notify.notices import company_message
+from edrtrial.notify.recipients import mail_company
 from edrtrial.reports.incident import incident_report_mail
 
 SUMMARY_FIELDS = ("when", "what", "cause", "handling", "effect")
@@ -34,19 +36,6 @@ SUMMARY_LABELS = {
 }
 CLASSIFICATIONS = ("truepositive", "falsepositive", "informationalexpectedactivity")
 
-# Which states each step may start from, and where it leads.
-TRANSITIONS: Mapping[str, tuple[tuple[str, ...], str]] = {
-    "acknowledge": (("new",), "acknowledged"),
-    "start": (("new", "acknowledged"), "in_progress"),
-    "resolve": (OPEN_STATES, "resolved"),
-    "close": (("resolved",), "closed"),
-    "reopen": (("resolved", "closed"), "in_progress"),
-}
-
-
-class TicketError(EdrTrialError):
-    """The step does not fit the ticket as it is; the message says why."""
-
 
 def get(session: Session, ticket_id: int) -> Ticket:
     """The ticket, or a TicketError naming the missing number."""
@@ -54,23 +43,6 @@ def get(session: Session, ticket_id: int) -> Ticket:
     if ticket is None:
         raise TicketError(f"there is no ticket #{ticket_id}")
     return ticket
-
-
-def _move(
-    session: Session, ticket: Ticket, step: str, actor: str, at: datetime, **values: Any
-) -> str:
-    allowed, target = TRANSITIONS[step]
-    before = ticket.state
-    if before not in allowed:
-        raise TicketError(
-            f"ticket #{ticket.id} is {before}; {step} needs it to be {' or '.join(allowed)}"
-        )
-    if not claim(
-        session, Ticket, ticket.id, "state", before, state=target, updated_at=at, **values
-    ):
-        raise TicketError(f"ticket #{ticket.id} was changed by someone else meanwhile; look again")
-    session.refresh(ticket)
-    return before
 
 
 def _audit(
@@ -95,7 +67,7 @@ def _audit(
 def acknowledge(session: Session, ticket_id: int, actor: str, at: datetime) -> Ticket:
     """Someone has the ticket: the acknowledgement clock stops and escalation ends."""
     ticket = get(session, ticket_id)
-    _move(session, ticket, "acknowledge", actor, at, acknowledged_at=at, ack_due_at=None)
+    move(session, ticket, "acknowledge", at, acknowledged_at=at, ack_due_at=None)
     if not ticket.assignee:
         ticket.assignee = actor.removeprefix("cli:")
     _audit(session, ticket, "ticket.acknowledged", actor, at, {"assignee": ticket.assignee})
@@ -108,7 +80,7 @@ def start(session: Session, ticket_id: int, actor: str, at: datetime) -> Ticket:
     values: dict[str, Any] = {}
     if ticket.acknowledged_at is None:
         values = {"acknowledged_at": at, "ack_due_at": None}
-    before = _move(session, ticket, "start", actor, at, **values)
+    before = move(session, ticket, "start", at, **values)
     _audit(session, ticket, "ticket.in_progress", actor, at, {"from": before})
     return ticket
 
@@ -116,7 +88,7 @@ def start(session: Session, ticket_id: int, actor: str, at: datetime) -> Ticket:
 def assign(session: Session, ticket_id: int, assignee: str, actor: str, at: datetime) -> Ticket:
     """Give the ticket to someone (an open ticket only)."""
     ticket = get(session, ticket_id)
-    if ticket.state not in OPEN_STATES:
+    if ticket.state not in OPEN_TICKET_STATES:
         raise TicketError(f"ticket #{ticket.id} is {ticket.state}; reopen it to assign it")
     if not assignee.strip():
         raise TicketError("say who the ticket goes to")
@@ -176,11 +148,10 @@ def resolve(
         )
     if determination and not classification:
         raise TicketError("a determination needs a classification too")
-    _move(
+    move(
         session,
         ticket,
         "resolve",
-        actor,
         at,
         resolved_at=at,
         ack_due_at=None,
@@ -224,11 +195,10 @@ def reopen(session: Session, ticket_id: int, reason: str, actor: str, at: dateti
     if not reason.strip():
         raise TicketError("say why the ticket is reopened")
     ticket = get(session, ticket_id)
-    before = _move(
+    before = move(
         session,
         ticket,
         "reopen",
-        actor,
         at,
         resolved_at=None,
         closed_at=None,
@@ -241,7 +211,7 @@ def reopen(session: Session, ticket_id: int, reason: str, actor: str, at: dateti
 def close(session: Session, ticket_id: int, actor: str, at: datetime) -> Ticket:
     """Close a resolved ticket (the desk closes them by itself after a quiet period)."""
     ticket = get(session, ticket_id)
-    _move(session, ticket, "close", actor, at, closed_at=at)
+    move(session, ticket, "close", at, closed_at=at)
     _audit(session, ticket, "ticket.closed", actor, at)
     return ticket
 

@@ -14,9 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from edrtrial.connectors.base import ActionKind
-from edrtrial.desk import intake as desk
+from edrtrial.desk.announce import queue_notices
 from edrtrial.desk.calendar import DEFAULT as DEFAULT_CALENDAR
 from edrtrial.desk.calendar import BusinessCalendar
+from edrtrial.desk.intake import TicketBook
+from edrtrial.desk.policy import DeskPolicy
 from edrtrial.devices import actions as responses
 from edrtrial.ingest import records as store
 from edrtrial.models import Alert, Company, Device, Tenant, Ticket
@@ -122,7 +124,7 @@ class _Pending:
 
 def _apply(
     session: Session,
-    book: desk.TicketBook,
+    book: TicketBook,
     alert: Alert,
     decision: Decision,
     now: datetime,
@@ -192,7 +194,7 @@ def triage_pending(
     tenant_id: int,
     company_key: str,
     playbook: Playbook,
-    policy: desk.DeskPolicy,
+    policy: DeskPolicy,
     now: datetime,
     limit: int = 500,
 ) -> TriageResult:
@@ -212,7 +214,7 @@ def triage_pending(
     tags = device_tags(session, tenant_id, [s for a in alerts for s in a.device_source_ids])
     opened = suppressed = verified = 0
     pending: dict[str, _Pending] = {}
-    book = desk.TicketBook(session, tenant_id, alerts, policy, now)
+    book = TicketBook(session, tenant_id, alerts, policy, now)
     with session.no_autoflush:  # one flush per batch, not one per query
         for alert in alerts:
             facts = facts_of(
@@ -229,7 +231,7 @@ def triage_pending(
     for entry in pending.values():
         if entry.isolate:
             _isolation(session, entry, company.auto_isolation, now)
-        queued += desk.queue_notices(
+        queued += queue_notices(
             session, entry.ticket, policy, to_desk=entry.to_desk, to_company=entry.to_company
         )
     session.flush()

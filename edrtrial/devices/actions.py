@@ -23,10 +23,10 @@ from edrtrial import audit
 from edrtrial.config import DeskConfig
 from edrtrial.connectors.base import ActionKind, Connector
 from edrtrial.db import claim, transaction
-from edrtrial.desk.intake import mail_company
 from edrtrial.errors import ConnectorError, EdrTrialError
 from edrtrial.models import Company, Device, ResponseAction, Tenant, Ticket
 from edrtrial.notify.notices import isolation_notice
+from edrtrial.notify.recipients import mail_company
 
 log = logging.getLogger(__name__)
 

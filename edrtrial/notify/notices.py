@@ -1,4 +1,8 @@
-"""Mails the service writes: ticket notices to the company and the desk, and the report mail."""
+"""The notices edrtrial writes: to the company contact and to the desk, about tickets and devices.
+
+This is where a notice's words are chosen (in the company's language) and checked against
+its tenant; `notify.recipients` addresses it and the outbox delivers it.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import inspect
-
 from edrtrial.config import DeskConfig
 from edrtrial.models import Alert, Company, Device, ResponseAction, Ticket
-from edrtrial.reports.detection import DeskContacts, DetectionReport, desk_contacts
-from edrtrial.reports.render import (
-    render,
-    render_detection_report_html,
-    render_detection_report_text,
-)
+from edrtrial.reports.detection import DeskContacts, desk_contacts
+from edrtrial.reports.render import SUBJECT_PREFIX, SUBJECT_PREFIX_EN, RenderedMail, render
 from edrtrial.reports.vocabulary import (
     SEVERITY_EN,
     SEVERITY_JA,
@@ -27,20 +25,10 @@ from edrtrial.reports.vocabulary import (
     plain_title,
     severity_key,
 )
+from edrtrial.tenancy import check_action, check_company, same_tenant
 
 MAX_NOTICE_ALERTS = 10
 MAX_ESCALATION_ALERTS = 5  # an escalation is read on a phone or a Teams card: the rest is a count
-SUBJECT_PREFIX = "【EDR体験】"
-SUBJECT_PREFIX_EN = "[EDR trial]"
-
-
-@dataclass(frozen=True, slots=True)
-class RenderedMail:
-    """A finished mail body: what `outbox.enqueue` takes."""
-
-    subject: str
-    text: str
-    html: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,42 +51,6 @@ class _CompanyNotice:
     desk_phone: str
     desk_hours: str
     incident_desk_phone: str
-
-
-def same_tenant(ticket: Ticket, alerts: Sequence[Alert]) -> list[Alert]:
-    """The ticket's alerts oldest first, refusing any of another tenant.
-
-    A notice goes to one company: an alert of another tenant here is a bug, not a detail.
-    """
-    strangers = [a.id for a in alerts if a.tenant_id != ticket.tenant_id]
-    if strangers:
-        raise ValueError(f"alerts {strangers} do not belong to ticket {ticket.id}'s tenant")
-    return sorted(alerts, key=lambda a: (a.created_at is None, a.created_at, a.id))
-
-
-def check_company(company: Company, ticket: Ticket) -> None:
-    """Refuse a company whose loaded tenant is not the ticket's (a mail to the wrong SME)."""
-    state = inspect(company, raiseerr=False)
-    if state is None or "tenant" in state.unloaded:
-        return  # not loaded: never trigger a lazy load (the object may be detached)
-    tenant = company.tenant
-    if tenant is not None and tenant.id is not None and tenant.id != ticket.tenant_id:
-        raise ValueError(f"company {company.key} is not ticket {ticket.id}'s tenant")
-
-
-def check_action(ticket: Ticket, action: ResponseAction, device: Device) -> None:
-    """Refuse an action or device of another tenant or ticket: it must never reach this mail."""
-    problems = []
-    if action.tenant_id != ticket.tenant_id:
-        problems.append(f"action {action.id} belongs to tenant {action.tenant_id}")
-    if device.tenant_id != ticket.tenant_id:
-        problems.append(f"device {device.id} belongs to tenant {device.tenant_id}")
-    if action.ticket_id is not None and action.ticket_id != ticket.id:
-        problems.append(f"action {action.id} belongs to ticket {action.ticket_id}")
-    if device.id is not None and action.device_id is not None and action.device_id != device.id:
-        problems.append(f"action {action.id} is for device {action.device_id}, not {device.id}")
-    if problems:
-        raise ValueError(f"do not belong to ticket {ticket.id}'s tenant: {'; '.join(problems)}")
 
 
 def _language(company: Company) -> str:
@@ -211,16 +163,6 @@ def desk_ticket_notice(company: Company, ticket: Ticket, alerts: Sequence[Alert]
     }
     subject = f"[{ticket.priority}] 新規チケット #{ticket.id} {company.name}：{context['title']}"
     return RenderedMail(subject, render("desk_ticket_notice.txt.j2", t=context))
-
-
-def detection_report_mail(report: DetectionReport) -> RenderedMail:
-    """The detection report as a mail: Japanese subject, plain text and the HTML alternative."""
-    subject = f"{SUBJECT_PREFIX}検知レポート（{report.period_label}）{report.company_name}"
-    return RenderedMail(
-        subject=subject,
-        text=render_detection_report_text(report),
-        html=render_detection_report_html(report),
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 
 from edrtrial.config import DeskConfig
 from edrtrial.models import OutboxMessage
-from edrtrial.notify.notices import detection_report_mail
 from edrtrial.notify.outbox import enqueue
 from edrtrial.reports.detection import assemble_detection_report
+from edrtrial.reports.render import detection_report_mail
 
 REPORT_KIND = "detection_report"
 

@@ -31,8 +31,9 @@ from edrtrial.notify import outbox
 from edrtrial.notify.mail import transport_from_config
 from edrtrial.notify.report_mail import queue_detection_report
 from edrtrial.notify.webhooks import webhook_transport_from_config
+from edrtrial.programme import trials
 from edrtrial.service.runtime import Runtime, TenantRef
-from edrtrial.timeutil import JST, jst_date, jst_day_bounds
+from edrtrial.timeutil import JST, jst_date
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -103,14 +104,8 @@ def _park(rt: Runtime, tenant: TenantRef, reason: str) -> None:
 
 
 def _first_poll_since(rt: Runtime, tenant: TenantRef) -> datetime | None:
-    """A tenant's first poll starts at its trial start (JST), not at the dawn of its history."""
     with rt.sessions() as session:
-        trial = session.scalar(
-            select(Trial)
-            .join(Tenant, Tenant.company_id == Trial.company_id)
-            .where(Tenant.id == tenant.id)
-        )
-    return None if trial is None else jst_day_bounds(trial.starts_on, trial.starts_on)[0]
+        return trials.first_poll_since(session, tenant.id)
 
 
 def _waiting(rt: Runtime, tenant: TenantRef) -> str:

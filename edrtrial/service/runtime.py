@@ -15,7 +15,7 @@ from edrtrial.connectors import connector_class
 from edrtrial.connectors.base import Connector
 from edrtrial.db import ensure_current, make_engine, make_sessions, transaction
 from edrtrial.desk.calendar import BusinessCalendar
-from edrtrial.desk.intake import DeskPolicy
+from edrtrial.desk.policy import DeskPolicy
 from edrtrial.models import Company, Tenant
 from edrtrial.playbooks.engine import Playbook, default_playbook_paths
 from edrtrial.playbooks.live import LivePlaybooks, channel_check

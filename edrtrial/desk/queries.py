@@ -1,0 +1,75 @@
+"""What the desk reads: a ticket's alerts and company, and the queue across all tenants."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from edrtrial.models import Alert, Company, Tenant, Ticket
+from edrtrial.states import OPEN_TICKET_STATES
+
+
+def ticket_alerts(session: Session, ticket: Ticket) -> list[Alert]:
+    """The ticket's alerts, oldest first."""
+    return list(
+        session.scalars(
+            select(Alert).where(Alert.ticket_id == ticket.id).order_by(Alert.created_at, Alert.id)
+        )
+    )
+
+
+def company_of(session: Session, ticket: Ticket) -> tuple[Tenant, Company]:
+    """The ticket's tenant and company."""
+    tenant = session.get_one(Tenant, ticket.tenant_id)
+    return tenant, session.get_one(Company, tenant.company_id)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    """A ticket as the operators' queue shows it."""
+
+    ticket: Ticket
+    company_key: str
+    company_name: str
+    alert_count: int
+    devices: tuple[str, ...]
+
+
+def ticket_queue(
+    session: Session, *, company_key: str | None = None, states: Sequence[str] = OPEN_TICKET_STATES
+) -> list[QueueRow]:
+    """One queue across all tenants: highest priority first, then oldest first."""
+    query = (
+        select(Ticket, Company.key, Company.name)
+        .join(Tenant, Ticket.tenant_id == Tenant.id)
+        .join(Company, Tenant.company_id == Company.id)
+        .where(Ticket.state.in_(list(states)))
+        .order_by(Ticket.priority, Ticket.created_at, Ticket.id)
+    )
+    if company_key:
+        query = query.where(Company.key == company_key)
+    found = session.execute(query).all()
+    ids = [ticket.id for ticket, _, _ in found]
+    counts: dict[int, int] = {}
+    devices: dict[int, set[str]] = {}
+    if ids:
+        counted = session.execute(
+            select(Alert.ticket_id, func.count())
+            .where(Alert.ticket_id.in_(ids))
+            .group_by(Alert.ticket_id)
+        )
+        counts = {ticket_id: int(n) for ticket_id, n in counted if ticket_id is not None}
+        for ticket_id, names in session.execute(
+            select(Alert.ticket_id, Alert.device_names).where(Alert.ticket_id.in_(ids))
+        ):
+            if ticket_id is not None:
+                devices.setdefault(ticket_id, set()).update(n for n in names or [] if n)
+    return [
+        QueueRow(
+            ticket, key, name, counts.get(ticket.id, 0), tuple(sorted(devices.get(ticket.id, ())))
+        )
+        for ticket, key, name in found
+    ]

@@ -1,0 +1,61 @@
+"""Queueing a message for its recipient: the desk's channel, or the company's contact.
+
+The rendering is `notify.notices`; this is only where each kind of recipient is addressed,
+so a desk message never reaches a company and the other way round.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from edrtrial.config import ChannelConfig
+from edrtrial.models import Company
+from edrtrial.notify import outbox
+from edrtrial.reports.render import RenderedMail
+
+
+def send_to_channel(
+    session: Session,
+    channel: ChannelConfig,
+    *,
+    dedupe_key: str,
+    kind: str,
+    subject: str,
+    text: str,
+    html: str | None,
+    tenant_id: int,
+) -> None:
+    """Queue a desk message on one channel: a mail to its address, or a post to its hook."""
+    outbox.enqueue(
+        session,
+        dedupe_key=dedupe_key,
+        kind=kind,
+        channel="mail" if channel.kind == "mail" else channel.kind,
+        recipient=str(channel.to) if channel.kind == "mail" else channel.name,
+        subject=subject,
+        body_text=text,
+        body_html=html,
+        tenant_id=tenant_id,
+    )
+
+
+def mail_company(
+    session: Session,
+    company: Company,
+    tenant_id: int,
+    mail: RenderedMail,
+    *,
+    dedupe_key: str,
+    kind: str,
+) -> None:
+    """Queue a mail to the company contact (once per dedupe key)."""
+    outbox.enqueue(
+        session,
+        dedupe_key=dedupe_key,
+        kind=kind,
+        recipient=company.contact_email,
+        subject=mail.subject,
+        body_text=mail.text,
+        body_html=mail.html,
+        tenant_id=tenant_id,
+    )

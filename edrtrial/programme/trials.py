@@ -1,0 +1,35 @@
+"""A company's trial period: whether a day is inside it, and when its first poll starts."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from edrtrial.models import Tenant, Trial
+from edrtrial.timeutil import jst_date, jst_day_bounds
+
+
+def trial_of_tenant(session: Session, tenant_id: int) -> Trial | None:
+    """The trial of the tenant's company, if it has one."""
+    return session.scalar(
+        select(Trial)
+        .join(Tenant, Tenant.company_id == Trial.company_id)
+        .where(Tenant.id == tenant_id)
+    )
+
+
+def in_trial(session: Session, tenant_id: int, at: datetime) -> bool:
+    """Whether the tenant's company is inside its trial (the 24/7 incident desk covers it)."""
+    trial = trial_of_tenant(session, tenant_id)
+    if trial is None:
+        return False
+    today: date = jst_date(at)
+    return trial.starts_on <= today <= trial.ends_on
+
+
+def first_poll_since(session: Session, tenant_id: int) -> datetime | None:
+    """A tenant's first poll starts at its trial start (JST), not at the dawn of its history."""
+    trial = trial_of_tenant(session, tenant_id)
+    return None if trial is None else jst_day_bounds(trial.starts_on, trial.starts_on)[0]
