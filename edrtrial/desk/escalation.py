@@ -8,6 +8,7 @@ queue marked overdue rather than paging forever.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -24,6 +25,7 @@ from edrtrial.notify.notices import desk_escalation_notice
 from edrtrial.notify.recipients import send_to_channel
 from edrtrial.programme.trials import in_trial
 
+log = logging.getLogger(__name__)
 MAX_LEVEL = 5
 
 
@@ -78,8 +80,9 @@ def _escalate(session: Session, ticket: Ticket, policy: DeskPolicy, now: datetim
             channel=channel.name,
             ack_due_at=due,
         )
-    except TicketError:
-        return False  # acknowledged (or otherwise taken) since the deadline query
+    except TicketError as err:  # acknowledged (or otherwise taken) since the deadline query
+        log.info("ticket #%s not escalated: %s", ticket.id, err)
+        return False
     _, company = company_of(session, ticket)
     mail = desk_escalation_notice(
         company, ticket, ticket_alerts(session, ticket), level, missed, channel.name
@@ -121,8 +124,9 @@ def close_quiet(session: Session, policy: DeskPolicy, now: datetime) -> list[int
     ):
         try:
             move(session, ticket, "auto-close", now, closed_at=now)
-        except TicketError:
-            continue  # reopened or closed by someone meanwhile: their step stands
+        except TicketError as err:  # reopened or closed by someone meanwhile: theirs stands
+            log.info("ticket #%s not closed: %s", ticket.id, err)
+            continue
         audit.record(
             session,
             at=now,
