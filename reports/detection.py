@@ -6,11 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
-
 from edrtrial.config import DeskConfig
-from edrtrial.models import Alert, Company, Device, Tenant, Trial
+from edrtrial.errors import TenantMismatchError
+from edrtrial.models import Alert, Company, Device, Trial
 from edrtrial.reports.advice import (
     Recommendation,
     SecurityActionPointer,
@@ -29,12 +27,12 @@ from edrtrial.reports.vocabulary import (
     severity_key,
     ticket_state_ja,
 )
-from edrtrial.timeutil import as_utc, jst_date, jst_day_bounds
+from edrtrial.states import TicketState
+from edrtrial.timeutil import as_utc, jst_date
 
 ACTIVE_WINDOW_DAYS = 7
 MAX_ROWS = 100  # a noisy week must not produce a mail nobody can read
 MAX_QUIET_DEVICES = 20
-_DONE_STATES = frozenset({"resolved", "closed", "done"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,18 +156,6 @@ def _shown(rows: list[DetectionRow]) -> tuple[DetectionRow, ...]:
     return tuple(rows[i] for i in sorted(keep))
 
 
-def period_alerts(session: Session, tenant_id: int, start: date, end: date) -> list[Alert]:
-    """The tenant's alerts created within the Tokyo days start..end, oldest first."""
-    lower, upper = jst_day_bounds(start, end)
-    query = (
-        select(Alert)
-        .where(Alert.tenant_id == tenant_id, Alert.created_at >= lower, Alert.created_at < upper)
-        .options(selectinload(Alert.ticket))
-        .order_by(Alert.created_at, Alert.id)
-    )
-    return list(session.scalars(query))
-
-
 def _is_onboarded(device: Device) -> bool:
     return device.in_inventory and device.onboarding_status.casefold() == "onboarded"
 
@@ -234,37 +220,37 @@ def desk_contacts(desk: DeskConfig) -> DeskContacts:
     )
 
 
-def assemble_detection_report(
-    session: Session,
-    company_id: int,
+def build_detection_report(
+    company: Company,
+    tenant_id: int | None,
+    alerts: Sequence[Alert],
+    devices: Sequence[Device],
+    trial: Trial | None,
     start: date,
     end: date,
     *,
     now: datetime,
     desk: DeskConfig,
 ) -> DetectionReport:
-    """One company's detections, devices and advice for the period: its own tenant's rows only."""
+    """One company's detections, devices and advice for the period, from its own rows.
+
+    The caller reads the rows (`notify.report_mail.detection_report_for`); every alert and
+    device must be of the company's tenant, which is checked here before a word is written.
+    """
     if end < start:
         raise ValueError(f"report period ends ({end}) before it starts ({start})")
-    company = session.get(Company, company_id)
-    if company is None:
-        raise LookupError(f"no company with id {company_id}")
-    tenant = session.scalar(select(Tenant).where(Tenant.company_id == company.id))
-    alerts: list[Alert] = []
-    devices: list[Device] = []
-    if tenant is not None:
-        alerts = period_alerts(session, tenant.id, start, end)
-        devices = list(session.scalars(select(Device).where(Device.tenant_id == tenant.id)))
-    trial = session.scalar(select(Trial).where(Trial.company_id == company.id))
-
+    strangers = [f"alert {a.id}" for a in alerts if a.tenant_id != tenant_id]
+    strangers += [f"device {d.id}" for d in devices if d.tenant_id != tenant_id]
+    if strangers:
+        raise TenantMismatchError(
+            f"{', '.join(strangers)} do not belong to {company.key}'s tenant {tenant_id}"
+        )
     rows = [_row(alert) for alert in alerts]
     counts = {key: 0 for key in SEVERITY_ORDER}
     for row in rows:
         counts[row.severity_key] += 1
     open_tickets = {
-        a.ticket.id
-        for a in alerts
-        if a.ticket is not None and a.ticket.state.casefold() not in _DONE_STATES
+        a.ticket.id for a in alerts if a.ticket is not None and TicketState(a.ticket.state).open
     }
     tests = sum(1 for row in rows if row.is_test)
     return DetectionReport(
@@ -272,7 +258,7 @@ def assemble_detection_report(
         company_name=company.name,
         contact_name=company.contact_name,
         recipient=company.contact_email,
-        tenant_id=tenant.id if tenant else None,
+        tenant_id=tenant_id,
         start=start,
         end=end,
         period_label=f"{ja_date(start)}〜{ja_date(end)}",

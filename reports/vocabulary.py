@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from edrtrial.models import Alert
+from edrtrial.states import TicketState
 from edrtrial.timeutil import to_jst
 
 SEVERITY_ORDER = ("high", "medium", "low", "informational")
@@ -59,25 +60,20 @@ TEST_TITLE_PREFIX = "[test alert]"
 # detection test, and EICAR-style test files someone used to check the protection).
 TEST_REASONS = frozenset({"detection-test", "detection_test", "test-file", "test_file"})
 
-# Ticket states as the desk may name them, in words a non-IT reader understands.
-TICKET_STATE_JA = {
-    "new": "対応中",
-    "open": "対応中",
-    "acknowledged": "対応中",
-    "in_progress": "対応中",
-    "inprogress": "対応中",
-    "investigating": "対応中",
-    "waiting": "対応中",
-    "on_hold": "対応中",
-    "resolved": "対応済み",
-    "closed": "対応済み",
-    "done": "対応済み",
+# Ticket states in words a non-IT reader understands: every state, and only real ones.
+TICKET_STATE_JA: dict[TicketState, str] = {
+    TicketState.NEW: "対応中",
+    TicketState.ACKNOWLEDGED: "対応中",
+    TicketState.IN_PROGRESS: "対応中",
+    TicketState.RESOLVED: "対応済み",
+    TicketState.CLOSED: "対応済み",
 }
-TICKET_STATE_EN = {
-    "new": "In progress",
-    "resolved": "Handled",
-    "closed": "Handled",
-    "done": "Handled",
+TICKET_STATE_EN: dict[TicketState, str] = {
+    TicketState.NEW: "In progress",
+    TicketState.ACKNOWLEDGED: "In progress",
+    TicketState.IN_PROGRESS: "In progress",
+    TicketState.RESOLVED: "Handled",
+    TicketState.CLOSED: "Handled",
 }
 
 
@@ -111,13 +107,13 @@ def plain_title(alert: Alert, language: str = "ja") -> str:
 
 
 def ticket_state_ja(state: str) -> str:
-    """A ticket's state as the company reads it; an unknown state still reads as in progress."""
-    return TICKET_STATE_JA.get(state.casefold(), "対応中")
+    """A ticket's state as the company reads it."""
+    return TICKET_STATE_JA[TicketState(state)]
 
 
 def ticket_state_en(state: str) -> str:
     """A ticket's state in English for the company."""
-    return TICKET_STATE_EN.get(state.casefold(), "In progress")
+    return TICKET_STATE_EN[TicketState(state)]
 
 
 def jst_minute(value: datetime) -> str:

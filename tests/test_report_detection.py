@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.config import DeskConfig
 from edrtrial.models import Alert, Company, Device, Tenant, Ticket, Trial
-from edrtrial.reports.detection import DetectionReport, assemble_detection_report
+from edrtrial.notify.report_mail import detection_report_for
+from edrtrial.reports.detection import DetectionReport
 
 NOW = datetime(2026, 11, 9, 0, 0, tzinfo=UTC)  # Monday 09:00 in Tokyo
 START, END = date(2026, 11, 1), date(2026, 11, 7)
@@ -67,7 +68,7 @@ def add_ticket(session: Session, tenant: Tenant, key: str, state: str) -> Ticket
 def assemble(
     session: Session, company: Company, start: date = START, end: date = END
 ) -> DetectionReport:
-    return assemble_detection_report(session, company.id, start, end, now=NOW, desk=DESK)
+    return detection_report_for(session, company.id, start, end, now=NOW, desk=DESK)
 
 
 def test_another_company_rows_never_appear(sessions: sessionmaker[Session]) -> None:
@@ -354,6 +355,6 @@ def test_rejects_unknown_company_and_reversed_period(sessions: sessionmaker[Sess
     with sessions() as session:
         company, _ = add_company(session, "acme", "株式会社アクメ")
         with pytest.raises(LookupError):
-            assemble_detection_report(session, 9999, START, END, now=NOW, desk=DESK)
+            detection_report_for(session, 9999, START, END, now=NOW, desk=DESK)
         with pytest.raises(ValueError, match="before it starts"):
             assemble(session, company, END, START)

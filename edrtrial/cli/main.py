@@ -371,8 +371,7 @@ def report(
     ctx: click.Context, company: str, start: str, end: str, output: Path | None, no_mail: bool
 ) -> None:
     """Write a company's Japanese detection report for a period, and mail it."""
-    from edrtrial.notify.report_mail import queue_detection_report
-    from edrtrial.reports.detection import assemble_detection_report
+    from edrtrial.notify.report_mail import detection_report_for, queue_detection_report
     from edrtrial.reports.render import render_detection_report_html
 
     first, last = _date(start), _date(end)
@@ -387,7 +386,7 @@ def report(
         assert stored is not None  # synced from the config by Runtime.open
         if no_mail:
             html = render_detection_report_html(
-                assemble_detection_report(
+                detection_report_for(
                     session,
                     stored.id,
                     first,

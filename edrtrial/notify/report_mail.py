@@ -8,9 +8,12 @@ from datetime import date, datetime
 from sqlalchemy.orm import Session
 
 from edrtrial.config import DeskConfig
-from edrtrial.models import OutboxMessage
+from edrtrial.ingest.queries import period_alerts, tenant_devices
+from edrtrial.models import Alert, Company, Device, OutboxMessage
 from edrtrial.notify.outbox import enqueue
-from edrtrial.reports.detection import assemble_detection_report
+from edrtrial.programme.companies import tenant_of_company
+from edrtrial.programme.trials import trial_of_company
+from edrtrial.reports.detection import DetectionReport, build_detection_report
 from edrtrial.reports.render import detection_report_mail
 
 REPORT_KIND = "detection_report"
@@ -29,6 +32,38 @@ def report_dedupe_key(company_key: str, start: date, end: date) -> str:
     return f"report:detection:{company_key}:{start.isoformat()}:{end.isoformat()}"
 
 
+def detection_report_for(
+    session: Session,
+    company_id: int,
+    start: date,
+    end: date,
+    *,
+    now: datetime,
+    desk: DeskConfig,
+) -> DetectionReport:
+    """The company's detection report for the period, from its own tenant's rows only."""
+    company = session.get(Company, company_id)
+    if company is None:
+        raise LookupError(f"no company with id {company_id}")
+    tenant = tenant_of_company(session, company.id)
+    alerts: list[Alert] = []
+    devices: list[Device] = []
+    if tenant is not None:
+        alerts = period_alerts(session, tenant.id, start, end)
+        devices = tenant_devices(session, tenant.id)
+    return build_detection_report(
+        company,
+        tenant.id if tenant else None,
+        alerts,
+        devices,
+        trial_of_company(session, company.id),
+        start,
+        end,
+        now=now,
+        desk=desk,
+    )
+
+
 def queue_detection_report(
     session: Session,
     company_id: int,
@@ -39,7 +74,7 @@ def queue_detection_report(
     desk: DeskConfig,
 ) -> QueuedReport:
     """Assemble, render and queue the report to the company contact; does not commit."""
-    report = assemble_detection_report(session, company_id, start, end, now=now, desk=desk)
+    report = detection_report_for(session, company_id, start, end, now=now, desk=desk)
     mail = detection_report_mail(report)
     message = enqueue(
         session,

@@ -67,6 +67,11 @@ def company_by_key(session: Session, key: str) -> Company | None:
     return session.scalar(select(Company).where(Company.key == key))
 
 
+def tenant_of_company(session: Session, company_id: int) -> Tenant | None:
+    """The tenant of the company with this id."""
+    return session.scalar(select(Tenant).where(Tenant.company_id == company_id))
+
+
 def tenant_of(session: Session, company_key: str) -> Tenant | None:
     """The tenant of the company with this key."""
     return session.scalar(

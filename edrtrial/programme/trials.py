@@ -20,6 +20,11 @@ def trial_of_tenant(session: Session, tenant_id: int) -> Trial | None:
     )
 
 
+def trial_of_company(session: Session, company_id: int) -> Trial | None:
+    """The company's trial, if it has one."""
+    return session.scalar(select(Trial).where(Trial.company_id == company_id))
+
+
 def in_trial(session: Session, tenant_id: int, at: datetime) -> bool:
     """Whether the tenant's company is inside its trial (the 24/7 incident desk covers it)."""
     trial = trial_of_tenant(session, tenant_id)
