@@ -201,6 +201,22 @@ class Connector(Protocol):
         """Build a connector for one tenant from its validated connection block."""
         ...
 
+    @classmethod
+    def alert_payloads(cls, document: Any) -> list[Any]:
+        """The raw alerts in a JSON document saved from the EDR's API (a page of its alert
+        list, a list of alerts, or one alert), each for `map_alert`."""
+        ...
+
+    @classmethod
+    def map_alert(cls, payload: Any) -> AlertRecord:
+        """One raw alert, as the EDR's API sends it, mapped as `fetch_alerts` maps it.
+
+        Needs no tenant, credentials or network, so tools (`edrtrial playbooks test`) can
+        use it. Raises `edrtrial.errors.Unmappable` with the reason when the payload cannot
+        become a record.
+        """
+        ...
+
     def fetch_alerts(self, since: datetime | None) -> Iterator[Batch[AlertRecord]]:
         """Alerts updated at or after `since` (minus the connector's overlap), page by page."""
         ...

@@ -1,18 +1,27 @@
-"""Helpers every connector needs the same way: Retry-After, bad settings, evidence and tags."""
+"""Helpers every connector needs the same way: Retry-After, bad settings, mapping a page of
+records (setting aside those that cannot be mapped), evidence and tags."""
 
 from __future__ import annotations
 
+import logging
 import ssl
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import ValidationError
 
-from edrtrial.connectors.base import Evidence
-from edrtrial.errors import ConfigError
+from edrtrial.connectors.base import Batch, Evidence, Rejected
+from edrtrial.errors import ConfigError, Unmappable
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+_RAW_EXCERPT = 2000  # characters of a non-object item kept for the quarantine
 
 
 def tls_verify(ca_bundle: Path | None, base_dir: Path, who: str) -> ssl.SSLContext | bool:
@@ -58,6 +67,68 @@ def describe_errors(err: ValidationError) -> str:
             message = item["msg"].removeprefix("Value error, ")
         parts.append(f"{where}: {message}")
     return "; ".join(parts)
+
+
+def map_record(mapper: Callable[[Mapping[str, Any]], R], raw: Any) -> R:
+    """One raw record through `mapper`; whatever stops it is raised as `Unmappable`.
+
+    `mapper` only ever sees a JSON object. It raises `Unmappable` itself for a missing id or
+    timestamp; pydantic's `ValidationError` becomes `Unmappable` with `describe_errors`'s
+    text (each bad key and why).
+    """
+    if not isinstance(raw, dict):
+        raise Unmappable(f"not a JSON object ({type(raw).__name__})")
+    try:
+        return mapper(raw)
+    except ValidationError as err:
+        raise Unmappable(describe_errors(err)) from err
+
+
+def map_page(
+    items: Iterable[Any],
+    mapper: Callable[[Mapping[str, Any]], R],
+    kind: str,
+    *,
+    tenant: str,
+    source_id: Callable[[Mapping[str, Any]], Any] | None = None,
+) -> Batch[R]:
+    """The records of one page, with a `Rejected` for each item `mapper` cannot map.
+
+    One bad record never spoils its page: it is logged and set aside with its id (found by
+    `source_id`, default the top-level `id`; "" when there is none), the reason and the raw
+    item, for the core to keep in quarantine. `kind` names the record in both (`"alert"`).
+    """
+    records: list[R] = []
+    rejected: list[Rejected] = []
+    for item in items:
+        try:
+            records.append(map_record(mapper, item))
+        except Unmappable as err:
+            if isinstance(item, dict):
+                raw: Mapping[str, Any] = item
+                record_id = _id_text((source_id or _top_level_id)(item))
+            else:
+                raw, record_id = {"value": repr(item)[:_RAW_EXCERPT]}, ""
+            log.warning(
+                "tenant %s: set aside %s%s: %s",
+                tenant,
+                kind,
+                f" {record_id}" if record_id else "",
+                err.reason,
+            )
+            rejected.append(Rejected(kind, record_id, err.reason, raw))
+    return Batch(records, rejected)
+
+
+def _top_level_id(raw: Mapping[str, Any]) -> Any:
+    return raw.get("id")
+
+
+def _id_text(value: Any) -> str:
+    """A rejected record's id as text; "" when absent or not a single value."""
+    if value is None or isinstance(value, dict | list):
+        return ""
+    return str(value)
 
 
 _HASH_LENGTHS = frozenset({32, 40, 64})  # md5, sha1, sha256

@@ -51,8 +51,46 @@ class PermanentError(ConnectorError):
     """The request itself is refused and will be refused again (4xx other than auth/429)."""
 
 
+class ApiRefused(PermanentError):
+    """The EDR's API refused the request with a 4xx other than auth and throttling.
+
+    Sending it again gets the same answer. `status` is the HTTP status; `code` and
+    `api_message` are the API's own error code and message, kept apart from the text so a
+    caller can branch on them ("" when the answer carries none).
+    """
+
+    def __init__(self, message: str, *, status: int, code: str = "", api_message: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.api_message = api_message
+
+
+class ResourceNotFound(ApiRefused):
+    """A 404: the object asked for does not exist (any more); a caller may leave it out."""
+
+
+class Conflict(ApiRefused):
+    """A 409: the request clashes with the object's state (for a device action: a task of
+    that kind is already running, which the caller may look up and reuse)."""
+
+
 class SchemaDriftError(ConnectorError):
     """The API answered with a shape we do not understand."""
+
+
+class Unmappable(EdrTrialError):
+    """One source record the connector cannot turn into an edrtrial record (no id, an
+    unreadable timestamp, a field of the wrong type, not a JSON object).
+
+    A record-level problem, not a connector failure: the record is set aside in quarantine
+    with `reason` and the rest of its page goes through. `reason` says what is wrong and
+    where (a field or a JSON path).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class TransitionError(EdrTrialError):

@@ -21,6 +21,7 @@ from edrtrial.connectors.base import (
     IncidentRecord,
     Rejected,
 )
+from edrtrial.errors import Unmappable
 
 
 class FakeSettings(BaseModel):
@@ -58,6 +59,14 @@ class FakeConnector:
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], base_dir: Path) -> Self:
         return cls()
+
+    @classmethod
+    def alert_payloads(cls, document: Any) -> list[Any]:
+        return list(document) if isinstance(document, list) else [document]
+
+    @classmethod
+    def map_alert(cls, payload: Any) -> AlertRecord:
+        raise Unmappable("the fake connector maps no payloads")
 
     def fetch_alerts(self, since: datetime | None) -> Iterator[Batch[AlertRecord]]:
         rows = sorted(self.alerts.values(), key=lambda a: (a.last_update_at, a.source_id))

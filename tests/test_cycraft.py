@@ -33,6 +33,7 @@ from edrtrial.errors import (
     PermanentError,
     SchemaDriftError,
     TransientError,
+    Unmappable,
 )
 
 from test_cycraft_support import BASE, ORG, FakeCyCraft, Reply, Seen, payload
@@ -239,6 +240,46 @@ def test_bad_records_are_rejected_and_the_rest_of_the_page_kept(
     [no_id] = batches[1].rejected
     assert (no_id.kind, no_id.source_id, no_id.reason) == ("alert", "", "no id at 'id'")
     assert not batches[0].complete
+
+
+def test_the_public_contract_maps_an_alert_with_the_shipped_mapping(
+    fake: FakeCyCraft, make: Make
+) -> None:
+    fake.route("GET", ALERTS, two_alert_pages)
+    polled, _ = fetch(make(page_size=3), SINCE)
+    first = payload("cycraft__alerts_page1.json")["data"]
+    second = payload("cycraft__alerts_page2.json")["data"]
+
+    assert [CyCraftAdapter.map_alert(item) for item in first[:2] + second[:1]] == polled
+    with pytest.raises(Unmappable, match=r"^created: .*; updated: "):
+        CyCraftAdapter.map_alert(first[2])
+    with pytest.raises(Unmappable, match=r"^no id at 'id'$"):
+        CyCraftAdapter.map_alert(second[1])
+    with pytest.raises(Unmappable, match=r"^not a JSON object \(int\)$"):
+        CyCraftAdapter.map_alert(1001)
+
+
+def test_map_alert_follows_the_shipped_mapping_not_a_tenants_overrides(
+    fake: FakeCyCraft, make: Make
+) -> None:
+    fake.route("GET", ALERTS, two_alert_pages)
+    adapter = make(page_size=3, mapping={"alerts": {"fields": {"title": "rule.name"}}})
+    [polled, *_], _ = fetch(adapter, SINCE)
+    item = payload("cycraft__alerts_page1.json")["data"][0]
+
+    assert polled.title == "PS-Download-Exec"
+    assert adapter.map_alert(item).title == "Suspicious PowerShell download cradle"
+
+
+def test_alert_payloads_reads_the_shipped_envelopes() -> None:
+    page = payload("cycraft__alerts_page1.json")
+    single = payload("cycraft__incident_inc-77.json")  # a single object comes as {"data": {}}
+    payloads = CyCraftAdapter.alert_payloads
+
+    assert payloads(page) == page["data"]
+    assert payloads(page["data"]) == page["data"]
+    assert payloads(single) == [single["data"]]
+    assert payloads(page["data"][0]) == [page["data"][0]]
 
 
 def test_overriding_one_json_path_keeps_the_other_defaults(fake: FakeCyCraft, make: Make) -> None:

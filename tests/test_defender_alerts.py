@@ -12,7 +12,7 @@ from pytest_httpx import HTTPXMock
 
 from edrtrial.connectors.base import AlertRecord, DeviceRef
 from edrtrial.connectors.defender import DefenderForBusinessConnector
-from edrtrial.errors import SchemaDriftError
+from edrtrial.errors import SchemaDriftError, Unmappable
 
 from test_defender_support import (
     ALERTS_URL,
@@ -155,10 +155,41 @@ def test_one_bad_record_is_rejected_with_its_reason_and_the_page_survives(
     assert timestamp.raw == bad  # kept as sent, for the quarantine
     assert (no_id.source_id, no_id.reason) == ("", "no id")
     assert no_id.raw == nameless
+    assert (not_object.source_id, not_object.reason) == ("", "not a JSON object (str)")
     assert not_object.raw == {"value": "'not an object'"}
     set_aside = [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()]
     assert len(set_aside) == 3
     assert all(TENANT in line for line in set_aside)
+
+
+def test_the_public_contract_maps_an_alert_as_polling_does_without_a_tenant(
+    httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
+) -> None:
+    httpx_mock.add_response(
+        url=ALERTS_URL, match_params={"$top": "100"}, json=payload("graph__list_alerts_v2.json")
+    )
+    [polled] = _alerts(connector, None)
+
+    assert DefenderForBusinessConnector.map_alert(DOC_ALERT) == polled
+    with pytest.raises(Unmappable, match="^no lastUpdateDateTime$"):
+        DefenderForBusinessConnector.map_alert(DOC_ALERT | {"lastUpdateDateTime": None})
+    with pytest.raises(Unmappable, match="^lastUpdateDateTime: "):
+        DefenderForBusinessConnector.map_alert(DOC_ALERT | {"lastUpdateDateTime": "yesterday"})
+    with pytest.raises(Unmappable, match=r"^not a JSON object \(list\)$"):
+        DefenderForBusinessConnector.map_alert([DOC_ALERT])
+
+
+def test_alert_payloads_reads_pages_lists_single_alerts_and_expanded_incidents() -> None:
+    page = payload("graph__list_alerts_v2.json")
+    incidents = payload("graph__list_incidents_expand_alerts.json")
+    expanded = [alert for incident in incidents["value"] for alert in incident["alerts"]]
+    payloads = DefenderForBusinessConnector.alert_payloads
+
+    assert payloads(page) == page["value"]
+    assert payloads(page["value"]) == page["value"]
+    assert payloads(DOC_ALERT) == [DOC_ALERT]
+    assert expanded and payloads(incidents) == expanded
+    assert payloads("not json object") == ["not json object"]  # map_alert then says why
 
 
 def test_documented_incident_with_pascal_case_enums_is_fetched_by_id(

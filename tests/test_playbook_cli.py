@@ -219,6 +219,75 @@ def test_a_broken_draft_is_reported_not_tested(config: Path, tmp_path: Path) -> 
     )
 
 
+CYCRAFT_ALERT = {  # the shape of the shipped CyCraft mapping (connectors/cycraft/defaults.toml)
+    "id": "al-2001",
+    "title": "Suspicious PowerShell download cradle",
+    "severity": "Critical",
+    "status": "Open",
+    "created_at": "2026-11-18T01:02:03Z",
+    "updated_at": "2026-11-18T01:05:00Z",
+    "incident_id": "inc-9",
+    "category": "Execution",
+    "mitre_techniques": ["T1059.001"],
+    "endpoint": {"id": "ep-01", "hostname": "PC-001"},
+    "user": {"name": "SAKURA\\tanaka"},
+    "evidence": {
+        "files": [{"sha256": "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"}],
+        "network": [{"remote_ip": "198.51.100.20", "url": "https://dl.evil.example/a.ps1"}],
+    },
+}
+
+
+def test_json_file_of_cycraft_alerts_is_explained_through_its_connector(
+    config: Path, tmp_path: Path
+) -> None:
+    low = CYCRAFT_ALERT | {"id": 2002, "title": "Unsigned tool ran", "severity": 2}
+    no_id = {k: v for k, v in CYCRAFT_ALERT.items() if k != "id"} | {"title": "Nameless"}
+    path = tmp_path / "cycraft.json"
+    path.write_text(json.dumps({"data": [CYCRAFT_ALERT, low, no_id], "total": 3}), "utf-8")
+
+    args = ("playbooks", "test", str(path), "--connector", "cycraft", "--company", "sakura")
+    result = invoke(config, *args)
+    out = result.output
+    assert result.exit_code == 1, out  # one alert could not be read, as for Defender
+    assert "cycraft.json[0] al-2001 [sakura] 'Suspicious PowerShell download cradle' (high)" in out
+    assert "1. high-severity (default.toml:" in out  # Critical: high, through severity_map
+    assert "cycraft.json[1] 2002 [sakura] 'Unsigned tool ran' (low)" in out
+    assert "cycraft.json[2] (no id) [sakura] 'Nameless' (Critical)" in out
+    assert "not tested: alert 2: no id at 'id'" in out
+    assert "2 alert(s) decided:" in out
+    assert "1 alert(s) could not be read" in out
+
+    draft = tmp_path / "draft.toml"
+    draft.write_text(
+        '[[rules]]\nname = "cradle"\nuser = "tanaka"\nmitre = "T1059"\nip = "198.51.100.0/24"\n'
+        'file_hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"\n'
+        'priority = "P2"\n',
+        encoding="utf-8",
+    )
+    single = tmp_path / "one.json"
+    single.write_text(json.dumps({"data": CYCRAFT_ALERT}), "utf-8")  # one alert, as GET sends it
+    result = invoke(
+        config, "playbooks", "test", str(single), "--connector", "cycraft", "--playbook", str(draft)
+    )
+    assert result.exit_code == 0, result.output
+    assert "1. cradle (draft.toml:1)" in result.output  # evidence and MITRE reached the facts
+    assert "- user 'SAKURA\\tanaka' matches listed 'tanaka'" in result.output
+    assert "- IP 198.51.100.20 is in 198.51.100.0/24" in result.output
+    assert "1 × P2" in result.output
+
+
+def test_an_unknown_connector_names_the_known_ones(config: Path) -> None:
+    alerts = FIXTURES / "graph__list_alerts_v2.json"
+    result = invoke(config, "playbooks", "test", str(alerts), "--connector", "sentinelone")
+    assert result.exit_code == 2
+    assert "unknown connector 'sentinelone' (known: cycraft, defender)" in result.output
+
+    stored = invoke(config, "playbooks", "test", "--alert", "1", "--connector", "cycraft")
+    assert stored.exit_code == 2
+    assert "--connector needs ALERTS_JSON" in stored.output
+
+
 def test_test_needs_something_to_test(config: Path) -> None:
     result = invoke(config, "playbooks", "test")
     assert result.exit_code == 2

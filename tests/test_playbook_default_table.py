@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from edrtrial.connectors.base import AlertRecord, DeviceRef
-from edrtrial.connectors.defender.connector import _alert_record
+from edrtrial.connectors.defender import DefenderForBusinessConnector
 from edrtrial.connectors.defender.evidence import mde_evidence
 from edrtrial.playbooks import (
     AlertFacts,
@@ -27,6 +27,7 @@ from edrtrial.timeutil import parse_iso
 FIXTURES = Path(__file__).parent / "fixtures"
 TESTING = ("informationalexpectedactivity", "securitytesting")
 NO_VERDICT = (None, None)
+map_alert = DefenderForBusinessConnector.map_alert  # the public contract, as tools use it
 
 # (priority, ticket, notify desk, notify company, suppressed reason, isolate, device verified,
 #  (classification, determination))
@@ -95,9 +96,9 @@ def documented() -> list[Any]:
         if name.startswith("mde__"):
             records = [mde_record(item) for item in payload]
         elif "incidents" in name:
-            records = [_alert_record(a) for incident in payload for a in incident["alerts"]]
+            records = [map_alert(a) for incident in payload for a in incident["alerts"]]
         else:
-            records = [_alert_record(item) for item in payload]
+            records = [map_alert(item) for item in payload]
         assert records, name
         cases += [pytest.param(r, want, id=f"{name}[{n}]") for n, r in enumerate(records)]
     return cases
@@ -110,7 +111,7 @@ def test_documented_payloads(playbook: Playbook, record: AlertRecord, expected: 
 
 
 def test_documented_evidence_reaches_the_facts() -> None:
-    graph = _alert_record(fixture("graph__list_alerts_v2.json")["value"][0])
+    graph = map_alert(fixture("graph__list_alerts_v2.json")["value"][0])
     facts = AlertFacts.from_record(
         graph,
         company_key="acme-kogyo",
@@ -164,7 +165,7 @@ def sandbox_records() -> dict[str, AlertRecord]:
         platform = sorted(kind.platforms)[0]
         [device] = world.add_devices(tenant, 1, platform, detection_test_alert=False)
         [alert_id] = world.add_alerts(tenant, key, device_id=device)
-        records[key] = _alert_record(world.get_alert(tenant, alert_id))
+        records[key] = map_alert(world.get_alert(tenant, alert_id))
     return records
 
 

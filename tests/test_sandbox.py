@@ -16,7 +16,8 @@ import httpx
 import msal
 import pytest
 
-from edrtrial.connectors.defender.connector import _alert_record, _device_record
+from edrtrial.connectors.defender import DefenderForBusinessConnector
+from edrtrial.connectors.defender.connector import _device_record
 from edrtrial.sandbox import (
     SAMPLE_CLIENT_ID,
     SAMPLE_TENANTS,
@@ -715,7 +716,7 @@ def test_alerts_carry_evidence_in_graph_form_that_the_connector_reads(fixed_cloc
         assert types[:2] == ["deviceEvidence", "userEvidence"]
         account = alert["evidence"][1]["userAccount"]
         assert {"accountName", "domainName", "userPrincipalName"} <= account.keys()
-        found = _alert_record(alert).evidence
+        found = DefenderForBusinessConnector.map_alert(alert).evidence
         assert found.users[:3] == (
             account["accountName"],
             f"{account['domainName']}\\{account['accountName']}",

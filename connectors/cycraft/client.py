@@ -14,25 +14,16 @@ from edrtrial.connectors.cycraft.auth import ApiKeyAuth
 from edrtrial.connectors.cycraft.config import CyCraftSettings
 from edrtrial.connectors.cycraft.models import dig
 from edrtrial.connectors.support import retry_after_seconds
-from edrtrial.errors import AuthError, PermanentError, SchemaDriftError, TransientError
+from edrtrial.errors import (
+    ApiRefused,
+    AuthError,
+    Conflict,
+    ResourceNotFound,
+    SchemaDriftError,
+    TransientError,
+)
 
 log = logging.getLogger(__name__)
-
-
-class ApiRefused(PermanentError):
-    """A 4xx other than auth and throttling; the status is kept for callers that care."""
-
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class ResourceNotFound(ApiRefused):
-    """A 404: the object does not exist (or no longer does)."""
-
-
-class Conflict(ApiRefused):
-    """A 409: taken to mean a task of this kind is already running on the device."""
 
 
 class CyCraftClient:

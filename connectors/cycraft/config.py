@@ -377,6 +377,12 @@ def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@cache
+def default_mapping() -> RestMapping:
+    """The shipped mapping alone, without any tenant's overrides (validated once)."""
+    return RestMapping.model_validate(shipped_defaults()["mapping"])
+
+
 def default_capabilities() -> frozenset[Capability]:
     """What the shipped mapping alone allows (a tenant's overrides may add or remove)."""
-    return RestMapping.model_validate(shipped_defaults()["mapping"]).capabilities
+    return default_mapping().capabilities

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar, cast
 
@@ -28,11 +29,13 @@ from edrtrial.connectors.base import (
     Rejected,
 )
 from edrtrial.connectors.cycraft.auth import ApiKeyAuth
-from edrtrial.connectors.cycraft.client import Conflict, CyCraftClient, ResourceNotFound
+from edrtrial.connectors.cycraft.client import CyCraftClient
 from edrtrial.connectors.cycraft.config import (
     AlertFields,
     CyCraftSettings,
+    RestMapping,
     default_capabilities,
+    default_mapping,
 )
 from edrtrial.connectors.cycraft.models import (
     CyCraftAlert,
@@ -47,9 +50,19 @@ from edrtrial.connectors.support import (
     EvidenceCollector,
     describe_errors,
     distinct_tags,
+    map_page,
+    map_record,
     tls_verify,
 )
-from edrtrial.errors import ConfigError, PermanentError, SchemaDriftError, TransientError
+from edrtrial.errors import (
+    ConfigError,
+    Conflict,
+    PermanentError,
+    ResourceNotFound,
+    SchemaDriftError,
+    TransientError,
+    Unmappable,
+)
 from edrtrial.secrets import resolve_secret
 from edrtrial.timeutil import as_utc
 
@@ -66,10 +79,6 @@ _CAPABILITY_OF = {
     ActionKind.OFFBOARD: Capability.OFFBOARD,
 }
 _PLATFORM_NOISE = re.compile(r"[\s_-]")
-
-
-class Unmappable(ValueError):
-    """A payload that parsed but lacks what an edrtrial record needs (an id, a timestamp)."""
 
 
 class CyCraftAdapter:
@@ -108,6 +117,28 @@ class CyCraftAdapter:
         client = CyCraftClient(parsed, http, ApiKeyAuth(parsed, key))
         return _with_capabilities(cls, parsed.mapping.capabilities)(parsed, client, http)
 
+    @classmethod
+    def alert_payloads(cls, document: Any) -> list[Any]:
+        """Alerts in a saved answer, read with the shipped mapping: a page (the list at
+        `paging.items_path`), a list, one alert, or one wrapped at `item_path`."""
+        mapping = default_mapping()
+        if isinstance(document, list):
+            return list(document)
+        if isinstance(document, dict):
+            items = dig(document, mapping.paging.items_path)
+            if isinstance(items, list):
+                return items
+            item = dig(document, mapping.item_path)
+            if isinstance(item, dict):
+                return [item]
+        return [document]
+
+    @classmethod
+    def map_alert(cls, payload: Any) -> AlertRecord:
+        """A CyCraft alert through the shipped mapping (`defaults.toml`; a tenant's overrides
+        are not applied); `Unmappable` says why it cannot be mapped."""
+        return map_record(partial(_alert_record, mapping=default_mapping()), payload)
+
     @property
     def tenant_id(self) -> str:
         """The CyCraft organisation id this adapter talks to."""
@@ -118,7 +149,7 @@ class CyCraftAdapter:
         spec = self._mapping.alerts
         params = dict(spec.params) | self._since_filter(since)
         for page in self._client.pages(self._client.endpoint(spec.path), params):
-            yield self._map_records(page, self._alert_record, "alert", spec.fields.id)
+            yield self._map_page(page, _alert_record, "alert", spec.fields.id)
 
     def fetch_incidents(
         self, source_ids: Sequence[str], since: datetime | None = None
@@ -135,7 +166,7 @@ class CyCraftAdapter:
                 items.append(self._client.item(path, self._client.get(path)))
             except ResourceNotFound:
                 log.info("tenant %s: incident %s no longer exists", self._tenant, source_id)
-        return self._map_records(items, self._incident_record, "incident", spec.fields.id)
+        return self._map_page(items, _incident_record, "incident", spec.fields.id)
 
     def fetch_devices(self) -> Batch[DeviceRecord]:
         """Every endpoint of the organisation (a partial answer is marked by `rejected`)."""
@@ -144,7 +175,7 @@ class CyCraftAdapter:
         devices: list[DeviceRecord] = []
         rejected: list[Rejected] = []
         for page in self._client.pages(self._client.endpoint(spec.path), spec.params):
-            batch = self._map_records(page, self._device_record, "device", spec.fields.id)
+            batch = self._map_page(page, _device_record, "device", spec.fields.id)
             devices.extend(batch.records)
             rejected.extend(batch.rejected)
         return Batch(devices, rejected)
@@ -246,94 +277,21 @@ class CyCraftAdapter:
             value = start.strftime("%Y-%m-%dT%H:%M:%SZ")
         return {spec.since_param: value}
 
-    def _map_records(
-        self, items: list[Any], mapper: Callable[[Mapping[str, Any]], R], kind: str, id_path: str
+    def _map_page(
+        self,
+        items: Iterable[Any],
+        mapper: Callable[[Mapping[str, Any], RestMapping], R],
+        kind: str,
+        id_path: str,
     ) -> Batch[R]:
-        """The one place a bad record is set aside: the rest of the page goes through."""
-        records: list[R] = []
-        rejected: list[Rejected] = []
-        for item in items:
-            if not isinstance(item, dict):
-                reason = f"not a JSON object ({type(item).__name__})"
-                rejected.append(Rejected(kind, "", reason, {"value": repr(item)[:2000]}))
-                log.warning("tenant %s: set aside %s: %s", self._tenant, kind, reason)
-                continue
-            try:
-                records.append(mapper(item))
-            except (ValidationError, Unmappable) as err:
-                reason = describe_errors(err) if isinstance(err, ValidationError) else str(err)
-                record_id = dig(item, id_path)
-                source_id = (
-                    ""
-                    if record_id is None or isinstance(record_id, dict | list)
-                    else str(record_id)
-                )
-                log.warning("tenant %s: set aside %s %s: %s", self._tenant, kind, source_id, reason)
-                rejected.append(Rejected(kind, source_id, reason, item))
-        return Batch(records, rejected)
-
-    def _alert_record(self, item: Mapping[str, Any]) -> AlertRecord:
-        fields = self._mapping.alerts.fields
-        alert = CyCraftAlert.model_validate(pick(item, fields))
-        updated = _last_update(alert.updated, alert.created, fields.updated, fields.created)
-        return AlertRecord(
-            source_id=_required(alert.id, fields.id),
-            title=alert.title or "",
-            severity=self._severity(alert.severity),
-            status=self._status(alert.status),
-            last_update_at=updated,
-            created_at=alert.created,
-            incident_source_id=alert.incident_id or None,
-            description=alert.description or "",
-            category=alert.category or "",
-            service_source="cycraft",
-            mitre_techniques=alert.mitre,
-            devices=_device_refs(alert.device_id, alert.device_name),
-            evidence=_evidence(item, fields),
-            raw=item,
+        """`support.map_page` with this tenant's mapping and the record's mapped id path."""
+        return map_page(
+            items,
+            lambda item: mapper(item, self._mapping),
+            kind,
+            tenant=self._tenant,
+            source_id=partial(dig, path=id_path),
         )
-
-    def _incident_record(self, item: Mapping[str, Any]) -> IncidentRecord:
-        fields = self._mapping.incidents.fields
-        incident = CyCraftIncident.model_validate(pick(item, fields))
-        updated = _last_update(incident.updated, incident.created, fields.updated, fields.created)
-        return IncidentRecord(
-            source_id=_required(incident.id, fields.id),
-            title=incident.title or "",
-            severity=self._severity(incident.severity),
-            status=self._status(incident.status),
-            last_update_at=updated,
-            created_at=incident.created,
-            raw=item,
-        )
-
-    def _device_record(self, item: Mapping[str, Any]) -> DeviceRecord:
-        fields = self._mapping.devices.fields
-        device = CyCraftDevice.model_validate(pick(item, fields))
-        return DeviceRecord(
-            source_id=_required(device.id, fields.id),
-            name=device.name or "",
-            os_platform=device.os_platform or "",
-            os_version=device.os_version or "",
-            health_status=device.health_status or "",
-            onboarding_status=device.onboarding_status or "",
-            risk_score=device.risk_score or "",
-            first_seen=device.first_seen,
-            last_seen=device.last_seen,
-            tags=distinct_tags(gather(item, fields.tags)),
-            raw=item,
-        )
-
-    def _severity(self, value: str | None) -> str:
-        """Mapped through severity_map; a level not listed is kept (already lower-cased)."""
-        if not value:
-            return "unknown"
-        return self._mapping.severity_map.get(value, value)
-
-    def _status(self, value: str | None) -> str:
-        if not value:
-            return "unknown"
-        return self._mapping.status_map.get(value, value)
 
     def _open_task(self, device_source_id: str, kind: ActionKind) -> ActionResult | None:
         """An open task of this kind on the device, if the mapping can list tasks."""
@@ -343,13 +301,9 @@ class CyCraftAdapter:
         wanted = spec.of(kind).type.strip().lower()
         path = self._client.endpoint(spec.tasks, device_id=device_source_id)
         for page in self._client.pages(path, {}):
-            for item in page:
-                if not isinstance(item, dict):
-                    continue
-                try:
-                    task = CyCraftTask.model_validate(pick(item, spec.fields))
-                except ValidationError:
-                    continue  # one unreadable task must not block a new action
+            # An unreadable task is set aside (logged): it must not block a new action.
+            tasks = self._map_page(page, _task_with_raw, "task", spec.fields.id)
+            for task, item in tasks.records:
                 status = spec.status_map.get(task.status or "")
                 if (
                     task.id
@@ -401,6 +355,74 @@ def _with_capabilities(cls: type[A], capabilities: frozenset[Capability]) -> typ
         }
         _BOUND[key] = cast(type[CyCraftAdapter], type(cls.__name__, (cls,), namespace))
     return cast(type[A], _BOUND[key])
+
+
+def _alert_record(item: Mapping[str, Any], mapping: RestMapping) -> AlertRecord:
+    fields = mapping.alerts.fields
+    alert = CyCraftAlert.model_validate(pick(item, fields))
+    updated = _last_update(alert.updated, alert.created, fields.updated, fields.created)
+    return AlertRecord(
+        source_id=_required(alert.id, fields.id),
+        title=alert.title or "",
+        severity=_translated(mapping.severity_map, alert.severity),
+        status=_translated(mapping.status_map, alert.status),
+        last_update_at=updated,
+        created_at=alert.created,
+        incident_source_id=alert.incident_id or None,
+        description=alert.description or "",
+        category=alert.category or "",
+        service_source="cycraft",
+        mitre_techniques=alert.mitre,
+        devices=_device_refs(alert.device_id, alert.device_name),
+        evidence=_evidence(item, fields),
+        raw=item,
+    )
+
+
+def _incident_record(item: Mapping[str, Any], mapping: RestMapping) -> IncidentRecord:
+    fields = mapping.incidents.fields
+    incident = CyCraftIncident.model_validate(pick(item, fields))
+    updated = _last_update(incident.updated, incident.created, fields.updated, fields.created)
+    return IncidentRecord(
+        source_id=_required(incident.id, fields.id),
+        title=incident.title or "",
+        severity=_translated(mapping.severity_map, incident.severity),
+        status=_translated(mapping.status_map, incident.status),
+        last_update_at=updated,
+        created_at=incident.created,
+        raw=item,
+    )
+
+
+def _device_record(item: Mapping[str, Any], mapping: RestMapping) -> DeviceRecord:
+    fields = mapping.devices.fields
+    device = CyCraftDevice.model_validate(pick(item, fields))
+    return DeviceRecord(
+        source_id=_required(device.id, fields.id),
+        name=device.name or "",
+        os_platform=device.os_platform or "",
+        os_version=device.os_version or "",
+        health_status=device.health_status or "",
+        onboarding_status=device.onboarding_status or "",
+        risk_score=device.risk_score or "",
+        first_seen=device.first_seen,
+        last_seen=device.last_seen,
+        tags=distinct_tags(gather(item, fields.tags)),
+        raw=item,
+    )
+
+
+def _task_with_raw(
+    item: Mapping[str, Any], mapping: RestMapping
+) -> tuple[CyCraftTask, Mapping[str, Any]]:
+    return CyCraftTask.model_validate(pick(item, mapping.actions.fields)), item
+
+
+def _translated(table: Mapping[str, str], value: str | None) -> str:
+    """A severity or status through its table; a value not listed is kept (already lower-case)."""
+    if not value:
+        return "unknown"
+    return table.get(value, value)
 
 
 def _required(value: str | None, path: str) -> str:

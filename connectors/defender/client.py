@@ -18,7 +18,13 @@ from edrtrial.connectors.defender.budget import HOUR, MINUTE, CallBudget, Clock,
 from edrtrial.connectors.defender.config import DefenderSettings
 from edrtrial.connectors.defender.models import ODataPage
 from edrtrial.connectors.support import retry_after_seconds
-from edrtrial.errors import AuthError, PermanentError, SchemaDriftError, TransientError
+from edrtrial.errors import (
+    ApiRefused,
+    AuthError,
+    ResourceNotFound,
+    SchemaDriftError,
+    TransientError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +48,6 @@ class Api(StrEnum):
 
     GRAPH = "graph"
     MDE = "mde"
-
-
-class ApiRefused(PermanentError):
-    """A 4xx other than auth and throttling, with Microsoft's error code and message kept apart."""
-
-    def __init__(self, message: str, *, status: int, code: str, api_message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.api_message = api_message
-
-
-class ResourceNotFound(ApiRefused):
-    """A 404: the object (or, for some MDE lists, any object) does not exist."""
 
 
 class DefenderClient:

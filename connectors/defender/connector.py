@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self
 from urllib.parse import quote
 
 import httpx
@@ -30,12 +30,7 @@ from edrtrial.connectors.base import (
 )
 from edrtrial.connectors.defender.auth import TokenProvider
 from edrtrial.connectors.defender.budget import Clock
-from edrtrial.connectors.defender.client import (
-    Api,
-    ApiRefused,
-    DefenderClient,
-    ResourceNotFound,
-)
+from edrtrial.connectors.defender.client import Api, DefenderClient
 from edrtrial.connectors.defender.config import DefenderSettings
 from edrtrial.connectors.defender.credential import load_credential
 from edrtrial.connectors.defender.evidence import graph_evidence
@@ -45,13 +40,25 @@ from edrtrial.connectors.defender.models import (
     MdeMachine,
     MdeMachineAction,
 )
-from edrtrial.connectors.support import describe_errors, text_of, tls_verify
-from edrtrial.errors import ConfigError, PermanentError, SchemaDriftError, TransientError
+from edrtrial.connectors.support import (
+    describe_errors,
+    map_page,
+    map_record,
+    text_of,
+    tls_verify,
+)
+from edrtrial.errors import (
+    ApiRefused,
+    ConfigError,
+    PermanentError,
+    ResourceNotFound,
+    SchemaDriftError,
+    TransientError,
+    Unmappable,
+)
 from edrtrial.timeutil import format_iso
 
 log = logging.getLogger(__name__)
-
-R = TypeVar("R")
 
 # edrtrial's lower-case vocabulary → Graph's camelCase enum members, for write-back.
 _GRAPH_VALUES = {
@@ -99,10 +106,6 @@ _ACTIONS: Mapping[ActionKind, _ActionSpec] = {
 }
 
 
-class Unmappable(ValueError):
-    """A payload that parsed but lacks what an edrtrial record needs (an id, a timestamp)."""
-
-
 class DefenderForBusinessConnector:
     """One customer tenant of Microsoft Defender for Business."""
 
@@ -140,11 +143,32 @@ class DefenderForBusinessConnector:
         tokens = TokenProvider(parsed, credential, http)
         return cls(parsed, DefenderClient(parsed, http, tokens, clock), http)
 
+    @classmethod
+    def alert_payloads(cls, document: Any) -> list[Any]:
+        """Alerts in a saved Graph answer: an alerts_v2 page (`{"value": [...]}`), a list, one
+        alert, or incidents read with `$expand=alerts` (their alerts, in order)."""
+        if isinstance(document, dict) and isinstance(document.get("value"), list):
+            document = document["value"]
+        found: list[Any] = []
+        for item in document if isinstance(document, list) else [document]:
+            # An incident has a displayName and its expanded alerts; an alert has a title.
+            incident = isinstance(item, dict) and "title" not in item
+            if incident and isinstance(item.get("alerts"), list):
+                found.extend(item["alerts"])
+            else:
+                found.append(item)
+        return found
+
+    @classmethod
+    def map_alert(cls, payload: Any) -> AlertRecord:
+        """A Graph alerts_v2 alert as edrtrial's record; `Unmappable` says why it cannot be."""
+        return map_record(_alert_record, payload)
+
     def fetch_alerts(self, since: datetime | None) -> Iterator[Batch[AlertRecord]]:
         """Graph alerts_v2 updated since `since` minus the overlap, page by page."""
         params = {"$top": str(self.settings.alert_page_size)} | self._since_filter(since)
         for page in self._client.graph_pages(ALERTS_PATH, params):
-            yield self._map_records(page, _alert_record, "alert")
+            yield map_page(page, _alert_record, "alert", tenant=self._tenant)
 
     def fetch_incidents(
         self, source_ids: Sequence[str], since: datetime | None = None
@@ -173,7 +197,7 @@ class DefenderForBusinessConnector:
                 items.append(self._client.get_json(Api.GRAPH, path))
             except ResourceNotFound:
                 log.info("tenant %s: incident %s no longer exists", self._tenant, source_id)
-        return self._map_records(items, _incident_record, "incident")
+        return map_page(items, _incident_record, "incident", tenant=self._tenant)
 
     def fetch_devices(self) -> Batch[DeviceRecord]:
         """Every machine of the tenant; MDE answers 404 when it has no recent machines."""
@@ -181,7 +205,7 @@ class DefenderForBusinessConnector:
         rejected: list[Rejected] = []
         try:
             for page in self._client.mde_pages(MACHINES_PATH):
-                batch = self._map_records(page, _device_record, "device")
+                batch = map_page(page, _device_record, "device", tenant=self._tenant)
                 devices.extend(batch.records)
                 rejected.extend(batch.rejected)
         except ResourceNotFound as err:
@@ -292,28 +316,14 @@ class DefenderForBusinessConnector:
         start = since - timedelta(seconds=self.settings.overlap_seconds)
         return {"$filter": f"lastUpdateDateTime ge {format_iso(start)}"}
 
-    def _map_records(self, items: list[Any], mapper: Callable[[Any], R], kind: str) -> Batch[R]:
-        """The one place a bad record is set aside: the rest of the page goes through."""
-        records: list[R] = []
-        rejected: list[Rejected] = []
-        for item in items:
-            try:
-                records.append(mapper(item))
-            except (ValidationError, Unmappable) as err:
-                reason = describe_errors(err) if isinstance(err, ValidationError) else str(err)
-                raw = item if isinstance(item, dict) else {"value": repr(item)[:2000]}
-                record_id = str(raw.get("id") or "")
-                log.warning("tenant %s: set aside %s %s: %s", self._tenant, kind, record_id, reason)
-                rejected.append(Rejected(kind, record_id, reason, raw))
-        return Batch(records, rejected)
-
     def _open_action(self, device_source_id: str, spec: _ActionSpec) -> ActionResult | None:
         """The newest Pending/InProgress action of this type on the device, if any."""
         device = device_source_id.replace("'", "''")  # OData string literal escaping
         query = {"$filter": f"machineId eq '{device}' and type eq '{spec.mde_type}'"}
         candidates: list[tuple[MdeMachineAction, Any]] = []
         for page in self._client.mde_pages(MACHINE_ACTIONS_PATH, query):
-            for action, raw in self._map_records(page, _with_raw, "machine action").records:
+            actions = map_page(page, _with_raw, "machine action", tenant=self._tenant)
+            for action, raw in actions.records:
                 if (
                     action.id
                     and action.status in _OPEN
@@ -348,7 +358,7 @@ class DefenderForBusinessConnector:
         return ActionResult(source_action_id=action.id, status=status, raw=payload)
 
 
-def _with_raw(item: Any) -> tuple[MdeMachineAction, Any]:
+def _with_raw(item: Mapping[str, Any]) -> tuple[MdeMachineAction, Mapping[str, Any]]:
     return MdeMachineAction.model_validate(item), item
 
 
@@ -364,7 +374,7 @@ def _timestamp_required(value: datetime | None, what: str) -> datetime:
     return value
 
 
-def _alert_record(item: Any) -> AlertRecord:
+def _alert_record(item: Mapping[str, Any]) -> AlertRecord:
     alert = GraphAlert.model_validate(item)
     return AlertRecord(
         source_id=_required(alert.id, "id"),
@@ -398,7 +408,7 @@ def _device_refs(evidence: tuple[dict[str, Any], ...]) -> tuple[DeviceRef, ...]:
     return tuple(found.values())
 
 
-def _incident_record(item: Any) -> IncidentRecord:
+def _incident_record(item: Mapping[str, Any]) -> IncidentRecord:
     incident = GraphIncident.model_validate(item)
     return IncidentRecord(
         source_id=_required(incident.id, "id"),
@@ -411,7 +421,7 @@ def _incident_record(item: Any) -> IncidentRecord:
     )
 
 
-def _device_record(item: Any) -> DeviceRecord:
+def _device_record(item: Mapping[str, Any]) -> DeviceRecord:
     machine = MdeMachine.model_validate(item)
     return DeviceRecord(
         source_id=_required(machine.id, "id"),

@@ -15,11 +15,13 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from edrtrial.config import Config
+    from edrtrial.connectors.base import Connector
     from edrtrial.desk.calendar import BusinessCalendar
     from edrtrial.models import Alert
     from edrtrial.playbooks.engine import AlertFacts
 
 _DEFAULT_LAST = 10
+_DEFAULT_CONNECTOR = "defender"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,13 @@ def _check(ctx: click.Context, files: tuple[Path, ...]) -> None:
 )
 @click.option("--company", help="Company key: its stored alerts, or the key for ALERTS_JSON.")
 @click.option(
+    "--connector",
+    "connector_name",
+    default=_DEFAULT_CONNECTOR,
+    show_default=True,
+    help="The connector whose API ALERTS_JSON comes from (defender, cycraft, …).",
+)
+@click.option(
     "--last",
     type=click.IntRange(min=1),
     help=f"With --company: its N most recent stored alerts (default {_DEFAULT_LAST}).",
@@ -124,16 +133,20 @@ def test(
     alerts_json: Path | None,
     alert_ids: tuple[str, ...],
     company: str | None,
+    connector_name: str,
     last: int | None,
     playbook_files: tuple[Path, ...],
 ) -> None:
     """Show which rules match each alert and why, WITHOUT acting.
 
-    Nothing is stored, mailed or sent to Defender. ALERTS_JSON holds Graph alerts_v2
-    alerts: a page (`{"value": [...]}`), one alert, or a list; incidents with
-    `$expand=alerts` give their alerts.
+    Nothing is stored, mailed or sent to the EDR. ALERTS_JSON holds alerts as the
+    --connector's API sends them, mapped the way polling maps them: a page, a list, or one
+    alert. Defender: Graph alerts_v2 (`{"value": [...]}`; incidents with `$expand=alerts`
+    give their alerts). CyCraft: its shipped mapping (`{"data": [...]}`; a tenant's mapping
+    overrides are not applied). An alert that cannot be mapped is reported, not tested,
+    and the exit status is then 1.
     """
-    _cleanly(_test, ctx, alerts_json, alert_ids, company, last, playbook_files)
+    _cleanly(_test, ctx, alerts_json, alert_ids, company, connector_name, last, playbook_files)
 
 
 def _test(
@@ -141,27 +154,33 @@ def _test(
     alerts_json: Path | None,
     alert_ids: tuple[str, ...],
     company: str | None,
+    connector_name: str,
     last: int | None,
     playbook_files: tuple[Path, ...],
 ) -> None:
     from edrtrial.cli.main import _config, console
+    from edrtrial.connectors import connector_class
     from edrtrial.errors import EdrTrialError
     from edrtrial.playbooks.engine import load_playbooks
     from edrtrial.playbooks.explain import summary
 
     if last is not None and not company:
         raise click.UsageError("--last needs --company")
+    given = ctx.get_parameter_source("connector_name") is click.core.ParameterSource.COMMANDLINE
+    if given and alerts_json is None:
+        raise click.UsageError("--connector needs ALERTS_JSON (stored alerts are already mapped)")
     from_store = bool(alert_ids) or (
         company is not None and (last is not None or alerts_json is None)
     )
     if alerts_json is None and not from_store:
         raise click.UsageError("give ALERTS_JSON, --alert ID or --company KEY [--last N]")
+    connector = connector_class(connector_name) if alerts_json is not None else None
     config = _config(ctx) if from_store or not playbook_files else None
     playbook = load_playbooks(list(playbook_files) or _configured_paths(_require(config)))
     calendar = _calendar(config)
     cases: list[_Case] = []
-    if alerts_json is not None:
-        cases += _json_cases(alerts_json, company or "unknown", calendar)
+    if alerts_json is not None and connector is not None:
+        cases += _json_cases(alerts_json, connector, company or "unknown", calendar)
     if from_store:
         cases += _stored_cases(_require(config), alert_ids, company, last, calendar)
     if not cases:
@@ -201,24 +220,11 @@ def _calendar(config: Config | None) -> BusinessCalendar:
     return DEFAULT if config is None else BusinessCalendar.from_config(config.settings.calendar)
 
 
-def _json_items(payload: Any) -> Iterator[Any]:
-    """Alerts of a Graph page, a list, one alert, or incidents with their alerts expanded."""
-    if isinstance(payload, dict) and isinstance(payload.get("value"), list):
-        payload = payload["value"]
-    items = payload if isinstance(payload, list) else [payload]
-    for item in items:
-        if isinstance(item, dict) and isinstance(item.get("alerts"), list) and "title" not in item:
-            yield from item["alerts"]
-        else:
-            yield item
-
-
-def _json_cases(path: Path, company: str, calendar: BusinessCalendar) -> list[_Case]:
-    from pydantic import ValidationError
-
-    from edrtrial.connectors.defender.connector import _alert_record
-    from edrtrial.connectors.support import describe_errors
-    from edrtrial.errors import EdrTrialError
+def _json_cases(
+    path: Path, connector: type[Connector], company: str, calendar: BusinessCalendar
+) -> list[_Case]:
+    """The alerts of a saved API answer, each mapped through the connector's public contract."""
+    from edrtrial.errors import EdrTrialError, Unmappable
     from edrtrial.playbooks.engine import AlertFacts
     from edrtrial.timeutil import utcnow
 
@@ -227,27 +233,24 @@ def _json_cases(path: Path, company: str, calendar: BusinessCalendar) -> list[_C
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise EdrTrialError(f"{path}: not a readable JSON file: {err}") from err
     cases = []
-    for index, item in enumerate(_json_items(payload)):
+    for index, item in enumerate(connector.alert_payloads(payload)):
         raw = item if isinstance(item, dict) else {}
         label = f"{path.name}[{index}] {raw.get('id') or '(no id)'}"
         title, severity = str(raw.get("title") or ""), str(raw.get("severity") or "")
         try:
-            record = _alert_record(item)
-        except ValidationError as err:
-            problem = describe_errors(err)
-        except ValueError as err:
-            problem = str(err) or type(err).__name__
-        else:
-            tenant = raw.get("tenantId")
-            facts = AlertFacts.from_record(
-                record,
-                company_key=company,
-                business_hours=calendar.is_business_hours(record.created_at or utcnow()),
-                tenant_id=tenant if isinstance(tenant, str) else "",
-            )
-            cases.append(_Case(label, record.title, record.severity, company, facts))
+            record = connector.map_alert(item)
+        except Unmappable as err:
+            problem = f"alert {index}: {err.reason}"
+            cases.append(_Case(label, title, severity, company, problem=problem))
             continue
-        cases.append(_Case(label, title, severity, company, problem=f"alert {index}: {problem}"))
+        tenant = raw.get("tenantId")  # Graph alerts name their tenant; other EDRs may not
+        facts = AlertFacts.from_record(
+            record,
+            company_key=company,
+            business_hours=calendar.is_business_hours(record.created_at or utcnow()),
+            tenant_id=tenant if isinstance(tenant, str) else "",
+        )
+        cases.append(_Case(label, record.title, record.severity, company, facts))
     return cases
 
 
