@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.config import DeskConfig
+from edrtrial.errors import TenantMismatchError
 from edrtrial.models import Alert, Company, Device, Tenant, Ticket, Trial
 from edrtrial.notify.report_mail import detection_report_for
-from edrtrial.reports.detection import DetectionReport
+from edrtrial.reports.detection import DetectionReport, build_detection_report
 
 NOW = datetime(2026, 11, 9, 0, 0, tzinfo=UTC)  # Monday 09:00 in Tokyo
 START, END = date(2026, 11, 1), date(2026, 11, 7)
@@ -358,3 +359,16 @@ def test_rejects_unknown_company_and_reversed_period(sessions: sessionmaker[Sess
             detection_report_for(session, 9999, START, END, now=NOW, desk=DESK)
         with pytest.raises(ValueError, match="before it starts"):
             assemble(session, company, END, START)
+
+
+def test_the_view_refuses_rows_of_another_tenant_handed_to_it(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as session:
+        ours, our_tenant = add_company(session, "ours", "株式会社こちら")
+        _, their_tenant = add_company(session, "theirs", "株式会社あちら")
+        stray = add_alert(session, their_tenant, "x1", NOW - timedelta(days=3))
+        with pytest.raises(TenantMismatchError, match=f"alert {stray.id} do not belong to ours"):
+            build_detection_report(
+                ours, our_tenant.id, [stray], [], None, START, END, now=NOW, desk=DESK
+            )
