@@ -288,6 +288,46 @@ def _todo(
     return tuple(lines)
 
 
+def _detections(
+    alerts: Sequence[Alert], ticket: Ticket, language: str
+) -> tuple[ReportDetection, ...]:
+    severities = SEVERITY_EN if language == "en" else SEVERITY_JA
+    return tuple(
+        ReportDetection(
+            at=jst_minute(a.created_at or ticket.created_at),
+            device=device_names(a, language),
+            what=plain_title(a, language),
+            severity=severities[severity_key(a.severity)],
+            severity_key=severity_key(a.severity),
+        )
+        for a in alerts
+    )
+
+
+def _actions(actions: Sequence[tuple[ResponseAction, Device]], language: str) -> list[ReportAction]:
+    results = ACTION_RESULT_EN if language == "en" else ACTION_RESULT_JA
+    shown = []
+    for action, device in actions:
+        stamp = _stamp(action)
+        result = action_result(action.status)
+        shown.append(
+            ReportAction(
+                at=jst_minute(stamp) if stamp else "",
+                device=device_label(device.name, language),
+                what=action_label(action.kind, language),
+                result=results[result],
+                failed=result == "failed",
+            )
+        )
+    return shown
+
+
+def _salutation(company: Company, language: str) -> str:
+    if language == "en":
+        return f"Dear {company.contact_name}," if company.contact_name else "Dear contact person,"
+    return f"{company.contact_name} 様" if company.contact_name else "ご担当者 様"
+
+
 def assemble_incident_report(
     company: Company,
     ticket: Ticket,
@@ -307,43 +347,14 @@ def assemble_incident_report(
     taken = [pair for pair in actions if action_result(pair[0].status) != "not_taken"]
     ordered_actions = sorted(taken, key=_order_key)
 
-    severities = SEVERITY_EN if language == "en" else SEVERITY_JA
-    detections = tuple(
-        ReportDetection(
-            at=jst_minute(a.created_at or ticket.created_at),
-            device=device_names(a, language),
-            what=plain_title(a, language),
-            severity=severities[severity_key(a.severity)],
-            severity_key=severity_key(a.severity),
-        )
-        for a in ordered_alerts[:MAX_REPORT_DETECTIONS]
-    )
-    results = ACTION_RESULT_EN if language == "en" else ACTION_RESULT_JA
-    report_actions = []
-    for action, device in ordered_actions:
-        stamp = _stamp(action)
-        result = action_result(action.status)
-        report_actions.append(
-            ReportAction(
-                at=jst_minute(stamp) if stamp else "",
-                device=device_label(device.name, language),
-                what=action_label(action.kind, language),
-                result=results[result],
-                failed=result == "failed",
-            )
-        )
+    detections = _detections(ordered_alerts[:MAX_REPORT_DETECTIONS], ticket, language)
+    report_actions = _actions(ordered_actions, language)
     names = [n for a in ordered_alerts for n in a.device_names or [] if n]
     names += [device.name for _, device in ordered_actions if device.name]
-    if language == "en":
-        salutation = (
-            f"Dear {company.contact_name}," if company.contact_name else "Dear contact person,"
-        )
-    else:
-        salutation = f"{company.contact_name} 様" if company.contact_name else "ご担当者 様"
     return IncidentReport(
         language=language,
         company_name=company.name,
-        salutation=salutation,
+        salutation=_salutation(company, language),
         ticket_id=ticket.id,
         intro=words["intro"].format(ticket=ticket.id),
         resolved_at=(

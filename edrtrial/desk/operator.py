@@ -21,7 +21,7 @@ from edrtrial.desk.queries import company_of, ticket_alerts
 from edrtrial.desk.states import OPEN_TICKET_STATES, move
 from edrtrial.devices.actions import actions_of
 from edrtrial.errors import TicketError
-from edrtrial.models import AuditEvent, Ticket, TicketNote
+from edrtrial.models import Alert, AuditEvent, Ticket, TicketNote
 from edrtrial.notify.notices import company_message
 from edrtrial.notify.recipients import mail_company
 from edrtrial.reports.incident import incident_report_mail
@@ -141,13 +141,7 @@ def resolve(
     """
     ticket = get(session, ticket_id)
     record = check_summary(summary)
-    classification = classification.strip().casefold()
-    if classification and classification not in CLASSIFICATIONS:
-        raise TicketError(
-            f"classification {classification!r} is not one of {', '.join(CLASSIFICATIONS)}"
-        )
-    if determination and not classification:
-        raise TicketError("a determination needs a classification too")
+    classification, determination = check_verdict(classification, determination)
     move(
         session,
         ticket,
@@ -157,7 +151,7 @@ def resolve(
         ack_due_at=None,
         summary=record,
         classification=classification,
-        determination=determination.strip().casefold(),
+        determination=determination,
     )
     alerts = ticket_alerts(session, ticket)
     for alert in alerts:
@@ -175,19 +169,36 @@ def resolve(
         {"summary": record, "classification": classification, "write_back": write_back},
     )
     if report:
-        tenant, company = company_of(session, ticket)
-        mail = incident_report_mail(
-            company, ticket, alerts, actions_of(session, ticket), policy.desk
-        )
-        mail_company(
-            session,
-            company,
-            tenant.id,
-            mail,
-            dedupe_key=f"incident-report:ticket:{ticket.id}:{ticket.reopened}",
-            kind="incident-report",
-        )
+        _queue_incident_report(session, ticket, alerts, policy)
     return ticket
+
+
+def check_verdict(classification: str, determination: str) -> tuple[str, str]:
+    """The desk's verdict as the EDR spells it, or a TicketError saying what is wrong."""
+    classification = classification.strip().casefold()
+    if classification and classification not in CLASSIFICATIONS:
+        raise TicketError(
+            f"classification {classification!r} is not one of {', '.join(CLASSIFICATIONS)}"
+        )
+    if determination and not classification:
+        raise TicketError("a determination needs a classification too")
+    return classification, determination.strip().casefold()
+
+
+def _queue_incident_report(
+    session: Session, ticket: Ticket, alerts: list[Alert], policy: DeskPolicy
+) -> None:
+    """The company's incident report, once per resolution (a reopened ticket reports again)."""
+    tenant, company = company_of(session, ticket)
+    mail = incident_report_mail(company, ticket, alerts, actions_of(session, ticket), policy.desk)
+    mail_company(
+        session,
+        company,
+        tenant.id,
+        mail,
+        dedupe_key=f"incident-report:ticket:{ticket.id}:{ticket.reopened}",
+        kind="incident-report",
+    )
 
 
 def reopen(session: Session, ticket_id: int, reason: str, actor: str, at: datetime) -> Ticket:

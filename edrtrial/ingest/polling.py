@@ -100,21 +100,10 @@ def ingest_tenant(
                 earliest_change is None or record.last_update_at < earliest_change
             ):
                 earliest_change = record.last_update_at
-    incidents = store.UpsertCount()
-    if Capability.INCIDENTS in connector.capabilities:
-        with transaction(sessions) as session:
-            wanted = store.incidents_to_fetch(
-                session,
-                tenant_id,
-                source,
-                sorted(alerts.changed),
-                started - INCIDENT_RECOVERY_WINDOW,
-            )
-        if wanted:
-            found = connector.fetch_incidents(wanted, since=earliest_change)
-            with transaction(sessions) as session:
-                incidents = store.upsert_incidents(session, tenant_id, source, found.records)
-                quarantined += store.quarantine(session, tenant_id, source, found.rejected, started)
+    incidents, set_aside = _ingest_incidents(
+        sessions, tenant_id, connector, sorted(alerts.changed), earliest_change, started
+    )
+    quarantined += set_aside
     log.debug(
         "%d alerts fetched in %d pages: %d new, %d updated; %d incidents; %d quarantined",
         fetched,
@@ -125,6 +114,30 @@ def ingest_tenant(
         quarantined,
     )
     return IngestResult(pages, fetched, alerts, incidents, quarantined, high_water)
+
+
+def _ingest_incidents(
+    sessions: sessionmaker[Session],
+    tenant_id: int,
+    connector: Connector,
+    changed_alerts: list[str],
+    earliest_change: datetime | None,
+    started: datetime,
+) -> tuple[store.UpsertCount, int]:
+    """Fetch the incidents that changed alerts name (or that were missed); (counts, set aside)."""
+    if Capability.INCIDENTS not in connector.capabilities:
+        return store.UpsertCount(), 0
+    source = connector.name
+    with transaction(sessions) as session:
+        wanted = store.incidents_to_fetch(
+            session, tenant_id, source, changed_alerts, started - INCIDENT_RECOVERY_WINDOW
+        )
+    if not wanted:
+        return store.UpsertCount(), 0
+    found = connector.fetch_incidents(wanted, since=earliest_change)
+    with transaction(sessions) as session:
+        incidents = store.upsert_incidents(session, tenant_id, source, found.records)
+        return incidents, store.quarantine(session, tenant_id, source, found.rejected, started)
 
 
 def sync_inventory(
