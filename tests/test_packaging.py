@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -47,8 +48,8 @@ def source_files(folder: str, pattern: str) -> set[str]:
 @pytest.mark.parametrize(
     ("folder", "package", "patterns"),
     [
-        ("edrtrial", "edrtrial", ("*.py", "*.json", "*.mako")),
-        ("connectors", "edrtrial/connectors", ("*.py",)),
+        ("edrtrial", "edrtrial", ("*.py", "*.json", "*.mako", "py.typed")),
+        ("connectors", "edrtrial/connectors", ("*.py", "*.toml")),
         ("playbooks", "edrtrial/playbooks", ("*.py", "*.toml")),
         ("reports", "edrtrial/reports", ("*.py", "*.j2")),
     ],
@@ -59,6 +60,17 @@ def test_every_source_file_is_in_the_wheel_under_the_edrtrial_name(
     names = set(wheel.namelist())
     expected = {f"{package}/{f}" for pattern in patterns for f in source_files(folder, pattern)}
     assert expected and expected <= names, sorted(expected - names)
+
+
+def test_pyproject_lists_every_package_folder():
+    """setuptools ships only the listed packages: a folder left off is missing from the wheel."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {
+        ".".join((package, *init.parent.relative_to(ROOT / folder).parts))
+        for package, folder in setuptools["package-dir"].items()
+        for init in (ROOT / folder).rglob("__init__.py")
+    }
+    assert set(setuptools["packages"]) == found
 
 
 def test_no_generic_top_level_module_is_installed(wheel):
