@@ -20,6 +20,7 @@ from edrtrial.desk import queries
 from edrtrial.desk.sla import describe_deadline
 from edrtrial.devices import actions as responses
 from edrtrial.devices import writeback
+from edrtrial.errors import TicketError
 from edrtrial.models import Device, Ticket
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime, TenantRef
@@ -57,7 +58,7 @@ def _tenant_of(rt: Runtime, ticket_id: int) -> TenantRef:
     for tenant in rt.tenants():
         if tenant.id == tenant_id:
             return tenant
-    raise tickets.TicketError(f"ticket #{ticket_id}'s company is no longer configured")
+    raise TicketError(f"ticket #{ticket_id}'s company is no longer configured")
 
 
 def _deliver(rt: Runtime) -> None:
@@ -320,11 +321,11 @@ def _device_of(session: Session, t: Ticket, name: str | None) -> Device:
         ]
         if not found:
             known = ", ".join(d.name or d.source_id for d in devices) or "none"
-            raise tickets.TicketError(f"ticket #{t.id} names no device {name!r} (devices: {known})")
+            raise TicketError(f"ticket #{t.id} names no device {name!r} (devices: {known})")
         return found[0]
     if len(devices) != 1:
         known = ", ".join(d.name or d.source_id for d in devices) or "none"
-        raise tickets.TicketError(
+        raise TicketError(
             f"ticket #{t.id} names {len(devices)} devices ({known}); choose one with --device"
         )
     return devices[0]
