@@ -38,8 +38,7 @@ def _rule(i: int, companies: Sequence[str]) -> str:
         f"title_regex = 'suspicious .* (?:task|service) {i}$'",
         f"mitre = {_toml_list([technique, f'{technique}.00{i % 10}'])}\nseverity = 'informational'",
         f"device_name_regex = '^srv-{i:03d}\\.'\ncompany = '{company}'",
-        f"category = '{('Malware', 'Execution')[i % 2]}'\nseverity = 'high'\n"
-        f"company = '{company}'",
+        f"category = '{('Malware', 'Execution')[i % 2]}'\nseverity = 'high'\ncompany = '{company}'",
         "detection_source = 'antivirus'\nservice_source = 'microsoftDefenderForEndpoint'\n"
         f"business_hours = {str(i % 2 == 0).lower()}\ntitle = 'campaign-{i}'",
         f"status = 'resolved'\ntitle_regex = '(?:ransom|wiper)\\w* variant {i}'",

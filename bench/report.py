@@ -89,12 +89,14 @@ def _split(f: Figures) -> str:
 
 def _ingest_rows(table: Table, f: Figures) -> None:
     table.add_row(
-        "1 ingest + triage", _rate(f.alerts_per_second),
+        "1 ingest + triage",
+        _rate(f.alerts_per_second),
         f"{f.triaged:,} of {f.sandbox_alerts:,} alerts stored and triaged in {f.poll_seconds:.1f}s "
         f"over {f.polls} poll(s), parallel_tenants={f.parallel}",
     )
     table.add_row(
-        "  first poll alone", _rate(f.stored / f.first_poll_seconds if f.first_poll_seconds else 0),
+        "  first poll alone",
+        _rate(f.stored / f.first_poll_seconds if f.first_poll_seconds else 0),
         f"{f.first_poll_seconds:.1f}s; stored all, triaged {f.first_poll_triaged:,} "
         "(triage takes 500 per tenant and poll)",
     )
@@ -116,7 +118,8 @@ def _ingest_rows(table: Table, f: Figures) -> None:
         else "quotas lifted: sandbox" + (" and client" if f.client_budgets_lifted else " only")
     )
     table.add_row(
-        "  Graph calls", f"{graph:,.0f}/tenant",
+        "  Graph calls",
+        f"{graph:,.0f}/tenant",
         f"list_alerts {calls.average(f.first_counts, 'graph:list_alerts'):,.0f} + get_incident "
         f"{calls.average(f.first_counts, 'graph:get_incident'):,.0f}; at the real quota of "
         f"{GRAPH_QUOTA_PER_MINUTE}/min ≥ {graph / GRAPH_QUOTA_PER_MINUTE:.1f} min per tenant "
@@ -130,16 +133,19 @@ def _floor_rows(table: Table, f: Figures) -> None:
     rate = f.floor.rows / f.floor.seconds if f.floor.seconds else 0.0
     ratio = f.alerts_per_second / rate if rate else 0.0
     table.add_row(
-        "2 raw floor", _rate(rate),
+        "2 raw floor",
+        _rate(rate),
         f"{f.floor.rows:,} rows: json.loads {f.floor.parse_seconds:.1f}s + one executemany per "
         f"tenant and commit {f.floor.insert_seconds:.1f}s",
     )
     table.add_row(
-        "  ratio edrtrial/floor", f"{ratio:.3f}",
+        "  ratio edrtrial/floor",
+        f"{ratio:.3f}",
         f"the floor is {1 / ratio:.0f}× faster" if ratio else "",
     )
     table.add_row(
-        "  HTTP alone (context)", _rate(f.download.alerts / f.download.seconds),
+        "  HTTP alone (context)",
+        _rate(f.download.alerts / f.download.seconds),
         f"GET of the same {f.download.pages:,} pages ({f.download.bytes / 1e6:,.0f} MB), one "
         f"client, sequential: {f.download.seconds:.1f}s",
     )
@@ -162,14 +168,16 @@ def _main_table(f: Figures) -> Table:
         f"poll + inventory {f.idle_seconds:.1f}s (first inventory {f.inventory_seconds:.1f}s)",
     )
     table.add_row(
-        "4 peak memory", f"{f.peak_mb:,.0f} MB",
+        "4 peak memory",
+        f"{f.peak_mb:,.0f} MB",
         f"peak RSS during (1); {f.rss_before_mb:,.0f} MB before it, so "
         f"+{f.peak_mb - f.rss_before_mb:,.0f} MB (the sandbox is another process)",
     )
     if f.playbook_shipped and f.playbook_many:
         shipped, many = f.playbook_shipped, f.playbook_many
         table.add_row(
-            f"5 playbook, {many.rules} rules", _rate(many.per_second),
+            f"5 playbook, {many.rules} rules",
+            _rate(many.per_second),
             f"{1e6 / many.per_second:.0f} µs/alert; shipped {shipped.rules} rules alone "
             f"{_rate(shipped.per_second)} ({shipped.per_second / many.per_second:.1f}× faster)",
         )
@@ -179,14 +187,20 @@ def _main_table(f: Figures) -> Table:
 def _calls_table(title: str, counts: Counts) -> Table:
     table = Table(title=title, title_justify="left")
     for name, justify in (
-        ("api", "left"), ("avg/tenant", "right"), ("max", "right"), ("target", "right"),
+        ("api", "left"),
+        ("avg/tenant", "right"),
+        ("max", "right"),
+        ("target", "right"),
         ("", "left"),
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in calls.rows(counts):
         table.add_row(
-            row.name, f"{row.average:.2f}", str(row.maximum),
-            "" if row.target is None else f"≤ {row.target}", "ABOVE" if row.over else "",
+            row.name,
+            f"{row.average:.2f}",
+            str(row.maximum),
+            "" if row.target is None else f"≤ {row.target}",
+            "ABOVE" if row.over else "",
         )
     return table
 

@@ -60,11 +60,15 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--throttle", action="store_true", help="keep Microsoft's quotas (sandbox and client)"
     )
     parser.add_argument(
-        "--drain-incidents", action="store_true",
+        "--drain-incidents",
+        action="store_true",
         help="before the idle cycle, poll until every incident is read (slow: a few per poll)",
     )
     parser.add_argument(
-        "--profile", type=Path, default=None, metavar="FILE",
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="FILE",
         help="cProfile the ingest phase into FILE (implies --parallel 1) and print hotspots",
     )
     args = parser.parse_args(argv)
@@ -87,9 +91,7 @@ def _profiled(work: Callable[[], T], profile: Path | None, console: Console) -> 
         stats.sort_stats("cumulative").print_stats(30)
 
 
-def _until_triaged(
-    rt: Runtime, figures: Figures, console: Console
-) -> list[jobs.PollOutcome]:
+def _until_triaged(rt: Runtime, figures: Figures, console: Console) -> list[jobs.PollOutcome]:
     """The first poll, then polls until every stored alert is triaged (or MAX_POLLS)."""
     outcomes: list[jobs.PollOutcome] = []
     while figures.polls < MAX_POLLS:

@@ -11,6 +11,11 @@ from edrtrial.playbooks.live import LivePlaybooks
 from edrtrial.playbooks.schema import Priority
 
 __all__ = [
-    "AlertFacts", "Decision", "LivePlaybooks", "Playbook", "Priority", "default_playbook_paths",
+    "AlertFacts",
+    "Decision",
+    "LivePlaybooks",
+    "Playbook",
+    "Priority",
+    "default_playbook_paths",
     "load_playbooks",
 ]

@@ -17,7 +17,12 @@ from edrtrial.playbooks.rules import Rule, compile_rule
 from edrtrial.playbooks.schema import OUTCOME_KEYS, Correlate, DefaultsSpec, Isolate, Priority
 
 __all__ = [
-    "AlertFacts", "Decision", "Defaults", "Playbook", "default_playbook_paths", "load_playbooks",
+    "AlertFacts",
+    "Decision",
+    "Defaults",
+    "Playbook",
+    "default_playbook_paths",
+    "load_playbooks",
 ]
 
 _BUILTIN_TABLE: Mapping[str, Priority] = MappingProxyType(
@@ -177,7 +182,6 @@ class Playbook:
             determination=chosen.determination,
             trace=Trace(facts, tuple(hits), MappingProxyType(chosen.set_by), defaults),
         )
-
 
     def channels(self) -> frozenset[str]:
         """Every desk channel the rules escalate to, so a config lacking one can refuse them."""

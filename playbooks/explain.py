@@ -50,7 +50,8 @@ def explain(decision: Decision) -> str:
             lines.append(f"       - {reason}")
         won = [_LABELS[key] for key, setter in trace.set_by.items() if setter is rule]
         lines.append(
-            "       sets: " + ", ".join(won) if won
+            "       sets: " + ", ".join(won)
+            if won
             else "       sets nothing new: earlier rules had decided what it asks for"
         )
         if rule.stop:
@@ -110,7 +111,8 @@ def _outcome(decision: Decision, trace: Trace, key: str) -> tuple[str, str]:
         if value is None:
             return "none", ""
         spelled = (
-            CLASSIFICATIONS.get(value, value) if key == "classification"
+            CLASSIFICATIONS.get(value, value)
+            if key == "classification"
             else DETERMINATIONS.get(decision.classification or "", {}).get(value, value)
         )
         return spelled, _by(rule)
@@ -126,9 +128,7 @@ def _outcome(decision: Decision, trace: Trace, key: str) -> tuple[str, str]:
     return value, _by(rule) if rule else "default"
 
 
-def _silenceable(
-    decision: Decision, trace: Trace, key: str, rule: Rule | None
-) -> tuple[str, str]:
+def _silenceable(decision: Decision, trace: Trace, key: str, rule: Rule | None) -> tuple[str, str]:
     """escalate / isolate: a text outcome that a suppression silences."""
     value = getattr(decision, key)
     asked = getattr(rule, key) if rule else None

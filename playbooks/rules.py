@@ -294,9 +294,13 @@ def compile_rule(spec: RuleSpec, source: str) -> Rule:
     if spec.business_hours is not None:
         conditions.append(BusinessHours(spec.business_hours))
     for key, attr in (
-        ("severity", "severity"), ("status", "status"), ("category", "category"),
-        ("detection_source", "detection_source"), ("service_source", "service_source"),
-        ("company", "company_key"), ("tenant", "tenant_id"),
+        ("severity", "severity"),
+        ("status", "status"),
+        ("category", "category"),
+        ("detection_source", "detection_source"),
+        ("service_source", "service_source"),
+        ("company", "company_key"),
+        ("tenant", "tenant_id"),
     ):
         values = getattr(spec, key)
         if values is not None:

@@ -27,13 +27,38 @@ SEVERITIES = frozenset(
 STATUSES = frozenset({"unknown", "new", "inprogress", "resolved", "unknownfuturevalue"})
 
 CONDITION_KEYS = (
-    "severity", "status", "category", "title", "title_regex", "detection_source",
-    "service_source", "mitre", "device_name_regex", "company", "business_hours",
-    "user", "user_regex", "file_hash", "ip", "url", "url_regex", "device_tag", "tenant",
+    "severity",
+    "status",
+    "category",
+    "title",
+    "title_regex",
+    "detection_source",
+    "service_source",
+    "mitre",
+    "device_name_regex",
+    "company",
+    "business_hours",
+    "user",
+    "user_regex",
+    "file_hash",
+    "ip",
+    "url",
+    "url_regex",
+    "device_tag",
+    "tenant",
 )
 OUTCOME_KEYS = (
-    "priority", "ticket", "notify_desk", "notify_company", "suppress", "mark_device_verified",
-    "correlate", "correlate_window_minutes", "escalate", "isolate", "classification",
+    "priority",
+    "ticket",
+    "notify_desk",
+    "notify_company",
+    "suppress",
+    "mark_device_verified",
+    "correlate",
+    "correlate_window_minutes",
+    "escalate",
+    "isolate",
+    "classification",
     "determination",
 )
 
@@ -49,12 +74,21 @@ MAX_WINDOW_MINUTES = 7 * 24 * 60
 # `unknownFutureValue` are what Graph reports when nothing was set, never a verdict to write.
 _DETERMINATIONS_BY_CLASSIFICATION: dict[str, tuple[str, ...]] = {
     "truePositive": (
-        "multiStagedAttack", "maliciousUserActivity", "compromisedUser", "malware",
-        "phishing", "unwantedSoftware", "apt", "other",
+        "multiStagedAttack",
+        "maliciousUserActivity",
+        "compromisedUser",
+        "malware",
+        "phishing",
+        "unwantedSoftware",
+        "apt",
+        "other",
     ),
     "informationalExpectedActivity": (
-        "securityTesting", "lineOfBusinessApplication", "confirmedUserActivity",
-        "securityPersonnel", "other",
+        "securityTesting",
+        "lineOfBusinessApplication",
+        "confirmedUserActivity",
+        "securityPersonnel",
+        "other",
     ),
     "falsePositive": ("clean", "insufficientData", "other"),
 }
@@ -129,8 +163,7 @@ def _window(value: object) -> object:
         raise ValueError(f"correlate_window_minutes must be a whole number (got {value!r})")
     if not 1 <= value <= MAX_WINDOW_MINUTES:
         raise ValueError(
-            f"correlate_window_minutes must be from 1 to {MAX_WINDOW_MINUTES} (7 days), "
-            f"not {value}"
+            f"correlate_window_minutes must be from 1 to {MAX_WINDOW_MINUTES} (7 days), not {value}"
         )
     return value
 
@@ -255,8 +288,14 @@ class RuleSpec(_Strict):
         return None if value is None else _known(value, STATUSES, "status")
 
     @field_validator(
-        "category", "title", "detection_source", "service_source", "user", "url",
-        "device_tag", "tenant",
+        "category",
+        "title",
+        "detection_source",
+        "service_source",
+        "user",
+        "url",
+        "device_tag",
+        "tenant",
     )
     @classmethod
     def _texts(cls, value: list[str] | None) -> list[str] | None:
@@ -334,7 +373,7 @@ class RuleSpec(_Strict):
     @classmethod
     def _reason(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
-            raise ValueError("a suppression needs a reason, e.g. \"known-benign\"")
+            raise ValueError('a suppression needs a reason, e.g. "known-benign"')
         return value
 
     @model_validator(mode="after")
@@ -344,8 +383,8 @@ class RuleSpec(_Strict):
         if self.classification is None:
             raise ValueError(
                 "determination needs a classification in the same rule: Defender files each "
-                "determination under one (e.g. classification = \"informationalExpectedActivity\""
-                " with determination = \"securityTesting\")"
+                'determination under one (e.g. classification = "informationalExpectedActivity"'
+                ' with determination = "securityTesting")'
             )
         allowed = DETERMINATIONS[self.classification]
         if self.determination not in allowed:
