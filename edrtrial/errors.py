@@ -27,6 +27,21 @@ class DeliveryError(EdrTrialError):
     """A notification could not be delivered this time; it stays queued."""
 
 
+class ServerUnavailableError(DeliveryError):
+    """The mail server or channel cannot be reached or refuses us.
+
+    Later messages on the same route would fail the same way: the outbox retries this one
+    later and postpones the others of its route to the next run.
+    """
+
+
+class UndeliverableError(DeliveryError):
+    """This message is refused for good (bad address, rejected content, unknown channel).
+
+    Retrying cannot help: the outbox gives it up at once and an operator reads its error.
+    """
+
+
 class ConnectorError(EdrTrialError):
     """Talking to an EDR tenant failed."""
 
@@ -106,4 +121,12 @@ class TenantMismatchError(EdrTrialError, ValueError):
 
     A ValueError too, because it is a wrong argument of the caller's making (a bug to fix,
     not a condition to retry).
+    """
+
+
+class ActionRefused(EdrTrialError):
+    """A device action cannot be taken now; nothing was planned or sent.
+
+    The message says why (already isolated, one under way, another tenant's device or
+    connector) and what to do instead: show it to the operator; a playbook just moves on.
     """

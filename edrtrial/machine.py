@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import inspect, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from edrtrial.errors import EdrTrialError, TransitionError
 
@@ -71,18 +72,34 @@ class Machine(Generic[S]):
         changes), and the row is refreshed afterwards either way, so the caller sees the state
         that won.
         """
-        current = getattr(row, self.column)
-        step = self.check(name, current, f"{self.entity} #{self._id(row)}")
+        moved = self.move_id(session, self._id(row), getattr(row, self.column), name, **values)
+        session.refresh(row)
+        return moved
+
+    def move_id(
+        self, session: Session, row_id: Any, current: str, name: str, **values: Any
+    ) -> bool:
+        """Take the step for the row with this id from `current`, the state the caller read.
+
+        For callers that hold an id, not a loaded row (a claim before a slow EDR call, a
+        status read long after the list was made). False if the row is no longer in
+        `current`: another writer moved it, and its state stands. A loaded copy of the row
+        in the session is expired, so it is read afresh.
+        """
+        step = self.check(name, current, f"{self.entity} #{row_id}")
+        if self.column in values:
+            raise ValueError(f"{self.entity}: the step {name!r} sets {self.column}, not values")
         session.flush()
         result = session.execute(
             update(self.model)
-            .where(self._pk() == self._id(row), getattr(self.model, self.column) == current)
+            .where(self._pk() == row_id, getattr(self.model, self.column) == current)
             .values({self.column: step.target, **values})
             .execution_options(synchronize_session=False)
         )
-        moved = bool(getattr(result, "rowcount", 0) == 1)
-        session.refresh(row)
-        return moved
+        loaded = session.identity_map.get(identity_key(self.model, row_id))
+        if loaded is not None:
+            session.expire(loaded)
+        return bool(getattr(result, "rowcount", 0) == 1)
 
     def _pk(self) -> Any:
         return self.model.__mapper__.primary_key[0]

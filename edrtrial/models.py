@@ -228,10 +228,12 @@ class Alert(Base):
     suppressed_reason: Mapped[str | None] = mapped_column(String(64))
     matched_rules: Mapped[list[str]] = mapped_column(JSONType, default=list)
     # The verdict (from a playbook or the desk) and whether it still has to reach the EDR:
-    # write_back is "" (nothing to send), "pending", "done" or "failed: <reason>".
+    # write_back is a `WriteBackState` ("" nothing to send, "pending", "done", "off",
+    # "failed"); write_back_error is why the last attempt failed.
     classification: Mapped[str] = mapped_column(String(64), default="", server_default="")
     determination: Mapped[str] = mapped_column(String(64), default="", server_default="")
     write_back: Mapped[str] = mapped_column(Text, default="", server_default="")
+    write_back_error: Mapped[str] = mapped_column(Text, default="", server_default="")
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
 
     ticket: Mapped[Ticket | None] = relationship(back_populates="alerts")

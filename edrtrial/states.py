@@ -42,3 +42,49 @@ class Priority(StrEnum):
     def rank(self) -> int:
         """1 for P1 … 4 for P4: lower is more urgent."""
         return int(self.value[1:])
+
+
+class ActionState(StrEnum):
+    """Where a device action stands: isolate, release (device actions) or offboard (tasks).
+
+    One column holds both entities' states. Ours come first; the EDR's own six follow
+    (`connectors.base.ActionStatus`, the same values), so what the EDR answers is stored as is.
+    """
+
+    PROPOSED = "proposed"  # a playbook's suggestion; nothing happens until an operator acts
+    PLANNED = "planned"  # to be sent
+    SENDING = "sending"  # claimed and being sent; stays if the process dies mid-send
+    SUPERSEDED = "superseded"  # a proposal made moot by a planned isolation of its device
+    MANUAL = "manual"  # offboarding the EDR cannot do remotely: handed over to a person
+    PENDING = "pending"
+    IN_PROGRESS = "inprogress"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+
+class TenantState(StrEnum):
+    """Whether a tenant is polled: active, failing (backing off) or parked (operator's turn)."""
+
+    ACTIVE = "active"
+    FAILING = "failing"
+    PARKED = "parked"
+
+
+class OutboxState(StrEnum):
+    """An outbox message: waiting (or being retried), delivered, or given up."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class WriteBackState(StrEnum):
+    """Whether an alert's verdict still has to reach the EDR (the reason of a failure is apart)."""
+
+    NONE = ""  # nothing to send
+    PENDING = "pending"
+    DONE = "done"
+    OFF = "off"  # the tenant's write-back switch is off: not sent, and never will be
+    FAILED = "failed"  # refused by the EDR; `Alert.write_back_error` says why

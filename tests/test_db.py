@@ -72,3 +72,68 @@ def test_upgrade_from_the_previous_schema_keeps_tickets_grouped(database_url):
         row = conn.execute(text("SELECT correlation_base, escalation_level FROM ticket")).one()
     eng.dispose()
     assert tuple(row) == ("incident:9", 0)
+
+
+WRITE_BACKS = {
+    "a1": "",
+    "a2": "pending",
+    "a3": "done",
+    "a4": "off",
+    "a5": "failed: 403 Forbidden: the app lacks SecurityAlert.ReadWrite.All",
+    "a6": "failed: ",
+}
+
+
+def test_write_back_state_and_error_are_split_and_joined_again_on_downgrade(database_url):
+    """0004 moves each "failed: <reason>" into the error column; its downgrade puts it back."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from edrtrial.db import _alembic_config, make_engine
+
+    eng = make_engine(database_url)
+    cfg = _alembic_config(eng)
+    command.upgrade(cfg, "0003")
+    with eng.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO company (key, name, contact_name, contact_email, language,"
+                " planned_seats, seat_cap, created_at)"
+                " VALUES ('k', 'K', '', 'a@b.jp', 'ja', 1, 300, '2026-01-01')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO tenant (company_id, connector, external_id, state, state_reason,"
+                " failures) VALUES (1, 'defender', 't', 'active', '', 0)"
+            )
+        )
+        for source_id, write_back in WRITE_BACKS.items():
+            conn.execute(
+                text(
+                    "INSERT INTO alert (tenant_id, source, source_id, title, description,"
+                    " severity, status, category, detection_source, service_source,"
+                    " mitre_techniques, device_source_ids, device_names, raw, ingested_at,"
+                    " matched_rules, write_back) VALUES (1, 'defender', :id, '', '', 'low',"
+                    " 'new', '', '', '', '[]', '[]', '[]', '{}', '2026-01-01', '[]', :wb)"
+                ),
+                {"id": source_id, "wb": write_back},
+            )
+
+    def rows(columns: str) -> dict[str, tuple[str, ...]]:
+        with eng.connect() as conn:
+            found = conn.execute(text(f"SELECT source_id, {columns} FROM alert"))
+            return {r[0]: tuple(r[1:]) for r in found}
+
+    command.upgrade(cfg, "0004")
+    assert rows("write_back, write_back_error") == {
+        "a1": ("", ""),
+        "a2": ("pending", ""),
+        "a3": ("done", ""),
+        "a4": ("off", ""),
+        "a5": ("failed", "403 Forbidden: the app lacks SecurityAlert.ReadWrite.All"),
+        "a6": ("failed", ""),
+    }
+    command.downgrade(cfg, "0003")
+    assert rows("write_back") == {k: (v,) for k, v in WRITE_BACKS.items()}
+    eng.dispose()

@@ -17,6 +17,7 @@ from edrtrial.desk.policy import DeskPolicy
 from edrtrial.desk.triage import triage_pending
 from edrtrial.devices import actions as responses
 from edrtrial.devices import writeback
+from edrtrial.errors import ActionRefused
 from edrtrial.models import (
     Alert,
     AuditEvent,
@@ -260,7 +261,7 @@ def test_a_second_isolation_is_refused_while_the_first_is_under_way(sessions, te
         ).id
     with (
         transaction(sessions) as session,
-        pytest.raises(responses.ActionRefused, match="already under way"),
+        pytest.raises(ActionRefused, match="already under way"),
     ):
         responses.plan(
             session, session.get_one(Device, device.id), ActionKind.ISOLATE, actor="cli:b", at=T0
@@ -272,7 +273,7 @@ def test_a_second_isolation_is_refused_while_the_first_is_under_way(sessions, te
     with transaction(sessions) as session:
         dev = session.get_one(Device, device.id)
         assert responses.device_state(session, dev).isolated
-        with pytest.raises(responses.ActionRefused, match="already isolated"):
+        with pytest.raises(ActionRefused, match="already isolated"):
             responses.plan(session, dev, ActionKind.ISOLATE, actor="cli:b", at=T0)
         released = responses.plan(session, dev, ActionKind.RELEASE, actor="cli:b", at=T0)
     assert released.dedupe_key == f"release:{tenant_id}:dev1:1"
@@ -290,7 +291,7 @@ def test_an_action_is_never_sent_through_another_tenants_connector(sessions, ten
             session, session.get_one(Device, device.id), ActionKind.ISOLATE, actor="cli:a", at=T0
         ).id
     stranger = FakeConnector(tenant_id="t-someone-else")
-    with pytest.raises(responses.ActionRefused, match="belongs to tenant t-acme"):
+    with pytest.raises(ActionRefused, match="belongs to tenant t-acme"):
         responses.send(sessions, action, stranger, "cli:a", lambda: T0)
     assert stranger.started == []
     with sessions() as session:

@@ -11,6 +11,7 @@ import pytest
 from edrtrial.config import load_config
 from edrtrial.connectors.base import AlertRecord
 from edrtrial.errors import TransientError
+from edrtrial.ingest import health
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
 
@@ -104,6 +105,6 @@ def test_repeated_failures_open_the_breaker_with_growing_pauses(runtime):
         pauses.append(None if tenant.not_before is None else tenant.not_before - clock.now)
         clock.now = tenant.not_before or clock.now
     assert pauses[:2] == [None, None]  # the first failures retry at the next poll
-    assert pauses[2] < pauses[3] < pauses[4] <= jobs.BREAKER_MAX
+    assert pauses[2] < pauses[3] < pauses[4] <= health.BREAKER_MAX
     assert failing.calls == 5
     assert rt.tenants("sakura-seisakusho")[0].state == "failing"

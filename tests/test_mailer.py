@@ -17,11 +17,10 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from pydantic import SecretStr
 
 from edrtrial.config import Config, Settings, SmtpConfig
-from edrtrial.errors import ConfigError
+from edrtrial.errors import ConfigError, ServerUnavailableError
 from edrtrial.models import OutboxMessage
 from edrtrial.notify.mail import (
     FileTransport,
-    ServerUnavailableError,
     SmtpTransport,
     build_message,
     transport_from_config,

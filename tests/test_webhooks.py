@@ -19,9 +19,8 @@ from urllib.parse import unquote
 import pytest
 
 from edrtrial.config import ChannelConfig
-from edrtrial.errors import DeliveryError
+from edrtrial.errors import DeliveryError, ServerUnavailableError, UndeliverableError
 from edrtrial.models import OutboxMessage
-from edrtrial.notify.mail import ServerUnavailableError, UndeliverableError
 from edrtrial.notify.webhooks import (
     ADAPTIVE_CARD,
     WebhookTransport,

@@ -503,7 +503,7 @@ def tenants(ctx: click.Context) -> None:
 @_fails_cleanly
 def tenants_resume(ctx: click.Context, company: str) -> None:
     """Poll a parked tenant again once its credentials or consent are fixed."""
-    from edrtrial.programme.companies import resume_tenant
+    from edrtrial.ingest.health import resume_tenant
 
     runtime = _runtime(ctx)
     with transaction(runtime.sessions) as session:

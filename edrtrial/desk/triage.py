@@ -20,6 +20,7 @@ from edrtrial.desk.calendar import BusinessCalendar
 from edrtrial.desk.intake import TicketBook
 from edrtrial.desk.policy import DeskPolicy
 from edrtrial.devices import actions as responses
+from edrtrial.errors import ActionRefused
 from edrtrial.ingest import records as store
 from edrtrial.models import Alert, Company, Device, Tenant, Ticket
 from edrtrial.playbooks.engine import AlertFacts, Decision, Playbook
@@ -177,7 +178,7 @@ def _isolation(session: Session, entry: _Pending, auto_isolation: bool, now: dat
                     ticket=ticket,
                     reason="automatic isolation agreed by the company",
                 )
-            except responses.ActionRefused:
+            except ActionRefused:
                 continue  # already isolated or under way: nothing more to ask
         else:
             reason = (

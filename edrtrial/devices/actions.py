@@ -3,17 +3,16 @@
 An action is a `ResponseAction` row. It is `proposed` (a playbook suggests it; nothing
 happens until an operator confirms), `planned` (confirmed, or requested by a playbook where
 the company agreed to automatic isolation), `sending` (claimed, being sent), then the EDR's
-own states to a terminal one. While one isolate or release of a device is under way, a
-second is refused: it would race the first at the EDR and confuse the company.
+own states to a terminal one (the table: `devices/states.py`; the send: `devices/send.py`).
+While one isolate or release of a device is under way, a second is refused: it would race
+the first at the EDR and confuse the company.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -22,21 +21,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from edrtrial import audit
 from edrtrial.config import DeskConfig
 from edrtrial.connectors.base import ActionKind, Connector
-from edrtrial.db import claim, transaction
-from edrtrial.errors import ConnectorError, EdrTrialError
+from edrtrial.devices.send import Route, follow_actions, send_action
+from edrtrial.devices.states import DEVICE_ACTIONS, UNDER_WAY
+from edrtrial.errors import ActionRefused
 from edrtrial.models import Company, Device, ResponseAction, Tenant, Ticket
 from edrtrial.notify.notices import isolation_notice
 from edrtrial.notify.recipients import mail_company
-
-log = logging.getLogger(__name__)
+from edrtrial.states import ActionState
 
 DEVICE_KINDS = (ActionKind.ISOLATE.value, ActionKind.RELEASE.value)
-UNDER_WAY = ("planned", "sending", "pending", "inprogress")
 INTERRUPTED = "being sent to the EDR; if this stays, check the device in the Defender portal"
-
-
-class ActionRefused(EdrTrialError):
-    """The action cannot be taken now; the message says why and what to do instead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +57,7 @@ def device_state(session: Session, device: Device) -> DeviceState:
             .order_by(ResponseAction.id)
         )
     )
-    done = [a for a in actions if a.status == "succeeded"]
+    done = [a for a in actions if a.status == ActionState.SUCCEEDED]
     isolated = bool(done) and done[-1].kind == ActionKind.ISOLATE.value
     under_way = next((a for a in actions if a.status in UNDER_WAY), None)
     return DeviceState(isolated, under_way)
@@ -114,7 +108,7 @@ def plan(
         device_id=device.id,
         ticket_id=ticket.id if ticket else None,
         kind=kind.value,
-        status="planned",
+        status=ActionState.PLANNED,
         reason=reason,
         requested_by=actor,
         created_at=at,
@@ -154,7 +148,7 @@ def propose(
         device_id=device.id,
         ticket_id=ticket.id,
         kind=ActionKind.ISOLATE.value,
-        status="proposed",
+        status=ActionState.PROPOSED,
         reason=reason,
         requested_by="playbook",
         created_at=at,
@@ -177,12 +171,13 @@ def propose(
 def _supersede_proposals(session: Session, device: Device, kind: ActionKind, at: datetime) -> None:
     if kind is not ActionKind.ISOLATE:
         return
-    for proposal in session.scalars(
+    proposals = session.scalars(
         select(ResponseAction).where(
-            ResponseAction.device_id == device.id, ResponseAction.status == "proposed"
+            ResponseAction.device_id == device.id, ResponseAction.status == ActionState.PROPOSED
         )
-    ):
-        proposal.status, proposal.updated_at = "superseded", at
+    ).all()
+    for proposal in proposals:  # one superseded meanwhile by another operator stays so
+        DEVICE_ACTIONS.move(session, proposal, "supersede", updated_at=at)
 
 
 def _check_tenant(tenant: Tenant, connector: Connector) -> None:
@@ -193,6 +188,20 @@ def _check_tenant(tenant: Tenant, connector: Connector) -> None:
         )
 
 
+def _comment(action: ResponseAction, device: Device, actor: str) -> str:
+    return f"edrtrial: {action.kind} {device.name} ({actor}, action #{action.id})"
+
+
+ROUTE = Route(
+    machine=DEVICE_ACTIONS,
+    target=_target,
+    check_tenant=_check_tenant,
+    comment=_comment,
+    interrupted=INTERRUPTED,
+    refused="the EDR refused: {error}",
+)
+
+
 def send(
     sessions: sessionmaker[Session],
     action_id: int,
@@ -200,136 +209,10 @@ def send(
     actor: str,
     now: Callable[[], datetime],
 ) -> ResponseAction:
-    """Send a planned action once: claimed (and audited) in its own commit before the call."""
-    with transaction(sessions) as session:
-        action = session.get_one(ResponseAction, action_id)
-        device = session.get_one(Device, action.device_id)
-        _check_tenant(session.get_one(Tenant, action.tenant_id), connector)
-        target = _target(action, device)
-        if not claim(
-            session,
-            ResponseAction,
-            action_id,
-            "status",
-            "planned",
-            status="sending",
-            detail=INTERRUPTED,
-            updated_at=now(),
-        ):
-            return session.get_one(ResponseAction, action_id)  # someone else sent it
-        audit.record(
-            session,
-            at=now(),
-            actor=actor,
-            action=f"{action.kind}.sending",
-            tenant_id=action.tenant_id,
-            target=target,
-            detail={"device": device.name},
-        )
-        kind, source_id, name = ActionKind(action.kind), device.source_id, device.name
-    comment = f"edrtrial: {kind.value} {name} ({actor}, action #{action_id})"
-    try:
-        result = connector.start_action(source_id, kind, comment)
-    except ConnectorError as err:
-        log.warning("%s of %s failed: %s", kind.value, name, err)
-        settle(
-            sessions,
-            action_id,
-            at=now(),
-            actor=actor,
-            audit_action=f"{kind.value}.failed",
-            target=target,
-            audit_detail={"error": str(err)},
-            status="failed",
-            detail=f"the EDR refused: {err}",
-        )
-    else:
-        settle(
-            sessions,
-            action_id,
-            at=now(),
-            actor=actor,
-            audit_action=f"{kind.value}.sent",
-            target=target,
-            audit_detail={"machine_action": result.source_action_id, "status": result.status.value},
-            status=result.status.value,
-            source_action_id=result.source_action_id,
-            detail=f"machine action {result.source_action_id}",
-        )
+    """Send a planned isolate or release once (see `devices.send`); returns it as it is now."""
+    send_action(sessions, ROUTE, action_id, connector, actor, now)
     with sessions() as session:
         return session.get_one(ResponseAction, action_id)
-
-
-def settle(
-    sessions: sessionmaker[Session],
-    action_id: int,
-    *,
-    at: datetime,
-    actor: str,
-    audit_action: str,
-    target: str,
-    audit_detail: dict[str, Any],
-    **values: Any,
-) -> None:
-    """Move an action out of `sending` with what the EDR answered, and audit it, in one commit."""
-    with transaction(sessions) as session:
-        action = session.get_one(ResponseAction, action_id)
-        claim(session, ResponseAction, action_id, "status", "sending", updated_at=at, **values)
-        audit.record(
-            session,
-            at=at,
-            actor=actor,
-            action=audit_action,
-            tenant_id=action.tenant_id,
-            target=target,
-            detail=audit_detail,
-        )
-
-
-def follow_actions(
-    sessions: sessionmaker[Session],
-    tenant_id: int,
-    connector: Connector,
-    kinds: Sequence[str],
-    now: datetime,
-    on_finished: Callable[[Session, ResponseAction], None],
-) -> tuple[int, list[int]]:
-    """Read the EDR's status of a tenant's sent actions of these kinds, one commit each.
-
-    `on_finished` runs in the commit that records a terminal status (to audit it, tell the
-    company…). Returns how many changed and the ids of those that finished. The caller has
-    checked that the connector talks to this tenant.
-    """
-    with sessions() as session:
-        pending = [
-            (a.id, a.source_action_id)
-            for a in session.scalars(
-                select(ResponseAction).where(
-                    ResponseAction.tenant_id == tenant_id,
-                    ResponseAction.kind.in_(list(kinds)),
-                    ResponseAction.status.in_(("pending", "inprogress")),
-                    ResponseAction.source_action_id.is_not(None),
-                )
-            )
-        ]
-    changed, finished = 0, []
-    for action_id, source_action_id in pending:
-        assert source_action_id is not None
-        try:
-            result = connector.action_status(source_action_id)
-        except ConnectorError as err:  # one unreadable action must not hide the others
-            log.warning("machine action %s unreadable: %s", source_action_id, err)
-            continue
-        with transaction(sessions) as session:
-            action = session.get_one(ResponseAction, action_id)
-            if action.status == result.status.value:
-                continue
-            action.status, action.updated_at = result.status.value, now
-            changed += 1
-            if result.status.terminal:
-                on_finished(session, action)
-                finished.append(action_id)
-    return changed, finished
 
 
 def follow(
@@ -359,7 +242,8 @@ def follow(
         )
         tell_company(session, action, device, desk)
 
-    return follow_actions(sessions, tenant_id, connector, DEVICE_KINDS, now, finished)[1]
+    kinds = DEVICE_KINDS
+    return follow_actions(sessions, DEVICE_ACTIONS, tenant_id, connector, kinds, now, finished)[1]
 
 
 def tell_company(

@@ -1,12 +1,12 @@
 """End of trial: every device of a company that does not continue gets an offboarding task.
 
 Tasks are keyed by device, so re-running the daily job never plans or sends one twice. A
-task is sent to the EDR only by an explicit operator command, and only from `planned`.
+task is sent to the EDR only by an explicit operator command, and only from `planned`
+(the table: `devices/states.py`; the send: `devices/send.py`, with this module's `ROUTE`).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial import audit
 from edrtrial.connectors.base import ActionKind, Connector
-from edrtrial.db import claim, transaction
-from edrtrial.devices.actions import follow_actions, settle
+from edrtrial.db import transaction
+from edrtrial.devices.send import Outcome, Route, follow_actions, send_action
+from edrtrial.devices.states import OFFBOARDING
 from edrtrial.errors import ConnectorError
 from edrtrial.models import Company, Device, ResponseAction, Tenant, Trial
-
-log = logging.getLogger(__name__)
+from edrtrial.states import ActionState
 
 INTERRUPTED = (
     "being sent to the EDR; if this stays, the send was interrupted: check the device in the "
@@ -70,7 +70,7 @@ def plan_offboarding(session: Session, today: date, now: datetime) -> list[Respo
                 tenant_id=tenant.id,
                 device_id=device.id,
                 kind=ActionKind.OFFBOARD.value,
-                status="planned",
+                status=ActionState.PLANNED,
                 requested_by="trial-lifecycle",
                 reason=f"trial ended {trial.ends_on.isoformat()}, decision: {trial.decision}",
                 created_at=now,
@@ -137,56 +137,32 @@ def _check_tenant(tenant: Tenant, connector: Connector) -> None:
         )
 
 
-def _claim_task(
-    sessions: sessionmaker[Session], task_id: int, connector: Connector, actor: str, at: datetime
-) -> tuple[str, str] | None:
-    """Take a planned task for sending (audited), or settle it as manual work; None if taken."""
-    with transaction(sessions) as session:
-        task = session.get_one(ResponseAction, task_id)
-        device = session.get_one(Device, task.device_id)
-        target = f"device:{device.source_id}"
-        if not connector.can_offboard(device.os_platform):
-            detail = MANUAL_UNINSTALL.format(
-                platform=device.os_platform or "these", name=device.name
-            )
-            _take(session, task, "manual", actor, at, target, detail=detail)
-            return None
-        if not _take(session, task, "sending", actor, at, target, detail=INTERRUPTED):
-            return None  # another operator took it
-        return device.source_id, device.name
+def _target(task: ResponseAction, device: Device) -> str:
+    return f"device:{device.source_id}"
 
 
-def _take(
-    session: Session,
-    task: ResponseAction,
-    status: str,
-    actor: str,
-    at: datetime,
-    target: str,
-    detail: str,
-) -> bool:
-    """Move a planned task to `status` and audit it, unless another process got there first."""
-    if not claim(
-        session,
-        ResponseAction,
-        task.id,
-        "status",
-        "planned",
-        status=status,
-        detail=detail,
-        requested_by=actor,
-        updated_at=at,
-    ):
-        return False
-    audit.record(
-        session,
-        at=at,
-        actor=actor,
-        action=f"offboarding.{status}",
-        tenant_id=task.tenant_id,
-        target=target,
-    )
-    return True
+def _comment(task: ResponseAction, device: Device, actor: str) -> str:
+    return f"edrtrial: trial ended, offboarding {device.name} ({actor})"
+
+
+def _manual(connector: Connector, device: Device) -> str | None:
+    """The operator's instructions where the EDR cannot uninstall itself remotely."""
+    if connector.can_offboard(device.os_platform):
+        return None
+    return MANUAL_UNINSTALL.format(platform=device.os_platform or "these", name=device.name)
+
+
+ROUTE = Route(
+    machine=OFFBOARDING,
+    target=_target,
+    check_tenant=_check_tenant,
+    comment=_comment,
+    interrupted=INTERRUPTED,
+    refused="send refused, can be retried: {error}",
+    noun="offboarding",
+    manual=_manual,
+    sender_requests=True,
+)
 
 
 def execute_offboarding(
@@ -198,9 +174,8 @@ def execute_offboarding(
 ) -> list[int]:
     """Send each planned task of one tenant once; returns the ids of the tasks it settled.
 
-    A task is claimed (and audited) in its own commit before the EDR is called, so a second
-    operator or a crash can never send it again; a send interrupted by a crash stays
-    `sending`, with a note to check the portal, instead of being retried blindly.
+    Settled means sent, or handed over as manual work; a task the EDR refused goes back to
+    `planned` (with the reason) and one another operator took meanwhile is not counted.
     """
     with transaction(sessions) as session:
         tenant = session.get_one(Tenant, tenant_id)
@@ -211,49 +186,17 @@ def execute_offboarding(
                 .where(
                     ResponseAction.tenant_id == tenant.id,
                     ResponseAction.kind == ActionKind.OFFBOARD.value,
-                    ResponseAction.status == "planned",
+                    ResponseAction.status == ActionState.PLANNED,
                 )
                 .order_by(ResponseAction.id)
             )
         )
-    settled = []
-    for task_id in planned:
-        claimed = _claim_task(sessions, task_id, connector, actor, now())
-        if claimed is None:
-            settled.append(task_id)
-            continue
-        source_id, name = claimed
-        comment = f"edrtrial: trial ended, offboarding {name} ({actor})"
-        try:
-            result = connector.start_action(source_id, ActionKind.OFFBOARD, comment)
-        except ConnectorError as err:
-            settle(
-                sessions,
-                task_id,
-                at=now(),
-                actor=actor,
-                audit_action="offboarding.failed",
-                target=f"device:{source_id}",
-                audit_detail={"error": str(err)},
-                status="planned",
-                detail=f"send refused, can be retried: {err}",
-            )
-            log.warning("offboarding %s failed: %s", name, err)
-            continue
-        settle(
-            sessions,
-            task_id,
-            at=now(),
-            actor=actor,
-            audit_action="offboarding.sent",
-            target=f"device:{source_id}",
-            audit_detail={"machine_action": result.source_action_id},
-            status=result.status.value,
-            source_action_id=result.source_action_id,
-            detail=f"machine action {result.source_action_id}",
-        )
-        settled.append(task_id)
-    return settled
+    return [
+        task_id
+        for task_id in planned
+        if send_action(sessions, ROUTE, task_id, connector, actor, now)
+        in (Outcome.SENT, Outcome.MANUAL)
+    ]
 
 
 def refresh_offboarding(
@@ -274,4 +217,4 @@ def refresh_offboarding(
         )
 
     kinds = (ActionKind.OFFBOARD.value,)
-    return follow_actions(sessions, tenant_id, connector, kinds, now, finished)[0]
+    return follow_actions(sessions, OFFBOARDING, tenant_id, connector, kinds, now, finished)[0]

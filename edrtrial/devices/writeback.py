@@ -2,7 +2,8 @@
 
 Alerts are marked `write_back = "pending"` when the desk resolves their ticket (or when a
 playbook classifies a suppressed alert, like the onboarding test). Only tenants whose
-connection has the write-back switch on are written to; for the others the mark is cleared.
+connection has the write-back switch on are written to; for the others the mark becomes
+"off". A refusal is "failed", with the EDR's reason in `write_back_error`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from edrtrial.connectors.base import AlertUpdate, Capability, Connector
 from edrtrial.db import transaction
 from edrtrial.errors import ConnectorError, TransientError
 from edrtrial.models import Alert, Ticket
+from edrtrial.states import WriteBackState
 
 log = logging.getLogger(__name__)
 BATCH = 100
@@ -55,7 +57,7 @@ def write_back_pending(
             session.execute(
                 select(Alert, Ticket)
                 .outerjoin(Ticket, Alert.ticket_id == Ticket.id)
-                .where(Alert.tenant_id == tenant_id, Alert.write_back == "pending")
+                .where(Alert.tenant_id == tenant_id, Alert.write_back == WriteBackState.PENDING)
                 .order_by(Alert.id)
                 .limit(BATCH)
             )
@@ -64,7 +66,7 @@ def write_back_pending(
             return WriteBackResult()
         if Capability.WRITE_BACK not in connector.capabilities:
             for alert, _ in pending:
-                alert.write_back = "off"
+                alert.write_back = WriteBackState.OFF
             return WriteBackResult(skipped=len(pending))
         work = [(a.id, a.source_id, _update_for(a, t)) for a, t in pending]
     written = failed = 0
@@ -75,11 +77,12 @@ def write_back_pending(
             log.warning("write-back deferred (%s): %s", source_id, err)
             return WriteBackResult(written, failed, deferred=len(work) - index)
         except ConnectorError as err:
-            outcome = f"failed: {err}"[:500]
+            outcome, error = WriteBackState.FAILED, str(err)[:500]
             failed += 1
         else:
-            outcome = "done"
+            outcome, error = WriteBackState.DONE, ""
             written += 1
         with transaction(sessions) as session:
-            session.get_one(Alert, alert_id).write_back = outcome
+            alert = session.get_one(Alert, alert_id)
+            alert.write_back, alert.write_back_error = outcome, error
     return WriteBackResult(written, failed)

@@ -18,7 +18,7 @@ from typing import Protocol
 from pydantic import SecretStr
 
 from edrtrial.config import Config, SmtpConfig
-from edrtrial.errors import ConfigError, DeliveryError
+from edrtrial.errors import ConfigError, DeliveryError, ServerUnavailableError, UndeliverableError
 from edrtrial.models import OutboxMessage
 from edrtrial.secrets import resolve_secret
 from edrtrial.timeutil import to_jst
@@ -28,14 +28,6 @@ MAIL_POLICY = policy.default.clone(cte_type="7bit")
 KIND_HEADER = "X-Edrtrial-Kind"
 _MESSAGE_ID = re.compile(r"^<edrtrial-outbox-(\d+)@[^>]+>$")
 _SLUG = re.compile(r"[^a-z0-9]+")
-
-
-class ServerUnavailableError(DeliveryError):
-    """The mail server cannot be reached or refuses us; later messages would fail the same way."""
-
-
-class UndeliverableError(DeliveryError):
-    """This message is refused for good (bad address, rejected content); retrying cannot help."""
 
 
 class MailTransport(Protocol):

@@ -1,7 +1,8 @@
 """The persistent outbox: each notice is queued once and delivered at least once.
 
 A message travels by mail (`recipient` is an address) or through a configured Teams or
-webhook channel (`recipient` is the channel's name; its URL stays in the config).
+webhook channel (`recipient` is the channel's name; its URL stays in the config). Its
+status moves only by the steps of `notify/states.py`.
 """
 
 from __future__ import annotations
@@ -16,22 +17,15 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from edrtrial.db import claim, transaction
-from edrtrial.errors import DeliveryError
+from edrtrial.db import transaction
+from edrtrial.errors import DeliveryError, ServerUnavailableError, UndeliverableError
 from edrtrial.models import OutboxMessage
-from edrtrial.notify.mail import (
-    MailTransport,
-    ServerUnavailableError,
-    UndeliverableError,
-    build_message,
-)
+from edrtrial.notify.mail import MailTransport, build_message
+from edrtrial.notify.states import OUTBOX
+from edrtrial.states import OutboxState
 from edrtrial.timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
-
-PENDING = "pending"
-SENT = "sent"
-FAILED = "failed"
 
 RETRY_BASE = timedelta(minutes=1)
 RETRY_FACTOR = 3
@@ -105,7 +99,7 @@ def enqueue(
         body_text=body_text,
         body_html=body_html,
         tenant_id=tenant_id,
-        status=PENDING,
+        status=OutboxState.PENDING,
         attempts=0,
         last_error="",
         next_attempt_at=utcnow(),
@@ -129,7 +123,7 @@ def due_message_ids(session: Session, now: datetime, limit: int) -> list[int]:
     """Pending messages whose time has come, oldest first."""
     query = (
         select(OutboxMessage.id)
-        .where(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now)
+        .where(OutboxMessage.status == OutboxState.PENDING, OutboxMessage.next_attempt_at <= now)
         .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
         .limit(limit)
     )
@@ -140,7 +134,7 @@ def _due(session: Session, now: datetime, limit: int) -> list[tuple[int, str, st
     """Like `due_message_ids`, with each message's channel and recipient for routing."""
     query = (
         select(OutboxMessage.id, OutboxMessage.channel, OutboxMessage.recipient)
-        .where(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now)
+        .where(OutboxMessage.status == OutboxState.PENDING, OutboxMessage.next_attempt_at <= now)
         .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
         .limit(limit)
     )
@@ -159,6 +153,7 @@ def _describe(msg: OutboxMessage) -> str:
 
 
 def _record_failure(
+    session: Session,
     msg: OutboxMessage,
     err: DeliveryError,
     *,
@@ -166,27 +161,26 @@ def _record_failure(
     max_attempts: int,
     rng: random.Random | None,
 ) -> _Outcome:
-    msg.attempts += 1
-    msg.last_error = f"{type(err).__name__}: {err}"[:ERROR_MAX_CHARS]
+    attempts = msg.attempts + 1
+    error = f"{type(err).__name__}: {err}"[:ERROR_MAX_CHARS]
     extra = {"tenant_id": msg.tenant_id, "outbox_id": msg.id}
-    if isinstance(err, UndeliverableError) or msg.attempts >= max_attempts:
-        msg.status = FAILED
+    if isinstance(err, UndeliverableError) or attempts >= max_attempts:
+        OUTBOX.move(session, msg, "give_up", attempts=attempts, last_error=error)
         log.error(
-            "%s given up after %d attempt(s): %s",
-            _describe(msg),
-            msg.attempts,
-            msg.last_error,
-            extra=extra,
+            "%s given up after %d attempt(s): %s", _describe(msg), attempts, error, extra=extra
         )
         return _Outcome.FAILED
-    msg.next_attempt_at = now + retry_delay(msg.attempts, rng)
+    retry_at = now + retry_delay(attempts, rng)
+    OUTBOX.move(
+        session, msg, "retry", attempts=attempts, last_error=error, next_attempt_at=retry_at
+    )
     log.warning(
         "%s failed (attempt %d of %d), retry at %s: %s",
         _describe(msg),
-        msg.attempts,
+        attempts,
         max_attempts,
-        msg.next_attempt_at.isoformat(),
-        msg.last_error,
+        retry_at.isoformat(),
+        error,
         extra=extra,
     )
     return _Outcome.SERVER_DOWN if isinstance(err, ServerUnavailableError) else _Outcome.RETRY
@@ -209,6 +203,7 @@ def _send(
 
 
 def _deliver_one(
+    session: Session,
     msg: OutboxMessage,
     transport: MailTransport,
     channels: ChannelSender | None,
@@ -223,10 +218,8 @@ def _deliver_one(
     try:
         _send(msg, transport, channels, sender=sender, sender_name=sender_name)
     except DeliveryError as err:
-        return _record_failure(msg, err, now=clock, max_attempts=max_attempts, rng=rng)
-    msg.status = SENT
-    msg.sent_at = now or utcnow()
-    msg.last_error = ""
+        return _record_failure(session, msg, err, now=clock, max_attempts=max_attempts, rng=rng)
+    OUTBOX.move(session, msg, "sent", sent_at=now or utcnow(), last_error="")
     log.info(
         "%s (%s) sent",
         _describe(msg),
@@ -273,11 +266,12 @@ def deliver_due(
             postponed += 1
             continue
         with transaction(sessions) as session:
-            # Claim first: a second deliverer (the CLI beside `serve`) waits here, then skips.
-            if not claim(session, OutboxMessage, message_id, "status", PENDING):
-                continue  # sent or cancelled meanwhile
+            # Take it first: a second deliverer (the CLI beside `serve`) waits here, then skips.
+            if not OUTBOX.move_id(session, message_id, OutboxState.PENDING, "take"):
+                continue  # sent or given up meanwhile
             msg = session.get_one(OutboxMessage, message_id)
             outcome = _deliver_one(
+                session,
                 msg,
                 transport,
                 channels,

@@ -54,9 +54,13 @@ from pydantic import SecretStr
 
 from edrtrial import __version__
 from edrtrial.config import ChannelConfig, Config
-from edrtrial.errors import ConfigError, DeliveryError
+from edrtrial.errors import (
+    ConfigError,
+    DeliveryError,
+    ServerUnavailableError,
+    UndeliverableError,
+)
 from edrtrial.models import OutboxMessage
-from edrtrial.notify.mail import ServerUnavailableError, UndeliverableError
 from edrtrial.secrets import resolve_secret
 from edrtrial.timeutil import as_utc
 

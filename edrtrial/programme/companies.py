@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from edrtrial import audit
 from edrtrial.config import CompanyConfig
 from edrtrial.errors import ConfigError
 from edrtrial.models import Company, Tenant, Trial
@@ -79,22 +77,3 @@ def tenant_of(session: Session, company_key: str) -> Tenant | None:
         .join(Company, Tenant.company_id == Company.id)
         .where(Company.key == company_key)
     )
-
-
-def resume_tenant(session: Session, company_key: str, actor: str, now: datetime) -> Tenant:
-    """Put a parked (or failing) tenant back to polling, once its operator fixed the cause."""
-    tenant = tenant_of(session, company_key)
-    if tenant is None:
-        raise ConfigError(f"no tenant for company {company_key!r}")
-    previous = (tenant.state, tenant.state_reason)
-    tenant.state, tenant.state_reason = "active", ""
-    audit.record(
-        session,
-        at=now,
-        actor=actor,
-        action="tenant.resumed",
-        tenant_id=tenant.id,
-        target=f"company:{company_key}",
-        detail={"was": previous[0], "reason": previous[1]},
-    )
-    return tenant

@@ -1,8 +1,9 @@
 """Jobs: plain functions the scheduler runs and `edrtrial run-job` runs by hand.
 
-Per tenant, polling follows the coordinator contract: a transient failure is logged once
-when the tenant goes down and once when it comes back; an authentication failure parks
-the tenant with the operator's to-do until its credentials are fixed.
+Per tenant, polling follows the coordinator contract (`ingest/health.py`): a transient
+failure is logged once when the tenant goes down and once when it comes back; an
+authentication failure parks the tenant with the operator's to-do until its credentials
+are fixed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from edrtrial.desk.triage import TriageResult, triage_pending
 from edrtrial.devices import actions as responses
 from edrtrial.devices import offboarding as lifecycle
 from edrtrial.devices import writeback
+from edrtrial.devices.states import FOLLOWED
 from edrtrial.errors import AuthError, ConfigError, ConnectorError
+from edrtrial.ingest import health
 from edrtrial.ingest import polling as ingestion
 from edrtrial.logsetup import tenant_context
 from edrtrial.models import Alert, ResponseAction, Tenant, Trial
@@ -33,6 +36,7 @@ from edrtrial.notify.report_mail import queue_detection_report
 from edrtrial.notify.webhooks import webhook_transport_from_config
 from edrtrial.programme import trials
 from edrtrial.service.runtime import Runtime, TenantRef
+from edrtrial.states import ActionState, TenantState, WriteBackState
 from edrtrial.timeutil import JST, jst_date
 
 log = logging.getLogger(__name__)
@@ -52,55 +56,12 @@ class PollOutcome:
 
 
 TRIAGE_BATCH = 500
-BREAKER_AFTER = 3
-"""Consecutive failures after which a tenant waits (growing pauses) instead of every poll."""
-BREAKER_MAX = timedelta(minutes=30)
-
-
-def _succeeded(rt: Runtime, tenant: TenantRef) -> None:
-    with transaction(rt.sessions) as session:
-        row = session.get_one(Tenant, tenant.id)
-        now = rt.clock()
-        if row.state != "active":
-            log.info("tenant %s (%s) is reachable again", tenant.external_id, tenant.company_key)
-        row.state, row.state_reason, row.failures, row.not_before = "active", "", 0, None
-        row.last_poll_at = row.last_success_at = now
-
-
-def _failed(rt: Runtime, tenant: TenantRef, err: ConnectorError) -> str:
-    """Count a failure; honour Retry-After, and open the breaker after repeated failures."""
-    with transaction(rt.sessions) as session:
-        row = session.get_one(Tenant, tenant.id)
-        now = rt.clock()
-        row.failures += 1
-        wait = timedelta(seconds=getattr(err, "retry_after", None) or 0)
-        if row.failures >= BREAKER_AFTER:
-            base = timedelta(seconds=rt.config.settings.schedules.poll_seconds)
-            wait = max(wait, min(base * 2 ** (row.failures - BREAKER_AFTER + 1), BREAKER_MAX))
-        row.not_before = now + wait if wait else None
-        reason = str(err)
-        if row.not_before is not None:
-            reason += f" (next try after {row.not_before.astimezone(JST):%H:%M:%S} JST)"
-        if row.state == "active":  # logged once going down, once coming back
-            log.warning(
-                "tenant %s (%s) is failing: %s", tenant.external_id, tenant.company_key, reason
-            )
-        row.state, row.state_reason, row.last_poll_at = "failing", reason, now
-        return reason
 
 
 def _park(rt: Runtime, tenant: TenantRef, reason: str) -> None:
+    """Park the tenant, and drop its connector so fixed credentials are read afresh."""
     rt.forget_connector(tenant.id)
-    with transaction(rt.sessions) as session:
-        row = session.get_one(Tenant, tenant.id)
-        if row.state != "parked":
-            log.error(
-                "tenant %s (%s) parked until an operator fixes it: %s",
-                tenant.external_id,
-                tenant.company_key,
-                reason,
-            )
-        row.state, row.state_reason, row.last_poll_at = "parked", reason, rt.clock()
+    health.park(rt.sessions, tenant.id, reason, rt.clock())
 
 
 def _first_poll_since(rt: Runtime, tenant: TenantRef) -> datetime | None:
@@ -109,7 +70,7 @@ def _first_poll_since(rt: Runtime, tenant: TenantRef) -> datetime | None:
 
 
 def _waiting(rt: Runtime, tenant: TenantRef) -> str:
-    if tenant.state == "parked":
+    if tenant.state == TenantState.PARKED:
         return "parked"
     if tenant.not_before is not None and tenant.not_before > rt.clock():
         return f"waiting until {tenant.not_before.astimezone(JST):%H:%M:%S} JST"
@@ -137,9 +98,11 @@ def poll_one(rt: Runtime, tenant: TenantRef) -> PollOutcome:
             _park(rt, tenant, str(err))
             return PollOutcome(tenant.company_key, error=str(err))
         except ConnectorError as err:
-            return PollOutcome(tenant.company_key, error=_failed(rt, tenant, err))
+            poll_seconds = rt.config.settings.schedules.poll_seconds
+            reason = health.failed(rt.sessions, tenant.id, err, rt.clock(), poll_seconds)
+            return PollOutcome(tenant.company_key, error=reason)
         triaged = _triage_all(rt, tenant)
-        _succeeded(rt, tenant)
+        health.succeeded(rt.sessions, tenant.id, rt.clock())
         return PollOutcome(
             tenant.company_key,
             result.alerts.inserted,
@@ -226,7 +189,7 @@ class DeskOutcome:
 def _desk_tenant(rt: Runtime, tenant: TenantRef) -> tuple[int, int, int]:
     """Send a tenant's planned isolations, follow those under way, write verdicts back."""
     with tenant_context(tenant.external_id), rt.tenant_lock(tenant.id):
-        if tenant.state == "parked":
+        if tenant.state == TenantState.PARKED:
             return 0, 0, 0
         with rt.sessions() as session:
             planned = list(
@@ -234,7 +197,7 @@ def _desk_tenant(rt: Runtime, tenant: TenantRef) -> tuple[int, int, int]:
                     select(ResponseAction.id).where(
                         ResponseAction.tenant_id == tenant.id,
                         ResponseAction.kind.in_(responses.DEVICE_KINDS),
-                        ResponseAction.status == "planned",
+                        ResponseAction.status == ActionState.PLANNED,
                     )
                 )
             )
@@ -243,13 +206,13 @@ def _desk_tenant(rt: Runtime, tenant: TenantRef) -> tuple[int, int, int]:
                 .where(
                     ResponseAction.tenant_id == tenant.id,
                     ResponseAction.kind.in_(responses.DEVICE_KINDS),
-                    ResponseAction.status.in_(("pending", "inprogress")),
+                    ResponseAction.status.in_(FOLLOWED),
                 )
                 .limit(1)
             )
             writes = session.scalar(
                 select(Alert.id)
-                .where(Alert.tenant_id == tenant.id, Alert.write_back == "pending")
+                .where(Alert.tenant_id == tenant.id, Alert.write_back == WriteBackState.PENDING)
                 .limit(1)
             )
         if not (planned or under_way or writes):
@@ -310,7 +273,7 @@ def weekly_reports(rt: Runtime, today: date | None = None) -> int:
     start, end = report_period(today)
     queued = 0
     for tenant in rt.tenants():
-        if tenant.state == "parked":
+        if tenant.state == TenantState.PARKED:
             # An empty report would tell the company nothing happened; the desk must act first.
             log.error("weekly report for %s withheld: its tenant is parked", tenant.company_key)
             continue

@@ -1,0 +1,75 @@
+"""Transition tables of device actions (isolate, release) and offboarding tasks.
+
+Both live in `response_action.status`, with the states of `edrtrial.states.ActionState`.
+Every status write is a step of one of these machines, taken with a conditional claim, so
+a writer that read a state another process has left since is refused instead of
+overwriting it. The two tables differ where the two kinds of action differ: only an
+isolation is proposed (and superseded); only an offboarding can be manual work; a send the
+EDR refuses fails an isolation (the desk decides again) but puts an offboarding back to
+`planned` (an operator may retry it).
+
+The EDR's own states are steps named after them: `sent(status)` records the EDR's answer to
+the send, `reported(status)` what a later status read says.
+"""
+
+from __future__ import annotations
+
+from edrtrial.connectors.base import ActionKind, ActionStatus
+from edrtrial.machine import Machine, Step
+from edrtrial.models import ResponseAction
+from edrtrial.states import ActionState
+
+FOLLOWED = (ActionState.PENDING, ActionState.IN_PROGRESS)
+"""Sent and not finished: the EDR's status is read until it is terminal."""
+
+UNDER_WAY = (ActionState.PLANNED, ActionState.SENDING, *FOLLOWED)
+"""An isolate or release in one of these states blocks a second one for the device."""
+
+
+def sent(status: ActionStatus) -> str:
+    """The step that records the EDR's answer to the send."""
+    return f"sent:{status.value}"
+
+
+def reported(status: ActionStatus) -> str:
+    """The step that records a later status read from the EDR."""
+    return f"reported:{status.value}"
+
+
+def _edr_steps() -> dict[str, Step[ActionState]]:
+    steps: dict[str, Step[ActionState]] = {}
+    for status in ActionStatus:
+        state = ActionState(status.value)
+        steps[sent(status)] = Step((ActionState.SENDING,), state)
+        steps[reported(status)] = Step(FOLLOWED, state)
+    return steps
+
+
+DEVICE_ACTIONS = Machine(
+    "device action",
+    ResponseAction,
+    "status",
+    {
+        "supersede": Step((ActionState.PROPOSED,), ActionState.SUPERSEDED),
+        "claim": Step((ActionState.PLANNED,), ActionState.SENDING),
+        "refused": Step((ActionState.SENDING,), ActionState.FAILED),
+        **_edr_steps(),
+    },
+)
+
+OFFBOARDING = Machine(
+    "offboarding task",
+    ResponseAction,
+    "status",
+    {
+        "manual": Step((ActionState.PLANNED,), ActionState.MANUAL),
+        "claim": Step((ActionState.PLANNED,), ActionState.SENDING),
+        "refused": Step((ActionState.SENDING,), ActionState.PLANNED),
+        **_edr_steps(),
+    },
+)
+
+
+def machine_for(kind: str) -> Machine[ActionState]:
+    """The machine of an action of this kind."""
+    return OFFBOARDING if kind == ActionKind.OFFBOARD.value else DEVICE_ACTIONS
