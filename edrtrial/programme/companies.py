@@ -98,3 +98,9 @@ def resume_tenant(session: Session, company_key: str, actor: str, now: datetime)
         detail={"was": previous[0], "reason": previous[1]},
     )
     return tenant
+
+
+def tenants_by_company(session: Session) -> list[tuple[str, Tenant]]:
+    """Every stored tenant with its company's key, by company key."""
+    query = select(Company.key, Tenant).join(Tenant, Tenant.company_id == Company.id)
+    return [(key, tenant) for key, tenant in session.execute(query.order_by(Company.key))]
