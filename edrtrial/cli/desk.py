@@ -1,72 +1,72 @@
-"""`edrtrial ticket …`: the operator's desk actions, each audited with who and when."""
+"""The desk: the `tickets` queue and `ticket …`, each action audited with who and when."""
 
 from __future__ import annotations
 
-import getpass
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 import click
 from rich.table import Table
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from edrtrial.connectors.base import ActionKind, ActionStatus, Capability
+from edrtrial.cli.common import actor, console, deliver, fails_cleanly, runtime_of, ticket_tenant
+from edrtrial.connectors.base import Capability
 from edrtrial.db import transaction
 from edrtrial.desk import operator as tickets
 from edrtrial.desk import queries
 from edrtrial.desk.sla import describe_deadline
 from edrtrial.devices import actions as responses
 from edrtrial.devices import writeback
-from edrtrial.errors import TicketError
-from edrtrial.models import Device, Ticket
-from edrtrial.service import jobs
-from edrtrial.service.runtime import Runtime, TenantRef
+from edrtrial.models import Device, ResponseAction, Ticket
+from edrtrial.service.runtime import Runtime
+from edrtrial.states import OPEN_TICKET_STATES, TicketState
 from edrtrial.timeutil import to_jst
 
 
-def _cli() -> Any:
-    from edrtrial.cli import (
-        main as cli,  # the shared console and error handling; imported late (cycle)
+@click.command("tickets")
+@click.option("--company", help="Only this company (key).")
+@click.option("--all", "show_all", is_flag=True, help="Include resolved and closed tickets.")
+@click.pass_context
+@fails_cleanly
+def tickets_command(ctx: click.Context, company: str | None, show_all: bool) -> None:
+    """The desk queue across all tenants, highest priority first."""
+    runtime = runtime_of(ctx)
+    with runtime.sessions() as session:
+        states = tuple(TicketState) if show_all else OPEN_TICKET_STATES
+        rows = queries.ticket_queue(session, company_key=company, states=states)
+    table = Table(
+        "#",
+        "pri",
+        "state",
+        "company",
+        "title",
+        "alerts",
+        "devices",
+        "assignee",
+        "opened (JST)",
+        "acknowledge",
     )
-
-    return cli
-
-
-def _actor(ctx: click.Context) -> str:
-    by = ctx.find_root().obj.get("by")
-    return str(by) if by else f"cli:{getpass.getuser()}"
-
-
-def _guarded(func: Callable[..., None]) -> Callable[..., None]:
-    """Our errors end the command with their message (exit 2), not a traceback."""
-
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        _cli()._fails_cleanly(func)(*args, **kwargs)
-
-    wrapper.__name__ = func.__name__
-    wrapper.__doc__ = func.__doc__
-    return wrapper
-
-
-def _tenant_of(rt: Runtime, ticket_id: int) -> TenantRef:
-    with rt.sessions() as session:
-        ticket = tickets.get(session, ticket_id)
-        tenant_id = ticket.tenant_id
-    for tenant in rt.tenants():
-        if tenant.id == tenant_id:
-            return tenant
-    raise TicketError(f"ticket #{ticket_id}'s company is no longer configured")
-
-
-def _deliver(rt: Runtime) -> None:
-    stats = jobs.deliver_outbox(rt)
-    if stats.sent or stats.retried or stats.failed:
-        _cli().console.print(
-            f"mail: {stats.sent} sent, {stats.retried} to retry, {stats.failed} failed"
+    now = runtime.clock()
+    for row in rows:
+        t = row.ticket
+        due = ""
+        if t.state == TicketState.NEW and t.ack_due_at is not None:
+            due = f"{to_jst(t.ack_due_at):%m/%d %H:%M}"
+            due = f"[red]overdue since {due}[/]" if t.ack_due_at <= now else f"by {due}"
+        table.add_row(
+            str(t.id),
+            t.priority,
+            t.state,
+            row.company_key,
+            t.title,
+            str(row.alert_count),
+            ", ".join(row.devices),
+            t.assignee,
+            f"{to_jst(t.created_at):%m/%d %H:%M}",
+            due,
         )
+    console.print(table)
+    console.print(f"{len(rows)} ticket(s)")
 
 
 @click.group()
@@ -80,12 +80,10 @@ def ticket(ctx: click.Context, by: str | None) -> None:
 @ticket.command("show")
 @click.argument("ticket_id", type=int)
 @click.pass_context
-@_guarded
+@fails_cleanly
 def show(ctx: click.Context, ticket_id: int) -> None:
     """Everything about one ticket: alerts, devices, actions, deadline, notes and history."""
-    cli = _cli()
-    rt = cli._runtime(ctx)
-    console = cli.console
+    rt = runtime_of(ctx)
     now = rt.clock()
     with rt.sessions() as session:
         t = tickets.get(session, ticket_id)
@@ -117,38 +115,42 @@ def show(ctx: click.Context, ticket_id: int) -> None:
         )
     console.print(table)
     if actions:
-        acts = Table("action", "kind", "device", "status", "by", "detail")
-        for action, device in actions:
-            acts.add_row(
-                str(action.id),
-                action.kind,
-                device.name or device.source_id,
-                action.status,
-                action.requested_by,
-                action.detail or action.reason,
-            )
-        console.print(acts)
+        console.print(_actions_table(actions))
     hist = Table("when (JST)", "who", "what", "detail")
     for entry in history:
         hist.add_row(f"{to_jst(entry.at):%m/%d %H:%M:%S}", entry.actor, entry.what, entry.detail)
     console.print(hist)
 
 
+def _actions_table(actions: list[tuple[ResponseAction, Device]]) -> Table:
+    """The ticket's device actions, as `ticket show` lists them."""
+    table = Table("action", "kind", "device", "status", "by", "detail")
+    for action, device in actions:
+        table.add_row(
+            str(action.id),
+            action.kind,
+            device.name or device.source_id,
+            action.status,
+            action.requested_by,
+            action.detail or action.reason,
+        )
+    return table
+
+
 def _step(
     ctx: click.Context, ticket_id: int, verb: str, act: Callable[[Any, Runtime, str], Ticket]
-) -> Runtime:
-    rt: Runtime = _cli()._runtime(ctx)
+) -> None:
+    """One step of the ticket's workflow in its own transaction, and its new state."""
+    rt = runtime_of(ctx)
     with transaction(rt.sessions) as session:
-        t = act(session, rt, _actor(ctx))
-        state = t.state
-    _cli().console.print(f"ticket #{ticket_id} {verb} (now {state})", highlight=False)
-    return rt
+        state = act(session, rt, actor(ctx)).state
+    console.print(f"ticket #{ticket_id} {verb} (now {state})", highlight=False)
 
 
 @ticket.command("ack")
 @click.argument("ticket_id", type=int)
 @click.pass_context
-@_guarded
+@fails_cleanly
 def ack(ctx: click.Context, ticket_id: int) -> None:
     """Acknowledge: you have it; the deadline stops and escalation ends."""
     _step(
@@ -162,7 +164,7 @@ def ack(ctx: click.Context, ticket_id: int) -> None:
 @ticket.command("start")
 @click.argument("ticket_id", type=int)
 @click.pass_context
-@_guarded
+@fails_cleanly
 def start(ctx: click.Context, ticket_id: int) -> None:
     """Mark the ticket in progress."""
     _step(
@@ -177,7 +179,7 @@ def start(ctx: click.Context, ticket_id: int) -> None:
 @click.argument("ticket_id", type=int)
 @click.argument("assignee")
 @click.pass_context
-@_guarded
+@fails_cleanly
 def assign(ctx: click.Context, ticket_id: int, assignee: str) -> None:
     """Give the ticket to someone."""
     _step(
@@ -192,19 +194,19 @@ def assign(ctx: click.Context, ticket_id: int, assignee: str) -> None:
 @click.argument("ticket_id", type=int)
 @click.argument("text")
 @click.pass_context
-@_guarded
+@fails_cleanly
 def note(ctx: click.Context, ticket_id: int, text: str) -> None:
     """Add a note to the ticket's history."""
-    rt: Runtime = _cli()._runtime(ctx)
+    rt = runtime_of(ctx)
     with transaction(rt.sessions) as session:
-        tickets.note(session, ticket_id, text, _actor(ctx), rt.clock())
-    _cli().console.print(f"note added to ticket #{ticket_id}")
+        tickets.note(session, ticket_id, text, actor(ctx), rt.clock())
+    console.print(f"note added to ticket #{ticket_id}")
 
 
 @ticket.command("close")
 @click.argument("ticket_id", type=int)
 @click.pass_context
-@_guarded
+@fails_cleanly
 def close(ctx: click.Context, ticket_id: int) -> None:
     """Close a resolved ticket."""
     _step(ctx, ticket_id, "closed", lambda s, rt, who: tickets.close(s, ticket_id, who, rt.clock()))
@@ -214,7 +216,7 @@ def close(ctx: click.Context, ticket_id: int) -> None:
 @click.argument("ticket_id", type=int)
 @click.option("--reason", required=True, help="Why the ticket needs work again.")
 @click.pass_context
-@_guarded
+@fails_cleanly
 def reopen(ctx: click.Context, ticket_id: int, reason: str) -> None:
     """Take a resolved or closed ticket back into work."""
     _step(
@@ -229,14 +231,14 @@ def reopen(ctx: click.Context, ticket_id: int, reason: str) -> None:
 @click.argument("ticket_id", type=int)
 @click.argument("text")
 @click.pass_context
-@_guarded
+@fails_cleanly
 def notify(ctx: click.Context, ticket_id: int, text: str) -> None:
     """Mail the company contact about the ticket (in the company's language)."""
-    rt: Runtime = _cli()._runtime(ctx)
+    rt = runtime_of(ctx)
     with transaction(rt.sessions) as session:
-        tickets.message_company(session, ticket_id, text, _actor(ctx), rt.clock(), rt.policy)
-    _cli().console.print(f"message to the company of ticket #{ticket_id} queued")
-    _deliver(rt)
+        tickets.message_company(session, ticket_id, text, actor(ctx), rt.clock(), rt.policy)
+    console.print(f"message to the company of ticket #{ticket_id} queued")
+    deliver(rt, always=False)
 
 
 @ticket.command("resolve")
@@ -256,7 +258,7 @@ def notify(ctx: click.Context, ticket_id: int, text: str) -> None:
 @click.option("--determination", default="", help="e.g. malware, phishing, securityTesting.")
 @click.option("--no-report", is_flag=True, help="Do not send the company its incident report.")
 @click.pass_context
-@_guarded
+@fails_cleanly
 def resolve(
     ctx: click.Context,
     ticket_id: int,
@@ -270,15 +272,10 @@ def resolve(
     no_report: bool,
 ) -> None:
     """Resolve with the incident summary; the company receives its incident report."""
-    rt: Runtime = _cli()._runtime(ctx)
+    rt = runtime_of(ctx)
     given = {"when": when, "what": what, "cause": cause, "handling": handling, "effect": effect}
-    summary: dict[str, str] = {}
-    interactive = sys.stdin.isatty()
-    for key, value in given.items():
-        if value is None and interactive:
-            value = click.prompt(tickets.SUMMARY_LABELS[key])
-        summary[key] = value or ""
-    tenant = _tenant_of(rt, ticket_id)
+    summary = _summary(given)
+    tenant = ticket_tenant(rt, ticket_id)
     connector = rt.connector(tenant)
     write_back = Capability.WRITE_BACK in connector.capabilities
     with transaction(rt.sessions) as session:
@@ -286,7 +283,7 @@ def resolve(
             session,
             ticket_id,
             summary,
-            _actor(ctx),
+            actor(ctx),
             rt.clock(),
             rt.policy,
             classification=classification or "",
@@ -294,7 +291,6 @@ def resolve(
             write_back=write_back,
             report=not no_report,
         )
-    console = _cli().console
     console.print(f"ticket #{ticket_id} resolved")
     if write_back:
         result = writeback.write_back_pending(rt.sessions, tenant.id, connector)
@@ -303,108 +299,18 @@ def resolve(
             + (f", {result.failed} failed" if result.failed else "")
             + (f", {result.deferred} deferred" if result.deferred else "")
         )
-    _deliver(rt)
+    deliver(rt, always=False)
 
 
-def _device_of(session: Session, t: Ticket, name: str | None) -> Device:
-    alerts = queries.ticket_alerts(session, t)
-    ids = list(dict.fromkeys(s for a in alerts for s in a.device_source_ids))
-    devices: list[Device] = [
-        d
-        for d in session.scalars(
-            select(Device).where(Device.tenant_id == t.tenant_id, Device.source_id.in_(ids))
-        )
-    ]
-    if name:
-        found = [
-            d for d in devices if name.casefold() in (d.name.casefold(), d.source_id.casefold())
-        ]
-        if not found:
-            known = ", ".join(d.name or d.source_id for d in devices) or "none"
-            raise TicketError(f"ticket #{t.id} names no device {name!r} (devices: {known})")
-        return found[0]
-    if len(devices) != 1:
-        known = ", ".join(d.name or d.source_id for d in devices) or "none"
-        raise TicketError(
-            f"ticket #{t.id} names {len(devices)} devices ({known}); choose one with --device"
-        )
-    return devices[0]
+def _summary(given: dict[str, str | None]) -> dict[str, str]:
+    """The incident summary as given, asking for what is missing when someone is at the terminal."""
+    summary: dict[str, str] = {}
+    interactive = sys.stdin.isatty()
+    for key, value in given.items():
+        if value is None and interactive:
+            value = click.prompt(tickets.SUMMARY_LABELS[key])
+        summary[key] = value or ""
+    return summary
 
 
-def _device_action(
-    ctx: click.Context,
-    ticket_id: int,
-    device_name: str | None,
-    kind: ActionKind,
-    yes: bool,
-    wait: float,
-) -> None:
-    cli = _cli()
-    rt: Runtime = cli._runtime(ctx)
-    console = cli.console
-    actor = _actor(ctx)
-    tenant = _tenant_of(rt, ticket_id)
-    with rt.sessions() as session:
-        t = tickets.get(session, ticket_id)
-        device = _device_of(session, t, device_name)
-        _, company = queries.company_of(session, t)
-        label = f"{device.name or device.source_id} of {company.name} (tenant {tenant.external_id})"
-    verb = "Isolate" if kind is ActionKind.ISOLATE else "Release"
-    if not yes and not click.confirm(f"{verb} {label}?"):
-        console.print("nothing done")
-        return
-    with transaction(rt.sessions) as session:
-        t = tickets.get(session, ticket_id)
-        action = responses.plan(
-            session,
-            session.get_one(Device, device.id),
-            kind,
-            actor=actor,
-            at=rt.clock(),
-            ticket=t,
-            reason=f"operator, ticket #{ticket_id}",
-        )
-        action_id = action.id
-    sent = responses.send(rt.sessions, action_id, rt.connector(tenant), actor, rt.clock)
-    console.print(f"{kind.value} of {label}: {sent.status} ({sent.detail})", highlight=False)
-    deadline = time.monotonic() + wait
-    status = sent.status
-    while wait and status in ("pending", "inprogress") and time.monotonic() < deadline:
-        time.sleep(min(2.0, max(deadline - time.monotonic(), 0)))
-        responses.follow(
-            rt.sessions, tenant.id, rt.connector(tenant), rt.config.settings.desk, rt.clock()
-        )
-        with rt.sessions() as session:
-            from edrtrial.models import ResponseAction
-
-            status = session.get_one(ResponseAction, action_id).status
-    if wait:
-        console.print(f"{kind.value} of {label}: {status}", highlight=False)
-    if status in (s.value for s in ActionStatus if s.terminal):
-        _deliver(rt)
-
-
-def _device_command(kind: ActionKind, name: str, help_text: str) -> None:
-    """Register `ticket isolate` / `ticket release`: the same options, one action each."""
-
-    @ticket.command(name, help=help_text)
-    @click.argument("ticket_id", type=int)
-    @click.option("--device", "device_name", help="Device name or id (needed when several).")
-    @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-    @click.option("--wait", type=float, default=0, help="Seconds to follow the action to its end.")
-    @click.pass_context
-    @_guarded
-    def command(
-        ctx: click.Context, ticket_id: int, device_name: str | None, yes: bool, wait: float
-    ) -> None:
-        _device_action(ctx, ticket_id, device_name, kind, yes, wait)
-
-
-_device_command(
-    ActionKind.ISOLATE,
-    "isolate",
-    "Isolate a ticket's device from the network (refused while one is under way).",
-)
-_device_command(
-    ActionKind.RELEASE, "release", "Release a ticket's isolated device back onto the network."
-)
+COMMANDS = (tickets_command, ticket)

@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
 
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-    from edrtrial.config import Config
-    from edrtrial.connectors.base import Connector
-    from edrtrial.desk.calendar import BusinessCalendar
-    from edrtrial.models import Alert
-    from edrtrial.playbooks.engine import AlertFacts
+from edrtrial.cli.common import config_of, console, fails_cleanly
+from edrtrial.config import Config
+from edrtrial.connectors import connector_class
+from edrtrial.connectors.base import Connector
+from edrtrial.db import ensure_current, make_engine, make_sessions
+from edrtrial.desk.calendar import DEFAULT, BusinessCalendar
+from edrtrial.desk.triage import stored_facts
+from edrtrial.errors import EdrTrialError, PlaybookError, Unmappable
+from edrtrial.ingest.queries import alerts_by_reference, newest_alerts
+from edrtrial.playbooks.engine import (
+    AlertFacts,
+    Playbook,
+    default_playbook_paths,
+    load_playbooks,
+)
+from edrtrial.playbooks.explain import summary
+from edrtrial.playbooks.live import channel_check
+from edrtrial.programme.companies import company_by_key
+from edrtrial.timeutil import utcnow
 
 _DEFAULT_LAST = 10
 _DEFAULT_CONNECTOR = "defender"
@@ -41,40 +51,23 @@ def playbooks() -> None:
     """Playbook files: check them, and test them on alerts without acting."""
 
 
-def _cleanly(func: Callable[..., None], *args: Any) -> None:
-    """Run `func` under the CLI's `_fails_cleanly`, imported late: cli imports this module."""
-    from edrtrial.cli.main import _fails_cleanly
-
-    _fails_cleanly(func)(*args)
-
-
 def _configured_paths(config: Config) -> list[Path]:
-    from edrtrial.playbooks.engine import default_playbook_paths
-
     return [config.resolve(p) for p in config.settings.playbooks] or default_playbook_paths()
 
 
 @playbooks.command("check")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @click.pass_context
+@fails_cleanly
 def check(ctx: click.Context, files: tuple[Path, ...]) -> None:
     """Validate playbook files (default: the configured ones) and count their rules.
 
     Each file is checked on its own, then all together in the order given (rule names
     must be unique across files). Errors name the file and line; the exit status is 2.
     """
-    _cleanly(_check, ctx, files)
-
-
-def _check(ctx: click.Context, files: tuple[Path, ...]) -> None:
-    from edrtrial.cli.main import _config, console
-    from edrtrial.errors import EdrTrialError, PlaybookError
-    from edrtrial.playbooks.engine import load_playbooks
-    from edrtrial.playbooks.live import channel_check
-
     config: Config | None = None
     try:
-        config = _config(ctx)
+        config = config_of(ctx)
     except EdrTrialError:
         if not files:
             raise  # the configured playbooks need the config
@@ -128,6 +121,7 @@ def _check(ctx: click.Context, files: tuple[Path, ...]) -> None:
     help="Test this file instead of the configured playbooks (repeatable, in order).",
 )
 @click.pass_context
+@fails_cleanly
 def test(
     ctx: click.Context,
     alerts_json: Path | None,
@@ -146,24 +140,6 @@ def test(
     overrides are not applied). An alert that cannot be mapped is reported, not tested,
     and the exit status is then 1.
     """
-    _cleanly(_test, ctx, alerts_json, alert_ids, company, connector_name, last, playbook_files)
-
-
-def _test(
-    ctx: click.Context,
-    alerts_json: Path | None,
-    alert_ids: tuple[str, ...],
-    company: str | None,
-    connector_name: str,
-    last: int | None,
-    playbook_files: tuple[Path, ...],
-) -> None:
-    from edrtrial.cli.main import _config, console
-    from edrtrial.connectors import connector_class
-    from edrtrial.errors import EdrTrialError
-    from edrtrial.playbooks.engine import load_playbooks
-    from edrtrial.playbooks.explain import summary
-
     if last is not None and not company:
         raise click.UsageError("--last needs --company")
     given = ctx.get_parameter_source("connector_name") is click.core.ParameterSource.COMMANDLINE
@@ -175,7 +151,7 @@ def _test(
     if alerts_json is None and not from_store:
         raise click.UsageError("give ALERTS_JSON, --alert ID or --company KEY [--last N]")
     connector = connector_class(connector_name) if alerts_json is not None else None
-    config = _config(ctx) if from_store or not playbook_files else None
+    config = config_of(ctx) if from_store or not playbook_files else None
     playbook = load_playbooks(list(playbook_files) or _configured_paths(_require(config)))
     calendar = _calendar(config)
     cases: list[_Case] = []
@@ -185,6 +161,12 @@ def _test(
         cases += _stored_cases(_require(config), alert_ids, company, last, calendar)
     if not cases:
         raise EdrTrialError("no alerts to test")
+    if _decide(cases, playbook):
+        ctx.exit(1)
+
+
+def _decide(cases: Sequence[_Case], playbook: Playbook) -> int:
+    """Print each case's decision and a tally; the number of cases that could not be read."""
     tally: Counter[str] = Counter()
     problems = 0
     for case in cases:
@@ -206,17 +188,17 @@ def _test(
         console.print(f"  {count:>4} × {line}", markup=False, highlight=False)
     if problems:
         console.print(f"{problems} alert(s) could not be read", markup=False, highlight=False)
-        ctx.exit(1)
+    return problems
 
 
 def _require(config: Config | None) -> Config:
+    """The config, where the command's options mean it was loaded."""
     assert config is not None  # loaded whenever the store or the configured playbooks are used
     return config
 
 
 def _calendar(config: Config | None) -> BusinessCalendar:
-    from edrtrial.desk.calendar import DEFAULT, BusinessCalendar
-
+    """The configured business calendar, or the default one without a config."""
     return DEFAULT if config is None else BusinessCalendar.from_config(config.settings.calendar)
 
 
@@ -224,10 +206,6 @@ def _json_cases(
     path: Path, connector: type[Connector], company: str, calendar: BusinessCalendar
 ) -> list[_Case]:
     """The alerts of a saved API answer, each mapped through the connector's public contract."""
-    from edrtrial.errors import EdrTrialError, Unmappable
-    from edrtrial.playbooks.engine import AlertFacts
-    from edrtrial.timeutil import utcnow
-
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -262,52 +240,30 @@ def _stored_cases(
     calendar: BusinessCalendar,
 ) -> list[_Case]:
     """Stored alerts' facts, read in a session that is rolled back: nothing is written."""
-    from edrtrial.db import ensure_current, make_engine, make_sessions
-    from edrtrial.desk.triage import stored_facts
-
     engine = make_engine(config.database_url)
     try:
         ensure_current(engine)
         with make_sessions(engine)() as session:
+            if company and company_by_key(session, company) is None:
+                raise EdrTrialError(f"no company {company!r} in the store")
+            wanted = [(f"alert {a}", alerts_by_reference(session, a, company)) for a in alert_ids]
+            if company and (last is not None or not alert_ids):
+                newest = newest_alerts(session, company, last or _DEFAULT_LAST)
+                wanted += [(f"alert {alert.id}", [alert]) for alert in newest]
             cases = []
-            for wanted, alert in _stored_alerts(session, alert_ids, company, last):
-                if alert is None:
-                    cases.append(_Case(wanted, "", "", company or "?", problem="no such alert"))
-                    continue
-                facts = stored_facts(session, alert, calendar=calendar)
-                label = f"alert {alert.id} ({alert.source_id})"
-                cases.append(_Case(label, alert.title, alert.severity, facts.company_key, facts))
+            for name, alerts in wanted:
+                if not alerts:
+                    cases.append(_Case(name, "", "", company or "?", problem="no such alert"))
+                for alert in alerts:
+                    facts = stored_facts(session, alert, calendar=calendar)
+                    label = f"alert {alert.id} ({alert.source_id})"
+                    cases.append(
+                        _Case(label, alert.title, alert.severity, facts.company_key, facts)
+                    )
             session.rollback()
             return cases
     finally:
         engine.dispose()
 
 
-def _stored_alerts(
-    session: Session, alert_ids: Sequence[str], company: str | None, last: int | None
-) -> Iterator[tuple[str, Alert | None]]:
-    from sqlalchemy import or_, select
-
-    from edrtrial.errors import EdrTrialError
-    from edrtrial.models import Alert, Company, Tenant
-
-    scope = select(Alert).join(Tenant, Alert.tenant_id == Tenant.id)
-    scope = scope.join(Company, Tenant.company_id == Company.id)
-    if company:
-        if session.scalar(select(Company.id).where(Company.key == company)) is None:
-            raise EdrTrialError(f"no company {company!r} in the store")
-        scope = scope.where(Company.key == company)
-    for wanted in alert_ids:
-        match = Alert.source_id == wanted
-        if wanted.isdigit():
-            match = or_(Alert.id == int(wanted), match)
-        found = list(session.scalars(scope.where(match).order_by(Alert.id)))
-        if not found:
-            yield f"alert {wanted}", None
-        for alert in found:
-            yield f"alert {wanted}", alert
-    if company and (last is not None or not alert_ids):
-        newest = scope.order_by(Alert.created_at.desc().nulls_last(), Alert.id.desc())
-        newest = newest.limit(last or _DEFAULT_LAST)
-        for alert in session.scalars(newest):
-            yield f"alert {alert.id}", alert
+COMMANDS = (playbooks,)

@@ -1,4 +1,4 @@
-"""What the desk reads: a ticket's alerts and company, and the queue across all tenants."""
+"""What the desk reads: a ticket's alerts, company and devices, and the queue across tenants."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from edrtrial.models import Alert, Company, Tenant, Ticket
+from edrtrial.models import Alert, Company, Device, Tenant, Ticket
 from edrtrial.states import OPEN_TICKET_STATES
 
 
@@ -73,3 +73,12 @@ def ticket_queue(
         )
         for ticket, key, name in found
     ]
+
+
+def ticket_devices(session: Session, ticket: Ticket) -> list[Device]:
+    """The stored devices of the ticket's tenant that its alerts name, by id."""
+    named = list(
+        dict.fromkeys(s for a in ticket_alerts(session, ticket) for s in a.device_source_ids)
+    )
+    query = select(Device).where(Device.tenant_id == ticket.tenant_id, Device.source_id.in_(named))
+    return list(session.scalars(query.order_by(Device.id)))

@@ -77,3 +77,9 @@ def tenant_of(session: Session, company_key: str) -> Tenant | None:
         .join(Company, Tenant.company_id == Company.id)
         .where(Company.key == company_key)
     )
+
+
+def tenants_by_company(session: Session) -> list[tuple[str, Tenant]]:
+    """Every stored tenant with its company's key, by company key."""
+    query = select(Company.key, Tenant).join(Tenant, Tenant.company_id == Company.id)
+    return [(key, tenant) for key, tenant in session.execute(query.order_by(Company.key))]

@@ -1,0 +1,120 @@
+"""`ticket isolate` and `ticket release`: an operator's action on a ticket's device, followed."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from edrtrial.cli.common import actor, console, deliver, fails_cleanly, runtime_of, ticket_tenant
+from edrtrial.connectors.base import ActionKind, ActionStatus
+from edrtrial.db import transaction
+from edrtrial.desk import operator as tickets
+from edrtrial.desk import queries
+from edrtrial.devices import actions as responses
+from edrtrial.devices import queries as device_queries
+from edrtrial.errors import TicketError
+from edrtrial.models import Device, Ticket
+from edrtrial.service.runtime import Runtime, TenantRef
+
+
+def _pick_device(t: Ticket, devices: list[Device], name: str | None) -> Device:
+    """The device the operator named, or the ticket's only device."""
+    known = ", ".join(d.name or d.source_id for d in devices) or "none"
+    if name:
+        found = [
+            d for d in devices if name.casefold() in (d.name.casefold(), d.source_id.casefold())
+        ]
+        if not found:
+            raise TicketError(f"ticket #{t.id} names no device {name!r} (devices: {known})")
+        return found[0]
+    if len(devices) != 1:
+        raise TicketError(
+            f"ticket #{t.id} names {len(devices)} devices ({known}); choose one with --device"
+        )
+    return devices[0]
+
+
+def _device_action(
+    ctx: click.Context,
+    ticket_id: int,
+    device_name: str | None,
+    kind: ActionKind,
+    yes: bool,
+    wait: float,
+) -> None:
+    """Plan, confirm and send the action, then follow it for up to `wait` seconds."""
+    rt = runtime_of(ctx)
+    who = actor(ctx)
+    tenant = ticket_tenant(rt, ticket_id)
+    with rt.sessions() as session:
+        t = tickets.get(session, ticket_id)
+        device = _pick_device(t, queries.ticket_devices(session, t), device_name)
+        _, company = queries.company_of(session, t)
+        label = f"{device.name or device.source_id} of {company.name} (tenant {tenant.external_id})"
+    verb = "Isolate" if kind is ActionKind.ISOLATE else "Release"
+    if not yes and not click.confirm(f"{verb} {label}?"):
+        console.print("nothing done")
+        return
+    with transaction(rt.sessions) as session:
+        t = tickets.get(session, ticket_id)
+        action = responses.plan(
+            session,
+            device_queries.device(session, device.id),
+            kind,
+            actor=who,
+            at=rt.clock(),
+            ticket=t,
+            reason=f"operator, ticket #{ticket_id}",
+        )
+        action_id = action.id
+    sent = responses.send(rt.sessions, action_id, rt.connector(tenant), who, rt.clock)
+    console.print(f"{kind.value} of {label}: {sent.status} ({sent.detail})", highlight=False)
+    status = _follow(rt, tenant, action_id, sent.status, wait)
+    if wait:
+        console.print(f"{kind.value} of {label}: {status}", highlight=False)
+    if status in (s.value for s in ActionStatus if s.terminal):
+        deliver(rt, always=False)
+
+
+def _follow(rt: Runtime, tenant: TenantRef, action_id: int, status: str, wait: float) -> str:
+    """Follow the action until it ends or `wait` seconds pass; its last known status."""
+    deadline = time.monotonic() + wait
+    while wait and status in ("pending", "inprogress") and time.monotonic() < deadline:
+        time.sleep(min(2.0, max(deadline - time.monotonic(), 0)))
+        responses.follow(
+            rt.sessions, tenant.id, rt.connector(tenant), rt.config.settings.desk, rt.clock()
+        )
+        with rt.sessions() as session:
+            status = device_queries.action_status(session, action_id)
+    return status
+
+
+def _device_command(kind: ActionKind, name: str, help_text: str) -> click.Command:
+    """`ticket isolate` / `ticket release`: the same options, one action each."""
+
+    @click.command(name, help=help_text)
+    @click.argument("ticket_id", type=int)
+    @click.option("--device", "device_name", help="Device name or id (needed when several).")
+    @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+    @click.option("--wait", type=float, default=0, help="Seconds to follow the action to its end.")
+    @click.pass_context
+    @fails_cleanly
+    def command(
+        ctx: click.Context, ticket_id: int, device_name: str | None, yes: bool, wait: float
+    ) -> None:
+        _device_action(ctx, ticket_id, device_name, kind, yes, wait)
+
+    return command
+
+
+isolate = _device_command(
+    ActionKind.ISOLATE,
+    "isolate",
+    "Isolate a ticket's device from the network (refused while one is under way).",
+)
+release = _device_command(
+    ActionKind.RELEASE, "release", "Release a ticket's isolated device back onto the network."
+)
+# Subcommands of `ticket` (cli/desk.py); cli/main.py adds them to that group.
+TICKET_COMMANDS = (isolate, release)
