@@ -11,8 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from edrtrial.config import ChannelConfig, DeskConfig
 from edrtrial.connectors.base import ActionKind, ActionStatus, AlertUpdate, Capability
 from edrtrial.db import transaction
-from edrtrial.desk import escalation
-from edrtrial.desk import operator as tickets
+from edrtrial.desk import escalation, operator
 from edrtrial.desk.policy import DeskPolicy
 from edrtrial.desk.triage import triage_pending
 from edrtrial.devices import actions as responses
@@ -125,18 +124,18 @@ def test_a_ticket_goes_new_acknowledged_in_progress_resolved_closed_and_each_ste
     triage(sessions, tenant_id)
     tid = only_ticket(sessions).id
     at = T0 + timedelta(hours=2)
-    act(sessions, tickets.acknowledge, tid, "cli:sato", at)
+    act(sessions, operator.acknowledge, tid, "cli:sato", at)
     with pytest.raises(
-        tickets.TicketError, match="is acknowledged; acknowledge needs it to be new"
+        operator.TicketError, match="is acknowledged; acknowledge needs it to be new"
     ):
-        act(sessions, tickets.acknowledge, tid, "cli:suzuki", at)
-    act(sessions, tickets.assign, tid, "tanaka", "cli:sato", at)
-    act(sessions, tickets.start, tid, "cli:tanaka", at)
-    act(sessions, tickets.note, tid, "called the contact; PC is off the network", "cli:tanaka", at)
-    with pytest.raises(tickets.TicketError, match="close needs it to be resolved"):
-        act(sessions, tickets.close, tid, "cli:tanaka", at)
-    act(sessions, tickets.resolve, tid, SUMMARY, "cli:tanaka", at, POLICY)
-    act(sessions, tickets.close, tid, "cli:tanaka", at + timedelta(days=1))
+        act(sessions, operator.acknowledge, tid, "cli:suzuki", at)
+    act(sessions, operator.assign, tid, "tanaka", "cli:sato", at)
+    act(sessions, operator.start, tid, "cli:tanaka", at)
+    act(sessions, operator.note, tid, "called the contact; PC is off the network", "cli:tanaka", at)
+    with pytest.raises(operator.TicketError, match="close needs it to be resolved"):
+        act(sessions, operator.close, tid, "cli:tanaka", at)
+    act(sessions, operator.resolve, tid, SUMMARY, "cli:tanaka", at, POLICY)
+    act(sessions, operator.close, tid, "cli:tanaka", at + timedelta(days=1))
 
     ticket = only_ticket(sessions)
     assert (ticket.state, ticket.assignee, ticket.summary) == ("closed", "tanaka", SUMMARY)
@@ -148,7 +147,7 @@ def test_a_ticket_goes_new_acknowledged_in_progress_resolved_closed_and_each_ste
         "ticket.closed",
     ]
     with sessions() as session:
-        history = tickets.history(session, ticket)
+        history = operator.history(session, ticket)
     assert [h.what for h in history][:2] == ["ticket.opened", "ticket.acknowledged"]
     assert "note" in [h.what for h in history]
     assert any("PC is off the network" in h.detail for h in history)
@@ -161,12 +160,12 @@ def test_resolving_needs_the_whole_incident_summary_and_sends_the_company_its_re
     triage(sessions, tenant_id)
     tid = only_ticket(sessions).id
     partial = dict(SUMMARY, cause="  ", effect="")
-    with pytest.raises(tickets.TicketError) as refused:
-        act(sessions, tickets.resolve, tid, partial, "cli:sato", T0, POLICY)
+    with pytest.raises(operator.TicketError) as refused:
+        act(sessions, operator.resolve, tid, partial, "cli:sato", T0, POLICY)
     assert "the cause" in str(refused.value) and "the effect of the handling" in str(refused.value)
     assert only_ticket(sessions).state == "new"
 
-    act(sessions, tickets.resolve, tid, SUMMARY, "cli:sato", T0, POLICY)
+    act(sessions, operator.resolve, tid, SUMMARY, "cli:sato", T0, POLICY)
     reports = [r for k, r in outbox(sessions) if k == "incident-report"]
     assert reports == ["it@acme.example.jp"]
     with sessions() as session:
@@ -180,7 +179,7 @@ def test_a_new_alert_reopens_a_recently_resolved_ticket_and_tells_the_desk(sessi
     add_alert(sessions, tenant_id, 1)
     triage(sessions, tenant_id)
     tid = only_ticket(sessions).id
-    act(sessions, tickets.resolve, tid, SUMMARY, "cli:sato", T0 + timedelta(hours=1), POLICY)
+    act(sessions, operator.resolve, tid, SUMMARY, "cli:sato", T0 + timedelta(hours=1), POLICY)
     add_alert(sessions, tenant_id, 200)
     triage(sessions, tenant_id, T0 + timedelta(hours=5))
 
@@ -195,8 +194,8 @@ def test_an_alert_after_a_closed_ticket_starts_a_new_one(sessions, tenant_id):
     add_alert(sessions, tenant_id, 1)
     triage(sessions, tenant_id)
     tid = only_ticket(sessions).id
-    act(sessions, tickets.resolve, tid, SUMMARY, "cli:sato", T0, POLICY)
-    act(sessions, tickets.close, tid, "cli:sato", T0)
+    act(sessions, operator.resolve, tid, SUMMARY, "cli:sato", T0, POLICY)
+    act(sessions, operator.close, tid, "cli:sato", T0)
     add_alert(sessions, tenant_id, 300)
     triage(sessions, tenant_id, T0 + timedelta(hours=6))
     with sessions() as session:
@@ -226,7 +225,7 @@ def test_an_unacknowledged_ticket_climbs_the_channel_list_and_stops_when_acknowl
 
     act(sessions, escalation.escalate_overdue, POLICY, T0 + timedelta(minutes=61))
     assert only_ticket(sessions).channel == "manager"
-    act(sessions, tickets.acknowledge, ticket.id, "cli:sato", T0 + timedelta(minutes=62))
+    act(sessions, operator.acknowledge, ticket.id, "cli:sato", T0 + timedelta(minutes=62))
     assert act(sessions, escalation.escalate_overdue, POLICY, T0 + timedelta(hours=5)) == []
     assert [r for k, r in outbox(sessions) if k == "desk-escalation"] == [
         "duty@example.jp",
@@ -238,7 +237,7 @@ def test_resolved_tickets_close_themselves_after_the_quiet_period(sessions, tena
     add_alert(sessions, tenant_id, 1)
     triage(sessions, tenant_id)
     tid = only_ticket(sessions).id
-    act(sessions, tickets.resolve, tid, SUMMARY, "cli:sato", T0, POLICY)
+    act(sessions, operator.resolve, tid, SUMMARY, "cli:sato", T0, POLICY)
     assert act(sessions, escalation.close_quiet, POLICY, T0 + timedelta(days=6)) == []
     assert act(sessions, escalation.close_quiet, POLICY, T0 + timedelta(days=8)) == [tid]
     assert only_ticket(sessions).state == "closed"
@@ -331,7 +330,7 @@ def test_resolving_writes_the_verdict_back_once_where_the_switch_is_on(sessions,
     tid = only_ticket(sessions).id
     act(
         sessions,
-        tickets.resolve,
+        operator.resolve,
         tid,
         SUMMARY,
         "cli:sato",
@@ -342,8 +341,8 @@ def test_resolving_writes_the_verdict_back_once_where_the_switch_is_on(sessions,
         for alert in session.scalars(select(Alert)):
             assert alert.write_back == ""
     with transaction(sessions) as session:
-        tickets.reopen(session, tid, "wrong verdict", "cli:sato", T0)
-        tickets.resolve(
+        operator.reopen(session, tid, "wrong verdict", "cli:sato", T0)
+        operator.resolve(
             session,
             tid,
             SUMMARY,
@@ -373,7 +372,7 @@ def test_write_back_is_skipped_for_a_tenant_without_the_switch(sessions, tenant_
     tid = only_ticket(sessions).id
     act(
         sessions,
-        tickets.resolve,
+        operator.resolve,
         tid,
         SUMMARY,
         "cli:sato",

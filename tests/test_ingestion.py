@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.connectors.base import AlertRecord, DeviceRecord, Evidence, IncidentRecord
 from edrtrial.db import transaction
-from edrtrial.ingest import records as store
+from edrtrial.ingest import records
 from edrtrial.ingest.polling import ingest_tenant, sync_inventory
 from edrtrial.models import Alert, Device, Incident, QuarantinedRecord
 
@@ -54,7 +54,7 @@ def test_a_poll_stores_every_alert_and_moves_the_cursor_to_the_newest(sessions, 
     assert (result.pages, result.alerts.inserted) == (4, 10)
     assert set(stored(sessions)) == {f"a{n}" for n in range(10)}
     with sessions() as session:
-        assert store.get_cursor(session, tenant_id, "alerts") == T0 + timedelta(minutes=9)
+        assert records.get_cursor(session, tenant_id, "alerts") == T0 + timedelta(minutes=9)
 
 
 def test_a_poll_that_dies_mid_way_keeps_the_old_cursor_and_the_rerun_stores_each_once(
@@ -69,13 +69,13 @@ def test_a_poll_that_dies_mid_way_keeps_the_old_cursor_and_the_rerun_stores_each
     # The first page is committed; the second waited to learn whether it was the last.
     assert len(stored(sessions)) == 3
     with sessions() as session:
-        assert store.get_cursor(session, tenant_id, "alerts") is None
+        assert records.get_cursor(session, tenant_id, "alerts") is None
 
     connector.crash_after_pages = None
     ingest_tenant(sessions, tenant_id, connector)
     with sessions() as session:
         assert session.scalar(select(func.count(Alert.id))) == 10
-        assert store.get_cursor(session, tenant_id, "alerts") == T0 + timedelta(minutes=9)
+        assert records.get_cursor(session, tenant_id, "alerts") == T0 + timedelta(minutes=9)
 
 
 def test_a_changed_alert_updates_the_stored_row_and_an_old_copy_does_not(sessions, tenant_id):
@@ -88,7 +88,7 @@ def test_a_changed_alert_updates_the_stored_row_and_an_old_copy_does_not(session
     assert stored(sessions)["a1"].status == "resolved"
 
     with transaction(sessions) as session:  # a stale copy arriving late changes nothing
-        store.upsert_alerts(session, tenant_id, "fake", [alert(1, minutes=2, status="new")])
+        records.upsert_alerts(session, tenant_id, "fake", [alert(1, minutes=2, status="new")])
     assert stored(sessions)["a1"].status == "resolved"
 
 
@@ -116,7 +116,7 @@ def test_a_record_stamped_in_the_future_does_not_carry_the_cursor_past_now(sessi
     now = T0 + timedelta(hours=1)
     ingest_tenant(sessions, tenant_id, connector, now=now)
     with sessions() as session:
-        assert store.get_cursor(session, tenant_id, "alerts") == now
+        assert records.get_cursor(session, tenant_id, "alerts") == now
     connector.alerts["a2"] = alert(2, minutes=90)  # arrives later, stamped normally
     ingest_tenant(sessions, tenant_id, connector, now=now + timedelta(hours=1))
     assert "a2" in stored(sessions)

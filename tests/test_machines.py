@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.connectors.base import ActionKind, ActionStatus
 from edrtrial.db import transaction
-from edrtrial.devices import actions as responses
+from edrtrial.devices import actions
 from edrtrial.devices.send import follow_actions
 from edrtrial.devices.states import DEVICE_ACTIONS, OFFBOARDING, machine_for, reported, sent
 from edrtrial.errors import TransientError, TransitionError
@@ -205,7 +205,7 @@ def test_a_proposal_is_superseded_by_the_machine(sessions):
     action_id = _action(sessions, "isolate", "proposed")
     with transaction(sessions) as session:
         device = session.scalars(select(Device)).one()
-        planned = responses.plan(session, device, ActionKind.ISOLATE, actor="cli:a", at=T0)
+        planned = actions.plan(session, device, ActionKind.ISOLATE, actor="cli:a", at=T0)
     with sessions() as session:
         statuses = {a.id: a.status for a in session.scalars(select(ResponseAction))}
     assert statuses == {action_id: "superseded", planned.id: "planned"}

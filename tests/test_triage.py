@@ -134,7 +134,7 @@ def test_the_detection_test_verifies_its_device_and_opens_nothing(sessions, tena
 
 def test_an_alert_raised_after_triage_is_triaged_again(sessions, tenant_id):
     from edrtrial.connectors.base import AlertRecord
-    from edrtrial.ingest import records as store
+    from edrtrial.ingest import records
 
     def record(severity: str, minutes: int) -> AlertRecord:
         return AlertRecord(
@@ -149,11 +149,11 @@ def test_an_alert_raised_after_triage_is_triaged_again(sessions, tenant_id):
         )
 
     with transaction(sessions) as session:
-        store.upsert_alerts(session, tenant_id, "defender", [record("informational", 1)])
+        records.upsert_alerts(session, tenant_id, "defender", [record("informational", 1)])
     assert triage(sessions, tenant_id).tickets_opened == 0  # P4: report only
 
     with transaction(sessions) as session:  # Defender raises it to high
-        store.upsert_alerts(session, tenant_id, "defender", [record("high", 30)])
+        records.upsert_alerts(session, tenant_id, "defender", [record("high", 30)])
     again = triage(sessions, tenant_id)
     assert (again.triaged, again.tickets_opened) == (1, 1)
     with sessions() as session:
@@ -162,5 +162,5 @@ def test_an_alert_raised_after_triage_is_triaged_again(sessions, tenant_id):
 
     with transaction(sessions) as session:  # only its status moves: nothing to re-decide
         resolved = dataclasses.replace(record("high", 60), status="resolved")
-        assert store.upsert_alerts(session, tenant_id, "defender", [resolved]).updated == 1
+        assert records.upsert_alerts(session, tenant_id, "defender", [resolved]).updated == 1
     assert triage(sessions, tenant_id).triaged == 0

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from edrtrial import logsetup
 from edrtrial.config import Config, load_config
-from edrtrial.desk import operator as tickets
+from edrtrial.desk import operator
 from edrtrial.errors import EdrTrialError, TicketError
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime, TenantRef
@@ -75,7 +75,7 @@ def actor(ctx: click.Context) -> str:
 def ticket_tenant(runtime: Runtime, ticket_id: int) -> TenantRef:
     """The configured tenant of the ticket (a TicketError once its company is not configured)."""
     with runtime.sessions() as session:
-        tenant_id = tickets.get(session, ticket_id).tenant_id
+        tenant_id = operator.get(session, ticket_id).tenant_id
     for tenant in runtime.tenants():
         if tenant.id == tenant_id:
             return tenant

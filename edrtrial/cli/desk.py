@@ -12,8 +12,7 @@ from rich.table import Table
 from edrtrial.cli.common import actor, console, deliver, fails_cleanly, runtime_of, ticket_tenant
 from edrtrial.connectors.base import Capability
 from edrtrial.db import transaction
-from edrtrial.desk import operator as tickets
-from edrtrial.desk import queries
+from edrtrial.desk import operator, queries
 from edrtrial.desk.sla import describe_deadline
 from edrtrial.devices import actions as responses
 from edrtrial.devices import writeback
@@ -25,7 +24,7 @@ from edrtrial.timeutil import to_jst
 
 @click.command("tickets")
 @click.option("--company", help="Only this company (key).")
-@click.option("--all", "show_all", is_flag=True, help="Include resolved and closed tickets.")
+@click.option("--all", "show_all", is_flag=True, help="Include resolved and closed operator.")
 @click.pass_context
 @fails_cleanly
 def tickets_command(ctx: click.Context, company: str | None, show_all: bool) -> None:
@@ -86,11 +85,11 @@ def show(ctx: click.Context, ticket_id: int) -> None:
     rt = runtime_of(ctx)
     now = rt.clock()
     with rt.sessions() as session:
-        t = tickets.get(session, ticket_id)
+        t = operator.get(session, ticket_id)
         tenant, company = queries.company_of(session, t)
         alerts = queries.ticket_alerts(session, t)
         actions = responses.actions_of(session, t)
-        history = tickets.history(session, t)
+        history = operator.history(session, t)
     console.print(f"[bold]#{t.id} [{t.priority}] {t.title}[/]", highlight=False)
     console.print(
         f"{company.name} ({company.key}, tenant {tenant.external_id})  state: {t.state}"
@@ -101,8 +100,8 @@ def show(ctx: click.Context, ticket_id: int) -> None:
     if t.state == "new" and t.ack_due_at is not None:
         console.print(f"acknowledge: {describe_deadline(t.ack_due_at, now)}", highlight=False)
     if t.summary:
-        for key in tickets.SUMMARY_FIELDS:
-            console.print(f"  {tickets.SUMMARY_LABELS[key]}: {t.summary.get(key, '')}")
+        for key in operator.SUMMARY_FIELDS:
+            console.print(f"  {operator.SUMMARY_LABELS[key]}: {t.summary.get(key, '')}")
     table = Table("alert", "when (JST)", "sev", "title", "devices", "rules")
     for a in alerts:
         table.add_row(
@@ -157,7 +156,7 @@ def ack(ctx: click.Context, ticket_id: int) -> None:
         ctx,
         ticket_id,
         "acknowledged",
-        lambda s, rt, who: tickets.acknowledge(s, ticket_id, who, rt.clock()),
+        lambda s, rt, who: operator.acknowledge(s, ticket_id, who, rt.clock()),
     )
 
 
@@ -171,7 +170,7 @@ def start(ctx: click.Context, ticket_id: int) -> None:
         ctx,
         ticket_id,
         "in progress",
-        lambda s, rt, who: tickets.start(s, ticket_id, who, rt.clock()),
+        lambda s, rt, who: operator.start(s, ticket_id, who, rt.clock()),
     )
 
 
@@ -186,7 +185,7 @@ def assign(ctx: click.Context, ticket_id: int, assignee: str) -> None:
         ctx,
         ticket_id,
         f"assigned to {assignee}",
-        lambda s, rt, who: tickets.assign(s, ticket_id, assignee, who, rt.clock()),
+        lambda s, rt, who: operator.assign(s, ticket_id, assignee, who, rt.clock()),
     )
 
 
@@ -199,7 +198,7 @@ def note(ctx: click.Context, ticket_id: int, text: str) -> None:
     """Add a note to the ticket's history."""
     rt = runtime_of(ctx)
     with transaction(rt.sessions) as session:
-        tickets.note(session, ticket_id, text, actor(ctx), rt.clock())
+        operator.note(session, ticket_id, text, actor(ctx), rt.clock())
     console.print(f"note added to ticket #{ticket_id}")
 
 
@@ -209,7 +208,9 @@ def note(ctx: click.Context, ticket_id: int, text: str) -> None:
 @fails_cleanly
 def close(ctx: click.Context, ticket_id: int) -> None:
     """Close a resolved ticket."""
-    _step(ctx, ticket_id, "closed", lambda s, rt, who: tickets.close(s, ticket_id, who, rt.clock()))
+    _step(
+        ctx, ticket_id, "closed", lambda s, rt, who: operator.close(s, ticket_id, who, rt.clock())
+    )
 
 
 @ticket.command("reopen")
@@ -223,7 +224,7 @@ def reopen(ctx: click.Context, ticket_id: int, reason: str) -> None:
         ctx,
         ticket_id,
         "reopened",
-        lambda s, rt, who: tickets.reopen(s, ticket_id, reason, who, rt.clock()),
+        lambda s, rt, who: operator.reopen(s, ticket_id, reason, who, rt.clock()),
     )
 
 
@@ -236,7 +237,7 @@ def notify(ctx: click.Context, ticket_id: int, text: str) -> None:
     """Mail the company contact about the ticket (in the company's language)."""
     rt = runtime_of(ctx)
     with transaction(rt.sessions) as session:
-        tickets.message_company(session, ticket_id, text, actor(ctx), rt.clock(), rt.policy)
+        operator.message_company(session, ticket_id, text, actor(ctx), rt.clock(), rt.policy)
     console.print(f"message to the company of ticket #{ticket_id} queued")
     deliver(rt, always=False)
 
@@ -279,7 +280,7 @@ def resolve(
     connector = rt.connector(tenant)
     write_back = Capability.WRITE_BACK in connector.capabilities
     with transaction(rt.sessions) as session:
-        tickets.resolve(
+        operator.resolve(
             session,
             ticket_id,
             summary,
@@ -308,7 +309,7 @@ def _summary(given: dict[str, str | None]) -> dict[str, str]:
     interactive = sys.stdin.isatty()
     for key, value in given.items():
         if value is None and interactive:
-            value = click.prompt(tickets.SUMMARY_LABELS[key])
+            value = click.prompt(operator.SUMMARY_LABELS[key])
         summary[key] = value or ""
     return summary
 

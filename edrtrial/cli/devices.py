@@ -11,7 +11,7 @@ from edrtrial.connectors.base import ActionKind, ActionStatus
 from edrtrial.db import transaction
 from edrtrial.desk import operator as tickets
 from edrtrial.desk import queries
-from edrtrial.devices import actions as responses
+from edrtrial.devices import actions
 from edrtrial.devices import queries as device_queries
 from edrtrial.errors import TicketError
 from edrtrial.models import Device, Ticket
@@ -58,7 +58,7 @@ def _device_action(
         return
     with transaction(rt.sessions) as session:
         t = tickets.get(session, ticket_id)
-        action = responses.plan(
+        action = actions.plan(
             session,
             device_queries.device(session, device.id),
             kind,
@@ -68,7 +68,7 @@ def _device_action(
             reason=f"operator, ticket #{ticket_id}",
         )
         action_id = action.id
-    sent = responses.send(rt.sessions, action_id, rt.connector(tenant), who, rt.clock)
+    sent = actions.send(rt.sessions, action_id, rt.connector(tenant), who, rt.clock)
     console.print(f"{kind.value} of {label}: {sent.status} ({sent.detail})", highlight=False)
     status = _follow(rt, tenant, action_id, sent.status, wait)
     if wait:
@@ -82,7 +82,7 @@ def _follow(rt: Runtime, tenant: TenantRef, action_id: int, status: str, wait: f
     deadline = time.monotonic() + wait
     while wait and status in ("pending", "inprogress") and time.monotonic() < deadline:
         time.sleep(min(2.0, max(deadline - time.monotonic(), 0)))
-        responses.follow(
+        actions.follow(
             rt.sessions, tenant.id, rt.connector(tenant), rt.config.settings.desk, rt.clock()
         )
         with rt.sessions() as session:

@@ -19,9 +19,9 @@ from edrtrial.desk.calendar import DEFAULT as DEFAULT_CALENDAR
 from edrtrial.desk.calendar import BusinessCalendar
 from edrtrial.desk.intake import TicketBook
 from edrtrial.desk.policy import DeskPolicy
-from edrtrial.devices import actions as responses
+from edrtrial.devices import actions
 from edrtrial.errors import ActionRefused
-from edrtrial.ingest import records as store
+from edrtrial.ingest import records
 from edrtrial.models import Alert, Company, Device, Tenant, Ticket
 from edrtrial.playbooks.engine import AlertFacts, Decision, Playbook
 
@@ -105,7 +105,7 @@ def _tags_of(alert: Alert, tags: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
 def _verify_devices(session: Session, alert: Alert) -> int:
     verified = 0
     for source_id, name in zip(alert.device_source_ids, alert.device_names, strict=False):
-        device = store.device_for_evidence(session, alert.tenant_id, source_id, name)
+        device = records.device_for_evidence(session, alert.tenant_id, source_id, name)
         if device.detection_test_at is None:
             device.detection_test_at = alert.created_at or alert.ingested_at
             verified += 1
@@ -166,10 +166,10 @@ def _isolation(session: Session, entry: _Pending, auto_isolation: bool, now: dat
     """Carry out a playbook's isolation ask: planned where the company agreed, else proposed."""
     ticket = entry.ticket
     for source_id, name in (entry.devices or {}).items():
-        device = store.device_for_evidence(session, ticket.tenant_id, source_id, name)
+        device = records.device_for_evidence(session, ticket.tenant_id, source_id, name)
         if entry.isolate == "request" and auto_isolation:
             try:
-                responses.plan(
+                actions.plan(
                     session,
                     device,
                     ActionKind.ISOLATE,
@@ -187,7 +187,7 @@ def _isolation(session: Session, entry: _Pending, auto_isolation: bool, now: dat
                 if entry.isolate == "request"
                 else "the playbook proposes isolating this device"
             )
-            responses.propose(session, device, ticket, at=now, reason=reason)
+            actions.propose(session, device, ticket, at=now, reason=reason)
 
 
 def triage_pending(
