@@ -114,10 +114,12 @@ def test_a_poll_cycle_gives_tickets_notices_seats_report_and_offboarding(
         assert session.scalar(select(func.count(OutboxMessage.id))) == outbox_before
     assert len(mails(tmp_path / "mail")) == len(sent)
 
-    # Seats: three companies, device counts as the sandbox's inventory has them.
+    # Seats: three companies, their trials' days left as of today (the sample programme in
+    # sandbox_config.py), device counts as the sandbox's inventory has them.
     seats = run(config, "seats").output
-    for key in KEYS.values():
-        assert key in seats
+    rows = {key: [r for r in seats.splitlines() if f"│ {key} " in r] for key in KEYS.values()}
+    left = {key: row.split("│")[-3].strip() for key, [row] in rows.items()}
+    assert left == {"sakura-seisakusho": "30", "midori-shoji": "ended", "aozora-design": "41"}
     with sessions() as session:
         for tenant_id, key in KEYS.items():
             machines = world.list_machines(tenant_id, [], 0, 10000)

@@ -48,5 +48,6 @@ def _start(spec: str) -> None:
     time.time()
 
 
-if __name__ == "sitecustomize" and os.environ.get("EDRTRIAL_TEST_CLOCK"):  # not as test_clock.py loads it
+# Only at start-up: test_clock.py loads this file under another name for its functions.
+if __name__ == "sitecustomize" and os.environ.get("EDRTRIAL_TEST_CLOCK"):
     _start(os.environ["EDRTRIAL_TEST_CLOCK"])
