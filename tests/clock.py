@@ -1,11 +1,11 @@
-"""The test's now: the one instant at which every test of dates runs, whatever today is.
+"""The test's now: the instant at which tests of dated things run, whatever today is.
 
 Trial dates, report periods, acknowledgement deadlines, business hours, weekly reports,
 "days left" and the sandbox's generated data all depend on the date. A test of any of them
-takes the `now` fixture (conftest.py): time-machine moves the clock to NOW for the test and
-lets it tick from there, and the test builds its data relative to NOW (its trial dates come
-from programme.py). NOW is a Wednesday morning in the desk's business hours, not a holiday,
-with the year-end closure a month away.
+either hands the code its own instants or takes the `now` fixture (conftest.py):
+time-machine moves the clock to NOW for the test and lets it tick from there, and the test
+builds its data relative to NOW (the sample trials: sandbox_config.py). NOW is a Wednesday
+morning in the desk's business hours, not a holiday, with the year-end closure a month away.
 
 The clock time-machine moves is Python's (time.time, datetime.now, ...): monotonic time,
 sleeps and the C libraries' clocks stay real, so threads, timeouts and TLS (the sandbox's
