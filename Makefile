@@ -5,6 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= $(if $(wildcard config.toml),config.toml,config.example.toml)
 PYTEST_ARGS ?=
+# The suite's clock (tests/clock.py): TEST_CLOCK=+365d runs the test run a year ahead,
+# TEST_CLOCK=2027-01-04T09:00:00+09:00 from that instant (CI does the first). Only pytest and
+# the Python processes it starts see it; the install above never does.
+TEST_CLOCK ?=
+TEST_ENV = $(if $(TEST_CLOCK),EDRTRIAL_TEST_CLOCK='$(TEST_CLOCK)' PYTHONPATH='$(CURDIR)/tests/clock_site')
 
 .PHONY: run test lint lint-tree lint-types lint-imports bench clean FORCE
 
@@ -33,7 +38,7 @@ run: $(STAMP)
 	$(BIN)/edrtrial --config $(CONFIG) serve --with-sandbox
 
 test: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
 
 # Performance figures against the sandbox (issue 3); BENCH_ARGS="--tenants 10 --alerts 200"
 # for a quick run. Prints figures and ratios, never fails on them.

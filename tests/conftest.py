@@ -1,10 +1,12 @@
-"""Shared fixtures: a migrated throw-away database on SQLite, or on PostgreSQL in CI."""
+"""Shared fixtures: the test's now, and a migrated throw-away database on SQLite, or on
+PostgreSQL in CI."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -14,8 +16,21 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.db import make_engine, make_sessions, upgrade
 
+import clock
+
 FIXTURES = Path(__file__).parent / "fixtures"
 PG_ENV = "EDRTRIAL_TEST_DATABASE_URL"
+
+
+@pytest.fixture
+def now() -> Iterator[datetime]:
+    """The test runs at clock.NOW, the clock ticking from there; gives that instant (UTC).
+
+    Fixtures that read the clock (a sandbox generates its data relative to it) take this one
+    first, so that they too are built at the test's now.
+    """
+    with clock.travel(clock.NOW):
+        yield clock.NOW
 
 
 @pytest.fixture

@@ -1,12 +1,170 @@
-"""Config files for end-to-end tests: the shipped example, pointed at a test sandbox."""
+"""Config files for tests: the sandbox's three sample companies, with trials dated around the
+test's today, written as TOML from a dict (not edited out of config.example.toml).
+
+The sample programme, relative to today (by the clock the test runs on: see clock.py):
+
+- sakura-seisakusho: in its trial (day 61 of 91), undecided; Japanese contact.
+- midori-shoji: its trial ended undecided 10 days ago, before last week began, so it gets no
+  weekly report and each of its devices gets one offboarding task.
+- aozora-design: in its trial (day 51 of 92), continuing; auto-isolation; English contact.
+
+The sandbox makes each device 10 to 40 days before its clock and each alert within the last
+fortnight, so every sample device was onboarded during its company's trial. test_config.py
+checks that the shipped config.example.toml itself loads.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from edrtrial.sandbox import SandboxServer
+from edrtrial.sandbox import SAMPLE_CLIENT_ID, SAMPLE_TENANTS, SandboxServer
+from edrtrial.timeutil import jst_date
 
-EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
+#: Per sample company: trial start and end in days from today, decision, other settings.
+SAMPLE_PROGRAMME: tuple[dict[str, Any], ...] = (
+    {
+        "contact_name": "山田 太郎",
+        "contact_email": "it@sakura.example.jp",
+        "language": "ja",
+        "planned_seats": 15,
+        "auto_isolation": False,
+        "trial": (-60, 30, "undecided"),
+    },
+    {
+        "contact_name": "佐藤 花子",
+        "contact_email": "soumu@midori.example.jp",
+        "language": "ja",
+        "planned_seats": 10,
+        "trial": (-101, -10, "undecided"),
+    },
+    {
+        "contact_name": "Emily Clark",
+        "contact_email": "office@aozora.example.jp",
+        "language": "en",
+        "planned_seats": 6,
+        "auto_isolation": True,
+        "trial": (-50, 41, "continue"),
+    },
+)
+
+
+def companies(
+    today: date,
+    count: int = 3,
+    *,
+    base_url: str,
+    state_dir: Path | str,
+    connection: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The first `count` sample companies, connected to the sandbox at `base_url`."""
+    result = []
+    for tenant, sample in zip(SAMPLE_TENANTS[:count], SAMPLE_PROGRAMME, strict=False):
+        start, end, decision = sample["trial"]
+        company = {"key": tenant.key, "name": tenant.name, "seat_cap": 300}
+        company |= {k: v for k, v in sample.items() if k != "trial"}
+        company["trial"] = {
+            "start": today + timedelta(days=start),
+            "end": today + timedelta(days=end),
+            "decision": decision,
+        }
+        company["connection"] = {
+            "connector": "defender",
+            "tenant_id": tenant.tenant_id,
+            "client_id": SAMPLE_CLIENT_ID,
+            "client_secret": f"file:{state_dir}/secrets/{tenant.tenant_id}.secret",
+            "authority_host": base_url,
+            "graph_base_url": base_url,
+            "mde_base_url": base_url,
+            "ca_bundle": f"{state_dir}/ca.pem",
+            **(connection or {}),
+        }
+        result.append(company)
+    return result
+
+
+def settings(
+    database_url: str,
+    *,
+    today: date | None = None,
+    companies_count: int = 3,
+    base_url: str = "https://127.0.0.1:8443",
+    state_dir: Path | str = "var/sandbox",
+    sandbox_port: int = 8443,
+    mail_dir: Path | str = "var/mail",
+    connection: Mapping[str, Any] | None = None,
+    playbooks: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The whole config as a dict: the example's settings and the sample programme.
+
+    `today` defaults to the Tokyo date of the clock the test runs on (the `now` fixture's).
+    """
+    today = today or jst_date(datetime.now(UTC))
+    data: dict[str, Any] = {
+        "database": {"url": database_url},
+        "sandbox": {
+            "host": "127.0.0.1",
+            "port": sandbox_port,
+            "state_dir": str(state_dir),
+            "alert_interval_seconds": 45,
+            "seed": 7,
+            "tenants": 3,
+        },
+        "mail": {
+            "from_address": "edr-trial@example.jp",
+            "from_name": "EDR体験 運営事務局",
+            "outbox_dir": str(mail_dir),
+            "max_attempts": 8,
+        },
+        "desk": {
+            "name": "EDR体験 サポートデスク",
+            "email": "desk@example.jp",
+            "phone": "03-0000-0000",
+            "hours": "平日 9:00〜17:00",
+            "incident_desk_phone": "03-0000-0001",
+            "reopen_days": 14,
+            "close_after_days": 7,
+        },
+        "calendar": {
+            "opens": "09:00",
+            "closes": "17:00",
+            "year_end_closure": ["12-29", "01-03"],
+            "closed_days": [],
+        },
+        "sla": {
+            "acknowledge_minutes": {"P1": 30, "P2": 120, "P3": 480, "P4": 2400},
+            "around_the_clock": ["P1", "P2"],
+        },
+        "schedules": {
+            "poll_seconds": 30,
+            "inventory_minutes": 30,
+            "outbox_seconds": 10,
+            "desk_seconds": 30,
+            "parallel_tenants": 8,
+            "weekly_report": "mon 09:00",
+            "trial_lifecycle": "06:00",
+        },
+        "logging": {"level": "INFO", "json_lines": False},
+        "companies": companies(
+            today,
+            companies_count,
+            base_url=base_url,
+            state_dir=state_dir,
+            connection=connection,
+        ),
+    }
+    if playbooks:
+        data["playbooks"] = list(playbooks)
+    return data
+
+
+def write_config(path: Path, data: Mapping[str, Any]) -> Path:
+    """Write `data` as a TOML config file at `path`."""
+    path.write_text(to_toml(data), encoding="utf-8")
+    return path
 
 
 def sandbox_config(
@@ -15,21 +173,66 @@ def sandbox_config(
     database_url: str,
     *,
     companies: int = 3,
-    connection_extra: str = "",
+    connection: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write the example config, rewired to this sandbox, database and mail folder."""
-    text = EXAMPLE.read_text(encoding="utf-8")
-    head, *blocks = text.split("[[companies]]")
-    text = head + "".join("[[companies]]" + b for b in blocks[:companies])
-    text = (
-        text.replace("https://127.0.0.1:8443", server.base_url)
-        .replace('"var/sandbox/ca.pem"', f'"{server.ca_path}"')
-        .replace("file:var/sandbox/secrets/", f"file:{server.state_dir}/secrets/")
-        .replace('url = "sqlite:///var/edrtrial.db"', f'url = "{database_url}"')
-        .replace('outbox_dir = "var/mail"', f'outbox_dir = "{tmp_path / "mail"}"')
+    """tmp_path/config.toml: the sample programme on this sandbox, database and mail folder."""
+    data = settings(
+        database_url,
+        companies_count=companies,
+        base_url=server.base_url,
+        state_dir=server.state_dir,
+        mail_dir=tmp_path / "mail",
+        connection=connection,
     )
-    if connection_extra:
-        text = text.replace('connector = "defender"', f'connector = "defender"\n{connection_extra}')
-    path = tmp_path / "config.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_config(tmp_path / "config.toml", data)
+
+
+# --- a small TOML writer: tables, arrays of tables, strings, numbers, booleans, dates, lists
+
+
+def to_toml(data: Mapping[str, Any]) -> str:
+    """`data` as TOML: nested dicts become tables, lists of dicts arrays of tables."""
+    lines: list[str] = []
+    _table(lines, (), data)
+    return "\n".join(lines) + "\n"
+
+
+def _is_table(value: Any) -> bool:
+    return isinstance(value, Mapping)
+
+
+def _is_table_array(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(_is_table(v) for v in value)
+
+
+def _table(lines: list[str], name: tuple[str, ...], data: Mapping[str, Any]) -> None:
+    for key, value in data.items():
+        if not (_is_table(value) or _is_table_array(value)):
+            lines.append(f"{_key(key)} = {_value(value)}")
+    for key, value in data.items():
+        if _is_table(value):
+            lines.extend(["", f"[{'.'.join(map(_key, (*name, key)))}]"])
+            _table(lines, (*name, key), value)
+        elif _is_table_array(value):
+            for item in value:
+                lines.extend(["", f"[[{'.'.join(map(_key, (*name, key)))}]]"])
+                _table(lines, (*name, key), item)
+
+
+def _key(key: str) -> str:
+    bare = key.replace("_", "").replace("-", "").isalnum() and key.isascii()
+    return key if bare else json.dumps(key, ensure_ascii=False)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, date):  # datetime too
+        return value.isoformat()
+    if isinstance(value, str | Path):
+        return json.dumps(str(value), ensure_ascii=False)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML for {value!r}")

@@ -10,6 +10,8 @@ import pytest
 from edrtrial.config import load_config
 from edrtrial.errors import ConfigError
 
+from sandbox_config import settings, write_config
+
 ROOT = Path(__file__).parent.parent
 EXAMPLE = (ROOT / "config.example.toml").read_text(encoding="utf-8")
 
@@ -28,6 +30,18 @@ def test_the_shipped_example_loads_with_three_companies():
         "aozora-design",
     ]
     assert config.database_url == f"sqlite:///{ROOT / 'var' / 'edrtrial.db'}"
+
+
+def test_tests_run_the_shipped_settings_and_companies_with_trials_dated_around_today(tmp_path):
+    """sandbox_config.py writes the example's config but for the trial dates (and database)."""
+    shipped = load_config(ROOT / "config.example.toml").settings.model_dump()
+    ours = load_config(write_config(tmp_path / "config.toml", settings("sqlite:///x.db")))
+    tests = ours.settings.model_dump()
+    for dump in (shipped, tests):
+        del dump["database"]
+        for company in dump["companies"]:
+            del company["trial"]["start"], company["trial"]["end"]
+    assert tests == shipped
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from edrtrial.db import make_engine, make_sessions, upgrade
 from edrtrial.models import Alert, OutboxMessage, Ticket
 from edrtrial.sandbox import Budgets, SandboxServer, SandboxWorld
 
+import clock
 from sandbox_config import sandbox_config
 
 EDRTRIAL = str(Path(sys.executable).parent / "edrtrial")
@@ -29,7 +30,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[SandboxServer]:
+def sandbox(tmp_path: Path, now) -> Iterator[SandboxServer]:
+    """The sandbox, its backlog made at the test's now (the sample trial is dated around it)."""
     world = SandboxWorld(seed=3, tenants=1, alert_interval_seconds=10**6, backlog_alerts=BACKLOG)
     world.set_latency(0.04)  # slow enough pages that the kill lands mid-poll
     # Crashed and clean runs share one sandbox tenant; budgets are tested elsewhere.
@@ -53,7 +55,7 @@ def poll_process(config: Path) -> subprocess.Popen[bytes]:
         [EDRTRIAL, "--config", str(config), "poll", "--no-deliver"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "NO_COLOR": "1"},
+        env=clock.subprocess_env({**os.environ, "NO_COLOR": "1"}),  # the test's now
     )
 
 
@@ -95,11 +97,11 @@ def test_sigkill_mid_poll_then_restart_stores_everything_exactly_once(
         engine = make_engine(url)
         upgrade(engine)
         engine.dispose()
-    extra = f"alert_page_size = {PAGE}"
+    extra = {"alert_page_size": PAGE}
     crash_dir, clean_dir = tmp_path / "crash", tmp_path / "clean"
     crash_dir.mkdir()
     clean_dir.mkdir()
-    crashed = sandbox_config(crash_dir, sandbox, crashed_url, companies=1, connection_extra=extra)
+    crashed = sandbox_config(crash_dir, sandbox, crashed_url, companies=1, connection=extra)
     engine = make_engine(crashed_url)
 
     first = kill_when(poll_process(crashed), engine, at_least=3 * PAGE)
@@ -109,7 +111,7 @@ def test_sigkill_mid_poll_then_restart_stores_everything_exactly_once(
     assert finished.wait(timeout=120) == 0, finished.stdout.read().decode()  # type: ignore[union-attr]
     engine.dispose()
 
-    clean = sandbox_config(clean_dir, sandbox, clean_url, companies=1, connection_extra=extra)
+    clean = sandbox_config(clean_dir, sandbox, clean_url, companies=1, connection=extra)
     finished = poll_process(clean)
     assert finished.wait(timeout=120) == 0, finished.stdout.read().decode()  # type: ignore[union-attr]
 

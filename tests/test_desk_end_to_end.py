@@ -15,6 +15,7 @@ from edrtrial.cli.main import main
 from edrtrial.db import make_engine, make_sessions
 from edrtrial.models import Alert, AuditEvent, OutboxMessage, ResponseAction, Ticket
 from edrtrial.sandbox import SandboxServer, SandboxWorld
+from edrtrial.timeutil import to_jst
 
 from sandbox_config import sandbox_config
 
@@ -22,7 +23,8 @@ SAKURA = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c01"
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[SandboxServer]:
+def sandbox(tmp_path: Path, now) -> Iterator[SandboxServer]:
+    """The sandbox, its data made at the test's now (the sample trials are dated around it)."""
     world = SandboxWorld(seed=5, tenants=3, alert_interval_seconds=3600)
     world.set_action_seconds(0)
     server = SandboxServer(world, host="127.0.0.1", port=0, state_dir=tmp_path / "sandbox")
@@ -53,10 +55,10 @@ def body(mail: EmailMessage) -> str:
 
 
 def test_incident_over_two_polls_is_one_ticket_isolated_once_and_resolved_back_into_defender(
-    tmp_path, sandbox, database_url
+    tmp_path, now, sandbox, database_url
 ):
     world = sandbox.world
-    config = sandbox_config(tmp_path, sandbox, database_url, connection_extra="write_back = true")
+    config = sandbox_config(tmp_path, sandbox, database_url, connection={"write_back": True})
     cli(config, "db", "upgrade")
     cli(config, "poll")  # the starting state: everything the sandbox already holds
     sessions = make_sessions(make_engine(database_url))
@@ -116,7 +118,7 @@ def test_incident_over_two_polls_is_one_ticket_isolated_once_and_resolved_back_i
         "resolve",
         tid,
         "--when",
-        "2026年11月22日 10:00頃",
+        f"{to_jst(now):%Y年%m月%d日 %H:%M}頃",
         "--what",
         "遠隔操作による不審なサービスの実行",
         "--cause",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,8 +19,9 @@ from edrtrial.db import make_engine, make_sessions
 from edrtrial.models import Alert, Base, Device, OutboxMessage, ResponseAction, Tenant, Ticket
 from edrtrial.programme.seats import seat_counts
 from edrtrial.sandbox import SandboxServer, SandboxWorld
-from edrtrial.timeutil import parse_iso
+from edrtrial.timeutil import jst_date, parse_iso
 
+import clock
 from sandbox_config import sandbox_config
 
 SAKURA, MIDORI, AOZORA = (f"5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c0{n}" for n in (1, 2, 3))
@@ -28,7 +29,8 @@ KEYS = {SAKURA: "sakura-seisakusho", MIDORI: "midori-shoji", AOZORA: "aozora-des
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[SandboxServer]:
+def sandbox(tmp_path: Path, now) -> Iterator[SandboxServer]:
+    """The sandbox, its data made at the test's now (the sample trials are dated around it)."""
     world = SandboxWorld(seed=11, tenants=3, alert_interval_seconds=3600)
     world.set_action_seconds(0)
     server = SandboxServer(world, host="127.0.0.1", port=0, state_dir=tmp_path / "sandbox")
@@ -51,7 +53,7 @@ def mails(folder: Path) -> list[EmailMessage]:
 
 
 def test_a_poll_cycle_gives_tickets_notices_seats_report_and_offboarding(
-    tmp_path, sandbox, database_url
+    tmp_path, now, sandbox, database_url
 ):
     config = sandbox_config(tmp_path, sandbox, database_url)
     world = sandbox.world
@@ -112,11 +114,12 @@ def test_a_poll_cycle_gives_tickets_notices_seats_report_and_offboarding(
         assert session.scalar(select(func.count(OutboxMessage.id))) == outbox_before
     assert len(mails(tmp_path / "mail")) == len(sent)
 
-    # Seats: three companies, device counts as the sandbox's inventory has them.
+    # Seats: three companies, their trials' days left as of today (the sample programme in
+    # sandbox_config.py), device counts as the sandbox's inventory has them.
     seats = run(config, "seats").output
-    for key in KEYS.values():
-        assert key in seats
-    now = datetime.now(UTC)
+    rows = {key: [r for r in seats.splitlines() if f"│ {key} " in r] for key in KEYS.values()}
+    left = {key: row.split("│")[-3].strip() for key, [row] in rows.items()}
+    assert left == {"sakura-seisakusho": "30", "midori-shoji": "ended", "aozora-design": "41"}
     with sessions() as session:
         for tenant_id, key in KEYS.items():
             machines = world.list_machines(tenant_id, [], 0, 10000)
@@ -126,7 +129,8 @@ def test_a_poll_cycle_gives_tickets_notices_seats_report_and_offboarding(
 
     # The report: a Japanese HTML file, and a mail to the company.
     out = tmp_path / "report.html"
-    first, last = (now - timedelta(days=14)).date(), now.date()
+    last = jst_date(now)
+    first = last - timedelta(days=14)
     run(
         config,
         "report",
@@ -148,7 +152,8 @@ def test_a_poll_cycle_gives_tickets_notices_seats_report_and_offboarding(
     ]
     assert len(reports) == 1
 
-    # midori-shoji's trial ended undecided: one offboarding task per device, planned once.
+    # midori-shoji's trial ended undecided (10 days ago): one offboarding task per device of
+    # midori's, planned once; sakura (in its trial) and aozora (continuing) get none.
     run(config, "offboarding", "--plan")
     run(config, "offboarding", "--plan")
     with sessions() as session:
@@ -157,6 +162,9 @@ def test_a_poll_cycle_gives_tickets_notices_seats_report_and_offboarding(
         ).all()
     assert len(tasks) == len(world.list_machines(MIDORI, [], 0, 10000))
     assert {t.status for t in tasks} == {"planned"}
+    with sessions() as session:
+        midori = session.scalar(select(Tenant.id).where(Tenant.external_id == MIDORI))
+    assert {t.tenant_id for t in tasks} == {midori}
 
 
 def test_offboarding_is_sent_once_and_followed_to_success(tmp_path, sandbox, database_url):
@@ -189,6 +197,7 @@ def test_secrets_never_reach_the_database_the_mail_or_the_logs(tmp_path, sandbox
         capture_output=True,
         text=True,
         timeout=120,
+        env=clock.subprocess_env(),  # the poll runs at the test's now, like the sandbox
     )
     assert poll.returncode == 0, poll.stderr
     assert "new token" in poll.stderr  # the DEBUG log did cover authentication
@@ -243,8 +252,8 @@ def test_the_weekly_report_job_mails_each_trial_company_once_per_week(
     run(config, "poll")
     runtime = Runtime.open(load_config(config))
     try:
-        monday = datetime(2026, 11, 23).date()
-        # midori's trial ended on 10/31, before last week: no report for it.
+        monday = clock.this_monday()
+        # midori's trial ended before last week began: no report for it.
         assert jobs.weekly_reports(runtime, monday) == 2
         assert jobs.weekly_reports(runtime, monday) == 2  # asked again…
         jobs.deliver_outbox(runtime)
@@ -252,7 +261,9 @@ def test_the_weekly_report_job_mails_each_trial_company_once_per_week(
         runtime.close()
     reports = [m for m in mails(tmp_path / "mail") if "レポート" in m["Subject"]]
     assert sorted(m["To"] for m in reports) == ["it@sakura.example.jp", "office@aozora.example.jp"]
-    assert all("2026/11/16" in m["Subject"] and "2026/11/22" in m["Subject"] for m in reports)
+    first, last = monday - timedelta(days=7), monday - timedelta(days=1)
+    assert all(f"{first:%Y/%m/%d}" in m["Subject"] for m in reports)
+    assert all(f"{last:%Y/%m/%d}" in m["Subject"] for m in reports)
 
 
 def test_an_unreadable_alert_is_quarantined_and_shown_the_rest_is_stored(

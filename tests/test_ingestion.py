@@ -23,6 +23,7 @@ from test_defender_support import MACHINES_URL, fake_sign_in, make_connector
 from test_defender_support import payload as defender_payload
 
 T0 = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
+POLLED = T0 + timedelta(hours=1)  # when the tests poll, unless they say: after every alert
 
 
 def alert(n: int, minutes: int, severity: str = "low", status: str = "new") -> AlertRecord:
@@ -50,7 +51,7 @@ def test_a_poll_stores_every_alert_and_moves_the_cursor_to_the_newest(sessions, 
     connector = FakeConnector(page_size=3)
     for n in range(10):
         connector.alerts[f"a{n}"] = alert(n, minutes=n)
-    result = ingest_tenant(sessions, tenant_id, connector)
+    result = ingest_tenant(sessions, tenant_id, connector, now=POLLED)
     assert (result.pages, result.alerts.inserted) == (4, 10)
     assert set(stored(sessions)) == {f"a{n}" for n in range(10)}
     with sessions() as session:
@@ -65,14 +66,14 @@ def test_a_poll_that_dies_mid_way_keeps_the_old_cursor_and_the_rerun_stores_each
         connector.alerts[f"a{n}"] = alert(n, minutes=n)
     connector.crash_after_pages = 2
     with pytest.raises(Crash):
-        ingest_tenant(sessions, tenant_id, connector)
+        ingest_tenant(sessions, tenant_id, connector, now=POLLED)
     # The first page is committed; the second waited to learn whether it was the last.
     assert len(stored(sessions)) == 3
     with sessions() as session:
         assert records.get_cursor(session, tenant_id, "alerts") is None
 
     connector.crash_after_pages = None
-    ingest_tenant(sessions, tenant_id, connector)
+    ingest_tenant(sessions, tenant_id, connector, now=POLLED)
     with sessions() as session:
         assert session.scalar(select(func.count(Alert.id))) == 10
         assert records.get_cursor(session, tenant_id, "alerts") == T0 + timedelta(minutes=9)
@@ -81,9 +82,9 @@ def test_a_poll_that_dies_mid_way_keeps_the_old_cursor_and_the_rerun_stores_each
 def test_a_changed_alert_updates_the_stored_row_and_an_old_copy_does_not(sessions, tenant_id):
     connector = FakeConnector(page_size=10, overlap=timedelta(minutes=5))
     connector.alerts["a1"] = alert(1, minutes=1)
-    ingest_tenant(sessions, tenant_id, connector)
+    ingest_tenant(sessions, tenant_id, connector, now=POLLED)
     connector.alerts["a1"] = alert(1, minutes=20, status="resolved")
-    result = ingest_tenant(sessions, tenant_id, connector)
+    result = ingest_tenant(sessions, tenant_id, connector, now=POLLED)
     assert (result.alerts.inserted, result.alerts.updated) == (0, 1)
     assert stored(sessions)["a1"].status == "resolved"
 
@@ -96,8 +97,8 @@ def test_overlap_refetches_harmlessly(sessions, tenant_id):
     connector = FakeConnector(page_size=2, overlap=timedelta(hours=1))
     for n in range(4):
         connector.alerts[f"a{n}"] = alert(n, minutes=n)
-    ingest_tenant(sessions, tenant_id, connector)
-    again = ingest_tenant(sessions, tenant_id, connector)
+    ingest_tenant(sessions, tenant_id, connector, now=POLLED)
+    again = ingest_tenant(sessions, tenant_id, connector, now=POLLED)
     assert again.fetched == 4  # all inside the overlap window
     assert (again.alerts.inserted, again.alerts.updated) == (0, 0)
     assert len(stored(sessions)) == 4
@@ -126,7 +127,7 @@ def test_the_first_poll_starts_at_the_given_initial_time(sessions, tenant_id):
     connector = FakeConnector(page_size=10)
     connector.alerts["a1"] = alert(1, minutes=-600)  # before the trial began
     connector.alerts["a2"] = alert(2, minutes=5)
-    ingest_tenant(sessions, tenant_id, connector, initial_since=T0)
+    ingest_tenant(sessions, tenant_id, connector, initial_since=T0, now=POLLED)
     assert set(stored(sessions)) == {"a2"}
 
 
@@ -136,8 +137,9 @@ def test_a_record_that_cannot_be_mapped_is_quarantined_once_and_the_page_goes_in
     connector = FakeConnector(page_size=10)
     connector.alerts["a1"] = alert(1, minutes=1)
     connector.bad_alerts = [{"id": "broken-1", "severity": "high"}]
-    assert ingest_tenant(sessions, tenant_id, connector).quarantined == 1
-    ingest_tenant(sessions, tenant_id, connector)  # seen again: still one row, counted twice
+    assert ingest_tenant(sessions, tenant_id, connector, now=POLLED).quarantined == 1
+    # Seen again: still one row, counted twice.
+    ingest_tenant(sessions, tenant_id, connector, now=POLLED)
     assert set(stored(sessions)) == {"a1"}
     with sessions() as session:
         [row] = session.scalars(select(QuarantinedRecord)).all()
@@ -187,7 +189,7 @@ def test_evidence_is_stored_on_insert_only_the_kinds_present(sessions, tenant_id
     connector = FakeConnector(page_size=10)  # one page: the bulk insert path
     connector.alerts["a1"] = with_evidence(alert(1, minutes=1), EVIDENCE)
     connector.alerts["a2"] = alert(2, minutes=2)
-    ingest_tenant(sessions, tenant_id, connector)
+    ingest_tenant(sessions, tenant_id, connector, now=POLLED)
 
     rows = stored(sessions)
     assert rows["a1"].evidence == {
@@ -201,12 +203,12 @@ def test_evidence_is_stored_on_insert_only_the_kinds_present(sessions, tenant_id
 def test_changed_evidence_is_stored_and_sends_the_alert_back_to_triage(sessions, tenant_id):
     connector = FakeConnector(page_size=10)
     connector.alerts["a1"] = with_evidence(alert(1, minutes=1), EVIDENCE)
-    ingest_tenant(sessions, tenant_id, connector)
+    ingest_tenant(sessions, tenant_id, connector, now=POLLED)
     triaged(sessions, "a1")
 
     more = dataclasses.replace(EVIDENCE, urls=("https://phish.example/login",))
     connector.alerts["a1"] = with_evidence(alert(1, minutes=5), more)
-    result = ingest_tenant(sessions, tenant_id, connector)
+    result = ingest_tenant(sessions, tenant_id, connector, now=POLLED)
 
     assert result.alerts.updated == 1
     row = stored(sessions)["a1"]
@@ -217,11 +219,11 @@ def test_changed_evidence_is_stored_and_sends_the_alert_back_to_triage(sessions,
 def test_an_update_with_the_same_evidence_keeps_the_triage(sessions, tenant_id):
     connector = FakeConnector(page_size=10)
     connector.alerts["a1"] = with_evidence(alert(1, minutes=1), EVIDENCE)
-    ingest_tenant(sessions, tenant_id, connector)
+    ingest_tenant(sessions, tenant_id, connector, now=POLLED)
     triaged(sessions, "a1")
 
     connector.alerts["a1"] = with_evidence(alert(1, minutes=5, status="inprogress"), EVIDENCE)
-    ingest_tenant(sessions, tenant_id, connector)
+    ingest_tenant(sessions, tenant_id, connector, now=POLLED)
 
     row = stored(sessions)["a1"]
     assert (row.status, row.evidence["ips"]) == ("inprogress", ["198.51.100.7"])
@@ -231,11 +233,11 @@ def test_an_update_with_the_same_evidence_keeps_the_triage(sessions, tenant_id):
 def test_evidence_that_disappears_is_cleared_and_retriaged(sessions, tenant_id):
     connector = FakeConnector(page_size=10)
     connector.alerts["a1"] = with_evidence(alert(1, minutes=1), EVIDENCE)
-    ingest_tenant(sessions, tenant_id, connector)
+    ingest_tenant(sessions, tenant_id, connector, now=POLLED)
     triaged(sessions, "a1")
 
     connector.alerts["a1"] = alert(1, minutes=5)
-    ingest_tenant(sessions, tenant_id, connector)
+    ingest_tenant(sessions, tenant_id, connector, now=POLLED)
 
     row = stored(sessions)["a1"]
     assert (row.evidence, row.triaged_at) == ({}, None)

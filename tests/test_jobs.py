@@ -3,8 +3,7 @@ off (circuit breaker) without slowing the others, and one success resets it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -16,8 +15,7 @@ from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
 
 from fakes import FakeConnector
-
-EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
+from sandbox_config import settings, write_config
 
 
 class Throttled(FakeConnector):
@@ -37,21 +35,19 @@ class Throttled(FakeConnector):
 
 
 class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
+    """The runtime's clock, moved by hand from the test's now."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
 
     def __call__(self) -> datetime:
         return self.now
 
 
 @pytest.fixture
-def runtime(tmp_path, engine, database_url):
-    text = EXAMPLE.read_text(encoding="utf-8").replace(
-        'url = "sqlite:///var/edrtrial.db"', f'url = "{database_url}"'
-    )
-    path = tmp_path / "config.toml"
-    path.write_text(text, encoding="utf-8")
-    clock = Clock()
+def runtime(tmp_path, now, engine, database_url):
+    path = write_config(tmp_path / "config.toml", settings(database_url))
+    clock = Clock(now)
     rt = Runtime.open(load_config(path), clock=clock)
     yield rt, clock
     rt.close()

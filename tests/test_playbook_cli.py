@@ -19,7 +19,8 @@ from edrtrial.db import make_engine, make_sessions, transaction, upgrade
 from edrtrial.models import Alert, Base, Company, Device, Tenant
 from edrtrial.service.runtime import Runtime
 
-EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
+from sandbox_config import settings, write_config
+
 FIXTURES = Path(__file__).parent / "fixtures"
 T0 = datetime(2026, 11, 18, 1, 0, tzinfo=UTC)  # a Wednesday, 10:00 JST
 
@@ -28,25 +29,20 @@ def invoke(config: Path, *args: str) -> Result:
     return CliRunner().invoke(main, ["--config", str(config), *args])
 
 
+def write(config: Path, database_url: str = "sqlite:///var/edrtrial.db") -> Path:
+    return write_config(config, settings(database_url, mail_dir=config.parent / "mail"))
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    """The example config on a throw-away database (no sandbox: nothing is polled here)."""
-    text = EXAMPLE.read_text(encoding="utf-8").replace(
-        'outbox_dir = "var/mail"', f'outbox_dir = "{tmp_path / "mail"}"'
-    )
-    path = tmp_path / "config.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    """The sample config on a throw-away database (no sandbox: nothing is polled here)."""
+    return write(tmp_path / "config.toml")
 
 
 @pytest.fixture
 def stored(config: Path, database_url: str) -> sessionmaker[Session]:
     """The config pointed at a migrated database holding a few alerts of one company."""
-    text = config.read_text(encoding="utf-8")
-    config.write_text(
-        text.replace('url = "sqlite:///var/edrtrial.db"', f'url = "{database_url}"'),
-        encoding="utf-8",
-    )
+    write(config, database_url)
     engine = make_engine(database_url)
     upgrade(engine)
     Runtime.open(load_config(config)).close()  # companies and tenants

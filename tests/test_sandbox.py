@@ -27,6 +27,8 @@ from edrtrial.sandbox import (
 )
 from edrtrial.timeutil import format_iso, parse_iso
 
+import clock
+
 FIXTURES = Path(__file__).parent / "fixtures"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 MDE_SCOPE = "https://api.securitycenter.microsoft.com/.default"
@@ -38,12 +40,17 @@ DETECTION_TEST = "[Test Alert] Suspicious Powershell commandline"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxServer]:
-    """One sandbox for the module; an hour between random alerts keeps lists stable."""
-    world = SandboxWorld(seed=7, tenants=4, alert_interval_seconds=3600)
-    sandbox = SandboxServer(world, state_dir=tmp_path_factory.mktemp("sandbox"))
-    sandbox.start()
-    yield sandbox
-    sandbox.stop()
+    """One sandbox for the module; an hour between random alerts keeps lists stable.
+
+    The module runs at the test's now (clock.NOW), so the ages of the sandbox's data, made
+    relative to its clock, are the same whatever today is.
+    """
+    with clock.travel():
+        world = SandboxWorld(seed=7, tenants=4, alert_interval_seconds=3600)
+        sandbox = SandboxServer(world, state_dir=tmp_path_factory.mktemp("sandbox"))
+        sandbox.start()
+        yield sandbox
+        sandbox.stop()
 
 
 @pytest.fixture(scope="module")

@@ -9,17 +9,12 @@ from edrtrial.config import load_config
 from edrtrial.service import scheduler
 from edrtrial.service.runtime import Runtime
 
-EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
+from sandbox_config import settings, write_config
 
 
 def config_for(tmp_path: Path, database_url: str, companies: int) -> Path:
-    text = EXAMPLE.read_text(encoding="utf-8")
-    head, *blocks = text.split("[[companies]]")
-    text = head + "".join("[[companies]]" + b for b in blocks[:companies])
-    text = text.replace('url = "sqlite:///var/edrtrial.db"', f'url = "{database_url}"')
-    path = tmp_path / f"config{companies}.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    data = settings(database_url, companies_count=companies)
+    return write_config(tmp_path / f"config{companies}.toml", data)
 
 
 def job_ids(tmp_path: Path, database_url: str, companies: int) -> set[str]:

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,11 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from edrtrial.db import make_engine
 from edrtrial.models import OutboxMessage, ServiceLock, Ticket
+from edrtrial.timeutil import as_utc
 
-EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
+import clock
+from sandbox_config import settings, write_config
+
 EDRTRIAL = str(Path(sys.executable).parent / "edrtrial")
 
 pytestmark = pytest.mark.slow
@@ -36,23 +40,24 @@ def count(engine, column) -> int:
         return 0
 
 
-def test_serve_with_the_sandbox_opens_tickets_and_mails_then_stops_cleanly(tmp_path, database_url):
+def test_serve_with_the_sandbox_opens_tickets_and_mails_then_stops_cleanly(
+    tmp_path, now, database_url
+):
     port = free_port()
-    text = (
-        EXAMPLE.read_text(encoding="utf-8")
-        .replace("https://127.0.0.1:8443", f"https://127.0.0.1:{port}")
-        .replace("port = 8443", f"port = {port}")
-        .replace('url = "sqlite:///var/edrtrial.db"', f'url = "{database_url}"')
-    )
-    config = tmp_path / "config.toml"  # relative var/ paths now live under tmp_path
-    config.write_text(text, encoding="utf-8")
+    # The example's layout: relative var/ paths (sandbox state, mail) live under tmp_path.
+    data = settings(database_url, base_url=f"https://127.0.0.1:{port}", sandbox_port=port)
+    config = write_config(tmp_path / "config.toml", data)
     subprocess.run(
-        [EDRTRIAL, "--config", str(config), "db", "upgrade"], check=True, capture_output=True
+        [EDRTRIAL, "--config", str(config), "db", "upgrade"],
+        check=True,
+        capture_output=True,
+        env=clock.subprocess_env(),
     )
     serve = subprocess.Popen(
         [EDRTRIAL, "--config", str(config), "serve", "--with-sandbox"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        env=clock.subprocess_env(),  # the service and its sandbox run at the test's now
     )
     engine = make_engine(database_url)
     try:
@@ -67,6 +72,9 @@ def test_serve_with_the_sandbox_opens_tickets_and_mails_then_stops_cleanly(tmp_p
         assert list((tmp_path / "var" / "mail").glob("*.eml"))
         with engine.connect() as conn:
             assert conn.scalar(select(func.count(ServiceLock.name))) == 1
+            opened = [as_utc(t) for t in conn.scalars(select(Ticket.created_at))]
+        # The service ran on the test's clock, which the sample trials are dated around.
+        assert all(now <= t < now + timedelta(minutes=5) for t in opened), opened
     finally:
         serve.send_signal(signal.SIGINT)
         output = serve.communicate(timeout=60)[0].decode()
