@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, update
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -95,22 +95,3 @@ def ensure_current(engine: Engine) -> None:
             "run `edrtrial db upgrade`"
         )
 
-
-def claim(
-    session: Session, model: type[Any], row_id: Any, column: str, expected: str, **values: Any
-) -> bool:
-    """Move a row out of `expected` state, or learn that another process already did.
-
-    A conditional UPDATE takes the write lock on SQLite and the row lock on PostgreSQL, so of
-    two processes racing for the same row exactly one sees rowcount 1 (SELECT … FOR UPDATE
-    alone does nothing on SQLite).
-    """
-    primary = model.__mapper__.primary_key[0]
-    result = session.execute(
-        update(model)
-        .where(primary == row_id, getattr(model, column) == expected)
-        .values(**(values or {column: expected}))
-        .execution_options(synchronize_session=False)
-    )
-    session.expire_all()
-    return bool(getattr(result, "rowcount", 0) == 1)

@@ -1,9 +1,11 @@
-"""Claims: of two processes racing for one row, exactly one wins."""
+"""The store: claims (of two processes racing for one row, exactly one wins) and migrations."""
 
 from __future__ import annotations
 
-from edrtrial.db import claim, transaction
+from edrtrial.db import transaction
 from edrtrial.models import OutboxMessage
+from edrtrial.notify.states import OUTBOX
+from edrtrial.states import OutboxState
 
 
 def test_a_row_can_be_claimed_once(sessions):
@@ -14,12 +16,13 @@ def test_a_row_can_be_claimed_once(sessions):
         session.add(msg)
         session.flush()
         message_id = msg.id
+    # Both read the message as pending; only the first to write moves it.
     with transaction(sessions) as first:
-        assert claim(first, OutboxMessage, message_id, "status", "pending", status="sending")
+        assert OUTBOX.move_id(first, message_id, OutboxState.PENDING, "sent", sent_at=None)
     with transaction(sessions) as second:
-        assert not claim(second, OutboxMessage, message_id, "status", "pending", status="sending")
+        assert not OUTBOX.move_id(second, message_id, OutboxState.PENDING, "give_up")
     with sessions() as session:
-        assert session.get_one(OutboxMessage, message_id).status == "sending"
+        assert session.get_one(OutboxMessage, message_id).status == OutboxState.SENT
 
 
 def test_migrations_build_exactly_the_models(engine):
