@@ -94,4 +94,3 @@ def ensure_current(engine: Engine) -> None:
             f"the database {engine.url!r} is {state}, this version needs {head}: "
             "run `edrtrial db upgrade`"
         )
-

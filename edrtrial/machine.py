@@ -10,7 +10,7 @@ attribute write would silently overwrite the winner).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -65,19 +65,37 @@ class Machine(Generic[S]):
             raise self.error(f"{label} is {current}; {name} needs it to be {needed}")
         return step
 
-    def move(self, session: Session, row: Any, name: str, **values: Any) -> bool:
+    def move(
+        self,
+        session: Session,
+        row: Any,
+        name: str,
+        *,
+        unchanged: Sequence[str] = (),
+        **values: Any,
+    ) -> bool:
         """Take the step from the row's current state, or return False if it changed meanwhile.
 
         The session is flushed first (the UPDATE must not overtake the caller's pending
         changes), and the row is refreshed afterwards either way, so the caller sees the state
-        that won.
+        that won. `unchanged` names columns that must also still hold what the caller read: a
+        step that keeps the state (escalating a `new` ticket) is told apart that way.
         """
-        moved = self.move_id(session, self._id(row), getattr(row, self.column), name, **values)
+        seen = {column: getattr(row, column) for column in unchanged}
+        current = getattr(row, self.column)
+        moved = self.move_id(session, self._id(row), current, name, unchanged=seen, **values)
         session.refresh(row)
         return moved
 
     def move_id(
-        self, session: Session, row_id: Any, current: str, name: str, **values: Any
+        self,
+        session: Session,
+        row_id: Any,
+        current: str,
+        name: str,
+        *,
+        unchanged: Mapping[str, Any] | None = None,
+        **values: Any,
     ) -> bool:
         """Take the step for the row with this id from `current`, the state the caller read.
 
@@ -93,13 +111,17 @@ class Machine(Generic[S]):
         result = session.execute(
             update(self.model)
             .where(self._pk() == row_id, getattr(self.model, self.column) == current)
+            .where(*(getattr(self.model, c) == v for c, v in (unchanged or {}).items()))
             .values({self.column: step.target, **values})
             .execution_options(synchronize_session=False)
         )
         loaded = session.identity_map.get(identity_key(self.model, row_id))
         if loaded is not None:
             session.expire(loaded)
-        return bool(getattr(result, "rowcount", 0) == 1)
+        count = getattr(result, "rowcount", -1)
+        if count not in (0, 1):  # a driver that does not count would make every step "lost"
+            raise RuntimeError(f"{self.entity} #{row_id}: the store reported {count} rows moved")
+        return bool(count == 1)
 
     def _pk(self) -> Any:
         return self.model.__mapper__.primary_key[0]

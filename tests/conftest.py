@@ -22,6 +22,16 @@ FIXTURES = Path(__file__).parent / "fixtures"
 PG_ENV = "EDRTRIAL_TEST_DATABASE_URL"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A run asked to be at another time (EDRTRIAL_TEST_CLOCK) really is, or does not start."""
+    import time_machine
+
+    if os.environ.get(clock.ENV) and not time_machine.escape_hatch.is_travelling():
+        raise pytest.UsageError(
+            f"{clock.ENV} is set but the clock did not move: is tests/clock_site on PYTHONPATH?"
+        )
+
+
 @pytest.fixture
 def now() -> Iterator[datetime]:
     """The test runs at clock.NOW, the clock ticking from there; gives that instant (UTC).

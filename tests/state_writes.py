@@ -9,7 +9,7 @@ transition table). This finds the other ways a state could be written, so none c
 - `update(Model)…values(status=…)` (also `{"status": …}`, `**{…}`, `ordered_values`, a
   computed `**values`, or no `.values` at all: executemany parameters decide), and
   `Model.__table__.update()`, `query(Model)….update({…})`;
-- `claim(…, Model, …, "status", …)` (the generic claim, `edrtrial.db.claim`);
+- `claim(…, Model, …, "status", …)`: any helper handed the model and the column's name;
 - a second `Machine(…, Model, "status", …)`: the table is built once, in its states module.
 
 An attribute store cannot be told apart by model (`ticket.state` and `tenant.state` look

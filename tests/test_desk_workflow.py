@@ -16,7 +16,7 @@ from edrtrial.desk.policy import DeskPolicy
 from edrtrial.desk.triage import triage_pending
 from edrtrial.devices import actions as responses
 from edrtrial.devices import writeback
-from edrtrial.errors import ActionRefused
+from edrtrial.errors import ActionRefused, ApiRefused
 from edrtrial.models import (
     Alert,
     AuditEvent,
@@ -281,6 +281,32 @@ def test_a_second_isolation_is_refused_while_the_first_is_under_way(sessions, te
         "isolate.sending",
         "isolate.sent",
     ]
+
+
+def test_an_isolation_the_edr_refuses_is_failed_with_its_reason_and_audited(sessions, tenant_id):
+    device = _device(sessions, tenant_id)
+
+    class Refusing(FakeConnector):
+        def start_action(self, device_source_id, kind, comment):
+            raise ApiRefused("isolation is not supported on this device", status=400)
+
+    with transaction(sessions) as session:
+        action = responses.plan(
+            session, session.get_one(Device, device.id), ActionKind.ISOLATE, actor="cli:a", at=T0
+        ).id
+    sent = responses.send(sessions, action, Refusing(tenant_id="t-acme"), "cli:a", lambda: T0)
+    assert sent.status == "failed"
+    assert "the EDR refused" in sent.detail and "not supported" in sent.detail
+    assert audit_actions(sessions, "cli:a") == [
+        "isolate.planned",
+        "isolate.sending",
+        "isolate.failed",
+    ]
+    with transaction(sessions) as session:  # nothing under way: the operator may try again
+        assert not responses.device_state(session, session.get_one(Device, device.id)).isolated
+        responses.plan(
+            session, session.get_one(Device, device.id), ActionKind.ISOLATE, actor="cli:a", at=T0
+        )
 
 
 def test_an_action_is_never_sent_through_another_tenants_connector(sessions, tenant_id):

@@ -16,7 +16,7 @@ from edrtrial.devices.offboarding import (
     plan_offboarding,
     refresh_offboarding,
 )
-from edrtrial.errors import ConnectorError
+from edrtrial.errors import ApiRefused, ConnectorError
 from edrtrial.models import AuditEvent, Company, Device, ResponseAction, Tenant, Trial
 
 from fakes import FakeConnector
@@ -161,3 +161,27 @@ def test_following_an_action_to_its_end_is_audited(sessions, tenants):
             )
             == "offboarding.failed"
         )
+
+
+class RefusingConnector(FakeConnector):
+    """An EDR that answers every new action with a refusal."""
+
+    def start_action(self, device_source_id, kind, comment):
+        self.started.append((device_source_id, kind))
+        raise ApiRefused("the device is not onboarded any more", status=400)
+
+
+def test_an_offboarding_the_edr_refuses_goes_back_to_planned_with_its_reason(sessions, tenants):
+    with transaction(sessions) as session:
+        plan_offboarding(session, date(2026, 11, 22), NOW)
+    connector = RefusingConnector(tenant_id="tenant-leaving")
+    assert execute_offboarding(sessions, tenants["leaving"], connector, "op", lambda: NOW) == []
+    with sessions() as session:
+        [row] = offboarding_progress(session, "leaving")
+        assert row.status == "planned"
+        assert "send refused, can be retried" in row.detail
+        assert "not onboarded any more" in row.detail
+        failed = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "offboarding.failed")
+        ).all()
+        assert [(e.actor, "not onboarded" in e.detail["error"]) for e in failed] == [("op", True)]

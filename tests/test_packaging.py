@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -17,6 +18,9 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     out = tmp_path_factory.mktemp("wheel")
+    # setuptools builds into build/lib and never prunes it: a module moved or deleted since
+    # the last build would otherwise still ride along in the wheel.
+    shutil.rmtree(ROOT / "build" / "lib", ignore_errors=True)
     subprocess.run(
         [
             sys.executable,
@@ -71,6 +75,22 @@ def test_pyproject_lists_every_package_folder():
         for init in (ROOT / folder).rglob("__init__.py")
     }
     assert set(setuptools["packages"]) == found
+
+
+def test_the_wheel_carries_no_module_without_a_source(wheel):
+    """A module moved or deleted in the tree is gone from the wheel too."""
+    sources = {
+        f"{package}/{f}"
+        for folder, package in (
+            ("edrtrial", "edrtrial"),
+            ("connectors", "edrtrial/connectors"),
+            ("playbooks", "edrtrial/playbooks"),
+            ("reports", "edrtrial/reports"),
+        )
+        for f in source_files(folder, "*.py")
+    }
+    shipped = {n for n in wheel.namelist() if n.endswith(".py")}
+    assert shipped - sources == set()
 
 
 def test_no_generic_top_level_module_is_installed(wheel):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import pickle
 from datetime import UTC, datetime
 from pathlib import Path
+
+from sqlalchemy import text
 
 from edrtrial.config import load_config
 from edrtrial.service import scheduler
@@ -54,3 +58,26 @@ def test_a_heartbeat_that_finds_another_owner_stops_the_scheduler(tmp_path, engi
         scheduler.on_lease_lost(scheduler._default_lease_lost)
         runtime.close()
     assert stopped == [True]
+
+
+def test_jobs_stored_by_an_older_version_are_replaced_without_an_error(
+    tmp_path, engine, database_url, caplog
+):
+    """A job of the flat layout names `edrtrial.scheduler:run_job`, which no longer exists."""
+    assert job_ids(tmp_path, database_url, 1)  # creates the job table
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO apscheduler_jobs (id, next_run_time, job_state) "
+                "VALUES ('poll:gone-kk', 1, :state)"
+            ),
+            {
+                "state": pickle.dumps(
+                    {"version": 1, "id": "poll:gone-kk", "func": "edrtrial.scheduler:run_job"}
+                )
+            },
+        )
+    with caplog.at_level(logging.WARNING, logger="apscheduler"):
+        ids = job_ids(tmp_path, database_url, 1)
+    assert "poll:gone-kk" not in ids and "poll:sakura-seisakusho" in ids
+    assert [r.getMessage() for r in caplog.records if "restore" in r.getMessage()] == []

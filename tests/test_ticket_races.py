@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.config import ChannelConfig, DeskConfig
 from edrtrial.db import transaction
-from edrtrial.desk import escalation, states
+from edrtrial.desk import escalation, intake, states
 from edrtrial.desk import operator as tickets
 from edrtrial.desk.policy import DeskPolicy
 from edrtrial.errors import TicketError
@@ -148,6 +148,30 @@ def test_an_acknowledge_made_while_escalation_ran_keeps_its_deadline_cleared(ses
         assert session.scalars(select(OutboxMessage)).all() == []  # nobody paged
 
 
+def test_two_desk_jobs_escalating_one_ticket_escalate_it_once(sessions, monkeypatch):
+    ticket_id = ticket_in(sessions, TicketState.NEW, ack_due_at=T0 + timedelta(minutes=30))
+    now = T0 + timedelta(hours=1)
+    real_move = escalation.move
+    other_job_ran: list[list[int]] = []
+
+    def another_job_first(session, ticket, step, at, **values):
+        # `serve`'s desk job and `edrtrial run-job desk` both found the ticket overdue; the
+        # other one writes first. Escalating keeps the state `new`, so the level tells.
+        if not other_job_ran:
+            monkeypatch.setattr(escalation, "move", real_move)
+            with transaction(sessions) as other:
+                other_job_ran.append(escalation.escalate_overdue(other, POLICY, now))
+        return real_move(session, ticket, step, at, **values)
+
+    monkeypatch.setattr(escalation, "move", another_job_first)
+    with transaction(sessions) as session:
+        assert escalation.escalate_overdue(session, POLICY, now) == []
+    assert other_job_ran == [[ticket_id]]
+    with sessions() as session:
+        assert session.get_one(Ticket, ticket_id).escalation_level == 1
+    assert audited(sessions, "ticket.escalated") == 1
+
+
 @on_postgresql
 def test_on_postgresql_the_close_waits_for_the_operators_row_lock_and_then_loses(sessions):
     ticket_id = ticket_in(sessions, TicketState.RESOLVED, resolved_at=T0)
@@ -173,7 +197,7 @@ def test_on_postgresql_the_close_waits_for_the_operators_row_lock_and_then_loses
 
 
 @on_postgresql
-def test_on_postgresql_an_acknowledge_racing_an_automatic_reopen_one_wins(sessions):
+def test_on_postgresql_an_operators_reopen_racing_an_automatic_reopen_one_wins(sessions):
     ticket_id = ticket_in(sessions, TicketState.RESOLVED, resolved_at=T0)
     now = T0 + timedelta(days=1)
     outcome: dict[str, object] = {}
@@ -196,3 +220,59 @@ def test_on_postgresql_an_acknowledge_racing_an_automatic_reopen_one_wins(sessio
     operator.join(timeout=30)
     assert state_of(sessions, ticket_id) == TicketState.NEW
     assert "changed meanwhile (it is new now" in str(outcome["operator"])
+
+
+def new_alert_of_incident_1(sessions: sessionmaker[Session], at: datetime) -> int:
+    with transaction(sessions) as session:
+        tenant_id = session.scalars(select(Ticket.tenant_id)).first()
+        alert = Alert(
+            tenant_id=tenant_id,
+            source="defender",
+            source_id="a2",
+            incident_source_id="1",
+            title="続報",
+            severity="high",
+            created_at=at,
+        )
+        session.add(alert)
+        session.flush()
+        return alert.id
+
+
+@pytest.mark.parametrize(
+    ("operator_step", "state_after", "tickets_after"),
+    [
+        ("reopen", TicketState.IN_PROGRESS, 1),  # taken back into work: the alert joins it
+        ("close", TicketState.CLOSED, 2),  # closed: the group starts ticket #2
+    ],
+)
+def test_an_alert_joining_a_ticket_an_operator_changed_meanwhile_respects_the_operator(
+    sessions, monkeypatch, operator_step, state_after, tickets_after
+):
+    ticket_id = ticket_in(sessions, TicketState.RESOLVED, resolved_at=T0)
+    now = T0 + timedelta(days=1)  # within reopen_days: the alert would reopen the ticket
+    alert_id = new_alert_of_incident_1(sessions, now)
+    real_move = intake.move
+
+    def operator_first(session, ticket, step, at, **values):
+        monkeypatch.setattr(intake, "move", real_move)
+        with transaction(sessions) as other:
+            if operator_step == "reopen":
+                tickets.reopen(other, ticket_id, "checking again", "cli:sato", now)
+            else:
+                tickets.close(other, ticket_id, "cli:sato", now)
+        return real_move(session, ticket, step, at, **values)
+
+    monkeypatch.setattr(intake, "move", operator_first)
+    with transaction(sessions) as session:
+        alert = session.get_one(Alert, alert_id)
+        book = intake.TicketBook(session, alert.tenant_id, [alert], POLICY, now)
+        placed = book.place(alert, "P2")
+        book.close()
+        assert not placed.reopened
+    with sessions() as session:
+        assert session.get_one(Ticket, ticket_id).state == state_after
+        assert len(session.scalars(select(Ticket)).all()) == tickets_after
+        joined = session.get_one(Alert, alert_id).ticket_id
+        assert (joined == ticket_id) is (tickets_after == 1)
+    assert audited(sessions, "ticket.reopened") == (1 if operator_step == "reopen" else 0)

@@ -24,7 +24,7 @@ from edrtrial.timeutil import to_jst
 
 @click.command("tickets")
 @click.option("--company", help="Only this company (key).")
-@click.option("--all", "show_all", is_flag=True, help="Include resolved and closed operator.")
+@click.option("--all", "show_all", is_flag=True, help="Include resolved and closed tickets.")
 @click.pass_context
 @fails_cleanly
 def tickets_command(ctx: click.Context, company: str | None, show_all: bool) -> None:

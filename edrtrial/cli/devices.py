@@ -9,10 +9,10 @@ import click
 from edrtrial.cli.common import actor, console, deliver, fails_cleanly, runtime_of, ticket_tenant
 from edrtrial.connectors.base import ActionKind, ActionStatus
 from edrtrial.db import transaction
-from edrtrial.desk import operator as tickets
-from edrtrial.desk import queries
+from edrtrial.desk import operator, queries
 from edrtrial.devices import actions
 from edrtrial.devices import queries as device_queries
+from edrtrial.devices.states import FOLLOWED
 from edrtrial.errors import TicketError
 from edrtrial.models import Device, Ticket
 from edrtrial.service.runtime import Runtime, TenantRef
@@ -48,7 +48,7 @@ def _device_action(
     who = actor(ctx)
     tenant = ticket_tenant(rt, ticket_id)
     with rt.sessions() as session:
-        t = tickets.get(session, ticket_id)
+        t = operator.get(session, ticket_id)
         device = _pick_device(t, queries.ticket_devices(session, t), device_name)
         _, company = queries.company_of(session, t)
         label = f"{device.name or device.source_id} of {company.name} (tenant {tenant.external_id})"
@@ -57,7 +57,7 @@ def _device_action(
         console.print("nothing done")
         return
     with transaction(rt.sessions) as session:
-        t = tickets.get(session, ticket_id)
+        t = operator.get(session, ticket_id)
         action = actions.plan(
             session,
             device_queries.device(session, device.id),
@@ -80,7 +80,7 @@ def _device_action(
 def _follow(rt: Runtime, tenant: TenantRef, action_id: int, status: str, wait: float) -> str:
     """Follow the action until it ends or `wait` seconds pass; its last known status."""
     deadline = time.monotonic() + wait
-    while wait and status in ("pending", "inprogress") and time.monotonic() < deadline:
+    while wait and status in FOLLOWED and time.monotonic() < deadline:
         time.sleep(min(2.0, max(deadline - time.monotonic(), 0)))
         actions.follow(
             rt.sessions, tenant.id, rt.connector(tenant), rt.config.settings.desk, rt.clock()

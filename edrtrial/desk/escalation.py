@@ -76,6 +76,7 @@ def _escalate(session: Session, ticket: Ticket, policy: DeskPolicy, now: datetim
             ticket,
             "escalate",
             now,
+            unchanged=("escalation_level",),  # a second desk job escalated it meanwhile
             escalation_level=level,
             channel=channel.name,
             ack_due_at=due,

@@ -25,6 +25,7 @@ from edrtrial.models import Alert, AuditEvent, Ticket, TicketNote
 from edrtrial.notify.notices import company_message
 from edrtrial.notify.recipients import mail_company
 from edrtrial.reports.incident import incident_report_mail
+from edrtrial.states import WriteBackState
 
 SUMMARY_FIELDS = ("when", "what", "cause", "handling", "effect")
 SUMMARY_LABELS = {
@@ -159,7 +160,7 @@ def resolve(
             alert.classification = classification
             alert.determination = ticket.determination
         if write_back:
-            alert.write_back = "pending"
+            alert.write_back = WriteBackState.PENDING
     _audit(
         session,
         ticket,

@@ -58,14 +58,23 @@ def new_ticket(**fields: Any) -> Ticket:
     return Ticket(state=TicketState.NEW, **fields)
 
 
-def move(session: Session, ticket: Ticket, step: str, at: datetime, **values: Any) -> TicketState:
+def move(
+    session: Session,
+    ticket: Ticket,
+    step: str,
+    at: datetime,
+    *,
+    unchanged: tuple[str, ...] = (),
+    **values: Any,
+) -> TicketState:
     """Take `step` from the ticket's current state; returns the state it left.
 
     Raises TicketError when the step does not fit the state, or when someone else changed
-    the ticket between reading and writing (the caller's view is stale: look again).
+    the ticket between reading and writing (the caller's view is stale: look again);
+    `unchanged` columns must also still hold what the caller read.
     """
     before = TicketState(ticket.state)
-    if not TICKETS.move(session, ticket, step, updated_at=at, **values):
+    if not TICKETS.move(session, ticket, step, unchanged=unchanged, updated_at=at, **values):
         raise TicketError(
             f"ticket #{ticket.id} was changed meanwhile (it is {ticket.state} now, "
             f"{step} expected it {before}); look again"

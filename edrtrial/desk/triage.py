@@ -24,6 +24,7 @@ from edrtrial.errors import ActionRefused
 from edrtrial.ingest import records
 from edrtrial.models import Alert, Company, Device, Tenant, Ticket
 from edrtrial.playbooks.engine import AlertFacts, Decision, Playbook
+from edrtrial.states import WriteBackState
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +140,7 @@ def _apply(
         alert.classification = decision.classification
         alert.determination = decision.determination or ""
         if decision.suppressed_reason:  # e.g. the detection test: closed in the EDR as well
-            alert.write_back = alert.write_back or "pending"
+            alert.write_back = alert.write_back or WriteBackState.PENDING
     verified = _verify_devices(session, alert) if decision.mark_device_verified else 0
     if decision.suppressed_reason or not decision.ticket:
         return 0, 1 if decision.suppressed_reason else 0, verified

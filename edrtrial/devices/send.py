@@ -104,10 +104,10 @@ def send_action(
     try:
         result = connector.start_action(claimed.device_source_id, claimed.kind, claimed.comment)
     except ConnectorError as err:
-        # As before: any ConnectorError counts as a refusal, although after a timeout or a
-        # 5xx the EDR may have created the action; reading its machine actions before
-        # deciding is the reconciliation DESIGN.md asks for next.
-        log.warning("%s of %s refused: %s", claimed.kind.value, claimed.device_name, err)
+        # Any ConnectorError counts as a refusal, although after a timeout or a 5xx the EDR
+        # may have created the action: reading the device's machine actions before deciding
+        # (reconciliation) is still to come.
+        log.warning("%s of %s failed: %s", claimed.kind.value, claimed.device_name, err)
         settle(
             sessions,
             route,
@@ -151,7 +151,7 @@ def _claim(
         device = session.get_one(Device, action.device_id)
         route.check_tenant(session.get_one(Tenant, action.tenant_id), connector)
         target, at, seen = route.target(action, device), now(), action.status
-        requester = {"requested_by": actor} if route.sender_requests else {}
+        requester: dict[str, Any] = {"requested_by": actor} if route.sender_requests else {}
         note = route.manual(connector, device)
         step, detail = ("claim", route.interrupted) if note is None else ("manual", note)
         if not route.machine.can(step, seen) or not route.machine.move_id(

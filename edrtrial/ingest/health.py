@@ -98,7 +98,8 @@ def failed(
             last_poll_at=now,
         ):
             _unrecorded(session, row, "failure")
-        elif before == TenantState.ACTIVE:  # logged once going down
+            return f"{err} (not retried: the tenant is {row.state}: {row.state_reason})"
+        if before == TenantState.ACTIVE:  # logged once going down
             log.warning("tenant %s is failing: %s", _label(session, row), reason)
         return reason
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.connectors.base import AlertRecord, Batch, Capability, Connector
 from edrtrial.db import transaction
-from edrtrial.ingest import records as store
+from edrtrial.ingest import records
 from edrtrial.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,8 @@ class IngestResult:
 
     pages: int = 0
     fetched: int = 0
-    alerts: store.UpsertCount = store.UpsertCount()
-    incidents: store.UpsertCount = store.UpsertCount()
+    alerts: records.UpsertCount = records.UpsertCount()
+    incidents: records.UpsertCount = records.UpsertCount()
     quarantined: int = 0
     cursor: datetime | None = None
 
@@ -75,9 +75,9 @@ def ingest_tenant(
     started = now or utcnow()
     source = connector.name
     with transaction(sessions) as session:
-        cursor = store.get_cursor(session, tenant_id, ALERTS)
+        cursor = records.get_cursor(session, tenant_id, ALERTS)
     high_water = cursor
-    alerts = store.UpsertCount()
+    alerts = records.UpsertCount()
     earliest_change: datetime | None = None
     fetched = pages = quarantined = 0
     batch: Batch[AlertRecord]
@@ -90,11 +90,11 @@ def ingest_tenant(
             if high_water is None or seen > high_water:
                 high_water = seen
         with transaction(sessions) as session:
-            counted = store.upsert_alerts(session, tenant_id, source, batch.records)
+            counted = records.upsert_alerts(session, tenant_id, source, batch.records)
             alerts += counted
-            quarantined += store.quarantine(session, tenant_id, source, batch.rejected, started)
+            quarantined += records.quarantine(session, tenant_id, source, batch.rejected, started)
             if last and high_water is not None:
-                store.set_cursor(session, tenant_id, ALERTS, high_water)
+                records.set_cursor(session, tenant_id, ALERTS, high_water)
         for record in batch.records:
             if record.source_id in counted.changed and (
                 earliest_change is None or record.last_update_at < earliest_change
@@ -123,30 +123,30 @@ def _ingest_incidents(
     changed_alerts: list[str],
     earliest_change: datetime | None,
     started: datetime,
-) -> tuple[store.UpsertCount, int]:
+) -> tuple[records.UpsertCount, int]:
     """Fetch the incidents that changed alerts name (or that were missed); (counts, set aside)."""
     if Capability.INCIDENTS not in connector.capabilities:
-        return store.UpsertCount(), 0
+        return records.UpsertCount(), 0
     source = connector.name
     with transaction(sessions) as session:
-        wanted = store.incidents_to_fetch(
+        wanted = records.incidents_to_fetch(
             session, tenant_id, source, changed_alerts, started - INCIDENT_RECOVERY_WINDOW
         )
     if not wanted:
-        return store.UpsertCount(), 0
+        return records.UpsertCount(), 0
     found = connector.fetch_incidents(wanted, since=earliest_change)
     with transaction(sessions) as session:
-        incidents = store.upsert_incidents(session, tenant_id, source, found.records)
-        return incidents, store.quarantine(session, tenant_id, source, found.rejected, started)
+        incidents = records.upsert_incidents(session, tenant_id, source, found.records)
+        return incidents, records.quarantine(session, tenant_id, source, found.rejected, started)
 
 
 def sync_inventory(
     sessions: sessionmaker[Session], tenant_id: int, connector: Connector, now: datetime
-) -> store.UpsertCount:
+) -> records.UpsertCount:
     """Bring the EDR's device inventory in (absences count only from a complete inventory)."""
     if Capability.DEVICES not in connector.capabilities:
-        return store.UpsertCount()
+        return records.UpsertCount()
     batch = connector.fetch_devices()
     with transaction(sessions) as session:
-        store.quarantine(session, tenant_id, connector.name, batch.rejected, now)
-        return store.upsert_devices(session, tenant_id, batch.records, complete=batch.complete)
+        records.quarantine(session, tenant_id, connector.name, batch.rejected, now)
+        return records.upsert_devices(session, tenant_id, batch.records, complete=batch.complete)

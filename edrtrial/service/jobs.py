@@ -21,15 +21,12 @@ from sqlalchemy import select
 from edrtrial.db import transaction
 from edrtrial.desk import escalation
 from edrtrial.desk.triage import TriageResult, triage_pending
-from edrtrial.devices import actions as responses
-from edrtrial.devices import offboarding as lifecycle
-from edrtrial.devices import writeback
+from edrtrial.devices import actions, offboarding, writeback
 from edrtrial.devices.states import FOLLOWED
 from edrtrial.errors import AuthError, ConfigError, ConnectorError
-from edrtrial.ingest import health
-from edrtrial.ingest import polling as ingestion
+from edrtrial.ingest import health, polling
 from edrtrial.logsetup import tenant_context
-from edrtrial.models import Alert, ResponseAction, Tenant, Trial
+from edrtrial.models import Alert, ResponseAction, Tenant
 from edrtrial.notify import outbox
 from edrtrial.notify.mail import transport_from_config
 from edrtrial.notify.report_mail import queue_detection_report
@@ -83,7 +80,7 @@ def poll_one(rt: Runtime, tenant: TenantRef) -> PollOutcome:
         if waiting := _waiting(rt, tenant):
             return PollOutcome(tenant.company_key, error=waiting)
         try:
-            result = ingestion.ingest_tenant(
+            result = polling.ingest_tenant(
                 rt.sessions,
                 tenant.id,
                 rt.connector(tenant),
@@ -159,8 +156,8 @@ def inventory_one(rt: Runtime, tenant: TenantRef) -> int:
             return 0
         try:
             connector = rt.connector(tenant)
-            counts = ingestion.sync_inventory(rt.sessions, tenant.id, connector, rt.clock())
-            lifecycle.refresh_offboarding(rt.sessions, tenant.id, connector, rt.clock())
+            counts = polling.sync_inventory(rt.sessions, tenant.id, connector, rt.clock())
+            offboarding.refresh_offboarding(rt.sessions, tenant.id, connector, rt.clock())
         except (AuthError, ConfigError) as err:
             _park(rt, tenant, f"{err} {getattr(err, 'operator_action', '')}".strip())
             return 0
@@ -196,7 +193,7 @@ def _desk_tenant(rt: Runtime, tenant: TenantRef) -> tuple[int, int, int]:
                 session.scalars(
                     select(ResponseAction.id).where(
                         ResponseAction.tenant_id == tenant.id,
-                        ResponseAction.kind.in_(responses.DEVICE_KINDS),
+                        ResponseAction.kind.in_(actions.DEVICE_KINDS),
                         ResponseAction.status == ActionState.PLANNED,
                     )
                 )
@@ -205,7 +202,7 @@ def _desk_tenant(rt: Runtime, tenant: TenantRef) -> tuple[int, int, int]:
                 select(ResponseAction.id)
                 .where(
                     ResponseAction.tenant_id == tenant.id,
-                    ResponseAction.kind.in_(responses.DEVICE_KINDS),
+                    ResponseAction.kind.in_(actions.DEVICE_KINDS),
                     ResponseAction.status.in_(FOLLOWED),
                 )
                 .limit(1)
@@ -220,8 +217,8 @@ def _desk_tenant(rt: Runtime, tenant: TenantRef) -> tuple[int, int, int]:
         try:
             connector = rt.connector(tenant)
             for action_id in planned:
-                responses.send(rt.sessions, action_id, connector, "playbook", rt.clock)
-            finished = responses.follow(
+                actions.send(rt.sessions, action_id, connector, "playbook", rt.clock)
+            finished = actions.follow(
                 rt.sessions, tenant.id, connector, rt.config.settings.desk, rt.clock()
             )
             written = writeback.write_back_pending(rt.sessions, tenant.id, connector)
@@ -278,11 +275,7 @@ def weekly_reports(rt: Runtime, today: date | None = None) -> int:
             log.error("weekly report for %s withheld: its tenant is parked", tenant.company_key)
             continue
         with transaction(rt.sessions) as session:
-            trial = session.scalar(
-                select(Trial)
-                .join(Tenant, Tenant.company_id == Trial.company_id)
-                .where(Tenant.id == tenant.id)
-            )
+            trial = trials.trial_of_tenant(session, tenant.id)
             if trial is None or trial.starts_on > end or trial.ends_on < start:
                 continue
             company_id = session.get_one(Tenant, tenant.id).company_id
@@ -297,7 +290,7 @@ def trial_lifecycle(rt: Runtime, today: date | None = None) -> int:
     """Plan offboarding for every device of companies whose trial ended without continuing."""
     today = today or jst_date(rt.clock())
     with transaction(rt.sessions) as session:
-        created = lifecycle.plan_offboarding(session, today, rt.clock())
+        created = offboarding.plan_offboarding(session, today, rt.clock())
     if created:
         log.info("planned %d offboarding tasks", len(created))
     return len(created)

@@ -171,9 +171,9 @@ def build_scheduler(rt: Runtime) -> BackgroundScheduler:
             now + timedelta(seconds=3),
         )
     scheduler.start(paused=True)
-    for job in scheduler.get_jobs():
-        if job.id not in wanted:
-            job.remove()
+    # Every job is added again below, so the stored ones are dropped unread: a job stored by
+    # an older version may name a function that has moved, and reading it would fail loudly.
+    scheduler.remove_all_jobs()
     for job_id, (args, trigger, first) in wanted.items():
         scheduler.add_job(
             "edrtrial.service.scheduler:run_job",

@@ -50,4 +50,9 @@ def _start(spec: str) -> None:
 
 # Only at start-up: test_clock.py loads this file under another name for its functions.
 if __name__ == "sitecustomize" and os.environ.get("EDRTRIAL_TEST_CLOCK"):
-    _start(os.environ["EDRTRIAL_TEST_CLOCK"])
+    try:
+        _start(os.environ["EDRTRIAL_TEST_CLOCK"])
+    except Exception as err:
+        # Python's site hook would print this and go on at today's time: a mistyped clock
+        # would then pass as a run at another date. Stop instead.
+        raise SystemExit(f"EDRTRIAL_TEST_CLOCK: {err}") from err
