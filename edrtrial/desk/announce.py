@@ -44,12 +44,10 @@ def queue_notices(
         send_to_channel(
             session,
             policy.channel(ticket.channel),
+            tenant.id,
+            mail,
             dedupe_key=desk_key,
             kind="desk-notice",
-            subject=mail.subject,
-            text=mail.text,
-            html=mail.html,
-            tenant_id=tenant.id,
         )
     if to_company:
         mail = company_alert_notice(company, ticket, alerts, policy.desk)
@@ -70,10 +68,8 @@ def queue_update(
     send_to_channel(
         session,
         policy.channel(ticket.channel),
+        ticket.tenant_id,
+        mail,
         dedupe_key=key,
         kind="desk-update",
-        subject=mail.subject,
-        text=mail.text,
-        html=mail.html,
-        tenant_id=ticket.tenant_id,
     )

@@ -91,12 +91,10 @@ def _escalate(session: Session, ticket: Ticket, policy: DeskPolicy, now: datetim
     send_to_channel(
         session,
         channel,
+        ticket.tenant_id,
+        mail,
         dedupe_key=f"escalation:ticket:{ticket.id}:{ticket.reopened}:{level}",
         kind="desk-escalation",
-        subject=mail.subject,
-        text=mail.text,
-        html=mail.html,
-        tenant_id=ticket.tenant_id,
     )
     audit.record(
         session,

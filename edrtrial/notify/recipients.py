@@ -17,13 +17,11 @@ from edrtrial.reports.render import RenderedMail
 def send_to_channel(
     session: Session,
     channel: ChannelConfig,
+    tenant_id: int,
+    mail: RenderedMail,
     *,
     dedupe_key: str,
     kind: str,
-    subject: str,
-    text: str,
-    html: str | None,
-    tenant_id: int,
 ) -> None:
     """Queue a desk message on one channel: a mail to its address, or a post to its hook."""
     outbox.enqueue(
@@ -32,9 +30,9 @@ def send_to_channel(
         kind=kind,
         channel="mail" if channel.kind == "mail" else channel.kind,
         recipient=str(channel.to) if channel.kind == "mail" else channel.name,
-        subject=subject,
-        body_text=text,
-        body_html=html,
+        subject=mail.subject,
+        body_text=mail.text,
+        body_html=mail.html,
         tenant_id=tenant_id,
     )
 
