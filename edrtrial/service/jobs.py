@@ -287,9 +287,14 @@ def weekly_reports(rt: Runtime, today: date | None = None) -> int:
 
 
 def trial_lifecycle(rt: Runtime, today: date | None = None) -> int:
-    """Plan offboarding for every device of companies whose trial ended without continuing."""
+    """Plan offboarding for every device of companies whose trial ended without continuing.
+
+    Planned tasks that no longer fit (the company continues, its trial runs on) are
+    cancelled first.
+    """
     today = today or jst_date(rt.clock())
     with transaction(rt.sessions) as session:
+        offboarding.cancel_moot_offboarding(session, rt.clock())
         created = offboarding.plan_offboarding(session, today, rt.clock())
     if created:
         log.info("planned %d offboarding tasks", len(created))
