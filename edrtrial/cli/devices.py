@@ -60,7 +60,7 @@ def _device_action(
             raise ActionRefused(why)
         silent = actions.silence_warning(device, now, rt.config.settings.desk.silent_device_days)
     if silent:
-        console.print(f"warning: {silent}", style="yellow", highlight=False)
+        console.print(f"warning: {silent}", style="yellow", markup=False, highlight=False)
     verb = "Isolate" if kind is ActionKind.ISOLATE else "Release"
     if not yes and not click.confirm(f"{verb} {label}?"):
         console.print("nothing done")
