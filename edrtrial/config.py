@@ -105,6 +105,9 @@ class DeskConfig(_Strict):
     channels: list[ChannelConfig] = Field(default_factory=list)
     reopen_days: int = Field(14, ge=0)  # a new alert reopens a ticket resolved this recently
     close_after_days: int = Field(7, ge=0)  # resolved tickets close by themselves after this
+    # Isolating or releasing a device silent this long warns the operator (the EDR holds
+    # the action until the device reports again); it is not refused.
+    silent_device_days: int = Field(3, ge=1)
 
     @field_validator("channels")
     @classmethod

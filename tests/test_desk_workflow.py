@@ -469,3 +469,146 @@ def test_a_playbook_escalation_channel_carries_the_desk_notice(sessions, tenant_
         }
     assert routes == {"incident:inc-9": "teams", "incident:inc-10": "desk"}
     assert desk_notices == {("teams", "teams"), ("mail", "desk@example.jp")}
+
+
+AFTER_TRIAL = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # the fixture's trial ended 11/30 (JST)
+
+
+def _ticket_and_device(sessions, tenant_id: int) -> tuple[int, int]:
+    add_alert(sessions, tenant_id, 1)
+    triage(sessions, tenant_id)
+    return only_ticket(sessions).id, _device(sessions, tenant_id).id
+
+
+def _plan(sessions, device_id: int, kind: ActionKind, at: datetime, ticket_id: int | None = None):
+    with transaction(sessions) as session:
+        ticket = session.get_one(Ticket, ticket_id) if ticket_id else None
+        device = session.get_one(Device, device_id)
+        return responses.plan(session, device, kind, actor="cli:a", at=at, ticket=ticket).id
+
+
+def test_isolating_an_offboarded_device_is_refused(sessions, tenant_id):
+    device_id = _device(sessions, tenant_id).id
+    with transaction(sessions) as session:
+        session.add(
+            ResponseAction(
+                dedupe_key=f"offboard:{tenant_id}:dev1",
+                tenant_id=tenant_id,
+                device_id=device_id,
+                kind="offboard",
+                status="succeeded",
+            )
+        )
+    with pytest.raises(ActionRefused, match="pc-1 is offboarded .*no longer acts on it"):
+        _plan(sessions, device_id, ActionKind.ISOLATE, T0)
+
+
+def test_isolation_is_refused_after_the_trial_but_an_isolated_device_can_still_be_released(
+    sessions, tenant_id
+):
+    isolated = _device(sessions, tenant_id).id
+    with transaction(sessions) as session:
+        other = Device(tenant_id=tenant_id, source_id="dev2", name="pc-2", in_inventory=True)
+        session.add(other)
+        session.flush()
+        other_id = other.id
+    connector = FakeConnector(tenant_id="t-acme")
+    action = _plan(sessions, isolated, ActionKind.ISOLATE, T0)
+    responses.send(sessions, action, connector, "cli:a", lambda: T0)
+    responses.follow(sessions, tenant_id, connector, POLICY.desk, T0)
+    with pytest.raises(ActionRefused, match="pc-2: its company's trial ended 2026-11-30"):
+        _plan(sessions, other_id, ActionKind.ISOLATE, AFTER_TRIAL)
+    release = _plan(sessions, isolated, ActionKind.RELEASE, AFTER_TRIAL)  # never left cut off
+    responses.send(sessions, release, connector, "cli:a", lambda: AFTER_TRIAL)
+    assert connector.started == [("dev1", ActionKind.ISOLATE), ("dev1", ActionKind.RELEASE)]
+
+
+def test_an_isolation_planned_in_the_trial_is_cancelled_when_sent_after_it(sessions, tenant_id):
+    device_id = _device(sessions, tenant_id).id
+    action = _plan(sessions, device_id, ActionKind.ISOLATE, T0)
+    connector = FakeConnector(tenant_id="t-acme")
+    sent = responses.send(sessions, action, connector, "playbook", lambda: AFTER_TRIAL)
+    assert connector.started == []
+    assert sent.status == "cancelled" and "trial ended 2026-11-30" in sent.detail
+    with sessions() as session:
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "isolate.cancelled")
+        ).one()
+    assert event.actor == "playbook" and "trial ended" in event.detail["reason"]
+
+
+def test_a_ticket_with_an_isolation_under_way_can_be_neither_resolved_nor_closed(
+    sessions, tenant_id
+):
+    tid, device_id = _ticket_and_device(sessions, tenant_id)
+    action = _plan(sessions, device_id, ActionKind.ISOLATE, T0, tid)
+    with pytest.raises(
+        operator.TicketError, match=r"cannot be resolved: the isolate of pc-1 is planned"
+    ):
+        act(sessions, operator.resolve, tid, SUMMARY, "cli:a", T0, POLICY)
+    connector = FakeConnector(tenant_id="t-acme")
+    responses.send(sessions, action, connector, "cli:a", lambda: T0)
+    with pytest.raises(operator.TicketError, match=r"cannot be resolved: .* is pending .*wait for"):
+        act(sessions, operator.resolve, tid, SUMMARY, "cli:a", T0, POLICY)
+    assert [k for k, _ in outbox(sessions)].count("incident-report") == 0
+    responses.follow(sessions, tenant_id, connector, POLICY.desk, T0)
+    act(sessions, operator.resolve, tid, SUMMARY, "cli:a", T0, POLICY)
+    assert only_ticket(sessions).state == "resolved"
+
+
+def test_a_resolved_ticket_with_an_action_still_under_way_cannot_be_closed(sessions, tenant_id):
+    tid, device_id = _ticket_and_device(sessions, tenant_id)
+    act(sessions, operator.resolve, tid, SUMMARY, "cli:a", T0, POLICY)
+    with transaction(sessions) as session:  # left by an earlier version, or written by hand
+        session.add(
+            ResponseAction(
+                dedupe_key=f"isolate:{tenant_id}:dev1:1",
+                tenant_id=tenant_id,
+                device_id=device_id,
+                ticket_id=tid,
+                kind="isolate",
+                status="inprogress",
+            )
+        )
+    with pytest.raises(
+        operator.TicketError, match="cannot be closed: the isolate of pc-1 is inprogress"
+    ):
+        act(sessions, operator.close, tid, "cli:a", T0)
+    assert only_ticket(sessions).state == "resolved"
+
+
+def test_acting_from_a_resolved_or_closed_ticket_asks_to_reopen_it_first(sessions, tenant_id):
+    tid, device_id = _ticket_and_device(sessions, tenant_id)
+    act(sessions, operator.resolve, tid, SUMMARY, "cli:a", T0, POLICY)
+    with pytest.raises(
+        ActionRefused, match=f"ticket #{tid} is resolved; reopen ticket #{tid} first"
+    ):
+        _plan(sessions, device_id, ActionKind.ISOLATE, T0, tid)
+    act(sessions, operator.close, tid, "cli:a", T0)
+    with pytest.raises(ActionRefused, match=f"ticket #{tid} is closed; reopen ticket #{tid} first"):
+        _plan(sessions, device_id, ActionKind.ISOLATE, T0, tid)
+    act(sessions, operator.reopen, tid, "the device talks to the C2 again", "cli:a", T0)
+    _plan(sessions, device_id, ActionKind.ISOLATE, T0, tid)
+
+
+def test_an_isolation_whose_ticket_was_resolved_meanwhile_is_not_sent(sessions, tenant_id):
+    tid, device_id = _ticket_and_device(sessions, tenant_id)
+    action = _plan(sessions, device_id, ActionKind.ISOLATE, T0, tid)
+    with transaction(sessions) as session:  # e.g. resolved by an earlier version of the desk
+        session.get_one(Ticket, tid).state = "resolved"
+    connector = FakeConnector(tenant_id="t-acme")
+    sent = responses.send(sessions, action, connector, "playbook", lambda: T0)
+    assert connector.started == []
+    assert sent.status == "cancelled" and f"reopen ticket #{tid} first" in sent.detail
+    assert [k for k, _ in outbox(sessions)].count("isolation-notice") == 0
+
+
+def test_a_device_silent_for_days_is_a_warning_not_a_refusal(sessions, tenant_id):
+    with sessions() as session:
+        device = session.get_one(Device, _device(sessions, tenant_id).id)
+    device.last_seen = T0 - timedelta(days=2, hours=23)
+    assert responses.silence_warning(device, T0, 3) is None
+    device.last_seen = T0 - timedelta(days=4, hours=2)
+    assert responses.silence_warning(device, T0, 3) == (
+        "pc-1 has not reported for 4 days: the action waits until it reports"
+    )

@@ -8,11 +8,16 @@ from datetime import datetime, timedelta
 import pytest
 
 from edrtrial.config import load_config
-from edrtrial.connectors.base import AlertRecord
+from edrtrial.connectors.base import ActionKind, AlertRecord
+from edrtrial.db import transaction
+from edrtrial.devices import actions
 from edrtrial.errors import TransientError
 from edrtrial.ingest import health
+from edrtrial.models import Device, ResponseAction
+from edrtrial.programme import trials
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
+from edrtrial.timeutil import jst_date
 
 from fakes import FakeConnector
 from sandbox_config import settings, write_config
@@ -104,3 +109,26 @@ def test_repeated_failures_open_the_breaker_with_growing_pauses(runtime):
     assert pauses[2] < pauses[3] < pauses[4] <= health.BREAKER_MAX
     assert failing.calls == 5
     assert rt.tenants("sakura-seisakusho")[0].state == "failing"
+
+
+def test_the_desk_job_does_not_send_an_isolation_planned_before_the_trial_ended(runtime):
+    rt, clock = runtime
+    [sakura] = rt.tenants("sakura-seisakusho")
+    connector = FakeConnector(tenant_id=sakura.external_id)
+    install(rt, "sakura-seisakusho", connector)
+    with transaction(rt.sessions) as session:
+        device = Device(tenant_id=sakura.id, source_id="dev1", name="pc-1", in_inventory=True)
+        session.add(device)
+        session.flush()
+        action = actions.plan(
+            session, device, ActionKind.ISOLATE, actor="playbook", at=clock.now
+        ).id
+        trial = trials.trial_of_tenant(session, sakura.id)
+        assert trial is not None
+    clock.now += timedelta(days=(trial.ends_on - jst_date(clock.now)).days + 1)
+    assert jobs.desk(rt).actions_sent == 0
+    assert connector.started == []
+    with rt.sessions() as session:
+        cancelled = session.get_one(ResponseAction, action)
+        assert cancelled.status == "cancelled"
+        assert f"trial ended {trial.ends_on.isoformat()}" in cancelled.detail

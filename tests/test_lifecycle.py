@@ -11,7 +11,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from edrtrial.connectors.base import ActionStatus
 from edrtrial.db import transaction
 from edrtrial.devices.offboarding import (
+    cancel_moot_offboarding,
     execute_offboarding,
+    offboarding_plan,
     offboarding_progress,
     plan_offboarding,
     refresh_offboarding,
@@ -185,3 +187,99 @@ def test_an_offboarding_the_edr_refuses_goes_back_to_planned_with_its_reason(ses
             select(AuditEvent).where(AuditEvent.action == "offboarding.failed")
         ).all()
         assert [(e.actor, "not onboarded" in e.detail["error"]) for e in failed] == [("op", True)]
+
+
+def _decide(sessions, tenant_id: int, **trial) -> None:
+    """The company's trial as it is now (a decision or an end that changed after planning)."""
+    with transaction(sessions) as session:
+        company_id = session.get_one(Tenant, tenant_id).company_id
+        row = session.scalars(select(Trial).where(Trial.company_id == company_id)).one()
+        for name, value in trial.items():
+            setattr(row, name, value)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"decision": "continue"}, "decided to continue"),
+        ({"ends_on": date(2026, 12, 31)}, "the trial runs until 2026-12-31"),
+    ],
+)
+def test_a_task_planned_earlier_is_cancelled_at_send_time_when_it_no_longer_fits(
+    sessions, tenants, change, reason
+):
+    with transaction(sessions) as session:
+        plan_offboarding(session, date(2026, 11, 22), NOW)
+    _decide(sessions, tenants["ended"], **change)
+    connector = FakeConnector(tenant_id="tenant-ended")
+    assert execute_offboarding(sessions, tenants["ended"], connector, "op", lambda: NOW) == []
+    assert connector.started == []
+    with sessions() as session:
+        rows = offboarding_progress(session, "ended")
+        assert {r.status for r in rows} == {"cancelled"}  # macOS too: no manual uninstall
+        assert all(reason in r.detail for r in rows)
+        audits = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "offboarding.cancelled")
+        ).all()
+        assert len(audits) == 3
+        assert all(e.actor == "op" and reason in e.detail["reason"] for e in audits)
+
+
+def test_a_changed_decision_cancels_only_that_companys_planned_tasks_with_the_source(
+    sessions, tenants
+):
+    with transaction(sessions) as session:
+        plan_offboarding(session, date(2026, 11, 22), NOW)
+    execute_offboarding(
+        sessions, tenants["leaving"], FakeConnector(tenant_id="tenant-leaving"), "op", lambda: NOW
+    )
+    _decide(sessions, tenants["ended"], decision="continue")
+    _decide(sessions, tenants["leaving"], decision="continue")  # its task is already sent
+    with transaction(sessions) as session:
+        cancelled = cancel_moot_offboarding(session, NOW, source="/etc/edrtrial/config.toml")
+    assert len(cancelled) == 3
+    with sessions() as session:
+        statuses = {r.company_key: r.status for r in offboarding_progress(session)}
+        assert statuses == {"ended": "cancelled", "leaving": "pending"}
+        audits = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "offboarding.cancelled")
+        ).all()
+        assert {(e.actor, e.detail["source"], e.detail["company"]) for e in audits} == {
+            ("trial-lifecycle", "/etc/edrtrial/config.toml", "ended")
+        }
+
+
+def test_a_company_that_leaves_after_all_gets_its_devices_planned_again(sessions, tenants):
+    with transaction(sessions) as session:
+        plan_offboarding(session, date(2026, 11, 22), NOW)
+    _decide(sessions, tenants["ended"], decision="continue")
+    with transaction(sessions) as session:
+        cancel_moot_offboarding(session, NOW)
+    _decide(sessions, tenants["ended"], decision="offboard")
+    with transaction(sessions) as session:
+        again = plan_offboarding(session, date(2026, 11, 22), NOW)
+    with transaction(sessions) as session:
+        assert plan_offboarding(session, date(2026, 11, 22), NOW) == []
+    assert len(again) == 3 and {t.tenant_id for t in again} == {tenants["ended"]}
+    connector = FakeConnector(tenant_id="tenant-ended")
+    execute_offboarding(sessions, tenants["ended"], connector, "op", lambda: NOW)
+    assert sorted(d for d, _ in connector.started) == ["ended-0", "ended-1"]
+
+
+def test_the_confirmation_names_the_company_its_decision_its_trial_end_and_the_devices(
+    sessions, tenants
+):
+    with transaction(sessions) as session:
+        plan_offboarding(session, date(2026, 11, 22), NOW)
+    with sessions() as session:
+        plan = offboarding_plan(session, tenants["ended"], NOW)
+        assert plan.not_due is None
+        assert plan.question("tenant-ended") == (
+            "Uninstall the EDR from 3 device(s) of ended "
+            "(decision: undecided, trial ended 2026-10-31, tenant tenant-ended)?"
+        )
+    _decide(sessions, tenants["ended"], decision="continue")
+    with sessions() as session:
+        assert "decided to continue" in str(
+            offboarding_plan(session, tenants["ended"], NOW).not_due
+        )

@@ -13,7 +13,7 @@ from edrtrial.desk import operator, queries
 from edrtrial.devices import actions
 from edrtrial.devices import queries as device_queries
 from edrtrial.devices.states import FOLLOWED
-from edrtrial.errors import TicketError
+from edrtrial.errors import ActionRefused, TicketError
 from edrtrial.models import Device, Ticket
 from edrtrial.service.runtime import Runtime, TenantRef
 
@@ -43,7 +43,10 @@ def _device_action(
     yes: bool,
     wait: float,
 ) -> None:
-    """Plan, confirm and send the action, then follow it for up to `wait` seconds."""
+    """Plan, confirm and send the action, then follow it for up to `wait` seconds.
+
+    What would refuse it is said before the question; a device silent for days is a warning.
+    """
     rt = runtime_of(ctx)
     who = actor(ctx)
     tenant = ticket_tenant(rt, ticket_id)
@@ -52,6 +55,12 @@ def _device_action(
         device = _pick_device(t, queries.ticket_devices(session, t), device_name)
         _, company = queries.company_of(session, t)
         label = f"{device.name or device.source_id} of {company.name} (tenant {tenant.external_id})"
+        now = rt.clock()
+        if (why := actions.refusal(session, device, kind.value, t, now)) is not None:
+            raise ActionRefused(why)
+        silent = actions.silence_warning(device, now, rt.config.settings.desk.silent_device_days)
+    if silent:
+        console.print(f"warning: {silent}", style="yellow", markup=False, highlight=False)
     verb = "Isolate" if kind is ActionKind.ISOLATE else "Release"
     if not yes and not click.confirm(f"{verb} {label}?"):
         console.print("nothing done")

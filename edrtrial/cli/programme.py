@@ -11,6 +11,7 @@ from rich.table import Table
 from edrtrial.cli.common import actor, console, deliver, fails_cleanly, runtime_of
 from edrtrial.db import transaction
 from edrtrial.devices import offboarding as lifecycle
+from edrtrial.errors import ActionRefused
 from edrtrial.ingest.health import resume_tenant
 from edrtrial.ingest.queries import quarantined_records
 from edrtrial.notify.report_mail import detection_report_for, queue_detection_report
@@ -151,15 +152,15 @@ def _execute_offboarding(ctx: click.Context, runtime: Runtime, company: str, yes
     if tenant is None:
         raise click.UsageError(f"no tenant configured for {company}")
     with runtime.sessions() as session:
-        planned = [
-            r for r in lifecycle.offboarding_progress(session, company) if r.status == "planned"
-        ]
-    if not planned:
+        plan = lifecycle.offboarding_plan(session, tenant.id, runtime.clock())
+    if plan.not_due is not None:  # refused even with --yes: it would undo the decision
+        raise ActionRefused(
+            f"{plan.company_name} ({company}) is not to be offboarded: {plan.not_due}; "
+            "nothing is sent"
+        )
+    if not plan.devices:
         console.print("nothing planned to send")
-    elif yes or click.confirm(
-        f"Uninstall the EDR from {len(planned)} device(s) of "
-        f"{company} (tenant {tenant.external_id})?"
-    ):
+    elif yes or click.confirm(plan.question(tenant.external_id)):
         done = lifecycle.execute_offboarding(
             runtime.sessions, tenant.id, runtime.connector(tenant), actor(ctx), runtime.clock
         )

@@ -3,6 +3,11 @@
 The CLI calls these today and the web console will call the same functions. A state change
 is a conditional UPDATE from the state the operator saw, so two operators acting on one
 ticket at once cannot both succeed.
+
+A ticket whose isolate or release is under way is neither resolved nor closed: the incident
+report would tell the company it is over while the EDR is still acting, and the company
+would then hear "isolated" after "resolved". The operator waits for the action's result
+(the desk job follows it), which the report then states.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from edrtrial.desk.policy import DeskPolicy
 from edrtrial.desk.queries import company_of, ticket_alerts
 from edrtrial.desk.states import OPEN_TICKET_STATES, move
 from edrtrial.devices.actions import actions_of
+from edrtrial.devices.states import UNDER_WAY
 from edrtrial.errors import TicketError
 from edrtrial.models import Alert, AuditEvent, Ticket, TicketNote
 from edrtrial.notify.notices import company_message
@@ -63,6 +69,17 @@ def _audit(
         target=f"ticket:{ticket.id}",
         detail=detail or {},
     )
+
+
+def _nothing_under_way(session: Session, ticket: Ticket, step: str) -> None:
+    """Refuse `step` while one of the ticket's isolate/release actions is under way."""
+    for action, device in actions_of(session, ticket):
+        if action.status in UNDER_WAY:
+            raise TicketError(
+                f"ticket #{ticket.id} cannot be {step}: the {action.kind} of "
+                f"{device.name or device.source_id} is {action.status} (action #{action.id}); "
+                "wait for its result"
+            )
 
 
 def acknowledge(session: Session, ticket_id: int, actor: str, at: datetime) -> Ticket:
@@ -143,6 +160,7 @@ def resolve(
     ticket = get(session, ticket_id)
     record = check_summary(summary)
     classification, determination = check_verdict(classification, determination)
+    _nothing_under_way(session, ticket, "resolved")
     move(
         session,
         ticket,
@@ -223,6 +241,7 @@ def reopen(session: Session, ticket_id: int, reason: str, actor: str, at: dateti
 def close(session: Session, ticket_id: int, actor: str, at: datetime) -> Ticket:
     """Close a resolved ticket (the desk closes them by itself after a quiet period)."""
     ticket = get(session, ticket_id)
+    _nothing_under_way(session, ticket, "closed")
     move(session, ticket, "close", at, closed_at=at)
     _audit(session, ticket, "ticket.closed", actor, at)
     return ticket

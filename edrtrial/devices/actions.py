@@ -6,13 +6,20 @@ the company agreed to automatic isolation), `sending` (claimed, being sent), the
 own states to a terminal one (the table: `devices/states.py`; the send: `devices/send.py`).
 While one isolate or release of a device is under way, a second is refused: it would race
 the first at the EDR and confuse the company.
+
+What else must hold is checked twice, when the action is planned and again when it is sent
+(`refusal`; a planned isolation may wait for the desk job): the device is not offboarded
+(the action would wait for a sensor that is gone), an isolation falls inside the company's
+trial, and the ticket it comes from is still open (a company told its incident is resolved
+must not then hear that its device was isolated). A device that has not reported for days
+is only a warning (`silence_warning`): the EDR holds the action until the device reports.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -27,10 +34,20 @@ from edrtrial.errors import ActionRefused
 from edrtrial.models import Company, Device, ResponseAction, Tenant, Ticket
 from edrtrial.notify.notices import isolation_notice
 from edrtrial.notify.recipients import mail_company
-from edrtrial.states import ActionState
+from edrtrial.programme.trials import trial_of_tenant
+from edrtrial.states import OPEN_TICKET_STATES, ActionState
+from edrtrial.timeutil import jst_date
 
 DEVICE_KINDS = (ActionKind.ISOLATE.value, ActionKind.RELEASE.value)
 INTERRUPTED = "being sent to the EDR; if this stays, check the device in the Defender portal"
+OFFBOARDED = (
+    ActionState.SENDING,
+    ActionState.PENDING,
+    ActionState.IN_PROGRESS,
+    ActionState.SUCCEEDED,
+    ActionState.MANUAL,
+)
+"""An offboarding task in one of these states: the EDR is leaving (or has left) the device."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +80,47 @@ def device_state(session: Session, device: Device) -> DeviceState:
     return DeviceState(isolated, under_way)
 
 
+def refusal(
+    session: Session, device: Device, kind: str, ticket: Ticket | None, at: datetime
+) -> str | None:
+    """Why this isolate or release must not go ahead now; None: it may.
+
+    A release stays possible after the trial's end: refusing it would leave a company's
+    device cut off the network with nobody allowed to bring it back.
+    """
+    name = device.name or device.source_id
+    if ticket is not None and ticket.state not in OPEN_TICKET_STATES:
+        return f"ticket #{ticket.id} is {ticket.state}; reopen ticket #{ticket.id} first"
+    offboarded = session.scalar(
+        select(ResponseAction.status).where(
+            ResponseAction.device_id == device.id,
+            ResponseAction.kind == ActionKind.OFFBOARD.value,
+            ResponseAction.status.in_(OFFBOARDED),
+        )
+    )
+    if offboarded is not None:
+        return f"{name} is offboarded (offboarding {offboarded}): the EDR no longer acts on it"
+    if kind == ActionKind.ISOLATE.value:
+        trial = trial_of_tenant(session, device.tenant_id)
+        if trial is not None and trial.ends_on < jst_date(at):
+            return (
+                f"{name}: its company's trial ended {trial.ends_on.isoformat()}; "
+                "the programme no longer isolates its devices"
+            )
+    return None
+
+
+def silence_warning(device: Device, now: datetime, days: int) -> str | None:
+    """A warning when the device has not reported for `days` or more (not a refusal)."""
+    if device.last_seen is None or now - device.last_seen < timedelta(days=days):
+        return None
+    quiet = (now - device.last_seen).days
+    return (
+        f"{device.name or device.source_id} has not reported for {quiet} days: "
+        "the action waits until it reports"
+    )
+
+
 def _sequence(session: Session, device: Device, kind: str) -> int:
     count = session.scalar(
         select(func.count())
@@ -90,6 +148,8 @@ def plan(
             f"device {device.name or device.source_id} does not belong to ticket #{ticket.id}'s "
             "company"
         )
+    if (why := refusal(session, device, kind.value, ticket, at)) is not None:
+        raise ActionRefused(why)
     state = device_state(session, device)
     name = device.name or device.source_id
     if state.under_way is not None:
@@ -192,6 +252,14 @@ def _comment(action: ResponseAction, device: Device, actor: str) -> str:
     return f"edrtrial: {action.kind} {device.name} ({actor}, action #{action.id})"
 
 
+def _check_send(
+    session: Session, action: ResponseAction, device: Device, at: datetime
+) -> str | None:
+    """The checks of planning, again at send time (a planned isolation may have waited)."""
+    ticket = session.get(Ticket, action.ticket_id) if action.ticket_id else None
+    return refusal(session, device, action.kind, ticket, at)
+
+
 ROUTE = Route(
     machine=DEVICE_ACTIONS,
     target=_target,
@@ -199,6 +267,7 @@ ROUTE = Route(
     comment=_comment,
     interrupted=INTERRUPTED,
     refused="the EDR refused: {error}",
+    check_send=_check_send,
 )
 
 
@@ -209,7 +278,10 @@ def send(
     actor: str,
     now: Callable[[], datetime],
 ) -> ResponseAction:
-    """Send a planned isolate or release once (see `devices.send`); returns it as it is now."""
+    """Send a planned isolate or release once (see `devices.send`); returns it as it is now.
+
+    One the check at send time refuses comes back `cancelled`, its reason in `detail`.
+    """
     send_action(sessions, ROUTE, action_id, connector, actor, now)
     with sessions() as session:
         return session.get_one(ResponseAction, action_id)

@@ -3,6 +3,13 @@
 Tasks are keyed by device, so re-running the daily job never plans or sends one twice. A
 task is sent to the EDR only by an explicit operator command, and only from `planned`
 (the table: `devices/states.py`; the send: `devices/send.py`, with this module's `ROUTE`).
+
+A task is planned from the decision of its day, but uninstalling the EDR from a company
+that meanwhile decided to continue (or whose trial was extended) would undo the programme's
+very goal. So the decision and the trial end are read again at the moment of sending
+(`ROUTE.check_send`), and a change of either cancels the company's planned tasks at once
+(`cancel_moot_offboarding`, run after each config sync and by the daily job). A cancelled
+task frees its device: if the company later leaves after all, a new task is planned.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ from edrtrial.devices.send import Outcome, Route, follow_actions, send_action
 from edrtrial.devices.states import OFFBOARDING
 from edrtrial.errors import ConnectorError
 from edrtrial.models import Company, Device, ResponseAction, Tenant, Trial
+from edrtrial.programme.trials import trial_of_tenant
 from edrtrial.states import ActionState
+from edrtrial.timeutil import jst_date
 
 INTERRUPTED = (
     "being sent to the EDR; if this stays, the send was interrupted: check the device in the "
@@ -33,9 +42,24 @@ MANUAL_UNINSTALL = (
 )
 
 
-def offboard_key(tenant_id: int, device_source_id: str) -> str:
-    """The one task a device can ever have for offboarding."""
-    return f"offboard:{tenant_id}:{device_source_id}"
+def offboard_key(tenant_id: int, device_source_id: str, number: int = 1) -> str:
+    """The one live task a device can have for offboarding (the n-th after cancellations)."""
+    key = f"offboard:{tenant_id}:{device_source_id}"
+    return key if number == 1 else f"{key}:{number}"
+
+
+def not_due(trial: Trial | None, today: date) -> str | None:
+    """Why the company's devices must not be offboarded on `today` (JST); None: they must.
+
+    The same test as planning (`ended_without_continuation`), read from the trial as it is now.
+    """
+    if trial is None:
+        return "the company has no trial"
+    if trial.decision == "continue":
+        return f"the company decided to continue (trial end {trial.ends_on.isoformat()})"
+    if trial.ends_on >= today:
+        return f"the trial runs until {trial.ends_on.isoformat()}"
+    return None
 
 
 def ended_without_continuation(
@@ -62,11 +86,18 @@ def plan_offboarding(session: Session, today: date, now: datetime) -> list[Respo
             .order_by(Device.name)
         )
         for device in devices:
-            key = offboard_key(tenant.id, device.source_id)
-            if session.scalar(select(ResponseAction.id).where(ResponseAction.dedupe_key == key)):
+            tasks = list(
+                session.scalars(
+                    select(ResponseAction.status).where(
+                        ResponseAction.device_id == device.id,
+                        ResponseAction.kind == ActionKind.OFFBOARD.value,
+                    )
+                )
+            )
+            if any(status != ActionState.CANCELLED for status in tasks):
                 continue
             task = ResponseAction(
-                dedupe_key=key,
+                dedupe_key=offboard_key(tenant.id, device.source_id, len(tasks) + 1),
                 tenant_id=tenant.id,
                 device_id=device.id,
                 kind=ActionKind.OFFBOARD.value,
@@ -90,6 +121,86 @@ def plan_offboarding(session: Session, today: date, now: datetime) -> list[Respo
             created.append(task)
     session.flush()
     return created
+
+
+def cancel_moot_offboarding(
+    session: Session, at: datetime, *, actor: str = "trial-lifecycle", source: str = ""
+) -> list[ResponseAction]:
+    """Cancel every planned task whose company continues or whose trial runs on (audited).
+
+    For whatever changed a decision or a trial (the config sync today, a command later):
+    `source` names where the change came from (the config file). Returns the cancelled tasks.
+    """
+    today = jst_date(at)
+    cancelled = []
+    rows = session.execute(
+        select(ResponseAction, Device, Company, Trial)
+        .join(Device, ResponseAction.device_id == Device.id)
+        .join(Tenant, ResponseAction.tenant_id == Tenant.id)
+        .join(Company, Tenant.company_id == Company.id)
+        .outerjoin(Trial, Trial.company_id == Company.id)
+        .where(
+            ResponseAction.kind == ActionKind.OFFBOARD.value,
+            ResponseAction.status == ActionState.PLANNED,
+        )
+        .order_by(ResponseAction.id)
+    ).all()
+    for task, device, company, trial in rows:
+        why = not_due(trial, today)
+        if why is None or not OFFBOARDING.move(session, task, "cancel", detail=why, updated_at=at):
+            continue
+        detail = {"company": company.key, "device": device.name, "reason": why}
+        audit.record(
+            session,
+            at=at,
+            actor=actor,
+            action="offboarding.cancelled",
+            tenant_id=task.tenant_id,
+            target=f"device:{device.source_id}",
+            detail=detail | ({"source": source} if source else {}),
+        )
+        cancelled.append(task)
+    return cancelled
+
+
+@dataclass(frozen=True, slots=True)
+class OffboardingPlan:
+    """What an operator confirms before a company's planned tasks are sent."""
+
+    company_name: str
+    decision: str
+    trial_end: date | None
+    devices: int
+    not_due: str | None
+    """Why nothing may be sent (the company continues, its trial runs on); None: it may."""
+
+    def question(self, tenant: str) -> str:
+        """The confirmation: the company, its decision, its trial end, how many devices."""
+        end = self.trial_end.isoformat() if self.trial_end else "none"
+        return (
+            f"Uninstall the EDR from {self.devices} device(s) of {self.company_name} "
+            f"(decision: {self.decision}, trial ended {end}, tenant {tenant})?"
+        )
+
+
+def offboarding_plan(session: Session, tenant_id: int, now: datetime) -> OffboardingPlan:
+    """The tenant's company, trial and planned tasks as they are now."""
+    company = session.get_one(Company, session.get_one(Tenant, tenant_id).company_id)
+    trial = trial_of_tenant(session, tenant_id)
+    planned = session.scalars(
+        select(ResponseAction.id).where(
+            ResponseAction.tenant_id == tenant_id,
+            ResponseAction.kind == ActionKind.OFFBOARD.value,
+            ResponseAction.status == ActionState.PLANNED,
+        )
+    ).all()
+    return OffboardingPlan(
+        company.name,
+        trial.decision if trial else "none",
+        trial.ends_on if trial else None,
+        len(planned),
+        not_due(trial, jst_date(now)),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +256,11 @@ def _comment(task: ResponseAction, device: Device, actor: str) -> str:
     return f"edrtrial: trial ended, offboarding {device.name} ({actor})"
 
 
+def _check_send(session: Session, task: ResponseAction, device: Device, at: datetime) -> str | None:
+    """Offboard only if the company still does not continue and its trial is still over."""
+    return not_due(trial_of_tenant(session, task.tenant_id), jst_date(at))
+
+
 def _manual(connector: Connector, device: Device) -> str | None:
     """The operator's instructions where the EDR cannot uninstall itself remotely."""
     if connector.can_offboard(device.os_platform):
@@ -162,6 +278,7 @@ ROUTE = Route(
     noun="offboarding",
     manual=_manual,
     sender_requests=True,
+    check_send=_check_send,
 )
 
 
@@ -175,7 +292,8 @@ def execute_offboarding(
     """Send each planned task of one tenant once; returns the ids of the tasks it settled.
 
     Settled means sent, or handed over as manual work; a task the EDR refused goes back to
-    `planned` (with the reason) and one another operator took meanwhile is not counted.
+    `planned` (with the reason), one the check at send time cancelled (the company
+    continues, its trial runs on) and one another operator took meanwhile are not counted.
     """
     with transaction(sessions) as session:
         tenant = session.get_one(Tenant, tenant_id)

@@ -4,7 +4,10 @@ Isolate, release and offboard travel the same road:
 
 1. **claim** — `planned` → `sending`, audited, in its own commit *before* the EDR is
    called, so a second operator, a second process or a restart never sends it again;
-   a send interrupted by a crash stays `sending`, with a note to check the portal;
+   a send interrupted by a crash stays `sending`, with a note to check the portal. In the
+   same transaction the route's `check_send` looks at the company and device *as they are
+   now* (a task planned days ago may no longer fit): if it objects, the action is
+   cancelled with its reason (audited) and nothing is sent;
 2. **send** — `connector.start_action`;
 3. **settle** — what the EDR answered (its machine action and status, or its refusal) is
    recorded and audited in one commit;
@@ -44,6 +47,10 @@ def _never_manual(connector: Connector, device: Device) -> str | None:
     return None
 
 
+def _always_send(session: Session, action: ResponseAction, device: Device, at: datetime) -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """How one kind of action travels: the kind-specific parts of the one send path."""
@@ -65,6 +72,10 @@ class Route:
     """The note for work the EDR cannot do remotely, settled without a send; None: send it."""
     sender_requests: bool = False
     """The operator who sends becomes the requester (a task planned by the lifecycle job)."""
+    check_send: Callable[[Session, ResponseAction, Device, datetime], str | None] = _always_send
+    """Why the action must not be sent now (it is cancelled with this reason); None: send it.
+
+    Runs inside the claim's transaction, so what it reads is what the send acts on."""
 
     def event(self, action: ResponseAction, what: str) -> str:
         """The audit action's name, e.g. `isolate.sending` or `offboarding.manual`."""
@@ -78,6 +89,7 @@ class Outcome(StrEnum):
     MANUAL = "manual"  # handed over as manual work, nothing sent
     SENT = "sent"  # the EDR accepted it
     REFUSED = "refused"  # the EDR refused it; settled by the route's "refused" step
+    CANCELLED = "cancelled"  # no longer fits (the route's check at send time): nothing sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +163,10 @@ def _claim(
         device = session.get_one(Device, action.device_id)
         route.check_tenant(session.get_one(Tenant, action.tenant_id), connector)
         target, at, seen = route.target(action, device), now(), action.status
+        if route.machine.can("cancel", seen) and (
+            why := route.check_send(session, action, device, at)
+        ):
+            return _cancel(session, route, action, device, actor, at, why)
         requester: dict[str, Any] = {"requested_by": actor} if route.sender_requests else {}
         note = route.manual(connector, device)
         step, detail = ("claim", route.interrupted) if note is None else ("manual", note)
@@ -171,6 +187,35 @@ def _claim(
             return Outcome.MANUAL
         comment = route.comment(action, device, actor)
         return _Claimed(ActionKind(action.kind), device.source_id, device.name, target, comment)
+
+
+def _cancel(
+    session: Session,
+    route: Route,
+    action: ResponseAction,
+    device: Device,
+    actor: str,
+    at: datetime,
+    why: str,
+) -> Outcome:
+    """Cancel a planned action the send-time check objects to (audited with the reason)."""
+    kind, tenant_id, target = action.kind, action.tenant_id, route.target(action, device)
+    event = route.event(action, "cancelled")
+    if not route.machine.move_id(
+        session, action.id, action.status, "cancel", detail=why, updated_at=at
+    ):
+        return Outcome.NOT_PLANNED  # another operator took it meanwhile
+    log.info("%s of %s cancelled at send time: %s", kind, device.name, why)
+    audit.record(
+        session,
+        at=at,
+        actor=actor,
+        action=event,
+        tenant_id=tenant_id,
+        target=target,
+        detail={"device": device.name, "reason": why, "when": "at send time"},
+    )
+    return Outcome.CANCELLED
 
 
 def settle(

@@ -6,7 +6,9 @@ a writer that read a state another process has left since is refused instead of
 overwriting it. The two tables differ where the two kinds of action differ: only an
 isolation is proposed (and superseded); only an offboarding can be manual work; a send the
 EDR refuses fails an isolation (the desk decides again) but puts an offboarding back to
-`planned` (an operator may retry it).
+`planned` (an operator may retry it). Either is cancelled from `planned` when the check at
+send time finds it no longer fits (the company continues, its trial ended, the device is
+offboarded) or when a company's decision or trial makes a planned offboarding moot.
 
 The EDR's own states are steps named after them: `sent(status)` records the EDR's answer to
 the send, `reported(status)` what a later status read says.
@@ -51,6 +53,7 @@ DEVICE_ACTIONS = Machine(
     "status",
     {
         "supersede": Step((ActionState.PROPOSED,), ActionState.SUPERSEDED),
+        "cancel": Step((ActionState.PLANNED,), ActionState.CANCELLED),
         "claim": Step((ActionState.PLANNED,), ActionState.SENDING),
         "refused": Step((ActionState.SENDING,), ActionState.FAILED),
         **_edr_steps(),
@@ -63,6 +66,7 @@ OFFBOARDING = Machine(
     "status",
     {
         "manual": Step((ActionState.PLANNED,), ActionState.MANUAL),
+        "cancel": Step((ActionState.PLANNED,), ActionState.CANCELLED),
         "claim": Step((ActionState.PLANNED,), ActionState.SENDING),
         "refused": Step((ActionState.SENDING,), ActionState.PLANNED),
         **_edr_steps(),

@@ -1,25 +1,86 @@
-"""Companies, tenants and trials: brought into the store from the configuration."""
+"""Companies, tenants and trials: brought into the store from the configuration.
+
+What a company decided (continue or offboard), whether it agreed to automatic isolation,
+and who its contact is decide what the service does to its devices and whom it mails; so
+each change the sync makes to them is audited, with the config file as its source. A
+contact's address and name are personal data: the audit says that they changed, not what
+they were.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from edrtrial import audit
 from edrtrial.config import CompanyConfig
 from edrtrial.errors import ConfigError
 from edrtrial.models import Company, Tenant, Trial
 
+SYNC_ACTOR = "config-sync"
+"""The audit actor of changes that arrive through the config file."""
 
-def sync_companies(session: Session, companies: Sequence[CompanyConfig]) -> list[Company]:
-    """Create or update each configured company with its tenant and trial (never deletes)."""
+
+def _company_changes(company: Company, cfg: CompanyConfig) -> dict[str, dict[str, Any]]:
+    """The audited changes the config makes to a stored company: audit action → detail."""
+    changes: dict[str, dict[str, Any]] = {}
+    if company.auto_isolation != cfg.auto_isolation:
+        changes["company.auto_isolation_changed"] = {
+            "from": company.auto_isolation,
+            "to": cfg.auto_isolation,
+        }
+    contact = [
+        field
+        for field, before, after in (
+            ("email", company.contact_email, str(cfg.contact_email)),
+            ("name", company.contact_name, cfg.contact_name),
+        )
+        if before != after
+    ]
+    if contact or company.language != cfg.language:
+        detail: dict[str, Any] = {"changed": contact}
+        if company.language != cfg.language:
+            detail["changed"].append("language")
+            detail["language"] = {"from": company.language, "to": cfg.language}
+        changes["company.contact_changed"] = detail
+    return changes
+
+
+def _trial_changes(trial: Trial, cfg: CompanyConfig) -> dict[str, dict[str, Any]]:
+    """The audited changes the config makes to a stored trial: audit action → detail."""
+    changes: dict[str, dict[str, Any]] = {}
+    if trial.decision != cfg.trial.decision:
+        changes["trial.decision_changed"] = {"from": trial.decision, "to": cfg.trial.decision}
+    if (trial.starts_on, trial.ends_on) != (cfg.trial.start, cfg.trial.end):
+        changes["trial.dates_changed"] = {
+            "from": [trial.starts_on.isoformat(), trial.ends_on.isoformat()],
+            "to": [cfg.trial.start.isoformat(), cfg.trial.end.isoformat()],
+        }
+    return changes
+
+
+def sync_companies(
+    session: Session, companies: Sequence[CompanyConfig], *, source: str, at: datetime
+) -> list[Company]:
+    """Create or update each configured company with its tenant and trial (never deletes).
+
+    `source` names the config file in the audit of each change to a decision, a trial, a
+    consent or a contact (planned offboarding that no longer fits is the devices' business:
+    `devices.offboarding.cancel_moot_offboarding`).
+    """
     result = []
     for cfg in companies:
         company = session.scalar(select(Company).where(Company.key == cfg.key))
+        changes: dict[str, dict[str, Any]] = {}
         if company is None:
             company = Company(key=cfg.key)
             session.add(company)
+        else:
+            changes |= _company_changes(company, cfg)
         company.name = cfg.name
         company.contact_name = cfg.contact_name
         company.contact_email = str(cfg.contact_email)
@@ -53,8 +114,21 @@ def sync_companies(session: Session, companies: Sequence[CompanyConfig]) -> list
         if trial is None:
             trial = Trial(company_id=company.id, starts_on=cfg.trial.start, ends_on=cfg.trial.end)
             session.add(trial)
+        else:
+            changes |= _trial_changes(trial, cfg)
         trial.starts_on, trial.ends_on = cfg.trial.start, cfg.trial.end
         trial.decision = cfg.trial.decision
+        session.flush()
+        for action, detail in changes.items():
+            audit.record(
+                session,
+                at=at,
+                actor=SYNC_ACTOR,
+                action=action,
+                tenant_id=tenant.id,
+                target=f"company:{company.key}",
+                detail=detail | {"source": source},
+            )
         result.append(company)
     session.flush()
     return result

@@ -216,8 +216,10 @@ def _desk_tenant(rt: Runtime, tenant: TenantRef) -> tuple[int, int, int]:
             return 0, 0, 0  # no API call for a tenant with nothing to do
         try:
             connector = rt.connector(tenant)
+            sent = 0  # the check at send time may cancel a planned one instead
             for action_id in planned:
-                actions.send(rt.sessions, action_id, connector, "playbook", rt.clock)
+                action = actions.send(rt.sessions, action_id, connector, "playbook", rt.clock)
+                sent += action.status != ActionState.CANCELLED
             finished = actions.follow(
                 rt.sessions, tenant.id, connector, rt.config.settings.desk, rt.clock()
             )
@@ -228,7 +230,7 @@ def _desk_tenant(rt: Runtime, tenant: TenantRef) -> tuple[int, int, int]:
         except ConnectorError as err:
             log.warning("desk work for %s deferred: %s", tenant.company_key, err)
             return 0, 0, 0
-        return len(planned), len(finished), written.written
+        return sent, len(finished), written.written
 
 
 def desk(rt: Runtime) -> DeskOutcome:
@@ -287,9 +289,14 @@ def weekly_reports(rt: Runtime, today: date | None = None) -> int:
 
 
 def trial_lifecycle(rt: Runtime, today: date | None = None) -> int:
-    """Plan offboarding for every device of companies whose trial ended without continuing."""
+    """Plan offboarding for every device of companies whose trial ended without continuing.
+
+    Planned tasks that no longer fit (the company continues, its trial runs on) are
+    cancelled first.
+    """
     today = today or jst_date(rt.clock())
     with transaction(rt.sessions) as session:
+        offboarding.cancel_moot_offboarding(session, rt.clock())
         created = offboarding.plan_offboarding(session, today, rt.clock())
     if created:
         log.info("planned %d offboarding tasks", len(created))

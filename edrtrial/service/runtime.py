@@ -16,6 +16,7 @@ from edrtrial.connectors.base import Connector
 from edrtrial.db import ensure_current, make_engine, make_sessions, transaction
 from edrtrial.desk.calendar import BusinessCalendar
 from edrtrial.desk.policy import DeskPolicy
+from edrtrial.devices.offboarding import cancel_moot_offboarding
 from edrtrial.models import Company, Tenant
 from edrtrial.playbooks.engine import Playbook, default_playbook_paths
 from edrtrial.playbooks.live import LivePlaybooks, channel_check
@@ -60,14 +61,20 @@ class Runtime:
 
     @classmethod
     def open(cls, config: Config, clock: Callable[[], datetime] = utcnow) -> Runtime:
-        """Open the store (refusing an unmigrated one), sync companies, load playbooks."""
+        """Open the store (refusing an unmigrated one), sync companies, load playbooks.
+
+        A company the config now says continues (or whose trial it extends) has its planned
+        offboarding cancelled in the same commit as the change (both audited).
+        """
         engine = make_engine(config.database_url)
         ensure_current(engine)
         paths = [config.resolve(p) for p in config.settings.playbooks] or default_playbook_paths()
         channels = [c.name for c in config.settings.desk.escalation_channels()]
         runtime = cls(config, engine, LivePlaybooks(paths, check=channel_check(channels)), clock)
         with transaction(runtime.sessions) as session:
-            sync_companies(session, config.settings.companies)
+            source = str(config.path)
+            sync_companies(session, config.settings.companies, source=source, at=clock())
+            cancel_moot_offboarding(session, clock(), source=source)
         return runtime
 
     @property

@@ -1,0 +1,196 @@
+"""Against the sandbox: a company's decision and trial end are what they are when we send.
+
+The sandbox's midori-shoji ended its trial undecided; its devices get offboarding tasks.
+When it decides to continue (its `[[companies]]` block rewritten, then synced as the service
+does at every start), nothing may reach its devices, and the audit says why.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import select
+
+from edrtrial.cli.main import main
+from edrtrial.config import load_config
+from edrtrial.db import make_engine, make_sessions, transaction
+from edrtrial.devices.offboarding import execute_offboarding
+from edrtrial.models import AuditEvent, ResponseAction, Tenant, Trial
+from edrtrial.playbooks.engine import default_playbook_paths, load_playbooks
+from edrtrial.sandbox import SandboxServer, SandboxWorld
+from edrtrial.service.runtime import Runtime
+from edrtrial.timeutil import jst_date
+
+from sandbox_config import settings, write_config
+
+MIDORI = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c02"
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, now) -> Iterator[SandboxServer]:
+    """The sandbox, its data made at the test's now (the sample trials are dated around it)."""
+    world = SandboxWorld(seed=11, tenants=3, alert_interval_seconds=3600)
+    world.set_action_seconds(0)
+    server = SandboxServer(world, host="127.0.0.1", port=0, state_dir=tmp_path / "sandbox")
+    server.start()
+    yield server
+    server.stop()
+
+
+def cli(config: Path, *args: str, code: int = 0, answer: str | None = None) -> Result:
+    result = CliRunner().invoke(
+        main, ["--config", str(config), *args], input=answer, catch_exceptions=False
+    )
+    assert result.exit_code == code, result.output
+    return result
+
+
+def programme(tmp_path: Path, server: SandboxServer, database_url: str) -> dict[str, Any]:
+    return settings(
+        database_url,
+        base_url=server.base_url,
+        state_dir=server.state_dir,
+        mail_dir=tmp_path / "mail",
+    )
+
+
+def midori(data: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in data["companies"] if c["key"] == "midori-shoji")
+
+
+def offboards_in_sandbox(server: SandboxServer) -> int:
+    """Offboard machine actions the sandbox received for midori, read from /sandbox/state."""
+    state = httpx.get(
+        f"{server.base_url}/sandbox/state", verify=ssl.create_default_context(cafile=server.ca_path)
+    ).json()
+    [tenant] = [t for t in state["tenants"] if t["tenant_id"] == MIDORI]
+    return sum(counts.get("Offboard", 0) for counts in tenant["machine_actions"].values())
+
+
+def planned_tasks(config: Path, sandbox: SandboxServer) -> int:
+    """Poll midori and plan its offboarding; how many tasks were planned."""
+    cli(config, "db", "upgrade")
+    cli(config, "poll", "--company", "midori-shoji")
+    cli(config, "run-job", "inventory")
+    planned = re.search(r"(\d+) new task\(s\) planned", cli(config, "offboarding", "--plan").output)
+    assert planned is not None
+    return int(planned.group(1))
+
+
+def test_a_company_switched_to_continue_is_sent_nothing_and_the_cancellation_is_audited(
+    tmp_path, sandbox, database_url
+):
+    data = programme(tmp_path, sandbox, database_url)
+    config = write_config(tmp_path / "config.toml", data)
+    tasks = planned_tasks(config, sandbox)
+    assert tasks > 0
+    end = midori(data)["trial"]["end"]
+
+    declined = cli(
+        config, "offboarding", "--company", "midori-shoji", "--execute", answer="n\n"
+    ).output
+    question = f"Uninstall the EDR from {tasks} device(s) of 緑商事株式会社"
+    assert question in declined
+    assert f"decision: undecided, trial ended {end.isoformat()}" in declined
+    assert offboards_in_sandbox(sandbox) == 0
+
+    midori(data)["trial"]["decision"] = "continue"
+    write_config(config, data)  # the secretariat records the decision; the service restarts
+    refused = cli(
+        config, "offboarding", "--company", "midori-shoji", "--execute", "--yes", code=2
+    ).output
+    assert "緑商事株式会社 (midori-shoji) is not to be offboarded" in refused
+    assert "decided to continue" in refused
+    assert offboards_in_sandbox(sandbox) == 0
+
+    listed = cli(config, "offboarding", "--company", "midori-shoji").output
+    assert "planned" not in listed and listed.count("cancelled") == tasks
+    sessions = make_sessions(make_engine(database_url))
+    with sessions() as session:
+        cancelled = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "offboarding.cancelled")
+        ).all()
+        decided = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "trial.decision_changed")
+        ).all()
+    assert len(cancelled) == tasks
+    assert {e.actor for e in cancelled} == {"trial-lifecycle"}
+    assert {e.detail["source"] for e in cancelled} == {str(config)}
+    assert all("decided to continue" in e.detail["reason"] for e in cancelled)
+    assert [(e.actor, e.detail) for e in decided] == [
+        ("config-sync", {"from": "undecided", "to": "continue", "source": str(config)})
+    ]
+
+
+def test_a_task_planned_while_undecided_and_sent_after_continue_is_cancelled_at_send_time(
+    tmp_path, now, sandbox, database_url
+):
+    config = write_config(tmp_path / "config.toml", programme(tmp_path, sandbox, database_url))
+    tasks = planned_tasks(config, sandbox)
+    engine = make_engine(database_url)
+    sessions = make_sessions(engine)
+    with transaction(sessions) as session:
+        # Decided through a way that does not cancel planned tasks (a command to come, an
+        # edit of the store): only the check at send time stands between them and the EDR.
+        trial = session.scalars(
+            select(Trial)
+            .join(Tenant, Tenant.company_id == Trial.company_id)
+            .where(Tenant.external_id == MIDORI)
+        ).one()
+        trial.decision = "continue"
+    rt = Runtime(load_config(config), engine, load_playbooks(default_playbook_paths()))
+    try:
+        [tenant] = rt.tenants("midori-shoji")
+        sent = execute_offboarding(
+            rt.sessions, tenant.id, rt.connector(tenant), "cli:operator", rt.clock
+        )
+    finally:
+        rt.close()
+    assert sent == []
+    assert offboards_in_sandbox(sandbox) == 0
+    with sessions() as session:
+        statuses = session.scalars(
+            select(ResponseAction.status).where(
+                ResponseAction.tenant_id == tenant.id, ResponseAction.kind == "offboard"
+            )
+        ).all()
+        audits = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "offboarding.cancelled")
+        ).all()
+    assert statuses == ["cancelled"] * tasks
+    assert len(audits) == tasks and {e.actor for e in audits} == {"cli:operator"}
+    assert all(e.detail["when"] == "at send time" for e in audits)
+    assert all("decided to continue" in e.detail["reason"] for e in audits)
+
+
+def test_a_trial_extended_in_the_config_cancels_the_planned_offboarding(
+    tmp_path, now, sandbox, database_url
+):
+    data = programme(tmp_path, sandbox, database_url)
+    config = write_config(tmp_path / "config.toml", data)
+    tasks = planned_tasks(config, sandbox)
+    extended = jst_date(now) + timedelta(days=30)
+    before = midori(data)["trial"]["end"]
+    midori(data)["trial"]["end"] = extended
+    write_config(config, data)
+    cli(config, "offboarding", "--company", "midori-shoji", "--execute", "--yes", code=2)
+    assert offboards_in_sandbox(sandbox) == 0
+    with make_sessions(make_engine(database_url))() as session:
+        cancelled = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "offboarding.cancelled")
+        ).all()
+        dates = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "trial.dates_changed")
+        ).one()
+    assert len(cancelled) == tasks
+    assert all(f"runs until {extended.isoformat()}" in e.detail["reason"] for e in cancelled)
+    assert dates.detail["from"][1] == before.isoformat()
+    assert dates.detail["to"][1] == extended.isoformat()
