@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from edrtrial.config import CompanyConfig
 from edrtrial.errors import ConfigError
 from edrtrial.models import Company, Tenant, Trial
+from edrtrial.programme.tenants import may_stand_for
 
 
 def sync_companies(session: Session, companies: Sequence[CompanyConfig]) -> list[Company]:
@@ -32,9 +33,9 @@ def sync_companies(session: Session, companies: Sequence[CompanyConfig]) -> list
         connection = cfg.connection.model_dump()
         external_id = str(connection.get("tenant_id", cfg.key))
         tenant = session.scalar(select(Tenant).where(Tenant.company_id == company.id))
-        if tenant is not None and (tenant.connector, tenant.external_id) != (
-            cfg.connection.connector,
-            external_id,
+        if tenant is not None and (
+            tenant.connector != cfg.connection.connector
+            or not may_stand_for(tenant.external_id, external_id)
         ):
             # Its stored alerts, devices and cursors belong to the old tenant: never mix them.
             raise ConfigError(
