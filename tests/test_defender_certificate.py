@@ -55,9 +55,7 @@ def test_the_token_request_carries_a_client_assertion_signed_for_the_thumbprint(
 ) -> None:
     thumbprint = write_certificate(tmp_path / "app.pem")
     add_discovery(httpx_mock)
-    httpx_mock.add_response(
-        url=TOKEN_URL, method="POST", json=token_response(MDE_SCOPE)
-    )
+    httpx_mock.add_response(url=TOKEN_URL, method="POST", json=token_response(MDE_SCOPE))
     _list_machines(httpx_mock)
     caplog.set_level(logging.DEBUG)
     conn = DefenderForBusinessConnector.from_settings(_cert_connection(), tmp_path)
