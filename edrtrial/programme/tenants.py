@@ -54,8 +54,8 @@ def bind_tenant(session: Session, tenant: Tenant, configured: str, resolved: str
     )
     if holder is not None:
         raise ConfigError(
-            f"company {company!r}: tenant_id {configured} is tenant {resolved}, which is "
-            f"company {holder!r}'s tenant; one tenant belongs to one company: correct the config"
+            f"company {company!r}: tenant_id {configured} is tenant {resolved}, which company "
+            f"{holder!r} holds; one tenant belongs to one company: correct the config"
         )
     if tenant.external_id != configured:  # a GUID found earlier, not what it resolves to now
         raise ConfigError(
