@@ -9,7 +9,7 @@ import httpx
 import pytest
 from pytest_httpx import HTTPXMock
 
-from edrtrial.errors import AuthError
+from edrtrial.errors import AuthError, SchemaDriftError
 
 from test_defender_support import (
     FIXTURES,
@@ -114,4 +114,21 @@ def test_a_token_not_issued_in_the_tenant_is_refused_before_anything_is_read(
     assert "resume the tenant" in caught.value.operator_action
     # The token never left this machine: nothing was asked of Graph.
     assert [r for r in httpx_mock.get_requests() if r.url.host == "graph.microsoft.com"] == []
+    conn.close()
+
+
+def test_sign_in_metadata_naming_no_tenant_is_schema_drift_and_nothing_is_signed_in(
+    httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    text = (FIXTURES / "entra__openid_configuration_v2.json").read_text(encoding="utf-8")
+    httpx_mock.add_response(
+        url=DOMAIN_DISCOVERY, method="GET", text=text.replace("{tenant}", DOMAIN)
+    )
+    conn = make_connector(monkeypatch, tmp_path, tenant_id=DOMAIN)
+
+    with pytest.raises(
+        SchemaDriftError, match=f"tenant {DOMAIN}: the sign-in metadata at .* names no tenant id"
+    ):
+        conn.fetch_devices()
+    assert not httpx_mock.get_requests(url=TOKEN_URL)
     conn.close()

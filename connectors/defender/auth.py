@@ -6,6 +6,7 @@ import logging
 import re
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import jwt
@@ -171,11 +172,10 @@ class TokenProvider:
         except ValueError:
             metadata = None
         named = {
-            part.lower()
+            tenant
             for key in ("issuer", "token_endpoint")
-            if isinstance(metadata, dict) and isinstance(metadata.get(key), str)
-            for part in httpx.URL(metadata[key]).path.split("/")
-            if is_guid(part)
+            if isinstance(metadata, dict)
+            for tenant in _tenants_in(metadata.get(key))
         }
         if len(named) != 1:
             raise SchemaDriftError(
@@ -301,6 +301,17 @@ class TokenProvider:
     def _redact(self, text: str) -> str:
         # Entra never echoes the secret, but a message that might reach a log must not carry it.
         return self._credential.redact(text)
+
+
+def _tenants_in(url: Any) -> list[str]:
+    """The tenant GUIDs in a metadata URL's path (https://host/{GUID}/v2.0), lower-case."""
+    if not isinstance(url, str):
+        return []
+    try:
+        path = urlsplit(url).path
+    except ValueError:  # not a URL at all
+        return []
+    return [part.lower() for part in path.split("/") if is_guid(part)]
 
 
 def _first_code(text: str) -> int | None:
