@@ -21,6 +21,7 @@ from pydantic import (
 
 from edrtrial.errors import ConfigError
 from edrtrial.secrets import SecretRef
+from edrtrial.transport import is_loopback
 
 CONFIG_ENV = "EDRTRIAL_CONFIG"
 
@@ -50,6 +51,20 @@ class SmtpConfig(_Strict):
     username: str | None = None
     password: SecretRef | None = None
     timeout_seconds: float = Field(30.0, gt=0)
+
+    @field_validator("password")
+    @classmethod
+    def _password_over_tls(cls, value: str | None, info: Any) -> str | None:
+        # Over loopback the password never leaves the machine (a local relay, a test server);
+        # anywhere else it would cross the network readable by anyone on the path.
+        data = info.data
+        tls = data.get("starttls") or data.get("ssl")
+        if value is not None and not tls and not is_loopback(str(data.get("host", ""))):
+            raise ValueError(
+                "a password needs TLS: set starttls = true (port 587) or ssl = true (port "
+                "465); without TLS a password is sent only to 127.0.0.1, ::1 or localhost"
+            )
+        return value
 
 
 class MailConfig(_Strict):
@@ -273,19 +288,13 @@ class Settings(_Strict):
     @field_validator("companies")
     @classmethod
     def _unique_keys(cls, value: list[CompanyConfig]) -> list[CompanyConfig]:
+        # One tenant per company is checked by load_config, once each connector has put
+        # its tenant id in its one spelling.
         seen: set[str] = set()
-        tenants: set[tuple[str, str]] = set()
         for company in value:
             if company.key in seen:
                 raise ValueError(f"company key {company.key!r} appears twice")
             seen.add(company.key)
-            tenant = (
-                company.connection.connector,
-                str(getattr(company.connection, "tenant_id", "")),
-            )
-            if tenant[1] and tenant in tenants:
-                raise ValueError(f"tenant {tenant[1]} is configured for two companies")
-            tenants.add(tenant)
         return value
 
 
@@ -353,19 +362,50 @@ def load_config(path: Path) -> Config:
     except ValidationError as err:
         raise ConfigError(_describe(path, err)) from err
 
+    companies = [
+        _checked_connection(path, index, company)
+        for index, company in enumerate(settings.companies)
+    ]
+    _one_company_per_tenant(path, companies)
+    return Config(settings.model_copy(update={"companies": companies}), path)
+
+
+def _checked_connection(path: Path, index: int, company: CompanyConfig) -> CompanyConfig:
+    """The company with its connection block validated by its connector, and its tenant id
+    in the connector's one spelling (a Defender GUID in lower case, whatever was typed)."""
     from edrtrial.connectors import connector_class  # connectors validate their own block
 
-    for index, company in enumerate(settings.companies):
-        where = f"companies[{index}].connection"
-        try:
-            cls = connector_class(company.connection.connector)
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {where}.connector: {err}") from err
-        try:
-            cls.settings_model.model_validate(company.connection.model_dump())
-        except ValidationError as err:
-            raise ConfigError(_describe(path, err, where)) from err
-    return Config(settings, path)
+    where = f"companies[{index}].connection"
+    try:
+        cls = connector_class(company.connection.connector)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {where}.connector: {err}") from err
+    block = company.connection.model_dump()
+    try:
+        parsed = cls.settings_model.model_validate(block)
+    except ValidationError as err:
+        raise ConfigError(_describe(path, err, where)) from err
+    tenant = getattr(parsed, "tenant_id", None)
+    if not isinstance(tenant, str) or tenant == block.get("tenant_id"):
+        return company
+    connection = ConnectionConfig.model_validate(block | {"tenant_id": tenant})
+    return company.model_copy(update={"connection": connection})
+
+
+def _one_company_per_tenant(path: Path, companies: list[CompanyConfig]) -> None:
+    """Refuse one tenant under two companies: each would ingest the other's alerts and mail
+    its PC names to the other's contact."""
+    held: dict[tuple[str, str], tuple[int, str]] = {}
+    for index, company in enumerate(companies):
+        tenant = company.connection.model_dump().get("tenant_id")
+        if not isinstance(tenant, str) or not tenant:
+            continue
+        first = held.setdefault((company.connection.connector, tenant), (index, company.key))
+        if first[0] != index:
+            raise ConfigError(
+                f"{path}: companies[{index}].connection.tenant_id: tenant {tenant} is configured "
+                f"for two companies, {first[1]!r} (companies[{first[0]}]) and {company.key!r}"
+            )
 
 
 def default_config_path() -> Path:

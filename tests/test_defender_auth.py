@@ -38,6 +38,7 @@ from test_defender_support import (
     payload,
     scopes_requested,
     sign_in_requests,
+    token_response,
 )
 
 
@@ -215,7 +216,7 @@ def test_sandbox_authority_skips_microsoft_instance_discovery(
     httpx_mock.add_response(
         url=f"{sandbox}/{TENANT}/oauth2/v2.0/token",
         method="POST",
-        json=payload("mde__token_response_client_credentials.json"),
+        json=token_response(MDE_SCOPE),
     )
     httpx_mock.add_response(
         url=f"{sandbox}/api/machines",

@@ -17,6 +17,7 @@ from edrtrial.errors import AuthError, ConfigError
 from test_defender_support import (
     CLIENT_ID,
     MACHINES_URL,
+    MDE_SCOPE,
     TENANT,
     TOKEN_URL,
     add_discovery,
@@ -25,6 +26,7 @@ from test_defender_support import (
     make_connector,
     payload,
     token_form,
+    token_response,
     write_certificate,
 )
 
@@ -53,9 +55,7 @@ def test_the_token_request_carries_a_client_assertion_signed_for_the_thumbprint(
 ) -> None:
     thumbprint = write_certificate(tmp_path / "app.pem")
     add_discovery(httpx_mock)
-    httpx_mock.add_response(
-        url=TOKEN_URL, method="POST", json=payload("mde__token_response_client_credentials.json")
-    )
+    httpx_mock.add_response(url=TOKEN_URL, method="POST", json=token_response(MDE_SCOPE))
     _list_machines(httpx_mock)
     caplog.set_level(logging.DEBUG)
     conn = DefenderForBusinessConnector.from_settings(_cert_connection(), tmp_path)

@@ -24,6 +24,7 @@ from test_defender_support import (
     ACTIONS_URL,
     ALERTS_URL,
     CLIENT_ID,
+    GRAPH_SCOPE,
     MACHINES_URL,
     TENANT,
     TOKEN_URL,
@@ -37,6 +38,7 @@ from test_defender_support import (
     mde_list,
     payload,
     token_form,
+    token_response,
 )
 
 DOC_ALERT = payload("graph__list_alerts_v2.json")["value"][0]
@@ -338,7 +340,7 @@ def test_consent_revoked_mid_run_is_an_auth_error_with_the_consent_link(
     httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     add_discovery(httpx_mock)
-    short_lived = payload("graph__token_response_client_credentials.json") | {"expires_in": 60}
+    short_lived = token_response(GRAPH_SCOPE) | {"expires_in": 60}
     refusal = payload("entra__error_invalid_client_7000215.json") | {
         "error": "invalid_grant",
         "error_description": f"AADSTS65001: The user or administrator has not consented to use "

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
+import jwt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -48,8 +49,32 @@ def payload(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
-GRAPH_TOKEN = payload("graph__token_response_client_credentials.json")["access_token"]
-MDE_TOKEN = payload("mde__token_response_client_credentials.json")["access_token"]
+def access_token(scope: str, tenant: str = TENANT) -> str:
+    """A whole access token for `scope`, issued in `tenant` (its `tid`), as Entra's are.
+
+    The documented token responses show the token cut short; a client reads its claims,
+    so the tests give it a whole one (signed with a test key: the client checks no signature).
+    """
+    claims = {
+        "aud": scope.removesuffix("/.default"),
+        "iss": f"https://sts.windows.net/{tenant}/",
+        "appid": CLIENT_ID,
+        "idtyp": "app",
+        "tid": tenant,
+        "ver": "1.0",
+    }
+    return jwt.encode(claims, "edrtrial-test-signing-key-of-32-bytes", algorithm="HS256")
+
+
+def token_response(scope: str, tenant: str = TENANT) -> dict[str, Any]:
+    """The documented token response for `scope`, carrying a whole token of `tenant`."""
+    body: dict[str, Any] = payload(_TOKENS[scope])
+    body["access_token"] = access_token(scope, tenant)
+    return body
+
+
+GRAPH_TOKEN = access_token(GRAPH_SCOPE)
+MDE_TOKEN = access_token(MDE_SCOPE)
 _TOKENS = {
     GRAPH_SCOPE: "graph__token_response_client_credentials.json",
     MDE_SCOPE: "mde__token_response_client_credentials.json",
@@ -139,7 +164,7 @@ def _token_endpoint(request: httpx.Request) -> httpx.Response:
     form = token_form(request)
     assert form["grant_type"] == "client_credentials"
     assert form["client_id"] == CLIENT_ID
-    return httpx.Response(200, json=payload(_TOKENS[form["scope"]]))
+    return httpx.Response(200, json=token_response(form["scope"]))
 
 
 def token_form(request: httpx.Request) -> dict[str, str]:

@@ -28,6 +28,7 @@ from pydantic import (
 
 from edrtrial.connectors.base import ActionKind, ActionStatus, Capability
 from edrtrial.secrets import SecretRef
+from edrtrial.transport import require_https
 
 DEFAULTS_FILE = "defaults.toml"
 ALERT_STATUSES = ("new", "inprogress", "resolved")
@@ -338,9 +339,8 @@ class CyCraftSettings(_Strict):
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s):// URL")
-        return value.rstrip("/")
+        # The API key travels in a header of every request: never in cleartext.
+        return require_https(value)
 
     @field_validator("auth_header")
     @classmethod

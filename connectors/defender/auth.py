@@ -6,15 +6,17 @@ import logging
 import re
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+import jwt
 import msal
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 from msal.exceptions import MsalServiceError
 
-from edrtrial.connectors.defender.config import DefenderSettings
+from edrtrial.connectors.defender.config import DefenderSettings, is_guid
 from edrtrial.connectors.defender.credential import ClientCredential
-from edrtrial.errors import AuthError, TransientError
+from edrtrial.errors import AuthError, SchemaDriftError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,21 @@ class TokenProvider:
         self._credential = credential
         self._http = http
         self._app: Any = None  # built on first use: building it already calls the network
-        self._building = threading.Lock()  # two threads must not build two applications
+        self._tenant_id: str | None = None  # the GUID, once known
+        # Two threads must not build two applications (re-entrant: building resolves first).
+        self._building = threading.RLock()
+
+    @property
+    def tenant_id(self) -> str:
+        """The tenant's GUID: as configured, or resolved once from its domain's sign-in metadata.
+
+        Guards compare it with the stored tenant, and each token's `tid` must equal it.
+        """
+        with self._building:
+            if self._tenant_id is None:
+                configured = self._settings.tenant_id
+                self._tenant_id = configured if is_guid(configured) else self._resolve(configured)
+            return self._tenant_id
 
     def token(self, scope: str) -> str:
         """A bearer token for `scope`, from MSAL's cache or freshly requested."""
@@ -91,10 +107,84 @@ class TokenProvider:
             ) from err
         access_token = result.get("access_token") if isinstance(result, dict) else None
         if isinstance(access_token, str) and access_token:
+            self._check_issued_to_us(access_token, scope)
             if result.get("token_source") == "identity_provider":
                 log.info("tenant %s: new token for %s", self._tenant, scope)
             return access_token
         raise self._token_error(scope, result if isinstance(result, dict) else {})
+
+    def _check_issued_to_us(self, access_token: str, scope: str) -> None:
+        """Refuse a token whose `tid` is not this tenant: with it, another company's data
+        would be read (and its PCs isolated) under this company's name.
+
+        The signature is not checked: the token came over TLS from the authority, and the
+        API that receives it checks it; what is checked here is which tenant it opens.
+        """
+        try:
+            claims = jwt.decode(access_token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            claims = {}
+        tid = claims.get("tid")
+        issued_to = str(tid).lower() if isinstance(tid, str) and tid else None
+        if issued_to == self.tenant_id:
+            return
+        log.error("tenant %s: a token for %s names tenant %s", self._tenant, scope, issued_to)
+        settings = self._settings
+        raise AuthError(
+            f"tenant {self.tenant_id}: the sign-in service at {settings.authority_host} issued "
+            f"a token for {scope} naming tenant {issued_to or '(none)'}; nothing is read or "
+            "sent with it",
+            operator_action=(
+                f"Check tenant_id and authority_host of this company in the config: the token "
+                f"must be Entra ID's for tenant {self.tenant_id}, then resume the tenant."
+            ),
+        )
+
+    def _resolve(self, domain: str) -> str:
+        """The GUID of the tenant owning `domain`, from the domain's OpenID metadata.
+
+        Entra names the tenant in the metadata's `issuer` and `token_endpoint`
+        (https://login.microsoftonline.com/{GUID}/v2.0); both must agree.
+        """
+        url = f"{self._settings.authority_host}/{domain}/v2.0/.well-known/openid-configuration"
+        try:
+            response = self._http.get(url)
+        except httpx.RequestError as err:
+            raise TransientError(
+                f"tenant {domain}: cannot reach {url}: {type(err).__name__}"
+            ) from err
+        if response.status_code == 429 or response.status_code >= 500:
+            raise TransientError(
+                f"tenant {domain}: sign-in metadata unavailable ({response.status_code})"
+            )
+        if response.status_code != 200:
+            code = _first_code(response.text)
+            raise AuthError(
+                f"tenant {domain}: {self._settings.authority_host} knows no tenant with this "
+                f"domain ({response.status_code}{f', AADSTS{code}' if code else ''})",
+                operator_action=(
+                    "Check tenant_id in the config: give the tenant's id (a GUID) or one of "
+                    "its verified domains."
+                ),
+            )
+        try:
+            metadata = response.json()
+        except ValueError:
+            metadata = None
+        named = {
+            tenant
+            for key in ("issuer", "token_endpoint")
+            if isinstance(metadata, dict)
+            for tenant in _tenants_in(metadata.get(key))
+        }
+        if len(named) != 1:
+            raise SchemaDriftError(
+                f"tenant {domain}: the sign-in metadata at {url} names "
+                f"{'no tenant id' if not named else 'two tenant ids'}"
+            )
+        (tenant,) = named
+        log.info("tenant %s is tenant %s", domain, tenant)
+        return tenant
 
     @property
     def _tenant(self) -> str:
@@ -108,7 +198,7 @@ class TokenProvider:
 
     def _build(self) -> Any:
         settings = self._settings
-        authority = f"{settings.authority_host}/{settings.tenant_id}"
+        authority = f"{settings.authority_host}/{self.tenant_id}"
         known_host = httpx.URL(settings.authority_host).host in WELL_KNOWN_AUTHORITY_HOSTS
         try:
             app = msal.ConfidentialClientApplication(
@@ -211,6 +301,17 @@ class TokenProvider:
     def _redact(self, text: str) -> str:
         # Entra never echoes the secret, but a message that might reach a log must not carry it.
         return self._credential.redact(text)
+
+
+def _tenants_in(url: Any) -> list[str]:
+    """The tenant GUIDs in a metadata URL's path (https://host/{GUID}/v2.0), lower-case."""
+    if not isinstance(url, str):
+        return []
+    try:
+        path = urlsplit(url).path
+    except ValueError:  # not a URL at all
+        return []
+    return [part.lower() for part in path.split("/") if is_guid(part)]
 
 
 def _first_code(text: str) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from pathlib import Path
 from typing import Literal, Self
 
@@ -15,10 +16,40 @@ from pydantic import (
 )
 
 from edrtrial.secrets import SecretRef
+from edrtrial.transport import require_https
 
 # Tenant and client ids end up in URL paths and consent links: keep them to safe characters.
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 _SHA1_HEX = re.compile(r"^[0-9A-F]{40}$")
+_GUID = re.compile(r"^\{?[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\}?$")
+# A DNS name of the tenant (contoso.onmicrosoft.com, a verified custom domain), as long as
+# the store keeps a tenant id.
+_DOMAIN = re.compile(r"^(?=.{4,64}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+def tenant_spelling(value: str) -> str:
+    """A tenant id in its one spelling: a GUID lower-case, a domain name lower-case.
+
+    Entra ids are GUIDs, which compare case-insensitively; written in upper case, or as one
+    of the tenant's domains, they must still name one tenant, or two companies configured
+    with two spellings would share its alerts. Anything else ("common", "organizations", a
+    typo) would sign in to some other tenant, so it is refused.
+    """
+    text = value.strip()
+    if _GUID.match(text):
+        return str(uuid.UUID(text.strip("{}")))
+    lowered = text.lower().rstrip(".")
+    if _DOMAIN.match(lowered):
+        return lowered
+    raise ValueError(
+        "must be the tenant's id (a GUID such as 00000000-0000-0000-0000-000000000000) or "
+        "one of its domains (such as contoso.onmicrosoft.com)"
+    )
+
+
+def is_guid(tenant: str) -> bool:
+    """Whether a tenant spelling is already the GUID (else it is a domain to resolve)."""
+    return bool(_GUID.match(tenant))
 
 
 class DefenderSettings(BaseModel):
@@ -27,7 +58,7 @@ class DefenderSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     connector: Literal["defender"]
-    tenant_id: str = Field(pattern=_ID_PATTERN, max_length=256)
+    tenant_id: str = Field(max_length=256)  # the GUID or a domain; see tenant_spelling
     client_id: str = Field(pattern=_ID_PATTERN, max_length=256)
     # Exactly one of the two; a certificate is preferred (no shared secret to leak or expire).
     client_secret: SecretRef | None = None
@@ -52,6 +83,11 @@ class DefenderSettings(BaseModel):
     isolation_type: Literal["Full", "Selective"] = "Full"
     write_back: bool = False
 
+    @field_validator("tenant_id")
+    @classmethod
+    def _tenant(cls, value: str) -> str:
+        return tenant_spelling(value)
+
     @field_validator("authority_host")
     @classmethod
     def _https_authority(cls, value: str) -> str:
@@ -63,9 +99,8 @@ class DefenderSettings(BaseModel):
     @field_validator("graph_base_url", "mde_base_url")
     @classmethod
     def _base_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s):// URL")
-        return value.rstrip("/")
+        # The bearer token may isolate and offboard the company's PCs: never in cleartext.
+        return require_https(value)
 
     @field_validator("certificate_thumbprint")
     @classmethod

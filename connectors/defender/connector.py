@@ -121,11 +121,16 @@ class DefenderForBusinessConnector:
     capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability) - {Capability.WRITE_BACK}
 
     def __init__(
-        self, settings: DefenderSettings, client: DefenderClient, http: httpx.Client
+        self,
+        settings: DefenderSettings,
+        client: DefenderClient,
+        http: httpx.Client,
+        tokens: TokenProvider,
     ) -> None:
         self.settings = settings
         self._client = client
         self._http = http
+        self._tokens = tokens
         if settings.write_back:
             # Per tenant, so the instance shadows the class-wide set (the protocol's ClassVar).
             self.capabilities = type(self).capabilities | {Capability.WRITE_BACK}  # type: ignore[misc]
@@ -146,7 +151,7 @@ class DefenderForBusinessConnector:
             headers={"User-Agent": f"edrtrial/{__version__}"},
         )
         tokens = TokenProvider(parsed, credential, http)
-        return cls(parsed, DefenderClient(parsed, http, tokens, clock), http)
+        return cls(parsed, DefenderClient(parsed, http, tokens, clock), http, tokens)
 
     @classmethod
     def alert_payloads(cls, document: Any) -> list[Any]:
@@ -308,8 +313,12 @@ class DefenderForBusinessConnector:
 
     @property
     def tenant_id(self) -> str:
-        """The Entra tenant this connector talks to."""
-        return self.settings.tenant_id
+        """The Entra tenant this connector talks to, always as its lower-case GUID.
+
+        A tenant configured by domain is resolved on first use (one request for its sign-in
+        metadata), so every guard compares GUID with GUID.
+        """
+        return self._tokens.tenant_id
 
     @property
     def _tenant(self) -> str:

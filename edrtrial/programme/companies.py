@@ -20,6 +20,7 @@ from edrtrial import audit
 from edrtrial.config import CompanyConfig
 from edrtrial.errors import ConfigError
 from edrtrial.models import Company, Tenant, Trial
+from edrtrial.programme.tenants import may_stand_for
 
 SYNC_ACTOR = "config-sync"
 """The audit actor of changes that arrive through the config file."""
@@ -93,9 +94,9 @@ def sync_companies(
         connection = cfg.connection.model_dump()
         external_id = str(connection.get("tenant_id", cfg.key))
         tenant = session.scalar(select(Tenant).where(Tenant.company_id == company.id))
-        if tenant is not None and (tenant.connector, tenant.external_id) != (
-            cfg.connection.connector,
-            external_id,
+        if tenant is not None and (
+            tenant.connector != cfg.connection.connector
+            or not may_stand_for(tenant.external_id, external_id)
         ):
             # Its stored alerts, devices and cursors belong to the old tenant: never mix them.
             raise ConfigError(

@@ -1,7 +1,9 @@
 """Client-credentials tokens and Entra ID's refusals, with the AADSTS codes Entra really uses.
 
-Tokens are opaque random strings that remember their tenant and audience; an API call is
-answered for the token's tenant only, so one tenant can never read another's data.
+Tokens are JWTs in Entra's shape, carrying the claims a client reads (`tid`, `aud`, `appid`,
+`exp`), signed with a key of this sandbox that no one is given: clients read them, only the
+sandbox checks them, by looking each one up. An API call is answered for the token's tenant
+only, so one tenant can never read another's data.
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import jwt
+
 GRAPH = "graph"
 MDE = "mde"
+
+#: The resource each audience's tokens name in `aud`, as Entra writes it.
+RESOURCES = {GRAPH: "https://graph.microsoft.com", MDE: "https://api.securitycenter.microsoft.com"}
 
 #: Accepted `scope` values → audience.
 SCOPES = {
@@ -138,12 +145,25 @@ class TokenStore:
 
     def __init__(self) -> None:
         self._grants: dict[str, Grant] = {}
+        self._key = secrets.token_bytes(32)
 
     def issue(self, tenant_id: str, audience: str, client_id: str, now: datetime) -> str:
-        """A new opaque bearer token; expired ones are dropped on the way."""
+        """A new bearer token (a JWT naming `tenant_id` as `tid`); expired ones are dropped."""
         self._grants = {k: g for k, g in self._grants.items() if g.expires_at > now}
-        token = secrets.token_urlsafe(32)
         expires = now + timedelta(seconds=TOKEN_LIFETIME)
+        claims = {
+            "aud": RESOURCES[audience],
+            "iss": f"https://sts.windows.net/{tenant_id}/",
+            "iat": int(now.timestamp()),
+            "nbf": int(now.timestamp()),
+            "exp": int(expires.timestamp()),
+            "appid": client_id,
+            "idtyp": "app",
+            "tid": tenant_id,
+            "uti": secrets.token_urlsafe(16),
+            "ver": "1.0",
+        }
+        token = jwt.encode(claims, self._key, algorithm="HS256", headers={"typ": "JWT"})
         self._grants[token] = Grant(tenant_id, audience, client_id, expires)
         return token
 

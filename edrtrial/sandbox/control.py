@@ -13,6 +13,8 @@ A tenant is named by its id or its key ("sakura-seisakusho") in every body.
     POST /sandbox/clear     {"tenant"}: no devices, alerts or actions (MDE then answers 404)
     POST /sandbox/consent   {"tenant", "granted": bool}; revoking also ends live tokens
     POST /sandbox/tokens/expire  {"tenant"?} -> {"expired": n}
+    POST /sandbox/tokens/issued-for  {"tenant", "issued_for": id or key | null}: sign-ins at
+                            the tenant's authority get tokens of another tenant (null: its own)
     GET|POST /sandbox/settings  {"latency_seconds", "graph_per_minute", "mde_per_minute",
                              "mde_per_hour" (null = unlimited), "action_seconds",
                              "action_outcome": "Succeeded"|"Failed"|"TimeOut"}; omitted keys
@@ -59,6 +61,7 @@ class ControlApi:
             Route("/sandbox/clear", self._wrap(self._clear), methods=post),
             Route("/sandbox/consent", self._wrap(self._consent), methods=post),
             Route("/sandbox/tokens/expire", self._wrap(self._expire), methods=post),
+            Route("/sandbox/tokens/issued-for", self._wrap(self._issued_for), methods=post),
             Route("/sandbox/settings", self._wrap(self._settings), methods=["GET", "POST"]),
             Route(
                 "/sandbox/tick", self._wrap(lambda _: {"events": self.world.tick()}), methods=post
@@ -128,6 +131,13 @@ class ControlApi:
     def _expire(self, body: dict[str, Any]) -> dict[str, Any]:
         tenant_id = self._tenant(body) if ("tenant" in body or "tenant_id" in body) else None
         return {"expired": self.world.expire_tokens(tenant_id)}
+
+    def _issued_for(self, body: dict[str, Any]) -> dict[str, Any]:
+        tenant_id = self._tenant(body)
+        other = body.get("issued_for")
+        issued_for = None if other is None else self._tenant({"tenant": other})
+        self.world.issue_tokens_for(tenant_id, issued_for)
+        return {"tenant_id": tenant_id, "issued_for": issued_for or tenant_id}
 
     def _settings(self, body: dict[str, Any]) -> dict[str, Any]:
         unknown = set(body) - {*_BUDGET_KEYS, "latency_seconds", "action_seconds", "action_outcome"}

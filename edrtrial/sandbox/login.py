@@ -52,7 +52,8 @@ class LoginApi:
         return json_response(openid_configuration(base_url(request), tenant_id))
 
     async def keys(self, request: Request) -> Response:
-        """The signing keys: none, since sandbox tokens are opaque rather than JWTs."""
+        """The signing keys: none, since sandbox tokens are signed with a key no client gets
+        (clients read their claims; only the sandbox checks them)."""
         if self.world.find_tenant(request.path_params["tenant"]) is None:
             return json_response({"error": "invalid_tenant"}, 400)
         return json_response({"keys": []})

@@ -55,6 +55,7 @@ class SandboxWorld:
         self._tokens = TokenStore()
         self._limiter = RateLimiter()
         self._secrets: dict[str, str] = {}
+        self._issued_for: dict[str, str] = {}  # tenant → the tenant its tokens are issued for
         self._requests: dict[str, Counter[str]] = {}
         self._latency = 0.0
         self._action_seconds = 6.0
@@ -124,7 +125,8 @@ class SandboxWorld:
             audience = self._audience(form.get("scope", ""), state)
             if not state.consent:
                 raise EntraError("no_consent", client_id=client_id)
-            token = self._tokens.issue(tenant_id, audience, client_id, self._clock())
+            issued_for = self._issued_for.get(tenant_id, tenant_id)
+            token = self._tokens.issue(issued_for, audience, client_id, self._clock())
         return {
             "token_type": "Bearer",
             "expires_in": TOKEN_LIFETIME,
@@ -359,6 +361,17 @@ class SandboxWorld:
             state.consent = granted
             if not granted:
                 self._tokens.expire(state.tenant_id, self._clock())
+
+    def issue_tokens_for(self, tenant_id: str, other: str | None) -> None:
+        """Answer sign-ins at `tenant_id`'s authority with tokens of tenant `other` (None:
+        its own again), as a misrouted or hostile sign-in service would; such a token reads
+        `other`'s data, so a client must check the token's `tid` before using it."""
+        with self._lock:
+            state = self._tenant(tenant_id)
+            if other is None:
+                self._issued_for.pop(state.tenant_id, None)
+            else:
+                self._issued_for[state.tenant_id] = self._tenant(other).tenant_id
 
     def expire_tokens(self, tenant_id: str | None = None) -> int:
         """End live tokens of one tenant (or all) now, to test re-authentication."""

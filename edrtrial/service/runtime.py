@@ -21,6 +21,7 @@ from edrtrial.models import Company, Tenant
 from edrtrial.playbooks.engine import Playbook, default_playbook_paths
 from edrtrial.playbooks.live import LivePlaybooks, channel_check
 from edrtrial.programme.companies import sync_companies
+from edrtrial.programme.tenants import bind_tenant
 from edrtrial.timeutil import utcnow
 
 
@@ -106,15 +107,32 @@ class Runtime:
             ]
 
     def connector(self, tenant: TenantRef) -> Connector:
-        """The tenant's connector, kept for the process so its token cache is reused."""
+        """The tenant's connector, kept for the process so its token cache is reused.
+
+        Given out only once the tenant it talks to is bound to this company (`bind_tenant`):
+        a domain resolved to a tenant another company holds is refused before anything is
+        read. Resolving may call the network, so it runs outside the runtime's lock.
+        """
         with self._lock:
             found = self._connectors.get(tenant.id)
-            if found is None:
-                company = self.config.company(tenant.company_key)
-                cls = connector_class(company.connection.connector)
-                found = cls.from_settings(company.connection.model_dump(), self.config.base_dir)
-                self._connectors[tenant.id] = found
+        if found is not None:
             return found
+        company = self.config.company(tenant.company_key)
+        cls = connector_class(company.connection.connector)
+        built = cls.from_settings(company.connection.model_dump(), self.config.base_dir)
+        try:
+            configured = str(company.connection.model_dump().get("tenant_id", company.key))
+            with transaction(self.sessions) as session:
+                row = session.get_one(Tenant, tenant.id)
+                bind_tenant(session, row, configured, built.tenant_id)
+        except BaseException:
+            built.close()
+            raise
+        with self._lock:
+            found = self._connectors.setdefault(tenant.id, built)
+        if found is not built:  # another thread built one meanwhile
+            built.close()
+        return found
 
     def tenant_lock(self, tenant_id: int) -> Lock:
         """One tenant's work (poll, inventory) runs one job at a time in this process."""
