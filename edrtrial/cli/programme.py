@@ -88,7 +88,7 @@ def report(
         raise click.BadParameter("--to is before --from")
     runtime = runtime_of(ctx)
     runtime.config.company(company)
-    html = _report_html(runtime, company, first, last, mail=not no_mail)
+    html = _report_html(runtime, company, first, last, mail=not no_mail, by=actor(ctx))
     target = (
         output or runtime.config.resolve(Path("var/reports")) / f"{company}_{first}_{last}.html"
     )
@@ -99,14 +99,19 @@ def report(
         deliver(runtime)
 
 
-def _report_html(runtime: Runtime, company: str, first: date, last: date, *, mail: bool) -> str:
+def _report_html(
+    runtime: Runtime, company: str, first: date, last: date, *, mail: bool, by: str
+) -> str:
     """The company's report as HTML; with `mail`, also queued for the company's contact."""
     with transaction(runtime.sessions) as session:
         stored = company_by_key(session, company)
         assert stored is not None  # synced from the config by Runtime.open
         now, desk = runtime.clock(), runtime.config.settings.desk
         if mail:
-            return queue_detection_report(session, stored.id, first, last, now=now, desk=desk).html
+            queued = queue_detection_report(
+                session, stored.id, first, last, now=now, desk=desk, actor=by
+            )
+            return queued.html
         return render_detection_report_html(
             detection_report_for(session, stored.id, first, last, now=now, desk=desk)
         )
