@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from edrtrial import files
 from edrtrial.cli.common import actor, console, deliver, fails_cleanly, runtime_of
 from edrtrial.db import transaction
 from edrtrial.devices import offboarding as lifecycle
@@ -75,7 +76,11 @@ def _date(value: str) -> date:
 @click.option("--company", required=True, help="Company key.")
 @click.option("--from", "start", required=True, help="First day (JST), YYYY-MM-DD.")
 @click.option("--to", "end", required=True, help="Last day (JST), YYYY-MM-DD, inclusive.")
-@click.option("--output", type=click.Path(path_type=Path), help="HTML file to write.")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    help="HTML file to write (a new file is readable by you only).",
+)
 @click.option("--no-mail", is_flag=True, help="Write the file only; do not mail the company.")
 @click.pass_context
 @fails_cleanly
@@ -92,8 +97,7 @@ def report(
     target = (
         output or runtime.config.resolve(Path("var/reports")) / f"{company}_{first}_{last}.html"
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(html, encoding="utf-8")
+    files.write_private_text(target, html)
     console.print(f"report written to {target}")
     if not no_mail:
         deliver(runtime)
