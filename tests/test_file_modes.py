@@ -1,4 +1,4 @@
-"""The store and written reports name companies, PCs and users: created readable by the owner only."""
+"""The store and written reports name companies, PCs and users: readable by the owner only."""
 
 from __future__ import annotations
 
