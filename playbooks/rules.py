@@ -167,6 +167,13 @@ class AnyOf:
         return self.key
 
 
+def _shown(pattern: re.Pattern[str]) -> str:
+    """A regex as one line: a verbose one, written over several lines, with its layout undone."""
+    if pattern.flags & re.VERBOSE:
+        return " ".join(pattern.pattern.split())
+    return pattern.pattern
+
+
 def _folded_one(value: str) -> tuple[str, ...]:
     return (value.strip().casefold(),)
 
@@ -241,7 +248,7 @@ class AnyMatches:
         for value in getattr(facts, self.attr.removeprefix("raw_")):
             for pattern in self.patterns:
                 if pattern.search(value):
-                    return f"{self.label} '{value}' matches /{pattern.pattern}/"
+                    return f"{self.label} '{value}' matches /{_shown(pattern)}/"
         return self.key
 
 
