@@ -57,6 +57,9 @@ class Evidence:
     file_hashes: tuple[str, ...] = ()  # sha256 / sha1 / md5, lower-case hex
     ips: tuple[str, ...] = ()
     urls: tuple[str, ...] = ()
+    # Process command lines: what ran is a signature an alert's title cannot fake (the
+    # onboarding detection test is known by its documented command).
+    command_lines: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, list[str]]:
         """The stored form (`Alert.evidence`): only the kinds that are present."""
@@ -65,6 +68,7 @@ class Evidence:
             "file_hashes": self.file_hashes,
             "ips": self.ips,
             "urls": self.urls,
+            "command_lines": self.command_lines,
         }
         return {kind: list(values) for kind, values in kinds.items() if values}
 

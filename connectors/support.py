@@ -172,7 +172,7 @@ class EvidenceCollector:
 
     Users compare case-insensitively (Windows accounts and UPNs are), keeping the first
     spelling; hashes are kept only when they look like md5/sha1/sha256 hex, lower-cased;
-    IPs and URLs are kept as sent. Anything that is not text is ignored.
+    IPs, URLs and process command lines are kept as sent. Anything that is not text is ignored.
     """
 
     def __init__(self) -> None:
@@ -180,6 +180,7 @@ class EvidenceCollector:
         self._hashes: dict[str, None] = {}
         self._ips: dict[str, None] = {}
         self._urls: dict[str, None] = {}
+        self._command_lines: dict[str, None] = {}
 
     def user(self, value: Any) -> None:
         """An account name, `DOMAIN\\name` or UPN."""
@@ -214,6 +215,11 @@ class EvidenceCollector:
         if (text := _only_text(value)) is not None:
             self._urls.setdefault(text)
 
+    def command_line(self, value: Any) -> None:
+        """A process's command line, stripped (a blank one says nothing and is dropped)."""
+        if (text := _only_text(value)) is not None:
+            self._command_lines.setdefault(text)
+
     def evidence(self) -> Evidence:
         """What was gathered, as the contract's record."""
         return Evidence(
@@ -221,4 +227,5 @@ class EvidenceCollector:
             file_hashes=tuple(self._hashes),
             ips=tuple(self._ips),
             urls=tuple(self._urls),
+            command_lines=tuple(self._command_lines),
         )

@@ -217,7 +217,8 @@ class Alert(Base):
     mitre_techniques: Mapped[list[str]] = mapped_column(JSONType, default=list)
     device_source_ids: Mapped[list[str]] = mapped_column(JSONType, default=list)
     device_names: Mapped[list[str]] = mapped_column(JSONType, default=list)
-    # Normalised evidence: {"users": [...], "file_hashes": [...], "ips": [...], "urls": [...]}.
+    # Normalised evidence: {"users": [...], "file_hashes": [...], "ips": [...], "urls": [...],
+    # "command_lines": [...]}.
     evidence: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     created_at: Mapped[datetime | None] = mapped_column(index=True)
     last_update_at: Mapped[datetime | None]

@@ -101,6 +101,7 @@ class Decision:
     isolate: Isolate | None = None
     classification: str | None = None
     determination: str | None = None
+    suppressed_by: str | None = None  # the rule that suppressed it, for the audit log
     trace: Trace | None = field(default=None, compare=False, repr=False)
 
     def explain(self) -> str:
@@ -180,6 +181,7 @@ class Playbook:
             isolate=None if quiet else chosen.isolate,
             classification=chosen.classification,
             determination=chosen.determination,
+            suppressed_by=chosen.set_by["suppress"].name if quiet else None,
             trace=Trace(facts, tuple(hits), MappingProxyType(chosen.set_by), defaults),
         )
 

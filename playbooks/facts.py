@@ -30,6 +30,7 @@ class AlertFacts:
     file_hashes: tuple[str, ...] = ()
     ips: tuple[str, ...] = ()
     urls: tuple[str, ...] = ()
+    command_lines: tuple[str, ...] = ()  # processes the evidence names, as they ran
     tenant_id: str = ""  # the EDR tenant (e.g. the Entra tenant id)
     incident_id: str | None = None
 
@@ -62,6 +63,7 @@ class AlertFacts:
             file_hashes=tuple(evidence.file_hashes),
             ips=tuple(evidence.ips),
             urls=tuple(evidence.urls),
+            command_lines=tuple(evidence.command_lines),
             tenant_id=tenant_id,
             incident_id=record.incident_source_id,
         )
@@ -107,6 +109,8 @@ class FoldedFacts:
     ips: tuple[IpKey, ...]
     urls: tuple[str, ...]
     raw_urls: tuple[str, ...]
+    command_lines: tuple[str, ...]
+    raw_command_lines: tuple[str, ...]
     tenant_id: str
 
     @classmethod
@@ -140,5 +144,7 @@ class FoldedFacts:
             ips=ips,
             urls=tuple(u.casefold() for u in facts.urls),
             raw_urls=facts.urls,
+            command_lines=tuple(c.casefold() for c in facts.command_lines),
+            raw_command_lines=facts.command_lines,
             tenant_id=facts.tenant_id.strip().casefold(),
         )

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from edrtrial.errors import PlaybookError
+from edrtrial.playbooks.checks import warnings
 from edrtrial.playbooks.engine import Playbook, load_playbooks
 
 __all__ = ["LivePlaybooks", "channel_check"]
@@ -97,6 +98,8 @@ class LivePlaybooks:
         playbook = load_playbooks(self._paths)
         if self._check is not None:
             self._check(playbook)
+        for warning in warnings(playbook):
+            log.warning("playbook %s", warning)
         return playbook
 
 

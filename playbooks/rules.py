@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from edrtrial.playbooks.facts import AlertFacts, FoldedFacts, ip_key, user_forms
-from edrtrial.playbooks.schema import Correlate, Isolate, Priority, RuleSpec
+from edrtrial.playbooks.schema import CONDITION_KEYS, Correlate, Isolate, Priority, RuleSpec
 
 
 class Condition(Protocol):
@@ -167,6 +167,13 @@ class AnyOf:
         return self.key
 
 
+def _shown(pattern: re.Pattern[str]) -> str:
+    """A regex as one line: a verbose one, written over several lines, with its layout undone."""
+    if pattern.flags & re.VERBOSE:
+        return " ".join(pattern.pattern.split())
+    return pattern.pattern
+
+
 def _folded_one(value: str) -> tuple[str, ...]:
     return (value.strip().casefold(),)
 
@@ -199,23 +206,27 @@ class InNetworks:
 
 
 @dataclass(frozen=True, slots=True)
-class UrlContains:
-    """A URL of the alert contains one of the texts, ignoring case."""
+class AnyContains:
+    """One of a many-valued text field (URLs, command lines) contains one of the texts."""
 
+    key: str
+    label: str
+    attr: str
     needles: tuple[str, ...]
     cost: int = 4
 
     def holds(self, folded: FoldedFacts) -> bool:
         """Whether the alert meets the condition."""
-        return any(needle in url for url in folded.urls for needle in self.needles)
+        values = getattr(folded, self.attr)
+        return any(needle in value for value in values for needle in self.needles)
 
     def because(self, facts: AlertFacts) -> str:
         """Why it held for this alert."""
-        for url in facts.urls:
+        for value in getattr(facts, self.attr):
             for needle in self.needles:
-                if needle in url.casefold():
-                    return f"URL {url!r} contains {needle!r}"
-        return "url"
+                if needle in value.casefold():
+                    return f"{self.label} {value!r} contains {needle!r}"
+        return self.key
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +248,7 @@ class AnyMatches:
         for value in getattr(facts, self.attr.removeprefix("raw_")):
             for pattern in self.patterns:
                 if pattern.search(value):
-                    return f"{self.label} '{value}' matches /{pattern.pattern}/"
+                    return f"{self.label} '{value}' matches /{_shown(pattern)}/"
         return self.key
 
 
@@ -262,6 +273,9 @@ class Rule:
     classification: str | None = None
     determination: str | None = None
     stop: bool = False
+    # What the rule looks at, as written, for `checks` (e.g. a suppression on free text).
+    condition_keys: frozenset[str] = frozenset()
+    severities: frozenset[str] | None = None
 
     def matches(self, folded: FoldedFacts) -> bool:
         """Whether every condition holds (checked cheapest first)."""
@@ -273,6 +287,10 @@ class Rule:
 
 def _folded(values: list[str]) -> frozenset[str]:
     return frozenset(v.strip().casefold() for v in values)
+
+
+def _needles(values: list[str]) -> tuple[str, ...]:
+    return tuple(v.casefold() for v in values)
 
 
 def _compiled(values: list[str]) -> tuple[re.Pattern[str], ...]:
@@ -314,12 +332,20 @@ def compile_rule(spec: RuleSpec, source: str) -> Rule:
     if spec.ip is not None:
         conditions.append(InNetworks(_networks(spec.ip)))
     if spec.url is not None:
-        conditions.append(UrlContains(tuple(v.casefold() for v in spec.url)))
+        conditions.append(AnyContains("url", "URL", "urls", _needles(spec.url)))
+    if spec.command_line is not None:
+        needles = _needles(spec.command_line)
+        conditions.append(AnyContains("command_line", "command line", "command_lines", needles))
     if spec.user_regex is not None:
         conditions.append(AnyMatches("user_regex", "user", "raw_users", _compiled(spec.user_regex)))
     if spec.url_regex is not None:
         conditions.append(
             AnyMatches("url_regex", "URL", "raw_urls", _compiled(spec.url_regex), cost=6)
+        )
+    if spec.command_line_regex is not None:
+        patterns = _compiled(spec.command_line_regex)
+        conditions.append(
+            AnyMatches("command_line_regex", "command line", "raw_command_lines", patterns, cost=6)
         )
     if spec.mitre is not None:
         conditions.append(Mitre(frozenset(spec.mitre)))
@@ -348,4 +374,6 @@ def compile_rule(spec: RuleSpec, source: str) -> Rule:
         classification=spec.classification,
         determination=spec.determination,
         stop=spec.stop,
+        condition_keys=frozenset(k for k in CONDITION_KEYS if getattr(spec, k) is not None),
+        severities=None if spec.severity is None else frozenset(spec.severity),
     )

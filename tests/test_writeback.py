@@ -1,18 +1,35 @@
-"""Write-back keeps its state and the EDR's reason for a refusal in separate columns."""
+"""Write-back keeps its state and the EDR's reason for a refusal apart, and audits each write."""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_httpx import HTTPXMock
+from signatures import DOCUMENTED_COMMAND
 from sqlalchemy import select
 
+from edrtrial.config import DeskConfig
 from edrtrial.connectors.base import AlertUpdate, Capability
 from edrtrial.db import transaction
+from edrtrial.desk import operator
+from edrtrial.desk.policy import DeskPolicy
+from edrtrial.desk.triage import triage_pending
 from edrtrial.devices import writeback
 from edrtrial.errors import PermanentError, TransientError
-from edrtrial.models import Alert
+from edrtrial.models import Alert, AuditEvent, Ticket
+from edrtrial.playbooks.engine import default_playbook_paths, load_playbooks
 from edrtrial.states import WriteBackState
 
 from conftest import add_tenant
 from fakes import FakeConnector
+from test_defender_support import ALERTS_URL, fake_sign_in, make_connector, payload
+
+PLAYBOOK = load_playbooks(default_playbook_paths())
+POLICY = DeskPolicy(DeskConfig(name="デスク", email="desk@example.jp", phone="03-0000-0000"))
 
 
 class Refusing(FakeConnector):
@@ -53,3 +70,182 @@ def test_a_refusal_is_failed_with_its_reason_apart_and_a_throttle_waits(sessions
         "a2": (WriteBackState.DONE, ""),
         "a3": (WriteBackState.PENDING, ""),
     }
+
+
+# --- audited, through the Defender connector against Graph's documented answers ---------------
+
+TEST_ALERT = "da637551227677560813_-961444813"  # the alert of the documented PATCH
+RESOLVED_ALERT = "da637551227677560813_-000000001"
+GONE_ALERT = "da637551227677560813_-000000002"
+NOW = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+SUMMARY = {
+    "when": "11/20 10:00",
+    "what": "PowerShell on pc-1",
+    "cause": "an administrator's script",
+    "handling": "checked with the company",
+    "effect": "nothing to do",
+}
+
+
+def _alert(sessions, tenant_id: int, source_id: str, **fields: Any) -> int:
+    with transaction(sessions) as session:
+        alert = Alert(
+            tenant_id=tenant_id,
+            source="defender",
+            source_id=source_id,
+            status="new",
+            category="Execution",
+            detection_source="microsoftDefenderForEndpoint",
+            device_source_ids=["dev1"],
+            device_names=["pc-1.acme.example.jp"],
+            created_at=NOW - timedelta(minutes=30),
+            last_update_at=NOW - timedelta(minutes=30),
+            **fields,
+        )
+        session.add(alert)
+        session.flush()
+        return alert.id
+
+
+def _triage(sessions, tenant_id: int) -> None:
+    with transaction(sessions) as session:
+        triage_pending(session, tenant_id, "acme", PLAYBOOK, POLICY, NOW)
+
+
+def _events(sessions, *actions: str) -> list[AuditEvent]:
+    with sessions() as session:
+        query = select(AuditEvent).where(AuditEvent.action.in_(actions)).order_by(AuditEvent.id)
+        return list(session.scalars(query))
+
+
+def _graph_accepts(httpx_mock: HTTPXMock, source_id: str) -> None:
+    url = f"{ALERTS_URL}/{source_id}"
+    documented = payload("graph__update_alert_v2_response.json")
+    httpx_mock.add_response(url=url, method="PATCH", json=documented)
+    httpx_mock.add_response(url=f"{url}/comments", method="POST", json={"value": []})
+
+
+def test_a_suppression_written_back_is_audited_with_its_rule(
+    sessions, httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tenant_id = add_tenant(sessions, "acme")
+    alert_id = _alert(
+        sessions,
+        tenant_id,
+        TEST_ALERT,
+        title="[Test Alert] Suspicious Powershell commandline",
+        severity="informational",
+        evidence={"command_lines": [DOCUMENTED_COMMAND]},
+    )
+    _triage(sessions, tenant_id)
+    fake_sign_in(httpx_mock)
+    _graph_accepts(httpx_mock, TEST_ALERT)
+    connector = make_connector(monkeypatch, tmp_path, write_back=True)
+
+    result = writeback.write_back_pending(sessions, tenant_id, connector)
+    connector.close()
+
+    assert (result.written, result.failed) == (1, 0)
+    [patch] = httpx_mock.get_requests(url=f"{ALERTS_URL}/{TEST_ALERT}", method="PATCH")
+    assert json.loads(patch.content) == {
+        "status": "resolved",
+        "classification": "informationalExpectedActivity",
+        "determination": "securityTesting",
+    }
+    [event] = _events(sessions, "alert.written_back")
+    assert (event.actor, event.tenant_id, event.target) == (
+        "playbook",
+        tenant_id,
+        f"alert:{alert_id}",
+    )
+    assert event.detail == {
+        "source_id": TEST_ALERT,
+        "edr_tenant": "t-acme",
+        "status": "resolved",
+        "classification": "informationalexpectedactivity",
+        "determination": "securitytesting",
+        "comment": "edrtrial: detection-test by playbook",
+        "suppressed": "detection-test",
+        "rule": "onboarding-detection-test",
+    }
+
+
+def test_the_desks_verdict_written_back_or_refused_is_audited_as_the_operators(
+    sessions, httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tenant_id = add_tenant(sessions, "acme")
+    for source_id in (RESOLVED_ALERT, GONE_ALERT):
+        _alert(
+            sessions,
+            tenant_id,
+            source_id,
+            title="Suspicious PowerShell command line",
+            severity="medium",
+            incident_source_id="77",
+        )
+    _triage(sessions, tenant_id)
+    with transaction(sessions) as session:
+        ticket = session.scalars(select(Ticket)).one()
+        operator.resolve(
+            session,
+            ticket.id,
+            SUMMARY,
+            "cli:sato",
+            NOW,
+            POLICY,
+            classification="falsepositive",
+            determination="clean",
+            write_back=True,
+            report=False,
+        )
+        ticket_id = ticket.id
+    fake_sign_in(httpx_mock)
+    _graph_accepts(httpx_mock, RESOLVED_ALERT)
+    httpx_mock.add_response(
+        url=f"{ALERTS_URL}/{GONE_ALERT}",
+        method="PATCH",
+        status_code=404,
+        json=payload("mde__error_resource_not_found_404.json"),
+    )
+    connector = make_connector(monkeypatch, tmp_path, write_back=True)
+
+    result = writeback.write_back_pending(sessions, tenant_id, connector)
+    connector.close()
+
+    assert (result.written, result.failed) == (1, 1)
+    written, refused = _events(sessions, "alert.written_back", "alert.write_back_failed")
+    assert (written.action, written.actor, written.tenant_id) == (
+        "alert.written_back",
+        "cli:sato",
+        tenant_id,
+    )
+    assert written.detail == {
+        "source_id": RESOLVED_ALERT,
+        "edr_tenant": "t-acme",
+        "status": "resolved",
+        "classification": "falsepositive",
+        "determination": "clean",
+        "comment": f"edrtrial: resolved by the support desk (ticket #{ticket_id})",
+        "ticket": ticket_id,
+    }
+    assert (refused.action, refused.actor) == ("alert.write_back_failed", "cli:sato")
+    assert refused.detail["source_id"] == GONE_ALERT
+    assert refused.detail["ticket"] == ticket_id
+    assert "404" in refused.detail["error"]
+    with sessions() as session:
+        gone = session.scalars(select(Alert).where(Alert.source_id == GONE_ALERT)).one()
+        assert (gone.write_back, gone.write_back_error) == (
+            WriteBackState.FAILED,
+            refused.detail["error"],
+        )
+
+
+def test_a_deferred_write_back_writes_nothing_and_audits_nothing(sessions):
+    tenant_id = add_tenant(sessions, "acme")
+    _alert(sessions, tenant_id, "a1", title="x", severity="low", write_back="pending")
+    connector = Refusing({"a1": TransientError("429")})
+
+    result = writeback.write_back_pending(sessions, tenant_id, connector)
+
+    assert result.deferred == 1
+    assert _events(sessions, "alert.written_back", "alert.write_back_failed") == []

@@ -45,6 +45,7 @@ def _process_evidence(item: Mapping[str, Any], found: EvidenceCollector) -> None
     # The parent's image (explorer.exe, services.exe…) would only add noise to hash rules.
     _user_account(found, _object(item, "userAccount"))
     _file(found, _object(item, "imageFile"))
+    found.command_line(item.get("processCommandLine"))
 
 
 def _file_evidence(item: Mapping[str, Any], found: EvidenceCollector) -> None:
@@ -92,7 +93,7 @@ _GRAPH_READERS: Mapping[str, Callable[[Mapping[str, Any], EvidenceCollector], No
 
 
 def graph_evidence(items: Iterable[Any]) -> Evidence:
-    """Users, hashes, IPs and URLs named by a Graph alert's `evidence` array."""
+    """Users, hashes, IPs, URLs and command lines named by a Graph alert's `evidence` array."""
     found = EvidenceCollector()
     for item in items:
         if not isinstance(item, Mapping):
@@ -127,6 +128,8 @@ def mde_evidence(alert: Mapping[str, Any]) -> Evidence:
             )
         if kind in ("file", "process"):
             _file(found, item)
+        if kind == "process":
+            found.command_line(item.get("processCommandLine"))
         if kind == "ip":
             found.ip(item.get("ipAddress"))
         if kind == "url":

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from edrtrial.cli.common import config_of, console, fails_cleanly
+from edrtrial.cli.common import config_of, console, err_console, fails_cleanly
 from edrtrial.config import Config
 from edrtrial.connectors import connector_class
 from edrtrial.connectors.base import Connector
@@ -19,6 +19,7 @@ from edrtrial.desk.calendar import DEFAULT, BusinessCalendar
 from edrtrial.desk.triage import stored_facts
 from edrtrial.errors import EdrTrialError, PlaybookError, Unmappable
 from edrtrial.ingest.queries import alerts_by_reference, newest_alerts
+from edrtrial.playbooks.checks import PlaybookWarning, warnings
 from edrtrial.playbooks.engine import (
     AlertFacts,
     Playbook,
@@ -64,6 +65,8 @@ def check(ctx: click.Context, files: tuple[Path, ...]) -> None:
 
     Each file is checked on its own, then all together in the order given (rule names
     must be unique across files). Errors name the file and line; the exit status is 2.
+    Rules that load but are unsafe (a suppression that free text alone can trigger) are
+    warned about with their file and line; the exit status is then 1.
     """
     config: Config | None = None
     try:
@@ -73,13 +76,17 @@ def check(ctx: click.Context, files: tuple[Path, ...]) -> None:
             raise  # the configured playbooks need the config
     paths = list(files) or _configured_paths(_require(config))
     errors: list[str] = []
+    warned: list[PlaybookWarning] = []
     for path in paths:
         try:
-            count = len(load_playbooks([path]).rules)
+            loaded = load_playbooks([path])
         except PlaybookError as err:
             errors.append(str(err))
             continue
-        console.print(f"{path}: {count} rules", markup=False, highlight=False)
+        console.print(f"{path}: {len(loaded.rules)} rules", markup=False, highlight=False)
+        warned += warnings(loaded)
+    for warning in warned:
+        err_console.print(f"warning: {warning}", markup=False, highlight=False)
     if errors:
         raise PlaybookError("\n".join(errors))
     combined = load_playbooks(paths)
@@ -88,9 +95,11 @@ def check(ctx: click.Context, files: tuple[Path, ...]) -> None:
         channel_check(c.name for c in config.settings.desk.escalation_channels())(combined)
     if channels:
         console.print("escalates to: " + ", ".join(channels), markup=False, highlight=False)
-    console.print(
-        f"ok: {len(combined.rules)} rules in {len(paths)} file(s)", markup=False, highlight=False
-    )
+    checked = f"{len(combined.rules)} rules in {len(paths)} file(s)"
+    if warned:
+        console.print(f"{len(warned)} warning(s): {checked}", markup=False, highlight=False)
+        ctx.exit(1)
+    console.print(f"ok: {checked}", markup=False, highlight=False)
 
 
 @playbooks.command("test")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from edrtrial import files
 from edrtrial.cli.common import actor, console, deliver, fails_cleanly, runtime_of
 from edrtrial.db import transaction
 from edrtrial.devices import offboarding as lifecycle
@@ -76,7 +77,11 @@ def _date(value: str) -> date:
 @click.option("--company", required=True, help="Company key.")
 @click.option("--from", "start", required=True, help="First day (JST), YYYY-MM-DD.")
 @click.option("--to", "end", required=True, help="Last day (JST), YYYY-MM-DD, inclusive.")
-@click.option("--output", type=click.Path(path_type=Path), help="HTML file to write.")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    help="HTML file to write (a new file is readable by you only).",
+)
 @click.option("--no-mail", is_flag=True, help="Write the file only; do not mail the company.")
 @click.pass_context
 @fails_cleanly
@@ -89,25 +94,29 @@ def report(
         raise click.BadParameter("--to is before --from")
     runtime = runtime_of(ctx)
     runtime.config.company(company)
-    html = _report_html(runtime, company, first, last, mail=not no_mail)
+    html = _report_html(runtime, company, first, last, mail=not no_mail, by=actor(ctx))
     target = (
         output or runtime.config.resolve(Path("var/reports")) / f"{company}_{first}_{last}.html"
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(html, encoding="utf-8")
+    files.write_private_text(target, html)
     console.print(f"report written to {target}")
     if not no_mail:
         deliver(runtime)
 
 
-def _report_html(runtime: Runtime, company: str, first: date, last: date, *, mail: bool) -> str:
+def _report_html(
+    runtime: Runtime, company: str, first: date, last: date, *, mail: bool, by: str
+) -> str:
     """The company's report as HTML; with `mail`, also queued for the company's contact."""
     with transaction(runtime.sessions) as session:
         stored = company_by_key(session, company)
         assert stored is not None  # synced from the config by Runtime.open
         now, desk = runtime.clock(), runtime.config.settings.desk
         if mail:
-            return queue_detection_report(session, stored.id, first, last, now=now, desk=desk).html
+            queued = queue_detection_report(
+                session, stored.id, first, last, now=now, desk=desk, actor=by
+            )
+            return queued.html
         return render_detection_report_html(
             detection_report_for(session, stored.id, first, last, now=now, desk=desk)
         )

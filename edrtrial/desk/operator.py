@@ -30,6 +30,7 @@ from edrtrial.errors import TicketError
 from edrtrial.models import Alert, AuditEvent, Ticket, TicketNote
 from edrtrial.notify.notices import company_message
 from edrtrial.notify.recipients import mail_company
+from edrtrial.notify.report_mail import already_queued, audit_report_mail
 from edrtrial.reports.incident import incident_report_mail
 from edrtrial.states import WriteBackState
 
@@ -188,7 +189,7 @@ def resolve(
         {"summary": record, "classification": classification, "write_back": write_back},
     )
     if report:
-        _queue_incident_report(session, ticket, alerts, policy)
+        _queue_incident_report(session, ticket, alerts, policy, actor=actor, at=at)
     return ticket
 
 
@@ -205,19 +206,32 @@ def check_verdict(classification: str, determination: str) -> tuple[str, str]:
 
 
 def _queue_incident_report(
-    session: Session, ticket: Ticket, alerts: list[Alert], policy: DeskPolicy
+    session: Session,
+    ticket: Ticket,
+    alerts: list[Alert],
+    policy: DeskPolicy,
+    *,
+    actor: str,
+    at: datetime,
 ) -> None:
     """The company's incident report, once per resolution (a reopened ticket reports again)."""
     tenant, company = company_of(session, ticket)
     mail = incident_report_mail(company, ticket, alerts, actions_of(session, ticket), policy.desk)
-    mail_company(
-        session,
-        company,
-        tenant.id,
-        mail,
-        dedupe_key=f"incident-report:ticket:{ticket.id}:{ticket.reopened}",
-        kind="incident-report",
+    dedupe_key = f"incident-report:ticket:{ticket.id}:{ticket.reopened}"
+    new = not already_queued(session, dedupe_key)
+    message = mail_company(
+        session, company, tenant.id, mail, dedupe_key=dedupe_key, kind="incident-report"
     )
+    if new:
+        audit_report_mail(
+            session,
+            message,
+            company_key=company.key,
+            period=(ticket.created_at, at),
+            actor=actor,
+            at=at,
+            extra={"ticket": ticket.id},
+        )
 
 
 def reopen(session: Session, ticket_id: int, reason: str, actor: str, at: datetime) -> Ticket:

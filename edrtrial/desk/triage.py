@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from edrtrial import audit
 from edrtrial.connectors.base import ActionKind
 from edrtrial.desk.announce import queue_notices
 from edrtrial.desk.calendar import DEFAULT as DEFAULT_CALENDAR
@@ -62,6 +63,7 @@ def facts_of(
         file_hashes=tuple(evidence.get("file_hashes", ())),
         ips=tuple(evidence.get("ips", ())),
         urls=tuple(evidence.get("urls", ())),
+        command_lines=tuple(evidence.get("command_lines", ())),
         tenant_id=tenant_id,
         company_key=company_key,
         business_hours=calendar.is_business_hours(alert.created_at or alert.ingested_at),
@@ -113,6 +115,28 @@ def _verify_devices(session: Session, alert: Alert) -> int:
     return verified
 
 
+def _audit_suppression(session: Session, alert: Alert, decision: Decision, now: datetime) -> None:
+    """A suppressed alert reaches nobody, so the audit log is where the desk can see it."""
+    audit.record(
+        session,
+        at=now,
+        actor="playbook",
+        action="alert.suppressed",
+        tenant_id=alert.tenant_id,
+        target=f"alert:{alert.id}",
+        detail={
+            "rule": decision.suppressed_by,
+            "reason": decision.suppressed_reason,
+            "title": alert.title,
+            "severity": alert.severity,
+            "source_id": alert.source_id,
+            "classification": alert.classification,
+            "determination": alert.determination,
+            "devices_verified": list(alert.device_names) if decision.mark_device_verified else [],
+        },
+    )
+
+
 @dataclass(slots=True)
 class _Pending:
     """What a batch asks of one ticket once all its alerts are placed."""
@@ -142,6 +166,8 @@ def _apply(
         if decision.suppressed_reason:  # e.g. the detection test: closed in the EDR as well
             alert.write_back = alert.write_back or WriteBackState.PENDING
     verified = _verify_devices(session, alert) if decision.mark_device_verified else 0
+    if decision.suppressed_reason:
+        _audit_suppression(session, alert, decision, now)
     if decision.suppressed_reason or not decision.ticket:
         return 0, 1 if decision.suppressed_reason else 0, verified
     placed = book.place(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from edrtrial.config import ChannelConfig
-from edrtrial.models import Company
+from edrtrial.models import Company, OutboxMessage
 from edrtrial.notify import outbox
 from edrtrial.reports.render import RenderedMail
 
@@ -45,9 +45,9 @@ def mail_company(
     *,
     dedupe_key: str,
     kind: str,
-) -> None:
-    """Queue a mail to the company contact (once per dedupe key)."""
-    outbox.enqueue(
+) -> OutboxMessage:
+    """Queue a mail to the company contact (once per dedupe key); the queued message."""
+    return outbox.enqueue(
         session,
         dedupe_key=dedupe_key,
         kind=kind,

@@ -1,12 +1,19 @@
-"""Queueing a company's detection report so a re-run of the schedule never mails it twice."""
+"""Queueing a company's detection report so a re-run of the schedule never mails it twice.
+
+Every report mail queued (this detection report, and the desk's incident report) is
+audited once, when it is first queued: a report tells a company what happened on its PCs,
+so who sent which company which period, to whom, must be answerable later.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from edrtrial import audit
 from edrtrial.config import DeskConfig
 from edrtrial.ingest.queries import period_alerts, tenant_devices
 from edrtrial.models import Alert, Company, Device, OutboxMessage
@@ -17,6 +24,7 @@ from edrtrial.reports.detection import DetectionReport, build_detection_report
 from edrtrial.reports.render import detection_report_mail
 
 REPORT_KIND = "detection_report"
+REPORT_QUEUED = "report.queued"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +72,42 @@ def detection_report_for(
     )
 
 
+def already_queued(session: Session, dedupe_key: str) -> bool:
+    """Whether a message with this key is in the outbox (queued again, it is not new)."""
+    found = session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key))
+    return found is not None
+
+
+def audit_report_mail(
+    session: Session,
+    message: OutboxMessage,
+    *,
+    company_key: str,
+    period: tuple[date | datetime, date | datetime],
+    actor: str,
+    at: datetime,
+    extra: dict[str, object] | None = None,
+) -> None:
+    """Audit one report mail: which company, which period, to whom, which kind."""
+    audit.record(
+        session,
+        at=at,
+        actor=actor,
+        action=REPORT_QUEUED,
+        tenant_id=message.tenant_id,
+        target=f"company:{company_key}",
+        detail={
+            "kind": message.kind,
+            "company": company_key,
+            "period": {"from": period[0].isoformat(), "to": period[1].isoformat()},
+            "recipients": [message.recipient],
+            "subject": message.subject,
+            "outbox_id": message.id,
+            **(extra or {}),
+        },
+    )
+
+
 def queue_detection_report(
     session: Session,
     company_id: int,
@@ -72,13 +116,19 @@ def queue_detection_report(
     *,
     now: datetime,
     desk: DeskConfig,
+    actor: str = "weekly-reports",
 ) -> QueuedReport:
-    """Assemble, render and queue the report to the company contact; does not commit."""
+    """Assemble, render and queue the report to the company contact; does not commit.
+
+    The first queueing is audited as `actor`'s (the weekly job, or who ran the command).
+    """
     report = detection_report_for(session, company_id, start, end, now=now, desk=desk)
     mail = detection_report_mail(report)
+    dedupe_key = report_dedupe_key(report.company_key, start, end)
+    new = not already_queued(session, dedupe_key)
     message = enqueue(
         session,
-        dedupe_key=report_dedupe_key(report.company_key, start, end),
+        dedupe_key=dedupe_key,
         kind=REPORT_KIND,
         recipient=report.recipient,
         subject=mail.subject,
@@ -86,6 +136,11 @@ def queue_detection_report(
         body_html=mail.html,
         tenant_id=report.tenant_id,
     )
+    if new:
+        period = (start, end)
+        audit_report_mail(
+            session, message, company_key=report.company_key, period=period, actor=actor, at=now
+        )
     # Already queued earlier: hand back what was (or will be) sent, not today's re-render.
     html = message.body_html if message.body_html is not None else mail.html or ""
     return QueuedReport(html=html, message=message)
