@@ -105,6 +105,10 @@ class DeskConfig(_Strict):
     channels: list[ChannelConfig] = Field(default_factory=list)
     reopen_days: int = Field(14, ge=0)  # a new alert reopens a ticket resolved this recently
     close_after_days: int = Field(7, ge=0)  # resolved tickets close by themselves after this
+    # A send without an answer is failed only if no action appears at the EDR this long after.
+    reconcile_minutes: int = Field(10, ge=1, le=24 * 60)
+    # An offboarded device still reporting this long after the EDR's success is flagged.
+    offboarding_flag_days: int = Field(3, ge=1)
 
     @field_validator("channels")
     @classmethod
