@@ -5,6 +5,7 @@ Every API has its own budget (100/min, 1,500/h per tenant), named after the docs
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,7 +18,7 @@ from starlette.routing import Route
 from edrtrial.sandbox.actions import ACTION_TYPES
 from edrtrial.sandbox.admission import admit
 from edrtrial.sandbox.auth import MDE
-from edrtrial.sandbox.faults import ApiError
+from edrtrial.sandbox.faults import TIMEOUT_FAULT_SECONDS, ApiError
 from edrtrial.sandbox.mde_data import ACTION_FIELDS, MACHINE_FIELDS
 from edrtrial.sandbox.odata import Clause, FieldKind, ODataError, parse_count, parse_filter
 from edrtrial.sandbox.responses import base_url, mde_error, mde_json
@@ -106,6 +107,14 @@ class MdeApi:
                 body,
                 client_id,
             )
+            fault = self.world.take_action_fault()  # the action exists whatever is answered
+            if fault == "timeout_after_record":
+                await asyncio.sleep(TIMEOUT_FAULT_SECONDS)
+                return mde_error(504, "GatewayTimeout", "The operation timed out")
+            if fault == "error_after_record":
+                return mde_error(
+                    503, "ServiceUnavailable", "The service is temporarily unavailable"
+                )
             return mde_json(_entity(request, "MachineActions", action), 201)
 
         return handler
