@@ -109,7 +109,7 @@ class MdeApi:
             )
             fault = self.world.take_action_fault()  # the action exists whatever is answered
             if fault == "timeout_after_record":
-                await asyncio.sleep(TIMEOUT_FAULT_SECONDS)
+                await _hold_back(request)
                 return mde_error(504, "GatewayTimeout", "The operation timed out")
             if fault == "error_after_record":
                 return mde_error(
@@ -118,6 +118,14 @@ class MdeApi:
             return mde_json(_entity(request, "MachineActions", action), 201)
 
         return handler
+
+
+async def _hold_back(request: Request) -> None:
+    """Keep the client waiting for the fault's time, or until it has given up and left."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT_FAULT_SECONDS
+    while loop.time() < deadline and not await request.is_disconnected():
+        await asyncio.sleep(0.1)
 
 
 def _list_query(request: Request, fields: dict[str, FieldKind]) -> tuple[list[Clause], int, int]:
