@@ -21,6 +21,10 @@ Isolate, release and offboard travel the same road:
 What differs between the kinds is a `Route`: its transition table, its audit names and
 wording, the check that the connector talks to the action's tenant, and, for offboarding,
 a platform the EDR cannot uninstall remotely (settled as manual work without a send).
+
+The module is longer than most (~450 lines) because the steps are one road: reconciliation
+settles through the same `settle` as an answer, and `send_action` reconciles at once after
+a send without one; split apart, the two halves would import each other.
 """
 
 from __future__ import annotations
