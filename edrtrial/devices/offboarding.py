@@ -189,7 +189,9 @@ def execute_offboarding(
     """Send each planned task of one tenant once; returns the ids of the tasks it settled.
 
     Settled means sent, or handed over as manual work; a task the EDR refused goes back to
-    `planned` (with the reason) and one another operator took meanwhile is not counted.
+    `planned` (with the reason), one sent without an answer waits `unconfirmed` until its
+    Offboard action is found (or the window ends), and one another operator took meanwhile
+    is not counted.
     """
     with transaction(sessions) as session:
         tenant = session.get_one(Tenant, tenant_id)
