@@ -131,6 +131,7 @@ class ActionResult:
     source_action_id: str
     status: ActionStatus
     raw: Mapping[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None  # when the EDR created it, if it says
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +182,9 @@ class Capability(StrEnum):
     AV_SCAN = "av_scan"
     OFFBOARD = "offboard"
     WRITE_BACK = "write_back"
+    FIND_ACTIONS = "find_actions"
+    """It can list a device's actions by type and creation time (`find_actions`): after an
+    unanswered send the core looks for the action instead of guessing."""
 
 
 @runtime_checkable
@@ -245,6 +249,14 @@ class Connector(Protocol):
 
     def action_status(self, source_action_id: str) -> ActionResult:
         """Read where an earlier action stands."""
+        ...
+
+    def find_actions(
+        self, device_source_id: str, kind: ActionKind, since: datetime
+    ) -> list[ActionResult]:
+        """The device's actions of this kind requested by this connection at or after `since`,
+        oldest first (only with FIND_ACTIONS): how the core learns whether a send that got no
+        answer created an action."""
         ...
 
     def can_offboard(self, os_platform: str) -> bool:

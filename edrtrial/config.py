@@ -123,6 +123,10 @@ class DeskConfig(_Strict):
     # Isolating or releasing a device silent this long warns the operator (the EDR holds
     # the action until the device reports again); it is not refused.
     silent_device_days: int = Field(3, ge=1)
+    # A send without an answer is failed only if no action appears at the EDR this long after.
+    reconcile_minutes: int = Field(10, ge=1, le=24 * 60)
+    # An offboarded device still reporting this long after the EDR's success is flagged.
+    offboarding_flag_days: int = Field(3, ge=1)
 
     @field_validator("channels")
     @classmethod

@@ -54,6 +54,16 @@ class TransientError(ConnectorError):
         self.retry_after = retry_after
 
 
+class OutcomeUnknown(TransientError):
+    """A request that changes something may have been carried out, but no answer says so.
+
+    It timed out or lost its connection after it was sent, the EDR answered 5xx, or its
+    success answer could not be read. Unlike a refusal (4xx), the EDR may have acted: the
+    caller reads back what exists (e.g. the device's machine actions) before retrying or
+    giving up, so one request never becomes two actions.
+    """
+
+
 class AuthError(ConnectorError):
     """Credentials or consent are wrong; polling stops until an operator fixes it."""
 

@@ -274,6 +274,8 @@ class ResponseAction(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None]  # claimed for sending: the EDR's action is no older
+    finished_at: Mapped[datetime | None]  # a terminal status was recorded
 
     device: Mapped[Device] = relationship()
 

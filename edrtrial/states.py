@@ -54,6 +54,7 @@ class ActionState(StrEnum):
     PROPOSED = "proposed"  # a playbook's suggestion; nothing happens until an operator acts
     PLANNED = "planned"  # to be sent
     SENDING = "sending"  # claimed and being sent; stays if the process dies mid-send
+    UNCONFIRMED = "unconfirmed"  # sent, no answer: the EDR's action is looked for until found
     SUPERSEDED = "superseded"  # a proposal made moot by a planned isolation of its device
     MANUAL = "manual"  # offboarding the EDR cannot do remotely: handed over to a person
     PENDING = "pending"
@@ -62,6 +63,9 @@ class ActionState(StrEnum):
     FAILED = "failed"
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
+    # Offboarding after the EDR's success: the device went quiet, or still reports days later.
+    VERIFIED = "verified"
+    STILL_REPORTING = "still_reporting"
 
 
 class TenantState(StrEnum):

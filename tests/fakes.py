@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -38,7 +38,7 @@ class FakeConnector:
     name: ClassVar[str] = "fake"
     settings_model: ClassVar[type[BaseModel]] = FakeSettings
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.INCIDENTS, Capability.DEVICES, Capability.OFFBOARD}
+        {Capability.INCIDENTS, Capability.DEVICES, Capability.OFFBOARD, Capability.FIND_ACTIONS}
     )
 
     def __init__(
@@ -55,6 +55,13 @@ class FakeConnector:
         self.incident_requests: list[list[str]] = []
         self.bad_alerts: list[dict[str, Any]] = []
         self.statuses: dict[str, ActionStatus] = {}
+        # The EDR's machine actions (device, kind, action), as `find_actions` lists them.
+        self.actions: list[tuple[str, ActionKind, ActionResult]] = []
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        # Raised by `start_action`, after the EDR created the action unless `fault_records`
+        # is off (a 5xx or a timeout after Microsoft acted, or before it did).
+        self.fault: Exception | None = None
+        self.fault_records = True
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], base_dir: Path) -> Self:
@@ -96,7 +103,26 @@ class FakeConnector:
 
     def start_action(self, device_source_id: str, kind: ActionKind, comment: str) -> ActionResult:
         self.started.append((device_source_id, kind))
-        return ActionResult(f"action-{len(self.started)}", ActionStatus.PENDING)
+        result = ActionResult(
+            f"action-{len(self.started)}", ActionStatus.PENDING, created_at=self.clock()
+        )
+        if self.fault is None or self.fault_records:
+            self.actions.append((device_source_id, kind, result))
+        if self.fault is not None:
+            raise self.fault
+        return result
+
+    def find_actions(
+        self, device_source_id: str, kind: ActionKind, since: datetime
+    ) -> list[ActionResult]:
+        return [
+            action
+            for device, of_kind, action in self.actions
+            if device == device_source_id
+            and of_kind == kind
+            and action.created_at is not None
+            and action.created_at >= since
+        ]
 
     def action_status(self, source_action_id: str) -> ActionResult:
         return ActionResult(

@@ -526,6 +526,52 @@ def test_isolate_is_pending_then_succeeds_and_refuses_a_duplicate(
         world.set_action_seconds(6)
 
 
+def test_an_action_fault_records_the_action_then_answers_5xx_once_or_always(
+    client: httpx.Client, server: SandboxServer, world: SandboxWorld
+) -> None:
+    headers = _mde(client, server, SAKURA)
+    device = world.device_ids(SAKURA, "Windows11")[-1]
+    bad = client.post("/sandbox/settings", json={"action_fault": "sometimes"})
+    assert bad.status_code == 400
+    set_once = client.post("/sandbox/settings", json={"action_fault": "error_after_record"})
+    assert set_once.json()["action_fault_repeat"] == "once"
+    world.set_action_seconds(0)
+    try:
+        failed = client.post(
+            f"/api/machines/{device}/runAntiVirusScan",
+            json={"Comment": "scan", "ScanType": "Quick"},
+            headers=headers,
+        )
+        assert failed.status_code == 503
+        assert client.get("/sandbox/settings").json()["action_fault"] == "none"  # used up
+        # The action exists although the answer said otherwise; the connector's filter finds it.
+        since = format_iso(datetime.now(UTC) - timedelta(minutes=5))
+        listed = client.get(
+            "/api/machineactions",
+            params={
+                "$filter": f"machineId eq '{device}' and type eq 'RunAntiVirusScan' and "
+                f"requestor eq '{SAMPLE_CLIENT_ID}' and creationDateTimeUtc ge {since}"
+            },
+            headers=headers,
+        ).json()["value"]
+        assert len(listed) == 1 and listed[0]["status"] == "Succeeded"
+        client.post(
+            "/sandbox/settings",
+            json={"action_fault": "error_after_record", "action_fault_repeat": "always"},
+        )
+        for _ in range(2):
+            again = client.post(
+                f"/api/machines/{device}/runAntiVirusScan",
+                json={"Comment": "scan", "ScanType": "Quick"},
+                headers=headers,
+            )
+            assert again.status_code == 503
+        assert world.action_counts(SAKURA)[device]["RunAntiVirusScan"] == 3
+    finally:
+        world.set_action_fault("none")
+        world.set_action_seconds(6)
+
+
 def test_action_requests_are_checked_like_mde(
     client: httpx.Client, server: SandboxServer, world: SandboxWorld
 ) -> None:

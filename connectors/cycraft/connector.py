@@ -232,6 +232,16 @@ class CyCraftAdapter:
         path = self._client.endpoint(self._mapping.actions.status, action_id=source_action_id)
         return self._task_result(self._client.item(path, self._client.get(path)), None)
 
+    def find_actions(
+        self, device_source_id: str, kind: ActionKind, since: datetime
+    ) -> list[ActionResult]:
+        """Not offered: CyCraft's task list names neither the requester nor the creation time,
+        so a task found there cannot be told apart from an older or someone else's one."""
+        raise PermanentError(
+            f"tenant {self._tenant}: CyCraft cannot list a device's tasks by requester and "
+            "creation time; check the device in the CyCraft console"
+        )
+
     def can_offboard(self, os_platform: str) -> bool:
         """Whether the platform is in `offboard_platforms` (by prefix, case and spaces ignored)."""
         if Capability.OFFBOARD not in self.capabilities:

@@ -21,6 +21,7 @@ from edrtrial.connectors.support import retry_after_seconds
 from edrtrial.errors import (
     ApiRefused,
     AuthError,
+    OutcomeUnknown,
     ResourceNotFound,
     SchemaDriftError,
     TransientError,
@@ -266,11 +267,11 @@ class DefenderClient:
         self._clock.sleep(delay)
 
     def _transport_failure(self, method: str, url: str, err: httpx.RequestError) -> Exception:
+        doubtful = method not in _IDEMPOTENT and not isinstance(err, _NOT_SENT)
+        error = OutcomeUnknown if doubtful else TransientError
         if isinstance(err, httpx.TimeoutException):
-            return TransientError(f"tenant {self._tenant}: {method} {url} timed out")
-        return TransientError(
-            f"tenant {self._tenant}: {method} {url} failed: {type(err).__name__}: {err}"
-        )
+            return error(f"tenant {self._tenant}: {method} {url} timed out")
+        return error(f"tenant {self._tenant}: {method} {url} failed: {type(err).__name__}: {err}")
 
     def _json(self, method: str, response: httpx.Response) -> dict[str, Any]:
         """The JSON object answered; an empty 2xx (a 204 to a write) is an empty object."""
@@ -283,15 +284,17 @@ class DefenderClient:
             )
         if response.status_code == 204 or not response.content.strip():
             return {}
+        # A write Microsoft accepted but whose answer we cannot read may have been carried out.
+        drift = SchemaDriftError if method in _IDEMPOTENT else OutcomeUnknown
         try:
             data = response.json()
         except ValueError as err:
-            raise SchemaDriftError(
+            raise drift(
                 f"tenant {self._tenant}: {method} {response.request.url} answered "
                 f"{response.status_code} with a body that is not JSON (malformed or cut short)"
             ) from err
         if not isinstance(data, dict):
-            raise SchemaDriftError(
+            raise drift(
                 f"tenant {self._tenant}: {method} {response.request.url} answered JSON "
                 f"{type(data).__name__}, expected an object"
             )
@@ -306,7 +309,9 @@ class DefenderClient:
         )
         message = f"tenant {self._tenant}: {where} answered {status} {quoted}"
         if status == 429 or status >= 500:
-            return TransientError(
+            # A 429 was refused unprocessed; a 5xx to a write may have been carried out.
+            doubtful = status >= 500 and method not in _IDEMPOTENT
+            return (OutcomeUnknown if doubtful else TransientError)(
                 message, retry_after=retry_after_seconds(response, self._clock.now())
             )
         if status == 401:

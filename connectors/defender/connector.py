@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -55,13 +55,14 @@ from edrtrial.connectors.support import (
 from edrtrial.errors import (
     ApiRefused,
     ConfigError,
+    OutcomeUnknown,
     PermanentError,
     ResourceNotFound,
     SchemaDriftError,
     TransientError,
     Unmappable,
 )
-from edrtrial.timeutil import format_iso
+from edrtrial.timeutil import as_utc, format_iso
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +285,12 @@ class DefenderForBusinessConnector:
                 pending.source_action_id,
             )
             return pending
-        result = self._action_result(payload)
+        try:
+            result = self._action_result(payload)
+        except SchemaDriftError as err:  # accepted, but which action it started is unreadable
+            raise OutcomeUnknown(
+                f"{err} (answer to {spec.mde_type} on {device_source_id})"
+            ) from err
         log.info(
             "tenant %s: started %s action %s on device %s",
             self._tenant,
@@ -298,6 +304,39 @@ class DefenderForBusinessConnector:
         """Where an earlier machine action stands."""
         path = f"{MACHINE_ACTIONS_PATH}/{quote(source_action_id, safe='')}"
         return self._action_result(self._client.get_json(Api.MDE, path))
+
+    def find_actions(
+        self, device_source_id: str, kind: ActionKind, since: datetime
+    ) -> list[ActionResult]:
+        """This app's machine actions of this type on the device created at or after `since`.
+
+        MDE filters machine actions by machineId, type, requestor (an app's actions carry
+        its client id) and creationDateTimeUtc; the same conditions are checked again here,
+        so a server that ignored part of the filter cannot make us adopt a stranger's action.
+        """
+        spec = _ACTIONS[kind]
+        device = device_source_id.replace("'", "''")  # OData string literal escaping
+        requestor = self.settings.client_id.replace("'", "''")
+        start = as_utc(since)
+        query = {
+            "$filter": f"machineId eq '{device}' and type eq '{spec.mde_type}' and "
+            f"requestor eq '{requestor}' and creationDateTimeUtc ge {format_iso(start)}"
+        }
+        found: list[ActionResult] = []
+        for page in self._client.mde_pages(MACHINE_ACTIONS_PATH, query):
+            for action, raw in map_page(
+                page, _with_raw, "machine action", tenant=self._tenant
+            ).records:
+                created = action.creation_date_time_utc
+                if (
+                    action.type == spec.mde_type.lower()
+                    and action.machine_id == device_source_id
+                    and (action.requestor or "").lower() == self.settings.client_id.lower()
+                    and created is not None
+                    and created >= start
+                ):
+                    found.append(replace(self._action_result(raw), created_at=created))
+        return sorted(found, key=lambda result: (result.created_at, result.source_action_id))
 
     def can_offboard(self, os_platform: str) -> bool:
         """Whether the offboard API supports the platform: Windows 10/11, Server 2019 or later."""

@@ -129,6 +129,7 @@ class MdeMachineAction(_Payload):
     status: EnumText = None
     machine_id: str | None = None
     computer_dns_name: str | None = None
+    requestor: str | None = None  # a person's UPN, or an app's client id
     requestor_comment: str | None = None
     creation_date_time_utc: Timestamp = None
     # The resource page says lastUpdateDateTimeUtc, the list examples lastUpdateTimeUtc.

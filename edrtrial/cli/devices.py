@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import click
 
@@ -77,7 +78,8 @@ def _device_action(
             reason=f"operator, ticket #{ticket_id}",
         )
         action_id = action.id
-    sent = actions.send(rt.sessions, action_id, rt.connector(tenant), who, rt.clock)
+    window = timedelta(minutes=rt.config.settings.desk.reconcile_minutes)
+    sent = actions.send(rt.sessions, action_id, rt.connector(tenant), who, rt.clock, window)
     console.print(f"{kind.value} of {label}: {sent.status} ({sent.detail})", highlight=False)
     status = _follow(rt, tenant, action_id, sent.status, wait)
     if wait:

@@ -28,7 +28,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from edrtrial import audit
 from edrtrial.config import DeskConfig
 from edrtrial.connectors.base import ActionKind, Connector
-from edrtrial.devices.send import Route, follow_actions, send_action
+from edrtrial.devices.send import (
+    RECONCILE_WINDOW,
+    Outcome,
+    Route,
+    follow_actions,
+    reconcile_pending,
+    send_action,
+)
 from edrtrial.devices.states import DEVICE_ACTIONS, UNDER_WAY
 from edrtrial.errors import ActionRefused
 from edrtrial.models import Company, Device, ResponseAction, Tenant, Ticket
@@ -44,7 +51,10 @@ OFFBOARDED = (
     ActionState.SENDING,
     ActionState.PENDING,
     ActionState.IN_PROGRESS,
+    ActionState.UNCONFIRMED,
     ActionState.SUCCEEDED,
+    ActionState.VERIFIED,
+    ActionState.STILL_REPORTING,
     ActionState.MANUAL,
 )
 """An offboarding task in one of these states: the EDR is leaving (or has left) the device."""
@@ -277,14 +287,28 @@ def send(
     connector: Connector,
     actor: str,
     now: Callable[[], datetime],
+    window: timedelta = RECONCILE_WINDOW,
 ) -> ResponseAction:
     """Send a planned isolate or release once (see `devices.send`); returns it as it is now.
 
     One the check at send time refuses comes back `cancelled`, its reason in `detail`.
     """
-    send_action(sessions, ROUTE, action_id, connector, actor, now)
+    send_action(sessions, ROUTE, action_id, connector, actor, now, window)
     with sessions() as session:
         return session.get_one(ResponseAction, action_id)
+
+
+def reconcile(
+    sessions: sessionmaker[Session],
+    tenant_id: int,
+    connector: Connector,
+    now: Callable[[], datetime],
+    window: timedelta = RECONCILE_WINDOW,
+) -> dict[int, Outcome]:
+    """Settle the tenant's isolations and releases sent without an answer (see `devices.send`)."""
+    with sessions() as session:
+        _check_tenant(session.get_one(Tenant, tenant_id), connector)
+    return reconcile_pending(sessions, ROUTE, tenant_id, connector, DEVICE_KINDS, now, window)
 
 
 def follow(

@@ -10,13 +10,17 @@ very goal. So the decision and the trial end are read again at the moment of sen
 (`ROUTE.check_send`), and a change of either cancels the company's planned tasks at once
 (`cancel_moot_offboarding`, run after each config sync and by the daily job). A cancelled
 task frees its device: if the company later leaves after all, a new task is planned.
+
+A send without an answer is reconciled like an isolation, never put back to `planned`
+blindly. The desk job follows sent tasks, and checks that an offboarded device really went
+quiet: the EDR's "Succeeded" only means the sensor was told to stop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,7 +28,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from edrtrial import audit
 from edrtrial.connectors.base import ActionKind, Connector
 from edrtrial.db import transaction
-from edrtrial.devices.send import Outcome, Route, follow_actions, send_action
+from edrtrial.devices.send import (
+    RECONCILE_WINDOW,
+    RECONCILER,
+    Outcome,
+    Route,
+    follow_actions,
+    reconcile_pending,
+    send_action,
+)
 from edrtrial.devices.states import OFFBOARDING
 from edrtrial.errors import ConnectorError
 from edrtrial.models import Company, Device, ResponseAction, Tenant, Trial
@@ -275,6 +287,8 @@ ROUTE = Route(
     comment=_comment,
     interrupted=INTERRUPTED,
     refused="send refused, can be retried: {error}",
+    lost="no answer to the send, and no Offboard action appeared at the EDR within the window; "
+    "it can be sent again",
     noun="offboarding",
     manual=_manual,
     sender_requests=True,
@@ -288,12 +302,15 @@ def execute_offboarding(
     connector: Connector,
     actor: str,
     now: Callable[[], datetime],
+    window: timedelta = RECONCILE_WINDOW,
 ) -> list[int]:
     """Send each planned task of one tenant once; returns the ids of the tasks it settled.
 
     Settled means sent, or handed over as manual work; a task the EDR refused goes back to
-    `planned` (with the reason), one the check at send time cancelled (the company
-    continues, its trial runs on) and one another operator took meanwhile are not counted.
+    `planned` (with the reason), one sent without an answer waits `unconfirmed` until its
+    Offboard action is found (or the window ends); one the check at send time cancelled (the
+    company continues, its trial runs on) and one another operator took meanwhile are not
+    counted.
     """
     with transaction(sessions) as session:
         tenant = session.get_one(Tenant, tenant_id)
@@ -312,7 +329,7 @@ def execute_offboarding(
     return [
         task_id
         for task_id in planned
-        if send_action(sessions, ROUTE, task_id, connector, actor, now)
+        if send_action(sessions, ROUTE, task_id, connector, actor, now, window)
         in (Outcome.SENT, Outcome.MANUAL)
     ]
 
@@ -336,3 +353,84 @@ def refresh_offboarding(
 
     kinds = (ActionKind.OFFBOARD.value,)
     return follow_actions(sessions, OFFBOARDING, tenant_id, connector, kinds, now, finished)[0]
+
+
+def reconcile_offboarding(
+    sessions: sessionmaker[Session],
+    tenant_id: int,
+    connector: Connector,
+    now: Callable[[], datetime],
+    window: timedelta = RECONCILE_WINDOW,
+) -> dict[int, Outcome]:
+    """Settle the tenant's tasks sent without an answer, or left `sending` by a crash."""
+    with sessions() as session:
+        _check_tenant(session.get_one(Tenant, tenant_id), connector)
+    kinds = (ActionKind.OFFBOARD.value,)
+    return reconcile_pending(sessions, ROUTE, tenant_id, connector, kinds, now, window)
+
+
+QUIET_AFTER = timedelta(days=1)
+"""A device sends a full report about once a day (MDE's lastSeen): one whose last report is
+no newer than the offboarding's success a day later has stopped reporting."""
+
+
+def _quiet(device: Device, finished: datetime, now: datetime) -> bool:
+    """The device stopped reporting after the offboarding succeeded (as the inventory shows)."""
+    if not device.in_inventory or device.health_status.lower() == "inactive":
+        return True
+    seen = device.last_seen
+    return seen is not None and seen <= finished and now >= finished + QUIET_AFTER
+
+
+def verify_offboarding(
+    sessions: sessionmaker[Session], tenant_id: int, now: datetime, flag_after: timedelta
+) -> tuple[list[int], list[int]]:
+    """Verify succeeded tasks whose device went quiet; flag, once, those still reporting.
+
+    Returns the ids verified and flagged. Both are audited; a flagged task shows the reason
+    in the secretariat's progress list and is verified later if the device does go quiet.
+    """
+    with sessions() as session:
+        pending = [
+            (task.id, task.status, task.finished_at or task.updated_at)
+            for task in session.scalars(
+                select(ResponseAction).where(
+                    ResponseAction.tenant_id == tenant_id,
+                    ResponseAction.kind == ActionKind.OFFBOARD.value,
+                    ResponseAction.status.in_((ActionState.SUCCEEDED, ActionState.STILL_REPORTING)),
+                )
+            )
+        ]
+    verified: list[int] = []
+    flagged: list[int] = []
+    for task_id, seen, finished in pending:
+        with transaction(sessions) as session:
+            task = session.get_one(ResponseAction, task_id)
+            device = session.get_one(Device, task.device_id)
+            last_seen = device.last_seen.isoformat() if device.last_seen else None
+            detail = {"device": device.name, "last_seen": last_seen}
+            if _quiet(device, finished, now):
+                step, what, note = "verify", "verified", "the device stopped reporting"
+            elif seen == ActionState.SUCCEEDED and now >= finished + flag_after:
+                days = flag_after.days
+                step, what = "flag", "still_reporting"
+                note = (
+                    f"still reporting {days} days after the EDR offboarded it (last seen "
+                    f"{last_seen or 'unknown'}): check {device.name} and run the offboarding "
+                    "script if the sensor is still on"
+                )
+            else:
+                continue
+            if not OFFBOARDING.move_id(session, task_id, seen, step, detail=note, updated_at=now):
+                continue  # another desk job took this step first
+            audit.record(
+                session,
+                at=now,
+                actor=RECONCILER,
+                action=f"offboarding.{what}",
+                tenant_id=tenant_id,
+                target=f"device:{device.source_id}",
+                detail=detail,
+            )
+            (verified if step == "verify" else flagged).append(task_id)
+    return verified, flagged

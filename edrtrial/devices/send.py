@@ -11,12 +11,23 @@ Isolate, release and offboard travel the same road:
 2. **send** — `connector.start_action`;
 3. **settle** — what the EDR answered (its machine action and status, or its refusal) is
    recorded and audited in one commit;
-4. **follow** — the EDR's status of sent actions is read until it is terminal (audited by
+4. **reconcile** — a send that got no answer (timeout, dropped connection, 5xx:
+   `OutcomeUnknown`) may still have created the action, so it is never settled as refused:
+   the device's machine actions of that kind created since the claim are read and the one
+   found is adopted as if the send had answered. Until one appears the action is
+   `unconfirmed` (under way: a second isolate is refused); the desk job looks again, also
+   for actions a crash left `sending`, and only after the reconciliation window with
+   nothing found is it `lost`. One request never becomes two actions at the EDR;
+5. **follow** — the EDR's status of sent actions is read until it is terminal (audited by
    the caller's `on_finished`, which may also tell the company).
 
 What differs between the kinds is a `Route`: its transition table, its audit names and
 wording, the check that the connector talks to the action's tenant, and, for offboarding,
 a platform the EDR cannot uninstall remotely (settled as manual work without a send).
+
+The module is longer than most (~450 lines) because the steps are one road: reconciliation
+settles through the same `settle` as an answer, and `send_action` reconciles at once after
+a send without one; split apart, the two halves would import each other.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -32,15 +43,28 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial import audit
-from edrtrial.connectors.base import ActionKind, Connector
+from edrtrial.connectors.base import ActionKind, ActionResult, Capability, Connector
 from edrtrial.db import transaction
-from edrtrial.devices.states import FOLLOWED, reported, sent
-from edrtrial.errors import ConnectorError
+from edrtrial.devices.states import FOLLOWED, RECONCILED, reported, sent
+from edrtrial.errors import ConnectorError, OutcomeUnknown
 from edrtrial.machine import Machine
 from edrtrial.models import Device, ResponseAction, Tenant
 from edrtrial.states import ActionState
+from edrtrial.timeutil import to_jst
 
 log = logging.getLogger(__name__)
+
+RECONCILE_WINDOW = timedelta(minutes=10)
+"""How long after a send without an answer its action may still appear at the EDR (the
+desk's `reconcile_minutes`)."""
+CLOCK_SKEW = timedelta(minutes=2)
+"""The EDR stamps its actions with its own clock: the search starts this much before the claim."""
+SENDING_GRACE = timedelta(minutes=5)
+"""A `sending` row older than this was left by a crash: a send's own calls (timeouts, a few
+retries of the reads before it, budget waits) end well within it, so reconciling it cannot
+race a send still under way."""
+RECONCILER = "edr"
+"""The audit actor of what the EDR's own records settle."""
 
 
 def _never_manual(connector: Connector, device: Device) -> str | None:
@@ -66,6 +90,8 @@ class Route:
     """The detail while `sending`: what to check if it stays so."""
     refused: str
     """The detail after the EDR refused the send; `{error}` is its message."""
+    lost: str = "no answer to the send, and no action appeared at the EDR within the window"
+    """The detail when a send without an answer created nothing at the EDR."""
     noun: str = ""
     """The audit prefix ("offboarding"); empty: the action's kind ("isolate", "release")."""
     manual: Callable[[Connector, Device], str | None] = _never_manual
@@ -90,6 +116,8 @@ class Outcome(StrEnum):
     SENT = "sent"  # the EDR accepted it
     REFUSED = "refused"  # the EDR refused it; settled by the route's "refused" step
     CANCELLED = "cancelled"  # no longer fits (the route's check at send time): nothing sent
+    UNCONFIRMED = "unconfirmed"  # no answer and no action found yet: looked for again later
+    LOST = "lost"  # no answer, and no action appeared within the reconciliation window
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +136,7 @@ def send_action(
     connector: Connector,
     actor: str,
     now: Callable[[], datetime],
+    window: timedelta = RECONCILE_WINDOW,
 ) -> Outcome:
     """Send one planned action once: claimed (and audited) in its own commit before the call."""
     claimed = _claim(sessions, route, action_id, connector, actor, now)
@@ -115,10 +144,10 @@ def send_action(
         return claimed
     try:
         result = connector.start_action(claimed.device_source_id, claimed.kind, claimed.comment)
-    except ConnectorError as err:
-        # Any ConnectorError counts as a refusal, although after a timeout or a 5xx the EDR
-        # may have created the action: reading the device's machine actions before deciding
-        # (reconciliation) is still to come.
+    except OutcomeUnknown as err:  # it may exist: look before deciding
+        log.warning("%s of %s got no answer: %s", claimed.kind.value, claimed.device_name, err)
+        return reconcile(sessions, route, action_id, connector, actor, now, window, doubt=err)
+    except ConnectorError as err:  # refused: the EDR created nothing
         log.warning("%s of %s failed: %s", claimed.kind.value, claimed.device_name, err)
         settle(
             sessions,
@@ -145,8 +174,13 @@ def send_action(
         audit_detail={"machine_action": result.source_action_id, "status": result.status.value},
         source_action_id=result.source_action_id,
         detail=f"machine action {result.source_action_id}",
+        **_finished(result, now()),
     )
     return Outcome.SENT
+
+
+def _finished(result: ActionResult, at: datetime) -> dict[str, Any]:
+    return {"finished_at": at} if result.status.terminal else {}
 
 
 def _claim(
@@ -169,6 +203,8 @@ def _claim(
             return _cancel(session, route, action, device, actor, at, why)
         requester: dict[str, Any] = {"requested_by": actor} if route.sender_requests else {}
         note = route.manual(connector, device)
+        if note is None:
+            requester["sent_at"] = at  # the EDR's action, if any, is no older
         step, detail = ("claim", route.interrupted) if note is None else ("manual", note)
         if not route.machine.can(step, seen) or not route.machine.move_id(
             session, action_id, seen, step, detail=detail, updated_at=at, **requester
@@ -229,9 +265,10 @@ def settle(
     what: str,
     target: str,
     audit_detail: dict[str, Any],
+    seen: str = ActionState.SENDING,
     **values: Any,
 ) -> None:
-    """Move an action out of `sending` by `step`, with what the EDR answered, and audit it.
+    """Move an action out of `seen` (`sending`) by `step`, with what the EDR answered; audit it.
 
     The audit is written even if the row had left `sending` meanwhile (nothing but this
     send moves it from there, so that means someone edited the store): the EDR was called,
@@ -239,13 +276,12 @@ def settle(
     """
     with transaction(sessions) as session:
         action = session.get_one(ResponseAction, action_id)
-        if not route.machine.move_id(
-            session, action_id, ActionState.SENDING, step, updated_at=at, **values
-        ):
+        if not route.machine.move_id(session, action_id, seen, step, updated_at=at, **values):
             log.warning(
-                "%s #%d left sending before its answer (%s) was recorded; it is %s",
+                "%s #%d left %s before its answer (%s) was recorded; it is %s",
                 route.machine.entity,
                 action_id,
+                seen,
                 step,
                 session.get_one(ResponseAction, action_id).status,
             )
@@ -302,7 +338,12 @@ def follow_actions(
             continue
         with transaction(sessions) as session:
             if not machine.move_id(
-                session, action_id, seen, reported(result.status), updated_at=now
+                session,
+                action_id,
+                seen,
+                reported(result.status),
+                updated_at=now,
+                **_finished(result, now),
             ):
                 continue  # another follower recorded it first
             changed += 1
@@ -310,3 +351,154 @@ def follow_actions(
                 on_finished(session, session.get_one(ResponseAction, action_id))
                 finished.append(action_id)
     return changed, finished
+
+
+@dataclass(frozen=True, slots=True)
+class _Unanswered:
+    seen: str
+    kind: ActionKind
+    device_source_id: str
+    target: str
+    sent_at: datetime
+    known: frozenset[str]
+
+
+def _unanswered(session: Session, route: Route, action_id: int) -> _Unanswered | None:
+    action = session.get_one(ResponseAction, action_id)
+    if action.status not in RECONCILED:
+        return None
+    device = session.get_one(Device, action.device_id)
+    adopted = session.scalars(  # an action another row already holds is not this one's
+        select(ResponseAction.source_action_id).where(
+            ResponseAction.tenant_id == action.tenant_id,
+            ResponseAction.device_id == action.device_id,
+            ResponseAction.source_action_id.is_not(None),
+        )
+    )
+    return _Unanswered(
+        action.status,
+        ActionKind(action.kind),
+        device.source_id,
+        route.target(action, device),
+        action.sent_at or action.updated_at,
+        frozenset(a for a in adopted if a),
+    )
+
+
+def reconcile(
+    sessions: sessionmaker[Session],
+    route: Route,
+    action_id: int,
+    connector: Connector,
+    actor: str,
+    now: Callable[[], datetime],
+    window: timedelta = RECONCILE_WINDOW,
+    doubt: Exception | None = None,
+) -> Outcome:
+    """Settle a send that got no answer by what the EDR has: adopt the action it created.
+
+    The device's actions of this kind created since the claim (less the clock skew) that no
+    other row holds are read; the oldest is recorded as the send's answer. None yet: the
+    action waits `unconfirmed` (audited once) until the window after the claim has passed,
+    then it is `lost`. A connector that cannot list actions leaves it `unconfirmed` for an
+    operator to check in the EDR's console: it may exist, so it is never assumed absent.
+    """
+    with sessions() as session:
+        open_ = _unanswered(session, route, action_id)
+    if open_ is None:
+        return Outcome.NOT_PLANNED  # settled meanwhile
+    listable = Capability.FIND_ACTIONS in connector.capabilities
+    found: list[ActionResult] = []
+    read = False  # the EDR's list was read, so "nothing found" means something
+    if listable:
+        try:
+            since = open_.sent_at - CLOCK_SKEW
+            listed = connector.find_actions(open_.device_source_id, open_.kind, since)
+            found, read = [a for a in listed if a.source_action_id not in open_.known], True
+        except ConnectorError as err:  # unreadable now: looked for again by the desk job
+            log.warning("machine actions of %s unreadable: %s", open_.device_source_id, err)
+    at = now()
+    common: dict[str, Any] = {"at": at, "actor": actor, "target": open_.target, "seen": open_.seen}
+    if found:
+        result = found[0]
+        settle(
+            sessions,
+            route,
+            action_id,
+            sent(result.status),
+            what="sent",
+            audit_detail={
+                "machine_action": result.source_action_id,
+                "status": result.status.value,
+                "reconciled": True,
+            },
+            source_action_id=result.source_action_id,
+            detail=f"machine action {result.source_action_id} (found at the EDR after the send "
+            "got no answer)",
+            **_finished(result, at),
+            **common,
+        )
+        return Outcome.SENT
+    deadline = open_.sent_at + window
+    if read and at >= deadline:
+        settle(
+            sessions,
+            route,
+            action_id,
+            "lost",
+            what="lost",
+            audit_detail={"window_minutes": window.total_seconds() / 60},
+            detail=route.lost,
+            **common,
+        )
+        return Outcome.LOST
+    if open_.seen == ActionState.SENDING:
+        looking = (
+            f"looking for it at the EDR until {to_jst(deadline):%m/%d %H:%M} JST"
+            if listable
+            else "the EDR cannot list its actions: check the device in its console"
+        )
+        settle(
+            sessions,
+            route,
+            action_id,
+            "unconfirmed",
+            what="unconfirmed",
+            audit_detail={"error": str(doubt) if doubt else "interrupted before its answer"},
+            detail=f"sent without an answer ({doubt or 'interrupted'}); {looking}",
+            **common,
+        )
+    return Outcome.UNCONFIRMED
+
+
+def reconcile_pending(
+    sessions: sessionmaker[Session],
+    route: Route,
+    tenant_id: int,
+    connector: Connector,
+    kinds: Sequence[str],
+    now: Callable[[], datetime],
+    window: timedelta = RECONCILE_WINDOW,
+) -> dict[int, Outcome]:
+    """Reconcile a tenant's unanswered sends, and those a crash left `sending` (the desk job).
+
+    A `sending` row younger than `SENDING_GRACE` may be a send still under way and is left
+    alone. The caller has checked that the connector talks to this tenant.
+    """
+    with sessions() as session:
+        rows = session.execute(
+            select(ResponseAction.id, ResponseAction.status, ResponseAction.sent_at)
+            .add_columns(ResponseAction.updated_at)
+            .where(
+                ResponseAction.tenant_id == tenant_id,
+                ResponseAction.kind.in_(list(kinds)),
+                ResponseAction.status.in_(RECONCILED),
+            )
+            .order_by(ResponseAction.id)
+        ).all()
+    current = now()
+    return {
+        action_id: reconcile(sessions, route, action_id, connector, RECONCILER, now, window)
+        for action_id, status, sent_at, updated_at in rows
+        if status != ActionState.SENDING or (sent_at or updated_at) <= current - SENDING_GRACE
+    }

@@ -10,6 +10,13 @@ EDR refuses fails an isolation (the desk decides again) but puts an offboarding 
 send time finds it no longer fits (the company continues, its trial ended, the device is
 offboarded) or when a company's decision or trial makes a planned offboarding moot.
 
+A send that got no answer (timeout, dropped connection, 5xx) is `unconfirmed`: the EDR may
+have created the action, so it is looked for (`devices/send.py` `reconcile`) and adopted by
+the same `sent:` steps as an answer; only when none has appeared within the reconciliation
+window is it `lost` (failed, or for an offboarding back to `planned`). An offboarding the
+EDR reports succeeded is then `verified` once the device stops reporting, or flagged
+`still_reporting` for the desk.
+
 The EDR's own states are steps named after them: `sent(status)` records the EDR's answer to
 the send, `reported(status)` what a later status read says.
 """
@@ -24,7 +31,10 @@ from edrtrial.states import ActionState
 FOLLOWED = (ActionState.PENDING, ActionState.IN_PROGRESS)
 """Sent and not finished: the EDR's status is read until it is terminal."""
 
-UNDER_WAY = (ActionState.PLANNED, ActionState.SENDING, *FOLLOWED)
+RECONCILED = (ActionState.SENDING, ActionState.UNCONFIRMED)
+"""Sent without a recorded answer: the EDR's machine actions say whether it exists."""
+
+UNDER_WAY = (ActionState.PLANNED, *RECONCILED, *FOLLOWED)
 """An isolate or release in one of these states blocks a second one for the device."""
 
 
@@ -42,7 +52,7 @@ def _edr_steps() -> dict[str, Step[ActionState]]:
     steps: dict[str, Step[ActionState]] = {}
     for status in ActionStatus:
         state = ActionState(status.value)
-        steps[sent(status)] = Step((ActionState.SENDING,), state)
+        steps[sent(status)] = Step(RECONCILED, state)
         steps[reported(status)] = Step(FOLLOWED, state)
     return steps
 
@@ -56,6 +66,8 @@ DEVICE_ACTIONS = Machine(
         "cancel": Step((ActionState.PLANNED,), ActionState.CANCELLED),
         "claim": Step((ActionState.PLANNED,), ActionState.SENDING),
         "refused": Step((ActionState.SENDING,), ActionState.FAILED),
+        "unconfirmed": Step((ActionState.SENDING,), ActionState.UNCONFIRMED),
+        "lost": Step(RECONCILED, ActionState.FAILED),
         **_edr_steps(),
     },
 )
@@ -69,7 +81,12 @@ OFFBOARDING = Machine(
         "cancel": Step((ActionState.PLANNED,), ActionState.CANCELLED),
         "claim": Step((ActionState.PLANNED,), ActionState.SENDING),
         "refused": Step((ActionState.SENDING,), ActionState.PLANNED),
+        "unconfirmed": Step((ActionState.SENDING,), ActionState.UNCONFIRMED),
+        # None appeared at the EDR within the window: nothing was created, it may be sent again.
+        "lost": Step(RECONCILED, ActionState.PLANNED),
         **_edr_steps(),
+        "verify": Step((ActionState.SUCCEEDED, ActionState.STILL_REPORTING), ActionState.VERIFIED),
+        "flag": Step((ActionState.SUCCEEDED,), ActionState.STILL_REPORTING),
     },
 )
 

@@ -17,8 +17,10 @@ A tenant is named by its id or its key ("sakura-seisakusho") in every body.
                             the tenant's authority get tokens of another tenant (null: its own)
     GET|POST /sandbox/settings  {"latency_seconds", "graph_per_minute", "mde_per_minute",
                              "mde_per_hour" (null = unlimited), "action_seconds",
-                             "action_outcome": "Succeeded"|"Failed"|"TimeOut"}; omitted keys
-                             stay as they are; answers the current settings
+                             "action_outcome": "Succeeded"|"Failed"|"TimeOut",
+                             "action_fault": "none"|"error_after_record"|
+                             "timeout_after_record", "action_fault_repeat": "once"|"always"};
+                             omitted keys stay as they are; answers the current settings
     POST /sandbox/tick      let time pass now -> {"events": n}
 """
 
@@ -35,11 +37,13 @@ from starlette.routing import Route
 
 from edrtrial.sandbox.actions import OUTCOMES
 from edrtrial.sandbox.catalogue import ALERT_KINDS
+from edrtrial.sandbox.faults import ActionFault
 from edrtrial.sandbox.responses import json_response
 from edrtrial.sandbox.world import SandboxWorld
 
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _BUDGET_KEYS = ("graph_per_minute", "mde_per_minute", "mde_per_hour")
+_ACTION_KEYS = ("action_seconds", "action_outcome", "action_fault", "action_fault_repeat")
 
 Handler = Callable[[dict[str, Any]], Any]
 
@@ -140,7 +144,8 @@ class ControlApi:
         return {"tenant_id": tenant_id, "issued_for": issued_for or tenant_id}
 
     def _settings(self, body: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(body) - {*_BUDGET_KEYS, "latency_seconds", "action_seconds", "action_outcome"}
+        known = {*_BUDGET_KEYS, *_ACTION_KEYS, "latency_seconds"}
+        unknown = set(body) - known
         if unknown:
             raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
         # Read every value before changing anything, so a bad one changes nothing.
@@ -150,6 +155,13 @@ class ControlApi:
         outcome = body.get("action_outcome")
         if outcome is not None and outcome not in OUTCOMES:
             raise ValueError(f"action_outcome must be one of {', '.join(OUTCOMES)}")
+        fault = None
+        if "action_fault" in body or "action_fault_repeat" in body:
+            current = self.world.action_fault
+            fault = ActionFault(
+                str(body.get("action_fault", current.mode)),
+                str(body.get("action_fault_repeat", current.repeat)),
+            )
         if budgets:
             self.world.update_budgets(**budgets)
         if latency is not None:
@@ -158,6 +170,8 @@ class ControlApi:
             self.world.set_action_seconds(action_seconds)
         if outcome is not None:
             self.world.set_action_outcome(outcome)
+        if fault is not None:
+            self.world.set_action_fault(fault.mode, fault.repeat)
         return self.world.settings()
 
 

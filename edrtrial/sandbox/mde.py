@@ -5,6 +5,7 @@ Every API has its own budget (100/min, 1,500/h per tenant), named after the docs
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,7 +18,7 @@ from starlette.routing import Route
 from edrtrial.sandbox.actions import ACTION_TYPES
 from edrtrial.sandbox.admission import admit
 from edrtrial.sandbox.auth import MDE
-from edrtrial.sandbox.faults import ApiError
+from edrtrial.sandbox.faults import TIMEOUT_FAULT_SECONDS, ApiError
 from edrtrial.sandbox.mde_data import ACTION_FIELDS, MACHINE_FIELDS
 from edrtrial.sandbox.odata import Clause, FieldKind, ODataError, parse_count, parse_filter
 from edrtrial.sandbox.responses import base_url, mde_error, mde_json
@@ -106,9 +107,25 @@ class MdeApi:
                 body,
                 client_id,
             )
+            fault = self.world.take_action_fault()  # the action exists whatever is answered
+            if fault == "timeout_after_record":
+                await _hold_back(request)
+                return mde_error(504, "GatewayTimeout", "The operation timed out")
+            if fault == "error_after_record":
+                return mde_error(
+                    503, "ServiceUnavailable", "The service is temporarily unavailable"
+                )
             return mde_json(_entity(request, "MachineActions", action), 201)
 
         return handler
+
+
+async def _hold_back(request: Request) -> None:
+    """Keep the client waiting for the fault's time, or until it has given up and left."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT_FAULT_SECONDS
+    while loop.time() < deadline and not await request.is_disconnected():
+        await asyncio.sleep(0.1)
 
 
 def _list_query(request: Request, fields: dict[str, FieldKind]) -> tuple[list[Clause], int, int]:

@@ -19,7 +19,7 @@ from typing import Any
 from edrtrial.sandbox import graph_data, mde_data
 from edrtrial.sandbox.actions import OUTCOMES
 from edrtrial.sandbox.auth import GRAPH, MDE, SCOPES, TOKEN_LIFETIME, EntraError, TokenStore
-from edrtrial.sandbox.faults import ApiError
+from edrtrial.sandbox.faults import ActionFault, ApiError
 from edrtrial.sandbox.generate import populate, step
 from edrtrial.sandbox.graph_data import Page, PageKey
 from edrtrial.sandbox.injection import inject_alerts, onboard_devices
@@ -60,6 +60,7 @@ class SandboxWorld:
         self._latency = 0.0
         self._action_seconds = 6.0
         self._action_outcome = "Succeeded"
+        self._action_fault = ActionFault()
         now = clock()
         self._tenants: dict[str, TenantState] = {}
         for index, info in enumerate(sample_tenants(tenants)):
@@ -435,6 +436,23 @@ class SandboxWorld:
         with self._lock:
             self._action_outcome = outcome
 
+    @property
+    def action_fault(self) -> ActionFault:
+        """The fault action requests suffer after their action is recorded."""
+        with self._lock:
+            return ActionFault(self._action_fault.mode, self._action_fault.repeat)
+
+    def set_action_fault(self, mode: str, repeat: str = "once") -> None:
+        """Make the next action request (or every one) fail after recording its action."""
+        fault = ActionFault(mode, repeat)
+        with self._lock:
+            self._action_fault = fault
+
+    def take_action_fault(self) -> str:
+        """The fault for the action request just recorded (a `once` fault is used up)."""
+        with self._lock:
+            return self._action_fault.take()
+
     # -- reading state (tests, operators) ------------------------------------------------------
 
     def alert_count(self, tenant_id: str) -> int:
@@ -466,6 +484,14 @@ class SandboxWorld:
         with self._lock:
             return self._tenant(tenant_id).action_table()
 
+    def action_ids(self, tenant_id: str, device_id: str) -> list[str]:
+        """The ids of the device's machine actions, oldest first."""
+        with self._lock:
+            actions = self._tenant(tenant_id).actions.values()
+            return [
+                a.id for a in sorted(actions, key=lambda a: a.created) if a.device_id == device_id
+            ]
+
     def summary(self) -> dict[str, Any]:
         """Everything an operator or a test wants to know at a glance, JSON-ready."""
         with self._lock:
@@ -496,5 +522,7 @@ class SandboxWorld:
             "mde_per_hour": budgets.mde_per_hour,
             "action_seconds": self._action_seconds,
             "action_outcome": self._action_outcome,
+            "action_fault": self._action_fault.mode,
+            "action_fault_repeat": self._action_fault.repeat,
             "alert_interval_seconds": self._interval.total_seconds(),
         }

@@ -18,11 +18,12 @@ from typing import TypeVar
 
 from sqlalchemy import select
 
+from edrtrial.connectors.base import ActionKind, Connector
 from edrtrial.db import transaction
 from edrtrial.desk import escalation
 from edrtrial.desk.triage import TriageResult, triage_pending
 from edrtrial.devices import actions, offboarding, writeback
-from edrtrial.devices.states import FOLLOWED
+from edrtrial.devices.states import FOLLOWED, RECONCILED
 from edrtrial.errors import AuthError, ConfigError, ConnectorError
 from edrtrial.ingest import health, polling
 from edrtrial.logsetup import tenant_context
@@ -183,11 +184,52 @@ class DeskOutcome:
     written_back: int = 0
 
 
+_ALL_KINDS = (*actions.DEVICE_KINDS, ActionKind.OFFBOARD.value)
+_OFFBOARDED = (*FOLLOWED, ActionState.SUCCEEDED, ActionState.STILL_REPORTING)
+
+
+def _offboarding_work(rt: Runtime, tenant: TenantRef) -> tuple[bool, bool]:
+    """Whether the tenant has sends to reconcile, and offboarding tasks to follow or verify."""
+    with rt.sessions() as session:
+        unanswered = session.scalar(
+            select(ResponseAction.id)
+            .where(
+                ResponseAction.tenant_id == tenant.id,
+                ResponseAction.kind.in_(_ALL_KINDS),
+                ResponseAction.status.in_(RECONCILED),
+            )
+            .limit(1)
+        )
+        offboarded = session.scalar(
+            select(ResponseAction.id)
+            .where(
+                ResponseAction.tenant_id == tenant.id,
+                ResponseAction.kind == ActionKind.OFFBOARD.value,
+                ResponseAction.status.in_(_OFFBOARDED),
+            )
+            .limit(1)
+        )
+    return unanswered is not None, offboarded is not None
+
+
+def _desk_devices(rt: Runtime, tenant: TenantRef, connector: Connector) -> None:
+    """Reconcile sends without an answer (or left `sending` by a crash); follow and verify
+    offboarding (not only the inventory job: its end must not wait for it)."""
+    desk = rt.config.settings.desk
+    window = timedelta(minutes=desk.reconcile_minutes)
+    actions.reconcile(rt.sessions, tenant.id, connector, rt.clock, window)
+    offboarding.reconcile_offboarding(rt.sessions, tenant.id, connector, rt.clock, window)
+    offboarding.refresh_offboarding(rt.sessions, tenant.id, connector, rt.clock())
+    flag_after = timedelta(days=desk.offboarding_flag_days)
+    offboarding.verify_offboarding(rt.sessions, tenant.id, rt.clock(), flag_after)
+
+
 def _desk_tenant(rt: Runtime, tenant: TenantRef) -> tuple[int, int, int]:
     """Send a tenant's planned isolations, follow those under way, write verdicts back."""
     with tenant_context(tenant.external_id), rt.tenant_lock(tenant.id):
         if tenant.state == TenantState.PARKED:
             return 0, 0, 0
+        unanswered, offboarded = _offboarding_work(rt, tenant)
         with rt.sessions() as session:
             planned = list(
                 session.scalars(
@@ -212,13 +254,18 @@ def _desk_tenant(rt: Runtime, tenant: TenantRef) -> tuple[int, int, int]:
                 .where(Alert.tenant_id == tenant.id, Alert.write_back == WriteBackState.PENDING)
                 .limit(1)
             )
-        if not (planned or under_way or writes):
+        if not (planned or under_way or writes or unanswered or offboarded):
             return 0, 0, 0  # no API call for a tenant with nothing to do
         try:
             connector = rt.connector(tenant)
+            if unanswered or offboarded:
+                _desk_devices(rt, tenant, connector)
+            window = timedelta(minutes=rt.config.settings.desk.reconcile_minutes)
             sent = 0  # the check at send time may cancel a planned one instead
             for action_id in planned:
-                action = actions.send(rt.sessions, action_id, connector, "playbook", rt.clock)
+                action = actions.send(
+                    rt.sessions, action_id, connector, "playbook", rt.clock, window
+                )
                 sent += action.status != ActionState.CANCELLED
             finished = actions.follow(
                 rt.sessions, tenant.id, connector, rt.config.settings.desk, rt.clock()

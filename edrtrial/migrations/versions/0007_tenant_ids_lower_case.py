@@ -19,7 +19,7 @@ from alembic import op
 from edrtrial.errors import StoreError
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

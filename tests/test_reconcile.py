@@ -1,0 +1,421 @@
+"""One request, at most one action: a send without an answer is looked for at the EDR before it
+is settled, and offboarding is followed until the device has really gone quiet."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from test_jobs import Clock, install
+
+from edrtrial.config import DeskConfig, load_config
+from edrtrial.connectors.base import ActionKind, ActionResult, ActionStatus, Capability
+from edrtrial.db import transaction
+from edrtrial.devices import actions as responses
+from edrtrial.devices import offboarding
+from edrtrial.errors import ActionRefused, ApiRefused, OutcomeUnknown
+from edrtrial.models import AuditEvent, Device, ResponseAction, Tenant, Trial
+from edrtrial.service import jobs
+from edrtrial.service.runtime import Runtime
+
+from conftest import add_tenant
+from fakes import Crash, FakeConnector
+from sandbox_config import settings, write_config
+
+T0 = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)  # Tuesday 10:00 JST
+WINDOW = timedelta(minutes=10)
+DESK = DeskConfig(name="デスク", email="desk@example.jp")
+NO_ANSWER = {
+    "504": OutcomeUnknown("POST /api/machines/dev1/isolate answered 504 GatewayTimeout"),
+    "timeout": OutcomeUnknown("POST /api/machines/dev1/isolate timed out"),
+    "dropped": OutcomeUnknown("POST /api/machines/dev1/isolate failed: RemoteProtocolError"),
+}
+
+
+@pytest.fixture
+def tenant_id(sessions: sessionmaker[Session]) -> int:
+    tid = add_tenant(sessions, "acme", "株式会社アクメ")
+    with transaction(sessions) as session:
+        company_id = session.get_one(Tenant, tid).company_id
+        session.add(
+            Trial(company_id=company_id, starts_on=date(2026, 9, 1), ends_on=date(2026, 11, 30))
+        )
+        session.add(
+            Device(
+                tenant_id=tid,
+                source_id="dev1",
+                name="pc-1",
+                os_platform="Windows11",
+                in_inventory=True,
+                health_status="Active",
+                last_seen=T0 - timedelta(hours=1),
+            )
+        )
+    return tid
+
+
+def edr(at: datetime = T0) -> FakeConnector:
+    connector = FakeConnector(tenant_id="t-acme")
+    connector.clock = lambda: at
+    return connector
+
+
+def plan_isolation(sessions, actor: str = "cli:sato") -> int:
+    with transaction(sessions) as session:
+        device = session.scalars(select(Device)).one()
+        return responses.plan(session, device, ActionKind.ISOLATE, actor=actor, at=T0).id
+
+
+def action(sessions, action_id: int) -> ResponseAction:
+    with sessions() as session:
+        return session.get_one(ResponseAction, action_id)
+
+
+def audit_trail(sessions) -> list[tuple[str, str]]:
+    with sessions() as session:
+        return [
+            (e.actor, e.action)
+            for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))
+            if e.action.split(".")[0] in ("isolate", "offboarding")
+        ]
+
+
+def isolated(sessions) -> bool:
+    with sessions() as session:
+        return responses.device_state(session, session.scalars(select(Device)).one()).isolated
+
+
+def plan_again(sessions) -> None:
+    with transaction(sessions) as session:
+        device = session.scalars(select(Device)).one()
+        responses.plan(session, device, ActionKind.ISOLATE, actor="cli:suzuki", at=T0)
+
+
+@pytest.mark.parametrize("answer", list(NO_ANSWER))
+def test_a_send_without_an_answer_adopts_the_action_the_edr_created(sessions, tenant_id, answer):
+    connector = edr()
+    connector.fault = NO_ANSWER[answer]  # Microsoft created the isolation, then the answer was lost
+    action_id = plan_isolation(sessions)
+
+    sent = responses.send(sessions, action_id, connector, "cli:sato", lambda: T0)
+
+    assert len(connector.actions) == 1  # one request, one machine action
+    assert (sent.status, sent.source_action_id) == ("pending", "action-1")
+    assert "found at the EDR" in sent.detail
+    with pytest.raises(ActionRefused, match="already under way"):
+        plan_again(sessions)  # the operator's retry is refused while it is under way
+    responses.follow(sessions, tenant_id, connector, DESK, T0 + timedelta(minutes=1))
+    assert isolated(sessions)
+    assert len(connector.started) == 1
+    assert audit_trail(sessions) == [
+        ("cli:sato", "isolate.planned"),
+        ("cli:sato", "isolate.sending"),
+        ("cli:sato", "isolate.sent"),
+        ("edr", "isolate.succeeded"),
+    ]
+
+
+def test_no_action_at_the_edr_waits_unconfirmed_and_fails_only_after_the_window(
+    sessions, tenant_id
+):
+    connector = edr()
+    connector.fault, connector.fault_records = NO_ANSWER["504"], False
+    action_id = plan_isolation(sessions)
+
+    sent = responses.send(sessions, action_id, connector, "cli:sato", lambda: T0, WINDOW)
+
+    assert sent.status == "unconfirmed"
+    assert "looking for it at the EDR until 11/24 10:10 JST" in sent.detail
+    with pytest.raises(ActionRefused, match="already under way .*unconfirmed"):
+        plan_again(sessions)
+    almost = T0 + WINDOW - timedelta(seconds=1)
+    responses.reconcile(sessions, tenant_id, connector, lambda: almost, WINDOW)
+    assert action(sessions, action_id).status == "unconfirmed"
+
+    responses.reconcile(sessions, tenant_id, connector, lambda: T0 + WINDOW, WINDOW)
+
+    assert action(sessions, action_id).status == "failed"
+    assert connector.actions == [] and len(connector.started) == 1
+    assert audit_trail(sessions) == [
+        ("cli:sato", "isolate.planned"),
+        ("cli:sato", "isolate.sending"),
+        ("cli:sato", "isolate.unconfirmed"),
+        ("edr", "isolate.lost"),
+    ]
+    plan_again(sessions)  # nothing was created: the operator may now try again
+
+
+def test_an_action_that_appears_late_at_the_edr_is_adopted_by_the_next_look(sessions, tenant_id):
+    connector = edr()
+    connector.fault, connector.fault_records = NO_ANSWER["timeout"], False
+    action_id = plan_isolation(sessions)
+    responses.send(sessions, action_id, connector, "cli:sato", lambda: T0, WINDOW)
+    # Microsoft lists the action a little later (its clock a minute behind ours).
+    late = ActionResult("mde-42", ActionStatus.IN_PROGRESS, created_at=T0 - timedelta(minutes=1))
+    connector.actions.append(("dev1", ActionKind.ISOLATE, late))
+
+    responses.reconcile(sessions, tenant_id, connector, lambda: T0 + timedelta(minutes=3), WINDOW)
+
+    found = action(sessions, action_id)
+    assert (found.status, found.source_action_id) == ("inprogress", "mde-42")
+    assert audit_trail(sessions)[-1] == ("edr", "isolate.sent")
+
+
+def test_an_older_action_of_the_device_is_never_adopted(sessions, tenant_id):
+    connector = edr()
+    first = plan_isolation(sessions)
+    responses.send(sessions, first, connector, "cli:sato", lambda: T0)
+    responses.follow(sessions, tenant_id, connector, DESK, T0)
+    with transaction(sessions) as session:
+        device = session.scalars(select(Device)).one()
+        release = responses.plan(session, device, ActionKind.RELEASE, actor="cli:sato", at=T0).id
+    connector.fault, connector.fault_records = NO_ANSWER["504"], False
+
+    sent = responses.send(sessions, release, connector, "cli:sato", lambda: T0, WINDOW)
+
+    assert sent.status == "unconfirmed"  # the isolation held by the first row is not its answer
+    assert isolated(sessions)
+
+
+def test_a_refusal_is_settled_at_once_without_looking(sessions, tenant_id):
+    connector = edr()
+    connector.fault, connector.fault_records = (
+        ApiRefused("Action is already in progress", status=400),
+        False,
+    )
+    action_id = plan_isolation(sessions)
+
+    sent = responses.send(sessions, action_id, connector, "cli:sato", lambda: T0, WINDOW)
+
+    assert sent.status == "failed" and "the EDR refused" in sent.detail
+
+
+def test_a_connector_that_cannot_list_actions_is_never_assumed_to_have_created_nothing(
+    sessions, tenant_id
+):
+    class Blind(FakeConnector):
+        capabilities = FakeConnector.capabilities - {Capability.FIND_ACTIONS}
+
+    connector = Blind(tenant_id="t-acme")
+    connector.fault, connector.fault_records = NO_ANSWER["504"], False
+    action_id = plan_isolation(sessions)
+
+    sent = responses.send(sessions, action_id, connector, "cli:sato", lambda: T0, WINDOW)
+    responses.reconcile(sessions, tenant_id, connector, lambda: T0 + timedelta(days=1), WINDOW)
+
+    assert action(sessions, action_id).status == "unconfirmed"
+    assert "check the device in its console" in sent.detail
+
+
+# -- offboarding --------------------------------------------------------------------------------
+
+
+def trial_over(sessions, tenant_id: int, ended: date) -> None:
+    """The company's trial ended on `ended` without a decision to continue."""
+    with transaction(sessions) as session:
+        company_id = session.get_one(Tenant, tenant_id).company_id
+        trial = session.scalars(select(Trial).where(Trial.company_id == company_id)).one()
+        trial.ends_on, trial.decision = ended, "offboard"
+
+
+def plan_offboarding(sessions, tenant_id: int) -> int:
+    trial_over(sessions, tenant_id, date(2026, 11, 20))  # offboarding is sent only after it
+    with transaction(sessions) as session:
+        [task] = offboarding.plan_offboarding(session, date(2026, 11, 21), T0)
+        return task.id
+
+
+def test_an_offboarding_answered_5xx_after_the_edr_recorded_it_is_one_offboard(sessions, tenant_id):
+    connector = edr()
+    connector.fault = OutcomeUnknown("POST /api/machines/dev1/offboard answered 503")
+    task_id = plan_offboarding(sessions, tenant_id)
+
+    settled = offboarding.execute_offboarding(
+        sessions, tenant_id, connector, "cli:sato", lambda: T0
+    )
+    connector.fault = None
+    # The operator runs the command again: nothing is planned, so nothing is sent.
+    offboarding.execute_offboarding(sessions, tenant_id, connector, "cli:sato", lambda: T0)
+
+    assert settled == [task_id]
+    assert [kind for _, kind, _ in connector.actions] == [ActionKind.OFFBOARD]
+    assert len(connector.started) == 1
+    task = action(sessions, task_id)
+    assert (task.status, task.source_action_id) == ("pending", "action-1")
+
+
+def test_an_unanswered_offboarding_goes_back_to_planned_only_after_the_window(sessions, tenant_id):
+    connector = edr()
+    connector.fault, connector.fault_records = OutcomeUnknown("timed out"), False
+    task_id = plan_offboarding(sessions, tenant_id)
+    offboarding.execute_offboarding(sessions, tenant_id, connector, "cli:sato", lambda: T0, WINDOW)
+    assert action(sessions, task_id).status == "unconfirmed"
+    offboarding.execute_offboarding(sessions, tenant_id, connector, "cli:sato", lambda: T0, WINDOW)
+    assert len(connector.started) == 1  # not planned, so not sent again
+
+    offboarding.reconcile_offboarding(sessions, tenant_id, connector, lambda: T0 + WINDOW, WINDOW)
+
+    task = action(sessions, task_id)
+    assert task.status == "planned" and "no Offboard action appeared" in task.detail
+
+
+def succeeded_offboarding(sessions, tenant_id: int) -> tuple[int, FakeConnector]:
+    connector = edr()
+    task_id = plan_offboarding(sessions, tenant_id)
+    offboarding.execute_offboarding(sessions, tenant_id, connector, "cli:sato", lambda: T0)
+    offboarding.refresh_offboarding(sessions, tenant_id, connector, T0 + timedelta(minutes=5))
+    assert action(sessions, task_id).status == "succeeded"
+    return task_id, connector
+
+
+def inventory_says(sessions, **values) -> None:
+    with transaction(sessions) as session:
+        device = session.scalars(select(Device)).one()
+        for key, value in values.items():
+            setattr(device, key, value)
+
+
+FLAG_AFTER = timedelta(days=3)
+
+
+def test_an_offboarded_device_that_goes_inactive_is_verified(sessions, tenant_id):
+    task_id, _ = succeeded_offboarding(sessions, tenant_id)
+    later = T0 + timedelta(hours=2)
+    assert offboarding.verify_offboarding(sessions, tenant_id, later, FLAG_AFTER) == ([], [])
+    inventory_says(sessions, health_status="Inactive")
+
+    verified, flagged = offboarding.verify_offboarding(sessions, tenant_id, later, FLAG_AFTER)
+
+    assert (verified, flagged) == ([task_id], [])
+    assert action(sessions, task_id).status == "verified"
+    assert audit_trail(sessions)[-1] == ("edr", "offboarding.verified")
+
+
+def test_an_offboarded_device_whose_last_report_stays_frozen_is_verified_a_day_on(
+    sessions, tenant_id
+):
+    task_id, _ = succeeded_offboarding(sessions, tenant_id)
+    day = timedelta(days=1)
+    offboarding.verify_offboarding(sessions, tenant_id, T0 + timedelta(hours=12), FLAG_AFTER)
+    assert action(sessions, task_id).status == "succeeded"  # too early to tell
+
+    offboarding.verify_offboarding(sessions, tenant_id, T0 + day + timedelta(minutes=5), FLAG_AFTER)
+
+    assert action(sessions, task_id).status == "verified"
+
+
+def test_a_device_still_reporting_days_after_offboarding_is_flagged_once(sessions, tenant_id):
+    task_id, _ = succeeded_offboarding(sessions, tenant_id)
+    inventory_says(sessions, last_seen=T0 + timedelta(days=2))  # it kept reporting
+    offboarding.verify_offboarding(sessions, tenant_id, T0 + timedelta(days=2), FLAG_AFTER)
+    assert action(sessions, task_id).status == "succeeded"
+
+    for hours in (0, 1, 24):
+        at = T0 + FLAG_AFTER + timedelta(minutes=5, hours=hours)
+        offboarding.verify_offboarding(sessions, tenant_id, at, FLAG_AFTER)
+
+    with sessions() as session:
+        [row] = offboarding.offboarding_progress(session, "acme")
+    assert row.status == "still_reporting"
+    assert "still reporting 3 days after the EDR offboarded it" in row.detail
+    assert audit_trail(sessions).count(("edr", "offboarding.still_reporting")) == 1
+    inventory_says(sessions, health_status="Inactive")  # the desk ran the script
+    offboarding.verify_offboarding(sessions, tenant_id, T0 + timedelta(days=5), FLAG_AFTER)
+    assert action(sessions, task_id).status == "verified"
+
+
+# -- the desk job --------------------------------------------------------------------------------
+
+
+class CrashAfterSending(FakeConnector):
+    """Microsoft creates the action, then the process dies before the answer is recorded."""
+
+    def start_action(self, device_source_id, kind, comment):
+        super().start_action(device_source_id, kind, comment)
+        raise Crash("killed mid-send")
+
+
+def desk_tenant(rt) -> tuple[int, FakeConnector]:
+    [tenant] = rt.tenants("sakura-seisakusho")
+    connector = CrashAfterSending(tenant_id=tenant.external_id)
+    install(rt, "sakura-seisakusho", connector)
+    with transaction(rt.sessions) as session:
+        session.add(
+            Device(
+                tenant_id=tenant.id,
+                source_id="dev1",
+                name="pc-1",
+                os_platform="Windows11",
+                in_inventory=True,
+            )
+        )
+    return tenant.id, connector
+
+
+@pytest.fixture
+def runtime(tmp_path, now, engine, database_url):
+    """The service's runtime over the sample programme, its clock moved by hand."""
+    path = write_config(tmp_path / "config.toml", settings(database_url))
+    clock = Clock(now)
+    rt = Runtime.open(load_config(path), clock=clock)
+    yield rt, clock
+    rt.close()
+
+
+def test_an_action_a_crash_left_sending_is_reconciled_by_the_desk_job(runtime):
+    rt, clock = runtime
+    tenant_id, connector = desk_tenant(rt)
+    connector.clock = lambda: clock.now
+    with transaction(rt.sessions) as session:
+        device = session.scalars(select(Device).where(Device.tenant_id == tenant_id)).one()
+        action_id = responses.plan(
+            session, device, ActionKind.ISOLATE, actor="cli:sato", at=clock.now
+        ).id
+    with pytest.raises(Crash):
+        responses.send(rt.sessions, action_id, connector, "cli:sato", clock)
+    assert action(rt.sessions, action_id).status == "sending"
+
+    clock.now += timedelta(minutes=1)  # a send may still be under way: left alone
+    jobs.desk(rt)
+    assert action(rt.sessions, action_id).status == "sending"
+    clock.now += timedelta(minutes=5)
+    jobs.desk(rt)
+
+    done = action(rt.sessions, action_id)
+    assert (done.status, done.source_action_id) == ("succeeded", "action-1")
+    assert len(connector.actions) == 1 and len(connector.started) == 1
+    assert ("edr", "isolate.sent") in audit_trail(rt.sessions)
+    assert isolated(rt.sessions)
+
+
+def test_the_desk_job_follows_sent_offboarding_and_verifies_it(runtime):
+    rt, clock = runtime
+    tenant_id, _ = desk_tenant(rt)
+    connector = FakeConnector(tenant_id=rt.tenants("sakura-seisakusho")[0].external_id)
+    install(rt, "sakura-seisakusho", connector)
+    trial_over(rt.sessions, tenant_id, clock.now.date() - timedelta(days=2))
+    with transaction(rt.sessions) as session:
+        task = ResponseAction(
+            dedupe_key=offboarding.offboard_key(tenant_id, "dev1"),
+            tenant_id=tenant_id,
+            device_id=session.scalars(select(Device.id).where(Device.tenant_id == tenant_id)).one(),
+            kind=ActionKind.OFFBOARD.value,
+            status="planned",
+            requested_by="trial-lifecycle",
+            created_at=clock.now,
+            updated_at=clock.now,
+        )
+        session.add(task)
+        session.flush()
+        task_id = task.id
+    offboarding.execute_offboarding(rt.sessions, tenant_id, connector, "cli:sato", clock)
+    assert action(rt.sessions, task_id).status == "pending"
+
+    jobs.desk(rt)
+    assert action(rt.sessions, task_id).status == "succeeded"  # no inventory run needed
+    inventory_says(rt.sessions, health_status="Inactive")
+    jobs.desk(rt)
+
+    assert action(rt.sessions, task_id).status == "verified"
