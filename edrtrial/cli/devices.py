@@ -16,6 +16,7 @@ from edrtrial.devices.states import FOLLOWED
 from edrtrial.errors import TicketError
 from edrtrial.models import Device, Ticket
 from edrtrial.service.runtime import Runtime, TenantRef
+from edrtrial.untrusted import visible
 
 
 def _pick_device(t: Ticket, devices: list[Device], name: str | None) -> Device:
@@ -53,7 +54,7 @@ def _device_action(
         _, company = queries.company_of(session, t)
         label = f"{device.name or device.source_id} of {company.name} (tenant {tenant.external_id})"
     verb = "Isolate" if kind is ActionKind.ISOLATE else "Release"
-    if not yes and not click.confirm(f"{verb} {label}?"):
+    if not yes and not click.confirm(visible(f"{verb} {label}?")):
         console.print("nothing done")
         return
     with transaction(rt.sessions) as session:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from edrtrial.cli.common import actor, console, deliver, fails_cleanly, runtime_of
+from edrtrial.cli.common import actor, console, deliver, fails_cleanly, runtime_of, styled
 from edrtrial.db import transaction
 from edrtrial.devices import offboarding as lifecycle
 from edrtrial.ingest.health import resume_tenant
@@ -20,6 +20,7 @@ from edrtrial.reports.render import render_detection_report_html
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import jst_date, to_jst
+from edrtrial.untrusted import visible
 
 
 @click.command("seats")
@@ -48,7 +49,7 @@ def seats_command(ctx: click.Context) -> None:
         if r.trial_end is not None:
             days = (r.trial_end - today).days
             left = str(days) if days >= 0 else "ended"
-        onboarded = f"[red]{r.onboarded}[/]" if r.over_cap else str(r.onboarded)
+        onboarded = styled(str(r.onboarded), "red") if r.over_cap else str(r.onboarded)
         trial = f"{r.trial_start} → {r.trial_end}" if r.trial_start else ""
         table.add_row(
             f"{r.company_key}\n{r.company_name}",
@@ -157,8 +158,10 @@ def _execute_offboarding(ctx: click.Context, runtime: Runtime, company: str, yes
     if not planned:
         console.print("nothing planned to send")
     elif yes or click.confirm(
-        f"Uninstall the EDR from {len(planned)} device(s) of "
-        f"{company} (tenant {tenant.external_id})?"
+        visible(
+            f"Uninstall the EDR from {len(planned)} device(s) of "
+            f"{company} (tenant {tenant.external_id})?"
+        )
     ):
         done = lifecycle.execute_offboarding(
             runtime.sessions, tenant.id, runtime.connector(tenant), actor(ctx), runtime.clock
@@ -184,7 +187,7 @@ def tenants(ctx: click.Context) -> None:
             key,
             t.connector,
             t.external_id,
-            f"[{style}]{t.state}[/]" if style else t.state,
+            styled(t.state, style),
             last,
             t.state_reason,
         )
