@@ -8,9 +8,13 @@ output has its own rule, and each rule lives here so that there is one place to 
   cannot clear the screen, plant an OSC 8 hyperlink, move the cursor (`\\r`) or reverse what
   the operator reads (a bidi override). Rich markup is switched off where the CLI prints.
 - chat text that tools such as Slack parse (`<url|label>`, `<!channel>`): `&`, `<` and `>`
-  written as entities (`chat_text`), as Slack's "escaping text" rule asks.
-- HTML and mail headers: Jinja2's autoescape and the email package already treat text as
-  data; nothing is needed here.
+  written as entities (`chat_text`), as Slack's "escaping text" rule asks, and controls
+  made visible as in a terminal.
+- Teams cards: plain TextRuns (notify/webhooks.py), controls made visible.
+- HTML and mail: Jinja2's autoescape and the email package treat text as data; the
+  templates (reports/render.py) and the mail headers and bodies (notify/mail.py) also
+  make controls visible, since a bidi override misleads a mail reader as much as a
+  terminal.
 """
 
 from __future__ import annotations
@@ -58,4 +62,4 @@ def chat_text(text: str) -> str:
     `<!channel>` or `<http://x|click>` as typed instead of notifying a channel or hiding a
     link behind a label.
     """
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return visible(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

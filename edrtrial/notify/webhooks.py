@@ -15,8 +15,9 @@ Signed webhook (`kind = "webhook"`)
          "tenant_id": 3, "created_at": "2026-11-09T00:00:00Z"}
 
     `subject` and `text` are plain text with `&`, `<` and `>` written as `&amp;`, `&lt;`
-    and `&gt;` (Slack's escaping rule, so a chat tool shows an EDR's `<!channel>` as text);
-    `html.unescape` gives the text back exactly.
+    and `&gt;` (Slack's escaping rule, so a chat tool shows an EDR's `<!channel>` as text)
+    and control characters shown as marks (`edrtrial.untrusted.visible`: ESC as `␛`, a
+    bidi override as `\u202e`); `html.unescape` gives back the text as shown.
 
     with these headers:
 
@@ -67,7 +68,7 @@ from edrtrial.errors import (
 from edrtrial.models import OutboxMessage
 from edrtrial.secrets import resolve_secret
 from edrtrial.timeutil import as_utc
-from edrtrial.untrusted import chat_text
+from edrtrial.untrusted import chat_text, visible
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,8 @@ def _plain_block(text: str, **style: str) -> dict[str, Any]:
     `**`, `_`, lists), and a backslash escape is shown as a backslash by some Teams clients;
     a TextRun is plain text by the Adaptive Cards schema, in every client.
     """
-    return {"type": "RichTextBlock", "inlines": [{"type": "TextRun", "text": text, **style}]}
+    shown = visible(text)  # a person reads the card: an escape or bidi override is shown
+    return {"type": "RichTextBlock", "inlines": [{"type": "TextRun", "text": shown, **style}]}
 
 
 def _text_blocks(text: str, budget: int) -> list[dict[str, Any]]:
