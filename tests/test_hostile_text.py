@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import os
 import pty
 import re
@@ -28,7 +29,7 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
-import clock
+from edrtrial import logsetup
 from edrtrial.cli import common
 from edrtrial.cli.main import main
 from edrtrial.db import make_engine, make_sessions
@@ -37,12 +38,12 @@ from edrtrial.sandbox import SandboxServer, SandboxWorld
 from edrtrial.timeutil import jst_date
 from edrtrial.untrusted import visible
 
+import clock
 from sandbox_config import settings, write_config
 from test_outbox import Inbox, free_port, start_server
 from test_webhooks import (
     HOOK_TOKEN,
     TEAMS_TOKEN,
-    Receiver,
     block_text,
     receiver,  # noqa: F401 (a fixture)
     secrets,  # noqa: F401 (a fixture)
@@ -262,6 +263,7 @@ def test_a_hostile_alert_is_shown_literally_in_every_output(
     steps = {"--when": "today", "--handling": "isolated", "--effect": "none", **summary}
     cli(config, "ticket", "--by", "tanaka", "resolve", tid, *sum(steps.items(), ()))
     shown = cli(config, "ticket", "show", tid).output
+    refused = cli(config, "ticket", "isolate", tid, "--device", "pc-99", "--yes", code=2).output
     terminal = in_a_terminal(config, "ticket", "show", tid)
     today = jst_date(now)
     report_file = tmp_path / "report.html"
@@ -270,10 +272,12 @@ def test_a_hostile_alert_is_shown_literally_in_every_output(
     cli(config, "report", *company, *period, "--output", str(report_file), "--no-mail")
 
     # --- the terminal: text shown, no markup interpreted, no control reaching it
-    for output in (listing, shown, terminal):
+    [error_line] = refused.strip().splitlines()
+    assert error_line.startswith("error: ticket #")
+    for output in (listing, shown, terminal, refused):
         assert not [c for c in output if c in "\x07\x9b\u202e"]
         assert "\x1b[2J" not in output and "\x1b]" not in output
-    assert "\x1b[" not in listing + shown, "CliRunner is no terminal: no colour either"
+    assert "\x1b[" not in listing + shown + refused, "CliRunner is no terminal: no colour"
     assert "[link=https://evil.example/t]now[/link]" in shown
 
     # --- Teams, webhook and the desk's mailbox, in escalation order
@@ -321,6 +325,7 @@ def test_a_hostile_alert_is_shown_literally_in_every_output(
         "CLI tickets (CliRunner)": found(listing),
         "CLI ticket show (CliRunner)": found(shown),
         "CLI ticket show (terminal)": found(re.sub(r"\x1b\[[0-9;]*m", "", terminal)),
+        "CLI error line": found(refused),
         "desk Teams card": found(card_text),
         "desk webhook": found(hook_text),
         "desk mail": found(mail_view(desk_mail)),
@@ -334,6 +339,7 @@ def test_a_hostile_alert_is_shown_literally_in_every_output(
         "CLI tickets (CliRunner)": {"title", "device"},
         "CLI ticket show (CliRunner)": {"title", "device", "note", "cause"},
         "CLI ticket show (terminal)": {"title", "device", "note", "cause"},
+        "CLI error line": {"device"},  # "names no device 'pc-99' (devices: …)"
         "desk Teams card": {"title", "device"},
         "desk webhook": {"title", "device"},
         "desk mail": {"title", "device"},
@@ -351,3 +357,26 @@ def test_a_hostile_alert_is_shown_literally_in_every_output(
     print(f"hostile strings shown literally per output (of {len(HOSTILE)}):")
     for name, keys in seen.items():
         print(f"  {name}: {len(keys)} {sorted(keys)}")
+
+
+@pytest.fixture
+def root_logger() -> Iterator[None]:
+    """Logging set up by the test is put back as it was (pytest's capture handlers)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_a_log_line_quoting_edr_text_shows_its_controls(capsys, root_logger):
+    logsetup.configure("INFO")
+    logging.getLogger("edrtrial.ingest").warning("quarantined alert: %s", HOSTILE["description"])
+    logsetup.configure("INFO", json_lines=True)
+    logging.getLogger("edrtrial.ingest").warning("device %s", HOSTILE["device"])
+
+    plain, json_line = capsys.readouterr().err.splitlines()
+    assert "\x1b" not in plain and "\x07" not in plain and "\u202e" not in plain
+    assert "quarantined alert: ␛[2J␛]8;;https://evil.example/osc␇open" in plain
+    message = json.loads(json_line)["msg"]
+    assert message == "device pc[bold]01[/bold]<b>x</b>␛[31m\\u202e.evil.example"

@@ -86,7 +86,9 @@ def fails_cleanly(func: Callable[P, T]) -> Callable[P, T]:
         try:
             return func(*args, **kwargs)
         except EdrTrialError as err:
-            err_console.print(styled("error:", "bold red"), str(err), highlight=False)
+            # One line however narrow the terminal: soft_wrap leaves wrapping to the terminal.
+            line = Text.assemble(styled("error:", "bold red"), " ", visible(str(err)))
+            err_console.print(line, highlight=False, soft_wrap=True)
             sys.exit(2)
 
     return wrapper
