@@ -259,11 +259,15 @@ def test_a_hostile_alert_is_shown_literally_in_every_output(
     listing = cli(config, "tickets", "--company", "sakura-seisakusho").output
     [tid] = re.findall(r"^│ (\d+) ", listing, re.M)
     cli(config, "ticket", "--by", "tanaka", "note", tid, HOSTILE["note"])
+    refused = cli(config, "ticket", "isolate", tid, "--device", "pc-99", "--yes", code=2).output
+    asked = CliRunner().invoke(
+        main, ["--config", str(config), "ticket", "isolate", tid], input="n\n"
+    )
+    assert asked.exit_code == 0 and "nothing done" in asked.output
     summary = {"--what": HOSTILE["title"], "--cause": HOSTILE["cause"]}
     steps = {"--when": "today", "--handling": "isolated", "--effect": "none", **summary}
     cli(config, "ticket", "--by", "tanaka", "resolve", tid, *sum(steps.items(), ()))
     shown = cli(config, "ticket", "show", tid).output
-    refused = cli(config, "ticket", "isolate", tid, "--device", "pc-99", "--yes", code=2).output
     terminal = in_a_terminal(config, "ticket", "show", tid)
     today = jst_date(now)
     report_file = tmp_path / "report.html"
@@ -274,7 +278,7 @@ def test_a_hostile_alert_is_shown_literally_in_every_output(
     # --- the terminal: text shown, no markup interpreted, no control reaching it
     [error_line] = refused.strip().splitlines()
     assert error_line.startswith("error: ticket #")
-    for output in (listing, shown, terminal, refused):
+    for output in (listing, shown, terminal, refused, asked.output):
         assert not [c for c in output if c in "\x07\x9b\u202e"]
         assert "\x1b[2J" not in output and "\x1b]" not in output
     assert "\x1b[" not in listing + shown + refused, "CliRunner is no terminal: no colour"
@@ -326,6 +330,7 @@ def test_a_hostile_alert_is_shown_literally_in_every_output(
         "CLI ticket show (CliRunner)": found(shown),
         "CLI ticket show (terminal)": found(re.sub(r"\x1b\[[0-9;]*m", "", terminal)),
         "CLI error line": found(refused),
+        "CLI confirmation prompt": found(asked.output),
         "desk Teams card": found(card_text),
         "desk webhook": found(hook_text),
         "desk mail": found(mail_view(desk_mail)),
@@ -340,6 +345,7 @@ def test_a_hostile_alert_is_shown_literally_in_every_output(
         "CLI ticket show (CliRunner)": {"title", "device", "note", "cause"},
         "CLI ticket show (terminal)": {"title", "device", "note", "cause"},
         "CLI error line": {"device"},  # "names no device 'pc-99' (devices: …)"
+        "CLI confirmation prompt": {"device"},  # "Isolate <device> of <company>?"
         "desk Teams card": {"title", "device"},
         "desk webhook": {"title", "device"},
         "desk mail": {"title", "device"},
