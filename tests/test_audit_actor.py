@@ -130,3 +130,30 @@ def test_every_actor_the_service_writes_is_a_reserved_system_actor():
         written |= set(re.findall(r"\b(?:actor|requested_by|who)\s*=\s*\"([^\"]+)\"", text))
     assert written, "the scan found the service's actors"
     assert written <= SYSTEM_ACTORS, sorted(written - SYSTEM_ACTORS)
+
+
+def test_audit_events_written_before_the_upgrade_keep_their_actor(database_url):
+    """0008 adds `on_behalf_of` empty to earlier events; its downgrade drops it again."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from edrtrial.db import _alembic_config, make_engine
+
+    eng = make_engine(database_url)
+    cfg = _alembic_config(eng)
+    command.upgrade(cfg, "0004")
+    with eng.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO audit_event (at, actor, action, target, detail)"
+                " VALUES ('2026-11-01', 'tanaka', 'ticket.acknowledged', 'ticket:1', '{}')"
+            )
+        )
+    command.upgrade(cfg, "0008")
+    with eng.connect() as conn:
+        row = conn.execute(text("SELECT actor, on_behalf_of FROM audit_event")).one()
+    assert tuple(row) == ("tanaka", "")
+    command.downgrade(cfg, "0004")
+    with eng.connect() as conn:
+        assert conn.execute(text("SELECT actor FROM audit_event")).scalar_one() == "tanaka"
+    eng.dispose()
