@@ -1,13 +1,58 @@
-"""The audit log: who did what, when, to which tenant; one function writes it."""
+"""The audit log: who did what, when, to which tenant; one function writes it.
+
+The actor is who ran the step: a person's operating-system login (`cli:<login>`) or one of
+the service's own `SYSTEM_ACTORS`. When a person acts for someone else (`ticket --by
+NAME`), that name is kept beside the actor as `on_behalf_of`, never in its place, so the
+log always names the account that really did it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from edrtrial.models import AuditEvent
+
+#: The names the service writes as actor for its own steps; no person may claim one.
+#: tests/test_audit_actor.py checks that every literal actor in the source is listed here.
+SYSTEM_ACTORS = frozenset(
+    {
+        "playbook",
+        "edr",
+        "desk",
+        "trial-lifecycle",
+        "reconcile",
+        "scheduler",
+        "config",
+        "config-sync",
+        "service",
+        "system",
+        "sandbox",
+        "write-back",
+        "outbox",
+        "report",
+        "weekly-reports",
+    }
+)
+
+# Who the person running this command acts for: set once at the command's edge (the CLI's
+# `--by`), read by every `record` in between, so no service signature has to carry it.
+_on_behalf_of: ContextVar[str] = ContextVar("edrtrial_on_behalf_of", default="")
+
+
+@contextmanager
+def acting_for(name: str) -> Iterator[None]:
+    """Record `name` as `on_behalf_of` on every audit event written inside the block."""
+    token = _on_behalf_of.set(name)
+    try:
+        yield
+    finally:
+        _on_behalf_of.reset(token)
 
 
 def record(
@@ -19,10 +64,24 @@ def record(
     tenant_id: int | None,
     target: str = "",
     detail: dict[str, Any] | None = None,
+    on_behalf_of: str | None = None,
 ) -> AuditEvent:
-    """Add an audit event to the caller's transaction (it commits with the change it records)."""
+    """Add an audit event to the caller's transaction (it commits with the change it records).
+
+    `on_behalf_of` defaults to the name set by `acting_for`, and is never kept for a system
+    actor (the service acts for nobody).
+    """
+    behalf = _on_behalf_of.get() if on_behalf_of is None else on_behalf_of
+    if actor in SYSTEM_ACTORS:
+        behalf = ""
     event = AuditEvent(
-        at=at, actor=actor, action=action, tenant_id=tenant_id, target=target, detail=detail or {}
+        at=at,
+        actor=actor,
+        on_behalf_of=behalf,
+        action=action,
+        tenant_id=tenant_id,
+        target=target,
+        detail=detail or {},
     )
     session.add(event)
     return event

@@ -126,6 +126,10 @@ class TicketError(EdrTrialError):
     """A desk step does not fit the ticket as it is (or as asked); the message says why."""
 
 
+class ActorError(EdrTrialError):
+    """Who a command acts for cannot be accepted (a system actor's name); nothing was done."""
+
+
 class TenantMismatchError(EdrTrialError, ValueError):
     """Records of two tenants met in one notice, report or action: refused, never sent.
 

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from edrtrial.untrusted import visible
+
 current_tenant: ContextVar[str] = ContextVar("current_tenant", default="-")
 
 
@@ -38,11 +40,18 @@ class _JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "tenant": getattr(record, "tenant", "-"),
-            "msg": record.getMessage(),
+            "msg": visible(record.getMessage()),
         }
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
+
+
+class _PlainFormatter(logging.Formatter):
+    """One line as a person reads it in a terminal: EDR text in a message stays text."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        return visible(super().formatMessage(record))
 
 
 def configure(level: str = "INFO", json_lines: bool = False) -> None:
@@ -53,7 +62,7 @@ def configure(level: str = "INFO", json_lines: bool = False) -> None:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s [%(tenant)s] %(name)s: %(message)s")
+            _PlainFormatter("%(asctime)s %(levelname)-7s [%(tenant)s] %(name)s: %(message)s")
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]

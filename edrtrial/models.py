@@ -322,6 +322,8 @@ class AuditEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(200))
+    # Whom a person acted for (`ticket --by NAME`); the actor stays who ran the command.
+    on_behalf_of: Mapped[str] = mapped_column(String(200), default="", server_default="")
     action: Mapped[str] = mapped_column(String(64))
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
     target: Mapped[str] = mapped_column(String(200), default="")

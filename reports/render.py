@@ -7,8 +7,10 @@ from functools import cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from edrtrial.reports.detection import DetectionReport
+from edrtrial.untrusted import visible
 
 SUBJECT_PREFIX = "【EDR体験】"
 SUBJECT_PREFIX_EN = "[EDR trial]"
@@ -23,6 +25,18 @@ class RenderedMail:
     html: str | None = None
 
 
+def _shown(value: Any) -> Any:
+    """Every value a template prints, with control characters made visible.
+
+    Autoescaping keeps an alert's `<script>` as text; this keeps its bidi override (which
+    makes "invoice\u202efdp.exe" read as "invoiceexe.pdf") and its escape sequences from
+    acting on whoever reads the mail or the report.
+    """
+    if isinstance(value, Markup):
+        return Markup(visible(str(value)))  # controls are not HTML syntax: still safe
+    return visible(value) if isinstance(value, str) else value
+
+
 @cache
 def environment() -> Environment:
     """The one template environment: HTML templates (*.html.j2) autoescaped, text ones not."""
@@ -33,6 +47,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=_shown,
     )
 
 

@@ -158,7 +158,7 @@ def test_incident_over_two_polls_is_one_ticket_isolated_once_and_resolved_back_i
         assert [a.status for a in isolations] == ["succeeded"]
         actions = {
             e.action
-            for e in session.scalars(select(AuditEvent).where(AuditEvent.actor == "tanaka"))
+            for e in session.scalars(select(AuditEvent).where(AuditEvent.on_behalf_of == "tanaka"))
         }
         assert {"ticket.acknowledged", "isolate.planned", "ticket.resolved"} <= actions
 

@@ -35,6 +35,7 @@ from test_webhooks import (
     SIGNING_SECRET,
     TEAMS_TOKEN,
     Receiver,
+    block_text,
     channels,
     closed_port,
     leaked,
@@ -142,7 +143,7 @@ def test_each_channel_delivers_once(
     ]
     assert sorted(h.path for h in receiver.hits) == sorted(["/" + TEAMS_TOKEN, "/" + HOOK_TOKEN])
     teams = next(h for h in receiver.hits if h.path == "/" + TEAMS_TOKEN).json()
-    assert teams["attachments"][0]["content"]["body"][0]["text"].startswith("【P1】")
+    assert block_text(teams["attachments"][0]["content"]["body"][0]).startswith("【P1】")
     hook = next(h for h in receiver.hits if h.path == "/" + HOOK_TOKEN)
     assert hook.json()["id"] == unquote(hook.headers["idempotency-key"]) == "k-webhook"
     for message_id in ids:

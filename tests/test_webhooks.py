@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import json
 import logging
 import socket
@@ -154,6 +155,13 @@ def message(channel: str = "teams", **fields: Any) -> OutboxMessage:
     return OutboxMessage(**values)
 
 
+def block_text(block: dict[str, Any]) -> str:
+    """The text a card block shows: a TextBlock's text, or a RichTextBlock's runs."""
+    if block["type"] == "TextBlock":
+        return str(block["text"])
+    return "".join(str(run["text"]) for run in block["inlines"])
+
+
 def leaked(text: str, urls: tuple[str, str]) -> list[str]:
     """Which of the credentials appear in text (the URLs, their tokens, the secret)."""
     return [s for s in (*urls, TEAMS_TOKEN, HOOK_TOKEN, SIGNING_SECRET) if s in text]
@@ -173,20 +181,61 @@ def test_teams_message_is_an_adaptive_card(transport: WebhookTransport, receiver
     assert (card["type"], card["version"]) == ("AdaptiveCard", "1.2")
     title, *lines = card["body"]
     assert title == {
-        "type": "TextBlock",
-        "text": "【P1】株式会社アクメ: Suspicious PowerShell command",
-        "weight": "Bolder",
-        "size": "Medium",
-        "wrap": True,
+        "type": "RichTextBlock",
+        "inlines": [
+            {
+                "type": "TextRun",
+                "text": "【P1】株式会社アクメ: Suspicious PowerShell command",
+                "weight": "Bolder",
+                "size": "Medium",
+            }
+        ],
     }
-    assert [b["text"] for b in lines] == [
+    assert [block_text(b) for b in lines] == [
         "株式会社アクメ の端末で検知がありました。",
         "端末: ACME-PC01",
         "対応をお願いします。",
     ]
-    assert all(b["type"] == "TextBlock" and b["wrap"] is True for b in lines)
+    assert all(b["type"] == "RichTextBlock" for b in lines), "plain text, never markdown"
     assert lines[2]["spacing"] == "Medium", "a blank line separates paragraphs"
     assert "x-edrtrial-signature" not in hit.headers
+
+
+HOSTILE_TITLE = "[Open the report](http://evil.example/x) **urgent** _now_"
+HOSTILE_LINES = (
+    "- 1. not a list",
+    "端末: <!channel> <http://evil.example|ACME-PC01> & <b>x</b>",
+)
+
+
+def test_teams_card_shows_alert_markdown_as_text_and_never_as_a_link(
+    transport: WebhookTransport, receiver: Receiver
+) -> None:
+    transport.send(message(subject=HOSTILE_TITLE, body_text="\n".join(HOSTILE_LINES)))
+
+    card = receiver.hits[0].json()["attachments"][0]["content"]
+    # Teams renders a TextBlock's text as markdown; a TextRun's text is shown as it is.
+    assert [b["type"] for b in card["body"]] == ["RichTextBlock"] * 3
+    assert [block_text(b) for b in card["body"]] == [HOSTILE_TITLE, *HOSTILE_LINES]
+    assert all(run["type"] == "TextRun" for b in card["body"] for run in b["inlines"])
+    assert '"type":"TextBlock"' not in receiver.hits[0].body.decode()
+
+
+def test_webhook_text_cannot_mention_a_channel_or_hide_a_link(
+    transport: WebhookTransport, receiver: Receiver
+) -> None:
+    hostile = "\n".join(HOSTILE_LINES)
+    transport.send(message("webhook", subject=HOSTILE_TITLE + " <!here>", body_text=hostile))
+
+    sent = receiver.hits[0].json()
+    assert sent["text"] == (
+        "- 1. not a list\n"
+        "端末: &lt;!channel&gt; &lt;http://evil.example|ACME-PC01&gt; &amp; &lt;b&gt;x&lt;/b&gt;"
+    )
+    assert "<" not in sent["subject"] + sent["text"]
+    # The receiver gets the exact text back by unescaping the three characters.
+    assert html.unescape(sent["text"]) == hostile
+    assert html.unescape(sent["subject"]) == HOSTILE_TITLE + " <!here>"
 
 
 def test_teams_workflows_answer_202_is_sent(
@@ -202,7 +251,8 @@ def test_long_teams_text_is_cut_to_fit_a_message(
 ) -> None:
     transport.send(message(body_text="あ" * 50_000))
     assert len(receiver.hits[0].body) < 28_000
-    assert receiver.hits[0].json()["attachments"][0]["content"]["body"][-1]["text"].endswith("…")
+    last = receiver.hits[0].json()["attachments"][0]["content"]["body"][-1]
+    assert block_text(last).endswith("…")
 
 
 def test_webhook_is_signed_and_verifiable(transport: WebhookTransport, receiver: Receiver) -> None:

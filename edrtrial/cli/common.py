@@ -1,29 +1,81 @@
-"""What every command shares: the consoles, clean failure, the config, the runtime, the actor."""
+"""What every command shares: the consoles, clean failure, the config, the runtime, the actor.
+
+The consoles show every string as data: an alert title such as `[link=https://x]update[/link]`
+or one carrying `\x1b[2J` is printed as it was sent, never interpreted (see `SafeConsole`).
+A command styles its own words with `styled`, which makes the same guarantee.
+"""
 
 from __future__ import annotations
 
 import getpass
+import os
 import sys
+import unicodedata
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import click
 from rich.console import Console
+from rich.style import Style
+from rich.text import Text
 
 from edrtrial import logsetup
+from edrtrial.audit import SYSTEM_ACTORS
 from edrtrial.config import Config, load_config
 from edrtrial.desk import operator
-from edrtrial.errors import EdrTrialError, TicketError
+from edrtrial.errors import ActorError, EdrTrialError, TicketError
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime, TenantRef
+from edrtrial.untrusted import visible
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+class SafeConsole(Console):
+    """A rich console that shows every string literally: no markup, no emoji codes, and
+    every control character made visible (`edrtrial.untrusted.visible`).
+
+    Rich turns each string it prints (a `print` argument, a table cell, a header) into text
+    through `render_str`, so doing it there covers every command by construction: a new
+    command cannot forget to escape an alert title or a note.
+    """
+
+    def render_str(
+        self,
+        text: str,
+        *,
+        style: str | Style = "",
+        justify: Any = None,
+        overflow: Any = None,
+        emoji: bool | None = None,
+        markup: bool | None = None,
+        highlight: bool | None = None,
+        highlighter: Any = None,
+    ) -> Text:
+        """The string as plain text, whatever the caller asked for."""
+        return super().render_str(
+            visible(text),
+            style=style,
+            justify=justify,
+            overflow=overflow,
+            emoji=False,
+            markup=False,
+            highlight=highlight,
+            highlighter=highlighter,
+        )
+
+
+def styled(text: str, style: str) -> Text:
+    """The command's own emphasis (a red "overdue", a bold title) over text shown literally."""
+    return Text(visible(text), style=style)
+
+
 # Piped or captured output is not cut to 80 columns (rich's default off a terminal).
-console = Console(width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True)
+console = SafeConsole(width=None if sys.stdout.isatty() else 200, markup=False, emoji=False)
+err_console = SafeConsole(stderr=True, markup=False, emoji=False)
 
 
 def fails_cleanly(func: Callable[P, T]) -> Callable[P, T]:
@@ -34,7 +86,9 @@ def fails_cleanly(func: Callable[P, T]) -> Callable[P, T]:
         try:
             return func(*args, **kwargs)
         except EdrTrialError as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+            # One line however narrow the terminal: soft_wrap leaves wrapping to the terminal.
+            line = Text.assemble(styled("error:", "bold red"), " ", visible(str(err)))
+            err_console.print(line, highlight=False, soft_wrap=True)
             sys.exit(2)
 
     return wrapper
@@ -66,10 +120,58 @@ def runtime_of(ctx: click.Context) -> Runtime:
     return runtime
 
 
+def login_name() -> str:
+    """The operating-system account running the command, by its user id.
+
+    Not `$USER` or `$LOGNAME` (which `getpass.getuser` reads first): anyone can set those.
+    """
+    try:
+        import pwd  # POSIX only
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):  # Windows, or a uid with no account (a container)
+        try:
+            return getpass.getuser()
+        except OSError:
+            return f"uid {os.getuid()}"
+
+
 def actor(ctx: click.Context) -> str:
-    """Who acts, for the audit log: `ticket --by NAME`, else `cli:<login name>`."""
-    by = ctx.find_root().obj.get("by")
-    return str(by) if by else f"cli:{getpass.getuser()}"
+    """Who acts, for the audit log: `cli:<login name>`, whatever `--by` says.
+
+    `--by NAME` is who the operator acts for; `on_behalf_of` gives it to the audit log.
+    """
+    return f"cli:{login_name()}"
+
+
+def _folded(name: str) -> str:
+    """A name as compared with the system actors: NFKC, case-folded, letters and digits only."""
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(c for c in folded if c.isalnum())
+
+
+_SYSTEM = {_folded(name) for name in SYSTEM_ACTORS}
+
+
+def on_behalf_of(by: str | None) -> str:
+    """The `--by` name checked: empty without one, refused when it names a system actor.
+
+    The service's own jobs write the audit log as `playbook`, `edr`, `desk`, ...; a person
+    claiming one of those names ("Playbook", "play book", fullwidth "ｐｌａｙｂｏｏｋ")
+    would make their action read as the service's.
+    """
+    if by is None:
+        return ""
+    name = by.strip()
+    folded = _folded(name)
+    if not folded:
+        raise ActorError(f"--by {visible(by)!r} names nobody")
+    if folded in _SYSTEM:
+        raise ActorError(
+            f"--by {visible(by)!r} is the service's own name in the audit log; "
+            "give the name of the person you act for"
+        )
+    return name
 
 
 def ticket_tenant(runtime: Runtime, ticket_id: int) -> TenantRef:

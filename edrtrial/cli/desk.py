@@ -8,8 +8,19 @@ from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
-from edrtrial.cli.common import actor, console, deliver, fails_cleanly, runtime_of, ticket_tenant
+from edrtrial import audit
+from edrtrial.cli.common import (
+    actor,
+    console,
+    deliver,
+    fails_cleanly,
+    on_behalf_of,
+    runtime_of,
+    styled,
+    ticket_tenant,
+)
 from edrtrial.connectors.base import Capability
 from edrtrial.db import transaction
 from edrtrial.desk import operator, queries
@@ -48,10 +59,10 @@ def tickets_command(ctx: click.Context, company: str | None, show_all: bool) -> 
     now = runtime.clock()
     for row in rows:
         t = row.ticket
-        due = ""
+        due: str | Text = ""
         if t.state == TicketState.NEW and t.ack_due_at is not None:
-            due = f"{to_jst(t.ack_due_at):%m/%d %H:%M}"
-            due = f"[red]overdue since {due}[/]" if t.ack_due_at <= now else f"by {due}"
+            by = f"{to_jst(t.ack_due_at):%m/%d %H:%M}"
+            due = styled(f"overdue since {by}", "red") if t.ack_due_at <= now else f"by {by}"
         table.add_row(
             str(t.id),
             t.priority,
@@ -69,11 +80,15 @@ def tickets_command(ctx: click.Context, company: str | None, show_all: bool) -> 
 
 
 @click.group()
-@click.option("--by", help="Who is acting (default: cli:<login name>); written to the audit log.")
+@click.option(
+    "--by",
+    help="Whom you act for; the audit log keeps your login as the actor and this name beside it.",
+)
 @click.pass_context
+@fails_cleanly
 def ticket(ctx: click.Context, by: str | None) -> None:
     """Work a desk ticket: show, ack, start, assign, note, isolate, release, resolve, reopen."""
-    ctx.find_root().obj["by"] = by
+    ctx.with_resource(audit.acting_for(on_behalf_of(by)))
 
 
 @ticket.command("show")
@@ -90,7 +105,7 @@ def show(ctx: click.Context, ticket_id: int) -> None:
         alerts = queries.ticket_alerts(session, t)
         actions = responses.actions_of(session, t)
         history = operator.history(session, t)
-    console.print(f"[bold]#{t.id} [{t.priority}] {t.title}[/]", highlight=False)
+    console.print(styled(f"#{t.id} [{t.priority}] {t.title}", "bold"), highlight=False)
     console.print(
         f"{company.name} ({company.key}, tenant {tenant.external_id})  state: {t.state}"
         f"  assignee: {t.assignee or '-'}  channel: {t.channel}"
@@ -117,7 +132,7 @@ def show(ctx: click.Context, ticket_id: int) -> None:
         console.print(_actions_table(actions))
     hist = Table("when (JST)", "who", "what", "detail")
     for entry in history:
-        hist.add_row(f"{to_jst(entry.at):%m/%d %H:%M:%S}", entry.actor, entry.what, entry.detail)
+        hist.add_row(f"{to_jst(entry.at):%m/%d %H:%M:%S}", entry.who, entry.what, entry.detail)
     console.print(hist)
 
 

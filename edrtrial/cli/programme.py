@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from edrtrial import files
-from edrtrial.cli.common import actor, console, deliver, fails_cleanly, runtime_of
+from edrtrial.cli.common import actor, console, deliver, fails_cleanly, runtime_of, styled
 from edrtrial.db import transaction
 from edrtrial.devices import offboarding as lifecycle
 from edrtrial.errors import ActionRefused
@@ -22,6 +22,7 @@ from edrtrial.reports.render import render_detection_report_html
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import jst_date, to_jst
+from edrtrial.untrusted import visible
 
 
 @click.command("seats")
@@ -50,7 +51,7 @@ def seats_command(ctx: click.Context) -> None:
         if r.trial_end is not None:
             days = (r.trial_end - today).days
             left = str(days) if days >= 0 else "ended"
-        onboarded = f"[red]{r.onboarded}[/]" if r.over_cap else str(r.onboarded)
+        onboarded = styled(str(r.onboarded), "red") if r.over_cap else str(r.onboarded)
         trial = f"{r.trial_start} → {r.trial_end}" if r.trial_start else ""
         table.add_row(
             f"{r.company_key}\n{r.company_name}",
@@ -169,7 +170,7 @@ def _execute_offboarding(ctx: click.Context, runtime: Runtime, company: str, yes
         )
     if not plan.devices:
         console.print("nothing planned to send")
-    elif yes or click.confirm(plan.question(tenant.external_id)):
+    elif yes or click.confirm(visible(plan.question(tenant.external_id))):
         done = lifecycle.execute_offboarding(
             runtime.sessions, tenant.id, runtime.connector(tenant), actor(ctx), runtime.clock
         )
@@ -194,7 +195,7 @@ def tenants(ctx: click.Context) -> None:
             key,
             t.connector,
             t.external_id,
-            f"[{style}]{t.state}[/]" if style else t.state,
+            styled(t.state, style),
             last,
             t.state_reason,
         )

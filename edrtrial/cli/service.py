@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
-from edrtrial.cli.common import config_of, console, deliver, err_console, fails_cleanly, runtime_of
+from edrtrial.cli.common import (
+    config_of,
+    console,
+    deliver,
+    err_console,
+    fails_cleanly,
+    runtime_of,
+    styled,
+)
 from edrtrial.config import Config
 from edrtrial.db import current_revision, head_revision, make_engine, upgrade
 from edrtrial.service import jobs
@@ -115,7 +123,7 @@ def serve(ctx: click.Context, with_sandbox: bool) -> None:
         if sandbox is not None:
             sandbox.stop()
     if lost.is_set():
-        err_console.print("[bold red]stopped:[/] another scheduler took over this store")
+        err_console.print(styled("stopped:", "bold red"), "another scheduler took over this store")
         sys.exit(3)
     console.print("stopped")
 

@@ -298,24 +298,33 @@ class HistoryEntry:
     actor: str
     what: str
     detail: str
+    on_behalf_of: str = ""
+
+    @property
+    def who(self) -> str:
+        """The actor, and whom they acted for: "cli:sato for tanaka"."""
+        return f"{self.actor} for {self.on_behalf_of}" if self.on_behalf_of else self.actor
 
 
 def history(session: Session, ticket: Ticket) -> list[HistoryEntry]:
     """Everything that happened to the ticket, oldest first: audit events and notes."""
-    entries = [
-        HistoryEntry(e.at, e.actor, e.action, _detail(e.detail))
-        for e in session.scalars(
-            select(AuditEvent)
-            .where(
-                AuditEvent.tenant_id == ticket.tenant_id,
-                AuditEvent.target == f"ticket:{ticket.id}",
-            )
-            .order_by(AuditEvent.at, AuditEvent.id)
+    events = session.scalars(
+        select(AuditEvent)
+        .where(
+            AuditEvent.tenant_id == ticket.tenant_id,
+            AuditEvent.target == f"ticket:{ticket.id}",
         )
+        .order_by(AuditEvent.at, AuditEvent.id)
+    ).all()
+    entries = [
+        HistoryEntry(e.at, e.actor, e.action, _detail(e.detail), e.on_behalf_of)
+        for e in events
         if e.action != "ticket.note"
     ]
+    # A note's own row has its author; its audit event also has whom the author acted for.
+    behalf = {e.detail.get("note"): e.on_behalf_of for e in events if e.action == "ticket.note"}
     entries += [
-        HistoryEntry(n.at, n.author, "note", n.text)
+        HistoryEntry(n.at, n.author, "note", n.text, behalf.get(n.id, ""))
         for n in session.scalars(
             select(TicketNote).where(TicketNote.ticket_id == ticket.id).order_by(TicketNote.id)
         )

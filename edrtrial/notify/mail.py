@@ -22,6 +22,7 @@ from edrtrial.errors import ConfigError, DeliveryError, ServerUnavailableError, 
 from edrtrial.models import OutboxMessage
 from edrtrial.secrets import resolve_secret
 from edrtrial.timeutil import to_jst
+from edrtrial.untrusted import visible
 
 # 7bit makes the library pick base64 / quoted-printable, so no relay needs 8BITMIME.
 MAIL_POLICY = policy.default.clone(cte_type="7bit")
@@ -39,8 +40,9 @@ class MailTransport(Protocol):
 
 
 def _one_line(value: str) -> str:
-    # Header values must not carry line breaks (an alert title may); collapse all whitespace.
-    return " ".join(value.split())
+    # Header values must not carry line breaks (an alert title may); collapse all whitespace,
+    # and show what is left of control characters (ESC, a bidi override) rather than obey it.
+    return visible(" ".join(value.split()))
 
 
 def build_message(msg: OutboxMessage, *, sender: str, sender_name: str) -> EmailMessage:
@@ -59,9 +61,11 @@ def build_message(msg: OutboxMessage, *, sender: str, sender_name: str) -> Email
         email["Message-ID"] = f"<edrtrial-outbox-{msg.id}@{domain or 'localhost'}>"
         email["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to us
         email[KIND_HEADER] = _one_line(msg.kind)
-        email.set_content(msg.body_text)
+        # Bodies are rendered with controls made visible (reports/render.py); a body written
+        # another way gets the same treatment here, so no mail carries them.
+        email.set_content(visible(msg.body_text))
         if msg.body_html is not None:
-            email.add_alternative(msg.body_html, subtype="html")
+            email.add_alternative(visible(msg.body_html), subtype="html")
     except (ValueError, TypeError, IndexError) as err:
         raise UndeliverableError(f"cannot build outbox message {msg.id}: {err}") from err
     return email

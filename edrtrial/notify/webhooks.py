@@ -14,6 +14,11 @@ Signed webhook (`kind = "webhook"`)
         {"id": "<outbox dedupe key>", "kind": "...", "subject": "...", "text": "...",
          "tenant_id": 3, "created_at": "2026-11-09T00:00:00Z"}
 
+    `subject` and `text` are plain text with `&`, `<` and `>` written as `&amp;`, `&lt;`
+    and `&gt;` (Slack's escaping rule, so a chat tool shows an EDR's `<!channel>` as text)
+    and control characters shown as marks (`edrtrial.untrusted.visible`: ESC as `␛`, a
+    bidi override as `\u202e`); `html.unescape` gives back the text as shown.
+
     with these headers:
 
     - `X-Edrtrial-Timestamp`: Unix seconds when it was sent;
@@ -63,6 +68,7 @@ from edrtrial.errors import (
 from edrtrial.models import OutboxMessage
 from edrtrial.secrets import resolve_secret
 from edrtrial.timeutil import as_utc
+from edrtrial.untrusted import chat_text, visible
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +119,19 @@ def _plain_lines(text: str) -> list[str]:
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
+def _plain_block(text: str, **style: str) -> dict[str, Any]:
+    """A RichTextBlock of one TextRun: text Teams shows as it is, never as markdown.
+
+    A TextBlock renders a markdown subset (`[label](url)` becomes a link behind a label,
+    `**`, `_`, lists), and a backslash escape is shown as a backslash by some Teams clients;
+    a TextRun is plain text by the Adaptive Cards schema, in every client.
+    """
+    shown = visible(text)  # a person reads the card: an escape or bidi override is shown
+    return {"type": "RichTextBlock", "inlines": [{"type": "TextRun", "text": shown, **style}]}
+
+
 def _text_blocks(text: str, budget: int) -> list[dict[str, Any]]:
-    """One wrapped TextBlock per line, cut off with "…" where the JSON would pass `budget`."""
+    """One block per line, cut off with "…" where the JSON would pass `budget`."""
     blocks: list[dict[str, Any]] = []
     used = 0
     gap = False
@@ -123,14 +140,14 @@ def _text_blocks(text: str, budget: int) -> list[dict[str, Any]]:
         if not line.strip():
             gap = True
             continue
-        block: dict[str, Any] = {"type": "TextBlock", "text": line, "wrap": True}
+        block = _plain_block(line)
         block["spacing"] = "Medium" if gap or not blocks else "None"
         gap = False
         size = len(encode_json(block)) + 1
         if used + size > budget:
             room = budget - used - (size - len(line.encode("utf-8")))
             cut = line.encode("utf-8")[: max(room, 0)].decode("utf-8", "ignore").rstrip()
-            block["text"] = (cut + " …") if cut else "…"
+            block["inlines"][0]["text"] = (cut + " …") if cut else "…"
             blocks.append(block)
             break
         blocks.append(block)
@@ -146,15 +163,13 @@ def teams_payload(msg: OutboxMessage) -> dict[str, Any]:
     webhooks accept; Workflows refuse the older MessageCard. Version 1.2, as in Microsoft's
     webhook example, since the card uses nothing newer. Each line is its own wrapped
     TextBlock because Teams renders a lone newline inside a TextBlock inconsistently, and
-    the text is cut to keep the message under Teams' size limit (about 28 KB).
+    the text is cut to keep the message under Teams' size limit (about 28 KB). Every line
+    is a RichTextBlock's TextRun (Adaptive Cards 1.2), which Teams shows as plain text: an
+    alert title carrying `[click](https://…)` or `**` is shown as sent.
     """
-    title = {
-        "type": "TextBlock",
-        "text": " ".join(msg.subject.split())[:TEAMS_TITLE_MAX],
-        "weight": "Bolder",
-        "size": "Medium",
-        "wrap": True,
-    }
+    title = _plain_block(
+        " ".join(msg.subject.split())[:TEAMS_TITLE_MAX], weight="Bolder", size="Medium"
+    )
     return {
         "type": "message",
         "attachments": [
@@ -174,12 +189,16 @@ def teams_payload(msg: OutboxMessage) -> dict[str, Any]:
 
 
 def webhook_payload(msg: OutboxMessage) -> dict[str, Any]:
-    """The signed webhook's JSON object (its `id` is the dedupe key, stable across re-sends)."""
+    """The signed webhook's JSON object (its `id` is the dedupe key, stable across re-sends).
+
+    `subject` and `text` carry `&`, `<`, `>` as entities (`chat_text`): the chat tools a
+    webhook feeds read `<!channel>` and `<https://…|label>` as a mention and a hidden link.
+    """
     return {
         "id": msg.dedupe_key,
         "kind": msg.kind,
-        "subject": msg.subject,
-        "text": msg.body_text,
+        "subject": chat_text(msg.subject),
+        "text": chat_text(msg.body_text),
         "tenant_id": msg.tenant_id,
         "created_at": as_utc(msg.created_at).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

@@ -7,7 +7,8 @@ A tenant is named by its id or its key ("sakura-seisakusho") in every body.
                             calls in the last minute per API; plus the settings
     GET  /sandbox/kinds     the alert kinds {key: {title, severity, category, mitre}}
     POST /sandbox/alerts    {"tenant", "kind", "count"=1, "incident_id"=null|"new"|id,
-                             "device_id"?, "severity"?} -> {"alert_ids": [...]}
+                             "device_id"?, "severity"?, "text"?: {"title", "description",
+                             "file_name", "command_line", "url"}} -> {"alert_ids": [...]}
     POST /sandbox/devices   {"tenant", "count"=1, "os_platform"="Windows11",
                              "detection_test"=true} -> {"device_ids": [...]}
     POST /sandbox/clear     {"tenant"}: no devices, alerts or actions (MDE then answers 404)
@@ -107,6 +108,7 @@ class ControlApi:
             incident_id=_optional_str(body, "incident_id"),
             device_id=_optional_str(body, "device_id"),
             severity=_optional_str(body, "severity"),
+            text=_text(body),
         )
         return {"alert_ids": ids}
 
@@ -186,6 +188,15 @@ def _kinds() -> dict[str, Any]:
         }
         for key, k in ALERT_KINDS.items()
     }
+
+
+def _text(body: dict[str, Any]) -> dict[str, str] | None:
+    text = body.get("text")
+    if text is None:
+        return None
+    if not isinstance(text, dict):
+        raise ValueError("text must be an object of an alert's texts")
+    return {str(k): str(v) for k, v in text.items()}
 
 
 def _optional_str(body: dict[str, Any], key: str) -> str | None:

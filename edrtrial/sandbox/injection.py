@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 
 from edrtrial.sandbox.catalogue import ALERT_KINDS
@@ -10,6 +12,8 @@ from edrtrial.sandbox.tenant import TenantState
 
 PLATFORMS = ("Windows10", "Windows11", "macOS", "Linux")
 SEVERITIES = ("informational", "low", "medium", "high")
+#: What an injected alert may say instead of its kind's text (a drill, or a hostile EDR).
+ALERT_TEXT = ("title", "description", "file_name", "command_line", "url")
 
 
 def inject_alerts(
@@ -21,9 +25,14 @@ def inject_alerts(
     incident_id: str | None = None,
     device_id: str | None = None,
     severity: str | None = None,
+    text: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Raise `count` alerts of a kind at `now`, on the device (or random ones where it can fire),
-    each in its own incident, all in one new incident ("new"), or in an existing one."""
+    each in its own incident, all in one new incident ("new"), or in an existing one.
+
+    `text` replaces what the alerts say (keys in `ALERT_TEXT`), as any EDR text may be
+    anything: a title with markup, a command line with escape sequences.
+    """
     if kind not in ALERT_KINDS:
         raise ValueError(f"unknown alert kind {kind!r}; known: {', '.join(ALERT_KINDS)}")
     if count < 1:
@@ -31,6 +40,14 @@ def inject_alerts(
     if severity is not None and severity not in SEVERITIES:
         raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}")
     alert_kind = ALERT_KINDS[kind]
+    if text:
+        unknown = sorted(set(text) - set(ALERT_TEXT))
+        if unknown:
+            raise ValueError(f"an alert's text has no {', '.join(unknown)}; known: {ALERT_TEXT}")
+        fields = {k: str(v) for k, v in text.items() if k != "url"}
+        if "url" in text:
+            fields["urls"] = (str(text["url"]),)  # type: ignore[assignment]
+        alert_kind = replace(alert_kind, **fields)  # type: ignore[arg-type]
     if device_id is not None:
         device = tenant.find_device(device_id)
         if device is None:

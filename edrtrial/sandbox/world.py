@@ -310,9 +310,11 @@ class SandboxWorld:
         incident_id: str | None = None,
         device_id: str | None = None,
         severity: str | None = None,
+        text: Mapping[str, str] | None = None,
     ) -> list[str]:
         """Raise `count` alerts of a kind now. incident_id: None = one new incident per alert,
-        "new" = one new incident for all of them, or an existing incident's id."""
+        "new" = one new incident for all of them, or an existing incident's id; `text`
+        replaces the kind's title, description, file name, command line or URL."""
         with self._lock:
             return inject_alerts(
                 self._tenant(tenant_id),
@@ -322,7 +324,20 @@ class SandboxWorld:
                 incident_id=incident_id,
                 device_id=device_id,
                 severity=severity,
+                text=text,
             )
+
+    def rename_device(
+        self, tenant_id: str, device_id: str, dns_name: str, user: str | None = None
+    ) -> None:
+        """Give a device another name (and signed-in user): whatever its owner typed."""
+        with self._lock:
+            device = self._tenant(tenant_id).find_device(device_id)
+            if device is None:
+                raise LookupError(f"no device {device_id} in tenant {tenant_id}")
+            device.dns_name = dns_name
+            if user is not None:
+                device.user = user
 
     def add_devices(
         self,

@@ -1,0 +1,165 @@
+"""Who did it: the audit log names the login that ran a command, and whom it acted for.
+
+`ticket --by NAME` used to be written as the actor, so anyone could sign a step with any
+name, the service's own included ("playbook", "edr"). The actor is now the operating-system
+account; `--by` is kept beside it as `on_behalf_of`, and never as one of the service's names.
+"""
+
+from __future__ import annotations
+
+import pwd
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import select
+
+from edrtrial.audit import SYSTEM_ACTORS
+from edrtrial.cli.main import main
+from edrtrial.db import make_engine, make_sessions
+from edrtrial.models import Alert, AuditEvent, Ticket
+from edrtrial.sandbox import SandboxServer, SandboxWorld
+
+from sandbox_config import sandbox_config
+
+SAKURA = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c01"
+SOURCE = Path(__file__).parents[1]
+LOGIN = pwd.getpwuid(__import__("os").getuid()).pw_name
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, now) -> Iterator[SandboxServer]:
+    world = SandboxWorld(seed=5, tenants=3, alert_interval_seconds=3600)
+    server = SandboxServer(world, host="127.0.0.1", port=0, state_dir=tmp_path / "sandbox")
+    server.start()
+    yield server
+    server.stop()
+
+
+def cli(config: Path, *args: str, code: int = 0) -> Result:
+    result = CliRunner().invoke(main, ["--config", str(config), *args], catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result
+
+
+@pytest.fixture
+def ticket(tmp_path: Path, sandbox: SandboxServer, database_url: str) -> tuple[Path, int]:
+    """A config over the sandbox and one new ticket of sakura's (its id)."""
+    config = sandbox_config(tmp_path, sandbox, database_url)
+    cli(config, "db", "upgrade")
+    world = sandbox.world
+    device = world.add_devices(SAKURA, 1, detection_test_alert=False)[0]
+    world.add_alerts(SAKURA, "hands_on_keyboard", 1, device_id=device, severity="high")
+    cli(config, "poll")
+    with make_sessions(make_engine(database_url))() as session:
+        alert = next(
+            a
+            for a in session.scalars(select(Alert).where(Alert.ticket_id.is_not(None)))
+            if device in a.device_source_ids
+        )
+        assert alert.ticket_id is not None
+        return config, alert.ticket_id
+
+
+def events(database_url: str, ticket_id: int) -> list[tuple[str, str, str]]:
+    """The ticket's audit events as (action, actor, on_behalf_of), oldest first."""
+    with make_sessions(make_engine(database_url))() as session:
+        rows = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.target == f"ticket:{ticket_id}")
+            .order_by(AuditEvent.id)
+        )
+        return [(e.action, e.actor, e.on_behalf_of) for e in rows]
+
+
+def test_the_actor_is_the_login_that_ran_the_command_and_by_whom_it_acted_for(
+    ticket, database_url, monkeypatch
+):
+    config, tid = ticket
+    # $USER and $LOGNAME are anyone's to set: the actor comes from the process's user id.
+    monkeypatch.setenv("USER", "mallory")
+    monkeypatch.setenv("LOGNAME", "mallory")
+
+    cli(config, "ticket", "--by", "tanaka", "ack", str(tid))
+    cli(config, "ticket", "note", str(tid), "called the contact")
+
+    assert events(database_url, tid)[-2:] == [
+        ("ticket.acknowledged", f"cli:{LOGIN}", "tanaka"),
+        ("ticket.note", f"cli:{LOGIN}", ""),
+    ]
+    assert "mallory" not in str(events(database_url, tid))
+    history = cli(config, "ticket", "show", str(tid)).output
+    assert re.search(rf"cli:{LOGIN} for tanaka\s+│ ticket\.acknowledged", history)
+    assert re.search(rf"cli:{LOGIN}\s+│ note\s+│ called the contact", history)
+
+
+@pytest.mark.parametrize(
+    "claimed",
+    [
+        "playbook",
+        "Playbook",
+        " PLAY BOOK ",
+        "ｐｌａｙｂｏｏｋ",  # fullwidth letters: NFKC makes them "playbook"
+        "play\u200bbook",  # a zero-width space inside
+        "edr",
+        "Trial_Lifecycle",
+        "trial lifecycle",
+        "DESK",
+    ],
+)
+def test_a_person_cannot_claim_a_system_actor(ticket, database_url, claimed):
+    config, tid = ticket
+    before = events(database_url, tid)
+
+    refused = cli(config, "ticket", "--by", claimed, "ack", str(tid), code=2)
+
+    [line] = refused.output.strip().splitlines()
+    assert line.startswith("error: --by ") and "the service's own name" in line
+    assert events(database_url, tid) == before, "nothing was done"
+    with make_sessions(make_engine(database_url))() as session:
+        assert session.get_one(Ticket, tid).state == "new"
+
+
+# `actor="x"`, `actor: str = "x"` (a default) and `SYNC_ACTOR = "x"` (a named constant).
+WRITTEN_ACTOR = re.compile(
+    r"\b(?:actor|requested_by|who|[A-Z_]*ACTOR)\s*(?::\s*str\s*)?=\s*\"([^\"]+)\""
+)
+
+
+def test_every_actor_the_service_writes_is_a_reserved_system_actor():
+    """A new job writing `actor="..."` must list its name, or a person could claim it."""
+    written: set[str] = set()
+    for path in (SOURCE / "edrtrial").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        written |= set(re.findall(WRITTEN_ACTOR, text))
+    assert written, "the scan found the service's actors"
+    assert written <= SYSTEM_ACTORS, sorted(written - SYSTEM_ACTORS)
+
+
+def test_audit_events_written_before_the_upgrade_keep_their_actor(database_url):
+    """0008 adds `on_behalf_of` empty to earlier events; its downgrade drops it again."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from edrtrial.db import _alembic_config, make_engine
+
+    eng = make_engine(database_url)
+    cfg = _alembic_config(eng)
+    command.upgrade(cfg, "0004")
+    with eng.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO audit_event (at, actor, action, target, detail)"
+                " VALUES ('2026-11-01', 'tanaka', 'ticket.acknowledged', 'ticket:1', '{}')"
+            )
+        )
+    command.upgrade(cfg, "0008")
+    with eng.connect() as conn:
+        row = conn.execute(text("SELECT actor, on_behalf_of FROM audit_event")).one()
+    assert tuple(row) == ("tanaka", "")
+    command.downgrade(cfg, "0004")
+    with eng.connect() as conn:
+        assert conn.execute(text("SELECT actor FROM audit_event")).scalar_one() == "tanaka"
+    eng.dispose()
