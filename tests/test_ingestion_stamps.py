@@ -1,8 +1,8 @@
 """Microsoft stamps changes to the 100 ns: an update one tick newer than the stored copy is
 applied, a copy one tick older is not, and the cursor keeps all seven digits.
 
-Each test polls through the Defender connector with the documented payloads, changing only
-the stamps and the status, as Graph and MDE send them.
+Most tests poll through the Defender connector with the documented payloads, changing only
+the stamps and the status, as Graph and MDE send them; the last one runs against the sandbox.
 """
 
 from __future__ import annotations
@@ -15,15 +15,21 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from pytest_httpx import HTTPXMock
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from edrtrial.cli.main import main
 from edrtrial.connectors.defender import DefenderForBusinessConnector
+from edrtrial.db import make_engine, make_sessions
 from edrtrial.ingest.polling import ingest_tenant, sync_inventory
 from edrtrial.models import Alert, Device, Incident
+from edrtrial.sandbox import SAMPLE_TENANTS, SandboxServer, SandboxWorld
+from edrtrial.timeutil import Stamp
 
 from conftest import add_tenant
+from sandbox_config import sandbox_config
 from test_defender_support import (
     ALERTS_URL,
     INCIDENTS_URL,
@@ -196,3 +202,32 @@ def test_the_cursor_keeps_the_seventh_digit_and_the_next_poll_asks_from_it(
         "lastUpdateDateTime ge 2021-05-02T14:19:01.3266668Z",
     ]
     assert stored_alert(sessions).status == "resolved"
+
+
+def test_two_changes_within_one_microsecond_in_the_sandbox_both_reach_the_store(
+    tmp_path: Path, now: datetime, database_url: str
+):
+    # The sandbox's clock stands still, so both changes happen at the same instant: like
+    # Graph, it stamps the second one 100 ns after the first.
+    world = SandboxWorld(seed=11, tenants=1, alert_interval_seconds=3600, clock=lambda: now)
+    server = SandboxServer(world, host="127.0.0.1", port=0, state_dir=tmp_path / "sandbox")
+    server.start()
+    try:
+        config = sandbox_config(tmp_path, server, database_url, companies=1)
+        tenant = SAMPLE_TENANTS[0].tenant_id
+        cli = CliRunner()
+        assert cli.invoke(main, ["--config", str(config), "db", "upgrade"]).exit_code == 0
+        [alert_id] = world.add_alerts(tenant, "ransomware", count=1)
+        first = world.update_alert(tenant, alert_id, {"status": "inProgress"})
+        assert cli.invoke(main, ["--config", str(config), "poll"]).exit_code == 0
+        second = world.update_alert(tenant, alert_id, {"status": "resolved"})
+        assert cli.invoke(main, ["--config", str(config), "poll"]).exit_code == 0
+    finally:
+        server.stop()
+
+    stamps = [Stamp.from_iso(a["lastUpdateDateTime"]) for a in (first, second)]
+    assert stamps[1].ticks - stamps[0].ticks == 1
+    assert stamps[0].datetime == stamps[1].datetime  # equal to the microsecond
+    with make_sessions(make_engine(database_url))() as session:
+        row = session.scalars(select(Alert).where(Alert.source_id == alert_id)).one()
+    assert (row.status, row.last_update_stamp) == ("resolved", stamps[1])

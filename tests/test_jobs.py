@@ -13,6 +13,7 @@ from edrtrial.errors import TransientError
 from edrtrial.ingest import health
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
+from edrtrial.timeutil import Stamp
 
 from fakes import FakeConnector
 from sandbox_config import settings, write_config
@@ -67,7 +68,7 @@ def test_retry_after_is_obeyed_and_the_other_tenants_go_on(runtime):
         title="x",
         severity="low",
         status="new",
-        last_update_at=clock.now,
+        last_update_at=Stamp.of(clock.now),
         created_at=clock.now,
     )
     install(rt, "sakura-seisakusho", throttled)
