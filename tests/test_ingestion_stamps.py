@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.cli.main import main
+from edrtrial.connectors.cycraft import CyCraftAdapter
 from edrtrial.connectors.defender import DefenderForBusinessConnector
 from edrtrial.db import make_engine, make_sessions
 from edrtrial.ingest.polling import ingest_tenant, sync_inventory
@@ -30,6 +31,7 @@ from edrtrial.timeutil import Stamp
 
 from conftest import add_tenant
 from sandbox_config import sandbox_config
+from test_cycraft_support import payload as cycraft_payload
 from test_defender_support import (
     ALERTS_URL,
     INCIDENTS_URL,
@@ -231,3 +233,20 @@ def test_two_changes_within_one_microsecond_in_the_sandbox_both_reach_the_store(
     with make_sessions(make_engine(database_url))() as session:
         row = session.scalars(select(Alert).where(Alert.source_id == alert_id)).one()
     assert (row.status, row.last_update_stamp) == ("resolved", stamps[1])
+
+
+@pytest.mark.parametrize(
+    ("updated_at", "exact"),
+    [
+        ("2024-05-01T03:01:12.1234567Z", "2024-05-01T03:01:12.1234567Z"),
+        ("2024-05-01T11:01:12.1234567+08:00", "2024-05-01T03:01:12.1234567Z"),  # Taipei
+        ("2024-05-01T03:01:12.123456789Z", "2024-05-01T03:01:12.1234567Z"),  # ns: cut, not up
+        ("2024-05-01T03:01:12.345+00:00", "2024-05-01T03:01:12.3450000Z"),
+        (1714532472.1234567, "2024-05-01T03:01:12.1234567Z"),  # epoch seconds with a fraction
+        (1714532472123, "2024-05-01T03:01:12.1230000Z"),  # epoch milliseconds
+    ],
+)
+def test_cycraft_stamps_keep_what_it_sends_down_to_the_100_ns(updated_at: Any, exact: str):
+    alert = cycraft_payload("cycraft__alerts_page1.json")["data"][0]
+    record = CyCraftAdapter.map_alert(alert | {"updated_at": updated_at})
+    assert record.last_update_at.iso() == exact

@@ -135,6 +135,7 @@ def test_the_detection_test_verifies_its_device_and_opens_nothing(sessions, tena
 def test_an_alert_raised_after_triage_is_triaged_again(sessions, tenant_id):
     from edrtrial.connectors.base import AlertRecord
     from edrtrial.ingest import records
+    from edrtrial.timeutil import Stamp
 
     def record(severity: str, minutes: int) -> AlertRecord:
         return AlertRecord(
@@ -142,7 +143,7 @@ def test_an_alert_raised_after_triage_is_triaged_again(sessions, tenant_id):
             title="Suspicious activity",
             severity=severity,
             status="new",
-            last_update_at=T0 + timedelta(minutes=minutes),
+            last_update_at=Stamp.of(T0 + timedelta(minutes=minutes)),
             created_at=T0,
             incident_source_id="88",
             category="Execution",

@@ -318,8 +318,7 @@ class DefenderForBusinessConnector:
     def _since_filter(self, since: Stamp | None) -> dict[str, str]:
         if since is None:
             return {}
-        # All seven digits: with no overlap, a cut stamp could still only reach further back,
-        # but `ge` at the cursor's exact instant is what the cursor promises.
+        # All seven digits, as the cursor holds them (Microsoft documents such filters).
         start = since - timedelta(seconds=self.settings.overlap_seconds)
         return {"$filter": f"lastUpdateDateTime ge {start.iso()}"}
 
