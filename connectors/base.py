@@ -15,6 +15,8 @@ from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, runtime_chec
 
 from pydantic import BaseModel
 
+from edrtrial.timeutil import Stamp
+
 
 class ActionKind(StrEnum):
     """Device actions the core can ask for."""
@@ -81,7 +83,7 @@ class AlertRecord:
     title: str
     severity: str
     status: str
-    last_update_at: datetime
+    last_update_at: Stamp  # exact (100 ns): a newer version wins on it
     created_at: datetime | None = None
     incident_source_id: str | None = None
     description: str = ""
@@ -102,7 +104,7 @@ class IncidentRecord:
     title: str
     severity: str
     status: str
-    last_update_at: datetime
+    last_update_at: Stamp  # exact (100 ns): a newer version wins on it
     created_at: datetime | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
 
@@ -119,7 +121,7 @@ class DeviceRecord:
     onboarding_status: str = ""
     risk_score: str = ""
     first_seen: datetime | None = None
-    last_seen: datetime | None = None
+    last_seen: Stamp | None = None  # exact: a stored device never goes back to an older one
     tags: tuple[str, ...] = ()  # MDE machineTags: operators tag servers, VIP PCs…
     raw: Mapping[str, Any] = field(default_factory=dict)
 
@@ -225,12 +227,16 @@ class Connector(Protocol):
         """
         ...
 
-    def fetch_alerts(self, since: datetime | None) -> Iterator[Batch[AlertRecord]]:
-        """Alerts updated at or after `since` (minus the connector's overlap), page by page."""
+    def fetch_alerts(self, since: Stamp | None) -> Iterator[Batch[AlertRecord]]:
+        """Alerts updated at or after `since` (minus the connector's overlap), page by page.
+
+        A filter sent with `since` must not round it up: an update at the cursor's instant,
+        to the 100 ns, is still fetched.
+        """
         ...
 
     def fetch_incidents(
-        self, source_ids: Sequence[str], since: datetime | None = None
+        self, source_ids: Sequence[str], since: Stamp | None = None
     ) -> Batch[IncidentRecord]:
         """The incidents with these ids (those the EDR no longer knows are left out).
 

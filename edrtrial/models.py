@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Date,
     DateTime,
     ForeignKey,
@@ -22,7 +23,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from edrtrial.timeutil import as_utc, utcnow
+from edrtrial.timeutil import Stamp, as_utc, utcnow
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -49,12 +50,25 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else as_utc(value)
 
 
+class StampType(TypeDecorator[Stamp]):
+    """A `Stamp` as its 100-ns ticks since 1970: a datetime column would cut the 7th digit."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Stamp | None, dialect: Dialect) -> int | None:
+        return None if value is None else value.ticks
+
+    def process_result_value(self, value: int | None, dialect: Dialect) -> Stamp | None:
+        return None if value is None else Stamp(value)
+
+
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType}
+    type_annotation_map = {datetime: UTCDateTime, Stamp: StampType, dict[str, Any]: JSONType}
 
 
 class Company(Base):
@@ -126,6 +140,8 @@ class Device(Base):
     risk_score: Mapped[str] = mapped_column(String(32), default="")
     first_seen: Mapped[datetime | None]
     last_seen: Mapped[datetime | None]
+    # last_seen to the 100 ns: an inventory older than the stored one is not applied.
+    last_seen_stamp: Mapped[Stamp | None]
     in_inventory: Mapped[bool] = mapped_column(default=False)
     detection_test_at: Mapped[datetime | None]
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list, server_default="[]")
@@ -147,6 +163,8 @@ class Incident(Base):
     status: Mapped[str] = mapped_column(String(32), default="")
     created_at: Mapped[datetime | None]
     last_update_at: Mapped[datetime | None]
+    # last_update_at to the 100 ns, as the EDR stamped it: "newer" is decided on this.
+    last_update_stamp: Mapped[Stamp | None]
     raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
@@ -222,6 +240,8 @@ class Alert(Base):
     evidence: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     created_at: Mapped[datetime | None] = mapped_column(index=True)
     last_update_at: Mapped[datetime | None]
+    # last_update_at to the 100 ns, as the EDR stamped it: "newer" is decided on this.
+    last_update_stamp: Mapped[Stamp | None]
     raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
     ingested_at: Mapped[datetime] = mapped_column(default=utcnow)
     triaged_at: Mapped[datetime | None]
@@ -289,6 +309,8 @@ class PollCursor(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"))
     stream: Mapped[str] = mapped_column(String(32))
     position: Mapped[datetime | None]
+    # The position to the 100 ns, as the EDR stamped the newest record it covers.
+    position_stamp: Mapped[Stamp | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

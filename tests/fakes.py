@@ -22,6 +22,7 @@ from edrtrial.connectors.base import (
     Rejected,
 )
 from edrtrial.errors import Unmappable
+from edrtrial.timeutil import Stamp
 
 
 class FakeSettings(BaseModel):
@@ -75,7 +76,7 @@ class FakeConnector:
     def map_alert(cls, payload: Any) -> AlertRecord:
         raise Unmappable("the fake connector maps no payloads")
 
-    def fetch_alerts(self, since: datetime | None) -> Iterator[Batch[AlertRecord]]:
+    def fetch_alerts(self, since: Stamp | None) -> Iterator[Batch[AlertRecord]]:
         rows = sorted(self.alerts.values(), key=lambda a: (a.last_update_at, a.source_id))
         if since is not None:
             rows = [a for a in rows if a.last_update_at >= since - self.overlap]
@@ -90,7 +91,7 @@ class FakeConnector:
             yield Batch(rows[start : start + self.page_size], rejected)
 
     def fetch_incidents(
-        self, source_ids: Sequence[str], since: datetime | None = None
+        self, source_ids: Sequence[str], since: Stamp | None = None
     ) -> Batch[IncidentRecord]:
         self.incident_requests.append(list(source_ids))
         return Batch([self.incidents[i] for i in source_ids if i in self.incidents])

@@ -35,13 +35,14 @@ from edrtrial.errors import (
     TransientError,
     Unmappable,
 )
+from edrtrial.timeutil import Stamp
 
 from test_cycraft_support import BASE, ORG, FakeCyCraft, Reply, Seen, payload
 
 API_KEY = "cc-live-7Hq2Zs9VxK41"
 KEY_ENV = "EDRTRIAL_TEST_CYCRAFT_KEY"
 ALERTS = f"{BASE}/alerts"
-SINCE = datetime(2024, 5, 1, 3, 0, tzinfo=UTC)
+SINCE = Stamp.from_iso("2024-05-01T03:00:00Z")
 
 Make = Callable[..., CyCraftAdapter]
 
@@ -82,7 +83,7 @@ def two_alert_pages(request: Seen) -> Reply:
     return Reply(body=payload(f"cycraft__alerts_page{page}.json"))
 
 
-def fetch(adapter: CyCraftAdapter, since: datetime | None) -> tuple[list[AlertRecord], list[Any]]:
+def fetch(adapter: CyCraftAdapter, since: Stamp | None) -> tuple[list[AlertRecord], list[Any]]:
     records, rejected = [], []
     for batch in adapter.fetch_alerts(since):
         records.extend(batch.records)
@@ -182,7 +183,7 @@ def test_alerts_are_mapped_and_paged_with_the_since_filter(fake: FakeCyCraft, ma
     assert first.description.startswith("powershell.exe")
     assert first.status == "new"  # "Open" via status_map
     assert first.created_at == datetime(2024, 5, 1, 2, 55, 10, tzinfo=UTC)
-    assert first.last_update_at == datetime(2024, 5, 1, 3, 1, 12, 345000, tzinfo=UTC)
+    assert first.last_update_at == Stamp.of(datetime(2024, 5, 1, 3, 1, 12, 345000, tzinfo=UTC))
     assert first.incident_source_id == "inc-77"
     assert first.category == "execution"
     assert first.mitre_techniques == ("T1059.001", "T1105")
@@ -190,7 +191,9 @@ def test_alerts_are_mapped_and_paged_with_the_since_filter(fake: FakeCyCraft, ma
     assert first.raw["rule"] == {"name": "PS-Download-Exec", "version": 3}  # unknown fields kept
     # A numeric id, epoch milliseconds and no updated_at (falls back to created_at).
     assert second.source_id == "1002"
-    assert second.last_update_at == second.created_at == datetime(2024, 5, 1, 3, 0, tzinfo=UTC)
+    assert (
+        second.last_update_at.datetime == second.created_at == datetime(2024, 5, 1, 3, tzinfo=UTC)
+    )
     assert second.incident_source_id is None
     assert fourth.source_id == "al-1004"
 
@@ -383,7 +386,7 @@ def test_incidents_by_id_and_a_vanished_one_left_out(fake: FakeCyCraft, make: Ma
     [incident] = batch.records
     assert incident.source_id == "inc-77"
     assert (incident.severity, incident.status) == ("high", "inprogress")
-    assert incident.last_update_at == datetime(2024, 5, 1, 3, 5, tzinfo=UTC)
+    assert incident.last_update_at == Stamp.of(datetime(2024, 5, 1, 3, 5, tzinfo=UTC))
     assert batch.complete
     assert len(fake.seen("GET", f"{BASE}/incidents/inc-77")) == 1
 
@@ -405,7 +408,7 @@ def test_devices_are_mapped_and_a_bad_one_marks_the_inventory_partial(
         "installed",
     )
     assert windows.risk_score == "high"
-    assert windows.last_seen == datetime(2024, 5, 1, 3, 0, tzinfo=UTC)
+    assert windows.last_seen == Stamp.of(datetime(2024, 5, 1, 3, 0, tzinfo=UTC))
     assert mac.first_seen == datetime(2024, 4, 1, 0, 0, tzinfo=UTC)  # epoch seconds
     assert windows.tags == ("VIP", "Finance")  # text only, each once, in order
     assert mac.tags == ("designer-mac",)  # a lone tag where a list was assumed

@@ -140,3 +140,70 @@ def test_write_back_state_and_error_are_split_and_joined_again_on_downgrade(data
     command.downgrade(cfg, "0003")
     assert rows("write_back") == {k: (v,) for k, v in WRITE_BACKS.items()}
     eng.dispose()
+
+
+def test_stamps_are_filled_from_the_stored_datetimes_and_dropped_again_on_downgrade(
+    database_url,
+):
+    """0005 keeps 100-ns stamps beside the datetimes; a store's existing rows get theirs, so
+    an update 100 ns after a row stored before the upgrade is still newer."""
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+    from alembic import command
+
+    from edrtrial.db import _alembic_config, make_engine
+    from edrtrial.timeutil import Stamp
+
+    stored = datetime(2026, 1, 1, 9, 30, 15, 123456, tzinfo=UTC)
+    eng = make_engine(database_url)
+    cfg = _alembic_config(eng)
+    command.upgrade(cfg, "0004")
+    with eng.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO company (key, name, contact_name, contact_email, language,"
+                " planned_seats, seat_cap, created_at)"
+                " VALUES ('k', 'K', '', 'a@b.jp', 'ja', 1, 300, '2026-01-01')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO tenant (company_id, connector, external_id, state, state_reason,"
+                " failures) VALUES (1, 'defender', 't', 'active', '', 0)"
+            )
+        )
+        inserts = [
+            "INSERT INTO alert (tenant_id, source, source_id, title, description, severity,"
+            " status, category, detection_source, service_source, mitre_techniques,"
+            " device_source_ids, device_names, raw, ingested_at, matched_rules, last_update_at)"
+            " VALUES (1, 'defender', 'a1', '', '', 'low', 'new', '', '', '', '[]', '[]', '[]',"
+            " '{}', '2026-01-01', '[]', :when)",
+            "INSERT INTO incident (tenant_id, source, source_id, title, severity, status, raw,"
+            " last_update_at) VALUES (1, 'defender', 'i1', '', 'low', 'active', '{}', :when)",
+            "INSERT INTO device (tenant_id, source_id, name, os_platform, os_version,"
+            " health_status, onboarding_status, risk_score, in_inventory, raw, updated_at,"
+            " last_seen) VALUES (1, 'd1', 'PC', '', '', '', '', '', true, '{}', :when, :when)",
+            "INSERT INTO poll_cursor (tenant_id, stream, updated_at, position)"
+            " VALUES (1, 'alerts', :when, :when)",
+        ]
+        when = sa.bindparam("when", stored, type_=sa.DateTime(timezone=True))
+        for insert in inserts:
+            conn.execute(sa.text(insert).bindparams(when))
+    command.upgrade(cfg, "0005")
+    with eng.connect() as conn:
+        found = {
+            name: conn.execute(sa.text(f"SELECT {column}_stamp FROM {name}")).scalar_one()
+            for name, column in (
+                ("alert", "last_update"),
+                ("incident", "last_update"),
+                ("device", "last_seen"),
+                ("poll_cursor", "position"),
+            )
+        }
+    assert found == dict.fromkeys(found, Stamp.of(stored).ticks)
+
+    command.downgrade(cfg, "0004")
+    columns = {c["name"] for c in sa.inspect(eng).get_columns("alert")}
+    eng.dispose()
+    assert "last_update_stamp" not in columns

@@ -13,6 +13,7 @@ from pytest_httpx import HTTPXMock
 from edrtrial.connectors.base import AlertRecord, DeviceRef
 from edrtrial.connectors.defender import DefenderForBusinessConnector
 from edrtrial.errors import SchemaDriftError, Unmappable
+from edrtrial.timeutil import Stamp
 
 from test_defender_support import (
     ALERTS_URL,
@@ -41,7 +42,7 @@ def connector(
     conn.close()
 
 
-def _alerts(connector: DefenderForBusinessConnector, since: datetime | None) -> list[AlertRecord]:
+def _alerts(connector: DefenderForBusinessConnector, since: Stamp | None) -> list[AlertRecord]:
     return [record for page in connector.fetch_alerts(since) for record in page.records]
 
 
@@ -64,25 +65,25 @@ def test_documented_alert_is_mapped(
     assert alert.service_source == "microsoftdefenderforendpoint"
     assert alert.mitre_techniques == ("T1564.001",)
     assert alert.created_at == datetime(2021, 4, 27, 12, 19, 27, 721130, tzinfo=UTC)
-    assert alert.last_update_at == datetime(2021, 5, 2, 14, 19, 1, 326666, tzinfo=UTC)
+    assert alert.last_update_at == Stamp.from_iso("2021-05-02T14:19:01.3266667Z")  # all 7 digits
     # Only the deviceEvidence names a device; file/process/registry evidence is tolerated.
     assert alert.devices == (DeviceRef("73e7e2de709dff64ef64b1d0c30e67fab63279db", "tempDns"),)
     assert alert.raw["systemTags"] == ["Defender Experts"]  # unknown fields survive
 
 
-def test_cursor_filter_goes_back_by_the_overlap_in_z_format(
+def test_cursor_filter_goes_back_by_the_overlap_in_z_format_to_the_100_ns(
     httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
 ) -> None:
     httpx_mock.add_response(
         url=ALERTS_URL,
         match_params={
             "$top": "100",
-            "$filter": "lastUpdateDateTime ge 2024-05-01T02:58:00.000000Z",
+            "$filter": "lastUpdateDateTime ge 2024-05-01T02:58:00.1234567Z",
         },
         json=payload("graph__list_alerts_v2.json"),
     )
 
-    assert len(_alerts(connector, datetime(2024, 5, 1, 3, 0, tzinfo=UTC))) == 1
+    assert len(_alerts(connector, Stamp.from_iso("2024-05-01T03:00:00.1234567Z"))) == 1
 
 
 def test_next_link_is_followed_verbatim_across_pages(
@@ -205,7 +206,7 @@ def test_documented_incident_with_pascal_case_enums_is_fetched_by_id(
     assert incident.title.startswith("Multi-stage incident involving Initial access")
     assert (incident.severity, incident.status) == ("medium", "active")
     assert incident.created_at == datetime(2021, 8, 13, 8, 43, 35, 553333, tzinfo=UTC)
-    assert incident.last_update_at == datetime(2021, 9, 30, 9, 35, 45, 113333, tzinfo=UTC)
+    assert incident.last_update_at == Stamp.from_iso("2021-09-30T09:35:45.1133333Z")
     assert incident.raw["classification"] == "TruePositive"  # raw stays as sent
     [request] = httpx_mock.get_requests()[-1:]
     assert request.method == "GET"
@@ -253,11 +254,11 @@ def test_no_ids_no_requests(
 def test_many_incidents_are_listed_by_time_window_not_read_one_by_one(
     httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
 ) -> None:
-    since = datetime(2021, 9, 30, 9, 0, tzinfo=UTC)
+    since = Stamp.from_iso("2021-09-30T09:00:00Z")
     listed = [DOC_INCIDENT | {"id": str(n)} for n in range(100, 160)]  # 60 incidents, 2 pages
     first = {"value": listed[:50], "@odata.nextLink": f"{INCIDENTS_URL}?$skiptoken=p2"}
     httpx_mock.add_response(
-        url=f"{INCIDENTS_URL}?%24top=50&%24filter=lastUpdateDateTime+ge+2021-09-30T08%3A58%3A00.000000Z",
+        url=f"{INCIDENTS_URL}?%24top=50&%24filter=lastUpdateDateTime+ge+2021-09-30T08%3A58%3A00.0000000Z",
         json=first,
     )
     httpx_mock.add_response(url=f"{INCIDENTS_URL}?$skiptoken=p2", json={"value": listed[50:]})

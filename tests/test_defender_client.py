@@ -131,10 +131,12 @@ def test_malformed_json_is_schema_drift_naming_the_url(
     httpx_mock: HTTPXMock, client: DefenderClient
 ) -> None:
     text = (FIXTURES / "graph__list_alerts_v2.json").read_text()
-    httpx_mock.add_response(url=ALERTS_URL, match_params=TOP, text=text[: len(text) // 2])
+    httpx_mock.add_response(
+        url=ALERTS_URL, match_params=TOP, text=text[: len(text) // 2], is_reusable=True
+    )
 
     url = r"https://graph\.microsoft\.com/v1\.0/security/alerts_v2\?"
-    with pytest.raises(SchemaDriftError, match=rf"GET {url}.* not JSON"):
+    with pytest.raises(SchemaDriftError, match=rf"GET {url}.* not JSON.*, 3 times"):
         client.get_json(Api.GRAPH, ALERTS_PATH, TOP)
 
 

@@ -214,7 +214,7 @@ def test_a_truncated_second_page_is_schema_drift_naming_its_url(
         url=ALERTS_URL, match_params=TOP, json=graph_list([DOC_ALERT], next_link)
     )
     whole = fixture_text("graph__list_alerts_v2.json")
-    httpx_mock.add_response(url=next_link, text=whole[: len(whole) * 2 // 3])
+    httpx_mock.add_response(url=next_link, text=whole[: len(whole) * 2 // 3], is_reusable=True)
 
     pages = connector.fetch_alerts(None)
     assert [a.source_id for a in next(pages).records] == [DOC_ALERT["id"]]
@@ -229,7 +229,7 @@ def test_a_truncated_second_page_is_schema_drift_naming_its_url(
 def test_a_json_array_instead_of_an_object_is_schema_drift(
     httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
 ) -> None:
-    httpx_mock.add_response(url=ALERTS_URL, match_params=TOP, json=[DOC_ALERT])
+    httpx_mock.add_response(url=ALERTS_URL, match_params=TOP, json=[DOC_ALERT], is_reusable=True)
 
     with pytest.raises(SchemaDriftError, match="expected an object"):
         _alerts(connector)

@@ -59,7 +59,7 @@ def test_find_actions_asks_for_this_apps_actions_of_the_type_since_and_checks_th
 ) -> None:
     documented_filter = (
         f"machineId eq '{DEVICE}' and type eq 'Isolate' and requestor eq '{CLIENT_ID}' and "
-        "creationDateTimeUtc ge 2019-01-02T14:30:00.000000Z"
+        "creationDateTimeUtc ge 2019-01-02T14:30:00.0000000Z"
     )
     listing = [
         ours(id="9a0e6c55-5d7b-4c1e-9d55-0f0c1f2a3b4c", status="Pending"),

@@ -16,6 +16,7 @@ from edrtrial.db import transaction
 from edrtrial.ingest import records
 from edrtrial.ingest.polling import ingest_tenant, sync_inventory
 from edrtrial.models import Alert, Device, Incident, QuarantinedRecord
+from edrtrial.timeutil import Stamp
 
 from conftest import add_tenant
 from fakes import Crash, FakeConnector
@@ -32,7 +33,7 @@ def alert(n: int, minutes: int, severity: str = "low", status: str = "new") -> A
         title=f"alert {n}",
         severity=severity,
         status=status,
-        last_update_at=T0 + timedelta(minutes=minutes),
+        last_update_at=Stamp.of(T0 + timedelta(minutes=minutes)),
         created_at=T0,
     )
 
@@ -55,7 +56,9 @@ def test_a_poll_stores_every_alert_and_moves_the_cursor_to_the_newest(sessions, 
     assert (result.pages, result.alerts.inserted) == (4, 10)
     assert set(stored(sessions)) == {f"a{n}" for n in range(10)}
     with sessions() as session:
-        assert records.get_cursor(session, tenant_id, "alerts") == T0 + timedelta(minutes=9)
+        assert records.get_cursor(session, tenant_id, "alerts") == Stamp.of(
+            T0 + timedelta(minutes=9)
+        )
 
 
 def test_a_poll_that_dies_mid_way_keeps_the_old_cursor_and_the_rerun_stores_each_once(
@@ -76,7 +79,9 @@ def test_a_poll_that_dies_mid_way_keeps_the_old_cursor_and_the_rerun_stores_each
     ingest_tenant(sessions, tenant_id, connector, now=POLLED)
     with sessions() as session:
         assert session.scalar(select(func.count(Alert.id))) == 10
-        assert records.get_cursor(session, tenant_id, "alerts") == T0 + timedelta(minutes=9)
+        assert records.get_cursor(session, tenant_id, "alerts") == Stamp.of(
+            T0 + timedelta(minutes=9)
+        )
 
 
 def test_a_changed_alert_updates_the_stored_row_and_an_old_copy_does_not(sessions, tenant_id):
@@ -112,12 +117,12 @@ def test_a_record_stamped_in_the_future_does_not_carry_the_cursor_past_now(sessi
         title="clock skew",
         severity="low",
         status="new",
-        last_update_at=datetime(2099, 1, 1, tzinfo=UTC),
+        last_update_at=Stamp.of(datetime(2099, 1, 1, tzinfo=UTC)),
     )
     now = T0 + timedelta(hours=1)
     ingest_tenant(sessions, tenant_id, connector, now=now)
     with sessions() as session:
-        assert records.get_cursor(session, tenant_id, "alerts") == now
+        assert records.get_cursor(session, tenant_id, "alerts") == Stamp.of(now)
     connector.alerts["a2"] = alert(2, minutes=90)  # arrives later, stamped normally
     ingest_tenant(sessions, tenant_id, connector, now=now + timedelta(hours=1))
     assert "a2" in stored(sessions)
@@ -155,7 +160,7 @@ def test_incidents_are_read_only_for_new_or_changed_alerts(sessions, tenant_id):
         title="Multi-stage incident",
         severity="high",
         status="active",
-        last_update_at=T0,
+        last_update_at=Stamp.of(T0),
     )
     now = T0 + timedelta(hours=1)
     assert ingest_tenant(sessions, tenant_id, connector, now=now).incidents.inserted == 1

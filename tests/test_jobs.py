@@ -17,7 +17,7 @@ from edrtrial.models import Device, ResponseAction
 from edrtrial.programme import trials
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
-from edrtrial.timeutil import jst_date
+from edrtrial.timeutil import Stamp, jst_date
 
 from fakes import FakeConnector
 from sandbox_config import settings, write_config
@@ -72,7 +72,7 @@ def test_retry_after_is_obeyed_and_the_other_tenants_go_on(runtime):
         title="x",
         severity="low",
         status="new",
-        last_update_at=clock.now,
+        last_update_at=Stamp.of(clock.now),
         created_at=clock.now,
     )
     install(rt, "sakura-seisakusho", throttled)

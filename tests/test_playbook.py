@@ -30,7 +30,7 @@ from edrtrial.playbooks import (
     load_playbooks,
 )
 from edrtrial.playbooks.checks import warnings
-from edrtrial.timeutil import parse_iso
+from edrtrial.timeutil import Stamp
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -72,7 +72,7 @@ def graph_record(alert: dict[str, Any]) -> AlertRecord:
         title=alert["title"],
         severity=alert["severity"],
         status=alert["status"],
-        last_update_at=parse_iso(alert["lastUpdateDateTime"]),
+        last_update_at=Stamp.from_iso(alert["lastUpdateDateTime"]),
         incident_source_id=alert.get("incidentId"),
         category=alert.get("category") or "",
         detection_source=alert.get("detectionSource") or "",
@@ -91,7 +91,7 @@ def mde_record(alert: dict[str, Any]) -> AlertRecord:
         title=alert["title"],
         severity=alert["severity"],
         status=alert["status"],
-        last_update_at=parse_iso(alert["lastUpdateTime"]),
+        last_update_at=Stamp.from_iso(alert["lastUpdateTime"]),
         incident_source_id=str(alert["incidentId"]),
         category=alert.get("category") or "",
         detection_source=alert.get("detectionSource") or "",

@@ -22,7 +22,7 @@ from edrtrial.playbooks import (
 )
 from edrtrial.sandbox import SandboxWorld
 from edrtrial.sandbox.catalogue import ALERT_KINDS
-from edrtrial.timeutil import parse_iso
+from edrtrial.timeutil import Stamp
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TESTING = ("informationalexpectedactivity", "securitytesting")
@@ -70,7 +70,7 @@ def mde_record(alert: dict[str, Any]) -> AlertRecord:
         title=alert["title"],
         severity=alert["severity"],
         status=alert["status"],
-        last_update_at=parse_iso(alert["lastUpdateTime"]),
+        last_update_at=Stamp.from_iso(alert["lastUpdateTime"]),
         incident_source_id=str(alert["incidentId"]),
         category=alert.get("category") or "",
         detection_source=alert.get("detectionSource") or "",

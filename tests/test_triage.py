@@ -203,6 +203,7 @@ def test_a_medium_powershell_alert_without_the_test_command_reaches_the_desk(ses
 def test_an_alert_raised_after_triage_is_triaged_again(sessions, tenant_id):
     from edrtrial.connectors.base import AlertRecord
     from edrtrial.ingest import records
+    from edrtrial.timeutil import Stamp
 
     def record(severity: str, minutes: int) -> AlertRecord:
         return AlertRecord(
@@ -210,7 +211,7 @@ def test_an_alert_raised_after_triage_is_triaged_again(sessions, tenant_id):
             title="Suspicious activity",
             severity=severity,
             status="new",
-            last_update_at=T0 + timedelta(minutes=minutes),
+            last_update_at=Stamp.of(T0 + timedelta(minutes=minutes)),
             created_at=T0,
             incident_source_id="88",
             category="Execution",

@@ -69,7 +69,7 @@ from edrtrial.errors import (
     Unmappable,
 )
 from edrtrial.secrets import resolve_secret
-from edrtrial.timeutil import as_utc
+from edrtrial.timeutil import TICKS_PER_SECOND, Stamp
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class CyCraftAdapter:
         """The CyCraft organisation id this adapter talks to."""
         return self.settings.tenant_id
 
-    def fetch_alerts(self, since: datetime | None) -> Iterator[Batch[AlertRecord]]:
+    def fetch_alerts(self, since: Stamp | None) -> Iterator[Batch[AlertRecord]]:
         """Alerts updated since `since` minus the overlap, page by page."""
         spec = self._mapping.alerts
         params = dict(spec.params) | self._since_filter(since)
@@ -157,7 +157,7 @@ class CyCraftAdapter:
             yield self._map_page(page, _alert_record, "alert", spec.fields.id)
 
     def fetch_incidents(
-        self, source_ids: Sequence[str], since: datetime | None = None
+        self, source_ids: Sequence[str], since: Stamp | None = None
     ) -> Batch[IncidentRecord]:
         """The named incidents, one GET each (no list endpoint is known for CyCraft)."""
         if not source_ids:
@@ -279,17 +279,18 @@ class CyCraftAdapter:
                 f"tenant {self._tenant}: CyCraft {capability} is not configured ({key} is empty)"
             )
 
-    def _since_filter(self, since: datetime | None) -> dict[str, str]:
+    def _since_filter(self, since: Stamp | None) -> dict[str, str]:
         spec = self._mapping.alerts
         if since is None or not spec.since_param:
             return {}
-        start = as_utc(since - timedelta(seconds=self.settings.overlap_seconds))
+        start = since - timedelta(seconds=self.settings.overlap_seconds)
+        # Each form is cut (floored) to its own unit: the filter may only reach further back.
         if spec.since_format == "epoch_seconds":
-            value = str(int(start.timestamp()))
+            value = str(start.ticks // TICKS_PER_SECOND)
         elif spec.since_format == "epoch_millis":
-            value = str(int(start.timestamp() * 1000))
-        else:  # whole seconds, truncated: the filter may only reach further back
-            value = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+            value = str(start.ticks // (TICKS_PER_SECOND // 1000))
+        else:
+            value = start.datetime.strftime("%Y-%m-%dT%H:%M:%SZ")
         return {spec.since_param: value}
 
     def _map_page(
@@ -382,7 +383,7 @@ def _alert_record(item: Mapping[str, Any], mapping: RestMapping) -> AlertRecord:
         severity=_translated(mapping.severity_map, alert.severity),
         status=_translated(mapping.status_map, alert.status),
         last_update_at=updated,
-        created_at=alert.created,
+        created_at=_datetime(alert.created),
         incident_source_id=alert.incident_id or None,
         description=alert.description or "",
         category=alert.category or "",
@@ -404,7 +405,7 @@ def _incident_record(item: Mapping[str, Any], mapping: RestMapping) -> IncidentR
         severity=_translated(mapping.severity_map, incident.severity),
         status=_translated(mapping.status_map, incident.status),
         last_update_at=updated,
-        created_at=incident.created,
+        created_at=_datetime(incident.created),
         raw=item,
     )
 
@@ -420,7 +421,7 @@ def _device_record(item: Mapping[str, Any], mapping: RestMapping) -> DeviceRecor
         health_status=device.health_status or "",
         onboarding_status=device.onboarding_status or "",
         risk_score=device.risk_score or "",
-        first_seen=device.first_seen,
+        first_seen=_datetime(device.first_seen),
         last_seen=device.last_seen,
         tags=distinct_tags(gather(item, fields.tags)),
         raw=item,
@@ -470,9 +471,13 @@ def _evidence(item: Mapping[str, Any], fields: AlertFields) -> Evidence:
     return found.evidence()
 
 
+def _datetime(stamp: Stamp | None) -> datetime | None:
+    return None if stamp is None else stamp.datetime
+
+
 def _last_update(
-    updated: datetime | None, created: datetime | None, updated_path: str, created_path: str
-) -> datetime:
+    updated: Stamp | None, created: Stamp | None, updated_path: str, created_path: str
+) -> Stamp:
     """A record's last-update time (its creation time when it was never updated)."""
     found = updated or created
     if found is None:

@@ -9,12 +9,12 @@ are accepted where text is expected (a severity of 4, an id of 1234).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainValidator
 
-from edrtrial.timeutil import parse_iso
+from edrtrial.timeutil import TICKS_PER_SECOND, Stamp
 
 # Epoch numbers at or above this are milliseconds (as seconds it would be the year 5138).
 _MILLIS_FROM = 100_000_000_000
@@ -82,18 +82,30 @@ def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
-def _timestamp(value: Any) -> Any:
+def _timestamp(value: Any) -> Stamp | None:
+    if value is None or isinstance(value, Stamp):
+        return value
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = value / 1000 if abs(value) >= _MILLIS_FROM else value
-        try:
-            return datetime.fromtimestamp(seconds, UTC)
-        except (OverflowError, OSError, ValueError) as err:
-            raise ValueError(f"epoch {value} is out of range") from err
+        return _epoch(value)
     if isinstance(value, str):
-        return parse_iso(value)  # a naive timestamp is taken as UTC
-    return value
+        return Stamp.from_iso(value)  # any number of fractional digits; naive is UTC
+    raise ValueError(f"expected a timestamp, got {type(value).__name__}")
+
+
+def _epoch(value: float) -> Stamp:
+    """Epoch seconds or milliseconds, to the 100 ns: in decimal, so 1714644672.1234567 keeps
+    its seventh digit (binary float arithmetic would not)."""
+    try:
+        seconds = Decimal(str(value))
+        if abs(seconds) >= _MILLIS_FROM:
+            seconds /= 1000
+        stamp = Stamp(int((seconds * TICKS_PER_SECOND).to_integral_value(ROUND_FLOOR)))
+        stamp.datetime  # noqa: B018 (raises for an instant no datetime can hold)
+    except (OverflowError, ValueError, InvalidOperation) as err:
+        raise ValueError(f"epoch {value} is out of range") from err
+    return stamp
 
 
 def _strings(value: Any) -> Any:
@@ -107,8 +119,8 @@ Text = Annotated[str | None, BeforeValidator(_text)]
 EnumText = Annotated[str | None, BeforeValidator(_lower)]
 """An enum-like value, lower-cased; a number becomes its text ("4")."""
 
-Timestamp = Annotated[datetime | None, BeforeValidator(_timestamp)]
-"""ISO-8601 text, or epoch seconds / milliseconds (as a number or digits), UTC-aware."""
+Timestamp = Annotated[Stamp | None, PlainValidator(_timestamp)]
+"""ISO-8601 text, or epoch seconds / milliseconds (as a number or digits), kept to 100 ns."""
 
 Strings = Annotated[tuple[str, ...], BeforeValidator(_strings)]
 """One value or a list of them."""

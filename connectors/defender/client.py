@@ -35,6 +35,9 @@ ATTEMPTS = 3  # tries per request, the first included
 BACKOFF_BASE = 0.5  # seconds before the second try; doubles, plus up to as much again of jitter
 # Repeating these cannot do twice what was asked (PATCH sets values, it does not add them).
 _IDEMPOTENT = frozenset({"GET", "PATCH"})
+# A read whose 2xx body cannot be read (cut short, a proxy's HTML page) is read again: the
+# next answer is usually whole, and a poll that gave up would cost the tenant a cycle.
+_REREAD = frozenset({"GET"})
 # Failures that prove the request never reached Microsoft, so even a POST may be sent again.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
@@ -185,7 +188,15 @@ class DefenderClient:
                 self._pause(f"{failure}; retrying", delay, attempt)
                 continue
             if response.is_success:
-                return self._json(method, response)
+                try:
+                    return self._json(method, response)
+                except SchemaDriftError as unreadable:
+                    if method not in _REREAD:
+                        raise
+                    if attempt >= ATTEMPTS:
+                        raise SchemaDriftError(f"{unreadable}, {attempt} times") from unreadable
+                    self._pause(f"{unreadable}; reading it again", self._backoff(attempt), attempt)
+                    continue
             failure = self._failure(method, api, response)
             delay = self._status_retry(method, api, key, response, attempt)
             if delay is None:

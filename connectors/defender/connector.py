@@ -62,7 +62,7 @@ from edrtrial.errors import (
     TransientError,
     Unmappable,
 )
-from edrtrial.timeutil import as_utc, format_iso
+from edrtrial.timeutil import Stamp, as_utc, format_iso
 
 log = logging.getLogger(__name__)
 
@@ -175,14 +175,14 @@ class DefenderForBusinessConnector:
         """A Graph alerts_v2 alert as edrtrial's record; `Unmappable` says why it cannot be."""
         return map_record(_alert_record, payload)
 
-    def fetch_alerts(self, since: datetime | None) -> Iterator[Batch[AlertRecord]]:
+    def fetch_alerts(self, since: Stamp | None) -> Iterator[Batch[AlertRecord]]:
         """Graph alerts_v2 updated since `since` minus the overlap, page by page."""
         params = {"$top": str(self.settings.alert_page_size)} | self._since_filter(since)
         for page in self._client.graph_pages(ALERTS_PATH, params):
             yield map_page(page, _alert_record, "alert", tenant=self._tenant)
 
     def fetch_incidents(
-        self, source_ids: Sequence[str], since: datetime | None = None
+        self, source_ids: Sequence[str], since: Stamp | None = None
     ) -> Batch[IncidentRecord]:
         """The named Graph incidents: a few by id, many by listing those changed since `since`.
 
@@ -363,11 +363,12 @@ class DefenderForBusinessConnector:
     def _tenant(self) -> str:
         return self.settings.tenant_id
 
-    def _since_filter(self, since: datetime | None) -> dict[str, str]:
+    def _since_filter(self, since: Stamp | None) -> dict[str, str]:
         if since is None:
             return {}
+        # All seven digits, as the cursor holds them (Microsoft documents such filters).
         start = since - timedelta(seconds=self.settings.overlap_seconds)
-        return {"$filter": f"lastUpdateDateTime ge {format_iso(start)}"}
+        return {"$filter": f"lastUpdateDateTime ge {start.iso()}"}
 
     def _open_action(self, device_source_id: str, spec: _ActionSpec) -> ActionResult | None:
         """The newest Pending/InProgress action of this type on the device, if any."""
@@ -421,7 +422,7 @@ def _required(value: str | None, what: str) -> str:
     return value
 
 
-def _timestamp_required(value: datetime | None, what: str) -> datetime:
+def _timestamp_required(value: Stamp | None, what: str) -> Stamp:
     if value is None:
         raise Unmappable(f"no {what}")
     return value

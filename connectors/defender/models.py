@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
 from pydantic.alias_generators import to_camel
 
 from edrtrial.connectors.support import distinct_tags
-from edrtrial.timeutil import parse_iso
+from edrtrial.timeutil import Stamp, parse_iso
 
 
 def _lower(value: Any) -> Any:
@@ -22,6 +22,14 @@ def _lower(value: Any) -> Any:
 
 def _timestamp(value: Any) -> Any:
     return parse_iso(value) if isinstance(value, str) else value
+
+
+def _stamp(value: Any) -> Stamp | None:
+    if value is None or isinstance(value, Stamp):
+        return value
+    if isinstance(value, str):
+        return Stamp.from_iso(value)
+    raise ValueError(f"expected an ISO-8601 timestamp, got {type(value).__name__}")
 
 
 def _empty_if_null(value: Any) -> Any:
@@ -43,6 +51,10 @@ EnumText = Annotated[str | None, BeforeValidator(_lower)]
 
 Timestamp = Annotated[datetime | None, BeforeValidator(_timestamp)]
 """A Microsoft timestamp (up to 7 fractional digits), UTC-aware."""
+
+Stamped = Annotated[Stamp | None, PlainValidator(_stamp)]
+"""A Microsoft change stamp kept to the 100 ns (all 7 fractional digits): "newer" and the
+cursor are decided on it."""
 
 Strings = Annotated[tuple[str, ...], BeforeValidator(_empty_if_null)]
 
@@ -86,7 +98,7 @@ class GraphAlert(_Payload):
     service_source: EnumText = None
     mitre_techniques: Strings = ()
     created_date_time: Timestamp = None
-    last_update_date_time: Timestamp = None
+    last_update_date_time: Stamped = None
     evidence: Evidences = ()
 
 
@@ -100,7 +112,7 @@ class GraphIncident(_Payload):
     classification: EnumText = None
     determination: EnumText = None
     created_date_time: Timestamp = None
-    last_update_date_time: Timestamp = None
+    last_update_date_time: Stamped = None
 
 
 class MdeMachine(_Payload):
@@ -116,7 +128,7 @@ class MdeMachine(_Payload):
     onboarding_status: EnumText = None
     risk_score: EnumText = None
     first_seen: Timestamp = None
-    last_seen: Timestamp = None
+    last_seen: Stamped = None
     machine_tags: Tags = ()
 
 

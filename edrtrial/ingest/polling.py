@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from edrtrial.connectors.base import AlertRecord, Batch, Capability, Connector
 from edrtrial.db import transaction
 from edrtrial.ingest import records
-from edrtrial.timeutil import utcnow
+from edrtrial.timeutil import Stamp, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class IngestResult:
     alerts: records.UpsertCount = records.UpsertCount()
     incidents: records.UpsertCount = records.UpsertCount()
     quarantined: int = 0
-    cursor: datetime | None = None
+    cursor: Stamp | None = None
 
 
 def _with_last(pages: Iterator[T]) -> Iterator[tuple[T, bool]]:
@@ -73,20 +73,25 @@ def ingest_tenant(
     tenant does not replay its whole alert history into the desk.
     """
     started = now or utcnow()
+    started_stamp = Stamp.of(started)
     source = connector.name
     with transaction(sessions) as session:
         cursor = records.get_cursor(session, tenant_id, ALERTS)
+    if cursor is None and initial_since is not None:
+        since: Stamp | None = Stamp.of(initial_since)
+    else:
+        since = cursor
     high_water = cursor
     alerts = records.UpsertCount()
-    earliest_change: datetime | None = None
+    earliest_change: Stamp | None = None
     fetched = pages = quarantined = 0
     batch: Batch[AlertRecord]
-    for batch, last in _with_last(connector.fetch_alerts(cursor or initial_since)):
+    for batch, last in _with_last(connector.fetch_alerts(since)):
         pages += 1
         fetched += len(batch.records)
         for record in batch.records:
             # A record stamped in the future must not carry the cursor past today's alerts.
-            seen = min(record.last_update_at, started)
+            seen = min(record.last_update_at, started_stamp)
             if high_water is None or seen > high_water:
                 high_water = seen
         with transaction(sessions) as session:
@@ -121,7 +126,7 @@ def _ingest_incidents(
     tenant_id: int,
     connector: Connector,
     changed_alerts: list[str],
-    earliest_change: datetime | None,
+    earliest_change: Stamp | None,
     started: datetime,
 ) -> tuple[records.UpsertCount, int]:
     """Fetch the incidents that changed alerts name (or that were missed); (counts, set aside)."""

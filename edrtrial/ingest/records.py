@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from edrtrial.connectors.base import AlertRecord, DeviceRecord, IncidentRecord, Rejected
 from edrtrial.models import Alert, Device, Incident, PollCursor, QuarantinedRecord
+from edrtrial.timeutil import Stamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,8 @@ def _alert_fields(record: AlertRecord) -> dict[str, Any]:
         "device_names": [d.name for d in record.devices],
         "evidence": record.evidence.as_json(),
         "created_at": record.created_at,
-        "last_update_at": record.last_update_at,
+        "last_update_at": record.last_update_at.datetime,
+        "last_update_stamp": record.last_update_at,
         "raw": _jsonable(record.raw),
     }
 
@@ -67,9 +69,17 @@ def _incident_fields(record: IncidentRecord) -> dict[str, Any]:
         "severity": record.severity,
         "status": record.status,
         "created_at": record.created_at,
-        "last_update_at": record.last_update_at,
+        "last_update_at": record.last_update_at.datetime,
+        "last_update_stamp": record.last_update_at,
         "raw": _jsonable(record.raw),
     }
+
+
+def _stamp_of(exact: Stamp | None, shown: datetime | None) -> Stamp | None:
+    """A row's exact stamp; from its datetime for a row written before stamps were kept."""
+    if exact is not None or shown is None:
+        return exact
+    return Stamp.of(shown)
 
 
 RETRIAGE_ON = (
@@ -95,7 +105,11 @@ def _upsert(
     records: Sequence[Record],
     fields: Callable[[Record], dict[str, Any]],
 ) -> UpsertCount:
-    """Insert new rows, update rows whose source copy is newer; one query for the lookup."""
+    """Insert new rows, update rows whose source copy is newer; one query for the lookup.
+
+    Newer is decided on the exact stamps (100 ns): an update 100 ns after the stored one is
+    applied, an equal or older one leaves the stored row as it is.
+    """
     latest: dict[str, Record] = {}
     for record in records:  # the same id twice in one batch: keep the newest
         seen = latest.get(record.source_id)
@@ -124,7 +138,9 @@ def _upsert(
             )
             inserted += 1
             changed.add(source_id)
-        elif row.last_update_at is None or record.last_update_at > row.last_update_at:
+        elif (
+            stored := _stamp_of(row.last_update_stamp, row.last_update_at)
+        ) is None or record.last_update_at > stored:
             changes = fields(record)
             if isinstance(row, Alert) and any(
                 getattr(row, key) != changes[key] for key in RETRIAGE_ON
@@ -160,7 +176,10 @@ def upsert_devices(
     """Bring the inventory in; a device missing from it stays stored (history), marked absent.
 
     Only a complete inventory can say a device is absent: when some records could not be
-    read, nothing is marked absent (an absent device would escape offboarding).
+    read, nothing is marked absent (an absent device would escape offboarding). A device
+    whose last-seen stamp is older than the stored one (a lagging copy of the inventory) is
+    present but not applied, so last seen never goes back; an equal one is applied, because
+    tags and health change without the device reporting.
     """
     existing = {
         row.source_id: row
@@ -178,7 +197,8 @@ def upsert_devices(
             "onboarding_status": record.onboarding_status,
             "risk_score": record.risk_score,
             "first_seen": record.first_seen,
-            "last_seen": record.last_seen,
+            "last_seen": None if record.last_seen is None else record.last_seen.datetime,
+            "last_seen_stamp": record.last_seen,
             "tags": list(record.tags),
             "raw": _jsonable(record.raw),
             "in_inventory": True,
@@ -189,6 +209,8 @@ def upsert_devices(
             session.add(row)
             existing[record.source_id] = row
             inserted += 1
+        elif _older(record.last_seen, _stamp_of(row.last_seen_stamp, row.last_seen)):
+            row.in_inventory = True
         else:
             for key, value in fields.items():
                 setattr(row, key, value)
@@ -198,6 +220,10 @@ def upsert_devices(
             row.in_inventory = False
     session.flush()
     return UpsertCount(inserted, updated)
+
+
+def _older(seen: Stamp | None, stored: Stamp | None) -> bool:
+    return seen is not None and stored is not None and seen < stored
 
 
 def device_for_evidence(session: Session, tenant_id: int, source_id: str, name: str) -> Device:
@@ -215,24 +241,29 @@ def device_for_evidence(session: Session, tenant_id: int, source_id: str, name: 
     return device
 
 
-def get_cursor(session: Session, tenant_id: int, stream: str) -> datetime | None:
-    """Where the tenant's stream was last fully ingested, or None before the first poll."""
-    return session.scalar(
-        select(PollCursor.position).where(
+def get_cursor(session: Session, tenant_id: int, stream: str) -> Stamp | None:
+    """Where the tenant's stream was last fully ingested (to the 100 ns), or None before the
+    first poll."""
+    found = session.execute(
+        select(PollCursor.position_stamp, PollCursor.position).where(
             PollCursor.tenant_id == tenant_id, PollCursor.stream == stream
         )
-    )
+    ).first()
+    return None if found is None else _stamp_of(*found)
 
 
-def set_cursor(session: Session, tenant_id: int, stream: str, position: datetime) -> None:
-    """Move the stream's cursor; call it in the transaction that stores the rows it covers."""
+def set_cursor(session: Session, tenant_id: int, stream: str, position: Stamp) -> None:
+    """Move the stream's cursor forward; call it in the transaction that stores the rows it
+    covers."""
     cursor = session.scalar(
         select(PollCursor).where(PollCursor.tenant_id == tenant_id, PollCursor.stream == stream)
     )
     if cursor is None:
-        session.add(PollCursor(tenant_id=tenant_id, stream=stream, position=position))
-    elif cursor.position is None or position > cursor.position:
-        cursor.position = position
+        cursor = PollCursor(tenant_id=tenant_id, stream=stream)
+        session.add(cursor)
+    stored = _stamp_of(cursor.position_stamp, cursor.position)
+    if stored is None or position > stored:
+        cursor.position, cursor.position_stamp = position.datetime, position
     session.flush()
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from edrtrial.sandbox.catalogue import SEVERITY_RANK, AlertKind, category_name
 from edrtrial.sandbox.devices import Device, render_device_evidence
 from edrtrial.sandbox.odata import odata_time
+from edrtrial.timeutil import Stamp
 
 _EICAR = (
     "3395856ce81f2b7382dee72602f798b642f14140",
@@ -37,7 +38,7 @@ class Alert:
     created: datetime
     first_activity: datetime
     last_activity: datetime
-    last_update: datetime
+    last_update: Stamp  # to the 100 ns, as Graph stamps changes
     status: str = "new"
     classification: str = "unknown"
     determination: str = "unknown"
@@ -58,7 +59,7 @@ class Incident:
 
     id: str
     created: datetime
-    last_update: datetime
+    last_update: Stamp
     alert_ids: list[str] = field(default_factory=list)
     status_override: str | None = None
     assigned_to: str | None = None
@@ -267,7 +268,7 @@ def render_alert(
         "threatFamilyName": kind.threat_family,
         "mitreTechniques": list(kind.mitre),
         "createdDateTime": odata_time(alert.created),
-        "lastUpdateDateTime": None if alert.malformed else odata_time(alert.last_update),
+        "lastUpdateDateTime": None if alert.malformed else alert.last_update.iso(),
         "resolvedDateTime": odata_time(alert.resolved) if alert.resolved else None,
         "firstActivityDateTime": odata_time(alert.first_activity),
         "lastActivityDateTime": odata_time(alert.last_activity),
@@ -313,7 +314,7 @@ def render_incident(incident: Incident, tenant_id: str, alerts: list[Alert]) -> 
         "tenantId": tenant_id,
         "displayName": incident_name(alerts),
         "createdDateTime": odata_time(incident.created),
-        "lastUpdateDateTime": odata_time(incident.last_update),
+        "lastUpdateDateTime": incident.last_update.iso(),
         "assignedTo": incident.assigned_to,
         "classification": incident.classification,
         "determination": incident.determination,

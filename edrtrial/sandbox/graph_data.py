@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 from edrtrial.sandbox.alerts import Alert, Incident, incident_severity, incident_status
 from edrtrial.sandbox.faults import ApiError
 from edrtrial.sandbox.odata import Clause, FieldKind, Value, matches_all
-from edrtrial.sandbox.tenant import TenantState
+from edrtrial.sandbox.tenant import TenantState, changed
+from edrtrial.timeutil import Stamp
 
 ALERT_FIELDS: dict[str, FieldKind] = {
     "lastUpdateDateTime": "datetime",
@@ -60,7 +61,7 @@ DETERMINATIONS = (
     "notEnoughDataToValidate",
     "confirmedActivity",
 )
-PageKey = tuple[datetime, str]
+PageKey = tuple[Stamp, str]
 _Item = TypeVar("_Item", Alert, Incident)
 
 
@@ -246,5 +247,5 @@ def update_incident(
             reopened = "inProgress" if status == "inProgress" else "new"
             for alert in alerts:
                 tenant.set_alert_status(alert, reopened, now)
-    tenant.touch(incident, now)
+    tenant.touch(incident, changed(incident.last_update, now))
     return tenant.incident_json(incident, tenant.device_risks(), expand=False)

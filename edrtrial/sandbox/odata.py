@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from edrtrial.timeutil import parse_iso
+from edrtrial.timeutil import Stamp
 
 FieldKind = Literal["datetime", "string"]
-Value = datetime | str | None
+Value = Stamp | datetime | str | None
 
 _OPS = ("eq", "ne", "gt", "ge", "lt", "le")
 _OP_NAMES = {
@@ -60,9 +60,11 @@ class Clause:
     value: Value
 
     def matches(self, actual: Value) -> bool:
-        """Whether an item's value satisfies this comparison."""
-        if isinstance(self.value, datetime):
-            if not isinstance(actual, datetime):
+        """Whether an item's value satisfies this comparison (instants to the 100 ns)."""
+        if isinstance(self.value, Stamp):
+            if isinstance(actual, datetime):
+                actual = Stamp.of(actual)
+            if not isinstance(actual, Stamp):
                 return False
             return _compare(actual, self.op, self.value)
         left = actual.lower() if isinstance(actual, str) else actual
@@ -70,7 +72,7 @@ class Clause:
         return (left == right) if self.op == "eq" else (left != right)
 
 
-def _compare(left: datetime, op: str, right: datetime) -> bool:
+def _compare(left: Stamp, op: str, right: Stamp) -> bool:
     if op == "eq":
         return left == right
     if op == "ne":
@@ -114,7 +116,7 @@ def _literal(raw: str, kind: FieldKind, field: str, op: str) -> Value:
         if not _DATETIME.match(raw):
             raise ODataError(f"Invalid filter clause: '{raw}' is not a valid DateTimeOffset.")
         text = raw if "T" in raw.upper() else f"{raw[:10]}T00:00:00{raw[10:]}"
-        return parse_iso(text)
+        return Stamp.from_iso(text)
     if raw.lower() == "null":
         return None
     if not raw.startswith("'"):
@@ -178,17 +180,17 @@ def parse_count(raw: str | None, name: str, default: int, maximum: int | None = 
     return value
 
 
-def encode_skiptoken(updated: datetime, item_id: str) -> str:
+def encode_skiptoken(updated: Stamp, item_id: str) -> str:
     """An opaque continuation token naming the last item of a page."""
-    raw = json.dumps([updated.astimezone(UTC).isoformat(), item_id]).encode()
+    raw = json.dumps([updated.iso(), item_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_skiptoken(token: str) -> tuple[datetime, str]:
+def decode_skiptoken(token: str) -> tuple[Stamp, str]:
     """The (lastUpdateDateTime, id) after which the next page starts."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         updated, item_id = json.loads(raw)
-        return datetime.fromisoformat(updated), str(item_id)
+        return Stamp.from_iso(updated), str(item_id)
     except (binascii.Error, ValueError, TypeError) as err:
         raise ODataError("The $skiptoken is invalid or has expired.") from err

@@ -14,9 +14,16 @@ from edrtrial.sandbox.alerts import Alert, Incident, render_alert, render_incide
 from edrtrial.sandbox.catalogue import SEVERITY_RANK, AlertKind
 from edrtrial.sandbox.devices import Device, make_device
 from edrtrial.sandbox.samples import SampleTenant
+from edrtrial.timeutil import Stamp
 
 _ACTION_NAMESPACE = uuid.UUID("7d3e9c1a-2b4f-4e6a-9c8d-1f0e2d3c4b5a")
 _PREFIXES = {"macOS": "mac", "Linux": "srv"}
+
+
+def changed(previous: Stamp, at: datetime) -> Stamp:
+    """The stamp of a change made at `at`: a record's stamps only go up, as Graph's do, so a
+    second change within the same 100 ns (or with the clock behind) is stamped one tick later."""
+    return max(Stamp.of(at), Stamp(previous.ticks + 1))
 
 
 class TenantState:
@@ -103,7 +110,7 @@ class TenantState:
     def new_incident(self, created: datetime) -> Incident:
         """An empty incident with the tenant's next incident number."""
         self._next_incident += self.rng.randint(1, 3)
-        incident = Incident(str(self._next_incident), created, created)
+        incident = Incident(str(self._next_incident), created, Stamp.of(created))
         self.incidents[incident.id] = incident
         return incident
 
@@ -129,14 +136,14 @@ class TenantState:
             created=created,
             first_activity=first,
             last_activity=first + (created - first) * self.rng.random(),
-            last_update=created,
+            last_update=Stamp.of(created),
         )
         self.alerts[alert.id] = alert
         incident.alert_ids.append(alert.id)
-        self.touch(incident, created)
+        self.touch(incident, alert.last_update)
         return alert
 
-    def touch(self, incident: Incident, at: datetime) -> None:
+    def touch(self, incident: Incident, at: Stamp) -> None:
         """An incident's lastUpdateDateTime follows its latest change or alert change."""
         if at > incident.last_update:
             incident.last_update = at
@@ -145,7 +152,7 @@ class TenantState:
         """Change an alert's status at `at`, keeping resolvedDateTime and its incident in step."""
         alert.status = status
         alert.resolved = at if status == "resolved" else None
-        alert.last_update = max(alert.last_update, at)
+        alert.last_update = changed(alert.last_update, at)
         self.touch(self.incidents[alert.incident_id], alert.last_update)
 
     def incident_alerts(self, incident: Incident) -> list[Alert]:

@@ -26,7 +26,7 @@ from edrtrial.sandbox.injection import inject_alerts, onboard_devices
 from edrtrial.sandbox.odata import Clause
 from edrtrial.sandbox.ratelimit import Budgets, RateLimiter
 from edrtrial.sandbox.samples import SAMPLE_CLIENT_ID, SampleTenant, sample_tenants
-from edrtrial.sandbox.tenant import TenantState
+from edrtrial.sandbox.tenant import TenantState, changed
 from edrtrial.timeutil import utcnow
 
 _UNAUTHORIZED = {GRAPH: "InvalidAuthenticationToken", MDE: "Unauthorized"}
@@ -367,7 +367,7 @@ class SandboxWorld:
             tenant = self._tenant(tenant_id)
             alert = tenant.alerts[alert_id]
             alert.malformed = malformed
-            alert.last_update = self._clock()
+            alert.last_update = changed(alert.last_update, self._clock())
 
     def set_consent(self, tenant_id: str, granted: bool) -> None:
         """Revoke or restore admin consent; revoking also ends the tenant's live tokens now
