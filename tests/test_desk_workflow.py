@@ -632,3 +632,14 @@ def test_a_device_silent_for_days_is_a_warning_not_a_refusal(sessions, tenant_id
     assert responses.silence_warning(device, T0, 3) == (
         "pc-1 has not reported for 4 days: the action waits until it reports"
     )
+
+
+def test_no_isolation_is_proposed_for_a_device_the_desk_could_not_isolate(sessions, tenant_id):
+    """After the trial (or once offboarded) a proposal would only meet a refusal."""
+    tid, device_id = _ticket_and_device(sessions, tenant_id)
+    with transaction(sessions) as session:
+        ticket, device = session.get_one(Ticket, tid), session.get_one(Device, device_id)
+        late = responses.propose(session, device, ticket, at=AFTER_TRIAL, reason="ransomware")
+        in_trial = responses.propose(session, device, ticket, at=T0, reason="ransomware")
+    assert late is None
+    assert in_trial is not None and in_trial.status == "proposed"

@@ -131,3 +131,19 @@ def test_rewriting_a_report_keeps_the_mode_its_owner_chose(tmp_path: Path) -> No
     write_private_text(report, "second")
 
     assert (report.read_text(encoding="utf-8"), mode(report)) == ("second", 0o644)
+
+
+def test_mail_written_as_files_is_the_owners_only(tmp_path: Path) -> None:
+    """Without SMTP, each mail is an .eml file: it names the company's PCs and users."""
+    from email.message import EmailMessage
+
+    from edrtrial.notify.mail import FileTransport
+
+    outbox = tmp_path / "var" / "mail"
+    message = EmailMessage()
+    message["Subject"] = "端末の隔離について"
+    message.set_content("pc-1")
+    FileTransport(outbox).send(message)
+
+    assert mode(tmp_path / "var") == mode(outbox) == 0o700
+    assert [mode(p) for p in outbox.iterdir()] == [0o600]

@@ -16,7 +16,7 @@ from edrtrial.db import transaction
 from edrtrial.devices import actions as responses
 from edrtrial.devices import offboarding
 from edrtrial.errors import ActionRefused, ApiRefused, OutcomeUnknown
-from edrtrial.models import AuditEvent, Device, ResponseAction, Tenant, Trial
+from edrtrial.models import AuditEvent, Device, OutboxMessage, ResponseAction, Tenant, Ticket, Trial
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
 
@@ -419,3 +419,48 @@ def test_the_desk_job_follows_sent_offboarding_and_verifies_it(runtime):
     jobs.desk(rt)
 
     assert action(rt.sessions, task_id).status == "verified"
+
+
+class FinishedWhileDown(CrashAfterSending):
+    """The process died mid-send; by the time anyone looks, Microsoft has isolated the PC."""
+
+    def find_actions(self, device_source_id, kind, since):
+        return [
+            ActionResult(a.source_action_id, ActionStatus.SUCCEEDED, created_at=a.created_at)
+            for a in super().find_actions(device_source_id, kind, since)
+        ]
+
+
+def test_an_action_found_already_finished_is_told_to_the_company_once(runtime):
+    """Following never sees an action that is already final, so adopting one must do what
+    following would: audit the EDR's outcome and mail the company that its PC is isolated."""
+    rt, clock = runtime
+    tenant_id, _ = desk_tenant(rt)
+    connector = FinishedWhileDown(tenant_id=rt.tenants("sakura-seisakusho")[0].external_id)
+    connector.clock = lambda: clock.now
+    install(rt, "sakura-seisakusho", connector)
+    with transaction(rt.sessions) as session:
+        device = session.scalars(select(Device).where(Device.tenant_id == tenant_id)).one()
+        ticket = Ticket(
+            tenant_id=tenant_id, correlation_key="k", title="ランサムウェア", priority="P1"
+        )
+        session.add(ticket)
+        session.flush()
+        action_id = responses.plan(
+            session, device, ActionKind.ISOLATE, actor="cli:sato", at=clock.now, ticket=ticket
+        ).id
+    with pytest.raises(Crash):
+        responses.send(rt.sessions, action_id, connector, "cli:sato", clock)
+
+    clock.now += timedelta(minutes=6)
+    jobs.desk(rt)
+    jobs.desk(rt)  # a second look changes nothing and mails no one twice
+
+    assert action(rt.sessions, action_id).status == "succeeded"
+    assert isolated(rt.sessions)
+    assert audit_trail(rt.sessions)[-2:] == [("edr", "isolate.sent"), ("edr", "isolate.succeeded")]
+    with rt.sessions() as session:
+        notices = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.kind == "isolation-notice")
+        ).all()
+    assert len(notices) == 1

@@ -80,7 +80,8 @@ def _device_action(
         )
         action_id = action.id
     window = timedelta(minutes=rt.config.settings.desk.reconcile_minutes)
-    sent = actions.send(rt.sessions, action_id, rt.connector(tenant), who, rt.clock, window)
+    connector, desk = rt.connector(tenant), rt.config.settings.desk
+    sent = actions.send(rt.sessions, action_id, connector, who, rt.clock, window, desk=desk)
     console.print(f"{kind.value} of {label}: {sent.status} ({sent.detail})", highlight=False)
     status = _follow(rt, tenant, action_id, sent.status, wait)
     if wait:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import click
@@ -171,8 +171,10 @@ def _execute_offboarding(ctx: click.Context, runtime: Runtime, company: str, yes
     if not plan.devices:
         console.print("nothing planned to send")
     elif yes or click.confirm(visible(plan.question(tenant.external_id))):
+        window = timedelta(minutes=runtime.config.settings.desk.reconcile_minutes)
+        connector = runtime.connector(tenant)
         done = lifecycle.execute_offboarding(
-            runtime.sessions, tenant.id, runtime.connector(tenant), actor(ctx), runtime.clock
+            runtime.sessions, tenant.id, connector, actor(ctx), runtime.clock, window
         )
         console.print(f"{len(done)} task(s) sent or handed over for manual uninstall")
 

@@ -30,6 +30,7 @@ from edrtrial.config import DeskConfig
 from edrtrial.connectors.base import ActionKind, Connector
 from edrtrial.devices.send import (
     RECONCILE_WINDOW,
+    Finished,
     Outcome,
     Route,
     follow_actions,
@@ -212,6 +213,8 @@ def propose(
     state = device_state(session, device)
     if state.isolated or state.under_way is not None:
         return None
+    if refusal(session, device, ActionKind.ISOLATE.value, ticket, at) is not None:
+        return None  # a proposal the desk could only see refused (offboarded, trial over)
     action = ResponseAction(
         dedupe_key=key,
         tenant_id=device.tenant_id,
@@ -288,12 +291,17 @@ def send(
     actor: str,
     now: Callable[[], datetime],
     window: timedelta = RECONCILE_WINDOW,
+    *,
+    desk: DeskConfig | None = None,
 ) -> ResponseAction:
     """Send a planned isolate or release once (see `devices.send`); returns it as it is now.
 
-    One the check at send time refuses comes back `cancelled`, its reason in `detail`.
+    One the check at send time refuses comes back `cancelled`, its reason in `detail`. With
+    the desk's settings, an answer that is already final is audited and told to the company
+    at once, as `follow` would (it never sees a finished action again).
     """
-    send_action(sessions, ROUTE, action_id, connector, actor, now, window)
+    finished = _finisher(desk, now) if desk is not None else None
+    send_action(sessions, ROUTE, action_id, connector, actor, now, window, finished)
     with sessions() as session:
         return session.get_one(ResponseAction, action_id)
 
@@ -304,11 +312,19 @@ def reconcile(
     connector: Connector,
     now: Callable[[], datetime],
     window: timedelta = RECONCILE_WINDOW,
+    *,
+    desk: DeskConfig | None = None,
 ) -> dict[int, Outcome]:
-    """Settle the tenant's isolations and releases sent without an answer (see `devices.send`)."""
+    """Settle the tenant's isolations and releases sent without an answer (see `devices.send`).
+
+    An action found already finished (a crash left it `sending` while the EDR carried it out)
+    is audited and told to the company at once when the desk's settings are given.
+    """
     with sessions() as session:
         _check_tenant(session.get_one(Tenant, tenant_id), connector)
-    return reconcile_pending(sessions, ROUTE, tenant_id, connector, DEVICE_KINDS, now, window)
+    finished = _finisher(desk, now) if desk is not None else None
+    kinds = DEVICE_KINDS
+    return reconcile_pending(sessions, ROUTE, tenant_id, connector, kinds, now, window, finished)
 
 
 def follow(
@@ -324,22 +340,32 @@ def follow(
     """
     with sessions() as session:
         _check_tenant(session.get_one(Tenant, tenant_id), connector)
+    finished = _finisher(desk, lambda: now)
+    kinds = DEVICE_KINDS
+    return follow_actions(sessions, DEVICE_ACTIONS, tenant_id, connector, kinds, now, finished)[1]
+
+
+def _finisher(desk: DeskConfig, now: Callable[[], datetime]) -> Finished:
+    """What a finished isolate/release does: audit the EDR's outcome and tell the company.
+
+    The same whether the outcome is read by following the action, or comes with the send's
+    answer or the action reconciliation found (already finished after a crash).
+    """
 
     def finished(session: Session, action: ResponseAction) -> None:
         device = session.get_one(Device, action.device_id)
         audit.record(
             session,
-            at=now,
+            at=now(),
             actor="edr",
             action=f"{action.kind}.{action.status}",
-            tenant_id=tenant_id,
+            tenant_id=action.tenant_id,
             target=_target(action, device),
             detail={"device": device.name, "machine_action": action.source_action_id},
         )
         tell_company(session, action, device, desk)
 
-    kinds = DEVICE_KINDS
-    return follow_actions(sessions, DEVICE_ACTIONS, tenant_id, connector, kinds, now, finished)[1]
+    return finished
 
 
 def tell_company(

@@ -329,9 +329,21 @@ def execute_offboarding(
     return [
         task_id
         for task_id in planned
-        if send_action(sessions, ROUTE, task_id, connector, actor, now, window)
+        if send_action(sessions, ROUTE, task_id, connector, actor, now, window, _finished)
         in (Outcome.SENT, Outcome.MANUAL)
     ]
+
+
+def _finished(session: Session, task: ResponseAction) -> None:
+    """Audit the EDR's final word on an offboarding (followed, answered or reconciled)."""
+    audit.record(
+        session,
+        at=task.finished_at or task.updated_at,
+        actor="edr",
+        action=f"offboarding.{task.status}",
+        tenant_id=task.tenant_id,
+        target=f"machine-action:{task.source_action_id}",
+    )
 
 
 def refresh_offboarding(
@@ -340,19 +352,8 @@ def refresh_offboarding(
     """Follow sent offboarding actions to their terminal status; returns how many changed."""
     with sessions() as session:
         _check_tenant(session.get_one(Tenant, tenant_id), connector)
-
-    def finished(session: Session, task: ResponseAction) -> None:
-        audit.record(
-            session,
-            at=now,
-            actor="edr",
-            action=f"offboarding.{task.status}",
-            tenant_id=tenant_id,
-            target=f"machine-action:{task.source_action_id}",
-        )
-
     kinds = (ActionKind.OFFBOARD.value,)
-    return follow_actions(sessions, OFFBOARDING, tenant_id, connector, kinds, now, finished)[0]
+    return follow_actions(sessions, OFFBOARDING, tenant_id, connector, kinds, now, _finished)[0]
 
 
 def reconcile_offboarding(
@@ -366,7 +367,7 @@ def reconcile_offboarding(
     with sessions() as session:
         _check_tenant(session.get_one(Tenant, tenant_id), connector)
     kinds = (ActionKind.OFFBOARD.value,)
-    return reconcile_pending(sessions, ROUTE, tenant_id, connector, kinds, now, window)
+    return reconcile_pending(sessions, ROUTE, tenant_id, connector, kinds, now, window, _finished)
 
 
 QUIET_AFTER = timedelta(days=1)

@@ -54,6 +54,9 @@ from edrtrial.timeutil import to_jst
 
 log = logging.getLogger(__name__)
 
+Finished = Callable[[Session, ResponseAction], None]
+"""Runs in the commit that records an action's terminal status: audit it, tell the company."""
+
 RECONCILE_WINDOW = timedelta(minutes=10)
 """How long after a send without an answer its action may still appear at the EDR (the
 desk's `reconcile_minutes`)."""
@@ -137,6 +140,7 @@ def send_action(
     actor: str,
     now: Callable[[], datetime],
     window: timedelta = RECONCILE_WINDOW,
+    on_finished: Finished | None = None,
 ) -> Outcome:
     """Send one planned action once: claimed (and audited) in its own commit before the call."""
     claimed = _claim(sessions, route, action_id, connector, actor, now)
@@ -146,7 +150,9 @@ def send_action(
         result = connector.start_action(claimed.device_source_id, claimed.kind, claimed.comment)
     except OutcomeUnknown as err:  # it may exist: look before deciding
         log.warning("%s of %s got no answer: %s", claimed.kind.value, claimed.device_name, err)
-        return reconcile(sessions, route, action_id, connector, actor, now, window, doubt=err)
+        return reconcile(
+            sessions, route, action_id, connector, actor, now, window, err, on_finished
+        )
     except ConnectorError as err:  # refused: the EDR created nothing
         log.warning("%s of %s failed: %s", claimed.kind.value, claimed.device_name, err)
         settle(
@@ -174,6 +180,7 @@ def send_action(
         audit_detail={"machine_action": result.source_action_id, "status": result.status.value},
         source_action_id=result.source_action_id,
         detail=f"machine action {result.source_action_id}",
+        on_finished=on_finished,
         **_finished(result, now()),
     )
     return Outcome.SENT
@@ -266,17 +273,21 @@ def settle(
     target: str,
     audit_detail: dict[str, Any],
     seen: str = ActionState.SENDING,
+    on_finished: Finished | None = None,
     **values: Any,
 ) -> None:
     """Move an action out of `seen` (`sending`) by `step`, with what the EDR answered; audit it.
 
     The audit is written even if the row had left `sending` meanwhile (nothing but this
     send moves it from there, so that means someone edited the store): the EDR was called,
-    and the audit log must say so.
+    and the audit log must say so. An answer that is already terminal (an action found
+    finished by reconciliation, minutes after a crash) runs `on_finished` in the same
+    commit, as following it would have: the company hears of its isolated device either way.
     """
     with transaction(sessions) as session:
         action = session.get_one(ResponseAction, action_id)
-        if not route.machine.move_id(session, action_id, seen, step, updated_at=at, **values):
+        moved = route.machine.move_id(session, action_id, seen, step, updated_at=at, **values)
+        if not moved:
             log.warning(
                 "%s #%d left %s before its answer (%s) was recorded; it is %s",
                 route.machine.entity,
@@ -294,6 +305,8 @@ def settle(
             target=target,
             detail=audit_detail,
         )
+        if moved and on_finished is not None and "finished_at" in values:
+            on_finished(session, session.get_one(ResponseAction, action_id))
 
 
 def follow_actions(
@@ -303,7 +316,7 @@ def follow_actions(
     connector: Connector,
     kinds: Sequence[str],
     now: datetime,
-    on_finished: Callable[[Session, ResponseAction], None],
+    on_finished: Finished,
 ) -> tuple[int, list[int]]:
     """Read the EDR's status of a tenant's sent actions of these kinds, one commit each.
 
@@ -394,6 +407,7 @@ def reconcile(
     now: Callable[[], datetime],
     window: timedelta = RECONCILE_WINDOW,
     doubt: Exception | None = None,
+    on_finished: Finished | None = None,
 ) -> Outcome:
     """Settle a send that got no answer by what the EDR has: adopt the action it created.
 
@@ -435,6 +449,7 @@ def reconcile(
             source_action_id=result.source_action_id,
             detail=f"machine action {result.source_action_id} (found at the EDR after the send "
             "got no answer)",
+            on_finished=on_finished,
             **_finished(result, at),
             **common,
         )
@@ -479,6 +494,7 @@ def reconcile_pending(
     kinds: Sequence[str],
     now: Callable[[], datetime],
     window: timedelta = RECONCILE_WINDOW,
+    on_finished: Finished | None = None,
 ) -> dict[int, Outcome]:
     """Reconcile a tenant's unanswered sends, and those a crash left `sending` (the desk job).
 
@@ -498,7 +514,9 @@ def reconcile_pending(
         ).all()
     current = now()
     return {
-        action_id: reconcile(sessions, route, action_id, connector, RECONCILER, now, window)
+        action_id: reconcile(
+            sessions, route, action_id, connector, RECONCILER, now, window, None, on_finished
+        )
         for action_id, status, sent_at, updated_at in rows
         if status != ActionState.SENDING or (sent_at or updated_at) <= current - SENDING_GRACE
     }

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from pydantic import SecretStr
 
+from edrtrial import files
 from edrtrial.config import Config, SmtpConfig
 from edrtrial.errors import ConfigError, DeliveryError, ServerUnavailableError, UndeliverableError
 from edrtrial.models import OutboxMessage
@@ -185,8 +186,8 @@ class FileTransport:
         target = self.path_for(message)
         tmp_name = ""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(
+            files.private_dir(self.directory)  # mail names companies, PCs and users
+            with tempfile.NamedTemporaryFile(  # created 0600, as mkstemp does
                 dir=self.directory, prefix=".tmp-", suffix=".eml", delete=False
             ) as handle:
                 tmp_name = handle.name

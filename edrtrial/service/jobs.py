@@ -217,7 +217,7 @@ def _desk_devices(rt: Runtime, tenant: TenantRef, connector: Connector) -> None:
     offboarding (not only the inventory job: its end must not wait for it)."""
     desk = rt.config.settings.desk
     window = timedelta(minutes=desk.reconcile_minutes)
-    actions.reconcile(rt.sessions, tenant.id, connector, rt.clock, window)
+    actions.reconcile(rt.sessions, tenant.id, connector, rt.clock, window, desk=desk)
     offboarding.reconcile_offboarding(rt.sessions, tenant.id, connector, rt.clock, window)
     offboarding.refresh_offboarding(rt.sessions, tenant.id, connector, rt.clock())
     flag_after = timedelta(days=desk.offboarding_flag_days)
@@ -260,16 +260,15 @@ def _desk_tenant(rt: Runtime, tenant: TenantRef) -> tuple[int, int, int]:
             connector = rt.connector(tenant)
             if unanswered or offboarded:
                 _desk_devices(rt, tenant, connector)
-            window = timedelta(minutes=rt.config.settings.desk.reconcile_minutes)
+            desk = rt.config.settings.desk
+            window = timedelta(minutes=desk.reconcile_minutes)
             sent = 0  # the check at send time may cancel a planned one instead
             for action_id in planned:
                 action = actions.send(
-                    rt.sessions, action_id, connector, "playbook", rt.clock, window
+                    rt.sessions, action_id, connector, "playbook", rt.clock, window, desk=desk
                 )
                 sent += action.status != ActionState.CANCELLED
-            finished = actions.follow(
-                rt.sessions, tenant.id, connector, rt.config.settings.desk, rt.clock()
-            )
+            finished = actions.follow(rt.sessions, tenant.id, connector, desk, rt.clock())
             written = writeback.write_back_pending(rt.sessions, tenant.id, connector)
         except (AuthError, ConfigError) as err:
             _park(rt, tenant, f"{err} {getattr(err, 'operator_action', '')}".strip())
