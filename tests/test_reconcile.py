@@ -16,9 +16,11 @@ from edrtrial.db import transaction
 from edrtrial.devices import actions as responses
 from edrtrial.devices import offboarding
 from edrtrial.errors import ActionRefused, ApiRefused, OutcomeUnknown
+from edrtrial.ingest import records
 from edrtrial.models import AuditEvent, Device, OutboxMessage, ResponseAction, Tenant, Ticket, Trial
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
+from edrtrial.timeutil import Stamp
 
 from conftest import add_tenant
 from fakes import Crash, FakeConnector
@@ -270,11 +272,13 @@ def succeeded_offboarding(sessions, tenant_id: int) -> tuple[int, FakeConnector]
     return task_id, connector
 
 
-def inventory_says(sessions, **values) -> None:
+def inventory_says(sessions, at: datetime, **values) -> None:
+    """An inventory read at `at` says this of the device."""
     with transaction(sessions) as session:
         device = session.scalars(select(Device)).one()
         for key, value in values.items():
             setattr(device, key, value)
+        records.set_cursor(session, device.tenant_id, records.INVENTORY_STREAM, Stamp.of(at))
 
 
 FLAG_AFTER = timedelta(days=3)
@@ -284,7 +288,7 @@ def test_an_offboarded_device_that_goes_inactive_is_verified(sessions, tenant_id
     task_id, _ = succeeded_offboarding(sessions, tenant_id)
     later = T0 + timedelta(hours=2)
     assert offboarding.verify_offboarding(sessions, tenant_id, later, FLAG_AFTER) == ([], [])
-    inventory_says(sessions, health_status="Inactive")
+    inventory_says(sessions, later, health_status="Inactive")
 
     verified, flagged = offboarding.verify_offboarding(sessions, tenant_id, later, FLAG_AFTER)
 
@@ -298,9 +302,11 @@ def test_an_offboarded_device_whose_last_report_stays_frozen_is_verified_a_day_o
 ):
     task_id, _ = succeeded_offboarding(sessions, tenant_id)
     day = timedelta(days=1)
+    inventory_says(sessions, T0 + timedelta(hours=12))  # last seen before the offboarding
     offboarding.verify_offboarding(sessions, tenant_id, T0 + timedelta(hours=12), FLAG_AFTER)
     assert action(sessions, task_id).status == "succeeded"  # too early to tell
 
+    inventory_says(sessions, T0 + day)
     offboarding.verify_offboarding(sessions, tenant_id, T0 + day + timedelta(minutes=5), FLAG_AFTER)
 
     assert action(sessions, task_id).status == "verified"
@@ -308,7 +314,7 @@ def test_an_offboarded_device_whose_last_report_stays_frozen_is_verified_a_day_o
 
 def test_a_device_still_reporting_days_after_offboarding_is_flagged_once(sessions, tenant_id):
     task_id, _ = succeeded_offboarding(sessions, tenant_id)
-    inventory_says(sessions, last_seen=T0 + timedelta(days=2))  # it kept reporting
+    inventory_says(sessions, T0 + timedelta(days=2), last_seen=T0 + timedelta(days=2))
     offboarding.verify_offboarding(sessions, tenant_id, T0 + timedelta(days=2), FLAG_AFTER)
     assert action(sessions, task_id).status == "succeeded"
 
@@ -321,9 +327,31 @@ def test_a_device_still_reporting_days_after_offboarding_is_flagged_once(session
     assert row.status == "still_reporting"
     assert "still reporting 3 days after the EDR offboarded it" in row.detail
     assert audit_trail(sessions).count(("edr", "offboarding.still_reporting")) == 1
-    inventory_says(sessions, health_status="Inactive")  # the desk ran the script
+    inventory_says(sessions, T0 + timedelta(days=5), health_status="Inactive")  # script run
     offboarding.verify_offboarding(sessions, tenant_id, T0 + timedelta(days=5), FLAG_AFTER)
     assert action(sessions, task_id).status == "verified"
+
+
+def test_an_offboarding_is_not_verified_from_an_inventory_read_before_it_succeeded(
+    sessions, tenant_id
+):
+    """pc-1 was off for a week (the last inventory says Inactive), came back, took the
+    Offboard; whether the sensor really left, only a later inventory can tell."""
+    inventory_says(
+        sessions,
+        T0 - timedelta(hours=1),
+        health_status="Inactive",
+        last_seen=T0 - timedelta(days=7),
+    )
+    task_id, _ = succeeded_offboarding(sessions, tenant_id)
+
+    offboarding.verify_offboarding(sessions, tenant_id, T0 + timedelta(minutes=6), FLAG_AFTER)
+    assert action(sessions, task_id).status == "succeeded"
+
+    inventory_says(sessions, T0 + FLAG_AFTER, health_status="Active", last_seen=T0 + FLAG_AFTER)
+    later = T0 + FLAG_AFTER + timedelta(hours=1)
+    offboarding.verify_offboarding(sessions, tenant_id, later, FLAG_AFTER)
+    assert action(sessions, task_id).status == "still_reporting"
 
 
 # -- the desk job --------------------------------------------------------------------------------
@@ -415,7 +443,8 @@ def test_the_desk_job_follows_sent_offboarding_and_verifies_it(runtime):
 
     jobs.desk(rt)
     assert action(rt.sessions, task_id).status == "succeeded"  # no inventory run needed
-    inventory_says(rt.sessions, health_status="Inactive")
+    clock.now += timedelta(minutes=30)  # the next inventory
+    inventory_says(rt.sessions, clock.now, health_status="Inactive")
     jobs.desk(rt)
 
     assert action(rt.sessions, task_id).status == "verified"

@@ -39,6 +39,7 @@ from edrtrial.devices.send import (
 )
 from edrtrial.devices.states import OFFBOARDING
 from edrtrial.errors import ConnectorError
+from edrtrial.ingest.queries import inventory_read_at
 from edrtrial.models import Company, Device, ResponseAction, Tenant, Trial
 from edrtrial.programme.trials import trial_of_tenant
 from edrtrial.states import ActionState
@@ -375,8 +376,12 @@ QUIET_AFTER = timedelta(days=1)
 no newer than the offboarding's success a day later has stopped reporting."""
 
 
-def _quiet(device: Device, finished: datetime, now: datetime) -> bool:
-    """The device stopped reporting after the offboarding succeeded (as the inventory shows)."""
+def _quiet(device: Device, finished: datetime, now: datetime, read_at: datetime | None) -> bool:
+    """The device stopped reporting after the offboarding succeeded, as an inventory read
+    after the success shows: an older one (the device was off for a week, came back, took
+    the Offboard) says nothing about whether the sensor really left."""
+    if read_at is None or read_at <= finished:
+        return False
     if not device.in_inventory or device.health_status.lower() == "inactive":
         return True
     seen = device.last_seen
@@ -410,7 +415,7 @@ def verify_offboarding(
             device = session.get_one(Device, task.device_id)
             last_seen = device.last_seen.isoformat() if device.last_seen else None
             detail = {"device": device.name, "last_seen": last_seen}
-            if _quiet(device, finished, now):
+            if _quiet(device, finished, now, inventory_read_at(session, tenant_id)):
                 step, what, note = "verify", "verified", "the device stopped reporting"
             elif seen == ActionState.SUCCEEDED and now >= finished + flag_after:
                 days = flag_after.days

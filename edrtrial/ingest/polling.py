@@ -154,4 +154,8 @@ def sync_inventory(
     batch = connector.fetch_devices()
     with transaction(sessions) as session:
         records.quarantine(session, tenant_id, connector.name, batch.rejected, now)
-        return records.upsert_devices(session, tenant_id, batch.records, complete=batch.complete)
+        counts = records.upsert_devices(session, tenant_id, batch.records, complete=batch.complete)
+        # When the inventory was last read: what it says of a device is news only after then
+        # (an offboarding is verified only by an inventory read after its success).
+        records.set_cursor(session, tenant_id, records.INVENTORY_STREAM, Stamp.of(now))
+        return counts

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from edrtrial.ingest import records
 from edrtrial.models import Alert, Company, Device, QuarantinedRecord, Tenant
 from edrtrial.timeutil import jst_day_bounds
 
@@ -72,3 +73,9 @@ def quarantined_records(
     if company_key:
         query = query.where(Company.key == company_key)
     return [(record, key) for record, key in session.execute(query)]
+
+
+def inventory_read_at(session: Session, tenant_id: int) -> datetime | None:
+    """When the tenant's device inventory was last read (None: never)."""
+    stamp = records.get_cursor(session, tenant_id, records.INVENTORY_STREAM)
+    return None if stamp is None else stamp.datetime

@@ -241,6 +241,10 @@ def device_for_evidence(session: Session, tenant_id: int, source_id: str, name: 
     return device
 
 
+INVENTORY_STREAM = "inventory"
+"""The cursor that holds when the tenant's device inventory was last read."""
+
+
 def get_cursor(session: Session, tenant_id: int, stream: str) -> Stamp | None:
     """Where the tenant's stream was last fully ingested (to the 100 ns), or None before the
     first poll."""
