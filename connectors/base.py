@@ -134,6 +134,7 @@ class ActionResult:
     status: ActionStatus
     raw: Mapping[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None  # when the EDR created it, if it says
+    comment: str = ""  # the requester's comment the EDR keeps with it (`start_action`'s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,11 +259,16 @@ class Connector(Protocol):
         ...
 
     def find_actions(
-        self, device_source_id: str, kind: ActionKind, since: datetime
+        self, device_source_id: str, kind: ActionKind, since: datetime, marker: str = ""
     ) -> list[ActionResult]:
         """The device's actions of this kind requested by this connection at or after `since`,
-        oldest first (only with FIND_ACTIONS): how the core learns whether a send that got no
-        answer created an action."""
+        oldest first, each with its comment (only with FIND_ACTIONS): how the core learns
+        whether a send that got no answer created an action.
+
+        An action the EDR lists without naming its device (Defender has shown Offboard
+        actions so) is included only when its comment carries `marker`, the text the core
+        put in the comment of the send it is looking for.
+        """
         ...
 
     def can_offboard(self, os_platform: str) -> bool:

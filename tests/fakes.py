@@ -105,7 +105,10 @@ class FakeConnector:
     def start_action(self, device_source_id: str, kind: ActionKind, comment: str) -> ActionResult:
         self.started.append((device_source_id, kind))
         result = ActionResult(
-            f"action-{len(self.started)}", ActionStatus.PENDING, created_at=self.clock()
+            f"action-{len(self.started)}",
+            ActionStatus.PENDING,
+            created_at=self.clock(),
+            comment=comment,
         )
         if self.fault is None or self.fault_records:
             self.actions.append((device_source_id, kind, result))
@@ -114,7 +117,7 @@ class FakeConnector:
         return result
 
     def find_actions(
-        self, device_source_id: str, kind: ActionKind, since: datetime
+        self, device_source_id: str, kind: ActionKind, since: datetime, marker: str = ""
     ) -> list[ActionResult]:
         return [
             action

@@ -87,6 +87,34 @@ def test_find_actions_asks_for_this_apps_actions_of_the_type_since_and_checks_th
     assert Capability.FIND_ACTIONS in connector.capabilities
 
 
+def test_an_offboard_naming_no_device_is_found_by_the_marker_of_its_send(
+    httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
+) -> None:
+    """Defender has shown Offboard actions with machineId null: the device cannot be in the
+    filter, and such an action counts only if its comment carries the send's marker."""
+    offboard = ours(type="Offboard", machineId=None, status="Pending")
+    offboard["requestorComment"] = "edrtrial: trial ended, offboarding pc-1 (cli:sato, action #7)"
+    someone_elses = offboard | {
+        "id": "55555555-5555-4555-8555-555555555555",
+        "requestorComment": "edrtrial: trial ended, offboarding pc-2 (cli:sato, action #8)",
+    }
+    httpx_mock.add_response(
+        url=ACTIONS_URL,
+        match_params=FIRST_PAGE
+        | {
+            "$filter": f"type eq 'Offboard' and requestor eq '{CLIENT_ID}' and "
+            "creationDateTimeUtc ge 2019-01-02T14:30:00.0000000Z"
+        },
+        json=mde_list([offboard, someone_elses]),
+    )
+
+    found = connector.find_actions(DEVICE, ActionKind.OFFBOARD, SINCE, "action #7")
+
+    assert [(a.source_action_id, a.comment) for a in found] == [
+        (offboard["id"], offboard["requestorComment"])
+    ]
+
+
 def _no_pending(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(
         url=ACTIONS_URL,

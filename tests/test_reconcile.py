@@ -3,6 +3,7 @@ is settled, and offboarding is followed until the device has really gone quiet."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -14,8 +15,8 @@ from edrtrial.config import DeskConfig, load_config
 from edrtrial.connectors.base import ActionKind, ActionResult, ActionStatus, Capability
 from edrtrial.db import transaction
 from edrtrial.devices import actions as responses
-from edrtrial.devices import offboarding
-from edrtrial.errors import ActionRefused, ApiRefused, OutcomeUnknown
+from edrtrial.devices import offboarding, settle
+from edrtrial.errors import ActionRefused, ApiRefused, OutcomeUnknown, ResourceNotFound
 from edrtrial.ingest import records
 from edrtrial.models import AuditEvent, Device, OutboxMessage, ResponseAction, Tenant, Ticket, Trial
 from edrtrial.service import jobs
@@ -165,6 +166,40 @@ def test_an_action_that_appears_late_at_the_edr_is_adopted_by_the_next_look(sess
     assert audit_trail(sessions)[-1] == ("edr", "isolate.sent")
 
 
+def test_an_edr_clock_minutes_behind_still_gives_one_action(sessions, tenant_id):
+    """Microsoft stamps the action 3 minutes "before" our claim: the marker in its comment
+    still tells it is this send's, so the operator's retry is refused, not sent again."""
+    connector = edr(T0 - timedelta(minutes=3))
+    connector.fault = NO_ANSWER["504"]
+    action_id = plan_isolation(sessions)
+
+    sent = responses.send(sessions, action_id, connector, "cli:sato", lambda: T0, WINDOW)
+
+    assert (sent.status, sent.source_action_id) == ("pending", "action-1")
+    with pytest.raises(ActionRefused, match="already under way"):
+        plan_again(sessions)
+    assert len(connector.started) == 1
+
+
+def test_an_action_marked_for_another_send_is_never_adopted(sessions, tenant_id):
+    """An isolation at the EDR whose comment names another send (another row's, whose own
+    answer was lost too) is not this one's, however close in time."""
+    connector = edr()
+    connector.fault, connector.fault_records = NO_ANSWER["timeout"], False
+    action_id = plan_isolation(sessions)
+    stranger = ActionResult(
+        "mde-9",
+        ActionStatus.PENDING,
+        created_at=T0,
+        comment="edrtrial: isolate pc-1 (x, action #99)",
+    )
+    connector.actions.append(("dev1", ActionKind.ISOLATE, stranger))
+
+    sent = responses.send(sessions, action_id, connector, "cli:sato", lambda: T0, WINDOW)
+
+    assert sent.status == "unconfirmed"
+
+
 def test_an_older_action_of_the_device_is_never_adopted(sessions, tenant_id):
     connector = edr()
     first = plan_isolation(sessions)
@@ -197,9 +232,6 @@ def test_a_refusal_is_settled_at_once_without_looking(sessions, tenant_id):
 def test_a_connector_that_cannot_list_actions_is_never_assumed_to_have_created_nothing(
     sessions, tenant_id
 ):
-    class Blind(FakeConnector):
-        capabilities = FakeConnector.capabilities - {Capability.FIND_ACTIONS}
-
     connector = Blind(tenant_id="t-acme")
     connector.fault, connector.fault_records = NO_ANSWER["504"], False
     action_id = plan_isolation(sessions)
@@ -209,6 +241,70 @@ def test_a_connector_that_cannot_list_actions_is_never_assumed_to_have_created_n
 
     assert action(sessions, action_id).status == "unconfirmed"
     assert "check the device in its console" in sent.detail
+
+
+class Blind(FakeConnector):
+    """An EDR that cannot list its actions (CyCraft); it knows only the ids it handed out."""
+
+    capabilities = FakeConnector.capabilities - {Capability.FIND_ACTIONS}
+
+    def action_status(self, source_action_id: str) -> ActionResult:
+        if source_action_id not in {a.source_action_id for _, _, a in self.actions}:
+            raise ResourceNotFound(f"GET /tasks/{source_action_id} answered 404", status=404)
+        return super().action_status(source_action_id)
+
+
+def test_the_operator_settles_an_unanswered_send_by_what_the_console_shows(sessions, tenant_id):
+    """Only a person who looked in the EDR's console can end the wait of an EDR that cannot
+    list its actions: a mistyped id is refused, the right one is adopted and followed."""
+    connector = Blind(tenant_id="t-acme")
+    connector.fault = NO_ANSWER["504"]  # CyCraft created task action-1; the answer was lost
+    action_id = plan_isolation(sessions)
+    responses.send(sessions, action_id, connector, "cli:sato", lambda: T0, WINDOW)
+
+    with pytest.raises(ActionRefused, match="does not show action action-9"):
+        settle.settle(
+            sessions, action_id, connector, found="action-9", actor="cli:sato", at=T0, desk=DESK
+        )
+    done = settle.settle(
+        sessions, action_id, connector, found="action-1", actor="cli:sato", at=T0, desk=DESK
+    )
+
+    assert (done.status, done.source_action_id) == ("succeeded", "action-1")
+    assert isolated(sessions)
+    assert audit_trail(sessions)[-2:] == [
+        ("cli:sato", "isolate.sent"),
+        ("edr", "isolate.succeeded"),
+    ]
+    with pytest.raises(ActionRefused, match="nothing to settle"):
+        settle.settle(
+            sessions, action_id, connector, found=None, actor="cli:sato", at=T0, desk=DESK
+        )
+
+
+def test_an_edr_action_already_held_by_another_row_cannot_be_claimed_again(sessions, tenant_id):
+    connector = Blind(tenant_id="t-acme")
+    first = plan_isolation(sessions)
+    responses.send(sessions, first, connector, "cli:sato", lambda: T0, WINDOW)  # action-1
+    responses.follow(sessions, tenant_id, connector, DESK, T0)
+    release = plan_release(sessions)
+    connector.fault = NO_ANSWER["timeout"]
+    responses.send(sessions, release, connector, "cli:sato", lambda: T0, WINDOW)
+
+    with pytest.raises(ActionRefused, match="already action #"):
+        settle.settle(
+            sessions, release, connector, found="action-1", actor="cli:sato", at=T0, desk=DESK
+        )
+    lost = settle.settle(
+        sessions, release, connector, found=None, actor="cli:sato", at=T0, desk=DESK
+    )
+    assert lost.status == "failed" and "checked in the EDR's console by cli:sato" in lost.detail
+
+
+def plan_release(sessions) -> int:
+    with transaction(sessions) as session:
+        device = session.scalars(select(Device)).one()
+        return responses.plan(session, device, ActionKind.RELEASE, actor="cli:sato", at=T0).id
 
 
 # -- offboarding --------------------------------------------------------------------------------
@@ -453,10 +549,10 @@ def test_the_desk_job_follows_sent_offboarding_and_verifies_it(runtime):
 class FinishedWhileDown(CrashAfterSending):
     """The process died mid-send; by the time anyone looks, Microsoft has isolated the PC."""
 
-    def find_actions(self, device_source_id, kind, since):
+    def find_actions(self, device_source_id, kind, since, marker=""):
         return [
-            ActionResult(a.source_action_id, ActionStatus.SUCCEEDED, created_at=a.created_at)
-            for a in super().find_actions(device_source_id, kind, since)
+            replace(action, status=ActionStatus.SUCCEEDED)
+            for action in super().find_actions(device_source_id, kind, since, marker)
         ]
 
 
@@ -493,3 +589,57 @@ def test_an_action_found_already_finished_is_told_to_the_company_once(runtime):
             select(OutboxMessage).where(OutboxMessage.kind == "isolation-notice")
         ).all()
     assert len(notices) == 1
+
+
+def test_a_reconciler_that_lost_the_race_writes_no_contradicting_audit(sessions, tenant_id):
+    """`serve`'s desk job and a hand-run `run-job desk` look at once: the one whose list was
+    read just before the action appeared must not audit "lost" after the other adopted it."""
+    connector = edr()
+    connector.fault, connector.fault_records = NO_ANSWER["504"], False
+    action_id = plan_isolation(sessions)
+    responses.send(sessions, action_id, connector, "cli:sato", lambda: T0, WINDOW)
+    late = ActionResult(
+        "mde-42", ActionStatus.PENDING, created_at=T0, comment=f"x (cli:sato, action #{action_id})"
+    )
+    listing = connector.find_actions
+    calls: list[int] = []
+
+    def find_actions(device, kind, since, marker=""):
+        calls.append(1)
+        if len(calls) == 1:  # the first reader's list is taken just before the action appears
+            connector.actions.append(("dev1", ActionKind.ISOLATE, late))
+            responses.reconcile(sessions, tenant_id, connector, lambda: T0 + WINDOW, WINDOW)
+            return []
+        return listing(device, kind, since, marker)
+
+    connector.find_actions = find_actions
+    responses.reconcile(sessions, tenant_id, connector, lambda: T0 + WINDOW, WINDOW)
+
+    assert (action(sessions, action_id).status, action(sessions, action_id).source_action_id) == (
+        "pending",
+        "mde-42",
+    )
+    trail = audit_trail(sessions)
+    assert ("edr", "isolate.lost") not in trail and trail.count(("edr", "isolate.sent")) == 1
+
+
+def test_an_operators_isolation_left_planned_is_sent_by_the_desk_not_the_playbook(runtime):
+    """`ticket isolate` committed the plan and died before sending; the desk job sends it.
+    Nobody agreed to automatic isolation: the audit must not say the playbook did it."""
+    rt, clock = runtime
+    tenant_id, _ = desk_tenant(rt)
+    connector = FakeConnector(tenant_id=rt.tenants("sakura-seisakusho")[0].external_id)
+    connector.clock = lambda: clock.now
+    install(rt, "sakura-seisakusho", connector)
+    with transaction(rt.sessions) as session:
+        device = session.scalars(select(Device).where(Device.tenant_id == tenant_id)).one()
+        responses.plan(session, device, ActionKind.ISOLATE, actor="cli:sato", at=clock.now)
+
+    jobs.desk(rt)
+
+    with rt.sessions() as session:
+        sending = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "isolate.sending")
+        ).one()
+    assert (sending.actor, sending.detail["requested_by"]) == ("desk", "cli:sato")
+    assert len(connector.started) == 1

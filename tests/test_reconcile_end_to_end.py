@@ -24,7 +24,7 @@ from edrtrial.cli.main import main
 from edrtrial.config import load_config
 from edrtrial.db import make_engine, make_sessions
 from edrtrial.devices import actions
-from edrtrial.models import Device, ResponseAction, Ticket
+from edrtrial.models import AuditEvent, Device, OutboxMessage, ResponseAction, Ticket
 from edrtrial.sandbox import SandboxServer, SandboxWorld
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
@@ -173,3 +173,57 @@ def test_an_isolation_left_sending_by_a_killed_process_is_reconciled_by_the_desk
     [(status, adopted)] = isolations(database_url, device)
     assert (status, adopted) == ("succeeded", sandbox.world.action_ids(SAKURA, device)[0])
     assert machine_actions(sandbox, device) == {"Isolate": 1}
+
+
+def test_an_adopted_isolation_that_already_succeeded_is_told_to_the_company(
+    tmp_path, sandbox, database_url
+):
+    """The sandbox records the isolation, answers 503, and has carried it out by the time the
+    action is found: the EDR's outcome is audited and the company mailed, as when followed."""
+    config = sandbox_config(tmp_path, sandbox, database_url)
+    tid, device = ticket_with_device(config, sandbox.world, database_url)
+    control(sandbox, "POST", "/sandbox/settings", action_fault="error_after_record")
+
+    cli(config, "ticket", "isolate", tid, "--yes", "--wait", "5")
+    cli(config, "run-job", "desk")
+
+    assert machine_actions(sandbox, device) == {"Isolate": 1}
+    assert isolations(database_url, device)[0][0] == "succeeded"
+    with make_sessions(make_engine(database_url))() as session:
+        kinds = [m.kind for m in session.scalars(select(OutboxMessage))]
+        events = [e.action for e in session.scalars(select(AuditEvent))]
+    assert events.count("isolate.succeeded") == 1
+    assert kinds.count("isolation-notice") == 1
+
+
+def test_an_unanswered_isolation_is_listed_and_settled_by_the_operator(
+    tmp_path, sandbox, database_url
+):
+    """A gateway fails before the EDR saw the request: nothing is found, the action waits
+    `unconfirmed`; the operator looks in the console, says there is none, and isolates again:
+    the sandbox holds one isolation, the one that was really sent."""
+    config = sandbox_config(tmp_path, sandbox, database_url)
+    tid, device = ticket_with_device(config, sandbox.world, database_url)
+    control(sandbox, "POST", "/sandbox/settings", action_fault="error_before_record")
+
+    out = cli(config, "ticket", "isolate", tid, "--yes").output
+    assert "unconfirmed" in out
+    refused = cli(config, "ticket", "isolate", tid, "--yes", code=2)
+    assert "already under way" in refused.output
+    listed = cli(config, "action", "list").output
+    [(action_id, *_)] = [
+        line.split("│")[1:3] for line in listed.splitlines() if "unconfirmed" in line
+    ]
+    assert machine_actions(sandbox, device) == {}
+
+    settled = cli(config, "action", "settle", action_id.strip(), "--absent").output
+    assert "failed" in settled and "checked in the EDR's console" in settled
+    cli(config, "ticket", "isolate", tid, "--yes", "--wait", "5")
+
+    assert machine_actions(sandbox, device) == {"Isolate": 1}
+    assert [s for s, _ in isolations(database_url, device)] == ["failed", "succeeded"]
+    with make_sessions(make_engine(database_url))() as session:
+        lost = session.scalars(select(AuditEvent).where(AuditEvent.action == "isolate.lost")).one()
+    assert lost.actor.startswith("cli:") and lost.detail["checked_by"] == lost.actor
+    again = cli(config, "action", "settle", action_id.strip(), "--absent", code=2)
+    assert "nothing to settle" in again.output

@@ -233,7 +233,7 @@ class CyCraftAdapter:
         return self._task_result(self._client.item(path, self._client.get(path)), None)
 
     def find_actions(
-        self, device_source_id: str, kind: ActionKind, since: datetime
+        self, device_source_id: str, kind: ActionKind, since: datetime, marker: str = ""
     ) -> list[ActionResult]:
         """Not offered: CyCraft's task list names neither the requester nor the creation time,
         so a task found there cannot be told apart from an older or someone else's one."""

@@ -306,21 +306,24 @@ class DefenderForBusinessConnector:
         return self._action_result(self._client.get_json(Api.MDE, path))
 
     def find_actions(
-        self, device_source_id: str, kind: ActionKind, since: datetime
+        self, device_source_id: str, kind: ActionKind, since: datetime, marker: str = ""
     ) -> list[ActionResult]:
         """This app's machine actions of this type on the device created at or after `since`.
 
         MDE filters machine actions by machineId, type, requestor (an app's actions carry
         its client id) and creationDateTimeUtc; the same conditions are checked again here,
         so a server that ignored part of the filter cannot make us adopt a stranger's action.
+        Offboard actions have been seen with machineId null, so for them the device is not
+        part of the filter: one naming no device counts only if its comment carries `marker`.
         """
         spec = _ACTIONS[kind]
         device = device_source_id.replace("'", "''")  # OData string literal escaping
         requestor = self.settings.client_id.replace("'", "''")
         start = as_utc(since)
+        on_device = "" if kind is ActionKind.OFFBOARD else f"machineId eq '{device}' and "
         query = {
-            "$filter": f"machineId eq '{device}' and type eq '{spec.mde_type}' and "
-            f"requestor eq '{requestor}' and creationDateTimeUtc ge {format_iso(start)}"
+            "$filter": f"{on_device}type eq '{spec.mde_type}' and requestor eq '{requestor}' "
+            f"and creationDateTimeUtc ge {format_iso(start)}"
         }
         found: list[ActionResult] = []
         for page in self._client.mde_pages(MACHINE_ACTIONS_PATH, query):
@@ -328,9 +331,13 @@ class DefenderForBusinessConnector:
                 page, _with_raw, "machine action", tenant=self._tenant
             ).records:
                 created = action.creation_date_time_utc
+                anonymous = action.machine_id is None and bool(marker)
                 if (
                     action.type == spec.mde_type.lower()
-                    and action.machine_id == device_source_id
+                    and (
+                        action.machine_id == device_source_id
+                        or (anonymous and marker in (action.requestor_comment or ""))
+                    )
                     and (action.requestor or "").lower() == self.settings.client_id.lower()
                     and created is not None
                     and created >= start
@@ -409,7 +416,8 @@ class DefenderForBusinessConnector:
                 f"tenant {self._tenant}: machine action {action.id} has unknown status "
                 f"{action.status!r}"
             ) from err
-        return ActionResult(source_action_id=action.id, status=status, raw=payload)
+        comment = action.requestor_comment or ""
+        return ActionResult(source_action_id=action.id, status=status, raw=payload, comment=comment)
 
 
 def _with_raw(item: Mapping[str, Any]) -> tuple[MdeMachineAction, Mapping[str, Any]]:

@@ -6,17 +6,19 @@ import time
 from datetime import timedelta
 
 import click
+from rich.table import Table
 
 from edrtrial.cli.common import actor, console, deliver, fails_cleanly, runtime_of, ticket_tenant
 from edrtrial.connectors.base import ActionKind, ActionStatus
 from edrtrial.db import transaction
 from edrtrial.desk import operator, queries
-from edrtrial.devices import actions
+from edrtrial.devices import actions, settle
 from edrtrial.devices import queries as device_queries
 from edrtrial.devices.states import FOLLOWED
 from edrtrial.errors import ActionRefused, TicketError
 from edrtrial.models import Device, Ticket
 from edrtrial.service.runtime import Runtime, TenantRef
+from edrtrial.timeutil import to_jst
 from edrtrial.untrusted import visible
 
 
@@ -131,3 +133,65 @@ release = _device_command(
 )
 # Subcommands of `ticket` (cli/desk.py); cli/main.py adds them to that group.
 TICKET_COMMANDS = (isolate, release)
+
+
+@click.group()
+def action() -> None:
+    """Device actions the EDR never answered: list them, settle them after a look."""
+
+
+@action.command("list")
+@click.pass_context
+@fails_cleanly
+def list_unanswered(ctx: click.Context) -> None:
+    """Isolations, releases and offboardings sent without an answer, oldest first."""
+    rt = runtime_of(ctx)
+    with rt.sessions() as session:
+        rows = settle.unanswered(session)
+    if not rows:
+        console.print("no action is waiting for an answer")
+        return
+    table = Table("#", "company", "device", "action", "status", "since (JST)", "detail")
+    for r in rows:
+        table.add_row(
+            str(r.action_id),
+            r.company_key,
+            r.device,
+            r.kind,
+            r.status,
+            f"{to_jst(r.since):%m/%d %H:%M}",
+            r.detail,
+        )
+    console.print(table)
+
+
+@action.command("settle")
+@click.argument("action_id", type=int)
+@click.option("--found", "found", metavar="EDR_ACTION_ID", help="The EDR's id of the action.")
+@click.option("--absent", is_flag=True, help="The EDR's console shows no such action.")
+@click.pass_context
+@fails_cleanly
+def settle_unanswered(ctx: click.Context, action_id: int, found: str | None, absent: bool) -> None:
+    """Record what the EDR's console shows for an action sent without an answer."""
+    if (found is None) == (not absent):
+        raise click.UsageError("give either --found EDR_ACTION_ID or --absent")
+    rt = runtime_of(ctx)
+    with rt.sessions() as session:
+        tenant_id = settle.tenant_of_action(session, action_id)
+    tenant = next((t for t in rt.tenants() if t.id == tenant_id), None)
+    if tenant is None:
+        raise ActionRefused(f"action #{action_id}'s company is no longer configured")
+    done = settle.settle(
+        rt.sessions,
+        action_id,
+        rt.connector(tenant),
+        found=found,
+        actor=actor(ctx),
+        at=rt.clock(),
+        desk=rt.config.settings.desk,
+    )
+    console.print(f"action #{action_id}: {done.status} ({done.detail})", highlight=False)
+    deliver(rt, always=False)
+
+
+COMMANDS = (action,)

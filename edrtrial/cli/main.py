@@ -28,7 +28,13 @@ def main(ctx: click.Context, config_path: Path | None, log_level: str | None) ->
     ctx.obj["log_level"] = log_level
 
 
-for command in (*service.COMMANDS, *programme.COMMANDS, *desk.COMMANDS, *playbooks.COMMANDS):
+for command in (
+    *service.COMMANDS,
+    *programme.COMMANDS,
+    *desk.COMMANDS,
+    *devices.COMMANDS,
+    *playbooks.COMMANDS,
+):
     main.add_command(command)
 for command in devices.TICKET_COMMANDS:
     desk.ticket.add_command(command)

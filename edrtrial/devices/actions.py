@@ -34,6 +34,7 @@ from edrtrial.devices.send import (
     Outcome,
     Route,
     follow_actions,
+    marker,
     reconcile_pending,
     send_action,
 )
@@ -262,7 +263,7 @@ def _check_tenant(tenant: Tenant, connector: Connector) -> None:
 
 
 def _comment(action: ResponseAction, device: Device, actor: str) -> str:
-    return f"edrtrial: {action.kind} {device.name} ({actor}, action #{action.id})"
+    return f"edrtrial: {action.kind} {device.name} ({action.requested_by}, {marker(action.id)})"
 
 
 def _check_send(
@@ -300,7 +301,7 @@ def send(
     the desk's settings, an answer that is already final is audited and told to the company
     at once, as `follow` would (it never sees a finished action again).
     """
-    finished = _finisher(desk, now) if desk is not None else None
+    finished = finisher(desk, now) if desk is not None else None
     send_action(sessions, ROUTE, action_id, connector, actor, now, window, finished)
     with sessions() as session:
         return session.get_one(ResponseAction, action_id)
@@ -322,7 +323,7 @@ def reconcile(
     """
     with sessions() as session:
         _check_tenant(session.get_one(Tenant, tenant_id), connector)
-    finished = _finisher(desk, now) if desk is not None else None
+    finished = finisher(desk, now) if desk is not None else None
     kinds = DEVICE_KINDS
     return reconcile_pending(sessions, ROUTE, tenant_id, connector, kinds, now, window, finished)
 
@@ -340,12 +341,12 @@ def follow(
     """
     with sessions() as session:
         _check_tenant(session.get_one(Tenant, tenant_id), connector)
-    finished = _finisher(desk, lambda: now)
+    finished = finisher(desk, lambda: now)
     kinds = DEVICE_KINDS
     return follow_actions(sessions, DEVICE_ACTIONS, tenant_id, connector, kinds, now, finished)[1]
 
 
-def _finisher(desk: DeskConfig, now: Callable[[], datetime]) -> Finished:
+def finisher(desk: DeskConfig, now: Callable[[], datetime]) -> Finished:
     """What a finished isolate/release does: audit the EDR's outcome and tell the company.
 
     The same whether the outcome is read by following the action, or comes with the send's

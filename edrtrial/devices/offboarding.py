@@ -34,6 +34,7 @@ from edrtrial.devices.send import (
     Outcome,
     Route,
     follow_actions,
+    marker,
     reconcile_pending,
     send_action,
 )
@@ -266,7 +267,7 @@ def _target(task: ResponseAction, device: Device) -> str:
 
 
 def _comment(task: ResponseAction, device: Device, actor: str) -> str:
-    return f"edrtrial: trial ended, offboarding {device.name} ({actor})"
+    return f"edrtrial: trial ended, offboarding {device.name} ({actor}, {marker(task.id)})"
 
 
 def _check_send(session: Session, task: ResponseAction, device: Device, at: datetime) -> str | None:
@@ -330,12 +331,12 @@ def execute_offboarding(
     return [
         task_id
         for task_id in planned
-        if send_action(sessions, ROUTE, task_id, connector, actor, now, window, _finished)
+        if send_action(sessions, ROUTE, task_id, connector, actor, now, window, finished)
         in (Outcome.SENT, Outcome.MANUAL)
     ]
 
 
-def _finished(session: Session, task: ResponseAction) -> None:
+def finished(session: Session, task: ResponseAction) -> None:
     """Audit the EDR's final word on an offboarding (followed, answered or reconciled)."""
     audit.record(
         session,
@@ -354,7 +355,7 @@ def refresh_offboarding(
     with sessions() as session:
         _check_tenant(session.get_one(Tenant, tenant_id), connector)
     kinds = (ActionKind.OFFBOARD.value,)
-    return follow_actions(sessions, OFFBOARDING, tenant_id, connector, kinds, now, _finished)[0]
+    return follow_actions(sessions, OFFBOARDING, tenant_id, connector, kinds, now, finished)[0]
 
 
 def reconcile_offboarding(
@@ -368,7 +369,7 @@ def reconcile_offboarding(
     with sessions() as session:
         _check_tenant(session.get_one(Tenant, tenant_id), connector)
     kinds = (ActionKind.OFFBOARD.value,)
-    return reconcile_pending(sessions, ROUTE, tenant_id, connector, kinds, now, window, _finished)
+    return reconcile_pending(sessions, ROUTE, tenant_id, connector, kinds, now, window, finished)
 
 
 QUIET_AFTER = timedelta(days=1)

@@ -33,6 +33,7 @@ a send without one; split apart, the two halves would import each other.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -61,7 +62,26 @@ RECONCILE_WINDOW = timedelta(minutes=10)
 """How long after a send without an answer its action may still appear at the EDR (the
 desk's `reconcile_minutes`)."""
 CLOCK_SKEW = timedelta(minutes=2)
-"""The EDR stamps its actions with its own clock: the search starts this much before the claim."""
+"""The EDR stamps its actions with its own clock: an action whose comment does not name the
+send is taken for it only if created no more than this before the claim."""
+LOOKBACK = timedelta(days=1)
+"""How far back the EDR's list is read: a send's own action is recognised by the marker in
+its comment (`marker`), whatever the EDR's clock says, so this only bounds the reading."""
+_MARKER = re.compile(r"\baction #(\d+)\b")
+
+
+def marker(action_id: int) -> str:
+    """The words every send puts in the comment the EDR keeps with its action: they tell,
+    after a send without an answer, which action at the EDR is this one's."""
+    return f"action #{action_id}"
+
+
+def _marked_for(result: ActionResult) -> int | None:
+    """The id of the send whose marker the EDR's action carries, if any."""
+    found = _MARKER.search(result.comment)
+    return int(found.group(1)) if found else None
+
+
 SENDING_GRACE = timedelta(minutes=5)
 """A `sending` row older than this was left by a crash: a send's own calls (timeouts, a few
 retries of the reads before it, budget waits) end well within it, so reconciling it cannot
@@ -224,11 +244,13 @@ def _claim(
             action=route.event(action, "sending" if note is None else "manual"),
             tenant_id=action.tenant_id,
             target=target,
-            detail={"device": device.name},
+            detail={"device": device.name, "requested_by": action.requested_by},
         )
         if note is not None:
             return Outcome.MANUAL
         comment = route.comment(action, device, actor)
+        if marker(action.id) not in comment:
+            comment = f"{comment} ({marker(action.id)})"
         return _Claimed(ActionKind(action.kind), device.source_id, device.name, target, comment)
 
 
@@ -274,19 +296,25 @@ def settle(
     audit_detail: dict[str, Any],
     seen: str = ActionState.SENDING,
     on_finished: Finished | None = None,
+    answered: bool = True,
     **values: Any,
 ) -> None:
     """Move an action out of `seen` (`sending`) by `step`, with what the EDR answered; audit it.
 
     The audit is written even if the row had left `sending` meanwhile (nothing but this
     send moves it from there, so that means someone edited the store): the EDR was called,
-    and the audit log must say so. An answer that is already terminal (an action found
-    finished by reconciliation, minutes after a crash) runs `on_finished` in the same
-    commit, as following it would have: the company hears of its isolated device either way.
+    and the audit log must say so. What reconciliation found (`answered` false) is audited
+    only if it was recorded: another reconciler that got there first has audited its own
+    finding, and a second, older one would contradict it. An answer that is already
+    terminal (an action found finished by reconciliation, minutes after a crash) runs
+    `on_finished` in the same commit, as following it would have: the company hears of its
+    isolated device either way.
     """
     with transaction(sessions) as session:
         action = session.get_one(ResponseAction, action_id)
         moved = route.machine.move_id(session, action_id, seen, step, updated_at=at, **values)
+        if not moved and not answered:
+            return  # another reconciler settled it first, and audited what it found
         if not moved:
             log.warning(
                 "%s #%d left %s before its answer (%s) was recorded; it is %s",
@@ -398,6 +426,28 @@ def _unanswered(session: Session, route: Route, action_id: int) -> _Unanswered |
     )
 
 
+def _this_send(
+    action_id: int, open_: _Unanswered, listed: Sequence[ActionResult]
+) -> list[ActionResult]:
+    """The listed actions that may be this send's, best first.
+
+    One carrying this send's marker is it, however the EDR's clock stamped it. Failing that,
+    one carrying no marker (created by hand in the console with the same app, or by an older
+    version) is taken only if created since the claim, less the clock skew; one carrying
+    another send's marker, or held by another row, is never this one's.
+    """
+    free = [a for a in listed if a.source_action_id not in open_.known]
+    ours = [a for a in free if _marked_for(a) == action_id]
+    if ours:
+        return ours
+    earliest = open_.sent_at - CLOCK_SKEW
+    return [
+        a
+        for a in free
+        if _marked_for(a) is None and (a.created_at is None or a.created_at >= earliest)
+    ]
+
+
 def reconcile(
     sessions: sessionmaker[Session],
     route: Route,
@@ -426,13 +476,19 @@ def reconcile(
     read = False  # the EDR's list was read, so "nothing found" means something
     if listable:
         try:
-            since = open_.sent_at - CLOCK_SKEW
-            listed = connector.find_actions(open_.device_source_id, open_.kind, since)
-            found, read = [a for a in listed if a.source_action_id not in open_.known], True
+            since, mark = open_.sent_at - LOOKBACK, marker(action_id)
+            listed = connector.find_actions(open_.device_source_id, open_.kind, since, mark)
+            found, read = _this_send(action_id, open_, listed), True
         except ConnectorError as err:  # unreadable now: looked for again by the desk job
             log.warning("machine actions of %s unreadable: %s", open_.device_source_id, err)
     at = now()
-    common: dict[str, Any] = {"at": at, "actor": actor, "target": open_.target, "seen": open_.seen}
+    common: dict[str, Any] = {
+        "at": at,
+        "actor": actor,
+        "target": open_.target,
+        "seen": open_.seen,
+        "answered": False,
+    }
     if found:
         result = found[0]
         settle(

@@ -20,7 +20,8 @@ A tenant is named by its id or its key ("sakura-seisakusho") in every body.
                              "mde_per_hour" (null = unlimited), "action_seconds",
                              "action_outcome": "Succeeded"|"Failed"|"TimeOut",
                              "action_fault": "none"|"error_after_record"|
-                             "timeout_after_record", "action_fault_repeat": "once"|"always"};
+                             "timeout_after_record"|"error_before_record",
+                             "action_fault_repeat": "once"|"always"};
                              omitted keys stay as they are; answers the current settings
     POST /sandbox/tick      let time pass now -> {"events": n}
 """

@@ -19,10 +19,12 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-ACTION_FAULTS = ("none", "error_after_record", "timeout_after_record")
-"""What an action request suffers after its machine action is recorded: nothing, a 5xx
-answer, or no answer in time (the client gives up). Either way the action exists, as it
-may at Microsoft after a lost answer, and a client must look for it, not send it again."""
+ACTION_FAULTS = ("none", "error_after_record", "timeout_after_record", "error_before_record")
+"""What an action request suffers: nothing; after its machine action is recorded, a 5xx
+answer or no answer in time (the client gives up) — the action exists, as it may at
+Microsoft after a lost answer, and a client must look for it, not send it again; or a 5xx
+from a gateway before anything was recorded — the client finds nothing, however long it
+looks."""
 FAULT_REPEATS = ("once", "always")
 TIMEOUT_FAULT_SECONDS = 5.0
 """How long `timeout_after_record` keeps the client waiting before a 504: longer than a test

@@ -99,6 +99,9 @@ class MdeApi:
                 body = json.loads(raw) if raw.strip() else None
             except ValueError as err:
                 raise ApiError(400, "InvalidRequestBody", "Request body is incorrect") from err
+            if self.world.action_fault.mode == "error_before_record":
+                self.world.take_action_fault()  # a gateway failed before Microsoft saw it
+                return mde_error(502, "BadGateway", "The gateway did not reach the service")
             action = await run_in_threadpool(
                 self.world.start_action,
                 tenant_id,

@@ -231,15 +231,13 @@ def _desk_tenant(rt: Runtime, tenant: TenantRef) -> tuple[int, int, int]:
             return 0, 0, 0
         unanswered, offboarded = _offboarding_work(rt, tenant)
         with rt.sessions() as session:
-            planned = list(
-                session.scalars(
-                    select(ResponseAction.id).where(
-                        ResponseAction.tenant_id == tenant.id,
-                        ResponseAction.kind.in_(actions.DEVICE_KINDS),
-                        ResponseAction.status == ActionState.PLANNED,
-                    )
+            planned = session.execute(
+                select(ResponseAction.id, ResponseAction.requested_by).where(
+                    ResponseAction.tenant_id == tenant.id,
+                    ResponseAction.kind.in_(actions.DEVICE_KINDS),
+                    ResponseAction.status == ActionState.PLANNED,
                 )
-            )
+            ).all()
             under_way = session.scalar(
                 select(ResponseAction.id)
                 .where(
@@ -263,9 +261,13 @@ def _desk_tenant(rt: Runtime, tenant: TenantRef) -> tuple[int, int, int]:
             desk = rt.config.settings.desk
             window = timedelta(minutes=desk.reconcile_minutes)
             sent = 0  # the check at send time may cancel a planned one instead
-            for action_id in planned:
+            for action_id, requested_by in planned:
+                # The playbook's own requests go in its name; an operator's isolation left
+                # planned (their command died before sending) is sent by the desk service,
+                # the audit naming whom it was requested by.
+                sender = "playbook" if requested_by == "playbook" else "desk"
                 action = actions.send(
-                    rt.sessions, action_id, connector, "playbook", rt.clock, window, desk=desk
+                    rt.sessions, action_id, connector, sender, rt.clock, window, desk=desk
                 )
                 sent += action.status != ActionState.CANCELLED
             finished = actions.follow(rt.sessions, tenant.id, connector, desk, rt.clock())
