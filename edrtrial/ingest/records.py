@@ -179,7 +179,9 @@ def upsert_devices(
     read, nothing is marked absent (an absent device would escape offboarding). A device
     whose last-seen stamp is older than the stored one (a lagging copy of the inventory) is
     present but not applied, so last seen never goes back; an equal one is applied, because
-    tags and health change without the device reporting.
+    tags and health change without the device reporting. A copy without a first or last seen
+    is applied but keeps the stored ones: "never seen" would silence the warning about a
+    device that stopped reporting, and the offboarding check that reads it.
     """
     existing = {
         row.source_id: row
@@ -213,6 +215,8 @@ def upsert_devices(
             row.in_inventory = True
         else:
             for key, value in fields.items():
+                if value is None and key in _KEPT_WHEN_ABSENT:
+                    continue
                 setattr(row, key, value)
             updated += 1
     for source_id, row in existing.items():
@@ -220,6 +224,10 @@ def upsert_devices(
             row.in_inventory = False
     session.flush()
     return UpsertCount(inserted, updated)
+
+
+_KEPT_WHEN_ABSENT = frozenset({"first_seen", "last_seen", "last_seen_stamp"})
+"""Device fields a copy without them leaves as stored: what was seen stays seen."""
 
 
 def _older(seen: Stamp | None, stored: Stamp | None) -> bool:
