@@ -32,7 +32,12 @@ class Stamp:
     @classmethod
     def from_iso(cls, value: str) -> Self:
         """Parse ISO-8601 with 0 to 7 (or more) fractional digits and `Z`, an offset or none
-        (taken as UTC)."""
+        (taken as UTC).
+
+        ValueError for text that is not a timestamp, and for one whose UTC instant falls
+        outside years 1 to 9999 (.NET's "no date" with an offset, `0001-01-01T00:00:00+09:00`),
+        so a mapper sets that one record aside instead of failing the whole page.
+        """
         text = value.strip()
         fraction = _FRACTION.search(text)
         digits = ""
@@ -41,7 +46,11 @@ class Stamp:
             text = text[: fraction.start()] + text[fraction.end() :]
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
-        whole = as_utc(datetime.fromisoformat(text))
+        parsed = datetime.fromisoformat(text)
+        try:
+            whole = as_utc(parsed)
+        except OverflowError as err:
+            raise ValueError(f"{value.strip()!r} is out of range in UTC") from err
         return cls(_whole_seconds(whole) * TICKS_PER_SECOND + int(digits[:7].ljust(7, "0")))
 
     @classmethod
@@ -61,7 +70,8 @@ class Stamp:
     def iso(self) -> str:
         """Microsoft's form: UTC, seven fractional digits, `Z` (what OData filters take)."""
         ticks = self.ticks % TICKS_PER_SECOND
-        return f"{self.datetime:%Y-%m-%dT%H:%M:%S}.{ticks:07d}Z"
+        moment = self.datetime  # the year is padded by hand: strftime leaves 0001 as "1"
+        return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{ticks:07d}Z"
 
     def __str__(self) -> str:
         return self.iso()

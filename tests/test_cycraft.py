@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.config import load_config
 from edrtrial.connectors import connector_class
@@ -27,16 +29,23 @@ from edrtrial.connectors.base import (
     Rejected,
 )
 from edrtrial.connectors.cycraft import CyCraftAdapter, CyCraftSettings
+from edrtrial.connectors.cycraft import client as cycraft_client
+from edrtrial.db import transaction
+from edrtrial.devices import actions
 from edrtrial.errors import (
+    ActionRefused,
     AuthError,
     ConfigError,
+    OutcomeUnknown,
     PermanentError,
     SchemaDriftError,
     TransientError,
     Unmappable,
 )
+from edrtrial.models import Device, Tenant, Trial
 from edrtrial.timeutil import Stamp
 
+from conftest import add_tenant
 from test_cycraft_support import BASE, ORG, FakeCyCraft, Reply, Seen, payload
 
 API_KEY = "cc-live-7Hq2Zs9VxK41"
@@ -59,6 +68,7 @@ def fake() -> Iterator[FakeCyCraft]:
 def make(fake: FakeCyCraft, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Make]:
     """Builds adapters on the fake; keyword arguments override the connection block."""
     monkeypatch.setenv(KEY_ENV, API_KEY)
+    monkeypatch.setattr(cycraft_client, "REREAD_PAUSE", 0.001)  # re-reads without a real wait
     built: list[CyCraftAdapter] = []
 
     def build(**overrides: Any) -> CyCraftAdapter:
@@ -375,6 +385,45 @@ def test_a_page_without_the_list_is_schema_drift(fake: FakeCyCraft, make: Make) 
         fetch(make(), SINCE)
 
 
+@pytest.mark.parametrize(
+    "unreadable",
+    [
+        Reply(body=b'{"data": [{"id": "al-10'),
+        Reply(body=b"<html><h1>502 Bad Gateway</h1></html>", headers={"Content-Type": "text/html"}),
+        Reply(body=b""),
+        Reply(body={"results": []}),
+    ],
+    ids=["cut short", "a proxy's page", "empty", "no list"],
+)
+def test_an_unreadable_page_is_read_again_within_the_poll(
+    fake: FakeCyCraft, make: Make, unreadable: Reply
+) -> None:
+    fake.script("GET", ALERTS, unreadable)
+    fake.route("GET", ALERTS, Reply(body=payload("cycraft__alerts_page2.json")))
+
+    records, _ = fetch(make(page_size=50), SINCE)
+
+    assert [r.source_id for r in records] == ["al-1004"]
+    assert len(fake.seen("GET", ALERTS)) == 2
+
+
+def test_a_cursor_page_without_its_list_is_read_again(fake: FakeCyCraft, make: Make) -> None:
+    fake.script("GET", ALERTS, Reply(body={"next_cursor": "c2"}))
+    fake.route("GET", ALERTS, Reply(body=payload("cycraft__alerts_page2.json")))
+    adapter = make(page_size=50, mapping={"paging": {"style": "cursor"}})
+
+    records, _ = fetch(adapter, SINCE)
+
+    assert [r.source_id for r in records] == ["al-1004"]
+
+
+def test_a_page_that_never_parses_fails_after_three_reads(fake: FakeCyCraft, make: Make) -> None:
+    fake.route("GET", ALERTS, Reply(body=b"\x00garbage\x00"))
+    with pytest.raises(SchemaDriftError, match=r"answered 200 with a body that is not JSON .*, 3 "):
+        fetch(make(), SINCE)
+    assert len(fake.seen("GET", ALERTS)) == 3
+
+
 # --- incidents and devices ---------------------------------------------------------------
 
 
@@ -480,6 +529,81 @@ def test_an_unknown_task_status_is_schema_drift(fake: FakeCyCraft, make: Make) -
         make().action_status("t-1")
 
 
+ISOLATE = f"{BASE}/endpoints/ep-01/isolate"
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [
+        Reply(503, {"error": "maintenance"}),
+        Reply(201, payload("cycraft__task_created.json"), delay=1.0),
+        Reply(201, b'{"data": {"id": "task-90'),
+        Reply(201, b""),
+    ],
+    ids=["5xx", "no answer in time", "an answer cut short", "an empty answer"],
+)
+def test_an_isolation_without_a_readable_answer_may_have_been_carried_out(
+    fake: FakeCyCraft, make: Make, lost: Reply
+) -> None:
+    fake.route("GET", f"{BASE}/endpoints/ep-01/tasks", Reply(body={"data": []}))
+    fake.route("POST", ISOLATE, lost)
+
+    with pytest.raises(OutcomeUnknown, match="org-42"):
+        make(timeout_seconds=0.3).start_action("ep-01", ActionKind.ISOLATE, "ransomware")
+
+    assert len(fake.seen("POST", ISOLATE)) == 1  # sent once, never again by the client
+
+
+def test_an_isolation_cycraft_did_not_answer_is_left_unconfirmed_and_not_sent_twice(
+    fake: FakeCyCraft, make: Make, sessions: sessionmaker[Session]
+) -> None:
+    """CyCraft recorded the task and answered 503: the desk must not isolate a second time."""
+    at = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
+    tenant_id = add_tenant(sessions, "cc", "株式会社シーシー", connector="cycraft")
+    with transaction(sessions) as session:
+        session.get_one(Tenant, tenant_id).external_id = ORG
+        company_id = session.get_one(Tenant, tenant_id).company_id
+        session.add(
+            Trial(company_id=company_id, starts_on=date(2026, 9, 1), ends_on=date(2026, 11, 30))
+        )
+        device = Device(
+            tenant_id=tenant_id,
+            source_id="ep-01",
+            name="pc-1",
+            os_platform="Windows",
+            in_inventory=True,
+            health_status="Active",
+            last_seen=at,
+        )
+        session.add(device)
+        session.flush()
+        action_id = actions.plan(session, device, ActionKind.ISOLATE, actor="cli:sato", at=at).id
+    fake.route("GET", f"{BASE}/endpoints/ep-01/tasks", Reply(body={"data": []}))
+    fake.script("POST", ISOLATE, Reply(503, {"error": "maintenance"}))
+    fake.route("POST", ISOLATE, Reply(201, payload("cycraft__task_created.json")))
+
+    sent = actions.send(sessions, action_id, make(), "cli:sato", lambda: at)
+
+    assert sent.status == "unconfirmed", sent.detail
+    with transaction(sessions) as session, pytest.raises(ActionRefused):
+        device = session.scalars(select(Device)).one()
+        actions.plan(session, device, ActionKind.ISOLATE, actor="cli:suzuki", at=at)
+    assert len(fake.seen("POST", ISOLATE)) == 1
+
+
+def test_an_isolation_that_never_reached_cycraft_is_known_not_sent(
+    fake: FakeCyCraft, make: Make
+) -> None:
+    fake.route("GET", f"{BASE}/endpoints/ep-01/tasks", Reply(body={"data": []}))
+    fake.route("POST", ISOLATE, Reply(429, payload("cycraft__error_429.json")))
+    unreachable = make(base_url="http://127.0.0.1:9", mapping={"actions": {"tasks": ""}})
+
+    for adapter in (make(), unreachable):
+        with pytest.raises(TransientError) as caught:
+            adapter.start_action("ep-01", ActionKind.ISOLATE, "ransomware")
+        assert not isinstance(caught.value, OutcomeUnknown), caught.value
+
+
 def test_write_back_only_when_a_path_is_configured(fake: FakeCyCraft, make: Make) -> None:
     update = AlertUpdate(status="resolved", classification="falsepositive", comment="benign")
     default = make()
@@ -523,7 +647,7 @@ def test_429_with_retry_after_is_transient(fake: FakeCyCraft, make: Make) -> Non
 def test_failures_become_edrtrial_errors(
     fake: FakeCyCraft, make: Make, reply: Reply, error: type[Exception], pattern: str
 ) -> None:
-    fake.script("GET", ALERTS, reply)
+    fake.route("GET", ALERTS, reply)
     with pytest.raises(error, match=pattern):
         fetch(make(timeout_seconds=0.3), SINCE)
 

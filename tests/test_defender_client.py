@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from email.utils import format_datetime
@@ -140,17 +141,19 @@ def test_malformed_json_is_schema_drift_naming_the_url(
         client.get_json(Api.GRAPH, ALERTS_PATH, TOP)
 
 
-def test_an_object_without_a_value_list_is_schema_drift(
+def test_an_object_without_a_value_list_is_read_again_then_schema_drift(
     httpx_mock: HTTPXMock, client: DefenderClient
 ) -> None:
     httpx_mock.add_response(
         url=MACHINES_URL,
         match_params={"$top": "10000", "$skip": "0"},
         json=payload("mde__machineaction_isolate_resource.json"),
+        is_reusable=True,
     )
 
-    with pytest.raises(SchemaDriftError, match="/api/machines"):
+    with pytest.raises(SchemaDriftError, match=r"/api/machines.*no 'value' array\), 3 times"):
         list(client.mde_pages("/api/machines"))
+    assert len(httpx_mock.get_requests(url=re.compile(re.escape(MACHINES_URL) + r"\?.*"))) == 3
 
 
 def test_disabled_feature_is_an_auth_error_explaining_provisioning(

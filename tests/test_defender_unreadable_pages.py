@@ -131,3 +131,38 @@ def test_after_a_failed_poll_the_next_one_stores_each_alert_once(
 
     assert (again.alerts.inserted, again.alerts.updated) == (2, 0)  # page 1 is not stored twice
     assert stored(sessions) == sorted([FIRST["id"], SECOND["id"], THIRD["id"]])
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [{"content": b""}, {"content": b"  \r\n"}, {"json": {"@odata.context": "x"}}],
+    ids=["empty body", "blank body", "an object without its list"],
+)
+def test_a_page_answered_without_its_list_is_read_again_within_the_poll(
+    sessions, tenant, connector, clock: FakeClock, httpx_mock: HTTPXMock, reply
+):
+    first_pages(httpx_mock)
+    httpx_mock.add_response(url=PAGE_3, **reply)
+    httpx_mock.add_response(url=PAGE_3, json=graph_list([THIRD]))
+
+    result = ingest_tenant(sessions, tenant, connector, now=POLLED)
+
+    assert (result.pages, result.alerts.inserted) == (3, 3)
+    assert stored(sessions) == sorted([FIRST["id"], SECOND["id"], THIRD["id"]])
+    assert clock.sleeps == [0.5]
+
+
+def test_a_page_that_stays_empty_fails_the_poll_saying_so(
+    sessions, tenant, connector, httpx_mock: HTTPXMock
+):
+    first_pages(httpx_mock)
+    httpx_mock.add_response(url=PAGE_3, content=b"", is_reusable=True)
+
+    with pytest.raises(
+        SchemaDriftError,
+        match=r"skiptoken=d2c38f3e-page3 answered 200 with an "
+        r"empty body, 3 times$",
+    ):
+        ingest_tenant(sessions, tenant, connector, now=POLLED)
+
+    assert len(httpx_mock.get_requests(url=PAGE_3)) == 3

@@ -7,19 +7,23 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from pytest_httpx import HTTPXMock
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from edrtrial.cli.main import main
 from edrtrial.connectors.base import AlertRecord, DeviceRecord, Evidence, IncidentRecord
-from edrtrial.db import transaction
+from edrtrial.db import make_engine, make_sessions, transaction
 from edrtrial.ingest import records
 from edrtrial.ingest.polling import ingest_tenant, sync_inventory
 from edrtrial.models import Alert, Device, Incident, QuarantinedRecord
+from edrtrial.sandbox import SAMPLE_TENANTS, SandboxServer, SandboxWorld
 from edrtrial.timeutil import Stamp
 
 from conftest import add_tenant
 from fakes import Crash, FakeConnector
+from sandbox_config import sandbox_config
 from test_defender_support import MACHINES_URL, fake_sign_in, make_connector
 from test_defender_support import payload as defender_payload
 
@@ -287,3 +291,41 @@ def test_defender_machine_tags_reach_the_stored_device(
     assert device_tags(sessions) == {
         "1e5bc9d7e413ddd7902c2932e418702b84d0cc07": ["test tag 1", "test tag 2"]
     }
+
+
+# --- values longer than the store's columns ----------------------------------------------------
+
+
+def test_a_300_character_device_name_and_title_do_not_stop_the_tenants_polling(
+    tmp_path: Path, now: datetime, database_url: str
+):
+    """A device named with 300 characters (device.name holds 255) and a 300-character title:
+    both polls go through, the stored name is cut to its column and `raw` keeps it whole."""
+    world = SandboxWorld(seed=5, tenants=1, alert_interval_seconds=3600)
+    server = SandboxServer(world, host="127.0.0.1", port=0, state_dir=tmp_path / "sandbox")
+    server.start()
+    tenant = SAMPLE_TENANTS[0].tenant_id
+    name = "pc-" + "x" * 300 + ".sakura.example.jp"
+    title = "不審な外部通信 " + "y" * 300
+    try:
+        config = sandbox_config(tmp_path, server, database_url, companies=1)
+        cli = CliRunner()
+        assert cli.invoke(main, ["--config", str(config), "db", "upgrade"]).exit_code == 0
+        world.clear_tenant(tenant)
+        [device] = world.add_devices(tenant, 1, detection_test_alert=False)
+        world.rename_device(tenant, device, name)
+        world.add_alerts(tenant, "c2_beacon", device_id=device, text={"title": title})
+        first = cli.invoke(main, ["--config", str(config), "poll"])
+        world.add_alerts(tenant, "c2_beacon")  # a later alert of the same tenant
+        second = cli.invoke(main, ["--config", str(config), "poll"])
+    finally:
+        server.stop()
+
+    assert (first.exit_code, second.exit_code) == (0, 0), (first.output, second.output)
+    with make_sessions(make_engine(database_url))() as session:
+        alerts = session.scalars(select(Alert)).all()
+        stored_device = session.scalars(select(Device).where(Device.source_id == device)).one()
+    assert len(alerts) == 2
+    assert title in [a.title for a in alerts]
+    assert stored_device.name == name[: Device.__table__.c.name.type.length]
+    assert stored_device.raw["computerDnsName"] == name

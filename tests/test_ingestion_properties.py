@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -119,6 +120,19 @@ def written(instant: int, offset: int | None, digits: int = 7) -> str:
 def test_a_7_digit_stamp_round_trips_exactly(instant):
     text = written(instant, None)
     assert Stamp.from_iso(text).iso() == text
+    assert Stamp.from_iso(text).ticks == instant
+
+
+CALENDAR = st.integers(  # every instant a datetime can hold, to the 100 ns
+    Stamp.of(datetime.min.replace(tzinfo=UTC)).ticks,
+    Stamp.of(datetime.max.replace(tzinfo=UTC)).ticks + 9,
+)
+
+
+@given(CALENDAR)
+def test_a_stamp_of_any_year_is_written_so_that_it_reads_back(instant):
+    text = Stamp(instant).iso()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z", text), text
     assert Stamp.from_iso(text).ticks == instant
 
 

@@ -24,8 +24,9 @@ from edrtrial.cli.main import main
 from edrtrial.connectors.cycraft import CyCraftAdapter
 from edrtrial.connectors.defender import DefenderForBusinessConnector
 from edrtrial.db import make_engine, make_sessions
+from edrtrial.errors import Unmappable
 from edrtrial.ingest.polling import ingest_tenant, sync_inventory
-from edrtrial.models import Alert, Device, Incident
+from edrtrial.models import Alert, Device, Incident, QuarantinedRecord
 from edrtrial.sandbox import SAMPLE_TENANTS, SandboxServer, SandboxWorld
 from edrtrial.timeutil import Stamp
 
@@ -175,6 +176,72 @@ def test_a_device_seen_100_ns_later_is_applied_and_an_inventory_100_ns_older_is_
     assert device() == ("inactive", "2018-08-02T14:55:03.7791857Z")
     sync_inventory(sessions, tenant, connector, POLLED)
     assert device() == ("inactive", "2018-08-02T14:55:03.7791857Z")
+
+
+OUT_OF_RANGE = [
+    "0001-01-01T00:00:00+09:00",  # .NET's "no date" written with Tokyo's offset
+    "9999-12-31T23:59:59.9999999-05:00",  # "never", written with New York's
+]
+
+
+@pytest.mark.parametrize("edge", OUT_OF_RANGE)
+def test_a_stamp_outside_the_calendar_in_utc_is_refused_as_a_value_error(edge: str):
+    with pytest.raises(ValueError, match=re.escape(edge) + ".*out of range"):
+        Stamp.from_iso(edge)
+
+
+@pytest.mark.parametrize("field", ["createdDateTime", "lastUpdateDateTime"])
+@pytest.mark.parametrize("edge", OUT_OF_RANGE)
+def test_an_alert_with_an_out_of_range_stamp_is_quarantined_and_the_rest_of_the_page_stored(
+    sessions, tenant, connector, httpx_mock: HTTPXMock, field: str, edge: str
+):
+    odd = DOC_ALERT | {"id": "da-edge", "incidentId": None, field: edge}
+    Served(httpx_mock, ALERTS_URL, [graph_list([odd, DOC_ALERT | {"incidentId": None}])] * 2)
+
+    for _ in range(2):  # the next poll too: the odd alert never stops the tenant's polling
+        assert ingest_tenant(sessions, tenant, connector, now=POLLED).quarantined == 1
+
+    with sessions() as session:
+        assert list(session.scalars(select(Alert.source_id))) == [DOC_ALERT["id"]]
+        [kept] = session.scalars(select(QuarantinedRecord)).all()
+    assert (kept.source_id, kept.times_seen) == ("da-edge", 2)
+    assert field in kept.reason and "out of range" in kept.reason
+
+
+def test_a_cycraft_alert_with_an_out_of_range_stamp_is_one_rejected_record():
+    alert = cycraft_payload("cycraft__alerts_page1.json")["data"][0]
+    with pytest.raises(Unmappable, match="out of range"):
+        CyCraftAdapter.map_alert(alert | {"created_at": "0001-01-01T00:00:00+08:00"})
+
+
+def test_an_inventory_copy_without_last_seen_keeps_the_stored_one_and_applies_the_rest(
+    sessions, tenant, connector, httpx_mock: HTTPXMock
+):
+    seen = {"firstSeen": DOC_MACHINE["firstSeen"], "lastSeen": DOC_MACHINE["lastSeen"]}
+    Served(
+        httpx_mock,
+        MACHINES_URL,
+        [
+            {"value": [DOC_MACHINE | seen | {"healthStatus": "Active"}]},
+            {
+                "value": [
+                    DOC_MACHINE | {"firstSeen": None, "lastSeen": None, "healthStatus": "Inactive"}
+                ]
+            },
+        ],
+    )
+
+    sync_inventory(sessions, tenant, connector, POLLED)
+    sync_inventory(sessions, tenant, connector, POLLED)
+
+    with sessions() as session:
+        row = session.scalars(select(Device)).one()
+        assert row.health_status == "inactive"
+        assert (str(row.last_seen_stamp), row.last_seen) == (
+            seen["lastSeen"],
+            Stamp.from_iso(seen["lastSeen"]).datetime,
+        )
+        assert row.first_seen == Stamp.from_iso(seen["firstSeen"]).datetime
 
 
 def test_the_cursor_keeps_the_seventh_digit_and_the_next_poll_asks_from_it(

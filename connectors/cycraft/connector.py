@@ -62,6 +62,7 @@ from edrtrial.connectors.support import (
 from edrtrial.errors import (
     ConfigError,
     Conflict,
+    OutcomeUnknown,
     PermanentError,
     ResourceNotFound,
     SchemaDriftError,
@@ -212,7 +213,12 @@ class CyCraftAdapter:
                     "that is not listed yet; try again shortly"
                 ) from err
             return pending
-        result = self._task_result(self._client.item(path, answer), ActionStatus.PENDING)
+        try:
+            result = self._task_result(self._client.item(path, answer), ActionStatus.PENDING)
+        except SchemaDriftError as err:  # accepted, so the task may exist: never a refusal
+            raise OutcomeUnknown(
+                f"{err}; CyCraft accepted the {kind} of {device_source_id}, so it may be under way"
+            ) from err
         log.info(
             "tenant %s: started %s task %s on device %s",
             self._tenant,

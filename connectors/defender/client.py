@@ -6,9 +6,9 @@ No domain logic: it sends one tenant's requests and turns every failure into an 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import ValidationError
@@ -29,14 +29,17 @@ from edrtrial.errors import (
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # One MDE page covers an SME (<= 300 users x 5 devices); the documented maximum is 10,000.
 MDE_PAGE_SIZE = 10_000
 ATTEMPTS = 3  # tries per request, the first included
 BACKOFF_BASE = 0.5  # seconds before the second try; doubles, plus up to as much again of jitter
 # Repeating these cannot do twice what was asked (PATCH sets values, it does not add them).
 _IDEMPOTENT = frozenset({"GET", "PATCH"})
-# A read whose 2xx body cannot be read (cut short, a proxy's HTML page) is read again: the
-# next answer is usually whole, and a poll that gave up would cost the tenant a cycle.
+# A read whose 2xx body cannot be read (cut short, empty, a proxy's HTML page, a list page
+# without its list) is read again: the next answer is usually whole, and a poll that gave up
+# would cost the tenant a cycle.
 _REREAD = frozenset({"GET"})
 # Failures that prove the request never reached Microsoft, so even a POST may be sent again.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -85,15 +88,15 @@ class DefenderClient:
         self, api: Api, url_or_path: str, params: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
         """GET a JSON object; a path joins the API's base URL, a full URL is used verbatim."""
-        return self._request("GET", api, url_or_path, params=params)
+        return self._request("GET", api, url_or_path, params=params, read=_whole)
 
     def post_json(self, api: Api, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST a JSON body and return the JSON object answered (any 2xx)."""
-        return self._request("POST", api, path, body=body)
+        return self._request("POST", api, path, body=body, read=_whole)
 
     def patch_json(self, api: Api, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """PATCH a JSON body (Graph updates answer the updated entity)."""
-        return self._request("PATCH", api, path, body=body)
+        return self._request("PATCH", api, path, body=body, read=_whole)
 
     def graph_pages(self, path: str, params: Mapping[str, str]) -> Iterator[list[Any]]:
         """Items of a Graph list, page by page, following `@odata.nextLink` verbatim."""
@@ -101,7 +104,7 @@ class DefenderClient:
         query: Mapping[str, str] | None = params
         seen: set[str] = set()
         while url is not None:
-            page = self._page(Api.GRAPH, url, self.get_json(Api.GRAPH, url, query))
+            page = self._get_page(Api.GRAPH, url, query)
             yield page.value
             url, query = page.next_link, None
             if url is not None:
@@ -119,7 +122,7 @@ class DefenderClient:
         previous: list[Any] | None = None
         while True:
             query = {**(params or {}), "$top": str(page_size), "$skip": str(skip)}
-            items = self._page(Api.MDE, path, self.get_json(Api.MDE, path, query)).value
+            items = self._get_page(Api.MDE, path, query).value
             if items and items == previous:
                 raise SchemaDriftError(
                     f"tenant {self._tenant}: {path} ignored $skip and repeated a page"
@@ -133,14 +136,19 @@ class DefenderClient:
     def _tenant(self) -> str:
         return self._settings.tenant_id
 
-    def _page(self, api: Api, url_or_path: str, body: dict[str, Any]) -> ODataPage:
-        try:
-            return ODataPage.model_validate(body)
-        except ValidationError as err:
-            raise SchemaDriftError(
-                f"tenant {self._tenant}: {self._url(api, url_or_path)} did not answer an OData "
-                "list (no 'value' array)"
-            ) from err
+    def _get_page(self, api: Api, url_or_path: str, params: Mapping[str, str] | None) -> ODataPage:
+        """One OData page; a body that is not one is unreadable, so it is read again too."""
+
+        def page(body: dict[str, Any]) -> ODataPage:
+            try:
+                return ODataPage.model_validate(body)
+            except ValidationError as err:
+                raise SchemaDriftError(
+                    f"tenant {self._tenant}: GET {self._url(api, url_or_path)} did not answer "
+                    "an OData list (no 'value' array)"
+                ) from err
+
+        return self._request("GET", api, url_or_path, params=params, read=page)
 
     def _url(self, api: Api, url_or_path: str) -> str:
         base = self._bases[api]
@@ -171,7 +179,10 @@ class DefenderClient:
         *,
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
+        read: Callable[[dict[str, Any]], T],
+    ) -> T:
+        """Send with retries; `read` turns the JSON object answered into what the caller
+        wants, and whatever it cannot read (SchemaDriftError) counts as an unreadable answer."""
         url = self._url(api, url_or_path)
         key = self._budget_key(api, method, url)
         attempt = 0
@@ -189,7 +200,7 @@ class DefenderClient:
                 continue
             if response.is_success:
                 try:
-                    return self._json(method, response)
+                    return read(self._json(method, response))
                 except SchemaDriftError as unreadable:
                     if method not in _REREAD:
                         raise
@@ -285,7 +296,8 @@ class DefenderClient:
         return error(f"tenant {self._tenant}: {method} {url} failed: {type(err).__name__}: {err}")
 
     def _json(self, method: str, response: httpx.Response) -> dict[str, Any]:
-        """The JSON object answered; an empty 2xx (a 204 to a write) is an empty object."""
+        """The JSON object answered; an empty 2xx to a write (a 204) is an empty object, an
+        empty one to a read is unreadable (a list or an entity always has a body)."""
         if response.status_code == 206:
             log.warning(
                 "tenant %s: partial answer from %s: %s",
@@ -293,10 +305,15 @@ class DefenderClient:
                 response.request.url,
                 response.headers.get("Warning", "no Warning header"),
             )
-        if response.status_code == 204 or not response.content.strip():
-            return {}
         # A write Microsoft accepted but whose answer we cannot read may have been carried out.
         drift = SchemaDriftError if method in _IDEMPOTENT else OutcomeUnknown
+        if not response.content.strip():
+            if method in _REREAD:
+                raise SchemaDriftError(
+                    f"tenant {self._tenant}: {method} {response.request.url} answered "
+                    f"{response.status_code} with an empty body"
+                )
+            return {}
         try:
             data = response.json()
         except ValueError as err:
@@ -340,6 +357,10 @@ class DefenderClient:
         if 400 <= status < 500:
             return ApiRefused(message, status=status, code=code, api_message=api_message)
         return SchemaDriftError(f"{message} (unexpected status)")
+
+
+def _whole(body: dict[str, Any]) -> dict[str, Any]:
+    return body
 
 
 def _forbidden_action(code: str, tenant: str) -> str:

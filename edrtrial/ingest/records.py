@@ -2,6 +2,11 @@
 
 Upserts are keyed by (tenant, source, source id), so fetching a record twice never stores
 it twice. Nothing here commits: the caller owns the transaction.
+
+An EDR's text has no length limit, the store's columns have: every value a connector sent is
+cut to its column's width on the way in (`fitted`), ids included and the same way in every
+lookup, and the record's `raw` keeps it whole. A value too long for its column would
+otherwise fail the page's transaction on PostgreSQL at every poll.
 """
 
 from __future__ import annotations
@@ -11,14 +16,15 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import insert, select
+from sqlalchemy import String, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from edrtrial.connectors.base import AlertRecord, DeviceRecord, IncidentRecord, Rejected
-from edrtrial.models import Alert, Device, Incident, PollCursor, QuarantinedRecord
+from edrtrial.models import Alert, Base, Device, Incident, PollCursor, QuarantinedRecord
 from edrtrial.timeutil import Stamp
 
 
@@ -36,6 +42,31 @@ class UpsertCount:
             self.updated + other.updated,
             self.changed | other.changed,
         )
+
+
+@cache
+def _widths(model: type[Base]) -> dict[str, int]:
+    """The width of each of the model's bounded text columns (String(n)), by attribute."""
+    return {
+        column.key: column.type.length
+        for column in model.__table__.columns
+        if isinstance(column.type, String) and column.type.length is not None
+    }
+
+
+def fitted(model: type[Base], values: dict[str, Any]) -> dict[str, Any]:
+    """`values` for a row of `model`, each text value cut to its column's width."""
+    widths = _widths(model)
+    return {
+        key: value[: widths[key]] if isinstance(value, str) and key in widths else value
+        for key, value in values.items()
+    }
+
+
+def _fit(model: type[Base], key: str, value: str) -> str:
+    """One text value as it is stored in `model`'s column `key` (and so looked up)."""
+    width = _widths(model).get(key)
+    return value if width is None else value[:width]
 
 
 def _jsonable(raw: Any) -> dict[str, Any]:
@@ -112,9 +143,10 @@ def _upsert(
     """
     latest: dict[str, Record] = {}
     for record in records:  # the same id twice in one batch: keep the newest
-        seen = latest.get(record.source_id)
+        source_id = _fit(model, "source_id", record.source_id)
+        seen = latest.get(source_id)
         if seen is None or record.last_update_at >= seen.last_update_at:
-            latest[record.source_id] = record
+            latest[source_id] = record
     if not latest:
         return UpsertCount()
     existing = {
@@ -134,14 +166,15 @@ def _upsert(
         row = existing.get(source_id)
         if row is None:
             new_rows.append(
-                {"tenant_id": tenant_id, "source": source, "source_id": source_id} | fields(record)
+                {"tenant_id": tenant_id, "source": source, "source_id": source_id}
+                | fitted(model, fields(record))
             )
             inserted += 1
             changed.add(source_id)
         elif (
             stored := _stamp_of(row.last_update_stamp, row.last_update_at)
         ) is None or record.last_update_at > stored:
-            changes = fields(record)
+            changes = fitted(model, fields(record))
             if isinstance(row, Alert) and any(
                 getattr(row, key) != changes[key] for key in RETRIAGE_ON
             ):
@@ -179,7 +212,9 @@ def upsert_devices(
     read, nothing is marked absent (an absent device would escape offboarding). A device
     whose last-seen stamp is older than the stored one (a lagging copy of the inventory) is
     present but not applied, so last seen never goes back; an equal one is applied, because
-    tags and health change without the device reporting.
+    tags and health change without the device reporting. A copy without a first or last seen
+    is applied but keeps the stored ones: "never seen" would silence the warning about a
+    device that stopped reporting, and the offboarding check that reads it.
     """
     existing = {
         row.source_id: row
@@ -188,7 +223,8 @@ def upsert_devices(
     inserted = updated = 0
     present = set()
     for record in records:
-        present.add(record.source_id)
+        source_id = _fit(Device, "source_id", record.source_id)
+        present.add(source_id)
         fields = {
             "name": record.name,
             "os_platform": record.os_platform,
@@ -203,16 +239,19 @@ def upsert_devices(
             "raw": _jsonable(record.raw),
             "in_inventory": True,
         }
-        row = existing.get(record.source_id)
+        fields = fitted(Device, fields)
+        row = existing.get(source_id)
         if row is None:
-            row = Device(tenant_id=tenant_id, source_id=record.source_id, **fields)
+            row = Device(tenant_id=tenant_id, source_id=source_id, **fields)
             session.add(row)
-            existing[record.source_id] = row
+            existing[source_id] = row
             inserted += 1
         elif _older(record.last_seen, _stamp_of(row.last_seen_stamp, row.last_seen)):
             row.in_inventory = True
         else:
             for key, value in fields.items():
+                if value is None and key in _KEPT_WHEN_ABSENT:
+                    continue
                 setattr(row, key, value)
             updated += 1
     for source_id, row in existing.items():
@@ -222,12 +261,17 @@ def upsert_devices(
     return UpsertCount(inserted, updated)
 
 
+_KEPT_WHEN_ABSENT = frozenset({"first_seen", "last_seen", "last_seen_stamp"})
+"""Device fields a copy without them leaves as stored: what was seen stays seen."""
+
+
 def _older(seen: Stamp | None, stored: Stamp | None) -> bool:
     return seen is not None and stored is not None and seen < stored
 
 
 def device_for_evidence(session: Session, tenant_id: int, source_id: str, name: str) -> Device:
     """The stored device an alert names; created from the evidence if the inventory lags."""
+    source_id, name = _fit(Device, "source_id", source_id), _fit(Device, "name", name)
     query = select(Device).where(Device.tenant_id == tenant_id, Device.source_id == source_id)
     device = session.scalar(query)
     if device is not None:
@@ -278,7 +322,7 @@ def quarantine(
     for item in rejected:
         # A record without an id is keyed by its content, so a repeat is still one row.
         source_id = (
-            item.source_id
+            _fit(QuarantinedRecord, "source_id", item.source_id)
             or "sha256:"
             + hashlib.sha256(
                 json.dumps(item.raw, sort_keys=True, default=str).encode()
