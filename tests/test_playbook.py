@@ -230,6 +230,8 @@ def test_facts_from_record_carry_devices_incident_and_techniques() -> None:
     )
 
 
+# Any other file's sha256 (of the text "test"): not the EICAR file.
+TROJAN_SHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 P1_ALL: Outcome = ("P1", True, True, True, None, False, ())
 
 
@@ -263,10 +265,21 @@ def synthetic_cases() -> list[Any]:
                 title="Suspicious Powershell commandline",
                 severity="informational",
                 detection_source="microsoftDefenderForEndpoint",
-                command_lines=("rundll32.exe x.dll", DOCUMENTED_COMMAND),
+                command_lines=(DOCUMENTED_COMMAND,),
             ),
             test,
             ("onboarding-detection-test",),
+        ),
+        case(
+            "test-command-beside-another-process-is-not-the-test",
+            dict(
+                title="[Test Alert] Suspicious Powershell commandline",
+                severity="informational",
+                detection_source="microsoftDefenderForEndpoint",
+                command_lines=(DOCUMENTED_COMMAND, "powershell.exe -enc SQBFAFgAIAAoAGkAdwByACkA"),
+            ),
+            p4,
+            ("informational",),
         ),
         case(
             "test-title-without-the-command-is-report-only",
@@ -328,6 +341,18 @@ def synthetic_cases() -> list[Any]:
             ),
             ("P3", *test_file[1:]),
             ("security-test-file",),
+        ),
+        case(
+            "eicar-beside-a-trojan-is-not-a-test",
+            dict(
+                title="'EICAR_Test_File' malware was detected",
+                severity="Low",
+                category="Malware",
+                detection_source="antivirus",
+                file_hashes=(EICAR_SHA256, TROJAN_SHA256),
+            ),
+            p3,
+            ("low-severity",),
         ),
         case(
             "eicar-title-without-the-file-is-not-a-test",
