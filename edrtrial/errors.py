@@ -100,6 +100,15 @@ class Conflict(ApiRefused):
     that kind is already running, which the caller may look up and reuse)."""
 
 
+class CommentNotAdded(ConnectorError):
+    """The verdict was written to the alert, but the comment sent after it was not.
+
+    The alert is settled in the EDR (resolved, classified): the caller records it as
+    written, keeps this reason beside it, and sends neither again; a comment whose request
+    timed out may be there already, so a retry could post it twice.
+    """
+
+
 class SchemaDriftError(ConnectorError):
     """The API answered with a shape we do not understand."""
 

@@ -3,25 +3,47 @@
 An alert's title, description and category are words anyone can provoke (a file named
 `eicar-invoice.exe` is enough to put "eicar" in a title), and the names in its evidence
 (users, URLs, IPs, command lines, device names) are whatever the attacker's files and
-processes make them. A rule that suppresses on such text alone lets an attacker make a
-serious alert disappear: no ticket, no notice, resolved in the customer's Defender.
+processes make them. A rule that suppresses on such text alone, or that keeps such an alert
+from becoming a ticket, lets an attacker make a serious alert disappear: no ticket, no
+notice, and for a suppression, resolved in the customer's Defender.
+
+Company, tenant and device tag are not a defence: they only narrow whose alerts a rule
+sees, and an attacker aiming at one company meets them by definition. What an attacker
+cannot write is evidence pinned exactly: a file's hash, or a command line matched whole by
+a regex anchored at both ends.
 """
 
 from __future__ import annotations
 
+import importlib
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from edrtrial.playbooks.engine import Playbook
-from edrtrial.playbooks.rules import Rule
+from edrtrial.playbooks.engine import Defaults, Playbook
+from edrtrial.playbooks.rules import AnyMatches, AnyOf, EveryMatches, EveryOf, Rule
 
-__all__ = ["PlaybookWarning", "free_text_suppressions", "warnings"]
+__all__ = [
+    "PlaybookWarning",
+    "anchored",
+    "free_text_suppressions",
+    "free_text_removals",
+    "warnings",
+]
 
-# Conditions an alert's author cannot choose: they pin a rule to a known file or to one
-# company's own devices.
-ANCHORS = frozenset({"file_hash", "company", "tenant", "device_tag"})
-# Severities a suppression may cover on text alone: Defender's own judgement that the alert
-# is minor, which no file or process name changes.
+# The stdlib's own regex parser (`sre_parse` before 3.11, deprecated since), so "anchored"
+# is decided on the regex as Python reads it, not on its spelling.
+_sre: Any = importlib.import_module("re._parser")
+
+# Severities a rule may quiet on text alone: Defender's own judgement that the alert is
+# minor, which no file or process name changes.
 MINOR = frozenset({"low", "informational"})
+_PIN = (
+    "pin it to evidence an attacker cannot write (file_hash, every_file_hash, or a "
+    "command_line_regex / every_command_line_regex anchored with ^ and $; company, tenant "
+    'and device_tag only narrow whose alerts it sees), or add severity = ["low", "informational"]'
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,28 +58,105 @@ class PlaybookWarning:
         return f"{self.source}: rule {self.rule!r}: {self.message}"
 
 
+def anchored(pattern: re.Pattern[str]) -> bool:
+    """Whether the regex can only match a whole text: `^`…`$` (or `\\A`…`\\Z`) around every
+    top-level alternative; under MULTILINE only `\\A`…`\\Z` count, `^` and `$` meet lines."""
+    try:
+        parsed = _sre.parse(pattern.pattern, pattern.flags)
+    except re.error:
+        return False
+    items, multiline = list(parsed), bool(parsed.state.flags & re.MULTILINE)
+    return _edge(items, multiline, first=True) and _edge(items, multiline, first=False)
+
+
+def _edge(items: Sequence[tuple[Any, Any]], multiline: bool, *, first: bool) -> bool:
+    """Whether the sequence's first (or last) element pins it to the text's start (end).
+
+    Alternatives sharing a prefix come back factored out (`^a$|^b$` is `^` then a branch),
+    so a branch or a group at the edge is looked into: each of its alternatives must be
+    pinned.
+    """
+    if not items:
+        return False
+    op, av = items[0] if first else items[-1]
+    if op is _sre.AT:
+        if first:
+            return bool(
+                av is _sre.AT_BEGINNING_STRING or (av is _sre.AT_BEGINNING and not multiline)
+            )
+        return bool(av is _sre.AT_END_STRING or (av is _sre.AT_END and not multiline))
+    if op is _sre.BRANCH:
+        return all(_edge(list(branch), multiline, first=first) for branch in av[1])
+    if op is _sre.SUBPATTERN:  # a group, maybe with inline flags: (?m:…)
+        return _edge(list(av[3]), multiline or bool(av[1] & re.MULTILINE), first=first)
+    return False
+
+
+def evidence_anchored(rule: Rule) -> bool:
+    """Whether the rule holds only for alerts naming a listed file hash or a whole command."""
+    for condition in rule.conditions:
+        if isinstance(condition, EveryOf) or (
+            isinstance(condition, AnyOf) and condition.attr == "file_hashes"
+        ):
+            return True
+        if isinstance(condition, EveryMatches | AnyMatches) and condition.attr == (
+            "raw_command_lines"
+        ):
+            if all(anchored(p) for p in condition.patterns):
+                return True
+    return False
+
+
+def _on_free_text(rule: Rule) -> bool:
+    """Free text alone decides it, and Defender's minor severities do not bound it."""
+    minor = rule.severities is not None and rule.severities <= MINOR
+    return not minor and not evidence_anchored(rule)
+
+
 def free_text_suppressions(playbook: Playbook) -> list[PlaybookWarning]:
     """Rules that suppress medium or high alerts on nothing an attacker cannot write."""
+    return [
+        PlaybookWarning(rule.name, rule.source, _why(rule, "suppresses"))
+        for rule in playbook.rules
+        if rule.suppress is not None and _on_free_text(rule)
+    ]
+
+
+def free_text_removals(playbook: Playbook) -> list[PlaybookWarning]:
+    """Rules that, without suppressing, keep medium or high alerts from becoming tickets.
+
+    As the engine decides: the first matching rule that sets `ticket` wins, and with `stop`
+    what the rule leaves unset comes from the defaults. An alert without a ticket reaches
+    the desk in no queue and no notice (notices belong to tickets), only in the report.
+    """
     found = []
     for rule in playbook.rules:
-        if rule.suppress is None or not ANCHORS.isdisjoint(rule.condition_keys):
-            continue
-        if rule.severities is not None and rule.severities <= MINOR:
-            continue
-        found.append(PlaybookWarning(rule.name, rule.source, _why(rule)))
+        if rule.suppress is None and _on_free_text(rule) and _no_ticket(rule, playbook.defaults):
+            found.append(PlaybookWarning(rule.name, rule.source, _why(rule, "takes")))
     return found
 
 
+def _no_ticket(rule: Rule, defaults: Defaults) -> bool:
+    if rule.ticket is not None:
+        return not rule.ticket
+    return rule.stop and not defaults.ticket
+
+
 def warnings(playbook: Playbook) -> list[PlaybookWarning]:
-    """Everything `playbooks check` warns about in a loaded playbook."""
-    return free_text_suppressions(playbook)
+    """Everything `playbooks check` warns about in a loaded playbook, in rule order."""
+    order = {rule.name: index for index, rule in enumerate(playbook.rules)}
+    found = free_text_suppressions(playbook) + free_text_removals(playbook)
+    return sorted(found, key=lambda w: order[w.rule])
 
 
-def _why(rule: Rule) -> str:
+def _why(rule: Rule, does: str) -> str:
     severities = sorted((rule.severities or frozenset()) - MINOR) or ["medium", "high"]
     looks_at = sorted(rule.condition_keys - {"severity"})
     basis = f"on {', '.join(looks_at)} alone" if looks_at else "on no condition at all"
-    return (
-        f"suppresses {' and '.join(severities)} alerts {basis}; pin it to a file_hash, "
-        f'company, tenant or device_tag, or add severity = ["low", "informational"]'
+    which = " and ".join(severities)
+    what = (
+        f"suppresses {which} alerts {basis}"
+        if does == "suppresses"
+        else f"takes {which} alerts off the desk (no ticket, so no notice) {basis}"
     )
+    return f"{what}; {_PIN}"

@@ -253,6 +253,56 @@ class AnyMatches:
 
 
 @dataclass(frozen=True, slots=True)
+class EveryOf:
+    """The alert names at least one value of a many-valued field (hashes), and each is listed.
+
+    A signature must be the alert's whole evidence: the EICAR hash beside a trojan's is not
+    the test file, so one unlisted value fails the condition.
+    """
+
+    key: str
+    attr: str
+    values: frozenset[str]
+    cost: int = 2
+
+    def holds(self, folded: FoldedFacts) -> bool:
+        """Whether the alert meets the condition."""
+        found: frozenset[str] = getattr(folded, self.attr)
+        return bool(found) and found <= self.values
+
+    def because(self, facts: AlertFacts) -> str:
+        """Why it held for this alert."""
+        count = len(getattr(facts, self.attr))
+        return f"every {self.key} ({count}) is listed"
+
+
+@dataclass(frozen=True, slots=True)
+class EveryMatches:
+    """The alert names at least one value of a text field (command lines), and each matches.
+
+    The onboarding test's command beside `powershell -enc …` is not the test: every process
+    the evidence names must be the documented command.
+    """
+
+    key: str
+    label: str
+    attr: str
+    patterns: tuple[re.Pattern[str], ...]
+    cost: int = 6
+
+    def holds(self, folded: FoldedFacts) -> bool:
+        """Whether the alert meets the condition."""
+        values: tuple[str, ...] = getattr(folded, self.attr)
+        return bool(values) and all(any(p.search(value) for p in self.patterns) for value in values)
+
+    def because(self, facts: AlertFacts) -> str:
+        """Why it held for this alert."""
+        values = getattr(facts, self.attr.removeprefix("raw_"))
+        shown = " or ".join(f"/{_shown(p)}/" for p in self.patterns)
+        return f"every {self.label} ({len(values)}) matches {shown}"
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """A rule ready to run: conditions (all must hold) and the outcomes it asks for."""
 
@@ -346,6 +396,14 @@ def compile_rule(spec: RuleSpec, source: str) -> Rule:
         patterns = _compiled(spec.command_line_regex)
         conditions.append(
             AnyMatches("command_line_regex", "command line", "raw_command_lines", patterns, cost=6)
+        )
+    if spec.every_file_hash is not None:
+        hashes = _folded(spec.every_file_hash)
+        conditions.append(EveryOf("file hash", "file_hashes", hashes))
+    if spec.every_command_line_regex is not None:
+        patterns = _compiled(spec.every_command_line_regex)
+        conditions.append(
+            EveryMatches("every_command_line_regex", "command line", "raw_command_lines", patterns)
         )
     if spec.mitre is not None:
         conditions.append(Mitre(frozenset(spec.mitre)))

@@ -46,6 +46,8 @@ CONDITION_KEYS = (
     "url_regex",
     "command_line",
     "command_line_regex",
+    "every_file_hash",
+    "every_command_line_regex",
     "device_tag",
     "tenant",
 )
@@ -255,6 +257,10 @@ class RuleSpec(_Strict):
     url_regex: Texts | None = None
     command_line: Texts | None = None
     command_line_regex: Texts | None = None
+    # The "every" forms: the alert names at least one such item and each of them is listed
+    # (matches), so a test signature beside anything else does not hold.
+    every_file_hash: Texts | None = None
+    every_command_line_regex: Texts | None = None
     device_tag: Texts | None = None
     tenant: Texts | None = None
     priority: Annotated[Priority, BeforeValidator(_priority)] | None = None
@@ -306,7 +312,7 @@ class RuleSpec(_Strict):
     def _texts(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _not_blank(value)
 
-    @field_validator("file_hash")
+    @field_validator("file_hash", "every_file_hash")
     @classmethod
     def _file_hash(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _hashes(value)
@@ -350,7 +356,12 @@ class RuleSpec(_Strict):
         return folded
 
     @field_validator(
-        "title_regex", "device_name_regex", "user_regex", "url_regex", "command_line_regex"
+        "title_regex",
+        "device_name_regex",
+        "user_regex",
+        "url_regex",
+        "command_line_regex",
+        "every_command_line_regex",
     )
     @classmethod
     def _regex(cls, value: list[str] | None) -> list[str] | None:

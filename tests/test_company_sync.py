@@ -79,3 +79,34 @@ def test_a_contact_change_is_audited_without_the_old_or_new_address_or_name(sess
     written = str(event.detail)
     for personal in ("sakura.example.jp", "山田", "鈴木"):
         assert personal not in written
+
+
+def test_a_new_companys_consent_decision_and_contact_are_audited_as_set_from_nothing(sessions):
+    events = sync(sessions, sample(auto_isolation=True, trial={"decision": "continue"}))
+    assert {e.action: (e.actor, e.target, e.detail) for e in events} == {
+        "company.auto_isolation_changed": (
+            "config-sync",
+            "company:sakura-seisakusho",
+            {"from": None, "to": True, "source": SOURCE},
+        ),
+        "company.contact_changed": (
+            "config-sync",
+            "company:sakura-seisakusho",
+            {
+                "changed": ["email", "name", "language"],
+                "language": {"from": None, "to": "ja"},
+                "source": SOURCE,
+            },
+        ),
+        "trial.decision_changed": (
+            "config-sync",
+            "company:sakura-seisakusho",
+            {"from": None, "to": "continue", "source": SOURCE},
+        ),
+    }
+    written = str([e.detail for e in events])
+    for personal in ("sakura.example.jp", "山田"):
+        assert personal not in written
+    with sessions() as session:
+        company = session.scalars(select(Company)).one()
+        assert all(e.tenant_id == company.tenant.id for e in events)  # type: ignore[union-attr]

@@ -119,14 +119,18 @@ def test_a_company_switched_to_continue_is_sent_nothing_and_the_cancellation_is_
             select(AuditEvent).where(AuditEvent.action == "offboarding.cancelled")
         ).all()
         decided = session.scalars(
-            select(AuditEvent).where(AuditEvent.action == "trial.decision_changed")
+            select(AuditEvent).where(
+                AuditEvent.action == "trial.decision_changed",
+                AuditEvent.target == "company:midori-shoji",
+            )
         ).all()
     assert len(cancelled) == tasks
     assert {e.actor for e in cancelled} == {"trial-lifecycle"}
     assert {e.detail["source"] for e in cancelled} == {str(config)}
     assert all("decided to continue" in e.detail["reason"] for e in cancelled)
     assert [(e.actor, e.detail) for e in decided] == [
-        ("config-sync", {"from": "undecided", "to": "continue", "source": str(config)})
+        ("config-sync", {"from": None, "to": "undecided", "source": str(config)}),
+        ("config-sync", {"from": "undecided", "to": "continue", "source": str(config)}),
     ]
 
 

@@ -26,6 +26,7 @@ from edrtrial.playbooks import (
     AlertFacts,
     Decision,
     Playbook,
+    checks,
     default_playbook_paths,
     load_playbooks,
 )
@@ -230,6 +231,8 @@ def test_facts_from_record_carry_devices_incident_and_techniques() -> None:
     )
 
 
+# Any other file's sha256 (of the text "test"): not the EICAR file.
+TROJAN_SHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 P1_ALL: Outcome = ("P1", True, True, True, None, False, ())
 
 
@@ -263,10 +266,21 @@ def synthetic_cases() -> list[Any]:
                 title="Suspicious Powershell commandline",
                 severity="informational",
                 detection_source="microsoftDefenderForEndpoint",
-                command_lines=("rundll32.exe x.dll", DOCUMENTED_COMMAND),
+                command_lines=(DOCUMENTED_COMMAND,),
             ),
             test,
             ("onboarding-detection-test",),
+        ),
+        case(
+            "test-command-beside-another-process-is-not-the-test",
+            dict(
+                title="[Test Alert] Suspicious Powershell commandline",
+                severity="informational",
+                detection_source="microsoftDefenderForEndpoint",
+                command_lines=(DOCUMENTED_COMMAND, "powershell.exe -enc SQBFAFgAIAAoAGkAdwByACkA"),
+            ),
+            p4,
+            ("informational",),
         ),
         case(
             "test-title-without-the-command-is-report-only",
@@ -328,6 +342,18 @@ def synthetic_cases() -> list[Any]:
             ),
             ("P3", *test_file[1:]),
             ("security-test-file",),
+        ),
+        case(
+            "eicar-beside-a-trojan-is-not-a-test",
+            dict(
+                title="'EICAR_Test_File' malware was detected",
+                severity="Low",
+                category="Malware",
+                detection_source="antivirus",
+                file_hashes=(EICAR_SHA256, TROJAN_SHA256),
+            ),
+            p3,
+            ("low-severity",),
         ),
         case(
             "eicar-title-without-the-file-is-not-a-test",
@@ -631,6 +657,126 @@ def test_suppressed_alerts_never_ticket_or_notify(
 def test_the_shipped_table_suppresses_nothing_on_free_text_alone() -> None:
     for path in default_playbook_paths():
         assert warnings(load_playbooks([path])) == [], path
+
+
+def test_the_shipped_detection_test_regex_counts_as_anchored(playbook: Playbook) -> None:
+    [rule] = [r for r in playbook.rules if r.name == "onboarding-detection-test"]
+    assert checks.evidence_anchored(rule)
+
+
+# A rule aimed at one company: the company only narrows whose alerts the attacker's word hides.
+COMPANY_PINNED = """
+[[rules]]
+name = "sakura-eicar-drill"
+description = "Sakura runs EICAR drills."
+company = "sakura"
+title = "eicar"
+suppress = "known-drill"
+"""
+# No suppression, but no ticket either: nothing reaches the desk.
+SILENCED = """
+[[rules]]
+name = "quiet-eicar"
+description = "EICAR drills need nobody."
+title = "eicar"
+ticket = false
+notify_desk = false
+notify_company = false
+stop = true
+"""
+# The same through the engine's defaults: `stop` leaves ticket to [defaults] (false).
+STOPPED = """
+[[rules]]
+name = "quiet-eicar"
+title = "eicar"
+priority = "P4"
+stop = true
+"""
+# As the first writer of `ticket`, later rules' notify_desk cannot bring the alert back.
+FIRST_WRITER = """
+[[rules]]
+name = "quiet-eicar"
+title = "eicar"
+ticket = false
+"""
+HIGH_EICAR_CREDENTIAL_THEFT = AlertFacts(
+    title="eicar: credential theft from LSASS",
+    severity="high",
+    category="CredentialAccess",
+    mitre_techniques=("T1003.001",),
+    company_key="sakura",
+    business_hours=False,
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [COMPANY_PINNED, SILENCED, STOPPED, FIRST_WRITER],
+    ids=["company-pinned", "no-ticket-no-notice", "stop-with-default-no-ticket", "first-writer"],
+)
+def test_a_rule_that_hides_a_high_alert_on_its_title_is_warned_about(
+    tmp_path: Path, text: str
+) -> None:
+    custom = tmp_path / "site.toml"
+    custom.write_text(text, encoding="utf-8")
+    decision = load_playbooks([custom, *default_playbook_paths()]).evaluate(
+        HIGH_EICAR_CREDENTIAL_THEFT
+    )
+    assert decision.suppressed_reason is not None or not decision.ticket  # off the desk…
+    [warning] = warnings(load_playbooks([custom]))  # …so check says so
+    assert warning.rule in ("sakura-eicar-drill", "quiet-eicar")
+    assert "title" in warning.message and "alone" in warning.message
+
+
+@pytest.mark.parametrize(
+    "guard",
+    [
+        'severity = ["low", "informational"]',
+        'file_hash = "44d88612fea8a8f36de82e1278abb02f"',
+        'every_file_hash = "44d88612fea8a8f36de82e1278abb02f"',
+        r"command_line_regex = '^eicar\.exe$'",
+        r"every_command_line_regex = '''(?x) \A eicar\.exe \Z'''",
+    ],
+)
+def test_a_rule_hiding_alerts_only_on_evidence_or_minor_severity_is_not_warned_about(
+    tmp_path: Path, guard: str
+) -> None:
+    for text in (COMPANY_PINNED, SILENCED):
+        custom = tmp_path / "site.toml"
+        custom.write_text(text + guard + "\n", encoding="utf-8")
+        assert warnings(load_playbooks([custom])) == [], (text, guard)
+
+
+@pytest.mark.parametrize(
+    "guard",
+    [
+        'tenant = "5f1b2c3d-0000-4a6b-8c7d-0e1f2a3b4c01"',
+        'device_tag = "eicar-lab"',
+        r"command_line_regex = 'eicar\.exe$'",  # anything may come before it
+        "command_line_regex = '^eicar|drill$'",  # each alternative is pinned at one end only
+        "command_line_regex = '(?m)^eicar$'",  # one line of the command line, not all of it
+        'severity = ["low", "medium"]',
+    ],
+)
+def test_a_rule_hiding_alerts_behind_scope_or_a_loose_regex_is_warned_about(
+    tmp_path: Path, guard: str
+) -> None:
+    for text in (COMPANY_PINNED, SILENCED):
+        custom = tmp_path / "site.toml"
+        custom.write_text(text + guard + "\n", encoding="utf-8")
+        assert len(warnings(load_playbooks([custom]))) == 1, (text, guard)
+
+
+def test_a_rule_that_keeps_the_ticket_or_leaves_it_to_later_rules_is_not_warned_about(
+    tmp_path: Path,
+) -> None:
+    custom = tmp_path / "site.toml"
+    custom.write_text(
+        '[[rules]]\nname = "a"\ntitle = "eicar"\nticket = true\nnotify_desk = false\n'
+        '[[rules]]\nname = "b"\ntitle = "drill"\npriority = "P3"\n',
+        encoding="utf-8",
+    )
+    assert warnings(load_playbooks([custom])) == []
 
 
 _WORDS = st.sampled_from(

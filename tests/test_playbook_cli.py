@@ -131,7 +131,9 @@ def test_check_warns_about_a_suppression_on_free_text_alone(config: Path, tmp_pa
     assert f"{local}: 1 rules" in result.output
     assert (
         "warning: local.toml:3: rule 'quiet-eicar': suppresses medium and high alerts on "
-        "category, title alone; pin it to a file_hash, company, tenant or device_tag, or add "
+        "category, title alone; pin it to evidence an attacker cannot write (file_hash, "
+        "every_file_hash, or a command_line_regex / every_command_line_regex anchored with ^ "
+        "and $; company, tenant and device_tag only narrow whose alerts it sees), or add "
         'severity = ["low", "informational"]'
     ) in " ".join(result.output.split())
     assert "1 warning(s): 1 rules in 1 file(s)" in result.output
@@ -142,8 +144,7 @@ def test_check_warns_about_a_suppression_on_free_text_alone(config: Path, tmp_pa
     [
         'severity = ["informational", "low"]',
         'file_hash = "44d88612fea8a8f36de82e1278abb02f"',
-        'company = "sakura-seisakusho"',
-        'device_tag = "eicar-lab"',
+        "every_command_line_regex = '^eicar-drill\\.exe$'",
     ],
 )
 def test_check_accepts_a_suppression_pinned_or_kept_to_minor_alerts(
@@ -156,6 +157,39 @@ def test_check_accepts_a_suppression_pinned_or_kept_to_minor_alerts(
 
     assert result.exit_code == 0, result.output
     assert "warning" not in result.output
+
+
+@pytest.mark.parametrize("scope", ['company = "sakura-seisakusho"', 'device_tag = "eicar-lab"'])
+def test_check_warns_about_a_suppression_only_narrowed_to_a_company_or_tag(
+    config: Path, tmp_path: Path, scope: str
+) -> None:
+    local = tmp_path / "local.toml"
+    local.write_text(QUIET_EICAR + scope + "\n", encoding="utf-8")
+
+    result = invoke(config, "playbooks", "check", str(local))
+
+    assert result.exit_code == 1, result.output
+    assert "rule 'quiet-eicar': suppresses medium and high alerts on category, " in " ".join(
+        result.output.split()
+    )
+
+
+def test_check_warns_about_a_rule_that_opens_no_ticket_on_free_text(
+    config: Path, tmp_path: Path
+) -> None:
+    local = tmp_path / "local.toml"
+    local.write_text(
+        '[[rules]]\nname = "drills"\ntitle = "eicar"\nticket = false\nstop = true\n',
+        encoding="utf-8",
+    )
+
+    result = invoke(config, "playbooks", "check", str(local))
+
+    assert result.exit_code == 1, result.output
+    assert (
+        "rule 'drills': takes medium and high alerts off the desk (no ticket, so no notice) "
+        "on title alone"
+    ) in " ".join(result.output.split())
 
 
 def test_check_warns_about_a_suppression_that_names_medium(config: Path, tmp_path: Path) -> None:

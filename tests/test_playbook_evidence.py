@@ -129,6 +129,18 @@ CONDITIONS = [
         "\\s+ -enc \\s/",
     ),
     (
+        f'every_file_hash = ["{SHA256}", "{SHA1}"]',
+        {"file_hashes": (SHA1.upper(), SHA256)},
+        {"file_hashes": (SHA256, MD5)},  # one file that is not listed
+        "every file hash (2) is listed",
+    ),
+    (
+        "every_command_line_regex = '^whoami$'",
+        {"command_lines": ("WHOAMI", "whoami")},
+        {"command_lines": ("whoami", "net user /domain")},  # one process that does not match
+        "every command line (2) matches /^whoami$/",
+    ),
+    (
         'device_tag = ["VIP", "server"]',
         {"device_tags": ("kiosk", "vip")},
         {"device_tags": ("vip-2",)},
@@ -355,6 +367,16 @@ ERRORS = [
         "cidr-host-bits",
         'ip = "10.1.2.3/8"',
         ["ip", "has host bits set", "did you mean '10.0.0.0/8'?"],
+    ),
+    (
+        "every-hash-bad-length",
+        f'every_file_hash = "{SHA1[:39]}"',
+        ["every_file_hash", "has 39 hex digits"],
+    ),
+    (
+        "bad-every-command-line-regex",
+        "every_command_line_regex = 'a(b'",
+        ["every_command_line_regex", "'a(b' does not compile"],
     ),
     ("bad-user-regex", "user_regex = '(svc'", ["user_regex", "'(svc' does not compile"]),
     ("bad-url-regex", "url_regex = '[a-'", ["url_regex", "'[a-' does not compile"]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from signatures import DOCUMENTED_COMMAND
@@ -11,13 +12,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.config import DeskConfig
+from edrtrial.connectors.base import AlertRecord, AlertUpdate, Capability, DeviceRef, Evidence
 from edrtrial.db import transaction
 from edrtrial.desk.policy import DeskPolicy
 from edrtrial.desk.triage import triage_pending
-from edrtrial.models import Alert, AuditEvent, Device, OutboxMessage, Ticket
+from edrtrial.devices import writeback
+from edrtrial.ingest import records
+from edrtrial.models import Alert, AuditEvent, Device, OutboxMessage, Ticket, TicketNote
 from edrtrial.playbooks.engine import default_playbook_paths, load_playbooks
+from edrtrial.timeutil import Stamp
 
 from conftest import add_tenant
+from fakes import FakeConnector
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
 DESK = DeskConfig(name="デスク", email="desk@example.jp", phone="03-0000-0000")
@@ -233,3 +239,119 @@ def test_an_alert_raised_after_triage_is_triaged_again(sessions, tenant_id):
         resolved = dataclasses.replace(record("high", 60), status="resolved")
         assert records.upsert_alerts(session, tenant_id, "defender", [resolved]).updated == 1
     assert triage(sessions, tenant_id).triaged == 0
+
+
+# --- an alert suppressed as the detection test that Defender turns into an attack -------------
+
+
+class _Recording(FakeConnector):
+    capabilities = frozenset({*FakeConnector.capabilities, Capability.WRITE_BACK})
+
+    def __init__(self) -> None:
+        super().__init__(tenant_id="t-acme")
+        self.sent: list[tuple[str, AlertUpdate]] = []
+
+    def update_alert(self, source_id: str, update: AlertUpdate) -> None:
+        self.sent.append((source_id, update))
+
+
+def _test_alert(at: datetime, **changes: Any) -> AlertRecord:
+    base: dict[str, Any] = dict(
+        source_id="a1",
+        title="[Test Alert] Suspicious Powershell commandline",
+        severity="informational",
+        status="new",
+        category="Execution",
+        detection_source="microsoftDefenderForEndpoint",
+        last_update_at=Stamp.of(at),
+        created_at=T0,
+        devices=(DeviceRef("dev1", "pc-1.acme.example.jp"),),
+        evidence=Evidence(command_lines=(DOCUMENTED_COMMAND,)),
+    )
+    return AlertRecord(**(base | changes))
+
+
+def _store_and_triage(sessions, tenant_id: int, record: AlertRecord, at: datetime):
+    with transaction(sessions) as session:
+        records.upsert_alerts(session, tenant_id, "defender", [record])
+        return triage_pending(session, tenant_id, "acme", PLAYBOOK, POLICY, at)
+
+
+def _now_credential_theft(at: datetime) -> AlertRecord:
+    """Defender's update: High credential theft, with the test command and a dump of LSASS."""
+    return _test_alert(
+        at,
+        severity="high",
+        category="CredentialAccess",
+        mitre_techniques=("T1003.001",),
+        evidence=Evidence(command_lines=(DOCUMENTED_COMMAND, "rundll32 comsvcs.dll MiniDump")),
+    )
+
+
+def test_a_suppressed_test_alert_that_becomes_an_attack_is_not_written_back_as_a_test(
+    sessions, tenant_id
+):
+    assert _store_and_triage(sessions, tenant_id, _test_alert(T0), T0).suppressed == 1
+    later = T0 + timedelta(minutes=5)  # before the desk job wrote the verdict back
+
+    again = _store_and_triage(sessions, tenant_id, _now_credential_theft(later), later)
+
+    assert again.tickets_opened == 1
+    connector = _Recording()
+    writeback.write_back_pending(sessions, tenant_id, connector)
+    assert connector.sent == []  # Defender is not told it was a security test
+    with sessions() as session:
+        alert = session.scalars(select(Alert)).one()
+        device = session.scalars(select(Device)).one()
+        assert (alert.classification, alert.determination, alert.write_back) == ("", "", "")
+        assert alert.suppressed_reason is None
+        assert device.detection_test_at is None  # the onboarding check no longer counts it
+        [event] = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "alert.suppression_lifted")
+        ).all()
+        assert (event.actor, event.target) == ("playbook", f"alert:{alert.id}")
+        assert event.detail["rule"] == "onboarding-detection-test"
+        assert event.detail["write_back"] == "pending"
+        assert event.detail["devices_no_longer_tested"] == ["pc-1.acme.example.jp"]
+    assert ("desk-update", "desk@example.jp") not in notices(sessions)
+
+
+def test_a_device_marked_tested_by_another_alert_keeps_its_mark(sessions, tenant_id):
+    earlier = _test_alert(T0 - timedelta(days=1), source_id="a0", created_at=T0 - timedelta(days=1))
+    _store_and_triage(sessions, tenant_id, earlier, T0 - timedelta(days=1))
+    _store_and_triage(sessions, tenant_id, _test_alert(T0), T0)
+    later = T0 + timedelta(minutes=5)
+
+    _store_and_triage(sessions, tenant_id, _now_credential_theft(later), later)
+
+    with sessions() as session:
+        device = session.scalars(select(Device)).one()
+        assert device.detection_test_at == T0 - timedelta(days=1)
+
+
+def test_a_test_verdict_already_in_defender_is_flagged_on_the_new_ticket_and_to_the_desk(
+    sessions, tenant_id
+):
+    _store_and_triage(sessions, tenant_id, _test_alert(T0), T0)
+    writeback.write_back_pending(sessions, tenant_id, _Recording())  # resolved as a test
+    later = T0 + timedelta(minutes=5)
+
+    _store_and_triage(sessions, tenant_id, _now_credential_theft(later), later)
+
+    with sessions() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        [note] = session.scalars(select(TicketNote)).all()
+        assert note.ticket_id == ticket.id
+        assert "resolved in Defender as a test" in note.text
+        assert "'onboarding-detection-test'" in note.text and "reopen it there" in note.text
+        [update] = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.kind == "desk-update")
+        ).all()
+        assert "onboarding-detection-test" in update.body_text
+        assert "Defender でこのアラートを再オープンしてください" in update.body_text
+        alert = session.scalars(select(Alert)).one()
+        assert alert.write_back == "done"  # what Defender holds; nothing more is sent
+        [event] = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "alert.suppression_lifted")
+        ).all()
+        assert event.detail["write_back"] == "done"

@@ -12,6 +12,7 @@ from pytest_httpx import HTTPXMock
 from signatures import DOCUMENTED_COMMAND
 from sqlalchemy import select
 
+from edrtrial import audit
 from edrtrial.config import DeskConfig
 from edrtrial.connectors.base import AlertUpdate, Capability
 from edrtrial.db import transaction
@@ -249,3 +250,85 @@ def test_a_deferred_write_back_writes_nothing_and_audits_nothing(sessions):
 
     assert result.deferred == 1
     assert _events(sessions, "alert.written_back", "alert.write_back_failed") == []
+
+
+def _test_alert_triaged(sessions, tenant_id: int) -> int:
+    alert_id = _alert(
+        sessions,
+        tenant_id,
+        TEST_ALERT,
+        title="[Test Alert] Suspicious Powershell commandline",
+        severity="informational",
+        evidence={"command_lines": [DOCUMENTED_COMMAND]},
+    )
+    _triage(sessions, tenant_id)
+    return alert_id
+
+
+@pytest.mark.parametrize(
+    ("status", "answer"),
+    [
+        (400, {"error": {"code": "BadRequest", "message": "comment too long"}}),
+        (503, {"error": {"code": "ServiceUnavailable", "message": "try later"}}),
+    ],
+    ids=["comment-refused", "comment-unanswered"],
+)
+def test_a_verdict_accepted_before_its_comment_failed_is_audited_as_written_and_sent_once(
+    sessions,
+    httpx_mock: HTTPXMock,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    status: int,
+    answer: dict[str, Any],
+) -> None:
+    tenant_id = add_tenant(sessions, "acme")
+    alert_id = _test_alert_triaged(sessions, tenant_id)
+    fake_sign_in(httpx_mock)
+    url = f"{ALERTS_URL}/{TEST_ALERT}"
+    httpx_mock.add_response(
+        url=url, method="PATCH", json=payload("graph__update_alert_v2_response.json")
+    )
+    httpx_mock.add_response(url=f"{url}/comments", method="POST", status_code=status, json=answer)
+    connector = make_connector(monkeypatch, tmp_path, write_back=True)
+
+    first = writeback.write_back_pending(sessions, tenant_id, connector)
+    again = writeback.write_back_pending(sessions, tenant_id, connector)
+    connector.close()
+
+    # Defender resolved the alert as a security test: that is what the log says, once.
+    assert (first.written, first.failed, first.deferred) == (1, 0, 0)
+    assert again == writeback.WriteBackResult()
+    assert len(httpx_mock.get_requests(url=url, method="PATCH")) == 1
+    assert len(httpx_mock.get_requests(url=f"{url}/comments", method="POST")) == 1
+    [event] = _events(sessions, "alert.written_back", "alert.write_back_failed")
+    assert (event.action, event.target) == ("alert.written_back", f"alert:{alert_id}")
+    assert "error" not in event.detail
+    assert str(status) in event.detail["comment_error"]
+    with sessions() as session:
+        alert = session.get_one(Alert, alert_id)
+        assert (alert.write_back, alert.write_back_error) == (WriteBackState.DONE, "")
+
+
+def test_the_desks_verdict_written_back_keeps_whom_the_operator_acted_for(sessions):
+    tenant_id = add_tenant(sessions, "acme")
+    _alert(sessions, tenant_id, "a1", title="Suspicious PowerShell command line", severity="medium")
+    _triage(sessions, tenant_id)
+    with transaction(sessions) as session, audit.acting_for("鈴木"):
+        ticket = session.scalars(select(Ticket)).one()
+        operator.resolve(
+            session,
+            ticket.id,
+            SUMMARY,
+            "cli:sato",
+            NOW,
+            POLICY,
+            classification="falsepositive",
+            determination="clean",
+            write_back=True,
+            report=False,
+        )
+
+    writeback.write_back_pending(sessions, tenant_id, Refusing({}))
+
+    [event] = _events(sessions, "alert.written_back")
+    assert (event.actor, event.on_behalf_of) == ("cli:sato", "鈴木")

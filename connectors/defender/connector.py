@@ -54,7 +54,9 @@ from edrtrial.connectors.support import (
 )
 from edrtrial.errors import (
     ApiRefused,
+    CommentNotAdded,
     ConfigError,
+    ConnectorError,
     OutcomeUnknown,
     PermanentError,
     ResourceNotFound,
@@ -228,7 +230,11 @@ class DefenderForBusinessConnector:
         return Batch(devices, rejected)
 
     def update_alert(self, source_id: str, update: AlertUpdate) -> None:
-        """PATCH the verdict in Graph (camelCase values), then add the desk's comment if any."""
+        """PATCH the verdict in Graph (camelCase values), then add the desk's comment if any.
+
+        Once the PATCH is accepted the alert is settled in the customer's Defender: a comment
+        that fails after it is `CommentNotAdded`, never a failure of the whole write.
+        """
         if not self.settings.write_back:
             raise PermanentError(
                 f"tenant {self._tenant}: write-back is off; set write_back = true in the "
@@ -241,10 +247,16 @@ class DefenderForBusinessConnector:
             body["determination"] = _GRAPH_VALUES.get(update.determination, update.determination)
         path = f"{ALERTS_PATH}/{quote(source_id, safe='')}"
         self._client.patch_json(Api.GRAPH, path, body)
+        log.info("tenant %s: wrote %s back to alert %s", self._tenant, body, source_id)
         if update.comment.strip():
             comment = {"@odata.type": ALERT_COMMENT_TYPE, "comment": update.comment}
-            self._client.post_json(Api.GRAPH, f"{path}/comments", comment)
-        log.info("tenant %s: wrote %s back to alert %s", self._tenant, body, source_id)
+            try:
+                self._client.post_json(Api.GRAPH, f"{path}/comments", comment)
+            except ConnectorError as err:  # the verdict stands: never send it (or this) again
+                raise CommentNotAdded(
+                    f"tenant {self._tenant}: alert {source_id} was updated, but its comment "
+                    f"was not added: {err}"
+                ) from err
 
     def start_action(self, device_source_id: str, kind: ActionKind, comment: str) -> ActionResult:
         """Reuse a pending action of this kind on the device, else ask MDE for a new one."""

@@ -2,6 +2,12 @@
 
 Each batch is one transaction: an alert is marked triaged in the same commit as the ticket
 and notices it caused, so a crash re-triages the batch instead of losing or doubling work.
+
+An alert the EDR changes is triaged again. When one that a playbook had suppressed (the
+detection test, say) is no longer suppressed, what the suppression set is undone with it:
+the verdict still waiting to be written back, and the device's "tested" mark when this alert
+set it, so Defender is never told a real attack was a security test. If the verdict already
+reached Defender, the alert's ticket carries a note and the desk a notice to reopen it there.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from edrtrial import audit
 from edrtrial.connectors.base import ActionKind
-from edrtrial.desk.announce import queue_notices
+from edrtrial.desk.announce import queue_notices, queue_update
 from edrtrial.desk.calendar import DEFAULT as DEFAULT_CALENDAR
 from edrtrial.desk.calendar import BusinessCalendar
 from edrtrial.desk.intake import TicketBook
@@ -23,9 +29,11 @@ from edrtrial.desk.policy import DeskPolicy
 from edrtrial.devices import actions
 from edrtrial.errors import ActionRefused
 from edrtrial.ingest import records
-from edrtrial.models import Alert, Company, Device, Tenant, Ticket
+from edrtrial.models import Alert, AuditEvent, Company, Device, Tenant, Ticket, TicketNote
 from edrtrial.playbooks.engine import AlertFacts, Decision, Playbook
+from edrtrial.playbooks.explain import verdict
 from edrtrial.states import WriteBackState
+from edrtrial.timeutil import as_utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +145,116 @@ def _audit_suppression(session: Session, alert: Alert, decision: Decision, now: 
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Lifted:
+    """A suppression a re-triage undid, whose verdict had already reached the EDR."""
+
+    alert: Alert
+    rule: str
+    verdict: str  # as Defender spells it, e.g. informationalExpectedActivity / securityTesting
+
+
+def _suppressing_rule(session: Session, alert: Alert) -> str:
+    """The rule that last suppressed this alert, as its audit event names it."""
+    event = session.scalar(
+        select(AuditEvent)
+        .where(AuditEvent.action == "alert.suppressed", AuditEvent.target == f"alert:{alert.id}")
+        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+        .limit(1)
+    )
+    rule = event.detail.get("rule") if event is not None else None
+    return str(rule) if rule else "unknown"
+
+
+def _tested_by(session: Session, alert: Alert) -> list[Device]:
+    """The alert's devices whose detection-test mark this alert set (its own timestamp)."""
+    if not alert.device_source_ids:
+        return []
+    stamp = as_utc(alert.created_at or alert.ingested_at)
+    devices = session.scalars(
+        select(Device).where(
+            Device.tenant_id == alert.tenant_id,
+            Device.source_id.in_(sorted(set(alert.device_source_ids))),
+            Device.detection_test_at.is_not(None),
+        )
+    )
+    return [d for d in devices if d.detection_test_at and as_utc(d.detection_test_at) == stamp]
+
+
+def _lift_suppression(
+    session: Session, alert: Alert, decision: Decision, now: datetime
+) -> _Lifted | None:
+    """Undo what a suppression set on an alert a re-triage no longer suppresses; audited.
+
+    The verdict was the playbook's (a suppressed alert has no ticket, so no operator gave
+    one): it is cleared, and a write-back not yet sent is called off. One already sent is
+    returned, for the ticket and the desk to hear that Defender must be corrected by hand.
+    """
+    rule = _suppressing_rule(session, alert)
+    written = alert.write_back == WriteBackState.DONE
+    shown = (
+        verdict(alert.classification, alert.determination or None) if alert.classification else ""
+    )
+    detail: dict[str, object] = {
+        "rule": rule,
+        "reason": alert.suppressed_reason,
+        "now_matched": list(decision.matched),
+        "severity": alert.severity,
+        "source_id": alert.source_id,
+        "classification": alert.classification,
+        "determination": alert.determination,
+        "write_back": alert.write_back,
+    }
+    if not written:
+        alert.write_back, alert.write_back_error = WriteBackState.NONE, ""
+    alert.classification = alert.determination = ""
+    untested = _tested_by(session, alert)
+    for device in untested:
+        device.detection_test_at = None
+    detail["devices_no_longer_tested"] = [d.name or d.source_id for d in untested]
+    audit.record(
+        session,
+        at=now,
+        actor="playbook",
+        action="alert.suppression_lifted",
+        tenant_id=alert.tenant_id,
+        target=f"alert:{alert.id}",
+        detail=detail,
+    )
+    return _Lifted(alert, rule, shown) if written else None
+
+
+def _reopen_in_edr(
+    session: Session, ticket: Ticket, lifted: _Lifted, policy: DeskPolicy, now: datetime
+) -> None:
+    """The ticket's note and the desk's notice that Defender still holds the test verdict."""
+    alert = lifted.alert
+    session.add(
+        TicketNote(
+            ticket_id=ticket.id,
+            at=now,
+            author="playbook",
+            text=(
+                f"Alert {alert.source_id} was resolved in Defender as a test "
+                f"({lifted.verdict}) by rule {lifted.rule!r}; Defender has since changed it "
+                "and it is no longer a test: reopen it there."
+            ),
+        )
+    )
+    queue_update(
+        session,
+        ticket,
+        policy,
+        event="resolved_as_test",
+        detail=(
+            f"アラート {alert.source_id} は、ルール '{lifted.rule}' によりテスト"
+            f"（{lifted.verdict}）として Defender で解決済みです。その後 Defender で更新され、"
+            "テストではなくなりました。Defender でこのアラートを再オープンしてください。"
+        ),
+        key=f"notice:desk:ticket:{ticket.id}:resolved-as-test:alert:{alert.id}",
+    )
+
+
 @dataclass(slots=True)
 class _Pending:
     """What a batch asks of one ticket once all its alerts are placed."""
@@ -146,6 +264,7 @@ class _Pending:
     to_company: bool = False
     isolate: str | None = None
     devices: dict[str, str] | None = None  # source id -> name, of alerts asking to isolate
+    lifted: list[_Lifted] | None = None  # its alerts Defender still holds as a test
 
 
 def _apply(
@@ -156,6 +275,11 @@ def _apply(
     now: datetime,
     pending: dict[str, _Pending],
 ) -> tuple[int, int, int]:
+    lifted = (
+        _lift_suppression(session, alert, decision, now)
+        if alert.suppressed_reason and not decision.suppressed_reason
+        else None
+    )
     alert.priority = decision.priority
     alert.matched_rules = list(decision.matched)
     alert.suppressed_reason = decision.suppressed_reason
@@ -181,6 +305,8 @@ def _apply(
     entry = pending.setdefault(ticket.correlation_key, _Pending(ticket))
     entry.to_desk = entry.to_desk or decision.notify_desk or placed.reopened
     entry.to_company = entry.to_company or decision.notify_company
+    if lifted is not None:
+        entry.lifted = [*(entry.lifted or []), lifted]
     if decision.isolate:
         entry.isolate = "request" if "request" in (entry.isolate, decision.isolate) else "propose"
         entry.devices = entry.devices or {}
@@ -262,5 +388,7 @@ def triage_pending(
         queued += queue_notices(
             session, entry.ticket, policy, to_desk=entry.to_desk, to_company=entry.to_company
         )
+        for lifted in entry.lifted or []:
+            _reopen_in_edr(session, entry.ticket, lifted, policy, now)
     session.flush()
     return TriageResult(len(alerts), opened, suppressed, verified, queued)

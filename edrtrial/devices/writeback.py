@@ -3,7 +3,10 @@
 Alerts are marked `write_back = "pending"` when the desk resolves their ticket (or when a
 playbook classifies a suppressed alert, like the onboarding test). Only tenants whose
 connection has the write-back switch on are written to; for the others the mark becomes
-"off". A refusal is "failed", with the EDR's reason in `write_back_error`.
+"off". A refusal is "failed", with the EDR's reason in `write_back_error`. A verdict the EDR
+accepted is "done" even when the comment sent after it is not: the alert is resolved in the
+customer's Defender, so the audit says so (with the comment's error beside it), and neither
+is sent again.
 
 Each write, and each refusal, is audited with what was written to which alert of which
 tenant and on whose behalf: the operator who resolved the ticket, or the playbook rule that
@@ -23,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from edrtrial import audit
 from edrtrial.connectors.base import AlertUpdate, Capability, Connector
 from edrtrial.db import transaction
-from edrtrial.errors import ConnectorError, TransientError
+from edrtrial.errors import CommentNotAdded, ConnectorError, TransientError
 from edrtrial.models import Alert, AuditEvent, Tenant, Ticket
 from edrtrial.states import WriteBackState
 from edrtrial.timeutil import utcnow
@@ -65,6 +68,7 @@ class _Write:
     update: AlertUpdate
     actor: str
     detail: dict[str, Any]
+    on_behalf_of: str = ""  # whom the resolving operator acted for (`ticket --by`)
 
 
 def _earlier(session: Session, action: str, target: str) -> AuditEvent | None:
@@ -87,22 +91,35 @@ def _write_for(session: Session, alert: Alert, ticket: Ticket | None, tenant: st
         "determination": update.determination,
         "comment": update.comment,
     }
+    behalf = ""
     if ticket is not None:
         resolved = _earlier(session, "ticket.resolved", f"ticket:{ticket.id}")
         actor = resolved.actor if resolved is not None else "desk"
+        behalf = resolved.on_behalf_of if resolved is not None else ""
         detail["ticket"] = ticket.id
     else:
         suppressed = _earlier(session, "alert.suppressed", f"alert:{alert.id}")
         actor = "playbook"
         detail["suppressed"] = alert.suppressed_reason
         detail["rule"] = suppressed.detail.get("rule") if suppressed is not None else None
-    return _Write(alert.id, alert.source_id, update, actor, detail)
+    return _Write(alert.id, alert.source_id, update, actor, detail, behalf)
 
 
 def _settle(
-    sessions: sessionmaker[Session], tenant_id: int, write: _Write, error: str | None
+    sessions: sessionmaker[Session],
+    tenant_id: int,
+    write: _Write,
+    error: str | None,
+    comment_error: str | None = None,
 ) -> None:
-    """Record the outcome on the alert and in the audit log, in one transaction."""
+    """Record the outcome on the alert and in the audit log, in one transaction.
+
+    `error` is a refused verdict; `comment_error` is a comment that failed after the
+    verdict was accepted, which leaves the verdict written.
+    """
+    detail = write.detail if error is None else write.detail | {"error": error}
+    if comment_error is not None:
+        detail = detail | {"comment_error": comment_error}
     with transaction(sessions) as session:
         alert = session.get_one(Alert, write.alert_id)
         if error is None:
@@ -116,7 +133,8 @@ def _settle(
             action="alert.written_back" if error is None else "alert.write_back_failed",
             tenant_id=tenant_id,
             target=f"alert:{write.alert_id}",
-            detail=write.detail if error is None else write.detail | {"error": error},
+            detail=detail,
+            on_behalf_of=write.on_behalf_of,
         )
 
 
@@ -145,8 +163,13 @@ def write_back_pending(
     written = failed = 0
     for index, write in enumerate(work):
         error: str | None = None
+        comment_error: str | None = None
         try:
             connector.update_alert(write.source_id, write.update)
+        except CommentNotAdded as err:
+            log.warning("write-back without its comment (%s): %s", write.source_id, err)
+            comment_error = str(err)[:500]
+            written += 1
         except TransientError as err:
             log.warning("write-back deferred (%s): %s", write.source_id, err)
             return WriteBackResult(written, failed, deferred=len(work) - index)
@@ -155,5 +178,5 @@ def write_back_pending(
             failed += 1
         else:
             written += 1
-        _settle(sessions, tenant_id, write, error)
+        _settle(sessions, tenant_id, write, error, comment_error)
     return WriteBackResult(written, failed)

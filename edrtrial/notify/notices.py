@@ -316,6 +316,7 @@ DESK_EVENTS_JA = {
     "isolation_failed": "端末の隔離が完了しませんでした",
     "release_failed": "端末の隔離の解除が完了しませんでした",
     "closed": "解決済みのチケットがクローズされました",
+    "resolved_as_test": "Defender でテストとして解決済みのアラートが、テストではなくなりました",
 }
 _DESK_EVENT_SHORT_JA = {
     "reopened": "再オープン",
@@ -323,6 +324,7 @@ _DESK_EVENT_SHORT_JA = {
     "isolation_failed": "隔離失敗",
     "release_failed": "隔離解除失敗",
     "closed": "クローズ",
+    "resolved_as_test": "Defender で要再オープン",
 }
 
 

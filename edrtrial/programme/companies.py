@@ -3,6 +3,8 @@
 What a company decided (continue or offboard), whether it agreed to automatic isolation,
 and who its contact is decide what the service does to its devices and whom it mails; so
 each change the sync makes to them is audited, with the config file as its source. A
+company seen for the first time has them audited as changes from nothing (`from` is null):
+a consent or a decision it arrives with acts on its devices as much as a changed one. A
 contact's address and name are personal data: the audit says that they changed, not what
 they were.
 """
@@ -26,36 +28,46 @@ SYNC_ACTOR = "config-sync"
 """The audit actor of changes that arrive through the config file."""
 
 
-def _company_changes(company: Company, cfg: CompanyConfig) -> dict[str, dict[str, Any]]:
-    """The audited changes the config makes to a stored company: audit action → detail."""
+def _company_changes(company: Company | None, cfg: CompanyConfig) -> dict[str, dict[str, Any]]:
+    """The audited changes the config makes to a company (None: new): audit action → detail."""
     changes: dict[str, dict[str, Any]] = {}
-    if company.auto_isolation != cfg.auto_isolation:
-        changes["company.auto_isolation_changed"] = {
-            "from": company.auto_isolation,
-            "to": cfg.auto_isolation,
-        }
+    isolation = None if company is None else company.auto_isolation
+    if isolation != cfg.auto_isolation:
+        changes["company.auto_isolation_changed"] = {"from": isolation, "to": cfg.auto_isolation}
+    email, name, language = (
+        (None, None, None)
+        if company is None
+        else (company.contact_email, company.contact_name, company.language)
+    )
     contact = [
         field
         for field, before, after in (
-            ("email", company.contact_email, str(cfg.contact_email)),
-            ("name", company.contact_name, cfg.contact_name),
+            ("email", email, str(cfg.contact_email)),
+            ("name", name, cfg.contact_name),
         )
         if before != after
     ]
-    if contact or company.language != cfg.language:
+    if contact or language != cfg.language:
         detail: dict[str, Any] = {"changed": contact}
-        if company.language != cfg.language:
+        if language != cfg.language:
             detail["changed"].append("language")
-            detail["language"] = {"from": company.language, "to": cfg.language}
+            detail["language"] = {"from": language, "to": cfg.language}
         changes["company.contact_changed"] = detail
     return changes
 
 
-def _trial_changes(trial: Trial, cfg: CompanyConfig) -> dict[str, dict[str, Any]]:
-    """The audited changes the config makes to a stored trial: audit action → detail."""
+def _trial_changes(trial: Trial | None, cfg: CompanyConfig) -> dict[str, dict[str, Any]]:
+    """The audited changes the config makes to a trial (None: new): audit action → detail.
+
+    A new trial's dates are not a change; its decision is, since `continue` or `offboard`
+    decides what happens to the company's devices from the first day.
+    """
     changes: dict[str, dict[str, Any]] = {}
-    if trial.decision != cfg.trial.decision:
-        changes["trial.decision_changed"] = {"from": trial.decision, "to": cfg.trial.decision}
+    decision = None if trial is None else trial.decision
+    if decision != cfg.trial.decision:
+        changes["trial.decision_changed"] = {"from": decision, "to": cfg.trial.decision}
+    if trial is None:
+        return changes
     if (trial.starts_on, trial.ends_on) != (cfg.trial.start, cfg.trial.end):
         changes["trial.dates_changed"] = {
             "from": [trial.starts_on.isoformat(), trial.ends_on.isoformat()],
@@ -76,12 +88,10 @@ def sync_companies(
     result = []
     for cfg in companies:
         company = session.scalar(select(Company).where(Company.key == cfg.key))
-        changes: dict[str, dict[str, Any]] = {}
+        changes = _company_changes(company, cfg)
         if company is None:
             company = Company(key=cfg.key)
             session.add(company)
-        else:
-            changes |= _company_changes(company, cfg)
         company.name = cfg.name
         company.contact_name = cfg.contact_name
         company.contact_email = str(cfg.contact_email)
@@ -112,11 +122,10 @@ def sync_companies(
             session.add(tenant)
 
         trial = session.scalar(select(Trial).where(Trial.company_id == company.id))
+        changes |= _trial_changes(trial, cfg)
         if trial is None:
             trial = Trial(company_id=company.id, starts_on=cfg.trial.start, ends_on=cfg.trial.end)
             session.add(trial)
-        else:
-            changes |= _trial_changes(trial, cfg)
         trial.starts_on, trial.ends_on = cfg.trial.start, cfg.trial.end
         trial.decision = cfg.trial.decision
         session.flush()
