@@ -24,7 +24,7 @@ from rich.style import Style
 from rich.text import Text
 
 from edrtrial import logsetup
-from edrtrial.audit import SYSTEM_ACTORS
+from edrtrial.audit import ACTOR_WIDTH, BEHALF_WIDTH, SYSTEM_ACTORS
 from edrtrial.config import Config, load_config
 from edrtrial.desk import operator
 from edrtrial.errors import ActorError, EdrTrialError, TicketError
@@ -153,12 +153,34 @@ def login_name() -> str:
             return f"uid {os.getuid()}"
 
 
+def invoking_login(account: str) -> str:
+    """The person behind the account, when it is not the account itself; else "".
+
+    The store is owner-only, so operators run `sudo -u edrtrial edrtrial …`: sudo sets
+    `SUDO_USER` to the login that ran it. Without sudo (`su`, `runuser`), the terminal's
+    login (`os.getlogin`) names the person.
+    """
+    person = os.environ.get("SUDO_USER", "").strip()
+    if not person:
+        try:
+            person = os.getlogin()
+        except OSError:  # no controlling terminal: a service, a pipe, cron
+            person = ""
+    return "" if person in ("", account) else person
+
+
 def actor(ctx: click.Context) -> str:
-    """Who acts, for the audit log: `cli:<login name>`, whatever `--by` says.
+    """Who acts, for the audit log: `cli:<login name>`, whatever `--by` says, and the
+    person who ran it through sudo beside the account: `cli:sato (as edrtrial)`.
 
     `--by NAME` is who the operator acts for; `on_behalf_of` gives it to the audit log.
     """
-    return f"cli:{login_name()}"
+    account = login_name()
+    person = invoking_login(account)
+    if not person:
+        return f"cli:{one_line(account)}"[:ACTOR_WIDTH]
+    tail = f" (as {one_line(account)})"
+    return f"cli:{one_line(person)}"[: ACTOR_WIDTH - len(tail)] + tail
 
 
 def _folded(name: str) -> str:
@@ -183,6 +205,11 @@ def on_behalf_of(by: str | None) -> str:
     folded = _folded(name)
     if not folded:
         raise ActorError(f"--by {one_line(by)!r} names nobody")
+    if len(name) > BEHALF_WIDTH:
+        raise ActorError(
+            f"--by names someone in {len(name)} characters; at most {BEHALF_WIDTH} fit the "
+            "audit log"
+        )
     if folded in _SYSTEM:
         raise ActorError(
             f"--by {one_line(by)!r} is the service's own name in the audit log; "
