@@ -17,10 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from edrtrial.cli.main import main
-from edrtrial.db import make_engine, make_sessions
+from edrtrial.db import make_engine, make_sessions, transaction
+from edrtrial.errors import ConfigError
 from edrtrial.models import Alert, Company, Device, OutboxMessage, Tenant, Ticket
+from edrtrial.programme import tenants
 from edrtrial.sandbox import SandboxServer, SandboxWorld
 
+from conftest import add_tenant
 from sandbox_config import settings, write_config
 
 SAKURA, MIDORI = (f"5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c0{n}" for n in (1, 2))
@@ -180,3 +183,34 @@ def test_a_token_for_another_tenant_parks_the_company_and_nothing_of_that_tenant
     assert cli(config, "poll").exit_code == 0
     with stored(database_url) as session:
         assert alerts_of(session, "sakura-seisakusho") == sandbox_alerts(sandbox, SAKURA)
+
+
+def test_two_companies_binding_one_tenant_at_once_get_the_clear_refusal(sessions, monkeypatch):
+    """Both look for a holder before either has bound it (parallel polls); one wins."""
+    sakura = add_tenant(sessions, "sakura-seisakusho")
+    midori = add_tenant(sessions, "midori-shoji")
+    with transaction(sessions) as session:  # both configured by a domain, not yet resolved
+        session.get_one(Tenant, midori).external_id = "midori.example.jp"
+        session.get_one(Tenant, sakura).external_id = "sakura.example.jp"
+    looked = []
+    real_holder = tenants._holder
+
+    def raced(session: Session, tenant: Tenant, resolved: str) -> str | None:
+        looked.append(resolved)
+        if len(looked) == 1:  # sakura's look-up ran before midori's bind committed
+            with transaction(sessions) as other:
+                row = other.get_one(Tenant, midori)
+                tenants.bind_tenant(other, row, "midori.example.jp", SAKURA)
+            return None
+        return real_holder(session, tenant, resolved)
+
+    monkeypatch.setattr(tenants, "_holder", raced)
+    with pytest.raises(ConfigError) as refused:
+        with transaction(sessions) as session:
+            row = session.get_one(Tenant, sakura)
+            tenants.bind_tenant(session, row, "sakura.example.jp", SAKURA)
+
+    message = str(refused.value)
+    assert "'sakura-seisakusho'" in message and "'midori-shoji'" in message, message
+    with sessions() as session:
+        assert session.get_one(Tenant, midori).external_id == SAKURA
