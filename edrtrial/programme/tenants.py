@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from edrtrial.errors import ConfigError
-from edrtrial.models import Company, Tenant
+from edrtrial.models import Alert, Company, Device, Incident, PollCursor, Tenant
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,15 @@ def _held_by(company: str, configured: str, resolved: str, holder: str | None) -
     return ConfigError(
         f"company {company!r}: tenant_id {configured} is tenant {resolved}, which {held} "
         "holds; one tenant belongs to one company: correct the config"
+    )
+
+
+def holds_data(session: Session, tenant_id: int) -> bool:
+    """Whether the store holds anything read from this tenant: alerts, incidents, devices or
+    a poll cursor. A tenant that holds none may be corrected to another (a mistyped id)."""
+    return any(
+        session.scalar(select(model.id).where(model.tenant_id == tenant_id).limit(1)) is not None
+        for model in (Alert, Incident, Device, PollCursor)
     )
 
 
