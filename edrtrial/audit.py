@@ -14,7 +14,8 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import String
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from edrtrial.models import AuditEvent
 
@@ -43,6 +44,30 @@ SYSTEM_ACTORS = frozenset(
 # Who the person running this command acts for: set once at the command's edge (the CLI's
 # `--by`), read by every `record` in between, so no service signature has to carry it.
 _on_behalf_of: ContextVar[str] = ContextVar("edrtrial_on_behalf_of", default="")
+
+
+def width_of(column: InstrumentedAttribute[str]) -> int:
+    """The most characters a text column keeps: a longer value is refused where it is typed,
+    before PostgreSQL refuses the whole transaction."""
+    kind = column.property.columns[0].type
+    assert isinstance(kind, String) and kind.length is not None, column
+    return kind.length
+
+
+ACTOR_WIDTH = width_of(AuditEvent.actor)
+BEHALF_WIDTH = width_of(AuditEvent.on_behalf_of)
+
+
+def person_of(actor: str) -> str:
+    """Whom a person's step is for: the name they act for (`--by`), else their own login.
+
+    `cli:sato` and `cli:sato (as edrtrial)` (sato through sudo) are both sato; a desk that
+    acknowledges a ticket for tanaka gives it to tanaka, and the audit keeps both names.
+    """
+    if behalf := _on_behalf_of.get():
+        return behalf
+    login = actor.removeprefix("cli:")
+    return login.split(" (as ", 1)[0]
 
 
 @contextmanager

@@ -46,6 +46,11 @@ class ConnectorError(EdrTrialError):
     """Talking to an EDR tenant failed."""
 
 
+class UnexpectedTenantError(ConnectorError):
+    """Something no one foresaw broke one tenant's poll or inventory (a value the store
+    refuses, a bug): that tenant fails and is retried, the others go on."""
+
+
 class TransientError(ConnectorError):
     """Worth retrying later: throttling, 5xx, timeouts, connection errors."""
 

@@ -7,8 +7,9 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
-from edrtrial.untrusted import visible
+from edrtrial.untrusted import one_line, visible
 
 current_tenant: ContextVar[str] = ContextVar("current_tenant", default="-")
 
@@ -40,18 +41,37 @@ class _JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "tenant": getattr(record, "tenant", "-"),
-            "msg": visible(record.getMessage()),
+            "msg": one_line(record.getMessage()),
         }
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = visible(self.formatException(record.exc_info))
+        if record.stack_info:
+            entry["stack"] = visible(self.formatStack(record.stack_info))
         return json.dumps(entry, ensure_ascii=False)
 
 
+_TRACE_INDENT = "    "
+
+
 class _PlainFormatter(logging.Formatter):
-    """One line as a person reads it in a terminal: EDR text in a message stays text."""
+    """A record as a person reads it in a terminal: the message on one line (EDR text in it
+    stays text and cannot start a line, such as another tenant's), and a traceback below it
+    with its controls shown as marks and every line indented, so no line of it (an exception
+    message quoting EDR text) can pass for a log line either.
+    """
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
-        return visible(super().formatMessage(record))
+        return one_line(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
+        return _indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 (logging's name)
+        return _indented(super().formatStack(stack_info))
+
+
+def _indented(text: str) -> str:
+    return "\n".join(_TRACE_INDENT + line for line in visible(text).splitlines())
 
 
 def configure(level: str = "INFO", json_lines: bool = False) -> None:

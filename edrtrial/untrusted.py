@@ -4,9 +4,16 @@ Everything an EDR sends (alert titles, descriptions, device, user and file names
 lines, URLs) and everything an operator types reaches terminals, chat cards and mail. Each
 output has its own rule, and each rule lives here so that there is one place to read it:
 
-- a terminal: every control character is made visible (`visible`), so an escape sequence
-  cannot clear the screen, plant an OSC 8 hyperlink, move the cursor (`\\r`) or reverse what
-  the operator reads (a bidi override). Rich markup is switched off where the CLI prints.
+- a terminal: every control character is made visible, so an escape sequence cannot clear
+  the screen, plant an OSC 8 hyperlink, move the cursor (`\\r`) or reverse what the operator
+  reads (a bidi override), and an invisible character (a zero-width space, a tag character)
+  cannot make `pc-01` and `pc-01`+U+200B read as one name. Rich markup is switched off where
+  the CLI prints.
+- one line or many: a title, a name, a table cell, an error, a prompt or a log message is
+  one line (`one_line`: a line break is shown as `␊`), so EDR text cannot write a whole line
+  the reader takes for ours ("state: closed" under a ticket's heading, another tenant's log
+  line). Only a free-text body (a description, a note, a message) keeps its line breaks
+  (`visible`), and is printed under its label.
 - chat text that tools such as Slack parse (`<url|label>`, `<!channel>`): `&`, `<` and `>`
   written as entities (`chat_text`), as Slack's "escaping text" rule asks, and controls
   made visible as in a terminal.
@@ -24,7 +31,8 @@ import unicodedata
 # Bidirectional formatting characters: they reorder what follows on the screen, so
 # "invoice‮fdp.exe" reads as "invoiceexe.pdf".
 _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_KEPT = frozenset("\n\t")  # a line break and a tab are text, not control
+_KEPT = frozenset("\n\t")  # in a body, a line break and a tab are text, not control
+_TAGS = range(0xE0000, 0xE0080)  # tag characters: invisible, they can spell hidden text
 _CONTROL_PICTURES = 0x2400  # U+2400..U+241F picture U+0000..U+001F, U+2421 pictures DEL
 
 
@@ -34,25 +42,46 @@ def _shown(char: str) -> str:
         return chr(_CONTROL_PICTURES + code)  # "\x1b" -> "␛", "\r" -> "␍"
     if code == 0x7F:
         return "\u2421"  # ␡
+    if code > 0xFFFF:
+        return f"\\U{code:08x}"
     return f"\\u{code:04x}" if code > 0xFF else f"\\x{code:02x}"
 
 
+def _marked(char: str) -> bool:
+    """Whether a reader would not see the character as it is: a control or an invisible."""
+    return (
+        unicodedata.category(char) in ("Cc", "Cf")  # Cf: zero-width, BOM, soft hyphen, bidi
+        or char in _BIDI
+        or char in "\u2028\u2029"
+        or ord(char) in _TAGS
+    )
+
+
 def is_control(char: str) -> bool:
-    """Whether a terminal would act on the character rather than show it."""
-    if char in _KEPT:
-        return False
-    return unicodedata.category(char) == "Cc" or char in _BIDI or char in "\u2028\u2029"
+    """Whether a terminal would act on the character, or show nothing, in a body."""
+    return char not in _KEPT and _marked(char)
 
 
 def visible(text: str) -> str:
-    """The text with every control character shown as a visible mark, for a terminal.
+    """A free-text body (a description, a note, a message) for a reader: its line breaks
+    and tabs kept, every other control or invisible character shown as a mark.
 
     C0 controls (ESC, CR, BEL, ...) and DEL become their Unicode control pictures (␛, ␍, ␇,
-    ␡); C1 controls and bidi overrides become `\\x9b` / `\\u202e`. Line breaks and tabs stay.
+    ␡); C1 controls, bidi overrides and invisible format characters become `\\x9b`,
+    `\\u202e`, `\\u200b`, `\\U000e0041`.
     """
     if not any(is_control(c) for c in text):
         return text
     return "".join(_shown(c) if is_control(c) else c for c in text)
+
+
+def one_line(text: str) -> str:
+    """Text that must stay one line (a title, a name, a cell, an error, a prompt, a log
+    message): as `visible`, and a line break shown as `␊` too, so it cannot start a line.
+    """
+    if not any(_marked(c) for c in text):
+        return text
+    return "".join(_shown(c) if _marked(c) else c for c in text)
 
 
 def chat_text(text: str) -> str:

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
+from jinja2 import Environment, PackageLoader, StrictUndefined, pass_eval_context, select_autoescape
+from jinja2.nodes import EvalContext
+from markupsafe import Markup, escape
 
 from edrtrial.reports.detection import DetectionReport
-from edrtrial.untrusted import visible
+from edrtrial.untrusted import one_line, visible
 
 SUBJECT_PREFIX = "【EDR体験】"
 SUBJECT_PREFIX_EN = "[EDR trial]"
@@ -26,21 +27,32 @@ class RenderedMail:
 
 
 def _shown(value: Any) -> Any:
-    """Every value a template prints, with control characters made visible.
+    """Every value a template prints, on one line, with control characters made visible.
 
     Autoescaping keeps an alert's `<script>` as text; this keeps its bidi override (which
     makes "invoice\u202efdp.exe" read as "invoiceexe.pdf") and its escape sequences from
-    acting on whoever reads the mail or the report.
+    acting on whoever reads the mail or the report, and its line breaks from writing lines
+    of their own (a title that adds a "state: closed" line to a desk notice). A free-text
+    body keeps its line breaks only through the `body` filter.
     """
     if isinstance(value, Markup):
         return Markup(visible(str(value)))  # controls are not HTML syntax: still safe
-    return visible(value) if isinstance(value, str) else value
+    return one_line(value) if isinstance(value, str) else value
+
+
+@pass_eval_context
+def _body(context: EvalContext, value: Any, indent: int = 0) -> Markup:
+    """A free-text body (a summary field, a note, a message): its line breaks kept, each
+    line after the first indented by `indent` spaces, controls shown as marks."""
+    text = visible(str(value).replace("\r\n", "\n"))
+    lines = [str(escape(line)) if context.autoescape else line for line in text.split("\n")]
+    return Markup(("\n" + " " * indent).join(lines))
 
 
 @cache
 def environment() -> Environment:
     """The one template environment: HTML templates (*.html.j2) autoescaped, text ones not."""
-    return Environment(
+    env = Environment(
         loader=PackageLoader("edrtrial.reports", ""),
         autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
         undefined=StrictUndefined,  # a misspelt field fails the render instead of going blank
@@ -49,6 +61,8 @@ def environment() -> Environment:
         keep_trailing_newline=True,
         finalize=_shown,
     )
+    env.filters["body"] = _body
+    return env
 
 
 def render(template: str, **context: Any) -> str:

@@ -7,6 +7,8 @@ account; `--by` is kept beside it as `on_behalf_of`, and never as one of the ser
 
 from __future__ import annotations
 
+import ast
+import os
 import pwd
 import re
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
-from edrtrial.audit import SYSTEM_ACTORS
+from edrtrial.audit import ACTOR_WIDTH, BEHALF_WIDTH, SYSTEM_ACTORS
 from edrtrial.cli.main import main
 from edrtrial.db import make_engine, make_sessions
 from edrtrial.models import Alert, AuditEvent, Ticket
@@ -26,7 +28,7 @@ from sandbox_config import sandbox_config
 
 SAKURA = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c01"
 SOURCE = Path(__file__).parents[1]
-LOGIN = pwd.getpwuid(__import__("os").getuid()).pw_name
+LOGIN = pwd.getpwuid(os.getuid()).pw_name
 
 
 @pytest.fixture
@@ -36,6 +38,17 @@ def sandbox(tmp_path: Path, now) -> Iterator[SandboxServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_other_login(monkeypatch) -> None:
+    """The command runs as itself: not through sudo, and with no terminal login to name."""
+    monkeypatch.delenv("SUDO_USER", raising=False)
+
+    def no_terminal() -> str:
+        raise OSError("no controlling terminal")
+
+    monkeypatch.setattr(os, "getlogin", no_terminal)
 
 
 def cli(config: Path, *args: str, code: int = 0) -> Result:
@@ -163,3 +176,83 @@ def test_audit_events_written_before_the_upgrade_keep_their_actor(database_url):
     with eng.connect() as conn:
         assert conn.execute(text("SELECT actor FROM audit_event")).scalar_one() == "tanaka"
     eng.dispose()
+
+
+def test_every_step_of_a_by_command_is_audited_for_whom_it_acted(ticket, database_url):
+    """Acknowledging, isolating and messaging the company for tanaka all say so."""
+    config, tid = ticket
+    before = len(events(database_url, tid))
+    cli(config, "ticket", "--by", "tanaka", "ack", str(tid))
+    cli(config, "ticket", "--by", "tanaka", "isolate", str(tid), "--yes", "--wait", "3")
+    cli(config, "ticket", "--by", "tanaka", "notify", str(tid), "please call us")
+
+    steps = events(database_url, tid)[before:]
+    people = [step for step in steps if step[1] not in SYSTEM_ACTORS]
+    assert "ticket.company_notified" in [action for action, _, _ in people], steps
+    assert people and all(behalf == "tanaka" for _, _, behalf in people), steps
+
+
+def test_only_the_audit_module_builds_audit_events():
+    """Every event goes through `audit.record`, which adds whom a person acted for."""
+    builders = []
+    for path in (SOURCE / "edrtrial").rglob("*.py"):
+        if path.name == "audit.py" and path.parent.name == "edrtrial":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "AuditEvent":
+                builders.append(f"{path.relative_to(SOURCE)}:{node.lineno}")
+    assert not builders, builders
+
+
+def test_acknowledging_for_someone_gives_them_the_ticket(ticket, database_url):
+    config, tid = ticket
+    cli(config, "ticket", "--by", "tanaka", "ack", str(tid))
+
+    with make_sessions(make_engine(database_url))() as session:
+        assert session.get_one(Ticket, tid).assignee == "tanaka"
+    assert events(database_url, tid)[-1] == ("ticket.acknowledged", f"cli:{LOGIN}", "tanaka")
+
+
+@pytest.mark.parametrize("over", [1, 55])
+def test_a_name_too_long_for_the_audit_log_is_refused_on_one_line(ticket, database_url, over):
+    config, tid = ticket
+    name = "t" * (BEHALF_WIDTH + over)
+    before = events(database_url, tid)
+
+    by = cli(config, "ticket", "--by", name, "ack", str(tid), code=2).output
+    assigned = cli(config, "ticket", "assign", str(tid), name, code=2).output
+
+    for refused in (by, assigned):
+        assert len(refused.strip().splitlines()) == 1 and "at most" in refused, refused
+    assert events(database_url, tid) == before
+
+
+@pytest.mark.parametrize(
+    ("sudo_user", "expected"),
+    [
+        ("sato", f"cli:sato (as {LOGIN})"),
+        (LOGIN, f"cli:{LOGIN}"),  # sudo to oneself
+        ("s" * 300, "cli:" + "s" * (ACTOR_WIDTH - len(f"cli: (as {LOGIN})")) + f" (as {LOGIN})"),
+    ],
+)
+def test_a_step_run_through_sudo_names_the_person_and_the_account(
+    ticket, database_url, monkeypatch, sudo_user, expected
+):
+    """`sudo -u <service account> edrtrial …`: the audit keeps who ran sudo beside it."""
+    config, tid = ticket
+    monkeypatch.setenv("SUDO_USER", sudo_user)
+
+    cli(config, "ticket", "note", str(tid), "called the contact")
+
+    assert events(database_url, tid)[-1] == ("ticket.note", expected, "")
+
+
+def test_a_login_on_the_terminal_other_than_the_account_is_kept(ticket, database_url, monkeypatch):
+    """`su edrtrial` then a command: the terminal's login names the person."""
+    config, tid = ticket
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    monkeypatch.setattr(os, "getlogin", lambda: "suzuki")
+
+    cli(config, "ticket", "note", str(tid), "called the contact")
+
+    assert events(database_url, tid)[-1] == ("ticket.note", f"cli:suzuki (as {LOGIN})", "")

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from edrtrial.config import load_config
 from edrtrial.errors import ConfigError
@@ -120,16 +121,25 @@ def test_two_companies_on_one_tenant_are_refused(tmp_path):
         load_config(write(tmp_path, text))
 
 
-def test_a_company_whose_tenant_id_changes_is_refused_rather_than_mixed(tmp_path, database_url):
+def test_a_tenant_id_changed_before_anything_was_read_is_taken(tmp_path, database_url):
+    """Nothing was stored under the old id: nothing can mix, so the runtime takes the new one."""
     from edrtrial.db import make_engine, upgrade
+    from edrtrial.models import Company, Tenant
     from edrtrial.service.runtime import Runtime
 
     text = EXAMPLE.replace('url = "sqlite:///var/edrtrial.db"', f'url = "{database_url}"')
     upgrade(make_engine(database_url))
     Runtime.open(load_config(write(tmp_path, text))).close()
     changed = text.replace("8c7d-0e1f2a3b4c01", "8c7d-0e1f2a3b4c99")
-    with pytest.raises(ConfigError, match="sakura-seisakusho.*tenant changed"):
-        Runtime.open(load_config(write(tmp_path, changed)))
+    runtime = Runtime.open(load_config(write(tmp_path, changed)))
+    try:
+        with runtime.sessions() as session:
+            tenant = session.scalars(
+                select(Tenant).join(Company).where(Company.key == "sakura-seisakusho")
+            ).one()
+            assert tenant.external_id.endswith("8c7d-0e1f2a3b4c99")
+    finally:
+        runtime.close()
 
 
 RULE = """

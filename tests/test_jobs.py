@@ -3,9 +3,11 @@ off (circuit breaker) without slowing the others, and one success resets it."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy.exc import DataError
 
 from edrtrial.config import load_config
 from edrtrial.connectors.base import ActionKind, AlertRecord
@@ -132,3 +134,65 @@ def test_the_desk_job_does_not_send_an_isolation_planned_before_the_trial_ended(
         cancelled = session.get_one(ResponseAction, action)
         assert cancelled.status == "cancelled"
         assert f"trial ended {trial.ends_on.isoformat()}" in cancelled.detail
+
+
+class StoreRefuses(FakeConnector):
+    """A tenant whose records the store refuses (PostgreSQL: a value too long for its column)."""
+
+    def fetch_alerts(self, since):
+        raise DataError(
+            "INSERT INTO device ...\n[parameters: ...]",
+            {},
+            Exception("value too long for type character varying(255)"),
+        )
+
+    def fetch_devices(self):
+        raise RuntimeError("device page\nwith a second line")
+
+
+def healthy_with_one_alert(at: datetime) -> FakeConnector:
+    connector = FakeConnector()
+    connector.alerts["a1"] = AlertRecord(
+        source_id="a1",
+        title="x",
+        severity="low",
+        status="new",
+        last_update_at=Stamp.of(at),
+        created_at=at,
+    )
+    return connector
+
+
+def test_an_unexpected_error_fails_that_tenant_and_the_others_are_polled(runtime, caplog):
+    """The tenants are polled in parallel: one tenant's error must not end the others'."""
+    rt, clock = runtime
+    install(rt, "sakura-seisakusho", StoreRefuses())
+    install(rt, "midori-shoji", healthy_with_one_alert(clock.now))
+    install(rt, "aozora-design", FakeConnector())
+
+    with caplog.at_level(logging.INFO):
+        outcomes = {o.company_key: o for o in jobs.poll(rt)}
+
+    assert "DataError" in outcomes["sakura-seisakusho"].error
+    assert outcomes["midori-shoji"].new_alerts == 1 and not outcomes["midori-shoji"].error
+    [sakura] = rt.tenants("sakura-seisakusho")
+    assert sakura.state == "failing"
+    said = [r for r in caplog.records if r.levelno >= logging.WARNING and "DataError" in r.message]
+    assert said and all("\n" not in r.getMessage() and not r.exc_info for r in said), said
+
+
+def test_an_unexpected_error_in_the_inventory_fails_that_tenant_only(runtime):
+    rt, clock = runtime
+    install(rt, "sakura-seisakusho", StoreRefuses())
+    midori = FakeConnector()
+    install(rt, "midori-shoji", midori)
+    install(rt, "aozora-design", FakeConnector())
+
+    jobs.inventory(rt)
+
+    states = {t.company_key: t.state for t in rt.tenants()}
+    assert states == {
+        "aozora-design": "active",
+        "midori-shoji": "active",
+        "sakura-seisakusho": "failing",
+    }

@@ -4,6 +4,7 @@ tenant, never puts one company's alerts in another's tickets or mails."""
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +18,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from edrtrial.cli.main import main
-from edrtrial.db import make_engine, make_sessions
-from edrtrial.models import Alert, Company, Device, OutboxMessage, Tenant, Ticket
+from edrtrial.db import make_engine, make_sessions, transaction
+from edrtrial.errors import ConfigError
+from edrtrial.models import Alert, AuditEvent, Company, Device, OutboxMessage, Tenant, Ticket
+from edrtrial.programme import tenants
 from edrtrial.sandbox import SandboxServer, SandboxWorld
 
+from conftest import add_tenant
 from sandbox_config import settings, write_config
 
 SAKURA, MIDORI = (f"5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c0{n}" for n in (1, 2))
@@ -180,3 +184,97 @@ def test_a_token_for_another_tenant_parks_the_company_and_nothing_of_that_tenant
     assert cli(config, "poll").exit_code == 0
     with stored(database_url) as session:
         assert alerts_of(session, "sakura-seisakusho") == sandbox_alerts(sandbox, SAKURA)
+
+
+def test_two_companies_binding_one_tenant_at_once_get_the_clear_refusal(sessions, monkeypatch):
+    """Both look for a holder before either has bound it (parallel polls); one wins."""
+    sakura = add_tenant(sessions, "sakura-seisakusho")
+    midori = add_tenant(sessions, "midori-shoji")
+    with transaction(sessions) as session:  # both configured by a domain, not yet resolved
+        session.get_one(Tenant, midori).external_id = "midori.example.jp"
+        session.get_one(Tenant, sakura).external_id = "sakura.example.jp"
+    looked = []
+    real_holder = tenants._holder
+
+    def raced(session: Session, tenant: Tenant, resolved: str) -> str | None:
+        looked.append(resolved)
+        if len(looked) == 1:  # sakura's look-up ran before midori's bind committed
+            with transaction(sessions) as other:
+                row = other.get_one(Tenant, midori)
+                tenants.bind_tenant(other, row, "midori.example.jp", SAKURA)
+            return None
+        return real_holder(session, tenant, resolved)
+
+    monkeypatch.setattr(tenants, "_holder", raced)
+    with pytest.raises(ConfigError) as refused:
+        with transaction(sessions) as session:
+            row = session.get_one(Tenant, sakura)
+            tenants.bind_tenant(session, row, "sakura.example.jp", SAKURA)
+
+    message = str(refused.value)
+    assert "'sakura-seisakusho'" in message and "'midori-shoji'" in message, message
+    with sessions() as session:
+        assert session.get_one(Tenant, midori).external_id == SAKURA
+
+
+def tenant_row(session: Session, company_key: str) -> Tenant:
+    return session.scalars(select(Tenant).join(Company).where(Company.key == company_key)).one()
+
+
+def test_a_mistyped_tenant_domain_once_corrected_is_polled_and_the_change_audited(
+    tmp_path, sandbox, database_url
+):
+    typo = {"sakura-seisakusho": {"tenant_id": "sakura.exmple.jp"}}
+    config = configure(tmp_path, sandbox, database_url, **typo)
+    cli(config, "db", "upgrade")
+    cli(config, "poll")
+    with stored(database_url) as session:
+        parked = tenant_row(session, "sakura-seisakusho")
+        assert (parked.state, parked.external_id) == ("parked", "sakura.exmple.jp")
+        assert not alerts_of(session, "sakura-seisakusho")
+
+    fixed = {"sakura-seisakusho": {"tenant_id": "sakura.example.jp"}}
+    config = configure(tmp_path, sandbox, database_url, **fixed)
+    polled = cli(config, "poll")  # the service opens; sakura waits for its operator's resume
+    assert polled.exit_code == 1 and not isinstance(polled.exception, ConfigError), polled.output
+    assert re.search(r"sakura-seisakusho .*parked", polled.output), polled.output
+    with stored(database_url) as session:  # midori and aozora were polled all the same
+        assert alerts_of(session, "midori-shoji") == sandbox_alerts(sandbox, MIDORI)
+        [changed] = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "tenant.changed")
+        ).all()
+        assert changed.detail["from"] == "defender sakura.exmple.jp"
+        assert changed.detail["to"] == "defender sakura.example.jp"
+        assert changed.detail["source"] == str(config)
+
+    resumed = cli(config, "tenants", "resume", "sakura-seisakusho")
+    assert resumed.exit_code == 0, resumed.output
+    assert cli(config, "poll").exit_code == 0
+    with stored(database_url) as session:
+        assert tenant_row(session, "sakura-seisakusho").external_id == SAKURA
+        assert alerts_of(session, "sakura-seisakusho") == sandbox_alerts(sandbox, SAKURA)
+
+
+def test_a_tenant_change_over_stored_data_parks_that_company_and_the_others_run(
+    tmp_path, sandbox, database_url
+):
+    config = configure(tmp_path, sandbox, database_url)
+    cli(config, "db", "upgrade")
+    assert cli(config, "poll").exit_code == 0
+    with stored(database_url) as session:
+        kept = alerts_of(session, "sakura-seisakusho")
+    assert kept
+
+    moved = {"sakura-seisakusho": {"tenant_id": "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c99"}}
+    config = configure(tmp_path, sandbox, database_url, **moved)
+    sandbox.world.add_alerts(MIDORI, "c2_beacon", 1, severity="high")
+    polled = cli(config, "poll")
+
+    assert polled.exit_code == 1 and not isinstance(polled.exception, ConfigError), polled.output
+    assert "store holds the old tenant's data" in polled.output  # said once, in the log
+    with stored(database_url) as session:
+        sakura = tenant_row(session, "sakura-seisakusho")
+        assert (sakura.state, sakura.external_id) == ("parked", SAKURA)
+        assert "store holds the old tenant's data" in sakura.state_reason
+        assert alerts_of(session, "sakura-seisakusho") == kept
+        assert alerts_of(session, "midori-shoji") == sandbox_alerts(sandbox, MIDORI)

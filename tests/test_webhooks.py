@@ -263,7 +263,7 @@ def test_webhook_is_signed_and_verifiable(transport: WebhookTransport, receiver:
     assert hit.json() == {
         "id": "notice:ticket:7:desk:東京",
         "kind": "desk_notice",
-        "subject": "【P1】株式会社アクメ: Suspicious\nPowerShell  command",
+        "subject": "【P1】株式会社アクメ: Suspicious␊PowerShell  command",
         "text": TEXT,
         "tenant_id": 3,
         "created_at": "2026-11-09T00:05:07Z",

@@ -1,8 +1,10 @@
 """What every command shares: the consoles, clean failure, the config, the runtime, the actor.
 
 The consoles show every string as data: an alert title such as `[link=https://x]update[/link]`
-or one carrying `\x1b[2J` is printed as it was sent, never interpreted (see `SafeConsole`).
-A command styles its own words with `styled`, which makes the same guarantee.
+or one carrying `\x1b[2J` is printed as it was sent, never interpreted (see `SafeConsole`),
+and on one line: a line break inside a string is shown as `␊`. A command styles its own
+words with `styled`, and prints a free-text body (a note, a summary field) with `body`, the
+one way to put several lines on the screen, each indented under its label.
 """
 
 from __future__ import annotations
@@ -22,25 +24,27 @@ from rich.style import Style
 from rich.text import Text
 
 from edrtrial import logsetup
-from edrtrial.audit import SYSTEM_ACTORS
+from edrtrial.audit import ACTOR_WIDTH, BEHALF_WIDTH, SYSTEM_ACTORS
 from edrtrial.config import Config, load_config
 from edrtrial.desk import operator
 from edrtrial.errors import ActorError, EdrTrialError, TicketError
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime, TenantRef
-from edrtrial.untrusted import visible
+from edrtrial.untrusted import one_line, visible
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
 class SafeConsole(Console):
-    """A rich console that shows every string literally: no markup, no emoji codes, and
-    every control character made visible (`edrtrial.untrusted.visible`).
+    """A rich console that shows every string literally and on one line: no markup, no
+    emoji codes, every control or invisible character and every line break shown as a mark
+    (`edrtrial.untrusted.one_line`).
 
     Rich turns each string it prints (a `print` argument, a table cell, a header) into text
     through `render_str`, so doing it there covers every command by construction: a new
-    command cannot forget to escape an alert title or a note.
+    command cannot forget to escape an alert title, nor let one write a line of its own.
+    Several lines are printed only as `Text` built on purpose (`body`).
     """
 
     def render_str(
@@ -57,7 +61,7 @@ class SafeConsole(Console):
     ) -> Text:
         """The string as plain text, whatever the caller asked for."""
         return super().render_str(
-            visible(text),
+            one_line(text),
             style=style,
             justify=justify,
             overflow=overflow,
@@ -70,7 +74,20 @@ class SafeConsole(Console):
 
 def styled(text: str, style: str) -> Text:
     """The command's own emphasis (a red "overdue", a bold title) over text shown literally."""
-    return Text(visible(text), style=style)
+    return Text(one_line(text), style=style)
+
+
+BODY_INDENT = "    "
+
+
+def body(label: str, text: str, indent: str = "") -> Text:
+    """A free-text body under its label: `label:` then each of its lines indented further,
+    so no line of it can pass for one of ours (a heading, a state line) however written."""
+    lines = visible(text.replace("\r\n", "\n")).split("\n")
+    if len(lines) == 1:
+        return Text(f"{indent}{one_line(label)}: {lines[0]}")
+    under = indent + BODY_INDENT
+    return Text(f"{indent}{one_line(label)}:\n" + "\n".join(under + line for line in lines))
 
 
 # Piped or captured output is not cut to 80 columns (rich's default off a terminal).
@@ -87,7 +104,7 @@ def fails_cleanly(func: Callable[P, T]) -> Callable[P, T]:
             return func(*args, **kwargs)
         except EdrTrialError as err:
             # One line however narrow the terminal: soft_wrap leaves wrapping to the terminal.
-            line = Text.assemble(styled("error:", "bold red"), " ", visible(str(err)))
+            line = Text.assemble(styled("error:", "bold red"), " ", one_line(str(err)))
             err_console.print(line, highlight=False, soft_wrap=True)
             sys.exit(2)
 
@@ -136,12 +153,34 @@ def login_name() -> str:
             return f"uid {os.getuid()}"
 
 
+def invoking_login(account: str) -> str:
+    """The person behind the account, when it is not the account itself; else "".
+
+    The store is owner-only, so operators run `sudo -u edrtrial edrtrial …`: sudo sets
+    `SUDO_USER` to the login that ran it. Without sudo (`su`, `runuser`), the terminal's
+    login (`os.getlogin`) names the person.
+    """
+    person = os.environ.get("SUDO_USER", "").strip()
+    if not person:
+        try:
+            person = os.getlogin()
+        except OSError:  # no controlling terminal: a service, a pipe, cron
+            person = ""
+    return "" if person in ("", account) else person
+
+
 def actor(ctx: click.Context) -> str:
-    """Who acts, for the audit log: `cli:<login name>`, whatever `--by` says.
+    """Who acts, for the audit log: `cli:<login name>`, whatever `--by` says, and the
+    person who ran it through sudo beside the account: `cli:sato (as edrtrial)`.
 
     `--by NAME` is who the operator acts for; `on_behalf_of` gives it to the audit log.
     """
-    return f"cli:{login_name()}"
+    account = login_name()
+    person = invoking_login(account)
+    if not person:
+        return f"cli:{one_line(account)}"[:ACTOR_WIDTH]
+    tail = f" (as {one_line(account)})"
+    return f"cli:{one_line(person)}"[: ACTOR_WIDTH - len(tail)] + tail
 
 
 def _folded(name: str) -> str:
@@ -165,10 +204,15 @@ def on_behalf_of(by: str | None) -> str:
     name = by.strip()
     folded = _folded(name)
     if not folded:
-        raise ActorError(f"--by {visible(by)!r} names nobody")
+        raise ActorError(f"--by {one_line(by)!r} names nobody")
+    if len(name) > BEHALF_WIDTH:
+        raise ActorError(
+            f"--by names someone in {len(name)} characters; at most {BEHALF_WIDTH} fit the "
+            "audit log"
+        )
     if folded in _SYSTEM:
         raise ActorError(
-            f"--by {visible(by)!r} is the service's own name in the audit log; "
+            f"--by {one_line(by)!r} is the service's own name in the audit log; "
             "give the name of the person you act for"
         )
     return name

@@ -13,6 +13,7 @@ from rich.text import Text
 from edrtrial import audit
 from edrtrial.cli.common import (
     actor,
+    body,
     console,
     deliver,
     fails_cleanly,
@@ -116,7 +117,8 @@ def show(ctx: click.Context, ticket_id: int) -> None:
         console.print(f"acknowledge: {describe_deadline(t.ack_due_at, now)}", highlight=False)
     if t.summary:
         for key in operator.SUMMARY_FIELDS:
-            console.print(f"  {operator.SUMMARY_LABELS[key]}: {t.summary.get(key, '')}")
+            label, text = operator.SUMMARY_LABELS[key], t.summary.get(key, "")
+            console.print(body(label, text, indent="  "), highlight=False)
     table = Table("alert", "when (JST)", "sev", "title", "devices", "rules")
     for a in alerts:
         table.add_row(

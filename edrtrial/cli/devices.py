@@ -19,7 +19,7 @@ from edrtrial.errors import ActionRefused, TicketError
 from edrtrial.models import Device, Ticket
 from edrtrial.service.runtime import Runtime, TenantRef
 from edrtrial.timeutil import to_jst
-from edrtrial.untrusted import visible
+from edrtrial.untrusted import one_line
 
 
 def _pick_device(t: Ticket, devices: list[Device], name: str | None) -> Device:
@@ -66,7 +66,7 @@ def _device_action(
     if silent:
         console.print(f"warning: {silent}", style="yellow", markup=False, highlight=False)
     verb = "Isolate" if kind is ActionKind.ISOLATE else "Release"
-    if not yes and not click.confirm(visible(f"{verb} {label}?")):
+    if not yes and not click.confirm(one_line(f"{verb} {label}?")):
         console.print("nothing done")
         return
     with transaction(rt.sessions) as session:

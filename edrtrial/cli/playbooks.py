@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+from rich.text import Text
 
 from edrtrial.cli.common import config_of, console, err_console, fails_cleanly
 from edrtrial.config import Config
@@ -30,6 +31,7 @@ from edrtrial.playbooks.explain import summary
 from edrtrial.playbooks.live import channel_check
 from edrtrial.programme.companies import company_by_key
 from edrtrial.timeutil import utcnow
+from edrtrial.untrusted import visible
 
 _DEFAULT_LAST = 10
 _DEFAULT_CONNECTOR = "defender"
@@ -88,7 +90,7 @@ def check(ctx: click.Context, files: tuple[Path, ...]) -> None:
     for warning in warned:
         err_console.print(f"warning: {warning}", markup=False, highlight=False)
     if errors:
-        raise PlaybookError("\n".join(errors))
+        raise PlaybookError("; ".join(errors))
     combined = load_playbooks(paths)
     channels = sorted(combined.channels())
     if channels and config is not None:
@@ -190,7 +192,8 @@ def _decide(cases: Sequence[_Case], playbook: Playbook) -> int:
             continue
         decision = playbook.evaluate(case.facts)
         tally[summary(decision)] += 1
-        console.print(decision.explain(), markup=False, highlight=False)
+        # Our own lines, built by the playbook: EDR text inside them is already one line each.
+        console.print(Text(visible(decision.explain())), highlight=False)
         console.print()
     console.print(f"{sum(tally.values())} alert(s) decided:", markup=False, highlight=False)
     for line, count in tally.most_common():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from edrtrial import files
 from edrtrial.cli.common import actor, console, deliver, fails_cleanly, runtime_of, styled
@@ -22,7 +23,7 @@ from edrtrial.reports.render import render_detection_report_html
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import jst_date, to_jst
-from edrtrial.untrusted import visible
+from edrtrial.untrusted import one_line
 
 
 @click.command("seats")
@@ -54,7 +55,7 @@ def seats_command(ctx: click.Context) -> None:
         onboarded = styled(str(r.onboarded), "red") if r.over_cap else str(r.onboarded)
         trial = f"{r.trial_start} → {r.trial_end}" if r.trial_start else ""
         table.add_row(
-            f"{r.company_key}\n{r.company_name}",
+            Text(f"{one_line(r.company_key)}\n{one_line(r.company_name)}"),
             str(r.planned),
             onboarded,
             str(r.active_7d),
@@ -170,7 +171,7 @@ def _execute_offboarding(ctx: click.Context, runtime: Runtime, company: str, yes
         )
     if not plan.devices:
         console.print("nothing planned to send")
-    elif yes or click.confirm(visible(plan.question(tenant.external_id))):
+    elif yes or click.confirm(one_line(plan.question(tenant.external_id))):
         window = timedelta(minutes=runtime.config.settings.desk.reconcile_minutes)
         connector = runtime.connector(tenant)
         done = lifecycle.execute_offboarding(

@@ -42,6 +42,9 @@ SUMMARY_LABELS = {
     "handling": "how it was handled (対応方法)",
     "effect": "the effect of the handling (対応の効果)",
 }
+ASSIGNEE_WIDTH = audit.width_of(Ticket.assignee)
+"""The longest assignee the store keeps (a longer one is refused, not cut)."""
+
 CLASSIFICATIONS = ("truepositive", "falsepositive", "informationalexpectedactivity")
 
 
@@ -88,7 +91,7 @@ def acknowledge(session: Session, ticket_id: int, actor: str, at: datetime) -> T
     ticket = get(session, ticket_id)
     move(session, ticket, "acknowledge", at, acknowledged_at=at, ack_due_at=None)
     if not ticket.assignee:
-        ticket.assignee = actor.removeprefix("cli:")
+        ticket.assignee = audit.person_of(actor)
     _audit(session, ticket, "ticket.acknowledged", actor, at, {"assignee": ticket.assignee})
     return ticket
 
@@ -111,6 +114,11 @@ def assign(session: Session, ticket_id: int, assignee: str, actor: str, at: date
         raise TicketError(f"ticket #{ticket.id} is {ticket.state}; reopen it to assign it")
     if not assignee.strip():
         raise TicketError("say who the ticket goes to")
+    if len(assignee.strip()) > ASSIGNEE_WIDTH:
+        raise TicketError(
+            f"assignee of ticket #{ticket.id}: a name of {len(assignee.strip())} characters; "
+            f"at most {ASSIGNEE_WIDTH} fit"
+        )
     before, ticket.assignee, ticket.updated_at = ticket.assignee, assignee.strip(), at
     _audit(session, ticket, "ticket.assigned", actor, at, {"from": before, "to": ticket.assignee})
     return ticket
@@ -270,7 +278,8 @@ def message_company(
         raise TicketError("write the message for the company")
     tenant, company = company_of(session, ticket)
     mail = company_message(company, ticket, text.strip(), policy.desk)
-    event = AuditEvent(
+    event = audit.record(
+        session,
         at=at,
         actor=actor,
         action="ticket.company_notified",
@@ -278,8 +287,7 @@ def message_company(
         target=f"ticket:{ticket.id}",
         detail={"to": company.contact_email, "text": text.strip()},
     )
-    session.add(event)
-    session.flush()
+    session.flush()  # the event's id names the message
     mail_company(
         session,
         company,

@@ -16,7 +16,7 @@ Signed webhook (`kind = "webhook"`)
 
     `subject` and `text` are plain text with `&`, `<` and `>` written as `&amp;`, `&lt;`
     and `&gt;` (Slack's escaping rule, so a chat tool shows an EDR's `<!channel>` as text)
-    and control characters shown as marks (`edrtrial.untrusted.visible`: ESC as `␛`, a
+    and control characters shown as marks (`edrtrial.untrusted`: ESC as `␛`, a
     bidi override as `\u202e`); `html.unescape` gives back the text as shown.
 
     with these headers:
@@ -68,7 +68,7 @@ from edrtrial.errors import (
 from edrtrial.models import OutboxMessage
 from edrtrial.secrets import resolve_secret
 from edrtrial.timeutil import as_utc
-from edrtrial.untrusted import chat_text, visible
+from edrtrial.untrusted import chat_text, one_line
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def _plain_block(text: str, **style: str) -> dict[str, Any]:
     `**`, `_`, lists), and a backslash escape is shown as a backslash by some Teams clients;
     a TextRun is plain text by the Adaptive Cards schema, in every client.
     """
-    shown = visible(text)  # a person reads the card: an escape or bidi override is shown
+    shown = one_line(text)  # a block is one line: a control, invisible or line break is shown
     return {"type": "RichTextBlock", "inlines": [{"type": "TextRun", "text": shown, **style}]}
 
 
@@ -197,7 +197,7 @@ def webhook_payload(msg: OutboxMessage) -> dict[str, Any]:
     return {
         "id": msg.dedupe_key,
         "kind": msg.kind,
-        "subject": chat_text(msg.subject),
+        "subject": chat_text(one_line(msg.subject)),
         "text": chat_text(msg.body_text),
         "tenant_id": msg.tenant_id,
         "created_at": as_utc(msg.created_at).strftime("%Y-%m-%dT%H:%M:%SZ"),

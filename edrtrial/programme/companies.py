@@ -11,7 +11,7 @@ they were.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,7 @@ from edrtrial import audit
 from edrtrial.config import CompanyConfig
 from edrtrial.errors import ConfigError
 from edrtrial.models import Company, Tenant, Trial
-from edrtrial.programme.tenants import may_stand_for
+from edrtrial.programme.tenants import holds_data, may_stand_for
 
 SYNC_ACTOR = "config-sync"
 """The audit actor of changes that arrive through the config file."""
@@ -76,14 +76,73 @@ def _trial_changes(trial: Trial | None, cfg: CompanyConfig) -> dict[str, dict[st
     return changes
 
 
+MisconfiguredTenant = Callable[[Tenant, str], None]
+"""Given a tenant the config cannot name now and why: parks it (the service's business)."""
+
+
+def _retarget(
+    session: Session,
+    tenant: Tenant,
+    cfg: CompanyConfig,
+    external_id: str,
+    *,
+    source: str,
+    at: datetime,
+    park: MisconfiguredTenant | None,
+) -> None:
+    """The config names another tenant for a stored company: take it, or keep the old one.
+
+    A tenant that holds nothing yet (its id was mistyped, so nothing was ever read) takes
+    the corrected id, audited with the config file as source. One whose store holds alerts,
+    incidents, devices or cursors keeps them apart from the new tenant's: the company is
+    handed to `park` with the reason (the others go on), or refused without one.
+    """
+    connector = cfg.connection.connector
+    before = f"{tenant.connector} {tenant.external_id}"
+    taken = session.scalar(
+        select(Company.key)
+        .join(Tenant, Tenant.company_id == Company.id)
+        .where(
+            Tenant.connector == connector, Tenant.external_id == external_id, Tenant.id != tenant.id
+        )
+    )
+    if taken is None and not holds_data(session, tenant.id):
+        audit.record(
+            session,
+            at=at,
+            actor=SYNC_ACTOR,
+            action="tenant.changed",
+            tenant_id=tenant.id,
+            target=f"company:{cfg.key}",
+            detail={"from": before, "to": f"{connector} {external_id}", "source": source},
+        )
+        tenant.connector, tenant.external_id = connector, external_id
+        return
+    held = f"company {taken!r} holds it" if taken else "the store holds the old tenant's data"
+    reason = (
+        f"company {cfg.key!r}: its tenant changed from {before} to {connector} {external_id} "
+        f"in {source}, but {held}; restore the old value, or configure the new tenant as a "
+        "new company key"
+    )
+    if park is None:
+        raise ConfigError(reason)
+    park(tenant, reason)
+
+
 def sync_companies(
-    session: Session, companies: Sequence[CompanyConfig], *, source: str, at: datetime
+    session: Session,
+    companies: Sequence[CompanyConfig],
+    *,
+    source: str,
+    at: datetime,
+    park: MisconfiguredTenant | None = None,
 ) -> list[Company]:
     """Create or update each configured company with its tenant and trial (never deletes).
 
     `source` names the config file in the audit of each change to a decision, a trial, a
-    consent or a contact (planned offboarding that no longer fits is the devices' business:
-    `devices.offboarding.cancel_moot_offboarding`).
+    consent, a contact or a corrected tenant id (planned offboarding that no longer fits is
+    the devices' business: `devices.offboarding.cancel_moot_offboarding`). A company whose
+    tenant cannot change (see `_retarget`) goes to `park`, or stops the sync without it.
     """
     result = []
     for cfg in companies:
@@ -108,13 +167,7 @@ def sync_companies(
             tenant.connector != cfg.connection.connector
             or not may_stand_for(tenant.external_id, external_id)
         ):
-            # Its stored alerts, devices and cursors belong to the old tenant: never mix them.
-            raise ConfigError(
-                f"company {cfg.key!r}: its tenant changed from {tenant.connector} "
-                f"{tenant.external_id} to {cfg.connection.connector} {external_id}, but the "
-                "store holds the old tenant's data for this company; restore the old value, "
-                "or configure the new tenant as a new company key"
-            )
+            _retarget(session, tenant, cfg, external_id, source=source, at=at, park=park)
         if tenant is None:
             tenant = Tenant(
                 company_id=company.id, connector=cfg.connection.connector, external_id=external_id

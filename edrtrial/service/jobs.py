@@ -24,7 +24,7 @@ from edrtrial.desk import escalation
 from edrtrial.desk.triage import TriageResult, triage_pending
 from edrtrial.devices import actions, offboarding, writeback
 from edrtrial.devices.states import FOLLOWED, RECONCILED
-from edrtrial.errors import AuthError, ConfigError, ConnectorError
+from edrtrial.errors import AuthError, ConfigError, ConnectorError, UnexpectedTenantError
 from edrtrial.ingest import health, polling
 from edrtrial.logsetup import tenant_context
 from edrtrial.models import Alert, ResponseAction, Tenant
@@ -75,39 +75,69 @@ def _waiting(rt: Runtime, tenant: TenantRef) -> str:
     return ""
 
 
+UNEXPECTED_REASON_MAX = 300
+"""How much of an unexpected error's first line the tenant's reason keeps."""
+
+
+def _unexpected(rt: Runtime, tenant: TenantRef, work: str, err: Exception) -> str:
+    """Fail the tenant for an error nobody foresaw: one line in the log, the traceback at
+    debug, and the tenant retried like after any failure (its breaker opens if it lasts)."""
+    first = (str(err).strip().splitlines() or [""])[0][:UNEXPECTED_REASON_MAX]
+    failure = UnexpectedTenantError(f"{work} failed unexpectedly: {type(err).__name__}: {first}")
+    log.warning("%s of %s: %s", work, tenant.company_key, failure)
+    log.debug("%s of %s failed", work, tenant.company_key, exc_info=err)
+    try:
+        poll_seconds = rt.config.settings.schedules.poll_seconds
+        return health.failed(rt.sessions, tenant.id, failure, rt.clock(), poll_seconds)
+    except Exception:  # the store itself is down: the next run records it
+        log.debug("%s of %s: the failure could not be recorded", work, tenant.company_key)
+        return str(failure)
+
+
 def poll_one(rt: Runtime, tenant: TenantRef) -> PollOutcome:
-    """Ingest and triage one tenant; its failures become its state, never another's problem."""
+    """Ingest and triage one tenant; its failures become its state, never another's problem.
+
+    An unexpected error (a value the store refuses, a bug) fails this tenant only: the
+    other tenants of the same poll are polled all the same.
+    """
     with tenant_context(tenant.external_id), rt.tenant_lock(tenant.id):
-        if waiting := _waiting(rt, tenant):
-            return PollOutcome(tenant.company_key, error=waiting)
         try:
-            result = polling.ingest_tenant(
-                rt.sessions,
-                tenant.id,
-                rt.connector(tenant),
-                initial_since=_first_poll_since(rt, tenant),
-                now=rt.clock(),
-            )
-        except AuthError as err:
-            reason = f"{err} {err.operator_action}".strip()
-            _park(rt, tenant, reason)
-            return PollOutcome(tenant.company_key, error=reason)
-        except ConfigError as err:  # e.g. the secret's file or variable is missing
-            _park(rt, tenant, str(err))
-            return PollOutcome(tenant.company_key, error=str(err))
-        except ConnectorError as err:
-            poll_seconds = rt.config.settings.schedules.poll_seconds
-            reason = health.failed(rt.sessions, tenant.id, err, rt.clock(), poll_seconds)
-            return PollOutcome(tenant.company_key, error=reason)
-        triaged = _triage_all(rt, tenant)
-        health.succeeded(rt.sessions, tenant.id, rt.clock())
-        return PollOutcome(
-            tenant.company_key,
-            result.alerts.inserted,
-            result.alerts.updated,
-            triaged,
-            quarantined=result.quarantined,
+            return _poll_one(rt, tenant)
+        except Exception as err:
+            return PollOutcome(tenant.company_key, error=_unexpected(rt, tenant, "poll", err))
+
+
+def _poll_one(rt: Runtime, tenant: TenantRef) -> PollOutcome:
+    if waiting := _waiting(rt, tenant):
+        return PollOutcome(tenant.company_key, error=waiting)
+    try:
+        result = polling.ingest_tenant(
+            rt.sessions,
+            tenant.id,
+            rt.connector(tenant),
+            initial_since=_first_poll_since(rt, tenant),
+            now=rt.clock(),
         )
+    except AuthError as err:
+        reason = f"{err} {err.operator_action}".strip()
+        _park(rt, tenant, reason)
+        return PollOutcome(tenant.company_key, error=reason)
+    except ConfigError as err:  # e.g. the secret's file or variable is missing
+        _park(rt, tenant, str(err))
+        return PollOutcome(tenant.company_key, error=str(err))
+    except ConnectorError as err:
+        poll_seconds = rt.config.settings.schedules.poll_seconds
+        reason = health.failed(rt.sessions, tenant.id, err, rt.clock(), poll_seconds)
+        return PollOutcome(tenant.company_key, error=reason)
+    triaged = _triage_all(rt, tenant)
+    health.succeeded(rt.sessions, tenant.id, rt.clock())
+    return PollOutcome(
+        tenant.company_key,
+        result.alerts.inserted,
+        result.alerts.updated,
+        triaged,
+        quarantined=result.quarantined,
+    )
 
 
 def _triage_all(rt: Runtime, tenant: TenantRef) -> TriageResult:
@@ -151,7 +181,10 @@ def poll(rt: Runtime, company_key: str | None = None) -> list[PollOutcome]:
 
 
 def inventory_one(rt: Runtime, tenant: TenantRef) -> int:
-    """Sync one tenant's devices and follow its sent offboarding actions; returns devices seen."""
+    """Sync one tenant's devices and follow its sent offboarding actions; returns devices seen.
+
+    An unexpected error fails this tenant only, as in `poll_one`.
+    """
     with tenant_context(tenant.external_id), rt.tenant_lock(tenant.id):
         if _waiting(rt, tenant):
             return 0
@@ -164,6 +197,9 @@ def inventory_one(rt: Runtime, tenant: TenantRef) -> int:
             return 0
         except ConnectorError as err:
             log.warning("inventory of %s deferred: %s", tenant.company_key, err)
+            return 0
+        except Exception as err:
+            _unexpected(rt, tenant, "inventory", err)
             return 0
         return counts.inserted + counts.updated
 

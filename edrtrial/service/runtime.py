@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,12 +18,25 @@ from edrtrial.db import ensure_current, make_engine, make_sessions, transaction
 from edrtrial.desk.calendar import BusinessCalendar
 from edrtrial.desk.policy import DeskPolicy
 from edrtrial.devices.offboarding import cancel_moot_offboarding
+from edrtrial.ingest.states import TENANTS
 from edrtrial.models import Company, Tenant
 from edrtrial.playbooks.engine import Playbook, default_playbook_paths
 from edrtrial.playbooks.live import LivePlaybooks, channel_check
 from edrtrial.programme.companies import sync_companies
 from edrtrial.programme.tenants import bind_tenant
+from edrtrial.states import TenantState
 from edrtrial.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+
+def _park_misconfigured(session: Session, tenant: Tenant, reason: str, now: datetime) -> None:
+    """Park a tenant whose company the config now names another tenant for, once per reason:
+    nothing of it is polled or sent until an operator restores the config and resumes it."""
+    if tenant.state == TenantState.PARKED and tenant.state_reason == reason:
+        return
+    if TENANTS.move(session, tenant, "park", state_reason=reason, last_poll_at=now):
+        log.error("tenant %s parked until an operator fixes it: %s", tenant.external_id, reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +78,8 @@ class Runtime:
     def open(cls, config: Config, clock: Callable[[], datetime] = utcnow) -> Runtime:
         """Open the store (refusing an unmigrated one), sync companies, load playbooks.
 
+        A company the config now gives a tenant it cannot take (its store holds the old
+        tenant's data) is parked with the reason; the others run.
         A company the config now says continues (or whose trial it extends) has its planned
         offboarding cancelled in the same commit as the change (both audited).
         """
@@ -74,7 +90,13 @@ class Runtime:
         runtime = cls(config, engine, LivePlaybooks(paths, check=channel_check(channels)), clock)
         with transaction(runtime.sessions) as session:
             source = str(config.path)
-            sync_companies(session, config.settings.companies, source=source, at=clock())
+            sync_companies(
+                session,
+                config.settings.companies,
+                source=source,
+                at=clock(),
+                park=lambda tenant, reason: _park_misconfigured(session, tenant, reason, clock()),
+            )
             cancel_moot_offboarding(session, clock(), source=source)
         return runtime
 
