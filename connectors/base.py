@@ -135,6 +135,8 @@ class ActionResult:
     raw: Mapping[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None  # when the EDR created it, if it says
     comment: str = ""  # the requester's comment the EDR keeps with it (`start_action`'s)
+    device_source_id: str | None = None  # the device it acts on, where the EDR names it
+    kind: ActionKind | None = None  # what it does, where the EDR's type maps to one
 
 
 @dataclass(frozen=True, slots=True)

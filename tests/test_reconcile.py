@@ -12,12 +12,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from test_jobs import Clock, install
 
 from edrtrial.config import DeskConfig, load_config
-from edrtrial.connectors.base import ActionKind, ActionResult, ActionStatus, Capability
+from edrtrial.connectors.base import (
+    ActionKind,
+    ActionResult,
+    ActionStatus,
+    Batch,
+    Capability,
+    DeviceRecord,
+    Rejected,
+)
 from edrtrial.db import transaction
 from edrtrial.devices import actions as responses
 from edrtrial.devices import offboarding, settle
 from edrtrial.errors import ActionRefused, ApiRefused, OutcomeUnknown, ResourceNotFound
-from edrtrial.ingest import records
+from edrtrial.ingest import polling, records
 from edrtrial.models import AuditEvent, Device, OutboxMessage, ResponseAction, Tenant, Ticket, Trial
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
@@ -374,7 +382,7 @@ def inventory_says(sessions, at: datetime, **values) -> None:
         device = session.scalars(select(Device)).one()
         for key, value in values.items():
             setattr(device, key, value)
-        records.set_cursor(session, device.tenant_id, records.INVENTORY_STREAM, Stamp.of(at))
+        records.mark_read(session, device.tenant_id, records.INVENTORY_STREAM, Stamp.of(at))
 
 
 FLAG_AFTER = timedelta(days=3)
@@ -643,3 +651,130 @@ def test_an_operators_isolation_left_planned_is_sent_by_the_desk_not_the_playboo
         ).one()
     assert (sending.actor, sending.detail["requested_by"]) == ("desk", "cli:sato")
     assert len(connector.started) == 1
+
+
+# -- what tells a send's own action from any other ----------------------------------------------
+
+
+def rename_device(sessions, name: str) -> None:
+    with transaction(sessions) as session:
+        session.scalars(select(Device)).one().name = name
+
+
+def test_a_device_named_like_a_marker_still_gets_its_own_action_adopted(sessions, tenant_id):
+    """The comment starts with the device's name, which the EDR's users choose: only the
+    marker at the comment's end counts."""
+    rename_device(sessions, "kiosk action #99")
+    connector = edr()
+    connector.fault = NO_ANSWER["504"]
+    action_id = plan_isolation(sessions)
+
+    sent = responses.send(sessions, action_id, connector, "cli:sato", lambda: T0, WINDOW)
+
+    assert (sent.status, sent.source_action_id) == ("pending", "action-1")
+
+
+def test_another_stores_action_with_the_same_number_is_not_adopted(sessions, tenant_id):
+    """A staging store sharing the app registration numbers its actions the same way: its
+    isolation #N of the same PC, hours ago, is not this send's."""
+    connector = edr()
+    connector.fault, connector.fault_records = NO_ANSWER["504"], False  # nothing created
+    action_id = plan_isolation(sessions)
+    staging = ActionResult(
+        "staging-7",
+        ActionStatus.SUCCEEDED,
+        created_at=T0 - timedelta(hours=20),
+        comment=f"edrtrial: isolate pc-1 (cli:tanaka, action #{action_id}/0a1b2c)",
+    )
+    connector.actions.append(("dev1", ActionKind.ISOLATE, staging))
+
+    sent = responses.send(sessions, action_id, connector, "cli:sato", lambda: T0, WINDOW)
+
+    assert (sent.status, sent.source_action_id) == ("unconfirmed", None)
+    assert not isolated(sessions)
+
+
+def test_settle_refuses_a_send_still_under_way(sessions, tenant_id):
+    """An operator sees a fresh `sending` row in `action list` while its POST is in flight:
+    settling it then would let the answer arrive too late and the task be sent again."""
+    connector = edr()
+    task_id = plan_offboarding(sessions, tenant_id)
+    refusals: list[str] = []
+    start = connector.start_action
+
+    def start_action(device_source_id, kind, comment):
+        try:
+            settle.settle(
+                sessions, task_id, connector, found=None, actor="cli:suzuki", at=T0, desk=DESK
+            )
+        except ActionRefused as err:
+            refusals.append(str(err))
+        return start(device_source_id, kind, comment)
+
+    connector.start_action = start_action
+    offboarding.execute_offboarding(sessions, tenant_id, connector, "cli:sato", lambda: T0)
+
+    assert refusals == [f"action #{task_id} is being sent right now: wait for the EDR's answer"]
+    assert action(sessions, task_id).source_action_id == "action-1"
+    with sessions() as session:
+        [row] = settle.unanswered(session, T0) or [None]
+    assert row is None  # answered: nothing left to settle
+
+
+class Console(Blind):
+    """The EDR's console shows which machine and type each action is (as Defender does)."""
+
+    def action_status(self, source_action_id: str) -> ActionResult:
+        return ActionResult(
+            source_action_id,
+            ActionStatus.SUCCEEDED,
+            device_source_id="dev2",
+            kind=ActionKind.RELEASE,
+        )
+
+
+def test_settle_refuses_an_action_of_another_device_or_kind(sessions, tenant_id):
+    """A neighbouring row copied from the console (pc-2's release) must not settle pc-1's
+    isolation as done, or the company is told its PC is isolated when it is not."""
+    connector = Console(tenant_id="t-acme")
+    connector.fault, connector.fault_records = NO_ANSWER["504"], False
+    action_id = plan_isolation(sessions)
+    responses.send(sessions, action_id, connector, "cli:sato", lambda: T0, WINDOW)
+
+    with pytest.raises(ActionRefused, match="acts on another device"):
+        settle.settle(
+            sessions, action_id, connector, found="mde-77", actor="cli:sato", at=T0, desk=DESK
+        )
+    assert not isolated(sessions)
+
+
+def inventory(sessions, tenant_id: int, at: datetime, batch) -> None:
+    connector = FakeConnector(tenant_id="t-acme")
+    connector.fetch_devices = lambda: batch
+    polling.sync_inventory(sessions, tenant_id, connector, at)
+
+
+def test_a_clock_once_ahead_does_not_verify_offboarding_without_a_later_inventory(
+    sessions, tenant_id
+):
+    inactive = DeviceRecord(
+        "dev1", "pc-1", "Windows11", health_status="Inactive", last_seen=Stamp.of(T0)
+    )
+    inventory(sessions, tenant_id, T0 + timedelta(days=365), Batch([inactive]))
+    task_id, _ = succeeded_offboarding(sessions, tenant_id)  # the host clock is right again
+
+    offboarding.verify_offboarding(sessions, tenant_id, T0 + timedelta(minutes=6), FLAG_AFTER)
+
+    assert action(sessions, task_id).status == "succeeded"
+
+
+def test_an_inventory_that_could_not_read_every_device_does_not_verify(sessions, tenant_id):
+    task_id, _ = succeeded_offboarding(sessions, tenant_id)
+    unreadable = Rejected("device", "dev1", "lastSeen out of range", {"id": "dev1"})
+    for hours in (1, 12, 24):
+        inventory(sessions, tenant_id, T0 + timedelta(hours=hours), Batch([], [unreadable]))
+
+    day_on = T0 + timedelta(days=1, minutes=5)
+    offboarding.verify_offboarding(sessions, tenant_id, day_on, FLAG_AFTER)
+
+    assert action(sessions, task_id).status == "succeeded"

@@ -348,7 +348,7 @@ class DefenderForBusinessConnector:
                     action.type == spec.mde_type.lower()
                     and (
                         action.machine_id == device_source_id
-                        or (anonymous and marker in (action.requestor_comment or ""))
+                        or (anonymous and _ends_with(action.requestor_comment or "", marker))
                     )
                     and (action.requestor or "").lower() == self.settings.client_id.lower()
                     and created is not None
@@ -428,8 +428,23 @@ class DefenderForBusinessConnector:
                 f"tenant {self._tenant}: machine action {action.id} has unknown status "
                 f"{action.status!r}"
             ) from err
-        comment = action.requestor_comment or ""
-        return ActionResult(source_action_id=action.id, status=status, raw=payload, comment=comment)
+        kind = next(
+            (k for k, spec in _ACTIONS.items() if spec.mde_type.lower() == action.type), None
+        )
+        return ActionResult(
+            source_action_id=action.id,
+            status=status,
+            raw=payload,
+            comment=action.requestor_comment or "",
+            device_source_id=action.machine_id,
+            kind=kind,
+        )
+
+
+def _ends_with(comment: str, marker: str) -> bool:
+    """The comment ends with the marker (before a closing parenthesis): a device name
+    earlier in the comment cannot pass for it."""
+    return comment.rstrip().rstrip(")").endswith(marker)
 
 
 def _with_raw(item: Mapping[str, Any]) -> tuple[MdeMachineAction, Mapping[str, Any]]:

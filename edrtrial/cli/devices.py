@@ -147,7 +147,7 @@ def list_unanswered(ctx: click.Context) -> None:
     """Isolations, releases and offboardings sent without an answer, oldest first."""
     rt = runtime_of(ctx)
     with rt.sessions() as session:
-        rows = settle.unanswered(session)
+        rows = settle.unanswered(session, rt.clock())
     if not rows:
         console.print("no action is waiting for an answer")
         return
@@ -158,7 +158,7 @@ def list_unanswered(ctx: click.Context) -> None:
             r.company_key,
             r.device,
             r.kind,
-            r.status,
+            f"{r.status} (being sent)" if r.being_sent else r.status,
             f"{to_jst(r.since):%m/%d %H:%M}",
             r.detail,
         )

@@ -263,7 +263,7 @@ def _check_tenant(tenant: Tenant, connector: Connector) -> None:
 
 
 def _comment(action: ResponseAction, device: Device, actor: str) -> str:
-    return f"edrtrial: {action.kind} {device.name} ({action.requested_by}, {marker(action.id)})"
+    return f"edrtrial: {action.kind} {device.name} ({action.requested_by}, {marker(action)})"
 
 
 def _check_send(

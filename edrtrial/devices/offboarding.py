@@ -267,7 +267,7 @@ def _target(task: ResponseAction, device: Device) -> str:
 
 
 def _comment(task: ResponseAction, device: Device, actor: str) -> str:
-    return f"edrtrial: trial ended, offboarding {device.name} ({actor}, {marker(task.id)})"
+    return f"edrtrial: trial ended, offboarding {device.name} ({actor}, {marker(task)})"
 
 
 def _check_send(session: Session, task: ResponseAction, device: Device, at: datetime) -> str | None:
@@ -381,8 +381,8 @@ def _quiet(device: Device, finished: datetime, now: datetime, read_at: datetime 
     """The device stopped reporting after the offboarding succeeded, as an inventory read
     after the success shows: an older one (the device was off for a week, came back, took
     the Offboard) says nothing about whether the sensor really left."""
-    if read_at is None or read_at <= finished:
-        return False
+    if read_at is None or read_at <= finished or read_at > now:
+        return False  # never read since, or read on a clock that ran ahead: unknown
     if not device.in_inventory or device.health_status.lower() == "inactive":
         return True
     seen = device.last_seen

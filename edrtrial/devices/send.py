@@ -32,6 +32,7 @@ a send without one; split apart, the two halves would import each other.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -51,7 +52,7 @@ from edrtrial.errors import ConnectorError, OutcomeUnknown
 from edrtrial.machine import Machine
 from edrtrial.models import Device, ResponseAction, Tenant
 from edrtrial.states import ActionState
-from edrtrial.timeutil import to_jst
+from edrtrial.timeutil import as_utc, to_jst
 
 log = logging.getLogger(__name__)
 
@@ -64,22 +65,32 @@ desk's `reconcile_minutes`)."""
 CLOCK_SKEW = timedelta(minutes=2)
 """The EDR stamps its actions with its own clock: an action whose comment does not name the
 send is taken for it only if created no more than this before the claim."""
-LOOKBACK = timedelta(days=1)
-"""How far back the EDR's list is read: a send's own action is recognised by the marker in
-its comment (`marker`), whatever the EDR's clock says, so this only bounds the reading."""
-_MARKER = re.compile(r"\baction #(\d+)\b")
+PLAN_SKEW = timedelta(hours=1)
+"""A send's own action is never older than its plan: one marked as this send's but created
+more than this before the plan (the EDR's clock allowed for) belongs to another store that
+numbers its actions the same way."""
+_MARKER = re.compile(r"(action #\d+(?:/[0-9a-f]{6})?)\)?\s*$")
 
 
-def marker(action_id: int) -> str:
-    """The words every send puts in the comment the EDR keeps with its action: they tell,
-    after a send without an answer, which action at the EDR is this one's."""
-    return f"action #{action_id}"
+def marker(action: ResponseAction) -> str:
+    """The words every send ends the EDR's comment with: after a send without an answer they
+    tell which action at the EDR is this one's.
+
+    The number alone is unique in one store only; a staging store sharing the app
+    registration, or a store restored from a backup, numbers its actions the same. So the
+    number carries a short digest of what only this row has (its key and the instant it was
+    planned): another store's action #12 has another digest.
+    """
+    planned = as_utc(action.created_at).isoformat() if action.created_at else ""
+    digest = hashlib.sha256(f"{action.id}|{action.dedupe_key}|{planned}".encode()).hexdigest()
+    return f"action #{action.id}/{digest[:6]}"
 
 
-def _marked_for(result: ActionResult) -> int | None:
-    """The id of the send whose marker the EDR's action carries, if any."""
-    found = _MARKER.search(result.comment)
-    return int(found.group(1)) if found else None
+def _marker_in(comment: str) -> str | None:
+    """The marker that ends a comment, if any: only the end counts, so a device name earlier
+    in the comment cannot pass for one."""
+    found = _MARKER.search(comment)
+    return found.group(1) if found else None
 
 
 SENDING_GRACE = timedelta(minutes=5)
@@ -249,8 +260,8 @@ def _claim(
         if note is not None:
             return Outcome.MANUAL
         comment = route.comment(action, device, actor)
-        if marker(action.id) not in comment:
-            comment = f"{comment} ({marker(action.id)})"
+        if _marker_in(comment) != marker(action):
+            comment = f"{comment} ({marker(action)})"
         return _Claimed(ActionKind(action.kind), device.source_id, device.name, target, comment)
 
 
@@ -401,6 +412,8 @@ class _Unanswered:
     device_source_id: str
     target: str
     sent_at: datetime
+    planned_at: datetime
+    marks: frozenset[str]  # this send's marker, and the bare number an older version wrote
     known: frozenset[str]
 
 
@@ -422,29 +435,36 @@ def _unanswered(session: Session, route: Route, action_id: int) -> _Unanswered |
         device.source_id,
         route.target(action, device),
         action.sent_at or action.updated_at,
+        as_utc(action.created_at) if action.created_at else action.sent_at or action.updated_at,
+        frozenset((marker(action), f"action #{action.id}")),
         frozenset(a for a in adopted if a),
     )
 
 
-def _this_send(
-    action_id: int, open_: _Unanswered, listed: Sequence[ActionResult]
-) -> list[ActionResult]:
+def _this_send(open_: _Unanswered, listed: Sequence[ActionResult]) -> list[ActionResult]:
     """The listed actions that may be this send's, best first.
 
-    One carrying this send's marker is it, however the EDR's clock stamped it. Failing that,
-    one carrying no marker (created by hand in the console with the same app, or by an older
-    version) is taken only if created since the claim, less the clock skew; one carrying
-    another send's marker, or held by another row, is never this one's.
+    One ending with this send's marker and created after its plan (the EDR's clock allowed
+    for) is it, however the EDR's clock stamped it. Failing that, one carrying no marker
+    (created by hand in the console with the same app) is taken only if created since the
+    claim, less the clock skew; one carrying another send's marker, or held by another row,
+    is never this one's.
     """
     free = [a for a in listed if a.source_action_id not in open_.known]
-    ours = [a for a in free if _marked_for(a) == action_id]
+    not_before = open_.planned_at - PLAN_SKEW
+    ours = [
+        a
+        for a in free
+        if _marker_in(a.comment) in open_.marks
+        and (a.created_at is None or a.created_at >= not_before)
+    ]
     if ours:
         return ours
     earliest = open_.sent_at - CLOCK_SKEW
     return [
         a
         for a in free
-        if _marked_for(a) is None and (a.created_at is None or a.created_at >= earliest)
+        if _marker_in(a.comment) is None and (a.created_at is None or a.created_at >= earliest)
     ]
 
 
@@ -476,9 +496,10 @@ def reconcile(
     read = False  # the EDR's list was read, so "nothing found" means something
     if listable:
         try:
-            since, mark = open_.sent_at - LOOKBACK, marker(action_id)
+            since = min(open_.planned_at, open_.sent_at) - PLAN_SKEW
+            mark = next(m for m in open_.marks if "/" in m)
             listed = connector.find_actions(open_.device_source_id, open_.kind, since, mark)
-            found, read = _this_send(action_id, open_, listed), True
+            found, read = _this_send(open_, listed), True
         except ConnectorError as err:  # unreadable now: looked for again by the desk job
             log.warning("machine actions of %s unreadable: %s", open_.device_source_id, err)
     at = now()

@@ -23,10 +23,11 @@ from edrtrial.config import DeskConfig
 from edrtrial.connectors.base import ActionKind, Connector
 from edrtrial.db import transaction
 from edrtrial.devices import actions, offboarding
-from edrtrial.devices.send import Finished, Route
+from edrtrial.devices.send import SENDING_GRACE, Finished, Route
 from edrtrial.devices.states import RECONCILED, sent
 from edrtrial.errors import ActionRefused, ConnectorError
 from edrtrial.models import Company, Device, ResponseAction, Tenant
+from edrtrial.states import ActionState
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,7 @@ class Unanswered:
     status: str
     detail: str
     since: datetime
+    being_sent: bool  # claimed moments ago: its answer may still come; not to be settled
 
 
 def _route(kind: str) -> Route:
@@ -52,7 +54,13 @@ def _finisher(kind: str, desk: DeskConfig, at: datetime) -> Finished:
     return actions.finisher(desk, lambda: at)
 
 
-def unanswered(session: Session) -> list[Unanswered]:
+def _being_sent(action: ResponseAction, now: datetime) -> bool:
+    """Claimed so recently that its send may still be under way (the desk job waits too)."""
+    since = action.sent_at or action.updated_at
+    return action.status == ActionState.SENDING and since > now - SENDING_GRACE
+
+
+def unanswered(session: Session, now: datetime) -> list[Unanswered]:
     """Every action sent without an answer (or left `sending`), oldest first."""
     rows = session.execute(
         select(ResponseAction, Device, Company.key)
@@ -71,6 +79,7 @@ def unanswered(session: Session) -> list[Unanswered]:
             action.status,
             action.detail,
             action.sent_at or action.updated_at,
+            _being_sent(action, now),
         )
         for action, device, key in rows
     ]
@@ -111,6 +120,10 @@ def settle(
             raise ActionRefused(
                 f"action #{action_id} is {seen}, not waiting for an answer: nothing to settle"
             )
+        if _being_sent(action, at):
+            raise ActionRefused(
+                f"action #{action_id} is being sent right now: wait for the EDR's answer"
+            )
         device = session.get_one(Device, action.device_id)
         target = route.target(action, device)
         held = _held(session, tenant_id, found, action_id)
@@ -127,6 +140,15 @@ def settle(
             result = connector.action_status(found)
         except ConnectorError as err:
             raise ActionRefused(f"the EDR does not show action {found}: {err}") from err
+        if result.device_source_id not in (None, device.source_id):
+            raise ActionRefused(
+                f"the EDR's action {found} acts on another device "
+                f"({result.device_source_id}), not {device.name or device.source_id}"
+            )
+        if result.kind not in (None, ActionKind(action.kind)):
+            raise ActionRefused(
+                f"the EDR's action {found} is a {result.kind.value}, not a {action.kind}"
+            )
         step, what = sent(result.status), "sent"
         values = {
             "source_action_id": found,

@@ -155,7 +155,9 @@ def sync_inventory(
     with transaction(sessions) as session:
         records.quarantine(session, tenant_id, connector.name, batch.rejected, now)
         counts = records.upsert_devices(session, tenant_id, batch.records, complete=batch.complete)
-        # When the inventory was last read: what it says of a device is news only after then
-        # (an offboarding is verified only by an inventory read after its success).
-        records.set_cursor(session, tenant_id, records.INVENTORY_STREAM, Stamp.of(now))
+        # When the whole inventory was last read: what it says of a device is news only
+        # after then (an offboarding is verified only by an inventory read after its
+        # success). One with unreadable records may have missed the very device: not news.
+        if batch.complete:
+            records.mark_read(session, tenant_id, records.INVENTORY_STREAM, Stamp.of(now))
         return counts

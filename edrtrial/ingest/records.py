@@ -315,6 +315,19 @@ def set_cursor(session: Session, tenant_id: int, stream: str, position: Stamp) -
     session.flush()
 
 
+def mark_read(session: Session, tenant_id: int, stream: str, at: Stamp) -> None:
+    """Record when a whole stream (the inventory) was last read: unlike a cursor it is
+    overwritten, so one read on a clock that ran ahead does not stand for later ones."""
+    cursor = session.scalar(
+        select(PollCursor).where(PollCursor.tenant_id == tenant_id, PollCursor.stream == stream)
+    )
+    if cursor is None:
+        cursor = PollCursor(tenant_id=tenant_id, stream=stream)
+        session.add(cursor)
+    cursor.position, cursor.position_stamp = at.datetime, at
+    session.flush()
+
+
 def quarantine(
     session: Session, tenant_id: int, source: str, rejected: Sequence[Rejected], now: datetime
 ) -> int:
