@@ -250,7 +250,7 @@ class Alert(Base):
     matched_rules: Mapped[list[str]] = mapped_column(JSONType, default=list)
     # The verdict (from a playbook or the desk) and whether it still has to reach the EDR:
     # write_back is a `WriteBackState` ("" nothing to send, "pending", "done", "off",
-    # "failed"); write_back_error is why the last attempt failed.
+    # "failed", "overtaken"); write_back_error is why the last attempt failed.
     classification: Mapped[str] = mapped_column(String(64), default="", server_default="")
     determination: Mapped[str] = mapped_column(String(64), default="", server_default="")
     write_back: Mapped[str] = mapped_column(Text, default="", server_default="")

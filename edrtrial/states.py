@@ -92,3 +92,6 @@ class WriteBackState(StrEnum):
     DONE = "done"
     OFF = "off"  # the tenant's write-back switch is off: not sent, and never will be
     FAILED = "failed"  # refused by the EDR; `Alert.write_back_error` says why
+    # Accepted by the EDR after a re-triage had withdrawn the verdict (the alert is no longer
+    # what it said): triage's next pass tells the desk to reopen it there, then it is "done".
+    OVERTAKEN = "overtaken"

@@ -9,8 +9,11 @@ notice, and for a suppression, resolved in the customer's Defender.
 
 Company, tenant and device tag are not a defence: they only narrow whose alerts a rule
 sees, and an attacker aiming at one company meets them by definition. What an attacker
-cannot write is evidence pinned exactly: a file's hash, or a command line matched whole by
-a regex anchored at both ends.
+cannot write is evidence pinned exactly: every file the alert names among listed hashes
+(`every_file_hash`: the any-form `file_hash` holds for EICAR's hash beside a trojan's), or
+a command line matched whole by a regex anchored at both ends that spells it out. A run of
+a broad class (`.*`, `\\S+`, `\\w+`, `[^"]*`) inside the anchors is a hole the attacker
+writes their own command into, so `^.*eicar.*$` pins nothing.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from edrtrial.playbooks.engine import Defaults, Playbook
-from edrtrial.playbooks.rules import AnyMatches, AnyOf, EveryMatches, EveryOf, Rule
+from edrtrial.playbooks.rules import AnyMatches, EveryMatches, EveryOf, Rule
 
 __all__ = [
     "PlaybookWarning",
     "anchored",
+    "pinned",
     "free_text_suppressions",
     "free_text_removals",
     "warnings",
@@ -40,9 +44,20 @@ _sre: Any = importlib.import_module("re._parser")
 # minor, which no file or process name changes.
 MINOR = frozenset({"low", "informational"})
 _PIN = (
-    "pin it to evidence an attacker cannot write (file_hash, every_file_hash, or a "
-    "command_line_regex / every_command_line_regex anchored with ^ and $; company, tenant "
-    'and device_tag only narrow whose alerts it sees), or add severity = ["low", "informational"]'
+    "pin it to evidence an attacker cannot write (every_file_hash, or a command_line_regex "
+    "/ every_command_line_regex anchored with ^ and $ and spelling the command out, with no "
+    "run of a broad class such as .*, \\S+, \\w+ or [^x]*; file_hash also holds beside "
+    "another file, and company, tenant and device_tag only narrow whose alerts it sees), or "
+    'add severity = ["low", "informational"]'
+)
+# Classes that match nearly any character a command line holds: a run of one lets the
+# attacker write what they like there. `\d` and `\s` are narrow (digits, blanks).
+_BROAD_CATEGORIES = frozenset(
+    {_sre.CATEGORY_NOT_SPACE, _sre.CATEGORY_WORD, _sre.CATEGORY_NOT_WORD, _sre.CATEGORY_NOT_DIGIT}
+)
+_ALPHABET = 25  # a range this wide (a-z, A-Z, !-~) spells no name
+_REPEATS = frozenset(
+    {_sre.MAX_REPEAT, _sre.MIN_REPEAT, getattr(_sre, "POSSESSIVE_REPEAT", _sre.MAX_REPEAT)}
 )
 
 
@@ -69,6 +84,63 @@ def anchored(pattern: re.Pattern[str]) -> bool:
     return _edge(items, multiline, first=True) and _edge(items, multiline, first=False)
 
 
+def pinned(pattern: re.Pattern[str]) -> bool:
+    """Whether the regex matches only command lines it spells out: anchored at both ends,
+    with no run (a repeat of more than one) of a broad class anywhere inside."""
+    if not anchored(pattern):
+        return False
+    parsed = _sre.parse(pattern.pattern, pattern.flags)
+    return not _open_run(list(parsed))
+
+
+def _children(op: Any, av: Any) -> list[list[tuple[Any, Any]]]:
+    """The sub-sequences of one parsed element (a group's body, a branch's alternatives…)."""
+    if op in _REPEATS:
+        return [list(av[2])]
+    if op is _sre.SUBPATTERN:
+        return [list(av[3])]
+    if op is _sre.BRANCH:
+        return [list(branch) for branch in av[1]]
+    if op in (_sre.ASSERT, _sre.ASSERT_NOT):
+        return [list(av[1])]
+    if op is getattr(_sre, "ATOMIC_GROUP", None):
+        return [list(av)]
+    if op is _sre.GROUPREF_EXISTS:
+        return [list(part) for part in av[1:] if part is not None]
+    return []
+
+
+def _open_run(items: Sequence[tuple[Any, Any]]) -> bool:
+    """Whether some repeat of more than one may take a broad class, at any depth."""
+    for op, av in items:
+        if op in _REPEATS and av[1] > 1 and _broad(list(av[2])):
+            return True
+        if any(_open_run(child) for child in _children(op, av)):
+            return True
+    return False
+
+
+def _broad(items: Sequence[tuple[Any, Any]]) -> bool:
+    """Whether the sequence may match a broad class of characters somewhere."""
+    for op, av in items:
+        if op in (_sre.ANY, _sre.NOT_LITERAL):
+            return True
+        if op is _sre.IN and any(_broad_member(member) for member in av):
+            return True
+        if any(_broad(child) for child in _children(op, av)):
+            return True
+    return False
+
+
+def _broad_member(member: tuple[Any, Any]) -> bool:
+    op, av = member
+    if op is _sre.NEGATE:
+        return True
+    if op is _sre.CATEGORY:
+        return av in _BROAD_CATEGORIES
+    return bool(op is _sre.RANGE and av[1] - av[0] >= _ALPHABET)
+
+
 def _edge(items: Sequence[tuple[Any, Any]], multiline: bool, *, first: bool) -> bool:
     """Whether the sequence's first (or last) element pins it to the text's start (end).
 
@@ -93,16 +165,15 @@ def _edge(items: Sequence[tuple[Any, Any]], multiline: bool, *, first: bool) -> 
 
 
 def evidence_anchored(rule: Rule) -> bool:
-    """Whether the rule holds only for alerts naming a listed file hash or a whole command."""
+    """Whether the rule holds only for alerts whose every file is a listed hash, or that
+    name a command line spelled out whole by its regex (see `pinned`)."""
     for condition in rule.conditions:
-        if isinstance(condition, EveryOf) or (
-            isinstance(condition, AnyOf) and condition.attr == "file_hashes"
-        ):
+        if isinstance(condition, EveryOf) and condition.attr == "file_hashes":
             return True
         if isinstance(condition, EveryMatches | AnyMatches) and condition.attr == (
             "raw_command_lines"
         ):
-            if all(anchored(p) for p in condition.patterns):
+            if all(pinned(p) for p in condition.patterns):
                 return True
     return False
 

@@ -664,6 +664,30 @@ def test_the_shipped_detection_test_regex_counts_as_anchored(playbook: Playbook)
     assert checks.evidence_anchored(rule)
 
 
+def test_the_detection_test_is_powershell_from_windows_own_folder_only(
+    playbook: Playbook,
+) -> None:
+    """A program of the attacker's named powershell.exe, given the documented arguments,
+    is not Windows PowerShell running the test."""
+    arguments = DOCUMENTED_COMMAND.removeprefix("powershell.exe ")
+    windows = '"C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe" '
+    theirs = "C:\\Users\\Public\\powershell.exe "
+
+    def decided(command: str) -> str | None:
+        facts = AlertFacts(
+            title="[Test Alert] Suspicious Powershell commandline",
+            severity="informational",
+            detection_source="microsoftDefenderForEndpoint",
+            command_lines=(command,),
+            company_key="acme-kogyo",
+            business_hours=False,
+        )
+        return playbook.evaluate(facts).suppressed_reason
+
+    assert decided(windows + arguments) == "detection-test"
+    assert decided(theirs + arguments) is None
+
+
 # A rule aimed at one company: the company only narrows whose alerts the attacker's word hides.
 COMPANY_PINNED = """
 [[rules]]
@@ -732,7 +756,6 @@ def test_a_rule_that_hides_a_high_alert_on_its_title_is_warned_about(
     "guard",
     [
         'severity = ["low", "informational"]',
-        'file_hash = "44d88612fea8a8f36de82e1278abb02f"',
         'every_file_hash = "44d88612fea8a8f36de82e1278abb02f"',
         r"command_line_regex = '^eicar\.exe$'",
         r"every_command_line_regex = '''(?x) \A eicar\.exe \Z'''",
@@ -755,6 +778,11 @@ def test_a_rule_hiding_alerts_only_on_evidence_or_minor_severity_is_not_warned_a
         r"command_line_regex = 'eicar\.exe$'",  # anything may come before it
         "command_line_regex = '^eicar|drill$'",  # each alternative is pinned at one end only
         "command_line_regex = '(?m)^eicar$'",  # one line of the command line, not all of it
+        "command_line_regex = '^.*eicar.*$'",  # anchored, but any command naming eicar
+        "every_command_line_regex = '(?:^.*$)'",  # every command line at all
+        "every_command_line_regex = '^(?:eicar|.)+$'",  # a broad run inside a group
+        "every_command_line_regex = '^[a-z]+\\.exe$'",  # any program's name
+        'file_hash = "44d88612fea8a8f36de82e1278abb02f"',  # EICAR's hash beside a trojan's
         'severity = ["low", "medium"]',
     ],
 )

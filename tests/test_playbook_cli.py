@@ -131,10 +131,11 @@ def test_check_warns_about_a_suppression_on_free_text_alone(config: Path, tmp_pa
     assert f"{local}: 1 rules" in result.output
     assert (
         "warning: local.toml:3: rule 'quiet-eicar': suppresses medium and high alerts on "
-        "category, title alone; pin it to evidence an attacker cannot write (file_hash, "
-        "every_file_hash, or a command_line_regex / every_command_line_regex anchored with ^ "
-        "and $; company, tenant and device_tag only narrow whose alerts it sees), or add "
-        'severity = ["low", "informational"]'
+        "category, title alone; pin it to evidence an attacker cannot write (every_file_hash, "
+        "or a command_line_regex / every_command_line_regex anchored with ^ and $ and spelling "
+        "the command out, with no run of a broad class such as .*, \\S+, \\w+ or [^x]*; "
+        "file_hash also holds beside another file, and company, tenant and device_tag only "
+        'narrow whose alerts it sees), or add severity = ["low", "informational"]'
     ) in " ".join(result.output.split())
     assert "1 warning(s): 1 rules in 1 file(s)" in result.output
 
@@ -143,8 +144,9 @@ def test_check_warns_about_a_suppression_on_free_text_alone(config: Path, tmp_pa
     "guard",
     [
         'severity = ["informational", "low"]',
-        'file_hash = "44d88612fea8a8f36de82e1278abb02f"',
+        'every_file_hash = "44d88612fea8a8f36de82e1278abb02f"',
         "every_command_line_regex = '^eicar-drill\\.exe$'",
+        "every_command_line_regex = '^eicar-drill\\.exe -n \\d+$'",
     ],
 )
 def test_check_accepts_a_suppression_pinned_or_kept_to_minor_alerts(
@@ -157,6 +159,33 @@ def test_check_accepts_a_suppression_pinned_or_kept_to_minor_alerts(
 
     assert result.exit_code == 0, result.output
     assert "warning" not in result.output
+
+
+@pytest.mark.parametrize(
+    "pin",
+    [
+        # Anchored at both ends, yet any command line containing "eicar" matches them.
+        "command_line_regex = '^.*eicar.*$'",
+        "every_command_line_regex = '^.*$'",
+        "every_command_line_regex = '^\\S+ eicar$'",
+        "every_command_line_regex = '^\\w+\\.exe$'",
+        "every_command_line_regex = '^[^;]*$'",
+        # EICAR's hash beside a trojan's still meets the any-form.
+        'file_hash = "44d88612fea8a8f36de82e1278abb02f"',
+    ],
+)
+def test_check_warns_about_a_pin_an_attacker_can_meet(
+    config: Path, tmp_path: Path, pin: str
+) -> None:
+    local = tmp_path / "local.toml"
+    local.write_text(QUIET_EICAR + pin + "\n", encoding="utf-8")
+
+    result = invoke(config, "playbooks", "check", str(local))
+
+    assert result.exit_code == 1, result.output
+    assert "rule 'quiet-eicar': suppresses medium and high alerts on " in " ".join(
+        result.output.split()
+    )
 
 
 @pytest.mark.parametrize("scope", ['company = "sakura-seisakusho"', 'device_tag = "eicar-lab"'])

@@ -355,3 +355,144 @@ def test_a_test_verdict_already_in_defender_is_flagged_on_the_new_ticket_and_to_
             select(AuditEvent).where(AuditEvent.action == "alert.suppression_lifted")
         ).all()
         assert event.detail["write_back"] == "done"
+
+
+def _told_to_reopen(session: Session) -> tuple[list[TicketNote], list[OutboxMessage]]:
+    """The ticket notes and desk updates saying Defender still holds the alert as a test."""
+    notes = [n for n in session.scalars(select(TicketNote)) if "reopen it there" in n.text]
+    updates = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.kind == "desk-update")
+    ).all()
+    return notes, [u for u in updates if "再オープン" in u.body_text]
+
+
+def test_a_test_verdict_in_defender_on_an_alert_that_needs_no_ticket_still_reaches_the_desk(
+    sessions, tenant_id
+):
+    """Defender keeps the test alert Informational but adds another process to it: no longer
+    the test, and the playbook's Informational rule opens no ticket, yet Defender shows it
+    resolved as a security test, so the desk gets a ticket in its queue saying so."""
+    _store_and_triage(sessions, tenant_id, _test_alert(T0), T0)
+    writeback.write_back_pending(sessions, tenant_id, _Recording())  # resolved as a test
+    later = T0 + timedelta(minutes=5)
+    changed = _test_alert(
+        later, evidence=Evidence(command_lines=(DOCUMENTED_COMMAND, "powershell -enc SQBFAFgA"))
+    )
+
+    _store_and_triage(sessions, tenant_id, changed, later)
+
+    with sessions() as session:
+        alert = session.scalars(select(Alert)).one()
+        assert (alert.suppressed_reason, alert.write_back) == (None, "done")
+        ticket = session.scalars(select(Ticket)).one()
+        assert (alert.ticket_id, ticket.priority) == (ticket.id, "P3")
+        notes, updates = _told_to_reopen(session)
+        assert [n.ticket_id for n in notes] == [ticket.id]
+        assert len(updates) == 1 and "onboarding-detection-test" in updates[0].body_text
+
+
+def test_an_informational_alert_that_was_never_a_written_test_opens_no_ticket(sessions, tenant_id):
+    """The queue ticket is only for a verdict Defender holds: a lifted test whose verdict was
+    never sent goes back to the Informational rule (report only)."""
+    _store_and_triage(sessions, tenant_id, _test_alert(T0), T0)
+    later = T0 + timedelta(minutes=5)
+    changed = _test_alert(
+        later, evidence=Evidence(command_lines=(DOCUMENTED_COMMAND, "powershell -enc SQBFAFgA"))
+    )
+
+    _store_and_triage(sessions, tenant_id, changed, later)
+
+    with sessions() as session:
+        assert session.scalars(select(Ticket)).all() == []
+        assert session.scalars(select(Alert)).one().write_back == ""
+
+
+class _RetriagedWhileSending(_Recording):
+    """Defender's update of the alert is triaged (the poll) while the verdict is on its way."""
+
+    def __init__(self, sessions, tenant_id: int) -> None:
+        super().__init__()
+        self.sessions, self.tenant = sessions, tenant_id
+
+    def update_alert(self, source_id: str, update: AlertUpdate) -> None:
+        later = T0 + timedelta(minutes=5)
+        _store_and_triage(self.sessions, self.tenant, _now_credential_theft(later), later)
+        super().update_alert(source_id, update)
+
+
+def test_a_test_verdict_accepted_while_re_triage_withdrew_it_is_flagged_to_the_desk(
+    sessions, tenant_id
+):
+    _store_and_triage(sessions, tenant_id, _test_alert(T0), T0)
+    connector = _RetriagedWhileSending(sessions, tenant_id)
+
+    writeback.write_back_pending(sessions, tenant_id, connector)
+    with transaction(sessions) as session:  # the next poll's pass, and the one after it
+        for _ in range(2):
+            triage_pending(session, tenant_id, "acme", PLAYBOOK, POLICY, T0 + timedelta(hours=1))
+
+    assert connector.sent[0][1].determination.casefold() == "securitytesting"  # a test
+    with sessions() as session:
+        alert = session.scalars(select(Alert)).one()
+        ticket = session.scalars(select(Ticket)).one()
+        assert (alert.ticket_id, ticket.priority) == (ticket.id, "P1")  # credential theft
+        assert (alert.write_back, alert.classification) == ("done", "")
+        notes, updates = _told_to_reopen(session)
+        assert [n.ticket_id for n in notes] == [ticket.id]  # once, on the attack's ticket
+        assert len(updates) == 1
+        [event] = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "alert.written_back")
+        ).all()
+        assert event.detail["determination"].casefold() == "securitytesting"
+        assert event.detail["withdrawn_meanwhile"] is True
+
+
+def test_a_test_verdict_written_while_a_re_triage_runs_is_not_overwritten_as_withdrawn(
+    sessions, tenant_id, monkeypatch
+):
+    """The desk job settles the verdict after the re-triage read the alert, before it wrote."""
+    from edrtrial.desk import triage as triaging
+
+    _store_and_triage(sessions, tenant_id, _test_alert(T0), T0)
+    later = T0 + timedelta(minutes=5)
+    with transaction(sessions) as session:
+        records.upsert_alerts(session, tenant_id, "defender", [_now_credential_theft(later)])
+    connector = _Recording()
+    rule_of = triaging._suppressing_rule
+
+    def written_meanwhile(session: Session, alert: Alert) -> str:
+        writeback.write_back_pending(sessions, tenant_id, connector)
+        return rule_of(session, alert)
+
+    monkeypatch.setattr(triaging, "_suppressing_rule", written_meanwhile)
+    with transaction(sessions) as session:
+        triage_pending(session, tenant_id, "acme", PLAYBOOK, POLICY, later)
+
+    assert connector.sent[0][1].determination.casefold() == "securitytesting"
+    with sessions() as session:
+        assert session.scalars(select(Alert)).one().write_back == "done"
+        notes, updates = _told_to_reopen(session)
+        assert len(notes) == 1 and len(updates) == 1
+
+
+def test_a_device_tested_again_keeps_its_mark_when_its_first_test_becomes_an_attack(
+    sessions, tenant_id
+):
+    _store_and_triage(sessions, tenant_id, _test_alert(T0), T0)  # a1 marks the device
+    second = T0 + timedelta(hours=1)  # the company runs the test again: a genuine one
+    _store_and_triage(
+        sessions, tenant_id, _test_alert(second, source_id="a2", created_at=second), second
+    )
+    later = T0 + timedelta(hours=2)
+
+    _store_and_triage(sessions, tenant_id, _now_credential_theft(later), later)  # a1 changes
+
+    with sessions() as session:
+        a2 = session.scalars(select(Alert).where(Alert.source_id == "a2")).one()
+        assert a2.suppressed_reason == "detection-test"
+        device = session.scalars(select(Device)).one()
+        assert device.detection_test_at == second  # the onboarding check still counts it
+        [event] = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "alert.suppression_lifted")
+        ).all()
+        assert event.detail["devices_tested_by_another_alert"] == ["pc-1.acme.example.jp"]

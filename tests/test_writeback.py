@@ -332,3 +332,44 @@ def test_the_desks_verdict_written_back_keeps_whom_the_operator_acted_for(sessio
 
     [event] = _events(sessions, "alert.written_back")
     assert (event.actor, event.on_behalf_of) == ("cli:sato", "鈴木")
+
+
+class _VerdictChangedWhileSending(Refusing):
+    """The desk gives the alert another verdict while the first one is on its way."""
+
+    def __init__(self, sessions) -> None:
+        super().__init__({})
+        self.sessions = sessions
+        self.sent: list[AlertUpdate] = []
+
+    def update_alert(self, source_id: str, update: AlertUpdate) -> None:
+        if not self.sent:
+            with transaction(self.sessions) as session:
+                alert = session.scalars(select(Alert)).one()
+                alert.classification, alert.determination = "truePositive", "malware"
+        self.sent.append(update)
+
+
+def test_a_verdict_given_while_another_is_sent_is_sent_in_its_turn(sessions):
+    tenant_id = add_tenant(sessions, "acme")
+    with transaction(sessions) as session:
+        session.add(
+            Alert(
+                tenant_id=tenant_id,
+                source="defender",
+                source_id="a1",
+                classification="falsePositive",
+                determination="other",
+                write_back="pending",
+            )
+        )
+    connector = _VerdictChangedWhileSending(sessions)
+
+    writeback.write_back_pending(sessions, tenant_id, connector)
+    with sessions() as session:
+        assert session.scalars(select(Alert)).one().write_back == WriteBackState.PENDING
+    writeback.write_back_pending(sessions, tenant_id, connector)
+
+    assert [u.classification for u in connector.sent] == ["falsePositive", "truePositive"]
+    with sessions() as session:
+        assert session.scalars(select(Alert)).one().write_back == WriteBackState.DONE

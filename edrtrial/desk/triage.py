@@ -6,8 +6,13 @@ and notices it caused, so a crash re-triages the batch instead of losing or doub
 An alert the EDR changes is triaged again. When one that a playbook had suppressed (the
 detection test, say) is no longer suppressed, what the suppression set is undone with it:
 the verdict still waiting to be written back, and the device's "tested" mark when this alert
-set it, so Defender is never told a real attack was a security test. If the verdict already
-reached Defender, the alert's ticket carries a note and the desk a notice to reopen it there.
+set it (taken over by the device's next genuine test, if it had one), so Defender is never
+told a real attack was a security test. If the verdict already reached Defender, the alert's
+ticket carries a note and the desk a notice to reopen it there; the alert gets a ticket for
+that even when its new decision opens none (at least P3), because Defender shows it resolved
+while it no longer is a test, and a 24/7 desk hears of such things through its queue. A
+verdict that reached Defender while it was being withdrawn ("overtaken", as the write-back
+records it) is reported the same way on the next pass.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from edrtrial import audit
@@ -26,6 +31,7 @@ from edrtrial.desk.calendar import DEFAULT as DEFAULT_CALENDAR
 from edrtrial.desk.calendar import BusinessCalendar
 from edrtrial.desk.intake import TicketBook
 from edrtrial.desk.policy import DeskPolicy
+from edrtrial.desk.states import worse
 from edrtrial.devices import actions
 from edrtrial.errors import ActionRefused
 from edrtrial.ingest import records
@@ -34,6 +40,10 @@ from edrtrial.playbooks.engine import AlertFacts, Decision, Playbook
 from edrtrial.playbooks.explain import verdict
 from edrtrial.states import WriteBackState
 from edrtrial.timeutil import as_utc
+
+# The least a ticket opened only to say that Defender holds a withdrawn test verdict gets:
+# the queue's priority, above the report-only P4 where the desk would never see it.
+REOPEN_FLOOR = "P3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +191,42 @@ def _tested_by(session: Session, alert: Alert) -> list[Device]:
     return [d for d in devices if d.detection_test_at and as_utc(d.detection_test_at) == stamp]
 
 
+def _marks_devices(session: Session, alert: Alert) -> bool:
+    """Whether the rule that last suppressed this alert marked its devices as tested."""
+    event = session.scalar(
+        select(AuditEvent)
+        .where(AuditEvent.action == "alert.suppressed", AuditEvent.target == f"alert:{alert.id}")
+        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+        .limit(1)
+    )
+    return bool(event is not None and event.detail.get("devices_verified"))
+
+
+def _retest(session: Session, lifted: Alert, device: Device) -> None:
+    """Mark the device from its earliest other test still suppressed, if it has one.
+
+    A second genuine test of the device did not overwrite the mark (it was already set), so
+    lifting the first would otherwise forget that the device proved it reports.
+    """
+    others = session.scalars(
+        select(Alert)
+        .where(
+            Alert.tenant_id == lifted.tenant_id,
+            Alert.id != lifted.id,
+            Alert.suppressed_reason.is_not(None),
+        )
+        .order_by(Alert.created_at, Alert.id)
+    )
+    for other in others:
+        if (
+            other.suppressed_reason
+            and device.source_id in other.device_source_ids
+            and _marks_devices(session, other)
+        ):
+            device.detection_test_at = other.created_at or other.ingested_at
+            return
+
+
 def _lift_suppression(
     session: Session, alert: Alert, decision: Decision, now: datetime
 ) -> _Lifted | None:
@@ -191,7 +237,10 @@ def _lift_suppression(
     returned, for the ticket and the desk to hear that Defender must be corrected by hand.
     """
     rule = _suppressing_rule(session, alert)
-    written = alert.write_back == WriteBackState.DONE
+    seen = alert.write_back
+    written = seen == WriteBackState.DONE
+    if not written and not _withdraw(session, alert):
+        written = alert.write_back == WriteBackState.DONE  # sent while this pass ran
     shown = (
         verdict(alert.classification, alert.determination or None) if alert.classification else ""
     )
@@ -203,15 +252,19 @@ def _lift_suppression(
         "source_id": alert.source_id,
         "classification": alert.classification,
         "determination": alert.determination,
-        "write_back": alert.write_back,
+        "write_back": str(WriteBackState.DONE) if written else seen,
     }
-    if not written:
-        alert.write_back, alert.write_back_error = WriteBackState.NONE, ""
     alert.classification = alert.determination = ""
     untested = _tested_by(session, alert)
     for device in untested:
         device.detection_test_at = None
-    detail["devices_no_longer_tested"] = [d.name or d.source_id for d in untested]
+        _retest(session, alert, device)
+    detail["devices_no_longer_tested"] = [
+        d.name or d.source_id for d in untested if d.detection_test_at is None
+    ]
+    detail["devices_tested_by_another_alert"] = [
+        d.name or d.source_id for d in untested if d.detection_test_at is not None
+    ]
     audit.record(
         session,
         at=now,
@@ -222,6 +275,51 @@ def _lift_suppression(
         detail=detail,
     )
     return _Lifted(alert, rule, shown) if written else None
+
+
+def _withdraw(session: Session, alert: Alert) -> bool:
+    """Call off the verdict's write-back, unless the write-back settled it meanwhile.
+
+    A conditional update from the state this pass read: the desk job may be sending the
+    verdict right now, and its "done" must not be overwritten (Defender would keep the test
+    verdict and nobody would hear). False, with the alert's state read afresh, if it moved.
+    """
+    moved = session.execute(
+        update(Alert)
+        .where(Alert.id == alert.id, Alert.write_back == alert.write_back)
+        .values(write_back=WriteBackState.NONE, write_back_error="")
+        .execution_options(synchronize_session=False)
+    )
+    session.expire(alert, ["write_back", "write_back_error"])
+    return bool(getattr(moved, "rowcount", 0) == 1)
+
+
+def _overtaken(session: Session, alert: Alert) -> _Lifted | None:
+    """The verdict the EDR accepted after a re-triage withdrew it, now to be reported.
+
+    Taken from "overtaken" to "done" by a conditional update, so two passes never report it
+    twice; what was sent, and by which rule, is in the write-back's audit record.
+    """
+    moved = session.execute(
+        update(Alert)
+        .where(Alert.id == alert.id, Alert.write_back == WriteBackState.OVERTAKEN)
+        .values(write_back=WriteBackState.DONE)
+        .execution_options(synchronize_session=False)
+    )
+    session.expire(alert, ["write_back"])
+    if getattr(moved, "rowcount", 0) != 1:
+        return None
+    event = session.scalar(
+        select(AuditEvent)
+        .where(AuditEvent.action == "alert.written_back", AuditEvent.target == f"alert:{alert.id}")
+        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+        .limit(1)
+    )
+    sent = event.detail if event is not None else {}
+    classification = str(sent.get("classification") or "")
+    shown = verdict(classification, sent.get("determination") or None) if classification else ""
+    rule = str(sent.get("rule") or "") or _suppressing_rule(session, alert)
+    return _Lifted(alert, rule, shown)
 
 
 def _reopen_in_edr(
@@ -275,11 +373,13 @@ def _apply(
     now: datetime,
     pending: dict[str, _Pending],
 ) -> tuple[int, int, int]:
-    lifted = (
-        _lift_suppression(session, alert, decision, now)
-        if alert.suppressed_reason and not decision.suppressed_reason
-        else None
-    )
+    lifted: _Lifted | None = None
+    if alert.write_back == WriteBackState.OVERTAKEN:
+        lifted = _overtaken(session, alert)
+        if decision.suppressed_reason:  # suppressed again: Defender's verdict holds once more
+            lifted = None
+    elif alert.suppressed_reason and not decision.suppressed_reason:
+        lifted = _lift_suppression(session, alert, decision, now)
     alert.priority = decision.priority
     alert.matched_rules = list(decision.matched)
     alert.suppressed_reason = decision.suppressed_reason
@@ -292,11 +392,14 @@ def _apply(
     verified = _verify_devices(session, alert) if decision.mark_device_verified else 0
     if decision.suppressed_reason:
         _audit_suppression(session, alert, decision, now)
-    if decision.suppressed_reason or not decision.ticket:
+    if decision.suppressed_reason or not (decision.ticket or lifted):
         return 0, 1 if decision.suppressed_reason else 0, verified
+    priority: str = decision.priority
+    if lifted is not None and not worse(priority, REOPEN_FLOOR):
+        priority = REOPEN_FLOOR
     placed = book.place(
         alert,
-        decision.priority,
+        priority,
         correlate=decision.correlate,
         window_minutes=decision.correlate_window_minutes,
         channel=decision.escalate or "",
@@ -356,7 +459,10 @@ def triage_pending(
     alerts = list(
         session.scalars(
             select(Alert)
-            .where(Alert.tenant_id == tenant_id, Alert.triaged_at.is_(None))
+            .where(
+                Alert.tenant_id == tenant_id,
+                or_(Alert.triaged_at.is_(None), Alert.write_back == WriteBackState.OVERTAKEN),
+            )
             .order_by(Alert.created_at, Alert.id)
             .limit(limit)
         )

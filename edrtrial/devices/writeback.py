@@ -8,6 +8,14 @@ accepted is "done" even when the comment sent after it is not: the alert is reso
 customer's Defender, so the audit says so (with the comment's error beside it), and neither
 is sent again.
 
+The outcome is settled only on the alert as it was when the verdict was read: still
+"pending", with the same verdict. A send takes seconds, and meanwhile the poll may re-triage
+the alert (Defender turned the "test" into credential theft) and withdraw the verdict. The
+EDR has it all the same, so such an alert becomes "overtaken", a fact in the store that
+survives a crash: triage's next pass (it owns tickets and the desk's notices, which this
+layer cannot reach) puts a "reopen it in Defender" note on its ticket and tells the desk.
+A verdict the desk gave meanwhile is left pending, to be sent in its turn.
+
 Each write, and each refusal, is audited with what was written to which alert of which
 tenant and on whose behalf: the operator who resolved the ticket, or the playbook rule that
 suppressed the alert. A verdict in the customer's own Defender is a change the company
@@ -20,7 +28,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial import audit
@@ -69,6 +77,7 @@ class _Write:
     actor: str
     detail: dict[str, Any]
     on_behalf_of: str = ""  # whom the resolving operator acted for (`ticket --by`)
+    verdict: tuple[str, str] = ("", "")  # the alert's classification and determination, as read
 
 
 def _earlier(session: Session, action: str, target: str) -> AuditEvent | None:
@@ -102,7 +111,29 @@ def _write_for(session: Session, alert: Alert, ticket: Ticket | None, tenant: st
         actor = "playbook"
         detail["suppressed"] = alert.suppressed_reason
         detail["rule"] = suppressed.detail.get("rule") if suppressed is not None else None
-    return _Write(alert.id, alert.source_id, update, actor, detail, behalf)
+    verdict = (alert.classification, alert.determination)
+    return _Write(alert.id, alert.source_id, update, actor, detail, behalf, verdict)
+
+
+def _move(session: Session, write: _Write, current: str, target: str, error: str = "") -> bool:
+    """Set the alert's write-back state if it still holds `current`; False if it changed.
+
+    A conditional UPDATE, as the state machines write: of the write-back and a re-triage
+    racing for the same alert, the one that comes second sees the other's state. Leaving
+    "pending" also needs the verdict read before the send, so an operator's newer verdict
+    is never marked as sent.
+    """
+    guard = [Alert.id == write.alert_id, Alert.write_back == current]
+    if current == WriteBackState.PENDING:
+        classification, determination = write.verdict
+        guard += [Alert.classification == classification, Alert.determination == determination]
+    result = session.execute(
+        update(Alert)
+        .where(*guard)
+        .values(write_back=target, write_back_error=error)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
 
 
 def _settle(
@@ -121,11 +152,25 @@ def _settle(
     if comment_error is not None:
         detail = detail | {"comment_error": comment_error}
     with transaction(sessions) as session:
-        alert = session.get_one(Alert, write.alert_id)
         if error is None:
-            alert.write_back, alert.write_back_error = WriteBackState.DONE, ""
+            settled = _move(session, write, WriteBackState.PENDING, WriteBackState.DONE)
         else:
-            alert.write_back, alert.write_back_error = WriteBackState.FAILED, error
+            settled = _move(session, write, WriteBackState.PENDING, WriteBackState.FAILED, error)
+        if not settled:
+            # Re-triage withdrew the verdict while it was on its way ("" now), or the desk
+            # gave another one: what the EDR now holds is in the audit, the alert's state
+            # stays the newer one, except that an accepted verdict nobody stands by any more
+            # is "overtaken", for the desk to hear.
+            overtaken = error is None and _move(
+                session, write, WriteBackState.NONE, WriteBackState.OVERTAKEN
+            )
+            now = session.scalar(select(Alert.write_back).where(Alert.id == write.alert_id))
+            detail = detail | {"withdrawn_meanwhile": True, "write_back_now": now or ""}
+            if overtaken:
+                log.warning(
+                    "write-back of %s accepted after re-triage withdrew it: the desk is told",
+                    write.source_id,
+                )
         audit.record(
             session,
             at=utcnow(),
