@@ -256,3 +256,45 @@ def test_a_login_on_the_terminal_other_than_the_account_is_kept(ticket, database
     cli(config, "ticket", "note", str(tid), "called the contact")
 
     assert events(database_url, tid)[-1] == ("ticket.note", f"cli:suzuki (as {LOGIN})", "")
+
+
+def test_a_sudo_user_typed_by_hand_does_not_name_someone_else(ticket, database_url, monkeypatch):
+    """No sudo: the terminal's login is the account itself, and `SUDO_USER=tanaka` was typed."""
+    config, tid = ticket
+    monkeypatch.setattr(os, "getlogin", lambda: LOGIN)
+    monkeypatch.setenv("SUDO_USER", "tanaka")
+
+    cli(config, "ticket", "note", str(tid), "called the contact")
+
+    assert events(database_url, tid)[-1] == ("ticket.note", f"cli:{LOGIN}", "")
+
+
+def test_the_terminal_login_names_the_person_before_sudo_user(ticket, database_url, monkeypatch):
+    """The login records name who sits at the terminal; an environment variable does not."""
+    config, tid = ticket
+    monkeypatch.setattr(os, "getlogin", lambda: "suzuki")
+    monkeypatch.setenv("SUDO_USER", "tanaka")
+
+    cli(config, "ticket", "note", str(tid), "called the contact")
+
+    assert events(database_url, tid)[-1] == ("ticket.note", f"cli:suzuki (as {LOGIN})", "")
+
+
+def test_a_step_run_as_another_account_names_the_terminal_login(
+    ticket, database_url, monkeypatch
+):
+    """`sudo -u <service account>` from the operator's terminal: the terminal's login is
+    the person, the account the command runs as is beside it, `SUDO_USER` is not read."""
+    config, tid = ticket
+    other = next(p for p in pwd.getpwall() if p.pw_name != LOGIN)
+    monkeypatch.setattr(os, "getuid", lambda: other.pw_uid)
+    monkeypatch.setattr(os, "getlogin", lambda: LOGIN)
+    monkeypatch.setenv("SUDO_USER", "tanaka")
+
+    cli(config, "ticket", "note", str(tid), "called the contact")
+
+    assert events(database_url, tid)[-1] == (
+        "ticket.note",
+        f"cli:{LOGIN} (as {other.pw_name})",
+        "",
+    )

@@ -156,16 +156,18 @@ def login_name() -> str:
 def invoking_login(account: str) -> str:
     """The person behind the account, when it is not the account itself; else "".
 
-    The store is owner-only, so operators run `sudo -u edrtrial edrtrial …`: sudo sets
-    `SUDO_USER` to the login that ran it. Without sudo (`su`, `runuser`), the terminal's
-    login (`os.getlogin`) names the person.
+    The terminal's login (`os.getlogin`, read from the login records, which a user cannot
+    set) comes first: `sudo -u edrtrial edrtrial …` or `su edrtrial` from sato's terminal
+    names sato. When it is the account itself there is one person, whatever `SUDO_USER`
+    says: anyone can type `SUDO_USER=tanaka edrtrial …`. Only without a controlling
+    terminal (sudo from a script, a pipe) is `SUDO_USER`, which sudo sets to the login that
+    ran it, the one name left.
     """
-    person = os.environ.get("SUDO_USER", "").strip()
-    if not person:
-        try:
-            person = os.getlogin()
-        except OSError:  # no controlling terminal: a service, a pipe, cron
-            person = ""
+    try:
+        person = os.getlogin()
+    except OSError:  # no controlling terminal: a service, a pipe, cron, sudo from a script
+        person = os.environ.get("SUDO_USER", "")
+    person = person.strip()
     return "" if person in ("", account) else person
 
 
