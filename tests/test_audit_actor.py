@@ -280,9 +280,7 @@ def test_the_terminal_login_names_the_person_before_sudo_user(ticket, database_u
     assert events(database_url, tid)[-1] == ("ticket.note", f"cli:suzuki (as {LOGIN})", "")
 
 
-def test_a_step_run_as_another_account_names_the_terminal_login(
-    ticket, database_url, monkeypatch
-):
+def test_a_step_run_as_another_account_names_the_terminal_login(ticket, database_url, monkeypatch):
     """`sudo -u <service account>` from the operator's terminal: the terminal's login is
     the person, the account the command runs as is beside it, `SUDO_USER` is not read."""
     config, tid = ticket

@@ -299,9 +299,7 @@ def test_json_single_alert_with_a_playbook_being_edited(config: Path, tmp_path: 
     assert "1 × P2, no ticket (periodic report only)" in result.output
 
 
-def test_testing_an_alert_keeps_its_command_line_on_one_line(
-    config: Path, tmp_path: Path
-) -> None:
+def test_testing_an_alert_keeps_its_command_line_on_one_line(config: Path, tmp_path: Path) -> None:
     """A command line with a line break cannot print a line that reads as the explanation's."""
     forged = "       stop: later rules were not evaluated"
     alert = json.loads((FIXTURES / "graph__list_alerts_v2.json").read_text("utf-8"))["value"][0]
@@ -311,7 +309,7 @@ def test_testing_an_alert_keeps_its_command_line_on_one_line(
     path.write_text(json.dumps(alert), encoding="utf-8")
     draft = tmp_path / "draft.toml"
     draft.write_text(
-        "[[rules]]\nname = \"ps\"\ncommand_line_regex = 'powershell'\npriority = \"P2\"\n",
+        '[[rules]]\nname = "ps"\ncommand_line_regex = \'powershell\'\npriority = "P2"\n',
         encoding="utf-8",
     )
 
