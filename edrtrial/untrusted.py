@@ -27,6 +27,7 @@ output has its own rule, and each rule lives here so that there is one place to 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 
 # Bidirectional formatting characters: they reorder what follows on the screen, so
 # "invoice‮fdp.exe" reads as "invoiceexe.pdf".
@@ -82,6 +83,16 @@ def one_line(text: str) -> str:
     if not any(_marked(c) for c in text):
         return text
     return "".join(_shown(c) if _marked(c) else c for c in text)
+
+
+def lines_under(lines: Sequence[str], indent: str = "    ") -> str:
+    """Several lines of our own (an error listing each problem of a playbook, a log message
+    and its details) as one block: each line kept on one line (`one_line`, so a name quoted
+    in it cannot start another) and every line after the first indented under it, as a
+    body is under its label.
+    """
+    first, *rest = [one_line(line) for line in lines] or [""]
+    return "\n".join([first, *(indent + line for line in rest)])
 
 
 def chat_text(text: str) -> str:

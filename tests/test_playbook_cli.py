@@ -229,6 +229,24 @@ def test_check_good_and_bad_files(config: Path, tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+def test_check_shows_each_problem_on_its_own_line(config: Path, tmp_path: Path) -> None:
+    """Every problem of every file whole on a line, under the first."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[rules]]\nname = "x"\nseverity = "hgh"\npriority = "P9"\n', "utf-8")
+    other = tmp_path / "other.toml"
+    other.write_text('[[rules]]\nname = "y"\nip = "10.0.0.0/33"\n', "utf-8")
+
+    result = invoke(config, "playbooks", "check", str(bad), str(other))
+
+    assert result.exit_code == 2, result.output
+    assert "␊" not in result.output, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0].startswith(f"error: {bad}:1: rule 'x': priority: "), lines
+    assert lines[1].startswith(f"    {bad}:1: rule 'x': severity: unknown severity 'hgh'"), lines
+    assert lines[2].startswith(f"    {other}:1: rule 'y': ip: '10.0.0.0/33' is not"), lines
+
+
 def test_check_refuses_a_channel_the_config_lacks(config: Path, tmp_path: Path) -> None:
     path = tmp_path / "local.toml"
     path.write_text('[[rules]]\nname = "vip"\nescalate = "teams-soc"\n', encoding="utf-8")

@@ -30,7 +30,7 @@ from edrtrial.desk import operator
 from edrtrial.errors import ActorError, EdrTrialError, TicketError
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime, TenantRef
-from edrtrial.untrusted import one_line, visible
+from edrtrial.untrusted import lines_under, one_line, visible
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -96,15 +96,18 @@ err_console = SafeConsole(stderr=True, markup=False, emoji=False)
 
 
 def fails_cleanly(func: Callable[P, T]) -> Callable[P, T]:
-    """Our own errors end the command with their message (exit 2), not a traceback."""
+    """Our own errors end the command with their message (exit 2), not a traceback: one
+    line, or each problem of a listing on its own line (`EdrTrialError.listing`)."""
 
     @wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return func(*args, **kwargs)
         except EdrTrialError as err:
-            # One line however narrow the terminal: soft_wrap leaves wrapping to the terminal.
-            line = Text.assemble(styled("error:", "bold red"), " ", one_line(str(err)))
+            # Each line of ours whole however narrow the terminal (soft_wrap leaves wrapping
+            # to the terminal); a listing's problems each on a line under the first.
+            message = lines_under(err.lines or (str(err),), BODY_INDENT)
+            line = Text.assemble(styled("error:", "bold red"), " ", message)
             err_console.print(line, highlight=False, soft_wrap=True)
             sys.exit(2)
 

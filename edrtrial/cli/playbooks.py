@@ -83,14 +83,14 @@ def check(ctx: click.Context, files: tuple[Path, ...]) -> None:
         try:
             loaded = load_playbooks([path])
         except PlaybookError as err:
-            errors.append(str(err))
+            errors += err.lines or (str(err),)
             continue
         console.print(f"{path}: {len(loaded.rules)} rules", markup=False, highlight=False)
         warned += warnings(loaded)
     for warning in warned:
         err_console.print(f"warning: {warning}", markup=False, highlight=False)
     if errors:
-        raise PlaybookError("; ".join(errors))
+        raise PlaybookError.listing(errors)
     combined = load_playbooks(paths)
     channels = sorted(combined.channels())
     if channels and config is not None:
