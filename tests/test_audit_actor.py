@@ -105,7 +105,8 @@ def test_the_actor_is_the_login_that_ran_the_command_and_by_whom_it_acted_for(
     assert "mallory" not in str(events(database_url, tid))
     history = cli(config, "ticket", "show", str(tid)).output
     assert re.search(rf"cli:{LOGIN} for tanaka\s+│ ticket\.acknowledged", history)
-    assert re.search(rf"cli:{LOGIN}\s+│ note\s+│ called the contact", history)
+    assert re.search(rf"cli:{LOGIN}\s+│ note\s+│ text below", history)
+    assert f"note by cli:{LOGIN}: called the contact" in history
 
 
 @pytest.mark.parametrize(

@@ -189,3 +189,21 @@ def test_invisible_characters_in_device_names_are_shown():
     out = console.export_text()
     assert not [c for c in out if c in INVISIBLE], repr(out)
     assert len({line for line in out.splitlines() if "pc-01" in line}) == len(INVISIBLE), out
+
+
+def test_ticket_show_keeps_the_lines_of_a_note_and_a_message(tmp_path, sandbox, database_url):
+    config, tid = polled_ticket(tmp_path, sandbox, database_url)
+    cli(config, "ticket", "note", str(tid), "called the contact\nshe will call back at 3")
+    cli(config, "ticket", "notify", str(tid), "We will call you at 15:00.\nKeep the PC on.")
+
+    shown = cli(config, "ticket", "show", str(tid)).output
+
+    assert "␊" not in shown, shown
+    lines = shown.splitlines()
+    for first, second in (
+        ("called the contact", "she will call back at 3"),
+        ("We will call you at 15:00.", "Keep the PC on."),
+    ):
+        at = lines.index("      " + first)  # under its heading: when, what, by whom
+        assert lines[at + 1] == "      " + second, shown
+        assert " by cli:" in lines[at - 1] and lines[at - 1].startswith("  "), shown
