@@ -27,6 +27,7 @@ from edrtrial.models import Alert, Company, OutboxMessage, Tenant
 from edrtrial.notify.notices import desk_ticket_notice
 from edrtrial.notify.webhooks import teams_payload
 from edrtrial.sandbox import SandboxServer, SandboxWorld
+from edrtrial.untrusted import one_line
 
 from sandbox_config import settings, write_config
 
@@ -207,3 +208,26 @@ def test_ticket_show_keeps_the_lines_of_a_note_and_a_message(tmp_path, sandbox, 
         at = lines.index("      " + first)  # under its heading: when, what, by whom
         assert lines[at + 1] == "      " + second, shown
         assert " by cli:" in lines[at - 1] and lines[at - 1].startswith("  "), shown
+
+
+# Default-ignorable characters that are not format characters (Cf): a combining grapheme
+# joiner, variation selectors, Hangul fillers, a Khmer inherent vowel, a Mongolian selector.
+IGNORABLE = ("\u034f", "\ufe00", "\ufe0f", "\U000e0100", "\u3164", "\u115f", "\u1160")
+IGNORABLE += ("\uffa0", "\u17b4", "\u180b")
+
+
+@pytest.mark.parametrize("invisible", IGNORABLE)
+def test_a_default_ignorable_character_in_a_name_is_shown(invisible):
+    """`pc-01` and `pc-01` + a variation selector read the same in a listing."""
+    with open("/dev/null", "w") as sink:
+        console = SafeConsole(width=80, markup=False, emoji=False, record=True, file=sink)
+        console.print("pc-01" + invisible)
+    out = console.export_text().strip()
+    code = ord(invisible)
+    assert out in (f"pc-01\\u{code:04x}", f"pc-01\\U{code:08x}"), repr(out)
+
+
+def test_text_a_reader_sees_is_left_as_it_is():
+    """Japanese, accents, emoji and symbols are not marks: only what shows as nothing is."""
+    text = "株式会社アクメ　経理部 PC-ｹｲﾘ-01 café ⚠ ✓ 한글 ①"
+    assert one_line(text) == text
