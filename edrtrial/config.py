@@ -339,7 +339,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _describe(path: Path, err: ValidationError, prefix: str = "") -> str:
+def _describe(path: Path, err: ValidationError, prefix: str = "") -> list[str]:
     lines = [f"{path}: invalid configuration"]
     for item in err.errors():
         where = _location(tuple(item["loc"]))
@@ -350,7 +350,7 @@ def _describe(path: Path, err: ValidationError, prefix: str = "") -> str:
         elif item["type"] == "missing":
             message = "required key is missing"
         lines.append(f"  {where}: {message}")
-    return "\n".join(lines)
+    return lines
 
 
 def load_config(path: Path) -> Config:
@@ -364,7 +364,7 @@ def load_config(path: Path) -> Config:
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_describe(path, err)) from err
+        raise ConfigError.listing(_describe(path, err)) from err
 
     companies = [
         _checked_connection(path, index, company)
@@ -388,7 +388,7 @@ def _checked_connection(path: Path, index: int, company: CompanyConfig) -> Compa
     try:
         parsed = cls.settings_model.model_validate(block)
     except ValidationError as err:
-        raise ConfigError(_describe(path, err, where)) from err
+        raise ConfigError.listing(_describe(path, err, where)) from err
     tenant = getattr(parsed, "tenant_id", None)
     if not isinstance(tenant, str) or tenant == block.get("tenant_id"):
         return company

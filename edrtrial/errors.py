@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Self
+
 
 class EdrTrialError(Exception):
-    """Base of every error edrtrial raises on purpose."""
+    """Base of every error edrtrial raises on purpose.
+
+    Its message is one line: any text it quotes (an EDR's device name, a rule's name) is
+    shown on that line, however it was written. An error that lists several problems
+    (every mistake in a playbook or a config) is made with `listing`: its lines are the
+    service's own, and are shown one under another.
+    """
+
+    lines: tuple[str, ...] = ()
+    """The problems of a `listing`, one each; empty for a one-line error."""
+
+    @classmethod
+    def listing(cls, lines: Iterable[str]) -> Self:
+        """The error listing each of `lines` (each shown on one line, under the first)."""
+        kept = tuple(lines)
+        err = cls("\n".join(kept))
+        err.lines = kept
+        return err
 
 
 class ConfigError(EdrTrialError):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from edrtrial.untrusted import one_line, visible
+from edrtrial.untrusted import lines_under, one_line, visible
 
 current_tenant: ContextVar[str] = ContextVar("current_tenant", default="-")
 
@@ -24,6 +24,19 @@ def tenant_context(tenant: str) -> Iterator[None]:
         current_tenant.reset(token)
 
 
+def details(lines: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """`extra=` for a log message of ours followed by lines of ours (each problem of a
+    refused playbook): each is logged on its own line under the message, where one joined
+    into the message would be shown on one line with `␊` between them.
+    """
+    return {"details": tuple(lines)}
+
+
+def _details(record: logging.LogRecord) -> tuple[str, ...]:
+    found = getattr(record, "details", ())
+    return tuple(str(line) for line in found) if isinstance(found, tuple | list) else ()
+
+
 class _TenantFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "tenant"):
@@ -36,13 +49,15 @@ class _TenantFilter(logging.Filter):
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, Any] = {
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
             "level": record.levelname,
             "logger": record.name,
             "tenant": getattr(record, "tenant", "-"),
             "msg": one_line(record.getMessage()),
         }
+        if found := _details(record):
+            entry["details"] = [one_line(line) for line in found]
         if record.exc_info:
             entry["exc"] = visible(self.formatException(record.exc_info))
         if record.stack_info:
@@ -55,13 +70,14 @@ _TRACE_INDENT = "    "
 
 class _PlainFormatter(logging.Formatter):
     """A record as a person reads it in a terminal: the message on one line (EDR text in it
-    stays text and cannot start a line, such as another tenant's), and a traceback below it
+    stays text and cannot start a line, such as another tenant's), its `details` each on a
+    line of their own indented under it, and a traceback below it
     with its controls shown as marks and every line indented, so no line of it (an exception
     message quoting EDR text) can pass for a log line either.
     """
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
-        return one_line(super().formatMessage(record))
+        return lines_under((super().formatMessage(record), *_details(record)), _TRACE_INDENT)
 
     def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
         return _indented(super().formatException(ei))

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from edrtrial import logsetup
 from edrtrial.errors import PlaybookError
 from edrtrial.playbooks.checks import warnings
 from edrtrial.playbooks.engine import Playbook, load_playbooks
@@ -80,9 +81,9 @@ class LivePlaybooks:
             except PlaybookError as err:
                 self._error = str(err)
                 log.error(
-                    "playbook reload refused, the previous %d rules stay in force:\n%s",
+                    "playbook reload refused, the previous %d rules stay in force:",
                     len(self._current.rules),
-                    self._error,
+                    extra=logsetup.details(err.lines or (self._error,)),
                 )
                 return self._error
             self._current = playbook
@@ -127,6 +128,6 @@ def channel_check(known: Iterable[str]) -> Callable[[Playbook], None]:
             if rule.escalate is not None and rule.escalate not in names
         ]
         if unknown:
-            raise PlaybookError("\n".join(unknown))
+            raise PlaybookError.listing(unknown)
 
     return check

@@ -49,8 +49,8 @@ def read_playbook(path: Path) -> ParsedFile:
             (_line_for(lines, rule_lines, item["loc"]), _describe(raw, item))
             for item in err.errors()
         )
-        raise PlaybookError(
-            "\n".join(f"{path}:{line}: {message}" for line, message in problems)
+        raise PlaybookError.listing(
+            f"{path}:{line}: {message}" for line, message in problems
         ) from err
     return ParsedFile(path=path, spec=spec, rule_lines=rule_lines)
 

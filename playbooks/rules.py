@@ -10,6 +10,7 @@ from typing import Protocol
 
 from edrtrial.playbooks.facts import AlertFacts, FoldedFacts, ip_key, user_forms
 from edrtrial.playbooks.schema import CONDITION_KEYS, Correlate, Isolate, Priority, RuleSpec
+from edrtrial.untrusted import one_line
 
 
 class Condition(Protocol):
@@ -25,7 +26,9 @@ class Condition(Protocol):
         ...
 
     def because(self, facts: AlertFacts) -> str:
-        """Why it held for this alert, in words, for `explain()`."""
+        """Why it held for this alert, in words, for `explain()`: one line, every value the
+        alert brought quoted with `!r` or `one_line`, so a command line cannot write a line
+        of the explanation."""
         ...
 
 
@@ -161,9 +164,9 @@ class AnyOf:
         for value in getattr(facts, self.attr):
             hits = [form for form in self.fold(value) if form in self.values]
             if hits and hits[0] == value.strip().casefold():
-                return f"{self.key} '{value}' is listed"
+                return f"{self.key} '{one_line(value)}' is listed"
             if hits:
-                return f"{self.key} '{value}' matches listed '{hits[0]}'"
+                return f"{self.key} '{one_line(value)}' matches listed '{one_line(hits[0])}'"
         return self.key
 
 
@@ -201,7 +204,7 @@ class InNetworks:
                 continue
             for version, mask, network, written in self.networks:
                 if key[0] == version and key[1] & mask == network:
-                    return f"IP {text.strip()} is in {written}"
+                    return f"IP {one_line(text.strip())} is in {written}"
         return "ip"
 
 
@@ -248,7 +251,7 @@ class AnyMatches:
         for value in getattr(facts, self.attr.removeprefix("raw_")):
             for pattern in self.patterns:
                 if pattern.search(value):
-                    return f"{self.label} '{value}' matches /{_shown(pattern)}/"
+                    return f"{self.label} '{one_line(value)}' matches /{_shown(pattern)}/"
         return self.key
 
 

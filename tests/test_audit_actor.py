@@ -105,7 +105,8 @@ def test_the_actor_is_the_login_that_ran_the_command_and_by_whom_it_acted_for(
     assert "mallory" not in str(events(database_url, tid))
     history = cli(config, "ticket", "show", str(tid)).output
     assert re.search(rf"cli:{LOGIN} for tanaka\s+│ ticket\.acknowledged", history)
-    assert re.search(rf"cli:{LOGIN}\s+│ note\s+│ called the contact", history)
+    assert re.search(rf"cli:{LOGIN}\s+│ note\s+│ text below", history)
+    assert f"note by cli:{LOGIN}: called the contact" in history
 
 
 @pytest.mark.parametrize(
@@ -256,3 +257,43 @@ def test_a_login_on_the_terminal_other_than_the_account_is_kept(ticket, database
     cli(config, "ticket", "note", str(tid), "called the contact")
 
     assert events(database_url, tid)[-1] == ("ticket.note", f"cli:suzuki (as {LOGIN})", "")
+
+
+def test_a_sudo_user_typed_by_hand_does_not_name_someone_else(ticket, database_url, monkeypatch):
+    """No sudo: the terminal's login is the account itself, and `SUDO_USER=tanaka` was typed."""
+    config, tid = ticket
+    monkeypatch.setattr(os, "getlogin", lambda: LOGIN)
+    monkeypatch.setenv("SUDO_USER", "tanaka")
+
+    cli(config, "ticket", "note", str(tid), "called the contact")
+
+    assert events(database_url, tid)[-1] == ("ticket.note", f"cli:{LOGIN}", "")
+
+
+def test_the_terminal_login_names_the_person_before_sudo_user(ticket, database_url, monkeypatch):
+    """The login records name who sits at the terminal; an environment variable does not."""
+    config, tid = ticket
+    monkeypatch.setattr(os, "getlogin", lambda: "suzuki")
+    monkeypatch.setenv("SUDO_USER", "tanaka")
+
+    cli(config, "ticket", "note", str(tid), "called the contact")
+
+    assert events(database_url, tid)[-1] == ("ticket.note", f"cli:suzuki (as {LOGIN})", "")
+
+
+def test_a_step_run_as_another_account_names_the_terminal_login(ticket, database_url, monkeypatch):
+    """`sudo -u <service account>` from the operator's terminal: the terminal's login is
+    the person, the account the command runs as is beside it, `SUDO_USER` is not read."""
+    config, tid = ticket
+    other = next(p for p in pwd.getpwall() if p.pw_name != LOGIN)
+    monkeypatch.setattr(os, "getuid", lambda: other.pw_uid)
+    monkeypatch.setattr(os, "getlogin", lambda: LOGIN)
+    monkeypatch.setenv("SUDO_USER", "tanaka")
+
+    cli(config, "ticket", "note", str(tid), "called the contact")
+
+    assert events(database_url, tid)[-1] == (
+        "ticket.note",
+        f"cli:{LOGIN} (as {other.pw_name})",
+        "",
+    )

@@ -6,8 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 
+from edrtrial.cli.main import main
 from edrtrial.config import load_config
 from edrtrial.errors import ConfigError
 
@@ -191,3 +193,18 @@ def test_a_playbook_escalating_to_an_unknown_channel_stops_the_start(tmp_path, d
     )
     with pytest.raises(PlaybookError, match="pager"):
         Runtime.open(load_config(write(tmp_path, text)))
+
+
+def test_the_command_shows_each_mistake_of_a_config_on_its_own_line(tmp_path):
+    text = EXAMPLE.replace("P3 = 480, ", "", 1).replace("[desk]", "[desk]\ncolour = 1", 1)
+    path = write(tmp_path, text)
+
+    result = CliRunner().invoke(main, ["--config", str(path), "playbooks", "check"])
+
+    assert result.exit_code == 2, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"error: {path}: invalid configuration", lines
+    assert sorted(line.split(":")[0] for line in lines[1:]) == [
+        "      desk.colour",
+        "      sla.acknowledge_minutes",
+    ], lines

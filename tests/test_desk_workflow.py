@@ -151,7 +151,7 @@ def test_a_ticket_goes_new_acknowledged_in_progress_resolved_closed_and_each_ste
         history = operator.history(session, ticket)
     assert [h.what for h in history][:2] == ["ticket.opened", "ticket.acknowledged"]
     assert "note" in [h.what for h in history]
-    assert any("PC is off the network" in h.detail for h in history)
+    assert any("PC is off the network" in h.text for h in history)
 
 
 def test_resolving_needs_the_whole_incident_summary_and_sends_the_company_its_report(

@@ -27,6 +27,7 @@ from edrtrial.models import Alert, Company, OutboxMessage, Tenant
 from edrtrial.notify.notices import desk_ticket_notice
 from edrtrial.notify.webhooks import teams_payload
 from edrtrial.sandbox import SandboxServer, SandboxWorld
+from edrtrial.untrusted import one_line
 
 from sandbox_config import settings, write_config
 
@@ -189,3 +190,44 @@ def test_invisible_characters_in_device_names_are_shown():
     out = console.export_text()
     assert not [c for c in out if c in INVISIBLE], repr(out)
     assert len({line for line in out.splitlines() if "pc-01" in line}) == len(INVISIBLE), out
+
+
+def test_ticket_show_keeps_the_lines_of_a_note_and_a_message(tmp_path, sandbox, database_url):
+    config, tid = polled_ticket(tmp_path, sandbox, database_url)
+    cli(config, "ticket", "note", str(tid), "called the contact\nshe will call back at 3")
+    cli(config, "ticket", "notify", str(tid), "We will call you at 15:00.\nKeep the PC on.")
+
+    shown = cli(config, "ticket", "show", str(tid)).output
+
+    assert "␊" not in shown, shown
+    lines = shown.splitlines()
+    for first, second in (
+        ("called the contact", "she will call back at 3"),
+        ("We will call you at 15:00.", "Keep the PC on."),
+    ):
+        at = lines.index("      " + first)  # under its heading: when, what, by whom
+        assert lines[at + 1] == "      " + second, shown
+        assert " by cli:" in lines[at - 1] and lines[at - 1].startswith("  "), shown
+
+
+# Default-ignorable characters that are not format characters (Cf): a combining grapheme
+# joiner, variation selectors, Hangul fillers, a Khmer inherent vowel, a Mongolian selector.
+IGNORABLE = ("\u034f", "\ufe00", "\ufe0f", "\U000e0100", "\u3164", "\u115f", "\u1160")
+IGNORABLE += ("\uffa0", "\u17b4", "\u180b")
+
+
+@pytest.mark.parametrize("invisible", IGNORABLE)
+def test_a_default_ignorable_character_in_a_name_is_shown(invisible):
+    """`pc-01` and `pc-01` + a variation selector read the same in a listing."""
+    with open("/dev/null", "w") as sink:
+        console = SafeConsole(width=80, markup=False, emoji=False, record=True, file=sink)
+        console.print("pc-01" + invisible)
+    out = console.export_text().strip()
+    code = ord(invisible)
+    assert out in (f"pc-01\\u{code:04x}", f"pc-01\\U{code:08x}"), repr(out)
+
+
+def test_text_a_reader_sees_is_left_as_it_is():
+    """Japanese, accents, emoji and symbols are not marks: only what shows as nothing is."""
+    text = "株式会社アクメ　経理部 PC-ｹｲﾘ-01 café ⚠ ✓ 한글 ①"
+    assert one_line(text) == text

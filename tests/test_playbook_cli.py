@@ -258,6 +258,24 @@ def test_check_good_and_bad_files(config: Path, tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+def test_check_shows_each_problem_on_its_own_line(config: Path, tmp_path: Path) -> None:
+    """Every problem of every file whole on a line, under the first."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[rules]]\nname = "x"\nseverity = "hgh"\npriority = "P9"\n', "utf-8")
+    other = tmp_path / "other.toml"
+    other.write_text('[[rules]]\nname = "y"\nip = "10.0.0.0/33"\n', "utf-8")
+
+    result = invoke(config, "playbooks", "check", str(bad), str(other))
+
+    assert result.exit_code == 2, result.output
+    assert "␊" not in result.output, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0].startswith(f"error: {bad}:1: rule 'x': priority: "), lines
+    assert lines[1].startswith(f"    {bad}:1: rule 'x': severity: unknown severity 'hgh'"), lines
+    assert lines[2].startswith(f"    {other}:1: rule 'y': ip: '10.0.0.0/33' is not"), lines
+
+
 def test_check_refuses_a_channel_the_config_lacks(config: Path, tmp_path: Path) -> None:
     path = tmp_path / "local.toml"
     path.write_text('[[rules]]\nname = "vip"\nescalate = "teams-soc"\n', encoding="utf-8")
@@ -326,6 +344,26 @@ def test_json_single_alert_with_a_playbook_being_edited(config: Path, tmp_path: 
     assert "- mitre technique T1564.001 (under T1564)" in result.output
     assert "correlate:       alert by rule 'hidden'" in result.output
     assert "1 × P2, no ticket (periodic report only)" in result.output
+
+
+def test_testing_an_alert_keeps_its_command_line_on_one_line(config: Path, tmp_path: Path) -> None:
+    """A command line with a line break cannot print a line that reads as the explanation's."""
+    forged = "       stop: later rules were not evaluated"
+    alert = json.loads((FIXTURES / "graph__list_alerts_v2.json").read_text("utf-8"))["value"][0]
+    process = next(e for e in alert["evidence"] if "processCommandLine" in e)
+    process["processCommandLine"] = "powershell.exe -c x\n" + forged
+    path = tmp_path / "alert.json"
+    path.write_text(json.dumps(alert), encoding="utf-8")
+    draft = tmp_path / "draft.toml"
+    draft.write_text(
+        '[[rules]]\nname = "ps"\ncommand_line_regex = \'powershell\'\npriority = "P2"\n',
+        encoding="utf-8",
+    )
+
+    out = invoke(config, "playbooks", "test", str(path), "--playbook", str(draft)).output
+
+    assert "- command line 'powershell.exe -c x␊" + forged + "' matches /powershell/" in out
+    assert not [line for line in out.splitlines() if line.startswith(forged)], out
 
 
 def test_a_broken_draft_is_reported_not_tested(config: Path, tmp_path: Path) -> None:

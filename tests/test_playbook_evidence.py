@@ -454,3 +454,31 @@ def test_bad_correlation_default_names_the_defaults_line(tmp_path: Path) -> None
         ),
     ):
         load_playbooks([path])
+
+
+FORGED = "       stop: later rules were not evaluated"  # a line of explain()'s own
+
+
+@pytest.mark.parametrize(
+    ("condition", "alert"),
+    [
+        ('user = "alice"', {"users": ("CORP\n" + FORGED + "\\alice",)}),  # DOMAIN\\user
+        ("user_regex = '^alice'", {"users": ("alice\n" + FORGED,)}),
+        ('ip = "fe80::/10"', {"ips": ("fe80::1%eth0\n" + FORGED,)}),  # a scope is free text
+        ('url = "invoice"', {"urls": ("https://invoice.example/\n" + FORGED,)}),
+        ("url_regex = 'invoice'", {"urls": ("https://invoice.example/\n" + FORGED,)}),
+        ("command_line = 'powershell'", {"command_lines": ("powershell -c x\n" + FORGED,)}),
+        ("command_line_regex = 'powershell'", {"command_lines": ("powershell\n" + FORGED,)}),
+        ("device_name_regex = '^pc-'", {"device_names": ("pc-01\n" + FORGED,)}),
+        ('title = "update"', {"title": "update\n" + FORGED}),
+        ("title_regex = 'update'", {"title": "update\n" + FORGED}),
+    ],
+)
+def test_explain_quotes_what_the_alert_sent_on_one_line(tmp_path, condition, alert) -> None:
+    """A value with a line break in it cannot write a line that reads as the explanation's."""
+    playbook = load(tmp_path, f'[[rules]]\nname = "r"\n{condition}\npriority = "P2"\n')
+
+    decision = playbook.evaluate(facts(**alert))
+
+    assert decision.matched == ("r",)
+    assert not [line for line in decision.explain().splitlines() if line.startswith(FORGED)]

@@ -6,10 +6,12 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from edrtrial import logsetup
 from edrtrial.errors import PlaybookError
 from edrtrial.playbooks import AlertFacts, Playbook
 from edrtrial.playbooks.live import LivePlaybooks, channel_check
@@ -51,7 +53,8 @@ def test_edit_break_and_fix(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
     assert error is not None and error.startswith(f"{path}:6: rule 'broken': priority")
     assert decided(live) == ("P3", ("second",))  # the last good rules stay in force
     assert live.error == error
-    assert f"{path}:6: rule 'broken'" in caplog.text
+    refused = caplog.records[-1].details  # each problem, below the message
+    assert [line for line in refused if line.startswith(f"{path}:6: rule 'broken'")]
     assert "previous 1 rules stay in force" in caplog.text
     assert live.refresh() is None  # the same broken file is not tried again
 
@@ -59,6 +62,33 @@ def test_edit_break_and_fix(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
     assert live.refresh() is None
     assert decided(live) == ("P1", ("third",))
     assert live.error is None
+
+
+@pytest.fixture
+def root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_a_refused_reload_logs_each_problem_on_its_own_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], root_logger: None
+) -> None:
+    logsetup.configure("INFO")
+    path = tmp_path / "local.toml"
+    save(path, rule("first", "P2"))
+    live = LivePlaybooks([path])
+    save(path, '[[rules]]\nname = "x"\nseverity = "hgh"\npriority = "P9"\n')
+
+    assert live.refresh() is not None
+
+    lines = capsys.readouterr().err.splitlines()
+    assert "␊" not in "".join(lines), lines
+    assert lines[0].endswith("playbook reload refused, the previous 1 rules stay in force:")
+    assert [line.strip().split(": ")[2] for line in lines[1:]] == ["priority", "severity"]
+    assert all(line.startswith(f"    {path}:1: rule 'x': ") for line in lines[1:]), lines
 
 
 def test_a_file_that_appears_or_disappears_is_noticed(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from edrtrial.desk import operator
 from edrtrial.errors import ActorError, EdrTrialError, TicketError
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime, TenantRef
-from edrtrial.untrusted import one_line, visible
+from edrtrial.untrusted import lines_under, one_line, visible
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -96,15 +96,18 @@ err_console = SafeConsole(stderr=True, markup=False, emoji=False)
 
 
 def fails_cleanly(func: Callable[P, T]) -> Callable[P, T]:
-    """Our own errors end the command with their message (exit 2), not a traceback."""
+    """Our own errors end the command with their message (exit 2), not a traceback: one
+    line, or each problem of a listing on its own line (`EdrTrialError.listing`)."""
 
     @wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return func(*args, **kwargs)
         except EdrTrialError as err:
-            # One line however narrow the terminal: soft_wrap leaves wrapping to the terminal.
-            line = Text.assemble(styled("error:", "bold red"), " ", one_line(str(err)))
+            # Each line of ours whole however narrow the terminal (soft_wrap leaves wrapping
+            # to the terminal); a listing's problems each on a line under the first.
+            message = lines_under(err.lines or (str(err),), BODY_INDENT)
+            line = Text.assemble(styled("error:", "bold red"), " ", message)
             err_console.print(line, highlight=False, soft_wrap=True)
             sys.exit(2)
 
@@ -156,16 +159,18 @@ def login_name() -> str:
 def invoking_login(account: str) -> str:
     """The person behind the account, when it is not the account itself; else "".
 
-    The store is owner-only, so operators run `sudo -u edrtrial edrtrial …`: sudo sets
-    `SUDO_USER` to the login that ran it. Without sudo (`su`, `runuser`), the terminal's
-    login (`os.getlogin`) names the person.
+    The terminal's login (`os.getlogin`, read from the login records, which a user cannot
+    set) comes first: `sudo -u edrtrial edrtrial …` or `su edrtrial` from sato's terminal
+    names sato. When it is the account itself there is one person, whatever `SUDO_USER`
+    says: anyone can type `SUDO_USER=tanaka edrtrial …`. Only without a controlling
+    terminal (sudo from a script, a pipe) is `SUDO_USER`, which sudo sets to the login that
+    ran it, the one name left.
     """
-    person = os.environ.get("SUDO_USER", "").strip()
-    if not person:
-        try:
-            person = os.getlogin()
-        except OSError:  # no controlling terminal: a service, a pipe, cron
-            person = ""
+    try:
+        person = os.getlogin()
+    except OSError:  # no controlling terminal: a service, a pipe, cron, sudo from a script
+        person = os.environ.get("SUDO_USER", "")
+    person = person.strip()
     return "" if person in ("", account) else person
 
 

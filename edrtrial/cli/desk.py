@@ -134,8 +134,16 @@ def show(ctx: click.Context, ticket_id: int) -> None:
         console.print(_actions_table(actions))
     hist = Table("when (JST)", "who", "what", "detail")
     for entry in history:
-        hist.add_row(f"{to_jst(entry.at):%m/%d %H:%M:%S}", entry.who, entry.what, entry.detail)
+        detail = ", ".join(
+            part for part in (entry.detail, "text below" if entry.text else "") if part
+        )
+        hist.add_row(f"{to_jst(entry.at):%m/%d %H:%M:%S}", entry.who, entry.what, detail)
     console.print(hist)
+    # Notes and messages keep the lines they were written with, each under its heading.
+    for entry in history:
+        if entry.text:
+            label = f"{to_jst(entry.at):%m/%d %H:%M:%S} {entry.what} by {entry.who}"
+            console.print(body(label, entry.text, indent="  "), highlight=False)
 
 
 def _actions_table(actions: list[tuple[ResponseAction, Device]]) -> Table:

@@ -83,14 +83,14 @@ def check(ctx: click.Context, files: tuple[Path, ...]) -> None:
         try:
             loaded = load_playbooks([path])
         except PlaybookError as err:
-            errors.append(str(err))
+            errors += err.lines or (str(err),)
             continue
         console.print(f"{path}: {len(loaded.rules)} rules", markup=False, highlight=False)
         warned += warnings(loaded)
     for warning in warned:
         err_console.print(f"warning: {warning}", markup=False, highlight=False)
     if errors:
-        raise PlaybookError("; ".join(errors))
+        raise PlaybookError.listing(errors)
     combined = load_playbooks(paths)
     channels = sorted(combined.channels())
     if channels and config is not None:
@@ -192,7 +192,9 @@ def _decide(cases: Sequence[_Case], playbook: Playbook) -> int:
             continue
         decision = playbook.evaluate(case.facts)
         tally[summary(decision)] += 1
-        # Our own lines, built by the playbook: EDR text inside them is already one line each.
+        # Several lines of our own; every value the alert sent is quoted inside them on one
+        # line by its condition's `because` (playbooks/rules.py), so `visible` keeps only
+        # our line breaks and marks any other control.
         console.print(Text(visible(decision.explain())), highlight=False)
         console.print()
     console.print(f"{sum(tally.values())} alert(s) decided:", markup=False, highlight=False)

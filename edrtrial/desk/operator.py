@@ -307,6 +307,9 @@ class HistoryEntry:
     what: str
     detail: str
     on_behalf_of: str = ""
+    text: str = ""
+    """Free text written for the entry (a note, a message to the company), as written: its
+    lines are the writer's, so it is shown as a body, never inside the one-line detail."""
 
     @property
     def who(self) -> str:
@@ -325,14 +328,14 @@ def history(session: Session, ticket: Ticket) -> list[HistoryEntry]:
         .order_by(AuditEvent.at, AuditEvent.id)
     ).all()
     entries = [
-        HistoryEntry(e.at, e.actor, e.action, _detail(e.detail), e.on_behalf_of)
+        HistoryEntry(e.at, e.actor, e.action, _detail(e.detail), e.on_behalf_of, _text(e.detail))
         for e in events
         if e.action != "ticket.note"
     ]
     # A note's own row has its author; its audit event also has whom the author acted for.
     behalf = {e.detail.get("note"): e.on_behalf_of for e in events if e.action == "ticket.note"}
     entries += [
-        HistoryEntry(n.at, n.author, "note", n.text, behalf.get(n.id, ""))
+        HistoryEntry(n.at, n.author, "note", "", behalf.get(n.id, ""), n.text)
         for n in session.scalars(
             select(TicketNote).where(TicketNote.ticket_id == ticket.id).order_by(TicketNote.id)
         )
@@ -342,5 +345,12 @@ def history(session: Session, ticket: Ticket) -> list[HistoryEntry]:
 
 def _detail(detail: Mapping[str, Any]) -> str:
     return ", ".join(
-        f"{k}={v}" for k, v in detail.items() if v not in ("", None, {}, []) and k != "summary"
+        f"{k}={v}"
+        for k, v in detail.items()
+        if v not in ("", None, {}, []) and k not in ("summary", "text")
     )
+
+
+def _text(detail: Mapping[str, Any]) -> str:
+    text = detail.get("text")
+    return text if isinstance(text, str) else ""

@@ -1,0 +1,86 @@
+"""Every mail the service sends reads as written: no ␊, ␍ or ␉ where our own wording breaks
+a line.
+
+A template prints each value on one line (a line break inside it shown as `␊`, so an alert
+title cannot add a line of its own); a value that is several lines by design (an intro, a
+summary, an operator's message) must go through the `body` filter. This renders every
+template, through the functions that build the mails, in Japanese and English, with
+ordinary data, and looks for the marks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import test_desk_notices as desk
+import test_incident_report as incident
+from jinja2 import Template
+from test_desk_notices import DEADLINE, DESK, action, alert, company, device, ticket
+from test_report_render import sample_report
+
+from edrtrial.notify.notices import (
+    company_alert_notice,
+    company_message,
+    desk_escalation_notice,
+    desk_ticket_notice,
+    desk_ticket_update_notice,
+    isolation_notice,
+)
+from edrtrial.reports.incident import incident_report_mail
+from edrtrial.reports.render import RenderedMail, detection_report_mail, environment
+
+MARKS = ("\u240a", "\u240d", "\u2409")  # ␊ ␍ ␉
+
+
+def mails(language: str) -> Iterator[RenderedMail]:
+    """Each mail the service sends, for a company of that language (desk mails are Japanese)."""
+    firm = company(language)
+    yield company_alert_notice(firm, ticket(), [alert(1), alert(2, "Medium")], DESK)
+    yield company_message(
+        firm, ticket(), "本日15時ごろ、お電話します。\n\nよろしくお願いします。", DESK
+    )
+    for kind, status in desk.ISOLATION_CASES:
+        yield isolation_notice(firm, ticket(), device(), action(kind, status), DESK)
+    summary = incident.SUMMARY_EN if language == "en" else incident.SUMMARY_JA
+    yield incident_report_mail(
+        incident.company(language),
+        incident.ticket(summary),
+        incident.alerts(),
+        incident.isolated(),
+        incident.DESK,
+    )
+    yield detection_report_mail(sample_report())
+    yield desk_ticket_notice(firm, ticket(), [alert(1), alert(2, "Medium")])
+    yield desk_escalation_notice(firm, ticket(), [alert(1)], 2, DEADLINE, "oncall-teams")
+    yield desk_ticket_update_notice(firm, ticket(), "reopened", "新しいアラート：Alert number 7")
+    yield desk_ticket_update_notice(
+        firm, ticket(), "priority_raised", "P3 → P1\n理由：ランサムウェア"
+    )
+
+
+@pytest.fixture
+def rendered(monkeypatch) -> set[str]:
+    """The names of the templates rendered while the test runs."""
+    env = environment()
+    names: set[str] = set()
+    get_template = env.get_template
+
+    def recording(name: str, *args: Any, **kwargs: Any) -> Template:
+        names.add(name)
+        return get_template(name, *args, **kwargs)
+
+    monkeypatch.setattr(env, "get_template", recording)
+    return names
+
+
+def test_no_mail_shows_a_line_break_mark(rendered) -> None:
+    for language in ("ja", "en"):
+        for mail in mails(language):
+            for part in (mail.subject, mail.text, mail.html or ""):
+                marked = [line for line in part.splitlines() if any(m in line for m in MARKS)]
+                assert not marked, f"{language}: {mail.subject}: {marked}"
+
+    templates = {name for name in environment().list_templates() if name.endswith(".j2")}
+    assert rendered == templates  # every template was rendered
