@@ -27,6 +27,7 @@ output has its own rule, and each rule lives here so that there is one place to 
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Sequence
 
@@ -59,6 +60,12 @@ _DEFAULT_IGNORABLE = (
     (0x1D173, 0x1D17A),  # musical symbol format controls
     (0xE0000, 0xE0FFF),  # tags, variation selectors supplement, reserved
 )
+# The default-ignorable characters Python counts as printable (marks, letters): every other
+# character `_marked` marks is a control, a format character or a line separator, which
+# `str.isprintable` refuses, so most text is cleared by two C-speed checks (`_nothing_to_mark`).
+_PRINTABLE_IGNORABLE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]"
+)
 _CONTROL_PICTURES = 0x2400  # U+2400..U+241F picture U+0000..U+001F, U+2421 pictures DEL
 
 
@@ -89,6 +96,11 @@ def _default_ignorable(code: int) -> bool:
     return any(start <= code <= end for start, end in _DEFAULT_IGNORABLE)
 
 
+def _nothing_to_mark(text: str) -> bool:
+    """True only when no character of `text` is marked (a fast check; False: look closer)."""
+    return text.isprintable() and _PRINTABLE_IGNORABLE.search(text) is None
+
+
 def is_control(char: str) -> bool:
     """Whether a terminal would act on the character, or show nothing, in a body."""
     return char not in _KEPT and _marked(char)
@@ -102,7 +114,7 @@ def visible(text: str) -> str:
     ␡); C1 controls, bidi overrides and invisible format characters become `\\x9b`,
     `\\u202e`, `\\u200b`, `\\U000e0041`.
     """
-    if not any(is_control(c) for c in text):
+    if _nothing_to_mark(text.replace("\n", "").replace("\t", "")):
         return text
     return "".join(_shown(c) if is_control(c) else c for c in text)
 
@@ -111,7 +123,7 @@ def one_line(text: str) -> str:
     """Text that must stay one line (a title, a name, a cell, an error, a prompt, a log
     message): as `visible`, and a line break shown as `␊` too, so it cannot start a line.
     """
-    if not any(_marked(c) for c in text):
+    if _nothing_to_mark(text):
         return text
     return "".join(_shown(c) if _marked(c) else c for c in text)
 
