@@ -16,12 +16,13 @@ checks that the shipped config.example.toml itself loads.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from edrtrial.sandbox import SAMPLE_CLIENT_ID, SAMPLE_TENANTS, SandboxServer
+from edrtrial.sandbox import SAMPLE_CLIENT_ID, SAMPLE_TENANTS, SandboxServer, SandboxWorld
 from edrtrial.timeutil import jst_date
 
 #: Per sample company: trial start and end in days from today, decision, other settings.
@@ -50,6 +51,26 @@ SAMPLE_PROGRAMME: tuple[dict[str, Any], ...] = (
         "trial": (-50, 41, "continue"),
     },
 )
+
+
+def sample_world(seed: int = 5, *, actions_at_once: bool = False) -> SandboxWorld:
+    """The sample programme's three tenants, an alert an hour; made at the clock's now, so
+    take the `now` fixture first. `actions_at_once`: machine actions succeed immediately."""
+    world = SandboxWorld(seed=seed, tenants=3, alert_interval_seconds=3600)
+    if actions_at_once:
+        world.set_action_seconds(0)
+    return world
+
+
+@contextmanager
+def serving(world: SandboxWorld, state_dir: Path) -> Iterator[SandboxServer]:
+    """The sandbox's HTTPS server for `world` on a free loopback port, for one test."""
+    server = SandboxServer(world, host="127.0.0.1", port=0, state_dir=state_dir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def companies(

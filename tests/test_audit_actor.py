@@ -22,9 +22,9 @@ from edrtrial.audit import ACTOR_WIDTH, BEHALF_WIDTH, SYSTEM_ACTORS
 from edrtrial.cli.main import main
 from edrtrial.db import make_engine, make_sessions
 from edrtrial.models import Alert, AuditEvent, Ticket
-from edrtrial.sandbox import SandboxServer, SandboxWorld
+from edrtrial.sandbox import SandboxServer
 
-from sandbox_config import sandbox_config
+from sandbox_config import sample_world, sandbox_config, serving
 
 SAKURA = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c01"
 SOURCE = Path(__file__).parents[1]
@@ -33,11 +33,8 @@ LOGIN = pwd.getpwuid(os.getuid()).pw_name
 
 @pytest.fixture
 def sandbox(tmp_path: Path, now) -> Iterator[SandboxServer]:
-    world = SandboxWorld(seed=5, tenants=3, alert_interval_seconds=3600)
-    server = SandboxServer(world, host="127.0.0.1", port=0, state_dir=tmp_path / "sandbox")
-    server.start()
-    yield server
-    server.stop()
+    with serving(sample_world(), tmp_path / "sandbox") as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -13,9 +13,9 @@ from sqlalchemy import select
 from edrtrial.cli.main import main
 from edrtrial.db import make_engine, make_sessions, transaction
 from edrtrial.models import Alert, Device
-from edrtrial.sandbox import SandboxServer, SandboxWorld
+from edrtrial.sandbox import SandboxServer
 
-from sandbox_config import sandbox_config
+from sandbox_config import sample_world, sandbox_config, serving
 
 SAKURA = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c01"
 SUMMARY = [
@@ -27,12 +27,8 @@ SUMMARY = [
 @pytest.fixture
 def sandbox(tmp_path: Path, now) -> Iterator[SandboxServer]:
     """The sandbox, its data made at the test's now (the sample trials are dated around it)."""
-    world = SandboxWorld(seed=5, tenants=3, alert_interval_seconds=3600)
-    world.set_action_seconds(0)
-    server = SandboxServer(world, host="127.0.0.1", port=0, state_dir=tmp_path / "sandbox")
-    server.start()
-    yield server
-    server.stop()
+    with serving(sample_world(actions_at_once=True), tmp_path / "sandbox") as server:
+        yield server
 
 
 def cli(config: Path, *args: str, code: int = 0) -> Result:

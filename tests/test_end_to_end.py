@@ -18,11 +18,11 @@ from edrtrial.cli.main import main
 from edrtrial.db import make_engine, make_sessions
 from edrtrial.models import Alert, Base, Device, OutboxMessage, ResponseAction, Tenant, Ticket
 from edrtrial.programme.seats import seat_counts
-from edrtrial.sandbox import SandboxServer, SandboxWorld
+from edrtrial.sandbox import SandboxServer
 from edrtrial.timeutil import jst_date, parse_iso
 
 import clock
-from sandbox_config import sandbox_config
+from sandbox_config import sample_world, sandbox_config, serving
 
 SAKURA, MIDORI, AOZORA = (f"5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c0{n}" for n in (1, 2, 3))
 KEYS = {SAKURA: "sakura-seisakusho", MIDORI: "midori-shoji", AOZORA: "aozora-design"}
@@ -31,12 +31,8 @@ KEYS = {SAKURA: "sakura-seisakusho", MIDORI: "midori-shoji", AOZORA: "aozora-des
 @pytest.fixture
 def sandbox(tmp_path: Path, now) -> Iterator[SandboxServer]:
     """The sandbox, its data made at the test's now (the sample trials are dated around it)."""
-    world = SandboxWorld(seed=11, tenants=3, alert_interval_seconds=3600)
-    world.set_action_seconds(0)
-    server = SandboxServer(world, host="127.0.0.1", port=0, state_dir=tmp_path / "sandbox")
-    server.start()
-    yield server
-    server.stop()
+    with serving(sample_world(11, actions_at_once=True), tmp_path / "sandbox") as server:
+        yield server
 
 
 def run(config: Path, *args: str) -> Result:

@@ -34,12 +34,12 @@ from edrtrial.cli import common
 from edrtrial.cli.main import main
 from edrtrial.db import make_engine, make_sessions
 from edrtrial.models import Alert
-from edrtrial.sandbox import SandboxServer, SandboxWorld
+from edrtrial.sandbox import SandboxServer
 from edrtrial.timeutil import jst_date
 from edrtrial.untrusted import visible
 
 import clock
-from sandbox_config import settings, write_config
+from sandbox_config import sample_world, serving, settings, write_config
 from test_outbox import Inbox, free_port, start_server
 from test_webhooks import (
     HOOK_TOKEN,
@@ -84,12 +84,8 @@ def lines(text: str) -> str:
 
 @pytest.fixture
 def sandbox(tmp_path: Path, now) -> Iterator[SandboxServer]:
-    world = SandboxWorld(seed=5, tenants=3, alert_interval_seconds=3600)
-    world.set_action_seconds(0)
-    server = SandboxServer(world, host="127.0.0.1", port=0, state_dir=tmp_path / "sandbox")
-    server.start()
-    yield server
-    server.stop()
+    with serving(sample_world(actions_at_once=True), tmp_path / "sandbox") as server:
+        yield server
 
 
 @pytest.fixture

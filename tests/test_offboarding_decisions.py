@@ -25,11 +25,11 @@ from edrtrial.db import make_engine, make_sessions, transaction
 from edrtrial.devices.offboarding import execute_offboarding
 from edrtrial.models import AuditEvent, ResponseAction, Tenant, Trial
 from edrtrial.playbooks.engine import default_playbook_paths, load_playbooks
-from edrtrial.sandbox import SandboxServer, SandboxWorld
+from edrtrial.sandbox import SandboxServer
 from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import jst_date
 
-from sandbox_config import settings, write_config
+from sandbox_config import sample_world, serving, settings, write_config
 
 MIDORI = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c02"
 
@@ -37,12 +37,8 @@ MIDORI = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c02"
 @pytest.fixture
 def sandbox(tmp_path: Path, now) -> Iterator[SandboxServer]:
     """The sandbox, its data made at the test's now (the sample trials are dated around it)."""
-    world = SandboxWorld(seed=11, tenants=3, alert_interval_seconds=3600)
-    world.set_action_seconds(0)
-    server = SandboxServer(world, host="127.0.0.1", port=0, state_dir=tmp_path / "sandbox")
-    server.start()
-    yield server
-    server.stop()
+    with serving(sample_world(11, actions_at_once=True), tmp_path / "sandbox") as server:
+        yield server
 
 
 def cli(config: Path, *args: str, code: int = 0, answer: str | None = None) -> Result:

@@ -26,10 +26,10 @@ from edrtrial.db import make_engine, make_sessions
 from edrtrial.models import Alert, Company, OutboxMessage, Tenant
 from edrtrial.notify.notices import desk_ticket_notice
 from edrtrial.notify.webhooks import teams_payload
-from edrtrial.sandbox import SandboxServer, SandboxWorld
+from edrtrial.sandbox import SandboxServer
 from edrtrial.untrusted import one_line
 
-from sandbox_config import settings, write_config
+from sandbox_config import sample_world, serving, settings, write_config
 
 SAKURA, MIDORI = (f"5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c0{n}" for n in (1, 2))
 FORGED = f"みどり商事 (midori-shoji, tenant {MIDORI})  state: closed"
@@ -37,11 +37,8 @@ FORGED = f"みどり商事 (midori-shoji, tenant {MIDORI})  state: closed"
 
 @pytest.fixture
 def sandbox(tmp_path: Path, now) -> Iterator[SandboxServer]:
-    world = SandboxWorld(seed=5, tenants=3, alert_interval_seconds=3600)
-    server = SandboxServer(world, host="127.0.0.1", port=0, state_dir=tmp_path / "sandbox")
-    server.start()
-    yield server
-    server.stop()
+    with serving(sample_world(), tmp_path / "sandbox") as server:
+        yield server
 
 
 def cli(config: Path, *args: str, code: int | None = 0, input: str | None = None) -> Result:

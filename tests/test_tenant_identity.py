@@ -22,10 +22,10 @@ from edrtrial.db import make_engine, make_sessions, transaction
 from edrtrial.errors import ConfigError
 from edrtrial.models import Alert, AuditEvent, Company, Device, OutboxMessage, Tenant, Ticket
 from edrtrial.programme import tenants
-from edrtrial.sandbox import SandboxServer, SandboxWorld
+from edrtrial.sandbox import SandboxServer
 
 from conftest import add_tenant
-from sandbox_config import settings, write_config
+from sandbox_config import sample_world, serving, settings, write_config
 
 SAKURA, MIDORI = (f"5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c0{n}" for n in (1, 2))
 MIDORI_CONTACT = "soumu@midori.example.jp"
@@ -33,11 +33,8 @@ MIDORI_CONTACT = "soumu@midori.example.jp"
 
 @pytest.fixture
 def sandbox(tmp_path: Path, now) -> Iterator[SandboxServer]:
-    world = SandboxWorld(seed=11, tenants=3, alert_interval_seconds=3600)
-    server = SandboxServer(world, host="127.0.0.1", port=0, state_dir=tmp_path / "sandbox")
-    server.start()
-    yield server
-    server.stop()
+    with serving(sample_world(11), tmp_path / "sandbox") as server:
+        yield server
 
 
 def configure(
