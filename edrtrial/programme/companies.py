@@ -78,6 +78,9 @@ def _trial_changes(trial: Trial | None, cfg: CompanyConfig) -> dict[str, dict[st
 
 MisconfiguredTenant = Callable[[Tenant, str], None]
 """Given a tenant the config cannot name now and why: parks it (the service's business)."""
+CorrectedTenant = Callable[[Tenant], None]
+"""Given a tenant whose id the config corrected: lets it poll again (the service's business:
+parked for the old, mistyped id, it would otherwise wait for an operator's resume)."""
 
 
 def _retarget(
@@ -89,6 +92,7 @@ def _retarget(
     source: str,
     at: datetime,
     park: MisconfiguredTenant | None,
+    corrected: CorrectedTenant | None = None,
 ) -> None:
     """The config names another tenant for a stored company: take it, or keep the old one.
 
@@ -117,6 +121,8 @@ def _retarget(
             detail={"from": before, "to": f"{connector} {external_id}", "source": source},
         )
         tenant.connector, tenant.external_id = connector, external_id
+        if corrected is not None:
+            corrected(tenant)
         return
     held = f"company {taken!r} holds it" if taken else "the store holds the old tenant's data"
     reason = (
@@ -136,6 +142,7 @@ def sync_companies(
     source: str,
     at: datetime,
     park: MisconfiguredTenant | None = None,
+    corrected: CorrectedTenant | None = None,
 ) -> list[Company]:
     """Create or update each configured company with its tenant and trial (never deletes).
 
@@ -167,7 +174,16 @@ def sync_companies(
             tenant.connector != cfg.connection.connector
             or not may_stand_for(tenant.external_id, external_id)
         ):
-            _retarget(session, tenant, cfg, external_id, source=source, at=at, park=park)
+            _retarget(
+                session,
+                tenant,
+                cfg,
+                external_id,
+                source=source,
+                at=at,
+                park=park,
+                corrected=corrected,
+            )
         if tenant is None:
             tenant = Tenant(
                 company_id=company.id, connector=cfg.connection.connector, external_id=external_id

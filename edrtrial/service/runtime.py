@@ -11,6 +11,7 @@ from threading import Lock
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from edrtrial import audit
 from edrtrial.config import Config
 from edrtrial.connectors import connector_class
 from edrtrial.connectors.base import Connector
@@ -22,7 +23,7 @@ from edrtrial.ingest.states import TENANTS
 from edrtrial.models import Company, Tenant
 from edrtrial.playbooks.engine import Playbook, default_playbook_paths
 from edrtrial.playbooks.live import LivePlaybooks, channel_check
-from edrtrial.programme.companies import sync_companies
+from edrtrial.programme.companies import SYNC_ACTOR, sync_companies
 from edrtrial.programme.tenants import bind_tenant
 from edrtrial.states import TenantState
 from edrtrial.timeutil import utcnow
@@ -37,6 +38,29 @@ def _park_misconfigured(session: Session, tenant: Tenant, reason: str, now: date
         return
     if TENANTS.move(session, tenant, "park", state_reason=reason, last_poll_at=now):
         log.error("tenant %s parked until an operator fixes it: %s", tenant.external_id, reason)
+
+
+def _resume_corrected(session: Session, tenant: Tenant, source: str, now: datetime) -> None:
+    """A tenant parked or failing under a mistyped id polls again once the config corrects
+    it: what stopped it was the id, and the operator has just fixed that."""
+    if tenant.state not in (TenantState.PARKED, TenantState.FAILING):
+        return
+    previous = (tenant.state, tenant.state_reason)
+    if TENANTS.move(session, tenant, "resume", state_reason=""):
+        audit.record(
+            session,
+            at=now,
+            actor=SYNC_ACTOR,
+            action="tenant.resumed",
+            tenant_id=tenant.id,
+            target=f"tenant:{tenant.external_id}",
+            detail={
+                "was": previous[0],
+                "reason": previous[1],
+                "why": f"tenant id corrected in {source}",
+            },
+        )
+        log.info("tenant %s polls again: its tenant id was corrected", tenant.external_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +120,7 @@ class Runtime:
                 source=source,
                 at=clock(),
                 park=lambda tenant, reason: _park_misconfigured(session, tenant, reason, clock()),
+                corrected=lambda tenant: _resume_corrected(session, tenant, source, clock()),
             )
             cancel_moot_offboarding(session, clock(), source=source)
         return runtime
