@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -242,17 +242,45 @@ class LoggingConfig(_Strict):
 
 
 class TrialConfig(_Strict):
-    start: date
-    end: date
+    """A company's trial: fixed dates (`start`, `end`), or dates relative to the day the
+    company is first brought into the store (`started_days_ago`, `days`).
+
+    The relative form is for samples and drills: the sandbox's sample programme is then the
+    same story whatever day it is seeded (one company mid-trial, one whose trial has ended,
+    one that continues), and once seeded its dates stay, as a real trial's do.
+    """
+
+    start: date | None = None
+    end: date | None = None
+    started_days_ago: int | None = Field(None, ge=0)
+    days: int | None = Field(None, ge=1)
     decision: Literal["undecided", "continue", "offboard"] = "undecided"
 
-    @field_validator("end")
-    @classmethod
-    def _after_start(cls, value: date, info: Any) -> date:
-        start = info.data.get("start")
-        if start is not None and value < start:
-            raise ValueError(f"trial end {value} is before its start {start}")
-        return value
+    @model_validator(mode="after")
+    def _one_form(self) -> TrialConfig:
+        fixed = (self.start, self.end)
+        relative = (self.started_days_ago, self.days)
+        if None not in fixed and relative == (None, None):
+            assert self.start is not None and self.end is not None
+            if self.end < self.start:
+                raise ValueError(f"trial end {self.end} is before its start {self.start}")
+            return self
+        if None not in relative and fixed == (None, None):
+            return self
+        raise ValueError("give a trial either `start` and `end`, or `started_days_ago` and `days`")
+
+    @property
+    def relative(self) -> bool:
+        """Dates counted from the day the company is seeded (then kept as stored)."""
+        return self.start is None
+
+    def dates(self, seeded: date) -> tuple[date, date]:
+        """Its first and last day, for a company seeded on `seeded` (the JST date)."""
+        if self.start is not None and self.end is not None:
+            return self.start, self.end
+        assert self.started_days_ago is not None and self.days is not None
+        start = seeded - timedelta(days=self.started_days_ago)
+        return start, start + timedelta(days=self.days - 1)
 
 
 class ConnectionConfig(BaseModel):

@@ -1,16 +1,20 @@
-"""The config sync: what it changes in a company's decision, consent and contact is audited."""
+"""The config sync: what it changes in a company's decision, consent and contact is audited;
+a sample's relative trial dates are counted from the day it is seeded, then kept."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
-from edrtrial.config import CompanyConfig
-from edrtrial.db import transaction
-from edrtrial.models import AuditEvent, Company
+from edrtrial.config import CompanyConfig, load_config
+from edrtrial.db import make_engine, make_sessions, transaction, upgrade
+from edrtrial.models import AuditEvent, Company, Trial
 from edrtrial.programme.companies import sync_companies
+from edrtrial.timeutil import jst_date
 
 from sandbox_config import companies
 
@@ -110,3 +114,44 @@ def test_a_new_companys_consent_decision_and_contact_are_audited_as_set_from_not
     with sessions() as session:
         company = session.scalars(select(Company)).one()
         assert all(e.tenant_id == company.tenant.id for e in events)  # type: ignore[union-attr]
+
+
+def shipped_companies() -> list[CompanyConfig]:
+    example = Path(__file__).parent.parent / "config.example.toml"
+    return list(load_config(example).settings.companies)
+
+
+def trials(sessions) -> dict[str, tuple[date, date, str]]:
+    with sessions() as session:
+        rows = session.execute(select(Company.key, Trial).join(Trial))
+        return {key: (t.starts_on, t.ends_on, t.decision) for key, t in rows}
+
+
+@pytest.mark.parametrize("seeded", [NOW, NOW + timedelta(days=400)], ids=["now", "next-year"])
+def test_the_sample_programme_tells_the_same_story_whatever_day_it_is_seeded(
+    new_database_url, seeded
+):
+    """`make run` on any day: one company mid-trial, one whose trial ended undecided (its
+    devices are offboarded), one that continues; and later syncs keep the seeded dates."""
+    engine = make_engine(new_database_url())
+    upgrade(engine)
+    sessions = make_sessions(engine)
+    with transaction(sessions) as session:
+        sync_companies(session, shipped_companies(), source=SOURCE, at=seeded)
+    today = jst_date(seeded)
+
+    seeded_trials = trials(sessions)
+    sakura, midori, aozora = (
+        seeded_trials[k] for k in ("sakura-seisakusho", "midori-shoji", "aozora-design")
+    )
+    assert sakura[0] < today < sakura[1] and sakura[2] == "undecided"
+    assert midori[1] < today and midori[2] == "undecided"
+    assert aozora[0] < today < aozora[1] and aozora[2] == "continue"
+
+    with transaction(sessions) as session:  # a restart months later changes nothing
+        sync_companies(session, shipped_companies(), source=SOURCE, at=seeded + timedelta(days=90))
+    assert trials(sessions) == seeded_trials
+    with sessions() as session:
+        assert not session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "trial.dates_changed")
+        ).all()

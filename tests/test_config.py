@@ -43,7 +43,8 @@ def test_tests_run_the_shipped_settings_and_companies_with_trials_dated_around_t
     for dump in (shipped, tests):
         del dump["database"]
         for company in dump["companies"]:
-            del company["trial"]["start"], company["trial"]["end"]
+            trial = company["trial"]
+            del trial["start"], trial["end"], trial["started_days_ago"], trial["days"]
     assert tests == shipped
 
 
@@ -75,7 +76,14 @@ def test_tests_run_the_shipped_settings_and_companies_with_trials_dated_around_t
             ),
             "companies[1].connection.client_secret:",
         ),
-        (("end = 2026-11-30", "end = 2026-08-30"), "is before its start"),
+        (
+            ("started_days_ago = 70, days = 92", "start = 2026-09-01, end = 2026-08-30"),
+            "is before its start",
+        ),
+        (
+            ("started_days_ago = 70, days = 92", "started_days_ago = 70, end = 2026-08-30"),
+            "either `start` and `end`, or `started_days_ago` and `days`",
+        ),
         (('closes = "17:00"', 'closes = "08:00"'), "calendar: Value error, calendar opens"),
         (('opens = "09:00"', 'opens = "9am"'), "calendar.opens: Value error, must look like"),
         (

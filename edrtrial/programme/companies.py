@@ -12,7 +12,7 @@ they were.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -23,6 +23,7 @@ from edrtrial.config import CompanyConfig
 from edrtrial.errors import ConfigError
 from edrtrial.models import Company, Tenant, Trial
 from edrtrial.programme.tenants import holds_data, may_stand_for
+from edrtrial.timeutil import jst_date
 
 SYNC_ACTOR = "config-sync"
 """The audit actor of changes that arrive through the config file."""
@@ -56,7 +57,17 @@ def _company_changes(company: Company | None, cfg: CompanyConfig) -> dict[str, d
     return changes
 
 
-def _trial_changes(trial: Trial | None, cfg: CompanyConfig) -> dict[str, dict[str, Any]]:
+def _trial_dates(trial: Trial | None, cfg: CompanyConfig, at: datetime) -> tuple[date, date]:
+    """The dates the store keeps: the config's fixed dates; for a relative trial (a sample),
+    counted from the day the company was first seeded, and kept as stored afterwards."""
+    if trial is not None and cfg.trial.relative:
+        return trial.starts_on, trial.ends_on
+    return cfg.trial.dates(jst_date(at))
+
+
+def _trial_changes(
+    trial: Trial | None, cfg: CompanyConfig, dates: tuple[date, date]
+) -> dict[str, dict[str, Any]]:
     """The audited changes the config makes to a trial (None: new): audit action → detail.
 
     A new trial's dates are not a change; its decision is, since `continue` or `offboard`
@@ -68,10 +79,10 @@ def _trial_changes(trial: Trial | None, cfg: CompanyConfig) -> dict[str, dict[st
         changes["trial.decision_changed"] = {"from": decision, "to": cfg.trial.decision}
     if trial is None:
         return changes
-    if (trial.starts_on, trial.ends_on) != (cfg.trial.start, cfg.trial.end):
+    if (trial.starts_on, trial.ends_on) != dates:
         changes["trial.dates_changed"] = {
             "from": [trial.starts_on.isoformat(), trial.ends_on.isoformat()],
-            "to": [cfg.trial.start.isoformat(), cfg.trial.end.isoformat()],
+            "to": [dates[0].isoformat(), dates[1].isoformat()],
         }
     return changes
 
@@ -191,11 +202,12 @@ def sync_companies(
             session.add(tenant)
 
         trial = session.scalar(select(Trial).where(Trial.company_id == company.id))
-        changes |= _trial_changes(trial, cfg)
+        dates = _trial_dates(trial, cfg, at)
+        changes |= _trial_changes(trial, cfg, dates)
         if trial is None:
-            trial = Trial(company_id=company.id, starts_on=cfg.trial.start, ends_on=cfg.trial.end)
+            trial = Trial(company_id=company.id, starts_on=dates[0], ends_on=dates[1])
             session.add(trial)
-        trial.starts_on, trial.ends_on = cfg.trial.start, cfg.trial.end
+        trial.starts_on, trial.ends_on = dates
         trial.decision = cfg.trial.decision
         session.flush()
         for action, detail in changes.items():
