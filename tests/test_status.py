@@ -46,7 +46,9 @@ class Service:
                 start = utcnow() - timedelta(hours=2)
                 session.add(
                     ServiceLock(
-                        name="scheduler", holder="desk-01:4242", acquired_at=start,
+                        name="scheduler",
+                        holder="desk-01:4242",
+                        acquired_at=start,
                         heartbeat_at=utcnow(),
                     )
                 )
@@ -195,9 +197,7 @@ def test_json_gives_the_same_facts_with_iso_times(service):
 
 
 @pytest.mark.parametrize("columns", [80, 100])
-def test_status_fits_the_terminal_and_shows_hostile_reasons_as_text(
-    service, monkeypatch, columns
-):
+def test_status_fits_the_terminal_and_shows_hostile_reasons_as_text(service, monkeypatch, columns):
     monkeypatch.setattr(common.console, "width", columns)
     reason = "\x1b[2Jbad secret " + "x" * 150
     health.park(service.rt.sessions, service.tenant.id, reason, utcnow())

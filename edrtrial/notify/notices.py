@@ -373,6 +373,8 @@ _RECOVERY_HEADLINES_JA = {
     "failing": "テナントへの接続が回復しました",
     "job": "失敗していた定期ジョブが成功しました",
 }
+_ALARM_SHORT_JA = {"parked": "テナント停止", "failing": "テナント接続障害", "job": "ジョブ失敗"}
+_RECOVERY_SHORT_JA = {"parked": "テナント再開", "failing": "テナント接続回復", "job": "ジョブ回復"}
 _ALARM_TODO_JA = {
     "parked": "原因（クライアントシークレット、同意、テナント ID など）を直してから、"
     "ポーリングを再開してください。",
@@ -411,8 +413,7 @@ def desk_service_alarm(alarm: ServiceAlarm) -> RenderedMail:
         "todo": "" if recovered else _ALARM_TODO_JA[alarm.problem],
         "commands": [] if recovered else _alarm_commands(alarm),
     }
-    about = f"ジョブ {alarm.job}" if alarm.job else f"{alarm.company_name}（{alarm.company_key}）"
-    short = {"parked": "テナント停止", "failing": "テナント接続障害", "job": "ジョブ失敗"}
-    mark = "[復旧]" if recovered else "[要対応]"
-    subject = f"{mark} {short[alarm.problem]} {about}"
+    about = alarm.job or f"{alarm.company_name}（{alarm.company_key}）"
+    short = _RECOVERY_SHORT_JA if recovered else _ALARM_SHORT_JA
+    subject = f"{'[復旧]' if recovered else '[要対応]'} {short[alarm.problem]} {about}"
     return RenderedMail(subject, render("desk_service_alarm.txt.j2", a=context))
