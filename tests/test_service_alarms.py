@@ -21,7 +21,7 @@ from edrtrial.config import load_config
 from edrtrial.db import transaction
 from edrtrial.errors import AuthError, ConfigError, TransientError
 from edrtrial.ingest import health
-from edrtrial.models import OutboxMessage
+from edrtrial.models import AuditEvent, OutboxMessage
 from edrtrial.service import jobs, scheduler
 from edrtrial.service.runtime import Runtime
 
@@ -142,6 +142,10 @@ def test_a_bad_secret_parks_the_company_and_the_desk_is_told_once(service, inbox
     restarted = service.open()
     a_round(restarted, service.clock)
     assert len(desk_mail(inbox[0])) == 1
+    with rt.sessions() as session:
+        events = session.scalars(select(AuditEvent).where(AuditEvent.action == "alarm.raised"))
+        [event] = [(e.actor, e.target, e.detail["problem"]) for e in events]
+    assert event == ("desk", f"tenant:{tenant.id}", "parked")
 
 
 def fixed(rt: Runtime) -> Runtime:

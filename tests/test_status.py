@@ -152,7 +152,7 @@ def test_an_old_outbox_message_needs_a_person(service):
     assert "outbox: the oldest message (company-notice, mail) has waited since" in output
 
 
-def test_an_unconfirmed_isolation_needs_a_person(service):
+def test_an_isolation_unconfirmed_past_the_reconciliation_window_needs_a_person(service):
     with transaction(service.rt.sessions) as session:
         device = Device(tenant_id=service.tenant.id, source_id="d-1", name="PC-KEIRI-01")
         session.add(device)
@@ -168,10 +168,12 @@ def test_an_unconfirmed_isolation_needs_a_person(service):
                 sent_at=utcnow(),
             )
         )
-    output = service.said(1)
-    assert "PC-KEIRI-01" in output
-    assert f"isolate of PC-KEIRI-01 ({SAKURA}) sent" in output
-    assert "not confirmed by the EDR" in output
+    assert "PC-KEIRI-01" in service.said(0)  # the desk job reconciles it by itself
+    with clock.travel(utcnow() + timedelta(minutes=11)):  # past desk.reconcile_minutes
+        service.beat()
+        output = service.said(1)
+    assert f"isolate of PC-KEIRI-01 ({SAKURA}) sent 2026-11-25 10:" in output
+    assert "unconfirmed: not confirmed by the EDR; see `edrtrial action list`" in output
 
 
 def test_json_gives_the_same_facts_with_iso_times(service):

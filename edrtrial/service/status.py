@@ -48,6 +48,7 @@ class Thresholds:
     tenant_failing: timedelta
     job_failures: int
     outbox_waiting: timedelta
+    unanswered: timedelta
 
     @classmethod
     def of(cls, desk: DeskConfig) -> Thresholds:
@@ -56,6 +57,7 @@ class Thresholds:
             tenant_failing=timedelta(minutes=desk.tenant_alert_minutes),
             job_failures=desk.job_alert_failures,
             outbox_waiting=timedelta(minutes=desk.outbox_alert_minutes),
+            unanswered=timedelta(minutes=desk.reconcile_minutes),
         )
 
 
@@ -360,10 +362,11 @@ def _problems(
             f"{FAILED_OUTBOX_WINDOW.days} days (see the service log)"
         )
     for a in actions:
-        if a.status == ActionState.UNCONFIRMED:
+        # Within the window the desk job reconciles it by itself; after it, a person looks.
+        if a.status in RECONCILED and now - a.since >= limits.unanswered:
             found.append(
-                f"{a.kind} of {a.device} ({a.company_key}) sent {jst(a.since)}, not confirmed "
-                "by the EDR: check it in the EDR's console"
+                f"{a.kind} of {a.device} ({a.company_key}) sent {jst(a.since)}, {a.status}: "
+                "not confirmed by the EDR; see `edrtrial action list`"
             )
     return tuple(found)
 
