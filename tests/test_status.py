@@ -4,6 +4,7 @@ when something needs a person; `--json` gives the same facts; the table fits 100
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -13,12 +14,13 @@ from click.testing import CliRunner, Result
 
 from edrtrial.cli import common
 from edrtrial.cli.main import main
-from edrtrial.config import load_config
+from edrtrial.config import SmtpConfig, load_config
 from edrtrial.db import transaction
 from edrtrial.errors import TransientError
 from edrtrial.ingest import health
 from edrtrial.models import Device, ResponseAction, ServiceLock
 from edrtrial.notify import outbox
+from edrtrial.notify.mail import SmtpTransport
 from edrtrial.notify.outbox import DeliveryStats
 from edrtrial.service import runs
 from edrtrial.service.runtime import Runtime
@@ -208,3 +210,45 @@ def test_status_fits_the_terminal_and_shows_hostile_reasons_as_text(service, mon
     assert "\x1b" not in output
     assert all(len(line) <= columns for line in output.splitlines()), output
     assert "bad secret" in output
+
+
+def test_offboarding_in_flight_is_shown_and_a_given_up_message_needs_a_person(service):
+    with transaction(service.rt.sessions) as session:
+        for n in range(3):
+            device = Device(tenant_id=service.tenant.id, source_id=f"d-{n}", name=f"PC-{n}")
+            session.add(device)
+            session.flush()
+            session.add(
+                ResponseAction(
+                    dedupe_key=f"offboard:d-{n}",
+                    tenant_id=service.tenant.id,
+                    device_id=device.id,
+                    kind="offboard",
+                    status="manual" if n else "planned",
+                )
+            )
+        outbox.enqueue(
+            session,
+            dedupe_key="notice:company:ticket:7",
+            kind="company-notice",
+            recipient="it@sakura.example.jp",
+            subject="s",
+            body_text="b",
+        )
+    output = service.said(0)
+    assert f"{SAKURA} manual 2" in output and f"{SAKURA} planned 1" in output
+    with socket.socket() as sock:  # a relay that is not there: the one attempt fails
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    relay = SmtpConfig(host="127.0.0.1", port=closed, starttls=False, timeout_seconds=2)
+    stats = outbox.deliver_due(
+        service.rt.sessions,
+        SmtpTransport(relay, None),
+        sender="edr@example.jp",
+        sender_name="",
+        max_attempts=1,
+    )
+    assert stats.failed == 1
+    output = service.said(1)
+    assert "outbox: 0 waiting; 1 given up lately" in output
+    assert "outbox: 1 message(s) given up in the last 7 days" in output
