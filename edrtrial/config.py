@@ -127,6 +127,12 @@ class DeskConfig(_Strict):
     reconcile_minutes: int = Field(10, ge=1, le=24 * 60)
     # An offboarded device still reporting this long after the EDR's success is flagged.
     offboarding_flag_days: int = Field(3, ge=1)
+    # The service's own health: a tenant failing this long, a job failing this long or this
+    # many times in a row, an outbox message waiting this long, needs a person (`edrtrial
+    # status` exits 1; the desk is told of the first two on its first channel).
+    tenant_alert_minutes: int = Field(30, ge=1)
+    job_alert_failures: int = Field(3, ge=1)
+    outbox_alert_minutes: int = Field(30, ge=1)
 
     @field_validator("channels")
     @classmethod

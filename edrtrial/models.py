@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -107,6 +108,8 @@ class Tenant(Base):
     # Circuit breaker: consecutive transient failures, and no poll before this time.
     failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     not_before: Mapped[datetime | None]
+    # When the tenant entered its state: how long it has been failing or parked.
+    state_since: Mapped[datetime | None]
 
     company: Mapped[Company] = relationship(back_populates="tenant")
 
@@ -360,3 +363,35 @@ class ServiceLock(Base):
     holder: Mapped[str] = mapped_column(String(200))
     acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobRun(Base):
+    """A scheduled job's last success and last failure (per company for a company's job), so
+    an operator sees whether the service works, not only whether its process is up."""
+
+    __tablename__ = "job_run"
+    __table_args__ = (UniqueConstraint("job", "company_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job: Mapped[str] = mapped_column(String(32))
+    company_key: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    last_success_at: Mapped[datetime | None]
+    last_success_seconds: Mapped[float | None] = mapped_column(Float)
+    last_success_summary: Mapped[str] = mapped_column(Text, default="", server_default="")
+    last_failure_at: Mapped[datetime | None]
+    last_failure_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Consecutive failures, and when the first of them happened (cleared by a success).
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failing_since: Mapped[datetime | None]
+
+
+class DeskAlarm(Base):
+    """A problem the desk has been told about (a parked tenant, a failing job) until it is
+    told of the recovery: kept in the store so a restart neither repeats nor forgets it."""
+
+    __tablename__ = "desk_alarm"
+    subject: Mapped[str] = mapped_column(String(200), primary_key=True)
+    problem: Mapped[str] = mapped_column(String(16))
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
+    since: Mapped[datetime]
+    told_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text, default="")

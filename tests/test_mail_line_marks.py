@@ -21,9 +21,11 @@ from test_desk_notices import DEADLINE, DESK, action, alert, company, device, ti
 from test_report_render import sample_report
 
 from edrtrial.notify.notices import (
+    ServiceAlarm,
     company_alert_notice,
     company_message,
     desk_escalation_notice,
+    desk_service_alarm,
     desk_ticket_notice,
     desk_ticket_update_notice,
     isolation_notice,
@@ -57,6 +59,13 @@ def mails(language: str) -> Iterator[RenderedMail]:
     yield desk_ticket_update_notice(firm, ticket(), "reopened", "新しいアラート：Alert number 7")
     yield desk_ticket_update_notice(
         firm, ticket(), "priority_raised", "P3 → P1\n理由：ランサムウェア"
+    )
+    tenant = {"company_key": firm.key, "company_name": firm.name, "external_id": "t-1"}
+    yield desk_service_alarm(ServiceAlarm("parked", DEADLINE, "secret expired", **tenant))
+    yield desk_service_alarm(ServiceAlarm("failing", DEADLINE, "503", failures=4, **tenant))
+    yield desk_service_alarm(ServiceAlarm("job", DEADLINE, "OSError: refused", job="outbox"))
+    yield desk_service_alarm(
+        ServiceAlarm("parked", DEADLINE, "secret expired", recovered_at=DEADLINE, **tenant)
     )
 
 

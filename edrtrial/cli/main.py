@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edrtrial.cli import desk, devices, playbooks, programme, service
+from edrtrial.cli import desk, devices, playbooks, programme, service, status
 from edrtrial.config import default_config_path
 
 
@@ -30,6 +30,7 @@ def main(ctx: click.Context, config_path: Path | None, log_level: str | None) ->
 
 for command in (
     *service.COMMANDS,
+    *status.COMMANDS,
     *programme.COMMANDS,
     *desk.COMMANDS,
     *devices.COMMANDS,

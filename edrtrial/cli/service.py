@@ -21,7 +21,7 @@ from edrtrial.cli.common import (
 )
 from edrtrial.config import Config
 from edrtrial.db import current_revision, head_revision, make_engine, upgrade
-from edrtrial.service import jobs
+from edrtrial.service import jobs, runs
 
 if TYPE_CHECKING:
     from edrtrial.sandbox import SandboxServer, SandboxWorld
@@ -159,8 +159,8 @@ def poll(ctx: click.Context, company: str | None, no_deliver: bool) -> None:
     runtime = runtime_of(ctx)
     if company:
         runtime.config.company(company)
-    jobs.inventory(runtime, company)
-    outcomes = jobs.poll(runtime, company)
+    runs.run(runtime, "inventory", company, lambda: jobs.inventory(runtime, company))
+    outcomes = runs.run(runtime, "poll", company, lambda: jobs.poll(runtime, company))
     table = Table(
         "company",
         "new alerts",
@@ -195,7 +195,8 @@ def poll(ctx: click.Context, company: str | None, no_deliver: bool) -> None:
 @fails_cleanly
 def run_job(ctx: click.Context, name: str) -> None:
     """Run one scheduled job now, exactly as the scheduler would."""
-    result = jobs.JOBS[name](runtime_of(ctx))
+    runtime = runtime_of(ctx)
+    result = runs.run(runtime, name, None, lambda: jobs.JOBS[name](runtime))
     console.print(f"{name}: {result}")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,6 +43,12 @@ def _unrecorded(session: Session, row: Tenant, outcome: str) -> None:
     )
 
 
+def _since(before: str, after: TenantState, now: datetime) -> dict[str, Any]:
+    """`state_since` moves only when the state changes: a tenant parked again stays parked
+    since the first time, and one failing again stays failing since its first failure."""
+    return {} if before == after else {"state_since": now}
+
+
 def succeeded(sessions: sessionmaker[Session], tenant_id: int, now: datetime) -> None:
     """Record a successful poll: the tenant is active, its breaker closed."""
     with transaction(sessions) as session:
@@ -59,6 +66,7 @@ def succeeded(sessions: sessionmaker[Session], tenant_id: int, now: datetime) ->
             not_before=None,
             last_poll_at=now,
             last_success_at=now,
+            **_since(before, TenantState.ACTIVE, now),
         ):
             _unrecorded(session, row, "success")
         elif before != TenantState.ACTIVE:  # logged once coming back
@@ -96,6 +104,7 @@ def failed(
             not_before=not_before,
             state_reason=reason,
             last_poll_at=now,
+            **_since(before, TenantState.FAILING, now),
         ):
             _unrecorded(session, row, "failure")
             return f"{err} (not retried: the tenant is {row.state}: {row.state_reason})"
@@ -109,7 +118,8 @@ def park(sessions: sessionmaker[Session], tenant_id: int, reason: str, now: date
     with transaction(sessions) as session:
         row = session.get_one(Tenant, tenant_id)
         before = row.state
-        if not TENANTS.move(session, row, "park", state_reason=reason, last_poll_at=now):
+        since = _since(before, TenantState.PARKED, now)
+        if not TENANTS.move(session, row, "park", state_reason=reason, last_poll_at=now, **since):
             _unrecorded(session, row, "park")  # e.g. an operator resumed it just now
         elif before != TenantState.PARKED:  # logged once going down
             log.error(
@@ -123,7 +133,7 @@ def resume_tenant(session: Session, company_key: str, actor: str, now: datetime)
     if tenant is None:
         raise ConfigError(f"no tenant for company {company_key!r}")
     previous = (tenant.state, tenant.state_reason)
-    if not TENANTS.move(session, tenant, "resume", state_reason=""):
+    if not TENANTS.move(session, tenant, "resume", state_reason="", state_since=now):
         raise TransitionError(
             f"the tenant of {company_key} changed meanwhile (now {tenant.state}); look again"
         )

@@ -344,3 +344,76 @@ def desk_ticket_update_notice(
     short = _DESK_EVENT_SHORT_JA.get(key, event.strip())
     subject = f"[{ticket.priority}] {short} #{ticket.id} {company.name}：{context['title']}"
     return RenderedMail(subject, render("desk_ticket_update_notice.txt.j2", t=context))
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAlarm:
+    """What the desk is told about the service itself: a tenant parked or failing too long,
+    a job failing again and again (`problem`: "parked", "failing" or "job"); its recovery
+    when `recovered_at` is set. The reason is the EDR's or the error's text, shown as text."""
+
+    problem: str
+    since: datetime
+    reason: str = ""
+    company_key: str = ""
+    company_name: str = ""
+    external_id: str = ""
+    job: str = ""
+    failures: int = 0
+    recovered_at: datetime | None = None
+
+
+_ALARM_HEADLINES_JA = {
+    "parked": "テナントのポーリングを停止しています（要対応）",
+    "failing": "テナントへの接続が失敗し続けています（自動で再試行中）",
+    "job": "サービスの定期ジョブが失敗し続けています",
+}
+_RECOVERY_HEADLINES_JA = {
+    "parked": "停止していたテナントのポーリングが再開しました",
+    "failing": "テナントへの接続が回復しました",
+    "job": "失敗していた定期ジョブが成功しました",
+}
+_ALARM_SHORT_JA = {"parked": "テナント停止", "failing": "テナント接続障害", "job": "ジョブ失敗"}
+_RECOVERY_SHORT_JA = {"parked": "テナント再開", "failing": "テナント接続回復", "job": "ジョブ回復"}
+_ALARM_TODO_JA = {
+    "parked": "原因（クライアントシークレット、同意、テナント ID など）を直してから、"
+    "ポーリングを再開してください。",
+    "failing": "理由を確認してください。接続情報の誤りなら直し、今すぐ試すには次を実行します。",
+    "job": "サービスのログで原因を確認し、直ったら状況を確かめてください。",
+}
+
+
+def _alarm_commands(alarm: ServiceAlarm) -> list[str]:
+    if alarm.problem == "parked":
+        return [f"edrtrial tenants resume {alarm.company_key}", "edrtrial status"]
+    if alarm.problem == "failing":
+        return [f"edrtrial poll --company {alarm.company_key}", "edrtrial status"]
+    job, _, company = alarm.job.partition(":")
+    if company:
+        return ["edrtrial status", f"edrtrial poll --company {company}"]
+    return ["edrtrial status", f"edrtrial run-job {job}"]
+
+
+def desk_service_alarm(alarm: ServiceAlarm) -> RenderedMail:
+    """The desk's notice that the service needs a person (or no longer does), told once."""
+    if alarm.problem not in _ALARM_HEADLINES_JA:
+        raise ValueError(f"unknown service alarm {alarm.problem!r}")
+    recovered = alarm.recovered_at is not None
+    headlines = _RECOVERY_HEADLINES_JA if recovered else _ALARM_HEADLINES_JA
+    context = {
+        "headline": headlines[alarm.problem],
+        "company_key": alarm.company_key,
+        "company_name": alarm.company_name,
+        "external_id": alarm.external_id,
+        "job": alarm.job,
+        "since": jst_minute(alarm.since),
+        "recovered_at": jst_minute(alarm.recovered_at) if alarm.recovered_at else "",
+        "failures": 0 if recovered else alarm.failures,
+        "reason": alarm.reason.strip(),
+        "todo": "" if recovered else _ALARM_TODO_JA[alarm.problem],
+        "commands": [] if recovered else _alarm_commands(alarm),
+    }
+    about = alarm.job or f"{alarm.company_name}（{alarm.company_key}）"
+    short = _RECOVERY_SHORT_JA if recovered else _ALARM_SHORT_JA
+    subject = f"{'[復旧]' if recovered else '[要対応]'} {short[alarm.problem]} {about}"
+    return RenderedMail(subject, render("desk_service_alarm.txt.j2", a=context))

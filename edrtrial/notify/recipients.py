@@ -17,7 +17,7 @@ from edrtrial.reports.render import RenderedMail
 def send_to_channel(
     session: Session,
     channel: ChannelConfig,
-    tenant_id: int,
+    tenant_id: int | None,
     mail: RenderedMail,
     *,
     dedupe_key: str,

@@ -33,6 +33,7 @@ from edrtrial.notify.mail import transport_from_config
 from edrtrial.notify.report_mail import queue_detection_report
 from edrtrial.notify.webhooks import webhook_transport_from_config
 from edrtrial.programme import trials
+from edrtrial.service import alarms
 from edrtrial.service.runtime import Runtime, TenantRef
 from edrtrial.states import ActionState, TenantState, WriteBackState
 from edrtrial.timeutil import JST, jst_date
@@ -218,6 +219,7 @@ class DeskOutcome:
     actions_sent: int = 0
     actions_finished: int = 0
     written_back: int = 0
+    alarms: int = 0  # the desk told of the service's own problems, or their recovery
 
 
 _ALL_KINDS = (*actions.DEVICE_KINDS, ActionKind.OFFBOARD.value)
@@ -318,7 +320,10 @@ def _desk_tenant(rt: Runtime, tenant: TenantRef) -> tuple[int, int, int]:
 
 
 def desk(rt: Runtime) -> DeskOutcome:
-    """The desk's clockwork: escalate missed deadlines, close quiet tickets, act on devices."""
+    """The desk's clockwork: tell the desk of the service's own problems (`alarms`), escalate
+    missed deadlines, close quiet tickets, act on devices."""
+    with transaction(rt.sessions) as session:
+        told = alarms.tell_desk(session, rt.config.settings.desk, rt.clock())
     with transaction(rt.sessions) as session:
         escalated = escalation.escalate_overdue(session, rt.policy, rt.clock())
         closed = escalation.close_quiet(session, rt.policy, rt.clock())
@@ -326,7 +331,7 @@ def desk(rt: Runtime) -> DeskOutcome:
     sent = sum(p[0] for p in per_tenant)
     finished = sum(p[1] for p in per_tenant)
     written = sum(p[2] for p in per_tenant)
-    return DeskOutcome(len(escalated), len(closed), sent, finished, written)
+    return DeskOutcome(len(escalated), len(closed), sent, finished, written, told)
 
 
 def deliver_outbox(rt: Runtime) -> outbox.DeliveryStats:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from threading import Lock
+from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,7 +37,8 @@ def _park_misconfigured(session: Session, tenant: Tenant, reason: str, now: date
     nothing of it is polled or sent until an operator restores the config and resumes it."""
     if tenant.state == TenantState.PARKED and tenant.state_reason == reason:
         return
-    if TENANTS.move(session, tenant, "park", state_reason=reason, last_poll_at=now):
+    since: dict[str, Any] = {} if tenant.state == TenantState.PARKED else {"state_since": now}
+    if TENANTS.move(session, tenant, "park", state_reason=reason, last_poll_at=now, **since):
         log.error("tenant %s parked until an operator fixes it: %s", tenant.external_id, reason)
 
 
@@ -46,7 +48,7 @@ def _resume_corrected(session: Session, tenant: Tenant, source: str, now: dateti
     if tenant.state not in (TenantState.PARKED, TenantState.FAILING):
         return
     previous = (tenant.state, tenant.state_reason)
-    if TENANTS.move(session, tenant, "resume", state_reason=""):
+    if TENANTS.move(session, tenant, "resume", state_reason="", state_since=now):
         audit.record(
             session,
             at=now,

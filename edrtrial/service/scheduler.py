@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from edrtrial.db import transaction
 from edrtrial.errors import LockHeldError
 from edrtrial.models import ServiceLock
-from edrtrial.service import jobs
+from edrtrial.service import jobs, runs
 from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import JST, utcnow
 
@@ -87,15 +87,16 @@ def release_lock(sessions: sessionmaker[Session], holder: str) -> None:
 
 def run_job(name: str, company_key: str | None = None) -> None:
     """Entry point the job store refers to by name; runs one job on this process's runtime."""
-    if _runtime is None:
+    rt = _runtime
+    if rt is None:
         raise RuntimeError("scheduler job started without a runtime")
     try:
         if name == "heartbeat":
-            heartbeat(_runtime)
+            heartbeat(rt)  # the lease row is its record
         elif company_key is not None:
-            jobs.TENANT_JOBS[name](_runtime, company_key)
+            runs.run(rt, name, company_key, lambda: jobs.TENANT_JOBS[name](rt, company_key))
         else:
-            jobs.JOBS[name](_runtime)
+            runs.run(rt, name, None, lambda: jobs.JOBS[name](rt))
     except Exception:
         # APScheduler would log this too, but without saying which job and tenant failed.
         log.exception("job %s%s failed", name, f" ({company_key})" if company_key else "")

@@ -1,0 +1,151 @@
+"""Telling the desk when the service needs a person, once, and once when it no longer does.
+
+A tenant parked (a bad secret, a withdrawn consent) or failing longer than
+`desk.tenant_alert_minutes`, and a job failing `desk.job_alert_failures` times in a row or
+that long, are each told on the desk's first escalation channel; its recovery is told the
+same way. What was told is a `DeskAlarm` row written in the transaction that queues the
+notice, so neither the next run nor a restart tells it again. The rules are those of
+`edrtrial status` (`service/status.py`): the desk and the command never disagree.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from edrtrial import audit
+from edrtrial.config import DeskConfig
+from edrtrial.models import Company, DeskAlarm, Tenant
+from edrtrial.notify.notices import ServiceAlarm, desk_service_alarm
+from edrtrial.notify.recipients import send_to_channel
+from edrtrial.programme.companies import tenant_of
+from edrtrial.service import status
+
+log = logging.getLogger(__name__)
+
+ACTOR = "desk"
+
+
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    subject: str
+    tenant_id: int | None
+    alarm: ServiceAlarm
+
+
+def _tenant_problems(session: Session, limits: status.Thresholds, now: datetime) -> list[_Problem]:
+    found = []
+    for t in status.read_troubled_tenants(session):
+        if not status.tenant_needs_person(t, limits, now):
+            continue
+        alarm = ServiceAlarm(
+            problem=t.state,
+            since=t.since or now,
+            reason=t.reason,
+            company_key=t.company_key,
+            company_name=t.company_name,
+            external_id=t.external_id,
+            failures=t.failures,
+        )
+        found.append(_Problem(f"tenant:{t.tenant_id}", t.tenant_id, alarm))
+    return found
+
+
+def _job_problems(session: Session, limits: status.Thresholds, now: datetime) -> list[_Problem]:
+    found = []
+    for job in status.read_jobs(session):
+        if not status.job_needs_person(job, limits, now):
+            continue
+        tenant = tenant_of(session, job.company_key) if job.company_key else None
+        alarm = ServiceAlarm(
+            problem="job",
+            since=job.failing_since or job.last_failure_at or now,
+            reason=job.last_failure_error,
+            job=job.name,
+            failures=job.failures,
+        )
+        found.append(_Problem(f"job:{job.name}", tenant.id if tenant else None, alarm))
+    return found
+
+
+def _recovered(session: Session, row: DeskAlarm, now: datetime) -> ServiceAlarm:
+    """The told problem as recovered, its subject named again (it is gone from the status)."""
+    alarm = ServiceAlarm(problem=row.problem, since=row.since, reason=row.reason, recovered_at=now)
+    if row.subject.startswith("job:"):
+        return replace(alarm, job=row.subject.removeprefix("job:"))
+    tenant = session.get(Tenant, row.tenant_id) if row.tenant_id is not None else None
+    if tenant is None:
+        return alarm
+    company = session.get_one(Company, tenant.company_id)
+    return replace(
+        alarm, company_key=company.key, company_name=company.name, external_id=tenant.external_id
+    )
+
+
+def _key(row: DeskAlarm, what: str) -> str:
+    # The moment it was told names the episode: a later one of the same problem is new.
+    return f"notice:desk:alarm:{row.subject}:{what}:{int(row.told_at.timestamp())}"
+
+
+def _tell(
+    session: Session, desk: DeskConfig, row: DeskAlarm, alarm: ServiceAlarm, what: str
+) -> None:
+    channel = desk.escalation_channels()[0]
+    send_to_channel(
+        session,
+        channel,
+        row.tenant_id,
+        desk_service_alarm(alarm),
+        dedupe_key=_key(row, what),
+        kind="desk-alarm",
+    )
+    audit.record(
+        session,
+        at=alarm.recovered_at or row.told_at,
+        actor=ACTOR,
+        action="alarm.cleared" if alarm.recovered_at else "alarm.raised",
+        tenant_id=row.tenant_id,
+        target=row.subject,
+        detail={"problem": alarm.problem, "reason": alarm.reason, "channel": channel.name},
+    )
+
+
+def tell_desk(session: Session, desk: DeskConfig, now: datetime) -> int:
+    """Tell the desk of each new problem and each recovery since the last check; how many."""
+    limits = status.Thresholds.of(desk)
+    problems = {
+        p.subject: p
+        for p in (*_tenant_problems(session, limits, now), *_job_problems(session, limits, now))
+    }
+    told = {row.subject: row for row in session.scalars(select(DeskAlarm))}
+    sent = 0
+    for subject, row in told.items():
+        if subject in problems and problems[subject].alarm.problem == row.problem:
+            continue
+        session.delete(row)
+        if subject in problems:
+            continue  # the same subject's new problem (failing, now parked) is told below
+        _tell(session, desk, row, _recovered(session, row, now), "recovered")
+        log.info("the desk is told that %s recovered", subject)
+        sent += 1
+    session.flush()
+    for subject, problem in problems.items():
+        if subject in told and told[subject].problem == problem.alarm.problem:
+            continue
+        row = DeskAlarm(
+            subject=subject,
+            problem=problem.alarm.problem,
+            tenant_id=problem.tenant_id,
+            since=problem.alarm.since,
+            told_at=now,
+            reason=problem.alarm.reason,
+        )
+        session.add(row)
+        _tell(session, desk, row, problem.alarm, problem.alarm.problem)
+        log.warning("the desk is told that %s needs a person", subject)
+        sent += 1
+    return sent

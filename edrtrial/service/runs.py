@@ -1,0 +1,137 @@
+"""Each job's runs, recorded: its last success (when, how long, what it did) and its last
+failure (when, the error's line), with how many times in a row it has failed.
+
+`scheduler.run_job`, `edrtrial run-job` and `edrtrial poll` all run a job through `run`,
+so `edrtrial status` and the desk's alarms see the same record whoever ran it. Recording
+is a side note: a store too busy or down to take it never turns a job's outcome into a
+failure, nor hides the job's own error.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from edrtrial.db import transaction
+from edrtrial.models import JobRun
+from edrtrial.notify.outbox import DeliveryStats
+from edrtrial.service import jobs
+from edrtrial.service.runtime import Runtime
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SUMMARY_MAX = 200
+ERROR_MAX = 300
+"""How much of a summary and of an error's first line the record keeps."""
+
+
+def run(rt: Runtime, job: str, company_key: str | None, work: Callable[[], T]) -> T:
+    """Run `work` (the job `job`, for one company or all), record how it went, return its
+    result or raise its error."""
+    started = time.monotonic()
+    try:
+        result = work()
+    except Exception as err:
+        error = error_line(err)
+        _record(rt, job, company_key, lambda row: _failed(row, rt.clock(), error))
+        raise
+    seconds = time.monotonic() - started
+    summary = summarize(job, result)
+    _record(rt, job, company_key, lambda row: _succeeded(row, rt.clock(), seconds, summary))
+    return result
+
+
+def _record(
+    rt: Runtime, job: str, company_key: str | None, change: Callable[[JobRun], None]
+) -> None:
+    try:
+        _write(rt, job, company_key or "", change)
+    except IntegrityError:  # another process recorded this job's first run at the same moment
+        _try_again(rt, job, company_key or "", change)
+    except Exception:  # the store is locked or down: the job's outcome stands, unrecorded
+        log.debug("run of job %s could not be recorded", job, exc_info=True)
+
+
+def _try_again(rt: Runtime, job: str, company_key: str, change: Callable[[JobRun], None]) -> None:
+    try:
+        _write(rt, job, company_key, change)
+    except Exception:
+        log.debug("run of job %s could not be recorded", job, exc_info=True)
+
+
+def _write(rt: Runtime, job: str, company_key: str, change: Callable[[JobRun], None]) -> None:
+    with transaction(rt.sessions) as session:
+        row = session.scalar(
+            select(JobRun).where(JobRun.job == job, JobRun.company_key == company_key)
+        )
+        if row is None:
+            row = JobRun(job=job, company_key=company_key, failures=0)
+            session.add(row)
+        change(row)
+
+
+def _succeeded(row: JobRun, now: datetime, seconds: float, summary: str) -> None:
+    row.last_success_at = now
+    row.last_success_seconds = round(seconds, 3)
+    row.last_success_summary = summary
+    row.failures = 0
+    row.failing_since = None
+
+
+def _failed(row: JobRun, now: datetime, error: str) -> None:
+    row.last_failure_at = now
+    row.last_failure_error = error
+    if not row.failures:
+        row.failing_since = now
+    row.failures = (row.failures or 0) + 1
+
+
+def error_line(err: BaseException) -> str:
+    """The error as one line: its type and the first line of its message, cut short."""
+    first = (str(err).strip().splitlines() or [""])[0]
+    return f"{type(err).__name__}: {first}".rstrip(": ")[:ERROR_MAX]
+
+
+_COUNTED = {
+    "inventory": "{} device(s) seen",
+    "weekly-reports": "{} report(s) queued",
+    "trial-lifecycle": "{} offboarding task(s) planned",
+}
+
+
+def _polls(outcomes: Sequence[jobs.PollOutcome]) -> str:
+    troubled = sorted(o.company_key for o in outcomes if o.error)
+    text = (
+        f"{len(outcomes)} tenant(s): {sum(o.new_alerts for o in outcomes)} new alert(s), "
+        f"{sum(o.triage.tickets_opened for o in outcomes)} ticket(s) opened"
+    )
+    return text + (f"; not polled: {', '.join(troubled)}" if troubled else "")
+
+
+def summarize(job: str, result: object) -> str:
+    """A job's result as a short line for people (never a Python repr)."""
+    if isinstance(result, list) and all(isinstance(o, jobs.PollOutcome) for o in result):
+        text = _polls(result)
+    elif isinstance(result, jobs.DeskOutcome):
+        text = (
+            f"{result.escalated} escalated, {result.closed} closed, {result.actions_sent} "
+            f"action(s) sent, {result.actions_finished} finished, "
+            f"{result.written_back} verdict(s) written back, {result.alarms} alarm(s) told"
+        )
+    elif isinstance(result, DeliveryStats):
+        text = (
+            f"{result.sent} sent, {result.retried} to retry, {result.failed} given up, "
+            f"{result.postponed} postponed"
+        )
+    elif isinstance(result, int) and job in _COUNTED:
+        text = _COUNTED[job].format(result)
+    else:
+        text = "" if result is None else str(result)
+    return " ".join(text.split())[:SUMMARY_MAX]

@@ -1,0 +1,385 @@
+"""The service's health in one read: is a scheduler running, do its jobs succeed, which
+tenants are failing or parked, what waits in the outbox, which device actions and
+offboarding tasks are under way, and what of it needs a person.
+
+`edrtrial status` renders it (its exit status says whether someone must act, for
+monitoring) and the desk's alarms (`service/alarms.py`) are decided by the same rules, so
+what the desk is told and what the command shows never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from edrtrial.config import DeskConfig
+from edrtrial.connectors.base import ActionKind
+from edrtrial.devices.actions import DEVICE_KINDS
+from edrtrial.devices.states import FOLLOWED, RECONCILED
+from edrtrial.models import Company, Device, JobRun, OutboxMessage, ResponseAction, ServiceLock
+from edrtrial.models import Tenant as TenantRow
+from edrtrial.states import ActionState, OutboxState, TenantState
+from edrtrial.timeutil import as_utc, to_jst
+
+SCHEDULER_LOCK = "scheduler"
+LEASE_STALE = timedelta(seconds=90)
+"""A heartbeat older than this means no scheduler runs (it renews every 20 s)."""
+FAILED_OUTBOX_WINDOW = timedelta(days=7)
+"""Messages given up this recently are shown and need a person; older ones were seen."""
+IN_FLIGHT_OFFBOARDING = (
+    ActionState.PLANNED,
+    *RECONCILED,
+    *FOLLOWED,
+    ActionState.MANUAL,
+    ActionState.SUCCEEDED,
+    ActionState.STILL_REPORTING,
+)
+"""An offboarding task not yet over: to send, sent, handed to a person, or to verify."""
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """When a problem needs a person (from the desk's config)."""
+
+    tenant_failing: timedelta
+    job_failures: int
+    outbox_waiting: timedelta
+    unanswered: timedelta
+
+    @classmethod
+    def of(cls, desk: DeskConfig) -> Thresholds:
+        """The thresholds a desk config sets."""
+        return cls(
+            tenant_failing=timedelta(minutes=desk.tenant_alert_minutes),
+            job_failures=desk.job_alert_failures,
+            outbox_waiting=timedelta(minutes=desk.outbox_alert_minutes),
+            unanswered=timedelta(minutes=desk.reconcile_minutes),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The scheduler's lease as its row says; `alive` when its heartbeat is recent."""
+
+    holder: str
+    since: datetime
+    heartbeat_at: datetime
+    alive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """A job's last success and last failure; `company_key` is "" for a job of every tenant."""
+
+    job: str
+    company_key: str
+    last_success_at: datetime | None
+    last_success_seconds: float | None
+    last_success_summary: str
+    last_failure_at: datetime | None
+    last_failure_error: str
+    failures: int
+    failing_since: datetime | None
+
+    @property
+    def name(self) -> str:
+        """The job as the scheduler names it: `outbox`, `poll:sakura-seisakusho`."""
+        return f"{self.job}:{self.company_key}" if self.company_key else self.job
+
+
+@dataclass(frozen=True, slots=True)
+class TenantTrouble:
+    """A tenant that is failing or parked, with its reason and since when."""
+
+    tenant_id: int
+    company_key: str
+    company_name: str
+    external_id: str
+    state: str
+    reason: str
+    since: datetime | None
+    failures: int
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """The outbox: what waits (and its oldest), and what was given up recently."""
+
+    pending: int
+    oldest_at: datetime | None
+    oldest_channel: str
+    oldest_kind: str
+    failed: int
+    failed_last_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ActionUnderWay:
+    """An isolation or release not finished: to send, sent without answer, or followed."""
+
+    company_key: str
+    device: str
+    kind: str
+    status: str
+    requested_by: str
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OffboardingInFlight:
+    """A company's offboarding tasks in one state: how many, and the oldest's last change."""
+
+    company_key: str
+    status: str
+    count: int
+    oldest: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    """Everything `edrtrial status` shows; `problems` lists what needs a person."""
+
+    at: datetime
+    lease: Lease | None
+    jobs: tuple[JobStatus, ...]
+    tenants: tuple[TenantTrouble, ...]
+    outbox: Backlog
+    actions: tuple[ActionUnderWay, ...]
+    offboarding: tuple[OffboardingInFlight, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def needs_person(self) -> bool:
+        """Whether someone must act (`edrtrial status` then exits 1)."""
+        return bool(self.problems)
+
+    def as_json(self) -> dict[str, Any]:
+        """The same facts with stable keys and ISO 8601 times (UTC), for monitoring."""
+        data: dict[str, Any] = _iso(asdict(self))
+        data["scheduler_running"] = self.lease is not None and self.lease.alive
+        data["needs_person"] = self.needs_person
+        for job, shown in zip(self.jobs, data["jobs"], strict=True):
+            shown["name"] = job.name
+        return data
+
+
+def _iso(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
+    if isinstance(value, dict):
+        return {k: _iso(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_iso(v) for v in value]
+    return value
+
+
+def jst(value: datetime) -> str:
+    """A time as the status and the desk's notices show it."""
+    return f"{to_jst(value):%Y-%m-%d %H:%M} JST"
+
+
+def tenant_needs_person(tenant: TenantTrouble, limits: Thresholds, now: datetime) -> bool:
+    """Parked, or failing longer than the threshold (a short failure is retried alone)."""
+    if tenant.state == TenantState.PARKED:
+        return True
+    return tenant.since is not None and now - tenant.since >= limits.tenant_failing
+
+
+def job_needs_person(job: JobStatus, limits: Thresholds, now: datetime) -> bool:
+    """Failed this many times in a row, or failing longer than the threshold."""
+    if job.failures >= limits.job_failures:
+        return True
+    since = job.failing_since
+    return job.failures > 0 and since is not None and now - since >= limits.tenant_failing
+
+
+def read_lease(session: Session, now: datetime) -> Lease | None:
+    """The scheduler's lease, if any process ever took it and did not give it back."""
+    row = session.get(ServiceLock, SCHEDULER_LOCK)
+    if row is None:
+        return None
+    alive = now - row.heartbeat_at < LEASE_STALE
+    return Lease(row.holder, row.acquired_at, row.heartbeat_at, alive)
+
+
+def read_jobs(session: Session) -> tuple[JobStatus, ...]:
+    """Every recorded job, whole-store jobs first, then per company."""
+    rows = session.scalars(select(JobRun).order_by(JobRun.company_key, JobRun.job)).all()
+    return tuple(
+        JobStatus(
+            r.job,
+            r.company_key,
+            r.last_success_at,
+            r.last_success_seconds,
+            r.last_success_summary,
+            r.last_failure_at,
+            r.last_failure_error,
+            r.failures,
+            r.failing_since,
+        )
+        for r in rows
+    )
+
+
+def read_troubled_tenants(session: Session) -> tuple[TenantTrouble, ...]:
+    """Tenants failing or parked; a state older than its recorded start counts from the last
+    poll."""
+    rows = session.execute(
+        select(TenantRow, Company.key, Company.name)
+        .join(Company, Company.id == TenantRow.company_id)
+        .where(TenantRow.state.in_((TenantState.FAILING, TenantState.PARKED)))
+        .order_by(Company.key)
+    ).all()
+    return tuple(
+        TenantTrouble(
+            t.id,
+            key,
+            name,
+            t.external_id,
+            t.state,
+            t.state_reason,
+            t.state_since or t.last_poll_at,
+            t.failures,
+        )
+        for t, key, name in rows
+    )
+
+
+def read_backlog(session: Session, now: datetime) -> Backlog:
+    """What waits in the outbox, and what it gave up lately."""
+    pending = session.scalar(
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(OutboxMessage.status == OutboxState.PENDING)
+    )
+    oldest = session.execute(
+        select(OutboxMessage.created_at, OutboxMessage.channel, OutboxMessage.kind)
+        .where(OutboxMessage.status == OutboxState.PENDING)
+        .order_by(OutboxMessage.created_at, OutboxMessage.id)
+        .limit(1)
+    ).first()
+    # A given-up message keeps the time of its last retry's plan: the nearest to its end.
+    failed, failed_last = session.execute(
+        select(func.count(), func.max(OutboxMessage.next_attempt_at)).where(
+            OutboxMessage.status == OutboxState.FAILED,
+            OutboxMessage.next_attempt_at >= now - FAILED_OUTBOX_WINDOW,
+        )
+    ).one()
+    return Backlog(
+        pending=pending or 0,
+        oldest_at=oldest.created_at if oldest else None,
+        oldest_channel=oldest.channel if oldest else "",
+        oldest_kind=oldest.kind if oldest else "",
+        failed=failed or 0,
+        failed_last_at=as_utc(failed_last) if isinstance(failed_last, datetime) else None,
+    )
+
+
+def read_actions(session: Session) -> tuple[ActionUnderWay, ...]:
+    """Isolations and releases planned, being sent, unconfirmed or followed at the EDR."""
+    rows = session.execute(
+        select(ResponseAction, Device.name, Company.key)
+        .join(Device, Device.id == ResponseAction.device_id)
+        .join(TenantRow, TenantRow.id == ResponseAction.tenant_id)
+        .join(Company, Company.id == TenantRow.company_id)
+        .where(
+            ResponseAction.kind.in_(DEVICE_KINDS),
+            ResponseAction.status.in_((ActionState.PLANNED, *RECONCILED, *FOLLOWED)),
+        )
+        .order_by(ResponseAction.created_at, ResponseAction.id)
+    ).all()
+    return tuple(
+        ActionUnderWay(
+            key,
+            name or a.device.source_id,
+            a.kind,
+            a.status,
+            a.requested_by,
+            a.sent_at or a.created_at,
+        )
+        for a, name, key in rows
+    )
+
+
+def read_offboarding(session: Session) -> tuple[OffboardingInFlight, ...]:
+    """Offboarding tasks not yet over, counted per company and state."""
+    rows = session.execute(
+        select(
+            Company.key, ResponseAction.status, func.count(), func.min(ResponseAction.updated_at)
+        )
+        .join(TenantRow, TenantRow.id == ResponseAction.tenant_id)
+        .join(Company, Company.id == TenantRow.company_id)
+        .where(
+            ResponseAction.kind == ActionKind.OFFBOARD.value,
+            ResponseAction.status.in_(IN_FLIGHT_OFFBOARDING),
+        )
+        .group_by(Company.key, ResponseAction.status)
+        .order_by(Company.key, ResponseAction.status)
+    ).all()
+    return tuple(OffboardingInFlight(key, status, n, as_utc(at)) for key, status, n, at in rows)
+
+
+def _problems(
+    lease: Lease | None,
+    jobs: tuple[JobStatus, ...],
+    tenants: tuple[TenantTrouble, ...],
+    outbox: Backlog,
+    actions: tuple[ActionUnderWay, ...],
+    limits: Thresholds,
+    now: datetime,
+) -> tuple[str, ...]:
+    found: list[str] = []
+    if lease is None:
+        found.append("no scheduler running: start `edrtrial serve`")
+    elif not lease.alive:
+        found.append(
+            f"no scheduler running: the last one ({lease.holder}) last beat "
+            f"{jst(lease.heartbeat_at)}; start `edrtrial serve`"
+        )
+    for job in jobs:
+        if job_needs_person(job, limits, now):
+            since = f" since {jst(job.failing_since)}" if job.failing_since else ""
+            found.append(
+                f"job {job.name} failed {job.failures} time(s) in a row{since}: "
+                f"{job.last_failure_error}"
+            )
+    for t in tenants:
+        if tenant_needs_person(t, limits, now):
+            since = f" since {jst(t.since)}" if t.since else ""
+            found.append(f"tenant of {t.company_key} {t.state}{since}: {t.reason}")
+    if outbox.oldest_at is not None and now - outbox.oldest_at >= limits.outbox_waiting:
+        found.append(
+            f"outbox: the oldest message ({outbox.oldest_kind}, {outbox.oldest_channel}) has "
+            f"waited since {jst(outbox.oldest_at)}"
+        )
+    if outbox.failed:
+        found.append(
+            f"outbox: {outbox.failed} message(s) given up in the last "
+            f"{FAILED_OUTBOX_WINDOW.days} days (see the service log)"
+        )
+    for a in actions:
+        # Within the window the desk job reconciles it by itself; after it, a person looks.
+        if a.status in RECONCILED and now - a.since >= limits.unanswered:
+            found.append(
+                f"{a.kind} of {a.device} ({a.company_key}) sent {jst(a.since)}, {a.status}: "
+                "not confirmed by the EDR; see `edrtrial action list`"
+            )
+    return tuple(found)
+
+
+def read_status(session: Session, desk: DeskConfig, now: datetime) -> ServiceStatus:
+    """The service's status as the store holds it at `now`."""
+    limits = Thresholds.of(desk)
+    lease = read_lease(session, now)
+    jobs = read_jobs(session)
+    tenants = read_troubled_tenants(session)
+    outbox = read_backlog(session, now)
+    actions = read_actions(session)
+    problems = _problems(lease, jobs, tenants, outbox, actions, limits, now)
+    return ServiceStatus(
+        now, lease, jobs, tenants, outbox, actions, read_offboarding(session), problems
+    )

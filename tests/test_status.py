@@ -1,0 +1,254 @@
+"""`edrtrial status`: the service's health, exit 0 when all is well and 1 with the reasons
+when something needs a person; `--json` gives the same facts; the table fits 100 columns."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from edrtrial.cli import common
+from edrtrial.cli.main import main
+from edrtrial.config import SmtpConfig, load_config
+from edrtrial.db import transaction
+from edrtrial.errors import TransientError
+from edrtrial.ingest import health
+from edrtrial.models import Device, ResponseAction, ServiceLock
+from edrtrial.notify import outbox
+from edrtrial.notify.mail import SmtpTransport
+from edrtrial.notify.outbox import DeliveryStats
+from edrtrial.service import runs
+from edrtrial.service.runtime import Runtime
+from edrtrial.timeutil import utcnow
+
+import clock
+from sandbox_config import settings, write_config
+
+SAKURA = "sakura-seisakusho"
+
+
+class Service:
+    """A one-company store whose scheduler beats, every job of it done once."""
+
+    def __init__(self, path: Path, rt: Runtime) -> None:
+        self.path = path
+        self.rt = rt
+        [self.tenant] = rt.tenants()
+
+    def beat(self) -> None:
+        """The scheduler's lease, renewed just now (as `serve` writes it)."""
+        with transaction(self.rt.sessions) as session:
+            lock = session.get(ServiceLock, "scheduler")
+            if lock is None:
+                start = utcnow() - timedelta(hours=2)
+                session.add(
+                    ServiceLock(
+                        name="scheduler",
+                        holder="desk-01:4242",
+                        acquired_at=start,
+                        heartbeat_at=utcnow(),
+                    )
+                )
+            else:
+                lock.heartbeat_at = utcnow()
+
+    def run_job(self, name: str, result: object = None, error: Exception | None = None) -> None:
+        def work() -> object:
+            if error is not None:
+                raise error
+            return result
+
+        if error is None:
+            runs.run(self.rt, name, None, work)
+        else:
+            with pytest.raises(type(error)):
+                runs.run(self.rt, name, None, work)
+
+    def status(self, *args: str, code: int) -> Result:
+        result = CliRunner().invoke(main, ["--config", str(self.path), "status", *args])
+        assert result.exit_code == code, result.output
+        return result
+
+    def said(self, code: int) -> str:
+        """What `status` printed, its wrapped lines joined again."""
+        return " ".join(self.status(code=code).output.split())
+
+
+@pytest.fixture
+def service(tmp_path, now, engine, database_url) -> Iterator[Service]:
+    path = write_config(tmp_path / "config.toml", settings(database_url, companies_count=1))
+    rt = Runtime.open(load_config(path))
+    found = Service(path, rt)
+    found.beat()
+    found.run_job("outbox", DeliveryStats(sent=2))
+    yield found
+    rt.close()
+
+
+def test_a_healthy_service_exits_0_and_shows_its_scheduler_and_jobs(service):
+    output = service.said(0)
+    assert "scheduler: desk-01:4242 since" in output
+    assert "outbox" in output and "2 sent, 0 to retry, 0 given up" in output
+    assert "tenants: all polling" in output
+    assert "outbox: 0 waiting" in output
+    assert "all is well" in output
+
+
+def test_without_a_running_scheduler_status_exits_1_saying_so(service):
+    with clock.travel(utcnow() + timedelta(minutes=5)):
+        output = service.said(1)
+    assert "no scheduler running" in output
+    assert "needs a person (1):" in output
+    assert "start `edrtrial serve`" in output
+
+
+def test_a_parked_tenant_needs_a_person_with_its_reason(service):
+    reason = "the client secret of tenant t-1 expired; renew it"
+    health.park(service.rt.sessions, service.tenant.id, reason, utcnow())
+    output = service.said(1)
+    assert f"tenant of {SAKURA} parked since" in output
+    assert reason in output
+
+
+def test_a_tenant_failing_longer_than_the_threshold_needs_a_person(service):
+    failure = TransientError("503 Service Unavailable")
+    health.failed(service.rt.sessions, service.tenant.id, failure, utcnow(), 30)
+    service.status(code=0)  # a short failure is retried alone
+    with clock.travel(utcnow() + timedelta(minutes=31)):
+        service.beat()
+        output = service.said(1)
+    assert f"tenant of {SAKURA} failing since" in output and "503" in output
+
+
+def test_a_job_failing_again_and_again_needs_a_person(service):
+    for _ in range(2):
+        service.run_job("outbox", error=OSError("relay refused\nthe second line"))
+    assert "needs a person" not in service.said(0)
+    service.run_job("outbox", error=OSError("relay refused\nthe second line"))
+    output = service.said(1)
+    assert "job outbox failed 3 time(s) in a row since" in output
+    assert "OSError: relay refused" in output and "the second line" not in output
+    service.run_job("outbox", DeliveryStats(sent=1))
+    assert "all is well" in service.said(0)
+
+
+def test_an_old_outbox_message_needs_a_person(service):
+    with transaction(service.rt.sessions) as session:
+        outbox.enqueue(
+            session,
+            dedupe_key="notice:company:ticket:1",
+            kind="company-notice",
+            recipient="it@sakura.example.jp",
+            subject="s",
+            body_text="b",
+        )
+    assert "outbox: 1 waiting, oldest since" in service.said(0)
+    with clock.travel(utcnow() + timedelta(minutes=45)):
+        service.beat()
+        output = service.said(1)
+    assert "outbox: the oldest message (company-notice, mail) has waited since" in output
+
+
+def test_an_isolation_unconfirmed_past_the_reconciliation_window_needs_a_person(service):
+    with transaction(service.rt.sessions) as session:
+        device = Device(tenant_id=service.tenant.id, source_id="d-1", name="PC-KEIRI-01")
+        session.add(device)
+        session.flush()
+        session.add(
+            ResponseAction(
+                dedupe_key="isolate:d-1:1",
+                tenant_id=service.tenant.id,
+                device_id=device.id,
+                kind="isolate",
+                status="unconfirmed",
+                requested_by="playbook",
+                sent_at=utcnow(),
+            )
+        )
+    assert "PC-KEIRI-01" in service.said(0)  # the desk job reconciles it by itself
+    with clock.travel(utcnow() + timedelta(minutes=11)):  # past desk.reconcile_minutes
+        service.beat()
+        output = service.said(1)
+    assert f"isolate of PC-KEIRI-01 ({SAKURA}) sent 2026-11-25 10:" in output
+    assert "unconfirmed: not confirmed by the EDR; see `edrtrial action list`" in output
+
+
+def test_json_gives_the_same_facts_with_iso_times(service):
+    health.park(service.rt.sessions, service.tenant.id, "consent withdrawn", utcnow())
+    data = json.loads(service.status("--json", code=1).output)
+    assert data["needs_person"] is True and data["scheduler_running"] is True
+    assert data["lease"]["holder"] == "desk-01:4242"
+    [job] = data["jobs"]
+    assert (job["name"], job["failures"]) == ("outbox", 0)
+    assert job["last_success_at"].endswith("+00:00")
+    [tenant] = data["tenants"]
+    assert (tenant["company_key"], tenant["state"], tenant["reason"]) == (
+        SAKURA,
+        "parked",
+        "consent withdrawn",
+    )
+    assert tenant["since"].endswith("+00:00")
+    assert data["outbox"]["pending"] == 0
+    assert data["actions"] == [] and data["offboarding"] == []
+    [problem] = data["problems"]
+    assert problem.startswith(f"tenant of {SAKURA} parked since 2026-11-25 10:")
+    assert problem.endswith(" JST: consent withdrawn")
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_status_fits_the_terminal_and_shows_hostile_reasons_as_text(service, monkeypatch, columns):
+    monkeypatch.setattr(common.console, "width", columns)
+    reason = "\x1b[2Jbad secret " + "x" * 150
+    health.park(service.rt.sessions, service.tenant.id, reason, utcnow())
+    service.run_job("weekly-reports", error=RuntimeError("boom " * 40))
+    output = service.status(code=1).output
+    assert "\x1b" not in output
+    assert all(len(line) <= columns for line in output.splitlines()), output
+    assert "bad secret" in output
+
+
+def test_offboarding_in_flight_is_shown_and_a_given_up_message_needs_a_person(service):
+    with transaction(service.rt.sessions) as session:
+        for n in range(3):
+            device = Device(tenant_id=service.tenant.id, source_id=f"d-{n}", name=f"PC-{n}")
+            session.add(device)
+            session.flush()
+            session.add(
+                ResponseAction(
+                    dedupe_key=f"offboard:d-{n}",
+                    tenant_id=service.tenant.id,
+                    device_id=device.id,
+                    kind="offboard",
+                    status="manual" if n else "planned",
+                )
+            )
+        outbox.enqueue(
+            session,
+            dedupe_key="notice:company:ticket:7",
+            kind="company-notice",
+            recipient="it@sakura.example.jp",
+            subject="s",
+            body_text="b",
+        )
+    output = service.said(0)
+    assert f"{SAKURA} manual 2" in output and f"{SAKURA} planned 1" in output
+    with socket.socket() as sock:  # a relay that is not there: the one attempt fails
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    relay = SmtpConfig(host="127.0.0.1", port=closed, starttls=False, timeout_seconds=2)
+    stats = outbox.deliver_due(
+        service.rt.sessions,
+        SmtpTransport(relay, None),
+        sender="edr@example.jp",
+        sender_name="",
+        max_attempts=1,
+    )
+    assert stats.failed == 1
+    output = service.said(1)
+    assert "outbox: 0 waiting; 1 given up lately" in output
+    assert "outbox: 1 message(s) given up in the last 7 days" in output
