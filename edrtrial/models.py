@@ -107,6 +107,9 @@ class Tenant(Base):
     # Circuit breaker: consecutive transient failures, and no poll before this time.
     failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     not_before: Mapped[datetime | None]
+    # When its first complete poll (ingest and triage of everything it brought) committed;
+    # until then its backlog is summarised, not announced alert by alert (`desk/first_poll.py`).
+    first_poll_done_at: Mapped[datetime | None]
 
     company: Mapped[Company] = relationship(back_populates="tenant")
 
