@@ -10,6 +10,7 @@ never sends a summary twice. Every test runs on the `sessions` database (Postgre
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -304,7 +305,14 @@ def test_a_p1_of_the_backlog_still_isolates_where_the_company_agreed_and_escalat
     [ticket] = tickets(rt, tenant_id)
     [company] = [m for m in outbox(rt, tenant_id) if m.kind == "company-first-poll"]
     assert "Dear Emily Clark," in company.body_text and f"#{ticket.id}" in company.body_text
-    assert "[EDR trial" in company.subject
+    assert (
+        company.subject == "[EDR trial] Detections since your trial started (1 case to know about)"
+    )
+    names = ("合同会社あおぞらデザイン", "EDR体験 サポートデスク", "平日 9:00〜17:00")
+    english = company.body_text
+    for name in names:
+        english = english.replace(name, "")
+    assert not re.findall(r"[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]", english)
     [desk] = [m for m in outbox(rt, tenant_id) if m.kind == "desk-first-poll"]
     assert f"#{ticket.id}　P1" in desk.body_text and "隔離：pc-001（planned）" in desk.body_text
 

@@ -183,8 +183,8 @@ def company_first_poll_summary(
     )
     if language == "en":
         subject = (
-            f"{SUBJECT_PREFIX_EN} What the EDR has detected since your trial started: "
-            f"{len(told)} to know about"
+            f"{SUBJECT_PREFIX_EN} Detections since your trial started "
+            f"({len(told)} case{'s' if len(told) != 1 else ''} to know about)"
         )
     else:
         subject = (
