@@ -110,6 +110,9 @@ class Tenant(Base):
     not_before: Mapped[datetime | None]
     # When the tenant entered its state: how long it has been failing or parked.
     state_since: Mapped[datetime | None]
+    # When its first complete poll (ingest and triage of everything it brought) committed;
+    # until then its backlog is summarised, not announced alert by alert (`desk/first_poll.py`).
+    first_poll_done_at: Mapped[datetime | None]
 
     company: Mapped[Company] = relationship(back_populates="tenant")
 

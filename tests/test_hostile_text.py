@@ -238,6 +238,7 @@ def test_a_hostile_alert_is_shown_literally_in_every_output(
     config = hostile_config(tmp_path, sandbox, database_url, smtp_port)
     cli(config, "db", "upgrade")
     world.clear_tenant(SAKURA)  # the hostile alert is the company's only one
+    cli(config, "poll")  # the first poll (nothing yet): the alert is then notified on its own
 
     device = world.add_devices(SAKURA, 1, detection_test_alert=False)[0]
     world.rename_device(SAKURA, device, HOSTILE["device"], user=HOSTILE["user"])

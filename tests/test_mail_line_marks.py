@@ -20,6 +20,12 @@ from jinja2 import Template
 from test_desk_notices import DEADLINE, DESK, action, alert, company, device, ticket
 from test_report_render import sample_report
 
+from edrtrial.notify.first_poll import (
+    Backlog,
+    BacklogTicket,
+    company_first_poll_summary,
+    desk_first_poll_notice,
+)
 from edrtrial.notify.notices import (
     ServiceAlarm,
     company_alert_notice,
@@ -67,6 +73,25 @@ def mails(language: str) -> Iterator[RenderedMail]:
     yield desk_service_alarm(
         ServiceAlarm("parked", DEADLINE, "secret expired", recovered_at=DEADLINE, **tenant)
     )
+    for in_trial in (True, False):  # a first poll's summaries, with and without the 24h desk
+        backlog = Backlog(
+            alerts=40,
+            history=25,
+            suppressed=3,
+            tickets=(
+                BacklogTicket(
+                    ticket(), (alert(1), alert(2, "Medium")), ("PC-KEIRI-01（proposed）",)
+                ),
+            ),
+            for_company=frozenset({ticket().id}),
+            trial=None,
+            since=DEADLINE,
+            in_trial=in_trial,
+        )
+        summary = company_first_poll_summary(firm, backlog, DESK)
+        assert summary is not None
+        yield summary
+        yield desk_first_poll_notice(firm, backlog)
 
 
 @pytest.fixture

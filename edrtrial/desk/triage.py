@@ -29,6 +29,7 @@ from edrtrial.connectors.base import ActionKind
 from edrtrial.desk.announce import queue_notices, queue_update
 from edrtrial.desk.calendar import DEFAULT as DEFAULT_CALENDAR
 from edrtrial.desk.calendar import BusinessCalendar
+from edrtrial.desk.first_poll import record_batch, resolved_in_edr
 from edrtrial.desk.intake import TicketBook
 from edrtrial.desk.policy import DeskPolicy
 from edrtrial.desk.states import worse
@@ -55,6 +56,7 @@ class TriageResult:
     suppressed: int = 0
     devices_verified: int = 0
     notices_queued: int = 0
+    history: int = 0  # a first poll's alerts the EDR had already resolved: no ticket
 
 
 def facts_of(
@@ -418,6 +420,25 @@ def _apply(
     return (1 if placed.created else 0), 0, verified
 
 
+def _store_as_history(
+    session: Session, alert: Alert, decision: Decision, now: datetime
+) -> tuple[int, int]:
+    """Keep a first poll's alert the EDR already resolved as history; (suppressed, verified).
+
+    What the playbook says of it stays for the reports (its priority and rules, a test's
+    suppression and verified device), but it opens no ticket, tells no one, isolates
+    nothing, and its verdict is not written back: Defender's analyst already settled it.
+    """
+    alert.priority = decision.priority
+    alert.matched_rules = list(decision.matched)
+    alert.suppressed_reason = decision.suppressed_reason
+    alert.triaged_at = now
+    verified = _verify_devices(session, alert) if decision.mark_device_verified else 0
+    if decision.suppressed_reason:
+        _audit_suppression(session, alert, decision, now)
+    return (1 if decision.suppressed_reason else 0), verified
+
+
 def _isolation(session: Session, entry: _Pending, auto_isolation: bool, now: datetime) -> None:
     """Carry out a playbook's isolation ask: planned where the company agreed, else proposed."""
     ticket = entry.ticket
@@ -454,8 +475,15 @@ def triage_pending(
     policy: DeskPolicy,
     now: datetime,
     limit: int = 500,
+    *,
+    first_poll: bool = False,
 ) -> TriageResult:
-    """Triage up to `limit` untriaged alerts of one tenant, oldest first; does not commit."""
+    """Triage up to `limit` untriaged alerts of one tenant, oldest first; does not commit.
+
+    On the tenant's `first_poll` its backlog is triaged (`desk/first_poll.py`): what the EDR
+    already resolved is kept as history, and no ticket's notices are queued, the batch
+    noting instead which tickets the company would have heard of, for the one summary.
+    """
     alerts = list(
         session.scalars(
             select(Alert)
@@ -472,7 +500,7 @@ def triage_pending(
     tenant = session.get_one(Tenant, tenant_id)
     company = session.get_one(Company, tenant.company_id)
     tags = device_tags(session, tenant_id, [s for a in alerts for s in a.device_source_ids])
-    opened = suppressed = verified = 0
+    opened = suppressed = verified = history = settled_tests = 0
     pending: dict[str, _Pending] = {}
     book = TicketBook(session, tenant_id, alerts, policy, now)
     with session.no_autoflush:  # one flush per batch, not one per query
@@ -484,17 +512,34 @@ def triage_pending(
                 device_tags=_tags_of(alert, tags),
                 calendar=policy.calendar,
             )
-            o, s, v = _apply(session, book, alert, playbook.evaluate(facts), now, pending)
-            opened, suppressed, verified = opened + o, suppressed + s, verified + v
+            decision = playbook.evaluate(facts)
+            if first_poll and resolved_in_edr(alert):
+                s, v = _store_as_history(session, alert, decision, now)
+                history, settled_tests = history + 1, settled_tests + s
+            else:
+                o, s, v = _apply(session, book, alert, decision, now, pending)
+                opened += o
+            suppressed, verified = suppressed + s, verified + v
     book.close()
     queued = 0
     for entry in pending.values():
         if entry.isolate:
             _isolation(session, entry, company.auto_isolation, now)
-        queued += queue_notices(
-            session, entry.ticket, policy, to_desk=entry.to_desk, to_company=entry.to_company
-        )
+        if not first_poll:
+            queued += queue_notices(
+                session, entry.ticket, policy, to_desk=entry.to_desk, to_company=entry.to_company
+            )
         for lifted in entry.lifted or []:
             _reopen_in_edr(session, entry.ticket, lifted, policy, now)
     session.flush()
-    return TriageResult(len(alerts), opened, suppressed, verified, queued)
+    if first_poll:
+        record_batch(
+            session,
+            tenant_id,
+            now,
+            alerts=len(alerts),
+            history=history,
+            suppressed=suppressed - settled_tests,  # history counts those apart
+            for_company=[e.ticket.id for e in pending.values() if e.to_company],
+        )
+    return TriageResult(len(alerts), opened, suppressed, verified, queued, history)

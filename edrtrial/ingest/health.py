@@ -14,6 +14,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial import audit
@@ -111,6 +112,27 @@ def failed(
         if before == TenantState.ACTIVE:  # logged once going down
             log.warning("tenant %s is failing: %s", _label(session, row), reason)
         return reason
+
+
+def on_first_poll(session: Session, tenant_id: int) -> bool:
+    """Whether the tenant has yet to complete a poll (what it brings is then its backlog)."""
+    done = session.scalar(select(Tenant.first_poll_done_at).where(Tenant.id == tenant_id))
+    return done is None
+
+
+def complete_first_poll(session: Session, tenant_id: int, now: datetime) -> bool:
+    """Record the tenant's first complete poll; False if a repeat finds it recorded already.
+
+    A conditional update, so of two runs finishing the same first poll only one goes on to
+    announce its backlog.
+    """
+    moved = session.execute(
+        update(Tenant)
+        .where(Tenant.id == tenant_id, Tenant.first_poll_done_at.is_(None))
+        .values(first_poll_done_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(moved, "rowcount", 0) == 1)
 
 
 def park(sessions: sessionmaker[Session], tenant_id: int, reason: str, now: datetime) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from edrtrial.connectors.base import ActionKind, Connector
 from edrtrial.db import transaction
 from edrtrial.desk import escalation
+from edrtrial.desk.first_poll import finish_first_poll
 from edrtrial.desk.triage import TriageResult, triage_pending
 from edrtrial.devices import actions, offboarding, writeback
 from edrtrial.devices.states import FOLLOWED, RECONCILED
@@ -68,6 +69,11 @@ def _first_poll_since(rt: Runtime, tenant: TenantRef) -> datetime | None:
         return trials.first_poll_since(session, tenant.id)
 
 
+def _on_first_poll(rt: Runtime, tenant: TenantRef) -> bool:
+    with rt.sessions() as session:
+        return health.on_first_poll(session, tenant.id)
+
+
 def _waiting(rt: Runtime, tenant: TenantRef) -> str:
     if tenant.state == TenantState.PARKED:
         return "parked"
@@ -111,6 +117,8 @@ def poll_one(rt: Runtime, tenant: TenantRef) -> PollOutcome:
 def _poll_one(rt: Runtime, tenant: TenantRef) -> PollOutcome:
     if waiting := _waiting(rt, tenant):
         return PollOutcome(tenant.company_key, error=waiting)
+    # Read before the ingest: a poll that starts as the first stays the first to its end.
+    first = _on_first_poll(rt, tenant)
     try:
         result = polling.ingest_tenant(
             rt.sessions,
@@ -130,7 +138,11 @@ def _poll_one(rt: Runtime, tenant: TenantRef) -> PollOutcome:
         poll_seconds = rt.config.settings.schedules.poll_seconds
         reason = health.failed(rt.sessions, tenant.id, err, rt.clock(), poll_seconds)
         return PollOutcome(tenant.company_key, error=reason)
-    triaged = _triage_all(rt, tenant)
+    triaged = _triage_all(rt, tenant, first_poll=first)
+    if first:  # everything it brought is in and triaged: announce the backlog, once
+        with transaction(rt.sessions) as session:
+            told = finish_first_poll(session, tenant.id, rt.policy, rt.clock())
+        triaged = dataclasses.replace(triaged, notices_queued=triaged.notices_queued + told)
     health.succeeded(rt.sessions, tenant.id, rt.clock())
     return PollOutcome(
         tenant.company_key,
@@ -141,7 +153,7 @@ def _poll_one(rt: Runtime, tenant: TenantRef) -> PollOutcome:
     )
 
 
-def _triage_all(rt: Runtime, tenant: TenantRef) -> TriageResult:
+def _triage_all(rt: Runtime, tenant: TenantRef, *, first_poll: bool = False) -> TriageResult:
     """Triage everything pending, a batch per transaction (a backlog is cleared in one poll)."""
     total = TriageResult()
     while True:
@@ -154,6 +166,7 @@ def _triage_all(rt: Runtime, tenant: TenantRef) -> TriageResult:
                 rt.policy,
                 rt.clock(),
                 limit=TRIAGE_BATCH,
+                first_poll=first_poll,
             )
         total = TriageResult(
             *(

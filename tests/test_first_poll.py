@@ -1,0 +1,407 @@
+"""A company that joins mid-trial: its first poll reads everything since the trial start, and
+must not flood the desk or the company.
+
+Until a tenant's first complete poll (ingest and triage of all it brought) has committed,
+alerts Defender already resolved are stored as history (in the reports, no ticket, nothing
+sent), open ones are triaged as usual, and the company and the desk each get one summary
+instead of a notice per ticket. A crash midway keeps the tenant on its first poll; a repeat
+never sends a summary twice. Every test runs on the `sessions` database (PostgreSQL in CI).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+import pytest
+from alembic import command
+from sqlalchemy import select, text
+
+from edrtrial.config import load_config
+from edrtrial.connectors.base import AlertRecord, DeviceRef
+from edrtrial.db import _alembic_config, make_engine
+from edrtrial.models import Alert, OutboxMessage, ResponseAction, Tenant, Ticket
+from edrtrial.service import jobs
+from edrtrial.service.runtime import Runtime
+from edrtrial.timeutil import Stamp
+
+from fakes import Crash, FakeConnector
+from sandbox_config import settings, write_config
+
+SAKURA = "sakura-seisakusho"  # in its trial since 60 days ago; Japanese contact
+AOZORA = "aozora-design"  # in its trial; automatic isolation agreed; English contact
+
+
+class Clock:
+    """The runtime's clock, moved by hand from the test's now."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def runtime(tmp_path, now, engine, database_url):
+    path = write_config(tmp_path / "config.toml", settings(database_url))
+    clock = Clock(now)
+    rt = Runtime.open(load_config(path), clock=clock)
+    yield rt, clock
+    rt.close()
+
+
+def connect(rt: Runtime, key: str) -> tuple[int, FakeConnector]:
+    [tenant] = rt.tenants(key)
+    connector = FakeConnector(tenant_id=tenant.external_id)
+    rt._connectors[tenant.id] = connector
+    return tenant.id, connector
+
+
+def alert(
+    n: int,
+    at: datetime,
+    *,
+    severity: str = "high",
+    status: str = "new",
+    category: str = "Ransomware",
+    title: str = "",
+) -> AlertRecord:
+    """Alert n on device pc-n, in an incident of its own (so one ticket each)."""
+    return AlertRecord(
+        source_id=f"a{n:03}",
+        title=title or f"{category} activity {n}",
+        severity=severity,
+        status=status,
+        category=category,
+        last_update_at=Stamp.of(at),
+        created_at=at,
+        incident_source_id=f"i{n:03}",
+        devices=(DeviceRef(f"dev{n:03}", f"pc-{n:03}"),),
+    )
+
+
+def backlog(connector: FakeConnector, now: datetime) -> dict[str, list[str]]:
+    """Ten days of history: P1 and P2 alerts still open, others Defender already resolved.
+
+    The P2s are the oldest, so a list in time order would show them first.
+    """
+    kinds = {
+        "p2-open": [(n, "medium", "new", "Execution") for n in range(1, 4)],
+        "p1-open": [(n, "high", "new", "Ransomware") for n in range(4, 7)],
+        "p1-in-progress": [(7, "high", "inProgress", "CredentialAccess")],
+        "resolved": [(n, s, "resolved", "Ransomware") for n, s in ((8, "high"), (9, "medium"))]
+        + [(n, "low", "resolved", "Malware") for n in range(10, 14)],
+    }
+    ids: dict[str, list[str]] = {}
+    for kind, rows in kinds.items():
+        for n, severity, status, category in rows:
+            record = alert(
+                n,
+                now - timedelta(days=10, hours=-n),
+                severity=severity,
+                status=status,
+                category=category,
+            )
+            connector.alerts[record.source_id] = record
+            ids.setdefault(kind, []).append(record.source_id)
+    return ids
+
+
+def outbox(rt: Runtime, tenant_id: int) -> list[OutboxMessage]:
+    with rt.sessions() as session:
+        return list(
+            session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.tenant_id == tenant_id)
+                .order_by(OutboxMessage.id)
+            )
+        )
+
+
+def stored(rt: Runtime, tenant_id: int) -> dict[str, Alert]:
+    with rt.sessions() as session:
+        rows = session.scalars(select(Alert).where(Alert.tenant_id == tenant_id))
+        return {a.source_id: a for a in rows}
+
+
+def tickets(rt: Runtime, tenant_id: int) -> list[Ticket]:
+    with rt.sessions() as session:
+        return list(
+            session.scalars(select(Ticket).where(Ticket.tenant_id == tenant_id).order_by(Ticket.id))
+        )
+
+
+def first_poll_done(rt: Runtime, tenant_id: int) -> datetime | None:
+    with rt.sessions() as session:
+        return session.get_one(Tenant, tenant_id).first_poll_done_at
+
+
+def test_a_first_poll_keeps_resolved_alerts_as_history_and_sends_one_summary_each(runtime):
+    rt, clock = runtime
+    tenant_id, connector = connect(rt, SAKURA)
+    ids = backlog(connector, clock.now)
+
+    [outcome] = jobs.poll(rt, SAKURA)
+
+    assert outcome.error == "" and outcome.new_alerts == 13
+    alerts = stored(rt, tenant_id)
+    assert len(alerts) == 13
+    # Resolved in Defender: stored, triaged as history, no ticket.
+    for source_id in ids["resolved"]:
+        assert alerts[source_id].ticket_id is None and alerts[source_id].triaged_at is not None
+    assert outcome.triage.history == len(ids["resolved"])
+    # Open ones are triaged as usual: one ticket each, P1 for the high ones.
+    opened = tickets(rt, tenant_id)
+    ticketed = sorted(s for s, a in alerts.items() if a.ticket_id is not None)
+    assert ticketed == sorted(ids["p2-open"] + ids["p1-open"] + ids["p1-in-progress"])
+    priorities = {t.id: t.priority for t in opened}
+    assert sorted(priorities.values()) == ["P1"] * 4 + ["P2"] * 3
+    assert all(t.ack_due_at is not None for t in opened)  # the deadlines still run
+
+    # One summary to the company, one to the desk: no notice per ticket.
+    messages = outbox(rt, tenant_id)
+    assert sorted(m.kind for m in messages) == ["company-first-poll", "desk-first-poll"]
+    company = next(m for m in messages if m.kind == "company-first-poll")
+    desk = next(m for m in messages if m.kind == "desk-first-poll")
+    assert company.recipient == "it@sakura.example.jp" and desk.recipient == "desk@example.jp"
+
+    # The company reads its programme's words, the open P1s first (the older P2s are not
+    # the company's business: the playbook tells it only of P1s), and the counts.
+    assert "【EDR体験" in company.subject and "山田 太郎 様" in company.body_text
+    assert "インシデント対応窓口" in company.body_text
+    p1 = [t.id for t in opened if t.priority == "P1"]
+    p2 = [t.id for t in opened if t.priority == "P2"]
+    for ticket_id in p1:
+        assert f"#{ticket_id}" in company.body_text
+    for ticket_id in p2:
+        assert f"#{ticket_id}" not in company.body_text
+    assert "13件" in company.body_text  # everything read since the trial start
+    assert "6件" in company.body_text  # already resolved in Defender
+
+    # The desk: counts by priority, every ticket (P1 before P2), the history.
+    body = desk.body_text
+    assert "P1：4件" in body and "P2：3件" in body and "履歴として記録：6件" in body
+    positions = [body.index(f"#{t}　") for t in p1 + p2]
+    assert max(positions[:4]) < min(positions[4:])
+    assert "sakura-seisakusho" in body
+    assert "隔離：pc-004（proposed）" in body  # no automatic isolation agreed: a proposal
+
+    with rt.sessions() as session:
+        assert session.get_one(Tenant, tenant_id).first_poll_done_at == clock.now
+
+
+def test_after_the_first_poll_notices_go_per_ticket_as_before(runtime):
+    rt, clock = runtime
+    tenant_id, connector = connect(rt, SAKURA)
+    backlog(connector, clock.now)
+    jobs.poll(rt, SAKURA)
+    before = {m.id for m in outbox(rt, tenant_id)}
+
+    clock.now += timedelta(minutes=5)
+    fresh = alert(50, clock.now)
+    connector.alerts[fresh.source_id] = fresh
+    [outcome] = jobs.poll(rt, SAKURA)
+    assert outcome.error == "" and outcome.triage.tickets_opened == 1
+    new = [m for m in outbox(rt, tenant_id) if m.id not in before]
+    assert sorted(m.kind for m in new) == ["company-notice", "desk-notice"]
+    # A resolved alert now is an alert like any other: triaged by the playbook as today.
+    late = alert(51, clock.now, status="resolved")
+    connector.alerts[late.source_id] = late
+    clock.now += timedelta(minutes=5)
+    jobs.poll(rt, SAKURA)
+    assert stored(rt, tenant_id)["a051"].ticket_id is not None
+
+    # Polling again never repeats a summary.
+    jobs.poll(rt, SAKURA)
+    kinds = [m.kind for m in outbox(rt, tenant_id)]
+    assert kinds.count("company-first-poll") == 1 and kinds.count("desk-first-poll") == 1
+
+
+def test_a_crash_between_ingest_and_triage_keeps_the_tenant_on_its_first_poll(runtime, monkeypatch):
+    rt, clock = runtime
+    tenant_id, connector = connect(rt, SAKURA)
+    ids = backlog(connector, clock.now)
+    real = jobs._triage_all
+    crashes = iter([True])
+
+    def dies_once(*args, **kwargs):
+        if next(crashes, False):
+            raise Crash("died after the ingest, before the triage")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "_triage_all", dies_once)
+    [outcome] = jobs.poll(rt, SAKURA)
+    assert "died after the ingest" in outcome.error
+    assert len(stored(rt, tenant_id)) == 13 and tickets(rt, tenant_id) == []
+    assert outbox(rt, tenant_id) == [] and first_poll_done(rt, tenant_id) is None
+
+    clock.now += timedelta(minutes=1)
+    [outcome] = jobs.poll(rt, SAKURA)  # the cursor is past the backlog: nothing is read again
+    assert outcome.error == "" and outcome.new_alerts == 0
+    alerts = stored(rt, tenant_id)
+    assert all(alerts[s].ticket_id is None for s in ids["resolved"])
+    kinds = sorted(m.kind for m in outbox(rt, tenant_id))
+    assert kinds == ["company-first-poll", "desk-first-poll"]
+    assert first_poll_done(rt, tenant_id) == clock.now
+
+
+def test_a_crash_midway_through_the_triage_sends_one_summary_of_the_whole_backlog(
+    runtime, monkeypatch
+):
+    rt, clock = runtime
+    tenant_id, connector = connect(rt, SAKURA)
+    backlog(connector, clock.now)
+    monkeypatch.setattr(jobs, "TRIAGE_BATCH", 4)  # four batches, oldest alerts first
+    real = jobs.triage_pending
+    calls = {"n": 0}
+
+    def dies_in_the_third_batch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Crash("died in the third batch")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "triage_pending", dies_in_the_third_batch)
+    [outcome] = jobs.poll(rt, SAKURA)
+    assert "died in the third batch" in outcome.error
+    early = tickets(rt, tenant_id)
+    assert early, "the first two batches committed their tickets"
+    assert outbox(rt, tenant_id) == [] and first_poll_done(rt, tenant_id) is None
+
+    clock.now += timedelta(minutes=1)
+    [outcome] = jobs.poll(rt, SAKURA)
+    assert outcome.error == ""
+    everything = tickets(rt, tenant_id)
+    assert len(everything) == 7
+    messages = outbox(rt, tenant_id)
+    assert sorted(m.kind for m in messages) == ["company-first-poll", "desk-first-poll"]
+    desk = next(m for m in messages if m.kind == "desk-first-poll").body_text
+    company = next(m for m in messages if m.kind == "company-first-poll").body_text
+    for ticket in everything:  # the crashed run's tickets are in the summaries too
+        assert f"#{ticket.id}　" in desk
+        assert (f"#{ticket.id}" in company) == (ticket.priority == "P1")
+    assert "履歴として記録：6件" in desk
+
+    jobs.poll(rt, SAKURA)  # and a repeat sends nothing more
+    assert len(outbox(rt, tenant_id)) == 2
+
+
+def test_a_p1_of_the_backlog_still_isolates_where_the_company_agreed_and_escalates(runtime):
+    rt, clock = runtime
+    tenant_id, connector = connect(rt, AOZORA)  # agreed to automatic isolation; English
+    ransomware = alert(1, clock.now - timedelta(hours=3), title="Ransomware encrypted files")
+    old = alert(2, clock.now - timedelta(days=3), status="resolved")
+    connector.alerts |= {ransomware.source_id: ransomware, old.source_id: old}
+
+    jobs.poll(rt, AOZORA)
+    with rt.sessions() as session:
+        planned = session.scalars(
+            select(ResponseAction).where(ResponseAction.tenant_id == tenant_id)
+        ).all()
+    assert [(a.kind, a.status) for a in planned] == [("isolate", "planned")]
+    assert stored(rt, tenant_id)["a002"].ticket_id is None  # resolved: no isolation either
+    [ticket] = tickets(rt, tenant_id)
+    [company] = [m for m in outbox(rt, tenant_id) if m.kind == "company-first-poll"]
+    assert "Dear Emily Clark," in company.body_text and f"#{ticket.id}" in company.body_text
+    assert (
+        company.subject == "[EDR trial] Detections since your trial started (1 case to know about)"
+    )
+    names = ("合同会社あおぞらデザイン", "EDR体験 サポートデスク", "平日 9:00〜17:00")
+    english = company.body_text
+    for name in names:
+        english = english.replace(name, "")
+    assert not re.findall(r"[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]", english)
+    [desk] = [m for m in outbox(rt, tenant_id) if m.kind == "desk-first-poll"]
+    assert f"#{ticket.id}　P1" in desk.body_text and "隔離：pc-001（planned）" in desk.body_text
+
+    # Nobody acknowledges the P1: it climbs the channel list like any other ticket.
+    assert ticket.ack_due_at is not None
+    clock.now = ticket.ack_due_at + timedelta(minutes=1)
+    assert jobs.desk(rt).escalated == 1
+
+
+def test_a_backlog_of_resolved_alerts_only_tells_the_desk_and_not_the_company(runtime):
+    rt, clock = runtime
+    tenant_id, connector = connect(rt, SAKURA)
+    for n in range(1, 4):
+        record = alert(n, clock.now - timedelta(days=n), status="resolved")
+        connector.alerts[record.source_id] = record
+    jobs.poll(rt, SAKURA)
+    assert tickets(rt, tenant_id) == []
+    [desk] = outbox(rt, tenant_id)
+    assert desk.kind == "desk-first-poll" and "履歴として記録：3件" in desk.body_text
+
+
+def test_a_first_poll_that_finds_nothing_completes_quietly(runtime):
+    rt, clock = runtime
+    tenant_id, _ = connect(rt, SAKURA)
+    [outcome] = jobs.poll(rt, SAKURA)
+    assert outcome.error == "" and outbox(rt, tenant_id) == []
+    assert first_poll_done(rt, tenant_id) == clock.now
+
+
+def test_the_summaries_show_alert_text_as_text(runtime):
+    rt, clock = runtime
+    tenant_id, connector = connect(rt, SAKURA)
+    hostile = alert(
+        1, clock.now - timedelta(hours=1), title="Ransomware\n状態：解決済み\u202efdp.exe"
+    )
+    named = replace(hostile, devices=(DeviceRef("dev001", "pc-1\n端末：ほかの会社\u202e\x1b[2J"),))
+    connector.alerts[named.source_id] = named
+    jobs.poll(rt, SAKURA)
+    messages = {m.kind: m.body_text for m in outbox(rt, tenant_id)}
+    for body in (messages["desk-first-poll"], messages["company-first-poll"]):
+        assert "\n状態：解決済み" not in body and "\n端末：ほかの会社" not in body
+        assert not [c for c in body if c in "\u202e\x1b"]
+        assert "pc-1" in body
+    assert "Ransomware" in messages["desk-first-poll"]
+
+
+# --- the store: migration 0010 ----------------------------------------------------------------
+
+
+def test_migration_counts_tenants_already_polled_as_past_their_first_poll(database_url):
+    eng = make_engine(database_url)
+    cfg = _alembic_config(eng)
+    command.upgrade(cfg, "0009")
+    with eng.begin() as conn:
+        for number, key in enumerate(("polled", "succeeded", "new"), start=1):
+            conn.execute(
+                text(
+                    "INSERT INTO company (id, key, name, contact_name, contact_email, language,"
+                    " planned_seats, seat_cap, auto_isolation, created_at)"
+                    " VALUES (:n, :key, 'K', '', 'a@b.jp', 'ja', 1, 300, false, '2026-01-01')"
+                ),
+                {"n": number, "key": key},
+            )
+            success = "'2026-01-02 03:04:05'" if key == "succeeded" else "NULL"
+            conn.execute(
+                text(
+                    "INSERT INTO tenant (id, company_id, connector, external_id, state,"
+                    f" state_reason, failures, last_success_at) VALUES (:n, :n, 'defender',"
+                    f" :key, 'active', '', 0, {success})"
+                ),
+                {"n": number, "key": key},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO poll_cursor (tenant_id, stream, position, position_stamp, updated_at)"
+                " VALUES (1, 'alerts', '2026-01-01 00:00:00', 1, '2026-01-01 05:00:00')"
+            )
+        )
+    command.upgrade(cfg, "0010")
+    with eng.connect() as conn:
+        done = dict(
+            conn.execute(
+                text(
+                    "SELECT c.key, t.first_poll_done_at IS NOT NULL FROM tenant t"
+                    " JOIN company c ON c.id = t.company_id"
+                )
+            ).all()
+        )
+    assert done == {"polled": True, "succeeded": True, "new": False}
+    command.downgrade(cfg, "0009")
+    command.upgrade(cfg, "0010")
+    eng.dispose()
