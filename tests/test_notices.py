@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
 from edrtrial.config import DeskConfig
-from edrtrial.models import Alert, Company, Ticket
-from edrtrial.notify.notices import company_alert_notice, desk_ticket_notice
+from edrtrial.coverage import Clock, coverage_at
+from edrtrial.models import Alert, Company, Ticket, Trial
+from edrtrial.notify.notices import DeskFacts, company_alert_notice, desk_ticket_notice
 
 DESK = DeskConfig(
     name="EDR体験 運営事務局",
@@ -18,6 +19,11 @@ DESK = DeskConfig(
     incident_desk_phone="03-1111-1111",
 )
 ALERT_URL = "https://security.microsoft.com/alerts/da637-secret-alert-id"
+
+# The company is in its trial when these mails are written (its tickets' 24-hour clock).
+TRIAL = Trial(starts_on=date(2026, 9, 1), ends_on=date(2026, 11, 30), decision="undecided")
+IN_TRIAL = coverage_at(TRIAL, datetime(2026, 11, 7, 15, 31, tzinfo=UTC))
+FACTS = DeskFacts(IN_TRIAL, Clock.INCIDENT_DESK)
 
 
 def company(language: str = "ja") -> Company:
@@ -84,7 +90,7 @@ def alerts() -> list[Alert]:
 
 
 def test_japanese_company_notice_is_plain_and_actionable() -> None:
-    mail = company_alert_notice(company(), ticket(), alerts(), DESK)
+    mail = company_alert_notice(company(), ticket(), alerts(), DESK, IN_TRIAL)
     assert mail.subject == (
         "【EDR体験・重要】貴社のパソコンで不審な動きを検知しました（受付番号 #41）"
     )
@@ -125,7 +131,7 @@ def test_japanese_company_notice_is_plain_and_actionable() -> None:
 
 
 def test_english_company_notice() -> None:
-    mail = company_alert_notice(company("en"), ticket(), alerts()[:1], DESK)
+    mail = company_alert_notice(company("en"), ticket(), alerts()[:1], DESK, IN_TRIAL)
     assert mail.subject.startswith("[EDR trial - important]") and "#41" in mail.subject
     for expected in (
         "Dear 山田 太郎,",
@@ -152,13 +158,13 @@ def test_notice_refuses_alerts_of_another_tenant() -> None:
         created_at=datetime(2026, 11, 7, tzinfo=UTC),
     )
     with pytest.raises(ValueError, match="do not belong"):
-        company_alert_notice(company(), ticket(), [*alerts(), stranger], DESK)
+        company_alert_notice(company(), ticket(), [*alerts(), stranger], DESK, IN_TRIAL)
     with pytest.raises(ValueError, match="do not belong"):
-        desk_ticket_notice(company(), ticket(), [stranger])
+        desk_ticket_notice(company(), ticket(), [stranger], FACTS)
 
 
 def test_desk_notice_carries_the_evidence() -> None:
-    mail = desk_ticket_notice(company(), ticket(), alerts())
+    mail = desk_ticket_notice(company(), ticket(), alerts(), FACTS)
     assert mail.subject == "[P1] 新規チケット #41 株式会社アクメ：Ransomware on pc-01"
     text = mail.text
     for expected in (
