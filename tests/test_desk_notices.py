@@ -347,3 +347,36 @@ def test_isolation_notice_refuses_a_mere_proposal() -> None:
         company(), ticket(), device(), action("isolate", "sending"), DESK, IN_TRIAL
     )
     assert "隔離しています" in sending.subject
+
+
+def test_desk_notices_carry_the_clock_the_ended_trial_and_the_device_actions() -> None:
+    ended = coverage_at(TRIAL, datetime(2026, 12, 10, 1, 0, tzinfo=UTC))
+    done = ticket("acknowledged")
+    done.acknowledged_at = datetime(2026, 11, 7, 15, 40, tzinfo=UTC)
+    moot = action("isolate", "superseded")
+    moot.id = 2
+    facts = DeskFacts(
+        ended, Clock.BUSINESS, ((action("isolate", "failed"), device()), (moot, device()))
+    )
+    text = desk_ticket_update_notice(company(), done, "isolation_failed", "", facts).text
+    for expected in (
+        "確認期限：確認済み　時計：営業時間のみ（夜間・休日は数えない）",
+        "無料体験：2026/11/30 に終了　継続の判断：未定（undecided）",
+        "  #1 ネットワークからの隔離　PC-KEIRI-01 (machine-guid-0001)：失敗（failed）",
+    ):
+        assert expected in text, expected
+    assert "#2 " not in text  # a proposal made moot by a planned isolation is not listed
+    assert "edrtrial ticket isolate" not in text
+
+    last = ticket()
+    last.ack_due_at = None  # the last escalation level sets no further deadline
+    text = desk_escalation_notice(company(), last, [alert(1)], 5, DEADLINE, "manager", facts).text
+    assert "次の確認期限：なし　時計：営業時間のみ（夜間・休日は数えない）" in text
+
+
+def test_a_desk_notice_refuses_a_device_action_of_another_ticket() -> None:
+    stranger = action()
+    stranger.ticket_id = 99
+    facts = DeskFacts(IN_TRIAL, Clock.INCIDENT_DESK, ((stranger, device()),))
+    with pytest.raises(ValueError, match="99"):
+        desk_ticket_update_notice(company(), ticket(), "reopened", "", facts)

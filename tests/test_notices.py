@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 
 import pytest
@@ -185,3 +186,15 @@ def test_desk_notice_carries_the_evidence() -> None:
         "アラート（2件）",
     ):
         assert expected in text, expected
+
+
+def test_english_notice_after_the_trial_is_english_and_promises_business_hours() -> None:
+    ended = coverage_at(TRIAL, datetime(2026, 12, 1, 14, 0, tzinfo=UTC))  # 23:00 JST
+    text = company_alert_notice(company("en"), ticket(), alerts()[:1], DESK, ended).text
+    assert "Incident desk (平日 9:00〜17:00): 03-1111-1111" in text
+    assert "As your free trial has ended, a detection that arrives outside" in text
+    assert "24 hours" not in text and "holidays included" not in text
+    leftover = text
+    for name in ("株式会社アクメ", "山田 太郎", DESK.name, DESK.hours):
+        leftover = leftover.replace(name, "")
+    assert not re.findall(r"[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]+", leftover)
