@@ -9,7 +9,7 @@ the test's (clock.NOW, a Wednesday 10:00 in Tokyo).
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes
 from email import policy as email_policy
 
@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from edrtrial.cli.main import main
 from edrtrial.config import ChannelConfig, DeskConfig
 from edrtrial.connectors.base import ActionKind, ActionStatus
+from edrtrial.coverage import Clock, coverage_at
 from edrtrial.db import transaction
-from edrtrial.desk import escalation, operator
+from edrtrial.desk import escalation, operator, sla
 from edrtrial.desk.policy import DeskPolicy
 from edrtrial.desk.triage import triage_pending
 from edrtrial.devices import actions
@@ -40,6 +41,7 @@ from edrtrial.notify.report_mail import queue_detection_report
 from edrtrial.notify.webhooks import teams_payload, webhook_payload
 from edrtrial.playbooks.engine import default_playbook_paths, load_playbooks
 from edrtrial.reports.vocabulary import ja_date, jst_minute
+from edrtrial.timeutil import JST
 
 from clock import NOW, day
 from conftest import add_tenant
@@ -170,6 +172,30 @@ def body_of(sessions: sessionmaker[Session], kind: str) -> str:
     with sessions() as session:
         message = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == kind)).one()
         return message.body_text
+
+
+@pytest.mark.parametrize(
+    ("at", "stage", "promise", "days_left"),
+    [
+        pytest.param(datetime(2026, 8, 31, 23, 59, tzinfo=JST), "before", "business", 0, id="eve"),
+        pytest.param(
+            datetime(2026, 9, 1, 0, 0, tzinfo=JST), "running", "incident-desk", 90, id="first"
+        ),
+        pytest.param(
+            datetime(2026, 11, 30, 23, 59, tzinfo=JST), "running", "incident-desk", 0, id="last"
+        ),
+        pytest.param(datetime(2026, 12, 1, 0, 0, tzinfo=JST), "ended", "business", 0, id="after"),
+    ],
+)
+def test_the_promise_follows_the_trials_tokyo_days(at, stage, promise, days_left):
+    """The trial's days are Tokyo's: 23:59 on its last day is inside, midnight is not. A P1
+    runs on the 24-hour clock exactly while the company is promised the 24-hour desk."""
+    trial = Trial(starts_on=date(2026, 9, 1), ends_on=date(2026, 11, 30), decision="offboard")
+    coverage = coverage_at(trial, at.astimezone(UTC))
+    assert (coverage.stage, coverage.promise, coverage.days_left) == (stage, promise, days_left)
+    assert sla.clock_for("P1", coverage.in_trial, POLICY.sla) is coverage.promise
+    assert sla.clock_for("P3", coverage.in_trial, POLICY.sla) is Clock.BUSINESS
+    assert coverage_at(None, at).promise is Clock.BUSINESS  # no trial, no 24-hour desk
 
 
 @pytest.mark.parametrize("language", ["ja", "en"])
