@@ -112,10 +112,10 @@ def refusal(
     if offboarded is not None:
         return f"{name} is offboarded (offboarding {offboarded}): the EDR no longer acts on it"
     if kind == ActionKind.ISOLATE.value:
-        standing = coverage_of_tenant(session, device.tenant_id, at)
-        if standing.ended:
+        coverage = coverage_of_tenant(session, device.tenant_id, at)
+        if coverage.ended:
             return (
-                f"{name}: its company's trial ended {standing.ends_on}; "
+                f"{name}: its company's trial ended {coverage.ends_on}; "
                 "the programme no longer isolates its devices"
             )
     return None
