@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from edrtrial.config import DeskConfig
+from edrtrial.coverage import Coverage, TrialStage, coverage_at
 from edrtrial.errors import TenantMismatchError
 from edrtrial.models import Alert, Company, Device, Trial
 from edrtrial.reports.advice import (
@@ -15,6 +16,7 @@ from edrtrial.reports.advice import (
     recommendations_for,
     security_action,
 )
+from edrtrial.reports.contacts import DeskContacts, desk_contacts
 from edrtrial.reports.vocabulary import (
     SEVERITY_JA,
     SEVERITY_ORDER,
@@ -77,18 +79,6 @@ class DeviceSummary:
     with_detections: int
     quiet: tuple[QuietDevice, ...]
     quiet_more: int
-
-
-@dataclass(frozen=True, slots=True)
-class DeskContacts:
-    """Who the company calls."""
-
-    name: str
-    email: str
-    phone: str
-    hours: str
-    incident_desk_phone: str
-    urgent_phone: str  # the number to call when something is wrong: incident desk, else desk
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,26 +188,13 @@ def _headline(total: int, tests: int, high: int, open_tickets: int) -> str:
     return "".join(parts)
 
 
-def _trial_label(trial: Trial | None, today: date) -> str:
-    if trial is None:
+def _trial_label(coverage: Coverage) -> str:
+    if coverage.starts_on is None or coverage.ends_on is None:
         return ""
-    span = f"{ja_date(trial.starts_on)}〜{ja_date(trial.ends_on)}"
-    left = (trial.ends_on - today).days
-    if today < trial.starts_on:
+    span = f"{ja_date(coverage.starts_on)}〜{ja_date(coverage.ends_on)}"
+    if coverage.stage is TrialStage.BEFORE:
         return f"{span}（開始前）"
-    return f"{span}（残り{left}日）" if left >= 0 else f"{span}（終了）"
-
-
-def desk_contacts(desk: DeskConfig) -> DeskContacts:
-    """The desk as every company mail names it; the urgent number is the 24-hour one if set."""
-    return DeskContacts(
-        name=desk.name,
-        email=str(desk.email),
-        phone=desk.phone,
-        hours=desk.hours,
-        incident_desk_phone=desk.incident_desk_phone,
-        urgent_phone=desk.incident_desk_phone or desk.phone,
-    )
+    return f"{span}（終了）" if coverage.ended else f"{span}（残り{coverage.days_left}日）"
 
 
 def build_detection_report(
@@ -253,6 +230,7 @@ def build_detection_report(
         a.ticket.id for a in alerts if a.ticket is not None and TicketState(a.ticket.state).open
     }
     tests = sum(1 for row in rows if row.is_test)
+    coverage = coverage_at(trial, now)  # what the company is promised as it reads the report
     return DetectionReport(
         company_key=company.key,
         company_name=company.name,
@@ -264,7 +242,7 @@ def build_detection_report(
         period_label=f"{ja_date(start)}〜{ja_date(end)}",
         period_label_long=f"{ja_date_weekday(start)}〜{ja_date_weekday(end)}",
         generated_at=jst_minute(now),
-        trial_label=_trial_label(trial, jst_date(now)),
+        trial_label=_trial_label(coverage),
         total=len(rows),
         tests=tests,
         open_tickets=len(open_tickets),
@@ -275,5 +253,5 @@ def build_detection_report(
         devices=_device_summary(devices, alerts, now),
         recommendations=recommendations_for(alerts),
         security_action=security_action(),
-        desk=desk_contacts(desk),
+        desk=desk_contacts(desk, coverage),
     )

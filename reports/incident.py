@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from edrtrial.config import DeskConfig
+from edrtrial.coverage import Coverage
 from edrtrial.models import Alert, Company, Device, ResponseAction, Ticket
 from edrtrial.reports.advice import topics_for
-from edrtrial.reports.detection import DeskContacts, desk_contacts
+from edrtrial.reports.contacts import DeskContacts, desk_contacts
 from edrtrial.reports.render import SUBJECT_PREFIX, SUBJECT_PREFIX_EN, RenderedMail, render
 from edrtrial.reports.vocabulary import (
     ACTION_RESULT_EN,
@@ -65,7 +66,6 @@ WORDS: dict[str, dict[str, str]] = {
         "no_actions": "端末の隔離などの操作は行っていません。",
         "h_todo": "貴社にお願いしたいこと",
         "h_contacts": "連絡先",
-        "incident_desk": "インシデント対応窓口（24時間・休日も対応）",
         "quote": "お問い合わせの際は、受付番号 #{ticket} をお伝えください。",
         "closing": "このメールは、本件の対応を終えたときにお送りしています。",
         "time_suffix": "（日本時間）",
@@ -101,7 +101,6 @@ WORDS: dict[str, dict[str, str]] = {
         "no_actions": "No computer was isolated or otherwise acted on.",
         "h_todo": "What we ask you to do now",
         "h_contacts": "Contacts",
-        "incident_desk": "Incident desk (24 hours, holidays included)",
         "quote": "Please quote ticket #{ticket} when you contact us.",
         "closing": "This report was sent when the incident desk finished handling the case.",
         "time_suffix": " (Japan time)",
@@ -334,8 +333,13 @@ def assemble_incident_report(
     alerts: Sequence[Alert],
     actions: Sequence[tuple[ResponseAction, Device]],
     desk: DeskConfig,
+    coverage: Coverage,
 ) -> IncidentReport:
-    """The report's data, refusing anything of another tenant or ticket."""
+    """The report's data, refusing anything of another tenant or ticket.
+
+    `coverage` is the company's trial as the report is written: its contacts promise the
+    desk the company has from then on.
+    """
     check_company(company, ticket)
     ordered_alerts = same_tenant(ticket, alerts)
     for action, device in actions:
@@ -368,7 +372,7 @@ def assemble_incident_report(
         more_detections=max(len(ordered_alerts) - MAX_REPORT_DETECTIONS, 0),
         actions=tuple(report_actions),
         todo=_todo(language, ticket.id, ordered_alerts, ordered_actions),
-        desk=desk_contacts(desk),
+        desk=desk_contacts(desk, coverage, language),
     )
 
 
@@ -378,9 +382,10 @@ def incident_report_mail(
     alerts: Sequence[Alert],
     actions: Sequence[tuple[ResponseAction, Device]],
     desk: DeskConfig,
+    coverage: Coverage,
 ) -> RenderedMail:
     """The incident report for the company contact: plain text and the HTML alternative."""
-    report = assemble_incident_report(company, ticket, alerts, actions, desk)
+    report = assemble_incident_report(company, ticket, alerts, actions, desk, coverage)
     words = WORDS[report.language]
     if report.language == "en":
         subject = f"{SUBJECT_PREFIX_EN} Incident report (ticket #{ticket.id})"

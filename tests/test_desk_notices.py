@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from edrtrial.config import DeskConfig
-from edrtrial.models import Alert, Company, Device, ResponseAction, Tenant, Ticket
+from edrtrial.coverage import Clock, coverage_at
+from edrtrial.models import Alert, Company, Device, ResponseAction, Tenant, Ticket, Trial
 from edrtrial.notify.notices import (
+    DeskFacts,
     company_message,
     desk_escalation_notice,
     desk_ticket_update_notice,
@@ -24,6 +26,10 @@ DESK = DeskConfig(
     incident_desk_phone="03-1111-1111",
 )
 DEADLINE = datetime(2026, 11, 7, 15, 46, tzinfo=UTC)  # 2026/11/08 00:46 JST
+# The company is in its trial when these mails are written (its tickets' 24-hour clock).
+TRIAL = Trial(starts_on=date(2026, 9, 1), ends_on=date(2026, 11, 30), decision="undecided")
+IN_TRIAL = coverage_at(TRIAL, datetime(2026, 11, 7, 15, 31, tzinfo=UTC))
+FACTS = DeskFacts(IN_TRIAL, Clock.INCIDENT_DESK)
 
 
 def company(language: str = "ja") -> Company:
@@ -175,7 +181,7 @@ ISOLATION_CASES = {
 @pytest.mark.parametrize(("kind", "status"), list(ISOLATION_CASES))
 def test_isolation_notice_in_both_languages(kind: str, status: str) -> None:
     ja_subject, ja_lines, en_subject, en_lines = ISOLATION_CASES[(kind, status)]
-    ja = isolation_notice(company(), ticket(), device(), action(kind, status), DESK)
+    ja = isolation_notice(company(), ticket(), device(), action(kind, status), DESK, IN_TRIAL)
     assert ja_subject in ja.subject and ja.subject.endswith("（受付番号 #41）")
     assert ja.html is None
     for expected in (
@@ -189,7 +195,7 @@ def test_isolation_notice_in_both_languages(kind: str, status: str) -> None:
         assert expected in ja.text, expected
     assert "machine-guid" not in ja.text and "Computer" not in ja.text
 
-    en = isolation_notice(company("en"), ticket(), device(), action(kind, status), DESK)
+    en = isolation_notice(company("en"), ticket(), device(), action(kind, status), DESK, IN_TRIAL)
     assert en_subject in en.subject and en.subject.endswith("(ticket #41)")
     for expected in (
         *en_lines,
@@ -205,26 +211,26 @@ def test_isolation_notice_in_both_languages(kind: str, status: str) -> None:
 
 def test_isolation_notice_refuses_other_tenants_and_other_actions() -> None:
     with pytest.raises(ValueError, match="do not belong"):
-        isolation_notice(company(), ticket(), device(tenant_id=6), action(), DESK)
+        isolation_notice(company(), ticket(), device(tenant_id=6), action(), DESK, IN_TRIAL)
     with pytest.raises(ValueError, match="do not belong"):
-        isolation_notice(company(), ticket(), device(), action(tenant_id=6), DESK)
+        isolation_notice(company(), ticket(), device(), action(tenant_id=6), DESK, IN_TRIAL)
     with pytest.raises(ValueError, match="not an isolation"):
-        isolation_notice(company(), ticket(), device(), action("av_scan"), DESK)
+        isolation_notice(company(), ticket(), device(), action("av_scan"), DESK, IN_TRIAL)
     stranger = company()
     stranger.tenant = Tenant(id=6, company_id=3, connector="defender", external_id="t-x")
     with pytest.raises(ValueError, match="not ticket 41's tenant"):
-        isolation_notice(stranger, ticket(), device(), action(), DESK)
+        isolation_notice(stranger, ticket(), device(), action(), DESK, IN_TRIAL)
 
 
 def test_nameless_device_is_not_shown_by_its_edr_id() -> None:
     nameless = Device(id=7, tenant_id=5, source_id="machine-guid-0001", name="")
-    mail = isolation_notice(company(), ticket(), nameless, action(), DESK)
+    mail = isolation_notice(company(), ticket(), nameless, action(), DESK, IN_TRIAL)
     assert "端末：（端末名なし）" in mail.text and "machine-guid" not in mail.text
 
 
 def test_company_message_wraps_the_operators_words() -> None:
     words = "本日15時ごろ、担当の佐藤からお電話します。\r\n\r\n端末はそのままにしてください。  "
-    ja = company_message(company(), ticket(), words, DESK)
+    ja = company_message(company(), ticket(), words, DESK, IN_TRIAL)
     assert ja.subject == "【EDR体験】受付番号 #41 についてのご連絡"
     assert ja.html is None
     for expected in (
@@ -237,7 +243,9 @@ def test_company_message_wraps_the_operators_words() -> None:
         assert expected in ja.text, expected
     assert "\r" not in ja.text
 
-    en = company_message(company("en"), ticket(), "We will call you at 15:00 today.", DESK)
+    en = company_message(
+        company("en"), ticket(), "We will call you at 15:00 today.", DESK, IN_TRIAL
+    )
     assert en.subject == "[EDR trial] A message about ticket #41"
     for expected in (
         "Dear 山田 太郎,",
@@ -249,12 +257,12 @@ def test_company_message_wraps_the_operators_words() -> None:
     assert japanese_outside_names(en.subject + en.text) == []
 
     with pytest.raises(ValueError, match="empty"):
-        company_message(company(), ticket(), " \n ", DESK)
+        company_message(company(), ticket(), " \n ", DESK, IN_TRIAL)
 
 
 def test_escalation_notice_says_not_acknowledged_and_what_to_do() -> None:
     mail = desk_escalation_notice(
-        company(), ticket(), [alert(2, "Medium"), alert(1)], 2, DEADLINE, "oncall-teams"
+        company(), ticket(), [alert(2, "Medium"), alert(1)], 2, DEADLINE, "oncall-teams", FACTS
     )
     assert mail.subject == (
         "[P1] 未確認・エスカレーション レベル2 #41 株式会社アクメ：Ransomware on PC-KEIRI-01"
@@ -281,7 +289,7 @@ def test_escalation_notice_says_not_acknowledged_and_what_to_do() -> None:
 
 def test_escalation_notice_stays_short_with_many_alerts() -> None:
     many = [alert(i, "Low") for i in range(1, 30)] + [alert(40, "High")]
-    mail = desk_escalation_notice(company(), ticket(), many, 3, DEADLINE, "manager")
+    mail = desk_escalation_notice(company(), ticket(), many, 3, DEADLINE, "manager", FACTS)
     assert "アラート（30件、重要度の高い順に5件）" in mail.text
     assert "[1] 重要度 高 / Ransomware / Alert number 40" in mail.text
     assert "ほか 25 件" in mail.text
@@ -291,10 +299,10 @@ def test_escalation_notice_stays_short_with_many_alerts() -> None:
 def test_escalation_notice_refuses_other_tenants_and_bad_levels() -> None:
     with pytest.raises(ValueError, match="do not belong"):
         desk_escalation_notice(
-            company(), ticket(), [alert(1), alert(2, tenant_id=6)], 1, DEADLINE, "desk"
+            company(), ticket(), [alert(1), alert(2, tenant_id=6)], 1, DEADLINE, "desk", FACTS
         )
     with pytest.raises(ValueError, match="level"):
-        desk_escalation_notice(company(), ticket(), [alert(1)], 0, DEADLINE, "desk")
+        desk_escalation_notice(company(), ticket(), [alert(1)], 0, DEADLINE, "desk", FACTS)
 
 
 def test_ticket_update_notice_for_a_reopened_ticket() -> None:
@@ -302,7 +310,7 @@ def test_ticket_update_notice_for_a_reopened_ticket() -> None:
     reopened.reopened = 1
     reopened.resolved_at = datetime(2026, 11, 9, 1, 0, tzinfo=UTC)
     mail = desk_ticket_update_notice(
-        company(), reopened, "reopened", "新しいアラート：Alert number 7（PC-KEIRI-01）"
+        company(), reopened, "reopened", "新しいアラート：Alert number 7（PC-KEIRI-01）", FACTS
     )
     assert mail.subject == "[P1] 再オープン #41 株式会社アクメ：Ransomware on PC-KEIRI-01"
     for expected in (
@@ -322,16 +330,53 @@ def test_ticket_update_notice_for_a_reopened_ticket() -> None:
 def test_ticket_update_notice_for_another_event() -> None:
     done = ticket("acknowledged")
     done.acknowledged_at = datetime(2026, 11, 7, 15, 40, tzinfo=UTC)
-    mail = desk_ticket_update_notice(company(), done, "Customer called back", "")
+    mail = desk_ticket_update_notice(company(), done, "Customer called back", "", FACTS)
     assert mail.subject.startswith("[P1] Customer called back #41")
     assert "■ Customer called back" in mail.text
     assert "edrtrial ticket ack" not in mail.text  # already acknowledged
     with pytest.raises(ValueError, match="needs an event"):
-        desk_ticket_update_notice(company(), done, " ", "detail")
+        desk_ticket_update_notice(company(), done, " ", "detail", FACTS)
 
 
 def test_isolation_notice_refuses_a_mere_proposal() -> None:
     with pytest.raises(ValueError, match="nothing to tell yet"):
-        isolation_notice(company(), ticket(), device(), action("isolate", "proposed"), DESK)
-    sending = isolation_notice(company(), ticket(), device(), action("isolate", "sending"), DESK)
+        isolation_notice(
+            company(), ticket(), device(), action("isolate", "proposed"), DESK, IN_TRIAL
+        )
+    sending = isolation_notice(
+        company(), ticket(), device(), action("isolate", "sending"), DESK, IN_TRIAL
+    )
     assert "隔離しています" in sending.subject
+
+
+def test_desk_notices_carry_the_clock_the_ended_trial_and_the_device_actions() -> None:
+    ended = coverage_at(TRIAL, datetime(2026, 12, 10, 1, 0, tzinfo=UTC))
+    done = ticket("acknowledged")
+    done.acknowledged_at = datetime(2026, 11, 7, 15, 40, tzinfo=UTC)
+    moot = action("isolate", "superseded")
+    moot.id = 2
+    facts = DeskFacts(
+        ended, Clock.BUSINESS, ((action("isolate", "failed"), device()), (moot, device()))
+    )
+    text = desk_ticket_update_notice(company(), done, "isolation_failed", "", facts).text
+    for expected in (
+        "確認期限：確認済み　時計：営業時間のみ（夜間・休日は数えない）",
+        "無料体験：2026/11/30 に終了　継続の判断：未定（undecided）",
+        "  #1 ネットワークからの隔離　PC-KEIRI-01 (machine-guid-0001)：失敗（failed）",
+    ):
+        assert expected in text, expected
+    assert "#2 " not in text  # a proposal made moot by a planned isolation is not listed
+    assert "edrtrial ticket isolate" not in text
+
+    last = ticket()
+    last.ack_due_at = None  # the last escalation level sets no further deadline
+    text = desk_escalation_notice(company(), last, [alert(1)], 5, DEADLINE, "manager", facts).text
+    assert "次の確認期限：なし　時計：営業時間のみ（夜間・休日は数えない）" in text
+
+
+def test_a_desk_notice_refuses_a_device_action_of_another_ticket() -> None:
+    stranger = action()
+    stranger.ticket_id = 99
+    facts = DeskFacts(IN_TRIAL, Clock.INCIDENT_DESK, ((stranger, device()),))
+    with pytest.raises(ValueError, match="99"):
+        desk_ticket_update_notice(company(), ticket(), "reopened", "", facts)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from jinja2 import StrictUndefined, UndefinedError
 
 from edrtrial.config import DeskConfig
-from edrtrial.models import Alert, Company, Device, ResponseAction, Tenant, Ticket
+from edrtrial.coverage import coverage_at
+from edrtrial.models import Alert, Company, Device, ResponseAction, Tenant, Ticket, Trial
 from edrtrial.reports.incident import (
     WORDS,
     assemble_incident_report,
@@ -24,6 +25,9 @@ DESK = DeskConfig(
     hours="平日 9:00〜17:00",
     incident_desk_phone="03-1111-1111",
 )
+# The company is still in its trial when the report is written.
+TRIAL = Trial(starts_on=date(2026, 9, 1), ends_on=date(2026, 11, 30), decision="undecided")
+IN_TRIAL = coverage_at(TRIAL, datetime(2026, 11, 9, 1, 0, tzinfo=UTC))
 JA_HEADINGS = ("発生日時", "インシデント内容", "インシデントの原因", "対応方法", "対応の効果")
 EN_HEADINGS = (
     "When it happened",
@@ -140,7 +144,7 @@ def isolated() -> list[tuple[ResponseAction, Device]]:
 
 
 def test_japanese_report_has_the_programme_record_and_the_facts() -> None:
-    mail = incident_report_mail(company(), ticket(), alerts(), isolated(), DESK)
+    mail = incident_report_mail(company(), ticket(), alerts(), isolated(), DESK, IN_TRIAL)
     assert mail.subject == "【EDR体験】インシデント対応のご報告（受付番号 #12）"
     text = mail.text
     for expected in (
@@ -183,7 +187,9 @@ def test_japanese_report_has_the_programme_record_and_the_facts() -> None:
 
 
 def test_english_report_has_no_japanese_headings() -> None:
-    mail = incident_report_mail(company("en"), ticket(SUMMARY_EN), alerts(), isolated(), DESK)
+    mail = incident_report_mail(
+        company("en"), ticket(SUMMARY_EN), alerts(), isolated(), DESK, IN_TRIAL
+    )
     assert mail.subject == "[EDR trial] Incident report (ticket #12)"
     assert mail.html is not None
     for expected in (
@@ -212,7 +218,7 @@ def test_english_report_has_no_japanese_headings() -> None:
 
 
 def test_html_part_escapes_the_operator_text() -> None:
-    mail = incident_report_mail(company(), ticket(), alerts(), isolated(), DESK)
+    mail = incident_report_mail(company(), ticket(), alerts(), isolated(), DESK, IN_TRIAL)
     assert mail.html is not None
     html = mail.html
     assert "<script>" not in html
@@ -230,7 +236,9 @@ def test_html_part_escapes_the_operator_text() -> None:
         "white-space:pre-wrap",
     ):
         assert expected in html, expected
-    english = incident_report_mail(company("en"), ticket(SUMMARY_EN), alerts(), isolated(), DESK)
+    english = incident_report_mail(
+        company("en"), ticket(SUMMARY_EN), alerts(), isolated(), DESK, IN_TRIAL
+    )
     assert english.html is not None
     assert "<b>bold</b>" not in english.html and "&lt;b&gt;bold&lt;/b&gt;" in english.html
     assert '<html lang="en">' in english.html
@@ -239,29 +247,36 @@ def test_html_part_escapes_the_operator_text() -> None:
 def test_another_tenants_alert_or_action_is_refused() -> None:
     with pytest.raises(ValueError, match="do not belong"):
         incident_report_mail(
-            company(), ticket(), [*alerts(), *alerts(tenant_id=6)], isolated(), DESK
+            company(), ticket(), [*alerts(), *alerts(tenant_id=6)], isolated(), DESK, IN_TRIAL
         )
     foreign = [(action(tenant_id=6), device(tenant_id=6))]
     with pytest.raises(ValueError, match="do not belong"):
-        incident_report_mail(company(), ticket(), alerts(), foreign, DESK)
+        incident_report_mail(company(), ticket(), alerts(), foreign, DESK, IN_TRIAL)
     with pytest.raises(ValueError, match="tenant 6"):
-        incident_report_mail(company(), ticket(), alerts(), [(action(), device(tenant_id=6))], DESK)
+        incident_report_mail(
+            company(), ticket(), alerts(), [(action(), device(tenant_id=6))], DESK, IN_TRIAL
+        )
     with pytest.raises(ValueError, match="ticket 99"):
         incident_report_mail(
-            company(), ticket(), alerts(), [(action(ticket_id=99), device())], DESK
+            company(), ticket(), alerts(), [(action(ticket_id=99), device())], DESK, IN_TRIAL
         )
     with pytest.raises(ValueError, match="not 8"):
-        incident_report_mail(company(), ticket(), alerts(), [(action(), device(device_id=8))], DESK)
+        incident_report_mail(
+            company(), ticket(), alerts(), [(action(), device(device_id=8))], DESK, IN_TRIAL
+        )
 
 
 def test_company_of_another_tenant_is_refused() -> None:
     stranger = company()
     stranger.tenant = Tenant(id=6, company_id=3, connector="defender", external_id="t-other")
     with pytest.raises(ValueError, match="not ticket 12's tenant"):
-        incident_report_mail(stranger, ticket(), alerts(), isolated(), DESK)
+        incident_report_mail(stranger, ticket(), alerts(), isolated(), DESK, IN_TRIAL)
     own = company()
     own.tenant = Tenant(id=5, company_id=3, connector="defender", external_id="t-acme")
-    assert "受付番号 #12" in incident_report_mail(own, ticket(), alerts(), isolated(), DESK).text
+    assert (
+        "受付番号 #12"
+        in incident_report_mail(own, ticket(), alerts(), isolated(), DESK, IN_TRIAL).text
+    )
 
 
 @pytest.mark.parametrize("missing", ["when", "what", "cause", "handling", "effect"])
@@ -269,15 +284,15 @@ def test_the_report_needs_all_five_parts(missing: str) -> None:
     summary = dict(SUMMARY_JA)
     del summary[missing]
     with pytest.raises(ValueError, match=f"lacks: {missing}"):
-        incident_report_mail(company(), ticket(summary), alerts(), isolated(), DESK)
+        incident_report_mail(company(), ticket(summary), alerts(), isolated(), DESK, IN_TRIAL)
     summary[missing] = "  \n "
     with pytest.raises(ValueError, match=missing):
-        incident_report_mail(company(), ticket(summary), alerts(), isolated(), DESK)
+        incident_report_mail(company(), ticket(summary), alerts(), isolated(), DESK, IN_TRIAL)
 
 
 def test_a_missing_template_field_fails_the_render() -> None:
     assert environment().undefined is StrictUndefined
-    report = assemble_incident_report(company(), ticket(), alerts(), isolated(), DESK)
+    report = assemble_incident_report(company(), ticket(), alerts(), isolated(), DESK, IN_TRIAL)
     words = {k: v for k, v in WORDS["ja"].items() if k != "h_todo"}
     for template in ("incident_report.txt.j2", "incident_report.html.j2"):
         with pytest.raises(UndefinedError):
@@ -290,7 +305,7 @@ def test_released_device_reads_as_usable_and_failures_are_said_plainly() -> None
         (action(minute=42), device()),
         (action("release", "succeeded", action_id=2, minute=300), device()),
     ]
-    text = incident_report_mail(company(), ticket(), alerts(), released, DESK).text
+    text = incident_report_mail(company(), ticket(), alerts(), released, DESK, IN_TRIAL).text
     assert "「PC-KEIRI-01」の隔離は解除済みで、ふだんどおりお使いいただけます。" in text
     assert "現在もネットワークから隔離されています" not in text
     assert text.index("ネットワークからの隔離（結果：完了）") < text.index(
@@ -302,7 +317,7 @@ def test_released_device_reads_as_usable_and_failures_are_said_plainly() -> None
         (action(minute=42), device()),
         (action("release", "failed", action_id=2, minute=300), device()),
     ]
-    text = incident_report_mail(company(), ticket(), alerts(), stuck, DESK).text
+    text = incident_report_mail(company(), ticket(), alerts(), stuck, DESK, IN_TRIAL).text
     assert "隔離の解除（結果：できませんでした）" in text
     assert "「PC-KEIRI-01」は、現在もネットワークから隔離されています" in text
 
@@ -313,14 +328,14 @@ def test_released_device_reads_as_usable_and_failures_are_said_plainly() -> None
             device("PC-SOUMU-02", device_id=8),
         ),
     ]
-    mail = incident_report_mail(company("en"), ticket(SUMMARY_EN), alerts(), failed, DESK)
+    mail = incident_report_mail(company("en"), ticket(SUMMARY_EN), alerts(), failed, DESK, IN_TRIAL)
     assert "PC-KEIRI-01 could not be isolated remotely" in mail.text
     assert "PC-SOUMU-02 is still isolated" in mail.text
     assert "Affected computers: PC-KEIRI-01, PC-SOUMU-02" in mail.text
     assert mail.html is not None and "color:#b42318;font-weight:bold;" in mail.html
 
     pending = [(action("release", "pending"), device())]
-    text = incident_report_mail(company(), ticket(), alerts(), pending, DESK).text
+    text = incident_report_mail(company(), ticket(), alerts(), pending, DESK, IN_TRIAL).text
     assert "「PC-KEIRI-01」は、隔離を解除しているところです" in text
     assert "隔離の解除（結果：実行中）" in text
 
@@ -339,13 +354,13 @@ def test_no_actions_and_no_device_names() -> None:
             created_at=datetime(2026, 11, 7, 15, 0, tzinfo=UTC),
         )
     ]
-    mail = incident_report_mail(company(), ticket(), nameless, [], DESK)
+    mail = incident_report_mail(company(), ticket(), nameless, [], DESK, IN_TRIAL)
     assert "端末の隔離などの操作は行っていません。" in mail.text
     assert "端末：（端末名なし）" in mail.text
     assert "対象の端末：（端末の特定はありません）" in mail.text
     assert "現在もネットワークから隔離" not in mail.text
     assert "電源を切らずに、受付番号 #12 をお伝えのうえ" in mail.text
-    empty = incident_report_mail(company("en"), ticket(SUMMARY_EN), [], [], DESK)
+    empty = incident_report_mail(company("en"), ticket(SUMMARY_EN), [], [], DESK, IN_TRIAL)
     assert "No detection is linked to this case." in empty.text
     assert "No computer was isolated" in empty.text
 
@@ -365,7 +380,7 @@ def test_many_detections_are_counted_not_listed() -> None:
         )
         for i in range(25)
     ]
-    mail = incident_report_mail(company(), ticket(), many, [], DESK)
+    mail = incident_report_mail(company(), ticket(), many, [], DESK, IN_TRIAL)
     assert "・ほか 5 件" in mail.text
     assert "PC-19" in mail.text and "端末：PC-20" not in mail.text
     assert "PC-24" in mail.text  # still named among the affected devices
@@ -374,7 +389,7 @@ def test_many_detections_are_counted_not_listed() -> None:
 
 def test_an_unconfirmed_proposal_is_not_reported_as_an_action() -> None:
     proposed = [(action("isolate", "proposed"), device())]
-    text = incident_report_mail(company(), ticket(), alerts(), proposed, DESK).text
+    text = incident_report_mail(company(), ticket(), alerts(), proposed, DESK, IN_TRIAL).text
     assert "端末の隔離などの操作は行っていません。" in text
     assert "隔離されています" not in text and "実行中" not in text
     with pytest.raises(ValueError, match="do not belong"):  # still checked, even if not shown
@@ -384,4 +399,5 @@ def test_an_unconfirmed_proposal_is_not_reported_as_an_action() -> None:
             alerts(),
             [(action("isolate", "proposed", tenant_id=6), device())],
             DESK,
+            IN_TRIAL,
         )

@@ -10,16 +10,30 @@ ordinary data, and looks for the marks.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import test_desk_notices as desk
 import test_incident_report as incident
 from jinja2 import Template
-from test_desk_notices import DEADLINE, DESK, action, alert, company, device, ticket
+from test_desk_notices import (
+    DEADLINE,
+    DESK,
+    FACTS,
+    IN_TRIAL,
+    TRIAL,
+    action,
+    alert,
+    company,
+    device,
+    ticket,
+)
 from test_report_render import sample_report
 
+from edrtrial.coverage import Coverage, coverage_at
 from edrtrial.notify.first_poll import (
     Backlog,
     BacklogTicket,
@@ -27,6 +41,7 @@ from edrtrial.notify.first_poll import (
     desk_first_poll_notice,
 )
 from edrtrial.notify.notices import (
+    DeskFacts,
     ServiceAlarm,
     company_alert_notice,
     company_message,
@@ -42,15 +57,16 @@ from edrtrial.reports.render import RenderedMail, detection_report_mail, environ
 MARKS = ("\u240a", "\u240d", "\u2409")  # ␊ ␍ ␉
 
 
-def mails(language: str) -> Iterator[RenderedMail]:
+def mails(language: str, coverage: Coverage = IN_TRIAL) -> Iterator[RenderedMail]:
     """Each mail the service sends, for a company of that language (desk mails are Japanese)."""
     firm = company(language)
-    yield company_alert_notice(firm, ticket(), [alert(1), alert(2, "Medium")], DESK)
+    facts = DeskFacts(coverage, FACTS.clock, ((action("isolate", "proposed"), device()),))
+    yield company_alert_notice(firm, ticket(), [alert(1), alert(2, "Medium")], DESK, coverage)
     yield company_message(
-        firm, ticket(), "本日15時ごろ、お電話します。\n\nよろしくお願いします。", DESK
+        firm, ticket(), "本日15時ごろ、お電話します。\n\nよろしくお願いします。", DESK, coverage
     )
     for kind, status in desk.ISOLATION_CASES:
-        yield isolation_notice(firm, ticket(), device(), action(kind, status), DESK)
+        yield isolation_notice(firm, ticket(), device(), action(kind, status), DESK, coverage)
     summary = incident.SUMMARY_EN if language == "en" else incident.SUMMARY_JA
     yield incident_report_mail(
         incident.company(language),
@@ -58,13 +74,16 @@ def mails(language: str) -> Iterator[RenderedMail]:
         incident.alerts(),
         incident.isolated(),
         incident.DESK,
+        coverage,
     )
     yield detection_report_mail(sample_report())
-    yield desk_ticket_notice(firm, ticket(), [alert(1), alert(2, "Medium")])
-    yield desk_escalation_notice(firm, ticket(), [alert(1)], 2, DEADLINE, "oncall-teams")
-    yield desk_ticket_update_notice(firm, ticket(), "reopened", "新しいアラート：Alert number 7")
+    yield desk_ticket_notice(firm, ticket(), [alert(1), alert(2, "Medium")], facts)
+    yield desk_escalation_notice(firm, ticket(), [alert(1)], 2, DEADLINE, "oncall-teams", facts)
     yield desk_ticket_update_notice(
-        firm, ticket(), "priority_raised", "P3 → P1\n理由：ランサムウェア"
+        firm, ticket(), "reopened", "新しいアラート：Alert number 7", facts
+    )
+    yield desk_ticket_update_notice(
+        firm, ticket(), "priority_raised", "P3 → P1\n理由：ランサムウェア", facts
     )
     tenant = {"company_key": firm.key, "company_name": firm.name, "external_id": "t-1"}
     yield desk_service_alarm(ServiceAlarm("parked", DEADLINE, "secret expired", **tenant))
@@ -110,8 +129,9 @@ def rendered(monkeypatch) -> set[str]:
 
 
 def test_no_mail_shows_a_line_break_mark(rendered) -> None:
-    for language in ("ja", "en"):
-        for mail in mails(language):
+    ended = coverage_at(TRIAL, datetime(2026, 12, 10, 1, 0, tzinfo=UTC))  # business hours only
+    for language, coverage in itertools.product(("ja", "en"), (IN_TRIAL, ended)):
+        for mail in mails(language, coverage):
             for part in (mail.subject, mail.text, mail.html or ""):
                 marked = [line for line in part.splitlines() if any(m in line for m in MARKS)]
                 assert not marked, f"{language}: {mail.subject}: {marked}"

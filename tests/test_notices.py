@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, date, datetime
 
 import pytest
 
 from edrtrial.config import DeskConfig
-from edrtrial.models import Alert, Company, Ticket
-from edrtrial.notify.notices import company_alert_notice, desk_ticket_notice
+from edrtrial.coverage import Clock, coverage_at
+from edrtrial.models import Alert, Company, Ticket, Trial
+from edrtrial.notify.notices import DeskFacts, company_alert_notice, desk_ticket_notice
 
 DESK = DeskConfig(
     name="EDR体験 運営事務局",
@@ -18,6 +20,11 @@ DESK = DeskConfig(
     incident_desk_phone="03-1111-1111",
 )
 ALERT_URL = "https://security.microsoft.com/alerts/da637-secret-alert-id"
+
+# The company is in its trial when these mails are written (its tickets' 24-hour clock).
+TRIAL = Trial(starts_on=date(2026, 9, 1), ends_on=date(2026, 11, 30), decision="undecided")
+IN_TRIAL = coverage_at(TRIAL, datetime(2026, 11, 7, 15, 31, tzinfo=UTC))
+FACTS = DeskFacts(IN_TRIAL, Clock.INCIDENT_DESK)
 
 
 def company(language: str = "ja") -> Company:
@@ -84,7 +91,7 @@ def alerts() -> list[Alert]:
 
 
 def test_japanese_company_notice_is_plain_and_actionable() -> None:
-    mail = company_alert_notice(company(), ticket(), alerts(), DESK)
+    mail = company_alert_notice(company(), ticket(), alerts(), DESK, IN_TRIAL)
     assert mail.subject == (
         "【EDR体験・重要】貴社のパソコンで不審な動きを検知しました（受付番号 #41）"
     )
@@ -125,7 +132,7 @@ def test_japanese_company_notice_is_plain_and_actionable() -> None:
 
 
 def test_english_company_notice() -> None:
-    mail = company_alert_notice(company("en"), ticket(), alerts()[:1], DESK)
+    mail = company_alert_notice(company("en"), ticket(), alerts()[:1], DESK, IN_TRIAL)
     assert mail.subject.startswith("[EDR trial - important]") and "#41" in mail.subject
     for expected in (
         "Dear 山田 太郎,",
@@ -152,13 +159,13 @@ def test_notice_refuses_alerts_of_another_tenant() -> None:
         created_at=datetime(2026, 11, 7, tzinfo=UTC),
     )
     with pytest.raises(ValueError, match="do not belong"):
-        company_alert_notice(company(), ticket(), [*alerts(), stranger], DESK)
+        company_alert_notice(company(), ticket(), [*alerts(), stranger], DESK, IN_TRIAL)
     with pytest.raises(ValueError, match="do not belong"):
-        desk_ticket_notice(company(), ticket(), [stranger])
+        desk_ticket_notice(company(), ticket(), [stranger], FACTS)
 
 
 def test_desk_notice_carries_the_evidence() -> None:
-    mail = desk_ticket_notice(company(), ticket(), alerts())
+    mail = desk_ticket_notice(company(), ticket(), alerts(), FACTS)
     assert mail.subject == "[P1] 新規チケット #41 株式会社アクメ：Ransomware on pc-01"
     text = mail.text
     for expected in (
@@ -179,3 +186,15 @@ def test_desk_notice_carries_the_evidence() -> None:
         "アラート（2件）",
     ):
         assert expected in text, expected
+
+
+def test_english_notice_after_the_trial_is_english_and_promises_business_hours() -> None:
+    ended = coverage_at(TRIAL, datetime(2026, 12, 1, 14, 0, tzinfo=UTC))  # 23:00 JST
+    text = company_alert_notice(company("en"), ticket(), alerts()[:1], DESK, ended).text
+    assert "Incident desk (平日 9:00〜17:00): 03-1111-1111" in text
+    assert "As your free trial has ended, a detection that arrives outside" in text
+    assert "24 hours" not in text and "holidays included" not in text
+    leftover = text
+    for name in ("株式会社アクメ", "山田 太郎", DESK.name, DESK.hours):
+        leftover = leftover.replace(name, "")
+    assert not re.findall(r"[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]+", leftover)

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 from rich.table import Table
 from sqlalchemy import select
-from test_desk_notices import alert, company, ticket
+from test_desk_notices import FACTS, alert, company, ticket
 
 from edrtrial import logsetup
 from edrtrial.cli.common import SafeConsole
@@ -124,7 +124,7 @@ def test_a_desk_notice_and_its_teams_card_keep_a_device_name_on_its_line():
     tick = ticket()
     first = alert(1)
     first.device_names = ["pc-01\n" + FORGED]
-    mail = desk_ticket_notice(company(), tick, [first])
+    mail = desk_ticket_notice(company(), tick, [first], FACTS)
 
     assert not [line for line in mail.text.splitlines() if line.startswith(FORGED)], mail.text
     message = OutboxMessage(subject=mail.subject, body_text=mail.text)

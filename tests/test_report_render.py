@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 from html.parser import HTMLParser
 
+from edrtrial.config import DeskConfig
+from edrtrial.coverage import coverage_at
+from edrtrial.models import Trial
 from edrtrial.reports.advice import recommendations_for, security_action
+from edrtrial.reports.contacts import desk_contacts
 from edrtrial.reports.detection import (
-    DeskContacts,
     DetectionReport,
     DetectionRow,
     DeviceSummary,
@@ -22,6 +25,16 @@ from edrtrial.reports.render import (
 )
 
 EVIL = "<script>alert('x')</script>"
+DESK = DeskConfig(
+    name="EDR体験 運営事務局",
+    email="desk@example.jp",
+    phone="03-0000-0000",
+    hours="平日 9:00〜17:00",
+    incident_desk_phone="03-1111-1111",
+)
+# The report is written on 2026/11/09, day 40 of a trial that runs to 2026/12/31.
+TRIAL = Trial(starts_on=date(2026, 10, 1), ends_on=date(2026, 12, 31), decision="undecided")
+IN_TRIAL = coverage_at(TRIAL, datetime(2026, 11, 9, 1, 0, tzinfo=UTC))
 VOID = {"meta", "br", "img", "hr", "link", "input"}
 
 
@@ -83,14 +96,7 @@ def sample_report() -> DetectionReport:
         ),
         recommendations=recommendations_for([]),
         security_action=security_action(),
-        desk=DeskContacts(
-            name="EDR体験 運営事務局",
-            email="desk@example.jp",
-            phone="03-0000-0000",
-            hours="平日 9:00〜17:00",
-            incident_desk_phone="03-1111-1111",
-            urgent_phone="03-1111-1111",
-        ),
+        desk=desk_contacts(DESK, IN_TRIAL),
     )
 
 

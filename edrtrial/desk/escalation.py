@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from edrtrial import audit
 from edrtrial.desk import sla
+from edrtrial.desk.announce import desk_facts
 from edrtrial.desk.policy import DeskPolicy
 from edrtrial.desk.queries import company_of, ticket_alerts
 from edrtrial.desk.states import TicketState, move
@@ -86,7 +87,13 @@ def _escalate(session: Session, ticket: Ticket, policy: DeskPolicy, now: datetim
         return False
     _, company = company_of(session, ticket)
     mail = desk_escalation_notice(
-        company, ticket, ticket_alerts(session, ticket), level, missed, channel.name
+        company,
+        ticket,
+        ticket_alerts(session, ticket),
+        level,
+        missed,
+        channel.name,
+        desk_facts(session, ticket, policy, now),
     )
     send_to_channel(
         session,

@@ -246,6 +246,7 @@ class TicketBook:
                 event="reopened",
                 detail="解決済みのチケットに新しいアラートが加わったため、再オープンしました。",
                 key=f"notice:desk:ticket:{ticket.id}:reopened:{ticket.reopened}",
+                now=self.now,
             )
         self.opened.clear()
         self.reopened.clear()

@@ -31,6 +31,7 @@ from edrtrial.models import Alert, AuditEvent, Ticket, TicketNote
 from edrtrial.notify.notices import company_message
 from edrtrial.notify.recipients import mail_company
 from edrtrial.notify.report_mail import already_queued, audit_report_mail
+from edrtrial.programme.trials import coverage_of_tenant
 from edrtrial.reports.incident import incident_report_mail
 from edrtrial.states import WriteBackState
 
@@ -224,7 +225,10 @@ def _queue_incident_report(
 ) -> None:
     """The company's incident report, once per resolution (a reopened ticket reports again)."""
     tenant, company = company_of(session, ticket)
-    mail = incident_report_mail(company, ticket, alerts, actions_of(session, ticket), policy.desk)
+    coverage = coverage_of_tenant(session, ticket.tenant_id, at)
+    mail = incident_report_mail(
+        company, ticket, alerts, actions_of(session, ticket), policy.desk, coverage
+    )
     dedupe_key = f"incident-report:ticket:{ticket.id}:{ticket.reopened}"
     new = not already_queued(session, dedupe_key)
     message = mail_company(
@@ -277,7 +281,8 @@ def message_company(
     if not text.strip():
         raise TicketError("write the message for the company")
     tenant, company = company_of(session, ticket)
-    mail = company_message(company, ticket, text.strip(), policy.desk)
+    coverage = coverage_of_tenant(session, ticket.tenant_id, at)
+    mail = company_message(company, ticket, text.strip(), policy.desk, coverage)
     event = audit.record(
         session,
         at=at,

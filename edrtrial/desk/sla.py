@@ -10,18 +10,11 @@ Friday and is due on Monday at 16:50 (later if Monday is a holiday).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from edrtrial.config import SlaConfig
+from edrtrial.coverage import Clock
 from edrtrial.desk.calendar import BusinessCalendar
 from edrtrial.timeutil import as_utc, to_jst
-
-
-class Clock(StrEnum):
-    """Which clock a ticket's deadline runs on."""
-
-    INCIDENT_DESK = "incident-desk"  # 24/7, wall-clock minutes
-    BUSINESS = "business"  # the support desk's business hours only
 
 
 def _allowance(priority: str, sla: SlaConfig) -> int:

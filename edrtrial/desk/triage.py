@@ -352,6 +352,7 @@ def _reopen_in_edr(
             "テストではなくなりました。Defender でこのアラートを再オープンしてください。"
         ),
         key=f"notice:desk:ticket:{ticket.id}:resolved-as-test:alert:{alert.id}",
+        now=now,
     )
 
 
@@ -527,7 +528,12 @@ def triage_pending(
             _isolation(session, entry, company.auto_isolation, now)
         if not first_poll:
             queued += queue_notices(
-                session, entry.ticket, policy, to_desk=entry.to_desk, to_company=entry.to_company
+                session,
+                entry.ticket,
+                policy,
+                to_desk=entry.to_desk,
+                to_company=entry.to_company,
+                now=now,
             )
         for lifted in entry.lifted or []:
             _reopen_in_edr(session, entry.ticket, lifted, policy, now)

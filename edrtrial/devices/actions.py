@@ -43,9 +43,8 @@ from edrtrial.errors import ActionRefused
 from edrtrial.models import Company, Device, ResponseAction, Tenant, Ticket
 from edrtrial.notify.notices import isolation_notice
 from edrtrial.notify.recipients import mail_company
-from edrtrial.programme.trials import trial_of_tenant
+from edrtrial.programme.trials import coverage_of_tenant
 from edrtrial.states import OPEN_TICKET_STATES, ActionState
-from edrtrial.timeutil import jst_date
 
 DEVICE_KINDS = (ActionKind.ISOLATE.value, ActionKind.RELEASE.value)
 INTERRUPTED = "being sent to the EDR; if this stays, check the device in the Defender portal"
@@ -113,10 +112,10 @@ def refusal(
     if offboarded is not None:
         return f"{name} is offboarded (offboarding {offboarded}): the EDR no longer acts on it"
     if kind == ActionKind.ISOLATE.value:
-        trial = trial_of_tenant(session, device.tenant_id)
-        if trial is not None and trial.ends_on < jst_date(at):
+        coverage = coverage_of_tenant(session, device.tenant_id, at)
+        if coverage.ended:
             return (
-                f"{name}: its company's trial ended {trial.ends_on.isoformat()}; "
+                f"{name}: its company's trial ended {coverage.ends_on}; "
                 "the programme no longer isolates its devices"
             )
     return None
@@ -364,21 +363,26 @@ def finisher(desk: DeskConfig, now: Callable[[], datetime]) -> Finished:
             target=_target(action, device),
             detail={"device": device.name, "machine_action": action.source_action_id},
         )
-        tell_company(session, action, device, desk)
+        tell_company(session, action, device, desk, now())
 
     return finished
 
 
 def tell_company(
-    session: Session, action: ResponseAction, device: Device, desk: DeskConfig
+    session: Session, action: ResponseAction, device: Device, desk: DeskConfig, at: datetime
 ) -> None:
-    """Queue the company's notice that its device was isolated, released, or could not be."""
+    """Queue the company's notice that its device was isolated, released, or could not be.
+
+    Its contacts promise the desk the company has at `at`: a release after the trial's end
+    names the desk's business hours, not the 24-hour incident desk.
+    """
     if action.ticket_id is None:
         return
     ticket = session.get_one(Ticket, action.ticket_id)
     tenant = session.get_one(Tenant, action.tenant_id)
     company = session.get_one(Company, tenant.company_id)
-    mail = isolation_notice(company, ticket, device, action, desk)
+    coverage = coverage_of_tenant(session, tenant.id, at)
+    mail = isolation_notice(company, ticket, device, action, desk, coverage)
     mail_company(
         session,
         company,

@@ -12,19 +12,23 @@ from datetime import datetime
 from typing import Any
 
 from edrtrial.config import DeskConfig
+from edrtrial.coverage import Clock, Coverage, TrialStage
 from edrtrial.models import Alert, Company, Device, ResponseAction, Ticket
-from edrtrial.reports.detection import DeskContacts, desk_contacts
+from edrtrial.reports.contacts import DeskContacts, desk_contacts
 from edrtrial.reports.render import SUBJECT_PREFIX, SUBJECT_PREFIX_EN, RenderedMail, render
 from edrtrial.reports.vocabulary import (
     SEVERITY_EN,
     SEVERITY_JA,
+    action_label,
     action_result,
     device_label,
     device_names,
+    ja_date,
     jst_minute,
     plain_title,
     severity_key,
 )
+from edrtrial.states import ActionState, TicketState
 from edrtrial.tenancy import check_action, check_company, same_tenant
 
 MAX_NOTICE_ALERTS = 10
@@ -46,11 +50,7 @@ class _CompanyNotice:
     ticket_id: int
     alerts: tuple[_NoticeAlert, ...]
     more: int
-    desk_name: str
-    desk_email: str
-    desk_phone: str
-    desk_hours: str
-    incident_desk_phone: str
+    desk: DeskContacts
 
 
 def _language(company: Company) -> str:
@@ -62,10 +62,18 @@ def _when(alert: Alert, ticket: Ticket) -> str:
 
 
 def company_alert_notice(
-    company: Company, ticket: Ticket, alerts: Sequence[Alert], desk: DeskConfig
+    company: Company,
+    ticket: Ticket,
+    alerts: Sequence[Alert],
+    desk: DeskConfig,
+    coverage: Coverage,
 ) -> RenderedMail:
-    """The prompt, calm notice to the company contact, in the company's language (ja or en)."""
-    language = "en" if company.language == "en" else "ja"
+    """The prompt, calm notice to the company contact, in the company's language (ja or en).
+
+    `coverage` is the company's trial when the notice is written: it decides whether the
+    incident desk is promised around the clock or in business hours.
+    """
+    language = _language(company)
     ordered = same_tenant(ticket, alerts)
     labels = SEVERITY_EN if language == "en" else SEVERITY_JA
     shown = tuple(
@@ -83,11 +91,7 @@ def company_alert_notice(
         ticket_id=ticket.id,
         alerts=shown,
         more=max(len(ordered) - MAX_NOTICE_ALERTS, 0),
-        desk_name=desk.name,
-        desk_email=str(desk.email),
-        desk_phone=desk.phone,
-        desk_hours=desk.hours,
-        incident_desk_phone=desk.incident_desk_phone,
+        desk=desk_contacts(desk, coverage, language),
     )
     if language == "en":
         subject = (
@@ -132,8 +136,102 @@ def _pairs(names: Sequence[str], ids: Sequence[str]) -> list[tuple[str, str]]:
     ]
 
 
-def desk_ticket_notice(company: Company, ticket: Ticket, alerts: Sequence[Alert]) -> RenderedMail:
-    """The operational notice to the support desk: who, how urgent, and every alert's evidence."""
+@dataclass(frozen=True, slots=True)
+class DeskFacts:
+    """What the desk reads beside a ticket, as it stands when the notice is written.
+
+    The desk gathers them (`desk.announce.desk_facts`): the company's trial, the clock the
+    ticket's acknowledgement deadline runs on, and the ticket's device actions, so whoever
+    picks the notice up knows how long they have, what the company was promised and which
+    isolation waits for them.
+    """
+
+    coverage: Coverage
+    clock: Clock
+    actions: tuple[tuple[ResponseAction, Device], ...] = ()
+
+
+_CLOCK_JA = {
+    Clock.INCIDENT_DESK: "24時間（夜間・休日も数える）",
+    Clock.BUSINESS: "営業時間のみ（夜間・休日は数えない）",
+}
+_DECISION_JA = {
+    "undecided": "未定",
+    "continue": "継続（ベンダーと直接契約）",
+    "offboard": "継続しない（アンインストール）",
+}
+# A device action's state as the desk reads it; the stored value follows in brackets.
+_ACTION_STATE_JA: dict[str, str] = {
+    ActionState.PROPOSED: "提案・オペレーターの承認待ち",
+    ActionState.PLANNED: "予定・送信待ち",
+    ActionState.SENDING: "送信中",
+    ActionState.UNCONFIRMED: "送信済み・EDRの応答待ち",
+    ActionState.PENDING: "EDRで実行待ち",
+    ActionState.IN_PROGRESS: "EDRで実行中",
+    ActionState.SUCCEEDED: "完了",
+    ActionState.FAILED: "失敗",
+    ActionState.TIMEOUT: "時間切れ",
+    ActionState.CANCELLED: "中止",
+}
+
+
+def _trial_ja(coverage: Coverage) -> str:
+    starts, ends = coverage.starts_on, coverage.ends_on
+    if starts is None or ends is None:
+        return "登録なし"
+    if coverage.stage is TrialStage.BEFORE:
+        stage = f"開始前（{ja_date(starts)} から）"
+    elif coverage.ended:
+        stage = f"{ja_date(ends)} に終了"
+    else:
+        stage = f"期間中（残り{coverage.days_left}日、{ja_date(ends)} まで）"
+    decision = _DECISION_JA.get(coverage.decision, coverage.decision)
+    return f"{stage}　継続の判断：{decision}（{coverage.decision}）"
+
+
+def _device_ref(device: Device) -> str:
+    return f"{device.name} ({device.source_id})" if device.name else device.source_id
+
+
+def _desk_facts(ticket: Ticket, facts: DeskFacts) -> dict[str, Any]:
+    """The deadline, its clock, the trial and the device actions, for every desk template."""
+    actions = []
+    for action, device in facts.actions:
+        check_action(ticket, action, device)
+        if action.status == ActionState.SUPERSEDED:
+            continue  # made moot by a planned isolation of the same device, listed itself
+        actions.append(
+            {
+                "id": action.id,
+                "what": action_label(action.kind),
+                "device": _device_ref(device),
+                "state": _ACTION_STATE_JA.get(action.status, action.status),
+                "status": action.status,
+                "proposed": action.status == ActionState.PROPOSED,
+            }
+        )
+    if ticket.state != TicketState.NEW:
+        due = "確認済み"
+    else:
+        due = f"{jst_minute(ticket.ack_due_at)}（JST）" if ticket.ack_due_at else "なし"
+    return {
+        "ack_due_at": jst_minute(ticket.ack_due_at) if ticket.ack_due_at else "",
+        "due_label": "確認期限",
+        "due": due,
+        "clock": _CLOCK_JA[facts.clock],
+        "trial": _trial_ja(facts.coverage),
+        "actions": actions,
+    }
+
+
+def desk_ticket_notice(
+    company: Company, ticket: Ticket, alerts: Sequence[Alert], facts: DeskFacts
+) -> RenderedMail:
+    """The operational notice to the support desk: who, how urgent, and every alert's evidence.
+
+    Besides the evidence it says when the ticket must be acknowledged and on which clock,
+    where the company stands in its trial, and which isolation is proposed or planned.
+    """
     ordered = same_tenant(ticket, alerts)
     incident_ids = sorted({a.incident_source_id for a in ordered if a.incident_source_id})
     incident_urls = sorted(
@@ -160,7 +258,7 @@ def desk_ticket_notice(company: Company, ticket: Ticket, alerts: Sequence[Alert]
         "incident_ids": ", ".join(incident_ids),
         "incident_urls": incident_urls,
         "alerts": [_desk_alert(a, ticket) for a in ordered],
-    }
+    } | _desk_facts(ticket, facts)
     subject = f"[{ticket.priority}] 新規チケット #{ticket.id} {company.name}：{context['title']}"
     return RenderedMail(subject, render("desk_ticket_notice.txt.j2", t=context))
 
@@ -198,7 +296,12 @@ _ISOLATION_SUBJECTS = {
 
 
 def isolation_notice(
-    company: Company, ticket: Ticket, device: Device, action: ResponseAction, desk: DeskConfig
+    company: Company,
+    ticket: Ticket,
+    device: Device,
+    action: ResponseAction,
+    desk: DeskConfig,
+    coverage: Coverage,
 ) -> RenderedMail:
     """Tell the contact a PC was cut off (or released, or could not be): what it means, what next.
 
@@ -223,14 +326,16 @@ def isolation_notice(
         kind=kind,
         result=result,
         at=jst_minute(stamp) if stamp else "",
-        desk=desk_contacts(desk),
+        desk=desk_contacts(desk, coverage, language),
     )
     subject = _ISOLATION_SUBJECTS[language][(kind, result)].format(d=notice.device)
     subject += f" (ticket #{ticket.id})" if language == "en" else f"（受付番号 #{ticket.id}）"
     return RenderedMail(subject, render(f"isolation_notice.{language}.txt.j2", n=notice))
 
 
-def company_message(company: Company, ticket: Ticket, text: str, desk: DeskConfig) -> RenderedMail:
+def company_message(
+    company: Company, ticket: Ticket, text: str, desk: DeskConfig, coverage: Coverage
+) -> RenderedMail:
     """An operator's own words to the contact, framed so it reads as the programme's mail."""
     body = "\n".join(line.rstrip() for line in text.replace("\r\n", "\n").split("\n")).strip()
     if not body:
@@ -242,7 +347,7 @@ def company_message(company: Company, ticket: Ticket, text: str, desk: DeskConfi
         "contact_name": company.contact_name,
         "ticket_id": ticket.id,
         "body": body,
-        "desk": desk_contacts(desk),
+        "desk": desk_contacts(desk, coverage, language),
     }
     if language == "en":
         subject = f"{SUBJECT_PREFIX_EN} A message about ticket #{ticket.id}"
@@ -264,7 +369,6 @@ def _ticket_header(company: Company, ticket: Ticket) -> dict[str, Any]:
         "created_at": jst_minute(ticket.created_at) if ticket.created_at else "",
         "acknowledged_at": jst_minute(ticket.acknowledged_at) if ticket.acknowledged_at else "",
         "resolved_at": jst_minute(ticket.resolved_at) if ticket.resolved_at else "",
-        "ack_due_at": jst_minute(ticket.ack_due_at) if ticket.ack_due_at else "",
         "reopened": ticket.reopened or 0,
     }
 
@@ -276,8 +380,12 @@ def desk_escalation_notice(
     level: int,
     overdue_since: datetime,
     channel_name: str,
+    facts: DeskFacts,
 ) -> RenderedMail:
-    """The next channel's alarm for a ticket nobody acknowledged: short enough for a Teams card."""
+    """The next channel's alarm for a ticket nobody acknowledged: short enough for a Teams card.
+
+    `ticket.ack_due_at` is already the next deadline (none after the last level).
+    """
     if level < 1:
         raise ValueError(f"escalation level must be 1 or more, not {level}")
     check_company(company, ticket)
@@ -302,6 +410,7 @@ def desk_escalation_notice(
             }
         ),
     }
+    context |= _desk_facts(ticket, facts) | {"due_label": "次の確認期限"}
     subject = (
         f"[{ticket.priority}] 未確認・エスカレーション レベル{level} "
         f"#{ticket.id} {company.name}：{context['title']}"
@@ -329,18 +438,22 @@ _DESK_EVENT_SHORT_JA = {
 
 
 def desk_ticket_update_notice(
-    company: Company, ticket: Ticket, event: str, detail: str
+    company: Company, ticket: Ticket, event: str, detail: str, facts: DeskFacts
 ) -> RenderedMail:
     """A short desk notice that something changed on a ticket (e.g. a resolved one reopened)."""
     check_company(company, ticket)
     key = event.strip().casefold()
     if not key:
         raise ValueError(f"a desk update for ticket {ticket.id} needs an event")
-    context = _ticket_header(company, ticket) | {
-        "event": key,
-        "event_text": DESK_EVENTS_JA.get(key, event.strip()),
-        "detail": detail.strip(),
-    }
+    context = (
+        _ticket_header(company, ticket)
+        | {
+            "event": key,
+            "event_text": DESK_EVENTS_JA.get(key, event.strip()),
+            "detail": detail.strip(),
+        }
+        | _desk_facts(ticket, facts)
+    )
     short = _DESK_EVENT_SHORT_JA.get(key, event.strip())
     subject = f"[{ticket.priority}] {short} #{ticket.id} {company.name}：{context['title']}"
     return RenderedMail(subject, render("desk_ticket_update_notice.txt.j2", t=context))

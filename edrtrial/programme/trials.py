@@ -1,14 +1,15 @@
-"""A company's trial period: whether a day is inside it, and when its first poll starts."""
+"""A company's trial period: how it stands at a moment, and when its first poll starts."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from edrtrial.coverage import Coverage, coverage_at
 from edrtrial.models import Tenant, Trial
-from edrtrial.timeutil import jst_date, jst_day_bounds
+from edrtrial.timeutil import jst_day_bounds
 
 
 def trial_of_tenant(session: Session, tenant_id: int) -> Trial | None:
@@ -25,13 +26,14 @@ def trial_of_company(session: Session, company_id: int) -> Trial | None:
     return session.scalar(select(Trial).where(Trial.company_id == company_id))
 
 
+def coverage_of_tenant(session: Session, tenant_id: int, at: datetime) -> Coverage:
+    """The tenant's company's trial stage at `at`, and the desk it is promised then."""
+    return coverage_at(trial_of_tenant(session, tenant_id), at)
+
+
 def in_trial(session: Session, tenant_id: int, at: datetime) -> bool:
     """Whether the tenant's company is inside its trial (the 24/7 incident desk covers it)."""
-    trial = trial_of_tenant(session, tenant_id)
-    if trial is None:
-        return False
-    today: date = jst_date(at)
-    return trial.starts_on <= today <= trial.ends_on
+    return coverage_of_tenant(session, tenant_id, at).in_trial
 
 
 def first_poll_since(session: Session, tenant_id: int) -> datetime | None:
