@@ -92,25 +92,22 @@ def mails(language: str, coverage: Coverage = IN_TRIAL) -> Iterator[RenderedMail
     yield desk_service_alarm(
         ServiceAlarm("parked", DEADLINE, "secret expired", recovered_at=DEADLINE, **tenant)
     )
-    for in_trial in (True, False):  # a first poll's summaries, with and without the 24h desk
-        backlog = Backlog(
-            alerts=40,
-            history=25,
-            suppressed=3,
-            tickets=(
-                BacklogTicket(
-                    ticket(), (alert(1), alert(2, "Medium")), ("PC-KEIRI-01（proposed）",)
-                ),
-            ),
-            for_company=frozenset({ticket().id}),
-            trial=None,
-            since=DEADLINE,
-            in_trial=in_trial,
-        )
-        summary = company_first_poll_summary(firm, backlog, DESK)
-        assert summary is not None
-        yield summary
-        yield desk_first_poll_notice(firm, backlog)
+    backlog = Backlog(  # a first poll's summaries, with the promise `coverage` makes
+        alerts=40,
+        history=25,
+        suppressed=3,
+        tickets=(
+            BacklogTicket(ticket(), (alert(1), alert(2, "Medium")), ("PC-KEIRI-01（proposed）",)),
+        ),
+        for_company=frozenset({ticket().id}),
+        trial=None,
+        since=DEADLINE,
+        coverage=coverage,
+    )
+    summary = company_first_poll_summary(firm, backlog, DESK)
+    assert summary is not None
+    yield summary
+    yield desk_first_poll_notice(firm, backlog)
 
 
 @pytest.fixture

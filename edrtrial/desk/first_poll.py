@@ -24,6 +24,8 @@ from sqlalchemy.orm import Session
 
 from edrtrial import audit
 from edrtrial.connectors.base import ActionKind
+from edrtrial.coverage import coverage_at
+from edrtrial.desk import sla
 from edrtrial.desk.policy import DeskPolicy
 from edrtrial.ingest.health import complete_first_poll
 from edrtrial.models import Alert, AuditEvent, Company, Device, ResponseAction, Tenant, Ticket
@@ -72,7 +74,7 @@ def record_batch(
     )
 
 
-def _backlog(session: Session, tenant_id: int, now: datetime) -> Backlog | None:
+def _backlog(session: Session, tenant_id: int, policy: DeskPolicy, now: datetime) -> Backlog | None:
     """The first poll's facts from the store; None when it brought nothing."""
     batches = list(
         session.scalars(
@@ -97,18 +99,24 @@ def _backlog(session: Session, tenant_id: int, now: datetime) -> Backlog | None:
     trial = trials.trial_of_tenant(session, tenant_id)
     isolations = _isolations(session, tenant_id)
     read = session.scalar(select(func.count(Alert.id)).where(Alert.tenant_id == tenant_id))
+    coverage = coverage_at(trial, now)
     return Backlog(
         alerts=read or 0,
         history=sum(int(b.detail.get("history", 0)) for b in batches),
         suppressed=sum(int(b.detail.get("suppressed", 0)) for b in batches),
         tickets=tuple(
-            BacklogTicket(t, tuple(alerts.get(t.id, ())), tuple(isolations.get(t.id, ())))
+            BacklogTicket(
+                t,
+                tuple(alerts.get(t.id, ())),
+                tuple(isolations.get(t.id, ())),
+                sla.clock_for(t.priority, coverage.in_trial, policy.sla),
+            )
             for t in tickets
         ),
         for_company=frozenset(int(i) for b in batches for i in b.detail.get("company_tickets", [])),
         trial=trial,
         since=trials.first_poll_since(session, tenant_id),
-        in_trial=trials.in_trial(session, tenant_id, now),
+        coverage=coverage,
     )
 
 
@@ -137,7 +145,7 @@ def finish_first_poll(session: Session, tenant_id: int, policy: DeskPolicy, now:
     notices queued. Does not commit: the caller's commit makes both happen, or neither."""
     if not complete_first_poll(session, tenant_id, now):
         return 0  # a repeat: the first run announced it
-    backlog = _backlog(session, tenant_id, now)
+    backlog = _backlog(session, tenant_id, policy, now)
     if backlog is None:
         return 0
     tenant = session.get_one(Tenant, tenant_id)

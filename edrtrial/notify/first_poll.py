@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from edrtrial.config import DeskConfig
+from edrtrial.coverage import Clock, Coverage
 from edrtrial.models import Alert, Company, Ticket, Trial
-from edrtrial.reports.detection import DeskContacts, desk_contacts
+from edrtrial.notify.notices import CLOCK_JA, trial_ja
+from edrtrial.reports.contacts import DeskContacts, desk_contacts
 from edrtrial.reports.render import SUBJECT_PREFIX, SUBJECT_PREFIX_EN, RenderedMail, render
 from edrtrial.reports.vocabulary import (
     SEVERITY_EN,
@@ -44,6 +46,7 @@ class BacklogTicket:
     ticket: Ticket
     alerts: tuple[Alert, ...]
     isolations: tuple[str, ...] = ()  # "pc-004（proposed）": the desk sees what awaits it
+    clock: Clock = Clock.BUSINESS  # what its acknowledgement deadline counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +60,7 @@ class Backlog:
     for_company: frozenset[int]  # the tickets the playbook would have told the company of
     trial: Trial | None
     since: datetime | None  # where the first poll started reading
-    in_trial: bool  # the 24-hour incident desk covers the company now
+    coverage: Coverage  # the trial's stage now, and so the desk the company is promised
 
 
 def most_urgent_first(backlog: Backlog) -> list[BacklogTicket]:
@@ -124,7 +127,6 @@ class _CompanySummary:
     others: int
     items: tuple[_CompanyItem, ...]
     more: int
-    around_the_clock: bool
     desk: DeskContacts
 
 
@@ -178,8 +180,7 @@ def company_first_poll_summary(
         others=max(backlog.alerts - backlog.history - on_tickets, 0),
         items=items,
         more=max(len(told) - MAX_COMPANY_TICKETS, 0),
-        around_the_clock=backlog.in_trial,
-        desk=desk_contacts(desk),
+        desk=desk_contacts(desk, backlog.coverage, language),
     )
     if language == "en":
         subject = (
@@ -200,18 +201,12 @@ def desk_first_poll_notice(company: Company, backlog: Backlog) -> RenderedMail:
     counts = {p.value: 0 for p in Priority}
     for entry in backlog.tickets:
         counts[entry.ticket.priority] = counts.get(entry.ticket.priority, 0) + 1
-    trial = backlog.trial
     context = {
         "company_name": company.name,
         "company_key": company.key,
         "contact": f"{company.contact_name} <{company.contact_email}>".strip(),
         "language": company.language,
-        "trial": (
-            f"{ja_date(trial.starts_on)}〜{ja_date(trial.ends_on)}"
-            f"（{'体験中' if backlog.in_trial else '体験期間外'}）"
-            if trial is not None
-            else "なし"
-        ),
+        "trial": trial_ja(backlog.coverage),
         "since": jst_minute(backlog.since) if backlog.since else "",
         "alerts": backlog.alerts,
         "history": backlog.history,
@@ -239,6 +234,7 @@ def _desk_item(entry: BacklogTicket) -> dict[str, object]:
         "title": " ".join(ticket.title.split()),
         "created_at": jst_minute(ticket.created_at),
         "ack_due_at": jst_minute(ticket.ack_due_at) if ticket.ack_due_at else "",
+        "clock": CLOCK_JA[entry.clock],
         "alerts": len(entry.alerts),
         "severity": SEVERITY_JA[_worst(entry.alerts)],
         "devices": _devices(entry.alerts, "ja"),

@@ -151,7 +151,7 @@ class DeskFacts:
     actions: tuple[tuple[ResponseAction, Device], ...] = ()
 
 
-_CLOCK_JA = {
+CLOCK_JA = {
     Clock.INCIDENT_DESK: "24時間（夜間・休日も数える）",
     Clock.BUSINESS: "営業時間のみ（夜間・休日は数えない）",
 }
@@ -175,7 +175,8 @@ _ACTION_STATE_JA: dict[str, str] = {
 }
 
 
-def _trial_ja(coverage: Coverage) -> str:
+def trial_ja(coverage: Coverage) -> str:
+    """The company's trial as the desk reads it: its stage, days left and decision."""
     starts, ends = coverage.starts_on, coverage.ends_on
     if starts is None or ends is None:
         return "登録なし"
@@ -218,8 +219,8 @@ def _desk_facts(ticket: Ticket, facts: DeskFacts) -> dict[str, Any]:
         "ack_due_at": jst_minute(ticket.ack_due_at) if ticket.ack_due_at else "",
         "due_label": "確認期限",
         "due": due,
-        "clock": _CLOCK_JA[facts.clock],
-        "trial": _trial_ja(facts.coverage),
+        "clock": CLOCK_JA[facts.clock],
+        "trial": trial_ja(facts.coverage),
         "actions": actions,
     }
 
