@@ -183,14 +183,15 @@ def fit_widths(table: ListTable, width: int) -> None:
 
 
 def print_list(table: ListTable, *, wide: bool) -> None:
-    """Print a list: within 100 columns or the terminal if narrower, each row on one
-    line with long cells cut; with `wide`, every cell whole however long the rows."""
+    """Print a list: within 100 columns or the terminal if narrower, each row on one line
+    with long cells cut; with `wide`, every cell whole however long the rows."""
     if wide:
-        console.print(table, width=10_000, soft_wrap=False)
-        return
-    width = min(terminal_width() or LIST_WIDTH, LIST_WIDTH)
-    fit_widths(table, width)
-    console.print(table, width=width)
+        width = _measure((table,))
+    else:
+        width = min(terminal_width() or LIST_WIDTH, LIST_WIDTH)
+        fit_widths(table, width)
+    # A console of the list's own width: the shared one stops at the terminal's (or 200).
+    SafeConsole(width=width, markup=False, emoji=False, highlight=False).print(table)
 
 
 def list_options(func: Callable[P, T]) -> Callable[P, T]:
