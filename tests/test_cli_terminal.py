@@ -26,6 +26,7 @@ from edrtrial.sandbox import SandboxServer
 from sandbox_config import sample_world, serving, settings, write_config
 
 SAKURA = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c01"
+MIDORI = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c02"
 WIDTHS = (80, 100)
 
 
@@ -221,12 +222,23 @@ def test_playbooks_check_names_the_files_as_the_config_names_them(
     assert "playbooks/ours.toml" in broken and str(tmp_path) not in broken
 
 
-def test_offboarding_execute_says_what_was_sent_per_device(config):
+def test_offboarding_execute_says_what_was_sent_and_what_became_manual_per_device(
+    config, sandbox
+):
+    sandbox.world.add_devices(MIDORI, 1, platform="macOS", detection_test_alert=False)
+    cli(config, "run-job", "inventory")
+    cli(config, "offboarding", "--plan")
     planned = json.loads(cli(config, "offboarding", "--company", "midori-shoji", "--json").stdout)
+    [mac] = [t["device"] for t in planned if t["platform"] == "macOS"]
     out = cli(config, "offboarding", "--company", "midori-shoji", "--execute", "--yes").stdout
     for task in planned:
-        assert f"  {task['device']}: sent\n" in out
-    assert f"{len(planned)} sent, 0 manual uninstall(s), 0 not settled" in out
+        if task["device"] != mac:
+            assert f"  {task['device']}: sent\n" in out
+    assert (
+        f"  {mac}: needs a manual uninstall: The EDR cannot uninstall itself remotely from "
+        f"macOS devices: run the offboarding script from the Defender portal"
+    ) in out
+    assert f"{len(planned) - 1} sent, 1 manual uninstall(s), 0 not settled" in out
 
 
 def test_report_says_a_period_was_mailed_and_mails_it_again_only_with_resend(

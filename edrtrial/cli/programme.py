@@ -367,7 +367,7 @@ def tenants(ctx: click.Context, wide: bool, as_json: bool) -> None:
     console.print(f"{len(rows)} tenant(s); times in JST")
     for key, t in rows:
         for link in _links(t.state_reason):
-            console.print(f"{key}: open", highlight=False)
+            console.print(f"{key}: the link in its reason, whole:", highlight=False)
             console.print(link, soft_wrap=True, highlight=False)
 
 
