@@ -205,8 +205,8 @@ def test_by_is_taken_after_the_sub_command_as_before_it(config, database_url):
     assert "--by names both 'sato' and 'tanaka'" in both.output
 
 
-def test_playbooks_check_names_the_files_as_the_config_names_them(
-    tmp_path, sandbox, database_url
+def test_playbooks_check_names_files_as_the_config_and_the_command_line_name_them(
+    tmp_path, sandbox, database_url, monkeypatch
 ):
     shipped = default_playbook_paths()[0]
     (tmp_path / "playbooks").mkdir()
@@ -217,14 +217,24 @@ def test_playbooks_check_names_the_files_as_the_config_names_them(
     out = cli(config, "playbooks", "check").stdout
     assert out.startswith("playbooks/ours.toml: ")
     assert str(tmp_path) not in out
+    (tmp_path / "playbooks" / "twin.toml").write_text(shipped.read_text(encoding="utf-8"))
+    monkeypatch.chdir(tmp_path)  # files on the command line are the operator's, from here
+    twice = cli(
+        config,
+        "playbooks",
+        "check",
+        "playbooks/../playbooks/twin.toml",
+        "./playbooks/ours.toml",
+        code=2,
+    ).output
+    assert "playbooks/../playbooks/twin.toml" in twice and "./playbooks/ours.toml" in twice
+    assert "not found" not in twice and str(tmp_path) not in twice
     (tmp_path / "playbooks" / "ours.toml").write_text("[[rule]]\nname = 1\n")
     broken = cli(config, "playbooks", "check", code=2).output
     assert "playbooks/ours.toml" in broken and str(tmp_path) not in broken
 
 
-def test_offboarding_execute_says_what_was_sent_and_what_became_manual_per_device(
-    config, sandbox
-):
+def test_offboarding_execute_says_what_was_sent_and_what_became_manual_per_device(config, sandbox):
     sandbox.world.add_devices(MIDORI, 1, platform="macOS", detection_test_alert=False)
     cli(config, "run-job", "inventory")
     cli(config, "offboarding", "--plan")

@@ -66,6 +66,13 @@ def _configured_names(config: Config) -> list[tuple[str, Path]]:
     return [(f"built-in {p.name}", p) for p in default_playbook_paths()]
 
 
+def _as_written(line: str, named: Sequence[tuple[str, Path]]) -> str:
+    """A problem's line with each file named as the operator wrote it, not as it was read."""
+    for shown, path in named:
+        line = line.replace(str(path), shown)
+    return line
+
+
 @playbooks.command("check")
 @click.argument("files", nargs=-1, type=click.Path())
 @click.pass_context
@@ -92,7 +99,7 @@ def check(ctx: click.Context, files: tuple[str, ...]) -> None:
         try:
             loaded = load_playbooks([path])
         except PlaybookError as err:
-            errors += [line.replace(str(path), shown) for line in err.lines or (str(err),)]
+            errors += [_as_written(line, named) for line in err.lines or (str(err),)]
             continue
         console.print(f"{shown}: {len(loaded.rules)} rules", markup=False, highlight=False)
         warned += warnings(loaded)
@@ -100,7 +107,12 @@ def check(ctx: click.Context, files: tuple[str, ...]) -> None:
         err_console.print(f"warning: {warning}", markup=False, highlight=False)
     if errors:
         raise PlaybookError.listing(errors)
-    combined = load_playbooks(paths)
+    try:
+        combined = load_playbooks(paths)
+    except PlaybookError as err:  # e.g. a rule name used in two files
+        raise PlaybookError.listing(
+            [_as_written(line, named) for line in err.lines or (str(err),)]
+        ) from None
     channels = sorted(combined.channels())
     if channels and config is not None:
         channel_check(c.name for c in config.settings.desk.escalation_channels())(combined)
