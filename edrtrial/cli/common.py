@@ -106,6 +106,10 @@ LIST_WIDTH = 100
 FLEX_FLOOR = 12
 """How narrow a free-text column (a title, a reason) is cut before the others give way."""
 
+KEPT = 11
+"""How much of any column is kept while free text can still give: a time (`11/25 10:00`)
+whole, a company key recognisable (`sakura-sei…`)."""
+
 
 def terminal_width() -> int | None:
     """The terminal's columns: `$COLUMNS` when set (a shell exports it), else the terminal's
@@ -161,21 +165,25 @@ def _water_fill(
 def fit_widths(table: ListTable, width: int) -> None:
     """Give each column of a list its width so that every row fits `width`, losing as
     little as it can, in this order: free text down to `FLEX_FLOOR`; one space between
-    columns instead of two; headers down to their cells; free text down to 6; the widest
-    of all (a company key, a date) last."""
+    columns instead of two; headers down to their cells; any column down to `KEPT` (a
+    long company key); free text down to 6; then the widest of all."""
     columns = table.columns
     if not columns:
         return
     count = len(columns)
-    widths = [_measure((c.header, *c.cells)) for c in columns]
+    natural = [_measure((c.header, *c.cells)) for c in columns]
     cells = [_measure(tuple(c.cells)) for c in columns]
     everything = range(count)
     budget = width - 2 * (count - 1)  # one space each side, none at the table's edges
+    widths = list(natural)
     _water_fill(widths, budget, table.flex, [FLEX_FLOOR] * count)
     if sum(widths) > budget:
-        table.collapse_padding = True  # columns one space apart
+        table.collapse_padding = True  # columns one space apart, and free text cut afresh
         budget = width - (count - 1)
+        widths = list(natural)
+        _water_fill(widths, budget, table.flex, [FLEX_FLOOR] * count)
     _water_fill(widths, budget, everything, [max(c, 5) for c in cells])
+    _water_fill(widths, budget, everything, [KEPT] * count)
     _water_fill(widths, budget, table.flex, [6] * count)
     _water_fill(widths, budget, everything, [1] * count)
     for column, fitted in zip(columns, widths, strict=True):
