@@ -212,12 +212,11 @@ def poll(
                 o.error,
             )
         print_list(table, wide=wide)
-    if no_deliver:
-        pass
-    elif as_json:  # stdout holds the JSON alone
-        jobs.deliver_outbox(runtime)
-    else:
-        deliver(runtime)
+    if not no_deliver:
+        if as_json:  # stdout holds the JSON alone
+            jobs.deliver_outbox(runtime)
+        else:
+            deliver(runtime)
     if any(o.error for o in outcomes):
         sys.exit(1)
 
