@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -112,10 +113,11 @@ def test_a_poll_cycle_gives_tickets_notices_seats_report_and_offboarding(
 
     # Seats: three companies, their trials' days left as of today (the sample programme in
     # sandbox_config.py), device counts as the sandbox's inventory has them.
-    seats = run(config, "seats").output
-    rows = {key: [r for r in seats.splitlines() if f"│ {key} " in r] for key in KEYS.values()}
-    left = {key: row.split("│")[-3].strip() for key, [row] in rows.items()}
-    assert left == {"sakura-seisakusho": "30", "midori-shoji": "ended", "aozora-design": "41"}
+    seats = json.loads(run(config, "seats", "--json").output)
+    left = {row["company"]: row["days_left"] for row in seats}
+    assert left == {"sakura-seisakusho": 30, "midori-shoji": -10, "aozora-design": 41}
+    listed = run(config, "seats").output.splitlines()
+    assert [line.split()[-2] for line in listed[1:4]] == ["41", "ended", "30"]
     with sessions() as session:
         for tenant_id, key in KEYS.items():
             machines = world.list_machines(tenant_id, [], 0, 10000)
@@ -223,7 +225,7 @@ def test_revoked_consent_parks_only_that_tenant_until_an_operator_resumes_it(
     sandbox.world.set_consent(MIDORI, False)
     failed = CliRunner().invoke(main, ["--config", str(config), "poll"])
     assert failed.exit_code == 1  # the poll reports the problem…
-    tenants = run(config, "tenants").output
+    tenants = run(config, "tenants", "--wide").output
     assert "parked" in tenants and "AADSTS65001" in tenants
     with make_sessions(make_engine(database_url))() as session:  # …the others went on
         states = dict(session.execute(select(Tenant.external_id, Tenant.state)).all())

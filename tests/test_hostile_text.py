@@ -30,7 +30,6 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from edrtrial import logsetup
-from edrtrial.cli import common
 from edrtrial.cli.main import main
 from edrtrial.db import make_engine, make_sessions
 from edrtrial.models import Alert
@@ -231,7 +230,6 @@ def test_a_hostile_alert_is_shown_literally_in_every_output(
     inbox,
     receiver,  # noqa: F811
     secrets,  # noqa: F811
-    monkeypatch,
 ):
     box, smtp_port = inbox
     world = sandbox.world
@@ -252,9 +250,11 @@ def test_a_hostile_alert_is_shown_literally_in_every_output(
             cli(config, "run-job", "desk")
             cli(config, "run-job", "outbox")
 
-    monkeypatch.setattr(common.console, "width", 1000)  # a long title stays on one line
-    listing = cli(config, "tickets", "--company", "sakura-seisakusho").output
-    [tid] = re.findall(r"^│ (\d+) ", listing, re.M)
+    # --wide: the long title whole, on its row's one line
+    listing = cli(config, "tickets", "--company", "sakura-seisakusho", "--wide").output
+    [queued] = json.loads(cli(config, "tickets", "--company", "sakura-seisakusho", "--json").output)
+    tid = str(queued["id"])
+    assert re.search(rf"^{tid} +P1 ", listing, re.M)
     cli(config, "ticket", "--by", "tanaka", "note", tid, HOSTILE["note"])
     refused = cli(config, "ticket", "isolate", tid, "--device", "pc-99", "--yes", code=2).output
     asked = CliRunner().invoke(

@@ -4,6 +4,7 @@ sandbox's one action and the device's real state."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import ssl
@@ -207,9 +208,9 @@ def test_an_unanswered_isolation_is_listed_and_settled_by_the_operator(
     refused = cli(config, "ticket", "isolate", tid, "--yes", code=2)
     assert "already under way" in refused.output
     listed = cli(config, "action", "list").output
-    [(action_id, *_)] = [
-        line.split("│")[1:3] for line in listed.splitlines() if "unconfirmed" in line
-    ]
+    [action_id] = [line.split()[0] for line in listed.splitlines() if "unconfirmed" in line]
+    [unanswered] = json.loads(cli(config, "action", "list", "--json").output)
+    assert (unanswered["id"], unanswered["status"]) == (int(action_id), "unconfirmed")
     assert machine_actions(sandbox, device) == {}
 
     settled = cli(config, "action", "settle", action_id.strip(), "--absent").output

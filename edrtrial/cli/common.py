@@ -10,10 +10,13 @@ one way to put several lines on the screen, each indented under its label.
 from __future__ import annotations
 
 import getpass
+import json
 import os
+import shutil
 import sys
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -21,15 +24,17 @@ from typing import Any, ParamSpec, TypeVar
 import click
 from rich.console import Console
 from rich.style import Style
+from rich.table import Column, Table
 from rich.text import Text
 
-from edrtrial import logsetup
+from edrtrial import audit, logsetup
 from edrtrial.audit import ACTOR_WIDTH, BEHALF_WIDTH, SYSTEM_ACTORS
 from edrtrial.config import Config, load_config
 from edrtrial.desk import operator
-from edrtrial.errors import ActorError, EdrTrialError, TicketError
+from edrtrial.errors import ActorError, ConfigError, EdrTrialError, TicketError
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime, TenantRef
+from edrtrial.timeutil import as_utc
 from edrtrial.untrusted import lines_under, one_line, visible
 
 P = ParamSpec("P")
@@ -93,6 +98,133 @@ def body(label: str, text: str, indent: str = "") -> Text:
 # Piped or captured output is not cut to 80 columns (rich's default off a terminal).
 console = SafeConsole(width=None if sys.stdout.isatty() else 200, markup=False, emoji=False)
 err_console = SafeConsole(stderr=True, markup=False, emoji=False)
+
+
+LIST_WIDTH = 100
+"""The widest a list is printed without `--wide`: a 100-column terminal shows it whole."""
+
+FLEX_FLOOR = 12
+"""How narrow a free-text column (a title, a reason) is cut before the others give way."""
+
+KEPT = 11
+"""How much of any column is kept while free text can still give: a time (`11/25 10:00`)
+whole, a company key recognisable (`sakura-sei…`)."""
+
+
+def terminal_width() -> int | None:
+    """The terminal's columns: `$COLUMNS` when set (a shell exports it), else the terminal's
+    own size; None when the output is piped or captured and no width was given."""
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return None
+
+
+class ListTable(Table):
+    """A list's table: one line per row, every cell on one line, a cell too long for its
+    column cut with an ellipsis; `flex` columns (free text: a title, a reason) are cut first.
+
+    Every list is made with it and printed with `print_list`, so every list behaves the same
+    at any width.
+    """
+
+    def __init__(self, *headers: str, flex: Sequence[str] = ()) -> None:
+        super().__init__(
+            *(Column(h, no_wrap=True, overflow="ellipsis") for h in headers),
+            box=None,
+            padding=(0, 1),
+            pad_edge=False,
+            header_style="bold underline",
+        )
+        self.flex = tuple(headers.index(name) for name in flex)
+
+
+def _measure(cells: Sequence[Any]) -> int:
+    """The widest of the cells, uncut (0 for none)."""
+    options = console.options.update_width(10_000)
+    return max((console.measure(cell, options=options).maximum for cell in cells), default=0)
+
+
+def _water_fill(
+    widths: list[int], budget: int, among: Sequence[int], floors: Sequence[int]
+) -> None:
+    """Cut the widest of `among` first, none below its floor, until all fit `budget` (or the
+    floors stop it): a column narrower than the cut stays whole."""
+    while sum(widths) > budget:
+        cuttable = [i for i in among if widths[i] > floors[i]]
+        if not cuttable:
+            return
+        widest = max(widths[i] for i in cuttable)
+        for i in cuttable:
+            if widths[i] == widest and sum(widths) > budget:
+                widths[i] -= 1
+
+
+def fit_widths(table: ListTable, width: int) -> None:
+    """Give each column of a list its width so that every row fits `width`, losing as
+    little as it can, in this order: free text down to `FLEX_FLOOR`; one space between
+    columns instead of two; headers down to their cells; any column down to `KEPT` (a
+    long company key); free text down to 6; then the widest of all."""
+    columns = table.columns
+    if not columns:
+        return
+    count = len(columns)
+    natural = [_measure((c.header, *c.cells)) for c in columns]
+    cells = [_measure(tuple(c.cells)) for c in columns]
+    everything = range(count)
+    budget = width - 2 * (count - 1)  # one space each side, none at the table's edges
+    widths = list(natural)
+    _water_fill(widths, budget, table.flex, [FLEX_FLOOR] * count)
+    if sum(widths) > budget:
+        table.collapse_padding = True  # columns one space apart, and free text cut afresh
+        budget = width - (count - 1)
+        widths = list(natural)
+        _water_fill(widths, budget, table.flex, [FLEX_FLOOR] * count)
+    _water_fill(widths, budget, everything, [max(c, 5) for c in cells])
+    _water_fill(widths, budget, everything, [KEPT] * count)
+    _water_fill(widths, budget, table.flex, [6] * count)
+    _water_fill(widths, budget, everything, [1] * count)
+    for column, fitted in zip(columns, widths, strict=True):
+        column.width = fitted
+
+
+def print_list(table: ListTable, *, wide: bool) -> None:
+    """Print a list: within 100 columns or the terminal if narrower, each row on one line
+    with long cells cut; with `wide`, every cell whole however long the rows."""
+    if wide:
+        width = _measure((table,))
+    else:
+        width = min(terminal_width() or LIST_WIDTH, LIST_WIDTH)
+        fit_widths(table, width)
+    # A console of the list's own width: the shared one stops at the terminal's (or 200).
+    SafeConsole(width=width, markup=False, emoji=False, highlight=False).print(table)
+
+
+def list_options(func: Callable[P, T]) -> Callable[P, T]:
+    """`--wide` and `--json`, the options every list has (`wide` and `as_json` arguments)."""
+    func = click.option(
+        "--json", "as_json", is_flag=True, help="Print the list as JSON (every value whole)."
+    )(func)
+    return click.option(
+        "--wide", is_flag=True, help="Show every cell whole, however wide the rows."
+    )(func)
+
+
+def iso(value: datetime | None) -> str | None:
+    """An instant for JSON: ISO 8601 in UTC, or null."""
+    return None if value is None else as_utc(value).isoformat()
+
+
+def print_json(value: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> None:
+    """A list (or one record) as JSON on stdout, for scripts and monitoring.
+
+    Every value whole and as data: ASCII-only JSON escapes every control, line break and
+    non-ASCII character (`\\u001b`, `\\u3042`), so no text the EDR or a user sent can reach
+    the terminal as anything but text; any JSON reader gives it back as it was.
+    """
+    click.echo(json.dumps(value, ensure_ascii=True, indent=2))
 
 
 def fails_cleanly(func: Callable[P, T]) -> Callable[P, T]:
@@ -221,6 +353,66 @@ def on_behalf_of(by: str | None) -> str:
             "give the name of the person you act for"
         )
     return name
+
+
+BY_HELP = "Whom you act for; the audit log keeps your login as the actor and this name beside it."
+_BY_KEY = "edrtrial.by"
+
+
+def take_by(ctx: click.Context, by: str | None) -> None:
+    """Act for `--by`'s name until the command ends. Given both before and after the
+    sub-command, the two must name the same person."""
+    if by is None:
+        return
+    name = on_behalf_of(by)
+    root = ctx.find_root()
+    given = root.meta.get(_BY_KEY)
+    if given is not None:
+        if given != name:
+            raise ActorError(
+                f"--by names both {one_line(given)!r} and {one_line(name)!r}; give one"
+            )
+        return
+    root.meta[_BY_KEY] = name
+    ctx.with_resource(audit.acting_for(name))
+
+
+class ActingForGroup(click.Group):
+    """A group with `--by NAME` taken before its sub-command (`ticket --by sato ack 5`) or
+    after it (`ticket ack 5 --by sato`): each sub-command added gets the option too."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        """Add the sub-command, with `--by` among its options."""
+        callback = cmd.callback
+        if callback is not None:
+
+            @fails_cleanly
+            def with_by(*args: Any, by: str | None = None, **kwargs: Any) -> Any:
+                take_by(click.get_current_context(), by)
+                return callback(*args, **kwargs)
+
+            cmd.callback = with_by
+            cmd.params.append(click.Option(["--by"], help=BY_HELP))
+        super().add_command(cmd, name)
+
+
+def company_key(runtime: Runtime, key: str) -> str:
+    """The configured company `key` names, or an error naming it (a command never answers
+    an unknown company with an empty list).
+
+    Keys are lower case (the config allows no other) and compared exactly everywhere, so a
+    key spelled in another case is refused with the key meant.
+    """
+    try:
+        return runtime.config.company(key).key
+    except ConfigError:
+        lowered = key.strip().lower()
+        if lowered != key and any(c.key == lowered for c in runtime.config.settings.companies):
+            raise ConfigError(
+                f"no company {one_line(key)!r}: company keys are lower case; "
+                f"did you mean {lowered!r}?"
+            ) from None
+        raise
 
 
 def ticket_tenant(runtime: Runtime, ticket_id: int) -> TenantRef:

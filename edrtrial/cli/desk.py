@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import click
@@ -12,14 +13,22 @@ from rich.text import Text
 
 from edrtrial import audit
 from edrtrial.cli.common import (
+    BY_HELP,
+    ActingForGroup,
+    ListTable,
     actor,
     body,
+    company_key,
     console,
     deliver,
     fails_cleanly,
-    on_behalf_of,
+    iso,
+    list_options,
+    print_json,
+    print_list,
     runtime_of,
     styled,
+    take_by,
     ticket_tenant,
 )
 from edrtrial.connectors.base import Capability
@@ -30,22 +39,64 @@ from edrtrial.devices import actions as responses
 from edrtrial.devices import writeback
 from edrtrial.models import Device, ResponseAction, Ticket
 from edrtrial.service.runtime import Runtime
-from edrtrial.states import OPEN_TICKET_STATES, TicketState
+from edrtrial.states import OPEN_TICKET_STATES, Priority, TicketState
 from edrtrial.timeutil import to_jst
 
 
 @click.command("tickets")
 @click.option("--company", help="Only this company (key).")
 @click.option("--all", "show_all", is_flag=True, help="Include resolved and closed tickets.")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice([s.value for s in TicketState]),
+    help="Only tickets in this state (repeatable; resolved and closed ones too when named).",
+)
+@click.option(
+    "--priority",
+    "priorities",
+    multiple=True,
+    type=click.Choice([p.value for p in Priority], case_sensitive=False),
+    help="Only this priority (repeatable).",
+)
+@click.option("--assignee", help="Only tickets assigned to this name.")
+@click.option("--mine", is_flag=True, help="Only tickets assigned to you (your login).")
+@list_options
 @click.pass_context
 @fails_cleanly
-def tickets_command(ctx: click.Context, company: str | None, show_all: bool) -> None:
+def tickets_command(
+    ctx: click.Context,
+    company: str | None,
+    show_all: bool,
+    states: tuple[str, ...],
+    priorities: tuple[str, ...],
+    assignee: str | None,
+    mine: bool,
+    wide: bool,
+    as_json: bool,
+) -> None:
     """The desk queue across all tenants, highest priority first."""
+    if mine and assignee is not None:
+        raise click.UsageError("give --mine or --assignee, not both")
     runtime = runtime_of(ctx)
+    if company is not None:
+        company = company_key(runtime, company)
+    if mine:
+        assignee = audit.person_of(actor(ctx))
     with runtime.sessions() as session:
-        states = tuple(TicketState) if show_all else OPEN_TICKET_STATES
-        rows = queries.ticket_queue(session, company_key=company, states=states)
-    table = Table(
+        rows = queries.ticket_queue(
+            session,
+            company_key=company,
+            states=states or (tuple(TicketState) if show_all else OPEN_TICKET_STATES),
+            priorities=tuple(p.upper() for p in priorities),
+            assignee=assignee,
+        )
+    now = runtime.clock()
+    if as_json:
+        print_json([_ticket_record(row, now) for row in rows])
+        return
+    table = ListTable(
         "#",
         "pri",
         "state",
@@ -54,16 +105,16 @@ def tickets_command(ctx: click.Context, company: str | None, show_all: bool) -> 
         "alerts",
         "devices",
         "assignee",
-        "opened (JST)",
-        "acknowledge",
+        "opened",
+        "ack by",
+        flex=("title", "devices", "assignee"),
     )
-    now = runtime.clock()
     for row in rows:
         t = row.ticket
         due: str | Text = ""
         if t.state == TicketState.NEW and t.ack_due_at is not None:
             by = f"{to_jst(t.ack_due_at):%m/%d %H:%M}"
-            due = styled(f"overdue since {by}", "red") if t.ack_due_at <= now else f"by {by}"
+            due = styled(f"overdue {by}", "red") if t.ack_due_at <= now else by
         table.add_row(
             str(t.id),
             t.priority,
@@ -76,20 +127,39 @@ def tickets_command(ctx: click.Context, company: str | None, show_all: bool) -> 
             f"{to_jst(t.created_at):%m/%d %H:%M}",
             due,
         )
-    console.print(table)
-    console.print(f"{len(rows)} ticket(s)")
+    print_list(table, wide=wide)
+    console.print(f"{len(rows)} ticket(s); times in JST")
 
 
-@click.group()
-@click.option(
-    "--by",
-    help="Whom you act for; the audit log keeps your login as the actor and this name beside it.",
-)
+def _ticket_record(row: queries.QueueRow, now: datetime) -> dict[str, Any]:
+    """A ticket of the queue as `tickets --json` gives it."""
+    t = row.ticket
+    due = t.ack_due_at if t.state == TicketState.NEW else None
+    return {
+        "id": t.id,
+        "priority": t.priority,
+        "state": t.state,
+        "company": row.company_key,
+        "title": t.title,
+        "alerts": row.alert_count,
+        "devices": list(row.devices),
+        "assignee": t.assignee,
+        "opened_at": iso(t.created_at),
+        "acknowledge_by": iso(due),
+        "overdue": due is not None and due <= now,
+    }
+
+
+@click.group(cls=ActingForGroup)
+@click.option("--by", help=BY_HELP)
 @click.pass_context
 @fails_cleanly
 def ticket(ctx: click.Context, by: str | None) -> None:
-    """Work a desk ticket: show, ack, start, assign, note, isolate, release, resolve, reopen."""
-    ctx.with_resource(audit.acting_for(on_behalf_of(by)))
+    """Work a desk ticket: show, ack, start, assign, note, isolate, release, resolve, reopen.
+
+    `--by NAME` goes before or after the sub-command.
+    """
+    take_by(ctx, by)
 
 
 @ticket.command("show")

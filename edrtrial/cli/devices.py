@@ -6,9 +6,20 @@ import time
 from datetime import timedelta
 
 import click
-from rich.table import Table
 
-from edrtrial.cli.common import actor, console, deliver, fails_cleanly, runtime_of, ticket_tenant
+from edrtrial.cli.common import (
+    ListTable,
+    actor,
+    console,
+    deliver,
+    fails_cleanly,
+    iso,
+    list_options,
+    print_json,
+    print_list,
+    runtime_of,
+    ticket_tenant,
+)
 from edrtrial.connectors.base import ActionKind, ActionStatus
 from edrtrial.db import transaction
 from edrtrial.desk import operator, queries
@@ -141,17 +152,37 @@ def action() -> None:
 
 
 @action.command("list")
+@list_options
 @click.pass_context
 @fails_cleanly
-def list_unanswered(ctx: click.Context) -> None:
+def list_unanswered(ctx: click.Context, wide: bool, as_json: bool) -> None:
     """Isolations, releases and offboardings sent without an answer, oldest first."""
     rt = runtime_of(ctx)
     with rt.sessions() as session:
         rows = settle.unanswered(session, rt.clock())
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": r.action_id,
+                    "company": r.company_key,
+                    "device": r.device,
+                    "action": r.kind,
+                    "status": r.status,
+                    "being_sent": r.being_sent,
+                    "since": iso(r.since),
+                    "detail": r.detail,
+                }
+                for r in rows
+            ]
+        )
+        return
     if not rows:
         console.print("no action is waiting for an answer")
         return
-    table = Table("#", "company", "device", "action", "status", "since (JST)", "detail")
+    table = ListTable(
+        "#", "company", "device", "action", "status", "since", "detail", flex=("detail",)
+    )
     for r in rows:
         table.add_row(
             str(r.action_id),
@@ -162,7 +193,8 @@ def list_unanswered(ctx: click.Context) -> None:
             f"{to_jst(r.since):%m/%d %H:%M}",
             r.detail,
         )
-    console.print(table)
+    print_list(table, wide=wide)
+    console.print(f"{len(rows)} action(s); times in JST")
 
 
 @action.command("settle")

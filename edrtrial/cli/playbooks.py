@@ -58,11 +58,26 @@ def _configured_paths(config: Config) -> list[Path]:
     return [config.resolve(p) for p in config.settings.playbooks] or default_playbook_paths()
 
 
+def _configured_names(config: Config) -> list[tuple[str, Path]]:
+    """The configured playbook files as the config names them, each with the file read; the
+    shipped defaults by their name."""
+    if config.settings.playbooks:
+        return [(str(p), config.resolve(p)) for p in config.settings.playbooks]
+    return [(f"built-in {p.name}", p) for p in default_playbook_paths()]
+
+
+def _as_written(line: str, named: Sequence[tuple[str, Path]]) -> str:
+    """A problem's line with each file named as the operator wrote it, not as it was read."""
+    for shown, path in named:
+        line = line.replace(str(path), shown)
+    return line
+
+
 @playbooks.command("check")
-@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path())
 @click.pass_context
 @fails_cleanly
-def check(ctx: click.Context, files: tuple[Path, ...]) -> None:
+def check(ctx: click.Context, files: tuple[str, ...]) -> None:
     """Validate playbook files (default: the configured ones) and count their rules.
 
     Each file is checked on its own, then all together in the order given (rule names
@@ -76,22 +91,28 @@ def check(ctx: click.Context, files: tuple[Path, ...]) -> None:
     except EdrTrialError:
         if not files:
             raise  # the configured playbooks need the config
-    paths = list(files) or _configured_paths(_require(config))
+    named = [(str(f), Path(f)) for f in files] or _configured_names(_require(config))
+    paths = [path for _, path in named]
     errors: list[str] = []
     warned: list[PlaybookWarning] = []
-    for path in paths:
+    for shown, path in named:
         try:
             loaded = load_playbooks([path])
         except PlaybookError as err:
-            errors += err.lines or (str(err),)
+            errors += [_as_written(line, named) for line in err.lines or (str(err),)]
             continue
-        console.print(f"{path}: {len(loaded.rules)} rules", markup=False, highlight=False)
+        console.print(f"{shown}: {len(loaded.rules)} rules", markup=False, highlight=False)
         warned += warnings(loaded)
     for warning in warned:
         err_console.print(f"warning: {warning}", markup=False, highlight=False)
     if errors:
         raise PlaybookError.listing(errors)
-    combined = load_playbooks(paths)
+    try:
+        combined = load_playbooks(paths)
+    except PlaybookError as err:  # e.g. a rule name used in two files
+        raise PlaybookError.listing(
+            [_as_written(line, named) for line in err.lines or (str(err),)]
+        ) from None
     channels = sorted(combined.channels())
     if channels and config is not None:
         channel_check(c.name for c in config.settings.desk.escalation_channels())(combined)

@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
-from rich.table import Table
-from rich.text import Text
 
 from edrtrial import files
-from edrtrial.cli.common import actor, console, deliver, fails_cleanly, runtime_of, styled
+from edrtrial.cli.common import (
+    ListTable,
+    actor,
+    company_key,
+    console,
+    deliver,
+    fails_cleanly,
+    iso,
+    list_options,
+    print_json,
+    print_list,
+    runtime_of,
+    styled,
+)
 from edrtrial.db import transaction
 from edrtrial.devices import offboarding as lifecycle
+from edrtrial.devices.send import Outcome
 from edrtrial.errors import ActionRefused
 from edrtrial.ingest.health import resume_tenant
 from edrtrial.ingest.queries import quarantined_records
-from edrtrial.notify.report_mail import detection_report_for, queue_detection_report
+from edrtrial.models import OutboxMessage
+from edrtrial.notify.report_mail import (
+    detection_report_for,
+    queue_detection_report,
+    report_mailings,
+)
 from edrtrial.programme import seats
 from edrtrial.programme.companies import company_by_key, tenants_by_company
 from edrtrial.reports.render import render_detection_report_html
@@ -27,45 +47,81 @@ from edrtrial.untrusted import one_line
 
 
 @click.command("seats")
+@list_options
 @click.pass_context
 @fails_cleanly
-def seats_command(ctx: click.Context) -> None:
-    """Per company: planned seats, onboarded devices, active in 7 days, cap, trial dates."""
+def seats_command(ctx: click.Context, wide: bool, as_json: bool) -> None:
+    """Per company: planned seats, onboarded and offboarded devices, active in 7 days, cap,
+    trial dates; a warning for each company over or near its cap."""
     runtime = runtime_of(ctx)
     now = runtime.clock()
     with runtime.sessions() as session:
         rows = seats.seat_counts(session, now)
     today = jst_date(now)
-    table = Table(
+    if as_json:
+        print_json([_seat_record(r, today) for r in rows])
+        return
+    table = ListTable(
         "company",
+        "name",
         "planned",
         "onboarded",
+        "offboarded",
         "active 7d",
         "tested",
         "cap",
         "trial",
         "days left",
         "decision",
+        flex=("name", "trial"),
     )
     for r in rows:
-        left = ""
-        if r.trial_end is not None:
-            days = (r.trial_end - today).days
-            left = str(days) if days >= 0 else "ended"
-        onboarded = styled(str(r.onboarded), "red") if r.over_cap else str(r.onboarded)
-        trial = f"{r.trial_start} → {r.trial_end}" if r.trial_start else ""
+        style = "red" if r.over_cap else "yellow" if r.near_cap else ""
         table.add_row(
-            Text(f"{one_line(r.company_key)}\n{one_line(r.company_name)}"),
+            r.company_key,
+            r.company_name,
             str(r.planned),
-            onboarded,
+            styled(str(r.onboarded), style),
+            str(r.offboarded),
             str(r.active_7d),
             str(r.verified),
             str(r.cap),
-            trial,
-            left,
+            f"{r.trial_start} → {r.trial_end}" if r.trial_start else "",
+            _days_left(r, today),
             r.decision,
         )
-    console.print(table)
+    print_list(table, wide=wide)
+    for r in rows:
+        if warning := r.cap_warning():
+            console.print(styled(f"warning: {warning}", "red" if r.over_cap else "yellow"))
+
+
+def _days_left(row: seats.SeatRow, today: date) -> str:
+    if row.trial_end is None:
+        return ""
+    days = (row.trial_end - today).days
+    return str(days) if days >= 0 else "ended"
+
+
+def _seat_record(r: seats.SeatRow, today: date) -> dict[str, Any]:
+    """A company's seats as `seats --json` gives them."""
+    return {
+        "company": r.company_key,
+        "name": r.company_name,
+        "planned": r.planned,
+        "onboarded": r.onboarded,
+        "offboarded": r.offboarded,
+        "active_7d": r.active_7d,
+        "tested": r.verified,
+        "cap": r.cap,
+        "over_cap": r.over_cap,
+        "near_cap": r.near_cap,
+        "cap_warning": r.cap_warning(),
+        "trial_start": r.trial_start.isoformat() if r.trial_start else None,
+        "trial_end": r.trial_end.isoformat() if r.trial_end else None,
+        "days_left": (r.trial_end - today).days if r.trial_end else None,
+        "decision": r.decision,
+    }
 
 
 def _date(value: str) -> date:
@@ -85,29 +141,64 @@ def _date(value: str) -> date:
     help="HTML file to write (a new file is readable by you only).",
 )
 @click.option("--no-mail", is_flag=True, help="Write the file only; do not mail the company.")
+@click.option("--resend", is_flag=True, help="Mail the period's report again (audited).")
 @click.pass_context
 @fails_cleanly
 def report(
-    ctx: click.Context, company: str, start: str, end: str, output: Path | None, no_mail: bool
+    ctx: click.Context,
+    company: str,
+    start: str,
+    end: str,
+    output: Path | None,
+    no_mail: bool,
+    resend: bool,
 ) -> None:
-    """Write a company's Japanese detection report for a period, and mail it."""
+    """Write a company's Japanese detection report for a period, and mail it.
+
+    A period already mailed is not mailed again (you are told when and to whom) unless
+    --resend is given.
+    """
     first, last = _date(start), _date(end)
     if last < first:
         raise click.BadParameter("--to is before --from")
+    if resend and no_mail:
+        raise click.UsageError("--resend mails the report; it cannot go with --no-mail")
     runtime = runtime_of(ctx)
-    runtime.config.company(company)
-    html = _report_html(runtime, company, first, last, mail=not no_mail, by=actor(ctx))
+    company = company_key(runtime, company)
+    with runtime.sessions() as session:
+        earlier = report_mailings(session, company, first, last)
+    for message in earlier:
+        console.print(f"{company} {first} to {last}: {_mailed(message)}")
+    mail = not no_mail and (resend or not earlier)
+    if earlier and not no_mail and not resend:
+        console.print("not mailed again (--resend mails it again)")
+    html = _report_html(runtime, company, first, last, mail=mail, resend=resend, by=actor(ctx))
     target = (
         output or runtime.config.resolve(Path("var/reports")) / f"{company}_{first}_{last}.html"
     )
     files.write_private_text(target, html)
     console.print(f"report written to {target}")
-    if not no_mail:
+    if mail:
         deliver(runtime)
 
 
+def _mailed(message: OutboxMessage) -> str:
+    """When and to whom a report mail went, or why it has not gone yet."""
+    if message.sent_at is not None:
+        return f"mailed {to_jst(message.sent_at):%Y-%m-%d %H:%M} JST to {message.recipient}"
+    queued = f"{to_jst(message.created_at):%Y-%m-%d %H:%M} JST"
+    return f"queued {queued} to {message.recipient}, not sent yet ({message.status})"
+
+
 def _report_html(
-    runtime: Runtime, company: str, first: date, last: date, *, mail: bool, by: str
+    runtime: Runtime,
+    company: str,
+    first: date,
+    last: date,
+    *,
+    mail: bool,
+    resend: bool,
+    by: str,
 ) -> str:
     """The company's report as HTML; with `mail`, also queued for the company's contact."""
     with transaction(runtime.sessions) as session:
@@ -116,7 +207,7 @@ def _report_html(
         now, desk = runtime.clock(), runtime.config.settings.desk
         if mail:
             queued = queue_detection_report(
-                session, stored.id, first, last, now=now, desk=desk, actor=by
+                session, stored.id, first, last, now=now, desk=desk, actor=by, resend=resend
             )
             return queued.html
         return render_detection_report_html(
@@ -129,13 +220,22 @@ def _report_html(
 @click.option("--plan", is_flag=True, help="Run the trial-lifecycle check now.")
 @click.option("--execute", is_flag=True, help="Send the planned offboarding of --company.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@list_options
 @click.pass_context
 @fails_cleanly
 def offboarding(
-    ctx: click.Context, company: str | None, plan: bool, execute: bool, yes: bool
+    ctx: click.Context,
+    company: str | None,
+    plan: bool,
+    execute: bool,
+    yes: bool,
+    wide: bool,
+    as_json: bool,
 ) -> None:
     """Offboarding tasks of companies whose trial ended without continuing."""
     runtime = runtime_of(ctx)
+    if company is not None:
+        company = company_key(runtime, company)
     if plan:
         console.print(f"{jobs.trial_lifecycle(runtime)} new task(s) planned")
     if execute:
@@ -144,7 +244,24 @@ def offboarding(
         _execute_offboarding(ctx, runtime, company, yes)
     with runtime.sessions() as session:
         rows = lifecycle.offboarding_progress(session, company)
-    table = Table("company", "device", "platform", "status", "detail", "updated (JST)")
+    if as_json:
+        print_json(
+            [
+                {
+                    "company": r.company_key,
+                    "device": r.device_name,
+                    "platform": r.os_platform,
+                    "status": r.status,
+                    "detail": r.detail,
+                    "updated_at": iso(r.updated_at),
+                }
+                for r in rows
+            ]
+        )
+        return
+    table = ListTable(
+        "company", "device", "platform", "status", "detail", "updated", flex=("detail",)
+    )
     for r in rows:
         table.add_row(
             r.company_key,
@@ -154,11 +271,24 @@ def offboarding(
             r.detail,
             f"{to_jst(r.updated_at):%m/%d %H:%M}",
         )
-    console.print(table)
+    print_list(table, wide=wide)
+    console.print(f"{len(rows)} task(s); times in JST")
+
+
+_SENT = {
+    Outcome.SENT: "sent",
+    Outcome.MANUAL: "needs a manual uninstall",
+    Outcome.REFUSED: "not sent, the EDR refused it (still planned)",
+    Outcome.UNCONFIRMED: "sent, no answer yet (looked for at the EDR)",
+    Outcome.LOST: "sent, no answer and no action at the EDR (can be sent again)",
+    Outcome.CANCELLED: "not sent, no longer due",
+    Outcome.NOT_PLANNED: "not sent, taken by another operator",
+}
 
 
 def _execute_offboarding(ctx: click.Context, runtime: Runtime, company: str, yes: bool) -> None:
-    """Send the company's planned offboarding tasks, once confirmed."""
+    """Send the company's planned offboarding tasks, once confirmed; say per device what was
+    sent and what became manual work, and why."""
     tenant = runtime.tenants(company)[0] if runtime.tenants(company) else None
     if tenant is None:
         raise click.UsageError(f"no tenant configured for {company}")
@@ -174,35 +304,71 @@ def _execute_offboarding(ctx: click.Context, runtime: Runtime, company: str, yes
     elif yes or click.confirm(one_line(plan.question(tenant.external_id))):
         window = timedelta(minutes=runtime.config.settings.desk.reconcile_minutes)
         connector = runtime.connector(tenant)
-        done = lifecycle.execute_offboarding(
+        done = lifecycle.send_offboarding(
             runtime.sessions, tenant.id, connector, actor(ctx), runtime.clock, window
         )
-        console.print(f"{len(done)} task(s) sent or handed over for manual uninstall")
+        for sent in done:
+            why = f": {sent.detail}" if sent.detail and sent.outcome != Outcome.SENT else ""
+            console.print(f"  {sent.device}: {_SENT[sent.outcome]}{why}")
+        counts = Counter(sent.outcome for sent in done)
+        console.print(
+            f"{counts[Outcome.SENT]} sent, {counts[Outcome.MANUAL]} manual uninstall(s), "
+            f"{len(done) - counts[Outcome.SENT] - counts[Outcome.MANUAL]} not settled"
+        )
+
+
+_URL = re.compile(r"https?://[^\s\u3000]+")
+
+
+def _links(reason: str) -> list[str]:
+    """The web addresses in a tenant's reason (an admin-consent link), whole."""
+    return [url.rstrip(".,;)") for url in _URL.findall(reason)]
 
 
 @click.group(invoke_without_command=True)
+@list_options
 @click.pass_context
 @fails_cleanly
-def tenants(ctx: click.Context) -> None:
-    """Tenants and their polling state (active, failing, parked) with the reason."""
+def tenants(ctx: click.Context, wide: bool, as_json: bool) -> None:
+    """Tenants and their polling state (active, failing, parked) with the reason.
+
+    An address in a reason (the admin-consent link a company must open) is printed whole
+    on its own line under the list, never cut.
+    """
     if ctx.invoked_subcommand is not None:
         return
     runtime = runtime_of(ctx)
     with runtime.sessions() as session:
         rows = tenants_by_company(session)
-    table = Table("company", "connector", "tenant", "state", "last success (JST)", "reason")
+    if as_json:
+        print_json(
+            [
+                {
+                    "company": key,
+                    "connector": t.connector,
+                    "tenant": t.external_id,
+                    "state": t.state,
+                    "last_success_at": iso(t.last_success_at),
+                    "reason": t.state_reason,
+                    "links": _links(t.state_reason),
+                }
+                for key, t in rows
+            ]
+        )
+        return
+    table = ListTable(
+        "company", "connector", "tenant", "state", "last success", "reason", flex=("reason",)
+    )
     for key, t in rows:
         last = f"{to_jst(t.last_success_at):%m/%d %H:%M}" if t.last_success_at else "never"
         style = {"parked": "red", "failing": "yellow"}.get(t.state, "")
-        table.add_row(
-            key,
-            t.connector,
-            t.external_id,
-            styled(t.state, style),
-            last,
-            t.state_reason,
-        )
-    console.print(table)
+        table.add_row(key, t.connector, t.external_id, styled(t.state, style), last, t.state_reason)
+    print_list(table, wide=wide)
+    console.print(f"{len(rows)} tenant(s); times in JST")
+    for key, t in rows:
+        for link in _links(t.state_reason):
+            console.print(f"{key}: the link in its reason, whole:", highlight=False)
+            console.print(link, soft_wrap=True, highlight=False)
 
 
 @tenants.command("resume")
@@ -212,6 +378,7 @@ def tenants(ctx: click.Context) -> None:
 def tenants_resume(ctx: click.Context, company: str) -> None:
     """Poll a parked tenant again once its credentials or consent are fixed."""
     runtime = runtime_of(ctx)
+    company = company_key(runtime, company)
     with transaction(runtime.sessions) as session:
         resume_tenant(session, company, actor(ctx), runtime.clock())
     console.print(f"{company}: polling resumes with the next cycle")
@@ -219,14 +386,32 @@ def tenants_resume(ctx: click.Context, company: str) -> None:
 
 @click.command("quarantine")
 @click.option("--company", help="Only this company (key).")
+@list_options
 @click.pass_context
 @fails_cleanly
-def quarantine_command(ctx: click.Context, company: str | None) -> None:
+def quarantine_command(ctx: click.Context, company: str | None, wide: bool, as_json: bool) -> None:
     """Records an EDR sent that could not be read, with the reason (nothing else was lost)."""
     runtime = runtime_of(ctx)
+    if company is not None:
+        company = company_key(runtime, company)
     with runtime.sessions() as session:
         rows = quarantined_records(session, company)
-    table = Table("company", "kind", "id", "reason", "seen", "last (JST)")
+    if as_json:
+        print_json(
+            [
+                {
+                    "company": key,
+                    "kind": row.kind,
+                    "id": row.source_id,
+                    "reason": row.reason,
+                    "times_seen": row.times_seen,
+                    "last_seen_at": iso(row.last_seen),
+                }
+                for row, key in rows
+            ]
+        )
+        return
+    table = ListTable("company", "kind", "id", "reason", "seen", "last", flex=("reason", "id"))
     for row, key in rows:
         table.add_row(
             key,
@@ -236,8 +421,8 @@ def quarantine_command(ctx: click.Context, company: str | None) -> None:
             str(row.times_seen),
             f"{to_jst(row.last_seen):%m/%d %H:%M}",
         )
-    console.print(table)
-    console.print(f"{len(rows)} record(s) in quarantine")
+    print_list(table, wide=wide)
+    console.print(f"{len(rows)} record(s) in quarantine; times in JST")
 
 
 COMMANDS = (seats_command, report, offboarding, tenants, quarantine_command)

@@ -8,20 +8,24 @@ import threading
 from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
 from edrtrial.cli.common import (
+    ListTable,
+    company_key,
     config_of,
     console,
     deliver,
     err_console,
     fails_cleanly,
+    list_options,
+    print_json,
+    print_list,
     runtime_of,
     styled,
 )
 from edrtrial.config import Config
 from edrtrial.db import current_revision, head_revision, make_engine, upgrade
-from edrtrial.service import jobs, runs
+from edrtrial.service import jobs, runs, summaries
 
 if TYPE_CHECKING:
     from edrtrial.sandbox import SandboxServer, SandboxWorld
@@ -152,39 +156,66 @@ def sandbox(ctx: click.Context, host: str | None, port: int | None) -> None:
 @click.command()
 @click.option("--company", help="Only this company (key).")
 @click.option("--no-deliver", is_flag=True, help="Queue notices without sending them.")
+@list_options
 @click.pass_context
 @fails_cleanly
-def poll(ctx: click.Context, company: str | None, no_deliver: bool) -> None:
+def poll(
+    ctx: click.Context, company: str | None, no_deliver: bool, wide: bool, as_json: bool
+) -> None:
     """One full cycle now: inventory, alerts, triage, and the mail it causes."""
     runtime = runtime_of(ctx)
-    if company:
-        runtime.config.company(company)
+    if company is not None:
+        company = company_key(runtime, company)
     runs.run(runtime, "inventory", company, lambda: jobs.inventory(runtime, company))
     outcomes = runs.run(runtime, "poll", company, lambda: jobs.poll(runtime, company))
-    table = Table(
-        "company",
-        "new alerts",
-        "updated",
-        "tickets opened",
-        "suppressed",
-        "notices",
-        "quarantined",
-        "problem",
-    )
-    for o in outcomes:
-        table.add_row(
-            o.company_key,
-            str(o.new_alerts),
-            str(o.updated_alerts),
-            str(o.triage.tickets_opened),
-            str(o.triage.suppressed),
-            str(o.triage.notices_queued),
-            str(o.quarantined),
-            o.error,
+    if as_json:
+        print_json(
+            [
+                {
+                    "company": o.company_key,
+                    "new_alerts": o.new_alerts,
+                    "updated_alerts": o.updated_alerts,
+                    "tickets_opened": o.triage.tickets_opened,
+                    "history": o.triage.history,
+                    "suppressed": o.triage.suppressed,
+                    "notices_queued": o.triage.notices_queued,
+                    "quarantined": o.quarantined,
+                    "problem": o.error,
+                }
+                for o in outcomes
+            ]
         )
-    console.print(table)
+    else:
+        table = ListTable(
+            "company",
+            "new alerts",
+            "updated",
+            "tickets",
+            "history",
+            "suppressed",
+            "notices",
+            "quarantined",
+            "problem",
+            flex=("problem",),
+        )
+        for o in outcomes:
+            table.add_row(
+                o.company_key,
+                str(o.new_alerts),
+                str(o.updated_alerts),
+                str(o.triage.tickets_opened),
+                str(o.triage.history),
+                str(o.triage.suppressed),
+                str(o.triage.notices_queued),
+                str(o.quarantined),
+                o.error,
+            )
+        print_list(table, wide=wide)
     if not no_deliver:
-        deliver(runtime)
+        if as_json:  # stdout holds the JSON alone
+            jobs.deliver_outbox(runtime)
+        else:
+            deliver(runtime)
     if any(o.error for o in outcomes):
         sys.exit(1)
 
@@ -194,10 +225,10 @@ def poll(ctx: click.Context, company: str | None, no_deliver: bool) -> None:
 @click.pass_context
 @fails_cleanly
 def run_job(ctx: click.Context, name: str) -> None:
-    """Run one scheduled job now, exactly as the scheduler would."""
+    """Run one scheduled job now, exactly as the scheduler would, and say what it did."""
     runtime = runtime_of(ctx)
     result = runs.run(runtime, name, None, lambda: jobs.JOBS[name](runtime))
-    console.print(f"{name}: {result}")
+    console.print(f"{name}: {summaries.describe(name, result)}", soft_wrap=True)
 
 
 COMMANDS = (db, serve, sandbox, poll, run_job)

@@ -39,9 +39,18 @@ class QueueRow:
 
 
 def ticket_queue(
-    session: Session, *, company_key: str | None = None, states: Sequence[str] = OPEN_TICKET_STATES
+    session: Session,
+    *,
+    company_key: str | None = None,
+    states: Sequence[str] = OPEN_TICKET_STATES,
+    priorities: Sequence[str] = (),
+    assignee: str | None = None,
 ) -> list[QueueRow]:
-    """One queue across all tenants: highest priority first, then oldest first."""
+    """One queue across all tenants: highest priority first, then oldest first.
+
+    `priorities` (when given) and `assignee` narrow it; an assignee is matched as the desk
+    types names, ignoring case and surrounding spaces.
+    """
     query = (
         select(Ticket, Company.key, Company.name)
         .join(Tenant, Ticket.tenant_id == Tenant.id)
@@ -51,6 +60,10 @@ def ticket_queue(
     )
     if company_key:
         query = query.where(Company.key == company_key)
+    if priorities:
+        query = query.where(Ticket.priority.in_(list(priorities)))
+    if assignee is not None:
+        query = query.where(func.lower(func.trim(Ticket.assignee)) == assignee.strip().lower())
     found = session.execute(query).all()
     ids = [ticket.id for ticket, _, _ in found]
     counts: dict[int, int] = {}

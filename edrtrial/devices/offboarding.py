@@ -298,21 +298,36 @@ ROUTE = Route(
 )
 
 
-def execute_offboarding(
+@dataclass(frozen=True, slots=True)
+class OffboardingSend:
+    """What sending one device's task did, as the operator who ran it is told."""
+
+    task_id: int
+    device: str
+    outcome: Outcome
+    detail: str
+    """Why it became manual work (with what to run), why it was refused, or the EDR's word."""
+
+    @property
+    def settled(self) -> bool:
+        """Sent, or handed over as manual work."""
+        return self.outcome in (Outcome.SENT, Outcome.MANUAL)
+
+
+def send_offboarding(
     sessions: sessionmaker[Session],
     tenant_id: int,
     connector: Connector,
     actor: str,
     now: Callable[[], datetime],
     window: timedelta = RECONCILE_WINDOW,
-) -> list[int]:
-    """Send each planned task of one tenant once; returns the ids of the tasks it settled.
+) -> list[OffboardingSend]:
+    """Send each planned task of one tenant once; per device, what became of it.
 
-    Settled means sent, or handed over as manual work; a task the EDR refused goes back to
-    `planned` (with the reason), one sent without an answer waits `unconfirmed` until its
-    Offboard action is found (or the window ends); one the check at send time cancelled (the
-    company continues, its trial runs on) and one another operator took meanwhile are not
-    counted.
+    A task the EDR refused goes back to `planned` (with the reason), one sent without an
+    answer waits `unconfirmed` until its Offboard action is found (or the window ends); one
+    the check at send time cancelled (the company continues, its trial runs on) and one
+    another operator took meanwhile are reported as such.
     """
     with transaction(sessions) as session:
         tenant = session.get_one(Tenant, tenant_id)
@@ -328,12 +343,29 @@ def execute_offboarding(
                 .order_by(ResponseAction.id)
             )
         )
-    return [
-        task_id
-        for task_id in planned
-        if send_action(sessions, ROUTE, task_id, connector, actor, now, window, finished)
-        in (Outcome.SENT, Outcome.MANUAL)
-    ]
+    done = []
+    for task_id in planned:
+        outcome = send_action(sessions, ROUTE, task_id, connector, actor, now, window, finished)
+        with sessions() as session:
+            task = session.get_one(ResponseAction, task_id)
+            device = session.get_one(Device, task.device_id)
+            name = device.name or device.source_id
+            done.append(OffboardingSend(task_id, name, outcome, task.detail or task.reason))
+    return done
+
+
+def execute_offboarding(
+    sessions: sessionmaker[Session],
+    tenant_id: int,
+    connector: Connector,
+    actor: str,
+    now: Callable[[], datetime],
+    window: timedelta = RECONCILE_WINDOW,
+) -> list[int]:
+    """Send each planned task of one tenant once; returns the ids of the tasks it settled
+    (sent, or handed over as manual work): `send_offboarding` says what became of each."""
+    sent = send_offboarding(sessions, tenant_id, connector, actor, now, window)
+    return [s.task_id for s in sent if s.settled]
 
 
 def finished(session: Session, task: ResponseAction) -> None:

@@ -72,6 +72,27 @@ def detection_report_for(
     )
 
 
+def report_mailings(
+    session: Session, company_key: str, start: date, end: date
+) -> list[OutboxMessage]:
+    """Every mail of the company's report for the period (the first and each re-send),
+    oldest first: what `report` tells an operator before mailing it again."""
+    key = report_dedupe_key(company_key, start, end)
+    return list(
+        session.scalars(
+            select(OutboxMessage)
+            .where(
+                (OutboxMessage.dedupe_key == key)
+                | OutboxMessage.dedupe_key.startswith(f"{key}{_RESEND}", autoescape=True)
+            )
+            .order_by(OutboxMessage.id)
+        )
+    )
+
+
+_RESEND = ":resend:"
+
+
 def already_queued(session: Session, dedupe_key: str) -> bool:
     """Whether a message with this key is in the outbox (queued again, it is not new)."""
     found = session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key))
@@ -117,14 +138,20 @@ def queue_detection_report(
     now: datetime,
     desk: DeskConfig,
     actor: str = "weekly-reports",
+    resend: bool = False,
 ) -> QueuedReport:
     """Assemble, render and queue the report to the company contact; does not commit.
 
     The first queueing is audited as `actor`'s (the weekly job, or who ran the command).
+    Queued again, the period's report is not mailed twice, unless `resend`: then a new
+    mail of today's report is queued and audited the same way (`resend` in its detail).
     """
     report = detection_report_for(session, company_id, start, end, now=now, desk=desk)
     mail = detection_report_mail(report)
     dedupe_key = report_dedupe_key(report.company_key, start, end)
+    earlier = report_mailings(session, report.company_key, start, end)
+    if resend and earlier:
+        dedupe_key = f"{dedupe_key}{_RESEND}{len(earlier)}"
     new = not already_queued(session, dedupe_key)
     message = enqueue(
         session,
@@ -139,7 +166,13 @@ def queue_detection_report(
     if new:
         period = (start, end)
         audit_report_mail(
-            session, message, company_key=report.company_key, period=period, actor=actor, at=now
+            session,
+            message,
+            company_key=report.company_key,
+            period=period,
+            actor=actor,
+            at=now,
+            extra={"resend": len(earlier)} if resend and earlier else None,
         )
     # Already queued earlier: hand back what was (or will be) sent, not today's re-render.
     html = message.body_html if message.body_html is not None else mail.html or ""

@@ -8,9 +8,16 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from edrtrial.models import Company, Device, Tenant, Trial
+from edrtrial.connectors.base import ActionKind
+from edrtrial.models import Company, Device, ResponseAction, Tenant, Trial
+from edrtrial.states import ActionState
 
 ACTIVE_WINDOW = timedelta(days=7)
+NEAR_CAP = 0.9
+"""At this share of its cap a company is warned before it is over (Defender for Business
+licenses at most 300 users; the programme's cap is the company's `seat_cap`)."""
+OFF = (ActionState.SUCCEEDED, ActionState.VERIFIED)
+"""An offboarding the EDR carried out: the device no longer takes a seat."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,22 +34,53 @@ class SeatRow:
     trial_start: date | None
     trial_end: date | None
     decision: str
+    offboarded: int = 0
+    """Devices the EDR offboarded at the trial's end: still listed, no longer a seat."""
 
     @property
     def over_cap(self) -> bool:
         """More devices onboarded than the programme allows."""
         return self.onboarded > self.cap
 
+    @property
+    def near_cap(self) -> bool:
+        """At or above `NEAR_CAP` of the cap, not yet over it."""
+        return not self.over_cap and self.onboarded >= NEAR_CAP * self.cap
+
+    def cap_warning(self) -> str:
+        """What the secretariat must know about the cap: over it, near it, or ""."""
+        share = f"{self.onboarded} of {self.cap} seats ({self.onboarded / self.cap:.0%})"
+        if self.over_cap:
+            return f"{self.company_key} is over its cap: {share}"
+        if self.near_cap:
+            return f"{self.company_key} is near its cap: {share}"
+        return ""
+
 
 def seat_counts(session: Session, now: datetime) -> list[SeatRow]:
-    """Per company: planned seats, onboarded devices, devices seen in the last 7 days, cap."""
-    onboarded = func.count(Device.id).filter(func.lower(Device.onboarding_status) == "onboarded")
+    """Per company: planned seats, onboarded devices, devices seen in the last 7 days, cap.
+
+    A device the EDR offboarded (the trial ended) is counted apart: Defender keeps listing it
+    as onboarded for a while, but it no longer takes a seat.
+    """
+    off = (
+        select(ResponseAction.device_id)
+        .where(
+            ResponseAction.kind == ActionKind.OFFBOARD.value,
+            ResponseAction.status.in_([s.value for s in OFF]),
+        )
+        .scalar_subquery()
+    )
+    gone = Device.id.in_(off)
+    listed = func.lower(Device.onboarding_status) == "onboarded"
+    onboarded = func.count(Device.id).filter(listed, ~gone)
+    offboarded = func.count(Device.id).filter(gone)
     active = func.count(Device.id).filter(Device.last_seen >= now - ACTIVE_WINDOW)
     verified = func.count(Device.id).filter(Device.detection_test_at.is_not(None))
     counts = {
-        tenant_id: (o, a, v)
-        for tenant_id, o, a, v in session.execute(
-            select(Device.tenant_id, onboarded, active, verified)
+        tenant_id: (o, a, v, x)
+        for tenant_id, o, a, v, x in session.execute(
+            select(Device.tenant_id, onboarded, active, verified, offboarded)
             .where(Device.in_inventory.is_(True))
             .group_by(Device.tenant_id)
         )
@@ -55,7 +93,7 @@ def seat_counts(session: Session, now: datetime) -> list[SeatRow]:
         .order_by(Company.key)
     )
     for company, tenant_id, trial in session.execute(query):
-        o, a, v = counts.get(tenant_id, (0, 0, 0)) if tenant_id else (0, 0, 0)
+        o, a, v, x = counts.get(tenant_id, (0, 0, 0, 0)) if tenant_id else (0, 0, 0, 0)
         rows.append(
             SeatRow(
                 company.key,
@@ -68,6 +106,7 @@ def seat_counts(session: Session, now: datetime) -> list[SeatRow]:
                 trial.starts_on if trial else None,
                 trial.ends_on if trial else None,
                 trial.decision if trial else "",
+                x,
             )
         )
     return rows

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
@@ -20,8 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from edrtrial.db import transaction
 from edrtrial.models import JobRun
-from edrtrial.notify.outbox import DeliveryStats
-from edrtrial.service import jobs
+from edrtrial.service import summaries
 from edrtrial.service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -99,39 +98,7 @@ def error_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {first}".rstrip(": ")[:ERROR_MAX]
 
 
-_COUNTED = {
-    "inventory": "{} device(s) seen",
-    "weekly-reports": "{} report(s) queued",
-    "trial-lifecycle": "{} offboarding task(s) planned",
-}
-
-
-def _polls(outcomes: Sequence[jobs.PollOutcome]) -> str:
-    troubled = sorted(o.company_key for o in outcomes if o.error)
-    text = (
-        f"{len(outcomes)} tenant(s): {sum(o.new_alerts for o in outcomes)} new alert(s), "
-        f"{sum(o.triage.tickets_opened for o in outcomes)} ticket(s) opened"
-    )
-    return text + (f"; not polled: {', '.join(troubled)}" if troubled else "")
-
-
 def summarize(job: str, result: object) -> str:
     """A job's result as a short line for people (never a Python repr)."""
-    if isinstance(result, list) and all(isinstance(o, jobs.PollOutcome) for o in result):
-        text = _polls(result)
-    elif isinstance(result, jobs.DeskOutcome):
-        text = (
-            f"{result.escalated} escalated, {result.closed} closed, {result.actions_sent} "
-            f"action(s) sent, {result.actions_finished} finished, "
-            f"{result.written_back} verdict(s) written back, {result.alarms} alarm(s) told"
-        )
-    elif isinstance(result, DeliveryStats):
-        text = (
-            f"{result.sent} sent, {result.retried} to retry, {result.failed} given up, "
-            f"{result.postponed} postponed"
-        )
-    elif isinstance(result, int) and job in _COUNTED:
-        text = _COUNTED[job].format(result)
-    else:
-        text = "" if result is None else str(result)
+    text = summaries.describe(job, result)
     return " ".join(text.split())[:SUMMARY_MAX]
