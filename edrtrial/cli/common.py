@@ -22,8 +22,9 @@ import click
 from rich.console import Console
 from rich.style import Style
 from rich.text import Text
+from sqlalchemy.exc import SQLAlchemyError
 
-from edrtrial import logsetup
+from edrtrial import db, logsetup
 from edrtrial.audit import ACTOR_WIDTH, BEHALF_WIDTH, SYSTEM_ACTORS
 from edrtrial.config import Config, load_config
 from edrtrial.desk import operator
@@ -97,12 +98,23 @@ err_console = SafeConsole(stderr=True, markup=False, emoji=False)
 
 def fails_cleanly(func: Callable[P, T]) -> Callable[P, T]:
     """Our own errors end the command with their message (exit 2), not a traceback: one
-    line, or each problem of a listing on its own line (`EdrTrialError.listing`)."""
+    line, or each problem of a listing on its own line (`EdrTrialError.listing`). So does
+    a store that is damaged, not a database or out of reach (`edrtrial.db.explain`)."""
 
     @wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return func(*args, **kwargs)
+        except SQLAlchemyError as err:
+            # A store that is damaged, not a database or out of reach: one line saying what
+            # to do. Any other database error is a bug, and its traceback is wanted.
+            if (problem := db.explain(err)) is None:
+                raise
+            line = Text.assemble(
+                styled("error:", "bold red"), " ", styled(f"the store: {problem}", "")
+            )
+            err_console.print(line, highlight=False, soft_wrap=True)
+            sys.exit(2)
         except EdrTrialError as err:
             # Each line of ours whole however narrow the terminal (soft_wrap leaves wrapping
             # to the terminal); a listing's problems each on a line under the first.
