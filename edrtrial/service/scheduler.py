@@ -18,7 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from edrtrial.db import store_unavailable, transaction
+from edrtrial.db import reason, store_unavailable, transaction
 from edrtrial.models import ServiceLock
 from edrtrial.service import jobs
 from edrtrial.service.ownership import LOCK_NAME
@@ -104,6 +104,24 @@ def heartbeat(rt: Runtime) -> None:
     _outage.up()
 
 
+class _Scheduler(BackgroundScheduler):  # type: ignore[misc]
+    """APScheduler's background scheduler, its thread's end kept for `why_stopped`.
+
+    An error that ends APScheduler's thread would otherwise print a traceback nobody acts
+    on and leave the process up: it is kept (its traceback logged at debug) and `serve`'s
+    watchdog stops the process with it in one line.
+    """
+
+    ended: str | None = None
+
+    def _main_loop(self) -> None:
+        try:
+            super()._main_loop()
+        except Exception as err:
+            self.ended = f"{type(err).__name__}: {reason(err)}"
+            log.debug("the scheduler's thread ended", exc_info=err)
+
+
 def why_stopped(scheduler: BackgroundScheduler) -> str | None:
     """None while the scheduler can go on; else, in one line, why it cannot.
 
@@ -116,7 +134,8 @@ def why_stopped(scheduler: BackgroundScheduler) -> str | None:
         return store.failure
     thread = getattr(scheduler, "_thread", None)
     if thread is None or not thread.is_alive():
-        return "the scheduler's thread has ended"
+        ended = getattr(scheduler, "ended", None)
+        return f"the scheduler's thread has ended ({ended or 'no error given'})"
     return None
 
 
@@ -143,7 +162,7 @@ def build_scheduler(rt: Runtime) -> BackgroundScheduler:
     _outage = StoreOutage()
     schedules = rt.config.settings.schedules
     store = PatientJobStore(_outage, engine=rt.engine, tablename="apscheduler_jobs")
-    scheduler = BackgroundScheduler(
+    scheduler = _Scheduler(
         jobstores={"default": store},
         # The heartbeat has its own thread, so slow tenants cannot starve the lease.
         executors={"default": ThreadPoolExecutor(8), "lease": ThreadPoolExecutor(1)},
