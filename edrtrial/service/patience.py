@@ -126,9 +126,10 @@ class PatientJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
         )
 
     def get_next_run_time(self) -> datetime | None:
-        return self._patiently(
+        found: datetime | None = self._patiently(
             "next run time", lambda: super(PatientJobStore, self).get_next_run_time(), writes=False
         )
+        return found
 
     def get_all_jobs(self) -> list[Job]:
         return self._patiently(
