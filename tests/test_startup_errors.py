@@ -14,7 +14,7 @@ from edrtrial.cli.main import main
 from edrtrial.models import Company, Tenant
 
 from sandbox_config import sample_world, sandbox_config, serving, settings, write_config
-from serve_process import edrtrial
+from serve_process import Serve, edrtrial
 from test_serve import free_port
 
 SAKURA_TENANT = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c01"
@@ -152,3 +152,35 @@ def test_a_missing_secret_file_parks_that_company_with_the_reason_and_the_others
     assert f"cannot read secret file {missing}" in states["sakura-seisakusho"]
     assert polled["sakura-seisakusho"] is None
     assert polled["midori-shoji"] is not None and polled["aozora-design"] is not None
+
+
+@pytest.mark.slow
+def test_serve_parks_a_company_whose_secret_file_is_missing_and_serves_the_others(
+    tmp_path, now, database_url, engine
+):
+    with serving(sample_world(), tmp_path / "sandbox") as server:
+        config = sandbox_config(tmp_path, server, database_url)
+        missing = server.state_dir / "secrets" / f"{SAKURA_TENANT}.secret"
+        missing.unlink()
+        serve = Serve(config, tmp_path / "serve.log")
+
+        def parked_and_polled() -> bool:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    select(Company.key, Tenant.state, Tenant.last_success_at).join(
+                        Tenant, Tenant.company_id == Company.id
+                    )
+                ).all()
+            return any(k == "sakura-seisakusho" and s == "parked" for k, s, _ in rows) and all(
+                p is not None for k, _, p in rows if k != "sakura-seisakusho"
+            )
+
+        try:
+            serve.wait_until("sakura parked and the others polled", parked_and_polled, 60)
+        finally:
+            code = serve.stop()
+    output = serve.output()
+    assert code == 0, output
+    assert "Traceback" not in output
+    parked = [line for line in output.splitlines() if "parked" in line and str(missing) in line]
+    assert parked, output

@@ -134,9 +134,11 @@ class _FileLock:
 class _AdvisoryLock:
     """`pg_try_advisory_lock` on a connection of its own, held for the process's life.
 
-    A lost connection loses the lock: `lost` takes it again on a new connection, and says
-    the hold is gone when another service took it meanwhile. While the server cannot be
-    reached it keeps trying; the scheduler's own patience decides how long that may last.
+    A lost connection loses the lock: `lost` (asked every few seconds) takes it again on a
+    new connection, and says the hold is gone when another service took it meanwhile. While
+    the server cannot be reached it keeps trying, as the scheduler waits out the store; a
+    service started elsewhere in the seconds between the server's return and our retake
+    would own the store, and this one stops.
     """
 
     _KEY = "SELECT pg_try_advisory_lock(:cls, hashtext(current_schema()))"
@@ -192,7 +194,7 @@ class _AdvisoryLock:
         try:
             conn, got = self._connect(self._lock_engine)
         except SQLAlchemyError:
-            return None  # the server is out of reach: nobody else can take it meanwhile either
+            return None  # out of reach: asked again in a few seconds
         if not got:
             return str(_refused(_holder_of(self._engine)))
         self._conn = conn
