@@ -38,11 +38,13 @@ waiting unseen: a supervisor restarts it, and the restart says what is wrong."""
 
 
 class StoreOutage:
-    """The store's state as the log tells it: down (since when, why) or up."""
+    """The store's state as the log tells it: down (since when, why) or up; and the one
+    way to wait it out (`patiently`), which a shutdown ends at once (`stopping`)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._since: float | None = None
+        self.stopping = threading.Event()
 
     def down(self, err: BaseException, where: str) -> None:
         """The store refused `where` for now; logged once per outage."""
@@ -64,6 +66,33 @@ class StoreOutage:
         with self._lock:
             return 0.0 if self._since is None else time.monotonic() - self._since
 
+    def patiently(
+        self, what: str, call: Callable[[], T], *, give_up_after: float, writes: bool
+    ) -> T:
+        """`call()`, again with backoff while the store is unavailable, for at most
+        `give_up_after` seconds (then its last error is raised, as is any other error).
+        `writes`: its success proves the store takes writes again (a SQLite reader passes
+        while another connection holds the write lock)."""
+        started = time.monotonic()
+        delay = FIRST_RETRY_SECONDS
+        while True:
+            try:
+                result = call()
+            except SQLAlchemyError as err:
+                if not store_unavailable(err):
+                    raise
+                self.down(err, what)
+                waited = time.monotonic() - started
+                if waited >= give_up_after or self.stopping.wait(
+                    min(delay, give_up_after - waited)
+                ):
+                    raise
+                delay = min(delay * 2, LONGEST_RETRY_SECONDS)
+                continue
+            if writes:
+                self.up()
+            return result
+
 
 class PatientJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
     """APScheduler's SQLAlchemy job store, waiting out a busy or unreachable store.
@@ -83,37 +112,25 @@ class PatientJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
         self.outage = outage
         self.give_up_after = give_up_after
         self.failure: str | None = None
-        self._stopping = threading.Event()
 
     def stop(self) -> None:
         """End any wait now (the scheduler is shutting down)."""
-        self._stopping.set()
+        self.outage.stopping.set()
 
     def _patiently(self, what: str, call: Callable[[], T], *, writes: bool) -> T:
-        started = time.monotonic()
-        delay = FIRST_RETRY_SECONDS
-        while True:
-            try:
-                result = call()
-            except SQLAlchemyError as err:
-                if not store_unavailable(err):
-                    self.failure = f"the scheduler's job store failed ({what}): {reason(err)}"
-                    raise
-                self.outage.down(err, f"the scheduler's {what}")
-                waited = time.monotonic() - started
-                if waited >= self.give_up_after:
-                    self.failure = (
-                        f"the store has been unavailable for {int(waited)} s "
-                        f"({reason(err)}); the scheduler cannot go on"
-                    )
-                    raise
-                if self._stopping.wait(min(delay, self.give_up_after - waited)):
-                    raise
-                delay = min(delay * 2, LONGEST_RETRY_SECONDS)
-                continue
-            if writes:
-                self.outage.up()
-            return result
+        try:
+            return self.outage.patiently(
+                f"the scheduler's {what}", call, give_up_after=self.give_up_after, writes=writes
+            )
+        except SQLAlchemyError as err:
+            if not store_unavailable(err):
+                self.failure = f"the scheduler's job store failed ({what}): {reason(err)}"
+            elif not self.outage.stopping.is_set():
+                self.failure = (
+                    f"the store has been unavailable for {int(self.outage.seconds())} s "
+                    f"({reason(err)}); the scheduler cannot go on"
+                )
+            raise
 
     def lookup_job(self, job_id: str) -> Job | None:
         return self._patiently(

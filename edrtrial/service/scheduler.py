@@ -22,7 +22,7 @@ from edrtrial.db import reason, store_unavailable, transaction
 from edrtrial.models import ServiceLock
 from edrtrial.service import jobs
 from edrtrial.service.ownership import LOCK_NAME
-from edrtrial.service.patience import PatientJobStore, StoreOutage
+from edrtrial.service.patience import GIVE_UP_AFTER_SECONDS, PatientJobStore, StoreOutage
 from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import JST
 
@@ -33,6 +33,10 @@ FIRST_LIFECYCLE_DELAY = timedelta(seconds=60)
 FIRST_POLL_DELAY = timedelta(seconds=1)
 """The first poll of each tenant is queued just behind its first inventory (they share the
 tenant's lock), so alerts find their devices and polling starts within seconds of a start."""
+
+WAITED_OUT = frozenset({"weekly-reports", "trial-lifecycle"})
+"""Jobs on a cron schedule, retried in place while the store is unavailable (each run of
+them is safe to repeat: a period's report is mailed once, a trial's step taken once)."""
 
 _runtime: Runtime | None = None
 _outage = StoreOutage()
@@ -71,21 +75,29 @@ def run_job(name: str, company_key: str | None = None) -> None:
     """Entry point the job store refers to by name; runs one job on this process's runtime.
 
     A job that meets a locked or unreachable store says so once for the whole outage
-    (`StoreOutage`) and is simply run again at its next time, when the store may answer.
+    (`StoreOutage`) and is run again at its next time, seconds away; a daily or weekly job
+    (`WAITED_OUT`) waits the store out instead, rather than a day or a week.
     """
     if _runtime is None:
         raise RuntimeError("scheduler job started without a runtime")
+    rt = _runtime
+    label = f"job {name}{f' ({company_key})' if company_key else ''}"
     try:
         if name == "heartbeat":
-            heartbeat(_runtime)
+            heartbeat(rt)
         elif company_key is not None:
-            jobs.TENANT_JOBS[name](_runtime, company_key)
+            jobs.TENANT_JOBS[name](rt, company_key)
+        elif name in WAITED_OUT:
+            _outage.patiently(
+                label, lambda: jobs.JOBS[name](rt), give_up_after=GIVE_UP_AFTER_SECONDS, writes=True
+            )
         else:
-            jobs.JOBS[name](_runtime)
+            jobs.JOBS[name](rt)
     except Exception as err:
-        label = f"job {name}{f' ({company_key})' if company_key else ''}"
         if store_unavailable(err):
             _outage.down(err, label)
+            if name in WAITED_OUT:
+                log.error("%s not run: the store stayed unavailable", label)
             return
         # APScheduler would log this too, but without saying which job and tenant failed.
         log.exception("%s failed", label)
@@ -141,9 +153,7 @@ def why_stopped(scheduler: BackgroundScheduler) -> str | None:
 
 def stop(scheduler: BackgroundScheduler) -> None:
     """Shut the scheduler down, ending any wait for the store first."""
-    store = scheduler._jobstores.get("default")
-    if isinstance(store, PatientJobStore):
-        store.stop()
+    _outage.stopping.set()
     scheduler.shutdown(wait=True)
 
 
