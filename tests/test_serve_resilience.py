@@ -140,7 +140,11 @@ def test_a_scheduler_that_cannot_go_on_ends_the_process_with_the_reason(
     engine = make_engine(database_url)
     serve = Serve(config, tmp_path / "serve.log")
     try:
-        serve.wait_until("the first service's row", lambda: _heartbeat(engine) is not None, 60)
+        serve.wait_until(
+            "the scheduler's jobs",
+            lambda: bool(_scalar(engine, text("SELECT count(*) FROM apscheduler_jobs"))),
+            60,
+        )
         with engine.begin() as conn:
             conn.execute(text("DROP TABLE apscheduler_jobs"))
         deadline = time.monotonic() + 60

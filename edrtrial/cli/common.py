@@ -22,7 +22,6 @@ import click
 from rich.console import Console
 from rich.style import Style
 from rich.text import Text
-from sqlalchemy.exc import SQLAlchemyError
 
 from edrtrial import db, logsetup
 from edrtrial.audit import ACTOR_WIDTH, BEHALF_WIDTH, SYSTEM_ACTORS
@@ -105,21 +104,21 @@ def fails_cleanly(func: Callable[P, T]) -> Callable[P, T]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return func(*args, **kwargs)
-        except SQLAlchemyError as err:
-            # A store that is damaged, not a database or out of reach: one line saying what
-            # to do. Any other database error is a bug, and its traceback is wanted.
-            if (problem := db.explain(err)) is None:
-                raise
-            line = Text.assemble(
-                styled("error:", "bold red"), " ", styled(f"the store: {problem}", "")
-            )
-            err_console.print(line, highlight=False, soft_wrap=True)
-            sys.exit(2)
         except EdrTrialError as err:
             # Each line of ours whole however narrow the terminal (soft_wrap leaves wrapping
             # to the terminal); a listing's problems each on a line under the first.
             message = lines_under(err.lines or (str(err),), BODY_INDENT)
             line = Text.assemble(styled("error:", "bold red"), " ", message)
+            err_console.print(line, highlight=False, soft_wrap=True)
+            sys.exit(2)
+        except Exception as err:
+            # A store that is damaged, not a database or out of reach: one line saying what
+            # to do. Any other error is a bug, and its traceback is wanted.
+            if (problem := db.explain(err)) is None:
+                raise
+            line = Text.assemble(
+                styled("error:", "bold red"), " ", styled(f"the store: {problem}", "")
+            )
             err_console.print(line, highlight=False, soft_wrap=True)
             sys.exit(2)
 

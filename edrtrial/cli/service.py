@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.exc import SQLAlchemyError
 
 from edrtrial.cli.common import (
     config_of,
@@ -149,10 +148,7 @@ def serve(ctx: click.Context, with_sandbox: bool) -> None:
             break
     scheduler.stop(running)
     if code != EXIT_TAKEN_OVER:
-        try:
-            scheduler.release_lock(runtime.sessions, holder)
-        except SQLAlchemyError:
-            pass  # the row only informs; the next start overwrites it
+        scheduler.release_lock(runtime.sessions, holder)
     if code:
         line = Text.assemble(styled("stopped:", "bold red"), " ", styled(why, ""))
         err_console.print(line, soft_wrap=True)

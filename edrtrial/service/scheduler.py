@@ -16,6 +16,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.db import reason, store_unavailable, transaction
@@ -64,11 +65,17 @@ def record_holder(sessions: sessionmaker[Session], holder: str, now: datetime) -
 
 
 def release_lock(sessions: sessionmaker[Session], holder: str) -> None:
-    """Remove our `service_lock` row on a clean shutdown (the store shows no service)."""
-    with transaction(sessions) as session:
-        lock = session.get(ServiceLock, LOCK_NAME)
-        if lock is not None and lock.holder == holder:
-            session.delete(lock)
+    """Remove our `service_lock` row on a clean shutdown (the store shows no service).
+
+    Best effort: the row only informs, and the next start overwrites it.
+    """
+    try:
+        with transaction(sessions) as session:
+            lock = session.get(ServiceLock, LOCK_NAME)
+            if lock is not None and lock.holder == holder:
+                session.delete(lock)
+    except SQLAlchemyError as err:
+        log.warning("the service_lock row was left in place: %s", reason(err))
 
 
 def run_job(name: str, company_key: str | None = None) -> None:
