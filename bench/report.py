@@ -8,6 +8,7 @@ from datetime import date
 import calls
 from floor import Download, FloorResult
 from playbook_speed import Speed
+from restart import GOAL_SECONDS, Restart
 from rich.console import Console
 from rich.table import Table
 from sandbox_process import Counts
@@ -61,6 +62,8 @@ class Figures:
     floor: FloorResult | None = None
     playbook_shipped: Speed | None = None
     playbook_many: Speed | None = None
+    # 6
+    restart: Restart | None = None
 
     @property
     def alerts_per_second(self) -> float:
@@ -181,7 +184,23 @@ def _main_table(f: Figures) -> Table:
             f"{1e6 / many.per_second:.0f} µs/alert; shipped {shipped.rules} rules alone "
             f"{_rate(shipped.per_second)} ({shipped.per_second / many.per_second:.1f}× faster)",
         )
+    _restart_row(table, f.restart)
     return table
+
+
+def _restart_row(table: Table, restart: Restart | None) -> None:
+    if restart is None:
+        return
+    first = restart.first_poll_seconds
+    detail = (
+        f"goal ≤ {GOAL_SECONDS:.0f} s{'' if first is None or first <= GOAL_SECONDS else ' (ABOVE)'}"
+        f"; kill -9 of a running serve, a new one started at once, until it stored a poll"
+    )
+    if restart.all_polled_seconds is not None:
+        detail += f"; all {restart.tenants} tenants after {restart.all_polled_seconds:.1f}s"
+    if restart.problem:
+        detail += f"; {restart.problem}"
+    table.add_row("6 restart to first poll", "n/a" if first is None else f"{first:.1f}s", detail)
 
 
 def _calls_table(title: str, counts: Counts) -> Table:

@@ -7,6 +7,7 @@
 3. API calls per tenant in an idle cycle (poll + inventory with nothing new)
 4. peak memory during (1)
 5. playbook throughput over ~200 rules
+6. restart to first poll: kill -9 a running `serve`, start another, until it has polled
 Prints figures; exits 0 (no thresholds) but says WARN when an idle cycle costs too much.
 """
 
@@ -26,6 +27,7 @@ from typing import TypeVar
 
 import floor
 import playbook_speed
+import restart
 from fleet import fresh_database, write_config
 from quotas import lifted_client_budgets
 from report import Figures, print_report
@@ -232,6 +234,12 @@ def _run(args: argparse.Namespace, root: Path, figures: Figures, console: Consol
             if not isinstance(runtime, TimedRuntime):  # Runtime.open builds `cls`
                 raise TypeError(f"Runtime.open built a {type(runtime).__name__}")
             _edrtrial(runtime, sandbox, figures, console, args.profile, args.drain_incidents)
+        with console.status("restart: kill -9 a running serve, time the next one's first poll"):
+            engine = make_engine(config.database_url)
+            try:
+                figures.restart = restart.measure(config_path, engine, root)
+            finally:
+                engine.dispose()
         _floor(root, info, figures, console)
         _playbook(root, info, figures, args.rules, args.facts)
     finally:

@@ -1,10 +1,9 @@
-"""The schedule is rebuilt from the config with stable ids; losing the lease stops it."""
+"""The schedule is rebuilt from the config with stable ids."""
 
 from __future__ import annotations
 
 import logging
 import pickle
-from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import text
@@ -45,19 +44,6 @@ def test_jobs_have_stable_ids_and_a_restart_drops_what_the_config_no_longer_has(
         "poll:sakura-seisakusho",
         "inventory:sakura-seisakusho",
     }
-
-
-def test_a_heartbeat_that_finds_another_owner_stops_the_scheduler(tmp_path, engine, database_url):
-    runtime = Runtime.open(load_config(config_for(tmp_path, database_url, 1)))
-    scheduler.acquire_lock(runtime.sessions, "other-host:1", datetime.now(UTC))
-    stopped: list[bool] = []
-    scheduler.on_lease_lost(lambda: stopped.append(True))
-    try:
-        scheduler.heartbeat(runtime)
-    finally:
-        scheduler.on_lease_lost(scheduler._default_lease_lost)
-        runtime.close()
-    assert stopped == [True]
 
 
 def test_jobs_stored_by_an_older_version_are_replaced_without_an_error(

@@ -1,34 +1,86 @@
-"""One scheduler per store: a second refuses with a clear message; a dead one's lease expires."""
+"""One service per store, decided by a lock that dies with its process (an OS file lock
+beside a SQLite file, an advisory lock on PostgreSQL): a second service is refused naming
+the first; a released or lost lock is free at once. Restarting after kill -9 is in
+test_serve_resilience.py."""
 
 from __future__ import annotations
 
+import os
+import stat
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
+from edrtrial.db import make_engine, make_sessions, upgrade
 from edrtrial.errors import LockHeldError
-from edrtrial.service.scheduler import STALE_AFTER, acquire_lock, release_lock
+from edrtrial.service import ownership
+from edrtrial.service.scheduler import record_holder
 
 NOW = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
 
 
-def test_a_second_scheduler_is_refused_naming_the_first(sessions):
-    acquire_lock(sessions, "host-a:100", NOW)
-    with pytest.raises(LockHeldError, match="host-a:100.*stop it first"):
-        acquire_lock(sessions, "host-b:200", NOW + timedelta(seconds=30))
+def test_a_second_service_is_refused_naming_the_first_until_it_lets_go(engine):
+    record_holder(make_sessions(engine), "host-a:100", NOW)
+    first = ownership.take(engine, "host-a:100", NOW)
+    try:
+        with pytest.raises(
+            LockHeldError, match=r"\(host-a:100, since 2026-11-22 10:00 JST\).*stop it first"
+        ):
+            ownership.take(engine, "host-b:200", NOW + timedelta(seconds=30))
+        assert first.lost() is None
+    finally:
+        first.release()
+    ownership.take(engine, "host-b:200", NOW + timedelta(seconds=31)).release()
 
 
-def test_the_holder_renews_and_a_stale_lease_is_taken_over(sessions):
-    acquire_lock(sessions, "host-a:100", NOW)
-    acquire_lock(sessions, "host-a:100", NOW + timedelta(seconds=60))  # heartbeat
-    with pytest.raises(LockHeldError):
-        acquire_lock(sessions, "host-b:200", NOW + timedelta(seconds=60) + STALE_AFTER / 2)
-    acquire_lock(sessions, "host-b:200", NOW + timedelta(seconds=61) + STALE_AFTER)
-    with pytest.raises(LockHeldError, match="host-b:200"):
-        acquire_lock(sessions, "host-a:100", NOW + timedelta(seconds=62) + STALE_AFTER)
+def test_the_sqlite_lock_file_sits_beside_the_database_and_is_owner_only(engine):
+    if engine.url.get_backend_name() != "sqlite":
+        pytest.skip("SQLite's lock file")
+    held = ownership.take(engine, "host-a:100", NOW)
+    try:
+        path = f"{engine.url.database}.lock"
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        # It names its holder, for a store whose service_lock table cannot be read.
+        with open(path, encoding="utf-8") as file:
+            assert file.read().startswith("host-a:100, since 2026-11-22 10:00 JST")
+    finally:
+        held.release()
 
 
-def test_a_released_lease_is_free_at_once(sessions):
-    acquire_lock(sessions, "host-a:100", NOW)
-    release_lock(sessions, "host-a:100")
-    acquire_lock(sessions, "host-b:200", NOW + timedelta(seconds=1))
+def test_an_in_memory_store_belongs_to_its_process_alone():
+    engine = make_engine("sqlite://")
+    upgrade(engine)
+    held = ownership.take(engine, "host-a:100", NOW)
+    assert held.lost() is None
+    held.release()
+    engine.dispose()
+
+
+def _lock_backend(held: ownership.Ownership) -> int:
+    conn = held._conn  # type: ignore[attr-defined]
+    return int(conn.scalar(text("SELECT pg_backend_pid()")))
+
+
+def test_a_lost_postgresql_lock_is_taken_again_or_given_up_to_the_new_holder(engine):
+    if engine.url.get_backend_name() != "postgresql":
+        pytest.skip("PostgreSQL's advisory lock")
+    held = ownership.take(engine, "host-a:100", NOW)
+    admin = make_engine(make_url(engine.url).render_as_string(hide_password=False))
+    try:
+        with admin.begin() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": _lock_backend(held)})
+        assert held.lost() is None  # taken again on a new connection
+        with pytest.raises(LockHeldError):
+            ownership.take(engine, "host-b:200", NOW)
+        with admin.begin() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": _lock_backend(held)})
+        other = ownership.take(engine, "host-b:200", NOW)  # took it while ours was lost
+        try:
+            assert "another edrtrial service" in (held.lost() or "")
+        finally:
+            other.release()
+    finally:
+        held.release()
+        admin.dispose()

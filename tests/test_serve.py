@@ -80,6 +80,6 @@ def test_serve_with_the_sandbox_opens_tickets_and_mails_then_stops_cleanly(
         output = serve.communicate(timeout=60)[0].decode()
     assert serve.returncode == 0, output
     assert "stopped" in output
-    with engine.connect() as conn:  # the lease is given back for the next start
+    with engine.connect() as conn:  # the row naming the holder is removed
         assert conn.scalar(select(func.count(ServiceLock.name))) == 0
     engine.dispose()

@@ -27,7 +27,7 @@ from rich.style import Style
 from rich.table import Column, Table
 from rich.text import Text
 
-from edrtrial import audit, logsetup
+from edrtrial import audit, db, logsetup
 from edrtrial.audit import ACTOR_WIDTH, BEHALF_WIDTH, SYSTEM_ACTORS
 from edrtrial.config import Config, load_config
 from edrtrial.desk import operator
@@ -229,7 +229,8 @@ def print_json(value: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> None:
 
 def fails_cleanly(func: Callable[P, T]) -> Callable[P, T]:
     """Our own errors end the command with their message (exit 2), not a traceback: one
-    line, or each problem of a listing on its own line (`EdrTrialError.listing`)."""
+    line, or each problem of a listing on its own line (`EdrTrialError.listing`). So does
+    a store that is damaged, not a database or out of reach (`edrtrial.db.explain`)."""
 
     @wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -240,6 +241,16 @@ def fails_cleanly(func: Callable[P, T]) -> Callable[P, T]:
             # to the terminal); a listing's problems each on a line under the first.
             message = lines_under(err.lines or (str(err),), BODY_INDENT)
             line = Text.assemble(styled("error:", "bold red"), " ", message)
+            err_console.print(line, highlight=False, soft_wrap=True)
+            sys.exit(2)
+        except Exception as err:
+            # A store that is damaged, not a database or out of reach: one line saying what
+            # to do. Any other error is a bug, and its traceback is wanted.
+            if (problem := db.explain(err)) is None:
+                raise
+            line = Text.assemble(
+                styled("error:", "bold red"), " ", styled(f"the store: {problem}", "")
+            )
             err_console.print(line, highlight=False, soft_wrap=True)
             sys.exit(2)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import signal
 import sys
 import threading
 from typing import TYPE_CHECKING
 
 import click
+from rich.text import Text
 
 from edrtrial.cli.common import (
     ListTable,
@@ -24,7 +26,8 @@ from edrtrial.cli.common import (
     styled,
 )
 from edrtrial.config import Config
-from edrtrial.db import current_revision, head_revision, make_engine, upgrade
+from edrtrial.db import check_integrity, current_revision, head_revision, make_engine, upgrade
+from edrtrial.errors import ConfigError, StoreError
 from edrtrial.service import jobs, runs, summaries
 
 if TYPE_CHECKING:
@@ -53,11 +56,20 @@ def db_upgrade(ctx: click.Context) -> None:
 @click.pass_context
 @fails_cleanly
 def db_current(ctx: click.Context) -> None:
-    """Show the schema revision and whether it is the newest."""
+    """Show the schema revision and whether it is the newest; exits 2 on a damaged store.
+
+    The store is checked whole (`PRAGMA quick_check` on SQLite, a round trip on
+    PostgreSQL): a damaged SQLite file often still opens and tells its revision.
+    """
     engine = make_engine(config_of(ctx).database_url)
-    current, head = current_revision(engine), head_revision()
-    engine.dispose()
-    console.print(f"{current or 'empty'} (newest: {head})")
+    try:
+        current, head = current_revision(engine), head_revision()
+        damage = check_integrity(engine)
+    finally:
+        engine.dispose()
+    if damage:
+        raise StoreError(damage)
+    console.print(f"{current or 'empty'} (newest: {head}); the store checks whole")
 
 
 def _sandbox(
@@ -79,8 +91,24 @@ def _sandbox(
         port=settings.port if port is None else port,
         state_dir=config.resolve(settings.state_dir),
     )
-    server.start()
+    try:
+        server.start()
+    except OSError as err:
+        busy = err.errno == errno.EADDRINUSE
+        raise ConfigError(
+            f"the sandbox cannot listen on {server.host}:{settings.port if port is None else port}"
+            f" ({'the port is already in use' if busy else err.strerror}): stop what listens "
+            "there, or give sandbox.port in the config (or --port) another port"
+        ) from err
     return world, server
+
+
+EXIT_TAKEN_OVER = 3
+"""`serve` lost its hold on the store (another service has it): restarting is refused."""
+EXIT_CANNOT_GO_ON = 4
+"""`serve` stopped because its scheduler cannot go on (the store down too long, the
+scheduler's thread ended): a supervisor restarts it."""
+WATCH_SECONDS = 2.0
 
 
 @click.command()
@@ -88,47 +116,47 @@ def _sandbox(
 @click.pass_context
 @fails_cleanly
 def serve(ctx: click.Context, with_sandbox: bool) -> None:
-    """Run the scheduler (polling, inventory, outbox, reports, trial lifecycle) until stopped."""
+    """Run the scheduler (polling, inventory, outbox, reports, trial lifecycle) until stopped.
+
+    Exits 0 when stopped (Ctrl-C, SIGTERM), 2 when it cannot start (the line says why),
+    3 when another service holds the store, 4 when its scheduler cannot go on.
+    """
     # Imported here: the scheduler (APScheduler) is only loaded by the command that runs it.
-    from edrtrial.service.scheduler import (
-        acquire_lock,
-        build_scheduler,
-        holder_id,
-        on_lease_lost,
-        release_lock,
-    )
+    from edrtrial.service import ownership, scheduler
 
     config = config_of(ctx)
+    runtime = runtime_of(ctx)
+    holder = scheduler.holder_id()
+    # The store's lock first: a second service is refused before it starts anything.
+    owned = ownership.take(runtime.engine, holder, runtime.clock())
+    ctx.call_on_close(owned.release)
+    scheduler.record_holder(runtime.sessions, holder, runtime.clock())
     sandbox = _sandbox(config)[1] if with_sandbox else None
     if sandbox is not None:
+        ctx.call_on_close(sandbox.stop)
         console.print(f"sandbox serving the Defender APIs at {sandbox.base_url}")
-    runtime = runtime_of(ctx)
-    holder = holder_id()
-    acquire_lock(runtime.sessions, holder, runtime.clock())
-    scheduler = build_scheduler(runtime)
+    running = scheduler.build_scheduler(runtime)
     stop = threading.Event()
-    lost = threading.Event()
-
-    def lease_lost() -> None:
-        lost.set()
-        stop.set()
-
-    on_lease_lost(lease_lost)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    scheduler.resume()
+    running.resume()
     console.print(f"edrtrial serving {len(runtime.tenants())} tenants; Ctrl-C stops")
-    try:
-        stop.wait()
-    finally:
-        scheduler.shutdown(wait=True)
-        if not lost.is_set():
-            release_lock(runtime.sessions, holder)
-        if sandbox is not None:
-            sandbox.stop()
-    if lost.is_set():
-        err_console.print(styled("stopped:", "bold red"), "another scheduler took over this store")
-        sys.exit(3)
+    # The watchdog: a process whose scheduler cannot go on ends, never stays up idle.
+    code, why = 0, ""
+    while not stop.wait(WATCH_SECONDS):
+        if lost := owned.lost():
+            code, why = EXIT_TAKEN_OVER, lost
+        elif cannot := scheduler.why_stopped(running):
+            code, why = EXIT_CANNOT_GO_ON, cannot
+        if code:
+            break
+    scheduler.stop(running)
+    if code != EXIT_TAKEN_OVER:
+        scheduler.release_lock(runtime.sessions, holder)
+    if code:
+        line = Text.assemble(styled("stopped:", "bold red"), " ", styled(why, ""))
+        err_console.print(line, soft_wrap=True)
+        sys.exit(code)
     console.print("stopped")
 
 

@@ -19,7 +19,7 @@ from typing import TypeVar
 from sqlalchemy import select
 
 from edrtrial.connectors.base import ActionKind, Connector
-from edrtrial.db import transaction
+from edrtrial.db import store_unavailable, transaction
 from edrtrial.desk import escalation
 from edrtrial.desk.first_poll import finish_first_poll
 from edrtrial.desk.triage import TriageResult, triage_pending
@@ -111,6 +111,8 @@ def poll_one(rt: Runtime, tenant: TenantRef) -> PollOutcome:
         try:
             return _poll_one(rt, tenant)
         except Exception as err:
+            if store_unavailable(err):
+                raise  # not this tenant's failure: the store's, which the scheduler waits out
             return PollOutcome(tenant.company_key, error=_unexpected(rt, tenant, "poll", err))
 
 
@@ -213,6 +215,8 @@ def inventory_one(rt: Runtime, tenant: TenantRef) -> int:
             log.warning("inventory of %s deferred: %s", tenant.company_key, err)
             return 0
         except Exception as err:
+            if store_unavailable(err):
+                raise  # not this tenant's failure: the store's, which the scheduler waits out
             _unexpected(rt, tenant, "inventory", err)
             return 0
         return counts.inserted + counts.updated

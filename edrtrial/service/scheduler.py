@@ -9,120 +9,162 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import or_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from edrtrial.db import transaction
-from edrtrial.errors import LockHeldError
+from edrtrial.db import reason, store_unavailable, transaction
 from edrtrial.models import ServiceLock
 from edrtrial.service import jobs, runs
+from edrtrial.service.ownership import LOCK_NAME
+from edrtrial.service.patience import GIVE_UP_AFTER_SECONDS, PatientJobStore, StoreOutage
 from edrtrial.service.runtime import Runtime
-from edrtrial.timeutil import JST, utcnow
+from edrtrial.timeutil import JST
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = "scheduler"
 HEARTBEAT = timedelta(seconds=20)
-STALE_AFTER = timedelta(seconds=90)
 FIRST_LIFECYCLE_DELAY = timedelta(seconds=60)
+FIRST_POLL_DELAY = timedelta(seconds=1)
+"""The first poll of each tenant is queued just behind its first inventory (they share the
+tenant's lock), so alerts find their devices and polling starts within seconds of a start."""
+
+WAITED_OUT = frozenset({"weekly-reports", "trial-lifecycle"})
+"""Jobs on a cron schedule, retried in place while the store is unavailable (each run of
+them is safe to repeat: a period's report is mailed once, a trial's step taken once)."""
 
 _runtime: Runtime | None = None
+_outage = StoreOutage()
 
 
 def holder_id() -> str:
-    """Names this process in the lock, so the refusal message says who holds it."""
+    """Names this process in the `service_lock` row, so a refusal says who holds the store."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def acquire_lock(sessions: sessionmaker[Session], holder: str, now: datetime) -> None:
-    """Take or renew the store's scheduler lease, or raise LockHeldError naming its holder."""
-    stale = now - STALE_AFTER
-    try:
-        with transaction(sessions) as session:
-            # One conditional UPDATE: renew our own lease, or take over a dead one.
-            taken = session.execute(
-                update(ServiceLock)
-                .where(
-                    ServiceLock.name == LOCK_NAME,
-                    or_(ServiceLock.holder == holder, ServiceLock.heartbeat_at < stale),
-                )
-                .values(holder=holder, heartbeat_at=now)
-                .execution_options(synchronize_session=False)
+def record_holder(sessions: sessionmaker[Session], holder: str, now: datetime) -> None:
+    """Write who owns the store and since when into `service_lock`, for people to read.
+
+    Called once the process holds the store's lock (`edrtrial.service.ownership`), which
+    alone decides: a row left by a killed process is simply overwritten.
+    """
+    with transaction(sessions) as session:
+        row = session.get(ServiceLock, LOCK_NAME)
+        if row is None:
+            session.add(
+                ServiceLock(name=LOCK_NAME, holder=holder, acquired_at=now, heartbeat_at=now)
             )
-            if getattr(taken, "rowcount", 0) == 1:
-                return
-            lock = session.get(ServiceLock, LOCK_NAME)
-            if lock is None:
-                session.add(
-                    ServiceLock(name=LOCK_NAME, holder=holder, acquired_at=now, heartbeat_at=now)
-                )
-                return
-            raise LockHeldError(
-                f"another edrtrial scheduler ({lock.holder}) owns this store since "
-                f"{lock.acquired_at.astimezone(JST):%Y-%m-%d %H:%M} JST (last heartbeat "
-                f"{lock.heartbeat_at.astimezone(JST):%H:%M:%S}); stop it first. If it "
-                f"crashed, its lease expires {int(STALE_AFTER.total_seconds())} s after "
-                "its last heartbeat."
-            )
-    except IntegrityError as err:  # another process inserted the lease at the same moment
-        raise LockHeldError("another edrtrial scheduler took this store's lease just now") from err
+        else:
+            row.holder, row.acquired_at, row.heartbeat_at = holder, now, now
 
 
 def release_lock(sessions: sessionmaker[Session], holder: str) -> None:
-    """Give the lease back on a clean shutdown."""
-    with transaction(sessions) as session:
-        lock = session.get(ServiceLock, LOCK_NAME)
-        if lock is not None and lock.holder == holder:
-            session.delete(lock)
+    """Remove our `service_lock` row on a clean shutdown (the store shows no service).
+
+    Best effort: the row only informs, and the next start overwrites it.
+    """
+    try:
+        with transaction(sessions) as session:
+            lock = session.get(ServiceLock, LOCK_NAME)
+            if lock is not None and lock.holder == holder:
+                session.delete(lock)
+    except SQLAlchemyError as err:
+        log.warning("the service_lock row was left in place: %s", reason(err))
 
 
 def run_job(name: str, company_key: str | None = None) -> None:
-    """Entry point the job store refers to by name; runs one job on this process's runtime."""
-    rt = _runtime
-    if rt is None:
+    """Entry point the job store refers to by name; runs one job on this process's runtime.
+
+    A job that meets a locked or unreachable store says so once for the whole outage
+    (`StoreOutage`) and is run again at its next time, seconds away; a daily or weekly job
+    (`WAITED_OUT`) waits the store out instead, rather than a day or a week.
+    """
+    if _runtime is None:
         raise RuntimeError("scheduler job started without a runtime")
+    rt = _runtime
+    label = f"job {name}{f' ({company_key})' if company_key else ''}"
     try:
         if name == "heartbeat":
-            heartbeat(rt)  # the lease row is its record
+            heartbeat(rt)  # the lock's row is its record
         elif company_key is not None:
             runs.run(rt, name, company_key, lambda: jobs.TENANT_JOBS[name](rt, company_key))
+        elif name in WAITED_OUT:
+            _outage.patiently(
+                label,
+                lambda: runs.run(rt, name, None, lambda: jobs.JOBS[name](rt)),
+                give_up_after=GIVE_UP_AFTER_SECONDS,
+                writes=True,
+            )
         else:
             runs.run(rt, name, None, lambda: jobs.JOBS[name](rt))
-    except Exception:
+    except Exception as err:
+        if store_unavailable(err):
+            _outage.down(err, label)
+            if name in WAITED_OUT:
+                log.error("%s not run: the store stayed unavailable", label)
+            return
         # APScheduler would log this too, but without saying which job and tenant failed.
-        log.exception("job %s%s failed", name, f" ({company_key})" if company_key else "")
+        log.exception("%s failed", label)
         raise
 
 
 def heartbeat(rt: Runtime) -> None:
-    """Renew the lease; a scheduler that lost it stops at once rather than run beside another."""
-    try:
-        acquire_lock(rt.sessions, holder_id(), utcnow())
-    except LockHeldError as err:
-        log.critical("scheduler lease lost, stopping: %s", err)
-        _on_lease_lost()
+    """Mark the `service_lock` row alive, for `edrtrial status`; it decides nothing."""
+    with transaction(rt.sessions) as session:
+        session.execute(
+            update(ServiceLock)
+            .where(ServiceLock.name == LOCK_NAME)
+            .values(heartbeat_at=rt.clock())
+            .execution_options(synchronize_session=False)
+        )
+    _outage.up()
 
 
-def _default_lease_lost() -> None:
-    raise SystemExit(3)
+class _Scheduler(BackgroundScheduler):  # type: ignore[misc]
+    """APScheduler's background scheduler, its thread's end kept for `why_stopped`.
+
+    An error that ends APScheduler's thread would otherwise print a traceback nobody acts
+    on and leave the process up: it is kept (its traceback logged at debug) and `serve`'s
+    watchdog stops the process with it in one line.
+    """
+
+    ended: str | None = None
+
+    def _main_loop(self) -> None:
+        try:
+            super()._main_loop()
+        except Exception as err:
+            self.ended = f"{type(err).__name__}: {reason(err)}"
+            log.debug("the scheduler's thread ended", exc_info=err)
 
 
-_on_lease_lost: Callable[[], None] = _default_lease_lost
+def why_stopped(scheduler: BackgroundScheduler) -> str | None:
+    """None while the scheduler can go on; else, in one line, why it cannot.
+
+    `serve` asks this every few seconds and ends the process with it: a scheduler thread
+    that died (for whatever reason) or a job store that gave up leaves a process that
+    would be alive and idle.
+    """
+    store = scheduler._jobstores.get("default")
+    if isinstance(store, PatientJobStore) and store.failure:
+        return store.failure
+    thread = getattr(scheduler, "_thread", None)
+    if thread is None or not thread.is_alive():
+        ended = getattr(scheduler, "ended", None)
+        return f"the scheduler's thread has ended ({ended or 'no error given'})"
+    return None
 
 
-def on_lease_lost(callback: Callable[[], None]) -> None:
-    """What `serve` does when the heartbeat finds another scheduler owns the store."""
-    global _on_lease_lost
-    _on_lease_lost = callback
+def stop(scheduler: BackgroundScheduler) -> None:
+    """Shut the scheduler down, ending any wait for the store first."""
+    _outage.stopping.set()
+    scheduler.shutdown(wait=True)
 
 
 def _cron(spec: str, weekly: bool) -> CronTrigger:
@@ -135,11 +177,13 @@ def _cron(spec: str, weekly: bool) -> CronTrigger:
 
 def build_scheduler(rt: Runtime) -> BackgroundScheduler:
     """A scheduler whose jobs (stable ids) are rebuilt from the config."""
-    global _runtime
+    global _runtime, _outage
     _runtime = rt
+    _outage = StoreOutage()
     schedules = rt.config.settings.schedules
-    scheduler = BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(engine=rt.engine, tablename="apscheduler_jobs")},
+    store = PatientJobStore(_outage, engine=rt.engine, tablename="apscheduler_jobs")
+    scheduler = _Scheduler(
+        jobstores={"default": store},
         # The heartbeat has its own thread, so slow tenants cannot starve the lease.
         executors={"default": ThreadPoolExecutor(8), "lease": ThreadPoolExecutor(1)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
@@ -165,11 +209,10 @@ def build_scheduler(rt: Runtime) -> BackgroundScheduler:
             IntervalTrigger(minutes=schedules.inventory_minutes),
             now,
         )
-        # The first poll waits for the first inventory, so alerts find their devices.
         wanted[f"poll:{key}"] = (
             ("poll", key),
             IntervalTrigger(seconds=schedules.poll_seconds),
-            now + timedelta(seconds=3),
+            now + FIRST_POLL_DELAY,
         )
     scheduler.start(paused=True)
     # Every job is added again below, so the stored ones are dropped unread: a job stored by
