@@ -405,3 +405,65 @@ def test_migration_counts_tenants_already_polled_as_past_their_first_poll(databa
     command.downgrade(cfg, "0009")
     command.upgrade(cfg, "0010")
     eng.dispose()
+
+
+def test_an_alert_kept_as_history_that_defender_reopens_later_gets_a_ticket(runtime):
+    rt, clock = runtime
+    tenant_id, connector = connect(rt, SAKURA)
+    old = alert(1, clock.now - timedelta(days=3), status="resolved")
+    connector.alerts[old.source_id] = old
+    jobs.poll(rt, SAKURA)
+    assert stored(rt, tenant_id)["a001"].ticket_id is None  # history
+    before = {m.id for m in outbox(rt, tenant_id)}
+
+    # A week later an analyst reopens it in Defender: nothing else about it changed.
+    clock.now += timedelta(days=7)
+    connector.alerts[old.source_id] = replace(
+        old, status="inProgress", last_update_at=Stamp.of(clock.now)
+    )
+    [outcome] = jobs.poll(rt, SAKURA)
+    assert outcome.error == "" and outcome.updated_alerts == 1
+    reopened = stored(rt, tenant_id)["a001"]
+    assert reopened.ticket_id is not None, "a reopened alert is no longer history"
+    new = [m.kind for m in outbox(rt, tenant_id) if m.id not in before]
+    assert "desk-notice" in new
+
+
+def test_a_first_poll_parked_midway_by_an_auth_error_is_still_first_once_resumed(
+    runtime, monkeypatch
+):
+    from edrtrial.errors import AuthError
+    from edrtrial.ingest import health
+
+    rt, clock = runtime
+    tenant_id, connector = connect(rt, SAKURA)
+    ids = backlog(connector, clock.now)
+    real = connector.fetch_alerts
+    refused = iter([True])
+
+    def refused_after_two_pages(since):
+        for n, page in enumerate(real(since)):
+            if n == 2 and next(refused, False):
+                raise AuthError("the client secret has expired")
+            yield page
+
+    monkeypatch.setattr(connector, "fetch_alerts", refused_after_two_pages)
+    [outcome] = jobs.poll(rt, SAKURA)
+    assert "expired" in outcome.error
+    assert 0 < len(stored(rt, tenant_id)) < 13
+    assert outbox(rt, tenant_id) == [] and first_poll_done(rt, tenant_id) is None
+
+    clock.now += timedelta(hours=5)
+    with rt.sessions.begin() as session:
+        health.resume_tenant(session, SAKURA, "operator", clock.now)
+    rt._connectors[tenant_id] = connector  # the operator renewed the secret
+    [outcome] = jobs.poll(rt, SAKURA)
+    assert outcome.error == ""
+    alerts = stored(rt, tenant_id)
+    assert len(alerts) == 13
+    assert all(alerts[s].ticket_id is None for s in ids["resolved"])
+    kinds = sorted(m.kind for m in outbox(rt, tenant_id))
+    assert kinds == ["company-first-poll", "desk-first-poll"]
+    desk = next(m for m in outbox(rt, tenant_id) if m.kind == "desk-first-poll").body_text
+    assert "取り込み：13件" in desk and "履歴として記録：6件" in desk
+    assert first_poll_done(rt, tenant_id) == clock.now

@@ -124,6 +124,17 @@ RETRIAGE_ON = (
 )
 """Alert fields a playbook decides on: a change sends the alert through triage again."""
 
+
+def _reopened(row: Alert, status: str) -> bool:
+    """Whether Defender reopened an alert that has no ticket: one a first poll kept as history
+    (resolved in Defender then) must now be triaged like any open alert."""
+    resolved = "resolved"
+    return (
+        row.ticket_id is None
+        and (row.status or "").casefold() == resolved
+        and (status or "").casefold() != resolved
+    )
+
 Sourced = TypeVar("Sourced", Alert, Incident)
 Record = TypeVar("Record", AlertRecord, IncidentRecord)
 
@@ -175,8 +186,9 @@ def _upsert(
             stored := _stamp_of(row.last_update_stamp, row.last_update_at)
         ) is None or record.last_update_at > stored:
             changes = fitted(model, fields(record))
-            if isinstance(row, Alert) and any(
-                getattr(row, key) != changes[key] for key in RETRIAGE_ON
+            if isinstance(row, Alert) and (
+                any(getattr(row, key) != changes[key] for key in RETRIAGE_ON)
+                or _reopened(row, changes["status"])
             ):
                 row.triaged_at = None  # what the playbook decided on has changed
             for key, value in changes.items():
