@@ -467,3 +467,24 @@ def test_a_first_poll_parked_midway_by_an_auth_error_is_still_first_once_resumed
     desk = next(m for m in outbox(rt, tenant_id) if m.kind == "desk-first-poll").body_text
     assert "取り込み：13件" in desk and "履歴として記録：6件" in desk
     assert first_poll_done(rt, tenant_id) == clock.now
+
+
+def test_an_alert_kept_as_history_that_defender_amends_while_resolved_stays_history(runtime):
+    rt, clock = runtime
+    tenant_id, connector = connect(rt, SAKURA)
+    old = alert(1, clock.now - timedelta(days=3), status="resolved")
+    connector.alerts[old.source_id] = old
+    jobs.poll(rt, SAKURA)
+    before = {m.id for m in outbox(rt, tenant_id)}
+
+    # The next day Defender merges it into another incident; it is still resolved.
+    clock.now += timedelta(days=1)
+    connector.alerts[old.source_id] = replace(
+        old, incident_source_id="i999", last_update_at=Stamp.of(clock.now)
+    )
+    [outcome] = jobs.poll(rt, SAKURA)
+    assert outcome.error == "" and outcome.updated_alerts == 1
+    amended = stored(rt, tenant_id)["a001"]
+    assert amended.incident_source_id == "i999" and amended.ticket_id is None
+    assert tickets(rt, tenant_id) == []
+    assert [m.kind for m in outbox(rt, tenant_id) if m.id not in before] == []
