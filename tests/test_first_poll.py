@@ -21,6 +21,8 @@ from sqlalchemy import select, text
 from edrtrial.config import load_config
 from edrtrial.connectors.base import AlertRecord, DeviceRef
 from edrtrial.db import _alembic_config, make_engine
+from edrtrial.errors import AuthError
+from edrtrial.ingest import health
 from edrtrial.models import Alert, OutboxMessage, ResponseAction, Tenant, Ticket
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
@@ -432,9 +434,6 @@ def test_an_alert_kept_as_history_that_defender_reopens_later_gets_a_ticket(runt
 def test_a_first_poll_parked_midway_by_an_auth_error_is_still_first_once_resumed(
     runtime, monkeypatch
 ):
-    from edrtrial.errors import AuthError
-    from edrtrial.ingest import health
-
     rt, clock = runtime
     tenant_id, connector = connect(rt, SAKURA)
     ids = backlog(connector, clock.now)

@@ -165,6 +165,7 @@ def _reopened(row: Alert, status: str) -> bool:
         and (status or "").casefold() != resolved
     )
 
+
 Sourced = TypeVar("Sourced", Alert, Incident)
 Record = TypeVar("Record", AlertRecord, IncidentRecord)
 
