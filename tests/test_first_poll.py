@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -487,3 +488,38 @@ def test_an_alert_kept_as_history_that_defender_amends_while_resolved_stays_hist
     assert amended.incident_source_id == "i999" and amended.ticket_id is None
     assert tickets(rt, tenant_id) == []
     assert [m.kind for m in outbox(rt, tenant_id) if m.id not in before] == []
+
+
+def test_a_backlog_p1_the_playbook_sends_to_the_duty_channel_is_told_there_too(
+    tmp_path, now, engine, database_url
+):
+    rules = tmp_path / "duty.toml"
+    rules.write_text(
+        'description = "Ransomware pages the duty officer."\n'
+        '[[rules]]\nname = "ransomware-duty"\ncategory = "Ransomware"\nescalate = "duty"\n',
+        encoding="utf-8",
+    )
+    shipped = Path(__file__).resolve().parents[1] / "playbooks" / "default.toml"
+    data = settings(database_url, playbooks=[str(rules), str(shipped)])
+    data["desk"]["channels"] = [
+        {"name": "desk", "kind": "mail", "to": "desk@example.jp"},
+        {"name": "duty", "kind": "mail", "to": "duty@example.jp"},
+    ]
+    clock = Clock(now)
+    rt = Runtime.open(load_config(write_config(tmp_path / "config.toml", data)), clock=clock)
+    try:
+        tenant_id, connector = connect(rt, SAKURA)
+        for record in (
+            alert(1, clock.now - timedelta(hours=1)),  # ransomware, open: a P1 for duty
+            alert(2, clock.now - timedelta(days=2), status="resolved"),
+        ):
+            connector.alerts[record.source_id] = record
+        jobs.poll(rt, SAKURA)
+        desk = [m for m in outbox(rt, tenant_id) if m.kind == "desk-first-poll"]
+        assert sorted(m.recipient for m in desk) == ["desk@example.jp", "duty@example.jp"]
+        assert len({m.body_text for m in desk}) == 1  # the same one summary on each
+
+        jobs.poll(rt, SAKURA)  # and never twice
+        assert len([m for m in outbox(rt, tenant_id) if m.kind == "desk-first-poll"]) == 2
+    finally:
+        rt.close()
