@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from signatures import DOCUMENTED_COMMAND
 from sqlalchemy import select, text
 
 from edrtrial.config import load_config
-from edrtrial.connectors.base import AlertRecord, DeviceRef
+from edrtrial.connectors.base import AlertRecord, DeviceRef, Evidence
 from edrtrial.db import _alembic_config, make_engine
 from edrtrial.errors import AuthError
 from edrtrial.ingest import health
@@ -523,3 +524,53 @@ def test_a_backlog_p1_the_playbook_sends_to_the_duty_channel_is_told_there_too(
         assert len([m for m in outbox(rt, tenant_id) if m.kind == "desk-first-poll"]) == 2
     finally:
         rt.close()
+
+
+def test_a_history_alert_amended_before_the_first_poll_completes_is_counted_once(
+    runtime, monkeypatch
+):
+    rt, clock = runtime
+    tenant_id, connector = connect(rt, SAKURA)
+    ids = backlog(connector, clock.now)
+    for n, status in ((20, "new"), (21, "resolved")):  # the onboarding test, twice
+        test = alert(n, clock.now - timedelta(days=9), severity="informational", status=status)
+        connector.alerts[test.source_id] = replace(
+            test,
+            title="[Test Alert] Suspicious Powershell commandline",
+            category="Execution",
+            detection_source="microsoftDefenderForEndpoint",
+            evidence=Evidence(command_lines=(DOCUMENTED_COMMAND,)),
+        )
+    real = jobs.finish_first_poll
+    crashes = iter([True])
+
+    def dies_once(*args, **kwargs):
+        if next(crashes, False):
+            raise Crash("died after the triage, before the mark")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "finish_first_poll", dies_once)
+    [outcome] = jobs.poll(rt, SAKURA)
+    assert "before the mark" in outcome.error and first_poll_done(rt, tenant_id) is None
+
+    # Meanwhile Defender merges two resolved alerts into another incident, and reopens one.
+    clock.now += timedelta(minutes=1)
+    amended, reopened = ids["resolved"][0], ids["resolved"][1]
+    for source_id in (*ids["resolved"][2:4], amended, "a020", "a021"):
+        record = connector.alerts[source_id]
+        connector.alerts[source_id] = replace(
+            record, incident_source_id="i999", last_update_at=Stamp.of(clock.now)
+        )
+    record = connector.alerts[reopened]
+    connector.alerts[reopened] = replace(record, status="new", last_update_at=Stamp.of(clock.now))
+    [outcome] = jobs.poll(rt, SAKURA)
+    assert outcome.error == ""
+    alerts = stored(rt, tenant_id)
+    assert alerts[reopened].ticket_id is not None and alerts[amended].ticket_id is None
+    desk = next(m for m in outbox(rt, tenant_id) if m.kind == "desk-first-poll").body_text
+    company = next(m for m in outbox(rt, tenant_id) if m.kind == "company-first-poll").body_text
+    # Seven resolved (a test among them), one reopened since; the open test suppressed.
+    assert "取り込み：15件" in desk and "履歴として記録：6件" in desk
+    assert "抑止（テストなど）：1件" in desk
+    assert "確認した検知：15件" in company
+    assert "Defenderですでに解決済みだった検知：6件" in company

@@ -100,11 +100,12 @@ def _backlog(session: Session, tenant_id: int, policy: DeskPolicy, now: datetime
     trial = trials.trial_of_tenant(session, tenant_id)
     isolations = _isolations(session, tenant_id)
     read = session.scalar(select(func.count(Alert.id)).where(Alert.tenant_id == tenant_id))
+    history, suppressed = _settled(session, tenant_id)
     coverage = coverage_at(trial, now)
     return Backlog(
         alerts=read or 0,
-        history=sum(int(b.detail.get("history", 0)) for b in batches),
-        suppressed=sum(int(b.detail.get("suppressed", 0)) for b in batches),
+        history=history,
+        suppressed=suppressed,
         tickets=tuple(
             BacklogTicket(
                 t,
@@ -119,6 +120,28 @@ def _backlog(session: Session, tenant_id: int, policy: DeskPolicy, now: datetime
         since=trials.first_poll_since(session, tenant_id),
         coverage=coverage,
     )
+
+
+def _settled(session: Session, tenant_id: int) -> tuple[int, int]:
+    """(kept as history, suppressed) among the tenant's alerts, as the store holds them now.
+
+    Counted from the alerts, not added up from the batches: an alert triaged twice (amended
+    by Defender before a crashed first poll was resumed) counts once, and one Defender
+    reopened meanwhile is no longer history.
+    """
+    resolved = func.lower(func.coalesce(Alert.status, "")) == "resolved"
+    untold = (
+        Alert.tenant_id == tenant_id,
+        Alert.ticket_id.is_(None),
+        Alert.triaged_at.is_not(None),
+    )
+    history = session.scalar(select(func.count(Alert.id)).where(*untold, resolved))
+    suppressed = session.scalar(
+        select(func.count(Alert.id)).where(
+            *untold, ~resolved, func.coalesce(Alert.suppressed_reason, "") != ""
+        )
+    )
+    return history or 0, suppressed or 0
 
 
 def _isolations(session: Session, tenant_id: int) -> dict[int, list[str]]:
