@@ -574,3 +574,32 @@ def test_a_history_alert_amended_before_the_first_poll_completes_is_counted_once
     assert "抑止（テストなど）：1件" in desk
     assert "確認した検知：15件" in company
     assert "Defenderですでに解決済みだった検知：6件" in company
+
+
+def test_a_resolved_test_kept_as_history_that_turns_out_an_attack_gets_its_ticket(runtime):
+    rt, clock = runtime
+    tenant_id, connector = connect(rt, SAKURA)
+    test = replace(
+        alert(1, clock.now - timedelta(days=3), severity="informational", status="resolved"),
+        title="[Test Alert] Suspicious Powershell commandline",
+        category="Execution",
+        detection_source="microsoftDefenderForEndpoint",
+        evidence=Evidence(command_lines=(DOCUMENTED_COMMAND,)),
+    )
+    connector.alerts[test.source_id] = test
+    jobs.poll(rt, SAKURA)
+    kept = stored(rt, tenant_id)["a001"]
+    assert kept.ticket_id is None and kept.suppressed_reason
+
+    # Defender adds a dump of LSASS to it, still resolved: not a test, and nobody looked.
+    clock.now += timedelta(days=1)
+    connector.alerts[test.source_id] = replace(
+        test,
+        severity="high",
+        category="CredentialAccess",
+        mitre_techniques=("T1003.001",),
+        evidence=Evidence(command_lines=(DOCUMENTED_COMMAND, "rundll32 comsvcs.dll MiniDump")),
+        last_update_at=Stamp.of(clock.now),
+    )
+    jobs.poll(rt, SAKURA)
+    assert stored(rt, tenant_id)["a001"].ticket_id is not None

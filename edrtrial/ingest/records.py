@@ -143,11 +143,14 @@ def _first_poll_done(session: Session, tenant_id: int) -> datetime | None:
 def _still_history(row: Alert, status: str, first_poll_done: datetime | None | object) -> bool:
     """Whether an alert its tenant's first poll kept as history (resolved in Defender, no
     ticket) is still resolved: Defender may amend it (merge it into another incident, add
-    evidence) weeks later, and that must not open a ticket and mail the company about it."""
+    evidence) weeks later, and that must not open a ticket and mail the company about it.
+    A test the playbook suppressed is triaged again as ever: a test that turns out to be an
+    attack gets its ticket, resolved in Defender or not."""
     resolved = "resolved"
     return (
         isinstance(first_poll_done, datetime)
         and row.ticket_id is None
+        and not row.suppressed_reason
         and row.triaged_at is not None
         and as_utc(row.triaged_at) <= as_utc(first_poll_done)
         and (row.status or "").casefold() == resolved
