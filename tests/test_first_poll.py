@@ -13,14 +13,18 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from alembic import command
+from signatures import DOCUMENTED_COMMAND
 from sqlalchemy import select, text
 
 from edrtrial.config import load_config
-from edrtrial.connectors.base import AlertRecord, DeviceRef
+from edrtrial.connectors.base import AlertRecord, DeviceRef, Evidence
 from edrtrial.db import _alembic_config, make_engine
+from edrtrial.errors import AuthError
+from edrtrial.ingest import health
 from edrtrial.models import Alert, OutboxMessage, ResponseAction, Tenant, Ticket
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
@@ -405,3 +409,197 @@ def test_migration_counts_tenants_already_polled_as_past_their_first_poll(databa
     command.downgrade(cfg, "0009")
     command.upgrade(cfg, "0010")
     eng.dispose()
+
+
+def test_an_alert_kept_as_history_that_defender_reopens_later_gets_a_ticket(runtime):
+    rt, clock = runtime
+    tenant_id, connector = connect(rt, SAKURA)
+    old = alert(1, clock.now - timedelta(days=3), status="resolved")
+    connector.alerts[old.source_id] = old
+    jobs.poll(rt, SAKURA)
+    assert stored(rt, tenant_id)["a001"].ticket_id is None  # history
+    before = {m.id for m in outbox(rt, tenant_id)}
+
+    # A week later an analyst reopens it in Defender: nothing else about it changed.
+    clock.now += timedelta(days=7)
+    connector.alerts[old.source_id] = replace(
+        old, status="inProgress", last_update_at=Stamp.of(clock.now)
+    )
+    [outcome] = jobs.poll(rt, SAKURA)
+    assert outcome.error == "" and outcome.updated_alerts == 1
+    reopened = stored(rt, tenant_id)["a001"]
+    assert reopened.ticket_id is not None, "a reopened alert is no longer history"
+    new = [m.kind for m in outbox(rt, tenant_id) if m.id not in before]
+    assert "desk-notice" in new
+
+
+def test_a_first_poll_parked_midway_by_an_auth_error_is_still_first_once_resumed(
+    runtime, monkeypatch
+):
+    rt, clock = runtime
+    tenant_id, connector = connect(rt, SAKURA)
+    ids = backlog(connector, clock.now)
+    real = connector.fetch_alerts
+    refused = iter([True])
+
+    def refused_after_two_pages(since):
+        for n, page in enumerate(real(since)):
+            if n == 2 and next(refused, False):
+                raise AuthError("the client secret has expired")
+            yield page
+
+    monkeypatch.setattr(connector, "fetch_alerts", refused_after_two_pages)
+    [outcome] = jobs.poll(rt, SAKURA)
+    assert "expired" in outcome.error
+    assert 0 < len(stored(rt, tenant_id)) < 13
+    assert outbox(rt, tenant_id) == [] and first_poll_done(rt, tenant_id) is None
+
+    clock.now += timedelta(hours=5)
+    with rt.sessions.begin() as session:
+        health.resume_tenant(session, SAKURA, "operator", clock.now)
+    rt._connectors[tenant_id] = connector  # the operator renewed the secret
+    [outcome] = jobs.poll(rt, SAKURA)
+    assert outcome.error == ""
+    alerts = stored(rt, tenant_id)
+    assert len(alerts) == 13
+    assert all(alerts[s].ticket_id is None for s in ids["resolved"])
+    kinds = sorted(m.kind for m in outbox(rt, tenant_id))
+    assert kinds == ["company-first-poll", "desk-first-poll"]
+    desk = next(m for m in outbox(rt, tenant_id) if m.kind == "desk-first-poll").body_text
+    assert "取り込み：13件" in desk and "履歴として記録：6件" in desk
+    assert first_poll_done(rt, tenant_id) == clock.now
+
+
+def test_an_alert_kept_as_history_that_defender_amends_while_resolved_stays_history(runtime):
+    rt, clock = runtime
+    tenant_id, connector = connect(rt, SAKURA)
+    old = alert(1, clock.now - timedelta(days=3), status="resolved")
+    connector.alerts[old.source_id] = old
+    jobs.poll(rt, SAKURA)
+    before = {m.id for m in outbox(rt, tenant_id)}
+
+    # The next day Defender merges it into another incident; it is still resolved.
+    clock.now += timedelta(days=1)
+    connector.alerts[old.source_id] = replace(
+        old, incident_source_id="i999", last_update_at=Stamp.of(clock.now)
+    )
+    [outcome] = jobs.poll(rt, SAKURA)
+    assert outcome.error == "" and outcome.updated_alerts == 1
+    amended = stored(rt, tenant_id)["a001"]
+    assert amended.incident_source_id == "i999" and amended.ticket_id is None
+    assert tickets(rt, tenant_id) == []
+    assert [m.kind for m in outbox(rt, tenant_id) if m.id not in before] == []
+
+
+def test_a_backlog_p1_the_playbook_sends_to_the_duty_channel_is_told_there_too(
+    tmp_path, now, engine, database_url
+):
+    rules = tmp_path / "duty.toml"
+    rules.write_text(
+        'description = "Ransomware pages the duty officer."\n'
+        '[[rules]]\nname = "ransomware-duty"\ncategory = "Ransomware"\nescalate = "duty"\n',
+        encoding="utf-8",
+    )
+    shipped = Path(__file__).resolve().parents[1] / "playbooks" / "default.toml"
+    data = settings(database_url, playbooks=[str(rules), str(shipped)])
+    data["desk"]["channels"] = [
+        {"name": "desk", "kind": "mail", "to": "desk@example.jp"},
+        {"name": "duty", "kind": "mail", "to": "duty@example.jp"},
+    ]
+    clock = Clock(now)
+    rt = Runtime.open(load_config(write_config(tmp_path / "config.toml", data)), clock=clock)
+    try:
+        tenant_id, connector = connect(rt, SAKURA)
+        for record in (
+            alert(1, clock.now - timedelta(hours=1)),  # ransomware, open: a P1 for duty
+            alert(2, clock.now - timedelta(days=2), status="resolved"),
+        ):
+            connector.alerts[record.source_id] = record
+        jobs.poll(rt, SAKURA)
+        desk = [m for m in outbox(rt, tenant_id) if m.kind == "desk-first-poll"]
+        assert sorted(m.recipient for m in desk) == ["desk@example.jp", "duty@example.jp"]
+        assert len({m.body_text for m in desk}) == 1  # the same one summary on each
+
+        jobs.poll(rt, SAKURA)  # and never twice
+        assert len([m for m in outbox(rt, tenant_id) if m.kind == "desk-first-poll"]) == 2
+    finally:
+        rt.close()
+
+
+def test_a_history_alert_amended_before_the_first_poll_completes_is_counted_once(
+    runtime, monkeypatch
+):
+    rt, clock = runtime
+    tenant_id, connector = connect(rt, SAKURA)
+    ids = backlog(connector, clock.now)
+    for n, status in ((20, "new"), (21, "resolved")):  # the onboarding test, twice
+        test = alert(n, clock.now - timedelta(days=9), severity="informational", status=status)
+        connector.alerts[test.source_id] = replace(
+            test,
+            title="[Test Alert] Suspicious Powershell commandline",
+            category="Execution",
+            detection_source="microsoftDefenderForEndpoint",
+            evidence=Evidence(command_lines=(DOCUMENTED_COMMAND,)),
+        )
+    real = jobs.finish_first_poll
+    crashes = iter([True])
+
+    def dies_once(*args, **kwargs):
+        if next(crashes, False):
+            raise Crash("died after the triage, before the mark")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "finish_first_poll", dies_once)
+    [outcome] = jobs.poll(rt, SAKURA)
+    assert "before the mark" in outcome.error and first_poll_done(rt, tenant_id) is None
+
+    # Meanwhile Defender merges two resolved alerts into another incident, and reopens one.
+    clock.now += timedelta(minutes=1)
+    amended, reopened = ids["resolved"][0], ids["resolved"][1]
+    for source_id in (*ids["resolved"][2:4], amended, "a020", "a021"):
+        record = connector.alerts[source_id]
+        connector.alerts[source_id] = replace(
+            record, incident_source_id="i999", last_update_at=Stamp.of(clock.now)
+        )
+    record = connector.alerts[reopened]
+    connector.alerts[reopened] = replace(record, status="new", last_update_at=Stamp.of(clock.now))
+    [outcome] = jobs.poll(rt, SAKURA)
+    assert outcome.error == ""
+    alerts = stored(rt, tenant_id)
+    assert alerts[reopened].ticket_id is not None and alerts[amended].ticket_id is None
+    desk = next(m for m in outbox(rt, tenant_id) if m.kind == "desk-first-poll").body_text
+    company = next(m for m in outbox(rt, tenant_id) if m.kind == "company-first-poll").body_text
+    # Seven resolved (a test among them), one reopened since; the open test suppressed.
+    assert "取り込み：15件" in desk and "履歴として記録：6件" in desk
+    assert "抑止（テストなど）：1件" in desk
+    assert "確認した検知：15件" in company
+    assert "Defenderですでに解決済みだった検知：6件" in company
+
+
+def test_a_resolved_test_kept_as_history_that_turns_out_an_attack_gets_its_ticket(runtime):
+    rt, clock = runtime
+    tenant_id, connector = connect(rt, SAKURA)
+    test = replace(
+        alert(1, clock.now - timedelta(days=3), severity="informational", status="resolved"),
+        title="[Test Alert] Suspicious Powershell commandline",
+        category="Execution",
+        detection_source="microsoftDefenderForEndpoint",
+        evidence=Evidence(command_lines=(DOCUMENTED_COMMAND,)),
+    )
+    connector.alerts[test.source_id] = test
+    jobs.poll(rt, SAKURA)
+    kept = stored(rt, tenant_id)["a001"]
+    assert kept.ticket_id is None and kept.suppressed_reason
+
+    # Defender adds a dump of LSASS to it, still resolved: not a test, and nobody looked.
+    clock.now += timedelta(days=1)
+    connector.alerts[test.source_id] = replace(
+        test,
+        severity="high",
+        category="CredentialAccess",
+        mitre_techniques=("T1003.001",),
+        evidence=Evidence(command_lines=(DOCUMENTED_COMMAND, "rundll32 comsvcs.dll MiniDump")),
+        last_update_at=Stamp.of(clock.now),
+    )
+    jobs.poll(rt, SAKURA)
+    assert stored(rt, tenant_id)["a001"].ticket_id is not None

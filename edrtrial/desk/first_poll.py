@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from edrtrial import audit
+from edrtrial.config import ChannelConfig
 from edrtrial.connectors.base import ActionKind
 from edrtrial.coverage import coverage_at
 from edrtrial.desk import sla
@@ -37,7 +38,7 @@ from edrtrial.notify.first_poll import (
 )
 from edrtrial.notify.recipients import mail_company, send_to_channel
 from edrtrial.programme import trials
-from edrtrial.states import ActionState
+from edrtrial.states import ActionState, TicketState
 
 BATCH_ACTION = "first_poll.triaged"
 
@@ -99,11 +100,12 @@ def _backlog(session: Session, tenant_id: int, policy: DeskPolicy, now: datetime
     trial = trials.trial_of_tenant(session, tenant_id)
     isolations = _isolations(session, tenant_id)
     read = session.scalar(select(func.count(Alert.id)).where(Alert.tenant_id == tenant_id))
+    history, suppressed = _settled(session, tenant_id)
     coverage = coverage_at(trial, now)
     return Backlog(
         alerts=read or 0,
-        history=sum(int(b.detail.get("history", 0)) for b in batches),
-        suppressed=sum(int(b.detail.get("suppressed", 0)) for b in batches),
+        history=history,
+        suppressed=suppressed,
         tickets=tuple(
             BacklogTicket(
                 t,
@@ -118,6 +120,28 @@ def _backlog(session: Session, tenant_id: int, policy: DeskPolicy, now: datetime
         since=trials.first_poll_since(session, tenant_id),
         coverage=coverage,
     )
+
+
+def _settled(session: Session, tenant_id: int) -> tuple[int, int]:
+    """(kept as history, suppressed) among the tenant's alerts, as the store holds them now.
+
+    Counted from the alerts, not added up from the batches: an alert triaged twice (amended
+    by Defender before a crashed first poll was resumed) counts once, and one Defender
+    reopened meanwhile is no longer history.
+    """
+    resolved = func.lower(func.coalesce(Alert.status, "")) == "resolved"
+    untold = (
+        Alert.tenant_id == tenant_id,
+        Alert.ticket_id.is_(None),
+        Alert.triaged_at.is_not(None),
+    )
+    history = session.scalar(select(func.count(Alert.id)).where(*untold, resolved))
+    suppressed = session.scalar(
+        select(func.count(Alert.id)).where(
+            *untold, ~resolved, func.coalesce(Alert.suppressed_reason, "") != ""
+        )
+    )
+    return history or 0, suppressed or 0
 
 
 def _isolations(session: Session, tenant_id: int) -> dict[int, list[str]]:
@@ -150,17 +174,22 @@ def finish_first_poll(session: Session, tenant_id: int, policy: DeskPolicy, now:
         return 0
     tenant = session.get_one(Tenant, tenant_id)
     company = session.get_one(Company, tenant.company_id)
-    send_to_channel(
-        session,
-        policy.channel(""),
-        tenant_id,
-        desk_first_poll_notice(company, backlog),
-        dedupe_key=f"notice:desk:first-poll:tenant:{tenant_id}",
-        kind="desk-first-poll",
-    )
+    notice = desk_first_poll_notice(company, backlog)
+    first = policy.channel("")
+    channels = _channels(policy, backlog)
+    for channel in channels:
+        send_to_channel(
+            session,
+            channel,
+            tenant_id,
+            notice,
+            dedupe_key=f"notice:desk:first-poll:tenant:{tenant_id}"
+            + ("" if channel.name == first.name else f":channel:{channel.name}"),
+            kind="desk-first-poll",
+        )
     mail = company_first_poll_summary(company, backlog, policy.desk)
     if mail is None:
-        return 1
+        return len(channels)
     mail_company(
         session,
         company,
@@ -169,4 +198,15 @@ def finish_first_poll(session: Session, tenant_id: int, policy: DeskPolicy, now:
         dedupe_key=f"notice:company:first-poll:tenant:{tenant_id}",
         kind="company-first-poll",
     )
-    return 2
+    return len(channels) + 1
+
+
+def _channels(policy: DeskPolicy, backlog: Backlog) -> list[ChannelConfig]:
+    """The desk's first channel, and each channel a playbook named for an open ticket of the
+    backlog (a P1 sent to the duty pager): told the summary as a ticket's notice would be."""
+    found = {policy.channel("").name: policy.channel("")}
+    for entry in backlog.tickets:
+        if entry.ticket.channel and TicketState(entry.ticket.state).open:
+            channel = policy.channel(entry.ticket.channel)
+            found.setdefault(channel.name, channel)
+    return list(found.values())

@@ -24,8 +24,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from edrtrial.connectors.base import AlertRecord, DeviceRecord, IncidentRecord, Rejected
-from edrtrial.models import Alert, Base, Device, Incident, PollCursor, QuarantinedRecord
-from edrtrial.timeutil import Stamp
+from edrtrial.models import (
+    Alert,
+    Base,
+    Device,
+    Incident,
+    PollCursor,
+    QuarantinedRecord,
+    Tenant,
+)
+from edrtrial.timeutil import Stamp, as_utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +132,43 @@ RETRIAGE_ON = (
 )
 """Alert fields a playbook decides on: a change sends the alert through triage again."""
 
+
+_UNREAD = object()
+
+
+def _first_poll_done(session: Session, tenant_id: int) -> datetime | None:
+    return session.scalar(select(Tenant.first_poll_done_at).where(Tenant.id == tenant_id))
+
+
+def _still_history(row: Alert, status: str, first_poll_done: datetime | None | object) -> bool:
+    """Whether an alert its tenant's first poll kept as history (resolved in Defender, no
+    ticket) is still resolved: Defender may amend it (merge it into another incident, add
+    evidence) weeks later, and that must not open a ticket and mail the company about it.
+    A test the playbook suppressed is triaged again as ever: a test that turns out to be an
+    attack gets its ticket, resolved in Defender or not."""
+    resolved = "resolved"
+    return (
+        isinstance(first_poll_done, datetime)
+        and row.ticket_id is None
+        and not row.suppressed_reason
+        and row.triaged_at is not None
+        and as_utc(row.triaged_at) <= as_utc(first_poll_done)
+        and (row.status or "").casefold() == resolved
+        and (status or "").casefold() == resolved
+    )
+
+
+def _reopened(row: Alert, status: str) -> bool:
+    """Whether Defender reopened an alert that has no ticket: one a first poll kept as history
+    (resolved in Defender then) must now be triaged like any open alert."""
+    resolved = "resolved"
+    return (
+        row.ticket_id is None
+        and (row.status or "").casefold() == resolved
+        and (status or "").casefold() != resolved
+    )
+
+
 Sourced = TypeVar("Sourced", Alert, Incident)
 Record = TypeVar("Record", AlertRecord, IncidentRecord)
 
@@ -160,6 +205,7 @@ def _upsert(
         )
     }
     inserted = updated = 0
+    first_poll_done: datetime | None | object = _UNREAD
     changed: set[str] = set()
     new_rows: list[dict[str, Any]] = []
     for source_id, record in latest.items():
@@ -175,10 +221,14 @@ def _upsert(
             stored := _stamp_of(row.last_update_stamp, row.last_update_at)
         ) is None or record.last_update_at > stored:
             changes = fitted(model, fields(record))
-            if isinstance(row, Alert) and any(
-                getattr(row, key) != changes[key] for key in RETRIAGE_ON
+            if isinstance(row, Alert) and (
+                any(getattr(row, key) != changes[key] for key in RETRIAGE_ON)
+                or _reopened(row, changes["status"])
             ):
-                row.triaged_at = None  # what the playbook decided on has changed
+                if first_poll_done is _UNREAD:
+                    first_poll_done = _first_poll_done(session, tenant_id)
+                if not _still_history(row, changes["status"], first_poll_done):
+                    row.triaged_at = None  # what the playbook decided on has changed
             for key, value in changes.items():
                 setattr(row, key, value)
             updated += 1
