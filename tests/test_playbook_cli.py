@@ -404,14 +404,15 @@ def test_json_file_of_cycraft_alerts_is_explained_through_its_connector(
     path = tmp_path / "cycraft.json"
     path.write_text(json.dumps({"data": [CYCRAFT_ALERT, low, no_id], "total": 3}), "utf-8")
 
-    args = ("playbooks", "test", str(path), "--connector", "cycraft", "--company", "aozora-design")
+    args = ("playbooks", "test", str(path), "--connector", "cycraft", "--company", "midori-shoji")
     result = invoke(config, *args)
     out = result.output
     assert result.exit_code == 1, out  # one alert could not be read, as for Defender
-    assert "cycraft.json[0] al-2001 [aozora-design] 'Suspicious PowerShell download cradle' (high)" in out
+    cradle = "'Suspicious PowerShell download cradle' (high)"
+    assert f"cycraft.json[0] al-2001 [midori-shoji] {cradle}" in out
     assert "1. high-severity (default.toml:" in out  # Critical: high, through severity_map
-    assert "cycraft.json[1] 2002 [aozora-design] 'Unsigned tool ran' (low)" in out
-    assert "cycraft.json[2] (no id) [aozora-design] 'Nameless' (Critical)" in out
+    assert "cycraft.json[1] 2002 [midori-shoji] 'Unsigned tool ran' (low)" in out
+    assert "cycraft.json[2] (no id) [midori-shoji] 'Nameless' (Critical)" in out
     assert "not tested: alert 2: no id at 'id'" in out
     assert "2 alert(s) decided:" in out
     assert "1 alert(s) could not be read" in out
