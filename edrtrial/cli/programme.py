@@ -42,6 +42,7 @@ from edrtrial.programme.companies import company_by_key, tenants_by_company
 from edrtrial.reports.render import render_detection_report_html
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
+from edrtrial.states import OutboxState
 from edrtrial.timeutil import jst_date, to_jst
 from edrtrial.untrusted import one_line
 
@@ -187,6 +188,8 @@ def _mailed(message: OutboxMessage) -> str:
     if message.sent_at is not None:
         return f"mailed {to_jst(message.sent_at):%Y-%m-%d %H:%M} JST to {message.recipient}"
     queued = f"{to_jst(message.created_at):%Y-%m-%d %H:%M} JST"
+    if message.status == OutboxState.FAILED:
+        return f"queued {queued} to {message.recipient}, given up: never received"
     return f"queued {queued} to {message.recipient}, not sent yet ({message.status})"
 
 
