@@ -330,3 +330,13 @@ def test_report_says_a_mail_given_up_was_never_received_and_resend_mails_it(conf
             select(OutboxMessage.status).where(OutboxMessage.kind == "detection_report")
         ).all()
     assert sent == ["failed", "sent"]
+
+
+def test_offboarding_json_is_json_alone_when_it_also_plans_or_sends(config):
+    planned = cli(config, "offboarding", "--plan", "--json")
+    assert json.loads(planned.stdout), planned.stdout  # the tasks, nothing beside them
+    assert "new task(s) planned" in planned.stderr
+    sent = cli(config, "offboarding", "--company", "midori-shoji", "--execute", "--yes", "--json")
+    tasks = json.loads(sent.stdout)
+    assert tasks and {t["status"] for t in tasks} != {"planned"}
+    assert f"  {tasks[0]['device']}: " in sent.stderr  # what was sent, said beside
