@@ -23,7 +23,7 @@ from edrtrial.config import load_config
 from edrtrial.db import transaction
 from edrtrial.errors import AuthError, ConfigError, TransientError
 from edrtrial.ingest import health
-from edrtrial.models import AuditEvent, OutboxMessage
+from edrtrial.models import AuditEvent, OutboxMessage, Tenant
 from edrtrial.service import alarms, jobs, scheduler
 from edrtrial.service.runtime import Runtime
 
@@ -329,3 +329,23 @@ def test_two_desk_passes_at_once_tell_the_desk_once_and_both_go_on(service, inbo
     with rt.sessions() as session:
         told = session.scalars(select(AuditEvent.action).where(AuditEvent.action.like("alarm.%")))
         assert list(told) == ["alarm.raised", "alarm.cleared"]  # each audited once too
+
+
+def test_a_tenant_already_failing_before_the_upgrade_is_told_once_it_fails_long_enough(
+    service, inbox
+):
+    # 0009 leaves `state_since` empty for a tenant failing at the upgrade; each failed poll
+    # moves its last poll on, so that cannot stand in for how long it has been failing.
+    service.desk(tenant_alert_minutes=20)
+    rt = service.open()
+    [tenant] = rt.tenants()
+    with transaction(rt.sessions) as session:
+        row = session.get_one(Tenant, tenant.id)
+        row.state, row.state_reason, row.failures = "failing", "503 Service Unavailable", 1
+        row.state_since, row.last_poll_at = None, service.clock()
+    rt._connectors[tenant.id] = Failing()
+    for _ in range(40):
+        a_round(rt, service.clock)
+    assert rt.tenants()[0].state == "failing"
+    [told] = desk_mail(inbox[0])
+    assert told["Subject"].startswith("[要対応] テナント接続障害")
