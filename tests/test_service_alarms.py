@@ -349,3 +349,20 @@ def test_a_tenant_already_failing_before_the_upgrade_is_told_once_it_fails_long_
     assert rt.tenants()[0].state == "failing"
     [told] = desk_mail(inbox[0])
     assert told["Subject"].startswith("[要対応] テナント接続障害")
+
+
+def test_a_company_resumed_and_parked_again_for_another_reason_is_told_again(service, inbox):
+    rt = service.open()
+    a_round(rt, service.clock)  # parked: the secret file is missing
+    [tenant] = rt.tenants()
+    rt._connectors[tenant.id] = Refused()  # the secret is fixed, but consent was withdrawn
+    with transaction(rt.sessions) as session:
+        health.resume_tenant(session, SAKURA, "cli:operator", service.clock())
+    a_round(rt, service.clock)  # parked again before the desk's next pass
+    a_round(rt, service.clock)
+    first, again = desk_mail(inbox[0])
+    assert first["Subject"] == again["Subject"]  # [要対応] テナント停止 …
+    assert "secret" in text_of(first)
+    assert "consent withdrawn" in text_of(again)  # what stops it now
+    a_round(service.open(), service.clock)
+    assert len(desk_mail(inbox[0])) == 2
