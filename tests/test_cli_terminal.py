@@ -310,3 +310,33 @@ def test_seats_count_offboarded_devices_apart_and_warn_near_and_over_the_cap(
     assert "warning: sakura-seisakusho is near its cap: 12 of 13 seats (92%)" in out
     assert "warning: aozora-design is over its cap: 5 of 4 seats (125%)" in out
     assert all(cell_len(line) <= 80 for line in out)
+
+
+def test_report_says_a_mail_given_up_was_never_received_and_resend_mails_it(config, database_url):
+    period = ("--company", "sakura-seisakusho", "--from", "2026-11-16", "--to", "2026-11-22")
+    cli(config, "report", *period)
+    with make_sessions(make_engine(database_url))() as session, session.begin():
+        [mail] = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.kind == "detection_report")
+        ).all()
+        mail.status, mail.sent_at, mail.last_error = "failed", None, "550 mailbox unavailable"
+    again = cli(config, "report", *period).stdout
+    assert "not sent yet" not in again  # it never will be: the relay refused it
+    assert "given up" in again and "never received" in again
+    assert "not mailed again (--resend mails it again)" in again
+    cli(config, "report", *period, "--resend")
+    with make_sessions(make_engine(database_url))() as session:
+        sent = session.scalars(
+            select(OutboxMessage.status).where(OutboxMessage.kind == "detection_report")
+        ).all()
+    assert sent == ["failed", "sent"]
+
+
+def test_offboarding_json_is_json_alone_when_it_also_plans_or_sends(config):
+    planned = cli(config, "offboarding", "--plan", "--json")
+    assert json.loads(planned.stdout), planned.stdout  # the tasks, nothing beside them
+    assert "new task(s) planned" in planned.stderr
+    sent = cli(config, "offboarding", "--company", "midori-shoji", "--execute", "--yes", "--json")
+    tasks = json.loads(sent.stdout)
+    assert tasks and {t["status"] for t in tasks} != {"planned"}
+    assert f"  {tasks[0]['device']}: " in sent.stderr  # what was sent, said beside

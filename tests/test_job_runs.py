@@ -4,6 +4,7 @@ recording never makes a job fail."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from edrtrial.cli.main import main
 from edrtrial.config import load_config
 from edrtrial.errors import ConfigError
 from edrtrial.models import JobRun
 from edrtrial.service import scheduler
+from edrtrial.service.runs import run as record_run
 from edrtrial.service.runtime import Runtime
 
 from sandbox_config import settings, write_config
@@ -104,3 +107,27 @@ def test_run_job_and_poll_by_hand_are_recorded_like_the_scheduler(runtime, tmp_p
     assert recorded[("trial-lifecycle", "")].last_success_summary == ("0 offboarding tasks planned")
     assert recorded[("inventory", SAKURA)].last_success_summary == "0 devices seen"
     assert recorded[("poll", SAKURA)].last_success_at is not None
+
+
+def test_a_job_failing_in_the_database_keeps_the_database_s_own_words(runtime):
+    # SQLAlchemy puts its own hint first when an autoflush fails; the operator needs the cause.
+    refused = IntegrityError(
+        "INSERT INTO desk_alarm ...", {}, sqlite3.IntegrityError("UNIQUE constraint failed")
+    )
+    refused.add_detail(
+        "raised as a result of Query-invoked autoflush; consider using a "
+        "session.no_autoflush block if this flush is occurring prematurely"
+    )
+    locked = OperationalError(
+        "UPDATE tenant ...", {}, sqlite3.OperationalError("database is locked")
+    )
+
+    def failing(err: Exception) -> None:
+        raise err
+
+    for job, err in (("desk", refused), ("outbox", locked)):
+        with pytest.raises(type(err)):
+            record_run(runtime, job, None, lambda err=err: failing(err))
+    recorded = runs(runtime)
+    assert recorded[("desk", "")].last_failure_error == "IntegrityError: UNIQUE constraint failed"
+    assert recorded[("outbox", "")].last_failure_error == "OperationalError: database is locked"

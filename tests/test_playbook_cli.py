@@ -404,14 +404,15 @@ def test_json_file_of_cycraft_alerts_is_explained_through_its_connector(
     path = tmp_path / "cycraft.json"
     path.write_text(json.dumps({"data": [CYCRAFT_ALERT, low, no_id], "total": 3}), "utf-8")
 
-    args = ("playbooks", "test", str(path), "--connector", "cycraft", "--company", "sakura")
+    args = ("playbooks", "test", str(path), "--connector", "cycraft", "--company", "midori-shoji")
     result = invoke(config, *args)
     out = result.output
     assert result.exit_code == 1, out  # one alert could not be read, as for Defender
-    assert "cycraft.json[0] al-2001 [sakura] 'Suspicious PowerShell download cradle' (high)" in out
+    cradle = "'Suspicious PowerShell download cradle' (high)"
+    assert f"cycraft.json[0] al-2001 [midori-shoji] {cradle}" in out
     assert "1. high-severity (default.toml:" in out  # Critical: high, through severity_map
-    assert "cycraft.json[1] 2002 [sakura] 'Unsigned tool ran' (low)" in out
-    assert "cycraft.json[2] (no id) [sakura] 'Nameless' (Critical)" in out
+    assert "cycraft.json[1] 2002 [midori-shoji] 'Unsigned tool ran' (low)" in out
+    assert "cycraft.json[2] (no id) [midori-shoji] 'Nameless' (Critical)" in out
     assert "not tested: alert 2: no id at 'id'" in out
     assert "2 alert(s) decided:" in out
     assert "1 alert(s) could not be read" in out
@@ -507,5 +508,21 @@ def test_company_last_n_newest_first_and_unknown_alerts(
 
     other = invoke(config, "playbooks", "test", "--company", "no-such-company")
     assert other.exit_code == 2
-    assert "no company 'no-such-company' in the store" in other.output
+    assert "no company 'no-such-company'" in other.output
+    assert "sakura-seisakusho" in other.output  # the keys there are
     assert row_counts(stored) == before
+
+
+@pytest.mark.parametrize("given", ["sakura-seisakusyo", "Sakura-Seisakusho"])
+def test_a_file_of_alerts_tested_for_an_unknown_company_is_an_error(
+    config: Path, tmp_path: Path, given: str
+) -> None:
+    # Judged as no company's, rules narrowed to the company meant would silently not match.
+    alert = json.loads((FIXTURES / "graph__list_alerts_v2.json").read_text("utf-8"))["value"][0]
+    path = tmp_path / "alert.json"
+    path.write_text(json.dumps(alert), encoding="utf-8")
+    result = invoke(config, "playbooks", "test", str(path), "--company", given)
+    assert result.exit_code == 2, result.output
+    assert f"no company {given!r}" in result.output
+    assert "sakura-seisakusho" in result.output  # the key meant, among those there are
+    assert result.output.count("\n") == 1 and "Decision" not in result.output

@@ -4,6 +4,7 @@ once when it recovers; through a real SMTP server, never again per poll nor afte
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,13 +17,14 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from edrtrial.config import load_config
 from edrtrial.db import transaction
 from edrtrial.errors import AuthError, ConfigError, TransientError
 from edrtrial.ingest import health
-from edrtrial.models import AuditEvent, OutboxMessage
-from edrtrial.service import jobs, scheduler
+from edrtrial.models import AuditEvent, OutboxMessage, Tenant
+from edrtrial.service import alarms, jobs, scheduler
 from edrtrial.service.runtime import Runtime
 
 from fakes import FakeConnector
@@ -274,3 +276,93 @@ def test_a_job_failing_again_and_again_is_told_once_and_its_recovery_once(
         scheduler.run_job("outbox")
         scheduler.run_job("desk")
     assert alarms()[1:] == [("desk@example.jp", "[復旧] ジョブ回復 outbox")]
+
+
+def overlapping_desk_passes(monkeypatch: pytest.MonkeyPatch, *rts: Runtime) -> list[object]:
+    """Each runtime's desk pass at once (`serve`'s and one run by hand), both having read what
+    the desk was told before either writes; what each returned or raised."""
+    meeting = threading.Barrier(len(rts), timeout=20)
+    read = alarms._told
+
+    def read_together(session: Session) -> object:
+        found = read(session)
+        meeting.wait()
+        return found
+
+    monkeypatch.setattr(alarms, "_told", read_together)
+    results: list[object] = [None] * len(rts)
+
+    def desk_pass(n: int) -> None:
+        try:
+            results[n] = jobs.desk(rts[n])
+        except Exception as err:
+            results[n] = err
+
+    threads = [threading.Thread(target=desk_pass, args=(n,)) for n in range(len(rts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    monkeypatch.setattr(alarms, "_told", read)
+    return results
+
+
+def test_two_desk_passes_at_once_tell_the_desk_once_and_both_go_on(service, inbox, monkeypatch):
+    rt, by_hand = service.open(), service.open()
+    service.clock.now += timedelta(minutes=1)
+    jobs.poll(rt)  # the bad secret parks the company
+    results = overlapping_desk_passes(monkeypatch, rt, by_hand)
+    # Neither pass fails on the other's alarm: the one that lost goes on to its escalations.
+    assert all(isinstance(r, jobs.DeskOutcome) for r in results), results
+    jobs.deliver_outbox(rt)
+    assert len(desk_mail(inbox[0])) == 1
+    fixed(rt)
+    fixed(by_hand)
+    with transaction(rt.sessions) as session:
+        health.resume_tenant(session, SAKURA, "cli:operator", service.clock())
+    service.clock.now += timedelta(minutes=1)
+    jobs.poll(rt)
+    results = overlapping_desk_passes(monkeypatch, rt, by_hand)
+    assert all(isinstance(r, jobs.DeskOutcome) for r in results), results
+    jobs.deliver_outbox(rt)
+    assert [m["Subject"][:4] for m in desk_mail(inbox[0])] == ["[要対応", "[復旧]"]
+    with rt.sessions() as session:
+        told = session.scalars(select(AuditEvent.action).where(AuditEvent.action.like("alarm.%")))
+        assert list(told) == ["alarm.raised", "alarm.cleared"]  # each audited once too
+
+
+def test_a_tenant_already_failing_before_the_upgrade_is_told_once_it_fails_long_enough(
+    service, inbox
+):
+    # 0009 leaves `state_since` empty for a tenant failing at the upgrade; each failed poll
+    # moves its last poll on, so that cannot stand in for how long it has been failing.
+    service.desk(tenant_alert_minutes=20)
+    rt = service.open()
+    [tenant] = rt.tenants()
+    with transaction(rt.sessions) as session:
+        row = session.get_one(Tenant, tenant.id)
+        row.state, row.state_reason, row.failures = "failing", "503 Service Unavailable", 1
+        row.state_since, row.last_poll_at = None, service.clock()
+    rt._connectors[tenant.id] = Failing()
+    for _ in range(40):
+        a_round(rt, service.clock)
+    assert rt.tenants()[0].state == "failing"
+    [told] = desk_mail(inbox[0])
+    assert told["Subject"].startswith("[要対応] テナント接続障害")
+
+
+def test_a_company_resumed_and_parked_again_for_another_reason_is_told_again(service, inbox):
+    rt = service.open()
+    a_round(rt, service.clock)  # parked: the secret file is missing
+    [tenant] = rt.tenants()
+    rt._connectors[tenant.id] = Refused()  # the secret is fixed, but consent was withdrawn
+    with transaction(rt.sessions) as session:
+        health.resume_tenant(session, SAKURA, "cli:operator", service.clock())
+    a_round(rt, service.clock)  # parked again before the desk's next pass
+    a_round(rt, service.clock)
+    first, again = desk_mail(inbox[0])
+    assert first["Subject"] == again["Subject"]  # [要対応] テナント停止 …
+    assert "secret" in text_of(first)
+    assert "consent withdrawn" in text_of(again)  # what stops it now
+    a_round(service.open(), service.clock)
+    assert len(desk_mail(inbox[0])) == 2

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from rich.cells import cell_len
 
 from edrtrial.cli import common
 from edrtrial.cli.main import main
@@ -252,3 +253,19 @@ def test_offboarding_in_flight_is_shown_and_a_given_up_message_needs_a_person(se
     output = service.said(1)
     assert "outbox: 0 waiting; 1 given up lately" in output
     assert "outbox: 1 message(s) given up in the last 7 days" in output
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_status_fits_the_columns_the_shell_gives_like_every_list(service, columns):
+    # `COLUMNS=80 edrtrial status | less`, or a monitor's pipe: the width the lists keep too.
+    reason = "クライアントシークレットの有効期限が切れています。" * 4
+    health.park(service.rt.sessions, service.tenant.id, reason, utcnow())
+    result = CliRunner().invoke(
+        main, ["--config", str(service.path), "status"], env={"COLUMNS": str(columns)}
+    )
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert all(cell_len(line) <= columns for line in lines), [
+        (cell_len(line), line) for line in lines if cell_len(line) > columns
+    ]
+    assert reason in "".join(line.strip() for line in lines)  # the reason to act on, whole

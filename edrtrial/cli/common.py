@@ -409,16 +409,21 @@ class ActingForGroup(click.Group):
 
 def company_key(runtime: Runtime, key: str) -> str:
     """The configured company `key` names, or an error naming it (a command never answers
-    an unknown company with an empty list).
+    an unknown company with an empty list)."""
+    return configured_key(runtime.config, key)
+
+
+def configured_key(config: Config, key: str) -> str:
+    """The company `key` names in `config`, or an error naming it and the keys there are.
 
     Keys are lower case (the config allows no other) and compared exactly everywhere, so a
     key spelled in another case is refused with the key meant.
     """
     try:
-        return runtime.config.company(key).key
+        return config.company(key).key
     except ConfigError:
         lowered = key.strip().lower()
-        if lowered != key and any(c.key == lowered for c in runtime.config.settings.companies):
+        if lowered != key and any(c.key == lowered for c in config.settings.companies):
             raise ConfigError(
                 f"no company {one_line(key)!r}: company keys are lower case; "
                 f"did you mean {lowered!r}?"

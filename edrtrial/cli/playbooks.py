@@ -11,7 +11,13 @@ from pathlib import Path
 import click
 from rich.text import Text
 
-from edrtrial.cli.common import config_of, console, err_console, fails_cleanly
+from edrtrial.cli.common import (
+    config_of,
+    configured_key,
+    console,
+    err_console,
+    fails_cleanly,
+)
 from edrtrial.config import Config
 from edrtrial.connectors import connector_class
 from edrtrial.connectors.base import Connector
@@ -184,6 +190,9 @@ def test(
         raise click.UsageError("give ALERTS_JSON, --alert ID or --company KEY [--last N]")
     connector = connector_class(connector_name) if alerts_json is not None else None
     config = config_of(ctx) if from_store or not playbook_files else None
+    if company is not None and config is not None:
+        # A mistyped key would judge the alerts as no company's: rules narrowed to it unmet.
+        company = configured_key(config, company)
     playbook = load_playbooks(list(playbook_files) or _configured_paths(_require(config)))
     calendar = _calendar(config)
     cases: list[_Case] = []

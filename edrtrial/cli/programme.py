@@ -13,10 +13,12 @@ import click
 from edrtrial import files
 from edrtrial.cli.common import (
     ListTable,
+    SafeConsole,
     actor,
     company_key,
     console,
     deliver,
+    err_console,
     fails_cleanly,
     iso,
     list_options,
@@ -42,6 +44,7 @@ from edrtrial.programme.companies import company_by_key, tenants_by_company
 from edrtrial.reports.render import render_detection_report_html
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
+from edrtrial.states import OutboxState
 from edrtrial.timeutil import jst_date, to_jst
 from edrtrial.untrusted import one_line
 
@@ -187,6 +190,8 @@ def _mailed(message: OutboxMessage) -> str:
     if message.sent_at is not None:
         return f"mailed {to_jst(message.sent_at):%Y-%m-%d %H:%M} JST to {message.recipient}"
     queued = f"{to_jst(message.created_at):%Y-%m-%d %H:%M} JST"
+    if message.status == OutboxState.FAILED:
+        return f"queued {queued} to {message.recipient}, given up: never received"
     return f"queued {queued} to {message.recipient}, not sent yet ({message.status})"
 
 
@@ -236,12 +241,14 @@ def offboarding(
     runtime = runtime_of(ctx)
     if company is not None:
         company = company_key(runtime, company)
+    # With --json, stdout holds the JSON alone: what was planned or sent is said on stderr.
+    said = err_console if as_json else console
     if plan:
-        console.print(f"{jobs.trial_lifecycle(runtime)} new task(s) planned")
+        said.print(f"{jobs.trial_lifecycle(runtime)} new task(s) planned")
     if execute:
         if not company:
             raise click.UsageError("--execute needs --company (one tenant at a time)")
-        _execute_offboarding(ctx, runtime, company, yes)
+        _execute_offboarding(ctx, runtime, company, yes, said)
     with runtime.sessions() as session:
         rows = lifecycle.offboarding_progress(session, company)
     if as_json:
@@ -286,9 +293,11 @@ _SENT = {
 }
 
 
-def _execute_offboarding(ctx: click.Context, runtime: Runtime, company: str, yes: bool) -> None:
-    """Send the company's planned offboarding tasks, once confirmed; say per device what was
-    sent and what became manual work, and why."""
+def _execute_offboarding(
+    ctx: click.Context, runtime: Runtime, company: str, yes: bool, said: SafeConsole
+) -> None:
+    """Send the company's planned offboarding tasks, once confirmed; say per device (on
+    `said`) what was sent and what became manual work, and why."""
     tenant = runtime.tenants(company)[0] if runtime.tenants(company) else None
     if tenant is None:
         raise click.UsageError(f"no tenant configured for {company}")
@@ -300,8 +309,8 @@ def _execute_offboarding(ctx: click.Context, runtime: Runtime, company: str, yes
             "nothing is sent"
         )
     if not plan.devices:
-        console.print("nothing planned to send")
-    elif yes or click.confirm(one_line(plan.question(tenant.external_id))):
+        said.print("nothing planned to send")
+    elif yes or click.confirm(one_line(plan.question(tenant.external_id)), err=said.stderr):
         window = timedelta(minutes=runtime.config.settings.desk.reconcile_minutes)
         connector = runtime.connector(tenant)
         done = lifecycle.send_offboarding(
@@ -309,9 +318,9 @@ def _execute_offboarding(ctx: click.Context, runtime: Runtime, company: str, yes
         )
         for sent in done:
             why = f": {sent.detail}" if sent.detail and sent.outcome != Outcome.SENT else ""
-            console.print(f"  {sent.device}: {_SENT[sent.outcome]}{why}")
+            said.print(f"  {sent.device}: {_SENT[sent.outcome]}{why}")
         counts = Counter(sent.outcome for sent in done)
-        console.print(
+        said.print(
             f"{counts[Outcome.SENT]} sent, {counts[Outcome.MANUAL]} manual uninstall(s), "
             f"{len(done) - counts[Outcome.SENT] - counts[Outcome.MANUAL]} not settled"
         )

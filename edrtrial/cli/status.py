@@ -17,18 +17,31 @@ from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 
-from edrtrial.cli.common import config_of, console, fails_cleanly, styled
+from edrtrial.cli.common import (
+    LIST_WIDTH,
+    config_of,
+    console,
+    fails_cleanly,
+    styled,
+    terminal_width,
+)
 from edrtrial.db import ensure_current, make_engine, make_sessions
 from edrtrial.service.status import ServiceStatus, read_status
 from edrtrial.timeutil import to_jst, utcnow
 from edrtrial.untrusted import one_line
 
-WIDTH = 100
+WIDTH = LIST_WIDTH
+
+
+def _room() -> int:
+    """100 columns, or the terminal's width when narrower: `$COLUMNS` or the terminal's own
+    size, as every list reads it (a pipe without `$COLUMNS` gets 100)."""
+    return min(console.width, terminal_width() or WIDTH, WIDTH)
 
 
 def _print(*shown: object) -> None:
-    """Print within 100 columns, or the terminal's width when narrower."""
-    console.print(*shown, width=min(console.width, WIDTH))
+    """Print within `_room()`."""
+    console.print(*shown, width=_room())
 
 
 def _when(value: datetime | None) -> str:
@@ -45,7 +58,7 @@ def _width(cell: Cell) -> int:
 def _table(columns: Sequence[tuple[str, int]], rows: Sequence[Sequence[Cell]]) -> Table:
     """Rows of one line each, cut with an ellipsis to fit: every column as wide as its
     longest cell up to its cap, the last one (the reason, the error) taking what is left."""
-    room = min(console.width, WIDTH)
+    room = _room()
     widths = [
         min(cap, max(cell_len(name), *(_width(row[i]) for row in rows)))
         for i, (name, cap) in enumerate(columns)

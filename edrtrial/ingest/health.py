@@ -44,10 +44,14 @@ def _unrecorded(session: Session, row: Tenant, outcome: str) -> None:
     )
 
 
-def _since(before: str, after: TenantState, now: datetime) -> dict[str, Any]:
+def _since(row: Tenant, after: TenantState, now: datetime) -> dict[str, Any]:
     """`state_since` moves only when the state changes: a tenant parked again stays parked
-    since the first time, and one failing again stays failing since its first failure."""
-    return {} if before == after else {"state_since": now}
+    since the first time, and one failing again stays failing since its first failure.
+
+    A tenant already in its state at the upgrade to 0009 has none: it counts from now (its
+    last poll, which each failed poll moves on, cannot say how long it has been failing).
+    """
+    return {} if row.state == after and row.state_since is not None else {"state_since": now}
 
 
 def succeeded(sessions: sessionmaker[Session], tenant_id: int, now: datetime) -> None:
@@ -67,7 +71,7 @@ def succeeded(sessions: sessionmaker[Session], tenant_id: int, now: datetime) ->
             not_before=None,
             last_poll_at=now,
             last_success_at=now,
-            **_since(before, TenantState.ACTIVE, now),
+            **_since(row, TenantState.ACTIVE, now),
         ):
             _unrecorded(session, row, "success")
         elif before != TenantState.ACTIVE:  # logged once coming back
@@ -105,7 +109,7 @@ def failed(
             not_before=not_before,
             state_reason=reason,
             last_poll_at=now,
-            **_since(before, TenantState.FAILING, now),
+            **_since(row, TenantState.FAILING, now),
         ):
             _unrecorded(session, row, "failure")
             return f"{err} (not retried: the tenant is {row.state}: {row.state_reason})"
@@ -140,7 +144,7 @@ def park(sessions: sessionmaker[Session], tenant_id: int, reason: str, now: date
     with transaction(sessions) as session:
         row = session.get_one(Tenant, tenant_id)
         before = row.state
-        since = _since(before, TenantState.PARKED, now)
+        since = _since(row, TenantState.PARKED, now)
         if not TENANTS.move(session, row, "park", state_reason=reason, last_poll_at=now, **since):
             _unrecorded(session, row, "park")  # e.g. an operator resumed it just now
         elif before != TenantState.PARKED:  # logged once going down

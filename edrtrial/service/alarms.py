@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from edrtrial import audit
@@ -24,6 +24,8 @@ from edrtrial.notify.notices import ServiceAlarm, desk_service_alarm
 from edrtrial.notify.recipients import send_to_channel
 from edrtrial.programme.companies import tenant_of
 from edrtrial.service import status
+from edrtrial.states import TenantState
+from edrtrial.timeutil import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,30 @@ def _tell(
     )
 
 
+def _told(session: Session) -> dict[str, DeskAlarm]:
+    """What the desk has been told and not yet told of the recovery, by subject."""
+    return {row.subject: row for row in session.scalars(select(DeskAlarm))}
+
+
+def _forget(session: Session, row: DeskAlarm) -> bool:
+    """Drop the told problem, unless another desk pass dropped it first (then False)."""
+    gone = session.execute(
+        delete(DeskAlarm)
+        .where(DeskAlarm.subject == row.subject, DeskAlarm.told_at == row.told_at)
+        .execution_options(synchronize_session=False)
+    )
+    session.expunge(row)
+    return bool(getattr(gone, "rowcount", 0) == 1)
+
+
+def _same(row: DeskAlarm, problem: _Problem) -> bool:
+    """Whether the problem is the one told: the same kind and, for a parked tenant, parked
+    at the same moment (resumed and parked again, perhaps for another reason, it is new)."""
+    if row.problem != problem.alarm.problem:
+        return False
+    return row.problem != TenantState.PARKED or as_utc(row.since) == as_utc(problem.alarm.since)
+
+
 def tell_desk(session: Session, desk: DeskConfig, now: datetime) -> int:
     """Tell the desk of each new problem and each recovery since the last check; how many."""
     limits = status.Thresholds.of(desk)
@@ -121,20 +147,21 @@ def tell_desk(session: Session, desk: DeskConfig, now: datetime) -> int:
         p.subject: p
         for p in (*_tenant_problems(session, limits, now), *_job_problems(session, limits, now))
     }
-    told = {row.subject: row for row in session.scalars(select(DeskAlarm))}
+    told = _told(session)
     sent = 0
     for subject, row in told.items():
-        if subject in problems and problems[subject].alarm.problem == row.problem:
+        if subject in problems and _same(row, problems[subject]):
             continue
-        session.delete(row)
+        if not _forget(session, row):
+            continue  # another desk pass, at the same moment, has told what it became
         if subject in problems:
-            continue  # the same subject's new problem (failing, now parked) is told below
+            continue  # its new problem (failing, now parked; parked anew) is told below
         _tell(session, desk, row, _recovered(session, row, now), "recovered")
         log.info("the desk is told that %s recovered", subject)
         sent += 1
     session.flush()
     for subject, problem in problems.items():
-        if subject in told and told[subject].problem == problem.alarm.problem:
+        if subject in told and _same(told[subject], problem):
             continue
         row = DeskAlarm(
             subject=subject,

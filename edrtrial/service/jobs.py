@@ -17,6 +17,8 @@ from datetime import date, datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from edrtrial.connectors.base import ActionKind, Connector
 from edrtrial.db import store_unavailable, transaction
@@ -339,8 +341,14 @@ def _desk_tenant(rt: Runtime, tenant: TenantRef) -> tuple[int, int, int]:
 def desk(rt: Runtime) -> DeskOutcome:
     """The desk's clockwork: tell the desk of the service's own problems (`alarms`), escalate
     missed deadlines, close quiet tickets, act on devices."""
-    with transaction(rt.sessions) as session:
-        told = alarms.tell_desk(session, rt.config.settings.desk, rt.clock())
+    try:
+        with transaction(rt.sessions) as session:
+            told = alarms.tell_desk(session, rt.config.settings.desk, rt.clock())
+    except (IntegrityError, StaleDataError):
+        # Another desk pass (one run by hand) told the same at the same moment, and the desk
+        # is told once: this pass goes on to the escalations it is there for.
+        log.info("the desk's alarms were told by another desk pass meanwhile")
+        told = 0
     with transaction(rt.sessions) as session:
         escalated = escalation.escalate_overdue(session, rt.policy, rt.clock())
         closed = escalation.close_quiet(session, rt.policy, rt.clock())

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from edrtrial.db import transaction
 from edrtrial.models import JobRun
@@ -93,8 +93,13 @@ def _failed(row: JobRun, now: datetime, error: str) -> None:
 
 
 def error_line(err: BaseException) -> str:
-    """The error as one line: its type and the first line of its message, cut short."""
-    first = (str(err).strip().splitlines() or [""])[0]
+    """The error as one line: its type and the first line of its message, cut short.
+
+    A database error is told in the database's words (`UNIQUE constraint failed: …`,
+    `database is locked`), not SQLAlchemy's wrapping, whose first line may be its own hint.
+    """
+    cause = err.orig if isinstance(err, DBAPIError) and err.orig is not None else err
+    first = (str(cause).strip().splitlines() or [""])[0]
     return f"{type(err).__name__}: {first}".rstrip(": ")[:ERROR_MAX]
 
 
