@@ -101,6 +101,9 @@ class _FileLock:
 
     @classmethod
     def take(cls, engine: Engine, database: Path, holder: str, since: datetime) -> _FileLock:
+        # Beside the file itself: a store reached through a symlink (or `..`) is one store,
+        # so it must be one lock.
+        database = database.resolve()
         path = database.with_name(database.name + ".lock")
         files.private_dir(path.parent)
         try:
