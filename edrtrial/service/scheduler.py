@@ -67,8 +67,13 @@ def record_holder(sessions: sessionmaker[Session], holder: str, now: datetime) -
 def release_lock(sessions: sessionmaker[Session], holder: str) -> None:
     """Remove our `service_lock` row on a clean shutdown (the store shows no service).
 
-    Best effort: the row only informs, and the next start overwrites it.
+    Best effort: the row only informs, and the next start overwrites it. While the store
+    is unavailable it is left at once: waiting out the lock again would hold up the stop
+    past a supervisor's patience, and its stale heartbeat already tells no service runs.
     """
+    if _outage.seconds():
+        log.warning("the service_lock row was left in place: the store is unavailable")
+        return
     try:
         with transaction(sessions) as session:
             lock = session.get(ServiceLock, LOCK_NAME)
