@@ -166,6 +166,22 @@ def explain(err: BaseException) -> str | None:
     return f"cannot reach it ({said}); check that PostgreSQL runs and database.url"
 
 
+def missing_store(url: str) -> str | None:
+    """What is wrong when `url` names a SQLite file that does not exist (None when it does,
+    for an in-memory store and for PostgreSQL): a check must not make an empty store where
+    the real one was expected (a mistyped path, a volume not mounted)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or is_memory_sqlite(url):
+        return None
+    path = Path(parsed.database or "")
+    if path.exists():
+        return None
+    return (
+        f"the database {path}: no such file; check database.url (and that its disk is "
+        "mounted), or run `edrtrial db upgrade` to make a new store"
+    )
+
+
 def check_integrity(engine: Engine) -> str | None:
     """None for a store that answers and whose pages are whole; else what is wrong.
 

@@ -26,7 +26,14 @@ from edrtrial.cli.common import (
     styled,
 )
 from edrtrial.config import Config
-from edrtrial.db import check_integrity, current_revision, head_revision, make_engine, upgrade
+from edrtrial.db import (
+    check_integrity,
+    current_revision,
+    head_revision,
+    make_engine,
+    missing_store,
+    upgrade,
+)
 from edrtrial.errors import ConfigError, StoreError
 from edrtrial.service import jobs, runs, summaries
 
@@ -61,7 +68,10 @@ def db_current(ctx: click.Context) -> None:
     The store is checked whole (`PRAGMA quick_check` on SQLite, a round trip on
     PostgreSQL): a damaged SQLite file often still opens and tells its revision.
     """
-    engine = make_engine(config_of(ctx).database_url)
+    url = config_of(ctx).database_url
+    if missing := missing_store(url):
+        raise StoreError(missing)
+    engine = make_engine(url)
     try:
         current, head = current_revision(engine), head_revision()
         damage = check_integrity(engine)
