@@ -231,3 +231,27 @@ def test_sigterm_while_the_store_is_locked_stops_the_service_within_a_supervisor
     assert code == 0, output
     assert took < 45, f"stopped {took:.0f} s after SIGTERM:\n{output}"
     assert "Traceback" not in output
+
+
+def test_a_sandbox_that_ends_under_serve_with_sandbox_ends_the_process(
+    tmp_path, now, database_url, monkeypatch
+):
+    """`serve --with-sandbox` polls its own sandbox: one whose thread ended would leave
+    the service polling nothing new, so it stops non-zero with the reason in one line."""
+    from click.testing import CliRunner
+
+    from edrtrial.cli.main import main
+    from edrtrial.sandbox.world import SandboxWorld
+
+    def broken(self, now=None):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the world broke")
+
+    monkeypatch.setattr(SandboxWorld, "tick", broken)
+    config = _sandboxed_config(tmp_path, database_url)
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["--config", str(config), "serve", "--with-sandbox"])
+    assert result.exit_code == 4, result.output
+    assert time.monotonic() - started < 60
+    stopped = [line for line in result.output.splitlines() if line.startswith("stopped:")]
+    assert stopped == ["stopped: the sandbox's ticker has ended (RuntimeError: the world broke)"]
+    assert "Traceback" not in result.output

@@ -117,7 +117,7 @@ EXIT_TAKEN_OVER = 3
 """`serve` lost its hold on the store (another service has it): restarting is refused."""
 EXIT_CANNOT_GO_ON = 4
 """`serve` stopped because its scheduler cannot go on (the store down too long, the
-scheduler's thread ended): a supervisor restarts it."""
+scheduler's thread ended, the sandbox it serves with ended): a supervisor restarts it."""
 WATCH_SECONDS = 2.0
 
 
@@ -156,7 +156,7 @@ def serve(ctx: click.Context, with_sandbox: bool) -> None:
     while not stop.wait(WATCH_SECONDS):
         if lost := owned.lost():
             code, why = EXIT_TAKEN_OVER, lost
-        elif cannot := scheduler.why_stopped(running):
+        elif cannot := scheduler.why_stopped(running) or (sandbox and sandbox.why_stopped()):
             code, why = EXIT_CANNOT_GO_ON, cannot
         if code:
             break
