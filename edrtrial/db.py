@@ -44,6 +44,11 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
+            if Path(parsed.database).is_dir():
+                raise StoreError(
+                    f"the database {parsed.database} is a folder, not a SQLite file; "
+                    "check database.url (it names the file, e.g. var/edrtrial.db)"
+                )
             files.create_private(Path(parsed.database))
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
         event.listen(engine, "connect", _sqlite_pragmas)
