@@ -106,3 +106,26 @@ def test_a_store_reached_through_a_symlink_is_the_same_store(engine, tmp_path):
                 aliased.dispose()
     finally:
         held.release()
+
+
+def test_a_removed_lock_file_is_taken_again_and_never_lets_a_second_service_in(engine):
+    """An operator tidying up "stale" lock files must not open the store to a second
+    service: the live one locks its file again, or, if another was quicker, stops."""
+    if engine.url.get_backend_name() != "sqlite":
+        pytest.skip("SQLite's lock file")
+    path = Path(f"{engine.url.database}.lock")
+    held = ownership.take(engine, "host-a:100", NOW)
+    try:
+        path.unlink()
+        assert held.lost() is None  # locked again at the same name
+        with pytest.raises(LockHeldError, match="host-a:100"):
+            ownership.take(engine, "host-b:200", NOW)
+        path.unlink()
+        other = ownership.take(engine, "host-b:200", NOW)  # quicker than our next look
+        try:
+            lost = held.lost() or ""
+            assert "was removed" in lost and "another edrtrial service" in lost
+        finally:
+            other.release()
+    finally:
+        held.release()
