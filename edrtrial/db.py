@@ -44,6 +44,11 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
+            if Path(parsed.database).is_dir():
+                raise StoreError(
+                    f"the database {parsed.database} is a folder, not a SQLite file; "
+                    "check database.url (it names the file, e.g. var/edrtrial.db)"
+                )
             files.create_private(Path(parsed.database))
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -164,6 +169,22 @@ def explain(err: BaseException) -> str | None:
             return f"it is locked by another program ({said}); try again when it is done"
         return f"cannot open it ({said}); check the path and its permissions"
     return f"cannot reach it ({said}); check that PostgreSQL runs and database.url"
+
+
+def missing_store(url: str) -> str | None:
+    """What is wrong when `url` names a SQLite file that does not exist (None when it does,
+    for an in-memory store and for PostgreSQL): a check must not make an empty store where
+    the real one was expected (a mistyped path, a volume not mounted)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or is_memory_sqlite(url):
+        return None
+    path = Path(parsed.database or "")
+    if path.exists():
+        return None
+    return (
+        f"the database {path}: no such file; check database.url (and that its disk is "
+        "mounted), or run `edrtrial db upgrade` to make a new store"
+    )
 
 
 def check_integrity(engine: Engine) -> str | None:

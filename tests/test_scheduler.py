@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import pickle
+import time
+from datetime import timedelta
 from pathlib import Path
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from sqlalchemy import text
 
 from edrtrial.config import load_config
@@ -67,3 +70,41 @@ def test_jobs_stored_by_an_older_version_are_replaced_without_an_error(
         ids = job_ids(tmp_path, database_url, 1)
     assert "poll:gone-kk" not in ids and "poll:sakura-seisakusho" in ids
     assert [r.getMessage() for r in caplog.records if "restore" in r.getMessage()] == []
+
+
+def _stopped_within(sched, seconds: float) -> str | None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while (why := scheduler.why_stopped(sched)) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return why
+
+
+def test_a_scheduler_whose_jobs_no_longer_run_is_told_stopped(
+    tmp_path, engine, database_url, monkeypatch
+):
+    """Its thread alive, its store up, but no job starts (an executor that cannot start a
+    thread logs an error each time and goes on): `serve` must end, not idle on."""
+    monkeypatch.setattr(scheduler, "HEARTBEAT", timedelta(seconds=1))
+    monkeypatch.setattr(scheduler, "STALLED_AFTER", timedelta(seconds=4))
+    runtime = Runtime.open(load_config(config_for(tmp_path, database_url, 1)))
+    try:
+        working = scheduler.build_scheduler(runtime)
+        working.resume()
+        try:
+            assert _stopped_within(working, 7) is None  # it beats: nothing to say
+        finally:
+            scheduler.stop(working)
+
+        def cannot_start(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+            raise RuntimeError("can't start new thread")
+
+        monkeypatch.setattr(ThreadPoolExecutor, "_do_submit_job", cannot_start)
+        broken = scheduler.build_scheduler(runtime)
+        broken.resume()
+        try:
+            why = _stopped_within(broken, 15)
+        finally:
+            scheduler.stop(broken)
+        assert why is not None and "no heartbeat for" in why and "runs no jobs" in why
+    finally:
+        runtime.close()

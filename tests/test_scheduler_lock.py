@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import stat
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -84,3 +85,47 @@ def test_a_lost_postgresql_lock_is_taken_again_or_given_up_to_the_new_holder(eng
     finally:
         held.release()
         admin.dispose()
+
+
+def test_a_store_reached_through_a_symlink_is_the_same_store(engine, tmp_path):
+    """Two services on one SQLite file would poll and mail twice, whatever path each was
+    given to it: a symlink to the file (or to its folder) leads to the same lock."""
+    if engine.url.get_backend_name() != "sqlite":
+        pytest.skip("SQLite's lock file")
+    real = Path(engine.url.database or "")
+    (tmp_path / "alias.db").symlink_to(real)
+    (tmp_path / "alias-dir").symlink_to(real.parent, target_is_directory=True)
+    held = ownership.take(engine, "host-a:100", NOW)
+    try:
+        for other in (tmp_path / "alias.db", tmp_path / "alias-dir" / real.name):
+            aliased = make_engine(f"sqlite:///{other}")
+            try:
+                with pytest.raises(LockHeldError, match="host-a:100"):
+                    ownership.take(aliased, "host-b:200", NOW)
+            finally:
+                aliased.dispose()
+    finally:
+        held.release()
+
+
+def test_a_removed_lock_file_is_taken_again_and_never_lets_a_second_service_in(engine):
+    """An operator tidying up "stale" lock files must not open the store to a second
+    service: the live one locks its file again, or, if another was quicker, stops."""
+    if engine.url.get_backend_name() != "sqlite":
+        pytest.skip("SQLite's lock file")
+    path = Path(f"{engine.url.database}.lock")
+    held = ownership.take(engine, "host-a:100", NOW)
+    try:
+        path.unlink()
+        assert held.lost() is None  # locked again at the same name
+        with pytest.raises(LockHeldError, match="host-a:100"):
+            ownership.take(engine, "host-b:200", NOW)
+        path.unlink()
+        other = ownership.take(engine, "host-b:200", NOW)  # quicker than our next look
+        try:
+            lost = held.lost() or ""
+            assert "was removed" in lost and "another edrtrial service" in lost
+        finally:
+            other.release()
+    finally:
+        held.release()

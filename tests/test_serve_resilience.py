@@ -197,3 +197,61 @@ def test_a_postgresql_service_whose_connections_are_cut_carries_on_and_keeps_the
         engine.dispose()
     assert code == 0, serve.output()
     assert "Traceback" not in serve.output()
+
+
+def test_sigterm_while_the_store_is_locked_stops_the_service_within_a_supervisors_patience(
+    tmp_path, now, database_url
+):
+    """A stop during an outage does not wait the lock out once more to tidy the
+    `service_lock` row: it ends well within the README's TimeoutStopSec (60 s), after which
+    systemd would kill it."""
+    if make_url(database_url).get_backend_name() != "sqlite":
+        pytest.skip("a held SQLite write lock")
+    config = _sandboxed_config(tmp_path, database_url)
+    engine = make_engine(database_url)
+    serve = Serve(config, tmp_path / "serve.log", "--with-sandbox")
+    holder = None
+    try:
+        serve.wait_until(
+            "a first ticket", lambda: bool(_scalar(engine, select(func.count(Ticket.id)))), 90
+        )
+        holder = sqlite3.connect(make_url(database_url).database, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        serve.wait_until("the outage's line", lambda: "store unavailable" in serve.output(), 90)
+        asked = time.monotonic()
+        code = serve.stop(signal.SIGTERM, timeout=120)
+        took = time.monotonic() - asked
+    finally:
+        serve.stop()
+        if holder is not None:
+            holder.execute("ROLLBACK")
+            holder.close()
+        engine.dispose()
+    output = serve.output()
+    assert code == 0, output
+    assert took < 45, f"stopped {took:.0f} s after SIGTERM:\n{output}"
+    assert "Traceback" not in output
+
+
+def test_a_sandbox_that_ends_under_serve_with_sandbox_ends_the_process(
+    tmp_path, now, database_url, monkeypatch
+):
+    """`serve --with-sandbox` polls its own sandbox: one whose thread ended would leave
+    the service polling nothing new, so it stops non-zero with the reason in one line."""
+    from click.testing import CliRunner
+
+    from edrtrial.cli.main import main
+    from edrtrial.sandbox.world import SandboxWorld
+
+    def broken(self, now=None):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the world broke")
+
+    monkeypatch.setattr(SandboxWorld, "tick", broken)
+    config = _sandboxed_config(tmp_path, database_url)
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["--config", str(config), "serve", "--with-sandbox"])
+    assert result.exit_code == 4, result.output
+    assert time.monotonic() - started < 60
+    stopped = [line for line in result.output.splitlines() if line.startswith("stopped:")]
+    assert stopped == ["stopped: the sandbox's ticker has ended (RuntimeError: the world broke)"]
+    assert "Traceback" not in result.output

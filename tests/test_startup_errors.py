@@ -101,6 +101,29 @@ def test_db_current_says_a_good_store_checks_whole(tmp_path, database_url, engin
     assert "the store checks whole" in result.output
 
 
+def test_db_current_on_a_missing_file_says_so_and_makes_no_store(tmp_path):
+    """A mistyped path or a disk not mounted is not an empty store that checks whole."""
+    store = tmp_path / "not-mounted" / "edrtrial.db"
+    config = _config(tmp_path, f"sqlite:///{store}")
+    result = CliRunner().invoke(main, ["--config", str(config), "db", "current"])
+    assert result.exit_code == 2, result.output
+    assert "no such file" in result.output and "check database.url" in result.output
+    assert "checks whole" not in result.output
+    assert not store.parent.exists()
+
+
+def test_a_folder_given_as_the_database_is_named_in_one_line(tmp_path):
+    folder = tmp_path / "var"
+    folder.mkdir()
+    config = _config(tmp_path, f"sqlite:///{folder}")
+    for command in (("db", "current"), ("serve",)):
+        result = CliRunner().invoke(main, ["--config", str(config), *command])
+        assert result.exit_code == 2, result.output
+        line = _one_error_line(result.output)
+        assert "is a folder, not a SQLite file" in line and "check database.url" in line
+        assert "chmod" not in result.output
+
+
 @pytest.mark.slow
 def test_serve_on_a_damaged_store_stops_in_one_line(tmp_path):
     config = _damaged(tmp_path, "overwritten")

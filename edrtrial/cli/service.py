@@ -26,7 +26,14 @@ from edrtrial.cli.common import (
     styled,
 )
 from edrtrial.config import Config
-from edrtrial.db import check_integrity, current_revision, head_revision, make_engine, upgrade
+from edrtrial.db import (
+    check_integrity,
+    current_revision,
+    head_revision,
+    make_engine,
+    missing_store,
+    upgrade,
+)
 from edrtrial.errors import ConfigError, StoreError
 from edrtrial.service import jobs, runs, summaries
 
@@ -61,7 +68,10 @@ def db_current(ctx: click.Context) -> None:
     The store is checked whole (`PRAGMA quick_check` on SQLite, a round trip on
     PostgreSQL): a damaged SQLite file often still opens and tells its revision.
     """
-    engine = make_engine(config_of(ctx).database_url)
+    url = config_of(ctx).database_url
+    if missing := missing_store(url):
+        raise StoreError(missing)
+    engine = make_engine(url)
     try:
         current, head = current_revision(engine), head_revision()
         damage = check_integrity(engine)
@@ -107,7 +117,7 @@ EXIT_TAKEN_OVER = 3
 """`serve` lost its hold on the store (another service has it): restarting is refused."""
 EXIT_CANNOT_GO_ON = 4
 """`serve` stopped because its scheduler cannot go on (the store down too long, the
-scheduler's thread ended): a supervisor restarts it."""
+scheduler's thread ended, the sandbox it serves with ended): a supervisor restarts it."""
 WATCH_SECONDS = 2.0
 
 
@@ -146,7 +156,7 @@ def serve(ctx: click.Context, with_sandbox: bool) -> None:
     while not stop.wait(WATCH_SECONDS):
         if lost := owned.lost():
             code, why = EXIT_TAKEN_OVER, lost
-        elif cannot := scheduler.why_stopped(running):
+        elif cannot := scheduler.why_stopped(running) or (sandbox and sandbox.why_stopped()):
             code, why = EXIT_CANNOT_GO_ON, cannot
         if code:
             break

@@ -46,6 +46,7 @@ class SandboxServer:
         self._server: uvicorn.Server | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
+        self._ended: str | None = None
 
     @property
     def port(self) -> int:
@@ -110,8 +111,24 @@ class SandboxServer:
         log.info("sandbox listening on %s (CA %s)", self.base_url, self.ca_path)
 
     def _tick(self) -> None:
-        while not self._stopping.wait(TICK_SECONDS):
-            self.world.tick()
+        try:
+            while not self._stopping.wait(TICK_SECONDS):
+                self.world.tick()
+        except Exception as err:
+            self._ended = f"{type(err).__name__}: {err}"
+            log.debug("the sandbox's ticker ended", exc_info=err)
+
+    def why_stopped(self) -> str | None:
+        """None while the sandbox serves and ticks; else, in one line, what has ended (for
+        `serve --with-sandbox`, which must not go on polling a sandbox that is gone)."""
+        if self._server is None or self._stopping.is_set():
+            return None
+        http, ticker = self._threads
+        if not http.is_alive():
+            return "the sandbox's HTTP server has ended"
+        if not ticker.is_alive():
+            return f"the sandbox's ticker has ended ({self._ended or 'no error given'})"
+        return None
 
     def stop(self) -> None:
         """Stop serving and ticking; waits for both threads. Safe to call twice."""

@@ -93,16 +93,36 @@ class _Alone:
 
 
 class _FileLock:
-    """`flock` on `<database>.lock`: the kernel drops it when the process ends."""
+    """`flock` on `<database>.lock`: the kernel drops it when the process ends.
 
-    def __init__(self, path: Path, fd: int) -> None:
+    The lock belongs to the file, not to its name: a lock file removed (by hand, by a
+    clean-up) would let a second service lock a new file of the same name beside a live
+    one. `lost` (asked every few seconds) sees the name no longer leads to our file and
+    locks the new one, or stops this service when another service has it already.
+    """
+
+    def __init__(self, engine: Engine, path: Path, fd: int, line: str) -> None:
         self.path = path
+        self._engine = engine
         self._fd: int | None = fd
+        self._line = line
+        self._cannot_retake = False
 
     @classmethod
     def take(cls, engine: Engine, database: Path, holder: str, since: datetime) -> _FileLock:
+        # Beside the file itself: a store reached through a symlink (or `..`) is one store,
+        # so it must be one lock.
+        database = database.resolve()
         path = database.with_name(database.name + ".lock")
         files.private_dir(path.parent)
+        line = f"{holder}, since {since.astimezone(JST):%Y-%m-%d %H:%M} JST\n"
+        fd = cls._lock(engine, path, line)
+        files.warn_if_shared(path)
+        return cls(engine, path, fd, line)
+
+    @staticmethod
+    def _lock(engine: Engine, path: Path, line: str) -> int:
+        """The lock file's descriptor, locked, `line` written in it; or LockHeldError."""
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, files.PRIVATE_FILE)
         except OSError as err:
@@ -116,14 +136,38 @@ class _FileLock:
             written = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
             os.close(fd)
             raise _refused(_holder_of(engine) or written) from None
-        files.warn_if_shared(path)
         # The holder is written into the file too, for a store whose table cannot be read.
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{holder}, since {since.astimezone(JST):%Y-%m-%d %H:%M} JST\n".encode(), 0)
-        return cls(path, fd)
+        os.pwrite(fd, line.encode(), 0)
+        return fd
+
+    def _in_place(self, fd: int) -> bool:
+        """Whether the lock file's name still leads to the file we hold locked."""
+        try:
+            named = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(fd)
+        return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
     def lost(self) -> str | None:
-        return None if self._fd is not None else "the service lock was released"
+        if self._fd is None:
+            return "the service lock was released"
+        if self._in_place(self._fd):
+            return None
+        try:
+            fd = self._lock(self._engine, self.path, self._line)
+        except LockHeldError as err:
+            return f"the service lock {self.path} was removed and {err}"
+        except StoreError as err:
+            if not self._cannot_retake:
+                self._cannot_retake = True
+                log.warning("the service lock %s was removed: %s", self.path, err)
+            return None  # tried again in a few seconds
+        os.close(self._fd)
+        self._fd, self._cannot_retake = fd, False
+        log.warning("the service lock %s was removed; it is held again", self.path)
+        return None
 
     def release(self) -> None:
         if self._fd is not None:

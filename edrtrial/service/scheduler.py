@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from datetime import datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -30,6 +31,9 @@ from edrtrial.timeutil import JST
 log = logging.getLogger(__name__)
 
 HEARTBEAT = timedelta(seconds=20)
+STALLED_AFTER = timedelta(minutes=5)
+"""No heartbeat for this long, and no store outage to explain it: the scheduler runs no
+jobs (an executor that cannot start them, a loop that hangs), and the process must end."""
 FIRST_LIFECYCLE_DELAY = timedelta(seconds=60)
 FIRST_POLL_DELAY = timedelta(seconds=1)
 """The first poll of each tenant is queued just behind its first inventory (they share the
@@ -41,6 +45,7 @@ them is safe to repeat: a period's report is mailed once, a trial's step taken o
 
 _runtime: Runtime | None = None
 _outage = StoreOutage()
+_last_beat = time.monotonic()
 
 
 def holder_id() -> str:
@@ -67,8 +72,13 @@ def record_holder(sessions: sessionmaker[Session], holder: str, now: datetime) -
 def release_lock(sessions: sessionmaker[Session], holder: str) -> None:
     """Remove our `service_lock` row on a clean shutdown (the store shows no service).
 
-    Best effort: the row only informs, and the next start overwrites it.
+    Best effort: the row only informs, and the next start overwrites it. While the store
+    is unavailable it is left at once: waiting out the lock again would hold up the stop
+    past a supervisor's patience, and its stale heartbeat already tells no service runs.
     """
+    if _outage.seconds():
+        log.warning("the service_lock row was left in place: the store is unavailable")
+        return
     try:
         with transaction(sessions) as session:
             lock = session.get(ServiceLock, LOCK_NAME)
@@ -124,6 +134,8 @@ def heartbeat(rt: Runtime) -> None:
             .execution_options(synchronize_session=False)
         )
     _outage.up()
+    global _last_beat
+    _last_beat = time.monotonic()
 
 
 class _Scheduler(BackgroundScheduler):  # type: ignore[misc]
@@ -148,8 +160,9 @@ def why_stopped(scheduler: BackgroundScheduler) -> str | None:
     """None while the scheduler can go on; else, in one line, why it cannot.
 
     `serve` asks this every few seconds and ends the process with it: a scheduler thread
-    that died (for whatever reason) or a job store that gave up leaves a process that
-    would be alive and idle.
+    that died (for whatever reason), a job store that gave up, or jobs no longer run (no
+    heartbeat for `STALLED_AFTER` while the store is up) leaves a process that would be
+    alive and idle.
     """
     store = scheduler._jobstores.get("default")
     if isinstance(store, PatientJobStore) and store.failure:
@@ -158,6 +171,9 @@ def why_stopped(scheduler: BackgroundScheduler) -> str | None:
     if thread is None or not thread.is_alive():
         ended = getattr(scheduler, "ended", None)
         return f"the scheduler's thread has ended ({ended or 'no error given'})"
+    quiet = time.monotonic() - _last_beat
+    if quiet > STALLED_AFTER.total_seconds() and not _outage.seconds():
+        return f"no heartbeat for {int(quiet)} s with the store up: the scheduler runs no jobs"
     return None
 
 
@@ -177,9 +193,10 @@ def _cron(spec: str, weekly: bool) -> CronTrigger:
 
 def build_scheduler(rt: Runtime) -> BackgroundScheduler:
     """A scheduler whose jobs (stable ids) are rebuilt from the config."""
-    global _runtime, _outage
+    global _runtime, _outage, _last_beat
     _runtime = rt
     _outage = StoreOutage()
+    _last_beat = time.monotonic()
     schedules = rt.config.settings.schedules
     store = PatientJobStore(_outage, engine=rt.engine, tablename="apscheduler_jobs")
     scheduler = _Scheduler(
