@@ -129,3 +129,24 @@ def test_a_removed_lock_file_is_taken_again_and_never_lets_a_second_service_in(e
             other.release()
     finally:
         held.release()
+
+
+def test_whether_a_service_holds_the_store_is_told_without_taking_its_lock(engine):
+    """`edrtrial status` asks the lock itself (the kernel's list of file locks, PostgreSQL's
+    pg_locks): a killed service's heartbeat row says nothing about whether it still runs."""
+    assert ownership.is_held(engine) is False
+    held = ownership.take(engine, "host-a:100", NOW)
+    try:
+        assert ownership.is_held(engine) is True
+        assert held.lost() is None  # asking took nothing from the holder
+    finally:
+        held.release()
+    assert ownership.is_held(engine) is False
+    ownership.take(engine, "host-b:200", NOW).release()  # and nothing was left taken
+
+
+def test_an_in_memory_store_cannot_be_asked():
+    engine = make_engine("sqlite://")
+    upgrade(engine)
+    assert ownership.is_held(engine) is None
+    engine.dispose()

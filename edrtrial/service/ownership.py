@@ -256,3 +256,62 @@ class _AdvisoryLock:
     def release(self) -> None:
         self._drop()  # ending the session lets the advisory lock go
         self._lock_engine.dispose()
+
+
+PROC_LOCKS = Path("/proc/locks")
+"""Where Linux lists every file lock held, with its file's device and inode."""
+
+
+def is_held(engine: Engine) -> bool | None:
+    """Whether a live service holds the store's lock now, asked without taking it.
+
+    Taking the lock to see, even for a moment, could refuse a service starting at that
+    moment; so on SQLite the kernel's list of held locks is read, and on PostgreSQL the
+    server's `pg_locks`. None when it cannot be told (no `/proc/locks`, an in-memory store,
+    the server out of reach): the caller falls back on the `service_lock` row's heartbeat.
+    """
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        if is_memory_sqlite(url.render_as_string(hide_password=False)):
+            return None
+        database = Path(url.database or "").resolve()
+        return _flock_held(database.with_name(database.name + ".lock"))
+    if url.get_backend_name() == "postgresql":
+        try:
+            with engine.connect() as conn:
+                return bool(
+                    conn.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                            " AND granted AND database = (SELECT oid FROM pg_database"
+                            "  WHERE datname = current_database())"
+                            " AND classid = :cls AND objsubid = 2"
+                            " AND objid::bigint = (hashtext(current_schema())::bigint"
+                            "  & 4294967295)"
+                        ),
+                        {"cls": ADVISORY_CLASS},
+                    )
+                )
+        except SQLAlchemyError:
+            return None
+    return None
+
+
+def _flock_held(path: Path) -> bool | None:
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return False  # no service has run on this store from this path
+    except OSError:
+        return None
+    key = f"{os.major(found.st_dev):02x}:{os.minor(found.st_dev):02x}:{found.st_ino}"
+    try:
+        listed = PROC_LOCKS.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    for line in listed.splitlines():
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF"; a waiter's line starts "->"
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == key:
+            return True
+    return False
