@@ -338,6 +338,33 @@ def test_a_backlog_of_resolved_alerts_only_tells_the_desk_and_not_the_company(ru
     assert desk.kind == "desk-first-poll" and "履歴として記録：3件" in desk.body_text
 
 
+@pytest.mark.parametrize(
+    ("key", "calm", "promise"),
+    [
+        (SAKURA, "対応は不要です", "検知レポート"),
+        (AOZORA, "nothing for you to do", "detection report"),
+    ],
+)
+def test_the_company_summary_promises_no_report_for_alerts_already_resolved(
+    runtime, key, calm, promise
+):
+    """The weekly detection report covers the last seven days only: history older than
+    that is in no automatic mail, so the summary must not promise one."""
+    rt, clock = runtime
+    tenant_id, connector = connect(rt, key)
+    for record in (
+        alert(1, clock.now - timedelta(hours=1)),  # open: the company hears of it
+        alert(2, clock.now - timedelta(days=30), status="resolved"),
+        alert(3, clock.now - timedelta(days=20), status="resolved"),
+    ):
+        connector.alerts[record.source_id] = record
+    jobs.poll(rt, key)
+    [company] = [m for m in outbox(rt, tenant_id) if m.kind == "company-first-poll"]
+    [history] = [line for line in company.body_text.splitlines() if "Defender" in line]
+    assert "2" in history and calm in history
+    assert promise not in company.body_text
+
+
 def test_a_first_poll_that_finds_nothing_completes_quietly(runtime):
     rt, clock = runtime
     tenant_id, _ = connect(rt, SAKURA)
