@@ -84,7 +84,7 @@ def _item(entry: EscalatedTicket) -> dict[str, Any]:
         "next": jst_minute(ticket.ack_due_at) if ticket.ack_due_at else "",
         "devices": _devices(entry.alerts),
         "actions": facts["actions"],
-        "proposed": any(a["proposed"] for a in facts["actions"]),
+        "proposed": sum(1 for a in facts["actions"] if a["proposed"]),
     }
 
 
