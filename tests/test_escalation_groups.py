@@ -12,6 +12,7 @@ escalated one notice each. Every test runs on the `sessions` database (PostgreSQ
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -22,13 +23,14 @@ from edrtrial.connectors.base import AlertRecord, DeviceRef
 from edrtrial.db import transaction
 from edrtrial.desk import escalation
 from edrtrial.models import AuditEvent, OutboxMessage, Ticket
-from edrtrial.notify.webhooks import encode_json, teams_payload
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import Stamp
 
 from fakes import FakeConnector
 from sandbox_config import settings, write_config
+from test_outbox import Inbox, free_port, start_server
+from test_webhooks import HOOK_TOKEN, TEAMS_TOKEN, block_text, receiver, secrets  # noqa: F401
 
 SAKURA = "sakura-seisakusho"  # in its trial; no automatic isolation: isolations are proposals
 HOSTILE_TITLE = "Ransomware [click](https://evil.example/x) **now** <b>x</b> " + "長" * 400
@@ -45,12 +47,29 @@ class Clock:
 
 
 @pytest.fixture
-def runtime(tmp_path, now, engine, database_url):
-    """The sample programme with a desk that escalates desk -> duty (Teams) -> manager (mail)."""
+def inbox() -> Iterator[tuple[Inbox, int]]:
+    """A real SMTP server (aiosmtpd) keeping every mail it accepts."""
+    box = Inbox()
+    controller = start_server(box, free_port())
+    yield box, controller.port
+    controller.stop()
+
+
+@pytest.fixture
+def runtime(tmp_path, now, engine, database_url, inbox):
+    """The sample programme whose desk escalates desk (mail) -> duty (Teams) -> hook (signed
+    webhook) -> manager (mail, through a real SMTP server)."""
     data = settings(database_url)
+    data["mail"]["smtp"] = {"host": "127.0.0.1", "port": inbox[1], "starttls": False}
     data["desk"]["channels"] = [
         {"name": "desk", "kind": "mail", "to": "desk@example.jp"},
         {"name": "duty", "kind": "teams", "url": "env:EDRTRIAL_TEST_TEAMS_URL"},
+        {
+            "name": "hook",
+            "kind": "webhook",
+            "url": "env:EDRTRIAL_TEST_HOOK_URL",
+            "signing_secret": "env:EDRTRIAL_TEST_HOOK_SECRET",
+        },
         {"name": "manager", "kind": "mail", "to": "manager@example.jp"},
     ]
     clock = Clock(now)
@@ -166,23 +185,25 @@ def test_forty_backlog_p1s_each_escalate_and_each_channel_reads_one_notice_per_l
     assert jobs.desk(rt).escalated == 0
     assert len(escalations(rt)) == 1
 
-    # The next deadlines pass: one notice on manager for level 2, and for level 3 again.
-    for level in (2, 3):
+    # The next deadlines pass: one notice on each next channel, at each level, the last
+    # channel reminded once more.
+    for level, channel in ((2, "hook"), (3, "manager"), (4, "manager")):
         clock.now = past_deadlines(rt, tenant_id)
         assert jobs.desk(rt).escalated == 40
         assert jobs.desk(rt).escalated == 0
         assert {(t.escalation_level, t.channel) for t in tickets(rt, tenant_id)} == {
-            (level, "manager")
+            (level, channel)
         }
     notices = escalations(rt)
-    assert [(m.recipient, m.kind) for m in notices] == [
-        ("duty", "desk-escalation-group"),
-        ("manager@example.jp", "desk-escalation-group"),
-        ("manager@example.jp", "desk-escalation-group"),
+    assert [(m.channel, m.recipient, m.kind) for m in notices] == [
+        ("teams", "duty", "desk-escalation-group"),
+        ("webhook", "hook", "desk-escalation-group"),
+        ("mail", "manager@example.jp", "desk-escalation-group"),
+        ("mail", "manager@example.jp", "desk-escalation-group"),
     ]
-    assert [f"レベル{level}" in m.subject for level, m in enumerate(notices, 1)] == [True] * 3
+    assert [f"レベル{level}" in m.subject for level, m in enumerate(notices, 1)] == [True] * 4
     assert all(listed(m) == ids[:30] for m in notices)
-    assert len(escalated_audit(rt, tenant_id)) == 120
+    assert len(escalated_audit(rt, tenant_id)) == 160
     # No ticket is both in a single notice and in a grouped one.
     assert not [m for m in notices if m.kind == "desk-escalation"]
 
@@ -252,19 +273,47 @@ def test_two_overdue_tickets_are_escalated_one_notice_each_as_before(runtime):
     assert jobs.desk(rt).escalated == 0 and len(escalations(rt)) == 2
 
 
-def test_a_grouped_notice_shows_alert_text_as_text_and_fits_a_teams_card(runtime):
+def test_a_grouped_notice_reaches_teams_webhook_and_mail_with_alert_text_as_text(
+    runtime,
+    inbox,
+    receiver,  # noqa: F811
+    secrets,  # noqa: F811
+):
     rt, clock = runtime
+    box, _ = inbox
     tenant_id = first_poll(rt, clock, p1=40, title=HOSTILE_TITLE)
-    clock.now = past_deadlines(rt, tenant_id)
-    assert jobs.desk(rt).escalated == 40
-    [group] = escalations(rt)
-    # The title is shown as sent (cut to a line), never as a link or markup.
-    assert "Ransomware [click](https://evil.example/x) **now** <b>x</b>" in group.body_text
-    assert max(len(line) for line in group.body_text.splitlines()) < 200
-    card = teams_payload(group)
-    assert len(encode_json(card)) < 28_000
-    shown = "\n".join(b["inlines"][0]["text"] for b in card["attachments"][0]["content"]["body"])
-    assert "…" not in shown.splitlines()[-1], "the card holds the whole notice"
-    for ticket_id in listed(group):
-        assert f"#{ticket_id}　" in shown
-    assert "edrtrial tickets --company sakura-seisakusho --state new" in shown
+    for _level in (1, 2, 3):  # duty (Teams), hook (webhook), manager (mail)
+        clock.now = past_deadlines(rt, tenant_id)
+        assert jobs.desk(rt).escalated == 40
+        jobs.deliver_outbox(rt)
+    notices = escalations(rt)
+    assert [m.status for m in notices] == ["sent"] * 3
+    shown_ids = listed(notices[0])
+    assert len(shown_ids) == 30
+
+    # Teams: one card, plain text runs only, whole (not cut), under Teams' size limit.
+    [card_hit] = [h for h in receiver.hits if h.path == "/" + TEAMS_TOKEN]
+    assert len(card_hit.body) < 28_000
+    card = card_hit.json()["attachments"][0]["content"]["body"]
+    assert {b["type"] for b in card} == {"RichTextBlock"}, "never markdown"
+    card_text = "\n".join(block_text(b) for b in card)
+    assert "Ransomware [click](https://evil.example/x) **now** <b>x</b>" in card_text
+    assert "ほか 10件：edrtrial tickets --company sakura-seisakusho --state new" in card_text
+    for ticket_id in shown_ids:
+        assert f"#{ticket_id}　" in card_text
+
+    # The signed webhook: one message, no chat markup (`<!channel>`, `<url|label>`) live.
+    [hook_hit] = [h for h in receiver.hits if h.path == "/" + HOOK_TOKEN]
+    hook = hook_hit.json()
+    assert hook["id"] == notices[1].dedupe_key and hook["kind"] == "desk-escalation-group"
+    assert "<" not in hook["subject"] + hook["text"]
+    assert "&lt;b&gt;x&lt;/b&gt;" in hook["text"]
+
+    # The manager's mailbox: one mail for the forty, the title as text, no control reaching it.
+    [mail] = [m for m in box.messages if m["To"] == "manager@example.jp"]
+    assert "40件" in str(mail["Subject"]) and "\n" not in str(mail["Subject"])
+    part = mail.get_body(preferencelist=("plain",))
+    assert part is not None
+    text = part.get_content()
+    assert "Ransomware [click](https://evil.example/x) **now** <b>x</b>" in text
+    assert max(len(line) for line in text.splitlines()) < 200  # long titles cut to a line
