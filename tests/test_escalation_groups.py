@@ -187,7 +187,7 @@ def test_forty_backlog_p1s_each_escalate_and_each_channel_reads_one_notice_per_l
 
     # The next deadlines pass: one notice on each next channel, at each level, the last
     # channel reminded once more.
-    for level, channel in ((2, "hook"), (3, "manager"), (4, "manager")):
+    for level, channel in ((2, "hook"), (3, "manager"), (4, "manager"), (5, "manager")):
         clock.now = past_deadlines(rt, tenant_id)
         assert jobs.desk(rt).escalated == 40
         assert jobs.desk(rt).escalated == 0
@@ -200,10 +200,16 @@ def test_forty_backlog_p1s_each_escalate_and_each_channel_reads_one_notice_per_l
         ("webhook", "hook", "desk-escalation-group"),
         ("mail", "manager@example.jp", "desk-escalation-group"),
         ("mail", "manager@example.jp", "desk-escalation-group"),
+        ("mail", "manager@example.jp", "desk-escalation-group"),
     ]
-    assert [f"レベル{level}" in m.subject for level, m in enumerate(notices, 1)] == [True] * 4
+    assert [f"レベル{level}" in m.subject for level, m in enumerate(notices, 1)] == [True] * 5
     assert all(listed(m) == ids[:30] for m in notices)
-    assert len(escalated_audit(rt, tenant_id)) == 160
+    assert len(escalated_audit(rt, tenant_id)) == 200
+    # The last level: no next deadline, the tickets wait in the queue, overdue.
+    assert all(t.ack_due_at is None for t in tickets(rt, tenant_id))
+    assert "次の確認期限：なし（最後のレベル" in notices[-1].body_text
+    clock.now += timedelta(days=1)
+    assert jobs.desk(rt).escalated == 0 and len(escalations(rt)) == 5
     # No ticket is both in a single notice and in a grouped one.
     assert not [m for m in notices if m.kind == "desk-escalation"]
 
