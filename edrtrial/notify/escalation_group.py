@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from edrtrial.errors import TenantMismatchError
 from edrtrial.models import Alert, Company, Ticket
 from edrtrial.notify.notices import CLOCK_JA, DeskFacts, ticket_facts, trial_ja
 from edrtrial.reports.render import RenderedMail, render
@@ -96,6 +97,11 @@ def desk_escalation_group_notice(
         raise ValueError(f"escalation level must be 1 or more, not {level}")
     if not entries:
         raise ValueError(f"a grouped escalation of {company.key} needs tickets")
+    tenants = sorted({e.ticket.tenant_id for e in entries})
+    if len(tenants) > 1:  # one company's notice: whatever else is loaded, never two tenants
+        raise TenantMismatchError(
+            f"a grouped escalation of {company.key} mixes tenants {', '.join(map(str, tenants))}"
+        )
     for entry in entries:
         check_company(company, entry.ticket)
     ordered = most_urgent_first(entries)
