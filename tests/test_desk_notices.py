@@ -10,6 +10,7 @@ import pytest
 from edrtrial.config import DeskConfig
 from edrtrial.coverage import Clock, coverage_at
 from edrtrial.models import Alert, Company, Device, ResponseAction, Tenant, Ticket, Trial
+from edrtrial.notify.escalation_group import EscalatedTicket, desk_escalation_group_notice
 from edrtrial.notify.notices import (
     DeskFacts,
     company_message,
@@ -380,3 +381,25 @@ def test_a_desk_notice_refuses_a_device_action_of_another_ticket() -> None:
     facts = DeskFacts(IN_TRIAL, Clock.INCIDENT_DESK, ((stranger, device()),))
     with pytest.raises(ValueError, match="99"):
         desk_ticket_update_notice(company(), ticket(), "reopened", "", facts)
+
+
+def test_a_grouped_escalation_refuses_another_tenants_ticket_alert_or_action() -> None:
+    def entry(t: Ticket, alerts: tuple[Alert, ...], facts: DeskFacts = FACTS) -> EscalatedTicket:
+        return EscalatedTicket(t, DEADLINE, alerts, facts)
+
+    ours = entry(ticket(), (alert(1),))
+    foreign = ticket()
+    foreign.id, foreign.tenant_id = 42, 6
+    stranger = action()
+    stranger.ticket_id = 99
+    cases = [
+        entry(foreign, (alert(1, tenant_id=6),)),  # another company's ticket
+        entry(ticket(), (alert(1), alert(2, tenant_id=6))),  # another tenant's alert
+        entry(ticket(), (alert(1),), DeskFacts(IN_TRIAL, FACTS.clock, ((stranger, device()),))),
+    ]
+    for bad in cases:
+        with pytest.raises(ValueError, match="tenant|belong|99"):
+            desk_escalation_group_notice(company(), [ours, bad], 1, "duty")
+    with pytest.raises(ValueError, match="level"):
+        desk_escalation_group_notice(company(), [ours], 0, "duty")
+    assert "#41　P1" in desk_escalation_group_notice(company(), [ours], 1, "duty").text

@@ -191,6 +191,10 @@ def test_a_first_poll_keeps_resolved_alerts_as_history_and_sends_one_summary_eac
     assert max(positions[:4]) < min(positions[4:])
     assert "sakura-seisakusho" in body
     assert "隔離：pc-004（proposed）" in body  # no automatic isolation agreed: a proposal
+    # and how to approve it, as the ticket's own notice would say
+    approve = f"提案を承認して隔離する：edrtrial ticket isolate {alerts['a004'].ticket_id}"
+    assert approve in body
+    assert body.count("edrtrial ticket isolate") == 4  # one per P1 proposing an isolation
 
     with rt.sessions() as session:
         assert session.get_one(Tenant, tenant_id).first_poll_done_at == clock.now
@@ -319,6 +323,7 @@ def test_a_p1_of_the_backlog_still_isolates_where_the_company_agreed_and_escalat
     assert not re.findall(r"[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]", english)
     [desk] = [m for m in outbox(rt, tenant_id) if m.kind == "desk-first-poll"]
     assert f"#{ticket.id}　P1" in desk.body_text and "隔離：pc-001（planned）" in desk.body_text
+    assert "edrtrial ticket isolate" not in desk.body_text  # planned: nothing to approve
 
     # Nobody acknowledges the P1: it climbs the channel list like any other ticket.
     assert ticket.ack_due_at is not None
@@ -336,6 +341,33 @@ def test_a_backlog_of_resolved_alerts_only_tells_the_desk_and_not_the_company(ru
     assert tickets(rt, tenant_id) == []
     [desk] = outbox(rt, tenant_id)
     assert desk.kind == "desk-first-poll" and "履歴として記録：3件" in desk.body_text
+
+
+@pytest.mark.parametrize(
+    ("key", "calm", "promise"),
+    [
+        (SAKURA, "対応は不要です", "検知レポート"),
+        (AOZORA, "nothing for you to do", "detection report"),
+    ],
+)
+def test_the_company_summary_promises_no_report_for_alerts_already_resolved(
+    runtime, key, calm, promise
+):
+    """The weekly detection report covers the last seven days only: history older than
+    that is in no automatic mail, so the summary must not promise one."""
+    rt, clock = runtime
+    tenant_id, connector = connect(rt, key)
+    for record in (
+        alert(1, clock.now - timedelta(hours=1)),  # open: the company hears of it
+        alert(2, clock.now - timedelta(days=30), status="resolved"),
+        alert(3, clock.now - timedelta(days=20), status="resolved"),
+    ):
+        connector.alerts[record.source_id] = record
+    jobs.poll(rt, key)
+    [company] = [m for m in outbox(rt, tenant_id) if m.kind == "company-first-poll"]
+    [history] = [line for line in company.body_text.splitlines() if "Defender" in line]
+    assert "2" in history and calm in history
+    assert promise not in company.body_text
 
 
 def test_a_first_poll_that_finds_nothing_completes_quietly(runtime):

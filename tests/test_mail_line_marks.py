@@ -34,6 +34,7 @@ from test_desk_notices import (
 from test_report_render import sample_report
 
 from edrtrial.coverage import Coverage, coverage_at
+from edrtrial.notify.escalation_group import EscalatedTicket, desk_escalation_group_notice
 from edrtrial.notify.first_poll import (
     Backlog,
     BacklogTicket,
@@ -79,6 +80,8 @@ def mails(language: str, coverage: Coverage = IN_TRIAL) -> Iterator[RenderedMail
     yield detection_report_mail(sample_report())
     yield desk_ticket_notice(firm, ticket(), [alert(1), alert(2, "Medium")], facts)
     yield desk_escalation_notice(firm, ticket(), [alert(1)], 2, DEADLINE, "oncall-teams", facts)
+    escalated = EscalatedTicket(ticket(), DEADLINE, (alert(1), alert(2, "Medium")), facts)
+    yield desk_escalation_group_notice(firm, [escalated], 2, "oncall-teams")
     yield desk_ticket_update_notice(
         firm, ticket(), "reopened", "新しいアラート：Alert number 7", facts
     )
@@ -97,7 +100,13 @@ def mails(language: str, coverage: Coverage = IN_TRIAL) -> Iterator[RenderedMail
         history=25,
         suppressed=3,
         tickets=(
-            BacklogTicket(ticket(), (alert(1), alert(2, "Medium")), ("PC-KEIRI-01（proposed）",)),
+            BacklogTicket(
+                ticket(),
+                (alert(1), alert(2, "Medium")),
+                ("PC-KEIRI-01（proposed）",),
+                FACTS.clock,
+                proposed=1,
+            ),
         ),
         for_company=frozenset({ticket().id}),
         trial=None,

@@ -110,8 +110,9 @@ def _backlog(session: Session, tenant_id: int, policy: DeskPolicy, now: datetime
             BacklogTicket(
                 t,
                 tuple(alerts.get(t.id, ())),
-                tuple(isolations.get(t.id, ())),
+                tuple(shown for shown, _ in isolations.get(t.id, ())),
                 sla.clock_for(t.priority, coverage.in_trial, policy.sla),
+                sum(1 for _, status in isolations.get(t.id, ()) if status == ActionState.PROPOSED),
             )
             for t in tickets
         ),
@@ -144,9 +145,10 @@ def _settled(session: Session, tenant_id: int) -> tuple[int, int]:
     return history or 0, suppressed or 0
 
 
-def _isolations(session: Session, tenant_id: int) -> dict[int, list[str]]:
-    """Each ticket's isolations (proposed by the playbook, or planned where agreed)."""
-    found: dict[int, list[str]] = {}
+def _isolations(session: Session, tenant_id: int) -> dict[int, list[tuple[str, str]]]:
+    """Each ticket's isolations (proposed by the playbook, or planned where agreed): as the
+    desk reads them, and their state."""
+    found: dict[int, list[tuple[str, str]]] = {}
     rows = session.execute(
         select(ResponseAction.ticket_id, ResponseAction.status, Device.name, Device.source_id)
         .join(Device, ResponseAction.device_id == Device.id)
@@ -160,7 +162,7 @@ def _isolations(session: Session, tenant_id: int) -> dict[int, list[str]]:
     )
     for ticket_id, status, name, source_id in rows:
         if ticket_id is not None:  # the query's filter: for the type checker
-            found.setdefault(ticket_id, []).append(f"{name or source_id}（{status}）")
+            found.setdefault(ticket_id, []).append((f"{name or source_id}（{status}）", status))
     return found
 
 

@@ -47,6 +47,7 @@ class BacklogTicket:
     alerts: tuple[Alert, ...]
     isolations: tuple[str, ...] = ()  # "pc-004（proposed）": the desk sees what awaits it
     clock: Clock = Clock.BUSINESS  # what its acknowledgement deadline counts
+    proposed: int = 0  # of its isolations, how many await an operator's approval
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,4 +240,5 @@ def _desk_item(entry: BacklogTicket) -> dict[str, object]:
         "severity": SEVERITY_JA[_worst(entry.alerts)],
         "devices": _devices(entry.alerts, "ja"),
         "isolations": "、".join(entry.isolations),
+        "proposed": entry.proposed,
     }

@@ -194,8 +194,9 @@ def _device_ref(device: Device) -> str:
     return f"{device.name} ({device.source_id})" if device.name else device.source_id
 
 
-def _desk_facts(ticket: Ticket, facts: DeskFacts) -> dict[str, Any]:
-    """The deadline, its clock, the trial and the device actions, for every desk template."""
+def ticket_facts(ticket: Ticket, facts: DeskFacts) -> dict[str, Any]:
+    """The deadline, its clock, the trial and the device actions, for every desk template
+    (`desk_ticket_facts.txt.j2`, and each ticket of a grouped escalation)."""
     actions = []
     for action, device in facts.actions:
         check_action(ticket, action, device)
@@ -259,7 +260,7 @@ def desk_ticket_notice(
         "incident_ids": ", ".join(incident_ids),
         "incident_urls": incident_urls,
         "alerts": [_desk_alert(a, ticket) for a in ordered],
-    } | _desk_facts(ticket, facts)
+    } | ticket_facts(ticket, facts)
     subject = f"[{ticket.priority}] 新規チケット #{ticket.id} {company.name}：{context['title']}"
     return RenderedMail(subject, render("desk_ticket_notice.txt.j2", t=context))
 
@@ -411,7 +412,7 @@ def desk_escalation_notice(
             }
         ),
     }
-    context |= _desk_facts(ticket, facts) | {"due_label": "次の確認期限"}
+    context |= ticket_facts(ticket, facts) | {"due_label": "次の確認期限"}
     subject = (
         f"[{ticket.priority}] 未確認・エスカレーション レベル{level} "
         f"#{ticket.id} {company.name}：{context['title']}"
@@ -453,7 +454,7 @@ def desk_ticket_update_notice(
             "event_text": DESK_EVENTS_JA.get(key, event.strip()),
             "detail": detail.strip(),
         }
-        | _desk_facts(ticket, facts)
+        | ticket_facts(ticket, facts)
     )
     short = _DESK_EVENT_SHORT_JA.get(key, event.strip())
     subject = f"[{ticket.priority}] {short} #{ticket.id} {company.name}：{context['title']}"
