@@ -22,6 +22,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from edrtrial.service import patience
 from edrtrial.service.patience import PatientJobStore, StoreOutage
 
 WHEN = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
@@ -85,7 +86,10 @@ def _messages(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "edrtrial.service.patience"]
 
 
-def test_a_job_update_waits_for_a_held_lock_and_logs_one_line_each_way(database_url, caplog):
+def test_a_job_update_waits_for_a_held_lock_and_logs_one_line_each_way(
+    database_url, caplog, monkeypatch
+):
+    monkeypatch.setattr(patience, "OUTAGE_AFTER_SECONDS", 2.0)  # the lock is held 4 s
     store, job = _store(database_url)
     job._modify(next_run_time=WHEN + timedelta(seconds=10))
     caplog.set_level(logging.INFO, logger="edrtrial.service.patience")
@@ -102,6 +106,23 @@ def test_a_job_update_waits_for_a_held_lock_and_logs_one_line_each_way(database_
     assert len(messages) == 2, messages
     assert messages[0].startswith("store unavailable (the scheduler's job update: ")
     assert messages[1].startswith("store available again after ")
+    store.shutdown()
+
+
+def test_a_write_refused_for_a_moment_is_retried_without_a_word_of_outage(database_url, caplog):
+    """A SQLite write that loses a race between the service's own threads fails at once
+    with "database is locked": retried, it goes through, and the log tells no outage."""
+    store, job = _store(database_url)
+    job._modify(next_run_time=WHEN + timedelta(seconds=20))
+    caplog.set_level(logging.INFO, logger="edrtrial.service.patience")
+    with _held(database_url):
+        updating = threading.Thread(target=store.update_job, args=(job,))
+        updating.start()
+        time.sleep(1.5)  # an attempt or two meet the lock
+    updating.join(timeout=60)
+    assert not updating.is_alive() and store.failure is None
+    assert store.lookup_job("outbox").next_run_time == WHEN + timedelta(seconds=20)
+    assert _messages(caplog) == []
     store.shutdown()
 
 

@@ -9,7 +9,9 @@ store_unavailable`), and gives up, naming why, when it stays so too long or is b
 
 `StoreOutage` is what the log says about it: one line when the store goes down (whoever
 meets it first, the job store or a job) and one when a write goes through again, not one
-per retry.
+per retry. Only an outage is told: a SQLite write that loses a race between the service's
+own threads fails at once with the same "database is locked" and goes through on the next
+try; it is logged at debug, not as the store going down.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ T = TypeVar("T")
 
 FIRST_RETRY_SECONDS = 1.0
 LONGEST_RETRY_SECONDS = 30.0
+OUTAGE_AFTER_SECONDS = 10.0
+"""A store refusing calls for this long (counted from the start of the first refused call,
+so one call that waited out SQLite's 30 s busy timeout is enough) is down, and the log
+says so; a shorter refusal is a race lost, retried without a word above debug."""
 GIVE_UP_AFTER_SECONDS = 15 * 60.0
 """A store down longer than this stops the service (exit non-zero) rather than leave it
 waiting unseen: a supervisor restarts it, and the restart says what is wrong."""
@@ -44,21 +50,31 @@ class StoreOutage:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._since: float | None = None
+        self._told = False
         self.stopping = threading.Event()
 
-    def down(self, err: BaseException, where: str) -> None:
-        """The store refused `where` for now; logged once per outage."""
+    def down(self, err: BaseException, where: str, started: float | None = None) -> None:
+        """The store refused `where` (a call begun at `started`, monotonic) for now; the
+        outage is logged once, when it has lasted `OUTAGE_AFTER_SECONDS`."""
+        now = time.monotonic()
+        begun = now if started is None else min(started, now)
         with self._lock:
-            if self._since is not None:
+            if self._since is None or begun < self._since:
+                self._since = begun
+            if self._told:
                 return
-            self._since = time.monotonic()
+            if now - self._since < OUTAGE_AFTER_SECONDS:
+                log.debug("store refused %s for now: %s", where, reason(err))
+                return
+            self._told = True
         log.error("store unavailable (%s: %s); retrying until it answers", where, reason(err))
 
     def up(self) -> None:
-        """A write went through: the outage, if any, is over; logged once."""
+        """A write went through: the outage, if any, is over; logged once if it was told."""
         with self._lock:
-            since, self._since = self._since, None
-        if since is not None:
+            since, told = self._since, self._told
+            self._since, self._told = None, False
+        if since is not None and told:
             log.warning("store available again after %d s", time.monotonic() - since)
 
     def seconds(self) -> float:
@@ -76,12 +92,13 @@ class StoreOutage:
         started = time.monotonic()
         delay = FIRST_RETRY_SECONDS
         while True:
+            attempt = time.monotonic()
             try:
                 result = call()
             except SQLAlchemyError as err:
                 if not store_unavailable(err):
                     raise
-                self.down(err, what)
+                self.down(err, what, attempt)
                 waited = time.monotonic() - started
                 if waited >= give_up_after or self.stopping.wait(
                     min(delay, give_up_after - waited)

@@ -115,7 +115,7 @@ def run_job(name: str, company_key: str | None = None) -> None:
             runs.run(rt, name, None, lambda: jobs.JOBS[name](rt))
     except Exception as err:
         if store_unavailable(err):
-            _outage.down(err, label)
+            _outage.down(err, label)  # the job store's own waits tell a real outage
             if name in WAITED_OUT:
                 log.error("%s not run: the store stayed unavailable", label)
             return
