@@ -340,3 +340,36 @@ def test_offboarding_json_is_json_alone_when_it_also_plans_or_sends(config):
     tasks = json.loads(sent.stdout)
     assert tasks and {t["status"] for t in tasks} != {"planned"}
     assert f"  {tasks[0]['device']}: " in sent.stderr  # what was sent, said beside
+
+
+def test_every_audited_command_takes_by_before_or_after_it_like_ticket(
+    config, sandbox, database_url, now
+):
+    period = ("--company", "sakura-seisakusho", "--from", "2026-11-16", "--to", "2026-11-22")
+    cli(config, "report", *period)
+    cli(config, "report", *period, "--resend", "--by", "sato")
+    cli(config, "offboarding", "--by", "suzuki", "--company", "midori-shoji", "--execute", "--yes")
+    sessions = make_sessions(make_engine(database_url))
+    with sessions() as session:
+        tenant_id = session.scalar(select(Tenant.id).where(Tenant.external_id == SAKURA))
+    assert tenant_id is not None
+    health.park(sessions, tenant_id, "consent withdrawn", now)
+    cli(config, "tenants", "resume", "sakura-seisakusho", "--by", "tanaka")
+    health.park(sessions, tenant_id, "consent withdrawn again", now)
+    cli(config, "tenants", "--by", "yamada", "resume", "sakura-seisakusho")
+    with sessions() as session:
+        by_person = [
+            (e.action, e.on_behalf_of)
+            for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))
+            if e.actor.startswith("cli:")
+        ]
+    assert ("report.queued", "") in by_person  # the first mailing, for nobody
+    assert ("report.queued", "sato") in by_person
+    offboarded = {behalf for action, behalf in by_person if action.startswith("offboard")}
+    assert offboarded == {"suzuki"}
+    resumed = [behalf for action, behalf in by_person if action == "tenant.resumed"]
+    assert resumed == ["tanaka", "yamada"]
+    both = cli(
+        config, "tenants", "--by", "sato", "resume", "sakura-seisakusho", "--by", "ito", code=2
+    )
+    assert "--by names both 'sato' and 'ito'" in both.output

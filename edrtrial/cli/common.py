@@ -388,6 +388,18 @@ def take_by(ctx: click.Context, by: str | None) -> None:
     ctx.with_resource(audit.acting_for(name))
 
 
+def acting_for(func: Callable[..., T]) -> Callable[..., T]:
+    """`--by NAME` on a command that is not a sub-command of an `ActingForGroup` (`report`,
+    `offboarding`): who the operator acts for, kept beside the login in the audit log."""
+
+    @wraps(func)
+    def with_by(*args: Any, by: str | None = None, **kwargs: Any) -> T:
+        take_by(click.get_current_context(), by)
+        return func(*args, **kwargs)
+
+    return click.option("--by", help=BY_HELP)(fails_cleanly(with_by))
+
+
 class ActingForGroup(click.Group):
     """A group with `--by NAME` taken before its sub-command (`ticket --by sato ack 5`) or
     after it (`ticket ack 5 --by sato`): each sub-command added gets the option too."""

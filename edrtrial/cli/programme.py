@@ -12,8 +12,11 @@ import click
 
 from edrtrial import files
 from edrtrial.cli.common import (
+    BY_HELP,
+    ActingForGroup,
     ListTable,
     SafeConsole,
+    acting_for,
     actor,
     company_key,
     console,
@@ -26,6 +29,7 @@ from edrtrial.cli.common import (
     print_list,
     runtime_of,
     styled,
+    take_by,
 )
 from edrtrial.db import transaction
 from edrtrial.devices import offboarding as lifecycle
@@ -145,6 +149,7 @@ def _date(value: str) -> date:
 )
 @click.option("--no-mail", is_flag=True, help="Write the file only; do not mail the company.")
 @click.option("--resend", is_flag=True, help="Mail the period's report again (audited).")
+@acting_for
 @click.pass_context
 @fails_cleanly
 def report(
@@ -226,6 +231,7 @@ def _report_html(
 @click.option("--execute", is_flag=True, help="Send the planned offboarding of --company.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @list_options
+@acting_for
 @click.pass_context
 @fails_cleanly
 def offboarding(
@@ -334,17 +340,20 @@ def _links(reason: str) -> list[str]:
     return [url.rstrip(".,;)") for url in _URL.findall(reason)]
 
 
-@click.group(invoke_without_command=True)
+@click.group(cls=ActingForGroup, invoke_without_command=True)
 @list_options
+@click.option("--by", help=BY_HELP)
 @click.pass_context
 @fails_cleanly
-def tenants(ctx: click.Context, wide: bool, as_json: bool) -> None:
+def tenants(ctx: click.Context, wide: bool, as_json: bool, by: str | None) -> None:
     """Tenants and their polling state (active, failing, parked) with the reason.
 
     An address in a reason (the admin-consent link a company must open) is printed whole
-    on its own line under the list, never cut.
+    on its own line under the list, never cut. `--by NAME` (whom `resume` acts for) goes
+    before or after the sub-command.
     """
     if ctx.invoked_subcommand is not None:
+        take_by(ctx, by)
         return
     runtime = runtime_of(ctx)
     with runtime.sessions() as session:
