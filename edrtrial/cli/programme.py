@@ -71,16 +71,16 @@ def seats_command(ctx: click.Context, wide: bool, as_json: bool) -> None:
     table = ListTable(
         "company",
         "name",
-        "planned",
-        "onboarded",
-        "offboarded",
-        "active 7d",
-        "tested",
+        "plan",
+        "onb.",
+        "offb.",
+        "7d",
+        "test",
         "cap",
-        "trial",
-        "days left",
+        "trial ends",
         "decision",
-        flex=("name", "trial"),
+        flex=("name",),
+        whole=("trial ends",),
     )
     for r in rows:
         style = "red" if r.over_cap else "yellow" if r.near_cap else ""
@@ -93,21 +93,29 @@ def seats_command(ctx: click.Context, wide: bool, as_json: bool) -> None:
             str(r.active_7d),
             str(r.verified),
             str(r.cap),
-            f"{r.trial_start} → {r.trial_end}" if r.trial_start else "",
-            _days_left(r, today),
+            _trial(r, today, wide=wide),
             r.decision,
         )
     print_list(table, wide=wide)
+    if rows:
+        console.print("plan: seats planned; onb./offb.: devices onboarded / offboarded;")
+        console.print("7d: active in the last 7 days; test: detection test seen")
     for r in rows:
         if warning := r.cap_warning():
             console.print(styled(f"warning: {warning}", "red" if r.over_cap else "yellow"))
 
 
-def _days_left(row: seats.SeatRow, today: date) -> str:
+def _trial(row: seats.SeatRow, today: date, *, wide: bool) -> str:
+    """When the trial ends, and the days left: "12/25 (30d)", "11/15 ended" (the year
+    when not this one); `--wide` gives its start and end whole."""
     if row.trial_end is None:
         return ""
     days = (row.trial_end - today).days
-    return str(days) if days >= 0 else "ended"
+    left = f"({days}d)" if days >= 0 else "ended"
+    if wide and row.trial_start:
+        return f"{row.trial_start} → {row.trial_end} {left}"
+    shown = "%m/%d" if row.trial_end.year == today.year else "%Y-%m-%d"
+    return f"{row.trial_end.strftime(shown)} {left}"
 
 
 def _seat_record(r: seats.SeatRow, today: date) -> dict[str, Any]:
