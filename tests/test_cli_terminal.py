@@ -8,8 +8,9 @@ is an error, never an empty list; a job run by hand says what it did in words.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from edrtrial.models import AuditEvent, OutboxMessage, Tenant, Ticket
 from edrtrial.playbooks.engine import default_playbook_paths
 from edrtrial.sandbox import SandboxServer
 
+import clock
 from sandbox_config import sample_world, serving, settings, write_config
 
 SAKURA = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c01"
@@ -101,9 +103,10 @@ def test_every_list_keeps_a_row_a_line_within_the_terminal(config, columns):
         too_wide = [line for line in lines if cell_len(line) > columns]
         assert not too_wide, (command, too_wide)
     listed = stdout_lines(cli(config, "tickets", columns=columns))
-    rows = [line for line in listed[1:-1] if line.split(" ", 1)[0].isdigit()]
+    rows = [line for line in listed[1:-2] if line.split(" ", 1)[0].isdigit()]
     assert [int(row.split()[0]) for row in rows] == [t["id"] for t in tickets]
-    assert listed[-1] == f"{len(tickets)} ticket(s); times in JST"
+    assert listed[-2] == f"{len(tickets)} ticket(s); times in JST"
+    assert listed[-1].startswith("al.: alerts; who: assignee; ack by:")  # the short headers
     longest = max(tickets, key=lambda t: len(t["title"]))
     assert longest["title"] not in "\n".join(listed)  # cut to fit ...
     assert "…" in "\n".join(listed)  # ... and marked as cut
@@ -116,7 +119,7 @@ def test_a_list_is_100_columns_at_most_however_wide_the_terminal_and_whole_when_
     assert max(cell_len(line) for line in listed) <= 100
     wide = stdout_lines(cli(config, "tickets", "--wide", columns=80))
     assert any(longest in line and len(line) > 100 for line in wide)
-    assert len([line for line in wide[1:-1] if line.split(" ", 1)[0].isdigit()]) == len(tickets)
+    assert len([line for line in wide[1:-2] if line.split(" ", 1)[0].isdigit()]) == len(tickets)
 
 
 def test_json_lists_give_every_value_whole_with_iso_times(config, database_url, now):
@@ -340,3 +343,90 @@ def test_offboarding_json_is_json_alone_when_it_also_plans_or_sends(config):
     tasks = json.loads(sent.stdout)
     assert tasks and {t["status"] for t in tasks} != {"planned"}
     assert f"  {tasks[0]['device']}: " in sent.stderr  # what was sent, said beside
+
+
+def test_every_audited_command_takes_by_before_or_after_it_like_ticket(
+    config, sandbox, database_url, now
+):
+    period = ("--company", "sakura-seisakusho", "--from", "2026-11-16", "--to", "2026-11-22")
+    cli(config, "report", *period)
+    cli(config, "report", *period, "--resend", "--by", "sato")
+    cli(config, "offboarding", "--by", "suzuki", "--company", "midori-shoji", "--execute", "--yes")
+    sessions = make_sessions(make_engine(database_url))
+    with sessions() as session:
+        tenant_id = session.scalar(select(Tenant.id).where(Tenant.external_id == SAKURA))
+    assert tenant_id is not None
+    health.park(sessions, tenant_id, "consent withdrawn", now)
+    cli(config, "tenants", "resume", "sakura-seisakusho", "--by", "tanaka")
+    health.park(sessions, tenant_id, "consent withdrawn again", now)
+    cli(config, "tenants", "--by", "yamada", "resume", "sakura-seisakusho")
+    with sessions() as session:
+        by_person = [
+            (e.action, e.on_behalf_of)
+            for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))
+            if e.actor.startswith("cli:")
+        ]
+    assert ("report.queued", "") in by_person  # the first mailing, for nobody
+    assert ("report.queued", "sato") in by_person
+    offboarded = {behalf for action, behalf in by_person if action.startswith("offboard")}
+    assert offboarded == {"suzuki"}
+    resumed = [behalf for action, behalf in by_person if action == "tenant.resumed"]
+    assert resumed == ["tanaka", "yamada"]
+    both = cli(
+        config, "tenants", "--by", "sato", "resume", "sakura-seisakusho", "--by", "ito", code=2
+    )
+    assert "--by names both 'sato' and 'ito'" in both.output
+
+
+def ticket_rows(lines: list[str]) -> dict[int, str]:
+    """The list's rows by ticket number."""
+    return {
+        int(line.split()[0]): line
+        for line in lines[1:]
+        if line.split(" ", 1)[0].isdigit() and "ticket(s)" not in line
+    }
+
+
+@pytest.mark.parametrize("columns", WIDTHS)
+def test_tickets_show_the_deadline_whole_and_titles_as_wide_as_the_rest_allows(
+    config, now, columns
+):
+    tickets = json.loads(cli(config, "tickets", "--json").stdout)
+    listed = stdout_lines(cli(config, "tickets", columns=columns))
+    assert "…" not in listed[0]  # no header cut
+    rows = ticket_rows(listed)
+    for t in tickets:
+        shown = rows[t["id"]]
+        assert t["title"][:14] in shown  # a title says what happened, not "Multi-s…"
+        due = datetime.fromisoformat(t["acknowledge_by"]).astimezone(clock.JST)
+        if due.date() == clock.TODAY:  # today: its time and the time left
+            assert re.search(rf" {due:%H:%M} \+[0-9]+:[0-5][0-9]$", shown), shown
+        else:
+            assert shown.rstrip().endswith(f"{due:%m/%d %H:%M}")
+    assert listed[-1] == "al.: alerts; who: assignee; ack by: +H:MM left, -H:MM or ! overdue"
+    p1 = next(t for t in tickets if t["priority"] == "P1")
+    due = datetime.fromisoformat(p1["acknowledge_by"])
+    with clock.travel(due + timedelta(minutes=15, seconds=30)):
+        late = ticket_rows(stdout_lines(cli(config, "tickets", columns=columns)))
+    assert late[p1["id"]].rstrip().endswith(f"{due.astimezone(clock.JST):%H:%M} -0:15")
+    with clock.travel(due + timedelta(days=2)):
+        later = ticket_rows(stdout_lines(cli(config, "tickets", columns=columns)))
+    assert later[p1["id"]].rstrip().endswith(f"!{due.astimezone(clock.JST):%m/%d %H:%M}")
+
+
+@pytest.mark.parametrize("columns", WIDTHS)
+def test_seats_show_the_trial_s_end_whole_and_no_header_cut(config, columns):
+    listed = stdout_lines(cli(config, "seats", columns=columns))
+    assert "…" not in listed[0]
+    assert listed[0].split() == [
+        "company", "name", "plan", "onb.", "offb.", "7d", "test", "cap", "trial", "ends",
+        "decision",
+    ]  # fmt: skip
+    rows = {line.split()[0].rstrip("…"): line for line in listed[1:4]}
+    ends = {key[:8]: line for key, line in rows.items()}
+    assert f"{clock.day(30):%m/%d} (30d)" in ends["sakura-s"]
+    assert f"{clock.day(-10):%m/%d} ended" in ends["midori-s"]
+    assert f"{clock.day(41):%Y-%m-%d} (41d)" in ends["aozora-d"]  # another year: said
+    assert "plan: seats planned" in listed[4]
+    wide = stdout_lines(cli(config, "seats", "--wide", columns=columns))
+    assert any(f"→ {clock.day(30)} (30d)" in line for line in wide)

@@ -117,7 +117,7 @@ def test_a_poll_cycle_gives_tickets_notices_seats_report_and_offboarding(
     left = {row["company"]: row["days_left"] for row in seats}
     assert left == {"sakura-seisakusho": 30, "midori-shoji": -10, "aozora-design": 41}
     listed = run(config, "seats").output.splitlines()
-    assert [line.split()[-2] for line in listed[1:4]] == ["41", "ended", "30"]
+    assert [line.split()[-2] for line in listed[1:4]] == ["(41d)", "ended", "(30d)"]
     with sessions() as session:
         for tenant_id, key in KEYS.items():
             machines = world.list_machines(tenant_id, [], 0, 10000)

@@ -213,7 +213,8 @@ def test_an_unanswered_isolation_is_listed_and_settled_by_the_operator(
     assert (unanswered["id"], unanswered["status"]) == (int(action_id), "unconfirmed")
     assert machine_actions(sandbox, device) == {}
 
-    settled = cli(config, "action", "settle", action_id.strip(), "--absent").output
+    by = ("--by", "tanaka")  # whom the operator acts for, after the sub-command as before it
+    settled = cli(config, "action", "settle", action_id.strip(), "--absent", *by).output
     assert "failed" in settled and "checked in the EDR's console" in settled
     cli(config, "ticket", "isolate", tid, "--yes", "--wait", "5")
 
@@ -222,5 +223,6 @@ def test_an_unanswered_isolation_is_listed_and_settled_by_the_operator(
     with make_sessions(make_engine(database_url))() as session:
         lost = session.scalars(select(AuditEvent).where(AuditEvent.action == "isolate.lost")).one()
     assert lost.actor.startswith("cli:") and lost.detail["checked_by"] == lost.actor
-    again = cli(config, "action", "settle", action_id.strip(), "--absent", code=2)
+    assert lost.on_behalf_of == "tanaka"
+    again = cli(config, "action", *by, "settle", action_id.strip(), "--absent", code=2)
     assert "nothing to settle" in again.output

@@ -366,3 +366,39 @@ def test_a_company_resumed_and_parked_again_for_another_reason_is_told_again(ser
     assert "consent withdrawn" in text_of(again)  # what stops it now
     a_round(service.open(), service.clock)
     assert len(desk_mail(inbox[0])) == 2
+
+
+def test_a_job_that_stopped_running_is_told_once_and_its_return_once(service, monkeypatch):
+    rt = service.open()
+    [tenant] = rt.tenants()
+    rt._connectors[tenant.id] = FakeConnector()
+    monkeypatch.setattr(scheduler, "_runtime", rt)
+    scheduler.record_holder(rt.sessions, "desk-01:4242", service.clock.now)
+
+    def minute(*names: str) -> None:
+        service.clock.now += timedelta(minutes=1)
+        scheduler.heartbeat(rt)
+        for name in names:
+            scheduler.run_job(name, SAKURA if name in ("poll", "inventory") else None)
+
+    def alarms() -> list[str]:
+        with rt.sessions() as session:
+            rows = session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.kind == "desk-alarm")
+                .order_by(OutboxMessage.id)
+            ).all()
+            return [m.subject for m in rows]
+
+    minute("inventory", "poll", "desk", "outbox")
+    for _ in range(20):  # the poll hangs; the heartbeat and every other job go on
+        minute("desk", "outbox")
+    assert alarms() == [f"[要対応] ジョブ停止 poll:{SAKURA}"]
+    with rt.sessions() as session:
+        told = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.kind == "desk-alarm")
+        ).one()
+        assert f"poll of {SAKURA} has not run for 10 min (every 30 s)" in told.body_text
+    for _ in range(3):
+        minute("poll", "desk", "outbox")
+    assert alarms()[1:] == [f"[復旧] ジョブ再開 poll:{SAKURA}"]

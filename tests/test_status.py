@@ -23,7 +23,7 @@ from edrtrial.models import Device, ResponseAction, ServiceLock
 from edrtrial.notify import outbox
 from edrtrial.notify.mail import SmtpTransport
 from edrtrial.notify.outbox import DeliveryStats
-from edrtrial.service import runs
+from edrtrial.service import jobs, runs
 from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import utcnow
 
@@ -31,6 +31,14 @@ import clock
 from sandbox_config import settings, write_config
 
 SAKURA = "sakura-seisakusho"
+SCHEDULED = (
+    ("outbox", None),
+    ("desk", None),
+    ("weekly-reports", None),
+    ("trial-lifecycle", None),
+    ("inventory", SAKURA),
+    ("poll", SAKURA),
+)
 
 
 class Service:
@@ -58,17 +66,29 @@ class Service:
             else:
                 lock.heartbeat_at = utcnow()
 
-    def run_job(self, name: str, result: object = None, error: Exception | None = None) -> None:
+    def run_job(
+        self,
+        name: str,
+        result: object = None,
+        error: Exception | None = None,
+        company: str | None = None,
+    ) -> None:
         def work() -> object:
             if error is not None:
                 raise error
             return result
 
         if error is None:
-            runs.run(self.rt, name, None, work)
+            runs.run(self.rt, name, company, work)
         else:
             with pytest.raises(type(error)):
-                runs.run(self.rt, name, None, work)
+                runs.run(self.rt, name, company, work)
+
+    def run_scheduled(self, *, but: str = "") -> None:
+        """Each job the scheduler runs, done once now (all but the one named `but`)."""
+        for name, company in SCHEDULED:
+            if f"{name}:{company or ''}".rstrip(":") != but:
+                self.run_job(name, company=company)
 
     def status(self, *args: str, code: int) -> Result:
         result = CliRunner().invoke(main, ["--config", str(self.path), "status", *args])
@@ -86,6 +106,7 @@ def service(tmp_path, now, engine, database_url) -> Iterator[Service]:
     rt = Runtime.open(load_config(path))
     found = Service(path, rt)
     found.beat()
+    found.run_scheduled(but="outbox")
     found.run_job("outbox", DeliveryStats(sent=2))
     yield found
     rt.close()
@@ -184,7 +205,7 @@ def test_json_gives_the_same_facts_with_iso_times(service):
     data = json.loads(service.status("--json", code=1).output)
     assert data["needs_person"] is True and data["scheduler_running"] is True
     assert data["lease"]["holder"] == "desk-01:4242"
-    [job] = data["jobs"]
+    [job] = [job for job in data["jobs"] if job["name"] == "outbox"]
     assert (job["name"], job["failures"]) == ("outbox", 0)
     assert job["last_success_at"].endswith("+00:00")
     [tenant] = data["tenants"]
@@ -269,3 +290,95 @@ def test_status_fits_the_columns_the_shell_gives_like_every_list(service, column
         (cell_len(line), line) for line in lines if cell_len(line) > columns
     ]
     assert reason in "".join(line.strip() for line in lines)  # the reason to act on, whole
+
+
+def test_a_poll_that_stopped_running_needs_a_person_though_the_scheduler_beats(service):
+    # A hung poll: the heartbeat's thread goes on, every other job runs, the poll does not.
+    with clock.travel(utcnow() + timedelta(hours=6)):
+        service.beat()
+        service.run_scheduled(but=f"poll:{SAKURA}")
+        output = service.said(1)
+        data = json.loads(service.status("--json", code=1).output)
+    assert "needs a person (1):" in output
+    assert f"poll of {SAKURA} has not run for 6 h (every 30 s)" in output
+    [late] = data["overdue"]
+    assert (late["name"], late["schedule"]) == (f"poll:{SAKURA}", "every 30 s")
+    assert late["last_run_at"].endswith("+00:00")
+    service.run_job("poll", company=SAKURA)
+    assert "all is well" in service.said(0)
+
+
+def test_a_job_that_never_ran_since_the_scheduler_started_long_ago_needs_a_person(service):
+    with clock.travel(utcnow() + timedelta(minutes=30)):
+        service.beat()
+        service.run_scheduled(but="desk")
+        output = service.said(1)
+    # The fixture's desk ran before this scheduler's start: it has not run under it.
+    assert "desk has not run for 30 min (every 30 s)" in output
+
+
+def test_a_fresh_scheduler_start_is_not_overdue(service):
+    with clock.travel(utcnow() + timedelta(hours=6)):
+        with transaction(service.rt.sessions) as session:
+            lock = session.get_one(ServiceLock, "scheduler")
+            lock.acquired_at, lock.heartbeat_at = utcnow() - timedelta(minutes=2), utcnow()
+        assert "all is well" in service.said(0)
+
+
+def test_a_daily_job_missed_by_a_running_scheduler_needs_a_person(service):
+    # The scheduler has run since the day before; today's 06:00 run never came.
+    with clock.travel(utcnow() + timedelta(days=1)):
+        service.beat()
+        service.run_scheduled(but="trial-lifecycle")
+        output = service.said(1)
+    assert "trial-lifecycle has not run for 24 h (daily at 06:00 JST)" in output
+
+
+def test_a_parked_tenant_s_poll_still_runs_and_is_not_overdue(service):
+    health.park(service.rt.sessions, service.tenant.id, "consent withdrawn", utcnow())
+    with clock.travel(utcnow() + timedelta(hours=6)):
+        service.beat()
+        service.run_scheduled(but=f"poll:{SAKURA}")
+        runs.run(service.rt, "poll", SAKURA, lambda: jobs.poll(service.rt, SAKURA))
+        output = service.said(1)
+    assert f"tenant of {SAKURA} parked since" in output
+    assert "has not run" not in output and "needs a person (1):" in output
+
+
+def test_a_failed_poll_by_hand_is_over_once_the_scheduler_s_poll_succeeds(service):
+    for _ in range(3):  # `run-job poll`: every company, recorded under none
+        service.run_job("poll", error=OSError("database is locked"))
+    assert "job poll failed 3 time(s) in a row" in service.said(1)
+    service.run_job("poll", company=SAKURA)  # the scheduler's next poll of a company
+    assert "all is well" in service.said(0)
+
+
+def test_jobs_and_tenants_of_a_company_no_longer_configured_are_not_problems(service):
+    for _ in range(3):
+        service.run_job("poll", error=OSError("tenant gone"), company="old-company")
+    data = json.loads(service.status("--json", code=0).output)
+    assert "old-company" not in json.dumps(data)
+    assert data["needs_person"] is False
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_status_wide_shows_every_cell_whole_like_the_lists(service, columns):
+    reason = "the client secret of tenant t-1 expired on 2026-11-20; renew it " + "x" * 60
+    error = "relay refused the sender edr@example.jp: 550 5.7.1 not allowed " + "y" * 60
+    health.park(service.rt.sessions, service.tenant.id, reason, utcnow())
+    for _ in range(3):
+        service.run_job("outbox", error=OSError(error))
+    env = {"COLUMNS": str(columns)}
+    args = ["--config", str(service.path), "status"]
+    cut = CliRunner().invoke(main, args, env=env)
+    assert cut.exit_code == 1
+    assert all(cell_len(line) <= columns for line in cut.output.splitlines())
+    assert not any(f"OSError: {error}" in line for line in cut.output.splitlines())
+    result = CliRunner().invoke(main, [*args, "--wide"], env=env)
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    [row] = [line for line in lines if line.startswith(SAKURA)]
+    assert row.rstrip().endswith(reason)  # the tenant's row, its reason whole on its line
+    [job] = [line for line in lines if line.startswith("outbox ")]
+    assert job.rstrip().endswith(f"OSError: {error}")
+    assert "- job outbox failed 3 time(s) in a row since" in result.output

@@ -124,13 +124,14 @@ def terminal_width() -> int | None:
 
 class ListTable(Table):
     """A list's table: one line per row, every cell on one line, a cell too long for its
-    column cut with an ellipsis; `flex` columns (free text: a title, a reason) are cut first.
+    column cut with an ellipsis; `flex` columns (free text: a title, a reason) are cut first,
+    `whole` ones (a deadline, a trial's end: cut, they mislead) never.
 
     Every list is made with it and printed with `print_list`, so every list behaves the same
     at any width.
     """
 
-    def __init__(self, *headers: str, flex: Sequence[str] = ()) -> None:
+    def __init__(self, *headers: str, flex: Sequence[str] = (), whole: Sequence[str] = ()) -> None:
         super().__init__(
             *(Column(h, no_wrap=True, overflow="ellipsis") for h in headers),
             box=None,
@@ -139,6 +140,7 @@ class ListTable(Table):
             header_style="bold underline",
         )
         self.flex = tuple(headers.index(name) for name in flex)
+        self.whole = tuple(headers.index(name) for name in whole)
 
 
 def _measure(cells: Sequence[Any]) -> int:
@@ -166,14 +168,15 @@ def fit_widths(table: ListTable, width: int) -> None:
     """Give each column of a list its width so that every row fits `width`, losing as
     little as it can, in this order: free text down to `FLEX_FLOOR`; one space between
     columns instead of two; headers down to their cells; any column down to `KEPT` (a
-    long company key); free text down to 6; then the widest of all."""
+    long company key); free text down to 6; then the widest of all. A `whole` column is
+    never cut."""
     columns = table.columns
     if not columns:
         return
     count = len(columns)
     natural = [_measure((c.header, *c.cells)) for c in columns]
     cells = [_measure(tuple(c.cells)) for c in columns]
-    everything = range(count)
+    everything = [i for i in range(count) if i not in table.whole]
     budget = width - 2 * (count - 1)  # one space each side, none at the table's edges
     widths = list(natural)
     _water_fill(widths, budget, table.flex, [FLEX_FLOOR] * count)
@@ -386,6 +389,18 @@ def take_by(ctx: click.Context, by: str | None) -> None:
         return
     root.meta[_BY_KEY] = name
     ctx.with_resource(audit.acting_for(name))
+
+
+def acting_for(func: Callable[..., T]) -> Callable[..., T]:
+    """`--by NAME` on a command that is not a sub-command of an `ActingForGroup` (`report`,
+    `offboarding`): who the operator acts for, kept beside the login in the audit log."""
+
+    @wraps(func)
+    def with_by(*args: Any, by: str | None = None, **kwargs: Any) -> T:
+        take_by(click.get_current_context(), by)
+        return func(*args, **kwargs)
+
+    return click.option("--by", help=BY_HELP)(fails_cleanly(with_by))
 
 
 class ActingForGroup(click.Group):

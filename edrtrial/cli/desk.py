@@ -34,7 +34,7 @@ from edrtrial.cli.common import (
 from edrtrial.connectors.base import Capability
 from edrtrial.db import transaction
 from edrtrial.desk import operator, queries
-from edrtrial.desk.sla import describe_deadline
+from edrtrial.desk.sla import describe_deadline, short_deadline
 from edrtrial.devices import actions as responses
 from edrtrial.devices import writeback
 from edrtrial.models import Device, ResponseAction, Ticket
@@ -102,19 +102,20 @@ def tickets_command(
         "state",
         "company",
         "title",
-        "alerts",
+        "al.",
         "devices",
-        "assignee",
+        "who",
         "opened",
         "ack by",
-        flex=("title", "devices", "assignee"),
+        flex=("title", "devices", "who"),
+        whole=("ack by",),
     )
     for row in rows:
         t = row.ticket
         due: str | Text = ""
         if t.state == TicketState.NEW and t.ack_due_at is not None:
-            by = f"{to_jst(t.ack_due_at):%m/%d %H:%M}"
-            due = styled(f"overdue {by}", "red") if t.ack_due_at <= now else by
+            shown, overdue = short_deadline(t.ack_due_at, now)
+            due = styled(shown, "red") if overdue else shown
         table.add_row(
             str(t.id),
             t.priority,
@@ -122,13 +123,28 @@ def tickets_command(
             row.company_key,
             t.title,
             str(row.alert_count),
-            ", ".join(row.devices),
+            ", ".join(row.devices if wide else (_host(name) for name in row.devices)),
             t.assignee,
-            f"{to_jst(t.created_at):%m/%d %H:%M}",
+            _opened(t.created_at, now),
             due,
         )
     print_list(table, wide=wide)
     console.print(f"{len(rows)} ticket(s); times in JST")
+    if rows:
+        console.print("al.: alerts; who: assignee; ack by: +H:MM left, -H:MM or ! overdue")
+
+
+def _opened(at: datetime, now: datetime) -> str:
+    """When a ticket was opened: the time alone today (in Tokyo), else the date too."""
+    local = to_jst(at)
+    return f"{local:%H:%M}" if local.date() == to_jst(now).date() else f"{local:%m/%d %H:%M}"
+
+
+def _host(name: str) -> str:
+    """A device's host name without its domain (`pc-001.sakura.example.jp` → `pc-001`), as
+    the list shows it: the company column already says whose it is (`--wide`: whole)."""
+    host, dot, _ = name.partition(".")
+    return host if dot and any(c.isalpha() for c in host) else name
 
 
 def _ticket_record(row: queries.QueueRow, now: datetime) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from datetime import timedelta
 import click
 
 from edrtrial.cli.common import (
+    BY_HELP,
+    ActingForGroup,
     ListTable,
     actor,
     console,
@@ -18,6 +20,7 @@ from edrtrial.cli.common import (
     print_json,
     print_list,
     runtime_of,
+    take_by,
     ticket_tenant,
 )
 from edrtrial.connectors.base import ActionKind, ActionStatus
@@ -146,9 +149,16 @@ release = _device_command(
 TICKET_COMMANDS = (isolate, release)
 
 
-@click.group()
-def action() -> None:
-    """Device actions the EDR never answered: list them, settle them after a look."""
+@click.group(cls=ActingForGroup)
+@click.option("--by", help=BY_HELP)
+@click.pass_context
+@fails_cleanly
+def action(ctx: click.Context, by: str | None) -> None:
+    """Device actions the EDR never answered: list them, settle them after a look.
+
+    `--by NAME` (whom `settle` acts for) goes before or after the sub-command.
+    """
+    take_by(ctx, by)
 
 
 @action.command("list")

@@ -12,8 +12,11 @@ import click
 
 from edrtrial import files
 from edrtrial.cli.common import (
+    BY_HELP,
+    ActingForGroup,
     ListTable,
     SafeConsole,
+    acting_for,
     actor,
     company_key,
     console,
@@ -26,6 +29,7 @@ from edrtrial.cli.common import (
     print_list,
     runtime_of,
     styled,
+    take_by,
 )
 from edrtrial.db import transaction
 from edrtrial.devices import offboarding as lifecycle
@@ -67,16 +71,16 @@ def seats_command(ctx: click.Context, wide: bool, as_json: bool) -> None:
     table = ListTable(
         "company",
         "name",
-        "planned",
-        "onboarded",
-        "offboarded",
-        "active 7d",
-        "tested",
+        "plan",
+        "onb.",
+        "offb.",
+        "7d",
+        "test",
         "cap",
-        "trial",
-        "days left",
+        "trial ends",
         "decision",
-        flex=("name", "trial"),
+        flex=("name",),
+        whole=("trial ends",),
     )
     for r in rows:
         style = "red" if r.over_cap else "yellow" if r.near_cap else ""
@@ -89,21 +93,29 @@ def seats_command(ctx: click.Context, wide: bool, as_json: bool) -> None:
             str(r.active_7d),
             str(r.verified),
             str(r.cap),
-            f"{r.trial_start} → {r.trial_end}" if r.trial_start else "",
-            _days_left(r, today),
+            _trial(r, today, wide=wide),
             r.decision,
         )
     print_list(table, wide=wide)
+    if rows:
+        console.print("plan: seats planned; onb./offb.: devices onboarded / offboarded;")
+        console.print("7d: active in the last 7 days; test: detection test seen")
     for r in rows:
         if warning := r.cap_warning():
             console.print(styled(f"warning: {warning}", "red" if r.over_cap else "yellow"))
 
 
-def _days_left(row: seats.SeatRow, today: date) -> str:
+def _trial(row: seats.SeatRow, today: date, *, wide: bool) -> str:
+    """When the trial ends, and the days left: "12/25 (30d)", "11/15 ended" (the year
+    when not this one); `--wide` gives its start and end whole."""
     if row.trial_end is None:
         return ""
     days = (row.trial_end - today).days
-    return str(days) if days >= 0 else "ended"
+    left = f"({days}d)" if days >= 0 else "ended"
+    if wide and row.trial_start:
+        return f"{row.trial_start} → {row.trial_end} {left}"
+    shown = "%m/%d" if row.trial_end.year == today.year else "%Y-%m-%d"
+    return f"{row.trial_end.strftime(shown)} {left}"
 
 
 def _seat_record(r: seats.SeatRow, today: date) -> dict[str, Any]:
@@ -145,6 +157,7 @@ def _date(value: str) -> date:
 )
 @click.option("--no-mail", is_flag=True, help="Write the file only; do not mail the company.")
 @click.option("--resend", is_flag=True, help="Mail the period's report again (audited).")
+@acting_for
 @click.pass_context
 @fails_cleanly
 def report(
@@ -226,6 +239,7 @@ def _report_html(
 @click.option("--execute", is_flag=True, help="Send the planned offboarding of --company.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @list_options
+@acting_for
 @click.pass_context
 @fails_cleanly
 def offboarding(
@@ -334,17 +348,20 @@ def _links(reason: str) -> list[str]:
     return [url.rstrip(".,;)") for url in _URL.findall(reason)]
 
 
-@click.group(invoke_without_command=True)
+@click.group(cls=ActingForGroup, invoke_without_command=True)
 @list_options
+@click.option("--by", help=BY_HELP)
 @click.pass_context
 @fails_cleanly
-def tenants(ctx: click.Context, wide: bool, as_json: bool) -> None:
+def tenants(ctx: click.Context, wide: bool, as_json: bool, by: str | None) -> None:
     """Tenants and their polling state (active, failing, parked) with the reason.
 
     An address in a reason (the admin-consent link a company must open) is printed whole
-    on its own line under the list, never cut.
+    on its own line under the list, never cut. `--by NAME` (whom `resume` acts for) goes
+    before or after the sub-command.
     """
     if ctx.invoked_subcommand is not None:
+        take_by(ctx, by)
         return
     runtime = runtime_of(ctx)
     with runtime.sessions() as session:

@@ -3,6 +3,8 @@
 It only renders `service.status.read_status`; its exit status is 1 when something needs a
 person (each reason listed), 0 when all is well, so a monitor can run it every minute.
 It reads the store without the runtime: nothing is synchronised or written by looking.
+Like every list it fits 100 columns (or the terminal), cutting long cells; `--wide` shows
+every cell whole.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from datetime import datetime
 
 import click
 from rich.cells import cell_len
+from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from edrtrial.cli.common import (
     LIST_WIDTH,
+    SafeConsole,
     config_of,
     console,
     fails_cleanly,
@@ -39,9 +43,14 @@ def _room() -> int:
     return min(console.width, terminal_width() or WIDTH, WIDTH)
 
 
-def _print(*shown: object) -> None:
-    """Print within `_room()`."""
-    console.print(*shown, width=_room())
+def _print(wide: bool, *shown: RenderableType) -> None:
+    """Print within `_room()`; with `--wide`, each line whole however long."""
+    if not wide:
+        console.print(*shown, width=_room())
+        return
+    options = console.options.update_width(10_000)
+    width = max(_room(), *(console.measure(s, options=options).maximum for s in shown))
+    SafeConsole(width=width, markup=False, emoji=False, highlight=False).print(*shown)
 
 
 def _when(value: datetime | None) -> str:
@@ -55,14 +64,21 @@ def _width(cell: Cell) -> int:
     return cell.cell_len if isinstance(cell, Text) else cell_len(one_line(cell))
 
 
-def _table(columns: Sequence[tuple[str, int]], rows: Sequence[Sequence[Cell]]) -> Table:
+def _table(columns: Sequence[tuple[str, int]], rows: Sequence[Sequence[Cell]], wide: bool) -> Table:
     """Rows of one line each, cut with an ellipsis to fit: every column as wide as its
-    longest cell up to its cap, the last one (the reason, the error) taking what is left."""
+    longest cell up to its cap, the last one (the reason, the error) taking what is left;
+    with `wide`, every cell whole."""
     room = _room()
     widths = [
         min(cap, max(cell_len(name), *(_width(row[i]) for row in rows)))
         for i, (name, cap) in enumerate(columns)
     ]
+    if wide:
+        widths = [
+            max(cell_len(name), *(_width(row[i]) for row in rows))
+            for i, (name, _) in enumerate(columns)
+        ]
+        room = sum(widths) + 2 * (len(columns) - 1)
     left = room - sum(widths[:-1]) - 2 * (len(columns) - 1)
     widths[-1] = max(LAST_MIN, min(widths[-1], left))
     table = Table(pad_edge=False, box=None, header_style="bold")
@@ -79,25 +95,27 @@ REST = WIDTH  # the last column: what is left of the width
 LAST_MIN = 8
 
 
-def _lease(found: ServiceStatus) -> None:
+def _lease(found: ServiceStatus, wide: bool) -> None:
     lease = found.lease
     if lease is None:
-        _print(styled("scheduler: no scheduler running", "bold red"))
+        _print(wide, styled("scheduler: no scheduler running", "bold red"))
     elif not lease.alive:
         _print(
+            wide,
             styled("scheduler: no scheduler running", "bold red"),
             f"(last: {lease.holder}, heartbeat {_when(lease.heartbeat_at)} JST)",
         )
     else:
         _print(
+            wide,
             f"scheduler: {lease.holder} since {_when(lease.since)} JST, "
-            f"heartbeat {to_jst(lease.heartbeat_at):%H:%M:%S} JST"
+            f"heartbeat {to_jst(lease.heartbeat_at):%H:%M:%S} JST",
         )
 
 
-def _jobs(found: ServiceStatus) -> None:
+def _jobs(found: ServiceStatus, wide: bool) -> None:
     if not found.jobs:
-        _print("jobs: none has run yet")
+        _print(wide, "jobs: none has run yet")
         return
     rows: list[list[Cell]] = []
     for job in found.jobs:
@@ -107,12 +125,12 @@ def _jobs(found: ServiceStatus) -> None:
             [job.name, _when(job.last_success_at), _when(job.last_failure_at), fails, detail]
         )
     columns = [("job", KEY), ("last success", TIME), ("last failure", TIME), ("fails", 5)]
-    _print(_table([*columns, ("done / error", REST)], rows))
+    _print(wide, _table([*columns, ("done / error", REST)], rows, wide))
 
 
-def _tenants(found: ServiceStatus) -> None:
+def _tenants(found: ServiceStatus, wide: bool) -> None:
     if not found.tenants:
-        _print("tenants: all polling")
+        _print(wide, "tenants: all polling")
         return
     rows: list[list[Cell]] = [
         [
@@ -124,10 +142,10 @@ def _tenants(found: ServiceStatus) -> None:
         for t in found.tenants
     ]
     columns = [("company", KEY), ("state", 7), ("since (JST)", TIME), ("reason", REST)]
-    _print(_table(columns, rows))
+    _print(wide, _table(columns, rows, wide))
 
 
-def _outbox(found: ServiceStatus) -> None:
+def _outbox(found: ServiceStatus, wide: bool) -> None:
     box = found.outbox
     line = f"outbox: {box.pending} waiting"
     if box.oldest_at is not None:
@@ -136,10 +154,10 @@ def _outbox(found: ServiceStatus) -> None:
         )
     if box.failed:
         line += f"; {box.failed} given up lately (last {_when(box.failed_last_at)} JST)"
-    _print(line)
+    _print(wide, line)
 
 
-def _devices(found: ServiceStatus) -> None:
+def _devices(found: ServiceStatus, wide: bool) -> None:
     if found.actions:
         rows: list[list[Cell]] = [
             [
@@ -153,57 +171,58 @@ def _devices(found: ServiceStatus) -> None:
             for a in found.actions
         ]
         columns = [("company", 20), ("device", 20), ("action", 7), ("status", 11)]
-        _print(_table([*columns, ("since (JST)", TIME), ("by", REST)], rows))
+        _print(wide, _table([*columns, ("since (JST)", TIME), ("by", REST)], rows, wide))
     else:
-        _print("device actions: none under way")
+        _print(wide, "device actions: none under way")
     if found.offboarding:
         counts: list[list[Cell]] = [
             [o.company_key, o.status, str(o.count), _when(o.oldest)] for o in found.offboarding
         ]
         columns = [("company", KEY), ("offboarding", 15), ("tasks", 6)]
-        _print(_table([*columns, ("oldest change (JST)", REST)], counts))
+        _print(wide, _table([*columns, ("oldest change (JST)", REST)], counts, wide))
     else:
-        _print("offboarding: none in flight")
+        _print(wide, "offboarding: none in flight")
 
 
-def _render(found: ServiceStatus) -> None:
-    _lease(found)
-    _jobs(found)
-    _tenants(found)
-    _outbox(found)
-    _devices(found)
+def _render(found: ServiceStatus, wide: bool) -> None:
+    _lease(found, wide)
+    _jobs(found, wide)
+    _tenants(found, wide)
+    _outbox(found, wide)
+    _devices(found, wide)
     if not found.problems:
-        _print(styled("all is well", "green"))
+        _print(wide, styled("all is well", "green"))
         return
-    _print(styled(f"needs a person ({len(found.problems)}):", "bold red"))
+    _print(wide, styled(f"needs a person ({len(found.problems)}):", "bold red"))
     # Each reason whole (a cut reason hides what to do), wrapped under its dash.
     listing = Table.grid(padding=(0, 1))
     listing.add_column(no_wrap=True)
     listing.add_column(overflow="fold")
     for problem in found.problems:
         listing.add_row("-", problem)
-    _print(listing)
+    _print(wide, listing)
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="The same facts as JSON (ISO times, UTC).")
+@click.option("--wide", is_flag=True, help="Show every cell whole, however wide the rows.")
 @click.pass_context
 @fails_cleanly
-def status(ctx: click.Context, as_json: bool) -> None:
+def status(ctx: click.Context, as_json: bool, wide: bool) -> None:
     """The service's health; exits 1 when something needs a person (for monitoring)."""
     config = config_of(ctx)
     engine = make_engine(config.database_url)
     try:
         ensure_current(engine)
         with make_sessions(engine)() as session:
-            found = read_status(session, config.settings.desk, utcnow())
+            found = read_status(session, config.settings, utcnow())
     finally:
         engine.dispose()
     if as_json:
         # ASCII escapes: an EDR's text in a reason cannot act on the terminal it is read in.
         click.echo(json.dumps(found.as_json(), indent=2, sort_keys=True))
     else:
-        _render(found)
+        _render(found, wide)
     if found.needs_person:
         sys.exit(1)
 

@@ -100,6 +100,22 @@ def _duration(delta: timedelta) -> str:
     return " ".join(part for part in parts if part)
 
 
+def short_deadline(deadline: datetime, now: datetime) -> tuple[str, bool]:
+    """A deadline in a list's cell, and whether it is overdue: "12:30 +1:05" (today, in
+    Tokyo, with the time left), "12:30 -0:15" (today, overdue by that long), "11/26 09:30"
+    (another day; "!11/24 09:30" when it has passed; the year too in another year). Short
+    enough that a list never cuts it; the time left rounds down, like `describe_deadline`'s."""
+    left = as_utc(deadline) - as_utc(now)
+    overdue = left <= timedelta(0)
+    local, today = to_jst(deadline), to_jst(now)
+    if local.date() == today.date():
+        minutes = int(abs(left).total_seconds() // 60)
+        sign = "-" if overdue else "+"
+        return f"{local:%H:%M} {sign}{minutes // 60}:{minutes % 60:02d}", overdue
+    shown = "%m/%d %H:%M" if local.year == today.year else "%Y/%m/%d %H:%M"
+    return f"{'!' if overdue else ''}{local.strftime(shown)}", overdue
+
+
 def describe_deadline(deadline: datetime, now: datetime) -> str:
     """A deadline as an operator reads it: "due 11/24 10:30 JST (in 1 h 20 min)".
 

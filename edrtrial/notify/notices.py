@@ -464,7 +464,8 @@ def desk_ticket_update_notice(
 @dataclass(frozen=True, slots=True)
 class ServiceAlarm:
     """What the desk is told about the service itself: a tenant parked or failing too long,
-    a job failing again and again (`problem`: "parked", "failing" or "job"); its recovery
+    a job failing again and again or no longer running (`problem`: "parked", "failing", "job"
+    or "overdue"); its recovery
     when `recovered_at` is set. The reason is the EDR's or the error's text, shown as text."""
 
     problem: str
@@ -482,19 +483,33 @@ _ALARM_HEADLINES_JA = {
     "parked": "テナントのポーリングを停止しています（要対応）",
     "failing": "テナントへの接続が失敗し続けています（自動で再試行中）",
     "job": "サービスの定期ジョブが失敗し続けています",
+    "overdue": "サービスの定期ジョブが予定どおり実行されていません",
 }
 _RECOVERY_HEADLINES_JA = {
     "parked": "停止していたテナントのポーリングが再開しました",
     "failing": "テナントへの接続が回復しました",
     "job": "失敗していた定期ジョブが成功しました",
+    "overdue": "止まっていた定期ジョブが再び実行されました",
 }
-_ALARM_SHORT_JA = {"parked": "テナント停止", "failing": "テナント接続障害", "job": "ジョブ失敗"}
-_RECOVERY_SHORT_JA = {"parked": "テナント再開", "failing": "テナント接続回復", "job": "ジョブ回復"}
+_ALARM_SHORT_JA = {
+    "parked": "テナント停止",
+    "failing": "テナント接続障害",
+    "job": "ジョブ失敗",
+    "overdue": "ジョブ停止",
+}
+_RECOVERY_SHORT_JA = {
+    "parked": "テナント再開",
+    "failing": "テナント接続回復",
+    "job": "ジョブ回復",
+    "overdue": "ジョブ再開",
+}
 _ALARM_TODO_JA = {
     "parked": "原因（クライアントシークレット、同意、テナント ID など）を直してから、"
     "ポーリングを再開してください。",
     "failing": "理由を確認してください。接続情報の誤りなら直し、今すぐ試すには次を実行します。",
     "job": "サービスのログで原因を確認し、直ったら状況を確かめてください。",
+    "overdue": "サービス（edrtrial serve）は動いていますが、このジョブが実行されていません。"
+    "サービスのログを確認し、止まったままならサービスを再起動してください。",
 }
 
 
@@ -504,6 +519,8 @@ def _alarm_commands(alarm: ServiceAlarm) -> list[str]:
     if alarm.problem == "failing":
         return [f"edrtrial poll --company {alarm.company_key}", "edrtrial status"]
     job, _, company = alarm.job.partition(":")
+    if alarm.problem == "overdue":
+        return ["edrtrial status"]
     if company:
         return ["edrtrial status", f"edrtrial poll --company {company}"]
     return ["edrtrial status", f"edrtrial run-job {job}"]

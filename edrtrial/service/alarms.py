@@ -1,11 +1,12 @@
 """Telling the desk when the service needs a person, once, and once when it no longer does.
 
 A tenant parked (a bad secret, a withdrawn consent) or failing longer than
-`desk.tenant_alert_minutes`, and a job failing `desk.job_alert_failures` times in a row or
-that long, are each told on the desk's first escalation channel; its recovery is told the
-same way. What was told is a `DeskAlarm` row written in the transaction that queues the
-notice, so neither the next run nor a restart tells it again. The rules are those of
-`edrtrial status` (`service/status.py`): the desk and the command never disagree.
+`desk.tenant_alert_minutes`, a job failing `desk.job_alert_failures` times in a row or
+that long, and a scheduled job that has stopped running (`service/overdue.py`) are each
+told on the desk's first escalation channel; its recovery is told the same way. What was
+told is a `DeskAlarm` row written in the transaction that queues the notice, so neither
+the next run nor a restart tells it again. The rules are those of `edrtrial status`
+(`service/status.py`): the desk and the command never disagree.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from edrtrial import audit
-from edrtrial.config import DeskConfig
+from edrtrial.config import DeskConfig, Settings
 from edrtrial.models import Company, DeskAlarm, Tenant
 from edrtrial.notify.notices import ServiceAlarm, desk_service_alarm
 from edrtrial.notify.recipients import send_to_channel
@@ -39,9 +40,11 @@ class _Problem:
     alarm: ServiceAlarm
 
 
-def _tenant_problems(session: Session, limits: status.Thresholds, now: datetime) -> list[_Problem]:
+def _tenant_problems(
+    session: Session, configured: frozenset[str], limits: status.Thresholds, now: datetime
+) -> list[_Problem]:
     found = []
-    for t in status.read_troubled_tenants(session):
+    for t in status.read_troubled_tenants(session, configured):
         if not status.tenant_needs_person(t, limits, now):
             continue
         alarm = ServiceAlarm(
@@ -57,9 +60,12 @@ def _tenant_problems(session: Session, limits: status.Thresholds, now: datetime)
     return found
 
 
-def _job_problems(session: Session, limits: status.Thresholds, now: datetime) -> list[_Problem]:
+def _job_problems(
+    session: Session, settings: Settings, limits: status.Thresholds, now: datetime
+) -> list[_Problem]:
     found = []
-    for job in status.read_jobs(session):
+    jobs = status.read_jobs(session, status.configured_keys(settings))
+    for job in jobs:
         if not status.job_needs_person(job, limits, now):
             continue
         tenant = tenant_of(session, job.company_key) if job.company_key else None
@@ -71,6 +77,13 @@ def _job_problems(session: Session, limits: status.Thresholds, now: datetime) ->
             failures=job.failures,
         )
         found.append(_Problem(f"job:{job.name}", tenant.id if tenant else None, alarm))
+    lease = status.read_lease(session, now)
+    for late in status.read_overdue(session, settings, lease, jobs, now):
+        tenant = tenant_of(session, late.company_key) if late.company_key else None
+        alarm = ServiceAlarm(
+            problem="overdue", since=late.quiet_since, reason=late.reason(now), job=late.name
+        )
+        found.append(_Problem(f"job:{late.name}", tenant.id if tenant else None, alarm))
     return found
 
 
@@ -140,12 +153,17 @@ def _same(row: DeskAlarm, problem: _Problem) -> bool:
     return row.problem != TenantState.PARKED or as_utc(row.since) == as_utc(problem.alarm.since)
 
 
-def tell_desk(session: Session, desk: DeskConfig, now: datetime) -> int:
+def tell_desk(session: Session, settings: Settings, now: datetime) -> int:
     """Tell the desk of each new problem and each recovery since the last check; how many."""
+    desk = settings.desk
     limits = status.Thresholds.of(desk)
+    configured = status.configured_keys(settings)
     problems = {
         p.subject: p
-        for p in (*_tenant_problems(session, limits, now), *_job_problems(session, limits, now))
+        for p in (
+            *_tenant_problems(session, configured, limits, now),
+            *_job_problems(session, settings, limits, now),
+        )
     }
     told = _told(session)
     sent = 0

@@ -343,7 +343,7 @@ def desk(rt: Runtime) -> DeskOutcome:
     missed deadlines, close quiet tickets, act on devices."""
     try:
         with transaction(rt.sessions) as session:
-            told = alarms.tell_desk(session, rt.config.settings.desk, rt.clock())
+            told = alarms.tell_desk(session, rt.config.settings, rt.clock())
     except (IntegrityError, StaleDataError):
         # Another desk pass (one run by hand) told the same at the same moment, and the desk
         # is told once: this pass goes on to the escalations it is there for.

@@ -16,12 +16,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from edrtrial.config import DeskConfig
+from edrtrial.config import DeskConfig, Settings
 from edrtrial.connectors.base import ActionKind
 from edrtrial.devices.actions import DEVICE_KINDS
 from edrtrial.devices.states import FOLLOWED, RECONCILED
 from edrtrial.models import Company, Device, JobRun, OutboxMessage, ResponseAction, ServiceLock
 from edrtrial.models import Tenant as TenantRow
+from edrtrial.service import overdue
+from edrtrial.service.overdue import OverdueJob
 from edrtrial.states import ActionState, OutboxState, TenantState
 from edrtrial.timeutil import as_utc, to_jst
 
@@ -151,6 +153,7 @@ class ServiceStatus:
     actions: tuple[ActionUnderWay, ...]
     offboarding: tuple[OffboardingInFlight, ...]
     problems: tuple[str, ...]
+    overdue: tuple[OverdueJob, ...] = ()
 
     @property
     def needs_person(self) -> bool:
@@ -164,6 +167,9 @@ class ServiceStatus:
         data["needs_person"] = self.needs_person
         for job, shown in zip(self.jobs, data["jobs"], strict=True):
             shown["name"] = job.name
+        for late, shown in zip(self.overdue, data["overdue"], strict=True):
+            shown["name"] = late.name
+            shown["reason"] = late.reason(self.at)
         return data
 
 
@@ -206,32 +212,100 @@ def read_lease(session: Session, now: datetime) -> Lease | None:
     return Lease(row.holder, row.acquired_at, row.heartbeat_at, alive)
 
 
-def read_jobs(session: Session) -> tuple[JobStatus, ...]:
-    """Every recorded job, whole-store jobs first, then per company."""
-    rows = session.scalars(select(JobRun).order_by(JobRun.company_key, JobRun.job)).all()
-    return tuple(
-        JobStatus(
-            r.job,
-            r.company_key,
-            r.last_success_at,
-            r.last_success_seconds,
-            r.last_success_summary,
-            r.last_failure_at,
-            r.last_failure_error,
-            r.failures,
-            r.failing_since,
+def configured_keys(settings: Settings) -> frozenset[str]:
+    """The companies the config names: a record of any other is history, not a problem."""
+    return frozenset(c.key for c in settings.companies)
+
+
+def read_jobs(session: Session, configured: frozenset[str]) -> tuple[JobStatus, ...]:
+    """Every recorded job of the configured companies, whole-store jobs first, then per
+    company.
+
+    A job run by hand for every company (`run-job poll`, `poll` without `--company`) is
+    recorded under no company, apart from the scheduler's runs per company: its failure is
+    over once the same job has succeeded since for any company, so one failed hand run
+    does not keep the status and the desk's alarm up until someone runs it by hand again.
+    """
+    rows = [
+        r
+        for r in session.scalars(select(JobRun).order_by(JobRun.company_key, JobRun.job))
+        if not r.company_key or r.company_key in configured
+    ]
+    latest: dict[str, datetime] = {}
+    for r in rows:
+        if r.company_key and r.last_success_at is not None:
+            done = as_utc(r.last_success_at)
+            latest[r.job] = max(latest.get(r.job, done), done)
+    found = []
+    for r in rows:
+        failures, failing_since = r.failures, r.failing_since
+        later = latest.get(r.job)
+        if (
+            not r.company_key
+            and failures
+            and later is not None
+            and r.last_failure_at is not None
+            and later > as_utc(r.last_failure_at)
+        ):
+            failures, failing_since = 0, None
+        found.append(
+            JobStatus(
+                r.job,
+                r.company_key,
+                r.last_success_at,
+                r.last_success_seconds,
+                r.last_success_summary,
+                r.last_failure_at,
+                r.last_failure_error,
+                failures,
+                failing_since,
+            )
         )
-        for r in rows
+    return tuple(found)
+
+
+def read_overdue(
+    session: Session,
+    settings: Settings,
+    lease: Lease | None,
+    jobs: tuple[JobStatus, ...],
+    now: datetime,
+) -> tuple[OverdueJob, ...]:
+    """The scheduled jobs that have stopped running (`service/overdue.py`), told only while
+    a scheduler holds the store (else "no scheduler running" says it all)."""
+    if lease is None or not lease.alive:
+        return ()
+    tenants = session.scalars(
+        select(Company.key)
+        .join(TenantRow, TenantRow.company_id == Company.id)
+        .where(Company.key.in_(configured_keys(settings)))
+    ).all()
+    last_run = {
+        (j.job, j.company_key): max(
+            (as_utc(t) for t in (j.last_success_at, j.last_failure_at) if t is not None),
+            default=None,
+        )
+        for j in jobs
+    }
+    found = (
+        overdue.check(job, last_run.get((job.job, job.company_key)), lease.since, now)
+        for job in overdue.expected(settings.schedules, list(tenants))
     )
+    return tuple(late for late in found if late is not None)
 
 
-def read_troubled_tenants(session: Session) -> tuple[TenantTrouble, ...]:
-    """Tenants failing or parked; a state older than its recorded start counts from the last
-    poll."""
+def read_troubled_tenants(
+    session: Session, configured: frozenset[str]
+) -> tuple[TenantTrouble, ...]:
+    """Tenants of the configured companies failing or parked; a state older than its
+    recorded start counts from the last poll."""
     rows = session.execute(
         select(TenantRow, Company.key, Company.name)
         .join(Company, Company.id == TenantRow.company_id)
-        .where(TenantRow.state.in_((TenantState.FAILING, TenantState.PARKED)))
+        .where(
+            TenantRow.state.in_((TenantState.FAILING, TenantState.PARKED)),
+            Company.key.in_(configured),
+        )
         .order_by(Company.key)
     ).all()
     return tuple(
@@ -329,6 +403,7 @@ def _problems(
     tenants: tuple[TenantTrouble, ...],
     outbox: Backlog,
     actions: tuple[ActionUnderWay, ...],
+    late: tuple[OverdueJob, ...],
     limits: Thresholds,
     now: datetime,
 ) -> tuple[str, ...]:
@@ -347,6 +422,7 @@ def _problems(
                 f"job {job.name} failed {job.failures} time(s) in a row{since}: "
                 f"{job.last_failure_error}"
             )
+    found.extend(job.reason(now) for job in late)
     for t in tenants:
         if tenant_needs_person(t, limits, now):
             since = f" since {jst(t.since)}" if t.since else ""
@@ -371,15 +447,16 @@ def _problems(
     return tuple(found)
 
 
-def read_status(session: Session, desk: DeskConfig, now: datetime) -> ServiceStatus:
-    """The service's status as the store holds it at `now`."""
-    limits = Thresholds.of(desk)
+def read_status(session: Session, settings: Settings, now: datetime) -> ServiceStatus:
+    """The service's status as the store holds it at `now`, for the configured companies."""
+    limits = Thresholds.of(settings.desk)
     lease = read_lease(session, now)
-    jobs = read_jobs(session)
-    tenants = read_troubled_tenants(session)
+    jobs = read_jobs(session, configured_keys(settings))
+    late = read_overdue(session, settings, lease, jobs, now)
+    tenants = read_troubled_tenants(session, configured_keys(settings))
     outbox = read_backlog(session, now)
     actions = read_actions(session)
-    problems = _problems(lease, jobs, tenants, outbox, actions, limits, now)
+    problems = _problems(lease, jobs, tenants, outbox, actions, late, limits, now)
     return ServiceStatus(
-        now, lease, jobs, tenants, outbox, actions, read_offboarding(session), problems
+        now, lease, jobs, tenants, outbox, actions, read_offboarding(session), problems, late
     )
