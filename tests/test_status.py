@@ -23,7 +23,7 @@ from edrtrial.models import Device, ResponseAction, ServiceLock
 from edrtrial.notify import outbox
 from edrtrial.notify.mail import SmtpTransport
 from edrtrial.notify.outbox import DeliveryStats
-from edrtrial.service import jobs, runs
+from edrtrial.service import jobs, ownership, runs
 from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import utcnow
 
@@ -49,8 +49,13 @@ class Service:
         self.rt = rt
         [self.tenant] = rt.tenants()
 
+    owned: ownership.Ownership | None = None
+
     def beat(self) -> None:
-        """The scheduler's lease, renewed just now (as `serve` writes it)."""
+        """The store's lock held (as `serve` holds it for its life), its row's heartbeat
+        renewed just now (as `serve` writes it)."""
+        if self.owned is None:
+            self.owned = ownership.take(self.rt.engine, "desk-01:4242", utcnow())
         with transaction(self.rt.sessions) as session:
             lock = session.get(ServiceLock, "scheduler")
             if lock is None:
@@ -65,6 +70,12 @@ class Service:
                 )
             else:
                 lock.heartbeat_at = utcnow()
+
+    def stop(self) -> None:
+        """The service's process ended (its lock went with it), whatever its row says."""
+        if self.owned is not None:
+            self.owned.release()
+            self.owned = None
 
     def run_job(
         self,
@@ -109,6 +120,7 @@ def service(tmp_path, now, engine, database_url) -> Iterator[Service]:
     found.run_scheduled(but="outbox")
     found.run_job("outbox", DeliveryStats(sent=2))
     yield found
+    found.stop()
     rt.close()
 
 
@@ -123,10 +135,29 @@ def test_a_healthy_service_exits_0_and_shows_its_scheduler_and_jobs(service):
 
 def test_without_a_running_scheduler_status_exits_1_saying_so(service):
     with clock.travel(utcnow() + timedelta(minutes=5)):
+        service.stop()
         output = service.said(1)
     assert "no scheduler running" in output
     assert "needs a person (1):" in output
     assert "start `edrtrial serve`" in output
+
+
+def test_a_service_killed_a_moment_ago_is_not_running_though_its_heartbeat_is_fresh(service):
+    """kill -9 leaves the row's heartbeat fresh for a while; the lock went with the process."""
+    service.stop()
+    output = service.said(1)
+    assert "no scheduler running: the last one (desk-01:4242)" in output
+    assert json.loads(service.status("--json", code=1).output)["scheduler_running"] is False
+
+
+def test_a_service_that_holds_the_store_but_stopped_beating_is_named_not_called_dead(service):
+    """A service waiting out a locked store (or stuck) still runs: starting another would be
+    refused, so status says what it is, not "start edrtrial serve"."""
+    with clock.travel(utcnow() + timedelta(minutes=5)):
+        output = service.said(1)
+    assert "the scheduler (desk-01:4242) holds the store but has not beaten since" in output
+    assert "start `edrtrial serve`" not in output
+    assert "(late)" in output
 
 
 def test_a_parked_tenant_needs_a_person_with_its_reason(service):

@@ -30,6 +30,7 @@ from edrtrial.cli.common import (
     terminal_width,
 )
 from edrtrial.db import ensure_current, make_engine, make_sessions
+from edrtrial.service import ownership
 from edrtrial.service.status import ServiceStatus, read_status
 from edrtrial.timeutil import to_jst, utcnow
 from edrtrial.untrusted import one_line
@@ -109,7 +110,8 @@ def _lease(found: ServiceStatus, wide: bool) -> None:
         _print(
             wide,
             f"scheduler: {lease.holder} since {_when(lease.since)} JST, "
-            f"heartbeat {to_jst(lease.heartbeat_at):%H:%M:%S} JST",
+            f"heartbeat {to_jst(lease.heartbeat_at):%H:%M:%S} JST"
+            + ("" if lease.beating else " (late)"),
         )
 
 
@@ -214,8 +216,9 @@ def status(ctx: click.Context, as_json: bool, wide: bool) -> None:
     engine = make_engine(config.database_url)
     try:
         ensure_current(engine)
+        held = ownership.is_held(engine)
         with make_sessions(engine)() as session:
-            found = read_status(session, config.settings, utcnow())
+            found = read_status(session, config.settings, utcnow(), held=held)
     finally:
         engine.dispose()
     if as_json:

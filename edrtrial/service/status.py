@@ -65,12 +65,23 @@ class Thresholds:
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """The scheduler's lease as its row says; `alive` when its heartbeat is recent."""
+    """The scheduler as its row and its lock say.
+
+    `held`: whether a live process holds the store's lock (`ownership.is_held`), None when
+    that cannot be asked; the row's heartbeat alone would call a service killed a minute
+    ago running, and one waiting out a locked store dead. `beating`: its heartbeat is
+    recent. `alive` trusts the lock when it can be asked, else the heartbeat.
+    """
 
     holder: str
     since: datetime
     heartbeat_at: datetime
-    alive: bool
+    beating: bool
+    held: bool | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.beating if self.held is None else self.held
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +175,8 @@ class ServiceStatus:
         """The same facts with stable keys and ISO 8601 times (UTC), for monitoring."""
         data: dict[str, Any] = _iso(asdict(self))
         data["scheduler_running"] = self.lease is not None and self.lease.alive
+        if self.lease is not None:
+            data["lease"]["alive"] = self.lease.alive
         data["needs_person"] = self.needs_person
         for job, shown in zip(self.jobs, data["jobs"], strict=True):
             shown["name"] = job.name
@@ -203,13 +216,14 @@ def job_needs_person(job: JobStatus, limits: Thresholds, now: datetime) -> bool:
     return job.failures > 0 and since is not None and now - since >= limits.tenant_failing
 
 
-def read_lease(session: Session, now: datetime) -> Lease | None:
-    """The scheduler's lease, if any process ever took it and did not give it back."""
+def read_lease(session: Session, now: datetime, held: bool | None = None) -> Lease | None:
+    """The scheduler's row, if any process ever wrote it and did not take it back, with
+    `held` (the lock asked by the caller) beside its heartbeat."""
     row = session.get(ServiceLock, SCHEDULER_LOCK)
     if row is None:
         return None
-    alive = now - row.heartbeat_at < LEASE_STALE
-    return Lease(row.holder, row.acquired_at, row.heartbeat_at, alive)
+    beating = now - row.heartbeat_at < LEASE_STALE
+    return Lease(row.holder, row.acquired_at, row.heartbeat_at, beating, held)
 
 
 def configured_keys(settings: Settings) -> frozenset[str]:
@@ -410,6 +424,12 @@ def _problems(
     found: list[str] = []
     if lease is None:
         found.append("no scheduler running: start `edrtrial serve`")
+    elif lease.alive and not lease.beating:
+        found.append(
+            f"the scheduler ({lease.holder}) holds the store but has not beaten since "
+            f"{jst(lease.heartbeat_at)}: the store may be locked or the service stuck; "
+            "see its log (a restart is refused while it runs)"
+        )
     elif not lease.alive:
         found.append(
             f"no scheduler running: the last one ({lease.holder}) last beat "
@@ -447,10 +467,13 @@ def _problems(
     return tuple(found)
 
 
-def read_status(session: Session, settings: Settings, now: datetime) -> ServiceStatus:
-    """The service's status as the store holds it at `now`, for the configured companies."""
+def read_status(
+    session: Session, settings: Settings, now: datetime, *, held: bool | None = None
+) -> ServiceStatus:
+    """The service's status as the store holds it at `now`, for the configured companies;
+    `held` is whether a live service holds the store's lock (None: unknown)."""
     limits = Thresholds.of(settings.desk)
-    lease = read_lease(session, now)
+    lease = read_lease(session, now, held)
     jobs = read_jobs(session, configured_keys(settings))
     late = read_overdue(session, settings, lease, jobs, now)
     tenants = read_troubled_tenants(session, configured_keys(settings))
