@@ -68,6 +68,21 @@ def test_a_file_that_is_not_a_database_is_named(tmp_path):
     assert store.read_text(encoding="utf-8").startswith("company list")  # left as it was
 
 
+def test_a_readable_text_file_given_as_the_database_gets_no_chmod_advice(tmp_path):
+    """A text file left with the usual 0644 is not a store to make private: the one line
+    says to move it away, not to chmod it."""
+    store = tmp_path / "store.db"
+    store.write_text("company list, not a database\n" * 100, encoding="utf-8")
+    store.chmod(0o644)
+    config = _config(tmp_path, _sqlite_url(tmp_path))
+    for command in (("db", "current"), ("tickets",)):
+        result = CliRunner().invoke(main, ["--config", str(config), *command])
+        assert result.exit_code == 2, result.output
+        line = _one_error_line(result.output)
+        assert "it is not a SQLite database" in line and "move the file away" in line
+        assert "chmod" not in result.output
+
+
 def _damaged(tmp_path: Path, how: str) -> Path:
     store = tmp_path / "store.db"
     config = _config(tmp_path, _sqlite_url(tmp_path))
