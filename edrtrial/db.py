@@ -220,6 +220,13 @@ def check_integrity(engine: Engine) -> str | None:
         return f"{_where(engine)}: {_cannot(err)}"
     if found == ["ok"]:
         return None
+    # SQLite may give many problems as one text of lines under "*** in database main ***".
+    found = [
+        line.strip()
+        for row in found
+        for line in row.splitlines()
+        if line.strip() and not line.startswith("***")
+    ]
     first = found[0] if found else "no answer"
     more = f" (and {len(found) - 1} more problems)" if len(found) > 1 else ""
     return (

@@ -4,6 +4,7 @@ naming the problem and what to do, a non-zero exit, never a traceback."""
 from __future__ import annotations
 
 import socket
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,29 @@ def test_db_current_says_a_good_store_checks_whole(tmp_path, database_url, engin
     result = CliRunner().invoke(main, ["--config", str(config), "db", "current"])
     assert result.exit_code == 0, result.output
     assert "the store checks whole" in result.output
+
+
+def test_db_current_names_the_first_of_many_problems_in_one_short_line(tmp_path):
+    """SQLite gives a page's problems as one text of many lines: the operator reads the
+    first and how many more, not pages of them joined with line marks."""
+    store = tmp_path / "store.db"
+    config = _config(tmp_path, _sqlite_url(tmp_path))
+    CliRunner().invoke(main, ["--config", str(config), "db", "upgrade"])
+    with sqlite3.connect(store) as conn:
+        root = conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE type = 'index' AND rootpage > 0"
+        ).fetchone()[0]
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+    data = bytearray(store.read_bytes())
+    data[(root - 1) * page + 3 : (root - 1) * page + 5] = (10).to_bytes(2, "big")  # 10 cells
+    store.write_bytes(bytes(data))
+    result = CliRunner().invoke(main, ["--config", str(config), "db", "current"])
+    assert result.exit_code == 2, result.output
+    line = _one_error_line(result.output)
+    assert f"{store} is damaged: On tree page {root} cell " in line
+    assert "more problems); stop the service and restore it from a backup" in line
+    assert "***" not in line and "\u240a" not in line
+    assert len(line) < 300
 
 
 def test_db_current_on_a_missing_file_says_so_and_makes_no_store(tmp_path):
