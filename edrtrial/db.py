@@ -204,6 +204,14 @@ def missing_store(url: str) -> str | None:
     )
 
 
+def existing_engine(url: str) -> Engine:
+    """An engine for a store that must already be there (every command but `db upgrade`):
+    a SQLite file that is missing is named (`missing_store`), not made empty."""
+    if missing := missing_store(url):
+        raise StoreError(missing)
+    return make_engine(url)
+
+
 def check_integrity(engine: Engine) -> str | None:
     """None for a store that answers and whose pages are whole; else what is wrong.
 

@@ -151,6 +151,19 @@ def test_db_current_on_a_missing_file_says_so_and_makes_no_store(tmp_path):
     assert not store.parent.exists()
 
 
+@pytest.mark.parametrize("command", [("serve",), ("status",), ("tickets",)])
+def test_a_missing_store_is_named_and_not_made_empty_by_any_command(tmp_path, command):
+    """A mistyped path or a disk not mounted: serve and the lists say the file is not there,
+    not that an empty store they just made there wants `db upgrade`."""
+    store = tmp_path / "not-mounted" / "edrtrial.db"
+    config = _config(tmp_path, f"sqlite:///{store}")
+    result = CliRunner().invoke(main, ["--config", str(config), *command])
+    assert result.exit_code == 2, result.output
+    line = _one_error_line(result.output)
+    assert "no such file" in line and "check database.url" in line
+    assert not store.parent.exists()
+
+
 def test_a_folder_given_as_the_database_is_named_in_one_line(tmp_path):
     folder = tmp_path / "var"
     folder.mkdir()
