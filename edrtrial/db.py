@@ -49,11 +49,28 @@ def make_engine(url: str) -> Engine:
                     f"the database {parsed.database} is a folder, not a SQLite file; "
                     "check database.url (it names the file, e.g. var/edrtrial.db)"
                 )
-            files.create_private(Path(parsed.database))
+            if not _not_sqlite(Path(parsed.database)):
+                # A file that is not SQLite's is named by the first connection, with what to
+                # do; advice to chmod it would be a second, misleading line.
+                files.create_private(Path(parsed.database))
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _not_sqlite(path: Path) -> bool:
+    """Whether `path` is a file with content that is not a SQLite database (an empty or
+    missing file is a store still to be made)."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(_SQLITE_HEADER))
+    except OSError:
+        return False
+    return bool(head) and head != _SQLITE_HEADER
 
 
 def is_memory_sqlite(url: str) -> bool:
@@ -187,6 +204,14 @@ def missing_store(url: str) -> str | None:
     )
 
 
+def existing_engine(url: str) -> Engine:
+    """An engine for a store that must already be there (every command but `db upgrade`):
+    a SQLite file that is missing is named (`missing_store`), not made empty."""
+    if missing := missing_store(url):
+        raise StoreError(missing)
+    return make_engine(url)
+
+
 def check_integrity(engine: Engine) -> str | None:
     """None for a store that answers and whose pages are whole; else what is wrong.
 
@@ -203,6 +228,13 @@ def check_integrity(engine: Engine) -> str | None:
         return f"{_where(engine)}: {_cannot(err)}"
     if found == ["ok"]:
         return None
+    # SQLite may give many problems as one text of lines under "*** in database main ***".
+    found = [
+        line.strip()
+        for row in found
+        for line in row.splitlines()
+        if line.strip() and not line.startswith("***")
+    ]
     first = found[0] if found else "no answer"
     more = f" (and {len(found) - 1} more problems)" if len(found) > 1 else ""
     return (

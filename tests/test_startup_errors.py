@@ -4,6 +4,7 @@ naming the problem and what to do, a non-zero exit, never a traceback."""
 from __future__ import annotations
 
 import socket
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,21 @@ def test_a_file_that_is_not_a_database_is_named(tmp_path):
     assert store.read_text(encoding="utf-8").startswith("company list")  # left as it was
 
 
+def test_a_readable_text_file_given_as_the_database_gets_no_chmod_advice(tmp_path):
+    """A text file left with the usual 0644 is not a store to make private: the one line
+    says to move it away, not to chmod it."""
+    store = tmp_path / "store.db"
+    store.write_text("company list, not a database\n" * 100, encoding="utf-8")
+    store.chmod(0o644)
+    config = _config(tmp_path, _sqlite_url(tmp_path))
+    for command in (("db", "current"), ("tickets",)):
+        result = CliRunner().invoke(main, ["--config", str(config), *command])
+        assert result.exit_code == 2, result.output
+        line = _one_error_line(result.output)
+        assert "it is not a SQLite database" in line and "move the file away" in line
+        assert "chmod" not in result.output
+
+
 def _damaged(tmp_path: Path, how: str) -> Path:
     store = tmp_path / "store.db"
     config = _config(tmp_path, _sqlite_url(tmp_path))
@@ -101,6 +117,29 @@ def test_db_current_says_a_good_store_checks_whole(tmp_path, database_url, engin
     assert "the store checks whole" in result.output
 
 
+def test_db_current_names_the_first_of_many_problems_in_one_short_line(tmp_path):
+    """SQLite gives a page's problems as one text of many lines: the operator reads the
+    first and how many more, not pages of them joined with line marks."""
+    store = tmp_path / "store.db"
+    config = _config(tmp_path, _sqlite_url(tmp_path))
+    CliRunner().invoke(main, ["--config", str(config), "db", "upgrade"])
+    with sqlite3.connect(store) as conn:
+        root = conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE type = 'index' AND rootpage > 0"
+        ).fetchone()[0]
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+    data = bytearray(store.read_bytes())
+    data[(root - 1) * page + 3 : (root - 1) * page + 5] = (10).to_bytes(2, "big")  # 10 cells
+    store.write_bytes(bytes(data))
+    result = CliRunner().invoke(main, ["--config", str(config), "db", "current"])
+    assert result.exit_code == 2, result.output
+    line = _one_error_line(result.output)
+    assert f"{store} is damaged: On tree page {root} cell " in line
+    assert "more problems); stop the service and restore it from a backup" in line
+    assert "***" not in line and "\u240a" not in line
+    assert len(line) < 300
+
+
 def test_db_current_on_a_missing_file_says_so_and_makes_no_store(tmp_path):
     """A mistyped path or a disk not mounted is not an empty store that checks whole."""
     store = tmp_path / "not-mounted" / "edrtrial.db"
@@ -109,6 +148,19 @@ def test_db_current_on_a_missing_file_says_so_and_makes_no_store(tmp_path):
     assert result.exit_code == 2, result.output
     assert "no such file" in result.output and "check database.url" in result.output
     assert "checks whole" not in result.output
+    assert not store.parent.exists()
+
+
+@pytest.mark.parametrize("command", [("serve",), ("status",), ("tickets",)])
+def test_a_missing_store_is_named_and_not_made_empty_by_any_command(tmp_path, command):
+    """A mistyped path or a disk not mounted: serve and the lists say the file is not there,
+    not that an empty store they just made there wants `db upgrade`."""
+    store = tmp_path / "not-mounted" / "edrtrial.db"
+    config = _config(tmp_path, f"sqlite:///{store}")
+    result = CliRunner().invoke(main, ["--config", str(config), *command])
+    assert result.exit_code == 2, result.output
+    line = _one_error_line(result.output)
+    assert "no such file" in line and "check database.url" in line
     assert not store.parent.exists()
 
 

@@ -21,7 +21,7 @@ from edrtrial.cli.common import (
 from edrtrial.config import Config
 from edrtrial.connectors import connector_class
 from edrtrial.connectors.base import Connector
-from edrtrial.db import ensure_current, make_engine, make_sessions
+from edrtrial.db import ensure_current, existing_engine, make_sessions
 from edrtrial.desk.calendar import DEFAULT, BusinessCalendar
 from edrtrial.desk.triage import stored_facts
 from edrtrial.errors import EdrTrialError, PlaybookError, Unmappable
@@ -284,7 +284,7 @@ def _stored_cases(
     calendar: BusinessCalendar,
 ) -> list[_Case]:
     """Stored alerts' facts, read in a session that is rolled back: nothing is written."""
-    engine = make_engine(config.database_url)
+    engine = existing_engine(config.database_url)
     try:
         ensure_current(engine)
         with make_sessions(engine)() as session:

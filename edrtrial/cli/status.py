@@ -29,7 +29,7 @@ from edrtrial.cli.common import (
     styled,
     terminal_width,
 )
-from edrtrial.db import ensure_current, make_engine, make_sessions
+from edrtrial.db import ensure_current, existing_engine, make_sessions
 from edrtrial.service import ownership
 from edrtrial.service.status import ServiceStatus, read_status
 from edrtrial.timeutil import to_jst, utcnow
@@ -213,7 +213,7 @@ def _render(found: ServiceStatus, wide: bool) -> None:
 def status(ctx: click.Context, as_json: bool, wide: bool) -> None:
     """The service's health; exits 1 when something needs a person (for monitoring)."""
     config = config_of(ctx)
-    engine = make_engine(config.database_url)
+    engine = existing_engine(config.database_url)
     try:
         ensure_current(engine)
         held = ownership.is_held(engine)

@@ -16,7 +16,7 @@ from edrtrial import audit
 from edrtrial.config import Config
 from edrtrial.connectors import connector_class
 from edrtrial.connectors.base import Connector
-from edrtrial.db import ensure_current, make_engine, make_sessions, transaction
+from edrtrial.db import ensure_current, existing_engine, make_sessions, transaction
 from edrtrial.desk.calendar import BusinessCalendar
 from edrtrial.desk.policy import DeskPolicy
 from edrtrial.devices.offboarding import cancel_moot_offboarding
@@ -109,7 +109,7 @@ class Runtime:
         A company the config now says continues (or whose trial it extends) has its planned
         offboarding cancelled in the same commit as the change (both audited).
         """
-        engine = make_engine(config.database_url)
+        engine = existing_engine(config.database_url)
         ensure_current(engine)
         paths = [config.resolve(p) for p in config.settings.playbooks] or default_playbook_paths()
         channels = [c.name for c in config.settings.desk.escalation_channels()]
