@@ -18,6 +18,9 @@ class EdrTrialError(Exception):
     lines: tuple[str, ...] = ()
     """The problems of a `listing`, one each; empty for a one-line error."""
 
+    exit_code: int = 2
+    """The CLI's exit status for it: 2, unless a supervisor must tell it apart."""
+
     @classmethod
     def listing(cls, lines: Iterable[str]) -> Self:
         """The error listing each of `lines` (each shown on one line, under the first)."""
@@ -40,7 +43,12 @@ class StoreError(EdrTrialError):
 
 
 class LockHeldError(EdrTrialError):
-    """Another scheduler already owns this store."""
+    """Another service already owns this store.
+
+    Exit status 3, as when a running service finds its store taken: a supervisor is told
+    not to restart into a refusal (`RestartPreventExitStatus=3`)."""
+
+    exit_code = 3
 
 
 class DeliveryError(EdrTrialError):

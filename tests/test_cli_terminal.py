@@ -295,6 +295,26 @@ def test_tenants_prints_the_admin_consent_link_whole(config, database_url, now, 
     assert next(t for t in listed if t["tenant"] == SAKURA)["links"] == [link]
 
 
+@pytest.mark.parametrize("columns", WIDTHS)
+def test_tenants_print_a_parked_tenant_s_reason_whole_under_the_list(
+    config, database_url, now, columns
+):
+    """The list cuts the reason to fit; why a tenant is parked is what the operator came for."""
+    sessions = make_sessions(make_engine(database_url))
+    with sessions() as session:
+        tenant_id = session.scalar(select(Tenant.id).where(Tenant.external_id == SAKURA))
+    assert tenant_id is not None
+    reason = (
+        "defender tenant client_secret: cannot read secret file /etc/edrtrial/secrets/"
+        "sakura.secret: No such file or directory; restore it, then `edrtrial tenants resume "
+        "sakura-seisakusho`"
+    )
+    health.park(sessions, tenant_id, reason, now)
+    lines = stdout_lines(cli(config, "tenants", columns=columns))
+    assert all(cell_len(line) <= columns for line in lines)
+    assert reason in " ".join(line.strip() for line in lines)
+
+
 def test_seats_count_offboarded_devices_apart_and_warn_near_and_over_the_cap(
     tmp_path, sandbox, database_url
 ):

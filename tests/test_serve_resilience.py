@@ -121,7 +121,7 @@ def test_a_second_live_service_is_refused_naming_the_first(tmp_path, now, databa
     try:
         first.wait_until("the first service's row", lambda: _heartbeat(engine) is not None, 60)
         second = edrtrial(config, "serve")
-        assert second.returncode == 2, second.stderr
+        assert second.returncode == 3, second.stderr  # a supervisor does not retry it
         assert "Traceback" not in second.stderr
         assert f":{first.process.pid}, since " in second.stderr
         assert "stop it first" in second.stderr

@@ -205,6 +205,21 @@ def print_list(table: ListTable, *, wide: bool) -> None:
     SafeConsole(width=width, markup=False, emoji=False, highlight=False).print(table)
 
 
+def print_legend(text: str) -> None:
+    """A list's legend (what its short headers stand for), wrapped at the list's width."""
+    width = min(terminal_width() or LIST_WIDTH, LIST_WIDTH)
+    SafeConsole(width=width, markup=False, emoji=False, highlight=False).print(Text(text))
+
+
+def print_notes(notes: Sequence[tuple[str, str]]) -> None:
+    """Under a list, what its rows cut and a person must read whole (a parked tenant's
+    reason): each `label: text` wrapped at the list's width, never cut."""
+    width = min(terminal_width() or LIST_WIDTH, LIST_WIDTH)
+    out = SafeConsole(width=width, markup=False, emoji=False, highlight=False)
+    for label, text in notes:
+        out.print(Text(f"{label}: ", style="bold") + Text(" ".join(text.split())))
+
+
 def list_options(func: Callable[P, T]) -> Callable[P, T]:
     """`--wide` and `--json`, the options every list has (`wide` and `as_json` arguments)."""
     func = click.option(
@@ -231,7 +246,8 @@ def print_json(value: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> None:
 
 
 def fails_cleanly(func: Callable[P, T]) -> Callable[P, T]:
-    """Our own errors end the command with their message (exit 2), not a traceback: one
+    """Our own errors end the command with their message (exit 2, or the error's own
+    `exit_code`), not a traceback: one
     line, or each problem of a listing on its own line (`EdrTrialError.listing`). So does
     a store that is damaged, not a database or out of reach (`edrtrial.db.explain`)."""
 
@@ -245,7 +261,7 @@ def fails_cleanly(func: Callable[P, T]) -> Callable[P, T]:
             message = lines_under(err.lines or (str(err),), BODY_INDENT)
             line = Text.assemble(styled("error:", "bold red"), " ", message)
             err_console.print(line, highlight=False, soft_wrap=True)
-            sys.exit(2)
+            sys.exit(err.exit_code)
         except Exception as err:
             # A store that is damaged, not a database or out of reach: one line saying what
             # to do. Any other error is a bug, and its traceback is wanted.

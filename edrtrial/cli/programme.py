@@ -27,6 +27,7 @@ from edrtrial.cli.common import (
     list_options,
     print_json,
     print_list,
+    print_notes,
     runtime_of,
     styled,
     take_by,
@@ -382,15 +383,21 @@ def tenants(ctx: click.Context, wide: bool, as_json: bool, by: str | None) -> No
             ]
         )
         return
-    table = ListTable(
-        "company", "connector", "tenant", "state", "last success", "reason", flex=("reason",)
-    )
+    table = ListTable("company", "edr", "tenant", "state", "last ok", "reason", flex=("reason",))
     for key, t in rows:
         last = f"{to_jst(t.last_success_at):%m/%d %H:%M}" if t.last_success_at else "never"
         style = {"parked": "red", "failing": "yellow"}.get(t.state, "")
         table.add_row(key, t.connector, t.external_id, styled(t.state, style), last, t.state_reason)
     print_list(table, wide=wide)
-    console.print(f"{len(rows)} tenant(s); times in JST")
+    console.print(f"{len(rows)} tenant(s); last ok: last successful poll (JST)")
+    if not wide:  # the reason is why an operator looks: whole, wrapped, under the list
+        print_notes(
+            [
+                (f"{key} ({t.state})", _URL.sub("[the link below]", t.state_reason))
+                for key, t in rows
+                if t.state_reason
+            ]
+        )
     for key, t in rows:
         for link in _links(t.state_reason):
             console.print(f"{key}: the link in its reason, whole:", highlight=False)

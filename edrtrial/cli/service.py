@@ -21,7 +21,9 @@ from edrtrial.cli.common import (
     fails_cleanly,
     list_options,
     print_json,
+    print_legend,
     print_list,
+    print_notes,
     runtime_of,
     styled,
 )
@@ -226,13 +228,13 @@ def poll(
     else:
         table = ListTable(
             "company",
-            "new alerts",
-            "updated",
+            "new",
+            "upd.",
             "tickets",
-            "history",
-            "suppressed",
+            "hist.",
+            "supp.",
             "notices",
-            "quarantined",
+            "quar.",
             "problem",
             flex=("problem",),
         )
@@ -249,6 +251,12 @@ def poll(
                 o.error,
             )
         print_list(table, wide=wide)
+        print_legend(
+            "new / upd.: alerts new or updated; hist.: already resolved in the EDR at a first "
+            "poll (kept, no ticket); supp.: suppressed; quar.: records set aside unread"
+        )
+        if not wide:
+            print_notes([(o.company_key, o.error) for o in outcomes if o.error])
     if not no_deliver:
         if as_json:  # stdout holds the JSON alone
             jobs.deliver_outbox(runtime)
