@@ -190,7 +190,7 @@ def test_a_postgresql_service_whose_connections_are_cut_carries_on_and_keeps_the
             "a poll after the cut", lambda: (_last_poll(engine) or cut_at) > cut_at, 60
         )
         second = edrtrial(config, "serve")  # the store is still this service's
-        assert second.returncode == 2 and "another edrtrial service" in second.stderr
+        assert second.returncode == 3 and "another edrtrial service" in second.stderr
         assert serve.alive()
     finally:
         code = serve.stop()
