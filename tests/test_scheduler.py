@@ -8,10 +8,12 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from apscheduler.executors.pool import ThreadPoolExecutor
 from sqlalchemy import text
 
 from edrtrial.config import load_config
+from edrtrial.errors import StoreError
 from edrtrial.service import scheduler
 from edrtrial.service.runtime import Runtime
 
@@ -106,5 +108,20 @@ def test_a_scheduler_whose_jobs_no_longer_run_is_told_stopped(
         finally:
             scheduler.stop(broken)
         assert why is not None and "no heartbeat for" in why and "runs no jobs" in why
+    finally:
+        runtime.close()
+
+
+def test_a_job_table_the_scheduler_cannot_write_stops_the_start_in_one_line(
+    tmp_path, engine, database_url
+):
+    """Not a wait: a table of that name that is not the scheduler's (or is dropped while
+    the schedule is built) is a store to mend, named in one line, not a traceback."""
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE apscheduler_jobs (note VARCHAR(10))"))
+    runtime = Runtime.open(load_config(config_for(tmp_path, database_url, 1)))
+    try:
+        with pytest.raises(StoreError, match="the scheduler's job store failed"):
+            scheduler.build_scheduler(runtime)
     finally:
         runtime.close()

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.db import reason, store_unavailable, transaction
+from edrtrial.errors import StoreError
 from edrtrial.models import ServiceLock
 from edrtrial.service import jobs, runs
 from edrtrial.service.ownership import LOCK_NAME
@@ -231,19 +232,26 @@ def build_scheduler(rt: Runtime) -> BackgroundScheduler:
             IntervalTrigger(seconds=schedules.poll_seconds),
             now + FIRST_POLL_DELAY,
         )
-    scheduler.start(paused=True)
-    # Every job is added again below, so the stored ones are dropped unread: a job stored by
-    # an older version may name a function that has moved, and reading it would fail loudly.
-    scheduler.remove_all_jobs()
-    for job_id, (args, trigger, first) in wanted.items():
-        scheduler.add_job(
-            "edrtrial.service.scheduler:run_job",
-            trigger=trigger,
-            args=list(args),
-            id=job_id,
-            name=job_id,
-            replace_existing=True,
-            executor="lease" if job_id == "heartbeat" else "default",
-            **({"next_run_time": first} if first else {}),
-        )
+    try:
+        scheduler.start(paused=True)
+        # Every job is added again below, so the stored ones are dropped unread: a job stored by
+        # an older version may name a function that has moved, and reading it would fail loudly.
+        scheduler.remove_all_jobs()
+        for job_id, (args, trigger, first) in wanted.items():
+            scheduler.add_job(
+                "edrtrial.service.scheduler:run_job",
+                trigger=trigger,
+                args=list(args),
+                id=job_id,
+                name=job_id,
+                replace_existing=True,
+                executor="lease" if job_id == "heartbeat" else "default",
+                **({"next_run_time": first} if first else {}),
+            )
+    except SQLAlchemyError as err:  # a job table no wait mends: one line, not a traceback
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+        raise StoreError(
+            store.failure or f"the scheduler's job store failed: {reason(err)}"
+        ) from err
     return scheduler
