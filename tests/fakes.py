@@ -138,3 +138,13 @@ class FakeConnector:
 
     def close(self) -> None:
         pass
+
+
+class HandClock:
+    """A runtime's clock, moved by hand from the test's now (`Runtime(clock=...)`)."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now

@@ -27,23 +27,13 @@ from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import Stamp
 
-from fakes import FakeConnector
+from fakes import FakeConnector, HandClock
 from sandbox_config import settings, write_config
 from test_outbox import Inbox, free_port, start_server
 from test_webhooks import HOOK_TOKEN, TEAMS_TOKEN, block_text, receiver, secrets  # noqa: F401
 
 SAKURA = "sakura-seisakusho"  # in its trial; no automatic isolation: isolations are proposals
 HOSTILE_TITLE = "Ransomware [click](https://evil.example/x) **now** <b>x</b> " + "長" * 400
-
-
-class Clock:
-    """The runtime's clock, moved by hand from the test's now."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -72,13 +62,13 @@ def runtime(tmp_path, now, engine, database_url, inbox):
         },
         {"name": "manager", "kind": "mail", "to": "manager@example.jp"},
     ]
-    clock = Clock(now)
+    clock = HandClock(now)
     rt = Runtime.open(load_config(write_config(tmp_path / "config.toml", data)), clock=clock)
     yield rt, clock
     rt.close()
 
 
-def first_poll(rt: Runtime, clock: Clock, p1: int, p2: int = 0, title: str = "") -> int:
+def first_poll(rt: Runtime, clock: HandClock, p1: int, p2: int = 0, title: str = "") -> int:
     """A company joining with `p1` open ransomware alerts (P1) and `p2` open executions (P2),
     each on its own device and incident; returns the tenant id after its first poll."""
     [tenant] = rt.tenants(SAKURA)

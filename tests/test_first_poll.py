@@ -30,27 +30,17 @@ from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import Stamp
 
-from fakes import Crash, FakeConnector
+from fakes import Crash, FakeConnector, HandClock
 from sandbox_config import settings, write_config
 
 SAKURA = "sakura-seisakusho"  # in its trial since 60 days ago; Japanese contact
 AOZORA = "aozora-design"  # in its trial; automatic isolation agreed; English contact
 
 
-class Clock:
-    """The runtime's clock, moved by hand from the test's now."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def runtime(tmp_path, now, engine, database_url):
     path = write_config(tmp_path / "config.toml", settings(database_url))
-    clock = Clock(now)
+    clock = HandClock(now)
     rt = Runtime.open(load_config(path), clock=clock)
     yield rt, clock
     rt.close()
@@ -538,7 +528,7 @@ def test_a_backlog_p1_the_playbook_sends_to_the_duty_channel_is_told_there_too(
         {"name": "desk", "kind": "mail", "to": "desk@example.jp"},
         {"name": "duty", "kind": "mail", "to": "duty@example.jp"},
     ]
-    clock = Clock(now)
+    clock = HandClock(now)
     rt = Runtime.open(load_config(write_config(tmp_path / "config.toml", data)), clock=clock)
     try:
         tenant_id, connector = connect(rt, SAKURA)

@@ -21,7 +21,7 @@ from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import Stamp, jst_date
 
-from fakes import FakeConnector
+from fakes import FakeConnector, HandClock
 from sandbox_config import settings, write_config
 
 
@@ -41,20 +41,10 @@ class Throttled(FakeConnector):
         return super().fetch_alerts(since)
 
 
-class Clock:
-    """The runtime's clock, moved by hand from the test's now."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def runtime(tmp_path, now, engine, database_url):
     path = write_config(tmp_path / "config.toml", settings(database_url))
-    clock = Clock(now)
+    clock = HandClock(now)
     rt = Runtime.open(load_config(path), clock=clock)
     yield rt, clock
     rt.close()

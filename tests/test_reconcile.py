@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from test_jobs import Clock, install
+from test_jobs import install
 
 from edrtrial.config import DeskConfig, load_config
 from edrtrial.connectors.base import (
@@ -32,7 +32,7 @@ from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import Stamp
 
 from conftest import add_tenant
-from fakes import Crash, FakeConnector
+from fakes import Crash, FakeConnector, HandClock
 from sandbox_config import settings, write_config
 
 T0 = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)  # Tuesday 10:00 JST
@@ -490,7 +490,7 @@ def desk_tenant(rt) -> tuple[int, FakeConnector]:
 def runtime(tmp_path, now, engine, database_url):
     """The service's runtime over the sample programme, its clock moved by hand."""
     path = write_config(tmp_path / "config.toml", settings(database_url))
-    clock = Clock(now)
+    clock = HandClock(now)
     rt = Runtime.open(load_config(path), clock=clock)
     yield rt, clock
     rt.close()

@@ -7,7 +7,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -27,7 +27,7 @@ from edrtrial.models import AuditEvent, OutboxMessage, Tenant
 from edrtrial.service import alarms, jobs, scheduler
 from edrtrial.service.runtime import Runtime
 
-from fakes import FakeConnector
+from fakes import FakeConnector, HandClock
 from sandbox_config import settings, write_config
 
 SAKURA = "sakura-seisakusho"
@@ -64,23 +64,13 @@ def inbox() -> Iterator[tuple[Inbox, int]]:
         controller.stop()
 
 
-class Clock:
-    """The runtime's clock, moved by hand from the test's now."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @dataclass
 class Service:
     """The config of a one-company programme whose secret file does not exist, mailing
     through the test's SMTP server; `open` starts the service's runtime on it (again)."""
 
     path: Path
-    clock: Clock
+    clock: HandClock
     data: dict[str, Any]
     runtimes: list[Runtime] = field(default_factory=list)
 
@@ -104,7 +94,7 @@ def service(tmp_path, now, engine, database_url, inbox) -> Iterator[Service]:
         "starttls": False,
         "timeout_seconds": 5,
     }
-    found = Service(write_config(tmp_path / "config.toml", data), Clock(now), data)
+    found = Service(write_config(tmp_path / "config.toml", data), HandClock(now), data)
     yield found
     for rt in found.runtimes:
         rt.close()
@@ -120,7 +110,7 @@ def text_of(message: EmailMessage) -> str:
     return str(part.get_content())
 
 
-def a_round(rt: Runtime, clock: Clock) -> None:
+def a_round(rt: Runtime, clock: HandClock) -> None:
     """What the service does in a minute: poll, the desk's clockwork, the outbox."""
     clock.now += timedelta(minutes=1)
     jobs.poll(rt)
