@@ -21,7 +21,7 @@ from pydantic import (
 
 from edrtrial.errors import ConfigError
 from edrtrial.secrets import SecretRef
-from edrtrial.transport import is_loopback
+from edrtrial.transport import is_loopback, require_https
 
 CONFIG_ENV = "EDRTRIAL_CONFIG"
 
@@ -296,6 +296,193 @@ class ConnectionConfig(BaseModel):
     connector: str
 
 
+class AppRegistrationConfig(BaseModel):
+    """The programme's one multi-tenant app registration, used for every consented tenant.
+
+    The same block as a company's `connection` without `tenant_id`: the tenant is the
+    company's, recorded in the store when its administrator consents. Its connector checks the
+    other keys (a secret or certificate reference, never the secret itself).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    connector: str = "defender"
+
+    def connection(self, tenant_id: str) -> dict[str, Any]:
+        """The connector's settings for one consented tenant."""
+        return self.model_dump() | {"tenant_id": tenant_id}
+
+
+class CourseConfig(_Strict):
+    """A support course companies apply for, and what it allows.
+
+    `seat_cap` counts `seat_unit`: users for Defender for Business, devices for the CyCraft
+    edition; planned seats above it are refused. A course with `refuses_existing_edr` is
+    closed to a company already running an EDR (the programme's rule for the EDR course).
+    """
+
+    label_ja: str
+    label_en: str
+    connector: str = "defender"
+    seat_cap: int = Field(300, ge=1)
+    seat_unit: Literal["users", "devices"] = "users"
+    refuses_existing_edr: bool = True
+    trial_months: int = Field(3, ge=1, le=24)
+
+
+class IndustryRow(_Strict):
+    """One row of the SME Basic Act art. 2(1) table: an SME has capital **or** employees
+    within it. `names` are the industries (as the application form spells them) in the row."""
+
+    key: str = Field(pattern=r"^[a-z][a-z_]{1,30}$")
+    label_ja: str
+    label_en: str
+    names: list[str] = Field(min_length=1)
+    max_capital_yen: int = Field(ge=0)
+    max_employees: int = Field(ge=0)
+
+
+class Attestation(_Strict):
+    """One of the declarations every applicant must make (ア〜キ in the call for applications)."""
+
+    key: str = Field(pattern=r"^[a-z][a-z_]{1,40}$")
+    ja: str
+    en: str
+
+
+def _default_industries() -> list[IndustryRow]:
+    return [
+        IndustryRow(
+            key="manufacturing",
+            label_ja="製造業、建設業、運輸業、その他の業種",
+            label_en="manufacturing, construction, transport and other industries",
+            names=["製造業", "建設業", "運輸業", "その他"],
+            max_capital_yen=300_000_000,
+            max_employees=300,
+        ),
+        IndustryRow(
+            key="wholesale",
+            label_ja="卸売業",
+            label_en="wholesale",
+            names=["卸売業"],
+            max_capital_yen=100_000_000,
+            max_employees=100,
+        ),
+        IndustryRow(
+            key="services",
+            label_ja="サービス業",
+            label_en="services",
+            names=["サービス業"],
+            max_capital_yen=50_000_000,
+            max_employees=100,
+        ),
+        IndustryRow(
+            key="retail",
+            label_ja="小売業",
+            label_en="retail",
+            names=["小売業"],
+            max_capital_yen=50_000_000,
+            max_employees=50,
+        ),
+    ]
+
+
+def _default_attestations() -> list[Attestation]:
+    return [
+        Attestation(
+            key="no_tax_arrears",
+            ja="都税、消費税及び地方消費税の額に滞納がないこと",
+            en="no arrears of Tokyo taxes, consumption tax or local consumption tax",
+        ),
+        Attestation(
+            key="lawful",
+            ja="法令等もしくは公序良俗に反し、またはその恐れがないこと",
+            en="no breach, or risk of breach, of the law or public order",
+        ),
+        Attestation(
+            key="no_tokyo_debt",
+            ja="東京都に対する賃料・使用料等の債務の支払いが滞っていないこと",
+            en="no overdue rent, fees or other debts to Tokyo",
+        ),
+        Attestation(
+            key="not_insolvent",
+            ja="民事再生法、会社更生法、破産法に基づく申立手続中又は私的整理手続中でないこと",
+            en="not in civil rehabilitation, corporate reorganisation, bankruptcy or private "
+            "restructuring proceedings",
+        ),
+        Attestation(
+            key="no_antisocial",
+            ja="暴力団関係者又は風俗関連業、ギャンブル業、賭博等の業態を営むものでないこと",
+            en="not related to organised crime, nor in adult-entertainment or gambling trades",
+        ),
+        Attestation(
+            key="no_mlm",
+            ja="連鎖販売取引、ネガティブ・オプション、催眠商法、霊感商法などの業態を営むものでないこと",
+            en="not in multi-level marketing, negative-option, hypnotic or spiritual sales",
+        ),
+        Attestation(
+            key="not_religious_political",
+            ja="宗教活動や政治活動を主たる目的とする団体等でないこと",
+            en="not a body whose main purpose is religious or political activity",
+        ),
+    ]
+
+
+def _default_courses() -> dict[str, CourseConfig]:
+    return {"edr": CourseConfig(label_ja="EDR導入コース", label_en="EDR course")}
+
+
+class EligibilityConfig(_Strict):
+    """The programme's eligibility rules as data: where the main office must be, the SME
+    table, the attestations. The rule engine (`programme/eligibility.py`) reads only this."""
+
+    prefecture: str = "東京都"
+    industries: list[IndustryRow] = Field(default_factory=_default_industries, min_length=1)
+    attestations: list[Attestation] = Field(default_factory=_default_attestations)
+    sole_proprietors: bool = True
+
+    @model_validator(mode="after")
+    def _names_once(self) -> EligibilityConfig:
+        seen: dict[str, str] = {}
+        for row in self.industries:
+            for name in row.names:
+                if name in seen:
+                    raise ValueError(
+                        f"industry {name!r} is in two rows ({seen[name]!r} and {row.key!r})"
+                    )
+                seen[name] = row.key
+        return self
+
+
+class ProgrammeConfig(_Strict):
+    """The programme itself: its name, the app every tenant consents to, the courses and the
+    rules. The companies, their applications and trials live in the store, not here."""
+
+    name: str = "東京都中小企業サイバーセキュリティ基本対策事業"
+    secretariat: str = "運営事務局"
+    app: AppRegistrationConfig | None = None
+    # Where the admin-consent page sends the administrator back (a page of the programme);
+    # unset: Entra shows its own result and the secretariat records the tenant id by hand.
+    consent_redirect_uri: str | None = None
+    courses: dict[str, CourseConfig] = Field(default_factory=_default_courses, min_length=1)
+    eligibility: EligibilityConfig = EligibilityConfig()
+    call_business_days: int = Field(3, ge=1, le=30)  # the confirmation call is due within
+    reminder_days: list[int] = Field(default_factory=lambda: [14, 7])  # before the trial's end
+    unverified_days: int = Field(14, ge=1)  # a company or device unverified this long is listed
+    retention_days: int = Field(90, ge=0)  # detailed data kept this long after offboarding
+
+    @field_validator("reminder_days")
+    @classmethod
+    def _reminders(cls, value: list[int]) -> list[int]:
+        if any(day < 1 for day in value):
+            raise ValueError("reminders are whole days before the trial's end, at least 1")
+        return sorted(set(value), reverse=True)
+
+    @field_validator("consent_redirect_uri")
+    @classmethod
+    def _redirect(cls, value: str | None) -> str | None:
+        return None if value is None else require_https(value)
+
+
 class CompanyConfig(_Strict):
     key: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
     name: str
@@ -321,6 +508,8 @@ class Settings(_Strict):
     schedules: SchedulesConfig = SchedulesConfig()
     logging: LoggingConfig = LoggingConfig()
     playbooks: list[Path] = Field(default_factory=list)
+    programme: ProgrammeConfig = ProgrammeConfig()
+    # Companies live in the store; blocks here are read only by `companies import-config`.
     companies: list[CompanyConfig] = Field(default_factory=list)
 
     @field_validator("companies")
@@ -405,7 +594,33 @@ def load_config(path: Path) -> Config:
         for index, company in enumerate(settings.companies)
     ]
     _one_company_per_tenant(path, companies)
+    if settings.programme.app is not None:
+        _checked_app(path, settings.programme.app)
     return Config(settings.model_copy(update={"companies": companies}), path)
+
+
+#: Stands for a consented tenant while the app block is checked on its own.
+_ANY_TENANT = "00000000-0000-0000-0000-000000000000"
+
+
+def _checked_app(path: Path, app: AppRegistrationConfig) -> None:
+    """Let the app's connector check its block as it will for each consented tenant."""
+    from edrtrial.connectors import connector_class
+
+    where = "programme.app"
+    try:
+        cls = connector_class(app.connector)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {where}.connector: {err}") from err
+    if "tenant_id" in app.model_dump():
+        raise ConfigError(
+            f"{path}: {where}.tenant_id: the app serves every consented tenant; each company's "
+            "tenant id is recorded in the store (`edrtrial tenants consented`)"
+        )
+    try:
+        cls.settings_model.model_validate(app.connection(_ANY_TENANT))
+    except ValidationError as err:
+        raise ConfigError.listing(_describe(path, err, where)) from err
 
 
 def _checked_connection(path: Path, index: int, company: CompanyConfig) -> CompanyConfig:

@@ -186,3 +186,7 @@ class ActionRefused(EdrTrialError):
     The message says why (already isolated, one under way, another tenant's device or
     connector) and what to do instead: show it to the operator; a playbook just moves on.
     """
+
+
+class JourneyError(EdrTrialError):
+    """A step the company's journey does not allow now (it names where the company stands)."""

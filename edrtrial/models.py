@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -72,10 +73,36 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, Stamp: StampType, dict[str, Any]: JSONType}
 
 
+class Cohort(Base):
+    """A cohort of the programme: one course, a capacity, places first come first served."""
+
+    __tablename__ = "cohort"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    course: Mapped[str] = mapped_column(String(32))  # a key of the config's programme.courses
+    capacity: Mapped[int] = mapped_column(Integer)
+    # None: the course's trial_months.
+    trial_months: Mapped[int | None] = mapped_column(Integer)
+    # A closed cohort takes no new company (the waiting list still moves up into it).
+    closed: Mapped[bool] = mapped_column(default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Company(Base):
-    """A participating SME."""
+    """A company of the programme, from its application to the purge of its data.
+
+    `state` is its journey (`JourneyState`; the table: `programme/journey.py`). Identity is
+    the 法人番号 (`corporate_number`) when it has one; a sole proprietor has none and is known
+    by its normalised name, address and representative (`identity_key`).
+    """
 
     __tablename__ = "company"
+    # Unique indexes, not constraints: an existing store gains them without a table rebuild.
+    __table_args__ = (
+        Index("ix_company_corporate_number", "corporate_number", unique=True),
+        Index("ix_company_anon_code", "anon_code", unique=True),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -88,8 +115,130 @@ class Company(Base):
     auto_isolation: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    state: Mapped[str] = mapped_column(String(24), default="applied", server_default="applied")
+    state_since: Mapped[datetime | None]
+    state_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    kind: Mapped[str] = mapped_column(
+        String(16), default="corporation", server_default="corporation"
+    )  # "corporation" | "sole_proprietor"
+    corporate_number: Mapped[str | None] = mapped_column(String(13))
+    identity_key: Mapped[str] = mapped_column(
+        String(400), default="", server_default="", index=True
+    )
+    representative: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    address: Mapped[str] = mapped_column(Text, default="", server_default="")
+    prefecture: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    industry: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    capital_yen: Mapped[int | None] = mapped_column(BigInteger)
+    employees: Mapped[int | None] = mapped_column(Integer)
+    contact_phone: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    course: Mapped[str] = mapped_column(String(32), default="edr", server_default="edr")
+    cohort_id: Mapped[int | None] = mapped_column(ForeignKey("cohort.id"), index=True)
+    # First come, first served: when the call completed the application (its place in the
+    # queue), and when it took the place it holds in `cohort_id` (None: it holds none).
+    queued_at: Mapped[datetime | None]
+    place_since: Mapped[datetime | None]
+    withdrawn_at: Mapped[datetime | None]
+    # The code its anonymous aggregates keep once its details are purged.
+    anon_code: Mapped[str | None] = mapped_column(String(16))
+    purged_at: Mapped[datetime | None]
+
     tenant: Mapped[Tenant | None] = relationship(back_populates="company", uselist=False)
     trial: Mapped[Trial | None] = relationship(back_populates="company", uselist=False)
+    cohort: Mapped[Cohort | None] = relationship()
+
+
+class Application(Base):
+    """One application as received (web form export or CLI), with the raw input kept.
+
+    Importing the same row twice changes nothing (`fingerprint`); a second application of a
+    company already in the store is kept, marked as the repeat it is (`repeat_of`), and
+    starts no second journey.
+    """
+
+    __tablename__ = "application"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("company.id"), index=True)
+    received_at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(Text, default="")  # "applications.csv line 12", "cli"
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    raw: Mapped[dict[str, Any]] = mapped_column(default=dict)  # column → value, as received
+    repeat_of: Mapped[int | None] = mapped_column(ForeignKey("application.id"))
+    course: Mapped[str] = mapped_column(String(32), default="edr")
+    planned_seats: Mapped[int] = mapped_column(Integer, default=0)
+    existing_edr: Mapped[bool] = mapped_column(default=False, server_default=false())
+    existing_edr_name: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    prior_support: Mapped[bool] = mapped_column(default=False, server_default=false())
+    tokyo_subsidy: Mapped[bool] = mapped_column(default=False, server_default=false())
+    attestations: Mapped[list[str]] = mapped_column(JSONType, default=list)  # keys attested
+    eligibility: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    # [{"code": …, "ja": …, "en": …}], each reason the rules gave.
+    eligibility_reasons: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
+    decided_at: Mapped[datetime | None]
+    call_due_on: Mapped[date | None] = mapped_column(Date)
+    call_done_at: Mapped[datetime | None]
+    call_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    call_notes: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class PreDiagnosis(Base):
+    """The expert's pre-diagnosis (事前診断) of a company's security environment."""
+
+    __tablename__ = "pre_diagnosis"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("company.id"), unique=True)
+    done_at: Mapped[datetime]
+    done_by: Mapped[str] = mapped_column(String(200))
+    network_notes: Mapped[str] = mapped_column(Text, default="")
+    free_hub_ports: Mapped[int | None] = mapped_column(Integer)
+    existing_utm: Mapped[bool] = mapped_column(default=False)
+    existing_edr: Mapped[bool] = mapped_column(default=False)
+    existing_edr_name: Mapped[str] = mapped_column(String(200), default="")
+    existing_antivirus: Mapped[str] = mapped_column(String(200), default="")
+    edr_users: Mapped[int] = mapped_column(Integer, default=0)
+    utm_devices: Mapped[int] = mapped_column(Integer, default=0)
+    # "none" | "partial" | "documented" | "published" (published: SECURITY ACTION ★★ ready)
+    security_policy: Mapped[str] = mapped_column(String(16), default="none")
+    notes: Mapped[str] = mapped_column(Text, default="")
+    outcome: Mapped[str] = mapped_column(String(16), default="passed")  # "passed" | "refused"
+    reasons: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
+
+
+class PredecessorRecord(Base):
+    """A company supported before by a predecessor programme (an imported list)."""
+
+    __tablename__ = "predecessor_record"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    corporate_number: Mapped[str | None] = mapped_column(String(13), index=True)
+    identity_key: Mapped[str] = mapped_column(String(400), default="", index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    programme: Mapped[str] = mapped_column(String(200), default="")
+    year: Mapped[str] = mapped_column(String(16), default="")
+    source: Mapped[str] = mapped_column(Text, default="")
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class CompanyAggregate(Base):
+    """What stays of a company's month once its details are purged: figures under its
+    anonymous code, for the cohort results report. Nothing here names the company."""
+
+    __tablename__ = "company_aggregate"
+    __table_args__ = (UniqueConstraint("anon_code", "month"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    anon_code: Mapped[str] = mapped_column(String(16), index=True)
+    cohort_id: Mapped[int | None] = mapped_column(ForeignKey("cohort.id"), index=True)
+    month: Mapped[date] = mapped_column(Date)  # the month's first day
+    industry_row: Mapped[str] = mapped_column(String(32), default="")
+    # {"category": {"severity": count}}
+    detections: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    incidents: Mapped[int] = mapped_column(Integer, default=0)
+    ack_minutes: Mapped[list[float]] = mapped_column(JSONType, default=list)
+    resolve_minutes: Mapped[list[float]] = mapped_column(JSONType, default=list)
+    devices_onboarded: Mapped[int] = mapped_column(Integer, default=0)
+    devices_active: Mapped[int] = mapped_column(Integer, default=0)
+    decision: Mapped[str] = mapped_column(String(16), default="")
+    pre_diagnosis: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Tenant(Base):
@@ -113,6 +262,14 @@ class Tenant(Base):
     # When its first complete poll (ingest and triage of everything it brought) committed;
     # until then its backlog is summarised, not announced alert by alert (`desk/first_poll.py`).
     first_poll_done_at: Mapped[datetime | None]
+    # Settings of its own connection beside the programme's app (a CyCraft edition's key):
+    # the connector's block without secrets, which stay references ("env:…", "file:…").
+    # Empty: the programme's app registration, with `external_id` as its tenant.
+    connection: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    consented_at: Mapped[datetime | None]
+    verified_at: Mapped[datetime | None]
+    # After offboarding nothing may reach the tenant any more: its connection is forgotten.
+    credentials_dropped_at: Mapped[datetime | None]
 
     company: Mapped[Company] = relationship(back_populates="tenant")
 
@@ -126,6 +283,8 @@ class Trial(Base):
     starts_on: Mapped[date] = mapped_column(Date)
     ends_on: Mapped[date] = mapped_column(Date)
     decision: Mapped[str] = mapped_column(String(16), default="undecided")
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
 
     company: Mapped[Company] = relationship(back_populates="trial")
 

@@ -95,3 +95,67 @@ class WriteBackState(StrEnum):
     # Accepted by the EDR after a re-triage had withdrawn the verdict (the alert is no longer
     # what it said): triage's next pass tells the desk to reopen it there, then it is "done".
     OVERTAKEN = "overtaken"
+
+
+class JourneyState(StrEnum):
+    """Where a company stands in the programme, from its application to the purge of its data.
+
+    The transition table is `programme/journey.py`. A company that withdraws once its devices
+    run the EDR goes to `offboarding` like one that does not continue (`Company.withdrawn_at`
+    says why); before that it ends in `withdrawn`.
+    """
+
+    APPLIED = "applied"  # the application is in; eligibility not decided yet
+    ELIGIBLE = "eligible"
+    NEEDS_REVIEW = "needs_review"  # the rules cannot decide alone: the secretariat decides
+    NOT_ELIGIBLE = "not_eligible"
+    CALL_CONFIRMED = "call_confirmed"  # the call completed the application; a place is held
+    WAITING_LIST = "waiting_list"  # complete, but the cohort was full when the call came
+    PRE_DIAGNOSED = "pre_diagnosed"  # passing: admission follows in the same step
+    ADMITTED = "admitted"  # its place in the cohort is confirmed
+    REFUSED = "refused"
+    WITHDRAWN = "withdrawn"
+    CONSENTED = "consented"  # its administrator consented to the programme's app
+    TENANT_VERIFIED = "tenant_verified"  # every API the service needs answered
+    IN_TRIAL = "in_trial"
+    ENDING = "ending"  # the trial ends within the first reminder's days
+    CONTINUING = "continuing"  # the trial ended; the company contracts with the vendor
+    OFFBOARDING = "offboarding"  # the trial ended (or it withdrew): its devices are uninstalled
+    OFFBOARDED = "offboarded"  # every device verified as no longer reporting
+    PURGED = "purged"  # detailed data purged after retention; anonymous aggregates remain
+
+    @property
+    def ja(self) -> str:
+        """The secretariat's word for the state."""
+        return JOURNEY_JA[self]
+
+
+JOURNEY_JA: dict[JourneyState, str] = {
+    JourneyState.APPLIED: "申込受付",
+    JourneyState.ELIGIBLE: "要件確認済",
+    JourneyState.NEEDS_REVIEW: "要確認",
+    JourneyState.NOT_ELIGIBLE: "対象外",
+    JourneyState.CALL_CONFIRMED: "申込完了(電話確認済)",
+    JourneyState.WAITING_LIST: "キャンセル待ち",
+    JourneyState.PRE_DIAGNOSED: "事前診断済",
+    JourneyState.ADMITTED: "参加確定",
+    JourneyState.REFUSED: "不採択",
+    JourneyState.WITHDRAWN: "辞退",
+    JourneyState.CONSENTED: "同意済",
+    JourneyState.TENANT_VERIFIED: "接続確認済",
+    JourneyState.IN_TRIAL: "体験中",
+    JourneyState.ENDING: "終了間近",
+    JourneyState.CONTINUING: "継続利用",
+    JourneyState.OFFBOARDING: "アンインストール中",
+    JourneyState.OFFBOARDED: "アンインストール完了",
+    JourneyState.PURGED: "データ削除済",
+}
+
+#: Tenants of companies in these states are polled (alerts, inventory, offboarding checks).
+POLLED_JOURNEY = (
+    JourneyState.TENANT_VERIFIED,
+    JourneyState.IN_TRIAL,
+    JourneyState.ENDING,
+    JourneyState.CONTINUING,
+    JourneyState.OFFBOARDING,
+)
