@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edrtrial.cli import desk, devices, playbooks, programme, service, status
+from edrtrial.cli import desk, devices, journey, playbooks, programme, service, status
 from edrtrial.config import default_config_path
 
 
@@ -32,6 +32,7 @@ for command in (
     *service.COMMANDS,
     *status.COMMANDS,
     *programme.COMMANDS,
+    *journey.COMMANDS,
     *desk.COMMANDS,
     *devices.COMMANDS,
     *playbooks.COMMANDS,

@@ -23,6 +23,7 @@ from edrtrial.config import CompanyConfig
 from edrtrial.errors import ConfigError
 from edrtrial.models import Company, Tenant, Trial
 from edrtrial.programme.tenants import holds_data, may_stand_for
+from edrtrial.states import JourneyState
 from edrtrial.timeutil import jst_date
 
 SYNC_ACTOR = "config-sync"
@@ -85,6 +86,17 @@ def _trial_changes(
             "to": [dates[0].isoformat(), dates[1].isoformat()],
         }
     return changes
+
+
+def _journey_of(trial: Trial, today: date) -> JourneyState:
+    """Where a company brought with its trial stands on `today` (JST)."""
+    if trial.ends_on < today:
+        return JourneyState.CONTINUING if trial.decision == "continue" else JourneyState.OFFBOARDING
+    if trial.starts_on > today:
+        return JourneyState.TENANT_VERIFIED
+    if (trial.ends_on - today).days < 14:
+        return JourneyState.ENDING
+    return JourneyState.IN_TRIAL
 
 
 MisconfiguredTenant = Callable[[Tenant, str], None]
@@ -197,9 +209,13 @@ def sync_companies(
             )
         if tenant is None:
             tenant = Tenant(
-                company_id=company.id, connector=cfg.connection.connector, external_id=external_id
+                company_id=company.id,
+                connector=cfg.connection.connector,
+                external_id=external_id,
+                consented_at=at,
             )
             session.add(tenant)
+        tenant.connection = connection
 
         trial = session.scalar(select(Trial).where(Trial.company_id == company.id))
         dates = _trial_dates(trial, cfg, at)
@@ -209,6 +225,9 @@ def sync_companies(
             session.add(trial)
         trial.starts_on, trial.ends_on = dates
         trial.decision = cfg.trial.decision
+        if company.state == JourneyState.APPLIED:  # new: where its trial stands today
+            company.state = _journey_of(trial, jst_date(at))
+            company.state_since = at
         session.flush()
         for action, detail in changes.items():
             audit.record(

@@ -25,8 +25,9 @@ from edrtrial.models import Company, Tenant
 from edrtrial.playbooks.engine import Playbook, default_playbook_paths
 from edrtrial.playbooks.live import LivePlaybooks, channel_check
 from edrtrial.programme.companies import SYNC_ACTOR, sync_companies
+from edrtrial.programme.connection import connection_settings
 from edrtrial.programme.tenants import bind_tenant
-from edrtrial.states import TenantState
+from edrtrial.states import POLLED_JOURNEY, TenantState
 from edrtrial.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -139,26 +140,30 @@ class Runtime:
         return found.refresh() if isinstance(found, LivePlaybooks) else None
 
     def tenants(self, company_key: str | None = None) -> list[TenantRef]:
-        """The configured tenants (optionally one company's), in company order."""
+        """The tenants the service works on (optionally one company's), in company order:
+        those of companies in a polled journey state whose credentials were not dropped."""
         with self.sessions() as session:
             query = (
                 select(Tenant, Company.key)
                 .join(Company, Tenant.company_id == Company.id)
+                .where(
+                    Company.state.in_([s.value for s in POLLED_JOURNEY]),
+                    Tenant.credentials_dropped_at.is_(None),
+                )
                 .order_by(Company.key)
             )
             if company_key:
                 query = query.where(Company.key == company_key)
-            configured = {c.key for c in self.config.settings.companies}
             return [
                 TenantRef(t.id, key, t.external_id, t.state, t.not_before)
                 for t, key in session.execute(query)
-                if key in configured
             ]
 
     def connector(self, tenant: TenantRef) -> Connector:
         """The tenant's connector, kept for the process so its token cache is reused.
 
-        Given out only once the tenant it talks to is bound to this company (`bind_tenant`):
+        Built from the programme's app registration (or the tenant's own connection) and
+        given out only once the tenant it talks to is bound to this company (`bind_tenant`):
         a domain resolved to a tenant another company holds is refused before anything is
         read. Resolving may call the network, so it runs outside the runtime's lock.
         """
@@ -166,11 +171,14 @@ class Runtime:
             found = self._connectors.get(tenant.id)
         if found is not None:
             return found
-        company = self.config.company(tenant.company_key)
-        cls = connector_class(company.connection.connector)
-        built = cls.from_settings(company.connection.model_dump(), self.config.base_dir)
+        with self.sessions() as session:
+            settings = connection_settings(
+                self.config.settings.programme, session.get_one(Tenant, tenant.id)
+            )
+        cls = connector_class(str(settings.get("connector", "")))
+        built = cls.from_settings(settings, self.config.base_dir)
         try:
-            configured = str(company.connection.model_dump().get("tenant_id", company.key))
+            configured = str(settings.get("tenant_id", tenant.external_id))
             with transaction(self.sessions) as session:
                 row = session.get_one(Tenant, tenant.id)
                 bind_tenant(session, row, configured, built.tenant_id)
