@@ -6,7 +6,16 @@ from pathlib import Path
 
 import click
 
-from edrtrial.cli import desk, devices, journey, playbooks, programme, service, status
+from edrtrial.cli import (
+    desk,
+    devices,
+    journey,
+    playbooks,
+    programme,
+    service,
+    status,
+    trials,  # noqa: F401  (its commands join the `trial` group)
+)
 from edrtrial.config import default_config_path
 
 

@@ -1,8 +1,11 @@
 """End of trial: every device of a company that does not continue gets an offboarding task.
 
 Tasks are keyed by device, so re-running the daily job never plans or sends one twice. A
-task is sent to the EDR only by an explicit operator command, and only from `planned`
-(the table: `devices/states.py`; the send: `devices/send.py`, with this module's `ROUTE`).
+task is sent to the EDR only from `planned` (the table: `devices/states.py`; the send:
+`devices/send.py`, with this module's `ROUTE`): by the daily trial-lifecycle job on the day
+after the trial's end (the date the company was told), or by an operator's `offboarding
+--execute` (a task the EDR refused, or one sent by hand). A company that withdrew once its
+tenant was connected is offboarded the same way, from its withdrawal on.
 
 A task is planned from the decision of its day, but uninstalling the EDR from a company
 that meanwhile decided to continue (or whose trial was extended) would undo the programme's
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial import audit
@@ -43,7 +46,7 @@ from edrtrial.errors import ConnectorError
 from edrtrial.ingest.queries import inventory_read_at
 from edrtrial.models import Company, Device, ResponseAction, Tenant, Trial
 from edrtrial.programme.trials import trial_of_tenant
-from edrtrial.states import ActionState
+from edrtrial.states import ActionState, JourneyState
 from edrtrial.timeutil import jst_date
 
 INTERRUPTED = (
@@ -62,15 +65,30 @@ def offboard_key(tenant_id: int, device_source_id: str, number: int = 1) -> str:
     return key if number == 1 else f"{key}:{number}"
 
 
-def not_due(trial: Trial | None, today: date) -> str | None:
+def withdrew(company: Company | None) -> bool:
+    """The company withdrew once its tenant was connected: its devices leave at once."""
+    return (
+        company is not None
+        and company.withdrawn_at is not None
+        and company.state == JourneyState.OFFBOARDING
+    )
+
+
+def not_due(trial: Trial | None, today: date, company: Company | None = None) -> str | None:
     """Why the company's devices must not be offboarded on `today` (JST); None: they must.
 
-    The same test as planning (`ended_without_continuation`), read from the trial as it is now.
+    The same test as planning (`ended_without_continuation`), read from the trial (and the
+    company's journey) as they are now. A company that continues is never offboarded, even
+    one that withdrew; one that withdrew is offboarded before its trial's end.
     """
+    if trial is not None and trial.decision == "continue":
+        return f"the company decided to continue (trial end {trial.ends_on.isoformat()})"
+    if company is not None and company.state == JourneyState.CONTINUING:
+        return "the company continues with the vendor"
+    if withdrew(company):
+        return None
     if trial is None:
         return "the company has no trial"
-    if trial.decision == "continue":
-        return f"the company decided to continue (trial end {trial.ends_on.isoformat()})"
     if trial.ends_on >= today:
         return f"the trial runs until {trial.ends_on.isoformat()}"
     return None
@@ -78,16 +96,35 @@ def not_due(trial: Trial | None, today: date) -> str | None:
 
 def ended_without_continuation(
     session: Session, today: date
-) -> list[tuple[Company, Tenant, Trial]]:
-    """Companies whose trial ended before `today` (JST) and who did not decide to continue."""
+) -> list[tuple[Company, Tenant, Trial | None]]:
+    """Companies whose trial ended before `today` (JST) and who did not decide to continue,
+    and those offboarding because they withdrew (with or without a trial)."""
     rows = session.execute(
         select(Company, Tenant, Trial)
         .join(Tenant, Tenant.company_id == Company.id)
-        .join(Trial, Trial.company_id == Company.id)
-        .where(Trial.ends_on < today, Trial.decision != "continue")
+        .outerjoin(Trial, Trial.company_id == Company.id)
+        .where(
+            or_(
+                and_(Trial.ends_on < today, Trial.decision != "continue"),
+                and_(
+                    Company.withdrawn_at.is_not(None),
+                    Company.state == JourneyState.OFFBOARDING,
+                    or_(Trial.id.is_(None), Trial.decision != "continue"),
+                ),
+            ),
+            Company.state.not_in((JourneyState.CONTINUING, JourneyState.PURGED)),
+            Tenant.credentials_dropped_at.is_(None),
+        )
         .order_by(Company.key)
     )
     return [(c, t, tr) for c, t, tr in rows]
+
+
+def _plan_reason(company: Company, trial: Trial | None) -> str:
+    if withdrew(company) and company.withdrawn_at is not None:
+        return f"the company withdrew on {jst_date(company.withdrawn_at).isoformat()}"
+    assert trial is not None  # planned by its trial's end
+    return f"trial ended {trial.ends_on.isoformat()}, decision: {trial.decision}"
 
 
 def plan_offboarding(session: Session, today: date, now: datetime) -> list[ResponseAction]:
@@ -117,7 +154,7 @@ def plan_offboarding(session: Session, today: date, now: datetime) -> list[Respo
                 kind=ActionKind.OFFBOARD.value,
                 status=ActionState.PLANNED,
                 requested_by="trial-lifecycle",
-                reason=f"trial ended {trial.ends_on.isoformat()}, decision: {trial.decision}",
+                reason=_plan_reason(company, trial),
                 created_at=now,
                 updated_at=now,
             )
@@ -160,7 +197,7 @@ def cancel_moot_offboarding(
         .order_by(ResponseAction.id)
     ).all()
     for task, device, company, trial in rows:
-        why = not_due(trial, today)
+        why = not_due(trial, today, company)
         if why is None or not OFFBOARDING.move(session, task, "cancel", detail=why, updated_at=at):
             continue
         detail = {"company": company.key, "device": device.name, "reason": why}
@@ -213,7 +250,7 @@ def offboarding_plan(session: Session, tenant_id: int, now: datetime) -> Offboar
         trial.decision if trial else "none",
         trial.ends_on if trial else None,
         len(planned),
-        not_due(trial, jst_date(now)),
+        not_due(trial, jst_date(now), company),
     )
 
 
@@ -271,8 +308,10 @@ def _comment(task: ResponseAction, device: Device, actor: str) -> str:
 
 
 def _check_send(session: Session, task: ResponseAction, device: Device, at: datetime) -> str | None:
-    """Offboard only if the company still does not continue and its trial is still over."""
-    return not_due(trial_of_tenant(session, task.tenant_id), jst_date(at))
+    """Offboard only if the company still does not continue and its trial is still over
+    (or it withdrew)."""
+    company = session.get_one(Company, session.get_one(Tenant, task.tenant_id).company_id)
+    return not_due(trial_of_tenant(session, task.tenant_id), jst_date(at), company)
 
 
 def _manual(connector: Connector, device: Device) -> str | None:
@@ -473,3 +512,96 @@ def verify_offboarding(
             )
             (verified if step == "verify" else flagged).append(task_id)
     return verified, flagged
+
+
+def confirm_uninstalled(
+    session: Session, tenant_id: int, device_name: str, *, actor: str, at: datetime, note: str
+) -> ResponseAction:
+    """Record that a person uninstalled the EDR from a device by hand (audited).
+
+    For a task handed over as manual work (a platform the EDR cannot uninstall remotely) or
+    one still reporting after the EDR's offboarding: the operator ran the offboarding script.
+    Raises LookupError naming the devices that wait for it when `device_name` is none of them.
+    """
+    waiting = session.execute(
+        select(ResponseAction, Device)
+        .join(Device, ResponseAction.device_id == Device.id)
+        .where(
+            ResponseAction.tenant_id == tenant_id,
+            ResponseAction.kind == ActionKind.OFFBOARD.value,
+            ResponseAction.status.in_((ActionState.MANUAL, ActionState.STILL_REPORTING)),
+        )
+        .order_by(Device.name)
+    ).all()
+    wanted = device_name.casefold()
+    found = [(t, d) for t, d in waiting if wanted in (d.name.casefold(), d.source_id.casefold())]
+    if not found:
+        names = ", ".join(d.name or d.source_id for _, d in waiting) or "none"
+        raise LookupError(
+            f"no device {device_name!r} waits for a manual uninstall (waiting: {names})"
+        )
+    task, device = found[0]
+    detail = f"uninstalled by hand, confirmed by {actor}" + (f": {note}" if note else "")
+    if not OFFBOARDING.move(session, task, "uninstalled", detail=detail, updated_at=at):
+        raise LookupError(f"the task of {device.name} moved to {task.status} meanwhile")
+    audit.record(
+        session,
+        at=at,
+        actor=actor,
+        action="offboarding.uninstalled",
+        tenant_id=tenant_id,
+        target=f"device:{device.source_id}",
+        detail={"device": device.name, "note": note},
+    )
+    return task
+
+
+@dataclass(frozen=True, slots=True)
+class OffboardingDone:
+    """Whether a company's offboarding is complete, and if not what it waits for."""
+
+    done: bool
+    devices: int  # devices verified as no longer running the EDR
+    waiting: str = ""
+
+
+def offboarding_done(session: Session, tenant_id: int, since: datetime) -> OffboardingDone:
+    """Whether every device of the tenant is verified as no longer running the EDR.
+
+    VERIFIED tasks only (an operator's confirmation for manual ones). A tenant with no task
+    is done only once an inventory read after `since` (the offboarding's start) found no
+    device: before that, "no device" may only mean "not read yet".
+    """
+    statuses = list(
+        session.scalars(
+            select(ResponseAction.status).where(
+                ResponseAction.tenant_id == tenant_id,
+                ResponseAction.kind == ActionKind.OFFBOARD.value,
+                ResponseAction.status != ActionState.CANCELLED,
+            )
+        )
+    )
+    open_tasks = [s for s in statuses if s != ActionState.VERIFIED]
+    if open_tasks:
+        return OffboardingDone(False, len(statuses) - len(open_tasks), f"{len(open_tasks)} open")
+    uncovered = session.scalar(
+        select(Device.id)
+        .where(Device.tenant_id == tenant_id, Device.in_inventory.is_(True))
+        .where(
+            ~select(ResponseAction.id)
+            .where(
+                ResponseAction.device_id == Device.id,
+                ResponseAction.kind == ActionKind.OFFBOARD.value,
+                ResponseAction.status == ActionState.VERIFIED,
+            )
+            .exists()
+        )
+        .limit(1)
+    )
+    if uncovered is not None:
+        return OffboardingDone(False, len(statuses), "a device without a task yet")
+    if not statuses:
+        read_at = inventory_read_at(session, tenant_id)
+        if read_at is None or read_at < since:
+            return OffboardingDone(False, 0, "no inventory read since the offboarding began")
+    return OffboardingDone(True, len(statuses))
