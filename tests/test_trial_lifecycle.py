@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -312,7 +313,7 @@ def test_a_whole_trial_from_its_start_to_the_purge(service: Service, engine: Eng
     [ja] = reminders("hanabi")
     [en] = reminders("kestrel")
     assert "無料体験の終了日（2027/02/24（水））" in ja.subject
-    assert "継続しない場合" in ja.body_text and "2027/02/25（木） 以降" in ja.body_text
+    assert "継続しない場合" in ja.body_text and "2027/02/25（木）以降" in ja.body_text
     assert "あと14日" in ja.body_text and "EDR体験 サポートデスク" in ja.body_text
     assert en.subject.startswith("[EDR trial] Your free trial ends on Wednesday, 24 February 2027")
     assert "a contract made directly between your company and the EDR's vendor" in en.body_text
@@ -364,11 +365,7 @@ def test_a_whole_trial_from_its_start_to_the_purge(service: Service, engine: Eng
     assert "1 computer(s) cannot be uninstalled remotely" in told.body_text
 
     # The devices go quiet; the mac is uninstalled by hand and confirmed.
-    for n, record in enumerate(kestrel.devices):
-        kestrel.devices[n] = DeviceRecord(
-            **{f: getattr(record, f) for f in record.__dataclass_fields__}
-            | {"health_status": "Inactive"}
-        )
+    kestrel.devices = [replace(d, health_status="Inactive") for d in kestrel.devices]
     service.day(END + timedelta(days=3))
     assert offboard_tasks(sessions, "kestrel") == {
         "KESTREL-PC1": "verified",

@@ -49,6 +49,13 @@ def _language(company: Company) -> str:
     return "en" if company.language == "en" else "ja"
 
 
+def _day(value: date, language: str) -> str:
+    """'2027/02/24（水）', or 'Wednesday, 24 February 2027'."""
+    if language == "ja":
+        return ja_date_weekday(value)
+    return f"{value:%A}, {value.day} {value:%B %Y}"
+
+
 def _product(programme: ProgrammeConfig, company: Company, language: str) -> str:
     course = programme.courses.get(company.course)
     if course is None:
@@ -77,10 +84,8 @@ def letter(
         contact_name=company.contact_name,
         programme=programme.name,
         product=_product(programme, company, language),
-        ends_on=ja_date_weekday(ends) if language == "ja" else f"{ends:%A, %d %B %Y}",
-        offboard_from=(
-            ja_date_weekday(offboard_from) if language == "ja" else f"{offboard_from:%A, %d %B %Y}"
-        ),
+        ends_on=_day(ends, language),
+        offboard_from=_day(offboard_from, language),
         days_left=max((ends - today).days, 0),
         devices=devices,
         manual=manual,
