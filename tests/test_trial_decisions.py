@@ -20,6 +20,7 @@ from test_trial_lifecycle import (
     Service,
     at,
     edr_of,
+    everything_in,
     machine_id,
     mails_to,
     offboard_tasks,
@@ -28,10 +29,11 @@ from test_trial_lifecycle import (
 )
 
 from edrtrial.db import transaction
-from edrtrial.models import AuditEvent, Company, ResponseAction, Trial
+from edrtrial.models import Application, AuditEvent, Company, ResponseAction, Trial
 from edrtrial.programme.journey import advance
 from edrtrial.programme.trial_steps import add_months, trial_end
-from edrtrial.service.trial_lifecycle import due_reminder
+from edrtrial.service.summaries import describe
+from edrtrial.service.trial_lifecycle import LifecycleOutcome, due_reminder
 
 import clock
 from sandbox_config import settings, write_config
@@ -217,3 +219,61 @@ def test_start_needs_a_verified_tenant_and_names_where_the_company_stands(aoi: S
     assert "company 'aoi' is ending; start needs it to be tenant_verified" in refused.output
     unknown = aoi.cli(TODAY, "trial", "decide", "nobody", "continue", code=2)
     assert "no company 'nobody' in the store" in unknown.output
+
+
+def test_a_refused_application_is_purged_after_retention(aoi: Service) -> None:
+    refused_on = TODAY - timedelta(days=90)
+    with transaction(aoi.rt.sessions) as session:
+        company = Company(
+            key="kumo-sangyo",
+            name="くも産業株式会社",
+            contact_name="雲野 次郎",
+            contact_email="jiro@kumo.example.jp",
+            representative="雲野 太郎",
+            address="東京都港区芝1-1-1",
+            state="refused",
+            state_since=at(refused_on, 15),
+            state_reason="既にEDRを導入済み",
+        )
+        session.add(company)
+        session.flush()
+        session.add(
+            Application(
+                company_id=company.id,
+                received_at=at(refused_on - timedelta(days=5)),
+                fingerprint=machine_id("kumo"),
+                raw={"会社名": "くも産業株式会社", "電話番号": "03-5555-0000"},
+                call_notes="雲野様：EDR導入済みとのこと",
+            )
+        )
+    aoi.day(TODAY - timedelta(days=1))
+    assert state(aoi.rt.sessions, "kumo-sangyo") == "refused"  # one day short
+    outcome = aoi.day(TODAY)
+    assert outcome[0].purged == 1
+    with aoi.rt.sessions() as session:
+        purged = session.scalars(select(Company).where(Company.state == "purged")).one()
+        application = session.scalars(
+            select(Application).where(Application.company_id == purged.id)
+        ).one()
+        audit = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "company.purge")
+        ).one()
+    assert purged.key == purged.anon_code.lower() and purged.name == purged.anon_code
+    assert (purged.contact_email, purged.representative, purged.address) == ("", "", "")
+    assert application.raw == {} and application.call_notes == ""
+    assert audit.target == f"company:{purged.key}" and audit.detail["from"] == "refused"
+    assert "くも" not in everything_in(aoi.engine) and "雲野" not in everything_in(aoi.engine)
+
+
+def test_the_job_says_in_words_what_it_did() -> None:
+    assert describe("trial-lifecycle", LifecycleOutcome()) == "0 offboarding tasks planned"
+    said = describe(
+        "trial-lifecycle",
+        LifecycleOutcome(
+            planned=3, reminders=2, sent=2, offboarded=1, problems=("aoi: tenant parked",)
+        ),
+    )
+    assert said == (
+        "3 offboarding tasks planned, 2 reminders queued, 2 offboarding tasks sent, "
+        "1 offboarded; aoi: tenant parked"
+    )
