@@ -10,7 +10,7 @@ import click
 from edrtrial.cli.common import actor, console, fails_cleanly, runtime_of
 from edrtrial.cli.journey import trial
 from edrtrial.db import transaction
-from edrtrial.devices.offboarding import confirm_uninstalled
+from edrtrial.devices.uninstalled import confirm_uninstalled
 from edrtrial.errors import JourneyError
 from edrtrial.programme.companies import tenant_of_company
 from edrtrial.programme.trial_steps import DECISIONS, start_trial

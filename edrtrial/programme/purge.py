@@ -47,9 +47,10 @@ from edrtrial.models import (
     Tenant,
     Ticket,
     TicketNote,
-    Trial,
 )
+from edrtrial.programme.companies import tenant_of_company
 from edrtrial.programme.journey import advance
+from edrtrial.programme.trials import trial_of_company
 from edrtrial.states import JourneyState as J
 from edrtrial.timeutil import to_jst
 
@@ -146,8 +147,8 @@ def aggregates(
 ) -> list[CompanyAggregate]:
     """The company's monthly figures under `code`: one row per month of its trial (and any
     other month with a detection or a ticket), nothing that names it."""
-    tenant = session.scalar(select(Tenant).where(Tenant.company_id == company.id))
-    trial = session.scalar(select(Trial).where(Trial.company_id == company.id))
+    tenant = tenant_of_company(session, company.id)
+    trial = trial_of_company(session, company.id)
     months: dict[date, _Month] = defaultdict(_Month)
     if trial is not None:
         for month in _months_between(trial.starts_on, trial.ends_on):
@@ -312,7 +313,7 @@ def purge_company(
     `purge`, audited under the code only). The caller owns the transaction: either all of it
     happens or none."""
     code = company.anon_code or anon_code(session)
-    tenant = session.scalar(select(Tenant).where(Tenant.company_id == company.id))
+    tenant = tenant_of_company(session, company.id)
     rows = aggregates(session, programme, company, code)
     names = _names(session, company, tenant)
     session.add_all(rows)

@@ -25,7 +25,9 @@ from edrtrial.config import ProgrammeConfig
 from edrtrial.connectors.base import ActionKind
 from edrtrial.errors import JourneyError
 from edrtrial.models import Cohort, Company, Device, ResponseAction, Tenant, Trial
+from edrtrial.programme.companies import tenant_of_company
 from edrtrial.programme.journey import advance
+from edrtrial.programme.trials import trial_of_company
 from edrtrial.states import ActionState
 from edrtrial.states import JourneyState as J
 
@@ -74,7 +76,7 @@ def start_trial(
     cohort = session.get(Cohort, company.cohort_id) if company.cohort_id else None
     months = trial_months(programme, company, cohort)
     ends_on = trial_end(starts_on, months)
-    trial = session.scalar(select(Trial).where(Trial.company_id == company.id))
+    trial = trial_of_company(session, company.id)
     if trial is None:
         trial = Trial(company_id=company.id, starts_on=starts_on, ends_on=ends_on)
         session.add(trial)
@@ -173,7 +175,7 @@ def record_decision(
     """
     if decision not in DECISIONS:
         raise JourneyError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
-    trial = session.scalar(select(Trial).where(Trial.company_id == company.id))
+    trial = trial_of_company(session, company.id)
     state = J(company.state)
     if trial is None or state not in _DECIDABLE:
         raise JourneyError(
@@ -206,7 +208,7 @@ def record_decision(
         at=at,
         actor=actor,
         action="trial.decided",
-        tenant_id=session.scalar(select(Tenant.id).where(Tenant.company_id == company.id)),
+        tenant_id=tenant.id if (tenant := tenant_of_company(session, company.id)) else None,
         target=f"company:{company.key}",
         detail=detail | {"journey": journey.value},
     )

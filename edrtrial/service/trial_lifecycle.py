@@ -35,15 +35,18 @@ from sqlalchemy.orm import Session
 from edrtrial import audit
 from edrtrial.connectors.base import ActionKind
 from edrtrial.db import transaction
-from edrtrial.devices import offboarding
+from edrtrial.devices import offboarding, uninstalled
 from edrtrial.errors import AuthError, ConfigError, ConnectorError, JourneyError
 from edrtrial.ingest import health
 from edrtrial.logsetup import tenant_context
 from edrtrial.models import Company, Device, OutboxMessage, ResponseAction, Tenant, Trial
 from edrtrial.notify import trial_mail
+from edrtrial.programme.companies import company_by_key as stored_company
+from edrtrial.programme.companies import tenant_of_company
 from edrtrial.programme.journey import advance
 from edrtrial.programme.purge import due_for_purge, purge_company
 from edrtrial.programme.trial_steps import Decided, record_decision
+from edrtrial.programme.trials import trial_of_company
 from edrtrial.service.runtime import Runtime
 from edrtrial.states import ActionState, TenantState
 from edrtrial.states import JourneyState as J
@@ -96,11 +99,11 @@ def _step(rt: Runtime, company_id: int, work: Callable[[Session, Company], T]) -
 
 
 def _trial(session: Session, company: Company) -> Trial | None:
-    return session.scalar(select(Trial).where(Trial.company_id == company.id))
+    return trial_of_company(session, company.id)
 
 
 def _tenant(session: Session, company: Company) -> Tenant | None:
-    return session.scalar(select(Tenant).where(Tenant.company_id == company.id))
+    return tenant_of_company(session, company.id)
 
 
 def _near_end(rt: Runtime, today: date, now: datetime) -> int:
@@ -282,7 +285,7 @@ def _offboarded(rt: Runtime, today: date, now: datetime) -> int:
         since = company.state_since or now
         devices = 0
         if tenant is not None and tenant.credentials_dropped_at is None:
-            progress = offboarding.offboarding_done(session, tenant.id, since)
+            progress = uninstalled.offboarding_done(session, tenant.id, since)
             if not progress.done:
                 return False
             devices = progress.devices
@@ -410,8 +413,8 @@ def decide(
 
 
 def company_by_key(session: Session, key: str) -> Company:
-    """The stored company `key` names, or an error naming it (and a near key, if any)."""
-    found = session.scalar(select(Company).where(Company.key == key.strip().lower()))
+    """The stored company `key` names, or an error naming the key."""
+    found = stored_company(session, key.strip().lower())
     if found is None:
         raise JourneyError(f"no company {key!r} in the store (see `edrtrial applications list`)")
     return found
