@@ -277,3 +277,31 @@ def test_the_job_says_in_words_what_it_did() -> None:
         "3 offboarding tasks planned, 2 reminders queued, 2 offboarding tasks sent, "
         "1 offboarded; aoi: tenant parked"
     )
+
+
+def test_an_extension_after_the_end_before_any_send_takes_the_company_back(aoi: Service) -> None:
+    after = END + timedelta(days=1)
+    aoi.cli(after, "offboarding", "--plan")
+    assert state(aoi.rt.sessions, "aoi") == "offboarding"
+    new_end = END + timedelta(days=5)
+    extended = aoi.cli(after, "trial", "decide", "aoi", "extend", "--until", str(new_end))
+    assert "journey: ending" in extended.output  # back in the trial, its new end near
+    assert "2 planned offboarding task(s) cancelled" in extended.output
+    with aoi.rt.sessions() as session:
+        steps = session.scalars(
+            select(AuditEvent.action)
+            .where(AuditEvent.action.like("company.%"))
+            .order_by(AuditEvent.id)
+        ).all()
+    assert steps[-3:] == ["company.offboard", "company.extend", "company.near_end"]
+    aoi.day(new_end)
+    assert sent_to_edr(aoi) == [] and reminder_keys(aoi)[-1] == f"{new_end.isoformat()}:7"
+    aoi.day(new_end + timedelta(days=1))
+    assert sorted(sent_to_edr(aoi)) == sorted(i for i, _ in DEVICES)  # planned anew, sent once
+    statuses = sorted(offboard_tasks_all(aoi))
+    assert statuses == ["cancelled", "cancelled", "pending", "pending"]
+
+
+def offboard_tasks_all(service: Service) -> list[str]:
+    with service.rt.sessions() as session:
+        return list(session.scalars(select(ResponseAction.status)))

@@ -237,6 +237,8 @@ def _follow_decision(
         return state
     # An extension: back in the trial, and ending again if its new end is near.
     ending = (trial.ends_on - today).days <= window
+    if ending and state is J.ENDING:
+        return state  # its new end is near too: it stays ending
     if state in (J.ENDING, J.CONTINUING, J.OFFBOARDING):
         state = advance(session, company, "extend", actor=actor, at=at, why=why)
     if ending and state is J.IN_TRIAL:
