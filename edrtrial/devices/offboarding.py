@@ -180,8 +180,8 @@ def cancel_moot_offboarding(
     """Cancel every planned task whose company continues or whose trial runs on (audited).
 
     For whatever changed a decision or a trial (`trial decide`, the config sync, the daily
-    job):
-    `source` names where the change came from (the config file). Returns the cancelled tasks.
+    job); `source` names where the change came from (the config file). Returns the
+    cancelled tasks.
     """
     today = jst_date(at)
     cancelled = []

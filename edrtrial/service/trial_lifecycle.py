@@ -210,6 +210,8 @@ def _tell_offboarding(rt: Runtime, today: date, now: datetime) -> int:
         trial, tenant = _trial(session, company), _tenant(session, company)
         if tenant is None or tenant.credentials_dropped_at is not None:
             return False
+        if offboarding.not_due(trial, today, company) is not None:
+            return False  # e.g. a continue written meanwhile: nothing will be uninstalled
         start = _offboard_from(company, trial, today)
         key = trial_mail.offboarding_key(company, start)
         if _queued(session, key):
