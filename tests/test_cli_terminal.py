@@ -195,6 +195,9 @@ def test_run_job_says_in_words_what_the_job_did(config, sandbox):
     assert cli(config, "run-job", "trial-lifecycle").stdout == (
         "trial-lifecycle: 0 offboarding tasks planned\n"
     )
+    sent = int(re.findall(r"(\d+) offboarding tasks sent", lifecycle)[0])
+    offboards = [c.get("Offboard", 0) for c in sandbox.world.action_counts(MIDORI).values()]
+    assert max(offboards) == 1 and sum(offboards) == sent  # over HTTPS, each device once
 
 
 def test_by_is_taken_after_the_sub_command_as_before_it(config, database_url):
