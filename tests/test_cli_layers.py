@@ -77,19 +77,13 @@ def _is_cli(dotted: str) -> bool:
 
 
 def _is_common(dotted: str) -> bool:
-    """The CLI's shared parts: its helpers, and the journey's command groups that each
-    domain's command module adds its commands to."""
-    return any(
-        dotted == shared or dotted.startswith(f"{shared}.")
-        for shared in ("edrtrial.cli.common", "edrtrial.cli.journey")
-    )
+    return dotted == "edrtrial.cli.common" or dotted.startswith("edrtrial.cli.common.")
 
 
 def cli_imports(source: str, module: str, is_package: bool = False) -> list[str]:
     """Each CLI module this one imports that it may not.
 
-    A command module may import only `edrtrial.cli.common` and the journey's groups
-    (`edrtrial.cli.journey`); `edrtrial.cli.main` may import
+    A command module may import only `edrtrial.cli.common`; `edrtrial.cli.main` may import
     them all; code outside the CLI may import none of it (the CLI is the top layer).
     """
     inside = _is_cli(module)

@@ -6,16 +6,7 @@ from pathlib import Path
 
 import click
 
-from edrtrial.cli import (
-    desk,
-    devices,
-    journey,
-    playbooks,
-    programme,
-    service,
-    status,
-    trials,  # noqa: F401  (its commands join the `trial` group)
-)
+from edrtrial.cli import desk, devices, journey, playbooks, programme, service, status, trials
 from edrtrial.config import default_config_path
 
 
@@ -49,3 +40,5 @@ for command in (
     main.add_command(command)
 for command in devices.TICKET_COMMANDS:
     desk.ticket.add_command(command)
+for command in trials.TRIAL_COMMANDS:
+    journey.trial.add_command(command)

@@ -1,5 +1,8 @@
 """`trial start`, `trial decide` and `trial uninstalled`: a company's trial as the
-secretariat records it; what follows at its end is the daily trial-lifecycle job's."""
+secretariat records it; what follows at its end is the daily trial-lifecycle job's.
+
+`cli/main.py` adds these to the journey's `trial` group (a command module imports only
+`cli.common`)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ from datetime import date, datetime
 import click
 
 from edrtrial.cli.common import actor, console, fails_cleanly, runtime_of
-from edrtrial.cli.journey import trial
 from edrtrial.db import transaction
 from edrtrial.devices.uninstalled import confirm_uninstalled
 from edrtrial.errors import JourneyError
@@ -28,7 +30,7 @@ def _day(value: datetime | None) -> date | None:
     return None if value is None else value.date()
 
 
-@trial.command("start")
+@click.command("start")
 @click.argument("company")
 @click.option(
     "--on", "on", type=click.DateTime(["%Y-%m-%d"]), help="First day (default: today, JST)."
@@ -58,7 +60,7 @@ def trial_start(ctx: click.Context, company: str, on: datetime | None) -> None:
     )
 
 
-@trial.command("decide")
+@click.command("decide")
 @click.argument("company")
 @click.argument("decision", type=click.Choice(DECISIONS))
 @click.option(
@@ -87,7 +89,7 @@ def trial_decide(
         console.print(f"{cancelled} planned offboarding task(s) cancelled")
 
 
-@trial.command("uninstalled")
+@click.command("uninstalled")
 @click.argument("company")
 @click.argument("device")
 @click.option("--note", default="", help="How it was done (kept in the audit).")
@@ -109,3 +111,6 @@ def trial_uninstalled(ctx: click.Context, company: str, device: str, note: str) 
         except LookupError as err:
             raise JourneyError(f"{found.key}: {err}") from err
     console.print(f"{company}: {device} confirmed uninstalled")
+
+
+TRIAL_COMMANDS = (trial_start, trial_decide, trial_uninstalled)
