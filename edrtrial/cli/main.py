@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edrtrial.cli import desk, devices, journey, playbooks, programme, service, status
+from edrtrial.cli import intake as _intake  # noqa: F401  (adds its commands to `applications`)
 from edrtrial.config import default_config_path
 
 
