@@ -123,7 +123,7 @@ def test_a_second_application_is_a_repeat_and_starts_no_second_journey(sessions,
     [repeat] = load(sessions, [later], now)
     assert (repeat.status, repeat.company_key) == ("repeat", "c-1012345")
     first, second = applications_of(sessions, "c-1012345")
-    assert repeat.repeat_of == f"c-1012345、申込#{first.id}"
+    assert repeat.repeat_of == f"c-1012345 application #{first.id}"
     assert second.repeat_of == first.id
     assert second.eligibility == "needs_review"
     assert second.eligibility_reasons[0]["code"] == "repeat"

@@ -89,11 +89,11 @@ def _report(done: Sequence[Recorded], bad: Sequence[BadRow]) -> None:
             text = f"line {r.line}: {r.company_key} already imported (#{r.application_id})"
         elif r.status == "repeat":
             text = (
-                f"line {r.line}: {r.company_key} applied again: a repeat of {r.repeat_of} "
-                f"(application #{r.application_id}, no second journey)"
+                f"line {r.line}: {r.company_key} applied again: application #{r.application_id} "
+                f"is a repeat of {r.repeat_of} (kept for review; no second journey)"
             )
         else:
-            text = f"line {r.line}: {r.company_key} {r.verdict}"
+            text = f"line {r.line}: {r.company_key} {r.company_name}: {_verdict(r)}"
         lines.append((r.line, styled(text, _VERDICT_STYLE.get(r.verdict, ""))))
         if r.status == "imported" and r.verdict != Verdict.ELIGIBLE:
             lines.extend((r.line, f"    {reason['ja']}") for reason in r.reasons)
@@ -106,6 +106,14 @@ def _report(done: Sequence[Recorded], bad: Sequence[BadRow]) -> None:
         f"{verdicts['needs_review']} needs review, {verdicts['not_eligible']} not eligible), "
         f"{statuses['already']} already imported, {statuses['repeat']} repeats, {len(bad)} bad"
     )
+
+
+def _verdict(done: Recorded) -> str:
+    """The rules' verdict, and when the call is due for an application it may go on with."""
+    said = done.verdict.replace("_", " ")
+    if done.call_due_on is not None and done.verdict != Verdict.NOT_ELIGIBLE:
+        said += f", call due {done.call_due_on.isoformat()}"
+    return said
 
 
 def _attested(programme: ProgrammeConfig, given: str | None) -> dict[str, str]:
@@ -207,7 +215,10 @@ def add_command(ctx: click.Context, /, **options: str | bool | None) -> None:
         )
     else:
         console.print(
-            styled(f"{done.company_key} {done.verdict}", _VERDICT_STYLE.get(done.verdict, ""))
+            styled(
+                f"{done.company_key} {done.company_name}: {_verdict(done)}",
+                _VERDICT_STYLE.get(done.verdict, ""),
+            )
         )
     for reason in done.reasons:
         console.print(f"    {reason['ja']}")

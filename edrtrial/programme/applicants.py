@@ -52,10 +52,12 @@ class Recorded:
     line: int
     status: str
     company_key: str
+    company_name: str
     application_id: int
     verdict: str
     reasons: tuple[dict[str, str], ...] = ()
-    repeat_of: str = ""  # the first application's company and number, for a repeat
+    repeat_of: str = ""  # for a repeat: the company and its first application
+    call_due_on: date | None = None
 
 
 def record_application(
@@ -73,7 +75,7 @@ def record_application(
     same = session.scalar(select(Application).where(Application.fingerprint == fingerprint))
     if same is not None:
         company = session.get_one(Company, same.company_id)
-        return Recorded(row.line, "already", company.key, same.id, same.eligibility)
+        return Recorded(row.line, "already", company.key, company.name, same.id, same.eligibility)
     first = _same_business(session, row)
     if first is not None:
         return _record_repeat(session, row, first, at=at, actor=actor, source=source)
@@ -100,9 +102,11 @@ def record_application(
         row.line,
         "imported",
         company.key,
+        company.name,
         application.id,
         judgement.verdict,
         tuple(judgement.stored()),
+        call_due_on=application.call_due_on,
     )
 
 
@@ -135,8 +139,12 @@ def import_rows(
                 )
                 if same is None:
                     raise
-                key = session.get_one(Company, same.company_id).key
-                done.append(Recorded(row.line, "already", key, same.id, same.eligibility))
+                company = session.get_one(Company, same.company_id)
+                done.append(
+                    Recorded(
+                        row.line, "already", company.key, company.name, same.id, same.eligibility
+                    )
+                )
     return done
 
 
@@ -199,10 +207,11 @@ def _record_repeat(
         row.line,
         "repeat",
         company.key,
+        company.name,
         application.id,
         reason.verdict,
         tuple(reason.stored()),
-        repeat_of=pointer,
+        repeat_of=company.key if first is None else f"{company.key} application #{first.id}",
     )
 
 
