@@ -274,3 +274,23 @@ def test_a_crash_never_leaves_half_an_application(sessions, now) -> None:
         sessions, read.rows, PROGRAMME, at=now, actor="cli:t", source="a.csv", due_on=due_on
     )
     assert [r.status for r in done] == ["already", "imported"]
+
+
+def test_a_company_stored_by_another_import_meanwhile_makes_the_row_a_repeat(
+    sessions, now, monkeypatch
+) -> None:
+    load(sessions, [GOOD], now)
+    looked = []
+    real = applicants._same_business
+
+    def missed_once(session: Session, row: object) -> Company | None:
+        # The first look happens before the other import committed: it finds nothing.
+        looked.append(row)
+        return None if len(looked) == 1 else real(session, row)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(applicants, "_same_business", missed_once)
+    [done] = load(sessions, [row(受付日時="2026/11/24 09:00")], now)
+    assert (done.status, done.company_key) == ("repeat", "c-1012345")
+    assert len(looked) == 2
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Company)) == 1

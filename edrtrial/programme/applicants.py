@@ -120,31 +120,27 @@ def import_rows(
     source: str,
     due_on: DueOn,
 ) -> list[Recorded]:
-    """Each row in its own transaction; the same file imported twice changes nothing."""
+    """Each row in its own transaction; the same file imported twice changes nothing.
+
+    A row another import stored meanwhile (its application, its company, or a key it was
+    about to take) breaks a unique index: it is read again once, and is then "already"
+    imported, a repeat, or takes the next key.
+    """
     done: list[Recorded] = []
     for row in rows:
         where = f"{source} line {row.line}"
-        try:
-            with transaction(sessions) as session:
-                done.append(
-                    record_application(
-                        session, row, programme, at=at, actor=actor, source=where, due_on=due_on
+        for attempt in (1, 2):
+            try:
+                with transaction(sessions) as session:
+                    done.append(
+                        record_application(
+                            session, row, programme, at=at, actor=actor, source=where, due_on=due_on
+                        )
                     )
-                )
-        except IntegrityError:
-            # Another import stored the same application meanwhile: then it is "already".
-            with sessions() as session:
-                same = session.scalar(
-                    select(Application).where(Application.fingerprint == row.fingerprint)
-                )
-                if same is None:
+                break
+            except IntegrityError:
+                if attempt == 2:
                     raise
-                company = session.get_one(Company, same.company_id)
-                done.append(
-                    Recorded(
-                        row.line, "already", company.key, company.name, same.id, same.eligibility
-                    )
-                )
     return done
 
 
