@@ -10,14 +10,14 @@ from intake_rows import GOOD, HEADER, SOLE, csv_bytes, csv_text, row
 
 from edrtrial.config import ProgrammeConfig
 from edrtrial.errors import IntakeError
-from edrtrial.programme.intake import (
+from edrtrial.programme.intake import read_applications
+from edrtrial.programme.written import (
     CellError,
     parse_count,
     parse_received,
     parse_yen,
     parse_yes,
     prefecture_of,
-    read_applications,
 )
 
 PROGRAMME = ProgrammeConfig()

@@ -28,8 +28,9 @@ from edrtrial.db import transaction
 from edrtrial.errors import JourneyError
 from edrtrial.models import Application, Company, PredecessorRecord
 from edrtrial.programme.eligibility import Found, Judgement, Verdict, judge, repeat_reason
-from edrtrial.programme.intake import SOLE_PROPRIETOR, ApplicationRow
+from edrtrial.programme.intake import ApplicationRow
 from edrtrial.programme.journey import advance
+from edrtrial.programme.written import SOLE_PROPRIETOR
 from edrtrial.timeutil import jst_date
 
 RULES_ACTOR = "intake"

@@ -35,7 +35,7 @@ _LEGAL_FORMS: dict[str, tuple[str, ...]] = {
 _SPACES = re.compile(r"\s+")
 # Hyphens, dashes and long-vowel marks an address writes between numbers (1−2−3, 1ー2ー3).
 _DASHES = re.compile(r"(?<=\d)[\-‐‑‒–—―−ー－ｰ](?=\d)")
-_POSTAL = re.compile(r"^〒?\s*\d{3}-?\d{4}\s*")
+_POSTAL = re.compile(r"^(?:〒|郵便番号)?\s*\d{3}\s*-?\s*\d{4}\s*")
 
 
 def nfkc(text: str) -> str:
@@ -84,9 +84,14 @@ def normalised_name(name: str) -> str:
     return text.casefold()
 
 
+def without_postal_code(address: str) -> str:
+    """The address in NFKC, without the postal code it may start with (〒100-0001)."""
+    return _POSTAL.sub("", nfkc(address)).lstrip()
+
+
 def normalised_address(address: str) -> str:
     """An address as identity compares it: NFKC, no postal code, no spaces, one dash."""
-    text = _POSTAL.sub("", nfkc(address))
+    text = without_postal_code(address)
     text = _SPACES.sub("", text)
     return _DASHES.sub("-", text).casefold()
 
