@@ -1,5 +1,7 @@
 """`applications import | add | review | import-predecessors`: applications into the store.
 
+The commands join the `applications` group in `cli/main.py` (`APPLICATION_COMMANDS`).
+
 Every application is judged by the programme's rules as it arrives (`programme/eligibility.py`);
 the confirmation call is due `programme.call_business_days` business days of the desk's
 calendar after the day it was received.
@@ -17,7 +19,6 @@ import click
 from rich.text import Text
 
 from edrtrial.cli.common import actor, console, runtime_of, styled
-from edrtrial.cli.journey import applications
 from edrtrial.config import ProgrammeConfig
 from edrtrial.db import transaction
 from edrtrial.desk.calendar import BusinessCalendar
@@ -53,7 +54,7 @@ def _read(path: Path) -> bytes:
         raise IntakeError(f"{path}: {err.strerror or err}") from err
 
 
-@applications.command("import")
+@click.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.pass_context
 def import_command(ctx: click.Context, file: Path) -> None:
@@ -141,7 +142,7 @@ def _attested(programme: ProgrammeConfig, given: str | None) -> dict[str, str]:
     }
 
 
-@applications.command("add")
+@click.command("add")
 @click.option("--name", required=True, help="The company's (or business's) name, as written.")
 @click.option("--corporate-number", help="Its 法人番号 (13 digits).")
 @click.option("--sole-proprietor", is_flag=True, help="A 個人事業主 (no 法人番号).")
@@ -224,7 +225,7 @@ def add_command(ctx: click.Context, /, **options: str | bool | None) -> None:
         console.print(f"    {reason['ja']}")
 
 
-@applications.command("review")
+@click.command("review")
 @click.argument("company")
 @click.argument("decision", type=click.Choice(["eligible", "not-eligible"]))
 @click.option("--reason", required=True, help="Why (kept with the decision, audited).")
@@ -244,7 +245,7 @@ def review_command(ctx: click.Context, company: str, decision: str, reason: str)
     console.print(styled(f"{key} {verdict.value}", _VERDICT_STYLE[verdict.value]))
 
 
-@applications.command("import-predecessors")
+@click.command("import-predecessors")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.pass_context
 def import_predecessors_command(ctx: click.Context, file: Path) -> None:
@@ -259,3 +260,12 @@ def import_predecessors_command(ctx: click.Context, file: Path) -> None:
     console.print(f"{added} added, {known} already known, {len(bad)} bad")
     if bad:
         sys.exit(1)
+
+
+#: The sub-commands `cli/main.py` adds to the `applications` group.
+APPLICATION_COMMANDS = (
+    import_command,
+    add_command,
+    review_command,
+    import_predecessors_command,
+)
