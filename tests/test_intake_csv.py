@@ -219,3 +219,13 @@ def test_the_shipped_sample_is_excels_cp932_and_reads_whole() -> None:
     assert {r.prefecture for r in read.rows} == {"東京都", "大阪府"}
     assert any(r.existing_edr for r in read.rows)
     assert any(r.kind == "sole_proprietor" for r in read.rows)
+
+
+def test_a_value_longer_than_the_store_keeps_is_a_bad_row() -> None:
+    read = read_applications(
+        csv_bytes([row(会社名="株" * 201, 担当者電話="0" * 41)]), PROGRAMME, source="a"
+    )
+    assert read.rows == []
+    assert read.bad[0].reason == (
+        "会社名: 201 characters; at most 200; 担当者電話: 41 characters; at most 40"
+    )

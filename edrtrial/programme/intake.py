@@ -17,8 +17,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
+from edrtrial.audit import width_of
 from edrtrial.config import ProgrammeConfig
 from edrtrial.errors import IntakeError
+from edrtrial.models import Application, Company
 from edrtrial.programme import csvfile
 from edrtrial.programme.eligibility import LETTERS, Facts
 from edrtrial.programme.identity import (
@@ -280,9 +282,34 @@ def application_from_cells(
         tokyo_subsidy=read(TOKYO_SUBSIDY, parse_yes, False),
         attestations=attested,
     )
+    problems.extend(_too_long(row))
     if problems:
         return BadRow(line, "; ".join(problems))
     return row
+
+
+def _widths() -> dict[str, tuple[Column, int]]:
+    """The stored text fields with a width, by field: the column they come from, the width."""
+    return {
+        "name": (NAME, width_of(Company.name)),
+        "representative": (REPRESENTATIVE, width_of(Company.representative)),
+        "industry": (INDUSTRY, width_of(Company.industry)),
+        "contact_name": (CONTACT_NAME, width_of(Company.contact_name)),
+        "contact_email": (CONTACT_EMAIL, width_of(Company.contact_email)),
+        "contact_phone": (CONTACT_PHONE, width_of(Company.contact_phone)),
+        "existing_edr_name": (EXISTING_EDR_NAME, width_of(Application.existing_edr_name)),
+    }
+
+
+def _too_long(row: ApplicationRow) -> list[str]:
+    """Each value longer than the store keeps: refused with its row, before PostgreSQL
+    refuses the whole transaction."""
+    problems = []
+    for field_name, (column, width) in _widths().items():
+        value: str = getattr(row, field_name)
+        if len(value) > width:
+            problems.append(f"{column.header}: {len(value)} characters; at most {width}")
+    return problems
 
 
 def _number(text: str, kind: str, problems: list[str]) -> str | None:
