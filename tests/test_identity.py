@@ -104,3 +104,8 @@ def test_a_sole_proprietor_is_known_by_name_address_and_representative() -> None
     )
     assert key != identity_key("青空デザイン事務所", "東京都渋谷区神宮前3-1-2", "Emily Clark")
     assert key != identity_key("青空デザイン事務所", "東京都渋谷区神宮前3-1-1", "Emily Clarke")
+
+
+def test_a_number_excel_turned_into_an_exponent_says_how_to_fix_it() -> None:
+    with pytest.raises(ValueError, match="Excel's exponent notation: format the column as text"):
+        corporate_number("5.01080E+12")

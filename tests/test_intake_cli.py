@@ -205,3 +205,12 @@ def test_the_predecessor_list_is_imported_once_and_excludes_its_companies(config
     result = invoke(config, "applications", "import", str(web))
     assert "line 2: c-1012345 株式会社さくら製作所: not eligible" in result.output
     assert "中小企業サイバーセキュリティ向上支援事業（2023年度）" in result.output
+
+
+def test_a_name_carrying_terminal_controls_is_shown_as_text(config, tmp_path) -> None:
+    file = tmp_path / "web.csv"
+    file.write_bytes(csv_bytes([row(会社名="株式会社\x1b[2Jさくら")], "utf-8"))
+    result = invoke(config, "applications", "import", str(file))
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output
+    assert "株式会社␛[2Jさくら" in result.output

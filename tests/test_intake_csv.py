@@ -97,6 +97,8 @@ def test_a_receipt_time_without_a_zone_is_tokyos() -> None:
     assert parse_received("2026/11/20 10:00") == datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
     assert parse_received("2026-11-20 10:00:00") == datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
     assert parse_received("2026-11-20T10:00:00+09:00") == datetime(2026, 11, 20, 1, tzinfo=UTC)
+    assert parse_received("2026/12/1 9:05") == datetime(2026, 12, 1, 0, 5, tzinfo=UTC)
+    assert parse_received("２０２６／１２／０１") == datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp932"])

@@ -35,6 +35,8 @@ _LEGAL_FORMS: dict[str, tuple[str, ...]] = {
 _SPACES = re.compile(r"\s+")
 # Hyphens, dashes and long-vowel marks an address writes between numbers (1−2−3, 1ー2ー3).
 _DASHES = re.compile(r"(?<=\d)[\-‐‑‒–—―−ー－ｰ](?=\d)")
+# A long number Excel shows (and saves) in exponent notation: 5.01080E+12.
+_EXPONENT = re.compile(r"\d(?:\.\d+)?[eE]\+?\d+")
 _POSTAL = re.compile(r"^(?:〒|郵便番号)?\s*\d{3}\s*-?\s*\d{4}\s*")
 
 
@@ -57,6 +59,11 @@ def corporate_number(text: str) -> str:
     """The 13 digits of a 法人番号 as typed (full-width, with spaces or hyphens), or a
     ValueError saying what is wrong with it; the check digit is not judged here."""
     digits = re.sub(r"[\s\-‐−ー]", "", nfkc(text))
+    if _EXPONENT.fullmatch(digits):
+        raise ValueError(
+            f"{text!r} is Excel's exponent notation: format the column as text and type the "
+            "13 digits again"
+        )
     if not digits.isascii() or not digits.isdigit():
         raise ValueError(f"法人番号 has characters other than digits: {text!r}")
     if len(digits) != CORPORATE_NUMBER_DIGITS:
