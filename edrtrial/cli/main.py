@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edrtrial.cli import desk, devices, journey, playbooks, programme, service, status
+from edrtrial.cli import desk, devices, intake, journey, playbooks, programme, service, status
 from edrtrial.config import default_config_path
 
 
@@ -40,3 +40,5 @@ for command in (
     main.add_command(command)
 for command in devices.TICKET_COMMANDS:
     desk.ticket.add_command(command)
+for command in intake.APPLICATION_COMMANDS:
+    journey.applications.add_command(command)
