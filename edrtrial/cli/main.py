@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from edrtrial.cli import connection as connection  # adds its commands to `tenants`
 from edrtrial.cli import desk, devices, journey, playbooks, programme, service, status
 from edrtrial.config import default_config_path
 
@@ -40,3 +41,5 @@ for command in (
     main.add_command(command)
 for command in devices.TICKET_COMMANDS:
     desk.ticket.add_command(command)
+for command in connection.TENANT_COMMANDS:
+    programme.tenants.add_command(command)
