@@ -357,3 +357,17 @@ def test_the_sandbox_consent_for_organizations_picks_the_tenant_by_the_accounts_
     reply = parse_qs(urlsplit(landed.headers["location"]).query)
     assert reply["tenant"] == [MIDORI.tenant_id] and reply["state"] == ["s1"]
     assert sandbox.world.summary()["tenants"][1]["consent"] is True
+
+
+def test_verify_that_cannot_reach_the_network_says_so_and_changes_nothing(
+    tmp_path, store, database_url, sandbox, httpx_mock
+):
+    config = programme_config(tmp_path, sandbox, database_url)
+    consented_sakura(config, store)
+    httpx_mock.add_exception(httpx.ConnectTimeout("timed out"), is_reusable=True)
+
+    output = cli(config, "tenants", "verify", "sakura", code=1).output
+
+    assert "✗ sign-in to Microsoft Graph: no answer from" in output
+    assert "could not be reached (no connection, or no answer in time)" in output
+    assert company_state(store, "sakura") == "consented"

@@ -160,8 +160,9 @@ def _print_verification(found: Verification) -> None:
     remedies = {c.remedy for c in failed}
     if Remedy.NETWORK in remedies and len(remedies) == 1:
         console.print(
-            f"{found.company_key}: not verified: the sign-in service or the APIs did not answer "
-            "in time (timeout); nothing is known yet, try again later",
+            f"{found.company_key}: not verified: the sign-in service or the APIs could not be "
+            "reached (no connection, or no answer in time); nothing is known yet, try again "
+            "later",
             soft_wrap=True,
         )
     else:
