@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
+import jwt
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import select
@@ -157,6 +158,18 @@ def test_a_consent_link_is_for_an_admitted_company_only(config, store):
     result = cli(config, "tenants", "consent-url", "sakura", code=2)
     assert "is pre_diagnosed (事前診断済)" in result.output
     assert "admitted" in result.output
+    verify = cli(config, "tenants", "verify", "sakura", code=2).output
+    assert "no consented tenant to verify yet" in verify
+
+
+def test_a_link_sent_again_names_the_tenant_and_speaks_the_companys_language(config, store):
+    admitted(store, "aozora", language="en")
+    cli(config, "tenants", "consented", "aozora", "--tenant-id", SAMPLE_TENANTS[2].tenant_id)
+
+    output = cli(config, "tenants", "consent-url", "aozora").output
+
+    assert f"/{SAMPLE_TENANTS[2].tenant_id}/v2.0/adminconsent?" in link_of(output)
+    assert "grant admin consent once more" in output and "Global Administrator" in output
 
 
 # --- consent recorded -------------------------------------------------------------------------
@@ -182,6 +195,9 @@ def test_a_reply_from_the_administrators_browser_records_the_tenant_and_the_cons
         ).one()
     assert event.detail["to"] == "consented" and event.detail["via"] == "reply"
     assert event.actor.startswith("cli:")
+    # The whole way from the link: verified, the service may poll it.
+    cli(config, "tenants", "verify", "sakura")
+    assert company_state(store, "sakura") == "tenant_verified"
 
 
 def test_a_reply_whose_state_was_made_up_or_issued_for_another_company_is_refused(
@@ -371,3 +387,37 @@ def test_verify_that_cannot_reach_the_network_says_so_and_changes_nothing(
     assert "✗ sign-in to Microsoft Graph: no answer from" in output
     assert "could not be reached (no connection, or no answer in time)" in output
     assert company_state(store, "sakura") == "consented"
+
+
+def test_the_sandbox_control_withdraws_a_permission_and_tokens_carry_roles(sandbox, now):
+    control = f"{sandbox.base_url}/sandbox/permissions"
+    secret = sandbox.secret_path(SAKURA.tenant_id).read_text().strip()
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": SAMPLE_CLIENT_ID,
+        "client_secret": secret,
+        "scope": "https://api.securitycenter.microsoft.com/.default",
+    }
+    with browser_of(sandbox) as client:
+        withdrawn = client.post(
+            control,
+            json={"tenant": SAKURA.key, "permission": "Machine.Offboard", "granted": False},
+        ).json()
+        token = client.post(
+            f"{sandbox.base_url}/{SAKURA.tenant_id}/oauth2/v2.0/token", data=form
+        ).json()["access_token"]
+        listed = client.get(control, params={"tenant": SAKURA.key}).json()
+        offboard = client.post(
+            f"{sandbox.base_url}/api/machines/x/offboard",
+            json={"Comment": "test"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert "Machine.Offboard" not in withdrawn["permissions"] == listed["permissions"]
+    roles = jwt.decode(token, options={"verify_signature": False})["roles"]
+    assert roles == ["Machine.Isolate", "Machine.Read.All", "Machine.Scan"]
+    assert offboard.status_code == 403
+    error = offboard.json()["error"]
+    assert error["code"] == "Forbidden" and "target" in error
+    assert error["message"].startswith(
+        "Missing application roles. API required roles: Machine.Offboard, application roles:"
+    )
