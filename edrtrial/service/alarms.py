@@ -7,7 +7,8 @@ its trial whose onboarded devices pass its planned seats or its course's cap are
 on the desk's first escalation channel; its recovery is told the same way. What was
 told is a `DeskAlarm` row written in the transaction that queues the notice, so neither
 the next run nor a restart tells it again. The rules are those of `edrtrial status`
-(`service/status.py`): the desk and the command never disagree.
+(`service/status.py`): the desk and the command never disagree; the seats' rule is
+`programme/seats.py`'s (`past_seats`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from edrtrial.models import Company, DeskAlarm, Tenant
 from edrtrial.notify.notices import ServiceAlarm, desk_service_alarm
 from edrtrial.notify.recipients import send_to_channel
 from edrtrial.programme.companies import tenant_of
-from edrtrial.programme.seats import seat_counts
+from edrtrial.programme.seats import past_seats, seat_counts
 from edrtrial.service import status
 from edrtrial.states import JourneyState, TenantState
 from edrtrial.timeutil import as_utc
@@ -109,19 +110,17 @@ def _seat_problems(session: Session, settings: Settings, now: datetime) -> list[
         if row is None:
             continue
         course = settings.programme.courses.get(company.course)
-        cap = min(company.seat_cap, course.seat_cap) if course else company.seat_cap
-        passed = []
-        if company.planned_seats and row.onboarded > company.planned_seats:
-            passed.append(f"its {company.planned_seats} planned seats")
-        if row.onboarded > cap:
-            unit = course.seat_unit if course else "seats"
-            passed.append(f"the cap of {cap} {unit}")
-        if not passed:
+        reason = past_seats(
+            row,
+            course.seat_cap if course else None,
+            course.seat_unit if course else "seats",
+        )
+        if not reason:
             continue
         alarm = ServiceAlarm(
             problem="seats",
             since=now,
-            reason=f"{row.onboarded} devices onboarded, more than {' and '.join(passed)}",
+            reason=reason,
             company_key=company.key,
             company_name=company.name,
             external_id=tenant.external_id,
