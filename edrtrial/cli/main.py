@@ -6,7 +6,17 @@ from pathlib import Path
 
 import click
 
-from edrtrial.cli import desk, devices, intake, journey, playbooks, programme, service, status
+from edrtrial.cli import (
+    connection,
+    desk,
+    devices,
+    intake,
+    journey,
+    playbooks,
+    programme,
+    service,
+    status,
+)
 from edrtrial.config import default_config_path
 
 
@@ -42,3 +52,5 @@ for command in devices.TICKET_COMMANDS:
     desk.ticket.add_command(command)
 for command in intake.APPLICATION_COMMANDS:
     journey.applications.add_command(command)
+for command in connection.TENANT_COMMANDS:
+    programme.tenants.add_command(command)
