@@ -6,7 +6,18 @@ from pathlib import Path
 
 import click
 
-from edrtrial.cli import desk, devices, journey, playbooks, programme, service, status, trials
+from edrtrial.cli import (
+    connection,
+    desk,
+    devices,
+    intake,
+    journey,
+    playbooks,
+    programme,
+    service,
+    status,
+    trials,
+)
 from edrtrial.config import default_config_path
 
 
@@ -40,5 +51,9 @@ for command in (
     main.add_command(command)
 for command in devices.TICKET_COMMANDS:
     desk.ticket.add_command(command)
+for command in intake.APPLICATION_COMMANDS:
+    journey.applications.add_command(command)
+for command in connection.TENANT_COMMANDS:
+    programme.tenants.add_command(command)
 for command in trials.TRIAL_COMMANDS:
     journey.trial.add_command(command)
