@@ -187,8 +187,17 @@ def test_run_job_says_in_words_what_the_job_did(config, sandbox):
     assert cli(config, "run-job", "outbox").stdout.startswith("outbox: ")
     assert "Stats(" not in cli(config, "run-job", "outbox").stdout
     assert cli(config, "run-job", "desk").stdout == "desk: nothing to do\n"
-    planned = cli(config, "run-job", "trial-lifecycle").stdout
-    assert planned == "trial-lifecycle: 0 offboarding tasks planned\n"
+    # midori's tasks were planned by `offboarding --plan`; the daily job sends them.
+    lifecycle = cli(config, "run-job", "trial-lifecycle").stdout
+    assert re.fullmatch(
+        r"trial-lifecycle: 0 offboarding tasks planned, \d+ offboarding tasks sent\n", lifecycle
+    )
+    assert cli(config, "run-job", "trial-lifecycle").stdout == (
+        "trial-lifecycle: 0 offboarding tasks planned\n"
+    )
+    sent = int(re.findall(r"(\d+) offboarding tasks sent", lifecycle)[0])
+    offboards = [c.get("Offboard", 0) for c in sandbox.world.action_counts(MIDORI).values()]
+    assert max(offboards) == 1 and sum(offboards) == sent  # over HTTPS, each device once
 
 
 def test_by_is_taken_after_the_sub_command_as_before_it(config, database_url):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -33,8 +33,10 @@ from test_desk_notices import (
 )
 from test_report_render import sample_report
 
-from edrtrial.config import ProgrammeConfig
+from edrtrial.config import AppRegistrationConfig, ProgrammeConfig
 from edrtrial.coverage import Coverage, coverage_at
+from edrtrial.models import Company
+from edrtrial.notify import trial_mail
 from edrtrial.notify.consent import consent_request_mail
 from edrtrial.notify.escalation_group import EscalatedTicket, desk_escalation_group_notice
 from edrtrial.notify.first_poll import (
@@ -60,6 +62,26 @@ from edrtrial.reports.render import RenderedMail, detection_report_mail, environ
 MARKS = ("\u240a", "\u240d", "\u2409")  # ␊ ␍ ␉
 
 
+def trial_mails(firm: Company) -> Iterator[RenderedMail]:
+    """The end-of-trial mails: the reminder, the offboarding (ended, withdrawn), the end."""
+    for app, manual in ((None, 0), (AppRegistrationConfig(client_id="app-1"), 1)):
+        facts = trial_mail.letter(
+            firm,
+            TRIAL,
+            offboard_from=TRIAL.ends_on + timedelta(days=1),
+            today=TRIAL.ends_on - timedelta(days=7),
+            at=DEADLINE,
+            programme=ProgrammeConfig(app=app),
+            desk=DESK,
+            devices=3 * manual,
+            manual=manual,
+        )
+        yield trial_mail.reminder_mail(firm, facts, 7)
+        yield trial_mail.offboarding_mail(firm, facts, withdrawn=False)
+        yield trial_mail.offboarding_mail(firm, facts, withdrawn=True)
+        yield trial_mail.offboarded_mail(firm, facts)
+
+
 def mails(language: str, coverage: Coverage = IN_TRIAL) -> Iterator[RenderedMail]:
     """Each mail the service sends, for a company of that language (desk mails are Japanese)."""
     firm = company(language)
@@ -80,6 +102,7 @@ def mails(language: str, coverage: Coverage = IN_TRIAL) -> Iterator[RenderedMail
         coverage,
     )
     yield detection_report_mail(sample_report())
+    yield from trial_mails(firm)
     yield desk_ticket_notice(firm, ticket(), [alert(1), alert(2, "Medium")], facts)
     yield desk_escalation_notice(firm, ticket(), [alert(1)], 2, DEADLINE, "oncall-teams", facts)
     escalated = EscalatedTicket(ticket(), DEADLINE, (alert(1), alert(2, "Medium")), facts)

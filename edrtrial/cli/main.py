@@ -16,6 +16,7 @@ from edrtrial.cli import (
     programme,
     service,
     status,
+    trials,
 )
 from edrtrial.config import default_config_path
 
@@ -54,3 +55,5 @@ for command in intake.APPLICATION_COMMANDS:
     journey.applications.add_command(command)
 for command in connection.TENANT_COMMANDS:
     programme.tenants.add_command(command)
+for command in trials.TRIAL_COMMANDS:
+    journey.trial.add_command(command)

@@ -236,7 +236,9 @@ def _report_html(
 
 @click.command()
 @click.option("--company", help="Only this company (key).")
-@click.option("--plan", is_flag=True, help="Run the trial-lifecycle check now.")
+@click.option(
+    "--plan", is_flag=True, help="Run the trial-lifecycle check now; send nothing (--execute does)."
+)
 @click.option("--execute", is_flag=True, help="Send the planned offboarding of --company.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @list_options
@@ -259,7 +261,7 @@ def offboarding(
     # With --json, stdout holds the JSON alone: what was planned or sent is said on stderr.
     said = err_console if as_json else console
     if plan:
-        said.print(f"{jobs.trial_lifecycle(runtime)} new task(s) planned")
+        said.print(f"{jobs.trial_lifecycle(runtime, send=False).planned} new task(s) planned")
     if execute:
         if not company:
             raise click.UsageError("--execute needs --company (one tenant at a time)")

@@ -1,8 +1,11 @@
 """End of trial: every device of a company that does not continue gets an offboarding task.
 
 Tasks are keyed by device, so re-running the daily job never plans or sends one twice. A
-task is sent to the EDR only by an explicit operator command, and only from `planned`
-(the table: `devices/states.py`; the send: `devices/send.py`, with this module's `ROUTE`).
+task is sent to the EDR only from `planned` (the table: `devices/states.py`; the send:
+`devices/send.py`, with this module's `ROUTE`): by the daily trial-lifecycle job on the day
+after the trial's end (the date the company was told), or by an operator's `offboarding
+--execute` (a task the EDR refused, or one sent by hand). A company that withdrew once its
+tenant was connected is offboarded the same way, from its withdrawal on.
 
 A task is planned from the decision of its day, but uninstalling the EDR from a company
 that meanwhile decided to continue (or whose trial was extended) would undo the programme's
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial import audit
@@ -43,7 +46,7 @@ from edrtrial.errors import ConnectorError
 from edrtrial.ingest.queries import inventory_read_at
 from edrtrial.models import Company, Device, ResponseAction, Tenant, Trial
 from edrtrial.programme.trials import trial_of_tenant
-from edrtrial.states import ActionState
+from edrtrial.states import ActionState, JourneyState
 from edrtrial.timeutil import jst_date
 
 INTERRUPTED = (
@@ -62,15 +65,30 @@ def offboard_key(tenant_id: int, device_source_id: str, number: int = 1) -> str:
     return key if number == 1 else f"{key}:{number}"
 
 
-def not_due(trial: Trial | None, today: date) -> str | None:
+def withdrew(company: Company | None) -> bool:
+    """The company withdrew once its tenant was connected: its devices leave at once."""
+    return (
+        company is not None
+        and company.withdrawn_at is not None
+        and company.state == JourneyState.OFFBOARDING
+    )
+
+
+def not_due(trial: Trial | None, today: date, company: Company | None = None) -> str | None:
     """Why the company's devices must not be offboarded on `today` (JST); None: they must.
 
-    The same test as planning (`ended_without_continuation`), read from the trial as it is now.
+    The same test as planning (`ended_without_continuation`), read from the trial (and the
+    company's journey) as they are now. A company that continues is never offboarded, even
+    one that withdrew; one that withdrew is offboarded before its trial's end.
     """
+    if trial is not None and trial.decision == "continue":
+        return f"the company decided to continue (trial end {trial.ends_on.isoformat()})"
+    if company is not None and company.state == JourneyState.CONTINUING:
+        return "the company continues with the vendor"
+    if withdrew(company):
+        return None
     if trial is None:
         return "the company has no trial"
-    if trial.decision == "continue":
-        return f"the company decided to continue (trial end {trial.ends_on.isoformat()})"
     if trial.ends_on >= today:
         return f"the trial runs until {trial.ends_on.isoformat()}"
     return None
@@ -78,16 +96,35 @@ def not_due(trial: Trial | None, today: date) -> str | None:
 
 def ended_without_continuation(
     session: Session, today: date
-) -> list[tuple[Company, Tenant, Trial]]:
-    """Companies whose trial ended before `today` (JST) and who did not decide to continue."""
+) -> list[tuple[Company, Tenant, Trial | None]]:
+    """Companies whose trial ended before `today` (JST) and who did not decide to continue,
+    and those offboarding because they withdrew (with or without a trial)."""
     rows = session.execute(
         select(Company, Tenant, Trial)
         .join(Tenant, Tenant.company_id == Company.id)
-        .join(Trial, Trial.company_id == Company.id)
-        .where(Trial.ends_on < today, Trial.decision != "continue")
+        .outerjoin(Trial, Trial.company_id == Company.id)
+        .where(
+            or_(
+                and_(Trial.ends_on < today, Trial.decision != "continue"),
+                and_(
+                    Company.withdrawn_at.is_not(None),
+                    Company.state == JourneyState.OFFBOARDING,
+                    or_(Trial.id.is_(None), Trial.decision != "continue"),
+                ),
+            ),
+            Company.state.not_in((JourneyState.CONTINUING, JourneyState.PURGED)),
+            Tenant.credentials_dropped_at.is_(None),
+        )
         .order_by(Company.key)
     )
     return [(c, t, tr) for c, t, tr in rows]
+
+
+def _plan_reason(company: Company, trial: Trial | None) -> str:
+    if withdrew(company) and company.withdrawn_at is not None:
+        return f"the company withdrew on {jst_date(company.withdrawn_at).isoformat()}"
+    assert trial is not None  # planned by its trial's end
+    return f"trial ended {trial.ends_on.isoformat()}, decision: {trial.decision}"
 
 
 def plan_offboarding(session: Session, today: date, now: datetime) -> list[ResponseAction]:
@@ -117,7 +154,7 @@ def plan_offboarding(session: Session, today: date, now: datetime) -> list[Respo
                 kind=ActionKind.OFFBOARD.value,
                 status=ActionState.PLANNED,
                 requested_by="trial-lifecycle",
-                reason=f"trial ended {trial.ends_on.isoformat()}, decision: {trial.decision}",
+                reason=_plan_reason(company, trial),
                 created_at=now,
                 updated_at=now,
             )
@@ -142,8 +179,9 @@ def cancel_moot_offboarding(
 ) -> list[ResponseAction]:
     """Cancel every planned task whose company continues or whose trial runs on (audited).
 
-    For whatever changed a decision or a trial (the config sync today, a command later):
-    `source` names where the change came from (the config file). Returns the cancelled tasks.
+    For whatever changed a decision or a trial (`trial decide`, the config sync, the daily
+    job); `source` names where the change came from (the config file). Returns the
+    cancelled tasks.
     """
     today = jst_date(at)
     cancelled = []
@@ -160,7 +198,7 @@ def cancel_moot_offboarding(
         .order_by(ResponseAction.id)
     ).all()
     for task, device, company, trial in rows:
-        why = not_due(trial, today)
+        why = not_due(trial, today, company)
         if why is None or not OFFBOARDING.move(session, task, "cancel", detail=why, updated_at=at):
             continue
         detail = {"company": company.key, "device": device.name, "reason": why}
@@ -213,7 +251,7 @@ def offboarding_plan(session: Session, tenant_id: int, now: datetime) -> Offboar
         trial.decision if trial else "none",
         trial.ends_on if trial else None,
         len(planned),
-        not_due(trial, jst_date(now)),
+        not_due(trial, jst_date(now), company),
     )
 
 
@@ -271,8 +309,10 @@ def _comment(task: ResponseAction, device: Device, actor: str) -> str:
 
 
 def _check_send(session: Session, task: ResponseAction, device: Device, at: datetime) -> str | None:
-    """Offboard only if the company still does not continue and its trial is still over."""
-    return not_due(trial_of_tenant(session, task.tenant_id), jst_date(at))
+    """Offboard only if the company still does not continue and its trial is still over
+    (or it withdrew)."""
+    company = session.get_one(Company, session.get_one(Tenant, task.tenant_id).company_id)
+    return not_due(trial_of_tenant(session, task.tenant_id), jst_date(at), company)
 
 
 def _manual(connector: Connector, device: Device) -> str | None:

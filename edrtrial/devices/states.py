@@ -87,6 +87,11 @@ OFFBOARDING = Machine(
         **_edr_steps(),
         "verify": Step((ActionState.SUCCEEDED, ActionState.STILL_REPORTING), ActionState.VERIFIED),
         "flag": Step((ActionState.SUCCEEDED,), ActionState.STILL_REPORTING),
+        # A person uninstalled it by hand (the offboarding script) and says so: the device
+        # handed over as manual work, or one still reporting after the EDR's offboarding.
+        "uninstalled": Step(
+            (ActionState.MANUAL, ActionState.STILL_REPORTING), ActionState.VERIFIED
+        ),
     },
 )
 

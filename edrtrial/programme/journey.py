@@ -13,7 +13,10 @@ The steps, in the order a company meets them:
     call_confirmed ─diagnose→ pre_diagnosed ─admit→ admitted
     waiting_list ─move_up→ call_confirmed, or admitted when already pre-diagnosed
     admitted ─consent→ consented ─verify→ tenant_verified ─start→ in_trial
-    in_trial ─near_end→ ending ─end→ continuing | offboarding ─offboarded→ offboarded
+    in_trial ─near_end→ ending ─continue→ continuing | ─offboard→ offboarding
+    offboarding ─offboarded→ offboarded (every device verified)
+    ending | continuing | offboarding ─extend→ in_trial (the end moved; nothing was sent yet)
+    offboarding ─continue→ continuing (a late answer, before any device was offboarded)
     offboarded | refused | not_eligible | withdrawn ─purge→ purged
     refuse: any step before admission; withdraw: any step before the trial (→ withdrawn),
     or once a tenant is connected (→ offboarding, its devices are uninstalled).
@@ -67,8 +70,10 @@ JOURNEY = Machine(
         "verify": Step((J.CONSENTED,), J.TENANT_VERIFIED),
         "start": Step((J.TENANT_VERIFIED,), J.IN_TRIAL),
         "near_end": Step((J.IN_TRIAL,), J.ENDING),
-        "extend": Step((J.ENDING,), J.IN_TRIAL),
-        "continue": Step((J.IN_TRIAL, J.ENDING), J.CONTINUING),
+        # An extension takes it back into the trial, also after its end while nothing was sent.
+        "extend": Step((J.ENDING, J.CONTINUING, J.OFFBOARDING), J.IN_TRIAL),
+        # After the end too: a company that answers late, before any device was offboarded.
+        "continue": Step((J.IN_TRIAL, J.ENDING, J.OFFBOARDING), J.CONTINUING),
         "offboard": Step((J.IN_TRIAL, J.ENDING, J.CONTINUING), J.OFFBOARDING),
         "offboarded": Step((J.OFFBOARDING,), J.OFFBOARDED),
         "purge": Step((J.OFFBOARDED, J.REFUSED, J.NOT_ELIGIBLE, J.WITHDRAWN), J.PURGED),

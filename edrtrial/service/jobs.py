@@ -37,6 +37,7 @@ from edrtrial.notify.report_mail import queue_detection_report
 from edrtrial.notify.webhooks import webhook_transport_from_config
 from edrtrial.programme import trials
 from edrtrial.service import alarms
+from edrtrial.service import trial_lifecycle as lifecycle_job
 from edrtrial.service.runtime import Runtime, TenantRef
 from edrtrial.states import ActionState, TenantState, WriteBackState
 from edrtrial.timeutil import JST, jst_date
@@ -402,19 +403,13 @@ def weekly_reports(rt: Runtime, today: date | None = None) -> int:
     return queued
 
 
-def trial_lifecycle(rt: Runtime, today: date | None = None) -> int:
-    """Plan offboarding for every device of companies whose trial ended without continuing.
-
-    Planned tasks that no longer fit (the company continues, its trial runs on) are
-    cancelled first.
-    """
-    today = today or jst_date(rt.clock())
-    with transaction(rt.sessions) as session:
-        offboarding.cancel_moot_offboarding(session, rt.clock())
-        created = offboarding.plan_offboarding(session, today, rt.clock())
-    if created:
-        log.info("planned %d offboarding tasks", len(created))
-    return len(created)
+def trial_lifecycle(
+    rt: Runtime, today: date | None = None, *, send: bool = True
+) -> lifecycle_job.LifecycleOutcome:
+    """The daily pass over every company's trial: reminders, the end, offboarding (sent on the
+    day after the end, re-checked at send time), offboarded, the purge after retention
+    (`service/trial_lifecycle.py`). With `send` off, planned tasks wait for an operator."""
+    return lifecycle_job.run(rt, today, send=send)
 
 
 TENANT_JOBS: dict[str, Callable[[Runtime, str], object]] = {"poll": poll, "inventory": inventory}

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from edrtrial.notify.outbox import DeliveryStats
 from edrtrial.service.jobs import DeskOutcome, PollOutcome
+from edrtrial.service.trial_lifecycle import LifecycleOutcome
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:
@@ -68,8 +69,24 @@ def desk_summary(outcome: DeskOutcome) -> str:
 _COUNTS = {
     "inventory": ("device seen", "devices seen"),
     "weekly-reports": ("report queued", "reports queued"),
-    "trial-lifecycle": ("offboarding task planned", "offboarding tasks planned"),
 }
+
+
+def lifecycle_summary(outcome: LifecycleOutcome) -> str:
+    """Tasks planned first (always said), then each other step taken, then what waits."""
+    done = _nonzero(
+        [
+            (outcome.ending, "trials ending"),
+            (outcome.reminders, "reminders queued"),
+            (outcome.continuing, "continuing"),
+            (outcome.offboarding, "told of their offboarding"),
+            (outcome.sent, "offboarding tasks sent"),
+            (outcome.offboarded, "offboarded"),
+            (outcome.purged, "purged"),
+        ]
+    )
+    planned = _count(outcome.planned, "offboarding task planned", "offboarding tasks planned")
+    return "; ".join([", ".join([planned, *done]), *outcome.problems])
 
 
 def _generic(result: object) -> str:
@@ -90,6 +107,8 @@ def describe(job: str, result: object) -> str:
         return outbox_summary(result)
     if isinstance(result, DeskOutcome):
         return desk_summary(result)
+    if isinstance(result, LifecycleOutcome):
+        return lifecycle_summary(result)
     if isinstance(result, int) and job in _COUNTS:
         return _count(result, *_COUNTS[job])
     return _generic(result)

@@ -1,0 +1,116 @@
+"""`trial start`, `trial decide` and `trial uninstalled`: a company's trial as the
+secretariat records it; what follows at its end is the daily trial-lifecycle job's.
+
+`cli/main.py` adds these to the journey's `trial` group (a command module imports only
+`cli.common`)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import click
+
+from edrtrial.cli.common import actor, console, fails_cleanly, runtime_of
+from edrtrial.db import transaction
+from edrtrial.devices.uninstalled import confirm_uninstalled
+from edrtrial.errors import JourneyError
+from edrtrial.programme.companies import tenant_of_company
+from edrtrial.programme.trial_steps import DECISIONS, start_trial
+from edrtrial.service.trial_lifecycle import company_by_key, decide
+from edrtrial.timeutil import jst_date
+
+_DECIDED = {
+    "continue": "continues with the vendor: nothing will be uninstalled",
+    "offboard": "does not continue: the EDR is uninstalled from every device after the end",
+    "undecided": "undecided: the reminders ask again before the new end",
+}
+
+
+def _day(value: datetime | None) -> date | None:
+    return None if value is None else value.date()
+
+
+@click.command("start")
+@click.argument("company")
+@click.option(
+    "--on", "on", type=click.DateTime(["%Y-%m-%d"]), help="First day (default: today, JST)."
+)
+@click.pass_context
+@fails_cleanly
+def trial_start(ctx: click.Context, company: str, on: datetime | None) -> None:
+    """Start a verified company's trial; it ends `trial_months` later (the cohort's, else
+    its course's), the day before the same date."""
+    runtime = runtime_of(ctx)
+    starts_on = _day(on) or jst_date(runtime.clock())
+    with transaction(runtime.sessions) as session:
+        found = company_by_key(session, company)
+        started = start_trial(
+            session,
+            runtime.config.settings.programme,
+            found,
+            starts_on,
+            actor=actor(ctx),
+            at=runtime.clock(),
+        )
+        name, key = found.name, found.key
+        ends_on = started.ends_on
+    console.print(
+        f"{name} ({key}): trial from {starts_on.isoformat()} to {ends_on.isoformat()} "
+        "(both days included)"
+    )
+
+
+@click.command("decide")
+@click.argument("company")
+@click.argument("decision", type=click.Choice(DECISIONS))
+@click.option(
+    "--until",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="With extend: the trial's new last day (after today and after its current end).",
+)
+@click.option("--reason", default="", help="Why, in the secretariat's words (kept in the audit).")
+@click.pass_context
+@fails_cleanly
+def trial_decide(
+    ctx: click.Context, company: str, decision: str, until: datetime | None, reason: str
+) -> None:
+    """Record the company's answer: continue (with the vendor), offboard, or extend --until."""
+    if until is not None and decision != "extend":
+        raise click.UsageError("--until goes with extend only")
+    runtime = runtime_of(ctx)
+    decided, cancelled = decide(
+        runtime, company, decision, actor=actor(ctx), until=_day(until), reason=reason
+    )
+    console.print(
+        f"{company}: {_DECIDED[decided.decision]} (trial end {decided.ends_on.isoformat()}, "
+        f"journey: {decided.journey.value})"
+    )
+    if cancelled:
+        console.print(f"{cancelled} planned offboarding task(s) cancelled")
+
+
+@click.command("uninstalled")
+@click.argument("company")
+@click.argument("device")
+@click.option("--note", default="", help="How it was done (kept in the audit).")
+@click.pass_context
+@fails_cleanly
+def trial_uninstalled(ctx: click.Context, company: str, device: str, note: str) -> None:
+    """Confirm that the EDR was uninstalled by hand from a device (the offboarding script),
+    for one the EDR cannot uninstall remotely or one still reporting."""
+    runtime = runtime_of(ctx)
+    with transaction(runtime.sessions) as session:
+        found = company_by_key(session, company)
+        tenant = tenant_of_company(session, found.id)
+        if tenant is None:
+            raise JourneyError(f"{found.key} has no tenant: it has no device to uninstall")
+        try:
+            confirm_uninstalled(
+                session, tenant.id, device, actor=actor(ctx), at=runtime.clock(), note=note
+            )
+        except LookupError as err:
+            raise JourneyError(f"{found.key}: {err}") from err
+    console.print(f"{company}: {device} confirmed uninstalled")
+
+
+TRIAL_COMMANDS = (trial_start, trial_decide, trial_uninstalled)
