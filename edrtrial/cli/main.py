@@ -6,7 +6,16 @@ from pathlib import Path
 
 import click
 
-from edrtrial.cli import desk, devices, journey, playbooks, programme, service, status
+from edrtrial.cli import (
+    admission,  # noqa: F401  (adds its commands to the journey's groups)
+    desk,
+    devices,
+    journey,
+    playbooks,
+    programme,
+    service,
+    status,
+)
 from edrtrial.config import default_config_path
 
 
