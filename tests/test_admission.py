@@ -287,3 +287,24 @@ def test_two_calls_at_once_for_the_last_place_do_not_over_fill_the_cohort(sessio
     for thread in threads:
         thread.join(20)
     assert states(sessions) == {"alpha": "call_confirmed", "beta": "waiting_list"}
+
+
+@pytest.mark.parametrize("language", ["ja", "en"])
+@pytest.mark.parametrize("event", ["waiting", "moved_up", "admitted", "refused"])
+def test_every_journey_mail_renders_in_both_languages(event, language):
+    from edrtrial.notify.journey_mail import journey_mail
+
+    company = Company(
+        key="alpha", name="株式会社アルファ", contact_name="", language=language, course="edr"
+    )
+    reason = {"code": "x", "ja": "理由です", "en": "the reason"}
+    mail = journey_mail(
+        company, event, SETTINGS.programme, SETTINGS.desk, position=3, reasons=[reason]
+    )
+    assert mail.subject.startswith("【EDR体験】" if language == "ja" else "[EDR trial] ")
+    assert "株式会社アルファ" in mail.text and "desk@example.jp" in mail.text
+    assert ("ご担当者 様" if language == "ja" else "Dear contact person,") in mail.text
+    if event == "refused":
+        assert ("理由です" if language == "ja" else "the reason") in mail.text
+    if event == "waiting":
+        assert ("3番目" if language == "ja" else "waiting list: 3") in mail.text

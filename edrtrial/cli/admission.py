@@ -473,6 +473,8 @@ def _admission(view: CompanyView) -> None:
             )
         elif view.company.place_since is not None:
             _line("place", f"held since {_when(view.company.place_since)}")
+        else:
+            _line("place", "none")
         _line("planned seats", f"{view.company.planned_seats} (cap {view.company.seat_cap})")
 
 
