@@ -192,3 +192,18 @@ def test_the_pre_diagnosis_must_say_whether_an_edr_is_installed(config):
         config, "applications", "prediagnose", "alpha", "--edr-users", "301", "--no-existing-edr"
     ).stdout
     assert "alpha: refused" in over and "301 planned EDR users: at most 300 per company" in over
+
+
+def test_a_larger_capacity_lets_the_waiting_in_and_a_closed_cohort_takes_nobody_new(config):
+    cli(config, "cohorts", "add", "c1", "--name", "第1期", "--capacity", "1")
+    for key in ("alpha", "beta", "gamma"):
+        cli(config, "applications", "call", key)
+    out = cli(config, "cohorts", "set", "c1", "--capacity", "2", "--closed").stdout
+    assert "cohort c1: 2 places, 2 held, 1 waiting, closed" in out
+    assert "beta: moved up from the waiting list, now call_confirmed; mail queued" in out
+    too_small = cli(config, "cohorts", "set", "c1", "--capacity", "1", code=2).output
+    assert "cohort 'c1' has 2 places held: its capacity cannot be 1" in too_small
+    refused = cli(config, "applications", "call", "long", code=2).output
+    assert "no open cohort of the course 'edr'" in refused
+    reopened = cli(config, "cohorts", "set", "c1", "--open").stdout
+    assert "cohort c1: 2 places, 2 held, 1 waiting, open" in reopened

@@ -305,6 +305,48 @@ def cohort_add_command(
     )
 
 
+@cohorts.command("set")
+@click.argument("key")
+@click.option("--capacity", type=click.IntRange(min=1), help="Companies it takes.")
+@click.option(
+    "--closed/--open", "closed", default=None, help="Close it to new companies, or reopen it."
+)
+@click.pass_context
+def cohort_set_command(
+    ctx: click.Context, key: str, capacity: int | None, closed: bool | None
+) -> None:
+    """Change a cohort's capacity, or close or reopen it (audited). Places a larger capacity
+    adds go to its waiting list at once, first come first served; each company is told."""
+    if capacity is None and closed is None:
+        raise click.UsageError("give --capacity N, --closed or --open")
+    runtime = runtime_of(ctx)
+    with transaction(runtime.sessions) as session:
+        moved = admission.change_cohort(
+            session,
+            runtime.config.settings,
+            key,
+            actor=actor(ctx),
+            at=runtime.clock(),
+            capacity=capacity,
+            closed=closed,
+        )
+        cohort = places.get(session, key)
+        counted = places.places(session, cohort)
+        taken = [(session.get_one(Company, m.company_id).key, m.event) for m in moved]
+    state = "closed" if cohort.closed else "open"
+    console.print(
+        f"cohort {key}: {cohort.capacity} places, {counted.held} held, {counted.waiting} "
+        f"waiting, {state}",
+        highlight=False,
+    )
+    for company_key, event in taken:
+        now = "admitted" if event == "admitted" else "call_confirmed"
+        console.print(
+            f"{company_key}: moved up from the waiting list, now {now}; mail queued",
+            highlight=False,
+        )
+
+
 @cohorts.command("list")
 @list_options
 @click.pass_context

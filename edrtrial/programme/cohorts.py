@@ -21,6 +21,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from edrtrial import audit
 from edrtrial.config import ProgrammeConfig
 from edrtrial.errors import JourneyError
 from edrtrial.models import Cohort, Company, PreDiagnosis
@@ -178,6 +179,45 @@ def add(
     session.add(cohort)
     session.flush()
     return cohort
+
+
+def change(
+    session: Session,
+    key: str,
+    *,
+    actor: str,
+    at: datetime,
+    capacity: int | None = None,
+    closed: bool | None = None,
+) -> tuple[Cohort, list[Moved]]:
+    """Change a cohort's capacity or close (open) it, audited; places a larger capacity
+    adds go to its waiting list at once, first come first served."""
+    cohort = lock(session, get(session, key).id)
+    before = {"capacity": cohort.capacity, "closed": cohort.closed}
+    if capacity is not None:
+        taken = held(session, cohort.id)
+        if capacity < max(taken, 1):
+            raise JourneyError(
+                f"cohort {cohort.key!r} has {taken} places held: its capacity cannot be {capacity}"
+            )
+        cohort.capacity = capacity
+    if closed is not None:
+        cohort.closed = closed
+    after = {"capacity": cohort.capacity, "closed": cohort.closed}
+    audit.record(
+        session,
+        at=at,
+        actor=actor,
+        action="cohort.changed",
+        tenant_id=None,
+        target=f"cohort:{cohort.key}",
+        detail={"from": before, "to": after},
+    )
+    moved: list[Moved] = []
+    if cohort.capacity > before["capacity"]:
+        why = f"cohort {cohort.key}'s capacity went from {before['capacity']} to {capacity}"
+        moved = fill(session, cohort.id, actor=actor, at=at, why=why)
+    return cohort, moved
 
 
 def all_cohorts(session: Session) -> Sequence[Cohort]:

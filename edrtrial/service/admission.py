@@ -8,6 +8,7 @@ queued with the step or not at all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -16,7 +17,7 @@ from edrtrial.config import Settings
 from edrtrial.desk.calendar import BusinessCalendar
 from edrtrial.models import Company
 from edrtrial.notify.journey_mail import tell
-from edrtrial.programme import admission
+from edrtrial.programme import admission, cohorts
 from edrtrial.programme.admission import Diagnosis, Outcome
 from edrtrial.programme.journey_view import DueOn
 
@@ -97,6 +98,22 @@ def withdraw(
     return outcome
 
 
+def change_cohort(
+    session: Session,
+    settings: Settings,
+    key: str,
+    *,
+    actor: str,
+    at: datetime,
+    capacity: int | None = None,
+    closed: bool | None = None,
+) -> list[cohorts.Moved]:
+    """Change a cohort; each company a larger capacity lets in from its waiting list is told."""
+    _, moved = cohorts.change(session, key, actor=actor, at=at, capacity=capacity, closed=closed)
+    _tell_moved(session, settings, moved)
+    return moved
+
+
 def _tell(session: Session, settings: Settings, outcome: Outcome) -> None:
     """Queue the mail the step owes the company, and each company that moved up."""
     programme, desk = settings.programme, settings.desk
@@ -111,6 +128,11 @@ def _tell(session: Session, settings: Settings, outcome: Outcome) -> None:
             position=outcome.position,
             reasons=outcome.reasons,
         )
-    for moved in outcome.moved:
-        company = session.get_one(Company, moved.company_id)
-        tell(session, company, moved.event, programme, desk)
+    _tell_moved(session, settings, outcome.moved)
+
+
+def _tell_moved(session: Session, settings: Settings, moved: Sequence[cohorts.Moved]) -> None:
+    """Tell each company that took a freed place: moved up, or admitted if pre-diagnosed."""
+    for one in moved:
+        company = session.get_one(Company, one.company_id)
+        tell(session, company, one.event, settings.programme, settings.desk)
