@@ -11,6 +11,7 @@ from edrtrial.cli import (
     desk,
     devices,
     journey,
+    journey_view,  # noqa: F401  (adds its commands to the journey's groups)
     playbooks,
     programme,
     service,

@@ -12,7 +12,7 @@ layer's business).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Protocol
 
@@ -66,7 +66,7 @@ class Outcome:
     cohort_key: str | None = None
     position: int | None = None  # on the waiting list, 1 = next
     reasons: tuple[Reason, ...] = ()
-    moved: tuple[cohorts.Moved, ...] = field(default=())
+    moved: tuple[cohorts.Moved, ...] = ()
 
     @property
     def event(self) -> str | None:
@@ -105,12 +105,16 @@ def company_named(session: Session, key: str) -> Company:
     raise JourneyError(f"no company {one_line(key)!r} in the store")
 
 
+CURRENT_FIRST = (Application.repeat_of.is_not(None), Application.received_at.desc())
+"""A company's applications, the one its journey follows first: the latest not a repeat."""
+
+
 def current_application(session: Session, company_id: int) -> Application | None:
     """The company's application its journey follows: the latest that is not a repeat."""
     latest = (
         select(Application)
         .where(Application.company_id == company_id)
-        .order_by(Application.repeat_of.is_not(None), Application.received_at.desc())
+        .order_by(*CURRENT_FIRST)
         .limit(1)
     )
     return session.scalar(latest)
@@ -152,35 +156,23 @@ def record_call(
     application.call_by = person_of(actor)
     application.call_notes = notes
     full = cohorts.held(session, cohort.id) >= cohort.capacity
-    detail = {"cohort": cohort.key, "due_on": application.call_due_on.isoformat()}
-    if full:
-        advance(
-            session,
-            company,
-            "queue",
-            actor=actor,
-            at=at,
-            why=f"cohort {cohort.key} is full ({cohort.capacity})",
-            detail=detail,
-            cohort_id=cohort.id,
-            queued_at=at,
-            place_since=None,
-            course=cohort.course,
-        )
-    else:
-        advance(
-            session,
-            company,
-            "call",
-            actor=actor,
-            at=at,
-            why="the confirmation call completed the application",
-            detail=detail,
-            cohort_id=cohort.id,
-            queued_at=at,
-            place_since=at,
-            course=cohort.course,
-        )
+    advance(
+        session,
+        company,
+        "queue" if full else "call",
+        actor=actor,
+        at=at,
+        why=(
+            f"cohort {cohort.key} is full ({cohort.capacity})"
+            if full
+            else "the confirmation call completed the application"
+        ),
+        detail={"cohort": cohort.key, "due_on": application.call_due_on.isoformat()},
+        cohort_id=cohort.id,
+        queued_at=at,
+        place_since=None if full else at,
+        course=cohort.course,
+    )
     return Outcome(
         company.id,
         state_of(company),
@@ -259,7 +251,7 @@ def record_prediagnosis(
         )
     )
     if reasons:
-        return _release(session, company, "refuse", actor=actor, at=at, reasons=reasons, detail={})
+        return _release(session, company, "refuse", actor=actor, at=at, reasons=reasons)
     company.planned_seats = diagnosis.edr_users
     company.seat_cap = course.seat_cap
     if company.state == J.WAITING_LIST:
@@ -284,7 +276,7 @@ def refuse(session: Session, company: Company, reason: str, *, actor: str, at: d
     """The secretariat refuses the company (before admission); its place goes to the next."""
     JOURNEY.check("refuse", company.state, f"company {company.key!r}")
     found: Reason = {"code": "secretariat", "ja": reason, "en": reason}
-    return _release(session, company, "refuse", actor=actor, at=at, reasons=[found], detail={})
+    return _release(session, company, "refuse", actor=actor, at=at, reasons=[found])
 
 
 def withdraw(
@@ -298,9 +290,7 @@ def withdraw(
         )
         return Outcome(company.id, state_of(company), _cohort_key(company))
     JOURNEY.check("withdraw", company.state, f"company {company.key!r}")
-    return _release(
-        session, company, "withdraw", actor=actor, at=at, reasons=[], detail={}, why=reason
-    )
+    return _release(session, company, "withdraw", actor=actor, at=at, reasons=[], why=reason)
 
 
 def _release(
@@ -311,7 +301,6 @@ def _release(
     actor: str,
     at: datetime,
     reasons: list[Reason],
-    detail: dict[str, object],
     why: str = "",
 ) -> Outcome:
     """Take a step that ends the company's hold on its place, and give the place on."""
@@ -330,7 +319,7 @@ def _release(
         actor=actor,
         at=at,
         why=why,
-        detail=detail | ({"reasons": reasons} if reasons else {}),
+        detail={"reasons": reasons} if reasons else None,
         **values,
     )
     moved: list[cohorts.Moved] = []

@@ -13,12 +13,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from edrtrial.config import ProgrammeConfig
 from edrtrial.models import Application, AuditEvent, Cohort, Company, PreDiagnosis, Tenant, Trial
 from edrtrial.programme import cohorts
-from edrtrial.programme.admission import current_application
+from edrtrial.programme.admission import CURRENT_FIRST, current_application
 from edrtrial.states import JourneyState as J
 from edrtrial.timeutil import jst_date
 
@@ -61,26 +61,49 @@ def _due(application: Application | None, due_on: DueOn) -> date | None:
     return application.call_due_on or due_on(application.received_at)
 
 
-def _place(session: Session, company: Company) -> str:
-    if company.state == J.WAITING_LIST:
-        return f"waiting {cohorts.waiting_position(session, company)}"
+def _place(company: Company, positions: dict[int, int]) -> str:
+    if company.id in positions:
+        return f"waiting {positions[company.id]}"
     if company.place_since is not None and company.state in cohorts.HOLDING:
         return "held"
     return ""
 
 
 def _reasons(
-    session: Session, company: Company, application: Application | None
+    company: Company, application: Application | None, diagnosis: PreDiagnosis | None
 ) -> tuple[str, ...]:
     """Why it stands where it does, short: the rules' and the pre-diagnosis' reason codes,
     or the secretariat's own words for a refusal or withdrawal."""
     found = [r.get("code", "") for r in (application.eligibility_reasons if application else [])]
-    diagnosis = session.scalar(select(PreDiagnosis).where(PreDiagnosis.company_id == company.id))
     if diagnosis is not None:
         found += [r.get("code", "") for r in diagnosis.reasons]
     if company.state in (J.REFUSED, J.WITHDRAWN) and company.state_reason and not found:
         found.append(company.state_reason)
     return tuple(r for r in found if r)
+
+
+def _waiting_positions(session: Session) -> dict[int, int]:
+    """Each waiting company's place on its cohort's list (1 = next), in one query."""
+    positions: dict[int, int] = {}
+    counts: dict[int | None, int] = {}
+    waiting = session.execute(
+        select(Company.id, Company.cohort_id)
+        .where(Company.state == J.WAITING_LIST)
+        .order_by(Company.cohort_id, Company.queued_at, Company.id)
+    )
+    for company_id, cohort_id in waiting:
+        counts[cohort_id] = counts.get(cohort_id, 0) + 1
+        positions[company_id] = counts[cohort_id]
+    return positions
+
+
+def _current_applications(session: Session) -> dict[int, Application]:
+    """Each company's current application (`admission.current_application`), in one query."""
+    found: dict[int, Application] = {}
+    ordered = select(Application).order_by(Application.company_id, *CURRENT_FIRST)
+    for application in session.scalars(ordered):
+        found.setdefault(application.company_id, application)
+    return found
 
 
 def application_rows(
@@ -92,15 +115,20 @@ def application_rows(
     cohort: Cohort | None = None,
     overdue_only: bool = False,
 ) -> list[ApplicationRow]:
-    """The companies in the store with their application, oldest application first."""
-    query = select(Company)
+    """The companies in the store with their application, oldest application first.
+
+    A few queries whatever the number of companies: a cohort lists a hundred of them."""
+    query = select(Company).options(selectinload(Company.cohort))
     if states:
         query = query.where(Company.state.in_(states))
     if cohort is not None:
         query = query.where(Company.cohort_id == cohort.id)
+    applications = _current_applications(session)
+    positions = _waiting_positions(session)
+    diagnoses = {d.company_id: d for d in session.scalars(select(PreDiagnosis))}
     rows: list[ApplicationRow] = []
     for company in session.scalars(query.order_by(Company.id)):
-        application = current_application(session, company.id)
+        application = applications.get(company.id)
         due = _due(application, due_on)
         overdue = is_overdue(company, application, due, today)
         if overdue_only and not overdue:
@@ -114,8 +142,8 @@ def application_rows(
                 call_due_on=due,
                 overdue=overdue,
                 cohort=company.cohort.key if company.cohort is not None else "",
-                place=_place(session, company),
-                reasons=_reasons(session, company, application),
+                place=_place(company, positions),
+                reasons=_reasons(company, application, diagnoses.get(company.id)),
             )
         )
     rows.sort(key=lambda r: (r.received_at is None, r.received_at or datetime.min, r.key))
