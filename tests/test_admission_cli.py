@@ -207,3 +207,9 @@ def test_a_larger_capacity_lets_the_waiting_in_and_a_closed_cohort_takes_nobody_
     assert "no open cohort of the course 'edr'" in refused
     reopened = cli(config, "cohorts", "set", "c1", "--open").stdout
     assert "cohort c1: 2 places, 2 held, 1 waiting, open" in reopened
+
+
+@pytest.mark.parametrize("key", ["C1", "第1期", "c 1", "c_1"])
+def test_a_cohort_key_is_plain(config, key):
+    out = cli(config, "cohorts", "add", key, "--name", "x", "--capacity", "5", code=2).output
+    assert "lower-case letters, digits and '-'" in out

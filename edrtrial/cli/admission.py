@@ -17,7 +17,6 @@ from edrtrial.cli.common import (
 )
 from edrtrial.cli.journey import applications, cohorts, company
 from edrtrial.db import transaction
-from edrtrial.errors import JourneyError
 from edrtrial.models import Company
 from edrtrial.programme import cohorts as places
 from edrtrial.programme.admission import POLICIES, Diagnosis, Outcome
@@ -171,8 +170,6 @@ def cohort_add_command(
     closed: bool,
 ) -> None:
     """Add a cohort of a course: its places go first come, first served."""
-    if key != key.strip().lower() or not key.strip():
-        raise JourneyError(f"a cohort key is lower case, without spaces: not {key!r}")
     runtime = runtime_of(ctx)
     with transaction(runtime.sessions) as session:
         added = places.add(

@@ -124,7 +124,11 @@ def list_command(
         highlight=False,
     )
     if late:
-        console.print("call due: ! past its day (3 business days after the application)")
+        days = runtime.config.settings.programme.call_business_days
+        console.print(
+            f"call due: ! past its day ({days} business days after the application)",
+            highlight=False,
+        )
 
 
 # One company's whole journey.

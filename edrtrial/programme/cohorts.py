@@ -14,6 +14,7 @@ what the first committed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +29,9 @@ from edrtrial.models import Cohort, Company, PreDiagnosis
 from edrtrial.programme.journey import advance
 from edrtrial.states import JourneyState as J
 from edrtrial.untrusted import one_line
+
+KEY = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+"""A cohort's key: typed in commands, so as plain as a company's."""
 
 #: A company of the cohort in one of these states holds one of its places.
 HOLDING = (
@@ -159,6 +163,11 @@ def add(
     closed: bool = False,
 ) -> Cohort:
     """Add a cohort of one of the configured courses."""
+    if not KEY.fullmatch(key):
+        raise JourneyError(
+            f"cohort key {one_line(key)!r}: lower-case letters, digits and '-', at most 64 "
+            "(e.g. 2026-1)"
+        )
     if course not in programme.courses:
         raise JourneyError(
             f"no course {one_line(course)!r} in the config's programme.courses "
