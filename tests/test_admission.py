@@ -4,6 +4,7 @@ list; a refusal, a failing pre-diagnosis or a withdrawal frees it for the first 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -260,33 +261,67 @@ def test_nothing_to_withdraw_from_once_finished(sessions):
             admission.withdraw(session, SETTINGS, "alpha", "x", actor=ACTOR, at=at(1))
 
 
-def test_two_calls_at_once_for_the_last_place_do_not_over_fill_the_cohort(sessions):
-    """The second call waits for the first's lock on the cohort, then counts its place."""
-    add_cohort(sessions, capacity=1)
-    eligible(sessions, "alpha", "beta")
-    first_called, commit_first = threading.Event(), threading.Event()
-    outcomes: dict[str, object] = {}
+Step = Callable[[Session], object]
 
-    def first() -> None:
-        with transaction(sessions) as session:
-            outcomes["alpha"] = admission.call(session, SETTINGS, "alpha", actor=ACTOR, at=at(0))
-            first_called.set()
-            commit_first.wait(10)
 
-    def second() -> None:
-        with transaction(sessions) as session:
-            outcomes["beta"] = admission.call(session, SETTINGS, "beta", actor=ACTOR, at=at(0))
+def at_once(sessions: sessionmaker[Session], first: Step, second: Step) -> None:
+    """Run `first` in a transaction held open until `second` has started in another; the
+    second must wait for the first's lock on the cohort, then see what it committed."""
+    first_done, commit_first = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
 
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    def run(step: Step, done: threading.Event | None = None) -> None:
+        try:
+            with transaction(sessions) as session:
+                step(session)
+                if done is not None:
+                    done.set()
+                    commit_first.wait(10)
+        except BaseException as err:  # the test thread reports it
+            failures.append(err)
+            first_done.set()
+
+    threads = [
+        threading.Thread(target=run, args=(first, first_done)),
+        threading.Thread(target=run, args=(second,)),
+    ]
     threads[0].start()
-    assert first_called.wait(10)
+    assert first_done.wait(10)
     threads[1].start()
     threads[1].join(1)
-    assert threads[1].is_alive(), "the second call counted before the first committed"
+    assert threads[1].is_alive(), "the second step counted before the first committed"
     commit_first.set()
     for thread in threads:
         thread.join(20)
+    assert not failures, failures
+
+
+def calling(key: str) -> Step:
+    return lambda session: admission.call(session, SETTINGS, key, actor=ACTOR, at=at(0))
+
+
+def test_two_calls_at_once_for_the_last_place_do_not_over_fill_the_cohort(sessions):
+    add_cohort(sessions, capacity=1)
+    eligible(sessions, "alpha", "beta")
+    at_once(sessions, calling("alpha"), calling("beta"))
     assert states(sessions) == {"alpha": "call_confirmed", "beta": "waiting_list"}
+
+
+def test_a_call_while_a_refusal_gives_the_place_on_waits_behind_the_list(sessions):
+    add_cohort(sessions, capacity=1)
+    eligible(sessions, "alpha", "beta", "gamma")
+    call(sessions, "alpha", 0)
+    call(sessions, "beta", 1)
+
+    def refusing(session: Session) -> object:
+        return admission.refuse(session, SETTINGS, "alpha", "重複申込", actor=ACTOR, at=at(5))
+
+    at_once(sessions, refusing, calling("gamma"))
+    assert states(sessions) == {
+        "alpha": "refused",
+        "beta": "call_confirmed",
+        "gamma": "waiting_list",
+    }
 
 
 @pytest.mark.parametrize("language", ["ja", "en"])
