@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, runtime_chec
 
 from pydantic import BaseModel
 
+from edrtrial.errors import AuthError, ConnectorError, TransientError
 from edrtrial.timeutil import Stamp
 
 
@@ -177,6 +178,31 @@ class Batch(Generic[T]):
         return not self.rejected
 
 
+class Remedy(StrEnum):
+    """Who must act on a failed access check, so the core can add its own next step (the
+    consent URL for the company) without reading the connector's words."""
+
+    NONE = ""
+    CONSENT = "consent"  # the company's global administrator consents (again)
+    PERMISSION = "permission"  # add the permission to the programme's app, then consent again
+    APP = "app"  # the programme's app registration: its secret or certificate, not the company
+    TENANT_ID = "tenant_id"  # the recorded tenant id names no tenant
+    PROVISIONING = "provisioning"  # the EDR is not set up in the tenant yet, or has no device
+    NETWORK = "network"  # no answer in time: nothing is known yet, try again later
+
+
+@dataclass(frozen=True, slots=True)
+class AccessCheck:
+    """One thing the service needs from a tenant, tried (a smallest read) or read from the
+    token's granted permissions: whether it holds, and if not why and what a person does."""
+
+    name: str  # "Graph alerts_v2 (SecurityAlert.Read.All)"
+    ok: bool
+    reason: str = ""  # what went wrong, in words; on success an optional remark
+    action: str = ""  # what an operator does about it (who, where)
+    remedy: Remedy = Remedy.NONE
+
+
 class Capability(StrEnum):
     """What a connector can do beyond reading alerts."""
 
@@ -281,6 +307,31 @@ class Connector(Protocol):
         """Write the desk's verdict back to the EDR (only with the WRITE_BACK capability)."""
         ...
 
+    def verify_access(self) -> list[AccessCheck]:
+        """Check everything the service will need from this tenant, without changing anything
+        there: sign-in to each API, the smallest read of each endpoint polled, and each
+        permission of an action it cannot try without harm. Every check is listed, passed or
+        not; a connector with nothing finer to check reads its device inventory
+        (`inventory_check`)."""
+        ...
+
     def close(self) -> None:
         """Release the HTTP client."""
         ...
+
+
+def inventory_check(connector: Connector, name: str) -> list[AccessCheck]:
+    """The default `verify_access`: the device inventory read once, or why it cannot be.
+
+    For an EDR whose key opens everything it gives (CyCraft's API key), reading works or
+    nothing does, so one read says all there is to say.
+    """
+    try:
+        found = connector.fetch_devices()
+    except AuthError as err:
+        return [AccessCheck(name, False, str(err), err.operator_action)]
+    except TransientError as err:
+        return [AccessCheck(name, False, str(err), "Try again later.", Remedy.NETWORK)]
+    except ConnectorError as err:
+        return [AccessCheck(name, False, str(err))]
+    return [AccessCheck(name, True, f"{len(found.records)} device(s) listed")]

@@ -38,6 +38,12 @@ class PlaybookError(EdrTrialError):
     """A playbook file is wrong; the message names the file, the line and the problem."""
 
 
+class IntakeError(EdrTrialError):
+    """A file of applications (or of earlier participants) cannot be read as a whole; the
+    message names the file, the line where it can, and what to do. A bad row is not one: it
+    is reported with its line and the good rows are imported."""
+
+
 class StoreError(EdrTrialError):
     """The database is unusable as it is (for example not migrated)."""
 

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Self
 from pydantic import BaseModel
 
 from edrtrial.connectors.base import (
+    AccessCheck,
     ActionKind,
     ActionResult,
     ActionStatus,
@@ -20,6 +21,7 @@ from edrtrial.connectors.base import (
     DeviceRecord,
     IncidentRecord,
     Rejected,
+    inventory_check,
 )
 from edrtrial.errors import Unmappable
 from edrtrial.timeutil import Stamp
@@ -135,6 +137,9 @@ class FakeConnector:
 
     def can_offboard(self, os_platform: str) -> bool:
         return os_platform.lower().startswith("windows")
+
+    def verify_access(self) -> list[AccessCheck]:
+        return inventory_check(self, "fake inventory")
 
     def close(self) -> None:
         pass

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from admission_rows import add_cohort, eligible, settings
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,6 +19,7 @@ from edrtrial.programme.admission import Diagnosis
 from edrtrial.service import admission
 
 import clock
+from admission_rows import add_cohort, eligible, settings
 
 SETTINGS = settings()
 ACTOR = "cli:sato"

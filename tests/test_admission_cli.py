@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
-from admission_rows import add_eligible
 from click.testing import CliRunner, Result
 from rich.cells import cell_len
 from sqlalchemy import select
@@ -19,6 +19,7 @@ from edrtrial.db import transaction
 from edrtrial.models import OutboxMessage
 
 import clock
+from admission_rows import add_eligible
 from sandbox_config import settings, write_config
 
 LONG_NAME = "株式会社とても長い名前の精密機械製作所ホールディングス東京本社"
@@ -213,3 +214,32 @@ def test_a_larger_capacity_lets_the_waiting_in_and_a_closed_cohort_takes_nobody_
 def test_a_cohort_key_is_plain(config, key):
     out = cli(config, "cohorts", "add", key, "--name", "x", "--capacity", "5", code=2).output
     assert "lower-case letters, digits and '-'" in out
+
+
+def test_the_imported_sample_goes_from_its_call_to_admission(tmp_path, database_url, sessions):
+    """The web form's sample, as intake stores it, through the call and the pre-diagnosis."""
+    data = settings(database_url, companies_count=0, mail_dir=tmp_path / "mail")
+    config = write_config(tmp_path / "sample.toml", data)
+    sample = files("edrtrial.programme") / "samples" / "applications.csv"
+    cli(config, "applications", "import", str(sample))
+    cli(config, "cohorts", "add", "2026-1", "--name", "令和8年度 第1期", "--capacity", "2")
+
+    listed = {r["key"]: r for r in json.loads(cli(config, "applications", "list", "--json").stdout)}
+    assert listed["c-1012345"]["call_due_on"] == "2026-12-03"  # as intake recorded it
+    assert listed["c-1077777"]["state"] == "not_eligible" and listed["c-1077777"]["reasons"]
+    for key in ("c-1012345", "c-1098765", "sp-0001"):
+        cli(config, "applications", "call", key)
+    assert listed["sp-0001"]["state"] == "eligible"
+    admitted = cli(
+        config, "applications", "prediagnose", "c-1098765", "--edr-users", "90",
+        "--no-existing-edr",
+    )  # fmt: skip
+    assert "c-1098765: admitted (a place in cohort 2026-1)" in admitted.stdout
+    shown = "\n".join(lines(cli(config, "company", "show", "c-1012345")))
+    assert "法人番号 1012345" not in shown and "法人番号 5010801012345" in shown
+    assert "as received: 会社名: 株式会社さくら製作所" in shown
+    assert "call: done" in shown and "the pre-diagnosis (事前診断)" in shown
+    waiting = json.loads(
+        cli(config, "applications", "list", "--status", "waiting_list", "--json").stdout
+    )
+    assert [(r["key"], r["place"]) for r in waiting] == [("sp-0001", "waiting 1")]

@@ -7,18 +7,23 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
-from admission_rows import add_cohort, add_eligible, settings
 from sqlalchemy import select
 
 from edrtrial.config import CalendarConfig
 from edrtrial.db import transaction
-from edrtrial.desk.calendar import BusinessCalendar
 from edrtrial.models import Application
-from edrtrial.programme.admission import call_due
+from edrtrial.programme.admission import call_due_on
 from edrtrial.service import admission
 from edrtrial.timeutil import JST
 
-CALENDAR = BusinessCalendar.from_config(CalendarConfig())
+from admission_rows import add_cohort, add_eligible, settings
+
+DUE_ON = admission.due_on(settings())
+
+
+def call_due(received_at: datetime, due_on=DUE_ON) -> date:
+    """The call's day of an application received then, whose day intake did not record."""
+    return call_due_on(Application(received_at=received_at, call_due_on=None), due_on)
 
 
 def jst(*args: int) -> datetime:
@@ -44,19 +49,25 @@ def jst(*args: int) -> datetime:
     ],
 )
 def test_the_call_is_due_three_business_days_after_the_application(received, due):
-    assert call_due(received, CALENDAR, 3) == due
+    assert call_due(received) == due
 
 
 def test_the_day_is_tokyo_s_not_utc_s():
     # Sunday 20:00 UTC is Monday 05:00 in Tokyo: Monday is the day it came.
-    assert call_due(datetime(2026, 11, 15, 20, 0, tzinfo=UTC), CALENDAR, 3) == date(2026, 11, 19)
+    assert call_due(datetime(2026, 11, 15, 20, 0, tzinfo=UTC)) == date(2026, 11, 19)
 
 
 def test_extra_closed_days_and_the_configured_count_are_honoured():
-    closed = BusinessCalendar.from_config(CalendarConfig(closed_days=[date(2026, 11, 17)]))
-    assert call_due(jst(2026, 11, 16, 10, 0), closed, 3) == date(2026, 11, 20)
-    # Five days from Monday 16: 17 to 20, then 24 (23 is a holiday).
-    assert call_due(jst(2026, 11, 16, 10, 0), CALENDAR, 5) == date(2026, 11, 24)
+    closed = settings(call_business_days=5).model_copy(
+        update={"calendar": CalendarConfig(closed_days=[date(2026, 11, 17)])}
+    )
+    # Five days from Monday 16: 18 to 20, 24 and 25 (17 closed, 23 a holiday).
+    assert call_due(jst(2026, 11, 16, 10, 0), admission.due_on(closed)) == date(2026, 11, 25)
+
+
+def test_a_day_intake_recorded_stands():
+    recorded = Application(received_at=jst(2026, 11, 16, 10), call_due_on=date(2026, 11, 30))
+    assert call_due_on(recorded, DUE_ON) == date(2026, 11, 30)
 
 
 def test_the_call_records_the_deadline_when_intake_did_not(sessions):

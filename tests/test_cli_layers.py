@@ -80,17 +80,11 @@ def _is_common(dotted: str) -> bool:
     return dotted == "edrtrial.cli.common" or dotted.startswith("edrtrial.cli.common.")
 
 
-def _is_journey_group(dotted: str) -> bool:
-    return dotted == "edrtrial.cli.journey" or dotted.startswith("edrtrial.cli.journey.")
-
-
 def cli_imports(source: str, module: str, is_package: bool = False) -> list[str]:
     """Each CLI module this one imports that it may not.
 
-    A command module may import only `edrtrial.cli.common` and the journey's command groups
-    (`edrtrial.cli.journey`, which each domain's module adds its commands to);
-    `edrtrial.cli.main` may import them all; code outside the CLI may import none of it (the
-    CLI is the top layer).
+    A command module may import only `edrtrial.cli.common`; `edrtrial.cli.main` may import
+    them all; code outside the CLI may import none of it (the CLI is the top layer).
     """
     inside = _is_cli(module)
     found = []
@@ -98,9 +92,7 @@ def cli_imports(source: str, module: str, is_package: bool = False) -> list[str]
         dotted = f"{target}.{name}" if name else target  # `from edrtrial.cli import desk`
         if not _is_cli(dotted) or dotted == module:
             continue
-        if inside and (
-            module == "edrtrial.cli.main" or _is_common(dotted) or _is_journey_group(dotted)
-        ):
+        if inside and (module == "edrtrial.cli.main" or _is_common(dotted)):
             continue
         found.append(f"line {line}: {dotted}")
     return found

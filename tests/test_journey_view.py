@@ -5,23 +5,22 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from admission_rows import add_eligible, settings
 from sqlalchemy.orm import Session
 
 from edrtrial.db import transaction
 from edrtrial.models import Application, Company, Tenant, Trial
 from edrtrial.programme import journey_view
-from edrtrial.programme.admission import call_due
-from edrtrial.service.admission import calendar_of
+from edrtrial.service import admission
 
 import clock
+from admission_rows import add_eligible, settings
 
 SETTINGS = settings()
 TODAY = clock.TODAY  # Wednesday 25 November 2026
 
 
 def view(session: Session, company: Company) -> journey_view.CompanyView:
-    due_on = lambda at: call_due(at, calendar_of(SETTINGS), 3)  # noqa: E731
+    due_on = admission.due_on(SETTINGS)
     return journey_view.company_view(session, SETTINGS.programme, company, due_on, TODAY)
 
 

@@ -35,6 +35,7 @@ from test_report_render import sample_report
 
 from edrtrial.config import ProgrammeConfig
 from edrtrial.coverage import Coverage, coverage_at
+from edrtrial.notify.consent import consent_request_mail
 from edrtrial.notify.escalation_group import EscalatedTicket, desk_escalation_group_notice
 from edrtrial.notify.first_poll import (
     Backlog,
@@ -98,6 +99,10 @@ def mails(language: str, coverage: Coverage = IN_TRIAL) -> Iterator[RenderedMail
     yield desk_service_alarm(
         ServiceAlarm("parked", DEADLINE, "secret expired", recovered_at=DEADLINE, **tenant)
     )
+    yield desk_service_alarm(ServiceAlarm("seats", DEADLINE, "16 devices onboarded", **tenant))
+    link = "https://login.microsoftonline.com/organizations/v2.0/adminconsent?client_id=x"
+    for again in (False, True):
+        yield consent_request_mail(firm, link, ProgrammeConfig(), DESK, again=again)
     backlog = Backlog(  # a first poll's summaries, with the promise `coverage` makes
         alerts=40,
         history=25,

@@ -52,7 +52,7 @@ def source_files(folder: str, pattern: str) -> set[str]:
 @pytest.mark.parametrize(
     ("folder", "package", "patterns"),
     [
-        ("edrtrial", "edrtrial", ("*.py", "*.json", "*.mako", "py.typed")),
+        ("edrtrial", "edrtrial", ("*.py", "*.json", "*.mako", "*.csv", "py.typed")),
         ("connectors", "edrtrial/connectors", ("*.py", "*.toml")),
         ("playbooks", "edrtrial/playbooks", ("*.py", "*.toml")),
         ("reports", "edrtrial/reports", ("*.py", "*.j2")),

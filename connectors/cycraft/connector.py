@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from edrtrial import __version__
 from edrtrial.connectors.base import (
+    AccessCheck,
     ActionKind,
     ActionResult,
     ActionStatus,
@@ -32,6 +33,7 @@ from edrtrial.connectors.base import (
     Evidence,
     IncidentRecord,
     Rejected,
+    inventory_check,
 )
 from edrtrial.connectors.cycraft.auth import ApiKeyAuth
 from edrtrial.connectors.cycraft.client import CyCraftClient
@@ -270,6 +272,11 @@ class CyCraftAdapter:
         }
         body = {field: value for field, value in values.items() if field and value}
         self._client.send(spec.method, self._client.endpoint(spec.path, id=source_id), body)
+
+    def verify_access(self) -> list[AccessCheck]:
+        """The API key opens everything the edition gives, so reading the endpoints once
+        says whether the service can work."""
+        return inventory_check(self, "CyCraft AIR endpoints (API key)")
 
     def close(self) -> None:
         """Release the HTTP client."""

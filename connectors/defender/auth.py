@@ -120,10 +120,7 @@ class TokenProvider:
         The signature is not checked: the token came over TLS from the authority, and the
         API that receives it checks it; what is checked here is which tenant it opens.
         """
-        try:
-            claims = jwt.decode(access_token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            claims = {}
+        claims = token_claims(access_token)
         tid = claims.get("tid")
         issued_to = str(tid).lower() if isinstance(tid, str) and tid else None
         if issued_to == self.tenant_id:
@@ -312,6 +309,21 @@ def _tenants_in(url: Any) -> list[str]:
     except ValueError:  # not a URL at all
         return []
     return [part.lower() for part in path.split("/") if is_guid(part)]
+
+
+def token_claims(access_token: str) -> dict[str, Any]:
+    """The claims of an access token, unverified (the API that receives it verifies it);
+    empty when it is not a JWT."""
+    try:
+        claims = jwt.decode(access_token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def aadsts_code(text: str) -> int | None:
+    """The first AADSTS code in an error's text (Entra's own numbering), if any."""
+    return _first_code(text)
 
 
 def _first_code(text: str) -> int | None:

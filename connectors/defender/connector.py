@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from edrtrial import __version__
 from edrtrial.connectors.base import (
+    AccessCheck,
     ActionKind,
     ActionResult,
     ActionStatus,
@@ -33,6 +34,7 @@ from edrtrial.connectors.base import (
     IncidentRecord,
     Rejected,
 )
+from edrtrial.connectors.defender import verify
 from edrtrial.connectors.defender.auth import TokenProvider
 from edrtrial.connectors.defender.budget import Clock
 from edrtrial.connectors.defender.client import Api, DefenderClient
@@ -364,6 +366,12 @@ class DefenderForBusinessConnector:
             return False
         year = found.group("year")
         return year is None or int(year) >= 2019
+
+    def verify_access(self) -> list[AccessCheck]:
+        """Sign-in to Graph and MDE, a `$top=1` read of each endpoint polled, and the
+        permissions of isolation, offboarding (and write-back) in each token's `roles`."""
+        reads = verify.probes(ALERTS_PATH, INCIDENTS_PATH, MACHINES_PATH, MACHINE_ACTIONS_PATH)
+        return verify.verify_access(self.settings, self._client, self._tokens, reads)
 
     def close(self) -> None:
         """Release the HTTP client."""

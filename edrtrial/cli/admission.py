@@ -1,6 +1,7 @@
 """Admission at the secretariat's desk: the call, the pre-diagnosis, refusals and withdrawals,
 and the cohorts' places. The decisions are `programme.admission`; this only takes the words in
-and prints what happened."""
+and prints what happened. The commands join the `applications`, `cohorts` and `company` groups
+in `cli/main.py`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from edrtrial.cli.common import (
     print_list,
     runtime_of,
 )
-from edrtrial.cli.journey import applications, cohorts, company
 from edrtrial.db import transaction
 from edrtrial.models import Company
 from edrtrial.programme import cohorts as places
@@ -47,7 +47,7 @@ def _report(runtime: Runtime, outcome: Outcome, key: str) -> None:
             )
 
 
-@applications.command("call")
+@click.command("call")
 @click.argument("key")
 @click.option("--notes", default="", help="What was said: the rules explained, consent given.")
 @click.option("--cohort", help="The cohort (key); default: the open cohort of its course.")
@@ -75,7 +75,7 @@ def _existing_edr(name: str | None, none: bool) -> str | None:
     return None if none else (name or "").strip()
 
 
-@applications.command("prediagnose")
+@click.command("prediagnose")
 @click.argument("key")
 @click.option("--edr-users", type=click.IntRange(min=0), required=True, help="Planned EDR seats.")
 @click.option("--utm-devices", type=click.IntRange(min=0), default=0, show_default=True)
@@ -123,7 +123,7 @@ def prediagnose_command(
     _report(runtime, outcome, key)
 
 
-@applications.command("refuse")
+@click.command("refuse")
 @click.argument("key")
 @click.option("--reason", required=True, help="Why; the company is told it in the mail.")
 @click.pass_context
@@ -137,7 +137,7 @@ def refuse_command(ctx: click.Context, key: str, reason: str) -> None:
     _report(runtime, outcome, key)
 
 
-@company.command("withdraw")
+@click.command("withdraw")
 @click.argument("key")
 @click.option("--reason", required=True, help="Why the company withdraws.")
 @click.pass_context
@@ -152,7 +152,7 @@ def withdraw_command(ctx: click.Context, key: str, reason: str) -> None:
     _report(runtime, outcome, key)
 
 
-@cohorts.command("add")
+@click.command("add")
 @click.argument("key")
 @click.option("--name", required=True, help="The cohort's name, e.g. 第1期.")
 @click.option("--course", default="edr", show_default=True, help="A course of the config.")
@@ -190,7 +190,7 @@ def cohort_add_command(
     )
 
 
-@cohorts.command("set")
+@click.command("set")
 @click.argument("key")
 @click.option("--capacity", type=click.IntRange(min=1), help="Companies it takes.")
 @click.option(
@@ -232,7 +232,7 @@ def cohort_set_command(
         )
 
 
-@cohorts.command("list")
+@click.command("list")
 @list_options
 @click.pass_context
 def cohort_list_command(ctx: click.Context, wide: bool, as_json: bool) -> None:
@@ -273,3 +273,8 @@ def cohort_list_command(ctx: click.Context, wide: bool, as_json: bool) -> None:
         )
     print_list(table, wide=wide)
     console.print(f"{len(records)} cohort(s)")
+
+
+APPLICATION_COMMANDS = (call_command, prediagnose_command, refuse_command)
+COHORT_COMMANDS = (cohort_add_command, cohort_set_command, cohort_list_command)
+COMPANY_COMMANDS = (withdraw_command,)

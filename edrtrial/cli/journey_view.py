@@ -1,6 +1,7 @@
 """Where the companies stand: `applications list` (the call's deadline, cohort and place of
 each) and `company show` (one company's whole journey, what is due next and who did what).
-The queries and judgements are `programme.journey_view`; this only renders them."""
+The queries and judgements are `programme.journey_view`; this only renders them. The commands
+join the `applications` and `company` groups in `cli/main.py`."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from edrtrial.cli.common import (
     runtime_of,
     styled,
 )
-from edrtrial.cli.journey import applications, company
 from edrtrial.programme import admission as steps
 from edrtrial.programme import cohorts as places
 from edrtrial.programme import journey_view
@@ -57,7 +57,7 @@ def _application_record(row: ApplicationRow) -> dict[str, Any]:
     }
 
 
-@applications.command("list")
+@click.command("list")
 @click.option(
     "--status",
     "statuses",
@@ -150,7 +150,7 @@ def _heading(text: str) -> None:
     console.print(styled(text, "bold"), highlight=False)
 
 
-@company.command("show")
+@click.command("show")
 @click.argument("key")
 @click.pass_context
 def show_command(ctx: click.Context, key: str) -> None:
@@ -275,3 +275,7 @@ def _connection(view: CompanyView) -> None:
         _line("decision", trial.decision + decided)
     if view.company.withdrawn_at is not None:
         _line("withdrew", _when(view.company.withdrawn_at))
+
+
+APPLICATION_COMMANDS = (list_command,)
+COMPANY_COMMANDS = (show_command,)

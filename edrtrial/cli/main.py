@@ -7,11 +7,13 @@ from pathlib import Path
 import click
 
 from edrtrial.cli import (
-    admission,  # noqa: F401  (adds its commands to the journey's groups)
+    admission,
+    connection,
     desk,
     devices,
+    intake,
     journey,
-    journey_view,  # noqa: F401  (adds its commands to the journey's groups)
+    journey_view,
     playbooks,
     programme,
     service,
@@ -50,3 +52,13 @@ for command in (
     main.add_command(command)
 for command in devices.TICKET_COMMANDS:
     desk.ticket.add_command(command)
+for command in intake.APPLICATION_COMMANDS:
+    journey.applications.add_command(command)
+for command in connection.TENANT_COMMANDS:
+    programme.tenants.add_command(command)
+for command in (*admission.APPLICATION_COMMANDS, *journey_view.APPLICATION_COMMANDS):
+    journey.applications.add_command(command)
+for command in admission.COHORT_COMMANDS:
+    journey.cohorts.add_command(command)
+for command in (*admission.COMPANY_COMMANDS, *journey_view.COMPANY_COMMANDS):
+    journey.company.add_command(command)

@@ -145,6 +145,14 @@ class BusinessCalendar:
             day += timedelta(days=1)
         return total / timedelta(minutes=1)
 
+    def business_days_after(self, day: date, count: int) -> date:
+        """The `count`-th business day after `day` (a day that is not one counts from the
+        next): a call due "within 3 business days" of a Friday application is due on
+        Wednesday, or later when a holiday or the closure falls between."""
+        for _ in range(count):
+            day = self._business_day_after(day)
+        return day
+
     # Helpers.
 
     def _at(self, day: date, moment: time) -> datetime:

@@ -464,9 +464,10 @@ def desk_ticket_update_notice(
 @dataclass(frozen=True, slots=True)
 class ServiceAlarm:
     """What the desk is told about the service itself: a tenant parked or failing too long,
-    a job failing again and again or no longer running (`problem`: "parked", "failing", "job"
-    or "overdue"); its recovery
-    when `recovered_at` is set. The reason is the EDR's or the error's text, shown as text."""
+    a job failing again and again or no longer running, a company in its trial with more
+    devices than its seats (`problem`: "parked", "failing", "job", "overdue" or "seats"); its
+    recovery when `recovered_at` is set. The reason is the EDR's or the error's text, shown
+    as text."""
 
     problem: str
     since: datetime
@@ -484,24 +485,28 @@ _ALARM_HEADLINES_JA = {
     "failing": "テナントへの接続が失敗し続けています（自動で再試行中）",
     "job": "サービスの定期ジョブが失敗し続けています",
     "overdue": "サービスの定期ジョブが予定どおり実行されていません",
+    "seats": "体験中の企業の端末数が、申込時の予定数または上限を超えています",
 }
 _RECOVERY_HEADLINES_JA = {
     "parked": "停止していたテナントのポーリングが再開しました",
     "failing": "テナントへの接続が回復しました",
     "job": "失敗していた定期ジョブが成功しました",
     "overdue": "止まっていた定期ジョブが再び実行されました",
+    "seats": "端末数が予定数・上限の範囲内に戻りました",
 }
 _ALARM_SHORT_JA = {
     "parked": "テナント停止",
     "failing": "テナント接続障害",
     "job": "ジョブ失敗",
     "overdue": "ジョブ停止",
+    "seats": "端末数超過",
 }
 _RECOVERY_SHORT_JA = {
     "parked": "テナント再開",
     "failing": "テナント接続回復",
     "job": "ジョブ回復",
     "overdue": "ジョブ再開",
+    "seats": "端末数解消",
 }
 _ALARM_TODO_JA = {
     "parked": "原因（クライアントシークレット、同意、テナント ID など）を直してから、"
@@ -510,6 +515,8 @@ _ALARM_TODO_JA = {
     "job": "サービスのログで原因を確認し、直ったら状況を確かめてください。",
     "overdue": "サービス（edrtrial serve）は動いていますが、このジョブが実行されていません。"
     "サービスのログを確認し、止まったままならサービスを再起動してください。",
+    "seats": "企業に連絡し、予定外の端末の導入か、予定数の変更かを確認してください"
+    "（上限を超える端末は体験の対象外です）。",
 }
 
 
@@ -518,6 +525,8 @@ def _alarm_commands(alarm: ServiceAlarm) -> list[str]:
         return [f"edrtrial tenants resume {alarm.company_key}", "edrtrial status"]
     if alarm.problem == "failing":
         return [f"edrtrial poll --company {alarm.company_key}", "edrtrial status"]
+    if alarm.problem == "seats":
+        return ["edrtrial seats"]
     job, _, company = alarm.job.partition(":")
     if alarm.problem == "overdue":
         return ["edrtrial status"]

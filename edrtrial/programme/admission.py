@@ -13,8 +13,7 @@ layer's business).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from typing import Protocol
+from datetime import date, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,6 +23,7 @@ from edrtrial.config import CourseConfig, ProgrammeConfig
 from edrtrial.errors import JourneyError
 from edrtrial.models import Application, Cohort, Company, PreDiagnosis
 from edrtrial.programme import cohorts
+from edrtrial.programme.applicants import DueOn
 from edrtrial.programme.companies import company_by_key
 from edrtrial.programme.journey import JOURNEY, advance, state_of
 from edrtrial.states import JourneyState as J
@@ -34,27 +34,12 @@ Reason = dict[str, str]
 """{"code": …, "ja": …, "en": …}: one reason, in both languages, as the rules give it."""
 
 POLICIES = ("none", "partial", "documented", "published")
-_MAX_DAYS_SEARCHED = 3 * 366
 
 
-class BusinessDays(Protocol):
-    """The desk's calendar as the call's deadline needs it (`desk.calendar.BusinessCalendar`)."""
-
-    def is_business_day(self, day: date) -> bool:
-        """Whether the secretariat works on this day (Tokyo)."""
-        ...
-
-
-def call_due(received_at: datetime, calendar: BusinessDays, days: int) -> date:
-    """The last day for the confirmation call: the `days`-th business day after the day
-    (in Tokyo) the application came in, whatever the hour it came."""
-    day, counted = jst_date(received_at), 0
-    for _ in range(_MAX_DAYS_SEARCHED):
-        if counted == days:
-            return day
-        day += timedelta(days=1)
-        counted += calendar.is_business_day(day)
-    raise JourneyError(f"the calendar has no {days} business days after {jst_date(received_at)}")
+def call_due_on(application: Application, due_on: DueOn) -> date:
+    """The day the confirmation call is due: as intake recorded it, else counted from the
+    Tokyo day the application came (`due_on`: the desk's business days after it)."""
+    return application.call_due_on or due_on(jst_date(application.received_at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +119,7 @@ def record_call(
     session: Session,
     programme: ProgrammeConfig,
     company: Company,
-    calendar: BusinessDays,
+    due_on: DueOn,
     *,
     actor: str,
     at: datetime,
@@ -148,10 +133,7 @@ def record_call(
         raise JourneyError(f"company {company.key!r} has no application to confirm")
     chosen = cohorts.choose(session, application.course, cohort_key)
     cohort = cohorts.lock(session, chosen.id)
-    if application.call_due_on is None:
-        application.call_due_on = call_due(
-            application.received_at, calendar, programme.call_business_days
-        )
+    application.call_due_on = call_due_on(application, due_on)
     application.call_done_at = at
     application.call_by = person_of(actor)
     application.call_notes = notes

@@ -7,7 +7,7 @@ Queries and judgements only (what is overdue, what comes next and by when); the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -18,13 +18,10 @@ from sqlalchemy.orm import Session, selectinload
 from edrtrial.config import ProgrammeConfig
 from edrtrial.models import Application, AuditEvent, Cohort, Company, PreDiagnosis, Tenant, Trial
 from edrtrial.programme import cohorts
-from edrtrial.programme.admission import CURRENT_FIRST, current_application
+from edrtrial.programme.admission import CURRENT_FIRST, call_due_on, current_application
+from edrtrial.programme.applicants import DueOn
 from edrtrial.states import JourneyState as J
 from edrtrial.timeutil import jst_date
-
-DueOn = Callable[[datetime], date]
-"""The call's deadline for an application received at an instant (`admission.call_due` on the
-desk's calendar), for an application whose deadline intake did not record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +53,7 @@ def is_overdue(
 
 
 def _due(application: Application | None, due_on: DueOn) -> date | None:
-    if application is None:
-        return None
-    return application.call_due_on or due_on(application.received_at)
+    return None if application is None else call_due_on(application, due_on)
 
 
 def _place(company: Company, positions: dict[int, int]) -> str:

@@ -57,6 +57,21 @@ class SeatRow:
         return ""
 
 
+def past_seats(row: SeatRow, course_cap: int | None, unit: str = "seats") -> str:
+    """What a company in its trial has passed, or "": more devices onboarded than its
+    planned seats, or than its cap (its own, or its course's when lower). The desk is told
+    once of it (`service/alarms.py`)."""
+    cap = min(row.cap, course_cap) if course_cap is not None else row.cap
+    passed = []
+    if row.planned and row.onboarded > row.planned:
+        passed.append(f"its {row.planned} planned seats")
+    if row.onboarded > cap:
+        passed.append(f"the cap of {cap} {unit}")
+    if not passed:
+        return ""
+    return f"{row.onboarded} devices onboarded, more than {' and '.join(passed)}"
+
+
 def seat_counts(session: Session, now: datetime) -> list[SeatRow]:
     """Per company: planned seats, onboarded devices, devices seen in the last 7 days, cap.
 

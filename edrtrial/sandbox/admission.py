@@ -10,18 +10,26 @@ from edrtrial.sandbox.world import SandboxWorld
 
 
 async def admit(
-    world: SandboxWorld, request: Request, audience: str, api: str, endpoint: str | None = None
+    world: SandboxWorld,
+    request: Request,
+    audience: str,
+    api: str,
+    endpoint: str | None = None,
+    roles: tuple[str, ...] = (),
 ) -> tuple[str, str]:
-    """The caller's (tenant id, client id), or ApiError 401 / 429 with the right headers.
+    """The caller's (tenant id, client id), or ApiError 401 / 403 / 429 with the right headers.
 
     `api` names the budget charged; the request is counted under `endpoint` (else `api`).
+    `roles`: the application permissions of which the token must carry one (403 otherwise).
     """
     try:
         tenant_id, client_id = await run_in_threadpool(
-            world.authenticate, request.headers.get("authorization"), audience
+            world.authenticate, request.headers.get("authorization"), audience, roles
         )
     except ApiError as err:
         presented = bool(request.headers.get("authorization"))
+        if err.status == 403:
+            raise
         err.headers.setdefault(
             "WWW-Authenticate", 'Bearer error="invalid_token"' if presented else "Bearer"
         )

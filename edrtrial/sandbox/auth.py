@@ -1,16 +1,18 @@
 """Client-credentials tokens and Entra ID's refusals, with the AADSTS codes Entra really uses.
 
 Tokens are JWTs in Entra's shape, carrying the claims a client reads (`tid`, `aud`, `appid`,
-`exp`), signed with a key of this sandbox that no one is given: clients read them, only the
-sandbox checks them, by looking each one up. An API call is answered for the token's tenant
-only, so one tenant can never read another's data.
+`exp`, and `roles`: the application permissions granted in the tenant when it was issued),
+signed with a key of this sandbox that no one is given: clients read them, only the sandbox
+checks them, by looking each one up. An API call is answered for the token's tenant only, so
+one tenant can never read another's data, and only with a permission its endpoint requires
+(else a 403 naming the roles, as Graph and MDE answer).
 """
 
 from __future__ import annotations
 
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +31,21 @@ SCOPES = {
     "https://securitycenter.onmicrosoft.com/windowsatpservice/.default": MDE,
 }
 TOKEN_LIFETIME = 3599
+
+#: The application permissions the programme's app requests, per audience: what the service
+#: needs (defender-api.md §1.4). Admin consent grants them all in the tenant.
+APP_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    GRAPH: ("SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All", "SecurityIncident.Read.All"),
+    MDE: ("Machine.Read.All", "Machine.Isolate", "Machine.Scan", "Machine.Offboard"),
+}
+ALL_PERMISSIONS = frozenset(p for roles in APP_PERMISSIONS.values() for p in roles)
+
+# Any one of these lets a call through, as each API's permissions table says.
+READ_ALERTS = ("SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All")
+WRITE_ALERTS = ("SecurityAlert.ReadWrite.All",)
+READ_INCIDENTS = ("SecurityIncident.Read.All", "SecurityIncident.ReadWrite.All")
+WRITE_INCIDENTS = ("SecurityIncident.ReadWrite.All",)
+READ_MACHINES = ("Machine.Read.All", "Machine.ReadWrite.All")
 
 #: reason → (HTTP status, OAuth error, AADSTS code, description template).
 ENTRA_ERRORS: dict[str, tuple[int, str, int, str]] = {
@@ -138,6 +155,7 @@ class Grant:
     audience: str
     client_id: str
     expires_at: datetime
+    roles: frozenset[str] = frozenset()
 
 
 class TokenStore:
@@ -147,8 +165,16 @@ class TokenStore:
         self._grants: dict[str, Grant] = {}
         self._key = secrets.token_bytes(32)
 
-    def issue(self, tenant_id: str, audience: str, client_id: str, now: datetime) -> str:
-        """A new bearer token (a JWT naming `tenant_id` as `tid`); expired ones are dropped."""
+    def issue(
+        self,
+        tenant_id: str,
+        audience: str,
+        client_id: str,
+        now: datetime,
+        roles: frozenset[str] = frozenset(),
+    ) -> str:
+        """A new bearer token (a JWT naming `tenant_id` as `tid`, `roles` the audience's
+        granted permissions); expired ones are dropped."""
         self._grants = {k: g for k, g in self._grants.items() if g.expires_at > now}
         expires = now + timedelta(seconds=TOKEN_LIFETIME)
         claims = {
@@ -163,8 +189,10 @@ class TokenStore:
             "uti": secrets.token_urlsafe(16),
             "ver": "1.0",
         }
+        if roles:  # Entra leaves the claim out when nothing is granted
+            claims["roles"] = sorted(roles)
         token = jwt.encode(claims, self._key, algorithm="HS256", headers={"typ": "JWT"})
-        self._grants[token] = Grant(tenant_id, audience, client_id, expires)
+        self._grants[token] = Grant(tenant_id, audience, client_id, expires, roles)
         return token
 
     def lookup(self, token: str) -> Grant | None:
@@ -176,6 +204,21 @@ class TokenStore:
         count = 0
         for token, grant in list(self._grants.items()):
             if (tenant_id is None or grant.tenant_id == tenant_id) and grant.expires_at > now:
-                self._grants[token] = Grant(grant.tenant_id, grant.audience, grant.client_id, now)
+                self._grants[token] = replace(grant, expires_at=now)
                 count += 1
         return count
+
+
+def missing_roles(granted: frozenset[str], required: tuple[str, ...]) -> str | None:
+    """Graph's and MDE's 403 message when none of `required` is granted, else None.
+
+    Both APIs answer so (code "Forbidden"): "Missing application roles. API required roles:
+    SecurityAlert.Read.All,SecurityAlert.ReadWrite.All, application roles: Machine.Read.All."
+    """
+    if not required or granted & set(required):
+        return None
+    held = ",".join(sorted(granted))
+    return (
+        f"Missing application roles. API required roles: {','.join(required)}, "
+        f"application roles: {held}."
+    )

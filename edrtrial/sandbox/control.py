@@ -12,7 +12,12 @@ A tenant is named by its id or its key ("sakura-seisakusho") in every body.
     POST /sandbox/devices   {"tenant", "count"=1, "os_platform"="Windows11",
                              "detection_test"=true} -> {"device_ids": [...]}
     POST /sandbox/clear     {"tenant"}: no devices, alerts or actions (MDE then answers 404)
-    POST /sandbox/consent   {"tenant", "granted": bool}; revoking also ends live tokens
+    POST /sandbox/consent   {"tenant", "granted": bool}; revoking also ends live tokens,
+                            granting grants every permission the app requests
+    GET  /sandbox/permissions?tenant=…  -> {"tenant_id", "permissions": [...]}
+    POST /sandbox/permissions  {"tenant", "permission": "Machine.Isolate", "granted": bool}:
+                            withdraw (or grant again) one application permission in the
+                            tenant; its live tokens end, the next carry the new `roles`
     POST /sandbox/tokens/expire  {"tenant"?} -> {"expired": n}
     POST /sandbox/tokens/issued-for  {"tenant", "issued_for": id or key | null}: sign-ins at
                             the tenant's authority get tokens of another tenant (null: its own)
@@ -66,6 +71,7 @@ class ControlApi:
             Route("/sandbox/devices", self._wrap(self._add_devices), methods=post),
             Route("/sandbox/clear", self._wrap(self._clear), methods=post),
             Route("/sandbox/consent", self._wrap(self._consent), methods=post),
+            Route("/sandbox/permissions", self._wrap(self._permissions), methods=["GET", *post]),
             Route("/sandbox/tokens/expire", self._wrap(self._expire), methods=post),
             Route("/sandbox/tokens/issued-for", self._wrap(self._issued_for), methods=post),
             Route("/sandbox/settings", self._wrap(self._settings), methods=["GET", "POST"]),
@@ -80,7 +86,7 @@ class ControlApi:
                 return json_response({"error": "control endpoints answer loopback only"}, 403)
             raw = await request.body()
             try:
-                body = json.loads(raw) if raw.strip() else {}
+                body = json.loads(raw) if raw.strip() else dict(request.query_params)
                 if not isinstance(body, dict):
                     raise ValueError("the body must be a JSON object")
                 result = await run_in_threadpool(handler, body)
@@ -134,6 +140,17 @@ class ControlApi:
         tenant_id = self._tenant(body)
         self.world.set_consent(tenant_id, granted)
         return {"tenant_id": tenant_id, "consent": granted}
+
+    def _permissions(self, body: dict[str, Any]) -> dict[str, Any]:
+        tenant_id = self._tenant(body)
+        if "permission" in body:
+            granted = body.get("granted")
+            if not isinstance(granted, bool):
+                raise ValueError('"granted" must be true or false')
+            roles = self.world.set_permission(tenant_id, str(body["permission"]), granted)
+        else:
+            roles = self.world.permissions(tenant_id)
+        return {"tenant_id": tenant_id, "permissions": roles}
 
     def _expire(self, body: dict[str, Any]) -> dict[str, Any]:
         tenant_id = self._tenant(body) if ("tenant" in body or "tenant_id" in body) else None

@@ -18,7 +18,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from edrtrial.sandbox.admission import admit
-from edrtrial.sandbox.auth import GRAPH
+from edrtrial.sandbox.auth import (
+    GRAPH,
+    READ_ALERTS,
+    READ_INCIDENTS,
+    WRITE_ALERTS,
+    WRITE_INCIDENTS,
+)
 from edrtrial.sandbox.faults import ApiError
 from edrtrial.sandbox.graph_data import ALERT_FIELDS, INCIDENT_FIELDS, Page, PageKey
 from edrtrial.sandbox.odata import (
@@ -49,30 +55,36 @@ class GraphApi:
     def routes(self) -> list[Route]:
         """Starlette routes for the Graph paths."""
         return [
-            Route("/v1.0/security/alerts_v2", self._guard(self.list_alerts)),
-            Route("/v1.0/security/alerts_v2/{id}", self._guard(self.get_alert)),
+            Route("/v1.0/security/alerts_v2", self._guard(self.list_alerts, READ_ALERTS)),
+            Route("/v1.0/security/alerts_v2/{id}", self._guard(self.get_alert, READ_ALERTS)),
             Route(
                 "/v1.0/security/alerts_v2/{id}",
-                self._guard(self.patch_alert),
+                self._guard(self.patch_alert, WRITE_ALERTS),
                 methods=["PATCH"],
             ),
-            Route("/v1.0/security/incidents", self._guard(self.list_incidents)),
-            Route("/v1.0/security/incidents/{id}", self._guard(self.get_incident)),
+            Route("/v1.0/security/incidents", self._guard(self.list_incidents, READ_INCIDENTS)),
+            Route("/v1.0/security/incidents/{id}", self._guard(self.get_incident, READ_INCIDENTS)),
             Route(
                 "/v1.0/security/incidents/{id}",
-                self._guard(self.patch_incident),
+                self._guard(self.patch_incident, WRITE_INCIDENTS),
                 methods=["PATCH"],
             ),
-            Route("/v1.0/security/incidents/{id}/alerts", self._guard(self.incident_alerts)),
+            Route(
+                "/v1.0/security/incidents/{id}/alerts",
+                self._guard(self.incident_alerts, READ_INCIDENTS),
+            ),
         ]
 
-    def _guard(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    def _guard(
+        self, handler: Handler, roles: tuple[str, ...]
+    ) -> Callable[[Request], Awaitable[Response]]:
         # Graph charges one budget for all of /security; requests are counted per endpoint.
+        # `roles`: the application permissions of which the token must carry one.
         counted_as = f"graph:{handler.__name__}"
 
         async def endpoint(request: Request) -> Response:
             try:
-                tenant_id, _ = await admit(self.world, request, GRAPH, "graph", counted_as)
+                tenant_id, _ = await admit(self.world, request, GRAPH, "graph", counted_as, roles)
                 return await handler(request, tenant_id)
             except TopExceededError as err:
                 return graph_error(request, 400, "", str(err), details=[])

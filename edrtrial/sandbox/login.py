@@ -2,7 +2,13 @@
 
 MSAL (with `instance_discovery=False`) first reads
 `/{tenant}/v2.0/.well-known/openid-configuration`, then posts to its `token_endpoint`.
-`/{tenant}/adminconsent` stands in for the admin-consent link sent to a customer.
+`/{tenant}/v2.0/adminconsent` (and the older `/{tenant}/adminconsent`) stand in for the
+admin-consent link sent to a customer. The link may name no tenant ("organizations", or
+"common"): Entra then asks the administrator to sign in and consents in the tenant of that
+account. The sandbox has no sign-in, so it takes the tenant from a `login_hint`
+(admin@sakura.example.jp) or `domain_hint` (sakura.example.jp) naming one of its domains,
+and without either shows a page listing its tenants as accounts to pick, each a link to the
+same consent with that tenant's `domain_hint`.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ class LoginApi:
             Route("/{tenant}/discovery/v2.0/keys", self.keys),
             Route("/{tenant}/oauth2/v2.0/token", self.token, methods=["POST"]),
             Route("/{tenant}/adminconsent", self.admin_consent),
+            Route("/{tenant}/v2.0/adminconsent", self.admin_consent),
         ]
 
     def _entra_error(self, err: EntraError, error: str | None = None) -> Response:
@@ -72,10 +79,17 @@ class LoginApi:
         return json_response(body, headers={"Cache-Control": "no-store, no-cache"})
 
     async def admin_consent(self, request: Request) -> Response:
-        """Grant admin consent and redirect back, as login.microsoftonline.com/{t}/adminconsent."""
+        """Grant admin consent and redirect back, as login.microsoftonline.com/{t}/adminconsent
+        (or its v2.0 form, which echoes the `scope` asked for)."""
         params = request.query_params
+        named = request.path_params["tenant"]
+        if named.lower() in _ANY_TENANT:
+            hinted = _hinted_domain(params.get("login_hint", ""), params.get("domain_hint", ""))
+            if not hinted:
+                return _account_picker(request, self.world)
+            named = hinted
         reply: dict[str, str] = {}
-        tenant_id = self.world.find_tenant(request.path_params["tenant"])
+        tenant_id = self.world.find_tenant(named)
         if tenant_id is None:
             reply = {
                 "error": "invalid_request",
@@ -89,6 +103,8 @@ class LoginApi:
         else:
             await run_in_threadpool(self.world.set_consent, tenant_id, True)
             reply = {"admin_consent": "True", "tenant": tenant_id}
+            if "/v2.0/" in request.url.path and "scope" in params:
+                reply["scope"] = params["scope"]
         if "state" in params:
             reply["state"] = params["state"]
         redirect_uri = params.get("redirect_uri")
@@ -96,6 +112,34 @@ class LoginApi:
             return _consent_page(reply)
         separator = "&" if "?" in redirect_uri else "?"
         return RedirectResponse(f"{redirect_uri}{separator}{urlencode(reply)}", status_code=302)
+
+
+_ANY_TENANT = ("organizations", "common")
+
+
+def _hinted_domain(login_hint: str, domain_hint: str) -> str:
+    """The domain a `login_hint` (an account) or `domain_hint` names, lower-case, or ""."""
+    if "@" in login_hint:
+        return login_hint.rpartition("@")[2].strip().lower()
+    return domain_hint.strip().lower()
+
+
+def _account_picker(request: Request, world: SandboxWorld) -> Response:
+    """Entra's "pick an account" step: one link per tenant, as its global administrator."""
+    items = []
+    for tenant in world.tenants:
+        query = urlencode([*request.query_params.multi_items(), ("domain_hint", tenant.domain)])
+        link = f"{request.url.path}?{query}"
+        items.append(
+            f"<li><a href='{escape(link, quote=True)}'>admin@{escape(tenant.domain)}</a> "
+            f"({escape(tenant.name)})</li>"
+        )
+    page = (
+        "<!doctype html><html lang=en><meta charset=utf-8><title>Pick an account</title>"
+        "<h1>Pick an account</h1><p>edrtrial sandbox: sign in as a global administrator of "
+        f"the organisation that consents.</p><ul>{''.join(items)}</ul></html>"
+    )
+    return HTMLResponse(page)
 
 
 def _consent_page(reply: dict[str, str]) -> Response:

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from edrtrial.sandbox.actions import ACTION_TYPES
 from edrtrial.sandbox.admission import admit
-from edrtrial.sandbox.auth import MDE
+from edrtrial.sandbox.auth import MDE, READ_MACHINES
 from edrtrial.sandbox.faults import TIMEOUT_FAULT_SECONDS, ApiError
 from edrtrial.sandbox.mde_data import ACTION_FIELDS, MACHINE_FIELDS
 from edrtrial.sandbox.odata import Clause, FieldKind, ODataError, parse_count, parse_filter
@@ -25,6 +25,13 @@ from edrtrial.sandbox.responses import base_url, mde_error, mde_json
 from edrtrial.sandbox.world import SandboxWorld
 
 MAX_TOP = 10_000
+#: The application permission each machine action needs (defender-api.md §1.4).
+ACTION_ROLES = {
+    "isolate": ("Machine.Isolate",),
+    "unisolate": ("Machine.Isolate",),
+    "runAntiVirusScan": ("Machine.Scan",),
+    "offboard": ("Machine.Offboard",),
+}
 _LIST_OPTIONS = {"$filter", "$top", "$skip"}
 
 Handler = Callable[[Request, str, str], Awaitable[Response]]
@@ -48,16 +55,20 @@ class MdeApi:
             routes.append(
                 Route(
                     f"/api/machines/{{id}}/{verb}",
-                    self._guard(verb, self._action(verb)),
+                    self._guard(verb, self._action(verb), ACTION_ROLES[verb]),
                     methods=["POST"],
                 )
             )
         return routes
 
-    def _guard(self, api: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    def _guard(
+        self, api: str, handler: Handler, roles: tuple[str, ...] = READ_MACHINES
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
-                tenant_id, client_id = await admit(self.world, request, MDE, f"mde:{api}")
+                tenant_id, client_id = await admit(
+                    self.world, request, MDE, f"mde:{api}", roles=roles
+                )
                 return await handler(request, tenant_id, client_id)
             except ODataError as err:
                 return mde_error(400, "ODataError", str(err))

@@ -18,7 +18,17 @@ from typing import Any
 
 from edrtrial.sandbox import graph_data, mde_data
 from edrtrial.sandbox.actions import OUTCOMES
-from edrtrial.sandbox.auth import GRAPH, MDE, SCOPES, TOKEN_LIFETIME, EntraError, TokenStore
+from edrtrial.sandbox.auth import (
+    ALL_PERMISSIONS,
+    APP_PERMISSIONS,
+    GRAPH,
+    MDE,
+    SCOPES,
+    TOKEN_LIFETIME,
+    EntraError,
+    TokenStore,
+    missing_roles,
+)
 from edrtrial.sandbox.faults import ActionFault, ApiError
 from edrtrial.sandbox.generate import populate, step
 from edrtrial.sandbox.graph_data import Page, PageKey
@@ -56,6 +66,8 @@ class SandboxWorld:
         self._limiter = RateLimiter()
         self._secrets: dict[str, str] = {}
         self._issued_for: dict[str, str] = {}  # tenant → the tenant its tokens are issued for
+        # tenant → the application permissions its administrator granted the app
+        self._granted: dict[str, set[str]] = {}
         self._requests: dict[str, Counter[str]] = {}
         self._latency = 0.0
         self._action_seconds = 6.0
@@ -67,6 +79,7 @@ class SandboxWorld:
             state = TenantState(info, seed)
             populate(state, index, now, backlog_alerts)
             self._tenants[info.tenant_id] = state
+            self._granted[info.tenant_id] = set(ALL_PERMISSIONS)
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -127,7 +140,8 @@ class SandboxWorld:
             if not state.consent:
                 raise EntraError("no_consent", client_id=client_id)
             issued_for = self._issued_for.get(tenant_id, tenant_id)
-            token = self._tokens.issue(issued_for, audience, client_id, self._clock())
+            roles = frozenset(self._granted[tenant_id] & set(APP_PERMISSIONS[audience]))
+            token = self._tokens.issue(issued_for, audience, client_id, self._clock(), roles)
         return {
             "token_type": "Bearer",
             "expires_in": TOKEN_LIFETIME,
@@ -151,8 +165,11 @@ class SandboxWorld:
             )
         return audience
 
-    def authenticate(self, authorization: str | None, audience: str) -> tuple[str, str]:
-        """The (tenant id, client id) of a live bearer token for `audience`, else a 401."""
+    def authenticate(
+        self, authorization: str | None, audience: str, required: tuple[str, ...] = ()
+    ) -> tuple[str, str]:
+        """The (tenant id, client id) of a live bearer token for `audience`, else a 401; a
+        403 naming the roles when the token carries none of the `required` permissions."""
         code = _UNAUTHORIZED[audience]
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -165,6 +182,9 @@ class SandboxWorld:
                 raise ApiError(401, code, "Lifetime validation failed, the token is expired.")
             if grant.audience != audience:
                 raise ApiError(401, code, "Access token validation failure. Invalid audience.")
+            if (missing := missing_roles(grant.roles, required)) is not None:
+                self._count(grant.tenant_id, f"{audience}:forbidden")
+                raise ApiError(403, "Forbidden", missing)
             return grant.tenant_id, grant.client_id
 
     def charge(self, tenant_id: str, api: str, endpoint: str | None = None) -> int | None:
@@ -371,12 +391,38 @@ class SandboxWorld:
 
     def set_consent(self, tenant_id: str, granted: bool) -> None:
         """Revoke or restore admin consent; revoking also ends the tenant's live tokens now
-        (Entra would let them run out within the hour)."""
+        (Entra would let them run out within the hour). Consenting grants every permission
+        the app requests, as an administrator's consent does."""
         with self._lock:
             state = self._tenant(tenant_id)
             state.consent = granted
-            if not granted:
+            if granted:
+                self._granted[state.tenant_id] = set(ALL_PERMISSIONS)
+            else:
                 self._tokens.expire(state.tenant_id, self._clock())
+
+    def set_permission(self, tenant_id: str, permission: str, granted: bool) -> list[str]:
+        """Grant or withdraw one application permission in a tenant (as its administrator
+        would in Enterprise applications > Permissions); the tenant's live tokens end now, so
+        the next one carries the new `roles`. Returns the permissions now granted."""
+        if permission not in ALL_PERMISSIONS:
+            raise ValueError(
+                f"unknown permission {permission!r}; one of {', '.join(sorted(ALL_PERMISSIONS))}"
+            )
+        with self._lock:
+            state = self._tenant(tenant_id)
+            roles = self._granted[state.tenant_id]
+            if granted:
+                roles.add(permission)
+            else:
+                roles.discard(permission)
+            self._tokens.expire(state.tenant_id, self._clock())
+            return sorted(roles)
+
+    def permissions(self, tenant_id: str) -> list[str]:
+        """The application permissions granted in a tenant."""
+        with self._lock:
+            return sorted(self._granted[self._tenant(tenant_id).tenant_id])
 
     def issue_tokens_for(self, tenant_id: str, other: str | None) -> None:
         """Answer sign-ins at `tenant_id`'s authority with tokens of tenant `other` (None:

@@ -19,7 +19,7 @@ from edrtrial.models import Company
 from edrtrial.notify.journey_mail import tell
 from edrtrial.programme import admission, cohorts
 from edrtrial.programme.admission import Diagnosis, Outcome
-from edrtrial.programme.journey_view import DueOn
+from edrtrial.programme.applicants import DueOn
 
 
 def calendar_of(settings: Settings) -> BusinessCalendar:
@@ -28,10 +28,10 @@ def calendar_of(settings: Settings) -> BusinessCalendar:
 
 
 def due_on(settings: Settings) -> DueOn:
-    """The call's deadline for an application received at an instant, on the desk's calendar
-    (for an application whose deadline intake did not record)."""
+    """The call's due day for an application received on a day (JST): the configured number
+    of business days of the desk's calendar after it."""
     calendar, days = calendar_of(settings), settings.programme.call_business_days
-    return lambda received_at: admission.call_due(received_at, calendar, days)
+    return lambda received_on: calendar.business_days_after(received_on, days)
 
 
 def call(
@@ -50,7 +50,7 @@ def call(
         session,
         settings.programme,
         company,
-        calendar_of(settings),
+        due_on(settings),
         actor=actor,
         at=at,
         notes=notes,

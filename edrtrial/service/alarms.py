@@ -2,11 +2,13 @@
 
 A tenant parked (a bad secret, a withdrawn consent) or failing longer than
 `desk.tenant_alert_minutes`, a job failing `desk.job_alert_failures` times in a row or
-that long, and a scheduled job that has stopped running (`service/overdue.py`) are each
-told on the desk's first escalation channel; its recovery is told the same way. What was
+that long, a scheduled job that has stopped running (`service/overdue.py`), and a company in
+its trial whose onboarded devices pass its planned seats or its course's cap are each told
+on the desk's first escalation channel; its recovery is told the same way. What was
 told is a `DeskAlarm` row written in the transaction that queues the notice, so neither
 the next run nor a restart tells it again. The rules are those of `edrtrial status`
-(`service/status.py`): the desk and the command never disagree.
+(`service/status.py`): the desk and the command never disagree; the seats' rule is
+`programme/seats.py`'s (`past_seats`).
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from edrtrial.models import Company, DeskAlarm, Tenant
 from edrtrial.notify.notices import ServiceAlarm, desk_service_alarm
 from edrtrial.notify.recipients import send_to_channel
 from edrtrial.programme.companies import tenant_of
+from edrtrial.programme.seats import past_seats, seat_counts
 from edrtrial.service import status
-from edrtrial.states import TenantState
+from edrtrial.states import JourneyState, TenantState
 from edrtrial.timeutil import as_utc
 
 log = logging.getLogger(__name__)
@@ -84,6 +87,45 @@ def _job_problems(
             problem="overdue", since=late.quiet_since, reason=late.reason(now), job=late.name
         )
         found.append(_Problem(f"job:{late.name}", tenant.id if tenant else None, alarm))
+    return found
+
+
+#: Companies whose devices count against their seats: those in their trial.
+_SEATED = (JourneyState.IN_TRIAL.value, JourneyState.ENDING.value)
+
+
+def _seat_problems(session: Session, settings: Settings, now: datetime) -> list[_Problem]:
+    """Companies in their trial with more devices onboarded than planned, or than the cap
+    (the company's, or its course's if lower): the secretariat must talk to the company."""
+    counts = {row.company_key: row for row in seat_counts(session, now)}
+    found = []
+    query = (
+        select(Company, Tenant)
+        .join(Tenant, Tenant.company_id == Company.id)
+        .where(Company.state.in_(_SEATED))
+        .order_by(Company.key)
+    )
+    for company, tenant in session.execute(query):
+        row = counts.get(company.key)
+        if row is None:
+            continue
+        course = settings.programme.courses.get(company.course)
+        reason = past_seats(
+            row,
+            course.seat_cap if course else None,
+            course.seat_unit if course else "seats",
+        )
+        if not reason:
+            continue
+        alarm = ServiceAlarm(
+            problem="seats",
+            since=now,
+            reason=reason,
+            company_key=company.key,
+            company_name=company.name,
+            external_id=tenant.external_id,
+        )
+        found.append(_Problem(f"seats:{company.key}", tenant.id, alarm))
     return found
 
 
@@ -163,6 +205,7 @@ def tell_desk(session: Session, settings: Settings, now: datetime) -> int:
         for p in (
             *_tenant_problems(session, configured, limits, now),
             *_job_problems(session, settings, limits, now),
+            *_seat_problems(session, settings, now),
         )
     }
     told = _told(session)
