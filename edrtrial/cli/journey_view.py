@@ -22,9 +22,9 @@ from edrtrial.cli.common import (
     runtime_of,
     styled,
 )
-from edrtrial.programme import admission as steps
 from edrtrial.programme import cohorts as places
 from edrtrial.programme import journey_view
+from edrtrial.programme.companies import company_named
 from edrtrial.programme.journey_view import ApplicationRow, CompanyView
 from edrtrial.service import admission
 from edrtrial.states import JourneyState
@@ -159,7 +159,7 @@ def show_command(ctx: click.Context, key: str) -> None:
     settings = runtime.config.settings
     today = jst_date(runtime.clock())
     with runtime.sessions() as session:
-        found = steps.company_named(session, key)
+        found = company_named(session, key)
         view = journey_view.company_view(
             session, settings.programme, found, admission.due_on(settings), today
         )

@@ -24,11 +24,9 @@ from edrtrial.errors import JourneyError
 from edrtrial.models import Application, Cohort, Company, PreDiagnosis
 from edrtrial.programme import cohorts
 from edrtrial.programme.applicants import DueOn
-from edrtrial.programme.companies import company_by_key
 from edrtrial.programme.journey import JOURNEY, advance, state_of
 from edrtrial.states import JourneyState as J
 from edrtrial.timeutil import jst_date
-from edrtrial.untrusted import one_line
 
 Reason = dict[str, str]
 """{"code": …, "ja": …, "en": …}: one reason, in both languages, as the rules give it."""
@@ -74,20 +72,6 @@ class Diagnosis:
     policy: str = "none"  # none | partial | documented | published
     network: str = ""
     notes: str = ""
-
-
-def company_named(session: Session, key: str) -> Company:
-    """The stored company with this key, or an error naming it (and the key meant, if the
-    key was typed in another case: keys are lower case and compared exactly)."""
-    found = company_by_key(session, key)
-    if found is not None:
-        return found
-    lowered = key.strip().lower()
-    if lowered != key and company_by_key(session, lowered) is not None:
-        raise JourneyError(
-            f"no company {one_line(key)!r}: company keys are lower case; did you mean {lowered!r}?"
-        )
-    raise JourneyError(f"no company {one_line(key)!r} in the store")
 
 
 CURRENT_FIRST = (Application.repeat_of.is_not(None), Application.received_at.desc())

@@ -20,6 +20,7 @@ from edrtrial.notify.journey_mail import tell
 from edrtrial.programme import admission, cohorts
 from edrtrial.programme.admission import Diagnosis, Outcome
 from edrtrial.programme.applicants import DueOn
+from edrtrial.programme.companies import company_named
 
 
 def calendar_of(settings: Settings) -> BusinessCalendar:
@@ -45,7 +46,7 @@ def call(
     cohort: str | None = None,
 ) -> Outcome:
     """Record the confirmation call (the place held, or the waiting list and its mail)."""
-    company = admission.company_named(session, key)
+    company = company_named(session, key)
     outcome = admission.record_call(
         session,
         settings.programme,
@@ -70,7 +71,7 @@ def prediagnose(
     at: datetime,
 ) -> Outcome:
     """Record the pre-diagnosis; the company is told it is admitted or refused."""
-    company = admission.company_named(session, key)
+    company = company_named(session, key)
     outcome = admission.record_prediagnosis(
         session, settings.programme, company, diagnosis, actor=actor, at=at
     )
@@ -82,7 +83,7 @@ def refuse(
     session: Session, settings: Settings, key: str, reason: str, *, actor: str, at: datetime
 ) -> Outcome:
     """Refuse the company, tell it why, and give its place to the next one waiting."""
-    company = admission.company_named(session, key)
+    company = company_named(session, key)
     outcome = admission.refuse(session, company, reason, actor=actor, at=at)
     _tell(session, settings, outcome)
     return outcome
@@ -92,7 +93,7 @@ def withdraw(
     session: Session, settings: Settings, key: str, reason: str, *, actor: str, at: datetime
 ) -> Outcome:
     """Record the company's withdrawal; its place goes to the next one waiting."""
-    company = admission.company_named(session, key)
+    company = company_named(session, key)
     outcome = admission.withdraw(session, company, reason, actor=actor, at=at)
     _tell(session, settings, outcome)
     return outcome
