@@ -243,3 +243,9 @@ def test_the_imported_sample_goes_from_its_call_to_admission(tmp_path, database_
         cli(config, "applications", "list", "--status", "waiting_list", "--json").stdout
     )
     assert [(r["key"], r["place"]) for r in waiting] == [("sp-0001", "waiting 1")]
+    reasons = {
+        r["key"]: r["reasons"]
+        for r in json.loads(cli(config, "applications", "list", "--json").stdout)
+    }
+    assert reasons["c-1012345"] == []  # eligible: nothing to say why
+    assert reasons["c-1077777"] == ["outside_prefecture"]

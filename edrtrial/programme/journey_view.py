@@ -67,9 +67,12 @@ def _place(company: Company, positions: dict[int, int]) -> str:
 def _reasons(
     company: Company, application: Application | None, diagnosis: PreDiagnosis | None
 ) -> tuple[str, ...]:
-    """Why it stands where it does, short: the rules' and the pre-diagnosis' reason codes,
-    or the secretariat's own words for a refusal or withdrawal."""
-    found = [r.get("code", "") for r in (application.eligibility_reasons if application else [])]
+    """Why it stands where it does, short: the codes of the rules that did not pass it (an
+    eligible one's reasons only say it passed) and of the pre-diagnosis that refused it, or
+    the secretariat's own words for a refusal or withdrawal."""
+    found: list[str] = []
+    if application is not None and application.eligibility != "eligible":
+        found += [r.get("code", "") for r in application.eligibility_reasons]
     if diagnosis is not None:
         found += [r.get("code", "") for r in diagnosis.reasons]
     if company.state in (J.REFUSED, J.WITHDRAWN) and company.state_reason and not found:
