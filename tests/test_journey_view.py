@@ -106,3 +106,24 @@ def test_nothing_is_due_at_the_journey_s_ends(sessions, state):
     with transaction(sessions) as session:
         company = add_eligible(session, "alpha", state=state)
         assert due(session, company)[0][0].startswith("nothing")
+
+
+def test_once_the_consent_link_went_out_the_consent_is_due(sessions):
+    from edrtrial import audit
+    from edrtrial.programme.consent import ISSUED
+
+    with transaction(sessions) as session:
+        company = add_eligible(session, "alpha", state="admitted")
+        assert "consent-url alpha" in view(session, company).due[0].command
+        audit.record(
+            session,
+            at=clock.NOW,
+            actor="cli:sato",
+            action=ISSUED,
+            tenant_id=None,
+            target="company:alpha",
+        )
+        session.flush()
+        (due_now,) = view(session, company).due
+        assert due_now.what == "its administrator's consent (the link went out 2026-11-25)"
+        assert due_now.command.startswith("edrtrial tenants consented alpha")

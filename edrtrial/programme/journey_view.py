@@ -20,6 +20,7 @@ from edrtrial.models import Application, AuditEvent, Cohort, Company, PreDiagnos
 from edrtrial.programme import cohorts
 from edrtrial.programme.admission import CURRENT_FIRST, call_due_on, current_application
 from edrtrial.programme.applicants import DueOn
+from edrtrial.programme.consent import ISSUED as CONSENT_URL_ISSUED
 from edrtrial.states import JourneyState as J
 from edrtrial.timeutil import jst_date
 
@@ -273,6 +274,14 @@ def due_next(view: CompanyView, programme: ProgrammeConfig, today: date) -> list
         ),
         J.PURGED: Due("nothing: only its anonymous figures remain"),
     }
+    sent = [h for h in view.history if h.action == CONSENT_URL_ISSUED]
+    if state == J.ADMITTED and sent:
+        return [
+            Due(
+                f"its administrator's consent (the link went out {jst_date(sent[-1].at)})",
+                command=f"edrtrial tenants consented {key} --reply URL | --tenant-id ID",
+            )
+        ]
     if state in simple:
         return [simple[state]]
     if state == J.ELIGIBLE:
