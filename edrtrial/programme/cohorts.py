@@ -7,9 +7,9 @@ its place: a cohort's capacity is how many companies it serves, not how many run
 When a cohort is full the call puts the company on its waiting list, in the order the calls
 came; a freed place goes to the first of it in the same transaction (`fill`).
 
-Two secretaries taking or freeing places at once must not over-fill a cohort: every count is
-made after `lock` took the cohort's row: the second transaction waits there, then counts
-what the first committed.
+Two secretaries taking or freeing places at once must not over-fill a cohort, so every count
+is made after `lock` has taken the cohort's row: the second transaction waits there, then
+counts what the first committed.
 """
 
 from __future__ import annotations
