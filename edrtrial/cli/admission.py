@@ -5,6 +5,8 @@ in `cli/main.py`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import click
 
 from edrtrial.cli.common import (
@@ -17,34 +19,35 @@ from edrtrial.cli.common import (
     runtime_of,
 )
 from edrtrial.db import transaction
-from edrtrial.models import Company
 from edrtrial.programme import cohorts as places
 from edrtrial.programme.admission import POLICIES, Diagnosis, Outcome
 from edrtrial.service import admission
-from edrtrial.service.runtime import Runtime
 
 
-def _report(runtime: Runtime, outcome: Outcome, key: str) -> None:
+def _report(outcome: Outcome, key: str) -> None:
     """Say where the step left the company, and who took a place it freed."""
-    with runtime.sessions() as session:
-        shown = outcome.state.value
-        if outcome.position is not None:
-            shown += f" (position {outcome.position} on cohort {outcome.cohort_key}'s list)"
-        elif outcome.cohort_key is not None and outcome.state in places.HOLDING:
-            shown += f" (a place in cohort {outcome.cohort_key})"
-        console.print(f"{key}: {shown}", highlight=False)
-        for reason in outcome.reasons:
-            console.print(f"  reason: {reason['en']}", highlight=False)
-            if reason["ja"] != reason["en"]:
-                console.print(f"          {reason['ja']}", highlight=False)
-        if outcome.event is not None:
-            console.print(f"  mail queued to {key} ({outcome.event})", highlight=False)
-        for moved in outcome.moved:
-            other = session.get_one(Company, moved.company_id)
-            console.print(
-                f"{other.key}: moved up from the waiting list, now {other.state}; mail queued",
-                highlight=False,
-            )
+    shown = outcome.state.value
+    if outcome.position is not None:
+        shown += f" (position {outcome.position} on cohort {outcome.cohort_key}'s list)"
+    elif outcome.cohort_key is not None and outcome.state in places.HOLDING:
+        shown += f" (a place in cohort {outcome.cohort_key})"
+    console.print(f"{key}: {shown}", highlight=False)
+    for reason in outcome.reasons:
+        console.print(f"  reason: {reason['en']}", highlight=False)
+        if reason["ja"] != reason["en"]:
+            console.print(f"          {reason['ja']}", highlight=False)
+    if outcome.event is not None:
+        console.print(f"  mail queued to {key} ({outcome.event})", highlight=False)
+    _report_moved(outcome.moved)
+
+
+def _report_moved(moved: Sequence[places.Moved]) -> None:
+    """Say who took a freed place (each was told by mail)."""
+    for one in moved:
+        console.print(
+            f"{one.key}: moved up from the waiting list, now {one.state}; mail queued",
+            highlight=False,
+        )
 
 
 @click.command("call")
@@ -66,7 +69,7 @@ def call_command(ctx: click.Context, key: str, notes: str, cohort: str | None) -
             notes=notes,
             cohort=cohort,
         )
-    _report(runtime, outcome, key)
+    _report(outcome, key)
 
 
 def _existing_edr(name: str | None, none: bool) -> str | None:
@@ -120,7 +123,7 @@ def prediagnose_command(
         outcome = admission.prediagnose(
             session, runtime.config.settings, key, found, actor=actor(ctx), at=runtime.clock()
         )
-    _report(runtime, outcome, key)
+    _report(outcome, key)
 
 
 @click.command("refuse")
@@ -134,7 +137,7 @@ def refuse_command(ctx: click.Context, key: str, reason: str) -> None:
         outcome = admission.refuse(
             session, runtime.config.settings, key, reason, actor=actor(ctx), at=runtime.clock()
         )
-    _report(runtime, outcome, key)
+    _report(outcome, key)
 
 
 @click.command("withdraw")
@@ -149,7 +152,7 @@ def withdraw_command(ctx: click.Context, key: str, reason: str) -> None:
         outcome = admission.withdraw(
             session, runtime.config.settings, key, reason, actor=actor(ctx), at=runtime.clock()
         )
-    _report(runtime, outcome, key)
+    _report(outcome, key)
 
 
 @click.command("add")
@@ -215,21 +218,14 @@ def cohort_set_command(
             capacity=capacity,
             closed=closed,
         )
-        cohort = places.get(session, key)
-        counted = places.places(session, cohort)
-        taken = [(session.get_one(Company, m.company_id).key, m.event) for m in moved]
-    state = "closed" if cohort.closed else "open"
+        counted = places.places(session, places.get(session, key))
+    state = "closed" if counted.cohort.closed else "open"
     console.print(
-        f"cohort {key}: {cohort.capacity} places, {counted.held} held, {counted.waiting} "
-        f"waiting, {state}",
+        f"cohort {key}: {counted.cohort.capacity} places, {counted.held} held, "
+        f"{counted.waiting} waiting, {state}",
         highlight=False,
     )
-    for company_key, event in taken:
-        now = "admitted" if event == "admitted" else "call_confirmed"
-        console.print(
-            f"{company_key}: moved up from the waiting list, now {now}; mail queued",
-            highlight=False,
-        )
+    _report_moved(moved)
 
 
 @click.command("list")

@@ -53,7 +53,13 @@ class Moved:
     """A company that took a freed place: the company must be told (`event`)."""
 
     company_id: int
+    key: str
     event: str  # "moved_up" (pre-diagnosis next) | "admitted" (already pre-diagnosed)
+
+    @property
+    def state(self) -> J:
+        """Where the move left the company."""
+        return J.ADMITTED if self.event == "admitted" else J.CALL_CONFIRMED
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,5 +301,5 @@ def fill(session: Session, cohort_id: int, *, actor: str, at: datetime, why: str
             detail={"cohort": cohort.key},
             place_since=at,
         )
-        moved.append(Moved(company.id, event))
+        moved.append(Moved(company.id, company.key, event))
     return moved
