@@ -258,7 +258,10 @@ def _admission(view: CompanyView) -> None:
             _line("place", f"held since {_when(view.company.place_since)}")
         else:
             _line("place", "none")
-        _line("planned seats", f"{view.company.planned_seats} (cap {view.company.seat_cap})")
+        planned = f"{view.company.planned_seats}"
+        if d is None and view.application is not None:  # not diagnosed yet: the form's
+            planned = f"{view.application.planned_seats} as applied"
+        _line("planned seats", f"{planned} (cap {view.company.seat_cap})")
 
 
 def _connection(view: CompanyView) -> None:
