@@ -162,6 +162,8 @@ def test_the_lists_keep_a_row_a_line_within_the_terminal(config, columns):
         ("applications", "refuse", "{}", "--reason", "x"),
         ("company", "show", "{}"),
         ("company", "withdraw", "{}", "--reason", "x"),
+        ("tenants", "consent-url", "{}"),
+        ("tenants", "consented", "{}", "--tenant-id", "contoso.onmicrosoft.com"),
     ],
 )
 def test_an_unknown_or_miscased_key_is_a_one_line_error(config, command):
