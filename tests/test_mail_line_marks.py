@@ -45,6 +45,8 @@ from edrtrial.notify.first_poll import (
     company_first_poll_summary,
     desk_first_poll_notice,
 )
+from edrtrial.notify.journey_mail import EVENTS as JOURNEY_EVENTS
+from edrtrial.notify.journey_mail import journey_mail
 from edrtrial.notify.notices import (
     DeskFacts,
     ServiceAlarm,
@@ -146,6 +148,9 @@ def mails(language: str, coverage: Coverage = IN_TRIAL) -> Iterator[RenderedMail
     assert summary is not None
     yield summary
     yield desk_first_poll_notice(firm, backlog)
+    refused = {"code": "seat_cap", "ja": "上限を超えています", "en": "above the cap"}
+    for event in JOURNEY_EVENTS:
+        yield journey_mail(firm, event, ProgrammeConfig(), DESK, position=2, reasons=[refused])
 
 
 @pytest.fixture

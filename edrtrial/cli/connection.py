@@ -26,6 +26,7 @@ from edrtrial.db import transaction
 from edrtrial.errors import JourneyError
 from edrtrial.notify.consent import consent_request_mail
 from edrtrial.programme import consent
+from edrtrial.programme.companies import company_named
 from edrtrial.programme.verification import unverified
 from edrtrial.service.verification import Verification, verify_tenant
 from edrtrial.states import JourneyState
@@ -46,7 +47,7 @@ def consent_url(ctx: click.Context, key: str, as_json: bool) -> None:
     runtime = runtime_of(ctx)
     settings = config_of(ctx).settings
     with transaction(runtime.sessions) as session:
-        company = consent.company_named(session, key)
+        company = company_named(session, key)
         link = consent.issue_link(
             session, settings.programme, company, actor=actor(ctx), at=runtime.clock()
         )
@@ -89,7 +90,7 @@ def consented(ctx: click.Context, key: str, reply: str | None, tenant_id: str | 
     runtime = runtime_of(ctx)
     programme = config_of(ctx).settings.programme
     with transaction(runtime.sessions) as session:
-        company = consent.company_named(session, key)
+        company = company_named(session, key)
         if reply is not None:
             answer = consent.parse_reply(reply)
             if not answer.granted:

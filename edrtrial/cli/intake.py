@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from datetime import date
 from pathlib import Path
 
 import click
@@ -21,13 +20,13 @@ from rich.text import Text
 from edrtrial.cli.common import actor, console, runtime_of, styled
 from edrtrial.config import ProgrammeConfig
 from edrtrial.db import transaction
-from edrtrial.desk.calendar import BusinessCalendar
 from edrtrial.errors import IntakeError, JourneyError
 from edrtrial.programme import applicants, intake, predecessors
 from edrtrial.programme.applicants import Recorded
 from edrtrial.programme.companies import company_by_key
 from edrtrial.programme.eligibility import LETTERS, Verdict
 from edrtrial.programme.intake import BadRow
+from edrtrial.service import admission
 from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import to_jst
 from edrtrial.untrusted import one_line
@@ -37,14 +36,7 @@ _VERDICT_STYLE = {"eligible": "green", "needs_review": "yellow", "not_eligible":
 
 def _due_on(runtime: Runtime) -> applicants.DueOn:
     """The call's due day: N business days of the desk's calendar after the receipt day."""
-    settings = runtime.config.settings
-    calendar = BusinessCalendar.from_config(settings.calendar)
-    days = settings.programme.call_business_days
-
-    def due_on(received: date) -> date:
-        return calendar.business_days_after(received, days)
-
-    return due_on
+    return admission.due_on(runtime.config.settings)
 
 
 def _read(path: Path) -> bytes:

@@ -7,11 +7,13 @@ from pathlib import Path
 import click
 
 from edrtrial.cli import (
+    admission,
     connection,
     desk,
     devices,
     intake,
     journey,
+    journey_view,
     playbooks,
     programme,
     service,
@@ -57,3 +59,9 @@ for command in connection.TENANT_COMMANDS:
     programme.tenants.add_command(command)
 for command in trials.TRIAL_COMMANDS:
     journey.trial.add_command(command)
+for command in (*admission.APPLICATION_COMMANDS, *journey_view.APPLICATION_COMMANDS):
+    journey.applications.add_command(command)
+for command in admission.COHORT_COMMANDS:
+    journey.cohorts.add_command(command)
+for command in (*admission.COMPANY_COMMANDS, *journey_view.COMPANY_COMMANDS):
+    journey.company.add_command(command)

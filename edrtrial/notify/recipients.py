@@ -40,13 +40,15 @@ def send_to_channel(
 def mail_company(
     session: Session,
     company: Company,
-    tenant_id: int,
+    tenant_id: int | None,
     mail: RenderedMail,
     *,
     dedupe_key: str,
     kind: str,
 ) -> OutboxMessage:
-    """Queue a mail to the company contact (once per dedupe key); the queued message."""
+    """Queue a mail to the company contact (once per dedupe key); the queued message.
+
+    `tenant_id` is None before the company has a tenant (its application's mails)."""
     return outbox.enqueue(
         session,
         dedupe_key=dedupe_key,

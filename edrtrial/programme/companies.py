@@ -20,11 +20,12 @@ from sqlalchemy.orm import Session
 
 from edrtrial import audit
 from edrtrial.config import CompanyConfig
-from edrtrial.errors import ConfigError
+from edrtrial.errors import ConfigError, JourneyError
 from edrtrial.models import Company, Tenant, Trial
 from edrtrial.programme.tenants import holds_data, may_stand_for
 from edrtrial.states import JourneyState
 from edrtrial.timeutil import jst_date
+from edrtrial.untrusted import one_line
 
 SYNC_ACTOR = "config-sync"
 """The audit actor of changes that arrive through the config file."""
@@ -247,6 +248,20 @@ def sync_companies(
 def company_by_key(session: Session, key: str) -> Company | None:
     """The stored company with this key."""
     return session.scalar(select(Company).where(Company.key == key))
+
+
+def company_named(session: Session, key: str) -> Company:
+    """The stored company with this key, or an error naming it (and the key meant, if it was
+    typed in another case: keys are lower case and compared exactly)."""
+    found = company_by_key(session, key)
+    if found is not None:
+        return found
+    lowered = key.strip().lower()
+    if lowered != key and company_by_key(session, lowered) is not None:
+        raise JourneyError(
+            f"no company {one_line(key)!r}: company keys are lower case; did you mean {lowered!r}?"
+        )
+    raise JourneyError(f"no company {one_line(key)!r} in the store")
 
 
 def tenant_of_company(session: Session, company_id: int) -> Tenant | None:

@@ -87,14 +87,6 @@ class ConsentReply:
         return bool(self.tenant) and not self.error
 
 
-def company_named(session: Session, key: str) -> Company:
-    """The stored company with this key, or an error naming the key."""
-    company = session.scalar(select(Company).where(Company.key == key))
-    if company is None:
-        raise JourneyError(f"no company {one_line(key)!r} in the store")
-    return company
-
-
 def app_settings(programme: ProgrammeConfig) -> DefenderSettings:
     """The programme's app registration as the Defender connector reads it."""
     if programme.app is None:

@@ -16,8 +16,8 @@ from edrtrial.connectors.base import AccessCheck
 from edrtrial.db import transaction
 from edrtrial.errors import JourneyError
 from edrtrial.models import Tenant
+from edrtrial.programme.companies import company_named
 from edrtrial.programme.connection import connection_settings
-from edrtrial.programme.consent import company_named
 from edrtrial.programme.journey import state_of
 from edrtrial.programme.verification import CONNECTED, record_failed, record_verified
 from edrtrial.service.runtime import Runtime
