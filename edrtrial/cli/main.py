@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edrtrial.cli import desk, devices, journey, playbooks, programme, service, status
+from edrtrial.cli import companies, desk, devices, journey, playbooks, programme, service, status
 from edrtrial.config import default_config_path
 
 
@@ -38,5 +38,7 @@ for command in (
     *playbooks.COMMANDS,
 ):
     main.add_command(command)
+for command in companies.COMMANDS:
+    journey.companies.add_command(command)
 for command in devices.TICKET_COMMANDS:
     desk.ticket.add_command(command)
