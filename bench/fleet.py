@@ -1,14 +1,17 @@
-"""A config for every sandbox tenant (one company each) and a fresh, migrated SQLite file."""
+"""A config on the sandbox (the programme's app) and a fresh, migrated SQLite file holding
+every sandbox tenant's company, imported as `companies import-config` does."""
 
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from sandbox_process import SandboxInfo
 
-from edrtrial.db import make_engine, upgrade
+from edrtrial.config import load_companies, load_config
+from edrtrial.db import make_engine, make_sessions, transaction, upgrade
+from edrtrial.programme.companies import import_companies
 from edrtrial.sandbox import SAMPLE_CLIENT_ID
 
 # The sandbox's backlog spans the last 30 days: a trial that started 40 days ago covers it,
@@ -30,6 +33,15 @@ email = "desk@example.jp"
 
 [logging]
 level = "WARNING"
+
+[programme.app]
+connector = "defender"
+client_id = {client_id}
+client_secret = {secret}
+authority_host = {base}
+graph_base_url = {base}
+mde_base_url = {base}
+ca_bundle = {ca}
 """
 
 _COMPANY = """
@@ -58,10 +70,21 @@ def _q(value: object) -> str:
 
 
 def write_config(path: Path, sandbox: SandboxInfo, database: Path, today: date) -> Path:
-    """Write a config naming every sandbox tenant, pointed at `database`."""
-    parts = [_HEAD.format(database=_q(f"sqlite:///{database}"), outbox=_q(path.parent / "mail"))]
-    for tenant in sandbox.tenants:
-        parts.append(
+    """Write a config on the sandbox pointed at `database` (migrated), and import a company
+    for every sandbox tenant into it, connected through the programme's app."""
+    app = {
+        "client_id": _q(SAMPLE_CLIENT_ID),
+        "secret": _q(f"file:{sandbox.app_secret}"),
+        "base": _q(sandbox.base_url),
+        "ca": _q(sandbox.ca_path),
+    }
+    head = _HEAD.format(
+        database=_q(f"sqlite:///{database}"), outbox=_q(path.parent / "mail"), **app
+    )
+    path.write_text(head, encoding="utf-8")
+    blocks = path.with_name(f"{path.stem}-companies.toml")
+    blocks.write_text(
+        "".join(
             _COMPANY.format(
                 key=_q(tenant.key),
                 name=_q(tenant.name),
@@ -69,13 +92,26 @@ def write_config(path: Path, sandbox: SandboxInfo, database: Path, today: date) 
                 start=today - TRIAL_STARTED,
                 end=today + TRIAL_LEFT,
                 tenant_id=_q(tenant.tenant_id),
-                client_id=_q(SAMPLE_CLIENT_ID),
-                secret=_q(f"file:{sandbox.secrets[tenant.tenant_id]}"),
-                base=_q(sandbox.base_url),
-                ca=_q(sandbox.ca_path),
+                **app,
             )
-        )
-    path.write_text("".join(parts), encoding="utf-8")
+            for tenant in sandbox.tenants
+        ),
+        encoding="utf-8",
+    )
+    config = load_config(path)
+    engine = make_engine(config.database_url)
+    try:
+        with transaction(make_sessions(engine)) as session:
+            import_companies(
+                session,
+                load_companies(blocks),
+                config.settings.programme,
+                source=str(blocks),
+                actor="bench",
+                at=datetime.now(UTC),
+            )
+    finally:
+        engine.dispose()
     return path
 
 

@@ -58,9 +58,9 @@ def download(sandbox: SandboxInfo, page_size: int, directory: Path) -> Download:
     pages = alerts = size = 0
     started = time.perf_counter()
     verify = ssl.create_default_context(cafile=str(sandbox.ca_path))
+    secret = sandbox.app_secret.read_text(encoding="utf-8").strip()  # good in every tenant
     with httpx.Client(base_url=sandbox.base_url, verify=verify, timeout=60) as http:
         for tenant in sandbox.tenants:
-            secret = sandbox.secrets[tenant.tenant_id].read_text(encoding="utf-8").strip()
             token = http.post(
                 f"/{tenant.tenant_id}/oauth2/v2.0/token",
                 data={

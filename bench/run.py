@@ -192,8 +192,8 @@ def _floor(root: Path, info: SandboxInfo, figures: Figures, console: Console) ->
         page_size = int(DefenderSettings.model_fields["alert_page_size"].default)
         figures.download = floor.download(info, page_size, root / "pages")
     database = fresh_database(root / "floor.db")
+    # The companies and tenants the rows belong to are imported with the config.
     config = load_config(write_config(root / "floor.toml", info, database, figures.today))
-    Runtime.open(config).close()  # the companies and tenants the rows belong to
     engine = make_engine(config.database_url)
     try:
         with console.status("floor: json.loads + bulk INSERT"):

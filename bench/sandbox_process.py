@@ -26,7 +26,7 @@ class SandboxInfo:
     base_url: str
     ca_path: Path
     tenants: tuple[SampleTenant, ...]
-    secrets: dict[str, Path]
+    app_secret: Path
     alerts: int
     build_seconds: float
 
@@ -47,7 +47,7 @@ def _serve(conn: Connection, tenants: int, alerts: int, state_dir: Path, throttl
                 base_url=server.base_url,
                 ca_path=server.ca_path,
                 tenants=tuple(world.tenants),
-                secrets={t.tenant_id: server.secret_path(t.tenant_id) for t in world.tenants},
+                app_secret=server.app_secret_path,
                 alerts=sum(world.alert_count(t.tenant_id) for t in world.tenants),
                 build_seconds=built,
             )

@@ -496,6 +496,17 @@ class CompanyConfig(_Strict):
     connection: ConnectionConfig
 
 
+def _keys_once(value: list[CompanyConfig]) -> list[CompanyConfig]:
+    # One tenant per company is checked once each connector has put its tenant id in its
+    # one spelling (`_checked_companies`).
+    seen: set[str] = set()
+    for company in value:
+        if company.key in seen:
+            raise ValueError(f"company key {company.key!r} appears twice")
+        seen.add(company.key)
+    return value
+
+
 class Settings(_Strict):
     """The whole validated configuration."""
 
@@ -509,20 +520,14 @@ class Settings(_Strict):
     logging: LoggingConfig = LoggingConfig()
     playbooks: list[Path] = Field(default_factory=list)
     programme: ProgrammeConfig = ProgrammeConfig()
-    # Companies live in the store; blocks here are read only by `companies import-config`.
+    # Companies live in the store; blocks here are read only by `companies import-config`
+    # (the service warns that they are ignored).
     companies: list[CompanyConfig] = Field(default_factory=list)
 
     @field_validator("companies")
     @classmethod
     def _unique_keys(cls, value: list[CompanyConfig]) -> list[CompanyConfig]:
-        # One tenant per company is checked by load_config, once each connector has put
-        # its tenant id in its one spelling.
-        seen: set[str] = set()
-        for company in value:
-            if company.key in seen:
-                raise ValueError(f"company key {company.key!r} appears twice")
-            seen.add(company.key)
-        return value
+        return _keys_once(value)
 
 
 class Config:
@@ -546,14 +551,6 @@ class Config:
             return prefix + str(self.resolve(Path(url[len(prefix) :])))
         return url
 
-    def company(self, key: str) -> CompanyConfig:
-        """The company with this key, or a ConfigError listing the known keys."""
-        for company in self.settings.companies:
-            if company.key == key:
-                return company
-        known = ", ".join(c.key for c in self.settings.companies) or "none"
-        raise ConfigError(f"{self.path}: no company {key!r} (configured: {known})")
-
 
 def _location(loc: tuple[int | str, ...]) -> str:
     out = ""
@@ -576,27 +573,57 @@ def _describe(path: Path, err: ValidationError, prefix: str = "") -> list[str]:
     return lines
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate a config file, including each connector's own connection block."""
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
-        raise ConfigError(f"{path}: config file not found") from err
+        raise ConfigError(f"{path}: {what} not found") from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from err
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a config file, including each connector's own connection block."""
+    raw = _read_toml(path, "config file")
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as err:
         raise ConfigError.listing(_describe(path, err)) from err
 
-    companies = [
-        _checked_connection(path, index, company)
-        for index, company in enumerate(settings.companies)
-    ]
-    _one_company_per_tenant(path, companies)
+    companies = _checked_companies(path, settings.companies)
     if settings.programme.app is not None:
         _checked_app(path, settings.programme.app)
     return Config(settings.model_copy(update={"companies": companies}), path)
+
+
+class _CompaniesFile(BaseModel):
+    """The `[[companies]]` blocks of a file; whatever else it holds is not read here."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    companies: list[CompanyConfig] = Field(default_factory=list)
+
+    @field_validator("companies")
+    @classmethod
+    def _unique_keys(cls, value: list[CompanyConfig]) -> list[CompanyConfig]:
+        return _keys_once(value)
+
+
+def load_companies(path: Path) -> list[CompanyConfig]:
+    """The `[[companies]]` blocks of a file (a whole config file, or one holding only those
+    blocks), validated as `load_config` validates them: each connection block by its
+    connector, each tenant id in its one spelling, one tenant per company."""
+    raw = _read_toml(path, "file")
+    try:
+        parsed = _CompaniesFile.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError.listing(_describe(path, err)) from err
+    return _checked_companies(path, parsed.companies)
+
+
+def _checked_companies(path: Path, companies: list[CompanyConfig]) -> list[CompanyConfig]:
+    checked = [_checked_connection(path, index, c) for index, c in enumerate(companies)]
+    _one_company_per_tenant(path, checked)
+    return checked
 
 
 #: Stands for a consented tenant while the app block is checked on its own.

@@ -1,6 +1,11 @@
 """Config files for tests: the sandbox's three sample companies, with trials dated around the
 test's today, written as TOML from a dict (not edited out of config.example.toml).
 
+Companies live in the store: the config holds the programme's app registration on the
+test's sandbox, and `write_config` imports the sample companies into the store (migrating it
+first) through the product's own `companies import-config` code. A test of an unmigrated or
+missing store passes `companies=0`.
+
 The sample programme, relative to today (by the clock the test runs on: see clock.py):
 
 - sakura-seisakusho: in its trial (day 61 of 91), undecided; Japanese contact.
@@ -22,6 +27,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from edrtrial.config import load_companies, load_config
+from edrtrial.db import make_engine, make_sessions, transaction, upgrade
+from edrtrial.programme.companies import Imported, import_companies
 from edrtrial.sandbox import SAMPLE_CLIENT_ID, SAMPLE_TENANTS, SandboxServer, SandboxWorld
 from edrtrial.timeutil import jst_date
 
@@ -73,15 +81,33 @@ def serving(world: SandboxWorld, state_dir: Path) -> Iterator[SandboxServer]:
         server.stop()
 
 
-def companies(
-    today: date,
-    count: int = 3,
-    *,
-    base_url: str,
-    state_dir: Path | str,
-    connection: Mapping[str, Any] | None = None,
+def app_block(
+    base_url: str, state_dir: Path | str, connection: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The programme's app registration on the sandbox at `base_url` (one secret, every
+    tenant), with `connection`'s extra settings (`write_back`, budgets, ...)."""
+    return {
+        "connector": "defender",
+        "client_id": SAMPLE_CLIENT_ID,
+        "client_secret": f"file:{state_dir}/secrets/app.secret",
+        "authority_host": base_url,
+        "graph_base_url": base_url,
+        "mde_base_url": base_url,
+        "ca_bundle": f"{state_dir}/ca.pem",
+        **(connection or {}),
+    }
+
+
+def sample_companies(
+    data: Mapping[str, Any], count: int = 3, *, today: date | None = None
 ) -> list[dict[str, Any]]:
-    """The first `count` sample companies, connected to the sandbox at `base_url`."""
+    """The first `count` sample companies as `[[companies]]` blocks for the config `data`:
+    each connected through its programme app (so the store keeps no connection of its own).
+
+    `today` defaults to the Tokyo date of the clock the test runs on (the `now` fixture's).
+    """
+    today = today or jst_date(datetime.now(UTC))
+    app = data["programme"]["app"]
     result = []
     for tenant, sample in zip(SAMPLE_TENANTS[:count], SAMPLE_PROGRAMME, strict=False):
         start, end, decision = sample["trial"]
@@ -92,17 +118,7 @@ def companies(
             "end": today + timedelta(days=end),
             "decision": decision,
         }
-        company["connection"] = {
-            "connector": "defender",
-            "tenant_id": tenant.tenant_id,
-            "client_id": SAMPLE_CLIENT_ID,
-            "client_secret": f"file:{state_dir}/secrets/{tenant.tenant_id}.secret",
-            "authority_host": base_url,
-            "graph_base_url": base_url,
-            "mde_base_url": base_url,
-            "ca_bundle": f"{state_dir}/ca.pem",
-            **(connection or {}),
-        }
+        company["connection"] = {**app, "tenant_id": tenant.tenant_id}
         result.append(company)
     return result
 
@@ -110,8 +126,6 @@ def companies(
 def settings(
     database_url: str,
     *,
-    today: date | None = None,
-    companies_count: int = 3,
     base_url: str = "https://127.0.0.1:8443",
     state_dir: Path | str = "var/sandbox",
     sandbox_port: int = 8443,
@@ -119,11 +133,8 @@ def settings(
     connection: Mapping[str, Any] | None = None,
     playbooks: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The whole config as a dict: the example's settings and the sample programme.
-
-    `today` defaults to the Tokyo date of the clock the test runs on (the `now` fixture's).
-    """
-    today = today or jst_date(datetime.now(UTC))
+    """The whole config as a dict: the example's settings and the programme's app on the
+    sandbox (no companies: `write_config` puts them in the store)."""
     data: dict[str, Any] = {
         "database": {"url": database_url},
         "sandbox": {
@@ -169,23 +180,56 @@ def settings(
             "trial_lifecycle": "06:00",
         },
         "logging": {"level": "INFO", "json_lines": False},
-        "companies": companies(
-            today,
-            companies_count,
-            base_url=base_url,
-            state_dir=state_dir,
-            connection=connection,
-        ),
+        "programme": {"app": app_block(base_url, state_dir, connection)},
     }
     if playbooks:
         data["playbooks"] = list(playbooks)
     return data
 
 
-def write_config(path: Path, data: Mapping[str, Any]) -> Path:
-    """Write `data` as a TOML config file at `path`."""
+def write_config(
+    path: Path,
+    data: Mapping[str, Any],
+    *,
+    companies: int | Sequence[Mapping[str, Any]] = 3,
+    at: datetime | None = None,
+) -> Path:
+    """Write `data` as a TOML config file at `path`, and put `companies` in its store: the
+    first N sample companies, or these `[[companies]]` blocks (none: the store is not even
+    migrated). Importing is idempotent, so rewriting a config changes no stored company."""
     path.write_text(to_toml(data), encoding="utf-8")
+    blocks = sample_companies(data, companies) if isinstance(companies, int) else companies
+    if blocks:
+        import_into_store(path, blocks, at=at)
     return path
+
+
+def import_into_store(
+    config: Path, blocks: Sequence[Mapping[str, Any]], *, at: datetime | None = None
+) -> list[Imported]:
+    """Migrate the config's store and import `blocks` as `companies import-config` does:
+    written as a file of `[[companies]]` beside the config, read and validated by the
+    product's loader, imported at `at` (default: the test's now)."""
+    file = config.with_name(f"{config.stem}-companies.toml")
+    file.write_text(to_toml({"companies": list(blocks)}), encoding="utf-8")
+    loaded = load_config(config)
+    engine = make_engine(loaded.database_url)
+    try:
+        upgrade(engine)
+        with transaction(make_sessions(engine)) as session:
+            done = import_companies(
+                session,
+                load_companies(file),
+                loaded.settings.programme,
+                source=str(file),
+                actor="cli:test",
+                at=at or datetime.now(UTC),
+            )
+    finally:
+        engine.dispose()
+    refused = [f"{d.key}: {d.detail}" for d in done if d.outcome == "refused"]
+    assert not refused, refused
+    return done
 
 
 def sandbox_config(
@@ -196,16 +240,16 @@ def sandbox_config(
     companies: int = 3,
     connection: Mapping[str, Any] | None = None,
 ) -> Path:
-    """tmp_path/config.toml: the sample programme on this sandbox, database and mail folder."""
+    """tmp_path/config.toml: the programme's app on this sandbox, its store holding the
+    first `companies` sample companies, and the mail folder."""
     data = settings(
         database_url,
-        companies_count=companies,
         base_url=server.base_url,
         state_dir=server.state_dir,
         mail_dir=tmp_path / "mail",
         connection=connection,
     )
-    return write_config(tmp_path / "config.toml", data)
+    return write_config(tmp_path / "config.toml", data, companies=companies)
 
 
 # --- a small TOML writer: tables, arrays of tables, strings, numbers, booleans, dates, lists

@@ -25,7 +25,7 @@ from edrtrial.playbooks.engine import default_playbook_paths
 from edrtrial.sandbox import SandboxServer
 
 import clock
-from sandbox_config import sample_world, serving, settings, write_config
+from sandbox_config import sample_companies, sample_world, serving, settings, write_config
 
 SAKURA = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c01"
 MIDORI = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c02"
@@ -47,9 +47,10 @@ def make_config(tmp_path: Path, sandbox: SandboxServer, database_url: str, **cap
         state_dir=sandbox.state_dir,
         mail_dir=tmp_path / "mail",
     )
-    for company in data["companies"]:
+    blocks = sample_companies(data)
+    for company in blocks:
         company["seat_cap"] = caps.get(company["key"].replace("-", "_"), company["seat_cap"])
-    return write_config(tmp_path / "config.toml", data)
+    return write_config(tmp_path / "config.toml", data, companies=blocks)
 
 
 @pytest.fixture

@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
 
 from edrtrial.cli.main import main
-from edrtrial.config import load_config
+from edrtrial.config import ProgrammeConfig, load_config
 from edrtrial.errors import ConfigError
+from edrtrial.sandbox import SAMPLE_CLIENT_ID
 
 from sandbox_config import settings, write_config
 
 ROOT = Path(__file__).parent.parent
 EXAMPLE = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+APP = 'connector = "defender"\nclient_id'  # the start of [programme.app]
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -25,26 +26,47 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_the_shipped_example_loads_with_three_companies():
+def test_the_shipped_example_loads_with_the_programmes_app_on_the_sandbox_and_no_companies():
     config = load_config(ROOT / "config.example.toml")
-    assert [c.key for c in config.settings.companies] == [
-        "sakura-seisakusho",
-        "midori-shoji",
-        "aozora-design",
-    ]
+    assert config.settings.companies == []  # companies live in the store
+    app = config.settings.programme.app
+    assert app is not None
+    assert app.connection("t") == {
+        "connector": "defender",
+        "client_id": SAMPLE_CLIENT_ID,
+        "client_secret": "file:var/sandbox/secrets/app.secret",
+        "authority_host": "https://127.0.0.1:8443",
+        "graph_base_url": "https://127.0.0.1:8443",
+        "mde_base_url": "https://127.0.0.1:8443",
+        "ca_bundle": "var/sandbox/ca.pem",
+        "tenant_id": "t",
+    }
     assert config.database_url == f"sqlite:///{ROOT / 'var' / 'edrtrial.db'}"
 
 
-def test_tests_run_the_shipped_settings_and_companies_with_trials_dated_around_today(tmp_path):
-    """sandbox_config.py writes the example's config but for the trial dates (and database)."""
+def test_the_examples_programme_rules_are_the_codes_defaults():
+    """The thresholds are written out in the example for the secretariat to read and change;
+    left out, the same rules hold."""
+    shipped = load_config(ROOT / "config.example.toml").settings.programme
+    assert shipped.model_dump(exclude={"app"}) == ProgrammeConfig().model_dump(exclude={"app"})
+    rows = {r.key: (r.max_capital_yen, r.max_employees) for r in shipped.eligibility.industries}
+    assert rows == {
+        "manufacturing": (300_000_000, 300),
+        "wholesale": (100_000_000, 100),
+        "services": (50_000_000, 100),
+        "retail": (50_000_000, 50),
+    }
+    assert len(shipped.eligibility.attestations) == 7
+    assert shipped.courses["edr"].seat_cap == 300
+
+
+def test_tests_run_the_shipped_settings(tmp_path):
+    """sandbox_config.py writes the example's config but for the database."""
     shipped = load_config(ROOT / "config.example.toml").settings.model_dump()
-    ours = load_config(write_config(tmp_path / "config.toml", settings("sqlite:///x.db")))
-    tests = ours.settings.model_dump()
+    path = write_config(tmp_path / "config.toml", settings("sqlite:///x.db"), companies=0)
+    tests = load_config(path).settings.model_dump()
     for dump in (shipped, tests):
         del dump["database"]
-        for company in dump["companies"]:
-            trial = company["trial"]
-            del trial["start"], trial["end"], trial["started_days_ago"], trial["days"]
     assert tests == shipped
 
 
@@ -52,37 +74,35 @@ def test_tests_run_the_shipped_settings_and_companies_with_trials_dated_around_t
     ("change", "expected"),
     [
         (
-            ('tenant_id = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c01"', 'tenant_idd = "x"'),
-            "companies[0].connection.tenant_idd: unknown key",
+            (
+                'connector = "defender"\nclient_id',
+                'connector = "defender"\ntenant_idd = "x"\nclient_id',
+            ),
+            "programme.app.tenant_idd: unknown key",
         ),
         (
-            ('contact_email = "soumu@midori.example.jp"\n', ""),
-            "companies[1].contact_email: required key is missing",
+            (
+                'connector = "defender"\nclient_id',
+                'connector = "defender"\ntenant_id = "x"\nclient_id',
+            ),
+            "programme.app.tenant_id: the app serves every consented tenant",
         ),
+        (("max_employees = 300", "max_employees = -1"), "programme.eligibility.industries[0]"),
         (("poll_seconds = 30", "poll_secs = 30"), "schedules.poll_secs: unknown key"),
         (
             ('weekly_report = "mon 09:00"', 'weekly_report = "monday 9am"'),
             "schedules.weekly_report:",
         ),
         (
-            ('connector = "defender"', 'connector = "carbonblack"'),
-            "companies[0].connection.connector: unknown connector 'carbonblack'",
+            (APP, 'connector = "carbonblack"\nclient_id'),
+            "programme.app.connector: unknown connector 'carbonblack'",
         ),
         (
             (
-                'client_secret = "file:var/sandbox/secrets/'
-                '5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c02.secret"',
+                'client_secret = "file:var/sandbox/secrets/app.secret"',
                 'client_secret = "s3cr3t-value"',
             ),
-            "companies[1].connection.client_secret:",
-        ),
-        (
-            ("started_days_ago = 70, days = 92", "start = 2026-09-01, end = 2026-08-30"),
-            "is before its start",
-        ),
-        (
-            ("started_days_ago = 70, days = 92", "started_days_ago = 70, end = 2026-08-30"),
-            "either `start` and `end`, or `started_days_ago` and `days`",
+            "programme.app.client_secret:",
         ),
         (('closes = "17:00"', 'closes = "08:00"'), "calendar: Value error, calendar opens"),
         (('opens = "09:00"', 'opens = "9am"'), "calendar.opens: Value error, must look like"),
@@ -123,33 +143,6 @@ def test_broken_toml_names_the_line(tmp_path):
     path = write(tmp_path, EXAMPLE.replace("[desk]", "[desk", 1))
     with pytest.raises(ConfigError, match=re.escape(str(path)) + r".*line \d+"):
         load_config(path)
-
-
-def test_two_companies_on_one_tenant_are_refused(tmp_path):
-    text = EXAMPLE.replace("4c02", "4c01")
-    with pytest.raises(ConfigError, match="configured for two companies"):
-        load_config(write(tmp_path, text))
-
-
-def test_a_tenant_id_changed_before_anything_was_read_is_taken(tmp_path, database_url):
-    """Nothing was stored under the old id: nothing can mix, so the runtime takes the new one."""
-    from edrtrial.db import make_engine, upgrade
-    from edrtrial.models import Company, Tenant
-    from edrtrial.service.runtime import Runtime
-
-    text = EXAMPLE.replace('url = "sqlite:///var/edrtrial.db"', f'url = "{database_url}"')
-    upgrade(make_engine(database_url))
-    Runtime.open(load_config(write(tmp_path, text))).close()
-    changed = text.replace("8c7d-0e1f2a3b4c01", "8c7d-0e1f2a3b4c99")
-    runtime = Runtime.open(load_config(write(tmp_path, changed)))
-    try:
-        with runtime.sessions() as session:
-            tenant = session.scalars(
-                select(Tenant).join(Company).where(Company.key == "sakura-seisakusho")
-            ).one()
-            assert tenant.external_id.endswith("8c7d-0e1f2a3b4c99")
-    finally:
-        runtime.close()
 
 
 RULE = """

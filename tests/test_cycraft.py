@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from edrtrial.config import load_config
+from edrtrial.config import load_companies
 from edrtrial.connectors import connector_class
 from edrtrial.connectors.base import (
     ActionKind,
@@ -164,19 +164,20 @@ def test_bad_mapping_values_are_refused_naming_the_key(
     assert API_KEY not in str(caught.value)
 
 
-def test_a_cycraft_block_in_the_config_file_is_checked_by_the_adapter(tmp_path: Path) -> None:
-    example = (Path(__file__).parent.parent / "config.example.toml").read_text(encoding="utf-8")
-    first = re.search(r"\[companies\.connection\]\n(?:[^\[].*\n)+", example)
-    assert first is not None
-    block = (
+def test_a_cycraft_block_of_a_company_is_checked_by_the_adapter(tmp_path: Path) -> None:
+    """As `companies import-config` reads it: the adapter's own model names the key."""
+    text = (
+        '[[companies]]\nkey = "sakura-seisakusho"\nname = "株式会社さくら製作所"\n'
+        'contact_email = "it@sakura.example.jp"\nplanned_seats = 15\n'
+        "trial = { started_days_ago = 70, days = 92 }\n"
         '[companies.connection]\nconnector = "cycraft"\ntenant_id = "org-42"\n'
         'base_url = "https://air.example"\napi_key = "env:CYCRAFT_KEY"\n'
         '[companies.connection.mapping.devices.fields]\nhostname = "name"\n'
     )
-    path = tmp_path / "config.toml"
-    path.write_text(example.replace(first.group(0), block, 1), encoding="utf-8")
+    path = tmp_path / "companies.toml"
+    path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError, match=r"companies\[0\]\.connection\.mapping\.devices"):
-        load_config(path)
+        load_companies(path)
 
 
 # --- alerts ---------------------------------------------------------------------------

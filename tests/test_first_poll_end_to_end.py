@@ -72,13 +72,12 @@ def test_a_company_joining_with_200_alerts_gets_one_summary_and_tickets_for_open
     inbox, port = smtp
     data = settings(
         database_url,
-        companies_count=1,
         base_url=sandbox.base_url,
         state_dir=sandbox.state_dir,
         mail_dir=tmp_path / "mail",
     )
     data["mail"]["smtp"] = {"host": "127.0.0.1", "port": port, "starttls": False}
-    config = write_config(tmp_path / "config.toml", data)
+    config = write_config(tmp_path / "config.toml", data, companies=1)
     cli(config, "db", "upgrade")
     in_defender = {a["id"]: a["status"] for a in sandbox.world.alerts(SAKURA)}
     assert sorted(in_defender.values()).count("resolved") == RESOLVED

@@ -30,9 +30,7 @@ SAKURA = "sakura-seisakusho"
 def config(tmp_path: Path, database_url: str) -> Path:
     """One company whose Defender secret is missing (its polls fail, the poll job does not);
     mail through a local relay whose password file is missing (the outbox job fails)."""
-    data: dict[str, Any] = settings(
-        database_url, companies_count=1, state_dir=tmp_path / "no-sandbox"
-    )
+    data: dict[str, Any] = settings(database_url, state_dir=tmp_path / "no-sandbox")
     data["mail"]["smtp"] = {
         "host": "127.0.0.1",
         "port": 2525,
@@ -40,7 +38,7 @@ def config(tmp_path: Path, database_url: str) -> Path:
         "username": "edr",
         "password": f"file:{tmp_path / 'relay.secret'}",
     }
-    return write_config(tmp_path / "config.toml", data)
+    return write_config(tmp_path / "config.toml", data, companies=1)
 
 
 @pytest.fixture

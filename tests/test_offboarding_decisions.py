@@ -1,8 +1,8 @@
 """Against the sandbox: a company's decision and trial end are what they are when we send.
 
 The sandbox's midori-shoji ended its trial undecided; its devices get offboarding tasks.
-When it decides to continue (its `[[companies]]` block rewritten, then synced as the service
-does at every start), nothing may reach its devices, and the audit says why.
+The operator is asked before anything is sent; when the company decides to continue after
+its tasks were planned, nothing may reach its devices, and the audit says why.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import ssl
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,8 @@ from edrtrial.models import AuditEvent, ResponseAction, Tenant, Trial
 from edrtrial.playbooks.engine import default_playbook_paths, load_playbooks
 from edrtrial.sandbox import SandboxServer
 from edrtrial.service.runtime import Runtime
-from edrtrial.timeutil import jst_date
 
-from sandbox_config import sample_world, serving, settings, write_config
+from sandbox_config import sample_companies, sample_world, serving, settings, write_config
 
 MIDORI = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c02"
 
@@ -59,7 +57,8 @@ def programme(tmp_path: Path, server: SandboxServer, database_url: str) -> dict[
 
 
 def midori(data: dict[str, Any]) -> dict[str, Any]:
-    return next(c for c in data["companies"] if c["key"] == "midori-shoji")
+    """midori-shoji's block as the store was given it."""
+    return next(c for c in sample_companies(data) if c["key"] == "midori-shoji")
 
 
 def offboards_in_sandbox(server: SandboxServer) -> int:
@@ -81,9 +80,7 @@ def planned_tasks(config: Path, sandbox: SandboxServer) -> int:
     return int(planned.group(1))
 
 
-def test_a_company_switched_to_continue_is_sent_nothing_and_the_cancellation_is_audited(
-    tmp_path, sandbox, database_url
-):
+def test_offboarding_asks_first_and_a_no_sends_nothing(tmp_path, sandbox, database_url):
     data = programme(tmp_path, sandbox, database_url)
     config = write_config(tmp_path / "config.toml", data)
     tasks = planned_tasks(config, sandbox)
@@ -97,37 +94,6 @@ def test_a_company_switched_to_continue_is_sent_nothing_and_the_cancellation_is_
     assert question in declined
     assert f"decision: undecided, trial ended {end.isoformat()}" in declined
     assert offboards_in_sandbox(sandbox) == 0
-
-    midori(data)["trial"]["decision"] = "continue"
-    write_config(config, data)  # the secretariat records the decision; the service restarts
-    refused = cli(
-        config, "offboarding", "--company", "midori-shoji", "--execute", "--yes", code=2
-    ).output
-    assert "緑商事株式会社 (midori-shoji) is not to be offboarded" in refused
-    assert "decided to continue" in refused
-    assert offboards_in_sandbox(sandbox) == 0
-
-    listed = cli(config, "offboarding", "--company", "midori-shoji").output
-    assert "planned" not in listed and listed.count("cancelled") == tasks
-    sessions = make_sessions(make_engine(database_url))
-    with sessions() as session:
-        cancelled = session.scalars(
-            select(AuditEvent).where(AuditEvent.action == "offboarding.cancelled")
-        ).all()
-        decided = session.scalars(
-            select(AuditEvent).where(
-                AuditEvent.action == "trial.decision_changed",
-                AuditEvent.target == "company:midori-shoji",
-            )
-        ).all()
-    assert len(cancelled) == tasks
-    assert {e.actor for e in cancelled} == {"trial-lifecycle"}
-    assert {e.detail["source"] for e in cancelled} == {str(config)}
-    assert all("decided to continue" in e.detail["reason"] for e in cancelled)
-    assert [(e.actor, e.detail) for e in decided] == [
-        ("config-sync", {"from": None, "to": "undecided", "source": str(config)}),
-        ("config-sync", {"from": "undecided", "to": "continue", "source": str(config)}),
-    ]
 
 
 def test_a_task_planned_while_undecided_and_sent_after_continue_is_cancelled_at_send_time(
@@ -169,28 +135,3 @@ def test_a_task_planned_while_undecided_and_sent_after_continue_is_cancelled_at_
     assert len(audits) == tasks and {e.actor for e in audits} == {"cli:operator"}
     assert all(e.detail["when"] == "at send time" for e in audits)
     assert all("decided to continue" in e.detail["reason"] for e in audits)
-
-
-def test_a_trial_extended_in_the_config_cancels_the_planned_offboarding(
-    tmp_path, now, sandbox, database_url
-):
-    data = programme(tmp_path, sandbox, database_url)
-    config = write_config(tmp_path / "config.toml", data)
-    tasks = planned_tasks(config, sandbox)
-    extended = jst_date(now) + timedelta(days=30)
-    before = midori(data)["trial"]["end"]
-    midori(data)["trial"]["end"] = extended
-    write_config(config, data)
-    cli(config, "offboarding", "--company", "midori-shoji", "--execute", "--yes", code=2)
-    assert offboards_in_sandbox(sandbox) == 0
-    with make_sessions(make_engine(database_url))() as session:
-        cancelled = session.scalars(
-            select(AuditEvent).where(AuditEvent.action == "offboarding.cancelled")
-        ).all()
-        dates = session.scalars(
-            select(AuditEvent).where(AuditEvent.action == "trial.dates_changed")
-        ).one()
-    assert len(cancelled) == tasks
-    assert all(f"runs until {extended.isoformat()}" in e.detail["reason"] for e in cancelled)
-    assert dates.detail["from"][1] == before.isoformat()
-    assert dates.detail["to"][1] == extended.isoformat()

@@ -1,19 +1,20 @@
-"""The schedule is rebuilt from the config with stable ids."""
+"""The schedule is rebuilt from the store's companies with stable ids."""
 
 from __future__ import annotations
 
 import logging
 import pickle
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from apscheduler.executors.pool import ThreadPoolExecutor
-from sqlalchemy import text
+from sqlalchemy import select, text, update
 
 from edrtrial.config import load_config
 from edrtrial.errors import StoreError
+from edrtrial.models import Company, Tenant
 from edrtrial.service import scheduler
 from edrtrial.service.runtime import Runtime
 
@@ -21,8 +22,8 @@ from sandbox_config import settings, write_config
 
 
 def config_for(tmp_path: Path, database_url: str, companies: int) -> Path:
-    data = settings(database_url, companies_count=companies)
-    return write_config(tmp_path / f"config{companies}.toml", data)
+    data = settings(database_url)
+    return write_config(tmp_path / f"config{companies}.toml", data, companies=companies)
 
 
 def job_ids(tmp_path: Path, database_url: str, companies: int) -> set[str]:
@@ -35,7 +36,7 @@ def job_ids(tmp_path: Path, database_url: str, companies: int) -> set[str]:
         runtime.close()
 
 
-def test_jobs_have_stable_ids_and_a_restart_drops_what_the_config_no_longer_has(
+def test_jobs_have_stable_ids_and_a_restart_drops_what_the_store_no_longer_polls(
     tmp_path, engine, database_url
 ):
     common = {"heartbeat", "outbox", "desk", "weekly-reports", "trial-lifecycle"}
@@ -45,7 +46,16 @@ def test_jobs_have_stable_ids_and_a_restart_drops_what_the_config_no_longer_has(
         "poll:midori-shoji",
         "inventory:midori-shoji",
     }
-    assert job_ids(tmp_path, database_url, 1) == common | {
+    with engine.begin() as conn:  # midori's programme ended: its credentials were dropped
+        conn.execute(
+            update(Tenant)
+            .where(
+                Tenant.company_id
+                == select(Company.id).where(Company.key == "midori-shoji").scalar_subquery()
+            )
+            .values(credentials_dropped_at=datetime.now(UTC))
+        )
+    assert job_ids(tmp_path, database_url, 2) == common | {
         "poll:sakura-seisakusho",
         "inventory:sakura-seisakusho",
     }

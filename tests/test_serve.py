@@ -1,4 +1,5 @@
-"""`edrtrial serve --with-sandbox` as a real process: tickets arrive; SIGINT stops it cleanly."""
+"""`edrtrial serve --with-sandbox` as a real process (what `make run` does): on an empty store
+it seeds the sandbox's sample programme, tickets arrive; SIGINT stops it cleanly."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from edrtrial.db import make_engine
-from edrtrial.models import OutboxMessage, ServiceLock, Ticket
+from edrtrial.models import Cohort, Company, OutboxMessage, ServiceLock, Ticket
 from edrtrial.timeutil import as_utc
 
 import clock
@@ -46,7 +47,7 @@ def test_serve_with_the_sandbox_opens_tickets_and_mails_then_stops_cleanly(
     port = free_port()
     # The example's layout: relative var/ paths (sandbox state, mail) live under tmp_path.
     data = settings(database_url, base_url=f"https://127.0.0.1:{port}", sandbox_port=port)
-    config = write_config(tmp_path / "config.toml", data)
+    config = write_config(tmp_path / "config.toml", data, companies=0)  # an empty store
     subprocess.run(
         [EDRTRIAL, "--config", str(config), "db", "upgrade"],
         check=True,
@@ -79,7 +80,11 @@ def test_serve_with_the_sandbox_opens_tickets_and_mails_then_stops_cleanly(
         serve.send_signal(signal.SIGINT)
         output = serve.communicate(timeout=60)[0].decode()
     assert serve.returncode == 0, output
+    assert "seeded the sample programme: 3 companies" in output
+    assert "edrtrial serving 3 tenants" in output
     assert "stopped" in output
     with engine.connect() as conn:  # the row naming the holder is removed
         assert conn.scalar(select(func.count(ServiceLock.name))) == 0
+        assert conn.scalar(select(func.count(Company.id))) == 3
+        assert list(conn.scalars(select(Cohort.name))) == ["サンプル第1期"]
     engine.dispose()

@@ -77,7 +77,7 @@ class Service:
     def desk(self, **changes: Any) -> None:
         """Change the desk's settings in the config (before `open`)."""
         self.data["desk"] |= changes
-        write_config(self.path, self.data)
+        write_config(self.path, self.data, companies=0)
 
     def open(self) -> Runtime:
         rt = Runtime.open(load_config(self.path), clock=self.clock)
@@ -87,14 +87,14 @@ class Service:
 
 @pytest.fixture
 def service(tmp_path, now, engine, database_url, inbox) -> Iterator[Service]:
-    data = settings(database_url, companies_count=1, state_dir=tmp_path / "no-sandbox")
+    data = settings(database_url, state_dir=tmp_path / "no-sandbox")
     data["mail"]["smtp"] = {
         "host": "127.0.0.1",
         "port": inbox[1],
         "starttls": False,
         "timeout_seconds": 5,
     }
-    found = Service(write_config(tmp_path / "config.toml", data), HandClock(now), data)
+    found = Service(write_config(tmp_path / "config.toml", data, companies=1), HandClock(now), data)
     yield found
     for rt in found.runtimes:
         rt.close()
@@ -239,7 +239,7 @@ def test_a_job_failing_again_and_again_is_told_once_and_its_recovery_once(
 ):
     relay = tmp_path / "relay.secret"
     service.data["mail"]["smtp"] |= {"username": "edr", "password": f"file:{relay}"}
-    write_config(service.path, service.data)
+    write_config(service.path, service.data, companies=0)
     rt = service.open()
     [tenant] = rt.tenants()
     rt._connectors[tenant.id] = FakeConnector()

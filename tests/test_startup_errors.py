@@ -13,8 +13,9 @@ from sqlalchemy import select
 
 from edrtrial.cli.main import main
 from edrtrial.models import Company, Tenant
+from edrtrial.sandbox import SandboxServer
 
-from sandbox_config import sample_world, sandbox_config, serving, settings, write_config
+from sandbox_config import sample_companies, sample_world, serving, settings, write_config
 from serve_process import Serve, edrtrial
 from test_serve import free_port
 
@@ -31,7 +32,9 @@ def _one_error_line(stderr: str) -> str:
 
 
 def _config(tmp_path: Path, database_url: str, **kwargs: object) -> Path:
-    return write_config(tmp_path / "config.toml", settings(database_url, **kwargs))  # type: ignore[arg-type]
+    """The config alone: its store is left as the test makes it (missing, damaged, ...)."""
+    data = settings(database_url, **kwargs)  # type: ignore[arg-type]
+    return write_config(tmp_path / "config.toml", data, companies=0)
 
 
 def _sqlite_url(tmp_path: Path) -> str:
@@ -196,13 +199,30 @@ def test_an_unreachable_postgresql_is_named_without_its_password(tmp_path):
         assert "s3cret-pw" not in run.stderr + run.stdout
 
 
+def _sakura_secret_missing(
+    tmp_path: Path, server: SandboxServer, database_url: str
+) -> tuple[Path, Path]:
+    """The sample programme with sakura on a connection of its own, whose secret file (a
+    reference in the store) is missing; the others on the programme's app."""
+    data = settings(
+        database_url,
+        base_url=server.base_url,
+        state_dir=server.state_dir,
+        mail_dir=tmp_path / "mail",
+    )
+    blocks = sample_companies(data)
+    missing = server.secret_path(SAKURA_TENANT)
+    blocks[0]["connection"]["client_secret"] = f"file:{missing}"
+    config = write_config(tmp_path / "config.toml", data, companies=blocks)
+    missing.unlink()
+    return config, missing
+
+
 def test_a_missing_secret_file_parks_that_company_with_the_reason_and_the_others_poll(
     tmp_path, now, database_url, engine
 ):
     with serving(sample_world(), tmp_path / "sandbox") as server:
-        config = sandbox_config(tmp_path, server, database_url)
-        missing = server.state_dir / "secrets" / f"{SAKURA_TENANT}.secret"
-        missing.unlink()
+        config, missing = _sakura_secret_missing(tmp_path, server, database_url)
         result = CliRunner().invoke(
             main, ["--config", str(config), "poll", "--no-deliver"], catch_exceptions=False
         )
@@ -234,9 +254,7 @@ def test_serve_parks_a_company_whose_secret_file_is_missing_and_serves_the_other
     tmp_path, now, database_url, engine
 ):
     with serving(sample_world(), tmp_path / "sandbox") as server:
-        config = sandbox_config(tmp_path, server, database_url)
-        missing = server.state_dir / "secrets" / f"{SAKURA_TENANT}.secret"
-        missing.unlink()
+        config, missing = _sakura_secret_missing(tmp_path, server, database_url)
         serve = Serve(config, tmp_path / "serve.log")
 
         def parked_and_polled() -> bool:

@@ -113,7 +113,7 @@ class Service:
 
 @pytest.fixture
 def service(tmp_path, now, engine, database_url) -> Iterator[Service]:
-    path = write_config(tmp_path / "config.toml", settings(database_url, companies_count=1))
+    path = write_config(tmp_path / "config.toml", settings(database_url), companies=1)
     rt = Runtime.open(load_config(path))
     found = Service(path, rt)
     found.beat()

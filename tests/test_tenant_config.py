@@ -1,5 +1,6 @@
-"""A company's connection at start-up: one tenant in one spelling, held by one company, and
-credentials (bearer tokens, API keys, the SMTP password) never sent in cleartext."""
+"""A company's connection as `companies import-config` reads it (the config loader's own
+checks): one tenant in one spelling, held by one company, and credentials (bearer tokens,
+API keys, the SMTP password) never sent in cleartext."""
 
 from __future__ import annotations
 
@@ -8,37 +9,39 @@ from typing import Any
 
 import pytest
 
-from edrtrial.config import Config, load_config
+from edrtrial.config import CompanyConfig, Config, load_companies, load_config
 from edrtrial.errors import ConfigError
 
-from sandbox_config import settings, write_config
+from sandbox_config import sample_companies, settings, to_toml, write_config
 
 SAKURA = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c01"
 
 
-def programme(**changes: dict[str, Any]) -> dict[str, Any]:
-    """The sample programme's config, with `changes[key]` merged into that company's
-    connection block."""
-    data = settings("sqlite:///x.db")
-    for company in data["companies"]:
+def programme(count: int = 3, **changes: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sample programme's `[[companies]]` blocks, with `changes[key]` merged into that
+    company's connection block."""
+    blocks = sample_companies(settings("sqlite:///x.db"), count)
+    for company in blocks:
         company["connection"] |= changes.get(company["key"], {})
-    return data
+    return blocks
 
 
-def load(tmp_path: Path, data: dict[str, Any]) -> Config:
-    return load_config(write_config(tmp_path / "config.toml", data))
+def load(tmp_path: Path, blocks: list[dict[str, Any]]) -> list[CompanyConfig]:
+    path = tmp_path / "companies.toml"
+    path.write_text(to_toml({"companies": blocks}), encoding="utf-8")
+    return load_companies(path)
 
 
-def refusal(tmp_path: Path, data: dict[str, Any]) -> str:
+def refusal(tmp_path: Path, blocks: list[dict[str, Any]]) -> str:
     with pytest.raises(ConfigError) as caught:
-        load(tmp_path, data)
+        load(tmp_path, blocks)
     message = str(caught.value)
-    assert str(tmp_path / "config.toml") in message
+    assert str(tmp_path / "companies.toml") in message
     return message
 
 
-def tenant_ids(config: Config) -> dict[str, str]:
-    return {c.key: c.connection.model_dump()["tenant_id"] for c in config.settings.companies}
+def tenant_ids(companies: list[CompanyConfig]) -> dict[str, str]:
+    return {c.key: c.connection.model_dump()["tenant_id"] for c in companies}
 
 
 @pytest.mark.parametrize(
@@ -107,11 +110,11 @@ def test_a_defender_api_url_must_be_https(tmp_path, key):
     "url", ["http://127.0.0.1:8443", "http://[::1]:8443", "http://localhost:8443/"]
 )
 def test_a_defender_api_url_on_loopback_may_be_plain_http(tmp_path, url):
-    config = load(
+    companies = load(
         tmp_path,
         programme(**{"midori-shoji": {"graph_base_url": url, "mde_base_url": url}}),
     )
-    block = config.company("midori-shoji").connection.model_dump()
+    block = next(c for c in companies if c.key == "midori-shoji").connection.model_dump()
     assert block["graph_base_url"] == url
 
 
@@ -125,24 +128,31 @@ def _cycraft(base_url: str) -> dict[str, Any]:
 
 
 def test_a_cycraft_api_url_must_be_https_except_on_loopback(tmp_path):
-    data = settings("sqlite:///x.db", companies_count=1)
-    data["companies"][0]["connection"] = _cycraft("http://air.example.jp")
-    message = refusal(tmp_path, data)
+    blocks = programme(1)
+    blocks[0]["connection"] = _cycraft("http://air.example.jp")
+    message = refusal(tmp_path, blocks)
     assert "companies[0].connection.base_url:" in message and "https://" in message
 
-    data["companies"][0]["connection"] = _cycraft("http://127.0.0.1:9000")
-    assert load(tmp_path, data).settings.companies[0].connection.connector == "cycraft"
+    blocks[0]["connection"] = _cycraft("http://127.0.0.1:9000")
+    assert load(tmp_path, blocks)[0].connection.connector == "cycraft"
 
 
 def _smtp(**smtp: Any) -> dict[str, Any]:
-    data = settings("sqlite:///x.db", companies_count=1)
+    data = settings("sqlite:///x.db")
     data["mail"]["smtp"] = {"host": "smtp.example.jp", "username": "edr"} | smtp
     return data
 
 
+def load_settings(tmp_path: Path, data: dict[str, Any]) -> Config:
+    return load_config(write_config(tmp_path / "config.toml", data, companies=0))
+
+
 def test_an_smtp_password_without_tls_is_refused(tmp_path):
     data = _smtp(starttls=False, password="env:EDRTRIAL_SMTP_PASSWORD")
-    message = refusal(tmp_path, data)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path, data)
+    message = str(caught.value)
+    assert str(tmp_path / "config.toml") in message
     assert "mail.smtp.password: Value error, a password needs TLS" in message
 
 
@@ -157,4 +167,4 @@ def test_an_smtp_password_without_tls_is_refused(tmp_path):
     ],
 )
 def test_an_smtp_password_goes_over_tls_or_stays_on_this_machine(tmp_path, smtp):
-    assert load(tmp_path, _smtp(**smtp)).settings.mail.smtp is not None
+    assert load_settings(tmp_path, _smtp(**smtp)).settings.mail.smtp is not None

@@ -19,12 +19,19 @@ from sqlalchemy.orm import Session
 from edrtrial.cli.main import main
 from edrtrial.db import make_engine, make_sessions, transaction
 from edrtrial.errors import ConfigError
-from edrtrial.models import Alert, AuditEvent, Company, Device, OutboxMessage, Tenant, Ticket
+from edrtrial.models import Alert, Company, Device, OutboxMessage, Tenant, Ticket
 from edrtrial.programme import tenants
 from edrtrial.sandbox import SandboxServer
 
 from conftest import add_tenant
-from sandbox_config import sample_world, serving, settings, write_config
+from sandbox_config import (
+    sample_companies,
+    sample_world,
+    serving,
+    settings,
+    to_toml,
+    write_config,
+)
 
 SAKURA, MIDORI = (f"5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c0{n}" for n in (1, 2))
 MIDORI_CONTACT = "soumu@midori.example.jp"
@@ -47,9 +54,10 @@ def configure(
         state_dir=server.state_dir,
         mail_dir=tmp_path / "mail",
     )
-    for company in data["companies"]:
+    blocks = sample_companies(data)
+    for company in blocks:
         company["connection"] |= connections.get(company["key"], {})
-    return write_config(tmp_path / "config.toml", data)
+    return write_config(tmp_path / "config.toml", data, companies=blocks)
 
 
 def cli(config: Path, *args: str) -> Result:
@@ -99,25 +107,36 @@ def test_a_company_configured_by_its_domain_polls_its_own_tenant_under_its_guid(
 def test_one_tenant_under_two_companies_never_reaches_the_second_companys_tickets_or_mails(
     tmp_path, sandbox, database_url, spelling
 ):
-    """Midori is configured with Sakura's tenant (the programme's one app and secret work in
-    every consented tenant): refused at start-up or at its first poll, naming both."""
-    assert cli(configure(tmp_path, sandbox, database_url), "db", "upgrade").exit_code == 0
-    sakura_secret = f"file:{sandbox.state_dir}/secrets/{SAKURA}.secret"
-    config = configure(
-        tmp_path,
-        sandbox,
+    """Midori is brought in with Sakura's tenant (the programme's one app works in every
+    consented tenant): refused at the import, or at its first poll, naming both."""
+    data = settings(
         database_url,
-        **{"midori-shoji": {"tenant_id": spelling, "client_secret": sakura_secret}},
+        base_url=sandbox.base_url,
+        state_dir=sandbox.state_dir,
+        mail_dir=tmp_path / "mail",
     )
+    sakura, midori_block = sample_companies(data, 2)
+    config = write_config(tmp_path / "config.toml", data, companies=[sakura])
+    midori_block["connection"]["tenant_id"] = spelling
+    second = tmp_path / "midori.toml"
+    second.write_text(to_toml({"companies": [midori_block]}), encoding="utf-8")
+    imported = cli(config, "companies", "import-config", str(second))
+    said = " ".join(imported.output.split())
+    if imported.exit_code != 0:  # the same GUID, however spelled: refused before any poll
+        assert f"tenant {SAKURA} is held by company 'sakura-seisakusho'" in said
+        assert "midori-shoji: refused" in said
 
     polled = cli(config, "poll")
-    assert polled.exit_code != 0
-    assert "'sakura-seisakusho'" in str(polled.output) + str(polled.exception)
-    assert "'midori-shoji'" in str(polled.output) + str(polled.exception)
+    if imported.exit_code == 0:  # a domain: resolved at its first poll, and refused then
+        assert polled.exit_code != 0
+        assert "'sakura-seisakusho'" in str(polled.output) + str(polled.exception)
+        assert "'midori-shoji'" in str(polled.output) + str(polled.exception)
 
     with stored(database_url) as session:
         assert alerts_of(session, "midori-shoji") == set()
+        assert alerts_of(session, "sakura-seisakusho") == sandbox_alerts(sandbox, SAKURA)
         midori = session.scalar(select(Tenant).join(Company).where(Company.key == "midori-shoji"))
+        assert (midori is None) == (imported.exit_code != 0)
         if midori is not None:  # refused at its first poll: parked, holding nothing
             assert midori.state == "parked"
             assert midori.state_reason == (
@@ -127,7 +146,6 @@ def test_one_tenant_under_two_companies_never_reaches_the_second_companys_ticket
             )
             assert not session.scalars(select(Device).where(Device.tenant_id == midori.id)).all()
             assert not session.scalars(select(Ticket).where(Ticket.tenant_id == midori.id)).all()
-            assert alerts_of(session, "sakura-seisakusho") == sandbox_alerts(sandbox, SAKURA)
         recipients = set(session.scalars(select(OutboxMessage.recipient)))
     assert MIDORI_CONTACT not in recipients
 
@@ -211,62 +229,3 @@ def test_two_companies_binding_one_tenant_at_once_get_the_clear_refusal(sessions
     assert "'sakura-seisakusho'" in message and "'midori-shoji'" in message, message
     with sessions() as session:
         assert session.get_one(Tenant, midori).external_id == SAKURA
-
-
-def tenant_row(session: Session, company_key: str) -> Tenant:
-    return session.scalars(select(Tenant).join(Company).where(Company.key == company_key)).one()
-
-
-def test_a_mistyped_tenant_domain_once_corrected_is_polled_and_the_change_audited(
-    tmp_path, sandbox, database_url
-):
-    typo = {"sakura-seisakusho": {"tenant_id": "sakura.exmple.jp"}}
-    config = configure(tmp_path, sandbox, database_url, **typo)
-    cli(config, "db", "upgrade")
-    cli(config, "poll")
-    with stored(database_url) as session:
-        parked = tenant_row(session, "sakura-seisakusho")
-        assert (parked.state, parked.external_id) == ("parked", "sakura.exmple.jp")
-        assert not alerts_of(session, "sakura-seisakusho")
-
-    fixed = {"sakura-seisakusho": {"tenant_id": "sakura.example.jp"}}
-    config = configure(tmp_path, sandbox, database_url, **fixed)
-    polled = cli(config, "poll")  # what parked sakura was its id: corrected, it polls again
-    assert polled.exit_code == 0, polled.output
-    with stored(database_url) as session:
-        assert tenant_row(session, "sakura-seisakusho").external_id == SAKURA
-        assert alerts_of(session, "sakura-seisakusho") == sandbox_alerts(sandbox, SAKURA)
-        assert alerts_of(session, "midori-shoji") == sandbox_alerts(sandbox, MIDORI)
-        changed, resumed = (
-            session.scalars(select(AuditEvent).where(AuditEvent.action == action)).one()
-            for action in ("tenant.changed", "tenant.resumed")
-        )
-        assert changed.detail["from"] == "defender sakura.exmple.jp"
-        assert changed.detail["to"] == "defender sakura.example.jp"
-        assert changed.detail["source"] == str(config)
-        assert (resumed.actor, resumed.detail["was"]) == ("config-sync", "parked")
-
-
-def test_a_tenant_change_over_stored_data_parks_that_company_and_the_others_run(
-    tmp_path, sandbox, database_url
-):
-    config = configure(tmp_path, sandbox, database_url)
-    cli(config, "db", "upgrade")
-    assert cli(config, "poll").exit_code == 0
-    with stored(database_url) as session:
-        kept = alerts_of(session, "sakura-seisakusho")
-    assert kept
-
-    moved = {"sakura-seisakusho": {"tenant_id": "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c99"}}
-    config = configure(tmp_path, sandbox, database_url, **moved)
-    sandbox.world.add_alerts(MIDORI, "c2_beacon", 1, severity="high")
-    polled = cli(config, "poll")
-
-    assert polled.exit_code == 1 and not isinstance(polled.exception, ConfigError), polled.output
-    assert "store holds the old tenant's data" in polled.output  # said once, in the log
-    with stored(database_url) as session:
-        sakura = tenant_row(session, "sakura-seisakusho")
-        assert (sakura.state, sakura.external_id) == ("parked", SAKURA)
-        assert "store holds the old tenant's data" in sakura.state_reason
-        assert alerts_of(session, "sakura-seisakusho") == kept
-        assert alerts_of(session, "midori-shoji") == sandbox_alerts(sandbox, MIDORI)

@@ -32,6 +32,7 @@ from edrtrial.audit import ACTOR_WIDTH, BEHALF_WIDTH, SYSTEM_ACTORS
 from edrtrial.config import Config, load_config
 from edrtrial.desk import operator
 from edrtrial.errors import ActorError, ConfigError, EdrTrialError, TicketError
+from edrtrial.programme.companies import store_keys
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime, TenantRef
 from edrtrial.timeutil import as_utc
@@ -295,9 +296,13 @@ def config_of(ctx: click.Context) -> Config:
     return config
 
 
+def _warn(line: str) -> None:
+    err_console.print(Text.assemble(styled("warning:", "bold yellow"), " ", line), soft_wrap=True)
+
+
 def runtime_of(ctx: click.Context) -> Runtime:
     """The runtime over the command's config, closed when the command ends."""
-    runtime = Runtime.open(config_of(ctx))
+    runtime = Runtime.open(config_of(ctx), notice=_warn)
     ctx.call_on_close(runtime.close)
     return runtime
 
@@ -439,37 +444,50 @@ class ActingForGroup(click.Group):
 
 
 def company_key(runtime: Runtime, key: str) -> str:
-    """The configured company `key` names, or an error naming it (a command never answers
-    an unknown company with an empty list)."""
-    return configured_key(runtime.config, key)
+    """The stored company `key` names, or an error naming it (a command never answers an
+    unknown company with an empty list)."""
+    with runtime.sessions() as session:
+        return known_key(store_keys(session), key)
 
 
 def configured_key(config: Config, key: str) -> str:
-    """The company `key` names in `config`, or an error naming it and the keys there are.
+    """`company_key` for a command that opens no runtime: the store's keys, read once."""
+    engine = db.existing_engine(config.database_url)
+    try:
+        db.ensure_current(engine)
+        with db.make_sessions(engine)() as session:
+            keys = store_keys(session)
+    finally:
+        engine.dispose()
+    return known_key(keys, key)
 
-    Keys are lower case (the config allows no other) and compared exactly everywhere, so a
+
+def known_key(keys: Sequence[str], key: str) -> str:
+    """`key` when it is one of `keys`, else an error naming it and the keys there are.
+
+    Keys are lower case (the store holds no other) and compared exactly everywhere, so a
     key spelled in another case is refused with the key meant.
     """
-    try:
-        return config.company(key).key
-    except ConfigError:
-        lowered = key.strip().lower()
-        if lowered != key and any(c.key == lowered for c in config.settings.companies):
-            raise ConfigError(
-                f"no company {one_line(key)!r}: company keys are lower case; "
-                f"did you mean {lowered!r}?"
-            ) from None
-        raise
+    if key in keys:
+        return key
+    lowered = key.strip().lower()
+    if lowered != key and lowered in keys:
+        raise ConfigError(
+            f"no company {one_line(key)!r}: company keys are lower case; did you mean {lowered!r}?"
+        )
+    known = ", ".join(keys) or "none; import them with `edrtrial companies import-config`"
+    raise ConfigError(f"no company {one_line(key)!r} in the store (companies: {known})")
 
 
 def ticket_tenant(runtime: Runtime, ticket_id: int) -> TenantRef:
-    """The configured tenant of the ticket (a TicketError once its company is not configured)."""
+    """The ticket's tenant, while the service works on it (a TicketError once its company's
+    programme has ended or its credentials were dropped)."""
     with runtime.sessions() as session:
         tenant_id = operator.get(session, ticket_id).tenant_id
     for tenant in runtime.tenants():
         if tenant.id == tenant_id:
             return tenant
-    raise TicketError(f"ticket #{ticket_id}'s company is no longer configured")
+    raise TicketError(f"ticket #{ticket_id}'s company is no longer in the programme's polling")
 
 
 def deliver(runtime: Runtime, *, always: bool = True) -> None:

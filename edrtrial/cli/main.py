@@ -8,6 +8,7 @@ import click
 
 from edrtrial.cli import (
     admission,
+    companies,
     connection,
     desk,
     devices,
@@ -51,6 +52,8 @@ for command in (
     *playbooks.COMMANDS,
 ):
     main.add_command(command)
+for command in companies.COMMANDS:
+    journey.companies.add_command(command)
 for command in devices.TICKET_COMMANDS:
     desk.ticket.add_command(command)
 for command in intake.APPLICATION_COMMANDS:

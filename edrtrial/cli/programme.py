@@ -222,7 +222,7 @@ def _report_html(
     """The company's report as HTML; with `mail`, also queued for the company's contact."""
     with transaction(runtime.sessions) as session:
         stored = company_by_key(session, company)
-        assert stored is not None  # synced from the config by Runtime.open
+        assert stored is not None  # checked by company_key
         now, desk = runtime.clock(), runtime.config.settings.desk
         if mail:
             queued = queue_detection_report(

@@ -34,10 +34,13 @@ from edrtrial.db import (
     head_revision,
     make_engine,
     missing_store,
+    transaction,
     upgrade,
 )
 from edrtrial.errors import ConfigError, StoreError
+from edrtrial.programme.sample import seed_sample_programme
 from edrtrial.service import jobs, runs, summaries
+from edrtrial.service.runtime import Runtime
 
 if TYPE_CHECKING:
     from edrtrial.sandbox import SandboxServer, SandboxWorld
@@ -137,16 +140,24 @@ def serve(ctx: click.Context, with_sandbox: bool) -> None:
     from edrtrial.service import ownership, scheduler
 
     config = config_of(ctx)
-    runtime = runtime_of(ctx)
+    # The service's own log says that config companies are ignored (a WARNING line).
+    runtime = Runtime.open(config)
+    ctx.call_on_close(runtime.close)
     holder = scheduler.holder_id()
     # The store's lock first: a second service is refused before it starts anything.
     owned = ownership.take(runtime.engine, holder, runtime.clock())
     ctx.call_on_close(owned.release)
     scheduler.record_holder(runtime.sessions, holder, runtime.clock())
-    sandbox = _sandbox(config)[1] if with_sandbox else None
-    if sandbox is not None:
+    world, sandbox = _sandbox(config) if with_sandbox else (None, None)
+    if world is not None and sandbox is not None:
         ctx.call_on_close(sandbox.stop)
         console.print(f"sandbox serving the Defender APIs at {sandbox.base_url}")
+        with transaction(runtime.sessions) as session:
+            seeded = seed_sample_programme(
+                session, config.settings.programme, world.tenants, at=runtime.clock()
+            )
+        if seeded:
+            console.print(f"seeded the sample programme: {seeded} companies (empty store)")
     running = scheduler.build_scheduler(runtime)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -184,6 +195,7 @@ def sandbox(ctx: click.Context, host: str | None, port: int | None) -> None:
         f"sandbox serving the Microsoft login, Graph and Defender APIs at {server.base_url}"
     )
     console.print(f"CA certificate: {server.ca_path}   client id: {world.client_id}")
+    console.print(f"the app's client secret (every tenant): {server.app_secret_path}")
     for tenant in world.tenants[:5]:
         console.print(
             f"  tenant {tenant.tenant_id}  {tenant.name}  secret: "

@@ -1,92 +1,36 @@
-"""Companies, tenants and trials: brought into the store from the configuration.
+"""Companies, tenants and trials brought into the store, once, from an old config file.
 
-What a company decided (continue or offboard), whether it agreed to automatic isolation,
-and who its contact is decide what the service does to its devices and whom it mails; so
-each change the sync makes to them is audited, with the config file as its source. A
-company seen for the first time has them audited as changes from nothing (`from` is null):
-a consent or a decision it arrives with acts on its devices as much as a changed one. A
-contact's address and name are personal data: the audit says that they changed, not what
-they were.
+Companies live in the store; the service reads them nowhere else. A config file from before
+(its `[[companies]]` blocks) is moved in by `edrtrial companies import-config`: each company
+with its tenant, its trial and a journey that stands where its trial stands today, every
+step audited with the file as its source. A key already in the store is left as it is, so
+importing a file twice changes nothing; a tenant another company holds is refused (one
+tenant belongs to one company: each would read the other's alerts). A contact's address and
+name are personal data: the audit names the company, not them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from edrtrial import audit
-from edrtrial.config import CompanyConfig
+from edrtrial.config import CompanyConfig, ProgrammeConfig
 from edrtrial.errors import ConfigError, JourneyError
-from edrtrial.models import Company, Tenant, Trial
-from edrtrial.programme.tenants import holds_data, may_stand_for
-from edrtrial.states import JourneyState
+from edrtrial.models import Cohort, Company, Tenant, Trial
+from edrtrial.programme.journey import walk
+from edrtrial.states import POLLED_JOURNEY, JourneyState
 from edrtrial.timeutil import jst_date
 from edrtrial.untrusted import one_line
 
-SYNC_ACTOR = "config-sync"
-"""The audit actor of changes that arrive through the config file."""
-
-
-def _company_changes(company: Company | None, cfg: CompanyConfig) -> dict[str, dict[str, Any]]:
-    """The audited changes the config makes to a company (None: new): audit action → detail."""
-    changes: dict[str, dict[str, Any]] = {}
-    isolation = None if company is None else company.auto_isolation
-    if isolation != cfg.auto_isolation:
-        changes["company.auto_isolation_changed"] = {"from": isolation, "to": cfg.auto_isolation}
-    email, name, language = (
-        (None, None, None)
-        if company is None
-        else (company.contact_email, company.contact_name, company.language)
-    )
-    contact = [
-        field
-        for field, before, after in (
-            ("email", email, str(cfg.contact_email)),
-            ("name", name, cfg.contact_name),
-        )
-        if before != after
-    ]
-    if contact or language != cfg.language:
-        detail: dict[str, Any] = {"changed": contact}
-        if language != cfg.language:
-            detail["changed"].append("language")
-            detail["language"] = {"from": language, "to": cfg.language}
-        changes["company.contact_changed"] = detail
-    return changes
-
-
-def _trial_dates(trial: Trial | None, cfg: CompanyConfig, at: datetime) -> tuple[date, date]:
-    """The dates the store keeps: the config's fixed dates; for a relative trial (a sample),
-    counted from the day the company was first seeded, and kept as stored afterwards."""
-    if trial is not None and cfg.trial.relative:
-        return trial.starts_on, trial.ends_on
-    return cfg.trial.dates(jst_date(at))
-
-
-def _trial_changes(
-    trial: Trial | None, cfg: CompanyConfig, dates: tuple[date, date]
-) -> dict[str, dict[str, Any]]:
-    """The audited changes the config makes to a trial (None: new): audit action → detail.
-
-    A new trial's dates are not a change; its decision is, since `continue` or `offboard`
-    decides what happens to the company's devices from the first day.
-    """
-    changes: dict[str, dict[str, Any]] = {}
-    decision = None if trial is None else trial.decision
-    if decision != cfg.trial.decision:
-        changes["trial.decision_changed"] = {"from": decision, "to": cfg.trial.decision}
-    if trial is None:
-        return changes
-    if (trial.starts_on, trial.ends_on) != dates:
-        changes["trial.dates_changed"] = {
-            "from": [trial.starts_on.isoformat(), trial.ends_on.isoformat()],
-            "to": [dates[0].isoformat(), dates[1].isoformat()],
-        }
-    return changes
+IMPORTED_COHORT = "imported"
+"""The key of the cohort imported companies join when none is named (one per course: the
+first course's is this, another's `imported-<course>`)."""
 
 
 def _journey_of(trial: Trial, today: date) -> JourneyState:
@@ -100,149 +44,229 @@ def _journey_of(trial: Trial, today: date) -> JourneyState:
     return JourneyState.IN_TRIAL
 
 
-MisconfiguredTenant = Callable[[Tenant, str], None]
-"""Given a tenant the config cannot name now and why: parks it (the service's business)."""
-CorrectedTenant = Callable[[Tenant], None]
-"""Given a tenant whose id the config corrected: lets it poll again (the service's business:
-parked for the old, mistyped id, it would otherwise wait for an operator's resume)."""
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """What the import did with one company: `imported` (`detail`: its journey state),
+    `present` (the key is in the store already; nothing changed) or `refused` (why)."""
+
+    key: str
+    outcome: Literal["imported", "present", "refused"]
+    detail: str
 
 
-def _retarget(
-    session: Session,
-    tenant: Tenant,
-    cfg: CompanyConfig,
-    external_id: str,
-    *,
-    source: str,
-    at: datetime,
-    park: MisconfiguredTenant | None,
-    corrected: CorrectedTenant | None = None,
-) -> None:
-    """The config names another tenant for a stored company: take it, or keep the old one.
+def _course_of(programme: ProgrammeConfig, connector: str) -> str | None:
+    """The first course whose EDR is this connector's."""
+    return next((k for k, c in programme.courses.items() if c.connector == connector), None)
 
-    A tenant that holds nothing yet (its id was mistyped, so nothing was ever read) takes
-    the corrected id, audited with the config file as source. One whose store holds alerts,
-    incidents, devices or cursors keeps them apart from the new tenant's: the company is
-    handed to `park` with the reason (the others go on), or refused without one.
-    """
-    connector = cfg.connection.connector
-    before = f"{tenant.connector} {tenant.external_id}"
-    taken = session.scalar(
+
+def _cohort(
+    session: Session, programme: ProgrammeConfig, course: str, key: str | None, at: datetime
+) -> Cohort:
+    """The named cohort (ConfigError when the store has none), else the course's import
+    cohort, created on first use."""
+    if key is not None:
+        found = session.scalar(select(Cohort).where(Cohort.key == key))
+        if found is None:
+            known = ", ".join(session.scalars(select(Cohort.key).order_by(Cohort.key))) or "none"
+            raise ConfigError(f"no cohort {key!r} in the store (cohorts: {known})")
+        return found
+    first = next(iter(programme.courses))
+    key = IMPORTED_COHORT if course == first else f"{IMPORTED_COHORT}-{course}"
+    found = session.scalar(select(Cohort).where(Cohort.key == key))
+    if found is None:
+        label = programme.courses[course].label_ja
+        found = Cohort(key=key, name=f"{label}（設定ファイルから移行）", course=course, capacity=0)
+        found.created_at = at
+        session.add(found)
+        session.flush()
+    return found
+
+
+def _own_connection(
+    programme: ProgrammeConfig, block: dict[str, Any], tenant: str
+) -> dict[str, Any]:
+    """What the tenant keeps as its own connection: nothing when the block is simply the
+    programme's app for it, else the block (its secrets are references, as in the file)."""
+    if programme.app is not None and block == programme.app.connection(tenant):
+        return {}
+    return block
+
+
+def _holder(session: Session, connector: str, tenant: str) -> str | None:
+    """The key of the company holding this tenant, whatever the case it is spelled in."""
+    return session.scalar(
         select(Company.key)
         .join(Tenant, Tenant.company_id == Company.id)
-        .where(
-            Tenant.connector == connector, Tenant.external_id == external_id, Tenant.id != tenant.id
-        )
+        .where(Tenant.connector == connector, func.lower(Tenant.external_id) == tenant.lower())
     )
-    if taken is None and not holds_data(session, tenant.id):
-        audit.record(
-            session,
-            at=at,
-            actor=SYNC_ACTOR,
-            action="tenant.changed",
-            tenant_id=tenant.id,
-            target=f"company:{cfg.key}",
-            detail={"from": before, "to": f"{connector} {external_id}", "source": source},
-        )
-        tenant.connector, tenant.external_id = connector, external_id
-        if corrected is not None:
-            corrected(tenant)
-        return
-    held = f"company {taken!r} holds it" if taken else "the store holds the old tenant's data"
-    reason = (
-        f"company {cfg.key!r}: its tenant changed from {before} to {connector} {external_id} "
-        f"in {source}, but {held}; restore the old value, or configure the new tenant as a "
-        "new company key"
-    )
-    if park is None:
-        raise ConfigError(reason)
-    park(tenant, reason)
 
 
-def sync_companies(
+def _held_places(session: Session, cohort: Cohort) -> int:
+    held = select(func.count(Company.id)).where(
+        Company.cohort_id == cohort.id, Company.place_since.is_not(None)
+    )
+    return session.scalar(held) or 0
+
+
+def import_company(
     session: Session,
-    companies: Sequence[CompanyConfig],
+    cfg: CompanyConfig,
+    programme: ProgrammeConfig,
     *,
     source: str,
+    actor: str,
     at: datetime,
-    park: MisconfiguredTenant | None = None,
-    corrected: CorrectedTenant | None = None,
-) -> list[Company]:
-    """Create or update each configured company with its tenant and trial (never deletes).
+    cohort: str | None = None,
+) -> Imported:
+    """Bring one config block into the store, unless its key or its tenant is there already.
 
-    `source` names the config file in the audit of each change to a decision, a trial, a
-    consent, a contact or a corrected tenant id (planned offboarding that no longer fits is
-    the devices' business: `devices.offboarding.cancel_moot_offboarding`). A company whose
-    tenant cannot change (see `_retarget`) goes to `park`, or stops the sync without it.
+    The company gets its tenant (consented and verified: it was polled before), its trial
+    (relative sample dates counted from `at`'s day), a place in the cohort, and walks its
+    journey to where the trial stands today, each step audited with `source`.
     """
-    result = []
-    for cfg in companies:
-        company = session.scalar(select(Company).where(Company.key == cfg.key))
-        changes = _company_changes(company, cfg)
-        if company is None:
-            company = Company(key=cfg.key)
-            session.add(company)
-        company.name = cfg.name
-        company.contact_name = cfg.contact_name
-        company.contact_email = str(cfg.contact_email)
-        company.language = cfg.language
-        company.planned_seats = cfg.planned_seats
-        company.seat_cap = cfg.seat_cap
-        company.auto_isolation = cfg.auto_isolation
-        session.flush()
-
-        connection = cfg.connection.model_dump()
-        external_id = str(connection.get("tenant_id", cfg.key))
-        tenant = session.scalar(select(Tenant).where(Tenant.company_id == company.id))
-        if tenant is not None and (
-            tenant.connector != cfg.connection.connector
-            or not may_stand_for(tenant.external_id, external_id)
-        ):
-            _retarget(
-                session,
-                tenant,
-                cfg,
-                external_id,
-                source=source,
-                at=at,
-                park=park,
-                corrected=corrected,
-            )
-        if tenant is None:
-            tenant = Tenant(
-                company_id=company.id,
-                connector=cfg.connection.connector,
-                external_id=external_id,
-                consented_at=at,
-            )
-            session.add(tenant)
-        tenant.connection = connection
-
-        trial = session.scalar(select(Trial).where(Trial.company_id == company.id))
-        dates = _trial_dates(trial, cfg, at)
-        changes |= _trial_changes(trial, cfg, dates)
-        if trial is None:
-            trial = Trial(company_id=company.id, starts_on=dates[0], ends_on=dates[1])
-            session.add(trial)
-        trial.starts_on, trial.ends_on = dates
-        trial.decision = cfg.trial.decision
-        if company.state == JourneyState.APPLIED:  # new: where its trial stands today
-            company.state = _journey_of(trial, jst_date(at))
-            company.state_since = at
-        session.flush()
-        for action, detail in changes.items():
-            audit.record(
-                session,
-                at=at,
-                actor=SYNC_ACTOR,
-                action=action,
-                tenant_id=tenant.id,
-                target=f"company:{company.key}",
-                detail=detail | {"source": source},
-            )
-        result.append(company)
+    if session.scalar(select(Company.id).where(Company.key == cfg.key)) is not None:
+        return Imported(cfg.key, "present", "already in the store; left as it is")
+    block = cfg.connection.model_dump()
+    connector = cfg.connection.connector
+    external_id = str(block.get("tenant_id", cfg.key))
+    if holder := _holder(session, connector, external_id):
+        return Imported(
+            cfg.key,
+            "refused",
+            f"tenant {external_id} is held by company {holder!r}; one tenant belongs to one "
+            "company",
+        )
+    course = _course_of(programme, connector)
+    if course is None:
+        return Imported(cfg.key, "refused", f"no course of the programme uses {connector!r}")
+    place = _cohort(session, programme, course, cohort, at)
+    if programme.courses[place.course].connector != connector:
+        return Imported(
+            cfg.key,
+            "refused",
+            f"cohort {place.key!r} is the {place.course!r} course, not one for {connector!r}",
+        )
+    if cohort is not None and _held_places(session, place) >= place.capacity:
+        return Imported(cfg.key, "refused", f"cohort {place.key!r} is full ({place.capacity})")
+    company = Company(
+        key=cfg.key,
+        name=cfg.name,
+        contact_name=cfg.contact_name,
+        contact_email=str(cfg.contact_email),
+        language=cfg.language,
+        planned_seats=cfg.planned_seats,
+        seat_cap=cfg.seat_cap,
+        auto_isolation=cfg.auto_isolation,
+        course=place.course,
+        cohort_id=place.id,
+        queued_at=at,
+        place_since=at,
+        state=JourneyState.APPLIED.value,
+        state_since=at,
+    )
+    company.created_at = at
+    session.add(company)
     session.flush()
-    return result
+    if cohort is None:  # the import cohort has a place for each company imported into it
+        place.capacity = max(place.capacity, _held_places(session, place))
+    session.add(
+        Tenant(
+            company_id=company.id,
+            connector=connector,
+            external_id=external_id,
+            connection=_own_connection(programme, block, external_id),
+            consented_at=at,
+            verified_at=at,
+        )
+    )
+    starts_on, ends_on = cfg.trial.dates(jst_date(at))
+    trial = Trial(
+        company_id=company.id, starts_on=starts_on, ends_on=ends_on, decision=cfg.trial.decision
+    )
+    if cfg.trial.decision != "undecided":
+        trial.decided_at, trial.decided_by = at, actor
+    session.add(trial)
+    session.flush()
+    audit.record(
+        session,
+        at=at,
+        actor=actor,
+        action="company.imported",
+        tenant_id=session.scalar(select(Tenant.id).where(Tenant.company_id == company.id)),
+        target=f"company:{company.key}",
+        detail={
+            "source": source,
+            "cohort": place.key,
+            "tenant": f"{connector} {external_id}",
+            "trial": [starts_on.isoformat(), ends_on.isoformat()],
+            "decision": cfg.trial.decision,
+            "auto_isolation": cfg.auto_isolation,
+        },
+    )
+    state = _journey_of(trial, jst_date(at))
+    walk(session, company, state, actor=actor, at=at, why=f"imported from {source}")
+    return Imported(cfg.key, "imported", state.value)
+
+
+def import_companies(
+    session: Session,
+    companies: Sequence[CompanyConfig],
+    programme: ProgrammeConfig,
+    *,
+    source: str,
+    actor: str,
+    at: datetime,
+    cohort: str | None = None,
+) -> list[Imported]:
+    """`import_company` for each block, in the file's order (the caller owns the commit)."""
+    return [
+        import_company(session, cfg, programme, source=source, actor=actor, at=at, cohort=cohort)
+        for cfg in companies
+    ]
+
+
+def worked_on(session: Session) -> frozenset[str]:
+    """The keys of the companies whose tenants the service works on: a polled journey state
+    and credentials not dropped (a record of any other company is history)."""
+    query = (
+        select(Company.key).join(Tenant, Tenant.company_id == Company.id).where(*worked_on_filter())
+    )
+    return frozenset(session.scalars(query))
+
+
+def worked_on_filter() -> tuple[Any, ...]:
+    """The where-clause of `worked_on` (over Company joined with Tenant)."""
+    return (
+        Company.state.in_([s.value for s in POLLED_JOURNEY]),
+        Tenant.credentials_dropped_at.is_(None),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CompanyRow:
+    """A company as `companies list` shows it."""
+
+    key: str
+    name: str
+    state: str
+    cohort: str | None
+    tenant: str | None
+
+
+def company_rows(session: Session) -> list[CompanyRow]:
+    """Every company in the store with its cohort's key and its tenant id, by key."""
+    query = (
+        select(Company.key, Company.name, Company.state, Cohort.key, Tenant.external_id)
+        .outerjoin(Cohort, Company.cohort_id == Cohort.id)
+        .outerjoin(Tenant, Tenant.company_id == Company.id)
+        .order_by(Company.key)
+    )
+    return [CompanyRow(*row) for row in session.execute(query)]
+
+
+def store_keys(session: Session) -> list[str]:
+    """Every company key in the store, in order."""
+    return list(session.scalars(select(Company.key).order_by(Company.key)))
 
 
 def company_by_key(session: Session, key: str) -> Company | None:

@@ -122,3 +122,39 @@ def advance(
         detail={"from": before, "to": company.state, "why": why} | (detail or {}),
     )
     return J(company.state)
+
+
+#: The steps of a company that goes the whole way, in order: `walk` follows them.
+ROUTE: tuple[tuple[str, J], ...] = (
+    ("judge_eligible", J.ELIGIBLE),
+    ("call", J.CALL_CONFIRMED),
+    ("diagnose", J.PRE_DIAGNOSED),
+    ("admit", J.ADMITTED),
+    ("consent", J.CONSENTED),
+    ("verify", J.TENANT_VERIFIED),
+    ("start", J.IN_TRIAL),
+    ("near_end", J.ENDING),
+)
+_ENDS = {J.CONTINUING: "continue", J.OFFBOARDING: "offboard"}
+
+
+def walk(
+    session: Session, company: Company, to: J, *, actor: str, at: datetime, why: str
+) -> list[str]:
+    """Take a new company (applied) along `ROUTE` to `to` (a state on it, or the end
+    of a trial: continuing or offboarding), each step through `advance`, so a company brought
+    in whole (imported from an old config file, the sandbox's sample) has the same audited
+    journey as one that went through it. Returns the steps taken."""
+    steps = [step for step, _ in ROUTE]
+    targets = [state for _, state in ROUTE]
+    if to in _ENDS:
+        plan = [*steps, _ENDS[to]]
+    elif to in targets:
+        plan = steps[: targets.index(to) + 1]
+    else:
+        raise JourneyError(f"company {company.key!r}: no route to {to}")
+    if state_of(company) != J.APPLIED:
+        raise JourneyError(f"company {company.key!r} is {company.state}, not at the start")
+    for step in plan:
+        advance(session, company, step, actor=actor, at=at, why=why)
+    return plan

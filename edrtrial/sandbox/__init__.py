@@ -8,7 +8,7 @@ from edrtrial.sandbox.app import build_app
 from edrtrial.sandbox.catalogue import ALERT_KINDS, AlertKind
 from edrtrial.sandbox.credentials import ensure_secrets
 from edrtrial.sandbox.ratelimit import Budgets
-from edrtrial.sandbox.samples import SAMPLE_CLIENT_ID, SAMPLE_TENANTS, SampleTenant
+from edrtrial.sandbox.samples import SAMPLE_CLIENT_ID, SAMPLE_TENANTS, SampleTenant, sample_tenants
 from edrtrial.sandbox.server import SandboxServer
 from edrtrial.sandbox.tls import CertPaths, ensure_certificates
 from edrtrial.sandbox.world import SandboxWorld
@@ -26,4 +26,5 @@ __all__ = [
     "build_app",
     "ensure_certificates",
     "ensure_secrets",
+    "sample_tenants",
 ]

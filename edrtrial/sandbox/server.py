@@ -16,7 +16,12 @@ from types import TracebackType
 import uvicorn
 
 from edrtrial.sandbox.app import build_app
-from edrtrial.sandbox.credentials import ensure_secrets, secret_path
+from edrtrial.sandbox.credentials import (
+    app_secret_path,
+    ensure_app_secret,
+    ensure_secrets,
+    secret_path,
+)
 from edrtrial.sandbox.tls import ensure_certificates
 from edrtrial.sandbox.world import SandboxWorld
 
@@ -72,6 +77,11 @@ class SandboxServer:
         """The file holding a tenant's client secret (config: `file:<this path>`)."""
         return secret_path(self.state_dir, tenant_id)
 
+    @property
+    def app_secret_path(self) -> Path:
+        """The file holding the app's client secret (`[programme.app]`: `file:<this path>`)."""
+        return app_secret_path(self.state_dir)
+
     def start(self) -> None:
         """Listen, serve in the background and start the ticker; returns once accepting."""
         if self._server is not None:
@@ -79,6 +89,7 @@ class SandboxServer:
         certs = ensure_certificates(self.state_dir)
         tenant_ids = [tenant.tenant_id for tenant in self.world.tenants]
         self.world.set_client_secrets(ensure_secrets(self.state_dir, tenant_ids))
+        self.world.set_app_secret(ensure_app_secret(self.state_dir))
         self._socket = _bind(self.host, self._requested_port)
         self._port = int(self._socket.getsockname()[1])
         config = uvicorn.Config(

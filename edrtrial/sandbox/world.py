@@ -65,6 +65,7 @@ class SandboxWorld:
         self._tokens = TokenStore()
         self._limiter = RateLimiter()
         self._secrets: dict[str, str] = {}
+        self._app_secret = ""
         self._issued_for: dict[str, str] = {}  # tenant → the tenant its tokens are issued for
         # tenant → the application permissions its administrator granted the app
         self._granted: dict[str, set[str]] = {}
@@ -112,6 +113,18 @@ class SandboxWorld:
         with self._lock:
             self._secrets.update({tenant.lower(): value for tenant, value in secrets.items()})
 
+    def set_app_secret(self, secret: str) -> None:
+        """Install the app's one client secret, good in every tenant."""
+        with self._lock:
+            self._app_secret = secret
+
+    def _secret_matches(self, tenant_id: str, given: str) -> bool:
+        """The app's secret, or this tenant's own, compared in constant time."""
+        return any(
+            expected and hmac.compare_digest(given.encode(), expected.encode())
+            for expected in (self._app_secret, self._secrets.get(tenant_id, ""))
+        )
+
     def issue_token(self, tenant: str, form: Mapping[str, str]) -> dict[str, Any]:
         """Answer a client-credentials token request, or raise the EntraError Entra would."""
         with self._lock:
@@ -133,8 +146,7 @@ class SandboxWorld:
             secret = form.get("client_secret", "")
             if not secret:
                 raise EntraError("missing_secret")
-            expected = self._secrets.get(tenant_id, "")
-            if not expected or not hmac.compare_digest(secret.encode(), expected.encode()):
+            if not self._secret_matches(tenant_id, secret):
                 raise EntraError("bad_secret", client_id=client_id)
             audience = self._audience(form.get("scope", ""), state)
             if not state.consent:

@@ -67,7 +67,7 @@ def _job_problems(
     session: Session, settings: Settings, limits: status.Thresholds, now: datetime
 ) -> list[_Problem]:
     found = []
-    jobs = status.read_jobs(session, status.configured_keys(settings))
+    jobs = status.read_jobs(session, status.configured_keys(session))
     for job in jobs:
         if not status.job_needs_person(job, limits, now):
             continue
@@ -199,7 +199,7 @@ def tell_desk(session: Session, settings: Settings, now: datetime) -> int:
     """Tell the desk of each new problem and each recovery since the last check; how many."""
     desk = settings.desk
     limits = status.Thresholds.of(desk)
-    configured = status.configured_keys(settings)
+    configured = status.configured_keys(session)
     problems = {
         p.subject: p
         for p in (

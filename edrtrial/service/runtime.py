@@ -7,63 +7,38 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from threading import Lock
-from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from edrtrial import audit
 from edrtrial.config import Config
 from edrtrial.connectors import connector_class
 from edrtrial.connectors.base import Connector
 from edrtrial.db import ensure_current, existing_engine, make_sessions, transaction
 from edrtrial.desk.calendar import BusinessCalendar
 from edrtrial.desk.policy import DeskPolicy
-from edrtrial.devices.offboarding import cancel_moot_offboarding
-from edrtrial.ingest.states import TENANTS
 from edrtrial.models import Company, Tenant
 from edrtrial.playbooks.engine import Playbook, default_playbook_paths
 from edrtrial.playbooks.live import LivePlaybooks, channel_check
-from edrtrial.programme.companies import SYNC_ACTOR, sync_companies
+from edrtrial.programme.companies import worked_on_filter
 from edrtrial.programme.connection import connection_settings
 from edrtrial.programme.tenants import bind_tenant
-from edrtrial.states import POLLED_JOURNEY, TenantState
 from edrtrial.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
 
-def _park_misconfigured(session: Session, tenant: Tenant, reason: str, now: datetime) -> None:
-    """Park a tenant whose company the config now names another tenant for, once per reason:
-    nothing of it is polled or sent until an operator restores the config and resumes it."""
-    if tenant.state == TenantState.PARKED and tenant.state_reason == reason:
-        return
-    since: dict[str, Any] = {} if tenant.state == TenantState.PARKED else {"state_since": now}
-    if TENANTS.move(session, tenant, "park", state_reason=reason, last_poll_at=now, **since):
-        log.error("tenant %s parked until an operator fixes it: %s", tenant.external_id, reason)
-
-
-def _resume_corrected(session: Session, tenant: Tenant, source: str, now: datetime) -> None:
-    """A tenant parked or failing under a mistyped id polls again once the config corrects
-    it: what stopped it was the id, and the operator has just fixed that."""
-    if tenant.state not in (TenantState.PARKED, TenantState.FAILING):
-        return
-    previous = (tenant.state, tenant.state_reason)
-    if TENANTS.move(session, tenant, "resume", state_reason="", state_since=now):
-        audit.record(
-            session,
-            at=now,
-            actor=SYNC_ACTOR,
-            action="tenant.resumed",
-            tenant_id=tenant.id,
-            target=f"tenant:{tenant.external_id}",
-            detail={
-                "was": previous[0],
-                "reason": previous[1],
-                "why": f"tenant id corrected in {source}",
-            },
-        )
-        log.info("tenant %s polls again: its tenant id was corrected", tenant.external_id)
+def companies_notice(config: Config) -> str | None:
+    """What to say when the config still carries `[[companies]]` blocks (they are ignored)."""
+    count = len(config.settings.companies)
+    if not count:
+        return None
+    blocks = "block" if count == 1 else "blocks"
+    return (
+        f"{config.path.name} carries {count} [[companies]] {blocks}; companies are read from "
+        "the store only: import them once with "
+        f"`edrtrial companies import-config {config.path.name}`, then remove them from the file"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,31 +77,25 @@ class Runtime:
         self._lock = Lock()
 
     @classmethod
-    def open(cls, config: Config, clock: Callable[[], datetime] = utcnow) -> Runtime:
-        """Open the store (refusing an unmigrated one), sync companies, load playbooks.
+    def open(
+        cls,
+        config: Config,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        notice: Callable[[str], None] | None = None,
+    ) -> Runtime:
+        """Open the store (refusing an unmigrated one) and load playbooks.
 
-        A company the config now gives a tenant it cannot take (its store holds the old
-        tenant's data) is parked with the reason; the others run.
-        A company the config now says continues (or whose trial it extends) has its planned
-        offboarding cancelled in the same commit as the change (both audited).
+        Companies are read from the store only: a config still carrying `[[companies]]`
+        blocks is said so once, to `notice` (the CLI's stderr), else as a WARNING log line.
         """
         engine = existing_engine(config.database_url)
         ensure_current(engine)
+        if said := companies_notice(config):
+            (notice or log.warning)(said)
         paths = [config.resolve(p) for p in config.settings.playbooks] or default_playbook_paths()
         channels = [c.name for c in config.settings.desk.escalation_channels()]
-        runtime = cls(config, engine, LivePlaybooks(paths, check=channel_check(channels)), clock)
-        with transaction(runtime.sessions) as session:
-            source = str(config.path)
-            sync_companies(
-                session,
-                config.settings.companies,
-                source=source,
-                at=clock(),
-                park=lambda tenant, reason: _park_misconfigured(session, tenant, reason, clock()),
-                corrected=lambda tenant: _resume_corrected(session, tenant, source, clock()),
-            )
-            cancel_moot_offboarding(session, clock(), source=source)
-        return runtime
+        return cls(config, engine, LivePlaybooks(paths, check=channel_check(channels)), clock)
 
     @property
     def playbook(self) -> Playbook:
@@ -146,10 +115,7 @@ class Runtime:
             query = (
                 select(Tenant, Company.key)
                 .join(Company, Tenant.company_id == Company.id)
-                .where(
-                    Company.state.in_([s.value for s in POLLED_JOURNEY]),
-                    Tenant.credentials_dropped_at.is_(None),
-                )
+                .where(*worked_on_filter())
                 .order_by(Company.key)
             )
             if company_key:

@@ -22,6 +22,7 @@ from edrtrial.devices.actions import DEVICE_KINDS
 from edrtrial.devices.states import FOLLOWED, RECONCILED
 from edrtrial.models import Company, Device, JobRun, OutboxMessage, ResponseAction, ServiceLock
 from edrtrial.models import Tenant as TenantRow
+from edrtrial.programme.companies import worked_on
 from edrtrial.service import overdue
 from edrtrial.service.overdue import OverdueJob
 from edrtrial.states import ActionState, OutboxState, TenantState
@@ -226,9 +227,9 @@ def read_lease(session: Session, now: datetime, held: bool | None = None) -> Lea
     return Lease(row.holder, row.acquired_at, row.heartbeat_at, beating, held)
 
 
-def configured_keys(settings: Settings) -> frozenset[str]:
-    """The companies the config names: a record of any other is history, not a problem."""
-    return frozenset(c.key for c in settings.companies)
+def configured_keys(session: Session) -> frozenset[str]:
+    """The companies the service works on: a record of any other is history, not a problem."""
+    return worked_on(session)
 
 
 def read_jobs(session: Session, configured: frozenset[str]) -> tuple[JobStatus, ...]:
@@ -292,7 +293,7 @@ def read_overdue(
     tenants = session.scalars(
         select(Company.key)
         .join(TenantRow, TenantRow.company_id == Company.id)
-        .where(Company.key.in_(configured_keys(settings)))
+        .where(Company.key.in_(configured_keys(session)))
     ).all()
     last_run = {
         (j.job, j.company_key): max(
@@ -474,9 +475,9 @@ def read_status(
     `held` is whether a live service holds the store's lock (None: unknown)."""
     limits = Thresholds.of(settings.desk)
     lease = read_lease(session, now, held)
-    jobs = read_jobs(session, configured_keys(settings))
+    jobs = read_jobs(session, configured_keys(session))
     late = read_overdue(session, settings, lease, jobs, now)
-    tenants = read_troubled_tenants(session, configured_keys(settings))
+    tenants = read_troubled_tenants(session, configured_keys(session))
     outbox = read_backlog(session, now)
     actions = read_actions(session)
     problems = _problems(lease, jobs, tenants, outbox, actions, late, limits, now)
