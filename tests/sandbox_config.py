@@ -198,7 +198,10 @@ def write_config(
     first N sample companies, or these `[[companies]]` blocks (none: the store is not even
     migrated). Importing is idempotent, so rewriting a config changes no stored company."""
     path.write_text(to_toml(data), encoding="utf-8")
-    blocks = sample_companies(data, companies) if isinstance(companies, int) else companies
+    if isinstance(companies, int):
+        blocks = sample_companies(data, companies) if companies else []
+    else:
+        blocks = list(companies)
     if blocks:
         import_into_store(path, blocks, at=at)
     return path

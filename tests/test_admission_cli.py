@@ -29,13 +29,13 @@ LONG_NAME = "株式会社とても長い名前の精密機械製作所ホール�
 def config(tmp_path: Path, database_url: str, sessions, now) -> Path:
     """The example's settings on the test's store, with no company in the config; four
     eligible companies in the store, received on Friday 20 November (Monday 23 is a holiday)."""
-    data = settings(database_url, companies_count=0, mail_dir=tmp_path / "mail")
+    data = settings(database_url, mail_dir=tmp_path / "mail")
     friday = clock.NOW - timedelta(days=5)
     with transaction(sessions) as session:
         for i, key in enumerate(("alpha", "beta", "gamma")):
             add_eligible(session, key, friday + timedelta(minutes=i))
         add_eligible(session, "long", friday + timedelta(minutes=9), name=LONG_NAME)
-    return write_config(tmp_path / "config.toml", data)
+    return write_config(tmp_path / "config.toml", data, companies=0)
 
 
 def cli(config: Path, *args: str, code: int = 0, columns: int | None = None) -> Result:
@@ -220,8 +220,8 @@ def test_a_cohort_key_is_plain(config, key):
 
 def test_the_imported_sample_goes_from_its_call_to_admission(tmp_path, database_url, sessions):
     """The web form's sample, as intake stores it, through the call and the pre-diagnosis."""
-    data = settings(database_url, companies_count=0, mail_dir=tmp_path / "mail")
-    config = write_config(tmp_path / "sample.toml", data)
+    data = settings(database_url, mail_dir=tmp_path / "mail")
+    config = write_config(tmp_path / "sample.toml", data, companies=0)
     sample = files("edrtrial.programme") / "samples" / "applications.csv"
     cli(config, "applications", "import", str(sample))
     cli(config, "cohorts", "add", "2026-1", "--name", "令和8年度 第1期", "--capacity", "2")

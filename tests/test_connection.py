@@ -45,7 +45,6 @@ def programme_config(tmp_path: Path, sandbox: SandboxServer, database_url: str) 
     """No [[companies]]: the programme's app on the sandbox, companies in the store."""
     data = settings(
         database_url,
-        companies_count=0,
         base_url=sandbox.base_url,
         state_dir=sandbox.state_dir,
         mail_dir=tmp_path / "mail",
@@ -55,15 +54,15 @@ def programme_config(tmp_path: Path, sandbox: SandboxServer, database_url: str) 
         "app": {
             "connector": "defender",
             "client_id": SAMPLE_CLIENT_ID,
-            # One tenant per test is verified: its own secret stands for the app's.
-            "client_secret": f"file:{sandbox.secret_path(SAKURA.tenant_id)}",
+            # The programme's one app secret, valid in every tenant.
+            "client_secret": f"file:{sandbox.app_secret_path}",
             "authority_host": sandbox.base_url,
             "graph_base_url": sandbox.base_url,
             "mde_base_url": sandbox.base_url,
             "ca_bundle": str(sandbox.ca_path),
         },
     }
-    return write_config(tmp_path / "config.toml", data)
+    return write_config(tmp_path / "config.toml", data, companies=0)
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ SAMPLE = Path(str(files("edrtrial.programme") / "samples" / "applications.csv"))
 def config(tmp_path: Path, database_url: str, now) -> Path:
     """A config on a migrated, empty store (no sample companies)."""
     upgrade(make_engine(database_url))
-    data = settings(database_url, companies_count=0, mail_dir=tmp_path / "mail")
-    return write_config(tmp_path / "config.toml", data)
+    data = settings(database_url, mail_dir=tmp_path / "mail")
+    return write_config(tmp_path / "config.toml", data, companies=0)
 
 
 def invoke(config: Path, *args: str) -> Result:

@@ -45,7 +45,7 @@ DEVICES = [(machine_id(n), n) for n in ("AOI-PC1", "AOI-PC2")]
 @pytest.fixture
 def aoi(tmp_path: Path, now, engine: Engine, database_url: str) -> Iterator[Service]:
     """あおい商会, in its trial until 10 days from today (so: ending), undecided."""
-    config = write_config(tmp_path / "config.toml", settings(database_url, companies_count=0))
+    config = write_config(tmp_path / "config.toml", settings(database_url), companies=0)
     with transaction(sessionmaker(engine)) as session:
         store_company(session, "aoi", "あおい商会株式会社", "ja", "青井 一郎", DEVICES)
         company = session.scalars(select(Company)).one()

@@ -215,7 +215,7 @@ class Service:
 
 @pytest.fixture
 def service(tmp_path: Path, now: datetime, engine: Engine, database_url: str) -> Iterator[Service]:
-    config = write_config(tmp_path / "config.toml", settings(database_url, companies_count=0))
+    config = write_config(tmp_path / "config.toml", settings(database_url), companies=0)
     with transaction(sessionmaker(engine)) as session:
         store_company(session, "hanabi", "はなび工業株式会社", "ja", "山田 花子", HANABI)
         store_company(session, "kestrel", "Kestrel Works K.K.", "en", "Emily Clark", KESTREL)

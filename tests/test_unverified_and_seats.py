@@ -24,9 +24,9 @@ from sandbox_config import settings, write_config
 
 @pytest.fixture
 def config(tmp_path: Path, database_url: str, engine) -> Config:
-    data = settings(database_url, companies_count=0, mail_dir=tmp_path / "mail")
-    data["programme"] = {"unverified_days": 14}
-    return load_config(write_config(tmp_path / "config.toml", data))
+    data = settings(database_url, mail_dir=tmp_path / "mail")
+    data["programme"]["unverified_days"] = 14
+    return load_config(write_config(tmp_path / "config.toml", data, companies=0))
 
 
 def company(
