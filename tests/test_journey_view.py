@@ -62,11 +62,8 @@ def test_in_trial_the_reminders_still_to_come_the_decision_and_the_end(sessions)
             ("the trial's end (undecided)", ends, False),
         ]
         decided = with_trial(session, "ending", TODAY + timedelta(days=20), "continue")
-        assert [d[0] for d in due(session, decided)] == [
-            "the reminder mail (T-14)",
-            "the reminder mail (T-7)",
-            "the trial's end (continue)",
-        ]
+        # A company that answered is asked no more: the reminders go to undecided ones only.
+        assert [d[0] for d in due(session, decided)] == ["the trial's end (continue)"]
 
 
 def test_after_the_trial_and_before_it(sessions):

@@ -39,7 +39,7 @@ def job_ids(tmp_path: Path, database_url: str, companies: int) -> set[str]:
 def test_jobs_have_stable_ids_and_a_restart_drops_what_the_store_no_longer_polls(
     tmp_path, engine, database_url
 ):
-    common = {"heartbeat", "outbox", "desk", "weekly-reports", "trial-lifecycle"}
+    common = {"heartbeat", "tenants", "outbox", "desk", "weekly-reports", "trial-lifecycle"}
     assert job_ids(tmp_path, database_url, 2) == common | {
         "poll:sakura-seisakusho",
         "inventory:sakura-seisakusho",
@@ -59,6 +59,40 @@ def test_jobs_have_stable_ids_and_a_restart_drops_what_the_store_no_longer_polls
         "poll:sakura-seisakusho",
         "inventory:sakura-seisakusho",
     }
+
+
+def test_a_company_verified_while_the_service_runs_is_polled_without_a_restart(
+    tmp_path, engine, database_url
+):
+    runtime = Runtime.open(load_config(config_for(tmp_path, database_url, 1)))
+    sched = scheduler.build_scheduler(runtime)
+    try:
+        assert "tenants" in {job.id for job in sched.get_jobs()}
+        assert scheduler.follow_tenants(sched, runtime) == ([], [])
+        # A second company's tenant verified after the start (as `tenants verify` leaves it).
+        write_config(tmp_path / "config2.toml", settings(database_url), companies=2)
+        added, dropped = scheduler.follow_tenants(sched, runtime)
+        assert added == ["inventory:midori-shoji", "poll:midori-shoji"] and dropped == []
+        with engine.begin() as conn:  # sakura's credentials dropped at its programme's end
+            conn.execute(
+                update(Tenant)
+                .where(
+                    Tenant.company_id
+                    == select(Company.id)
+                    .where(Company.key == "sakura-seisakusho")
+                    .scalar_subquery()
+                )
+                .values(credentials_dropped_at=datetime.now(UTC))
+            )
+        added, dropped = scheduler.follow_tenants(sched, runtime)
+        assert added == [] and dropped == ["inventory:sakura-seisakusho", "poll:sakura-seisakusho"]
+        assert {j.id for j in sched.get_jobs() if ":" in j.id} == {
+            "inventory:midori-shoji",
+            "poll:midori-shoji",
+        }
+    finally:
+        sched.shutdown(wait=False)
+        runtime.close()
 
 
 def test_jobs_stored_by_an_older_version_are_replaced_without_an_error(

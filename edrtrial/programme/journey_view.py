@@ -320,12 +320,13 @@ def _trial_due(view: CompanyView, programme: ProgrammeConfig, today: date) -> li
     trial, key = view.trial, view.company.key
     if trial is None:
         return [Due("the trial's dates to record")]
+    decided = trial.decision not in ("", "undecided")
+    # Only an undecided company is asked (the trial-lifecycle job's reminders).
     found = [
         Due(f"the reminder mail (T-{days})", trial.ends_on - timedelta(days=days))
         for days in programme.reminder_days
-        if trial.ends_on - timedelta(days=days) >= today
+        if not decided and trial.ends_on - timedelta(days=days) >= today
     ]
-    decided = trial.decision not in ("", "undecided")
     if not decided:
         found.append(
             Due(

@@ -47,6 +47,7 @@ them is safe to repeat: a period's report is mailed once, a trial's step taken o
 _runtime: Runtime | None = None
 _outage = StoreOutage()
 _last_beat = time.monotonic()
+_scheduler: BackgroundScheduler | None = None
 
 
 def holder_id() -> str:
@@ -103,6 +104,9 @@ def run_job(name: str, company_key: str | None = None) -> None:
     try:
         if name == "heartbeat":
             heartbeat(rt)  # the lock's row is its record
+        elif name == "tenants":
+            if _scheduler is not None:
+                follow_tenants(_scheduler, rt)
         elif company_key is not None:
             runs.run(rt, name, company_key, lambda: jobs.TENANT_JOBS[name](rt, company_key))
         elif name in WAITED_OUT:
@@ -192,6 +196,59 @@ def _cron(spec: str, weekly: bool) -> CronTrigger:
     )
 
 
+_JobSpec = tuple[tuple[str, str | None], object, datetime | None]
+
+
+def _tenant_jobs(rt: Runtime, now: datetime) -> dict[str, _JobSpec]:
+    """The inventory and poll jobs of each tenant the service works on, by job id."""
+    schedules = rt.config.settings.schedules
+    wanted: dict[str, _JobSpec] = {}
+    for tenant in rt.tenants():
+        key = tenant.company_key
+        wanted[f"inventory:{key}"] = (
+            ("inventory", key),
+            IntervalTrigger(minutes=schedules.inventory_minutes),
+            now,
+        )
+        wanted[f"poll:{key}"] = (
+            ("poll", key),
+            IntervalTrigger(seconds=schedules.poll_seconds),
+            now + FIRST_POLL_DELAY,
+        )
+    return wanted
+
+
+def _add(scheduler: BackgroundScheduler, job_id: str, spec: _JobSpec) -> None:
+    args, trigger, first = spec
+    scheduler.add_job(
+        "edrtrial.service.scheduler:run_job",
+        trigger=trigger,
+        args=list(args),
+        id=job_id,
+        name=job_id,
+        replace_existing=True,
+        executor="lease" if job_id == "heartbeat" else "default",
+        **({"next_run_time": first} if first else {}),
+    )
+
+
+def follow_tenants(scheduler: BackgroundScheduler, rt: Runtime) -> tuple[list[str], list[str]]:
+    """Schedule the tenants that came to be worked on since the start (a company verified
+    while the service runs) and drop the jobs of those no longer worked on (credentials
+    dropped), as a restart would; returns the job ids (added, dropped)."""
+    wanted = _tenant_jobs(rt, datetime.now(JST))
+    have = {j.id for j in scheduler.get_jobs() if j.id.partition(":")[0] in jobs.TENANT_JOBS}
+    dropped = sorted(have - wanted.keys())
+    added = sorted(wanted.keys() - have)
+    for job_id in dropped:
+        scheduler.remove_job(job_id)
+    for job_id in added:
+        _add(scheduler, job_id, wanted[job_id])
+    if added or dropped:
+        log.info("tenants followed: %s added, %s dropped", added or "none", dropped or "none")
+    return added, dropped
+
+
 def build_scheduler(rt: Runtime) -> BackgroundScheduler:
     """A scheduler whose jobs (stable ids) are rebuilt from the config."""
     global _runtime, _outage, _last_beat
@@ -220,34 +277,18 @@ def build_scheduler(rt: Runtime) -> BackgroundScheduler:
             now + FIRST_LIFECYCLE_DELAY,
         ),
     }
-    for tenant in rt.tenants():
-        key = tenant.company_key
-        wanted[f"inventory:{key}"] = (
-            ("inventory", key),
-            IntervalTrigger(minutes=schedules.inventory_minutes),
-            now,
-        )
-        wanted[f"poll:{key}"] = (
-            ("poll", key),
-            IntervalTrigger(seconds=schedules.poll_seconds),
-            now + FIRST_POLL_DELAY,
-        )
+    # Companies verified (or offboarded) while the service runs are followed by this job.
+    wanted["tenants"] = (("tenants", None), IntervalTrigger(seconds=schedules.poll_seconds), None)
+    wanted |= _tenant_jobs(rt, now)
+    global _scheduler
+    _scheduler = scheduler
     try:
         scheduler.start(paused=True)
         # Every job is added again below, so the stored ones are dropped unread: a job stored by
         # an older version may name a function that has moved, and reading it would fail loudly.
         scheduler.remove_all_jobs()
-        for job_id, (args, trigger, first) in wanted.items():
-            scheduler.add_job(
-                "edrtrial.service.scheduler:run_job",
-                trigger=trigger,
-                args=list(args),
-                id=job_id,
-                name=job_id,
-                replace_existing=True,
-                executor="lease" if job_id == "heartbeat" else "default",
-                **({"next_run_time": first} if first else {}),
-            )
+        for job_id, spec in wanted.items():
+            _add(scheduler, job_id, spec)
     except SQLAlchemyError as err:  # a job table no wait mends: one line, not a traceback
         if scheduler.running:
             scheduler.shutdown(wait=False)
