@@ -182,6 +182,27 @@ def test_a_row_with_more_cells_than_the_header_is_bad() -> None:
     assert "1 cell(s) more than the header" in read.bad[0].reason
 
 
+def test_empty_cells_past_the_header_are_no_extra_cells() -> None:
+    # Excel writes a row's trailing empty columns (",,") when another row was wider.
+    text = csv_text([GOOD]).rstrip("\r\n") + ",,\r\n"
+    read = read_applications(text.encode("cp932"), PROGRAMME, source="a.csv")
+    assert read.bad == []
+    assert [r.line for r in read.rows] == [2]
+
+
+def test_a_column_read_twice_in_the_header_is_refused_naming_it() -> None:
+    header = (*HEADER, "法人番号")
+    with pytest.raises(IntakeError, match="a.csv: the header has 法人番号 twice"):
+        read_applications(csv_bytes([GOOD], header=header), PROGRAMME, source="a.csv")
+
+
+def test_a_column_not_read_may_come_twice() -> None:
+    header = (*HEADER, "備考")
+    read = read_applications(csv_bytes([GOOD], header=header), PROGRAMME, source="a.csv")
+    assert read.bad == []
+    assert len(read.rows) == 1
+
+
 def test_a_file_without_a_required_column_is_refused_naming_it() -> None:
     header = [h for h in HEADER if h not in ("会社名", "業種")]
     with pytest.raises(IntakeError, match="a.csv: no column 会社名, 業種 in the header"):
