@@ -190,6 +190,19 @@ def test_empty_cells_past_the_header_are_no_extra_cells() -> None:
     assert [r.line for r in read.rows] == [2]
 
 
+def test_a_nul_character_is_a_bad_row_naming_its_column_and_the_good_rows_stay() -> None:
+    # PostgreSQL stores no NUL in text: stored, it would fail the import there.
+    text = csv_text([row(会社名="さくら\x00製作所"), row(法人番号="7000012050002", 備考="a\x00")])
+    read = read_applications(text.encode("utf-8"), PROGRAMME, source="a.csv")
+    assert read.rows == []
+    assert [(b.line, b.reason) for b in read.bad] == [
+        (2, "会社名: a NUL character (the file is damaged here)"),
+        (3, "備考: a NUL character (the file is damaged here)"),
+    ]
+    good = read_applications(csv_bytes([GOOD]), PROGRAMME, source="a.csv")
+    assert len(good.rows) == 1
+
+
 def test_a_column_read_twice_in_the_header_is_refused_naming_it() -> None:
     header = (*HEADER, "法人番号")
     with pytest.raises(IntakeError, match="a.csv: the header has 法人番号 twice"):

@@ -240,7 +240,14 @@ def application_from_cells(
     if columns is None:
         columns = column_map(list(cells), programme)
     raw = dict(cells)
-    problems: list[str] = []
+    # PostgreSQL keeps no NUL in text: stored, it would fail the row's transaction there.
+    problems = [
+        f"{header}: a NUL character (the file is damaged here)"
+        for header, value in raw.items()
+        if "\x00" in value
+    ]
+    if problems:
+        return BadRow(line, "; ".join(problems))
 
     def cell(column: Column) -> str:
         header = columns.get(column)
