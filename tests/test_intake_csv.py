@@ -13,6 +13,7 @@ from edrtrial.errors import IntakeError
 from edrtrial.programme.intake import read_applications
 from edrtrial.programme.written import (
     CellError,
+    email,
     parse_count,
     parse_received,
     parse_yen,
@@ -93,6 +94,16 @@ def test_no_is_read_in_every_spelling(no: str) -> None:
 )
 def test_the_prefecture_is_read_from_the_address(address: str, prefecture: str) -> None:
     assert prefecture_of(address) == prefecture
+
+
+@pytest.mark.parametrize(
+    "written", ["a,b@x.jp", "a@x.jp;b@y.jp", "Name <a@x.jp>", "a@x.jp\nBcc: c@y.jp", "a b@x.jp"]
+)
+def test_an_e_mail_cell_holds_one_bare_address(written: str) -> None:
+    # A list or a display name would mail someone the applicant did not mean.
+    with pytest.raises(CellError, match="is not an e-mail address"):
+        email(written)
+    assert email("ｉｔ＠sakura.example.jp") == "it@sakura.example.jp"
 
 
 def test_a_receipt_time_without_a_zone_is_tokyos() -> None:

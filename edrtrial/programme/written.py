@@ -30,6 +30,8 @@ _NONE = {"", "-", "ー", "―", "なし", "無し", "無"}
 _UNITS = (("兆", 10**12), ("億", 10**8), ("百万", 10**6), ("万", 10**4))
 _NUMBER = r"\d+(?:\.\d+)?"
 _GROUP = re.compile(rf"^(?:({_NUMBER})千)?({_NUMBER})?$")
+_ADDRESS_PART = r"[^@\s,;<>()\[\]\"\\]+"  # no list, display name or quoting
+_EMAIL = re.compile(rf"{_ADDRESS_PART}@{_ADDRESS_PART}\.{_ADDRESS_PART}")
 _RECEIVED_FORMATS = ("%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d")
 
 
@@ -161,8 +163,9 @@ def parse_course(text: str, programme: ProgrammeConfig) -> str:
 
 
 def email(text: str) -> str:
-    """An e-mail address (NFKC: a full-width @ is one)."""
+    """One bare e-mail address (NFKC: a full-width @ is one); a list or a display name is
+    refused, since it would mail someone the applicant did not mean."""
     value = nfkc(text)
-    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+    if not _EMAIL.fullmatch(value):
         raise CellError(f"{text!r} is not an e-mail address")
     return value
