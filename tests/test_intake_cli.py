@@ -180,6 +180,8 @@ def test_the_secretariat_decides_a_review_and_the_audit_names_them(config, datab
     twice = invoke(config, "applications", "review", "c-1054321", "eligible", "--reason", "x")
     assert twice.exit_code == 2
     assert "company 'c-1054321' is eligible" in twice.output
+    assert "company 'c-1054321' is eligible already" in twice.output
+    assert "judge_" not in twice.output
     unknown = invoke(config, "applications", "review", "c-9", "not-eligible", "--reason", "x")
     assert unknown.exit_code == 2
     assert "no company 'c-9' in the store" in unknown.output
