@@ -97,7 +97,9 @@ def test_a_freed_place_goes_to_the_first_called_and_each_is_told_once(sessions):
         assert delta is not None and delta.place_since == at(100)
 
     # gamma is pre-diagnosed while it waits: it keeps waiting, then moves up admitted.
-    assert diagnose(sessions, "gamma", PASS, 110).state == "waiting_list"
+    kept_waiting = diagnose(sessions, "gamma", PASS, 110)
+    assert kept_waiting.state == "waiting_list"
+    assert kept_waiting.event is None  # told of its place on the list already: no new mail
     with transaction(sessions) as session:
         withdrawn = admission.withdraw(
             session, SETTINGS, "beta", "社内の都合により辞退", actor=ACTOR, at=at(120)

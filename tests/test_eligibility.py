@@ -120,6 +120,18 @@ def test_a_sole_proprietor_is_eligible_by_the_table() -> None:
     assert verdict(kind="sole_proprietor", capital_yen=None, employees=3).verdict == "eligible"
 
 
+def test_a_sole_proprietor_has_no_capital_and_is_judged_by_its_employees_alone() -> None:
+    sole = {"kind": "sole_proprietor", "corporate_number": None, "corporate_number_valid": None}
+    within = verdict(industry="サービス業", capital_yen=0, employees=100, **sole)
+    assert within.verdict is Verdict.ELIGIBLE
+    above = verdict(industry="サービス業", capital_yen=0, employees=101, **sole)
+    assert above.verdict is Verdict.NOT_ELIGIBLE
+    assert codes(above) == ["not_sme"]
+    assert above.reasons[0].ja.startswith("中小企業者に該当しません（従業員101人。")
+    unknown = verdict(industry="サービス業", capital_yen=10_000_000, employees=None, **sole)
+    assert codes(unknown) == ["size_unknown"]
+
+
 def test_sole_proprietors_are_refused_when_the_programme_says_so() -> None:
     rules = RULES.model_copy(update={"sole_proprietors": False})
     judgement = verdict(rules=rules, kind="sole_proprietor", capital_yen=None)

@@ -97,6 +97,18 @@ def test_an_address_is_one_with_or_without_postal_code_full_width_or_dashes() ->
     assert one == normalised_address("150-0001　東京都 渋谷区 神宮前3ー1ー1")
 
 
+def test_an_address_is_one_with_its_block_numbers_in_words_or_dashes() -> None:
+    one = normalised_address("東京都渋谷区神宮前3-1-1")
+    assert one == normalised_address("東京都渋谷区神宮前3丁目1番1号")
+    assert one == normalised_address("東京都渋谷区神宮前３丁目１番地１")
+    assert one == normalised_address("東京都渋谷区神宮前3丁目1-1")
+    assert one != normalised_address("東京都渋谷区神宮前3丁目1番2号")
+    # A number in a building's name is not a block number.
+    assert normalised_address("東京都港区1-1 第2ビル3号館") == normalised_address(
+        "東京都港区1-1 第2ビル3号館"
+    )
+
+
 def test_a_sole_proprietor_is_known_by_name_address_and_representative() -> None:
     key = identity_key("青空デザイン事務所", "東京都渋谷区神宮前3-1-1", "Emily Clark")
     assert key == identity_key(

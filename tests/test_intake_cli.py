@@ -180,9 +180,14 @@ def test_the_secretariat_decides_a_review_and_the_audit_names_them(config, datab
     twice = invoke(config, "applications", "review", "c-1054321", "eligible", "--reason", "x")
     assert twice.exit_code == 2
     assert "company 'c-1054321' is eligible" in twice.output
+    assert "company 'c-1054321' is eligible already" in twice.output
+    assert "judge_" not in twice.output
     unknown = invoke(config, "applications", "review", "c-9", "not-eligible", "--reason", "x")
     assert unknown.exit_code == 2
     assert "no company 'c-9' in the store" in unknown.output
+    miscased = invoke(config, "applications", "review", "C-1054321", "eligible", "--reason", "x")
+    assert miscased.exit_code == 2
+    assert "did you mean 'c-1054321'?" in miscased.output
 
 
 def test_the_predecessor_list_is_imported_once_and_excludes_its_companies(config, tmp_path) -> None:

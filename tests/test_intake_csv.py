@@ -13,6 +13,7 @@ from edrtrial.errors import IntakeError
 from edrtrial.programme.intake import read_applications
 from edrtrial.programme.written import (
     CellError,
+    email,
     parse_count,
     parse_received,
     parse_yen,
@@ -38,6 +39,8 @@ PROGRAMME = ProgrammeConfig()
         ("０円", 0),
         ("1.5億円", 150_000_000),
         ("１億", 100_000_000),
+        ("300百万円", 300_000_000),  # a financial statement's unit
+        ("300,000千円", 300_000_000),
         ("", None),
         ("なし", None),
     ],
@@ -91,6 +94,16 @@ def test_no_is_read_in_every_spelling(no: str) -> None:
 )
 def test_the_prefecture_is_read_from_the_address(address: str, prefecture: str) -> None:
     assert prefecture_of(address) == prefecture
+
+
+@pytest.mark.parametrize(
+    "written", ["a,b@x.jp", "a@x.jp;b@y.jp", "Name <a@x.jp>", "a@x.jp\nBcc: c@y.jp", "a b@x.jp"]
+)
+def test_an_e_mail_cell_holds_one_bare_address(written: str) -> None:
+    # A list or a display name would mail someone the applicant did not mean.
+    with pytest.raises(CellError, match="is not an e-mail address"):
+        email(written)
+    assert email("ｉｔ＠sakura.example.jp") == "it@sakura.example.jp"
 
 
 def test_a_receipt_time_without_a_zone_is_tokyos() -> None:
@@ -180,6 +193,40 @@ def test_a_row_with_more_cells_than_the_header_is_bad() -> None:
     assert read.rows == []
     assert read.bad[0].line == 2
     assert "1 cell(s) more than the header" in read.bad[0].reason
+
+
+def test_empty_cells_past_the_header_are_no_extra_cells() -> None:
+    # Excel writes a row's trailing empty columns (",,") when another row was wider.
+    text = csv_text([GOOD]).rstrip("\r\n") + ",,\r\n"
+    read = read_applications(text.encode("cp932"), PROGRAMME, source="a.csv")
+    assert read.bad == []
+    assert [r.line for r in read.rows] == [2]
+
+
+def test_a_nul_character_is_a_bad_row_naming_its_column_and_the_good_rows_stay() -> None:
+    # PostgreSQL stores no NUL in text: stored, it would fail the import there.
+    text = csv_text([row(会社名="さくら\x00製作所"), row(法人番号="7000012050002", 備考="a\x00")])
+    read = read_applications(text.encode("utf-8"), PROGRAMME, source="a.csv")
+    assert read.rows == []
+    assert [(b.line, b.reason) for b in read.bad] == [
+        (2, "会社名: a NUL character (the file is damaged here)"),
+        (3, "備考: a NUL character (the file is damaged here)"),
+    ]
+    good = read_applications(csv_bytes([GOOD]), PROGRAMME, source="a.csv")
+    assert len(good.rows) == 1
+
+
+def test_a_column_read_twice_in_the_header_is_refused_naming_it() -> None:
+    header = (*HEADER, "法人番号")
+    with pytest.raises(IntakeError, match="a.csv: the header has 法人番号 twice"):
+        read_applications(csv_bytes([GOOD], header=header), PROGRAMME, source="a.csv")
+
+
+def test_a_column_not_read_may_come_twice() -> None:
+    header = (*HEADER, "備考")
+    read = read_applications(csv_bytes([GOOD], header=header), PROGRAMME, source="a.csv")
+    assert read.bad == []
+    assert len(read.rows) == 1
 
 
 def test_a_file_without_a_required_column_is_refused_naming_it() -> None:

@@ -294,3 +294,24 @@ def test_a_company_stored_by_another_import_meanwhile_makes_the_row_a_repeat(
     assert len(looked) == 2
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Company)) == 1
+
+
+def test_a_damaged_row_with_a_nul_never_stops_the_good_rows(sessions, now) -> None:
+    text = "\r\n".join(
+        csv_bytes([GOOD, row(会社名="さく\x00ら", 法人番号="7000012050002"), SOLE], "utf-8")
+        .decode("utf-8")
+        .split("\r\n")
+    )
+    read = read_applications(text.encode("utf-8"), PROGRAMME, source="a.csv")
+    assert [b.line for b in read.bad] == [3]
+    done = applicants.import_rows(
+        sessions, read.rows, PROGRAMME, at=now, actor="cli:tester", source="a.csv", due_on=due_on
+    )
+    assert [r.status for r in done] == ["imported", "imported"]
+    listing = "法人番号,名称\r\n7000012050002,国税\x00庁\r\n5010801012345,さくら\r\n".encode()
+    entries, bad = predecessors.read_predecessors(listing, source="past.csv")
+    assert [(b.line, b.reason) for b in bad] == [
+        (2, "名称: a NUL character (the file is damaged here)")
+    ]
+    with transaction(sessions) as session:
+        assert predecessors.store_predecessors(session, entries, source="past.csv") == (1, 0)

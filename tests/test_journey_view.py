@@ -52,6 +52,18 @@ def test_an_eligible_company_waits_for_its_call_by_its_day(sessions):
         assert due(session, late) == [("the confirmation call", date(2026, 11, 24), True)]
 
 
+def test_an_application_left_for_review_past_the_call_s_day_is_overdue(sessions):
+    # The call is due whatever the rules said: a review that waits makes it late too.
+    with transaction(sessions) as session:
+        late = add_eligible(session, "late", clock.NOW - timedelta(days=7), state="needs_review")
+        assert due(session, late) == [
+            ("a review of its eligibility, then the confirmation call", date(2026, 11, 24), True)
+        ]
+        due_on = admission.due_on(SETTINGS)
+        rows = journey_view.application_rows(session, due_on, TODAY, overdue_only=True)
+        assert [r.key for r in rows] == ["late"]
+
+
 def test_in_trial_the_reminders_still_to_come_the_decision_and_the_end(sessions):
     ends = TODAY + timedelta(days=10)
     with transaction(sessions) as session:

@@ -20,16 +20,15 @@ from rich.text import Text
 from edrtrial.cli.common import actor, console, runtime_of, styled
 from edrtrial.config import ProgrammeConfig
 from edrtrial.db import transaction
-from edrtrial.errors import IntakeError, JourneyError
+from edrtrial.errors import IntakeError
 from edrtrial.programme import applicants, intake, predecessors
 from edrtrial.programme.applicants import Recorded
-from edrtrial.programme.companies import company_by_key
+from edrtrial.programme.companies import company_named
 from edrtrial.programme.eligibility import LETTERS, Verdict
 from edrtrial.programme.intake import BadRow
 from edrtrial.service import admission
 from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import to_jst
-from edrtrial.untrusted import one_line
 
 _VERDICT_STYLE = {"eligible": "green", "needs_review": "yellow", "not_eligible": "red"}
 
@@ -227,9 +226,7 @@ def review_command(ctx: click.Context, company: str, decision: str, reason: str)
     runtime = runtime_of(ctx)
     verdict = Verdict.ELIGIBLE if decision == "eligible" else Verdict.NOT_ELIGIBLE
     with transaction(runtime.sessions) as session:
-        found = company_by_key(session, company)
-        if found is None:
-            raise JourneyError(f"no company {one_line(company)!r} in the store")
+        found = company_named(session, company)
         applicants.review(
             session, found, verdict, reason=reason, actor=actor(ctx), at=runtime.clock()
         )

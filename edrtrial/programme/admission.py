@@ -50,10 +50,13 @@ class Outcome:
     position: int | None = None  # on the waiting list, 1 = next
     reasons: tuple[Reason, ...] = ()
     moved: tuple[cohorts.Moved, ...] = ()
+    news: bool = True  # False: the step left the company where it was told it stands
 
     @property
     def event(self) -> str | None:
         """What the company is told of this step, if anything."""
+        if not self.news:
+            return None
         return {J.WAITING_LIST: "waiting", J.ADMITTED: "admitted", J.REFUSED: "refused"}.get(
             self.state
         )
@@ -227,6 +230,7 @@ def record_prediagnosis(
             J.WAITING_LIST,
             _cohort_key(company),
             cohorts.waiting_position(session, company),
+            news=False,
         )
     why = "the pre-diagnosis passed"
     advance(session, company, "diagnose", actor=actor, at=at, why=why)

@@ -29,7 +29,7 @@ from edrtrial.errors import JourneyError
 from edrtrial.models import Application, Company, PredecessorRecord
 from edrtrial.programme.eligibility import Found, Judgement, Verdict, judge, repeat_reason
 from edrtrial.programme.intake import ApplicationRow
-from edrtrial.programme.journey import advance
+from edrtrial.programme.journey import JOURNEY, advance
 from edrtrial.programme.written import SOLE_PROPRIETOR
 from edrtrial.timeutil import jst_date
 
@@ -336,7 +336,15 @@ def review(
     why = reason.strip()
     if not why:
         raise JourneyError("a review gives its reason (--reason)")
-    advance(session, company, _JUDGE_STEP[decision], actor=actor, at=at, why=why)
+    step = _JUDGE_STEP[decision]
+    if not JOURNEY.can(step, company.state):
+        if company.state == decision:
+            raise JourneyError(f"company {company.key!r} is {company.state} already")
+        raise JourneyError(
+            f"company {company.key!r} is {company.state}: a review decides only before the "
+            "confirmation call (needs_review, eligible, not_eligible)"
+        )
+    advance(session, company, step, actor=actor, at=at, why=why)
     application = _first_application(session, company)
     if application is not None:
         application.eligibility = decision.value

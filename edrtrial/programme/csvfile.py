@@ -101,4 +101,16 @@ def _rows(reader: Any, header: list[str], after: int) -> Iterator[Record]:
         cells = dict(zip(header, row, strict=False))
         for name in header[len(row) :]:
             cells[name] = ""
-        yield Record(starts, cells, extra=max(0, len(row) - len(header)))
+        # Empty cells past the header are Excel's trailing columns, not a stray comma.
+        extra = len(row[len(header) :]) - _trailing_empty(row[len(header) :])
+        yield Record(starts, cells, extra=extra)
+
+
+def _trailing_empty(cells: list[str]) -> int:
+    """How many of the cells, counted from the end, are empty."""
+    count = 0
+    for cell in reversed(cells):
+        if cell.strip():
+            break
+        count += 1
+    return count

@@ -185,7 +185,11 @@ def _size(facts: Facts, rules: EligibilityConfig) -> list[Reason]:
         f"{row.label_en}: capital up to ¥{row.max_capital_yen:,} or up to "
         f"{row.max_employees} employees"
     )
-    capital_ok = facts.capital_yen is not None and facts.capital_yen <= row.max_capital_yen
+    # A sole proprietor has no capital (a "0円" on the form is not one): its employees alone
+    # decide.
+    sole = facts.kind == "sole_proprietor"
+    capital = None if sole else facts.capital_yen
+    capital_ok = capital is not None and capital <= row.max_capital_yen
     employees_ok = facts.employees is not None and facts.employees <= row.max_employees
     if capital_ok or employees_ok:
         return [
@@ -196,23 +200,29 @@ def _size(facts: Facts, rules: EligibilityConfig) -> list[Reason]:
                 f"an SME ({limits_en})",
             )
         ]
-    if facts.capital_yen is None or facts.employees is None:
+    if facts.employees is None or (capital is None and not sole):
+        given_ja, given_en = (
+            ("従業員数", "employees") if sole else ("資本金又は従業員数", "capital or employees")
+        )
         return [
             Reason(
                 Verdict.NEEDS_REVIEW,
                 "size_unknown",
-                f"資本金又は従業員数の記載がなく、中小企業者に該当するか判断できません（{limits_ja}）",
-                f"capital or employees not given: cannot tell whether it is an SME ({limits_en})",
+                f"{given_ja}の記載がなく、中小企業者に該当するか判断できません（{limits_ja}）",
+                f"{given_en} not given: cannot tell whether it is an SME ({limits_en})",
             )
         ]
+    size_ja = f"従業員{facts.employees}人"
+    size_en = f"{facts.employees} employees"
+    if capital is not None:
+        size_ja = f"資本金{yen_ja(capital)}、{size_ja}"
+        size_en = f"capital ¥{capital:,}, {size_en}"
     return [
         Reason(
             Verdict.NOT_ELIGIBLE,
             "not_sme",
-            f"中小企業者に該当しません（資本金{yen_ja(facts.capital_yen)}、従業員{facts.employees}人。"
-            f"{limits_ja}）",
-            f"not an SME (capital ¥{facts.capital_yen:,}, {facts.employees} employees; "
-            f"{limits_en})",
+            f"中小企業者に該当しません（{size_ja}。{limits_ja}）",
+            f"not an SME ({size_en}; {limits_en})",
         )
     ]
 

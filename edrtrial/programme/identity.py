@@ -37,6 +37,9 @@ _SPACES = re.compile(r"\s+")
 _DASHES = re.compile(r"(?<=\d)[\-‐‑‒–—―−ー－ｰ](?=\d)")
 # A long number Excel shows (and saves) in exponent notation: 5.01080E+12.
 _EXPONENT = re.compile(r"\d(?:\.\d+)?[eE]\+?\d+")
+# Block numbers in words (3丁目1番1号, 3丁目1番地1) as an address also writes them with dashes.
+_BLOCK_WORDS = re.compile(r"(?<=\d)(?:丁目|番地|番)(?=\d)")
+_HOUSE_NUMBER = re.compile(r"(?<=\d)号(?![館棟室])")
 _POSTAL = re.compile(r"^(?:〒|郵便番号)?\s*\d{3}\s*-?\s*\d{4}\s*")
 
 
@@ -97,9 +100,11 @@ def without_postal_code(address: str) -> str:
 
 
 def normalised_address(address: str) -> str:
-    """An address as identity compares it: NFKC, no postal code, no spaces, one dash."""
+    """An address as identity compares it: NFKC, no postal code, no spaces, one dash, block
+    numbers with dashes (3丁目1番1号 is 3-1-1)."""
     text = without_postal_code(address)
     text = _SPACES.sub("", text)
+    text = _HOUSE_NUMBER.sub("", _BLOCK_WORDS.sub("-", text))
     return _DASHES.sub("-", text).casefold()
 
 

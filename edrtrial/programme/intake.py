@@ -205,6 +205,7 @@ def column_map(header: Sequence[str], programme: ProgrammeConfig) -> dict[Column
         names = (column.header, *column.aliases)
         match = next((by_key[k] for k in map(csvfile.header_key, names) if k in by_key), None)
         if match is not None:
+            _once(header, match)
             found[column] = match
         elif column.required:
             missing.append(column.header)
@@ -213,6 +214,16 @@ def column_map(header: Sequence[str], programme: ProgrammeConfig) -> dict[Column
             f"no column {', '.join(missing)} in the header (it has: {', '.join(header)})"
         )
     return found
+
+
+def _once(header: Sequence[str], name: str) -> None:
+    """A column that is read must be in the header once: which of two would be meant?"""
+    key = csvfile.header_key(name)
+    at = [i for i, h in enumerate(header, start=1) if csvfile.header_key(h) == key]
+    if len(at) > 1:
+        raise IntakeError(
+            f"the header has {name} twice (columns {', '.join(map(str, at))}): keep one"
+        )
 
 
 def _attestation_columns(programme: ProgrammeConfig) -> list[Column]:
@@ -229,7 +240,14 @@ def application_from_cells(
     if columns is None:
         columns = column_map(list(cells), programme)
     raw = dict(cells)
-    problems: list[str] = []
+    # PostgreSQL keeps no NUL in text: stored, it would fail the row's transaction there.
+    problems = [
+        f"{header}: a NUL character (the file is damaged here)"
+        for header, value in raw.items()
+        if "\x00" in value
+    ]
+    if problems:
+        return BadRow(line, "; ".join(problems))
 
     def cell(column: Column) -> str:
         header = columns.get(column)

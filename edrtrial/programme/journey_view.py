@@ -43,9 +43,10 @@ class ApplicationRow:
 def is_overdue(
     company: Company, application: Application | None, due: date | None, today: date
 ) -> bool:
-    """Whether the confirmation call is late: the company still waits for it past its day."""
+    """Whether the confirmation call is late: the company still waits for it past its day
+    (eligible, or left for a review that must come first)."""
     return (
-        company.state == J.ELIGIBLE
+        company.state in (J.ELIGIBLE, J.NEEDS_REVIEW)
         and application is not None
         and application.call_done_at is None
         and due is not None
@@ -256,9 +257,6 @@ def due_next(view: CompanyView, programme: ProgrammeConfig, today: date) -> list
     key, state = view.company.key, view.state
     simple = {
         J.APPLIED: Due("the eligibility decision", command="edrtrial applications review " + key),
-        J.NEEDS_REVIEW: Due(
-            "a review of its eligibility", command=f"edrtrial applications review {key}"
-        ),
         J.CALL_CONFIRMED: Due(
             "the pre-diagnosis (事前診断)", command=f"edrtrial applications prediagnose {key} …"
         ),
@@ -290,6 +288,15 @@ def due_next(view: CompanyView, programme: ProgrammeConfig, today: date) -> list
                 "the confirmation call",
                 view.call_due_on,
                 f"edrtrial applications call {key}",
+                late=view.call_overdue,
+            )
+        ]
+    if state == J.NEEDS_REVIEW:
+        return [
+            Due(
+                "a review of its eligibility, then the confirmation call",
+                view.call_due_on,
+                f"edrtrial applications review {key}",
                 late=view.call_overdue,
             )
         ]

@@ -66,6 +66,12 @@ def read_predecessors(data: bytes, *, source: str) -> tuple[list[Predecessor], l
             bad.append(BadRow(record.line, record.problem))
             break
         cells = {fields[h]: v.strip() for h, v in record.cells.items() if h in fields}
+        damaged = [h for h, v in record.cells.items() if h in fields and "\x00" in v]
+        if damaged:  # PostgreSQL keeps no NUL in text
+            bad.append(
+                BadRow(record.line, f"{damaged[0]}: a NUL character (the file is damaged here)")
+            )
+            continue
         read = _entry(record.line, cells)
         if isinstance(read, BadRow):
             bad.append(read)

@@ -27,9 +27,11 @@ PREFECTURES = (
 _YES = {"はい", "有", "有り", "あり", "○", "〇", "◯", "1", "true", "yes", "y", "該当", "該当する"}
 _NO = {"いいえ", "無", "無し", "なし", "×", "0", "false", "no", "n", "-", "非該当", "該当しない"}
 _NONE = {"", "-", "ー", "―", "なし", "無し", "無"}
-_UNITS = (("兆", 10**12), ("億", 10**8), ("万", 10**4))
+_UNITS = (("兆", 10**12), ("億", 10**8), ("百万", 10**6), ("万", 10**4))
 _NUMBER = r"\d+(?:\.\d+)?"
 _GROUP = re.compile(rf"^(?:({_NUMBER})千)?({_NUMBER})?$")
+_ADDRESS_PART = r"[^@\s,;<>()\[\]\"\\]+"  # no list, display name or quoting
+_EMAIL = re.compile(rf"{_ADDRESS_PART}@{_ADDRESS_PART}\.{_ADDRESS_PART}")
 _RECEIVED_FORMATS = ("%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d")
 
 
@@ -38,8 +40,8 @@ class CellError(ValueError):
 
 
 def parse_yen(text: str) -> int | None:
-    """Yen as written: "3億円", "3,000万円", "3億5000万円", "5千万", "¥50,000,000", "０円"
-    (None for a blank, "なし" or "-")."""
+    """Yen as written: "3億円", "3,000万円", "3億5000万円", "5千万", "300百万円" (a financial
+    statement's unit), "¥50,000,000", "０円" (None for a blank, "なし" or "-")."""
     value = "".join(nfkc(text).split()).replace(",", "").replace("，", "")
     value = value.removeprefix("¥").removeprefix("\\").removesuffix("円")
     if value in _NONE:
@@ -161,8 +163,9 @@ def parse_course(text: str, programme: ProgrammeConfig) -> str:
 
 
 def email(text: str) -> str:
-    """An e-mail address (NFKC: a full-width @ is one)."""
+    """One bare e-mail address (NFKC: a full-width @ is one); a list or a display name is
+    refused, since it would mail someone the applicant did not mean."""
     value = nfkc(text)
-    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+    if not _EMAIL.fullmatch(value):
         raise CellError(f"{text!r} is not an e-mail address")
     return value
