@@ -18,6 +18,7 @@ its tenant, so every id the audit log names still resolves, to nothing personal.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable
@@ -200,12 +201,31 @@ def aggregates(
     return rows
 
 
+#: A value kept in a purged audit detail: a state, a decision or a kind (lower-case words),
+#: or a date and time; anything else (a tenant id, a domain, a number, a sentence) goes.
+_PLAIN_TEXT = re.compile(r"[a-z][a-z_ -]{0,31}|\d{4}-\d{2}-\d{2}([T ][0-9:.+-]{5,32}Z?)?")
+
+
+def _plain(value: Any) -> bool:
+    """Whether a detail's value is a number, a state-like word or a date, or made of them."""
+    if value is None or isinstance(value, bool | int | float):
+        return True
+    if isinstance(value, str):
+        return _PLAIN_TEXT.fullmatch(value) is not None
+    if isinstance(value, list):
+        return all(_plain(item) for item in value)
+    if isinstance(value, dict):
+        return all(_plain(k) and _plain(v) for k, v in value.items())
+    return False
+
+
 def _scrubbed(detail: dict[str, Any], secrets_: Iterable[str]) -> dict[str, Any]:
-    """An audit detail with its free text gone: known short fields that name nothing."""
+    """An audit detail with its free text gone: known short fields holding plain values
+    (states, dates, counts), none of which names the company."""
     words = [s.casefold() for s in secrets_ if s and len(s) >= 3]
     kept = {}
     for key, value in detail.items():
-        if key not in _KEPT_DETAIL:
+        if key not in _KEPT_DETAIL or not _plain(value):
             continue
         text = json.dumps(value, ensure_ascii=False).casefold()
         if any(word in text for word in words):

@@ -1,0 +1,77 @@
+"""The purge of a company's audit trail: ids, actions, states and dates stay; any other value
+goes, also one that names a tenant by an id or a domain the company no longer holds."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy import select
+
+from edrtrial import audit
+from edrtrial.config import ProgrammeConfig, load_config
+from edrtrial.db import transaction
+from edrtrial.models import AuditEvent, Company, Tenant, Trial
+from edrtrial.programme.purge import purge_company
+
+from sandbox_config import settings, write_config
+
+AT = datetime(2027, 6, 1, 1, 0, tzinfo=UTC)
+MISTYPED = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"  # the tenant id first entered by mistake
+DOMAIN = "kestrel-works.onmicrosoft.com"  # how the tenant was first recorded
+GUID = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c09"  # what its sign-in resolved it to
+
+
+@pytest.fixture
+def programme(tmp_path) -> ProgrammeConfig:
+    path = write_config(tmp_path / "config.toml", settings("sqlite:///x.db"), companies=0)
+    return load_config(path).settings.programme
+
+
+def test_tenant_ids_and_domains_in_the_audit_detail_are_purged(sessions, programme):
+    with transaction(sessions) as session:
+        company = Company(
+            key="kestrel",
+            name="Kestrel Works",
+            contact_email="it@kestrel.example.jp",
+            state="offboarded",
+            state_since=AT,
+        )
+        session.add(company)
+        session.flush()
+        tenant = Tenant(company_id=company.id, connector="defender", external_id=GUID)
+        session.add(tenant)
+        session.add(
+            Trial(company_id=company.id, starts_on=date(2026, 11, 25), ends_on=date(2027, 2, 24))
+        )
+        session.flush()
+        for before, after in ((MISTYPED, DOMAIN), (DOMAIN, DOMAIN.upper())):
+            audit.record(
+                session,
+                at=AT,
+                actor="cli:secretariat",
+                action="company.consent_corrected",
+                tenant_id=tenant.id,
+                target="company:kestrel",
+                detail={"from": before, "to": after, "via": "entered"},
+            )
+        audit.record(
+            session,
+            at=AT,
+            actor="trial-lifecycle",
+            action="company.offboarded",
+            tenant_id=tenant.id,
+            target="company:kestrel",
+            detail={"from": "offboarding", "to": "offboarded", "when": "2027-03-01"},
+        )
+    with transaction(sessions) as session:
+        purge_company(session, programme, session.scalars(select(Company)).one(), actor="t", at=AT)
+    with sessions() as session:
+        details = [e.detail for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+    text = repr(details).lower()
+    for secret in (MISTYPED, DOMAIN, GUID, "kestrel"):
+        assert secret not in text, secret
+    # What names nothing stays: the journey's states and dates.
+    assert {"from": "offboarding", "to": "offboarded", "when": "2027-03-01", "purged": True} in (
+        details
+    )
