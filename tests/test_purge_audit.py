@@ -3,17 +3,22 @@ goes, also one that names a tenant by an id or a domain the company no longer ho
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import json
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from edrtrial import audit
 from edrtrial.config import ProgrammeConfig, load_config
 from edrtrial.db import transaction
-from edrtrial.models import AuditEvent, Company, Tenant, Trial
+from edrtrial.models import AuditEvent, Base, Company, Tenant, Trial
+from edrtrial.programme.admission import Diagnosis
 from edrtrial.programme.purge import purge_company
+from edrtrial.service import admission
 
+import admission_rows
+from admission_rows import add_cohort, eligible
 from sandbox_config import settings, write_config
 
 AT = datetime(2027, 6, 1, 1, 0, tzinfo=UTC)
@@ -75,3 +80,42 @@ def test_tenant_ids_and_domains_in_the_audit_detail_are_purged(sessions, program
     assert {"from": "offboarding", "to": "offboarded", "when": "2027-03-01", "purged": True} in (
         details
     )
+
+
+def everything_in(engine: Engine) -> str:
+    """Every row of every table, as text."""
+    with engine.connect() as conn:
+        return "\n".join(
+            json.dumps([str(v) for v in row], ensure_ascii=False)
+            for table in Base.metadata.sorted_tables
+            for row in conn.execute(table.select())
+        )
+
+
+def test_a_purged_company_is_not_named_by_the_company_that_took_its_place(sessions, engine):
+    settings = admission_rows.settings()
+    add_cohort(sessions, capacity=1)
+    eligible(sessions, "alpha", "beta")
+    for minute, key in enumerate(("alpha", "beta")):
+        with transaction(sessions) as session:
+            admission.call(
+                session, settings, key, actor="cli:sato", at=AT + timedelta(minutes=minute)
+            )
+    with transaction(sessions) as session:
+        refused = admission.prediagnose(
+            session,
+            settings,
+            "alpha",
+            Diagnosis(edr_users=4, existing_edr="Falcon"),
+            actor="cli:sato",
+            at=AT + timedelta(minutes=5),
+        )
+    assert [m.event for m in refused.moved] == ["moved_up"]  # beta took alpha's place
+
+    with transaction(sessions) as session:
+        alpha = session.scalars(select(Company).where(Company.key == "alpha")).one()
+        purge_company(session, settings.programme, alpha, actor="t", at=AT + timedelta(days=91))
+
+    store = everything_in(engine)
+    assert "alpha" not in store.lower()
+    assert "beta" in store  # the other company stays whole

@@ -8,7 +8,8 @@ pre-diagnosis answers), for the cohort's results report; then the detailed rows 
 or emptied: alerts and incidents (payloads, evidence), quarantined payloads, device names
 and payloads, tickets' titles, notes and summaries, mails' bodies, subjects and recipients,
 the company's name, contacts, representative, address and 法人番号, the applications' raw
-input and call notes, the tenant's id. The audit log stays (ids, actions, who and when),
+input, call notes and digests, the tenant's id; and where another company's record names it
+(the place it freed), that mention. The audit log stays (ids, actions, who and when),
 its free text emptied: only short, known fields that name nothing are kept.
 
 The company keeps its row (its journey ends `purged`) under its anonymous code, as does
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import String, Text, cast, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from edrtrial.config import ProgrammeConfig
@@ -275,7 +276,15 @@ def _scrub_company(session: Session, company: Company, code: str) -> None:
     session.execute(
         update(Application)
         .where(Application.company_id == company.id)
-        .values(raw={}, call_notes="", source="", existing_edr_name="")
+        .values(
+            raw={},
+            call_notes="",
+            source="",
+            existing_edr_name="",
+            # A digest of the application's values: with the old export, it would say whose
+            # row this was.
+            fingerprint="purged:" + cast(Application.id, String),
+        )
     )
     session.execute(
         update(PreDiagnosis)
@@ -318,6 +327,38 @@ def _scrub_mail_and_audit(
     session.execute(delete(JobRun).where(JobRun.company_key == company.key))
 
 
+_PURGED_NAME = "a purged company"
+
+
+def _unnamed(value: Any, key: re.Pattern[str]) -> Any:
+    """`value` with every mention of the company's key replaced, strings in lists and dicts
+    included."""
+    if isinstance(value, str):
+        return key.sub(_PURGED_NAME, value)
+    if isinstance(value, list):
+        return [_unnamed(item, key) for item in value]
+    if isinstance(value, dict):
+        return {k: _unnamed(v, key) for k, v in value.items()}
+    return value
+
+
+def _scrub_mentions(session: Session, company: Company) -> None:
+    """Other companies' records that name this one by its key (the place it freed, taken
+    by the next on the waiting list) stop naming it."""
+    key = re.compile(rf"(?<![\w-]){re.escape(company.key)}(?![\w-])", re.IGNORECASE)
+    others = select(Company).where(
+        Company.id != company.id, Company.state_reason.contains(company.key, autoescape=True)
+    )
+    for other in session.scalars(others):
+        other.state_reason = key.sub(_PURGED_NAME, other.state_reason)
+    events = select(AuditEvent).where(
+        cast(AuditEvent.detail, Text).contains(company.key, autoescape=True)
+    )
+    for event in session.scalars(events):
+        if key.search(json.dumps(event.detail, ensure_ascii=False)):
+            event.detail = _unnamed(event.detail, key)
+
+
 @dataclass(frozen=True, slots=True)
 class Purged:
     """What a purge kept: the anonymous code and how many monthly rows carry it."""
@@ -337,6 +378,7 @@ def purge_company(
     rows = aggregates(session, programme, company, code)
     names = _names(session, company, tenant)
     session.add_all(rows)
+    _scrub_mentions(session, company)
     _scrub_mail_and_audit(session, company, tenant, names, code)
     if tenant is not None:
         _scrub_tenant(session, tenant, code)
