@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 from edrtrial import audit
 from edrtrial.config import ProgrammeConfig, load_config
 from edrtrial.db import transaction
-from edrtrial.models import AuditEvent, Base, Company, Tenant, Trial
+from edrtrial.models import AuditEvent, Base, Company, Tenant, Ticket, Trial
 from edrtrial.programme.admission import Diagnosis
 from edrtrial.programme.purge import purge_company
 from edrtrial.service import admission
@@ -33,7 +33,7 @@ def programme(tmp_path) -> ProgrammeConfig:
     return load_config(path).settings.programme
 
 
-def test_tenant_ids_and_domains_in_the_audit_detail_are_purged(sessions, programme):
+def test_tenant_ids_domains_and_alert_titles_are_purged(sessions, engine, programme):
     with transaction(sessions) as session:
         company = Company(
             key="kestrel",
@@ -50,6 +50,16 @@ def test_tenant_ids_and_domains_in_the_audit_detail_are_purged(sessions, program
             Trial(company_id=company.id, starts_on=date(2026, 11, 25), ends_on=date(2027, 2, 24))
         )
         session.flush()
+        title = "Suspicious download on KESTREL-PC1"  # no category: the title groups it
+        session.add(
+            Ticket(
+                tenant_id=tenant.id,
+                correlation_key=f"device:-:{title}",
+                correlation_base=f"device:-:{title}",
+                title=title,
+                priority="P2",
+            )
+        )
         for before, after in ((MISTYPED, DOMAIN), (DOMAIN, DOMAIN.upper())):
             audit.record(
                 session,
@@ -73,7 +83,7 @@ def test_tenant_ids_and_domains_in_the_audit_detail_are_purged(sessions, program
         purge_company(session, programme, session.scalars(select(Company)).one(), actor="t", at=AT)
     with sessions() as session:
         details = [e.detail for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
-    text = repr(details).lower()
+    text = (repr(details) + everything_in(engine)).lower()
     for secret in (MISTYPED, DOMAIN, GUID, "kestrel"):
         assert secret not in text, secret
     # What names nothing stays: the journey's states and dates.

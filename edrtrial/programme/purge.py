@@ -262,7 +262,17 @@ def _scrub_tenant(session: Session, tenant: Tenant, code: str) -> None:
     session.execute(delete(QuarantinedRecord).where(QuarantinedRecord.tenant_id == tid))
     session.execute(delete(PollCursor).where(PollCursor.tenant_id == tid))
     session.execute(delete(DeskAlarm).where(DeskAlarm.tenant_id == tid))
-    session.execute(update(Ticket).where(Ticket.tenant_id == tid).values(title="", summary={}))
+    # A ticket's grouping key may carry its first alert's title (no category, no technique).
+    session.execute(
+        update(Ticket)
+        .where(Ticket.tenant_id == tid)
+        .values(
+            title="",
+            summary={},
+            correlation_key="purged:" + cast(Ticket.id, String),
+            correlation_base="",
+        )
+    )
     session.execute(update(Device).where(Device.tenant_id == tid).values(name="", raw={}, tags=[]))
     session.execute(
         update(ResponseAction).where(ResponseAction.tenant_id == tid).values(reason="", detail="")
