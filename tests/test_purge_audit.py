@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 from edrtrial import audit
 from edrtrial.config import ProgrammeConfig, load_config
 from edrtrial.db import transaction
-from edrtrial.models import AuditEvent, Base, Company, Tenant, Ticket, Trial
+from edrtrial.models import AuditEvent, Base, Company, PreDiagnosis, Tenant, Ticket, Trial
 from edrtrial.programme.admission import Diagnosis
 from edrtrial.programme.purge import purge_company
 from edrtrial.service import admission
@@ -128,4 +128,8 @@ def test_a_purged_company_is_not_named_by_the_company_that_took_its_place(sessio
 
     store = everything_in(engine)
     assert "alpha" not in store.lower()
+    assert "Falcon" not in store  # the product named in the refusal's reason
+    with sessions() as session:
+        reasons = session.scalars(select(PreDiagnosis.reasons)).all()
+    assert [{"code": "existing_edr"}] in reasons  # what the refusal was, in its code
     assert "beta" in store  # the other company stays whole

@@ -8,7 +8,8 @@ pre-diagnosis answers), for the cohort's results report; then the detailed rows 
 or emptied: alerts and incidents (payloads, evidence), quarantined payloads, device names
 and payloads, tickets' titles, notes and summaries, mails' bodies, subjects and recipients,
 the company's name, contacts, representative, address and 法人番号, the applications' raw
-input, call notes and digests, the tenant's id; and where another company's record names it
+input, call notes and digests, the words of its eligibility and pre-diagnosis reasons (their
+codes stay), the tenant's id; and where another company's record names it
 (the place it freed), that mention. The audit log stays (ids, actions, who and when),
 its free text emptied: only short, known fields that name nothing are kept.
 
@@ -282,7 +283,21 @@ def _scrub_tenant(session: Session, tenant: Tenant, code: str) -> None:
     tenant.state_reason = ""
 
 
+def _codes(reasons: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Reasons by their codes only: their words may quote the application (its capital,
+    its staff, its EDR product)."""
+    return [{"code": r["code"]} for r in reasons if "code" in r]
+
+
 def _scrub_company(session: Session, company: Company, code: str) -> None:
+    for application in session.scalars(
+        select(Application).where(Application.company_id == company.id)
+    ):
+        application.eligibility_reasons = _codes(application.eligibility_reasons)
+    for diagnosis in session.scalars(
+        select(PreDiagnosis).where(PreDiagnosis.company_id == company.id)
+    ):
+        diagnosis.reasons = _codes(diagnosis.reasons)
     session.execute(
         update(Application)
         .where(Application.company_id == company.id)
