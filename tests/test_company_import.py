@@ -299,3 +299,23 @@ def test_a_company_key_is_checked_against_the_store(tmp_path, config, given, sai
     result = cli(config, "poll", "--company", given)
     assert result.exit_code == 2, result.output
     assert said in " ".join(result.output.split())
+
+
+def test_a_relative_file_reference_keeps_pointing_where_the_old_file_meant(
+    tmp_path, config, sessions
+):
+    """An old config elsewhere named its secret files relative to itself: imported, each
+    reference names the same file, whatever config the service runs with."""
+    old = old_config(tmp_path)
+    elsewhere = tmp_path / "old-site"
+    elsewhere.mkdir()
+    moved = old.rename(elsewhere / old.name)
+
+    result = cli(config, "companies", "import-config", str(moved))
+
+    assert result.exit_code == 0, result.output
+    with sessions() as session:
+        own = dict(session.execute(select(Tenant.external_id, Tenant.connection)).all())
+    secret = own[SAKURA]["client_secret"]
+    assert secret == f"file:{elsewhere.resolve()}/var/sandbox/secrets/{SAKURA}.secret"
+    assert own[SAKURA]["ca_bundle"].startswith(str(elsewhere.resolve()))

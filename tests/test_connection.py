@@ -218,6 +218,41 @@ def test_a_reply_whose_state_was_made_up_or_issued_for_another_company_is_refuse
     assert tenant_of(store, "sakura") is None and tenant_of(store, "midori") is None
 
 
+def test_a_reply_is_used_once_and_not_replayed_after_a_correction(config, store, sandbox):
+    admitted(store, "sakura")
+    # The first link is opened by the wrong administrator: Midori's tenant is recorded.
+    first = link_of(cli(config, "tenants", "consent-url", "sakura").output)
+    wrong = consent_in_browser(sandbox, first, f"admin@{MIDORI.domain}")
+    cli(config, "tenants", "consented", "sakura", "--reply", wrong)
+    assert tenant_of(store, "sakura").external_id == MIDORI.tenant_id  # type: ignore[union-attr]
+    # The secretariat corrects it by hand: replaying the first reply cannot undo that.
+    cli(config, "tenants", "consented", "sakura", "--tenant-id", SAKURA.tenant_id)
+    replayed = cli(config, "tenants", "consented", "sakura", "--reply", wrong, code=2).output
+    assert "already recorded once" in replayed and "nothing was recorded" in replayed
+    assert tenant_of(store, "sakura").external_id == SAKURA.tenant_id  # type: ignore[union-attr]
+
+    # A link sent again (to Sakura's tenant) is answered once; its reply used again is refused.
+    second = link_of(cli(config, "tenants", "consent-url", "sakura").output)
+    right = consent_in_browser(sandbox, second, f"admin@{SAKURA.domain}")
+    cli(config, "tenants", "consented", "sakura", "--reply", right)
+    cli(config, "tenants", "consented", "sakura", "--tenant-id", MIDORI.tenant_id)
+    again = cli(config, "tenants", "consented", "sakura", "--reply", right, code=2).output
+    assert "already recorded once" in again
+    assert tenant_of(store, "sakura").external_id == MIDORI.tenant_id  # type: ignore[union-attr]
+
+
+def test_a_reply_to_a_link_a_newer_one_replaced_is_refused(config, store, sandbox):
+    admitted(store, "sakura")
+    old = link_of(cli(config, "tenants", "consent-url", "sakura").output)
+    cli(config, "tenants", "consent-url", "sakura")
+    landed = consent_in_browser(sandbox, old, f"admin@{SAKURA.domain}")
+
+    output = cli(config, "tenants", "consented", "sakura", "--reply", landed, code=2).output
+
+    assert "a newer one" in output and "nothing was recorded" in output
+    assert company_state(store, "sakura") == "admitted" and tenant_of(store, "sakura") is None
+
+
 def test_an_entra_error_reply_is_explained_and_records_nothing(config, store):
     admitted(store, "sakura")
     url = link_of(cli(config, "tenants", "consent-url", "sakura").output)

@@ -275,3 +275,30 @@ def test_a_sign_in_service_that_does_not_answer_is_a_timeout_not_a_verdict(
     sign_in = by_name(checks)["sign-in to Microsoft Graph"]
     assert sign_in.remedy is Remedy.NETWORK
     assert "no answer from https://login.microsoftonline.com" in sign_in.reason
+
+
+def test_a_tenant_lacking_the_defender_service_650052_says_provision_then_consent(
+    httpx_mock: HTTPXMock, connector: DefenderForBusinessConnector
+) -> None:
+    add_discovery(httpx_mock)
+    body = {
+        "error": "invalid_client",
+        "error_description": (
+            "AADSTS650052: The app is trying to access a service "
+            "'fc780465-2017-40d4-a0c5-307022471b92'(WindowsDefenderATP) that your organization "
+            f"'{TENANT}' lacks a service principal for. Contact your IT Admin to review the "
+            "configuration of your service subscriptions or consent to the application in "
+            "order to create the required service principal."
+        ),
+        "error_codes": [650052],
+    }
+    httpx_mock.add_response(
+        url=TOKEN_URL, method="POST", status_code=400, json=body, is_reusable=True
+    )
+    add_instance_discovery(httpx_mock)
+
+    sign_in = by_name(connector.verify_access())["sign-in to Microsoft Graph"]
+
+    assert "AADSTS650052" in sign_in.reason and "not provisioned" in sign_in.reason
+    assert sign_in.remedy is Remedy.PROVISIONING
+    assert "security.microsoft.com" in sign_in.action and "consent URL" in sign_in.action

@@ -11,7 +11,16 @@ from sqlalchemy import select
 
 from edrtrial.config import ProgrammeConfig, load_config
 from edrtrial.db import transaction
-from edrtrial.models import Application, AuditEvent, Cohort, Company, PreDiagnosis, Tenant, Trial
+from edrtrial.models import (
+    Application,
+    AuditEvent,
+    Cohort,
+    Company,
+    PredecessorRecord,
+    PreDiagnosis,
+    Tenant,
+    Trial,
+)
 from edrtrial.programme.sample import check_digit, seed_sample_programme
 from edrtrial.sandbox import SandboxWorld, sample_tenants
 from edrtrial.sandbox.auth import EntraError
@@ -128,3 +137,23 @@ def test_the_sandbox_app_has_one_secret_for_every_tenant_and_each_tenants_own_st
         _token(world, one, "two-secret")  # a tenant's own secret is good in that tenant only
     with pytest.raises(EntraError):
         _token(world, two, "wrong")
+
+
+def test_a_store_holding_a_cohort_or_a_predecessor_list_is_not_seeded(now, sessions, programme):
+    """A secretariat that set up its first cohort (or imported the predecessors' list) before
+    any application has a programme in the store: no sample company joins it."""
+    with transaction(sessions) as session:
+        session.add(Cohort(key="c2027", name="第1期", course="edr", capacity=50))
+    with transaction(sessions) as session:
+        assert seed_sample_programme(session, programme, sample_tenants(3), at=now) == 0
+    with sessions() as session:
+        assert session.scalars(select(Cohort.key)).all() == ["c2027"]
+        assert session.scalars(select(Company.id)).all() == []
+
+    with transaction(sessions) as session:
+        session.delete(session.scalars(select(Cohort)).one())
+        session.add(PredecessorRecord(name="旧事業の会社", fingerprint="f" * 64))
+    with transaction(sessions) as session:
+        assert seed_sample_programme(session, programme, sample_tenants(3), at=now) == 0
+    with sessions() as session:
+        assert session.scalars(select(Company.id)).all() == []

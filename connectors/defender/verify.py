@@ -22,7 +22,7 @@ _LABELS = {Api.GRAPH: "Microsoft Graph", Api.MDE: "Defender for Endpoint API"}
 _READ_ALERTS = ("SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All")
 _READ_INCIDENTS = ("SecurityIncident.Read.All", "SecurityIncident.ReadWrite.All")
 _READ_MACHINES = ("Machine.Read.All", "Machine.ReadWrite.All")
-_CONSENT_CODES = frozenset({65001, 650051, 650052})
+_CONSENT_CODES = frozenset({65001, 650051})
 _APP_CODES = frozenset({7000215, 7000222, 700027, 7000112})
 
 
@@ -148,6 +148,17 @@ def _sign_in_failure(name: str, err: ConnectorError, settings: DefenderSettings)
         reason = (
             f"AADSTS500011: tenant {tenant} has no service principal for {_LABELS_BY_NAME[name]}"
             " (Defender for Business not provisioned yet?)"
+        )
+        return AccessCheck(name, False, reason, action, Remedy.PROVISIONING)
+    if code == 650052:
+        reason = (
+            f"AADSTS650052: tenant {tenant} lacks a service the programme's app asks for "
+            "(Defender for Business not provisioned yet?): consent cannot be given until it is"
+        )
+        action = (
+            "The company finishes Defender's set-up (security.microsoft.com, Assets > Devices; "
+            "it may take up to 24 hours), then its global administrator opens the consent URL "
+            "again."
         )
         return AccessCheck(name, False, reason, action, Remedy.PROVISIONING)
     if code in _APP_CODES:

@@ -49,6 +49,7 @@ def import_config(ctx: click.Context, file: Path, cohort: str | None) -> None:
             actor=actor(ctx),
             at=runtime.clock(),
             cohort=cohort,
+            base_dir=_elsewhere(file, runtime.config.path),
         )
     for result in done:
         console.print(styled(f"{result.key}: {_said(result)}", _STYLE[result.outcome]))
@@ -66,6 +67,12 @@ def import_config(ctx: click.Context, file: Path, cohort: str | None) -> None:
         console.print(f"now remove the [[companies]] blocks from {file}")
     if refused:
         ctx.exit(1)
+
+
+def _elsewhere(file: Path, config: Path) -> Path | None:
+    """FILE's directory when it is not the config's: its relative paths start there."""
+    here = file.resolve().parent
+    return None if here == config.resolve().parent else here
 
 
 def _said(result: Imported) -> str:

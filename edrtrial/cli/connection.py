@@ -95,13 +95,20 @@ def consented(ctx: click.Context, key: str, reply: str | None, tenant_id: str | 
             answer = consent.parse_reply(reply)
             if not answer.granted:
                 raise JourneyError(f"company {key!r}: {consent.explain_error(answer)}")
-            consent.check_state(session, company, answer.state)
+            used = consent.check_state(session, company, answer.state)
             tenant, via = answer.tenant, "reply"
         else:
             assert tenant_id is not None
-            tenant, via = tenant_id, "entered"
+            tenant, via, used = tenant_id, "entered", ""
         row = consent.record_consent(
-            session, programme, company, tenant, actor=actor(ctx), at=runtime.clock(), via=via
+            session,
+            programme,
+            company,
+            tenant,
+            actor=actor(ctx),
+            at=runtime.clock(),
+            via=via,
+            state_sha256=used,
         )
         recorded, state = row.external_id, JourneyState(company.state)
     console.print(f"{key}: consent recorded, tenant {recorded} ({state.value}, {state.ja})")

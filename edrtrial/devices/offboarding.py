@@ -45,6 +45,7 @@ from edrtrial.devices.states import OFFBOARDING
 from edrtrial.errors import ConnectorError
 from edrtrial.ingest.queries import inventory_read_at
 from edrtrial.models import Company, Device, ResponseAction, Tenant, Trial
+from edrtrial.programme.trial_steps import locked_trial
 from edrtrial.programme.trials import trial_of_tenant
 from edrtrial.states import ActionState, JourneyState
 from edrtrial.timeutil import jst_date
@@ -310,9 +311,9 @@ def _comment(task: ResponseAction, device: Device, actor: str) -> str:
 
 def _check_send(session: Session, task: ResponseAction, device: Device, at: datetime) -> str | None:
     """Offboard only if the company still does not continue and its trial is still over
-    (or it withdrew)."""
+    (or it withdrew), read under the trial's lock."""
     company = session.get_one(Company, session.get_one(Tenant, task.tenant_id).company_id)
-    return not_due(trial_of_tenant(session, task.tenant_id), jst_date(at), company)
+    return not_due(locked_trial(session, company.id), jst_date(at), company)
 
 
 def _manual(connector: Connector, device: Device) -> str | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import func, select
@@ -82,14 +83,36 @@ def _cohort(
     return found
 
 
+#: Keys of a connection block that hold a path (beside `file:` secret references).
+_PATH_KEYS = frozenset({"ca_bundle"})
+
+
+def _anchored(block: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    """The block with each relative path (a `file:` reference, a CA bundle) made absolute
+    from the directory of the file it came from: the store outlives that file's place."""
+    if base_dir is None:
+        return block
+    anchored = dict(block)
+    for key, value in block.items():
+        if isinstance(value, str) and value.startswith("file:"):
+            path = Path(value.removeprefix("file:").strip())
+            if not path.is_absolute():
+                anchored[key] = f"file:{(base_dir / path).resolve()}"
+        elif key in _PATH_KEYS and isinstance(value, str) and value:
+            if not Path(value).is_absolute():
+                anchored[key] = str((base_dir / value).resolve())
+    return anchored
+
+
 def _own_connection(
-    programme: ProgrammeConfig, block: dict[str, Any], tenant: str
+    programme: ProgrammeConfig, block: dict[str, Any], tenant: str, base_dir: Path | None
 ) -> dict[str, Any]:
     """What the tenant keeps as its own connection: nothing when the block is simply the
-    programme's app for it, else the block (its secrets are references, as in the file)."""
+    programme's app for it, else the block (its secrets are references, as in the file,
+    anchored to the file's directory)."""
     if programme.app is not None and block == programme.app.connection(tenant):
         return {}
-    return block
+    return _anchored(block, base_dir)
 
 
 def _holder(session: Session, connector: str, tenant: str) -> str | None:
@@ -117,6 +140,7 @@ def import_company(
     actor: str,
     at: datetime,
     cohort: str | None = None,
+    base_dir: Path | None = None,
 ) -> Imported:
     """Bring one config block into the store, unless its key or its tenant is there already.
 
@@ -174,7 +198,7 @@ def import_company(
             company_id=company.id,
             connector=connector,
             external_id=external_id,
-            connection=_own_connection(programme, block, external_id),
+            connection=_own_connection(programme, block, external_id, base_dir),
             consented_at=at,
             verified_at=at,
         )
@@ -217,10 +241,21 @@ def import_companies(
     actor: str,
     at: datetime,
     cohort: str | None = None,
+    base_dir: Path | None = None,
 ) -> list[Imported]:
-    """`import_company` for each block, in the file's order (the caller owns the commit)."""
+    """`import_company` for each block, in the file's order (the caller owns the commit);
+    `base_dir` is the directory relative paths in the blocks start from (the file's)."""
     return [
-        import_company(session, cfg, programme, source=source, actor=actor, at=at, cohort=cohort)
+        import_company(
+            session,
+            cfg,
+            programme,
+            source=source,
+            actor=actor,
+            at=at,
+            cohort=cohort,
+            base_dir=base_dir,
+        )
         for cfg in companies
     ]
 

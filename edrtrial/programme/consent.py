@@ -12,7 +12,10 @@ The `state` binds the reply to one company: a random nonce, whose SHA-256 is kep
 audit event of the link's issue (never the nonce itself). A reply is accepted for a company
 only if its state is the hash of a link issued for that company: a state made up, mistyped,
 or issued for another company is refused, naming that company, so a reply pasted into the
-wrong company's command cannot attach a tenant to it. The nonce lives in the store, not in a
+wrong company's command cannot attach a tenant to it. A state is used once (its hash is
+kept in the consent's audit detail), and only the newest link issued for a company is
+answered: a reply replayed after a correction, or one to a link sent again since, changes
+nothing. The nonce lives in the store, not in a
 key file, so every machine sharing the store checks the same links.
 """
 
@@ -39,10 +42,14 @@ from edrtrial.models import AuditEvent, Company, Tenant
 from edrtrial.programme.journey import advance, state_of
 from edrtrial.programme.tenants import holds_data
 from edrtrial.states import JourneyState
+from edrtrial.timeutil import to_jst
 from edrtrial.untrusted import one_line
 
 ISSUED = "company.consent_url"
 CORRECTED = "company.consent_corrected"
+CONFIRMED = "company.consent_confirmed"
+CONSENTED = "company.consent"  # the journey's `consent` step, as `advance` audits it
+_USED = "state_sha256"  # in a consent's audit detail: the reply's state, used once
 _PLACEHOLDER = "00000000-0000-0000-0000-000000000000"  # validates the app block alone
 # Entra's admin-consent errors an administrator meets, in words a secretariat can pass on.
 _CONSENT_ERRORS = {
@@ -177,28 +184,54 @@ def _aadsts(text: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def check_state(session: Session, company: Company, state: str) -> None:
-    """Refuse a reply whose state was not issued for this company's consent link."""
+def check_state(session: Session, company: Company, state: str) -> str:
+    """Refuse a reply whose state was not issued for this company's consent link, was
+    already used to record a consent, or belongs to a link a newer one replaced; the
+    state's hash, for `record_consent` to mark it used."""
     if not state:
         raise JourneyError(
             f"company {company.key!r}: the reply carries no state; give the whole address, or "
             "record the tenant id with --tenant-id once the company has confirmed it"
         )
     digest = _digest(state)
-    for event in session.scalars(select(AuditEvent).where(AuditEvent.action == ISSUED)):
+    issued = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == ISSUED).order_by(AuditEvent.id)
+    ).all()
+    mine = [e for e in issued if e.target == f"company:{company.key}"]
+    for event in issued:
         if event.detail.get("state_sha256") != digest:
             continue
-        if event.target == f"company:{company.key}":
-            return
-        other = event.target.removeprefix("company:")
-        raise JourneyError(
-            f"this reply belongs to company {other!r}'s consent link, not {company.key!r}'s; "
-            "nothing was recorded"
-        )
+        if event not in mine:
+            other = event.target.removeprefix("company:")
+            raise JourneyError(
+                f"this reply belongs to company {other!r}'s consent link, not {company.key!r}'s; "
+                "nothing was recorded"
+            )
+        if _used(session, digest):
+            raise JourneyError(
+                f"company {company.key!r}: this reply was already recorded once; a reply is "
+                "used once (for a new consent, issue a new link with `tenants consent-url`); "
+                "nothing was recorded"
+            )
+        if event is not mine[-1]:
+            raise JourneyError(
+                f"company {company.key!r}: this reply answers a consent link that a newer one "
+                f"(issued {to_jst(mine[-1].at):%Y-%m-%d %H:%M} JST) replaced; give the reply to "
+                "the newest link; nothing was recorded"
+            )
+        return digest
     raise JourneyError(
         f"company {company.key!r}: the reply's state was not issued by `tenants consent-url`; "
         "nothing was recorded (a link issued elsewhere, or the address was changed)"
     )
+
+
+def _used(session: Session, digest: str) -> bool:
+    """Whether a consent (or its correction) was already recorded from this state."""
+    recorded = select(AuditEvent.detail).where(
+        AuditEvent.action.in_((CONSENTED, CORRECTED, CONFIRMED))
+    )
+    return any(detail.get(_USED) == digest for detail in session.scalars(recorded))
 
 
 def spelled(programme: ProgrammeConfig, company: Company, tenant: str) -> tuple[str, str]:
@@ -245,10 +278,12 @@ def record_consent(
     actor: str,
     at: datetime,
     via: str,
+    state_sha256: str = "",
 ) -> Tenant:
     """Record the tenant the company's administrator consented in, and take the `consent`
     step; or, for a company consented but not yet verified, correct a mistyped tenant id
-    while the store holds nothing read from it. `via` says how it came ("reply", "entered")."""
+    while the store holds nothing read from it. `via` says how it came ("reply", "entered");
+    `state_sha256` (from `check_state`) marks the reply's state used."""
     connector, external_id = spelled(programme, company, tenant)
     holder = _holder(session, connector, external_id, company)
     if holder is not None:
@@ -256,7 +291,9 @@ def record_consent(
     row = session.scalar(select(Tenant).where(Tenant.company_id == company.id))
     state = state_of(company)
     if state is JourneyState.CONSENTED and row is not None:
-        return _correct(session, company, row, external_id, actor=actor, at=at, via=via)
+        return _correct(
+            session, company, row, external_id, actor=actor, at=at, via=via, used=state_sha256
+        )
     if state is not JourneyState.ADMITTED:
         raise JourneyError(
             f"company {company.key!r} is {state.value} ({state.ja}): consent is recorded for "
@@ -277,7 +314,8 @@ def record_consent(
         actor=actor,
         at=at,
         why=f"admin consent in tenant {external_id} ({via})",
-        detail={"tenant": external_id, "via": via},
+        detail={"tenant": external_id, "via": via}
+        | ({_USED: state_sha256} if state_sha256 else {}),
     )
     return row
 
@@ -301,8 +339,19 @@ def _correct(
     actor: str,
     at: datetime,
     via: str,
+    used: str,
 ) -> Tenant:
     if row.external_id == external_id:
+        if used:  # the same tenant again from a new link: its reply is used all the same
+            audit.record(
+                session,
+                at=at,
+                actor=actor,
+                action=CONFIRMED,
+                tenant_id=row.id,
+                target=f"company:{company.key}",
+                detail={"tenant": external_id, "via": via, _USED: used},
+            )
         return row  # the same consent told twice: nothing changes
     if holds_data(session, row.id):
         raise JourneyError(
@@ -313,6 +362,8 @@ def _correct(
     row.external_id, row.consented_at = external_id, at
     _flush_held(session, company, row.connector, external_id)
     detail: dict[str, Any] = {"from": before, "to": external_id, "via": via}
+    if used:
+        detail[_USED] = used
     audit.record(
         session,
         at=at,

@@ -8,7 +8,9 @@ pre-diagnosis answers), for the cohort's results report; then the detailed rows 
 or emptied: alerts and incidents (payloads, evidence), quarantined payloads, device names
 and payloads, tickets' titles, notes and summaries, mails' bodies, subjects and recipients,
 the company's name, contacts, representative, address and 法人番号, the applications' raw
-input and call notes, the tenant's id. The audit log stays (ids, actions, who and when),
+input, call notes and digests, the words of its eligibility and pre-diagnosis reasons (their
+codes stay), the tenant's id; and where another company's record names it
+(the place it freed), that mention. The audit log stays (ids, actions, who and when),
 its free text emptied: only short, known fields that name nothing are kept.
 
 The company keeps its row (its journey ends `purged`) under its anonymous code, as does
@@ -18,6 +20,7 @@ its tenant, so every id the audit log names still resolves, to nothing personal.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import String, Text, cast, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from edrtrial.config import ProgrammeConfig
@@ -200,12 +203,31 @@ def aggregates(
     return rows
 
 
+#: A value kept in a purged audit detail: a state, a decision or a kind (lower-case words),
+#: or a date and time; anything else (a tenant id, a domain, a number, a sentence) goes.
+_PLAIN_TEXT = re.compile(r"[a-z][a-z_ -]{0,31}|\d{4}-\d{2}-\d{2}([T ][0-9:.+-]{5,32}Z?)?")
+
+
+def _plain(value: Any) -> bool:
+    """Whether a detail's value is a number, a state-like word or a date, or made of them."""
+    if value is None or isinstance(value, bool | int | float):
+        return True
+    if isinstance(value, str):
+        return _PLAIN_TEXT.fullmatch(value) is not None
+    if isinstance(value, list):
+        return all(_plain(item) for item in value)
+    if isinstance(value, dict):
+        return all(_plain(k) and _plain(v) for k, v in value.items())
+    return False
+
+
 def _scrubbed(detail: dict[str, Any], secrets_: Iterable[str]) -> dict[str, Any]:
-    """An audit detail with its free text gone: known short fields that name nothing."""
+    """An audit detail with its free text gone: known short fields holding plain values
+    (states, dates, counts), none of which names the company."""
     words = [s.casefold() for s in secrets_ if s and len(s) >= 3]
     kept = {}
     for key, value in detail.items():
-        if key not in _KEPT_DETAIL:
+        if key not in _KEPT_DETAIL or not _plain(value):
             continue
         text = json.dumps(value, ensure_ascii=False).casefold()
         if any(word in text for word in words):
@@ -241,7 +263,17 @@ def _scrub_tenant(session: Session, tenant: Tenant, code: str) -> None:
     session.execute(delete(QuarantinedRecord).where(QuarantinedRecord.tenant_id == tid))
     session.execute(delete(PollCursor).where(PollCursor.tenant_id == tid))
     session.execute(delete(DeskAlarm).where(DeskAlarm.tenant_id == tid))
-    session.execute(update(Ticket).where(Ticket.tenant_id == tid).values(title="", summary={}))
+    # A ticket's grouping key may carry its first alert's title (no category, no technique).
+    session.execute(
+        update(Ticket)
+        .where(Ticket.tenant_id == tid)
+        .values(
+            title="",
+            summary={},
+            correlation_key="purged:" + cast(Ticket.id, String),
+            correlation_base="",
+        )
+    )
     session.execute(update(Device).where(Device.tenant_id == tid).values(name="", raw={}, tags=[]))
     session.execute(
         update(ResponseAction).where(ResponseAction.tenant_id == tid).values(reason="", detail="")
@@ -251,11 +283,33 @@ def _scrub_tenant(session: Session, tenant: Tenant, code: str) -> None:
     tenant.state_reason = ""
 
 
+def _codes(reasons: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Reasons by their codes only: their words may quote the application (its capital,
+    its staff, its EDR product)."""
+    return [{"code": r["code"]} for r in reasons if "code" in r]
+
+
 def _scrub_company(session: Session, company: Company, code: str) -> None:
+    for application in session.scalars(
+        select(Application).where(Application.company_id == company.id)
+    ):
+        application.eligibility_reasons = _codes(application.eligibility_reasons)
+    for diagnosis in session.scalars(
+        select(PreDiagnosis).where(PreDiagnosis.company_id == company.id)
+    ):
+        diagnosis.reasons = _codes(diagnosis.reasons)
     session.execute(
         update(Application)
         .where(Application.company_id == company.id)
-        .values(raw={}, call_notes="", source="", existing_edr_name="")
+        .values(
+            raw={},
+            call_notes="",
+            source="",
+            existing_edr_name="",
+            # A digest of the application's values: with the old export, it would say whose
+            # row this was.
+            fingerprint="purged:" + cast(Application.id, String),
+        )
     )
     session.execute(
         update(PreDiagnosis)
@@ -298,6 +352,38 @@ def _scrub_mail_and_audit(
     session.execute(delete(JobRun).where(JobRun.company_key == company.key))
 
 
+_PURGED_NAME = "a purged company"
+
+
+def _unnamed(value: Any, key: re.Pattern[str]) -> Any:
+    """`value` with every mention of the company's key replaced, strings in lists and dicts
+    included."""
+    if isinstance(value, str):
+        return key.sub(_PURGED_NAME, value)
+    if isinstance(value, list):
+        return [_unnamed(item, key) for item in value]
+    if isinstance(value, dict):
+        return {k: _unnamed(v, key) for k, v in value.items()}
+    return value
+
+
+def _scrub_mentions(session: Session, company: Company) -> None:
+    """Other companies' records that name this one by its key (the place it freed, taken
+    by the next on the waiting list) stop naming it."""
+    key = re.compile(rf"(?<![\w-]){re.escape(company.key)}(?![\w-])", re.IGNORECASE)
+    others = select(Company).where(
+        Company.id != company.id, Company.state_reason.contains(company.key, autoescape=True)
+    )
+    for other in session.scalars(others):
+        other.state_reason = key.sub(_PURGED_NAME, other.state_reason)
+    events = select(AuditEvent).where(
+        cast(AuditEvent.detail, Text).contains(company.key, autoescape=True)
+    )
+    for event in session.scalars(events):
+        if key.search(json.dumps(event.detail, ensure_ascii=False)):
+            event.detail = _unnamed(event.detail, key)
+
+
 @dataclass(frozen=True, slots=True)
 class Purged:
     """What a purge kept: the anonymous code and how many monthly rows carry it."""
@@ -317,6 +403,7 @@ def purge_company(
     rows = aggregates(session, programme, company, code)
     names = _names(session, company, tenant)
     session.add_all(rows)
+    _scrub_mentions(session, company)
     _scrub_mail_and_audit(session, company, tenant, names, code)
     if tenant is not None:
         _scrub_tenant(session, tenant, code)

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from edrtrial.config import CompanyConfig, ProgrammeConfig
-from edrtrial.models import Application, Cohort, Company, PreDiagnosis
+from edrtrial.models import Application, Cohort, Company, PredecessorRecord, PreDiagnosis
 from edrtrial.programme.companies import import_companies
 from edrtrial.timeutil import JST, jst_date
 
@@ -219,9 +219,13 @@ def seed_sample_programme(
     at: datetime,
 ) -> int:
     """Seed the sample programme for these sandbox tenants into a store that holds no
-    company; returns how many companies were seeded (0: the store holds some already, or
-    the config has no `[programme.app]` to reach them through)."""
-    if session.scalar(select(Company.id).limit(1)) is not None:
+    programme yet (no company, cohort or predecessors' list); returns how many companies
+    were seeded (0: the store holds a programme already, or the config has no
+    `[programme.app]` to reach them through)."""
+    if any(
+        session.scalar(select(column).limit(1)) is not None
+        for column in (Company.id, Cohort.id, PredecessorRecord.id)
+    ):
         return 0
     if programme.app is None:
         log.warning("no sample programme seeded: the config has no [programme.app]")

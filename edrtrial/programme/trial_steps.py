@@ -94,6 +94,18 @@ def start_trial(
     return trial
 
 
+def locked_trial(session: Session, company_id: int) -> Trial | None:
+    """The company's trial as last committed, its row locked until the transaction ends: a
+    decision being recorded and an offboarding send being claimed (`devices/offboarding.py`)
+    wait for each other, so neither acts on what the other is changing."""
+    return session.scalar(
+        select(Trial)
+        .where(Trial.company_id == company_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
 def sent_offboarding(session: Session, company: Company) -> list[tuple[str, str]]:
     """Each device the company's offboarding already went to the EDR for: (name, status)."""
     rows = session.execute(
@@ -175,7 +187,7 @@ def record_decision(
     """
     if decision not in DECISIONS:
         raise JourneyError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
-    trial = trial_of_company(session, company.id)
+    trial = locked_trial(session, company.id)  # before reading what was sent
     state = J(company.state)
     if trial is None or state not in _DECIDABLE:
         raise JourneyError(
