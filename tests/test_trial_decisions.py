@@ -305,3 +305,20 @@ def test_an_extension_after_the_end_before_any_send_takes_the_company_back(aoi: 
 def offboard_tasks_all(service: Service) -> list[str]:
     with service.rt.sessions() as session:
         return list(session.scalars(select(ResponseAction.status)))
+
+
+def test_a_company_that_said_continue_and_then_withdraws_is_offboarded(aoi: Service) -> None:
+    day = END - timedelta(days=5)
+    aoi.cli(day, "trial", "decide", "aoi", "continue")
+    aoi.cli(day, "company", "withdraw", "aoi", "--reason", "事業を縮小するため")
+    with aoi.rt.sessions() as session:
+        trial = session.scalars(select(Trial)).one()
+        assert trial.decision == "offboard"
+        withdrawal = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "company.withdraw_connected")
+        ).one()
+    assert withdrawal.detail["decision"] == {"from": "continue", "to": "offboard"}
+    assert withdrawal.actor.startswith("cli:")
+    aoi.day(day, hour=12)
+    assert sorted(sent_to_edr(aoi)) == sorted(i for i, _ in DEVICES)
+    assert state(aoi.rt.sessions, "aoi") == "offboarding"

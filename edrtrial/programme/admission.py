@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from edrtrial.audit import person_of
 from edrtrial.config import CourseConfig, ProgrammeConfig
 from edrtrial.errors import JourneyError
-from edrtrial.models import Application, Cohort, Company, PreDiagnosis
+from edrtrial.models import Application, Cohort, Company, PreDiagnosis, Trial
 from edrtrial.programme import cohorts
 from edrtrial.programme.applicants import DueOn
 from edrtrial.programme.journey import JOURNEY, advance, state_of
@@ -255,8 +255,22 @@ def withdraw(
     """The company withdraws: before its tenant is connected it leaves (its place goes to the
     next on the waiting list); once connected its devices are offboarded."""
     if JOURNEY.can("withdraw_connected", company.state):
+        detail: dict[str, object] | None = None
+        trial = session.scalar(select(Trial).where(Trial.company_id == company.id))
+        if trial is not None and trial.decision == "continue":
+            # Leaving the programme undoes an earlier "continue": left standing, it would
+            # keep its devices from ever being offboarded, and the company offboarding forever.
+            trial.decision, trial.decided_at, trial.decided_by = "offboard", at, actor
+            detail = {"decision": {"from": "continue", "to": "offboard"}}
         advance(
-            session, company, "withdraw_connected", actor=actor, at=at, why=reason, withdrawn_at=at
+            session,
+            company,
+            "withdraw_connected",
+            actor=actor,
+            at=at,
+            why=reason,
+            detail=detail,
+            withdrawn_at=at,
         )
         return Outcome(company.id, state_of(company), _cohort_key(company))
     JOURNEY.check("withdraw", company.state, f"company {company.key!r}")
