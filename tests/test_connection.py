@@ -49,19 +49,7 @@ def programme_config(tmp_path: Path, sandbox: SandboxServer, database_url: str) 
         state_dir=sandbox.state_dir,
         mail_dir=tmp_path / "mail",
     )
-    data["programme"] = {
-        "consent_redirect_uri": REDIRECT,
-        "app": {
-            "connector": "defender",
-            "client_id": SAMPLE_CLIENT_ID,
-            # The programme's one app secret, valid in every tenant.
-            "client_secret": f"file:{sandbox.app_secret_path}",
-            "authority_host": sandbox.base_url,
-            "graph_base_url": sandbox.base_url,
-            "mde_base_url": sandbox.base_url,
-            "ca_bundle": str(sandbox.ca_path),
-        },
-    }
+    data["programme"]["consent_redirect_uri"] = REDIRECT
     return write_config(tmp_path / "config.toml", data, companies=0)
 
 

@@ -21,7 +21,7 @@ from intake_rows import csv_bytes, row
 
 from edrtrial.cli.common import login_name
 from edrtrial.cli.main import main
-from edrtrial.sandbox import SAMPLE_CLIENT_ID, SAMPLE_TENANTS, SandboxServer, SandboxWorld
+from edrtrial.sandbox import SAMPLE_TENANTS, SandboxServer, SandboxWorld
 
 import clock
 from sandbox_config import serving, settings, write_config
@@ -49,18 +49,7 @@ def config(tmp_path: Path, sandbox: SandboxServer, database_url: str) -> Path:
         state_dir=sandbox.state_dir,
         mail_dir=tmp_path / "mail",
     )
-    data["programme"] = {
-        "consent_redirect_uri": REDIRECT,
-        "app": {
-            "connector": "defender",
-            "client_id": SAMPLE_CLIENT_ID,
-            "client_secret": f"file:{sandbox.app_secret_path}",
-            "authority_host": sandbox.base_url,
-            "graph_base_url": sandbox.base_url,
-            "mde_base_url": sandbox.base_url,
-            "ca_bundle": str(sandbox.ca_path),
-        },
-    }
+    data["programme"]["consent_redirect_uri"] = REDIRECT
     return write_config(tmp_path / "config.toml", data, companies=0)
 
 
