@@ -24,6 +24,7 @@ from edrtrial import audit
 from edrtrial.config import CompanyConfig, ProgrammeConfig
 from edrtrial.errors import ConfigError, JourneyError
 from edrtrial.models import Cohort, Company, Tenant, Trial
+from edrtrial.programme import cohorts
 from edrtrial.programme.journey import walk
 from edrtrial.states import POLLED_JOURNEY, JourneyState
 from edrtrial.timeutil import jst_date
@@ -124,13 +125,6 @@ def _holder(session: Session, connector: str, tenant: str) -> str | None:
     )
 
 
-def _held_places(session: Session, cohort: Cohort) -> int:
-    held = select(func.count(Company.id)).where(
-        Company.cohort_id == cohort.id, Company.place_since.is_not(None)
-    )
-    return session.scalar(held) or 0
-
-
 def import_company(
     session: Session,
     cfg: CompanyConfig,
@@ -170,7 +164,7 @@ def import_company(
             "refused",
             f"cohort {place.key!r} is the {place.course!r} course, not one for {connector!r}",
         )
-    if cohort is not None and _held_places(session, place) >= place.capacity:
+    if cohort is not None and cohorts.held(session, place.id) >= place.capacity:
         return Imported(cfg.key, "refused", f"cohort {place.key!r} is full ({place.capacity})")
     company = Company(
         key=cfg.key,
@@ -192,7 +186,7 @@ def import_company(
     session.add(company)
     session.flush()
     if cohort is None:  # the import cohort has a place for each company imported into it
-        place.capacity = max(place.capacity, _held_places(session, place))
+        place.capacity = max(place.capacity, cohorts.held(session, place.id))
     session.add(
         Tenant(
             company_id=company.id,
