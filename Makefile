@@ -33,17 +33,33 @@ $(STAMP): pyproject.toml $(MANIFEST)
 	$(BIN)/python -m pip install --quiet -e '.[test]' --config-settings editable_mode=strict
 	@touch $(STAMP)
 
+# Debian packages a target needs, installed when missing (apt-get; these machines run as
+# root): Pango for WeasyPrint's PDFs (run and test), poppler-utils for the tests that read
+# a PDF back (pdftotext) and turn a page into a picture (pdftoppm).
+RUN_DEBS := libpango-1.0-0 libpangoft2-1.0-0
+TEST_DEBS := $(RUN_DEBS) poppler-utils
+define debs
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+endef
+
 run: $(STAMP)
+	$(call debs,$(RUN_DEBS))
 	$(BIN)/edrtrial --config $(CONFIG) db upgrade
 	$(BIN)/edrtrial --config $(CONFIG) serve --with-sandbox
 
 test: $(STAMP)
+	$(call debs,$(TEST_DEBS))
 	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
 
 # Performance figures against the sandbox (issue 3); BENCH_ARGS="--tenants 10 --alerts 200"
 # for a quick run. Prints figures and ratios, never fails on them.
 BENCH_ARGS ?=
 bench: $(STAMP)
+	$(call debs,$(RUN_DEBS))
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # The checkers must see the package as Python imports it: edrtrial with connectors/,

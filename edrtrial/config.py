@@ -216,6 +216,7 @@ class SlaConfig(_Strict):
 
 _WEEKLY = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun) ([01]\d|2[0-3]):([0-5]\d)$")
 _DAILY = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_MONTHLY = re.compile(r"^([1-9]|1\d|2[0-8]) ([01]\d|2[0-3]):([0-5]\d)$")
 
 
 class SchedulesConfig(_Strict):
@@ -225,9 +226,21 @@ class SchedulesConfig(_Strict):
     desk_seconds: int = Field(60, ge=5)  # SLA deadlines, re-escalation, closing resolved tickets
     parallel_tenants: int = Field(8, ge=1, le=64)
     weekly_report: str = "mon 09:00"
+    # The monthly report goes on this day of the month (1-28) at this time, for last month.
+    monthly_report: str = "1 09:00"
+    seat_report: str = "mon 08:30"  # the secretariat's weekly seat report
     trial_lifecycle: str = "06:00"
 
-    @field_validator("weekly_report")
+    @field_validator("monthly_report")
+    @classmethod
+    def _monthly(cls, value: str) -> str:
+        if not _MONTHLY.match(value):
+            raise ValueError(
+                "must look like '1 09:00' (day of the month 1-28, HH:MM in Asia/Tokyo)"
+            )
+        return value
+
+    @field_validator("weekly_report", "seat_report")
     @classmethod
     def _weekly(cls, value: str) -> str:
         if not _WEEKLY.match(value):
@@ -240,6 +253,20 @@ class SchedulesConfig(_Strict):
         if not _DAILY.match(value):
             raise ValueError("must look like '06:00' (HH:MM in Asia/Tokyo)")
         return value
+
+
+class ReportsConfig(_Strict):
+    """Which reports go out by themselves, and where every report sent is kept.
+
+    Each report mailed (a company's weekly or monthly report, an incident report, the
+    secretariat's seat report) is archived here as the file that was attached, with a
+    record in the store of who received it and when: what a company was told can be shown.
+    """
+
+    archive_dir: Path = Path("var/reports")
+    weekly: bool = True  # each trial company's detection report for last week
+    monthly: bool = True  # each trial company's report for last month, with the PDF
+    seat_mail: bool = True  # the weekly seat report to the secretariat
 
 
 class LoggingConfig(_Strict):
@@ -459,6 +486,10 @@ class ProgrammeConfig(_Strict):
 
     name: str = "東京都中小企業サイバーセキュリティ基本対策事業"
     secretariat: str = "運営事務局"
+    # The letterhead's second line under the secretariat's name (address, telephone).
+    secretariat_contact: str = ""
+    # Where the secretariat's own reports go (the weekly seat report); unset: desk.email.
+    secretariat_email: EmailStr | None = None
     app: AppRegistrationConfig | None = None
     # Where the admin-consent page sends the administrator back (a page of the programme);
     # unset: Entra shows its own result and the secretariat records the tenant id by hand.
@@ -517,6 +548,7 @@ class Settings(_Strict):
     calendar: CalendarConfig = CalendarConfig()
     sla: SlaConfig = SlaConfig()
     schedules: SchedulesConfig = SchedulesConfig()
+    reports: ReportsConfig = ReportsConfig()
     logging: LoggingConfig = LoggingConfig()
     playbooks: list[Path] = Field(default_factory=list)
     programme: ProgrammeConfig = ProgrammeConfig()

@@ -57,6 +57,10 @@ class LockHeldError(EdrTrialError):
     exit_code = 3
 
 
+class ArchiveError(EdrTrialError):
+    """An archived report's file is missing, unreadable, or no longer the file that was sent."""
+
+
 class DeliveryError(EdrTrialError):
     """A notification could not be delivered this time; it stays queued."""
 

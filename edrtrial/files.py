@@ -57,6 +57,19 @@ def write_private_text(path: Path, text: str) -> None:
         warn_if_shared(path)
 
 
+def write_private_bytes(path: Path, content: bytes) -> None:
+    """Write a new file whole, owner-only: written beside it and renamed into place, so a
+    crash leaves the old file or the new one, never half of one."""
+    private_dir(path.parent)
+    partial = path.with_name(f".{path.name}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    with os.fdopen(fd, "wb") as file:
+        file.write(content)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(partial, path)
+
+
 def warn_if_shared(path: Path) -> None:
     """Log once per file when its group or others may read or write it."""
     mode = stat.S_IMODE(os.stat(path).st_mode)

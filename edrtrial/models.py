@@ -500,6 +500,42 @@ class OutboxMessage(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    # The archived report this mail carries as its attachment (a PDF, a CSV).
+    report_id: Mapped[int | None] = mapped_column(ForeignKey("report_archive.id"), index=True)
+    report: Mapped[ReportArchive | None] = relationship()
+
+
+class ReportArchive(Base):
+    """A report as it was sent: the file attached to the mail, and to whom and when.
+
+    Written once, before its mail is queued; the file is the one the mail attaches, so what
+    a company received can be shown and re-sent as it was. `sequence` counts the sends of
+    one report (0 the first; a deliberate re-send is 1, 2...), and `dedupe_key` (kind,
+    company, period, sequence) keeps a second first send from existing.
+    """
+
+    __tablename__ = "report_archive"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    # "weekly", "monthly", "incident", "seats" (the secretariat's)...
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("company.id"), index=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"), index=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    language: Mapped[str] = mapped_column(String(8), default="ja")
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    # Where the file is (as written, under reports.archive_dir), its name in the mail, its type.
+    path: Mapped[str] = mapped_column(Text)
+    filename: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(100))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    recipients: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AuditEvent(Base):

@@ -11,6 +11,7 @@ from jinja2.nodes import EvalContext
 from markupsafe import Markup, escape
 
 from edrtrial.reports.detection import DetectionReport
+from edrtrial.reports.pdf import FONT_FAMILY, font_face_css, html_to_pdf
 from edrtrial.untrusted import one_line, visible
 
 SUBJECT_PREFIX = "【EDR体験】"
@@ -78,6 +79,13 @@ def render_detection_report_html(report: DetectionReport) -> str:
 def render_detection_report_text(report: DetectionReport) -> str:
     """The report as plain text, for the mail's text part."""
     return render("detection_report.txt.j2", r=report)
+
+
+def detection_report_pdf(report: DetectionReport) -> bytes:
+    """The report as a PDF: the same template laid out for print, in the report font."""
+    html = render_detection_report_html(report)
+    style = f"<style>{font_face_css()} body {{ font-family: '{FONT_FAMILY}'; }}</style>"
+    return html_to_pdf(html.replace("</head>", f"{style}</head>", 1))
 
 
 def detection_report_mail(report: DetectionReport) -> RenderedMail:

@@ -19,8 +19,15 @@ from pydantic import SecretStr
 
 from edrtrial import files
 from edrtrial.config import Config, SmtpConfig
-from edrtrial.errors import ConfigError, DeliveryError, ServerUnavailableError, UndeliverableError
+from edrtrial.errors import (
+    ArchiveError,
+    ConfigError,
+    DeliveryError,
+    ServerUnavailableError,
+    UndeliverableError,
+)
 from edrtrial.models import OutboxMessage
+from edrtrial.notify.archive import read_archived
 from edrtrial.secrets import resolve_secret
 from edrtrial.timeutil import to_jst
 from edrtrial.untrusted import visible
@@ -67,9 +74,26 @@ def build_message(msg: OutboxMessage, *, sender: str, sender_name: str) -> Email
         email.set_content(visible(msg.body_text))
         if msg.body_html is not None:
             email.add_alternative(visible(msg.body_html), subtype="html")
+        if msg.report is not None:
+            _attach(email, msg)
+    except ArchiveError as err:
+        raise UndeliverableError(f"outbox message {msg.id}: {err}") from err
     except (ValueError, TypeError, IndexError) as err:
         raise UndeliverableError(f"cannot build outbox message {msg.id}: {err}") from err
     return email
+
+
+def _attach(email: EmailMessage, msg: OutboxMessage) -> None:
+    """Attach the archived report the mail carries, as it was archived (digest checked)."""
+    report = msg.report
+    assert report is not None
+    maintype, _, subtype = report.content_type.partition("/")
+    email.add_attachment(
+        read_archived(report),
+        maintype=maintype,
+        subtype=subtype or "octet-stream",
+        filename=_one_line(report.filename),
+    )
 
 
 def _smtp_reason(err: smtplib.SMTPException) -> str:

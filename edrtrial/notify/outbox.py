@@ -74,10 +74,12 @@ def enqueue(
     body_html: str | None = None,
     tenant_id: int | None = None,
     channel: str = "mail",
+    report_id: int | None = None,
 ) -> OutboxMessage:
     """Queue a message unless one with this dedupe key exists (then return it, unchanged).
 
     For `channel` "teams" or "webhook", `recipient` is the name of a configured channel.
+    `report_id` names the archived report a mail attaches (`notify.archive`).
     """
     if not dedupe_key or len(dedupe_key) > _DEDUPE_MAX:
         raise ValueError(f"dedupe_key must be 1..{_DEDUPE_MAX} characters: {dedupe_key!r}")
@@ -99,6 +101,7 @@ def enqueue(
         body_text=body_text,
         body_html=body_html,
         tenant_id=tenant_id,
+        report_id=report_id,
         status=OutboxState.PENDING,
         attempts=0,
         last_error="",

@@ -1,0 +1,147 @@
+"""The report archive: each report sent, kept as the file its mail attaches.
+
+A report (a company's weekly or monthly report, an incident report, the secretariat's seat
+report) is written to `reports.archive_dir` and recorded (`ReportArchive`: company, period,
+language, recipients, who sent it, the file's digest) before its mail is queued; the mail
+names the record and attaches that very file (`mail.build_message`). So what a company was
+sent can be listed and shown later, and a re-send sends the same thing again, deliberately.
+
+One report per kind, company and period (and ticket): the first send is `sequence` 0, and
+asking for it again returns that record unless a re-send is asked for, which adds
+sequence 1, 2... (each audited by the caller as its own mail).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from edrtrial import files
+from edrtrial.errors import ArchiveError
+from edrtrial.models import ReportArchive
+
+PDF = "application/pdf"
+CSV = "text/csv"
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFile:
+    """A rendered report file: its name as the recipient sees it, its type and bytes."""
+
+    filename: str
+    content_type: str
+    content: bytes
+
+
+def report_key(kind: str, owner: str, start: date, end: date, ticket_id: int | None = None) -> str:
+    """The key shared by every send of one report (the archive adds the sequence)."""
+    ticket = f":ticket:{ticket_id}" if ticket_id is not None else ""
+    return f"report:{kind}:{owner}:{start.isoformat()}:{end.isoformat()}{ticket}"
+
+
+def sends_of(session: Session, key: str) -> list[ReportArchive]:
+    """Every archived send of the report with this key, first send first."""
+    return list(
+        session.scalars(
+            select(ReportArchive)
+            .where(
+                (ReportArchive.dedupe_key == f"{key}:0")
+                | ReportArchive.dedupe_key.startswith(f"{key}:", autoescape=True)
+            )
+            .order_by(ReportArchive.sequence)
+        )
+    )
+
+
+def archive_report(
+    session: Session,
+    archive_dir: Path,
+    *,
+    key: str,
+    kind: str,
+    owner: str,
+    file: ReportFile,
+    period: tuple[date, date],
+    recipients: Sequence[str],
+    subject: str,
+    actor: str,
+    now: datetime,
+    language: str = "ja",
+    company_id: int | None = None,
+    tenant_id: int | None = None,
+    ticket_id: int | None = None,
+    resend: bool = False,
+) -> tuple[ReportArchive, bool]:
+    """Write the report's file and its record; returns (record, whether it is new).
+
+    Without `resend`, a report already archived is returned as it was (nothing written):
+    the caller tells the operator when and to whom it went. With `resend`, a new send is
+    archived as the next sequence. `owner` (a company key, "secretariat") names the folder.
+    Does not commit; the file is written first, whole, so a record never names a missing
+    or half-written file (a rolled-back record leaves a file the next send overwrites).
+    """
+    earlier = sends_of(session, key)
+    if earlier and not resend:
+        return earlier[0], False
+    sequence = earlier[-1].sequence + 1 if earlier else 0
+    start, end = period
+    suffix = f"_{sequence}" if sequence else ""
+    stem, _, extension = file.filename.rpartition(".")
+    name = f"{kind}_{start.isoformat()}_{end.isoformat()}"
+    if ticket_id is not None:
+        name += f"_ticket{ticket_id}"
+    folder = archive_dir / _SAFE.sub("_", owner)
+    path = (folder / f"{name}{suffix}.{_SAFE.sub('_', extension or 'bin')}").resolve()
+    files.write_private_bytes(path, file.content)
+    record = ReportArchive(
+        dedupe_key=f"{key}:{sequence}",
+        kind=kind,
+        company_id=company_id,
+        tenant_id=tenant_id,
+        ticket_id=ticket_id,
+        period_start=start,
+        period_end=end,
+        language=language,
+        sequence=sequence,
+        path=str(path),
+        filename=file.filename,
+        content_type=file.content_type,
+        sha256=hashlib.sha256(file.content).hexdigest(),
+        size=len(file.content),
+        recipients=list(recipients),
+        subject=subject,
+        actor=actor,
+        created_at=now,
+    )
+    session.add(record)
+    session.flush()
+    return record, True
+
+
+def read_archived(record: ReportArchive) -> bytes:
+    """The archived file's bytes, checked against the digest recorded when it was sent.
+
+    Raises `ArchiveError` naming the file when it is gone or is no longer what was sent.
+    """
+    path = Path(record.path)
+    try:
+        content = path.read_bytes()
+    except OSError as err:
+        raise ArchiveError(
+            f"archived report {record.id} ({record.filename}) cannot be read at {path}: "
+            f"{err.strerror or err}"
+        ) from err
+    if hashlib.sha256(content).hexdigest() != record.sha256:
+        raise ArchiveError(
+            f"archived report {record.id} at {path} is not the file that was sent "
+            "(its digest differs)"
+        )
+    return content
