@@ -131,7 +131,7 @@ def test_a_company_joining_with_200_alerts_gets_one_summary_and_tickets_for_open
             today - timedelta(days=31),
             today,
             now=now,
-            desk=load_config(config).settings.desk,
+            settings=load_config(config).settings,
         )
         assert report.total == BACKLOG
         assert sum(c.count for c in report.severity_counts) == BACKLOG

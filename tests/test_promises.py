@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.cli.main import main
-from edrtrial.config import ChannelConfig, DeskConfig
+from edrtrial.config import ChannelConfig, DeskConfig, MailConfig, Settings
 from edrtrial.connectors.base import ActionKind, ActionStatus
 from edrtrial.coverage import Clock, coverage_at
 from edrtrial.db import transaction
@@ -56,6 +56,7 @@ DESK = DeskConfig(
     hours="平日 9:00〜17:00",
     incident_desk_phone="03-0000-0001",
 )
+SETTINGS = Settings(mail=MailConfig(from_address="reports@example.jp"), desk=DESK)
 POLICY = DeskPolicy(DESK)
 TEAMS_POLICY = DeskPolicy(
     DESK.model_copy(
@@ -279,7 +280,7 @@ def test_the_detection_report_promises_the_desk_of_the_day_it_is_written(session
             session.add(Trial(company_id=company_id, starts_on=trial[0], ends_on=trial[1]))
             session.flush()
             queued = queue_detection_report(
-                session, company_id, day(-9), day(-3), now=NOW, desk=DESK
+                session, company_id, day(-9), day(-3), now=NOW, settings=SETTINGS
             )
             reports[key] = (queued.message.body_text, queued.html)
 

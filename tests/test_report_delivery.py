@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from edrtrial.config import DeskConfig
+from edrtrial.config import DeskConfig, MailConfig, Settings
 from edrtrial.db import transaction
 from edrtrial.models import Alert, AuditEvent, Company, OutboxMessage, Tenant
 from edrtrial.notify.mail import FileTransport
@@ -19,6 +19,7 @@ from edrtrial.notify.report_mail import queue_detection_report
 
 NOW = datetime(2026, 11, 9, 0, 0, tzinfo=UTC)
 DESK = DeskConfig(name="EDR体験 運営事務局", email="desk@example.jp", phone="03-0000-0000")
+SETTINGS = Settings(mail=MailConfig(from_address="reports@example.jp"), desk=DESK)
 
 
 def add_company(session: Session) -> Company:
@@ -55,9 +56,9 @@ def test_report_is_queued_once_and_delivered(
     start, end = date(2026, 11, 1), date(2026, 11, 7)
     with transaction(sessions) as session:
         company = add_company(session)
-        first = queue_detection_report(session, company.id, start, end, now=NOW, desk=DESK)
+        first = queue_detection_report(session, company.id, start, end, now=NOW, settings=SETTINGS)
     with transaction(sessions) as session:
-        again = queue_detection_report(session, company.id, start, end, now=NOW, desk=DESK)
+        again = queue_detection_report(session, company.id, start, end, now=NOW, settings=SETTINGS)
         assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 1
 
     message = first.message

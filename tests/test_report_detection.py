@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from edrtrial.config import DeskConfig
+from edrtrial.config import DeskConfig, MailConfig, Settings
 from edrtrial.errors import TenantMismatchError
 from edrtrial.models import Alert, Company, Device, Tenant, Ticket, Trial
 from edrtrial.notify.report_mail import detection_report_for
@@ -23,6 +23,7 @@ DESK = DeskConfig(
     hours="平日 9:00〜17:00",
     incident_desk_phone="03-1111-1111",
 )
+SETTINGS = Settings(mail=MailConfig(from_address="reports@example.jp"), desk=DESK)
 
 
 def add_company(session: Session, key: str, name: str) -> tuple[Company, Tenant]:
@@ -69,7 +70,7 @@ def add_ticket(session: Session, tenant: Tenant, key: str, state: str) -> Ticket
 def assemble(
     session: Session, company: Company, start: date = START, end: date = END
 ) -> DetectionReport:
-    return detection_report_for(session, company.id, start, end, now=NOW, desk=DESK)
+    return detection_report_for(session, company.id, start, end, now=NOW, settings=SETTINGS)
 
 
 def test_another_company_rows_never_appear(sessions: sessionmaker[Session]) -> None:
@@ -356,7 +357,7 @@ def test_rejects_unknown_company_and_reversed_period(sessions: sessionmaker[Sess
     with sessions() as session:
         company, _ = add_company(session, "acme", "株式会社アクメ")
         with pytest.raises(LookupError):
-            detection_report_for(session, 9999, START, END, now=NOW, desk=DESK)
+            detection_report_for(session, 9999, START, END, now=NOW, settings=SETTINGS)
         with pytest.raises(ValueError, match="before it starts"):
             assemble(session, company, END, START)
 

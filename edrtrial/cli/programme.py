@@ -223,14 +223,14 @@ def _report_html(
     with transaction(runtime.sessions) as session:
         stored = company_by_key(session, company)
         assert stored is not None  # checked by company_key
-        now, desk = runtime.clock(), runtime.config.settings.desk
+        now, settings = runtime.clock(), runtime.config.settings
         if mail:
             queued = queue_detection_report(
-                session, stored.id, first, last, now=now, desk=desk, actor=by, resend=resend
+                session, stored.id, first, last, now=now, settings=settings, actor=by, resend=resend
             )
             return queued.html
         return render_detection_report_html(
-            detection_report_for(session, stored.id, first, last, now=now, desk=desk)
+            detection_report_for(session, stored.id, first, last, now=now, settings=settings)
         )
 
 

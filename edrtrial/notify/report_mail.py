@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from edrtrial import audit
-from edrtrial.config import DeskConfig
+from edrtrial.config import Settings
 from edrtrial.ingest.queries import period_alerts, tenant_devices
 from edrtrial.models import Alert, Company, Device, OutboxMessage
 from edrtrial.notify.outbox import enqueue
@@ -47,9 +47,11 @@ def detection_report_for(
     end: date,
     *,
     now: datetime,
-    desk: DeskConfig,
+    settings: Settings,
+    kind: str = "weekly",
 ) -> DetectionReport:
-    """The company's detection report for the period, from its own tenant's rows only."""
+    """The company's `kind` ("weekly", "monthly") detection report for the period, from its
+    own tenant's rows only."""
     company = session.get(Company, company_id)
     if company is None:
         raise LookupError(f"no company with id {company_id}")
@@ -68,7 +70,7 @@ def detection_report_for(
         start,
         end,
         now=now,
-        desk=desk,
+        desk=settings.desk,
     )
 
 
@@ -136,7 +138,8 @@ def queue_detection_report(
     end: date,
     *,
     now: datetime,
-    desk: DeskConfig,
+    settings: Settings,
+    kind: str = "weekly",
     actor: str = "weekly-reports",
     resend: bool = False,
 ) -> QueuedReport:
@@ -146,7 +149,9 @@ def queue_detection_report(
     Queued again, the period's report is not mailed twice, unless `resend`: then a new
     mail of today's report is queued and audited the same way (`resend` in its detail).
     """
-    report = detection_report_for(session, company_id, start, end, now=now, desk=desk)
+    report = detection_report_for(
+        session, company_id, start, end, now=now, settings=settings, kind=kind
+    )
     mail = detection_report_mail(report)
     dedupe_key = report_dedupe_key(report.company_key, start, end)
     earlier = report_mailings(session, report.company_key, start, end)

@@ -397,7 +397,7 @@ def weekly_reports(rt: Runtime, today: date | None = None) -> int:
                 continue
             company_id = session.get_one(Tenant, tenant.id).company_id
             queue_detection_report(
-                session, company_id, start, end, now=rt.clock(), desk=rt.config.settings.desk
+                session, company_id, start, end, now=rt.clock(), settings=rt.config.settings
             )
             queued += 1
     return queued
