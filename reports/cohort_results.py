@@ -18,21 +18,26 @@ recomputable from what is shown. The rule, in this order:
    companies contributed a non-zero value to it, also inside a row of 3 or more (three
    companies of which one had every detection). A count of companies is hidden when it is 1
    or 2. A median or a 90th percentile is shown only from 3 or more companies. A zero is
-   shown: it sums nothing.
+   shown, unless its line hides a cell (rule 3).
 3. *Secondary suppression, per line.* Every additive column (cells that add up to a shown
    total) is a line. If its hidden cells are fewer than two, or together come from fewer than
    3 companies, the smallest shown non-zero cell is hidden as well; with nothing left to hide,
    the total is hidden. Then `total − shown cells` only ever gives the sum of two or more
-   hidden cells drawn from 3 or more companies, never one hidden value.
+   hidden cells drawn from 3 or more companies, never one hidden value. A line with a hidden
+   cell hides its zeros as well: otherwise "—" would mean "1 or more", and three "—" under a
+   shown total of 3 would each be 1.
 4. *One figure, one decision.* A total shown in several tables (detections by industry, by
    category, by severity; companies; decisions) is the same number from the same companies,
    so it is hidden in all or shown in all. Tables of different breakdowns share only their
    totals: no cell of one can be subtracted from a cell of another.
-5. *Cross-tables all or nothing.* The pre-diagnosis × decision table (has a UTM or not,
-   × continue / offboard / other) is shown whole when each of its inner cells is 0 or 3 or
-   more; otherwise all its inner cells are hidden (its row totals follow rule 3), because its
-   column totals are the decision table and a partly hidden 2-row cross-table can be solved
-   from them.
+5. *Implied cells count too.* The pre-diagnosis table shows, per condition (an existing
+   EDR, UTM or antivirus, a written security policy), the companies that had it and how many
+   of them continued. The companies without it, and those that did not continue, are not
+   printed but follow from the cohort's count and the decision table's 継続; so the count is
+   shown only when both sides are 0 or 3 or more, and 継続 only when all four cells of the
+   2 × 2 table are and the decision table shows 継続 (else 継続 there would come back as
+   this 継続 plus the other side). A 2 × 3 table with the decisions' hidden cells as its
+   margins could be solved back; this one has nothing hidden to solve for.
 6. With fewer than 3 companies in the cohort (or the month asked), nothing but that fact.
 
 Hidden cells show "—" (never "＜3", which would give away a range from the total), with a
@@ -93,12 +98,12 @@ WORDS: dict[str, str] = {
     "r_other": "その他（3社未満の区分をまとめたもの）",
     "r_other_category": "その他の検知",
     "r_unknown_industry": "業種不明",
-    "r_utm_yes": "UTM 導入済み",
-    "r_utm_no": "UTM なし",
-    "r_av_yes": "ウイルス対策ソフト 導入済み",
-    "r_av_no": "ウイルス対策ソフト なし",
-    "r_policy_yes": "セキュリティポリシー 文書化・公開済み",
-    "r_policy_no": "セキュリティポリシー 未整備・一部のみ",
+    "r_edr": "既存のEDRあり",
+    "r_utm": "既存のUTMあり",
+    "r_av": "既存のウイルス対策ソフトあり",
+    "r_policy": "セキュリティポリシーを文書化・公開済み",
+    "c_had": "事前診断で該当した社数",
+    "c_had_continue": "うち体験後に継続",
     "r_total_companies": "全体",
     "n_hidden": "「—」：3社未満の企業に由来する値、または表の合計から3社未満の値を逆算できる値で、"
     "企業が特定されないよう表示していません。",
@@ -107,7 +112,8 @@ WORDS: dict[str, str] = {
     "（1社のチケット数に左右されないため）。3社以上に該当するときだけ表示します。",
     "n_devices": "導入端末数・稼働端末数は、対象期間の最後の月の値です。",
     "n_prediag": "事前診断の状況は事前診断時点、判断は体験終了時点のものです。"
-    "内訳のいずれかが3社未満のときは、その項目の内訳をすべて表示しません。",
+    "該当しない側（全体からの差）が3社未満になる値も表示しません。"
+    "この表は対応関係を示すもので、EDR体験が判断の理由であることを示すものではありません。",
     "n_names": "企業名・テナントID・端末名など、企業を特定できる情報は含みません。",
     "csv_table": "表",
     "csv_row": "区分",
@@ -213,19 +219,25 @@ def _primary(cell: Cell) -> None:
 
 
 def protect_line(cells: Sequence[Cell], total: Cell) -> None:
-    """Primary and secondary suppression of one additive line (rule 2 and 3)."""
+    """Primary and secondary suppression of one additive line (rules 2 and 3); a line with a
+    hidden cell hides its zeros too, so "—" never tells a reader the value is 1 or more
+    (three "—" summing to a shown 3 would otherwise be 1, 1 and 1)."""
     for cell in (*cells, total):
         _primary(cell)
     while total.shown:
-        hidden = [c for c in cells if not c.shown]
+        hidden = [c for c in cells if not c.shown and c.value]
         who = frozenset().union(*(c.who for c in hidden))
         if not hidden or (len(hidden) >= 2 and len(who) >= MIN_COMPANIES):
-            return
+            break
         more = sorted((c for c in cells if c.shown and c.value), key=lambda c: c.value)
         if more:
             more[0].shown = False
         else:
             total.shown = False
+    if any(not c.shown for c in cells):
+        for cell in cells:
+            if not cell.value:
+                cell.shown = False
 
 
 def fold(groups: Mapping[str, frozenset[int]]) -> dict[str, frozenset[int]]:
@@ -341,38 +353,39 @@ def _decision_table(companies: Sequence[CompanyFigures], everyone: frozenset[int
     return Table("decision", WORDS["t_decision"], [WORDS["c_companies"]], rows, [True])
 
 
-_CONDITIONS: tuple[tuple[str, str, Any], ...] = (
-    ("r_utm_yes", "r_utm_no", lambda p: bool(p.get("existing_utm"))),
-    ("r_av_yes", "r_av_no", lambda p: bool(p.get("existing_antivirus"))),
-    (
-        "r_policy_yes",
-        "r_policy_no",
-        lambda p: p.get("security_policy") in ("documented", "published"),
-    ),
+_CONDITIONS: tuple[tuple[str, Any], ...] = (
+    ("r_edr", lambda p: bool(p.get("existing_edr"))),
+    ("r_utm", lambda p: bool(p.get("existing_utm"))),
+    ("r_av", lambda p: bool(p.get("existing_antivirus"))),
+    ("r_policy", lambda p: p.get("security_policy") in ("documented", "published")),
 )
 
 
-def _prediagnosis_table(companies: Sequence[CompanyFigures], everyone: frozenset[int]) -> Table:
-    """Rule 5: per condition, a 2 × decision cross-table shown whole or not at all."""
-    decisions = ("continue", "offboard", "undecided")
+def _prediagnosis_table(
+    companies: Sequence[CompanyFigures], everyone: frozenset[int], decided: Table
+) -> Table:
+    """Rule 5: per condition at pre-diagnosis, the companies that had it and how many of them
+    continued. The rows without the condition are not shown, but a reader can work them out
+    (the cohort's count and the decision table's 継続 are shown), so both sides are checked:
+    the count is shown when neither side has 1 or 2 companies, and 継続 when none of the four
+    cells of the 2 × 2 table (had it or not × continued or not) has 1 or 2, and the decision
+    table shows 継続 (hidden there, it would come back as this 継続 plus the other side)."""
+    continue_shown = decided.rows[0][1][0].shown
+    continued = frozenset(i for i in everyone if _decision(companies[i].decision) == "continue")
     rows: list[tuple[str, list[Cell]]] = []
-    for yes_label, no_label, holds in _CONDITIONS:
+    for label, holds in _CONDITIONS:
         yes = frozenset(i for i in everyone if holds(companies[i].pre_diagnosis))
-        pair = []
-        for ids in (yes, everyone - yes):
-            inner = [
-                _count(i for i in ids if _decision(companies[i].decision) == d) for d in decisions
-            ]
-            pair.append((_count(ids), inner))
-        protect_line([p[0] for p in pair], _count(everyone))
-        whole = all(len(c.who) == 0 or len(c.who) >= MIN_COMPANIES for p in pair for c in p[1])
-        for (count, inner), label in zip(pair, (yes_label, no_label), strict=True):
-            for cell in inner:
-                cell.shown = whole and count.shown
-            rows.append((WORDS[label], [count, *inner]))
-    columns = [WORDS["c_companies"], WORDS["c_continue"], WORDS["c_offboard"]]
-    columns.append(WORDS["c_undecided"])
-    return Table("prediagnosis", WORDS["t_prediag"], columns, rows, [False] * 4)
+        count, among = _count(yes), _count(yes & continued)
+        quadrants = (yes & continued, yes - continued, continued - yes, everyone - yes - continued)
+        count.shown = _safe(yes) and _safe(everyone - yes)
+        among.shown = continue_shown and count.shown and all(_safe(q) for q in quadrants)
+        rows.append((WORDS[label], [count, among]))
+    columns = [WORDS["c_had"], WORDS["c_had_continue"]]
+    return Table("prediagnosis", WORDS["t_prediag"], columns, rows, [False, False])
+
+
+def _safe(who: frozenset[int]) -> bool:
+    return len(who) == 0 or len(who) >= MIN_COMPANIES
 
 
 def cohort_results(
@@ -416,6 +429,7 @@ def cohort_results(
         category_labels = {**CATEGORY_JA, "unknown": WORDS["r_other_category"]}
         category_labels[OTHER] = WORDS["r_other"]
         severity_labels = {**SEVERITY_JA, OTHER: WORDS["r_other"]}
+        decided = _decision_table(companies, everyone)
         tables = [
             overview,
             industry,
@@ -435,8 +449,8 @@ def cohort_results(
                 SEVERITY_ORDER,
                 severity_labels,
             ),
-            _decision_table(companies, everyone),
-            _prediagnosis_table(companies, everyone),
+            decided,
+            _prediagnosis_table(companies, everyone, decided),
         ]
     notes = [WORDS[k] for k in ("n_hidden", "n_other", "n_times", "n_devices", "n_prediag")]
     notes.append(WORDS["n_names"])
