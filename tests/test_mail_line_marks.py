@@ -58,6 +58,7 @@ from edrtrial.notify.notices import (
     desk_ticket_update_notice,
     isolation_notice,
 )
+from edrtrial.reports.cohort_results import CompanyFigures, cohort_results, results_html
 from edrtrial.reports.incident import incident_report_mail
 from edrtrial.reports.render import RenderedMail, detection_report_mail, environment
 
@@ -175,6 +176,12 @@ def test_no_mail_shows_a_line_break_mark(rendered) -> None:
             for part in (mail.subject, mail.text, mail.html or ""):
                 marked = [line for line in part.splitlines() if any(m in line for m in MARKS)]
                 assert not marked, f"{language}: {mail.subject}: {marked}"
+
+    # The cohort's results report is a printed document, not a mail: it reads as written too.
+    figures = CompanyFigures("retail", {"Malware": {"High": 1}}, 1, [5.0], [9.0], 2, 2, "", {})
+    results = cohort_results([figures] * 3, programme="P", secretariat="S", cohort_name="第1期")
+    html = results_html(results)
+    assert not [line for line in html.splitlines() if any(m in line for m in MARKS)]
 
     templates = {name for name in environment().list_templates() if name.endswith(".j2")}
     assert rendered == templates  # every template was rendered

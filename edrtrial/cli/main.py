@@ -17,6 +17,7 @@ from edrtrial.cli import (
     journey_view,
     playbooks,
     programme,
+    results,
     service,
     status,
     trials,
@@ -64,7 +65,7 @@ for command in trials.TRIAL_COMMANDS:
     journey.trial.add_command(command)
 for command in (*admission.APPLICATION_COMMANDS, *journey_view.APPLICATION_COMMANDS):
     journey.applications.add_command(command)
-for command in admission.COHORT_COMMANDS:
+for command in (*admission.COHORT_COMMANDS, *results.COHORT_COMMANDS):
     journey.cohorts.add_command(command)
 for command in (*admission.COMPANY_COMMANDS, *journey_view.COMPANY_COMMANDS):
     journey.company.add_command(command)
