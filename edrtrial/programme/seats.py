@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from edrtrial.connectors.base import ActionKind
-from edrtrial.models import Company, Device, ResponseAction, Tenant, Trial
+from edrtrial.models import Cohort, Company, Device, ResponseAction, Tenant, Trial
 from edrtrial.states import ActionState
 
 ACTIVE_WINDOW = timedelta(days=7)
@@ -36,6 +36,9 @@ class SeatRow:
     decision: str
     offboarded: int = 0
     """Devices the EDR offboarded at the trial's end: still listed, no longer a seat."""
+    cohort_key: str = ""
+    """The cohort holding the company's place ("" for none), for the cohort totals."""
+    cohort_name: str = ""
 
     @property
     def over_cap(self) -> bool:
@@ -102,12 +105,13 @@ def seat_counts(session: Session, now: datetime) -> list[SeatRow]:
     }
     rows = []
     query = (
-        select(Company, Tenant.id, Trial)
+        select(Company, Tenant.id, Trial, Cohort.key, Cohort.name)
         .outerjoin(Tenant, Tenant.company_id == Company.id)
         .outerjoin(Trial, Trial.company_id == Company.id)
+        .outerjoin(Cohort, Cohort.id == Company.cohort_id)
         .order_by(Company.key)
     )
-    for company, tenant_id, trial in session.execute(query):
+    for company, tenant_id, trial, cohort_key, cohort_name in session.execute(query):
         o, a, v, x = counts.get(tenant_id, (0, 0, 0, 0)) if tenant_id else (0, 0, 0, 0)
         rows.append(
             SeatRow(
@@ -122,6 +126,8 @@ def seat_counts(session: Session, now: datetime) -> list[SeatRow]:
                 trial.ends_on if trial else None,
                 trial.decision if trial else "",
                 x,
+                cohort_key or "",
+                cohort_name or "",
             )
         )
     return rows
