@@ -57,6 +57,7 @@ def add_company(
     tested: int = 0,
     offboarded: int = 0,
     trial: tuple[date, date] | None = None,
+    state: str = "in_trial",
     now: datetime,
 ) -> Company:
     """A company in `cohort` with `devices` onboarded devices: `quiet` of them last seen 10
@@ -69,7 +70,7 @@ def add_company(
         planned_seats=planned,
         seat_cap=cap,
         cohort_id=cohort.id if cohort else None,
-        state="in_trial",
+        state=state,
     )
     session.add(company)
     session.flush()
@@ -107,8 +108,9 @@ def add_company(
 @pytest.fixture
 def programme(sessions: sessionmaker[Session], now: datetime) -> date:
     """Two cohorts: "acme" near its cap and "acme-2" (a key that starts like it) over it in
-    the first; "beta" with quiet, tested and offboarded devices, and a company whose name is
-    a formula, in the second; one company in no cohort. Returns today (JST)."""
+        the first; "beta" with quiet, tested and offboarded devices, and a company whose name is
+        a formula, in the second; one company in no cohort; and three not in the programme (refused,
+    waiting, purged). Returns today (JST)."""
     today = jst_date(now)
     with transaction(sessions) as session:
         first = Cohort(key="c1", name="第1期", course="edr", capacity=50)
@@ -125,6 +127,10 @@ def programme(sessions: sessionmaker[Session], now: datetime) -> date:
                     trial=(today - timedelta(days=100), today - timedelta(days=5)))  # fmt: skip
         add_company(session, "gamma", second, name=EVIL, planned=3, devices=1, now=now)
         add_company(session, "solo", None, name="-ソロ工房", planned=2, now=now)
+        # Not in the programme: their planned seats are nobody's.
+        add_company(session, "refused", first, planned=50, state="refused", now=now)
+        add_company(session, "waiting", second, planned=50, state="waiting_list", now=now)
+        add_company(session, "A7K2", second, planned=50, devices=2, state="purged", now=now)
     return today
 
 

@@ -111,9 +111,9 @@ def seats_command(ctx: click.Context, wide: bool, as_json: bool, csv_file: Path 
         )
     print_list(table, wide=wide)
     if rows:
-        _print_totals(report, wide=wide)
         console.print("plan: seats planned; onb./offb.: devices onboarded / offboarded;")
         console.print("7d: active in the last 7 days; test: detection test seen")
+        _print_totals(report, wide=wide)
     for r in rows:
         if warning := r.cap_warning():
             console.print(styled(f"warning: {warning}", "red" if r.over_cap else "yellow"))
