@@ -31,6 +31,7 @@ from edrtrial.models import (
     Tenant,
     Trial,
 )
+from edrtrial.notify.seat_mail import seat_week
 from edrtrial.programme.seats import seat_counts
 from edrtrial.reports.seat_report import SEAT_HEADINGS, build_seat_report, seat_csv
 from edrtrial.service import jobs
@@ -244,7 +245,9 @@ def test_the_weekly_mail_carries_the_csv_once_a_week(config, smtp, sessions, pro
 
     [mail] = inbox.messages
     assert mail["To"] == "jimukyoku@example.jp"
-    start, end = programme - timedelta(days=7), programme - timedelta(days=1)
+    start, end = seat_week(programme)  # last week, Monday to Sunday
+    assert (start.weekday(), end - start) == (0, timedelta(days=6))
+    assert end < programme <= end + timedelta(days=7)
     assert mail["Subject"] == f"【EDR体験】台数レポート（{start}〜{end}） 上限超過1社"
     body = mail.get_body(("plain",))
     assert body is not None
@@ -271,15 +274,19 @@ def test_the_weekly_mail_carries_the_csv_once_a_week(config, smtp, sessions, pro
     assert stat.S_IMODE(os.stat(record.path).st_mode) == 0o600
     assert event.target == "secretariat" and event.detail["report_id"] == record.id
 
-    # The next week's run mails the next week's report.
+    # Run again later in the same week, nothing new; the next week, the next week's report.
+    monday = programme - timedelta(days=programme.weekday())
     runtime = Runtime.open(load_config(config))
     try:
-        assert jobs.seat_report(runtime, today=programme + timedelta(days=7)) == 1
-        assert jobs.seat_report(runtime, today=programme + timedelta(days=7)) == 0
+        for day in range(7):
+            assert jobs.seat_report(runtime, today=monday + timedelta(days=day)) == 0
+        assert jobs.seat_report(runtime, today=monday + timedelta(days=7)) == 1
+        assert jobs.seat_report(runtime, today=monday + timedelta(days=9)) == 0
     finally:
         runtime.close()
     with sessions() as session:
-        assert len(session.scalars(select(ReportArchive)).all()) == 2
+        weeks = [(r.period_start, r.period_end) for r in session.scalars(select(ReportArchive))]
+    assert weeks == [(start, end), (start + timedelta(days=7), end + timedelta(days=7))]
 
 
 def test_the_seat_mail_is_scheduled_only_when_switched_on(tmp_path, database_url, engine):

@@ -9,7 +9,7 @@ like every report mail (`report_mail.REPORT_QUEUED`), naming the archived file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -42,6 +42,16 @@ class QueuedSeatReport:
     record: ReportArchive
     message: OutboxMessage
     new: bool
+
+
+def seat_week(today: date) -> tuple[date, date]:
+    """The last whole week (Monday to Sunday, JST) before `today`: the seat report's period.
+
+    A calendar week, not the seven days before the run, so the report is one per week
+    whichever day it runs: a run by hand on Wednesday after Monday's finds Monday's.
+    """
+    end = today - timedelta(days=today.weekday() + 1)
+    return end - timedelta(days=6), end
 
 
 def secretariat_address(settings: Settings) -> str:
