@@ -24,8 +24,6 @@ def cell(value: object) -> str:
     """
     if value is None:
         return ""
-    if isinstance(value, bool):
-        return "はい" if value else ""
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, date):

@@ -82,7 +82,8 @@ def add_trial(
 @pytest.fixture
 def today(sessions: sessionmaker[Session], now: datetime) -> date:
     """Five trials: one mid-way, one ending today, one that continues, one being uninstalled
-    (and "offb" whose key starts like it, with nothing to uninstall), one uninstalled."""
+    (and "offb" whose key starts like it, with nothing to uninstall), one uninstalled; and a
+    purged one, which the calendar leaves out."""
     today = jst_date(now)
     with transaction(sessions) as session:
         cohort = Cohort(key="c1", name="第1期", course="edr", capacity=50)
@@ -100,6 +101,8 @@ def today(sessions: sessionmaker[Session], now: datetime) -> date:
                   decision="offboard", today=today)  # fmt: skip
         add_trial(session, "gone", cohort, ends_in=-30, state=JourneyState.OFFBOARDED,
                   decision="offboard", tasks=(S.VERIFIED, S.VERIFIED), today=today)  # fmt: skip
+        add_trial(session, "A7K2", cohort, ends_in=-400, state=JourneyState.PURGED,
+                  decision="offboard", today=today)  # fmt: skip
     return today
 
 

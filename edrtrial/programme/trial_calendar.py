@@ -57,7 +57,8 @@ def _offboarding(session: Session) -> dict[int, Offboarding]:
 
 
 def trial_calendar(session: Session, today: date) -> list[TrialEntry]:
-    """Every company with a trial, the soonest end first (then by company key).
+    """Every company with a trial, the soonest end first (then by company key); a purged
+    company's trial is history, kept only in the anonymous figures.
 
     `today` is the JST date the days left are counted from.
     """
@@ -67,6 +68,7 @@ def trial_calendar(session: Session, today: date) -> list[TrialEntry]:
         .join(Trial, Trial.company_id == Company.id)
         .outerjoin(Tenant, Tenant.company_id == Company.id)
         .outerjoin(Cohort, Cohort.id == Company.cohort_id)
+        .where(Company.state != JourneyState.PURGED.value)
         .order_by(Trial.ends_on, Company.key)
     )
     return [
