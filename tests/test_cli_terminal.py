@@ -92,6 +92,7 @@ LISTS = (
     ("quarantine",),
     ("action", "list"),
     ("poll", "--no-deliver"),
+    ("trial", "calendar"),
 )
 
 

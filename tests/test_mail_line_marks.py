@@ -58,9 +58,11 @@ from edrtrial.notify.notices import (
     desk_ticket_update_notice,
     isolation_notice,
 )
+from edrtrial.programme.seats import SeatRow
 from edrtrial.reports.cohort_results import CompanyFigures, cohort_results, results_html
 from edrtrial.reports.incident import incident_report_mail
 from edrtrial.reports.render import RenderedMail, detection_report_mail, environment
+from edrtrial.reports.seat_report import build_seat_report, seat_report_mail
 
 MARKS = ("\u240a", "\u240d", "\u2409")  # ␊ ␍ ␉
 
@@ -149,9 +151,25 @@ def mails(language: str, coverage: Coverage = IN_TRIAL) -> Iterator[RenderedMail
     assert summary is not None
     yield summary
     yield desk_first_poll_notice(firm, backlog)
+    yield seat_mail()
     refused = {"code": "seat_cap", "ja": "上限を超えています", "en": "above the cap"}
     for event in JOURNEY_EVENTS:
         yield journey_mail(firm, event, ProgrammeConfig(), DESK, position=2, reasons=[refused])
+
+
+def seat_mail() -> RenderedMail:
+    """The secretariat's weekly seat mail: two cohorts, a company over its cap, one near it."""
+    start, end = TRIAL.starts_on, TRIAL.ends_on
+    rows = [
+        SeatRow(
+            "acme", "株式会社アクメ", 10, 11, 9, 2, 10, start, end, "undecided", 0, "c1", "第1期"
+        ),
+        SeatRow("beta", "ベータ商事", 10, 9, 9, 0, 10, start, end, "continue", 0, "c1", "第1期"),
+        SeatRow("gamma", "ガンマ", 5, 1, 1, 1, 300, start, end, "offboard", 3, "c2", "第2期"),
+    ]
+    week = (end - timedelta(days=6), end)
+    report = build_seat_report(rows, end + timedelta(days=1))
+    return seat_report_mail(report, programme="EDR体験", secretariat="運営事務局", period=week)
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ def test_jobs_have_stable_ids_and_a_restart_drops_what_the_store_no_longer_polls
     tmp_path, engine, database_url
 ):
     common = {"heartbeat", "tenants", "outbox", "desk", "weekly-reports", "trial-lifecycle"}
+    common |= {"seat-report"}
     assert job_ids(tmp_path, database_url, 2) == common | {
         "poll:sakura-seisakusho",
         "inventory:sakura-seisakusho",

@@ -35,6 +35,7 @@ SCHEDULED = (
     ("outbox", None),
     ("desk", None),
     ("weekly-reports", None),
+    ("seat-report", None),
     ("trial-lifecycle", None),
     ("inventory", SAKURA),
     ("poll", SAKURA),
@@ -363,6 +364,15 @@ def test_a_daily_job_missed_by_a_running_scheduler_needs_a_person(service):
         service.run_scheduled(but="trial-lifecycle")
         output = service.said(1)
     assert "trial-lifecycle has not run for 24 h (daily at 06:00 JST)" in output
+
+
+def test_a_missed_weekly_seat_report_needs_a_person(service):
+    # The scheduler has run for a week; the secretariat's Monday mail never went.
+    with clock.travel(utcnow() + timedelta(days=8)):
+        service.beat()
+        service.run_scheduled(but="seat-report")
+        output = service.said(1)
+    assert "seat-report has not run for" in output and "(weekly, mon 08:30 JST)" in output
 
 
 def test_a_parked_tenant_s_poll_still_runs_and_is_not_overdue(service):

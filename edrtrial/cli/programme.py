@@ -46,6 +46,7 @@ from edrtrial.notify.report_mail import (
 )
 from edrtrial.programme import seats
 from edrtrial.programme.companies import company_by_key, tenants_by_company
+from edrtrial.reports import seat_report
 from edrtrial.reports.render import render_detection_report_html
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
@@ -56,16 +57,27 @@ from edrtrial.untrusted import one_line
 
 @click.command("seats")
 @list_options
+@click.option(
+    "--csv",
+    "csv_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the report as CSV for Excel (UTF-8 with BOM, Japanese headings, owner-only).",
+)
 @click.pass_context
 @fails_cleanly
-def seats_command(ctx: click.Context, wide: bool, as_json: bool) -> None:
+def seats_command(ctx: click.Context, wide: bool, as_json: bool, csv_file: Path | None) -> None:
     """Per company: planned seats, onboarded and offboarded devices, active in 7 days, cap,
-    trial dates; a warning for each company over or near its cap."""
+    trial dates; each cohort's totals and the programme's; a warning for each company over
+    or near its cap."""
     runtime = runtime_of(ctx)
     now = runtime.clock()
     with runtime.sessions() as session:
         rows = seats.seat_counts(session, now)
     today = jst_date(now)
+    report = seat_report.build_seat_report(rows, today)
+    if csv_file is not None:
+        files.write_private_bytes(csv_file, seat_report.seat_csv(report))
+        (err_console if as_json else console).print(f"CSV written to {csv_file}")
     if as_json:
         print_json([_seat_record(r, today) for r in rows])
         return
@@ -101,9 +113,41 @@ def seats_command(ctx: click.Context, wide: bool, as_json: bool) -> None:
     if rows:
         console.print("plan: seats planned; onb./offb.: devices onboarded / offboarded;")
         console.print("7d: active in the last 7 days; test: detection test seen")
+        _print_totals(report, wide=wide)
     for r in rows:
         if warning := r.cap_warning():
             console.print(styled(f"warning: {warning}", "red" if r.over_cap else "yellow"))
+
+
+def _print_totals(report: seat_report.SeatReport, *, wide: bool) -> None:
+    """Each cohort's totals (when there are several) and the programme's."""
+    table = ListTable(
+        "cohort",
+        "companies",
+        "plan",
+        "onb.",
+        "offb.",
+        "7d",
+        "test",
+        "cap",
+        "over/near",
+        flex=("cohort",),
+    )
+    groups = [*report.cohorts, report.total] if len(report.cohorts) > 1 else [report.total]
+    for t in groups:
+        label = t.name if t is not report.total else "all cohorts"
+        table.add_row(
+            label,
+            str(t.companies),
+            str(t.planned),
+            str(t.onboarded),
+            str(t.offboarded),
+            str(t.active_7d),
+            str(t.verified),
+            str(t.cap),
+            f"{t.over}/{t.near}",
+        )
+    print_list(table, wide=wide)
 
 
 def _trial(row: seats.SeatRow, today: date, *, wide: bool) -> str:
@@ -130,6 +174,7 @@ def _seat_record(r: seats.SeatRow, today: date) -> dict[str, Any]:
         "active_7d": r.active_7d,
         "tested": r.verified,
         "cap": r.cap,
+        "cohort": r.cohort_key,
         "over_cap": r.over_cap,
         "near_cap": r.near_cap,
         "cap_warning": r.cap_warning(),

@@ -1,5 +1,6 @@
 """`trial start`, `trial decide` and `trial uninstalled`: a company's trial as the
 secretariat records it; what follows at its end is the daily trial-lifecycle job's.
+`trial calendar`: every trial's dates, days left, decision and uninstall progress.
 
 `cli/main.py` adds these to the journey's `trial` group (a command module imports only
 `cli.common`)."""
@@ -7,15 +8,30 @@ secretariat records it; what follows at its end is the daily trial-lifecycle job
 from __future__ import annotations
 
 from datetime import date, datetime
+from pathlib import Path
 
 import click
 
-from edrtrial.cli.common import actor, console, fails_cleanly, runtime_of
+from edrtrial import files
+from edrtrial.cli.common import (
+    ListTable,
+    actor,
+    console,
+    err_console,
+    fails_cleanly,
+    list_options,
+    print_json,
+    print_list,
+    runtime_of,
+    styled,
+)
 from edrtrial.db import transaction
 from edrtrial.devices.uninstalled import confirm_uninstalled
 from edrtrial.errors import JourneyError
 from edrtrial.programme.companies import tenant_of_company
+from edrtrial.programme.trial_calendar import trial_calendar
 from edrtrial.programme.trial_steps import DECISIONS, start_trial
+from edrtrial.reports.trial_calendar import calendar_csv, days_left_text, progress_text
 from edrtrial.service.trial_lifecycle import company_by_key, decide
 from edrtrial.timeutil import jst_date
 
@@ -113,4 +129,86 @@ def trial_uninstalled(ctx: click.Context, company: str, device: str, note: str) 
     console.print(f"{company}: {device} confirmed uninstalled")
 
 
-TRIAL_COMMANDS = (trial_start, trial_decide, trial_uninstalled)
+@click.command("calendar")
+@list_options
+@click.option(
+    "--csv",
+    "csv_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the calendar as CSV for Excel (UTF-8 with BOM, Japanese headings, "
+    "owner-only).",
+)
+@click.pass_context
+@fails_cleanly
+def trial_calendar_command(
+    ctx: click.Context, wide: bool, as_json: bool, csv_file: Path | None
+) -> None:
+    """Every company's trial, the soonest end first: start, end, days left (JST), journey,
+    decision, and the uninstall's progress for a company that does not continue."""
+    runtime = runtime_of(ctx)
+    today = jst_date(runtime.clock())
+    with runtime.sessions() as session:
+        entries = trial_calendar(session, today)
+    if csv_file is not None:
+        files.write_private_bytes(csv_file, calendar_csv(entries))
+        (err_console if as_json else console).print(f"CSV written to {csv_file}")
+    if as_json:
+        print_json(
+            [
+                {
+                    "company": e.company_key,
+                    "name": e.company_name,
+                    "cohort": e.cohort_key,
+                    "starts_on": e.starts_on.isoformat(),
+                    "ends_on": e.ends_on.isoformat(),
+                    "days_left": e.days_left,
+                    "journey": e.journey.value,
+                    "decision": e.decision,
+                    "offboarding": {
+                        "devices": e.offboarding.total,
+                        "planned": e.offboarding.planned,
+                        "sent": e.offboarding.sent,
+                        "done": e.offboarding.done,
+                        "manual": e.offboarding.manual,
+                        "to_check": e.offboarding.trouble,
+                    },
+                }
+                for e in entries
+            ]
+        )
+        return
+    # Undecided within the first reminder's days: the secretariat's call is due.
+    soon = max(runtime.config.settings.programme.reminder_days, default=0)
+    table = ListTable(
+        "company",
+        "name",
+        "cohort",
+        "start",
+        "end",
+        "days left",
+        "journey",
+        "decision",
+        "uninstall",
+        flex=("name", "uninstall"),
+        whole=("days left",),
+    )
+    for e in entries:
+        style = "yellow" if 0 <= e.days_left <= soon and e.decision == "undecided" else ""
+        table.add_row(
+            e.company_key,
+            e.company_name,
+            e.cohort_key,
+            e.starts_on.isoformat(),
+            e.ends_on.isoformat(),
+            styled(days_left_text(e.days_left), style),
+            e.journey.value,
+            e.decision,
+            progress_text(e.offboarding),
+        )
+    print_list(table, wide=wide)
+    if soon:
+        console.print(f"days left in yellow: undecided, ending within {soon} days")
+    console.print(f"{len(entries)} trial(s); days counted from {today.isoformat()} (JST)")
+
+
+TRIAL_COMMANDS = (trial_start, trial_decide, trial_uninstalled, trial_calendar_command)

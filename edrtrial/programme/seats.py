@@ -9,13 +9,31 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from edrtrial.connectors.base import ActionKind
-from edrtrial.models import Company, Device, ResponseAction, Tenant, Trial
-from edrtrial.states import ActionState
+from edrtrial.models import Cohort, Company, Device, ResponseAction, Tenant, Trial
+from edrtrial.states import ActionState, JourneyState
 
 ACTIVE_WINDOW = timedelta(days=7)
 NEAR_CAP = 0.9
 """At this share of its cap a company is warned before it is over (Defender for Business
 licenses at most 300 users; the programme's cap is the company's `seat_cap`)."""
+HOLDS_SEATS = tuple(
+    s.value
+    for s in (
+        JourneyState.CALL_CONFIRMED,
+        JourneyState.PRE_DIAGNOSED,
+        JourneyState.ADMITTED,
+        JourneyState.CONSENTED,
+        JourneyState.TENANT_VERIFIED,
+        JourneyState.IN_TRIAL,
+        JourneyState.ENDING,
+        JourneyState.CONTINUING,
+        JourneyState.OFFBOARDING,
+        JourneyState.OFFBOARDED,
+    )
+)
+"""Companies the seat counts are about: from the call that gave them a place to the end of
+their uninstall. An applicant not (or no longer) in, and a purged company, plan no seat:
+counted, their planned seats would swell a cohort's totals."""
 OFF = (ActionState.SUCCEEDED, ActionState.VERIFIED)
 """An offboarding the EDR carried out: the device no longer takes a seat."""
 
@@ -36,6 +54,9 @@ class SeatRow:
     decision: str
     offboarded: int = 0
     """Devices the EDR offboarded at the trial's end: still listed, no longer a seat."""
+    cohort_key: str = ""
+    """The cohort holding the company's place ("" for none), for the cohort totals."""
+    cohort_name: str = ""
 
     @property
     def over_cap(self) -> bool:
@@ -73,7 +94,8 @@ def past_seats(row: SeatRow, course_cap: int | None, unit: str = "seats") -> str
 
 
 def seat_counts(session: Session, now: datetime) -> list[SeatRow]:
-    """Per company: planned seats, onboarded devices, devices seen in the last 7 days, cap.
+    """Per company in the programme (`HOLDS_SEATS`): planned seats, onboarded devices,
+    devices seen in the last 7 days, cap.
 
     A device the EDR offboarded (the trial ended) is counted apart: Defender keeps listing it
     as onboarded for a while, but it no longer takes a seat.
@@ -102,12 +124,14 @@ def seat_counts(session: Session, now: datetime) -> list[SeatRow]:
     }
     rows = []
     query = (
-        select(Company, Tenant.id, Trial)
+        select(Company, Tenant.id, Trial, Cohort.key, Cohort.name)
         .outerjoin(Tenant, Tenant.company_id == Company.id)
         .outerjoin(Trial, Trial.company_id == Company.id)
+        .outerjoin(Cohort, Cohort.id == Company.cohort_id)
+        .where(Company.state.in_(HOLDS_SEATS))
         .order_by(Company.key)
     )
-    for company, tenant_id, trial in session.execute(query):
+    for company, tenant_id, trial, cohort_key, cohort_name in session.execute(query):
         o, a, v, x = counts.get(tenant_id, (0, 0, 0, 0)) if tenant_id else (0, 0, 0, 0)
         rows.append(
             SeatRow(
@@ -122,6 +146,8 @@ def seat_counts(session: Session, now: datetime) -> list[SeatRow]:
                 trial.ends_on if trial else None,
                 trial.decision if trial else "",
                 x,
+                cohort_key or "",
+                cohort_name or "",
             )
         )
     return rows

@@ -34,6 +34,7 @@ from edrtrial.models import Alert, ResponseAction, Tenant
 from edrtrial.notify import outbox
 from edrtrial.notify.mail import transport_from_config
 from edrtrial.notify.report_mail import queue_detection_report
+from edrtrial.notify.seat_mail import queue_seat_report, seat_week
 from edrtrial.notify.webhooks import webhook_transport_from_config
 from edrtrial.programme import trials
 from edrtrial.service import alarms
@@ -403,6 +404,19 @@ def weekly_reports(rt: Runtime, today: date | None = None) -> int:
     return queued
 
 
+def seat_report(rt: Runtime, today: date | None = None) -> int:
+    """Queue the secretariat's seat report for last week, Monday to Sunday (the CSV
+    attached), once per week; returns 1 when it was queued now, 0 when that week's went
+    already."""
+    today = today or jst_date(rt.clock())
+    archive_dir = rt.config.resolve(rt.config.settings.reports.archive_dir)
+    with transaction(rt.sessions) as session:
+        queued = queue_seat_report(
+            session, archive_dir, seat_week(today), now=rt.clock(), settings=rt.config.settings
+        )
+    return int(queued.new)
+
+
 def trial_lifecycle(
     rt: Runtime, today: date | None = None, *, send: bool = True
 ) -> lifecycle_job.LifecycleOutcome:
@@ -421,4 +435,5 @@ JOBS: dict[str, Callable[[Runtime], object]] = {
     "desk": desk,
     "weekly-reports": weekly_reports,
     "trial-lifecycle": trial_lifecycle,
+    "seat-report": seat_report,
 }

@@ -70,15 +70,19 @@ class OverdueJob:
         return f"{what} has not run for {quiet} ({self.schedule})"
 
 
-def expected(schedules: SchedulesConfig, company_keys: list[str]) -> tuple[Expected, ...]:
+def expected(
+    schedules: SchedulesConfig, company_keys: list[str], *, seat_mail: bool = False
+) -> tuple[Expected, ...]:
     """The jobs `build_scheduler` schedules for these companies (the heartbeat aside: the
-    lease is its record)."""
+    lease is its record); the seat report's when `seat_mail` (`reports.seat_mail`) is on."""
     found = [
         Expected("outbox", "", every=timedelta(seconds=schedules.outbox_seconds)),
         Expected("desk", "", every=timedelta(seconds=schedules.desk_seconds)),
         Expected("trial-lifecycle", "", at=schedules.trial_lifecycle),
         Expected("weekly-reports", "", at=schedules.weekly_report),
     ]
+    if seat_mail:
+        found.append(Expected("seat-report", "", at=schedules.seat_report))
     for key in sorted(company_keys):
         found.append(
             Expected("inventory", key, every=timedelta(minutes=schedules.inventory_minutes))

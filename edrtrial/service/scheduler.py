@@ -40,7 +40,7 @@ FIRST_POLL_DELAY = timedelta(seconds=1)
 """The first poll of each tenant is queued just behind its first inventory (they share the
 tenant's lock), so alerts find their devices and polling starts within seconds of a start."""
 
-WAITED_OUT = frozenset({"weekly-reports", "trial-lifecycle"})
+WAITED_OUT = frozenset({"weekly-reports", "trial-lifecycle", "seat-report"})
 """Jobs on a cron schedule, retried in place while the store is unavailable (each run of
 them is safe to repeat: a period's report is mailed once, a trial's step taken once)."""
 
@@ -277,6 +277,8 @@ def build_scheduler(rt: Runtime) -> BackgroundScheduler:
             now + FIRST_LIFECYCLE_DELAY,
         ),
     }
+    if rt.config.settings.reports.seat_mail:
+        wanted["seat-report"] = (("seat-report", None), _cron(schedules.seat_report, True), None)
     # Companies verified (or offboarded) while the service runs are followed by this job.
     wanted["tenants"] = (("tenants", None), IntervalTrigger(seconds=schedules.poll_seconds), None)
     wanted |= _tenant_jobs(rt, now)

@@ -304,7 +304,9 @@ def read_overdue(
     }
     found = (
         overdue.check(job, last_run.get((job.job, job.company_key)), lease.since, now)
-        for job in overdue.expected(settings.schedules, list(tenants))
+        for job in overdue.expected(
+            settings.schedules, list(tenants), seat_mail=settings.reports.seat_mail
+        )
     )
     return tuple(late for late in found if late is not None)
 
