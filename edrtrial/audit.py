@@ -38,6 +38,7 @@ SYSTEM_ACTORS = frozenset(
         "outbox",
         "report",
         "weekly-reports",
+        "monthly-reports",
         "intake",
     }
 )

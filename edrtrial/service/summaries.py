@@ -69,6 +69,7 @@ def desk_summary(outcome: DeskOutcome) -> str:
 _COUNTS = {
     "inventory": ("device seen", "devices seen"),
     "weekly-reports": ("report queued", "reports queued"),
+    "monthly-reports": ("report queued", "reports queued"),
 }
 
 
