@@ -48,10 +48,10 @@ def reports(ctx: click.Context, by: str | None) -> None:
     take_by(ctx, by)
 
 
-def _mail(row: ArchivedSend) -> str:
-    """How the report's mail went, in a few words."""
+def _mail(row: ArchivedSend, *, wide: bool = True) -> str:
+    """How the report's mail went, in a few words (when, to the minute with `wide`)."""
     if row.sent_at is not None:
-        return f"sent {to_jst(row.sent_at):%Y-%m-%d %H:%M}"
+        return f"sent {to_jst(row.sent_at):{'%Y-%m-%d %H:%M' if wide else '%m/%d'}}"
     if row.mail_status == "failed":
         return "given up"
     return row.mail_status or "no mail"
@@ -114,11 +114,13 @@ def list_command(
             "#",
             "file",
             flex=("to", "file"),
-            whole=("period",),
+            whole=("company", "kind", "period", "mail"),
         )
         for row in rows:
             r = row.record
-            period = f"{r.period_start} → {r.period_end}"
+            end = r.period_end.isoformat()
+            same_year = r.period_end.year == r.period_start.year
+            period = f"{r.period_start}→{end if wide or not same_year else end[5:]}"
             if r.ticket_id is not None:
                 period += f" #{r.ticket_id}"
             table.add_row(
@@ -128,7 +130,7 @@ def list_command(
                 period,
                 r.language,
                 ", ".join(r.recipients),
-                styled(_mail(row), "red" if row.mail_status == "failed" else ""),
+                styled(_mail(row, wide=wide), "red" if row.mail_status == "failed" else ""),
                 str(r.sequence),
                 r.path if wide else r.filename,
             )
