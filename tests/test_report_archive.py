@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 from sqlalchemy import select
@@ -21,13 +21,13 @@ from test_report_delivery import (
     smtp,
 )
 
-from edrtrial.config import ProgrammeConfig
+from edrtrial.config import ProgrammeConfig, ReportsConfig, SchedulesConfig
 from edrtrial.db import transaction
 from edrtrial.desk import operator
 from edrtrial.models import AuditEvent, Company, OutboxMessage, ReportArchive, Tenant, Trial
 from edrtrial.notify.mail import SmtpTransport
 from edrtrial.programme.purge import purge_company
-from edrtrial.service import jobs
+from edrtrial.service import jobs, overdue
 
 from conftest import add_tenant
 from test_outbox import Inbox
@@ -205,3 +205,20 @@ class FakeRuntime:
                 .order_by(Company.key)
             ).all()
         return [TenantRef(t.id, key, t.external_id, t.state) for t, key in rows]
+
+
+def test_status_expects_the_monthly_report_on_its_day_and_no_report_switched_off() -> None:
+    schedules = SchedulesConfig(monthly_report="3 07:45")
+    jst = timezone(timedelta(hours=9))
+    assert overdue.last_time("3 07:45", datetime(2026, 11, 25, 12, 0, tzinfo=jst)) == datetime(
+        2026, 11, 3, 7, 45, tzinfo=jst
+    )
+    assert overdue.last_time("3 07:45", datetime(2026, 1, 2, 12, 0, tzinfo=jst)) == datetime(
+        2025, 12, 3, 7, 45, tzinfo=jst
+    )
+    names = {job.job: job for job in overdue.expected(schedules, [])}
+    assert names["monthly-reports"].schedule == "monthly, day 3 at 07:45 JST"
+    off = ReportsConfig(weekly=False, monthly=False)
+    assert not {"weekly-reports", "monthly-reports"} & {
+        j.job for j in overdue.expected(schedules, [], off)
+    }
