@@ -427,14 +427,13 @@ def incident_report_filename(report: IncidentReport, company_key: str) -> str:
     return WORDS[report.language]["file"].format(company=safe, ticket=report.ticket_id)
 
 
-def incident_report_pdf(
+def incident_report_print_html(
     report: IncidentReport, programme: ProgrammeConfig, *, generated_at: datetime
-) -> bytes:
-    """The incident report printed: the mail's content under the programme's letterhead,
-    with page numbers, in the report font (its text stays text)."""
+) -> str:
+    """The incident report as the HTML page the PDF is printed from."""
     words = WORDS[report.language]
     title = words["title"] + words["paren"].format(words["ticket_ref"].format(report.ticket_id))
-    html = render(
+    return render(
         "incident_report.pdf.html.j2",
         r=report,
         w=words,
@@ -445,4 +444,11 @@ def incident_report_pdf(
         font_face=font_face_css(),
         font_family=FONT_FAMILY,
     )
-    return html_to_pdf(html)
+
+
+def incident_report_pdf(
+    report: IncidentReport, programme: ProgrammeConfig, *, generated_at: datetime
+) -> bytes:
+    """The incident report printed: the mail's content under the programme's letterhead,
+    with page numbers, in the report font (its text stays text)."""
+    return html_to_pdf(incident_report_print_html(report, programme, generated_at=generated_at))

@@ -308,7 +308,7 @@ def resend_archived(
     audit_report_mail(
         session,
         message,
-        company_key=company.key if company else original.kind,
+        company_key=company.key if company else Path(original.path).parent.name,
         period=period,
         actor=actor,
         at=now,
