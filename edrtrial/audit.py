@@ -39,6 +39,7 @@ SYSTEM_ACTORS = frozenset(
         "report",
         "weekly-reports",
         "seat-report",
+        "monthly-reports",
         "intake",
     }
 )

@@ -61,6 +61,10 @@ class ArchiveError(EdrTrialError):
     """An archived report's file is missing, unreadable, or no longer the file that was sent."""
 
 
+class ReportError(EdrTrialError):
+    """A report cannot be made as asked: a period that has not ended, a file type unknown."""
+
+
 class DeliveryError(EdrTrialError):
     """A notification could not be delivered this time; it stays queued."""
 

@@ -8,16 +8,18 @@ and what the company should do now.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from edrtrial.config import DeskConfig
+from edrtrial.config import DeskConfig, ProgrammeConfig
 from edrtrial.coverage import Coverage
 from edrtrial.models import Alert, Company, Device, ResponseAction, Ticket
 from edrtrial.reports.advice import topics_for
 from edrtrial.reports.contacts import DeskContacts, desk_contacts
+from edrtrial.reports.pdf import FONT_FAMILY, font_face_css, html_to_pdf
 from edrtrial.reports.render import SUBJECT_PREFIX, SUBJECT_PREFIX_EN, RenderedMail, render
 from edrtrial.reports.vocabulary import (
     ACTION_RESULT_EN,
@@ -74,6 +76,8 @@ WORDS: dict[str, dict[str, str]] = {
         "part": "【{}】",
         "list_sep": "、",
         "ticket_ref": "受付番号 #{}",
+        "generated": "作成日時：{at}（日本時間）",
+        "file": "EDRインシデント報告_{company}_受付番号{ticket}.pdf",
     },
     "en": {
         "title": "Incident report",
@@ -109,6 +113,8 @@ WORDS: dict[str, dict[str, str]] = {
         "part": "* {}",
         "list_sep": ", ",
         "ticket_ref": "ticket #{}",
+        "generated": "Prepared: {at} (Japan time)",
+        "file": "EDR-incident-report_{company}_ticket{ticket}.pdf",
     },
 }
 
@@ -396,3 +402,53 @@ def incident_report_mail(
         text=render("incident_report.txt.j2", r=report, w=words),
         html=render("incident_report.html.j2", r=report, w=words),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Letterhead:
+    """The head of a printed report: the programme, its secretariat, the secretariat's line."""
+
+    programme: str
+    secretariat: str
+    contact: str
+
+
+def letterhead(programme: ProgrammeConfig) -> Letterhead:
+    """The letterhead as the programme's config names it."""
+    return Letterhead(programme.name, programme.secretariat, programme.secretariat_contact)
+
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def incident_report_filename(report: IncidentReport, company_key: str) -> str:
+    """The PDF's name as the company sees it in the mail, in its language."""
+    safe = _UNSAFE_NAME.sub("_", company_key)
+    return WORDS[report.language]["file"].format(company=safe, ticket=report.ticket_id)
+
+
+def incident_report_print_html(
+    report: IncidentReport, programme: ProgrammeConfig, *, generated_at: datetime
+) -> str:
+    """The incident report as the HTML page the PDF is printed from."""
+    words = WORDS[report.language]
+    title = words["title"] + words["paren"].format(words["ticket_ref"].format(report.ticket_id))
+    return render(
+        "incident_report.pdf.html.j2",
+        r=report,
+        w=words,
+        language=report.language,
+        title=title,
+        letterhead=letterhead(programme),
+        generated_at=words["generated"].format(at=jst_minute(generated_at)),
+        font_face=font_face_css(),
+        font_family=FONT_FAMILY,
+    )
+
+
+def incident_report_pdf(
+    report: IncidentReport, programme: ProgrammeConfig, *, generated_at: datetime
+) -> bytes:
+    """The incident report printed: the mail's content under the programme's letterhead,
+    with page numbers, in the report font (its text stays text)."""
+    return html_to_pdf(incident_report_print_html(report, programme, generated_at=generated_at))

@@ -60,7 +60,11 @@ from edrtrial.notify.notices import (
 )
 from edrtrial.programme.seats import SeatRow
 from edrtrial.reports.cohort_results import CompanyFigures, cohort_results, results_html
-from edrtrial.reports.incident import incident_report_mail
+from edrtrial.reports.incident import (
+    assemble_incident_report,
+    incident_report_mail,
+    incident_report_print_html,
+)
 from edrtrial.reports.render import RenderedMail, detection_report_mail, environment
 from edrtrial.reports.seat_report import build_seat_report, seat_report_mail
 
@@ -106,6 +110,16 @@ def mails(language: str, coverage: Coverage = IN_TRIAL) -> Iterator[RenderedMail
         incident.DESK,
         coverage,
     )
+    printed = assemble_incident_report(
+        incident.company(language),
+        incident.ticket(summary),
+        incident.alerts(),
+        incident.isolated(),
+        incident.DESK,
+        coverage,
+    )
+    html = incident_report_print_html(printed, ProgrammeConfig(), generated_at=DEADLINE)
+    yield RenderedMail(subject="the incident report's PDF", text="", html=html)
     yield detection_report_mail(sample_report())
     yield from trial_mails(firm)
     yield desk_ticket_notice(firm, ticket(), [alert(1), alert(2, "Medium")], facts)

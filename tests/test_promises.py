@@ -271,7 +271,7 @@ def test_every_mail_promises_the_desk_of_the_day_it_is_written(sessions, languag
                 assert promise not in part, (mail.subject, promise)
 
 
-def test_the_detection_report_promises_the_desk_of_the_day_it_is_written(sessions):
+def test_the_detection_report_promises_the_desk_of_the_day_it_is_written(sessions, tmp_path):
     reports = {}
     for key, trial in (("sakura", IN_TRIAL), ("midori", ENDED)):
         tenant_id = add_tenant(sessions, key)
@@ -280,7 +280,13 @@ def test_the_detection_report_promises_the_desk_of_the_day_it_is_written(session
             session.add(Trial(company_id=company_id, starts_on=trial[0], ends_on=trial[1]))
             session.flush()
             queued = queue_detection_report(
-                session, company_id, day(-9), day(-3), now=NOW, settings=SETTINGS
+                session,
+                company_id,
+                day(-9),
+                day(-3),
+                now=NOW,
+                settings=SETTINGS,
+                archive_dir=tmp_path / "reports",
             )
             reports[key] = (queued.message.body_text, queued.html)
 

@@ -39,8 +39,16 @@ def job_ids(tmp_path: Path, database_url: str, companies: int) -> set[str]:
 def test_jobs_have_stable_ids_and_a_restart_drops_what_the_store_no_longer_polls(
     tmp_path, engine, database_url
 ):
-    common = {"heartbeat", "tenants", "outbox", "desk", "weekly-reports", "trial-lifecycle"}
-    common |= {"seat-report"}
+    common = {
+        "heartbeat",
+        "tenants",
+        "outbox",
+        "desk",
+        "weekly-reports",
+        "monthly-reports",
+        "trial-lifecycle",
+        "seat-report",
+    }
     assert job_ids(tmp_path, database_url, 2) == common | {
         "poll:sakura-seisakusho",
         "inventory:sakura-seisakusho",
@@ -60,6 +68,34 @@ def test_jobs_have_stable_ids_and_a_restart_drops_what_the_store_no_longer_polls
         "poll:sakura-seisakusho",
         "inventory:sakura-seisakusho",
     }
+
+
+def test_the_monthly_report_runs_on_its_day_and_a_report_switched_off_is_not_scheduled(
+    tmp_path, engine, database_url
+):
+    data = settings(database_url)
+    data.setdefault("schedules", {})["monthly_report"] = "3 07:45"
+    runtime = Runtime.open(load_config(write_config(tmp_path / "c.toml", data, companies=0)))
+    sched = scheduler.build_scheduler(runtime)
+    try:
+        monthly = sched.get_job("monthly-reports")
+        due = monthly.trigger.get_next_fire_time(None, datetime(2026, 11, 25, tzinfo=UTC))
+        assert due.astimezone(scheduler.JST).isoformat() == "2026-12-03T07:45:00+09:00"
+    finally:
+        sched.shutdown(wait=False)
+        runtime.close()
+    assert "monthly-reports" in scheduler.WAITED_OUT  # made up after a store outage
+
+    data["reports"] = {"weekly": False, "monthly": False}
+    runtime = Runtime.open(load_config(write_config(tmp_path / "d.toml", data, companies=0)))
+    sched = scheduler.build_scheduler(runtime)
+    try:
+        ids = {job.id for job in sched.get_jobs()}
+    finally:
+        sched.shutdown(wait=False)
+        runtime.close()
+    assert "weekly-reports" not in ids and "monthly-reports" not in ids
+    assert "trial-lifecycle" in ids
 
 
 def test_a_company_verified_while_the_service_runs_is_polled_without_a_restart(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,10 +37,11 @@ from edrtrial.cli.common import (
 from edrtrial.db import transaction
 from edrtrial.devices import offboarding as lifecycle
 from edrtrial.devices.send import Outcome
-from edrtrial.errors import ActionRefused
+from edrtrial.errors import ActionRefused, ReportError
 from edrtrial.ingest.health import resume_tenant
 from edrtrial.ingest.queries import quarantined_records
 from edrtrial.models import OutboxMessage
+from edrtrial.notify.archive import archive_dir_of, read_archived
 from edrtrial.notify.report_mail import (
     detection_report_for,
     queue_detection_report,
@@ -47,7 +50,7 @@ from edrtrial.notify.report_mail import (
 from edrtrial.programme import seats
 from edrtrial.programme.companies import company_by_key, tenants_by_company
 from edrtrial.reports import seat_report
-from edrtrial.reports.render import render_detection_report_html
+from edrtrial.reports.render import detection_report_pdf, render_detection_report_html
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
 from edrtrial.states import OutboxState
@@ -196,10 +199,12 @@ def _date(value: str) -> date:
 @click.option("--company", required=True, help="Company key.")
 @click.option("--from", "start", required=True, help="First day (JST), YYYY-MM-DD.")
 @click.option("--to", "end", required=True, help="Last day (JST), YYYY-MM-DD, inclusive.")
+@click.option("--monthly", is_flag=True, help="The monthly report's form (default: weekly).")
 @click.option(
     "--output",
     type=click.Path(path_type=Path),
-    help="HTML file to write (a new file is readable by you only).",
+    help="A .pdf (the report as mailed) or .html file to write, readable by you only "
+    "(default: the archived PDF when mailed).",
 )
 @click.option("--no-mail", is_flag=True, help="Write the file only; do not mail the company.")
 @click.option("--resend", is_flag=True, help="Mail the period's report again (audited).")
@@ -211,37 +216,63 @@ def report(
     company: str,
     start: str,
     end: str,
+    monthly: bool,
     output: Path | None,
     no_mail: bool,
     resend: bool,
 ) -> None:
-    """Write a company's Japanese detection report for a period, and mail it.
+    """Write a company's detection report for a period as PDF, and mail it with the PDF.
 
     A period already mailed is not mailed again (you are told when and to whom) unless
-    --resend is given.
+    --resend is given. The mailed PDF is archived (`edrtrial reports list`).
     """
     first, last = _date(start), _date(end)
     if last < first:
         raise click.BadParameter("--to is before --from")
     if resend and no_mail:
         raise click.UsageError("--resend mails the report; it cannot go with --no-mail")
+    if output is not None and output.suffix.lower() not in _OUTPUTS:
+        raise ReportError(f"--output {one_line(str(output))!r}: give a .pdf or .html file")
     runtime = runtime_of(ctx)
     company = company_key(runtime, company)
+    today = jst_date(runtime.clock())
+    if last > today:
+        raise ReportError(
+            f"the period {first} to {last} has not ended: a report covers days up to today "
+            f"({today} JST)"
+        )
+    kind = "monthly" if monthly else "weekly"
     with runtime.sessions() as session:
-        earlier = report_mailings(session, company, first, last)
+        earlier = report_mailings(session, company, first, last, kind)
     for message in earlier:
         console.print(f"{company} {first} to {last}: {_mailed(message)}")
     mail = not no_mail and (resend or not earlier)
     if earlier and not no_mail and not resend:
         console.print("not mailed again (--resend mails it again)")
-    html = _report_html(runtime, company, first, last, mail=mail, resend=resend, by=actor(ctx))
-    target = (
-        output or runtime.config.resolve(Path("var/reports")) / f"{company}_{first}_{last}.html"
-    )
-    files.write_private_text(target, html)
-    console.print(f"report written to {target}")
+    made = _made_report(runtime, company, first, last, kind, mail=not no_mail, resend=resend)
+    if output is None and made.archived is not None:
+        console.print(f"report archived at {made.archived}")
+    else:
+        target = output or archive_dir_of(runtime.config) / f"{company}_{first}_{last}.pdf"
+        if target.suffix.lower() == ".pdf":
+            files.write_private_bytes(target, made.pdf())
+        else:
+            files.write_private_text(target, made.html)
+        console.print(f"report written to {target}")
     if mail:
         deliver(runtime)
+
+
+_OUTPUTS = (".pdf", ".html", ".htm")
+
+
+@dataclass(frozen=True, slots=True)
+class _Made:
+    """A report as the command has it: its HTML, its PDF, and the archived file if mailed."""
+
+    html: str
+    pdf: Callable[[], bytes]
+    archived: Path | None = None
 
 
 def _mailed(message: OutboxMessage) -> str:
@@ -254,29 +285,41 @@ def _mailed(message: OutboxMessage) -> str:
     return f"queued {queued} to {message.recipient}, not sent yet ({message.status})"
 
 
-def _report_html(
+def _made_report(
     runtime: Runtime,
     company: str,
     first: date,
     last: date,
+    kind: str,
     *,
     mail: bool,
     resend: bool,
-    by: str,
-) -> str:
-    """The company's report as HTML; with `mail`, also queued for the company's contact."""
+) -> _Made:
+    """The company's report; with `mail`, archived and queued for the company's contact
+    (or, mailed before and no `resend`, the report as it was mailed)."""
     with transaction(runtime.sessions) as session:
         stored = company_by_key(session, company)
         assert stored is not None  # checked by company_key
         now, settings = runtime.clock(), runtime.config.settings
         if mail:
             queued = queue_detection_report(
-                session, stored.id, first, last, now=now, settings=settings, actor=by, resend=resend
+                session,
+                stored.id,
+                first,
+                last,
+                now=now,
+                settings=settings,
+                archive_dir=archive_dir_of(runtime.config),
+                kind=kind,
+                actor=actor(click.get_current_context()),
+                resend=resend,
             )
-            return queued.html
-        return render_detection_report_html(
-            detection_report_for(session, stored.id, first, last, now=now, settings=settings)
+            content = read_archived(queued.record)  # as mailed, digest checked
+            return _Made(queued.html, lambda: content, Path(queued.record.path))
+        found = detection_report_for(
+            session, stored.id, first, last, now=now, settings=settings, kind=kind
         )
+        return _Made(render_detection_report_html(found), lambda: detection_report_pdf(found))
 
 
 @click.command()

@@ -28,12 +28,19 @@ from edrtrial.devices.actions import actions_of
 from edrtrial.devices.states import UNDER_WAY
 from edrtrial.errors import TicketError
 from edrtrial.models import Alert, AuditEvent, Ticket, TicketNote
+from edrtrial.notify.archive import PDF, ReportFile, archive_report, report_key
 from edrtrial.notify.notices import company_message
 from edrtrial.notify.recipients import mail_company
 from edrtrial.notify.report_mail import already_queued, audit_report_mail
 from edrtrial.programme.trials import coverage_of_tenant
-from edrtrial.reports.incident import incident_report_mail
+from edrtrial.reports.incident import (
+    assemble_incident_report,
+    incident_report_filename,
+    incident_report_mail,
+    incident_report_pdf,
+)
 from edrtrial.states import WriteBackState
+from edrtrial.timeutil import jst_date
 
 SUMMARY_FIELDS = ("when", "what", "cause", "handling", "effect")
 SUMMARY_LABELS = {
@@ -223,27 +230,61 @@ def _queue_incident_report(
     actor: str,
     at: datetime,
 ) -> None:
-    """The company's incident report, once per resolution (a reopened ticket reports again)."""
+    """The company's incident report, once per resolution (a reopened ticket reports again),
+    with its PDF archived and attached when the policy has an archive."""
     tenant, company = company_of(session, ticket)
     coverage = coverage_of_tenant(session, ticket.tenant_id, at)
-    mail = incident_report_mail(
-        company, ticket, alerts, actions_of(session, ticket), policy.desk, coverage
-    )
+    actions = actions_of(session, ticket)
+    mail = incident_report_mail(company, ticket, alerts, actions, policy.desk, coverage)
     dedupe_key = f"incident-report:ticket:{ticket.id}:{ticket.reopened}"
-    new = not already_queued(session, dedupe_key)
-    message = mail_company(
-        session, company, tenant.id, mail, dedupe_key=dedupe_key, kind="incident-report"
-    )
-    if new:
-        audit_report_mail(
+    if already_queued(session, dedupe_key):
+        return
+    extra: dict[str, object] = {"ticket": ticket.id}
+    record = None
+    if policy.archive_dir is not None:
+        report = assemble_incident_report(company, ticket, alerts, actions, policy.desk, coverage)
+        period = (jst_date(ticket.created_at), jst_date(at))
+        record, _ = archive_report(
             session,
-            message,
-            company_key=company.key,
-            period=(ticket.created_at, at),
+            policy.archive_dir,
+            key=report_key("incident", company.key, *period, ticket_id=ticket.id),
+            kind="incident",
+            owner=company.key,
+            file=ReportFile(
+                incident_report_filename(report, company.key),
+                PDF,
+                incident_report_pdf(report, policy.programme, generated_at=at),
+            ),
+            period=period,
+            recipients=[company.contact_email],
+            subject=mail.subject,
             actor=actor,
-            at=at,
-            extra={"ticket": ticket.id},
+            now=at,
+            language=report.language,
+            company_id=company.id,
+            tenant_id=tenant.id,
+            ticket_id=ticket.id,
+            resend=True,  # each resolution is its own send: 0 the first, 1 after a reopening
         )
+        extra |= {"report": record.id, "file": record.filename}
+    message = mail_company(
+        session,
+        company,
+        tenant.id,
+        mail,
+        dedupe_key=dedupe_key,
+        kind="incident-report",
+        report_id=record.id if record is not None else None,
+    )
+    audit_report_mail(
+        session,
+        message,
+        company_key=company.key,
+        period=(ticket.created_at, at),
+        actor=actor,
+        at=at,
+        extra=extra,
+    )
 
 
 def reopen(session: Session, ticket_id: int, reason: str, actor: str, at: datetime) -> Ticket:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
-from edrtrial.config import ChannelConfig, DeskConfig, SlaConfig
+from edrtrial.config import ChannelConfig, DeskConfig, ProgrammeConfig, SlaConfig
 from edrtrial.desk import sla
 from edrtrial.desk.calendar import DEFAULT as DEFAULT_CALENDAR
 from edrtrial.desk.calendar import BusinessCalendar
@@ -13,11 +14,18 @@ from edrtrial.desk.calendar import BusinessCalendar
 
 @dataclass(frozen=True, slots=True)
 class DeskPolicy:
-    """The desk's rules from the config: channels, deadlines and the business calendar."""
+    """The desk's rules from the config: channels, deadlines and the business calendar;
+    and what a printed incident report needs (the programme's letterhead, the archive).
+
+    Without `archive_dir` (a policy built for the desk's rules alone) the incident report
+    is mailed without its PDF; the service's runtime always gives one.
+    """
 
     desk: DeskConfig
     sla: SlaConfig = field(default_factory=SlaConfig)
     calendar: BusinessCalendar = DEFAULT_CALENDAR
+    programme: ProgrammeConfig = field(default_factory=ProgrammeConfig)
+    archive_dir: Path | None = None
 
     @property
     def channels(self) -> list[ChannelConfig]:

@@ -24,8 +24,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from edrtrial import files
+from edrtrial.config import Config
 from edrtrial.errors import ArchiveError
-from edrtrial.models import ReportArchive
+from edrtrial.models import Company, OutboxMessage, ReportArchive
 
 PDF = "application/pdf"
 CSV = "text/csv"
@@ -48,17 +49,42 @@ def report_key(kind: str, owner: str, start: date, end: date, ticket_id: int | N
 
 
 def sends_of(session: Session, key: str) -> list[ReportArchive]:
-    """Every archived send of the report with this key, first send first."""
-    return list(
-        session.scalars(
-            select(ReportArchive)
-            .where(
-                (ReportArchive.dedupe_key == f"{key}:0")
-                | ReportArchive.dedupe_key.startswith(f"{key}:", autoescape=True)
-            )
-            .order_by(ReportArchive.sequence)
-        )
+    """Every archived send of the report with this key, first send first.
+
+    Only `key` followed by a sequence number: a key that merely starts the same (a
+    ticket's report under the same period) is another report.
+    """
+    found = session.scalars(
+        select(ReportArchive)
+        .where(ReportArchive.dedupe_key.startswith(f"{key}:", autoescape=True))
+        .order_by(ReportArchive.sequence)
     )
+    return [r for r in found if r.dedupe_key[len(key) + 1 :].isdigit()]
+
+
+def archive_dir_of(config: Config) -> Path:
+    """Where reports are archived: `reports.archive_dir`, relative to the config's folder."""
+    return config.resolve(config.settings.reports.archive_dir)
+
+
+def archived(session: Session, report_id: int) -> ReportArchive:
+    """One archived report by its number, or an ArchiveError naming the number."""
+    record = session.get(ReportArchive, report_id)
+    if record is None:
+        raise ArchiveError(f"there is no archived report {report_id}")
+    return record
+
+
+def archived_reports(
+    session: Session, *, company_id: int | None = None, kind: str | None = None
+) -> list[ReportArchive]:
+    """The archive, oldest first (optionally one company's, or one kind)."""
+    query = select(ReportArchive).order_by(ReportArchive.id)
+    if company_id is not None:
+        query = query.where(ReportArchive.company_id == company_id)
+    if kind:
+        query = query.where(ReportArchive.kind == kind)
+    return list(session.scalars(query))
 
 
 def archive_report(
@@ -131,6 +157,10 @@ def read_archived(record: ReportArchive) -> bytes:
 
     Raises `ArchiveError` naming the file when it is gone or is no longer what was sent.
     """
+    if not record.path:
+        raise ArchiveError(
+            f"archived report {record.id} was purged with its company: there is no file to send"
+        )
     path = Path(record.path)
     try:
         content = path.read_bytes()
@@ -145,3 +175,40 @@ def read_archived(record: ReportArchive) -> bytes:
             "(its digest differs)"
         )
     return content
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedSend:
+    """One archived report with its mail, as `reports list` shows it."""
+
+    record: ReportArchive
+    owner: str  # the company's key (its code once purged), or "secretariat"
+    mail_status: str  # the outbox state of its mail ("" when it has none)
+    sent_at: datetime | None
+    mail_error: str
+
+
+def archive_listing(
+    session: Session, *, company_id: int | None = None, kind: str | None = None
+) -> list[ArchivedSend]:
+    """The archive, oldest first, each report with its owner and how its mail went."""
+    rows = []
+    for record in archived_reports(session, company_id=company_id, kind=kind):
+        company = session.get(Company, record.company_id) if record.company_id else None
+        owner = (company.anon_code or company.key) if company else "secretariat"
+        mail = session.scalar(
+            select(OutboxMessage)
+            .where(OutboxMessage.report_id == record.id)
+            .order_by(OutboxMessage.id)
+            .limit(1)
+        )
+        rows.append(
+            ArchivedSend(
+                record,
+                owner,
+                str(mail.status) if mail else "",
+                mail.sent_at if mail else None,
+                mail.last_error if mail else "",
+            )
+        )
+    return rows

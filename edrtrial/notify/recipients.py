@@ -45,10 +45,12 @@ def mail_company(
     *,
     dedupe_key: str,
     kind: str,
+    report_id: int | None = None,
 ) -> OutboxMessage:
     """Queue a mail to the company contact (once per dedupe key); the queued message.
 
-    `tenant_id` is None before the company has a tenant (its application's mails)."""
+    `tenant_id` is None before the company has a tenant (its application's mails);
+    `report_id` names the archived report the mail attaches."""
     return outbox.enqueue(
         session,
         dedupe_key=dedupe_key,
@@ -58,4 +60,5 @@ def mail_company(
         body_text=mail.text,
         body_html=mail.html,
         tenant_id=tenant_id,
+        report_id=report_id,
     )

@@ -19,6 +19,7 @@ its tenant, so every id the audit log names still resolves, to nothing personal.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -26,6 +27,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import String, Text, cast, delete, or_, select, update
@@ -46,6 +48,7 @@ from edrtrial.models import (
     PollCursor,
     PreDiagnosis,
     QuarantinedRecord,
+    ReportArchive,
     ResponseAction,
     Tenant,
     Ticket,
@@ -352,6 +355,31 @@ def _scrub_mail_and_audit(
     session.execute(delete(JobRun).where(JobRun.company_key == company.key))
 
 
+def _scrub_reports(session: Session, company: Company, tenant: Tenant | None) -> None:
+    """The company's archived reports: the files are deleted (and their folder, named by the
+    company's key, once empty) and the records kept naming nothing: the kind, the period,
+    the language, the sequence and when stay for the programme's counts.
+
+    The files go before the transaction commits: a purge that then fails leaves records
+    whose file is gone, which a re-send refuses naming the file, and the next purge empties.
+    """
+    mine = [ReportArchive.company_id == company.id]
+    if tenant is not None:
+        mine.append(ReportArchive.tenant_id == tenant.id)
+    folders: set[Path] = set()
+    for record in session.scalars(select(ReportArchive).where(or_(*mine))):
+        if record.path:
+            path = Path(record.path)
+            path.unlink(missing_ok=True)
+            folders.add(path.parent)
+        record.dedupe_key = f"purged:{record.id}"
+        record.path = record.filename = record.subject = record.sha256 = ""
+        record.recipients = []
+    for folder in folders:
+        with contextlib.suppress(OSError):  # not empty (another's files), or already gone
+            folder.rmdir()
+
+
 _PURGED_NAME = "a purged company"
 
 
@@ -404,6 +432,7 @@ def purge_company(
     names = _names(session, company, tenant)
     session.add_all(rows)
     _scrub_mentions(session, company)
+    _scrub_reports(session, company, tenant)
     _scrub_mail_and_audit(session, company, tenant, names, code)
     if tenant is not None:
         _scrub_tenant(session, tenant, code)

@@ -32,6 +32,7 @@ from edrtrial.ingest import health, polling
 from edrtrial.logsetup import tenant_context
 from edrtrial.models import Alert, ResponseAction, Tenant
 from edrtrial.notify import outbox
+from edrtrial.notify.archive import archive_dir_of
 from edrtrial.notify.mail import transport_from_config
 from edrtrial.notify.report_mail import queue_detection_report
 from edrtrial.notify.seat_mail import queue_seat_report, seat_week
@@ -382,25 +383,63 @@ def report_period(today: date) -> tuple[date, date]:
     return end - timedelta(days=6), end
 
 
+def last_month(today: date) -> tuple[date, date]:
+    """The calendar month (JST) before the one `today` is in (the monthly report's period)."""
+    end = today.replace(day=1) - timedelta(days=1)
+    return end.replace(day=1), end
+
+
 def weekly_reports(rt: Runtime, today: date | None = None) -> int:
-    """Queue each trial company's detection report for last week (once per company and week)."""
+    """Queue each trial company's detection report for last week (once per company and week),
+    its PDF attached; nothing while `reports.weekly` is off."""
+    if not rt.config.settings.reports.weekly:
+        log.info("weekly reports are switched off (reports.weekly)")
+        return 0
     today = today or jst_date(rt.clock())
-    start, end = report_period(today)
+    return _company_reports(rt, "weekly", *report_period(today))
+
+
+def monthly_reports(rt: Runtime, today: date | None = None) -> int:
+    """Queue each company's detection report for last month (JST calendar month) whose trial
+    overlapped it, once per company and month, its PDF attached; nothing while
+    `reports.monthly` is off."""
+    if not rt.config.settings.reports.monthly:
+        log.info("monthly reports are switched off (reports.monthly)")
+        return 0
+    today = today or jst_date(rt.clock())
+    return _company_reports(rt, "monthly", *last_month(today))
+
+
+def _company_reports(rt: Runtime, kind: str, start: date, end: date) -> int:
+    """Queue the `kind` report of the period for each company whose trial overlaps it;
+    returns how many were queued now (a report already sent is not counted again).
+
+    A parked tenant's report is withheld with an error line: an empty report would tell
+    the company nothing happened, and the desk must act first.
+    """
     queued = 0
+    archive_dir = archive_dir_of(rt.config)
     for tenant in rt.tenants():
         if tenant.state == TenantState.PARKED:
-            # An empty report would tell the company nothing happened; the desk must act first.
-            log.error("weekly report for %s withheld: its tenant is parked", tenant.company_key)
+            log.error("%s report for %s withheld: its tenant is parked", kind, tenant.company_key)
             continue
         with transaction(rt.sessions) as session:
             trial = trials.trial_of_tenant(session, tenant.id)
             if trial is None or trial.starts_on > end or trial.ends_on < start:
                 continue
             company_id = session.get_one(Tenant, tenant.id).company_id
-            queue_detection_report(
-                session, company_id, start, end, now=rt.clock(), settings=rt.config.settings
+            done = queue_detection_report(
+                session,
+                company_id,
+                start,
+                end,
+                now=rt.clock(),
+                settings=rt.config.settings,
+                archive_dir=archive_dir,
+                kind=kind,
+                actor=f"{kind}-reports",
             )
-            queued += 1
+            queued += done.new
     return queued
 
 
@@ -434,6 +473,7 @@ JOBS: dict[str, Callable[[Runtime], object]] = {
     "outbox": deliver_outbox,
     "desk": desk,
     "weekly-reports": weekly_reports,
+    "monthly-reports": monthly_reports,
     "trial-lifecycle": trial_lifecycle,
     "seat-report": seat_report,
 }

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from edrtrial.config import SchedulesConfig
+from edrtrial.config import ReportsConfig, SchedulesConfig
 from edrtrial.timeutil import JST, as_utc
 
 RUNS_MISSED = 5
@@ -41,6 +41,9 @@ class Expected:
         """How often it runs, for people: "every 60 s", "daily at 06:00 JST"."""
         if self.every is not None:
             return f"every {span(self.every)}"
+        day, _, clock = self.at.partition(" ")
+        if day.isdigit():
+            return f"monthly, day {day} at {clock} JST"
         if " " in self.at:
             return f"weekly, {self.at} JST"
         return f"daily at {self.at} JST"
@@ -71,17 +74,21 @@ class OverdueJob:
 
 
 def expected(
-    schedules: SchedulesConfig, company_keys: list[str], *, seat_mail: bool = False
+    schedules: SchedulesConfig, company_keys: list[str], reports: ReportsConfig | None = None
 ) -> tuple[Expected, ...]:
     """The jobs `build_scheduler` schedules for these companies (the heartbeat aside: the
-    lease is its record); the seat report's when `seat_mail` (`reports.seat_mail`) is on."""
+    lease is its record); a report job switched off in `reports` is not expected."""
+    reports = reports or ReportsConfig()
     found = [
         Expected("outbox", "", every=timedelta(seconds=schedules.outbox_seconds)),
         Expected("desk", "", every=timedelta(seconds=schedules.desk_seconds)),
         Expected("trial-lifecycle", "", at=schedules.trial_lifecycle),
-        Expected("weekly-reports", "", at=schedules.weekly_report),
     ]
-    if seat_mail:
+    if reports.weekly:
+        found.append(Expected("weekly-reports", "", at=schedules.weekly_report))
+    if reports.monthly:
+        found.append(Expected("monthly-reports", "", at=schedules.monthly_report))
+    if reports.seat_mail:
         found.append(Expected("seat-report", "", at=schedules.seat_report))
     for key in sorted(company_keys):
         found.append(
@@ -92,13 +99,18 @@ def expected(
 
 
 def last_time(at: str, now: datetime) -> datetime:
-    """The latest moment at or before `now` that a job set "HH:MM" or "mon HH:MM" (JST)
-    was due."""
+    """The latest moment at or before `now` that a job set "HH:MM", "mon HH:MM" or "1 HH:MM"
+    (day of the month) in JST was due."""
     day, _, clock = at.rpartition(" ")
     hour, minute = (int(part) for part in clock.split(":"))
     local = as_utc(now).astimezone(JST)
     due = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    if day:
+    if day.isdigit():  # days 1-28 only: every month has them
+        due = due.replace(day=int(day))
+        if due > local:
+            before = due.replace(day=1) - timedelta(days=1)
+            due = due.replace(year=before.year, month=before.month)
+    elif day:
         due -= timedelta(days=(local.weekday() - _DAYS.index(day)) % 7)
         if due > local:
             due -= timedelta(days=7)

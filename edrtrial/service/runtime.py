@@ -18,6 +18,7 @@ from edrtrial.db import ensure_current, existing_engine, make_sessions, transact
 from edrtrial.desk.calendar import BusinessCalendar
 from edrtrial.desk.policy import DeskPolicy
 from edrtrial.models import Company, Tenant
+from edrtrial.notify.archive import archive_dir_of
 from edrtrial.playbooks.engine import Playbook, default_playbook_paths
 from edrtrial.playbooks.live import LivePlaybooks, channel_check
 from edrtrial.programme.companies import worked_on_filter
@@ -70,6 +71,8 @@ class Runtime:
             config.settings.desk,
             config.settings.sla,
             BusinessCalendar.from_config(config.settings.calendar),
+            programme=config.settings.programme,
+            archive_dir=archive_dir_of(config),
         )
         self.clock = clock
         self._connectors: dict[int, Connector] = {}

@@ -40,7 +40,7 @@ FIRST_POLL_DELAY = timedelta(seconds=1)
 """The first poll of each tenant is queued just behind its first inventory (they share the
 tenant's lock), so alerts find their devices and polling starts within seconds of a start."""
 
-WAITED_OUT = frozenset({"weekly-reports", "trial-lifecycle", "seat-report"})
+WAITED_OUT = frozenset({"weekly-reports", "monthly-reports", "trial-lifecycle", "seat-report"})
 """Jobs on a cron schedule, retried in place while the store is unavailable (each run of
 them is safe to repeat: a period's report is mailed once, a trial's step taken once)."""
 
@@ -196,6 +196,13 @@ def _cron(spec: str, weekly: bool) -> CronTrigger:
     )
 
 
+def _monthly_cron(spec: str) -> CronTrigger:
+    """'D HH:MM': that day of every month, at that time in Tokyo."""
+    day, _, clock = spec.partition(" ")
+    hour, minute = clock.split(":")
+    return CronTrigger(day=int(day), hour=int(hour), minute=int(minute), timezone=JST)
+
+
 _JobSpec = tuple[tuple[str, str | None], object, datetime | None]
 
 
@@ -270,6 +277,11 @@ def build_scheduler(rt: Runtime) -> BackgroundScheduler:
         "outbox": (("outbox", None), IntervalTrigger(seconds=schedules.outbox_seconds), now),
         "desk": (("desk", None), IntervalTrigger(seconds=schedules.desk_seconds), now),
         "weekly-reports": (("weekly-reports", None), _cron(schedules.weekly_report, True), None),
+        "monthly-reports": (
+            ("monthly-reports", None),
+            _monthly_cron(schedules.monthly_report),
+            None,
+        ),
         # Also once shortly after start, when the first inventory has found the devices.
         "trial-lifecycle": (
             ("trial-lifecycle", None),
@@ -279,6 +291,10 @@ def build_scheduler(rt: Runtime) -> BackgroundScheduler:
     }
     if rt.config.settings.reports.seat_mail:
         wanted["seat-report"] = (("seat-report", None), _cron(schedules.seat_report, True), None)
+    switched = rt.config.settings.reports
+    for job_id, on in (("weekly-reports", switched.weekly), ("monthly-reports", switched.monthly)):
+        if not on:
+            del wanted[job_id]
     # Companies verified (or offboarded) while the service runs are followed by this job.
     wanted["tenants"] = (("tenants", None), IntervalTrigger(seconds=schedules.poll_seconds), None)
     wanted |= _tenant_jobs(rt, now)

@@ -304,9 +304,7 @@ def read_overdue(
     }
     found = (
         overdue.check(job, last_run.get((job.job, job.company_key)), lease.since, now)
-        for job in overdue.expected(
-            settings.schedules, list(tenants), seat_mail=settings.reports.seat_mail
-        )
+        for job in overdue.expected(settings.schedules, list(tenants), settings.reports)
     )
     return tuple(late for late in found if late is not None)
 

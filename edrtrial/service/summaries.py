@@ -70,6 +70,7 @@ _COUNTS = {
     "inventory": ("device seen", "devices seen"),
     "weekly-reports": ("report queued", "reports queued"),
     "seat-report": ("seat report queued", "seat reports queued (this week's was queued before)"),
+    "monthly-reports": ("report queued", "reports queued"),
 }
 
 
