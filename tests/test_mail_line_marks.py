@@ -59,7 +59,12 @@ from edrtrial.notify.notices import (
     isolation_notice,
 )
 from edrtrial.reports.incident import incident_report_mail
-from edrtrial.reports.render import RenderedMail, detection_report_mail, environment
+from edrtrial.reports.render import (
+    RenderedMail,
+    detection_report_mail,
+    environment,
+    render_detection_report_print,
+)
 
 MARKS = ("\u240a", "\u240d", "\u2409")  # ␊ ␍ ␉
 
@@ -103,7 +108,10 @@ def mails(language: str, coverage: Coverage = IN_TRIAL) -> Iterator[RenderedMail
         incident.DESK,
         coverage,
     )
-    yield detection_report_mail(sample_report())
+    report = sample_report(language)
+    yield detection_report_mail(report)
+    # Its PDF's HTML (the print layout), which the mail carries as an attachment.
+    yield RenderedMail(report.subject, "", render_detection_report_print(report))
     yield from trial_mails(firm)
     yield desk_ticket_notice(firm, ticket(), [alert(1), alert(2, "Medium")], facts)
     yield desk_escalation_notice(firm, ticket(), [alert(1)], 2, DEADLINE, "oncall-teams", facts)
