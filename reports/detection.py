@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 
 from edrtrial.config import DeskConfig, ProgrammeConfig, SlaConfig
 from edrtrial.coverage import Coverage, TrialStage, coverage_at
-from edrtrial.errors import TenantMismatchError
+from edrtrial.errors import ReportPeriodError, TenantMismatchError
 from edrtrial.models import Alert, Company, Device, ResponseAction, Ticket, Trial
 from edrtrial.reports.advice import (
     Recommendation,
@@ -801,9 +801,9 @@ def build_detection_report(
     refused: its figures would be partial, and the company would read them as final.
     """
     if end < start:
-        raise ValueError(f"report period ends ({end}) before it starts ({start})")
+        raise ReportPeriodError(f"report period ends ({end}) before it starts ({start})")
     if end > jst_date(now):
-        raise ValueError(
+        raise ReportPeriodError(
             f"report period {start}..{end} ends after today ({jst_date(now)}, Tokyo): "
             "a report covers days that have passed"
         )

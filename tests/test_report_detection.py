@@ -380,3 +380,25 @@ def test_the_view_refuses_rows_of_another_tenant_handed_to_it(
             build_detection_report(
                 ours, our_tenant.id, [stray], [], None, START, END, now=NOW, desk=DESK
             )
+
+
+def test_in_progress_only_for_tickets_someone_works_on(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        company, tenant = add_company(session, "acme", "株式会社アクメ")
+        at = datetime(2026, 11, 2, 0, tzinfo=UTC)
+        for number, state in enumerate(("new", "acknowledged", "in_progress", "resolved")):
+            ticket = add_ticket(session, tenant, f"inc:{state}", state)
+            add_alert(session, tenant, state, at + timedelta(hours=number), ticket_id=ticket.id)
+        report = assemble(session, company)
+
+    states = {row.number: row.state for row in report.tickets}
+    assert [row.outcome.split("（")[0] for row in report.detections] == [
+        "受付済み・確認待ち",
+        "対応中",
+        "対応中",
+        "対応済み",
+    ]
+    assert sorted(states.values()) == sorted(["確認待ち", "対応中", "対応中", "対応済み"])
+    assert (report.open_tickets, report.worked_on) == (3, 2)
+    assert "2件はインシデント対応窓口が対応中です。" in report.verdict
+    assert "1件はインシデント対応窓口が受け付け、確認を待っています。" in report.verdict
