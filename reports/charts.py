@@ -33,14 +33,27 @@ _INK = "#1f2328"
 _GRID = "#d0d7de"
 _PROLOGUE = re.compile(r"^.*?(?=<svg)", re.DOTALL)
 # matplotlib's own sheet only sets line joins and caps; a mail must carry no <style>.
+_IDS = re.compile(r'(\bid="|url\(#|href="#)')
+_STYLE = re.compile(r'\sstyle="([^"]*)"')
 _SHEET = re.compile(r"<defs>\s*<style[^>]*>.*?</style>\s*</defs>", re.DOTALL)
 
 
-def _svg(figure: Figure) -> str:
-    """The figure as an <svg> element for inline use (no XML prologue, on one line)."""
+def _attributes(match: re.Match[str]) -> str:
+    """matplotlib's `style="fill: #b42318; stroke: none"` as presentation attributes
+    (`fill="#b42318" stroke="none"`): the same to an SVG renderer, while an inline style
+    is also read as the page's CSS, which knows no `fill` and warns of each one."""
+    pairs = (part.split(":", 1) for part in match.group(1).split(";") if ":" in part)
+    return "".join(f' {name.strip()}="{value.strip()}"' for name, value in pairs)
+
+
+def _svg(figure: Figure, prefix: str) -> str:
+    """The figure as an <svg> element for inline use (no XML prologue, on one line), its
+    ids prefixed: two charts in one page must not share a clip path's id."""
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", metadata={"Date": None})
     text = _SHEET.sub("", _PROLOGUE.sub("", buffer.getvalue(), count=1), count=1)
+    text = _IDS.sub(lambda m: f"{m.group(1)}{prefix}-", text)
+    text = _STYLE.sub(_attributes, text)
     # One line: the templates show every value on one line, and SVG needs no line breaks.
     return " ".join(text.split("\n"))
 
@@ -64,25 +77,34 @@ def daily_by_severity(
     ylabel: str,
 ) -> str:
     """Stacked bars: detections per day, one colour per severity (`series` high first)."""
-    figure = Figure(figsize=(7.0, 2.8))
+    figure = Figure(figsize=(7.0, 2.4))
     axes = figure.subplots()
     _style(axes)
     positions = list(range(len(days)))
     bottom = [0] * len(days)
     for (label, counts), colour in zip(series, SEVERITY_COLOURS, strict=False):
-        axes.bar(positions, counts, bottom=bottom, color=colour, label=label, width=0.75)
+        # Only the days with detections get a bar: an empty bar is still a path to draw.
+        shown = [i for i in positions if counts[i]]
+        axes.bar(
+            shown,
+            [counts[i] for i in shown],
+            bottom=[bottom[i] for i in shown],
+            color=colour,
+            label=label,
+            width=0.75,
+        )
         bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
     step = max(1, (len(days) + 15) // 16)  # at most 16 day labels, whatever the length
     axes.set_xticks(positions[::step], [days[i] for i in positions[::step]])
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_ylim(0, max(max(bottom, default=0), 1) * 1.15)
+    axes.set_ylim(0, max(max(bottom, default=0), 1) * 1.45)  # room for the legend
     axes.grid(axis="y", color=_GRID, linewidth=0.6)
     axes.set_title(title, fontsize=11, color=_INK, loc="left")
     axes.set_xlabel(xlabel, fontsize=8, color=_INK)
     axes.set_ylabel(ylabel, fontsize=8, color=_INK)
     axes.legend(fontsize=8, frameon=False, ncols=len(series), loc="upper right")
     figure.tight_layout()
-    return _svg(figure)
+    return _svg(figure, "daily")
 
 
 def by_kind(labels: Sequence[str], counts: Sequence[int], *, title: str, xlabel: str) -> str:
@@ -100,4 +122,4 @@ def by_kind(labels: Sequence[str], counts: Sequence[int], *, title: str, xlabel:
     axes.set_title(title, fontsize=11, color=_INK, loc="left")
     axes.set_xlabel(xlabel, fontsize=8, color=_INK)
     figure.tight_layout()
-    return _svg(figure)
+    return _svg(figure, "kinds")

@@ -79,6 +79,7 @@ WORDS: dict[str, dict[str, str]] = {
         "desk_watch": "検知の内容の確認と対応は、運営事務局の{desk}が行っています。"
         "貴社で画面を見張っていただく必要はありません。",
         "severity": "重要度",
+        "chip": "重要度 {label}",
         "count_unit": "{n} 件",
         "device_unit": "{n} 台",
         "chart_daily": "日別の検知件数（重要度別）",
@@ -212,6 +213,7 @@ WORDS: dict[str, dict[str, str]] = {
         "desk_watch": "The secretariat's {desk} reviews and handles every detection. "
         "You do not need to watch any screen yourself.",
         "severity": "Severity",
+        "chip": "{label}",
         "count_unit": "{n}",
         "device_unit": "{n}",
         "chart_daily": "Detections per day, by severity",
@@ -715,8 +717,8 @@ def _verdict(
     if total == 0:
         watching = [words["v_watching"].format(devices=devices)] if devices else []
         return joiner.join([words["v_none"], *watching])
-    parts = [words["v_total"].format(total=total)]
-    parts.append(words["v_tests"].format(tests=tests) if tests else words["v_end"])
+    ending = words["v_tests"].format(tests=tests) if tests else words["v_end"]
+    parts = [words["v_total"].format(total=total) + ending]
     if high:
         parts.append(words["v_high"].format(n=high))
     if isolated:

@@ -83,7 +83,7 @@ def detection_report_charts(report: DetectionReport) -> dict[str, Markup] | None
 
     w = report.words
     series = [
-        (f"{w['severity']} {s.label}", [day.counts[i] for day in report.days])
+        (w["chip"].format(label=s.label), [day.counts[i] for day in report.days])
         for i, s in enumerate(report.severity_counts)
     ]
     daily = charts.daily_by_severity(
@@ -110,7 +110,7 @@ def render_detection_report_html(
     (its charts made here unless given)."""
     if charts is None and report.total:
         charts = detection_report_charts(report)
-    return render("detection_report.html.j2", r=report, charts=charts)
+    return render("detection_report.html.j2", r=report, charts=charts, print_layout=False)
 
 
 def render_detection_report_text(report: DetectionReport) -> str:
@@ -128,6 +128,7 @@ def render_detection_report_print(
         "detection_report_pdf.html.j2",
         r=report,
         charts=charts,
+        print_layout=True,
         letterhead=report.letterhead,
         title=report.title,
         generated_at=report.generated_at,
