@@ -277,7 +277,7 @@ def test_english_company_gets_an_english_pdf_and_mail(
     assert "2 more than the previous month (1)." in " ".join(text.split())
     assert "この期間" not in text and "重要度" not in text and "お問い合わせ" not in text
     mail = detection_report_mail(report)
-    assert mail.subject.startswith("[EDR trial] EDR trial: monthly detection report")
+    assert mail.subject.startswith("[EDR trial] Monthly detection report (")
     assert "Dear 山田 太郎," in mail.text and "Summary of the period" in mail.text
     assert mail.html is not None and '<html lang="en">' in mail.html
 

@@ -260,7 +260,7 @@ def test_empty_period_says_so_reassuringly_without_an_empty_chart() -> None:
 def test_report_mail_subject_and_parts() -> None:
     mail = detection_report_mail(sample_report())
     assert mail.subject == (
-        "【EDR体験】EDR体験 週次検知レポート（2026/11/01〜2026/11/07）株式会社アクメ&サンズ"
+        "【EDR体験】週次検知レポート（2026/11/01〜2026/11/07）株式会社アクメ&サンズ"
     )
     assert mail.html is not None and mail.html.startswith("<!DOCTYPE html>")
     assert "この期間のまとめ" in mail.text
@@ -271,8 +271,7 @@ def test_report_mail_subject_and_parts() -> None:
 def test_english_company_gets_english_mail() -> None:
     mail = detection_report_mail(sample_report("en"))
     assert mail.subject == (
-        "[EDR trial] EDR trial: weekly detection report (01 Nov 2026 – 07 Nov 2026) "
-        "株式会社アクメ&サンズ"
+        "[EDR trial] Weekly detection report (01 Nov 2026 – 07 Nov 2026) 株式会社アクメ&サンズ"
     )
     assert mail.html is not None and '<html lang="en">' in mail.html
     for heading in EN_HEADINGS:
