@@ -8,6 +8,8 @@
 4. peak memory during (1)
 5. playbook throughput over ~200 rules
 6. restart to first poll: kill -9 a running `serve`, start another, until it has polled
+7. monthly PDF reports with charts: N rendered in 2 processes, memory at start, middle, end
+   (`--only pdfs --pdfs 100` for this one alone)
 Prints figures; exits 0 (no thresholds) but says WARN when an idle cycle costs too much.
 """
 
@@ -27,6 +29,7 @@ from typing import TypeVar
 
 import floor
 import playbook_speed
+import report_pdfs
 import restart
 from fleet import fresh_database, write_config
 from quotas import lifted_client_budgets
@@ -65,6 +68,18 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--drain-incidents",
         action="store_true",
         help="before the idle cycle, poll until every incident is read (slow: a few per poll)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("pdfs",),
+        default=None,
+        help="run one measurement only (pdfs: the monthly PDF reports)",
+    )
+    parser.add_argument(
+        "--pdfs", type=int, default=report_pdfs.GOAL_REPORTS, help="monthly PDF reports to render"
+    )
+    parser.add_argument(
+        "--pdf-workers", type=int, default=2, help="processes rendering the PDFs (default 2)"
     )
     parser.add_argument(
         "--profile",
@@ -251,13 +266,21 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     console = Console(width=max(Console().width, 110))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.only == "pdfs":
+        with console.status(f"rendering {args.pdfs} monthly PDF reports"):
+            pdfs = report_pdfs.measure(args.pdfs, args.pdf_workers, console=console)
+        report_pdfs.print_figures(console, pdfs)
+        return 0
     figures = Figures(args.tenants, args.alerts, today=jst_date(utcnow()), throttled=args.throttle)
     figures.reduced = (args.tenants, args.alerts) != (ISSUE_TENANTS, ISSUE_ALERTS)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edrtrial-bench-") as tmp:
         _run(args, Path(tmp), figures, console)
+    with console.status(f"rendering {args.pdfs} monthly PDF reports"):
+        pdfs = report_pdfs.measure(args.pdfs, args.pdf_workers, console=console)
     figures.total_seconds = time.perf_counter() - started
     print_report(console, figures)
+    report_pdfs.print_figures(console, pdfs)
     return 0
 
 

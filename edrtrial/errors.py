@@ -204,3 +204,8 @@ class ActionRefused(EdrTrialError):
 
 class JourneyError(EdrTrialError):
     """A step the company's journey does not allow now (it names where the company stands)."""
+
+
+class ReportPeriodError(EdrTrialError, ValueError):
+    """A report asked for a period it cannot cover: one that ends before it starts, or
+    whose last day has not come yet (its figures would be partial, read as final)."""

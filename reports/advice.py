@@ -95,6 +95,74 @@ _INVENTORY = Recommendation(
     ),
 )
 
+# The same advice in English, key for key (a company whose contact reads English).
+_EN = {
+    "mail": Recommendation(
+        key="mail",
+        title="Be careful with e-mail attachments and links",
+        reason="An attempt to get in through a suspicious e-mail or website was detected.",
+        actions=(
+            "Do not open attachments or click links in e-mails you do not expect.",
+            "Check suspicious invoices, payment or bonus messages with the sender by telephone, "
+            "even when they seem to come from a business partner.",
+            "If someone opened one, tell your colleagues at once and contact the support desk. "
+            "Share this with everyone in your company.",
+        ),
+    ),
+    "passwords": Recommendation(
+        key="passwords",
+        title="Review passwords and use multi-factor authentication",
+        reason="An attempt to steal passwords or other sign-in information was detected.",
+        actions=(
+            "Change simple passwords and passwords used for more than one service.",
+            "Turn on multi-factor authentication (for example a smartphone app) for cloud "
+            "services such as Microsoft 365.",
+            "Delete unused accounts (such as those of people who left) and keep administrator "
+            "rights to the people who need them.",
+        ),
+    ),
+    "backup": Recommendation(
+        key="backup",
+        title="Back up your data and check you can restore it",
+        reason="Detections related to a virus (malware) or ransomware were made.",
+        actions=(
+            "Back up important data regularly and keep one copy somewhere not normally "
+            "connected to the network (such as an external disk).",
+            "Check that you can actually restore data from the backup.",
+        ),
+    ),
+    "procedure": Recommendation(
+        key="procedure",
+        title="Decide whom to call and what to do in an emergency",
+        reason="The incident desk handled detections in this period.",
+        actions=(
+            "Decide who contacts whom when a computer shows something strange (during the "
+            "trial, the incident desk below).",
+            "Also check how you would inform business partners, customers and colleagues.",
+        ),
+    ),
+    "patches": Recommendation(
+        key="patches",
+        title="Apply updates (patches) to computers and devices promptly",
+        reason="",
+        actions=(
+            "Apply Windows Update and software updates soon after they are offered.",
+            "Devices at the edge of your network, such as VPN appliances and routers, are often "
+            "attacked: keep their firmware up to date.",
+        ),
+    ),
+    "inventory": Recommendation(
+        key="inventory",
+        title="Know your company's computers and devices",
+        reason="",
+        actions=(
+            "Make a list of your computers, smartphones, routers and other devices.",
+            "Check that no computer without the EDR, and no personal device, is connected to "
+            "your office network.",
+        ),
+    ),
+}
+
 _PHISHING_CATEGORIES = frozenset({"initialaccess", "phishing"})
 _CREDENTIAL_CATEGORIES = frozenset({"credentialaccess"})
 _MALWARE_CATEGORIES = frozenset({"malware", "ransomware", "impact"})
@@ -119,19 +187,35 @@ def topics_for(alerts: Sequence[Alert]) -> tuple[str, ...]:
     return tuple(topics)
 
 
-def recommendations_for(alerts: Sequence[Alert]) -> tuple[Recommendation, ...]:
-    """Advice for what was seen (phishing, credential theft, malware), then the standing advice."""
+def recommendations_for(
+    alerts: Sequence[Alert], language: str = "ja"
+) -> tuple[Recommendation, ...]:
+    """Advice for what was seen (phishing, credential theft, malware), then the standing advice,
+    in `language` ("ja" or "en": the same advice, key for key)."""
     real = [a for a in alerts if not is_detection_test(a)]
     topical = {"mail": _MAIL, "passwords": _PASSWORDS, "backup": _BACKUP}
     chosen = [topical[topic] for topic in topics_for(real)]
     if any(a.ticket_id is not None for a in real):
         chosen.append(_PROCEDURE)
     chosen.extend((_PATCHES, _INVENTORY))
+    if language == "en":
+        return tuple(_EN[rec.key] for rec in chosen)
     return tuple(chosen)
 
 
-def security_action() -> SecurityActionPointer:
+def security_action(language: str = "ja") -> SecurityActionPointer:
     """The pointer to IPA's SECURITY ACTION two-star declaration, the programme's goal."""
+    if language == "en":
+        return SecurityActionPointer(
+            title="Aim for the SECURITY ACTION two-star declaration",
+            text=(
+                "The programme's goal for each company is IPA's SECURITY ACTION two-star "
+                "self-declaration. Check where your company stands with IPA's 25-question "
+                "self-diagnosis, then set a basic information security policy and publish it: "
+                "that is the two-star declaration. The steps above prepare for it."
+            ),
+            url=SECURITY_ACTION_URL,
+        )
     return SecurityActionPointer(
         title="SECURITY ACTION 二つ星宣言を目指しましょう",
         text=(

@@ -63,6 +63,9 @@ def environment() -> Environment:
         finalize=_shown,
     )
     env.filters["body"] = _body
+    # The print layout's font (report_layout.html.j2): the rule is ours, not a value.
+    env.globals["report_font_css"] = lambda: Markup(font_face_css())
+    env.globals["report_font_family"] = FONT_FAMILY
     return env
 
 
@@ -71,9 +74,43 @@ def render(template: str, **context: Any) -> str:
     return environment().get_template(template).render(**context)
 
 
-def render_detection_report_html(report: DetectionReport) -> str:
-    """The report as a complete HTML document with inline styles, for the mail's HTML part."""
-    return render("detection_report.html.j2", r=report)
+def detection_report_charts(report: DetectionReport) -> dict[str, Markup] | None:
+    """The report's two charts as inline SVG, or None for a period without detections (the
+    report then says there is nothing to chart instead of showing empty axes)."""
+    if report.total == 0:
+        return None
+    from edrtrial.reports import charts  # imported on use: matplotlib is slow to load
+
+    w = report.words
+    series = [
+        (w["chip"].format(label=s.label), [day.counts[i] for day in report.days])
+        for i, s in enumerate(report.severity_counts)
+    ]
+    daily = charts.daily_by_severity(
+        [day.label for day in report.days],
+        series,
+        title=w["chart_daily"],
+        xlabel=w["chart_day"],
+        ylabel=w["chart_count"],
+    )
+    kinds = charts.by_kind(
+        [k.label for k in report.kinds],
+        [k.count for k in report.kinds],
+        title=w["chart_kinds"],
+        xlabel=w["chart_count"],
+    )
+    # Our own SVG, whose only words are the report's fixed wording and plain kind names.
+    return {"daily": Markup(daily), "kinds": Markup(kinds)}
+
+
+def render_detection_report_html(
+    report: DetectionReport, charts: dict[str, Markup] | None = None
+) -> str:
+    """The report as a complete HTML document with inline styles, for the mail's HTML part
+    (its charts made here unless given)."""
+    if charts is None and report.total:
+        charts = detection_report_charts(report)
+    return render("detection_report.html.j2", r=report, charts=charts, print_layout=False)
 
 
 def render_detection_report_text(report: DetectionReport) -> str:
@@ -81,18 +118,34 @@ def render_detection_report_text(report: DetectionReport) -> str:
     return render("detection_report.txt.j2", r=report)
 
 
+def render_detection_report_print(
+    report: DetectionReport, charts: dict[str, Markup] | None = None
+) -> str:
+    """The report as the PDF's HTML: the print layout (letterhead, A4, page numbers)."""
+    if charts is None and report.total:
+        charts = detection_report_charts(report)
+    return render(
+        "detection_report_pdf.html.j2",
+        r=report,
+        charts=charts,
+        print_layout=True,
+        letterhead=report.letterhead,
+        title=report.title,
+        generated_at=report.generated_at,
+        language=report.language,
+    )
+
+
 def detection_report_pdf(report: DetectionReport) -> bytes:
-    """The report as a PDF: the same template laid out for print, in the report font."""
-    html = render_detection_report_html(report)
-    style = f"<style>{font_face_css()} body {{ font-family: '{FONT_FAMILY}'; }}</style>"
-    return html_to_pdf(html.replace("</head>", f"{style}</head>", 1))
+    """The report as a printable PDF in the report font, charts included."""
+    return html_to_pdf(render_detection_report_print(report))
 
 
 def detection_report_mail(report: DetectionReport) -> RenderedMail:
-    """The detection report as a mail: Japanese subject, plain text and the HTML alternative."""
-    subject = f"{SUBJECT_PREFIX}検知レポート（{report.period_label}）{report.company_name}"
+    """The detection report as a mail in the company's language: subject, plain text, and
+    the HTML alternative (the PDF is attached by whoever queues it)."""
     return RenderedMail(
-        subject=subject,
+        subject=report.subject,
         text=render_detection_report_text(report),
         html=render_detection_report_html(report),
     )

@@ -135,7 +135,7 @@ def test_a_company_joining_with_200_alerts_gets_one_summary_and_tickets_for_open
         )
         assert report.total == BACKLOG
         assert sum(c.count for c in report.severity_counts) == BACKLOG
-        assert f"検知が{BACKLOG}件" in report.headline
+        assert f"検知が{BACKLOG}件" in report.verdict
 
     # Polling again sends no second summary.
     cli(config, "poll")

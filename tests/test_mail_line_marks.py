@@ -65,7 +65,12 @@ from edrtrial.reports.incident import (
     incident_report_mail,
     incident_report_print_html,
 )
-from edrtrial.reports.render import RenderedMail, detection_report_mail, environment
+from edrtrial.reports.render import (
+    RenderedMail,
+    detection_report_mail,
+    environment,
+    render_detection_report_print,
+)
 from edrtrial.reports.seat_report import build_seat_report, seat_report_mail
 
 MARKS = ("\u240a", "\u240d", "\u2409")  # ␊ ␍ ␉
@@ -120,7 +125,10 @@ def mails(language: str, coverage: Coverage = IN_TRIAL) -> Iterator[RenderedMail
     )
     html = incident_report_print_html(printed, ProgrammeConfig(), generated_at=DEADLINE)
     yield RenderedMail(subject="the incident report's PDF", text="", html=html)
-    yield detection_report_mail(sample_report())
+    report = sample_report(language)
+    yield detection_report_mail(report)
+    # Its PDF's HTML (the print layout), which the mail carries as an attachment.
+    yield RenderedMail(report.subject, "", render_detection_report_print(report))
     yield from trial_mails(firm)
     yield desk_ticket_notice(firm, ticket(), [alert(1), alert(2, "Medium")], facts)
     yield desk_escalation_notice(firm, ticket(), [alert(1)], 2, DEADLINE, "oncall-teams", facts)

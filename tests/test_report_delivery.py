@@ -138,7 +138,7 @@ def test_report_is_queued_once_and_delivered(
     assert stats.sent == 1
     written = outbox_dir / f"{message.id}-detection-report.eml"
     mail = BytesParser(policy=policy.default).parsebytes(written.read_bytes())
-    assert mail["Subject"] == "【EDR体験】検知レポート（2026/11/01〜2026/11/07）株式会社アクメ"
+    assert mail["Subject"] == "【EDR体験】週次検知レポート（2026/11/01〜2026/11/07）株式会社アクメ"
     assert mail["To"] == "yamada@example.jp"
     [attachment] = list(mail.iter_attachments())
     assert attachment.get_content_type() == "application/pdf"

@@ -141,7 +141,7 @@ def test_period_is_whole_tokyo_days(sessions: sessionmaker[Session]) -> None:
         )
 
         week = assemble(session, company)
-        following = assemble(session, company, date(2026, 11, 8), date(2026, 11, 14))
+        following = assemble(session, company, date(2026, 11, 8), date(2026, 11, 9))
 
     assert [row.at for row in week.detections] == ["2026/11/01 00:00", "2026/11/07 23:59"]
     assert [(row.at, row.source_title) for row in following.detections] == [
@@ -204,7 +204,10 @@ def test_rows_say_what_was_done_in_plain_words(sessions: sessionmaker[Session]) 
     rows = {row.source_title: row for row in report.detections}
     test_row = rows["Suspicious PowerShell command line"]
     assert test_row.outcome.startswith("動作確認テスト") and test_row.is_test
-    assert rows["Ransomware behavior"].outcome == f"対応中（受付番号 #{open_ticket.id}）"
+    # Received, nobody on it yet: not "対応中", which promises someone is working on it.
+    assert (
+        rows["Ransomware behavior"].outcome == f"受付済み・確認待ち（受付番号 #{open_ticket.id}）"
+    )
     assert rows["Ransomware behavior"].severity == "高"
     assert rows["Ransomware behavior"].title.startswith("ランサムウェア")
     assert rows["Mimikatz"].outcome == f"対応済み（受付番号 #{done_ticket.id}）"
@@ -217,7 +220,11 @@ def test_rows_say_what_was_done_in_plain_words(sessions: sessionmaker[Session]) 
         "情報": 2,
     }
     assert (report.total, report.tests, report.open_tickets) == (4, 1, 1)
-    assert "4件" in report.headline and "1件はインシデント対応窓口が対応中" in report.headline
+    assert (
+        "4件" in report.verdict
+        and "1件はインシデント対応窓口が受け付け、確認を待っています" in report.verdict
+    )
+    assert "対応中" not in report.verdict
 
 
 def test_advice_follows_what_was_seen(sessions: sessionmaker[Session]) -> None:
@@ -350,7 +357,7 @@ def test_company_without_tenant_gets_an_empty_report(sessions: sessionmaker[Sess
         session.flush()
         report = assemble(session, company)
     assert report.total == 0 and report.detections == () and report.tenant_id is None
-    assert report.headline == "この期間、EDRによる検知はありませんでした。"
+    assert report.verdict == "この期間、EDRによる検知はありませんでした。"
 
 
 def test_rejects_unknown_company_and_reversed_period(sessions: sessionmaker[Session]) -> None:
@@ -373,3 +380,25 @@ def test_the_view_refuses_rows_of_another_tenant_handed_to_it(
             build_detection_report(
                 ours, our_tenant.id, [stray], [], None, START, END, now=NOW, desk=DESK
             )
+
+
+def test_in_progress_only_for_tickets_someone_works_on(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        company, tenant = add_company(session, "acme", "株式会社アクメ")
+        at = datetime(2026, 11, 2, 0, tzinfo=UTC)
+        for number, state in enumerate(("new", "acknowledged", "in_progress", "resolved")):
+            ticket = add_ticket(session, tenant, f"inc:{state}", state)
+            add_alert(session, tenant, state, at + timedelta(hours=number), ticket_id=ticket.id)
+        report = assemble(session, company)
+
+    states = {row.number: row.state for row in report.tickets}
+    assert [row.outcome.split("（")[0] for row in report.detections] == [
+        "受付済み・確認待ち",
+        "対応中",
+        "対応中",
+        "対応済み",
+    ]
+    assert sorted(states.values()) == sorted(["確認待ち", "対応中", "対応中", "対応済み"])
+    assert (report.open_tickets, report.worked_on) == (3, 2)
+    assert "2件はインシデント対応窓口が対応中です。" in report.verdict
+    assert "1件はインシデント対応窓口が受け付け、確認を待っています。" in report.verdict

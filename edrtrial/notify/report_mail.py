@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
 
 from edrtrial import audit
 from edrtrial.config import Settings
 from edrtrial.errors import ArchiveError
 from edrtrial.ingest.queries import period_alerts, tenant_devices
-from edrtrial.models import Alert, Company, Device, OutboxMessage, ReportArchive
+from edrtrial.models import Alert, Company, Device, OutboxMessage, ReportArchive, ResponseAction
 from edrtrial.notify.archive import (
     PDF,
     ReportFile,
@@ -36,8 +36,9 @@ from edrtrial.notify.archive import (
 from edrtrial.notify.outbox import enqueue
 from edrtrial.programme.companies import tenant_of_company
 from edrtrial.programme.trials import trial_of_company
-from edrtrial.reports.detection import DetectionReport, build_detection_report
+from edrtrial.reports.detection import DetectionReport, build_detection_report, previous_period
 from edrtrial.reports.render import detection_report_mail, detection_report_pdf
+from edrtrial.timeutil import jst_day_bounds
 from edrtrial.untrusted import one_line
 
 REPORT_KIND = "detection_report"
@@ -85,9 +86,36 @@ def detection_report_for(
     tenant = tenant_of_company(session, company.id)
     alerts: list[Alert] = []
     devices: list[Device] = []
+    actions: list[ResponseAction] = []
+    previous = 0
     if tenant is not None:
         alerts = period_alerts(session, tenant.id, start, end)
         devices = tenant_devices(session, tenant.id)
+        before = previous_period(start, end, kind)
+        lower, upper = jst_day_bounds(*before)
+        previous = (
+            session.scalar(
+                select(func.count(Alert.id)).where(
+                    Alert.tenant_id == tenant.id,
+                    Alert.created_at >= lower,
+                    Alert.created_at < upper,
+                )
+            )
+            or 0
+        )
+        lower, upper = jst_day_bounds(start, end)
+        actions = list(
+            session.scalars(
+                select(ResponseAction)
+                .where(
+                    ResponseAction.tenant_id == tenant.id,
+                    ResponseAction.created_at >= lower,
+                    ResponseAction.created_at < upper,
+                )
+                .options(selectinload(ResponseAction.device))
+                .order_by(ResponseAction.created_at, ResponseAction.id)
+            )
+        )
     return build_detection_report(
         company,
         tenant.id if tenant else None,
@@ -98,6 +126,11 @@ def detection_report_for(
         end,
         now=now,
         desk=settings.desk,
+        programme=settings.programme,
+        sla=settings.sla,
+        kind=kind,
+        previous_total=previous,
+        actions=actions,
     )
 
 
