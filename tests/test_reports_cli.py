@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
+import pytest
 from rich.cells import cell_len
 from sqlalchemy import select
 from test_cli_terminal import cli, config, sandbox
@@ -176,3 +177,16 @@ def test_run_job_monthly_reports_says_what_it_queued_and_queues_it_once(config):
     for record in listed:
         assert record["period"] == {"from": str(start.replace(day=1)), "to": str(start)}
     del end
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_report_prints_its_own_lines_and_no_pdf_library_chatter(config, json_lines):
+    if json_lines:
+        text = config.read_text(encoding="utf-8")
+        assert "json_lines = false" in text
+        config.write_text(text.replace("json_lines = false", "json_lines = true"), "utf-8")
+    out = cli(config, "report", *period(), "--no-mail").output
+    assert "report written to" in out, "the command says what it wrote"
+    noisy = [line for line in out.splitlines() if "weasyprint" in line.lower()]
+    assert not noisy, noisy
+    assert "fontTools" not in out and "Step 6 - Creating PDF" not in out
