@@ -179,6 +179,33 @@ def test_run_job_monthly_reports_says_what_it_queued_and_queues_it_once(config):
     del end
 
 
+def test_a_period_neither_a_week_nor_a_month_is_reported_as_that_period(config, tmp_path):
+    """30 days asked for by hand: no "weekly" title, no "previous week"; archived as a period
+    report, and listed under that kind."""
+    first, last = clock.day(-31), clock.day(-2)
+    said = cli(
+        config, "report", "--company", "sakura-seisakusho", "--from", str(first), "--to", str(last)
+    ).output
+    [mail] = report_mails(tmp_path / "mail")
+    assert mail["Subject"].startswith("【EDR体験】検知レポート（")
+    text = mail.get_body(("plain",)).get_content()
+    assert "EDR体験 検知レポート" in text
+    assert "週次" not in text and "前週" not in text
+    [attachment] = list(mail.iter_attachments())
+    printed = pdf_text(attachment.get_content())
+    assert "EDR体験 検知レポート" in printed and "週次" not in printed and "前週" not in printed
+    [record] = json.loads(cli(config, "reports", "list", "--kind", "period", "--json").stdout)
+    assert Path(record["path"]).name == f"period_{first}_{last}.pdf"
+    assert f"report archived at {record['path']}" in said
+    # Seven days are a week, a calendar month is a month, without being told.
+    cli(config, "report", *period(-9, -3))
+    month_end = clock.day(0).replace(day=1) - timedelta(days=1)
+    month = ("--from", str(month_end.replace(day=1)), "--to", str(month_end))
+    cli(config, "report", "--company", "sakura-seisakusho", *month)
+    listed = json.loads(cli(config, "reports", "list", "--json").stdout)
+    assert [r["kind"] for r in listed] == ["period", "weekly", "monthly"]
+
+
 @pytest.mark.parametrize("json_lines", [False, True])
 def test_report_prints_its_own_lines_and_no_pdf_library_chatter(config, json_lines):
     if json_lines:

@@ -82,7 +82,7 @@ def _record(row: ArchivedSend) -> dict[str, Any]:
 
 @reports.command("list")
 @click.option("--company", help="Only this company (key).")
-@click.option("--kind", help="Only this kind: weekly, monthly, incident, seats.")
+@click.option("--kind", help="Only this kind: weekly, monthly, period, incident, seats.")
 @list_options
 @click.pass_context
 @fails_cleanly

@@ -36,9 +36,14 @@ from edrtrial.notify.archive import (
 from edrtrial.notify.outbox import enqueue
 from edrtrial.programme.companies import tenant_of_company
 from edrtrial.programme.trials import trial_of_company
-from edrtrial.reports.detection import DetectionReport, build_detection_report, previous_period
+from edrtrial.reports.detection import (
+    DetectionReport,
+    build_detection_report,
+    comparable,
+    previous_period,
+)
 from edrtrial.reports.render import detection_report_mail, detection_report_pdf
-from edrtrial.timeutil import jst_day_bounds
+from edrtrial.timeutil import jst_date, jst_day_bounds
 from edrtrial.untrusted import one_line
 
 REPORT_KIND = "detection_report"
@@ -78,8 +83,13 @@ def detection_report_for(
     settings: Settings,
     kind: str = "weekly",
 ) -> DetectionReport:
-    """The company's `kind` ("weekly", "monthly") detection report for the period, from its
-    own tenant's rows only."""
+    """The company's `kind` ("weekly", "monthly", "period") detection report for the period,
+    from its own tenant's rows only.
+
+    The change is counted against the period before only when that period is wholly in the
+    trial and, where known, after the tenant's first poll completed (`comparable`): the
+    store holds nothing earlier, and a comparison with it would be an invented increase.
+    """
     company = session.get(Company, company_id)
     if company is None:
         raise LookupError(f"no company with id {company_id}")
@@ -87,22 +97,25 @@ def detection_report_for(
     alerts: list[Alert] = []
     devices: list[Device] = []
     actions: list[ResponseAction] = []
-    previous = 0
+    previous: int | None = None
+    trial = trial_of_company(session, company.id)
     if tenant is not None:
         alerts = period_alerts(session, tenant.id, start, end)
         devices = tenant_devices(session, tenant.id)
         before = previous_period(start, end, kind)
-        lower, upper = jst_day_bounds(*before)
-        previous = (
-            session.scalar(
-                select(func.count(Alert.id)).where(
-                    Alert.tenant_id == tenant.id,
-                    Alert.created_at >= lower,
-                    Alert.created_at < upper,
+        polled = tenant.first_poll_done_at
+        if comparable(before, trial, jst_date(polled) if polled is not None else None):
+            lower, upper = jst_day_bounds(*before)
+            previous = (
+                session.scalar(
+                    select(func.count(Alert.id)).where(
+                        Alert.tenant_id == tenant.id,
+                        Alert.created_at >= lower,
+                        Alert.created_at < upper,
+                    )
                 )
+                or 0
             )
-            or 0
-        )
         lower, upper = jst_day_bounds(start, end)
         actions = list(
             session.scalars(
@@ -121,7 +134,7 @@ def detection_report_for(
         tenant.id if tenant else None,
         alerts,
         devices,
-        trial_of_company(session, company.id),
+        trial,
         start,
         end,
         now=now,
