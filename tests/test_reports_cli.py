@@ -18,7 +18,8 @@ from test_cli_terminal import cli, config, sandbox
 from test_report_delivery import pdf_text
 
 from edrtrial.db import make_engine, make_sessions
-from edrtrial.models import AuditEvent
+from edrtrial.models import AuditEvent, Company, OutboxMessage, Tenant
+from edrtrial.timeutil import to_jst
 
 import clock
 
@@ -217,3 +218,48 @@ def test_report_prints_its_own_lines_and_no_pdf_library_chatter(config, json_lin
     noisy = [line for line in out.splitlines() if "weasyprint" in line.lower()]
     assert not noisy, noisy
     assert "fontTools" not in out and "Step 6 - Creating PDF" not in out
+
+
+def test_a_report_mailed_before_the_archive_is_the_period_s_first_send(
+    config, tmp_path, database_url
+):
+    """A store upgraded from before the archive holds the weekly mail under its old outbox
+    key: `report` says when it went and mails it again only with --resend."""
+    first, last = clock.day(-9), clock.day(-3)
+    sent_at = clock.NOW - timedelta(days=2)
+    with make_sessions(make_engine(database_url))() as session:
+        tenant_id = session.scalars(
+            select(Tenant.id).join(Company).where(Company.key == "sakura-seisakusho")
+        ).one()
+        session.add(  # as the report mail was queued then: its key, no archived report
+            OutboxMessage(
+                dedupe_key=f"report:detection:sakura-seisakusho:{first}:{last}",
+                tenant_id=tenant_id,
+                kind="detection_report",
+                recipient="it@sakura.example.jp",
+                subject="【EDR体験】週次検知レポート",
+                body_text="検知レポート",
+                body_html="<p>検知レポート</p>",
+                status="sent",
+                created_at=sent_at,
+                next_attempt_at=sent_at,
+                sent_at=sent_at,
+            )
+        )
+        session.commit()
+    said = cli(config, "report", *period()).stdout
+    assert (
+        f"sakura-seisakusho {first} to {last}: mailed {to_jst(sent_at):%Y-%m-%d %H:%M} JST "
+        "to it@sakura.example.jp" in said
+    )
+    assert "not mailed again (--resend mails it again)" in said
+    assert report_mails(tmp_path / "mail") == []
+    assert json.loads(cli(config, "reports", "list", "--json").stdout) == []
+    again = cli(config, "report", *period(), "--resend").stdout
+    assert "report archived at" in again
+    assert [m["To"] for m in report_mails(tmp_path / "mail")] == ["it@sakura.example.jp"]
+    with make_sessions(make_engine(database_url))() as session:
+        audited = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "report.queued").order_by(AuditEvent.id)
+        ).all()
+    assert audited[-1].detail["resend"] == 1

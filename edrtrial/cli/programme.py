@@ -322,8 +322,10 @@ def _made_report(
                 actor=actor(click.get_current_context()),
                 resend=resend,
             )
-            content = read_archived(queued.record)  # as mailed, digest checked
-            return _Made(queued.html, lambda: content, Path(queued.record.path))
+            if queued.record is not None:
+                content = read_archived(queued.record)  # as mailed, digest checked
+                return _Made(queued.html, lambda: content, Path(queued.record.path))
+            # Mailed before reports were archived: no file was kept, so today's render.
         found = detection_report_for(
             session, stored.id, first, last, now=now, settings=settings, kind=kind
         )
