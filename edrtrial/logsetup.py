@@ -103,7 +103,13 @@ def configure(level: str = "INFO", json_lines: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Libraries' progress lines (WeasyPrint's "Step 6 - Creating PDF", fontTools' subsetting,
+    # matplotlib's font cache) would bury a command's own lines: only their warnings show.
     for noisy in (
+        "weasyprint",
+        "fontTools",
+        "matplotlib",
+        "PIL",
         "httpx",
         "httpcore",
         "msal",

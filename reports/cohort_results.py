@@ -61,7 +61,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from edrtrial.reports.pdf import FONT_FAMILY, font_face_css, html_to_pdf
+from edrtrial.reports.letterhead import Letterhead
+from edrtrial.reports.pdf import html_to_pdf
 from edrtrial.reports.render import render
 from edrtrial.reports.vocabulary import CATEGORY_JA, SEVERITY_JA, SEVERITY_ORDER, category_key
 
@@ -490,12 +491,19 @@ def results_csv(results: CohortResults) -> bytes:
 
 
 def results_html(results: CohortResults) -> str:
-    """The report as a self-contained print document (letterhead, page numbers, the font)."""
+    """The report as the HTML page its PDF is printed from: the shared print layout
+    (`report_layout.html.j2`: letterhead, page numbers, the report font) around the tables.
+    It carries no time it was made: the figures are the cohort's, whenever printed."""
+    contact = tuple(line.strip() for line in results.secretariat_contact.splitlines())
     return render(
         "cohort_results.html.j2",
         r=results,
-        font_face=font_face_css(),
-        font_family=FONT_FAMILY,
+        letterhead=Letterhead(
+            results.programme, results.secretariat, tuple(line for line in contact if line)
+        ),
+        title=results.words["title"],
+        generated_at="",
+        language="ja",
     )
 
 

@@ -48,7 +48,7 @@ SILENT_DAYS = 7  # a device unseen this long before the period's end is listed a
 MAX_ROWS = 100  # a noisy month must not produce a report nobody can read
 MAX_QUIET_DEVICES = 20
 MAX_TICKETS = 50
-KINDS = ("weekly", "monthly")
+KINDS = ("weekly", "monthly", "period")  # period: any other run of days, asked for by hand
 _WEEKDAY = {"ja": "月火水木金土日", "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")}
 
 # Fixed wording per language; the templates only lay it out, so ja and en cannot drift apart.
@@ -62,10 +62,12 @@ WORDS: dict[str, dict[str, str]] = {
         "comma": "、",
         "title_weekly": "EDR体験 週次検知レポート",
         "title_monthly": "EDR体験 月次検知レポート",
+        "title_period": "EDR体験 検知レポート",
         "subject_weekly": "【EDR体験】週次検知レポート（{period}）{company}",
         "subject_monthly": "【EDR体験】月次検知レポート（{period}）{company}",
-        "dear": "{name} 様",
-        "dear_anonymous": "ご担当者 様",
+        "subject_period": "【EDR体験】検知レポート（{period}）{company}",
+        "addressee": "{name} 様",
+        "addressee_anonymous": "ご担当者 様",
         "period": "対象期間",
         "trial": "無料体験期間",
         "generated": "作成日時",
@@ -147,10 +149,14 @@ WORDS: dict[str, dict[str, str]] = {
         "v_isolated": "被害が広がらないよう、{n}台の端末をネットワークから隔離しました。",
         "prev_weekly": "前週",
         "prev_monthly": "前月",
-        "prev_period": "前の期間",
-        "change_up": "{prev}より{n}件増えました（{prev}は{before}件）。",
-        "change_down": "{prev}より{n}件減りました（{prev}は{before}件）。",
+        "prev_period": "直前の同じ日数（{days}日間）",
+        "prev_short_weekly": "前週",
+        "prev_short_monthly": "前月",
+        "prev_short_period": "直前の{days}日間",
+        "change_up": "{prev}より{n}件増えました（{prev_short}は{before}件）。",
+        "change_down": "{prev}より{n}件減りました（{prev_short}は{before}件）。",
         "change_same": "{prev}と同じ件数でした。",
+        "change_none": "前の期間は体験開始前のため、比較はありません。",
         # detection and ticket states
         "o_test": "動作確認テスト（対応不要）",
         "o_waiting": "受付済み・確認待ち（受付番号 #{id}）",
@@ -197,10 +203,12 @@ WORDS: dict[str, dict[str, str]] = {
         "comma": ", ",
         "title_weekly": "EDR trial: weekly detection report",
         "title_monthly": "EDR trial: monthly detection report",
+        "title_period": "EDR trial: detection report",
         "subject_weekly": "[EDR trial] Weekly detection report ({period}) {company}",
         "subject_monthly": "[EDR trial] Monthly detection report ({period}) {company}",
-        "dear": "Dear {name},",
-        "dear_anonymous": "Dear contact,",
+        "subject_period": "[EDR trial] Detection report ({period}) {company}",
+        "addressee": "Attn: {name}",
+        "addressee_anonymous": "Attn: the EDR trial contact",
         "period": "Period",
         "trial": "Free trial",
         "generated": "Generated",
@@ -282,10 +290,14 @@ WORDS: dict[str, dict[str, str]] = {
         "that damage could not spread.",
         "prev_weekly": "the previous week",
         "prev_monthly": "the previous month",
-        "prev_period": "the previous period",
+        "prev_period": "the {days} days before",
+        "prev_short_weekly": "the previous week",
+        "prev_short_monthly": "the previous month",
+        "prev_short_period": "the {days} days before",
         "change_up": "{n} more than {prev} ({before}).",
         "change_down": "{n} fewer than {prev} ({before}).",
         "change_same": "The same number as {prev}.",
+        "change_none": "No comparison: the previous period was before the trial.",
         "o_test": "Installation test (nothing to do)",
         "o_waiting": "Received, waiting for the desk (case #{id})",
         "o_working": "In progress (case #{id})",
@@ -424,7 +436,7 @@ class DetectionReport:
     letterhead: Letterhead
     company_key: str
     company_name: str
-    salutation: str
+    salutation: str  # the line under the company: "name 様", "Attn: name"
     recipient: str
     tenant_id: int | None
     start: date
@@ -435,7 +447,7 @@ class DetectionReport:
     trial_label: str
     total: int
     tests: int
-    previous_total: int
+    previous_total: int | None  # None: the period before is not one to compare with
     open_tickets: int
     worked_on: int
     verdict: str
@@ -452,6 +464,33 @@ class DetectionReport:
     security_action: SecurityActionPointer
     trial_lines: tuple[str, ...]
     desk: DeskContacts
+
+
+def period_kind(start: date, end: date, *, monthly: bool = False) -> str:
+    """The report a period asked for by hand is: seven days a weekly report, a whole
+    calendar month (or `monthly`) a monthly one, any other run of days a "period" report,
+    titled and compared as what it is (a 30-day report is no week, its 30 days before no
+    "previous week")."""
+    whole_month = (
+        start.day == 1
+        and (start.year, start.month) == (end.year, end.month)
+        and end.day == calendar.monthrange(end.year, end.month)[1]
+    )
+    if monthly or whole_month:
+        return "monthly"
+    return "weekly" if (end - start).days + 1 == 7 else "period"
+
+
+def comparable(
+    before: tuple[date, date], trial: Trial | None, first_poll_day: date | None = None
+) -> bool:
+    """Whether the period before (`previous_period`) can be compared with: only days of the
+    company's trial, and not before the JST day its tenant's first poll completed when that
+    is known, hold all of its detections. Before them the store holds nothing, and "20 more
+    than the week before (0)" would read as an attack that grew."""
+    if trial is None or before[0] < trial.starts_on or before[1] > trial.ends_on:
+        return False
+    return first_poll_day is None or before[0] >= first_poll_day
 
 
 def previous_period(start: date, end: date, kind: str) -> tuple[date, date]:
@@ -734,12 +773,19 @@ def _verdict(
     return joiner.join(parts)
 
 
-def _change(words: Mapping[str, str], kind: str, total: int, before: int) -> str:
-    prev = words[f"prev_{kind}"] if kind in KINDS else words["prev_period"]
+def _change(words: Mapping[str, str], kind: str, total: int, before: int | None, days: int) -> str:
+    if before is None:
+        return words["change_none"]
+    prev = words[f"prev_{kind}"].format(days=days)
+    short = words[f"prev_short_{kind}"].format(days=days)
     if total > before:
-        return words["change_up"].format(prev=prev, n=total - before, before=before)
+        return words["change_up"].format(
+            prev=prev, prev_short=short, n=total - before, before=before
+        )
     if total < before:
-        return words["change_down"].format(prev=prev, n=before - total, before=before)
+        return words["change_down"].format(
+            prev=prev, prev_short=short, n=before - total, before=before
+        )
     return words["change_same"].format(prev=prev)
 
 
@@ -794,7 +840,7 @@ def build_detection_report(
     programme: ProgrammeConfig | None = None,
     sla: SlaConfig | None = None,
     kind: str = "weekly",
-    previous_total: int = 0,
+    previous_total: int | None = 0,
     actions: Sequence[ResponseAction] = (),
 ) -> DetectionReport:
     """One company's detections, desk work, devices and advice for the period, from its rows.
@@ -812,7 +858,7 @@ def build_detection_report(
             "a report covers days that have passed"
         )
     if kind not in KINDS:
-        raise ValueError(f"unknown report kind {kind!r} (weekly or monthly)")
+        raise ValueError(f"unknown report kind {kind!r} (weekly, monthly or period)")
     strangers = [f"alert {a.id}" for a in alerts if a.tenant_id != tenant_id]
     strangers += [f"device {d.id}" for d in devices if d.tenant_id != tenant_id]
     strangers += [f"action {x.id}" for x in actions if x.tenant_id != tenant_id]
@@ -872,7 +918,9 @@ def build_detection_report(
         letterhead=letterhead(programme),
         company_key=company.key,
         company_name=company.name,
-        salutation=words["dear"].format(name=contact) if contact else words["dear_anonymous"],
+        salutation=words["addressee"].format(name=contact)
+        if contact
+        else words["addressee_anonymous"],
         recipient=company.contact_email,
         tenant_id=tenant_id,
         start=start,
@@ -901,7 +949,7 @@ def build_detection_report(
             isolated=isolated,
             devices=summary.onboarded,
         ),
-        change=_change(words, kind, len(rows), previous_total),
+        change=_change(words, kind, len(rows), previous_total, (end - start).days + 1),
         severity_counts=tuple(SeverityCount(k, severities[k], counts[k]) for k in SEVERITY_ORDER),
         days=_days(alerts, start, end, language),
         kinds=_kinds(alerts, language),

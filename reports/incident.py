@@ -19,7 +19,8 @@ from edrtrial.coverage import Coverage
 from edrtrial.models import Alert, Company, Device, ResponseAction, Ticket
 from edrtrial.reports.advice import topics_for
 from edrtrial.reports.contacts import DeskContacts, desk_contacts
-from edrtrial.reports.pdf import FONT_FAMILY, font_face_css, html_to_pdf
+from edrtrial.reports.letterhead import letterhead
+from edrtrial.reports.pdf import html_to_pdf
 from edrtrial.reports.render import SUBJECT_PREFIX, SUBJECT_PREFIX_EN, RenderedMail, render
 from edrtrial.reports.vocabulary import (
     ACTION_RESULT_EN,
@@ -76,7 +77,7 @@ WORDS: dict[str, dict[str, str]] = {
         "part": "【{}】",
         "list_sep": "、",
         "ticket_ref": "受付番号 #{}",
-        "generated": "作成日時：{at}（日本時間）",
+        "generated": "{at}（日本時間）",
         "file": "EDRインシデント報告_{company}_受付番号{ticket}.pdf",
     },
     "en": {
@@ -113,7 +114,7 @@ WORDS: dict[str, dict[str, str]] = {
         "part": "* {}",
         "list_sep": ", ",
         "ticket_ref": "ticket #{}",
-        "generated": "Prepared: {at} (Japan time)",
+        "generated": "{at} (Japan time)",
         "file": "EDR-incident-report_{company}_ticket{ticket}.pdf",
     },
 }
@@ -404,20 +405,6 @@ def incident_report_mail(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Letterhead:
-    """The head of a printed report: the programme, its secretariat, the secretariat's line."""
-
-    programme: str
-    secretariat: str
-    contact: str
-
-
-def letterhead(programme: ProgrammeConfig) -> Letterhead:
-    """The letterhead as the programme's config names it."""
-    return Letterhead(programme.name, programme.secretariat, programme.secretariat_contact)
-
-
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -430,7 +417,8 @@ def incident_report_filename(report: IncidentReport, company_key: str) -> str:
 def incident_report_print_html(
     report: IncidentReport, programme: ProgrammeConfig, *, generated_at: datetime
 ) -> str:
-    """The incident report as the HTML page the PDF is printed from."""
+    """The incident report as the HTML page the PDF is printed from: the shared print layout
+    (`report_layout.html.j2`: letterhead, page numbers, the report font) around it."""
     words = WORDS[report.language]
     title = words["title"] + words["paren"].format(words["ticket_ref"].format(report.ticket_id))
     return render(
@@ -441,8 +429,6 @@ def incident_report_print_html(
         title=title,
         letterhead=letterhead(programme),
         generated_at=words["generated"].format(at=jst_minute(generated_at)),
-        font_face=font_face_css(),
-        font_family=FONT_FAMILY,
     )
 
 

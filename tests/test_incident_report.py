@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from jinja2 import StrictUndefined, UndefinedError
 
-from edrtrial.config import DeskConfig
+from edrtrial.config import DeskConfig, ProgrammeConfig
 from edrtrial.coverage import coverage_at
 from edrtrial.models import Alert, Company, Device, ResponseAction, Tenant, Ticket, Trial
 from edrtrial.reports.incident import (
     WORDS,
     assemble_incident_report,
     incident_report_mail,
+    incident_report_pdf,
 )
 from edrtrial.reports.render import environment, render
 
@@ -401,3 +405,34 @@ def test_an_unconfirmed_proposal_is_not_reported_as_an_action() -> None:
             DESK,
             IN_TRIAL,
         )
+
+
+@pytest.mark.skipif(
+    shutil.which("pdftotext") is None, reason="poppler-utils (make test installs it)"
+)
+def test_the_printed_report_has_the_shared_letterhead_one_contact_line_a_line(
+    tmp_path: Path,
+) -> None:
+    """The incident report prints in the layout every report shares: the secretariat's
+    contact lines each on a line of their own (not joined with a line-break mark), the time
+    it was made, "n / N" at the foot of each page."""
+    programme = ProgrammeConfig(
+        name="東京都中小企業サイバーセキュリティ基本対策事業",
+        secretariat="EDR体験 運営事務局",
+        secretariat_contact="東京都千代田区丸の内1-1-1\nTEL 03-0000-0000",
+    )
+    report = assemble_incident_report(company(), ticket(), alerts(), isolated(), DESK, IN_TRIAL)
+    pdf = incident_report_pdf(report, programme, generated_at=datetime(2026, 11, 9, 1, tzinfo=UTC))
+    path = tmp_path / "incident.pdf"
+    path.write_bytes(pdf)
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"], check=True, capture_output=True, text=True
+    ).stdout
+    lines = [line.strip() for line in text.splitlines()]
+    assert "\u240a" not in text
+    assert any(line.endswith("東京都千代田区丸の内1-1-1") for line in lines)
+    assert any(line.endswith("TEL 03-0000-0000") for line in lines)
+    assert "作成日時：2026/11/09 10:00（日本時間）" in lines
+    pages = text.count("\f")
+    numbers = [tuple(map(int, n)) for n in re.findall(r"(\d+)\s*/\s*(\d+)\s*\f", text)]
+    assert numbers == [(n, pages) for n in range(1, pages + 1)]

@@ -6,13 +6,14 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from edrtrial.config import DeskConfig, MailConfig, Settings
 from edrtrial.errors import TenantMismatchError
 from edrtrial.models import Alert, Company, Device, Tenant, Ticket, Trial
 from edrtrial.notify.report_mail import detection_report_for
-from edrtrial.reports.detection import DetectionReport, build_detection_report
+from edrtrial.reports.detection import DetectionReport, build_detection_report, period_kind
 
 NOW = datetime(2026, 11, 9, 0, 0, tzinfo=UTC)  # Monday 09:00 in Tokyo
 START, END = date(2026, 11, 1), date(2026, 11, 7)
@@ -65,6 +66,10 @@ def add_ticket(session: Session, tenant: Tenant, key: str, state: str) -> Ticket
     session.add(ticket)
     session.flush()
     return ticket
+
+
+def trial_of(session: Session, company: Company) -> Trial:
+    return session.scalars(select(Trial).where(Trial.company_id == company.id)).one()
 
 
 def assemble(
@@ -402,3 +407,78 @@ def test_in_progress_only_for_tickets_someone_works_on(sessions: sessionmaker[Se
     assert (report.open_tickets, report.worked_on) == (3, 2)
     assert "2件はインシデント対応窓口が対応中です。" in report.verdict
     assert "1件はインシデント対応窓口が受け付け、確認を待っています。" in report.verdict
+
+
+def test_change_is_not_counted_against_days_before_the_trial(
+    sessions: sessionmaker[Session],
+) -> None:
+    """A trial that began inside the week before: that week is not all there, so the report
+    says there is nothing to compare with rather than "3 more than the week before (0)"."""
+    with sessions() as session:
+        company, tenant = add_company(session, "acme", "株式会社アクメ")
+        trial_of(session, company).starts_on = date(2026, 10, 28)
+        for number in range(3):
+            add_alert(session, tenant, f"a{number}", datetime(2026, 11, 3, number, tzinfo=UTC))
+        report = assemble(session, company)
+        company.language = "en"
+        english = assemble(session, company)
+    assert report.total == 3 and report.previous_total is None
+    assert report.change == "前の期間は体験開始前のため、比較はありません。"
+    assert english.change == "No comparison: the previous period was before the trial."
+
+
+def test_change_is_not_counted_against_days_before_the_first_poll(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The week before lies in the trial, but the tenant's first poll completed inside it:
+    no comparison. Once the first poll is before that week, the change is counted."""
+    with sessions() as session:
+        company, tenant = add_company(session, "acme", "株式会社アクメ")
+        add_alert(session, tenant, "now", datetime(2026, 11, 3, tzinfo=UTC))
+        tenant.first_poll_done_at = datetime(2026, 10, 27, 3, 0, tzinfo=UTC)
+        polled_late = assemble(session, company)
+        tenant.first_poll_done_at = datetime(2026, 10, 24, 3, 0, tzinfo=UTC)
+        polled_before = assemble(session, company)
+    assert polled_late.change == "前の期間は体験開始前のため、比較はありません。"
+    assert polled_before.change == "前週より1件増えました（前週は0件）。"
+
+
+def test_a_period_of_other_length_is_titled_and_compared_as_what_it_is(
+    sessions: sessionmaker[Session],
+) -> None:
+    start, end = date(2026, 10, 31), date(2026, 11, 8)  # nine days
+    with sessions() as session:
+        company, tenant = add_company(session, "acme", "株式会社アクメ")
+        trial_of(session, company).starts_on = date(2026, 9, 1)
+        add_alert(session, tenant, "before", datetime(2026, 10, 25, tzinfo=UTC))
+        for number in range(3):
+            add_alert(session, tenant, f"a{number}", datetime(2026, 11, 2, number, tzinfo=UTC))
+        report = detection_report_for(
+            session, company.id, start, end, now=NOW, settings=SETTINGS, kind="period"
+        )
+        company.language = "en"
+        english = detection_report_for(
+            session, company.id, start, end, now=NOW, settings=SETTINGS, kind="period"
+        )
+    assert report.title == "EDR体験 検知レポート"
+    assert report.subject == "【EDR体験】検知レポート（2026/10/31〜2026/11/08）株式会社アクメ"
+    assert report.change == "直前の同じ日数（9日間）より2件増えました（直前の9日間は1件）。"
+    assert english.title == "EDR trial: detection report"
+    assert english.subject.startswith("[EDR trial] Detection report (")
+    assert english.change == "2 more than the 9 days before (1)."
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "monthly", "kind"),
+    [
+        (date(2026, 11, 1), date(2026, 11, 7), False, "weekly"),
+        (date(2026, 10, 1), date(2026, 10, 31), False, "monthly"),
+        (date(2026, 2, 1), date(2026, 2, 28), False, "monthly"),
+        (date(2026, 10, 2), date(2026, 10, 31), False, "period"),
+        (date(2026, 10, 1), date(2026, 10, 30), False, "period"),
+        (date(2026, 11, 1), date(2026, 11, 7), True, "monthly"),
+        (date(2026, 11, 1), date(2026, 11, 1), False, "period"),
+    ],
+)
+def test_the_kind_of_a_period_asked_for(start: date, end: date, monthly: bool, kind: str) -> None:
+    assert period_kind(start, end, monthly=monthly) == kind

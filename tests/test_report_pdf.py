@@ -82,7 +82,7 @@ def store_company(
         session.add(
             Trial(
                 company_id=company.id,
-                starts_on=START - timedelta(days=20),
+                starts_on=START - timedelta(days=40),  # the month before is in it
                 ends_on=TODAY + timedelta(days=30),
             )
         )
@@ -278,7 +278,7 @@ def test_english_company_gets_an_english_pdf_and_mail(
     assert "この期間" not in text and "重要度" not in text and "お問い合わせ" not in text
     mail = detection_report_mail(report)
     assert mail.subject.startswith("[EDR trial] Monthly detection report (")
-    assert "Dear 山田 太郎," in mail.text and "Summary of the period" in mail.text
+    assert "Attn: 山田 太郎" in mail.text and "Summary of the period" in mail.text
     assert mail.html is not None and '<html lang="en">' in mail.html
 
 
@@ -333,3 +333,31 @@ def test_first_page_as_an_image_for_a_person_to_look_at(
         histogram = grey.histogram()
     dark = sum(histogram[:128])
     assert dark > 3000, "page 1 is nearly blank"
+
+
+def test_the_addressee_is_the_company_on_its_line_then_the_contact(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """English: "Attn: name" under the company, never "<company> Dear name," on one line;
+    Japanese: "name 様" under the company. In the PDF and in the mail's text part."""
+    english = monthly(sessions, store_company(sessions, "globex", "en"))
+    lines = [
+        line.strip()
+        for line in pdf_text(detection_report_pdf(english), tmp_path, layout=True).splitlines()
+    ]
+    company = "株式会社globex<b>&"
+    at = lines.index(company)
+    assert lines[at + 1] == "Attn: 山田 太郎"
+    assert not any("Dear" in line for line in lines)
+    text = detection_report_mail(english).text.splitlines()
+    at = text.index(company)
+    assert text[at + 1] == "Attn: 山田 太郎"
+    japanese = monthly(sessions, store_company(sessions, "acme"))
+    lines = [
+        line.strip()
+        for line in pdf_text(detection_report_pdf(japanese), tmp_path, layout=True).splitlines()
+    ]
+    at = lines.index("株式会社acme<b>&")
+    assert lines[at + 1] == "山田 太郎 様"
+    text = detection_report_mail(japanese).text.splitlines()
+    assert text[text.index("株式会社acme<b>&") + 1] == "山田 太郎 様"

@@ -276,7 +276,7 @@ def test_english_company_gets_english_mail() -> None:
     assert mail.html is not None and '<html lang="en">' in mail.html
     for heading in EN_HEADINGS:
         assert heading in mail.text and heading in mail.html
-    assert "Dear 山田 太郎," in mail.text
+    assert "Attn: 山田 太郎" in mail.text
     assert "3 fewer than the previous week (5)." in mail.text
     assert "Your free trial ends on 31 Dec 2026 (52 days left)." in mail.text
     # No Japanese sentence of the report's own wording is left in the English mail.

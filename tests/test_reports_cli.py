@@ -11,13 +11,15 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
+import pytest
 from rich.cells import cell_len
 from sqlalchemy import select
 from test_cli_terminal import cli, config, sandbox
 from test_report_delivery import pdf_text
 
 from edrtrial.db import make_engine, make_sessions
-from edrtrial.models import AuditEvent
+from edrtrial.models import AuditEvent, Company, OutboxMessage, Tenant
+from edrtrial.timeutil import to_jst
 
 import clock
 
@@ -176,3 +178,88 @@ def test_run_job_monthly_reports_says_what_it_queued_and_queues_it_once(config):
     for record in listed:
         assert record["period"] == {"from": str(start.replace(day=1)), "to": str(start)}
     del end
+
+
+def test_a_period_neither_a_week_nor_a_month_is_reported_as_that_period(config, tmp_path):
+    """30 days asked for by hand: no "weekly" title, no "previous week"; archived as a period
+    report, and listed under that kind."""
+    first, last = clock.day(-31), clock.day(-2)
+    said = cli(
+        config, "report", "--company", "sakura-seisakusho", "--from", str(first), "--to", str(last)
+    ).output
+    [mail] = report_mails(tmp_path / "mail")
+    assert mail["Subject"].startswith("【EDR体験】検知レポート（")
+    text = mail.get_body(("plain",)).get_content()
+    assert "EDR体験 検知レポート" in text
+    assert "週次" not in text and "前週" not in text
+    [attachment] = list(mail.iter_attachments())
+    printed = pdf_text(attachment.get_content())
+    assert "EDR体験 検知レポート" in printed and "週次" not in printed and "前週" not in printed
+    [record] = json.loads(cli(config, "reports", "list", "--kind", "period", "--json").stdout)
+    assert Path(record["path"]).name == f"period_{first}_{last}.pdf"
+    assert f"report archived at {record['path']}" in said
+    # Seven days are a week, a calendar month is a month, without being told.
+    cli(config, "report", *period(-9, -3))
+    month_end = clock.day(0).replace(day=1) - timedelta(days=1)
+    month = ("--from", str(month_end.replace(day=1)), "--to", str(month_end))
+    cli(config, "report", "--company", "sakura-seisakusho", *month)
+    listed = json.loads(cli(config, "reports", "list", "--json").stdout)
+    assert [r["kind"] for r in listed] == ["period", "weekly", "monthly"]
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_report_prints_its_own_lines_and_no_pdf_library_chatter(config, json_lines):
+    if json_lines:
+        text = config.read_text(encoding="utf-8")
+        assert "json_lines = false" in text
+        config.write_text(text.replace("json_lines = false", "json_lines = true"), "utf-8")
+    out = cli(config, "report", *period(), "--no-mail").output
+    assert "report written to" in out, "the command says what it wrote"
+    noisy = [line for line in out.splitlines() if "weasyprint" in line.lower()]
+    assert not noisy, noisy
+    assert "fontTools" not in out and "Step 6 - Creating PDF" not in out
+
+
+def test_a_report_mailed_before_the_archive_is_the_period_s_first_send(
+    config, tmp_path, database_url
+):
+    """A store upgraded from before the archive holds the weekly mail under its old outbox
+    key: `report` says when it went and mails it again only with --resend."""
+    first, last = clock.day(-9), clock.day(-3)
+    sent_at = clock.NOW - timedelta(days=2)
+    with make_sessions(make_engine(database_url))() as session:
+        tenant_id = session.scalars(
+            select(Tenant.id).join(Company).where(Company.key == "sakura-seisakusho")
+        ).one()
+        session.add(  # as the report mail was queued then: its key, no archived report
+            OutboxMessage(
+                dedupe_key=f"report:detection:sakura-seisakusho:{first}:{last}",
+                tenant_id=tenant_id,
+                kind="detection_report",
+                recipient="it@sakura.example.jp",
+                subject="【EDR体験】週次検知レポート",
+                body_text="検知レポート",
+                body_html="<p>検知レポート</p>",
+                status="sent",
+                created_at=sent_at,
+                next_attempt_at=sent_at,
+                sent_at=sent_at,
+            )
+        )
+        session.commit()
+    said = cli(config, "report", *period()).stdout
+    assert (
+        f"sakura-seisakusho {first} to {last}: mailed {to_jst(sent_at):%Y-%m-%d %H:%M} JST "
+        "to it@sakura.example.jp" in said
+    )
+    assert "not mailed again (--resend mails it again)" in said
+    assert report_mails(tmp_path / "mail") == []
+    assert json.loads(cli(config, "reports", "list", "--json").stdout) == []
+    again = cli(config, "report", *period(), "--resend").stdout
+    assert "report archived at" in again
+    assert [m["To"] for m in report_mails(tmp_path / "mail")] == ["it@sakura.example.jp"]
+    with make_sessions(make_engine(database_url))() as session:
+        audited = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "report.queued").order_by(AuditEvent.id)
+        ).all()
+    assert audited[-1].detail["resend"] == 1

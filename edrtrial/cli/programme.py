@@ -50,6 +50,7 @@ from edrtrial.notify.report_mail import (
 from edrtrial.programme import seats
 from edrtrial.programme.companies import company_by_key, tenants_by_company
 from edrtrial.reports import seat_report
+from edrtrial.reports.detection import period_kind
 from edrtrial.reports.render import detection_report_pdf, render_detection_report_html
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
@@ -199,7 +200,12 @@ def _date(value: str) -> date:
 @click.option("--company", required=True, help="Company key.")
 @click.option("--from", "start", required=True, help="First day (JST), YYYY-MM-DD.")
 @click.option("--to", "end", required=True, help="Last day (JST), YYYY-MM-DD, inclusive.")
-@click.option("--monthly", is_flag=True, help="The monthly report's form (default: weekly).")
+@click.option(
+    "--monthly",
+    is_flag=True,
+    help="The monthly report's form (default: weekly for 7 days, monthly for a calendar "
+    "month, else a report of the period).",
+)
 @click.option(
     "--output",
     type=click.Path(path_type=Path),
@@ -224,7 +230,9 @@ def report(
     """Write a company's detection report for a period as PDF, and mail it with the PDF.
 
     A period already mailed is not mailed again (you are told when and to whom) unless
-    --resend is given. The mailed PDF is archived (`edrtrial reports list`).
+    --resend is given. The mailed PDF is archived (`edrtrial reports list`). Seven days
+    make a weekly report, a calendar month (or --monthly) a monthly one, any other run of
+    days a report of that period, compared with as many days just before it.
     """
     first, last = _date(start), _date(end)
     if last < first:
@@ -241,7 +249,7 @@ def report(
             f"the period {first} to {last} has not ended: a report covers days up to today "
             f"({today} JST)"
         )
-    kind = "monthly" if monthly else "weekly"
+    kind = period_kind(first, last, monthly=monthly)
     with runtime.sessions() as session:
         earlier = report_mailings(session, company, first, last, kind)
     for message in earlier:
@@ -314,8 +322,10 @@ def _made_report(
                 actor=actor(click.get_current_context()),
                 resend=resend,
             )
-            content = read_archived(queued.record)  # as mailed, digest checked
-            return _Made(queued.html, lambda: content, Path(queued.record.path))
+            if queued.record is not None:
+                content = read_archived(queued.record)  # as mailed, digest checked
+                return _Made(queued.html, lambda: content, Path(queued.record.path))
+            # Mailed before reports were archived: no file was kept, so today's render.
         found = detection_report_for(
             session, stored.id, first, last, now=now, settings=settings, kind=kind
         )

@@ -82,7 +82,7 @@ def _record(row: ArchivedSend) -> dict[str, Any]:
 
 @reports.command("list")
 @click.option("--company", help="Only this company (key).")
-@click.option("--kind", help="Only this kind: weekly, monthly, incident, seats.")
+@click.option("--kind", help="Only this kind: weekly, monthly, period, incident, seats.")
 @list_options
 @click.pass_context
 @fails_cleanly
@@ -176,9 +176,11 @@ def resend_command(ctx: click.Context, report_id: int, to: str | None) -> None:
     runtime = runtime_of(ctx)
     with transaction(runtime.sessions) as session:
         queued = resend_archived(session, report_id, actor=actor(ctx), now=runtime.clock(), to=to)
+        record = queued.record
+        assert record is not None  # a re-send is archived before it is queued
         said = (
-            f"report {report_id} queued again as report {queued.record.id} "
-            f"(send {queued.record.sequence}) to {queued.message.recipient}"
+            f"report {report_id} queued again as report {record.id} "
+            f"(send {record.sequence}) to {queued.message.recipient}"
         )
     console.print(one_line(said), soft_wrap=True, highlight=False)
     deliver(runtime)

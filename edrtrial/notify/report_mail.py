@@ -36,9 +36,14 @@ from edrtrial.notify.archive import (
 from edrtrial.notify.outbox import enqueue
 from edrtrial.programme.companies import tenant_of_company
 from edrtrial.programme.trials import trial_of_company
-from edrtrial.reports.detection import DetectionReport, build_detection_report, previous_period
+from edrtrial.reports.detection import (
+    DetectionReport,
+    build_detection_report,
+    comparable,
+    previous_period,
+)
 from edrtrial.reports.render import detection_report_mail, detection_report_pdf
-from edrtrial.timeutil import jst_day_bounds
+from edrtrial.timeutil import jst_date, jst_day_bounds
 from edrtrial.untrusted import one_line
 
 REPORT_KIND = "detection_report"
@@ -48,11 +53,15 @@ REPORT_QUEUED = "report.queued"
 @dataclass(frozen=True, slots=True)
 class QueuedReport:
     """The report's mail HTML, the outbox row that carries it, the archived PDF it attaches,
-    and whether this call queued it (False: it had been, and nothing was sent again)."""
+    and whether this call queued it (False: it had been, and nothing was sent again).
+
+    `record` is None only for a report mailed before the archive kept its files (see
+    `legacy_mailings`): that mail had no PDF, and there is no file to hand back.
+    """
 
     html: str
     message: OutboxMessage
-    record: ReportArchive
+    record: ReportArchive | None
     new: bool = True
 
 
@@ -78,8 +87,13 @@ def detection_report_for(
     settings: Settings,
     kind: str = "weekly",
 ) -> DetectionReport:
-    """The company's `kind` ("weekly", "monthly") detection report for the period, from its
-    own tenant's rows only."""
+    """The company's `kind` ("weekly", "monthly", "period") detection report for the period,
+    from its own tenant's rows only.
+
+    The change is counted against the period before only when that period is wholly in the
+    trial and, where known, after the tenant's first poll completed (`comparable`): the
+    store holds nothing earlier, and a comparison with it would be an invented increase.
+    """
     company = session.get(Company, company_id)
     if company is None:
         raise LookupError(f"no company with id {company_id}")
@@ -87,22 +101,25 @@ def detection_report_for(
     alerts: list[Alert] = []
     devices: list[Device] = []
     actions: list[ResponseAction] = []
-    previous = 0
+    previous: int | None = None
+    trial = trial_of_company(session, company.id)
     if tenant is not None:
         alerts = period_alerts(session, tenant.id, start, end)
         devices = tenant_devices(session, tenant.id)
         before = previous_period(start, end, kind)
-        lower, upper = jst_day_bounds(*before)
-        previous = (
-            session.scalar(
-                select(func.count(Alert.id)).where(
-                    Alert.tenant_id == tenant.id,
-                    Alert.created_at >= lower,
-                    Alert.created_at < upper,
+        polled = tenant.first_poll_done_at
+        if comparable(before, trial, jst_date(polled) if polled is not None else None):
+            lower, upper = jst_day_bounds(*before)
+            previous = (
+                session.scalar(
+                    select(func.count(Alert.id)).where(
+                        Alert.tenant_id == tenant.id,
+                        Alert.created_at >= lower,
+                        Alert.created_at < upper,
+                    )
                 )
+                or 0
             )
-            or 0
-        )
         lower, upper = jst_day_bounds(start, end)
         actions = list(
             session.scalars(
@@ -121,7 +138,7 @@ def detection_report_for(
         tenant.id if tenant else None,
         alerts,
         devices,
-        trial_of_company(session, company.id),
+        trial,
         start,
         end,
         now=now,
@@ -144,15 +161,44 @@ def report_sends(
 def report_mailings(
     session: Session, company_key: str, start: date, end: date, kind: str = "weekly"
 ) -> list[OutboxMessage]:
-    """Every mail of the company's report for the period (the first and each re-send),
-    oldest first: what `report` tells an operator before mailing it again."""
+    """Every mail of the company's report for the period (the first and each re-send, also
+    those mailed before the archive), oldest first: what `report` tells an operator before
+    mailing it again."""
     sends = report_sends(session, company_key, start, end, kind)
-    if not sends:
-        return []
+    archived_mails: list[OutboxMessage] = []
+    if sends:
+        archived_mails = list(
+            session.scalars(
+                select(OutboxMessage).where(OutboxMessage.report_id.in_([r.id for r in sends]))
+            )
+        )
+    found = {m.id: m for m in [*legacy_mailings(session, company_key, start, end), *archived_mails]}
+    return [found[key] for key in sorted(found)]
+
+
+LEGACY_RESEND = ":resend:"
+
+
+def legacy_key(company_key: str, start: date, end: date) -> str:
+    """The outbox key of a company's report mail before reports were archived: one per
+    company and period whatever its form, each re-send `<key>:resend:<n>`."""
+    return f"report:detection:{company_key}:{start.isoformat()}:{end.isoformat()}"
+
+
+def legacy_mailings(
+    session: Session, company_key: str, start: date, end: date
+) -> list[OutboxMessage]:
+    """The company's report mails for the period queued before the archive existed, oldest
+    first. A store upgraded from then holds them: the period was mailed, and mailing it again
+    without being asked would send the company the same report twice."""
+    key = legacy_key(company_key, start, end)
     return list(
         session.scalars(
             select(OutboxMessage)
-            .where(OutboxMessage.report_id.in_([r.id for r in sends]))
+            .where(
+                (OutboxMessage.dedupe_key == key)
+                | OutboxMessage.dedupe_key.startswith(f"{key}{LEGACY_RESEND}", autoescape=True)
+            )
             .order_by(OutboxMessage.id)
         )
     )
@@ -214,7 +260,9 @@ def queue_detection_report(
     the period's report is not mailed twice (the first send is handed back, `new` False),
     unless `resend`: then today's report is archived as the next sequence and mailed,
     audited the same way (`resend` in its detail). The mail's dedupe key is the archive
-    record's, so the outbox and the archive count the sends alike.
+    record's, so the outbox and the archive count the sends alike. A mail of the period
+    queued before the archive existed (`legacy_mailings`) is its first send too: handed
+    back with no record, and counted by a re-send.
     """
     company = session.get(Company, company_id)
     if company is None:
@@ -223,6 +271,10 @@ def queue_detection_report(
     earlier = sends_of(session, key)
     if earlier and not resend:
         return _sent_before(session, earlier[0])
+    legacy = legacy_mailings(session, company.key, start, end)
+    if legacy and not earlier and not resend:
+        first = legacy[0]
+        return QueuedReport(html=first.body_html or "", message=first, record=None, new=False)
     report = detection_report_for(
         session, company_id, start, end, now=now, settings=settings, kind=kind
     )
@@ -259,8 +311,8 @@ def queue_detection_report(
         report_id=record.id,
     )
     extra: dict[str, object] = {"report": record.id, "file": record.filename}
-    if record.sequence:
-        extra["resend"] = record.sequence
+    if record.sequence or legacy:
+        extra["resend"] = record.sequence + len(legacy)
     audit_report_mail(
         session,
         message,
