@@ -481,16 +481,12 @@ def period_kind(start: date, end: date, *, monthly: bool = False) -> str:
     return "weekly" if (end - start).days + 1 == 7 else "period"
 
 
-def comparable(
-    before: tuple[date, date], trial: Trial | None, first_poll_day: date | None = None
-) -> bool:
+def comparable(before: tuple[date, date], trial: Trial | None) -> bool:
     """Whether the period before (`previous_period`) can be compared with: only days of the
-    company's trial, and not before the JST day its tenant's first poll completed when that
-    is known, hold all of its detections. Before them the store holds nothing, and "20 more
-    than the week before (0)" would read as an attack that grew."""
-    if trial is None or before[0] < trial.starts_on or before[1] > trial.ends_on:
-        return False
-    return first_poll_day is None or before[0] >= first_poll_day
+    company's trial hold all of its detections (a tenant's first poll fetches back to the
+    trial's start, so a tenant connected late still has them). Before the trial the store
+    holds nothing, and "20 more than the week before (0)" would read as an attack that grew."""
+    return trial is not None and trial.starts_on <= before[0] and before[1] <= trial.ends_on
 
 
 def previous_period(start: date, end: date, kind: str) -> tuple[date, date]:

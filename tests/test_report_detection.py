@@ -427,20 +427,17 @@ def test_change_is_not_counted_against_days_before_the_trial(
     assert english.change == "No comparison: the previous period was before the trial."
 
 
-def test_change_is_not_counted_against_days_before_the_first_poll(
+def test_change_is_counted_against_trial_days_before_a_late_first_poll(
     sessions: sessionmaker[Session],
 ) -> None:
-    """The week before lies in the trial, but the tenant's first poll completed inside it:
-    no comparison. Once the first poll is before that week, the change is counted."""
+    """A tenant connected late in its trial: its first poll fetched back to the trial's
+    start, so the week before (in the trial) is complete and the change is counted."""
     with sessions() as session:
         company, tenant = add_company(session, "acme", "株式会社アクメ")
         add_alert(session, tenant, "now", datetime(2026, 11, 3, tzinfo=UTC))
-        tenant.first_poll_done_at = datetime(2026, 10, 27, 3, 0, tzinfo=UTC)
-        polled_late = assemble(session, company)
-        tenant.first_poll_done_at = datetime(2026, 10, 24, 3, 0, tzinfo=UTC)
-        polled_before = assemble(session, company)
-    assert polled_late.change == "前の期間は体験開始前のため、比較はありません。"
-    assert polled_before.change == "前週より1件増えました（前週は0件）。"
+        tenant.first_poll_done_at = datetime(2026, 11, 4, 3, 0, tzinfo=UTC)
+        report = assemble(session, company)
+    assert report.change == "前週より1件増えました（前週は0件）。"
 
 
 def test_a_period_of_other_length_is_titled_and_compared_as_what_it_is(

@@ -43,7 +43,7 @@ from edrtrial.reports.detection import (
     previous_period,
 )
 from edrtrial.reports.render import detection_report_mail, detection_report_pdf
-from edrtrial.timeutil import jst_date, jst_day_bounds
+from edrtrial.timeutil import jst_day_bounds
 from edrtrial.untrusted import one_line
 
 REPORT_KIND = "detection_report"
@@ -91,8 +91,8 @@ def detection_report_for(
     from its own tenant's rows only.
 
     The change is counted against the period before only when that period is wholly in the
-    trial and, where known, after the tenant's first poll completed (`comparable`): the
-    store holds nothing earlier, and a comparison with it would be an invented increase.
+    trial (`comparable`): the store holds nothing earlier, and a comparison with it would be
+    an invented increase.
     """
     company = session.get(Company, company_id)
     if company is None:
@@ -107,8 +107,7 @@ def detection_report_for(
         alerts = period_alerts(session, tenant.id, start, end)
         devices = tenant_devices(session, tenant.id)
         before = previous_period(start, end, kind)
-        polled = tenant.first_poll_done_at
-        if comparable(before, trial, jst_date(polled) if polled is not None else None):
+        if comparable(before, trial):
             lower, upper = jst_day_bounds(*before)
             previous = (
                 session.scalar(
