@@ -187,6 +187,8 @@ def test_the_reports_reach_each_company_and_the_secretariat_once_and_can_be_rese
     ]
     name, content = attachment(seat_mail)
     assert name.endswith(".csv") and content.startswith(b"\xef\xbb\xbf")
+    [part] = list(seat_mail.iter_attachments())  # shown inline, it reads as Japanese
+    assert part.get_content_charset() == "utf-8" and "企業キー" in part.get_content()
     rows = list(csv.reader(io.StringIO(content.decode("utf-8-sig"))))
     head, body, [total] = rows[0], rows[1:-1], rows[-1:]
     assert head[:4] == ["企業キー", "企業名", "コホート", "計画台数"]
