@@ -240,7 +240,7 @@ def test_the_weekly_mail_carries_the_csv_once_a_week(config, smtp, sessions, pro
     inbox, _ = smtp
     assert "seat-report: 1 seat report queued" in cli(config, "run-job", "seat-report").stdout
     again = cli(config, "run-job", "seat-report").stdout
-    assert "seat-report: 0 seat reports queued (this week's was queued before)" in again
+    assert "seat-report: 0 seat reports queued (the last whole week's went before)" in again
     cli(config, "run-job", "outbox")
 
     [mail] = inbox.messages
@@ -308,6 +308,12 @@ def test_the_seat_mail_is_scheduled_only_when_switched_on(tmp_path, database_url
     assert "seat-report" in ids[True] and "seat-report" not in ids[False]
     trigger = str(ids[True]["seat-report"].trigger)
     assert "day_of_week='mon'" in trigger and "hour='8'" in trigger and "minute='30'" in trigger
+
+    # Switched off, a run by hand mails nothing either, as the company reports' jobs.
+    off = tmp_path / "cFalse.toml"
+    assert "seat-report: 0 seat reports" in cli(off, "run-job", "seat-report").stdout
+    with Session(engine) as session:
+        assert session.scalars(select(OutboxMessage)).all() == []
 
 
 def test_an_uninstalled_device_still_seen_this_week_is_not_an_active_or_tested_seat(sessions, now):

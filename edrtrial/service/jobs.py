@@ -446,7 +446,11 @@ def _company_reports(rt: Runtime, kind: str, start: date, end: date) -> int:
 def seat_report(rt: Runtime, today: date | None = None) -> int:
     """Queue the secretariat's seat report for last week, Monday to Sunday (the CSV
     attached), once per week; returns 1 when it was queued now, 0 when that week's went
-    already."""
+    already; nothing while `reports.seat_mail` is off (run by hand too, as the company
+    reports' jobs: a switch that only stopped the schedule would still mail on a manual run)."""
+    if not rt.config.settings.reports.seat_mail:
+        log.info("the seat report is switched off (reports.seat_mail)")
+        return 0
     today = today or jst_date(rt.clock())
     archive_dir = rt.config.resolve(rt.config.settings.reports.archive_dir)
     with transaction(rt.sessions) as session:
