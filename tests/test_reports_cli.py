@@ -116,6 +116,10 @@ def test_reports_list_show_and_resend(config, tmp_path, database_url):
         print(table)
         assert all(cell_len(line) <= columns for line in table.splitlines())
         assert "sakura-seisakusho" in table and "weekly" in table and "monthly" in table
+        if columns == 100:  # to whom, whole: the file is for `reports show` and --wide
+            assert "it@sakura.example.jp" in table
+    wide = cli(config, "reports", "list", "--wide", columns=80).stdout
+    assert first["path"] in wide and "it@sakura.example.jp" in wide
     shown = cli(config, "reports", "show", str(first["id"])).stdout
     assert f"file: {first['path']}\n" in shown and "to: it@sakura.example.jp" in shown
 

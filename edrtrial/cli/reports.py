@@ -90,7 +90,7 @@ def list_command(
     ctx: click.Context, company: str | None, kind: str | None, wide: bool, as_json: bool
 ) -> None:
     """Every archived report, oldest first: company, kind, period, recipients, how its mail
-    went, which send (0 the first, then each re-send) and the file."""
+    went, which send (0 the first, then each re-send); with `--wide` the file."""
     runtime = runtime_of(ctx)
     key = company_key(runtime, company) if company else None
     with runtime.sessions() as session:
@@ -103,6 +103,9 @@ def list_command(
         if as_json:
             print_json([_record(row) for row in rows])
             return
+        # The file's name repeats the company, kind and period, and cut to fit it said
+        # nothing ("EDR検知レポート…"): the narrow list gives the room to the recipients,
+        # `--wide` (and `reports show`) the file's path.
         table = ListTable(
             "id",
             "company",
@@ -112,8 +115,8 @@ def list_command(
             "to",
             "mail",
             "#",
-            "file",
-            flex=("to", "file"),
+            *(("file",) if wide else ()),
+            flex=("to",),
             whole=("company", "kind", "period", "mail"),
         )
         for row in rows:
@@ -132,13 +135,16 @@ def list_command(
                 ", ".join(r.recipients),
                 styled(_mail(row, wide=wide), "red" if row.mail_status == "failed" else ""),
                 str(r.sequence),
-                r.path if wide else r.filename,
+                *((r.path,) if wide else ()),
             )
     print_list(table, wide=wide)
     if not rows:
         console.print("no report archived yet")
     else:
-        console.print("#: 0 the first send, 1, 2... each re-send; --wide shows each file's path")
+        console.print(
+            "#: 0 the first send, 1, 2... each re-send; "
+            + ("file: the file its mail attached" if wide else "the file: reports show ID, --wide")
+        )
 
 
 @reports.command("show")
