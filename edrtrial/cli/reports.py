@@ -29,7 +29,8 @@ from edrtrial.cli.common import (
     take_by,
 )
 from edrtrial.db import transaction
-from edrtrial.notify.archive import ArchivedSend, archive_listing, archived
+from edrtrial.errors import ArchiveError
+from edrtrial.notify.archive import ArchivedSend, archive_listing, archived, archived_kinds
 from edrtrial.notify.report_mail import resend_archived
 from edrtrial.programme.companies import company_by_key
 from edrtrial.timeutil import to_jst
@@ -99,6 +100,9 @@ def list_command(
             stored = company_by_key(session, key)
             assert stored is not None  # checked by company_key
             company_id = stored.id
+        if kind is not None and kind not in (kinds := archived_kinds(session)):
+            # A mistyped kind ("seat") would list nothing and say "no report archived yet".
+            raise ArchiveError(f"no kind {one_line(kind)!r} of report (kinds: {', '.join(kinds)})")
         rows = archive_listing(session, company_id=company_id, kind=kind)
         if as_json:
             print_json([_record(row) for row in rows])
