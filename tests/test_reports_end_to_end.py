@@ -260,6 +260,8 @@ def test_a_resolved_ticket_brings_its_incident_report_and_the_cohort_results_nam
     [record] = json.loads(cli(config, "reports", "list", "--kind", "incident", "--json").stdout)
     assert (record["company"], record["ticket"]) == (SAKURA.key, ticket)
     assert Path(record["path"]).read_bytes() == content
+    shown = said(config, "reports", "show", str(record["id"]))
+    assert f"(incident, {SAKURA.key}, " in shown and f", ticket #{ticket})" in shown
 
     # The sample cohort's results: three companies, none of them named.
     pdf, table = tmp_path / "results.pdf", tmp_path / "results.csv"

@@ -164,7 +164,11 @@ def show_command(ctx: click.Context, report_id: int) -> None:
         row = next(each for each in same if each.record.id == found.id)
         r = row.record
         lines = [
-            ("report", f"{r.id} ({r.kind}, {row.owner}, {r.period_start} to {r.period_end})"),
+            (
+                "report",
+                f"{r.id} ({r.kind}, {row.owner}, {r.period_start} to {r.period_end}"
+                + (f", ticket #{r.ticket_id})" if r.ticket_id is not None else ")"),
+            ),
             ("file", r.path or "(purged with its company)"),
             ("sent as", r.filename),
             ("to", ", ".join(r.recipients)),
