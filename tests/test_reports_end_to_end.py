@@ -22,14 +22,17 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy import select
 
 from edrtrial.cli.main import main
 from edrtrial.config import load_config
 from edrtrial.db import make_engine, make_sessions, transaction
+from edrtrial.models import Company, Tenant
 from edrtrial.notify.seat_mail import seat_week
 from edrtrial.programme.sample import SAMPLE_COHORT, seed_sample_programme
 from edrtrial.sandbox import SAMPLE_TENANTS, SandboxServer
 from edrtrial.service.jobs import last_month, report_period
+from edrtrial.states import JourneyState
 
 import clock
 from sandbox_config import sample_world, serving, settings, write_config
@@ -278,3 +281,26 @@ def test_a_resolved_ticket_brings_its_incident_report_and_the_cohort_results_nam
                 assert secret not in flat, secret
             for device in devices(sandbox, tenant.tenant_id):
                 assert device not in flat and device.split(".")[0] not in flat
+
+
+def test_a_company_offboarded_since_still_receives_the_month_its_trial_ended_in(
+    config, database_url, inbox, now
+):
+    """midori-shoji's trial ended last month; once offboarded its tenant is no longer polled
+    (credentials dropped), yet its detections are kept and that month's report is its last."""
+    box, _ = inbox
+    cli(config, "poll")
+    engine = make_engine(database_url)
+    try:
+        with transaction(make_sessions(engine)) as session:
+            company = session.scalars(select(Company).where(Company.key == MIDORI.key)).one()
+            company.state = JourneyState.OFFBOARDED.value
+            tenant = session.scalars(select(Tenant).where(Tenant.company_id == company.id)).one()
+            tenant.credentials_dropped_at = now
+    finally:
+        engine.dispose()
+    assert said(config, "run-job", "monthly-reports") == "monthly-reports: 3 reports queued"
+    cli(config, "run-job", "outbox")
+    [mail] = reports_to(box, CONTACTS[MIDORI.key], "月次検知レポート")
+    assert MIDORI.name in pdf_text(attachment(mail)[1])
+    assert said(config, "run-job", "weekly-reports") == "weekly-reports: 2 reports queued"
