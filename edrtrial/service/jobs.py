@@ -378,9 +378,13 @@ def deliver_outbox(rt: Runtime) -> outbox.DeliveryStats:
 
 
 def report_period(today: date) -> tuple[date, date]:
-    """The seven JST days before `today` (the weekly report's period)."""
-    end = today - timedelta(days=1)
-    return end - timedelta(days=6), end
+    """The weekly report's period: the last whole week, Monday to Sunday (JST), before `today`.
+
+    A calendar week, as the seat report's, not the seven days before the run: a run by hand
+    on Wednesday after Monday's (or one made up after an outage) finds Monday's reports sent,
+    instead of mailing every company a second report of Wednesday to Tuesday.
+    """
+    return seat_week(today)
 
 
 def last_month(today: date) -> tuple[date, date]:
