@@ -158,7 +158,7 @@ def test_reports_list_show_and_resend(config, tmp_path, database_url):
 
     mistyped = cli(config, "reports", "list", "--kind", "seat", code=2)
     assert mistyped.output == (
-        "error: no kind 'seat' of report (kinds: incident, monthly, seats, weekly)\n"
+        "error: no kind 'seat' of report (kinds: incident, monthly, period, seats, weekly)\n"
     )
     assert cli(config, "reports", "list", "--kind", "seats").stdout.endswith(
         "no report archived yet\n"

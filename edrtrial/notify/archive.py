@@ -87,9 +87,9 @@ def archived_reports(
     return list(session.scalars(query))
 
 
-KNOWN_KINDS = ("weekly", "monthly", "incident", "seats")
-"""The kinds of report the service archives (a company's weekly and monthly reports, its
-incident reports, the secretariat's seat report)."""
+KNOWN_KINDS = ("weekly", "monthly", "period", "incident", "seats")
+"""The kinds of report the service archives (a company's weekly and monthly reports, the
+report of any other period, its incident reports, the secretariat's seat report)."""
 
 
 def archived_kinds(session: Session) -> list[str]:
