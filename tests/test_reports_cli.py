@@ -116,6 +116,10 @@ def test_reports_list_show_and_resend(config, tmp_path, database_url):
         print(table)
         assert all(cell_len(line) <= columns for line in table.splitlines())
         assert "sakura-seisakusho" in table and "weekly" in table and "monthly" in table
+        if columns == 100:  # to whom, whole: the file is for `reports show` and --wide
+            assert "it@sakura.example.jp" in table
+    wide = cli(config, "reports", "list", "--wide", columns=80).stdout
+    assert first["path"] in wide and "it@sakura.example.jp" in wide
     shown = cli(config, "reports", "show", str(first["id"])).stdout
     assert f"file: {first['path']}\n" in shown and "to: it@sakura.example.jp" in shown
 
@@ -152,6 +156,13 @@ def test_reports_list_show_and_resend(config, tmp_path, database_url):
     assert events[-1].on_behalf_of == "sato" and events[-1].detail["resend"] == 1
     assert events[-1].actor.startswith("cli:")
 
+    mistyped = cli(config, "reports", "list", "--kind", "seat", code=2)
+    assert mistyped.output == (
+        "error: no kind 'seat' of report (kinds: incident, monthly, period, seats, weekly)\n"
+    )
+    assert cli(config, "reports", "list", "--kind", "seats").stdout.endswith(
+        "no report archived yet\n"
+    )
     missing = cli(config, "reports", "show", "999", code=2)
     assert missing.output == "error: there is no archived report 999\n"
     bad = cli(config, "reports", "resend", str(first["id"]), "--to", "not an address", code=2)

@@ -240,7 +240,7 @@ def test_the_weekly_mail_carries_the_csv_once_a_week(config, smtp, sessions, pro
     inbox, _ = smtp
     assert "seat-report: 1 seat report queued" in cli(config, "run-job", "seat-report").stdout
     again = cli(config, "run-job", "seat-report").stdout
-    assert "seat-report: 0 seat reports queued (this week's was queued before)" in again
+    assert "seat-report: 0 seat reports queued (the last whole week's went before)" in again
     cli(config, "run-job", "outbox")
 
     [mail] = inbox.messages
@@ -308,3 +308,43 @@ def test_the_seat_mail_is_scheduled_only_when_switched_on(tmp_path, database_url
     assert "seat-report" in ids[True] and "seat-report" not in ids[False]
     trigger = str(ids[True]["seat-report"].trigger)
     assert "day_of_week='mon'" in trigger and "hour='8'" in trigger and "minute='30'" in trigger
+
+    # Switched off, a run by hand mails nothing either, as the company reports' jobs.
+    off = tmp_path / "cFalse.toml"
+    assert "seat-report: 0 seat reports" in cli(off, "run-job", "seat-report").stdout
+    with Session(engine) as session:
+        assert session.scalars(select(OutboxMessage)).all() == []
+
+
+def test_an_uninstalled_device_still_seen_this_week_is_not_an_active_or_tested_seat(sessions, now):
+    """The day after the trial's end the EDR uninstalls every device; seen an hour before,
+    each must not read as "8 active, 7 tested of 0 onboarded" to the secretariat."""
+    with transaction(sessions) as session:
+        company = add_company(session, "midori", None, planned=10, devices=0, now=now)
+        tenant = session.scalar(select(Tenant).where(Tenant.company_id == company.id))
+        assert tenant is not None
+        for i in range(8):
+            device = Device(
+                tenant_id=tenant.id, source_id=f"m-{i}", name=f"pc-{i}",
+                onboarding_status="Onboarded", in_inventory=True,
+                last_seen=now - timedelta(hours=1),
+                detection_test_at=now - timedelta(days=30) if i < 7 else None,
+            )  # fmt: skip
+            session.add(device)
+            session.flush()
+            session.add(
+                ResponseAction(
+                    dedupe_key=f"offboard:midori:{i}",
+                    tenant_id=tenant.id,
+                    device_id=device.id,
+                    kind=ActionKind.OFFBOARD.value,
+                    status=ActionState.SUCCEEDED.value,
+                )  # fmt: skip
+            )
+    with sessions() as session:
+        [row] = seat_counts(session, now)
+        rows = read_csv(seat_csv(build_seat_report([row], jst_date(now))))
+    assert (row.onboarded, row.offboarded, row.active_7d, row.verified) == (0, 8, 0, 0)
+    midori = by_key(rows)["midori"]
+    assert (midori["インストール台数"], midori["7日以内に稼働"]) == ("0", "0")
+    assert midori["アンインストール済"] == "8"

@@ -171,3 +171,27 @@ def test_trial_calendar_in_the_terminal_as_json_and_as_csv(config, tmp_path, tod
     assert found["offb-going"]["アンインストール完了"] == "1"
     assert found["offb-going"]["手動アンインストール"] == "1"
     assert found["offb"]["アンインストール対象台数"] == "0"
+
+
+def test_at_80_columns_each_trial_s_end_and_days_left_are_whole(config, today):
+    """What the secretariat acts on is never cut: the end (compact, like `seats`), the days
+    left; the start is for --wide."""
+    result = CliRunner().invoke(
+        _main(), ["--config", str(config), "trial", "calendar"], env={"COLUMNS": "80"}
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    assert lines[0].split()[3:5] == ["end", "days"]
+    mid = today + timedelta(days=40)
+    shown = mid.strftime("%m/%d") if mid.year == today.year else mid.isoformat()
+    [row] = [line for line in lines if line.startswith("mid ")]
+    assert f" {shown} " in row and "40 days left" in row
+    [ended] = [line for line in lines if line.startswith("cont ")]
+    assert "ended 3 days ago" in ended
+
+
+def _main():  # imported late, as `cli` does
+    from edrtrial.cli.main import main
+
+    return main

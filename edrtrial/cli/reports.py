@@ -29,7 +29,8 @@ from edrtrial.cli.common import (
     take_by,
 )
 from edrtrial.db import transaction
-from edrtrial.notify.archive import ArchivedSend, archive_listing, archived
+from edrtrial.errors import ArchiveError
+from edrtrial.notify.archive import ArchivedSend, archive_listing, archived, archived_kinds
 from edrtrial.notify.report_mail import resend_archived
 from edrtrial.programme.companies import company_by_key
 from edrtrial.timeutil import to_jst
@@ -90,7 +91,7 @@ def list_command(
     ctx: click.Context, company: str | None, kind: str | None, wide: bool, as_json: bool
 ) -> None:
     """Every archived report, oldest first: company, kind, period, recipients, how its mail
-    went, which send (0 the first, then each re-send) and the file."""
+    went, which send (0 the first, then each re-send); with `--wide` the file."""
     runtime = runtime_of(ctx)
     key = company_key(runtime, company) if company else None
     with runtime.sessions() as session:
@@ -99,10 +100,16 @@ def list_command(
             stored = company_by_key(session, key)
             assert stored is not None  # checked by company_key
             company_id = stored.id
+        if kind is not None and kind not in (kinds := archived_kinds(session)):
+            # A mistyped kind ("seat") would list nothing and say "no report archived yet".
+            raise ArchiveError(f"no kind {one_line(kind)!r} of report (kinds: {', '.join(kinds)})")
         rows = archive_listing(session, company_id=company_id, kind=kind)
         if as_json:
             print_json([_record(row) for row in rows])
             return
+        # The file's name repeats the company, kind and period, and cut to fit it said
+        # nothing ("EDR検知レポート…"): the narrow list gives the room to the recipients,
+        # `--wide` (and `reports show`) the file's path.
         table = ListTable(
             "id",
             "company",
@@ -112,8 +119,8 @@ def list_command(
             "to",
             "mail",
             "#",
-            "file",
-            flex=("to", "file"),
+            *(("file",) if wide else ()),
+            flex=("to",),
             whole=("company", "kind", "period", "mail"),
         )
         for row in rows:
@@ -132,13 +139,16 @@ def list_command(
                 ", ".join(r.recipients),
                 styled(_mail(row, wide=wide), "red" if row.mail_status == "failed" else ""),
                 str(r.sequence),
-                r.path if wide else r.filename,
+                *((r.path,) if wide else ()),
             )
     print_list(table, wide=wide)
     if not rows:
         console.print("no report archived yet")
     else:
-        console.print("#: 0 the first send, 1, 2... each re-send; --wide shows each file's path")
+        console.print(
+            "#: 0 the first send, 1, 2... each re-send; "
+            + ("file: the file its mail attached" if wide else "the file: reports show ID, --wide")
+        )
 
 
 @reports.command("show")
@@ -154,7 +164,11 @@ def show_command(ctx: click.Context, report_id: int) -> None:
         row = next(each for each in same if each.record.id == found.id)
         r = row.record
         lines = [
-            ("report", f"{r.id} ({r.kind}, {row.owner}, {r.period_start} to {r.period_end})"),
+            (
+                "report",
+                f"{r.id} ({r.kind}, {row.owner}, {r.period_start} to {r.period_end}"
+                + (f", ticket #{r.ticket_id})" if r.ticket_id is not None else ")"),
+            ),
             ("file", r.path or "(purged with its company)"),
             ("sent as", r.filename),
             ("to", ", ".join(r.recipients)),

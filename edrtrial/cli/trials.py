@@ -179,27 +179,29 @@ def trial_calendar_command(
         return
     # Undecided within the first reminder's days: the secretariat's call is due.
     soon = max(runtime.config.settings.programme.reminder_days, default=0)
+    # The end and the days left are what the secretariat acts on: never cut. Like `seats`,
+    # the end is compact (the year only when not this one) and the start is for --wide.
+    headers = ("company", "name", "cohort", *(("start",) if wide else ()), "end", "days left")
     table = ListTable(
-        "company",
-        "name",
-        "cohort",
-        "start",
-        "end",
-        "days left",
+        *headers,
         "journey",
         "decision",
         "uninstall",
         flex=("name", "uninstall"),
-        whole=("days left",),
+        whole=("end", "days left"),
     )
     for e in entries:
         style = "yellow" if 0 <= e.days_left <= soon and e.decision == "undecided" else ""
+        dates = (
+            (e.starts_on.isoformat(), e.ends_on.isoformat())
+            if wide
+            else (_short_date(e.ends_on, today),)
+        )
         table.add_row(
             e.company_key,
             e.company_name,
             e.cohort_key,
-            e.starts_on.isoformat(),
-            e.ends_on.isoformat(),
+            *dates,
             styled(days_left_text(e.days_left), style),
             e.journey.value,
             e.decision,
@@ -209,6 +211,11 @@ def trial_calendar_command(
     if soon:
         console.print(f"days left in yellow: undecided, ending within {soon} days")
     console.print(f"{len(entries)} trial(s); days counted from {today.isoformat()} (JST)")
+
+
+def _short_date(day: date, today: date) -> str:
+    """A date in a narrow list: "12/27" this year, "2027-01-26" another (as `seats` shows it)."""
+    return f"{day:%m/%d}" if day.year == today.year else day.isoformat()
 
 
 TRIAL_COMMANDS = (trial_start, trial_decide, trial_uninstalled, trial_calendar_command)

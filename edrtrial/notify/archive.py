@@ -87,6 +87,17 @@ def archived_reports(
     return list(session.scalars(query))
 
 
+KNOWN_KINDS = ("weekly", "monthly", "period", "incident", "seats")
+"""The kinds of report the service archives (a company's weekly and monthly reports, the
+report of any other period, its incident reports, the secretariat's seat report)."""
+
+
+def archived_kinds(session: Session) -> list[str]:
+    """Every kind the archive could list: those known and those it holds, sorted."""
+    held = session.scalars(select(ReportArchive.kind).distinct())
+    return sorted({*KNOWN_KINDS, *held})
+
+
 def archive_report(
     session: Session,
     archive_dir: Path,

@@ -88,11 +88,15 @@ def _attach(email: EmailMessage, msg: OutboxMessage) -> None:
     report = msg.report
     assert report is not None
     maintype, _, subtype = report.content_type.partition("/")
+    # A text part without a charset is US-ASCII to every reader (RFC 2046), so a mail client
+    # showing the seat CSV inline would garble its Japanese: the archive writes text as UTF-8.
+    params = {"charset": "utf-8"} if maintype == "text" else None
     email.add_attachment(
         read_archived(report),
         maintype=maintype,
         subtype=subtype or "octet-stream",
         filename=_one_line(report.filename),
+        params=params,
     )
 
 

@@ -98,7 +98,7 @@ def seat_counts(session: Session, now: datetime) -> list[SeatRow]:
     devices seen in the last 7 days, cap.
 
     A device the EDR offboarded (the trial ended) is counted apart: Defender keeps listing it
-    as onboarded for a while, but it no longer takes a seat.
+    as onboarded for a while, but it no longer takes a seat, nor counts as active or tested.
     """
     off = (
         select(ResponseAction.device_id)
@@ -112,8 +112,11 @@ def seat_counts(session: Session, now: datetime) -> list[SeatRow]:
     listed = func.lower(Device.onboarding_status) == "onboarded"
     onboarded = func.count(Device.id).filter(listed, ~gone)
     offboarded = func.count(Device.id).filter(gone)
-    active = func.count(Device.id).filter(Device.last_seen >= now - ACTIVE_WINDOW)
-    verified = func.count(Device.id).filter(Device.detection_test_at.is_not(None))
+    # Active and tested count among the seats, like onboarded: an uninstalled device seen in
+    # its last week would read as "7 active of 0 onboarded" (a still-reporting one is the
+    # offboarding's "to check", not a seat).
+    active = func.count(Device.id).filter(Device.last_seen >= now - ACTIVE_WINDOW, ~gone)
+    verified = func.count(Device.id).filter(Device.detection_test_at.is_not(None), ~gone)
     counts = {
         tenant_id: (o, a, v, x)
         for tenant_id, o, a, v, x in session.execute(

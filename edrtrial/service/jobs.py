@@ -30,7 +30,7 @@ from edrtrial.devices.states import FOLLOWED, RECONCILED
 from edrtrial.errors import AuthError, ConfigError, ConnectorError, UnexpectedTenantError
 from edrtrial.ingest import health, polling
 from edrtrial.logsetup import tenant_context
-from edrtrial.models import Alert, ResponseAction, Tenant
+from edrtrial.models import Alert, Company, ResponseAction, Tenant
 from edrtrial.notify import outbox
 from edrtrial.notify.archive import archive_dir_of
 from edrtrial.notify.mail import transport_from_config
@@ -41,7 +41,7 @@ from edrtrial.programme import trials
 from edrtrial.service import alarms
 from edrtrial.service import trial_lifecycle as lifecycle_job
 from edrtrial.service.runtime import Runtime, TenantRef
-from edrtrial.states import ActionState, TenantState, WriteBackState
+from edrtrial.states import ActionState, JourneyState, TenantState, WriteBackState
 from edrtrial.timeutil import JST, jst_date
 
 log = logging.getLogger(__name__)
@@ -378,9 +378,13 @@ def deliver_outbox(rt: Runtime) -> outbox.DeliveryStats:
 
 
 def report_period(today: date) -> tuple[date, date]:
-    """The seven JST days before `today` (the weekly report's period)."""
-    end = today - timedelta(days=1)
-    return end - timedelta(days=6), end
+    """The weekly report's period: the last whole week, Monday to Sunday (JST), before `today`.
+
+    A calendar week, as the seat report's, not the seven days before the run: a run by hand
+    on Wednesday after Monday's (or one made up after an outage) finds Monday's reports sent,
+    instead of mailing every company a second report of Wednesday to Tuesday.
+    """
+    return seat_week(today)
 
 
 def last_month(today: date) -> tuple[date, date]:
@@ -414,20 +418,24 @@ def _company_reports(rt: Runtime, kind: str, start: date, end: date) -> int:
     """Queue the `kind` report of the period for each company whose trial overlaps it;
     returns how many were queued now (a report already sent is not counted again).
 
+    A company offboarded since is included: its credentials are dropped and it is no longer
+    polled, but its detections are still kept (until the purge), and the month its trial
+    ended in is the one it would otherwise never hear about.
+
     A parked tenant's report is withheld with an error line: an empty report would tell
     the company nothing happened, and the desk must act first.
     """
     queued = 0
     archive_dir = archive_dir_of(rt.config)
-    for tenant in rt.tenants():
-        if tenant.state == TenantState.PARKED:
-            log.error("%s report for %s withheld: its tenant is parked", kind, tenant.company_key)
+    for tenant_id, company_key, parked in _reported_tenants(rt):
+        if parked:
+            log.error("%s report for %s withheld: its tenant is parked", kind, company_key)
             continue
         with transaction(rt.sessions) as session:
-            trial = trials.trial_of_tenant(session, tenant.id)
+            trial = trials.trial_of_tenant(session, tenant_id)
             if trial is None or trial.starts_on > end or trial.ends_on < start:
                 continue
-            company_id = session.get_one(Tenant, tenant.id).company_id
+            company_id = session.get_one(Tenant, tenant_id).company_id
             done = queue_detection_report(
                 session,
                 company_id,
@@ -443,10 +451,28 @@ def _company_reports(rt: Runtime, kind: str, start: date, end: date) -> int:
     return queued
 
 
+def _reported_tenants(rt: Runtime) -> list[tuple[int, str, bool]]:
+    """(tenant id, company key, parked) of the tenants the service polls and of the
+    companies offboarded since, by company key."""
+    polled = {t.id: (t.id, t.company_key, t.state == TenantState.PARKED) for t in rt.tenants()}
+    with rt.sessions() as session:
+        left = session.execute(
+            select(Tenant.id, Company.key)
+            .join(Company, Company.id == Tenant.company_id)
+            .where(Company.state == JourneyState.OFFBOARDED.value)
+        ).all()
+    gone = [(tenant_id, key, False) for tenant_id, key in left if tenant_id not in polled]
+    return sorted([*polled.values(), *gone], key=lambda row: row[1])
+
+
 def seat_report(rt: Runtime, today: date | None = None) -> int:
     """Queue the secretariat's seat report for last week, Monday to Sunday (the CSV
     attached), once per week; returns 1 when it was queued now, 0 when that week's went
-    already."""
+    already; nothing while `reports.seat_mail` is off (run by hand too, as the company
+    reports' jobs: a switch that only stopped the schedule would still mail on a manual run)."""
+    if not rt.config.settings.reports.seat_mail:
+        log.info("the seat report is switched off (reports.seat_mail)")
+        return 0
     today = today or jst_date(rt.clock())
     archive_dir = rt.config.resolve(rt.config.settings.reports.archive_dir)
     with transaction(rt.sessions) as session:

@@ -69,7 +69,10 @@ def desk_summary(outcome: DeskOutcome) -> str:
 _COUNTS = {
     "inventory": ("device seen", "devices seen"),
     "weekly-reports": ("report queued", "reports queued"),
-    "seat-report": ("seat report queued", "seat reports queued (this week's was queued before)"),
+    "seat-report": (
+        "seat report queued",
+        "seat reports queued (the last whole week's went before)",
+    ),
     "monthly-reports": ("report queued", "reports queued"),
 }
 
