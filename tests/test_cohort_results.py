@@ -385,6 +385,30 @@ def test_a_purged_company_counts_as_it_did_before_its_purge(sessions, programme,
     assert shown(after) == before
 
 
+def test_installation_tests_are_not_counted_as_detections(sessions, programme, cohort, now):
+    """The EDR's installation test on every device is no attack: a cohort's detections are
+    the same with or without them, before and after a purge."""
+    before = report(sessions, programme)
+    with transaction(sessions) as session:
+        for tenant in session.scalars(select(Tenant)):
+            for n in range(3):
+                session.add(
+                    Alert(
+                        tenant_id=tenant.id,
+                        source="defender",
+                        source_id=f"test-{tenant.id}-{n}",
+                        title="[Test Alert] Suspicious Powershell commandline",
+                        severity="informational",
+                        category="Execution",
+                        device_names=[f"pc-{n}"],
+                        created_at=now - timedelta(days=30),
+                    )
+                )
+    assert shown(report(sessions, programme)) == shown(before)
+    purge(sessions, programme, now)
+    assert shown(report(sessions, programme)) == shown(before)
+
+
 def test_a_cohort_of_fewer_than_three_shows_no_figure(tmp_path):
     one = CompanyFigures("retail", {"Malware": {"High": 4}}, 1, [5.0], [50.0], 3, 3, "continue", {})
     results = cohort_results([one, one], programme="P", secretariat="S", cohort_name="第2期")

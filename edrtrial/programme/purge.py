@@ -57,6 +57,7 @@ from edrtrial.models import (
 from edrtrial.programme.companies import tenant_of_company
 from edrtrial.programme.journey import advance
 from edrtrial.programme.trials import trial_of_company
+from edrtrial.reports.vocabulary import is_detection_test
 from edrtrial.states import JourneyState as J
 from edrtrial.timeutil import to_jst
 
@@ -162,6 +163,8 @@ def aggregates(
     devices: list[Device] = []
     if tenant is not None:
         for alert in session.scalars(select(Alert).where(Alert.tenant_id == tenant.id)):
+            if is_detection_test(alert):
+                continue  # the installation test is no detection: the results count attacks
             at = alert.created_at or alert.ingested_at
             by = months[_month(at)].detections[alert.category or "other"]
             by[(alert.severity or "unknown").lower()] += 1
