@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import stat
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from email import policy
 from email.parser import BytesParser
@@ -15,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from edrtrial.config import DeskConfig, MailConfig, Settings, SmtpConfig
+from edrtrial.config import DeskConfig, MailConfig, Settings
 from edrtrial.db import transaction
 from edrtrial.models import Alert, AuditEvent, Company, OutboxMessage, ReportArchive, Tenant
 from edrtrial.notify.mail import FileTransport, SmtpTransport
@@ -26,7 +25,7 @@ from edrtrial.notify.report_mail import (
     resend_archived,
 )
 
-from test_outbox import Inbox, free_port, start_server
+from test_outbox import Inbox, smtp  # noqa: F401  (the fixture: a local SMTP server)
 
 NOW = datetime(2026, 11, 9, 0, 0, tzinfo=UTC)
 DESK = DeskConfig(name="EDR体験 運営事務局", email="desk@example.jp", phone="03-0000-0000")
@@ -153,17 +152,6 @@ def pdf_text(content: bytes) -> str:
     return done.stdout.decode("utf-8")
 
 
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, SmtpTransport]]:
-    inbox = Inbox()
-    controller = start_server(inbox, free_port())
-    settings = SmtpConfig(host="127.0.0.1", port=controller.port, starttls=False, timeout_seconds=5)
-    try:
-        yield inbox, SmtpTransport(settings, None)
-    finally:
-        controller.stop()
-
-
 def send_all(sessions: sessionmaker[Session], transport: SmtpTransport) -> DeliveryStats:
     return deliver_due(
         sessions, transport, sender="noreply@example.jp", sender_name="EDR体験", max_attempts=3
@@ -171,7 +159,9 @@ def send_all(sessions: sessionmaker[Session], transport: SmtpTransport) -> Deliv
 
 
 def test_the_report_mail_carries_its_pdf_through_smtp_and_a_resend_carries_the_archived_file(
-    sessions: sessionmaker[Session], tmp_path: Path, smtp: tuple[Inbox, SmtpTransport]
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+    smtp: tuple[Inbox, SmtpTransport],  # noqa: F811
 ) -> None:
     inbox, transport = smtp
     start, end = date(2026, 11, 1), date(2026, 11, 7)
@@ -228,7 +218,7 @@ def test_the_report_mail_carries_its_pdf_through_smtp_and_a_resend_carries_the_a
 def test_a_missing_or_altered_archive_file_fails_the_mail_never_sends_it_bare(
     sessions: sessionmaker[Session],
     tmp_path: Path,
-    smtp: tuple[Inbox, SmtpTransport],
+    smtp: tuple[Inbox, SmtpTransport],  # noqa: F811
     damage: str,
 ) -> None:
     inbox, transport = smtp
