@@ -53,14 +53,13 @@ company with many tickets cannot set the figure. "90th percentile" here means 9 
 
 from __future__ import annotations
 
-import csv
-import io
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from edrtrial.reports.csvout import excel_csv
 from edrtrial.reports.letterhead import Letterhead
 from edrtrial.reports.pdf import html_to_pdf
 from edrtrial.reports.render import render
@@ -468,26 +467,18 @@ def cohort_results(
     )
 
 
-def _guarded(value: str) -> str:
-    """A CSV cell Excel will not run as a formula (= + - @ and the tab/CR tricks)."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
 def results_csv(results: CohortResults) -> bytes:
     """The report as one long table (表, 区分, 項目, 値), UTF-8 with BOM, so Excel opens it
     with its Japanese headings and each row filters cleanly; the notes close it."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    rows = [[WORDS[k] for k in ("csv_table", "csv_row", "csv_column", "csv_value")]]
-    rows.append([WORDS["title"], WORDS["cohort"], "", results.cohort_name])
+    header = [WORDS[k] for k in ("csv_table", "csv_row", "csv_column", "csv_value")]
+    rows = [[WORDS["title"], WORDS["cohort"], "", results.cohort_name]]
     rows.append([WORDS["title"], WORDS["period"], "", results.period])
     for table in results.tables:
         for label, cells in table.rows:
             for column, cell in zip(table.columns, cells, strict=True):
                 rows.append([table.title, label, column, cell.text.replace(",", "")])
     rows += [[WORDS["csv_notes"], "", "", note] for note in results.notes]
-    writer.writerows([_guarded(v) for v in row] for row in rows)
-    return out.getvalue().encode("utf-8-sig")
+    return excel_csv(header, rows)
 
 
 def results_html(results: CohortResults) -> str:
