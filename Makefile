@@ -37,9 +37,11 @@ $(STAMP): pyproject.toml $(MANIFEST)
 # root): Pango for WeasyPrint's PDFs (run and test) and HarfBuzz's subsetter (WeasyPrint
 # embeds only the glyphs a PDF uses; without it fontTools does, ~0.4 s slower per report
 # with the Japanese font), poppler-utils for the tests that read
-# a PDF back (pdftotext) and turn a page into a picture (pdftoppm).
+# a PDF back (pdftotext) and turn a page into a picture (pdftoppm), chromium for the web
+# console's browser tests (Playwright drives /usr/bin/chromium; it downloads no browser of
+# its own) with a Japanese font for what it shows (fonts-ipafont-gothic).
 RUN_DEBS := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0
-TEST_DEBS := $(RUN_DEBS) poppler-utils
+TEST_DEBS := $(RUN_DEBS) poppler-utils chromium fonts-ipafont-gothic
 define debs
 	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

@@ -1,7 +1,8 @@
 """The audit log: who did what, when, to which tenant; one function writes it.
 
-The actor is who ran the step: a person's operating-system login (`cli:<login>`) or one of
-the service's own `SYSTEM_ACTORS`. When a person acts for someone else (`ticket --by
+The actor is who ran the step: a person's operating-system login (`cli:<login>`), a
+person signed in to the web console (`web:<username>`), or one of the service's own
+`SYSTEM_ACTORS`. When a person acts for someone else (`ticket --by
 NAME`), that name is kept beside the actor as `on_behalf_of`, never in its place, so the
 log always names the account that really did it.
 """
@@ -41,6 +42,7 @@ SYSTEM_ACTORS = frozenset(
         "seat-report",
         "monthly-reports",
         "intake",
+        "entra",
     }
 )
 
@@ -64,12 +66,13 @@ BEHALF_WIDTH = width_of(AuditEvent.on_behalf_of)
 def person_of(actor: str) -> str:
     """Whom a person's step is for: the name they act for (`--by`), else their own login.
 
-    `cli:sato` and `cli:sato (as edrtrial)` (sato through sudo) are both sato; a desk that
-    acknowledges a ticket for tanaka gives it to tanaka, and the audit keeps both names.
+    `cli:sato`, `cli:sato (as edrtrial)` (sato through sudo) and `web:sato` are all sato; a
+    desk that acknowledges a ticket for tanaka gives it to tanaka, and the audit keeps both
+    names.
     """
     if behalf := _on_behalf_of.get():
         return behalf
-    login = actor.removeprefix("cli:")
+    login = actor.removeprefix("cli:").removeprefix("web:")
     return login.split(" (as ", 1)[0]
 
 

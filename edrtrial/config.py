@@ -269,6 +269,94 @@ class ReportsConfig(_Strict):
     seat_mail: bool = True  # the weekly seat report to the secretariat
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+"""Addresses only this machine reaches: the console may speak plain HTTP only on these."""
+
+
+class EntraConfig(_Strict):
+    """Microsoft Entra sign-in to the console (MSAL's auth-code flow), beside local accounts.
+
+    A person is given the console roles their token names: an app role (`roles` claim) or a
+    group id (`groups` claim) listed in `roles`. A token naming none of them is refused.
+    """
+
+    tenant_id: str = Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z.-]{1,99}$")
+    client_id: str = Field(min_length=1, max_length=100)
+    client_secret: SecretRef
+    # The app role value or group object id -> console role (operator, secretariat, admin,
+    # viewer).
+    roles: dict[str, Literal["operator", "secretariat", "admin", "viewer"]] = Field(min_length=1)
+    authority_host: str = "https://login.microsoftonline.com"
+
+    @field_validator("authority_host")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("must be an https:// address")
+        return value.rstrip("/")
+
+
+class WebConfig(_Strict):
+    """The console: where it listens, its address as people reach it, its session.
+
+    It listens on loopback by default. Bound elsewhere it must sit behind TLS (a reverse
+    proxy), given as an https `public_url`: its session cookie is then Secure.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    # The address a browser uses (https://console.example.jp), behind a TLS proxy; needed
+    # for Entra sign-in's redirect. Empty: http://host:port.
+    public_url: str = ""
+    # The key that signs session cookies: a reference, or empty for a random key kept in
+    # `key_file` (owner-only), made on first start.
+    session_secret: SecretRef | None = None
+    key_file: Path = Path("var/console-session.key")
+    session_hours: int = Field(12, ge=1, le=24 * 14)
+    idle_minutes: int = Field(120, ge=5, le=24 * 60)
+    language: Literal["ja", "en"] = "ja"
+    # Failed sign-ins allowed in `login_window_minutes`, per account and per address.
+    login_failures_per_account: int = Field(5, ge=1)
+    login_failures_per_address: int = Field(20, ge=1)
+    login_window_minutes: int = Field(15, ge=1)
+    queue_refresh_seconds: int = Field(10, ge=2, le=600)
+    entra: EntraConfig | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s):// address")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_outside_loopback(self) -> WebConfig:
+        if self.host not in LOOPBACK_HOSTS and not self.public_url.startswith("https://"):
+            raise ValueError(
+                f"the console is bound to {self.host}, outside this machine: put it behind "
+                "TLS and give its https:// address as public_url (passwords and session "
+                "cookies never cross the network in plain HTTP)"
+            )
+        if self.public_url.startswith("http://"):
+            host = self.public_url.removeprefix("http://").split("/", 1)[0].rsplit(":", 1)[0]
+            if host.strip("[]") not in LOOPBACK_HOSTS:
+                raise ValueError("public_url: plain http:// is for this machine only; use https://")
+        return self
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Secure cookies unless the console is reached on this machine in plain HTTP."""
+        return self.public_url.startswith("https://")
+
+    def base_url(self, port: int | None = None) -> str:
+        """The console's address as a browser reaches it."""
+        if self.public_url:
+            return self.public_url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port if port is None else port}"
+
+
 class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_lines: bool = False
@@ -549,6 +637,7 @@ class Settings(_Strict):
     sla: SlaConfig = SlaConfig()
     schedules: SchedulesConfig = SchedulesConfig()
     reports: ReportsConfig = ReportsConfig()
+    web: WebConfig = WebConfig()
     logging: LoggingConfig = LoggingConfig()
     playbooks: list[Path] = Field(default_factory=list)
     programme: ProgrammeConfig = ProgrammeConfig()

@@ -209,3 +209,12 @@ class JourneyError(EdrTrialError):
 class ReportPeriodError(EdrTrialError, ValueError):
     """A report asked for a period it cannot cover: one that ends before it starts, or
     whose last day has not come yet (its figures would be partial, read as final)."""
+
+
+class AccountError(EdrTrialError):
+    """A console account cannot be made or changed as asked (the message says why)."""
+
+
+class SignInRefused(EdrTrialError):
+    """A sign-in to the console is refused. The message is the one shown to the person: it
+    never says whether the account exists."""

@@ -544,10 +544,10 @@ class AuditEvent(Base):
     __tablename__ = "audit_event"
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    actor: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(200), index=True)
     # Whom a person acted for (`ticket --by NAME`); the actor stays who ran the command.
     on_behalf_of: Mapped[str] = mapped_column(String(200), default="", server_default="")
-    action: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), index=True)
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
     target: Mapped[str] = mapped_column(String(200), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -593,3 +593,57 @@ class DeskAlarm(Base):
     since: Mapped[datetime]
     told_at: Mapped[datetime]
     reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class ConsoleUser(Base):
+    """A person who signs in to the web console: a local account (argon2 hash) or one made
+    at their first Microsoft Entra sign-in (`entra_object_id`, no password).
+
+    `roles` lists their console roles (`edrtrial.access.roles`); `cohorts` the cohorts they
+    are limited to (none: every cohort). `epoch` grows on every change that must end their
+    sessions (a new password, disabling, new roles or cohorts): a session carries the epoch
+    it began under and is refused once it differs.
+    """
+
+    __tablename__ = "console_user"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)  # NFKC, lower case
+    display_name: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    entra_object_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    roles: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    epoch: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    language: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    disabled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    password_changed_at: Mapped[datetime | None]
+    last_sign_in_at: Mapped[datetime | None]
+
+    cohorts: Mapped[list[Cohort]] = relationship(
+        secondary="console_user_cohort", order_by="Cohort.key"
+    )
+
+
+class ConsoleUserCohort(Base):
+    """A cohort a console user is limited to."""
+
+    __tablename__ = "console_user_cohort"
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("console_user.id", ondelete="CASCADE"), primary_key=True
+    )
+    cohort_id: Mapped[int] = mapped_column(ForeignKey("cohort.id"), primary_key=True)
+
+
+class LoginAttempt(Base):
+    """A sign-in to the console, kept to limit guessing per account and per address."""
+
+    __tablename__ = "login_attempt"
+    __table_args__ = (
+        Index("ix_login_attempt_username_at", "username", "at"),
+        Index("ix_login_attempt_address_at", "address", "at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    succeeded: Mapped[bool] = mapped_column(default=False)

@@ -18,6 +18,9 @@ from edrtrial.db import make_engine, make_sessions, upgrade
 
 import clock
 
+# The console's browser fixtures (`browser`, `page`): Debian's chromium through Playwright.
+pytest_plugins = ("browser",)
+
 FIXTURES = Path(__file__).parent / "fixtures"
 PG_ENV = "EDRTRIAL_TEST_DATABASE_URL"
 

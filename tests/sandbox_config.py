@@ -181,6 +181,8 @@ def settings(
         },
         "logging": {"level": "INFO", "json_lines": False},
         "programme": {"app": app_block(base_url, state_dir, connection)},
+        # `serve` runs the console beside the scheduler: on any free port, so tests never meet.
+        "web": {"port": 0},
     }
     if playbooks:
         data["playbooks"] = list(playbooks)

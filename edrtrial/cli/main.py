@@ -22,6 +22,7 @@ from edrtrial.cli import (
     service,
     status,
     trials,
+    users,
 )
 from edrtrial.config import default_config_path
 
@@ -53,6 +54,7 @@ for command in (
     *desk.COMMANDS,
     *devices.COMMANDS,
     *playbooks.COMMANDS,
+    *users.COMMANDS,
 ):
     main.add_command(command)
 for command in companies.COMMANDS:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import secrets
 import signal
 import sys
 import threading
@@ -44,6 +46,7 @@ from edrtrial.service.runtime import Runtime
 
 if TYPE_CHECKING:
     from edrtrial.sandbox import SandboxServer, SandboxWorld
+    from edrtrial.web.server import ConsoleServer
 
 
 @click.group()
@@ -126,12 +129,59 @@ scheduler's thread ended, the sandbox it serves with ended): a supervisor restar
 WATCH_SECONDS = 2.0
 
 
+def _console(runtime: Runtime, config: Config, port: int | None = None) -> ConsoleServer:
+    """The web console, started (a port it cannot take: one line saying so)."""
+    from edrtrial.web.server import ConsoleServer
+
+    server = ConsoleServer(runtime, config, port)
+    try:
+        server.start()
+    except OSError as err:
+        raise ConfigError(str(err)) from None
+    return server
+
+
+def _first_admin(runtime: Runtime, config: Config) -> None:
+    """With the sandbox and no console account yet, an `admin` to sign in with: its random
+    password goes to an owner-only file beside the session key, never to the screen."""
+    from edrtrial.access import accounts
+
+    with transaction(runtime.sessions) as session:
+        if accounts.listed(session):
+            return
+        password = secrets.token_urlsafe(18)
+        accounts.add(
+            session,
+            "admin",
+            password,
+            ["admin"],
+            actor="sandbox",
+            at=runtime.clock(),
+            display_name="Sandbox admin",
+        )
+    path = config.resolve(config.settings.web.key_file).parent / "console-admin.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(f"username: admin\npassword: {password}\n")
+    console.print(f"console account made: admin (its password is in {path})", highlight=False)
+
+
+def _wait_for_signal() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
 @click.command()
 @click.option("--with-sandbox", is_flag=True, help="Also run the built-in Defender sandbox.")
+@click.option("--no-web", is_flag=True, help="Leave the web console out.")
 @click.pass_context
 @fails_cleanly
-def serve(ctx: click.Context, with_sandbox: bool) -> None:
-    """Run the scheduler (polling, inventory, outbox, reports, trial lifecycle) until stopped.
+def serve(ctx: click.Context, with_sandbox: bool, no_web: bool) -> None:
+    """Run the scheduler (polling, inventory, outbox, reports, trial lifecycle) and the web
+    console until stopped.
 
     Exits 0 when stopped (Ctrl-C, SIGTERM), 2 when it cannot start (the line says why),
     3 when another service holds the store, 4 when its scheduler cannot go on.
@@ -158,18 +208,26 @@ def serve(ctx: click.Context, with_sandbox: bool) -> None:
             )
         if seeded:
             console.print(f"seeded the sample programme: {seeded} companies (empty store)")
+        _first_admin(runtime, config)
+    web = None if no_web else _console(runtime, config)
+    if web is not None:
+        ctx.call_on_close(web.stop)
     running = scheduler.build_scheduler(runtime)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = _wait_for_signal()
     running.resume()
+    if web is not None:
+        console.print(f"web console at {web.base_url}/", highlight=False)
     console.print(f"edrtrial serving {len(runtime.tenants())} tenants; Ctrl-C stops")
     # The watchdog: a process whose scheduler cannot go on ends, never stays up idle.
     code, why = 0, ""
     while not stop.wait(WATCH_SECONDS):
         if lost := owned.lost():
             code, why = EXIT_TAKEN_OVER, lost
-        elif cannot := scheduler.why_stopped(running) or (sandbox and sandbox.why_stopped()):
+        elif cannot := (
+            scheduler.why_stopped(running)
+            or (sandbox and sandbox.why_stopped())
+            or (web and web.why_stopped())
+        ):
             code, why = EXIT_CANNOT_GO_ON, cannot
         if code:
             break
@@ -289,4 +347,23 @@ def run_job(ctx: click.Context, name: str) -> None:
     console.print(f"{name}: {summaries.describe(name, result)}", soft_wrap=True)
 
 
-COMMANDS = (db, serve, sandbox, poll, run_job)
+@click.command("web")
+@click.option("--port", type=int, help="Port (default: web.port from the config).")
+@click.pass_context
+@fails_cleanly
+def web_command(ctx: click.Context, port: int | None) -> None:
+    """Run the web console alone (no scheduler) until stopped: `serve` runs both."""
+    config = config_of(ctx)
+    runtime = runtime_of(ctx)
+    server = _console(runtime, config, port)
+    ctx.call_on_close(server.stop)
+    stop = _wait_for_signal()
+    console.print(f"web console at {server.base_url}/; Ctrl-C stops", highlight=False)
+    while not stop.wait(WATCH_SECONDS):
+        if why := server.why_stopped():
+            err_console.print(Text.assemble(styled("stopped:", "bold red"), " ", why))
+            sys.exit(EXIT_CANNOT_GO_ON)
+    console.print("stopped")
+
+
+COMMANDS = (db, serve, sandbox, poll, run_job, web_command)
