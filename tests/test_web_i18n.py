@@ -33,16 +33,22 @@ def messages() -> dict[str, str]:
 
 
 def catalog() -> dict[str, str]:
-    source = resources.files("edrtrial.web").joinpath("locale/ja/LC_MESSAGES/messages.po")
-    with source.open("rb") as po:
-        read = read_po(po, locale="ja")
-    return {
-        m.id if isinstance(m.id, str) else m.id[0]: (
-            m.string if isinstance(m.string, str) else m.string[0]
-        )
-        for m in read
-        if m.id
-    }
+    """Every catalog of the console's Japanese, merged (a message in two of them is a
+    mistake: one place for each)."""
+    folder = resources.files("edrtrial.web").joinpath("locale/ja/LC_MESSAGES")
+    found: dict[str, str] = {}
+    for source in folder.iterdir():
+        if not source.name.endswith(".po"):
+            continue
+        with source.open("rb") as po:
+            read = read_po(po, locale="ja")
+        for m in read:
+            if not m.id:
+                continue
+            key = m.id if isinstance(m.id, str) else m.id[0]
+            assert key not in found, f"{key!r} is in two catalogs"
+            found[key] = m.string if isinstance(m.string, str) else m.string[0]
+    return found
 
 
 def test_every_message_of_the_console_has_its_japanese() -> None:

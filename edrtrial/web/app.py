@@ -19,7 +19,17 @@ from starlette.staticfiles import StaticFiles
 
 from edrtrial.config import WebConfig
 from edrtrial.service.runtime import Runtime
-from edrtrial.web import admin, auth, desk, home, programme
+from edrtrial.web import (
+    admin,
+    auth,
+    cohorts,
+    desk,
+    entra,
+    home,
+    programme,
+    reports_archive,
+    ticket_actions,
+)
 from edrtrial.web.i18n import N_
 from edrtrial.web.security import (
     Language,
@@ -56,7 +66,8 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 def routes() -> list[BaseRoute]:
     """Every route of the console."""
     found: list[BaseRoute] = [Mount("/static", app=_static(), name="static")]
-    for part in (auth, home, desk, programme, admin):
+    parts = (auth, entra, home, desk, ticket_actions, programme, cohorts, reports_archive, admin)
+    for part in parts:
         found.extend(part.ROUTES)
     return found
 

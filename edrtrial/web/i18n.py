@@ -1,10 +1,11 @@
 """The console's two languages: Japanese (the default) and English.
 
 Messages are written in English in the templates and code (`_("Queue")`) and translated
-from `locale/ja/LC_MESSAGES/messages.po`, compiled in memory at start with Babel (no
-compiled file is kept beside its source). The language of the request in hand is a context
-variable, so a template, a page and a message all speak it without passing it around.
-Dates and times are shown in Tokyo time, through Babel.
+from the catalogs in `locale/ja/LC_MESSAGES/` (one `.po` file per part of the console:
+`messages.po` for what all pages share, `desk.po`, `programme.po`, ...), merged and
+compiled in memory at start with Babel (no compiled file is kept beside its source).
+The language of the request in hand is a context variable, so a template, a page and
+a message all speak it without passing it around. Dates and times are shown in Tokyo time, through Babel.
 """
 
 from __future__ import annotations
