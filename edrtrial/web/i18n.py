@@ -5,7 +5,8 @@ from the catalogs in `locale/ja/LC_MESSAGES/` (one `.po` file per part of the co
 `messages.po` for what all pages share, `desk.po`, `programme.po`, ...), merged and
 compiled in memory at start with Babel (no compiled file is kept beside its source).
 The language of the request in hand is a context variable, so a template, a page and
-a message all speak it without passing it around. Dates and times are shown in Tokyo time, through Babel.
+a message all speak it without passing it around. Dates and times are shown in Tokyo
+time, through Babel.
 """
 
 from __future__ import annotations
