@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TEST_CLOCK ?=
 TEST_ENV = $(if $(TEST_CLOCK),EDRTRIAL_TEST_CLOCK='$(TEST_CLOCK)' PYTHONPATH='$(CURDIR)/tests/clock_site')
 
-.PHONY: run test lint lint-tree lint-types lint-imports bench clean FORCE
+.PHONY: run test screenshots lint lint-tree lint-types lint-imports bench clean FORCE
 
 # Folders shipped as edrtrial.<name> (pyproject's package-dir), beside edrtrial/ itself.
 MAPPED := connectors playbooks reports
@@ -59,7 +59,13 @@ test: $(STAMP)
 	$(call debs,$(TEST_DEBS))
 	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
 
-# Performance figures against the sandbox (issue 3); BENCH_ARGS="--tenants 10 --alerts 200"
+# PNGs of the console's main pages (queue, ticket, company journey, cohort dashboard, ...)
+# in build/screenshots, made in Debian's chromium over the sandbox's sample programme.
+screenshots: $(STAMP)
+	$(call debs,$(TEST_DEBS))
+	$(BIN)/python tests/screenshots.py build/screenshots
+
+# Performance figures against the sandbox; BENCH_ARGS="--tenants 10 --alerts 200"
 # for a quick run; BENCH_ARGS="--only pdfs --pdfs 100" for the monthly PDF reports alone.
 # Prints figures and ratios, never fails on them.
 BENCH_ARGS ?=
