@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import copy_context
-from typing import Any
-
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -221,7 +219,9 @@ def _device_id(value: str | None) -> int | None:
         return None
 
 
-async def _plan(request: Request, kind: ActionKind, device: int | None) -> Any:
+async def _plan(
+    request: Request, kind: ActionKind, device: int | None
+) -> Response | steps.DevicePlan:
     """What the action would act on, or the ticket page with the reason it cannot."""
     who = need(request, Permission.DEVICE_ACT)
     ticket_id = _within_scope(request, who)
@@ -263,7 +263,7 @@ async def _send(request: Request, kind: ActionKind) -> Response:
     found = await _plan(request, kind, device)
     if isinstance(found, Response):
         return found
-    plan: steps.DevicePlan = found
+    plan = found
     if _device_id(_field(request, "confirm")) != plan.device_id:
         return _confirmation(request, plan)
     who = need(request, Permission.DEVICE_ACT)
