@@ -193,6 +193,7 @@ def test_isolating_asks_first_then_sends_once_to_the_right_device(console: Conso
     assert name in asked.text and SAKURA.name in asked.text and SAKURA.tenant_id in asked.text
     assert "端末を隔離しますか" in asked.text and "ネットワークから切り離され" in asked.text
     assert 'data-action="confirm-isolate"' in asked.text
+    assert "<dt>提案元</dt><dd>playbook</dd>" in asked.text
 
     # A POST without the confirmation only asks.
     unconfirmed = op.post(f"/tickets/{tid}/isolate", {"device": str(store_id)})
@@ -337,6 +338,8 @@ def test_the_forms_offer_only_what_the_person_and_the_ticket_s_state_allow(
     for action in ("acknowledge", "assign", "note", "notify", "resolve", "isolate"):
         assert f'data-action="{action}"' in forms, action
     assert 'data-action="release"' not in forms and 'data-action="reopen"' not in forms
+    # The playbook proposed isolating the device: the button says so.
+    assert 'data-proposed="1"' in forms and "隔離する（playbook の提案）" in forms
     assert forms.count('name="csrf" value="token"') >= 5
     for field in ("when", "what", "cause", "handling", "effect"):
         assert f'name="{field}"' in forms
