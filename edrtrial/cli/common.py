@@ -33,8 +33,8 @@ from edrtrial.config import Config, load_config
 from edrtrial.errors import ActorError, ConfigError, EdrTrialError
 from edrtrial.notify.outbox import DeliveryStats
 from edrtrial.programme.companies import store_keys
-from edrtrial.service import desk_actions, jobs
-from edrtrial.service.runtime import Runtime, TenantRef
+from edrtrial.service import jobs
+from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import as_utc
 from edrtrial.untrusted import lines_under, one_line, visible
 
@@ -477,12 +477,6 @@ def known_key(keys: Sequence[str], key: str) -> str:
         )
     known = ", ".join(keys) or "none; import them with `edrtrial companies import-config`"
     raise ConfigError(f"no company {one_line(key)!r} in the store (companies: {known})")
-
-
-def ticket_tenant(runtime: Runtime, ticket_id: int) -> TenantRef:
-    """The ticket's tenant, while the service works on it (a TicketError once its company's
-    programme has ended or its credentials were dropped)."""
-    return desk_actions.tenant_of_ticket(runtime, ticket_id)
 
 
 def deliver(runtime: Runtime, *, always: bool = True) -> None:
