@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from test_desk_end_to_end import body, mails_to
 
 from edrtrial.access.roles import Permission
 from edrtrial.db import transaction
@@ -90,7 +91,10 @@ def operator_of(console: Console, name: str = "sato", **kwargs) -> SignedIn:
     return console.signed_in(name, password)
 
 
-def test_each_step_changes_the_ticket_and_is_audited_as_the_person(console: Console) -> None:
+def test_each_step_changes_the_ticket_and_is_audited_as_the_person(
+    tmp_path: Path, console: Console
+) -> None:
+    mail_dir = tmp_path / "mail"
     tid, _ = incident(console)
     op = operator_of(console)
     target = f"ticket:{tid}"
@@ -128,6 +132,8 @@ def test_each_step_changes_the_ticket_and_is_audited_as_the_person(console: Cons
     assert "企業への連絡を送信待ちにしました" in page
     [told] = audited(console, "ticket.company_notified", target)
     assert told.actor == "web:sato" and told.detail["text"] == "本日15時にお電話します。"
+    sent = [m for m in mails_to(mail_dir, "it@sakura.example.jp") if "本日15時" in body(m)]
+    assert len(sent) == 1, "the company's message goes out at once"
 
     # Resolving needs the programme's five-part incident summary: missing parts are said.
     page = step(op, f"/tickets/{tid}/resolve", {"when": "12/06 10:00", "report": "1"})
