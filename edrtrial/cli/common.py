@@ -30,11 +30,11 @@ from rich.text import Text
 from edrtrial import audit, db, logsetup
 from edrtrial.audit import ACTOR_WIDTH, BEHALF_WIDTH, SYSTEM_ACTORS
 from edrtrial.config import Config, load_config
-from edrtrial.desk import operator
-from edrtrial.errors import ActorError, ConfigError, EdrTrialError, TicketError
+from edrtrial.errors import ActorError, ConfigError, EdrTrialError
+from edrtrial.notify.outbox import DeliveryStats
 from edrtrial.programme.companies import store_keys
 from edrtrial.service import jobs
-from edrtrial.service.runtime import Runtime, TenantRef
+from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import as_utc
 from edrtrial.untrusted import lines_under, one_line, visible
 
@@ -479,19 +479,12 @@ def known_key(keys: Sequence[str], key: str) -> str:
     raise ConfigError(f"no company {one_line(key)!r} in the store (companies: {known})")
 
 
-def ticket_tenant(runtime: Runtime, ticket_id: int) -> TenantRef:
-    """The ticket's tenant, while the service works on it (a TicketError once its company's
-    programme has ended or its credentials were dropped)."""
-    with runtime.sessions() as session:
-        tenant_id = operator.get(session, ticket_id).tenant_id
-    for tenant in runtime.tenants():
-        if tenant.id == tenant_id:
-            return tenant
-    raise TicketError(f"ticket #{ticket_id}'s company is no longer in the programme's polling")
-
-
 def deliver(runtime: Runtime, *, always: bool = True) -> None:
     """Send the outbox now and say how it went (unless `always` is off and nothing went)."""
-    stats = jobs.deliver_outbox(runtime)
+    said_delivery(jobs.deliver_outbox(runtime), always=always)
+
+
+def said_delivery(stats: DeliveryStats, *, always: bool = True) -> None:
+    """How the outbox's sending went (unless `always` is off and nothing went)."""
     if always or stats.sent or stats.retried or stats.failed:
         console.print(f"mail: {stats.sent} sent, {stats.retried} to retry, {stats.failed} failed")

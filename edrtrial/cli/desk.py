@@ -20,24 +20,21 @@ from edrtrial.cli.common import (
     body,
     company_key,
     console,
-    deliver,
     fails_cleanly,
     iso,
     list_options,
     print_json,
     print_list,
     runtime_of,
+    said_delivery,
     styled,
     take_by,
-    ticket_tenant,
 )
-from edrtrial.connectors.base import Capability
-from edrtrial.db import transaction
 from edrtrial.desk import operator, queries
 from edrtrial.desk.sla import describe_deadline, short_deadline
 from edrtrial.devices import actions as responses
-from edrtrial.devices import writeback
-from edrtrial.models import Device, ResponseAction, Ticket
+from edrtrial.models import Device, ResponseAction
+from edrtrial.service import desk_actions as steps
 from edrtrial.service.runtime import Runtime
 from edrtrial.states import OPEN_TICKET_STATES, Priority, TicketState
 from edrtrial.timeutil import to_jst
@@ -248,12 +245,10 @@ def _actions_table(actions: list[tuple[ResponseAction, Device]]) -> Table:
 
 
 def _step(
-    ctx: click.Context, ticket_id: int, verb: str, act: Callable[[Any, Runtime, str], Ticket]
+    ctx: click.Context, ticket_id: int, verb: str, act: Callable[[Runtime, str], str]
 ) -> None:
-    """One step of the ticket's workflow in its own transaction, and its new state."""
-    rt = runtime_of(ctx)
-    with transaction(rt.sessions) as session:
-        state = act(session, rt, actor(ctx)).state
+    """One step of the ticket's workflow (`edrtrial.service.desk_actions`), and its new state."""
+    state = act(runtime_of(ctx), actor(ctx))
     console.print(f"ticket #{ticket_id} {verb} (now {state})", highlight=False)
 
 
@@ -263,12 +258,7 @@ def _step(
 @fails_cleanly
 def ack(ctx: click.Context, ticket_id: int) -> None:
     """Acknowledge: you have it; the deadline stops and escalation ends."""
-    _step(
-        ctx,
-        ticket_id,
-        "acknowledged",
-        lambda s, rt, who: operator.acknowledge(s, ticket_id, who, rt.clock()),
-    )
+    _step(ctx, ticket_id, "acknowledged", lambda rt, who: steps.acknowledge(rt, ticket_id, who))
 
 
 @ticket.command("start")
@@ -277,12 +267,7 @@ def ack(ctx: click.Context, ticket_id: int) -> None:
 @fails_cleanly
 def start(ctx: click.Context, ticket_id: int) -> None:
     """Mark the ticket in progress."""
-    _step(
-        ctx,
-        ticket_id,
-        "in progress",
-        lambda s, rt, who: operator.start(s, ticket_id, who, rt.clock()),
-    )
+    _step(ctx, ticket_id, "in progress", lambda rt, who: steps.start(rt, ticket_id, who))
 
 
 @ticket.command("assign")
@@ -296,7 +281,7 @@ def assign(ctx: click.Context, ticket_id: int, assignee: str) -> None:
         ctx,
         ticket_id,
         f"assigned to {assignee}",
-        lambda s, rt, who: operator.assign(s, ticket_id, assignee, who, rt.clock()),
+        lambda rt, who: steps.assign(rt, ticket_id, assignee, who),
     )
 
 
@@ -307,9 +292,7 @@ def assign(ctx: click.Context, ticket_id: int, assignee: str) -> None:
 @fails_cleanly
 def note(ctx: click.Context, ticket_id: int, text: str) -> None:
     """Add a note to the ticket's history."""
-    rt = runtime_of(ctx)
-    with transaction(rt.sessions) as session:
-        operator.note(session, ticket_id, text, actor(ctx), rt.clock())
+    steps.note(runtime_of(ctx), ticket_id, text, actor(ctx))
     console.print(f"note added to ticket #{ticket_id}")
 
 
@@ -319,9 +302,7 @@ def note(ctx: click.Context, ticket_id: int, text: str) -> None:
 @fails_cleanly
 def close(ctx: click.Context, ticket_id: int) -> None:
     """Close a resolved ticket."""
-    _step(
-        ctx, ticket_id, "closed", lambda s, rt, who: operator.close(s, ticket_id, who, rt.clock())
-    )
+    _step(ctx, ticket_id, "closed", lambda rt, who: steps.close(rt, ticket_id, who))
 
 
 @ticket.command("reopen")
@@ -331,12 +312,7 @@ def close(ctx: click.Context, ticket_id: int) -> None:
 @fails_cleanly
 def reopen(ctx: click.Context, ticket_id: int, reason: str) -> None:
     """Take a resolved or closed ticket back into work."""
-    _step(
-        ctx,
-        ticket_id,
-        "reopened",
-        lambda s, rt, who: operator.reopen(s, ticket_id, reason, who, rt.clock()),
-    )
+    _step(ctx, ticket_id, "reopened", lambda rt, who: steps.reopen(rt, ticket_id, reason, who))
 
 
 @ticket.command("notify")
@@ -347,10 +323,9 @@ def reopen(ctx: click.Context, ticket_id: int, reason: str) -> None:
 def notify(ctx: click.Context, ticket_id: int, text: str) -> None:
     """Mail the company contact about the ticket (in the company's language)."""
     rt = runtime_of(ctx)
-    with transaction(rt.sessions) as session:
-        operator.message_company(session, ticket_id, text, actor(ctx), rt.clock(), rt.policy)
+    stats = steps.notify_company(rt, ticket_id, text, actor(ctx))
     console.print(f"message to the company of ticket #{ticket_id} queued")
-    deliver(rt, always=False)
+    said_delivery(stats, always=False)
 
 
 @ticket.command("resolve")
@@ -386,32 +361,23 @@ def resolve(
     """Resolve with the incident summary; the company receives its incident report."""
     rt = runtime_of(ctx)
     given = {"when": when, "what": what, "cause": cause, "handling": handling, "effect": effect}
-    summary = _summary(given)
-    tenant = ticket_tenant(rt, ticket_id)
-    connector = rt.connector(tenant)
-    write_back = Capability.WRITE_BACK in connector.capabilities
-    with transaction(rt.sessions) as session:
-        operator.resolve(
-            session,
-            ticket_id,
-            summary,
-            actor(ctx),
-            rt.clock(),
-            rt.policy,
-            classification=classification or "",
-            determination=determination,
-            write_back=write_back,
-            report=not no_report,
-        )
+    done = steps.resolve(
+        rt,
+        ticket_id,
+        _summary(given),
+        actor(ctx),
+        classification=classification or "",
+        determination=determination,
+        report=not no_report,
+    )
     console.print(f"ticket #{ticket_id} resolved")
-    if write_back:
-        result = writeback.write_back_pending(rt.sessions, tenant.id, connector)
+    if (result := done.written_back) is not None:
         console.print(
             f"written back to the EDR: {result.written} alert(s)"
             + (f", {result.failed} failed" if result.failed else "")
             + (f", {result.deferred} deferred" if result.deferred else "")
         )
-    deliver(rt, always=False)
+    said_delivery(done.mail, always=False)
 
 
 def _summary(given: dict[str, str | None]) -> dict[str, str]:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from datetime import timedelta
-
 import click
 
 from edrtrial.cli.common import (
@@ -21,36 +18,13 @@ from edrtrial.cli.common import (
     print_list,
     runtime_of,
     take_by,
-    ticket_tenant,
 )
-from edrtrial.connectors.base import ActionKind, ActionStatus
-from edrtrial.db import transaction
-from edrtrial.desk import operator, queries
-from edrtrial.devices import actions, settle
-from edrtrial.devices import queries as device_queries
-from edrtrial.devices.states import FOLLOWED
-from edrtrial.errors import ActionRefused, TicketError
-from edrtrial.models import Device, Ticket
-from edrtrial.service.runtime import Runtime, TenantRef
+from edrtrial.connectors.base import ActionKind
+from edrtrial.devices import settle
+from edrtrial.errors import ActionRefused
+from edrtrial.service import desk_actions as steps
 from edrtrial.timeutil import to_jst
 from edrtrial.untrusted import one_line
-
-
-def _pick_device(t: Ticket, devices: list[Device], name: str | None) -> Device:
-    """The device the operator named, or the ticket's only device."""
-    known = ", ".join(d.name or d.source_id for d in devices) or "none"
-    if name:
-        found = [
-            d for d in devices if name.casefold() in (d.name.casefold(), d.source_id.casefold())
-        ]
-        if not found:
-            raise TicketError(f"ticket #{t.id} names no device {name!r} (devices: {known})")
-        return found[0]
-    if len(devices) != 1:
-        raise TicketError(
-            f"ticket #{t.id} names {len(devices)} devices ({known}); choose one with --device"
-        )
-    return devices[0]
 
 
 def _device_action(
@@ -67,56 +41,25 @@ def _device_action(
     """
     rt = runtime_of(ctx)
     who = actor(ctx)
-    tenant = ticket_tenant(rt, ticket_id)
-    with rt.sessions() as session:
-        t = operator.get(session, ticket_id)
-        device = _pick_device(t, queries.ticket_devices(session, t), device_name)
-        _, company = queries.company_of(session, t)
-        label = f"{device.name or device.source_id} of {company.name} (tenant {tenant.external_id})"
-        now = rt.clock()
-        if (why := actions.refusal(session, device, kind.value, t, now)) is not None:
-            raise ActionRefused(why)
-        silent = actions.silence_warning(device, now, rt.config.settings.desk.silent_device_days)
-    if silent:
-        console.print(f"warning: {silent}", style="yellow", markup=False, highlight=False)
+    plan = steps.plan_device_action(rt, ticket_id, kind, name=device_name)
+    if plan.refusal is not None:
+        raise ActionRefused(plan.refusal)
+    if plan.silent:
+        console.print(f"warning: {plan.silent}", style="yellow", markup=False, highlight=False)
     verb = "Isolate" if kind is ActionKind.ISOLATE else "Release"
-    if not yes and not click.confirm(one_line(f"{verb} {label}?")):
+    if not yes and not click.confirm(one_line(f"{verb} {plan.label}?")):
         console.print("nothing done")
         return
-    with transaction(rt.sessions) as session:
-        t = operator.get(session, ticket_id)
-        action = actions.plan(
-            session,
-            device_queries.device(session, device.id),
-            kind,
-            actor=who,
-            at=rt.clock(),
-            ticket=t,
-            reason=f"operator, ticket #{ticket_id}",
-        )
-        action_id = action.id
-    window = timedelta(minutes=rt.config.settings.desk.reconcile_minutes)
-    connector, desk = rt.connector(tenant), rt.config.settings.desk
-    sent = actions.send(rt.sessions, action_id, connector, who, rt.clock, window, desk=desk)
+    sent = steps.send_device_action(rt, plan, who)
+    label = plan.label
     console.print(f"{kind.value} of {label}: {sent.status} ({sent.detail})", highlight=False)
-    status = _follow(rt, tenant, action_id, sent.status, wait)
+    status = (
+        steps.follow_device_action(rt, ticket_id, sent.action_id, wait) if wait else sent.status
+    )
     if wait:
         console.print(f"{kind.value} of {label}: {status}", highlight=False)
-    if status in (s.value for s in ActionStatus if s.terminal):
+    if steps.finished(status):
         deliver(rt, always=False)
-
-
-def _follow(rt: Runtime, tenant: TenantRef, action_id: int, status: str, wait: float) -> str:
-    """Follow the action until it ends or `wait` seconds pass; its last known status."""
-    deadline = time.monotonic() + wait
-    while wait and status in FOLLOWED and time.monotonic() < deadline:
-        time.sleep(min(2.0, max(deadline - time.monotonic(), 0)))
-        actions.follow(
-            rt.sessions, tenant.id, rt.connector(tenant), rt.config.settings.desk, rt.clock()
-        )
-        with rt.sessions() as session:
-            status = device_queries.action_status(session, action_id)
-    return status
 
 
 def _device_command(kind: ActionKind, name: str, help_text: str) -> click.Command:

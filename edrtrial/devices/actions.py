@@ -121,6 +121,23 @@ def refusal(
     return None
 
 
+def conflict(session: Session, device: Device, kind: ActionKind) -> str | None:
+    """Why the device's own state leaves nothing to do now (one action under way, already
+    isolated, nothing to release); None: the action would change something."""
+    state = device_state(session, device)
+    name = device.name or device.source_id
+    if state.under_way is not None:
+        return (
+            f"{name}: a {state.under_way.kind} is already under way (action "
+            f"#{state.under_way.id}, {state.under_way.status}); wait for it to finish"
+        )
+    if kind is ActionKind.ISOLATE and state.isolated:
+        return f"{name} is already isolated"
+    if kind is ActionKind.RELEASE and not state.isolated:
+        return f"{name} is not isolated, so there is nothing to release"
+    return None
+
+
 def silence_warning(device: Device, now: datetime, days: int) -> str | None:
     """A warning when the device has not reported for `days` or more (not a refusal)."""
     if device.last_seen is None or now - device.last_seen < timedelta(days=days):
@@ -161,17 +178,9 @@ def plan(
         )
     if (why := refusal(session, device, kind.value, ticket, at)) is not None:
         raise ActionRefused(why)
-    state = device_state(session, device)
+    if (why := conflict(session, device, kind)) is not None:
+        raise ActionRefused(why)
     name = device.name or device.source_id
-    if state.under_way is not None:
-        raise ActionRefused(
-            f"{name}: a {state.under_way.kind} is already under way (action "
-            f"#{state.under_way.id}, {state.under_way.status}); wait for it to finish"
-        )
-    if kind is ActionKind.ISOLATE and state.isolated:
-        raise ActionRefused(f"{name} is already isolated")
-    if kind is ActionKind.RELEASE and not state.isolated:
-        raise ActionRefused(f"{name} is not isolated, so there is nothing to release")
     number = _sequence(session, device, kind.value)
     action = ResponseAction(
         dedupe_key=f"{kind.value}:{device.tenant_id}:{device.source_id}:{number}",
