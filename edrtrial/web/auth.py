@@ -65,6 +65,8 @@ async def login(request: Request) -> Response:
         )
         if user is not None:
             begin_session(request, user)
+        # Tries older than a day count for nothing; the table keeps no more than that.
+        accounts.forget_attempts(session, runtime.clock() - max(limits.window, timedelta(days=1)))
     if user is None:
         return render(
             request,
