@@ -8,6 +8,8 @@ nonce, and the console checks the token is for this app (`aud`), from the config
 (`iss`, `tid`) and current (`exp`). The person's console roles are the app roles and group
 ids of the token mapped through `web.entra.roles`; a token naming none of them is refused.
 Every refusal brings the person back to the sign-in page with a message, never an error page.
+Microsoft sends the code back in the query, not as a form post: the session cookie is
+SameSite=Lax, and a browser does not send it with another site's POST.
 """
 
 from __future__ import annotations
@@ -144,7 +146,16 @@ def _claims(id_token: str, entra: EntraConfig) -> dict[str, Any]:
     try:
         claims: dict[str, Any] = jwt.decode(
             id_token,
-            options={"verify_signature": False, "require": ["iss", "aud", "exp", "oid", "tid"]},
+            # The signature is vouched for by the TLS connection it came over (above); every
+            # other check is asked for by name, since PyJWT skips them with the signature.
+            options={
+                "verify_signature": False,
+                "verify_aud": True,
+                "verify_exp": True,
+                "verify_nbf": True,
+                "verify_iat": True,
+                "require": ["iss", "aud", "exp", "oid", "tid"],
+            },
             audience=entra.client_id,
             leeway=SKEW,
         )
@@ -192,6 +203,8 @@ async def done(request: Request) -> Response:
     if not isinstance(flow, dict):
         return _refused(request, refused, target, 400)
     try:
+        if request.query_params.get("error"):  # the person declined, or Microsoft refused
+            raise EntraRefused(f"{request.query_params['error']} from the sign-in page")
         result = await run_in_threadpool(_finish, request, entra, flow)
         if "error" in result:
             raise EntraRefused(f"{result.get('error')}: {result.get('error_description', '')}")
