@@ -22,7 +22,7 @@ from edrtrial.models import AuditEvent, Company, ConsoleUser, Tenant
 from edrtrial.programme import cohorts
 from edrtrial.timeutil import to_jst
 
-from web_support import Console, SignedIn, start_console
+from web_support import Console, SignedIn, csrf_of, start_console
 
 PAYLOADS = Path("/work/shared/reference/payloads")
 GRAPH_ALERTS = PAYLOADS / "graph__list_alerts_v2.json"
@@ -166,7 +166,9 @@ def test_wrong_input_is_a_message_on_the_form_not_an_error(console, root):
     no_role = root.post("/admin/users", {"username": "kato", "generate": "1"})
     assert "ロールを少なくとも1つ選んでください" in no_role.text
     taken = root.post("/admin/users", {"username": "ROOT", "role": "viewer", "generate": "1"})
-    assert taken.status_code == 400 and "already exists" in taken.text
+    assert taken.status_code == 400 and "root は既にあります" in taken.text
+    odd = root.post("/admin/users", {"username": "a b", "role": "viewer", "generate": "1"})
+    assert "ユーザー名は英数字と" in odd.text
     assert events(console, "users.add")[-1].target == "user:root"  # none added
 
 
@@ -206,6 +208,12 @@ def test_an_admin_cannot_lock_themselves_out(console, root):
     assert user.roles == ["admin"] and user.disabled_at is None
     assert events(console, "users.roles") == [] and events(console, "users.disable") == []
     assert root.get("/admin/users").status_code == 200  # still signed in, still admin
+    # Their own cohorts changed, they stay signed in, with the new limit.
+    kept = root.post(
+        "/admin/users/root/roles", {"role": "admin", "cohort": "sample-1"}, follow_redirects=True
+    )
+    assert "ロールと期を保存しました。" in kept.text and "(sample-1)" in kept.text
+    root.csrf = csrf_of(kept.text)  # a new session, a new token
     # Another administrator may be changed, while one enabled administrator stays.
     console.add_user("second", ["admin"])
     assert root.post("/admin/users/second/disable").status_code == 303
@@ -364,7 +372,16 @@ def test_the_audit_log_pages_and_downloads_as_csv_for_excel(console, root, now):
     assert answer.headers["content-type"].startswith("text/csv")
     assert answer.content.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(io.StringIO(answer.content.decode("utf-8-sig"))))
-    assert rows[0][:3] == ["id", "at (JST)", "actor"]
+    assert rows[0] == [
+        "番号",
+        "日時（日本時間）",
+        "実行者",
+        "代理先",
+        "操作",
+        "企業",
+        "対象",
+        "詳細",
+    ]
     assert {row[6] for row in rows[1:]} == {"ticket:5", "ticket:50", "ticket:51", "ticket:52"} | {
         f"ticket:5{n}" for n in range(3, 10)
     }
@@ -420,3 +437,10 @@ def test_a_person_limited_to_another_cohort_sees_none_of_its_tenants_or_events(c
     assert "ticket.ack" not in csv_file
     everything = console.signed_in("root2", console.add_user("root2", ["admin"]))
     assert "tenant of sakura-seisakusho parked" in everything.get("/admin/status").text
+
+
+def test_the_pages_get_their_stylesheet_and_script(console: Console) -> None:
+    """The console's own files are served from an editable install too (linked files)."""
+    client = console.client()
+    for path in ("/static/console.css", "/static/htmx-2.0.11.min.js"):
+        assert client.get(path).status_code == 200, path

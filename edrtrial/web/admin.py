@@ -9,6 +9,7 @@ an uploaded file of alerts decides without acting, as `edrtrial playbooks test` 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from datetime import date
 from pathlib import Path
@@ -45,7 +46,14 @@ from edrtrial.service.status import as_seen_by, read_status
 from edrtrial.timeutil import to_jst
 from edrtrial.untrusted import one_line, visible
 from edrtrial.web.i18n import N_, _
-from edrtrial.web.security import SignInNeeded, action, flash, need, signed_in
+from edrtrial.web.security import (
+    SignInNeeded,
+    action,
+    begin_session,
+    flash,
+    need,
+    signed_in,
+)
 from edrtrial.web.templating import render
 
 MAX_UPLOAD = 2 * 1024 * 1024
@@ -76,11 +84,30 @@ def _config(request: Request) -> Config:
     return _runtime(request).config
 
 
+# Refusals of `accounts` that carry a value, as (their English, the message to show).
+PATTERNS = (
+    (
+        re.compile(r"^a password needs at least (\d+) characters$"),
+        N_("a password needs at least %(n)s characters"),
+    ),
+    (
+        re.compile(r"^a password has at most (\d+) characters$"),
+        N_("a password has at most %(n)s characters"),
+    ),
+    (re.compile(r"^console user '(.+)' already exists$"), N_("%(n)s already exists")),
+    (
+        re.compile(r"^username (.+): use 1-64 letters"),
+        N_("%(n)s: a username holds 1 to 64 letters, digits and . _ @ -, from a letter or digit"),
+    ),
+)
+
+
 def _why(err: AccountError) -> str:
     """An account's refusal in the person's language where it is one of ours."""
     text = str(err)
-    if text.startswith("a password needs at least"):
-        return _("a password needs at least %(n)s characters", n=MIN_PASSWORD)
+    for pattern, message in PATTERNS:
+        if found := pattern.match(text):
+            return _(message, n=found.group(1))
     return _(text)
 
 
@@ -226,7 +253,7 @@ async def change_roles(request: Request) -> Response:
     username, form, runtime = request.path_params["username"], request.state.form, _runtime(request)
     try:
         with transaction(runtime.sessions) as session:
-            administration.change_roles(
+            user = administration.change_roles(
                 session,
                 username,
                 [str(r) for r in form.getlist("role")],
@@ -234,6 +261,8 @@ async def change_roles(request: Request) -> Response:
                 by=who,
                 at=runtime.clock(),
             )
+            if user.id == who.id:  # their own change: the session goes on with it
+                begin_session(request, user)
     except AccountError as err:
         flash(request, _("Not changed: %(why)s", why=_why(err)), "error")
     else:
@@ -249,9 +278,12 @@ async def reset_password(request: Request) -> Response:
     try:
         password, generated = _new_password(form)
         with transaction(runtime.sessions) as session:
-            name = administration.reset_password(
+            user = administration.reset_password(
                 session, username, password, by=who, at=runtime.clock()
-            ).username
+            )
+            name = user.username
+            if user.id == who.id:  # their own password: this session goes on
+                begin_session(request, user)
     except AccountError as err:
         flash(request, _("Not changed: %(why)s", why=_why(err)), "error")
         return _back_to(username)
@@ -457,7 +489,16 @@ async def audit_csv(request: Request) -> Response:
     wanted = _audit_filter(request)
     with _runtime(request).sessions() as session:
         rows = audit_rows(session, who.scope, wanted)
-    header = ["id", "at (JST)", "actor", "on behalf of", "action", "company", "target", "detail"]
+    header = [
+        _("Number"),
+        _("At (JST)"),
+        _("Actor"),
+        _("On behalf of"),
+        _("Action"),
+        _("Company"),
+        _("Target"),
+        _("Detail"),
+    ]
     body = excel_csv(
         header,
         (
