@@ -46,9 +46,12 @@ class Microsoft:
     error: str = ""
     forms: list[dict[str, list[str]]] = field(default_factory=list)
     nonce: str = ""
+    down: bool = False
 
     def answer(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
+        if self.down:
+            return httpx.Response(503, json={"error": "temporarily_unavailable"})
         if path == f"/{TENANT}/v2.0/.well-known/openid-configuration":
             return httpx.Response(
                 200,
@@ -249,3 +252,27 @@ def test_a_hostile_name_in_the_token_stays_text(console: Console, microsoft: Mic
     assert back.status_code == 303
     page = client.get("/admin/users").text
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+
+
+def test_microsoft_unreachable_is_a_message_on_the_sign_in_page(console, microsoft):
+    microsoft.down = True
+    answer = console.client().get("/login/entra", params={"next": "/admin"})
+    assert answer.status_code == 502
+    assert "Microsoft のサインインに接続できません" in answer.text
+    assert 'name="next" value="/admin"' in answer.text
+    # Down between the two steps: the way back is refused the same way, not with an error.
+    microsoft.down = False
+    client = console.client()
+    started = client.get("/login/entra")
+    state = parse_qs(urlsplit(started.headers["location"]).query)["state"][0]
+    microsoft.down = True
+    back = client.get("/login/entra/done", params={"code": "c", "state": state})
+    assert back.status_code == 403 and "失敗しました" in back.text
+
+
+def test_without_entra_configured_there_is_no_microsoft_sign_in(tmp_path, database_url, now):
+    with start_console(tmp_path, database_url) as plain:
+        client = plain.client()
+        assert "/login/entra" not in client.get("/login").text
+        assert client.get("/login/entra").status_code == 404
+        assert client.get("/login/entra/done", params={"code": "c"}).status_code == 404
