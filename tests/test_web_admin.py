@@ -266,6 +266,14 @@ def test_a_dry_run_on_graph_alerts_shows_the_rules_matched_and_what_they_would_d
     assert after == before
 
 
+def test_incidents_with_their_alerts_are_tried_alert_by_alert(console, root):
+    incidents = PAYLOADS / "graph__list_incidents_expand_alerts.json"
+    answer = upload(root, incidents.name, incidents.read_bytes())
+    assert answer.status_code == 200
+    assert answer.text.count('class="card alert-tried"') == 1
+    assert "Suspicious execution of hidden file" in answer.text
+
+
 def test_a_broken_or_large_upload_is_a_one_line_message(console, root):
     broken = upload(root, "alerts.json", b'{"value": [\n  {"id": 1,,}\n]}')
     assert broken.status_code == 400
