@@ -24,6 +24,7 @@ from edrtrial.desk.calendar import DEFAULT, BusinessCalendar
 from edrtrial.desk.playbook_trial import (
     Case,
     check_playbooks,
+    configured_files,
     decide,
     payload_cases,
     read_alert_file,
@@ -53,14 +54,6 @@ def _configured_paths(config: Config) -> list[Path]:
     return [config.resolve(p) for p in config.settings.playbooks] or default_playbook_paths()
 
 
-def _configured_names(config: Config) -> list[tuple[str, Path]]:
-    """The configured playbook files as the config names them, each with the file read; the
-    shipped defaults by their name."""
-    if config.settings.playbooks:
-        return [(str(p), config.resolve(p)) for p in config.settings.playbooks]
-    return [(f"built-in {p.name}", p) for p in default_playbook_paths()]
-
-
 @playbooks.command("check")
 @click.argument("files", nargs=-1, type=click.Path())
 @click.pass_context
@@ -79,7 +72,7 @@ def check(ctx: click.Context, files: tuple[str, ...]) -> None:
     except EdrTrialError:
         if not files:
             raise  # the configured playbooks need the config
-    named = [(str(f), Path(f)) for f in files] or _configured_names(_require(config))
+    named = [(str(f), Path(f)) for f in files] or configured_files(_require(config))
     known = None if config is None else [c.name for c in config.settings.desk.escalation_channels()]
     found = check_playbooks(named, known)
     for shown, count in found.counts:

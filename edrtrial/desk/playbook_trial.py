@@ -14,11 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edrtrial.config import Config
 from edrtrial.connectors.base import Connector
 from edrtrial.desk.calendar import BusinessCalendar
 from edrtrial.errors import EdrTrialError, PlaybookError, Unmappable
 from edrtrial.playbooks.checks import PlaybookWarning, warnings
-from edrtrial.playbooks.engine import AlertFacts, Decision, Playbook, load_playbooks
+from edrtrial.playbooks.engine import (
+    AlertFacts,
+    Decision,
+    Playbook,
+    default_playbook_paths,
+    load_playbooks,
+)
 from edrtrial.playbooks.live import channel_check
 from edrtrial.timeutil import utcnow
 
@@ -100,6 +107,14 @@ class PlaybookCheck:
     rules: int = 0
     files: int = 0
     channels: list[str] = field(default_factory=list)
+
+
+def configured_files(config: Config) -> list[tuple[str, Path]]:
+    """The configured playbook files as the config names them, each with the file read; the
+    shipped defaults by their name."""
+    if config.settings.playbooks:
+        return [(str(p), config.resolve(p)) for p in config.settings.playbooks]
+    return [(f"built-in {p.name}", p) for p in default_playbook_paths()]
 
 
 def _as_written(line: str, named: Sequence[tuple[str, Path]]) -> str:

@@ -12,7 +12,6 @@ import json
 import re
 import secrets
 from datetime import date
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -25,19 +24,18 @@ from edrtrial.access import administration
 from edrtrial.access.accounts import MIN_PASSWORD, Person
 from edrtrial.access.audit_log import AuditFilter, actions_seen, audit_page, audit_rows
 from edrtrial.access.roles import Permission, Role
-from edrtrial.config import Config
 from edrtrial.connectors import connector_class
 from edrtrial.db import transaction
 from edrtrial.desk.calendar import BusinessCalendar
 from edrtrial.desk.playbook_trial import (
     Tried,
     check_playbooks,
+    configured_files,
     decide,
     payload_cases,
     read_alert_file,
 )
 from edrtrial.errors import AccountError, EdrTrialError
-from edrtrial.playbooks.engine import default_playbook_paths
 from edrtrial.playbooks.explain import summary
 from edrtrial.reports.csvout import excel_csv
 from edrtrial.service import ownership
@@ -78,10 +76,6 @@ REASONS = (
 def _runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
-
-
-def _config(request: Request) -> Config:
-    return _runtime(request).config
 
 
 # Refusals of `accounts` that carry a value, as (their English, the message to show).
@@ -323,18 +317,11 @@ def _switch(disabled: bool) -> Any:
 # -- playbooks -------------------------------------------------------------------------------
 
 
-def _configured(config: Config) -> list[tuple[str, Path]]:
-    """The configured playbook files as the config names them; the shipped defaults by name."""
-    if config.settings.playbooks:
-        return [(str(p), config.resolve(p)) for p in config.settings.playbooks]
-    return [(f"built-in {p.name}", p) for p in default_playbook_paths()]
-
-
 def _playbooks_context(request: Request) -> dict[str, Any]:
     runtime = _runtime(request)
     config = runtime.config
     channels = [c.name for c in config.settings.desk.escalation_channels()]
-    checked = check_playbooks(_configured(config), channels)
+    checked = check_playbooks(configured_files(config), channels)
     in_force = runtime.playbook
     companies = [t.company_key for t in runtime.tenants()]
     return {
