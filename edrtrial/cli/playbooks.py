@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -23,36 +21,28 @@ from edrtrial.connectors import connector_class
 from edrtrial.connectors.base import Connector
 from edrtrial.db import ensure_current, existing_engine, make_sessions
 from edrtrial.desk.calendar import DEFAULT, BusinessCalendar
+from edrtrial.desk.playbook_trial import (
+    Case,
+    check_playbooks,
+    configured_files,
+    decide,
+    payload_cases,
+    read_alert_file,
+)
 from edrtrial.desk.triage import stored_facts
-from edrtrial.errors import EdrTrialError, PlaybookError, Unmappable
+from edrtrial.errors import EdrTrialError, PlaybookError
 from edrtrial.ingest.queries import alerts_by_reference, newest_alerts
-from edrtrial.playbooks.checks import PlaybookWarning, warnings
 from edrtrial.playbooks.engine import (
-    AlertFacts,
     Playbook,
     default_playbook_paths,
     load_playbooks,
 )
 from edrtrial.playbooks.explain import summary
-from edrtrial.playbooks.live import channel_check
 from edrtrial.programme.companies import company_by_key
-from edrtrial.timeutil import utcnow
 from edrtrial.untrusted import visible
 
 _DEFAULT_LAST = 10
 _DEFAULT_CONNECTOR = "defender"
-
-
-@dataclass(frozen=True, slots=True)
-class _Case:
-    """One alert to test: how to name it, and its facts (or why there are none)."""
-
-    label: str
-    title: str
-    severity: str
-    company: str
-    facts: AlertFacts | None = None
-    problem: str = ""
 
 
 @click.group()
@@ -62,21 +52,6 @@ def playbooks() -> None:
 
 def _configured_paths(config: Config) -> list[Path]:
     return [config.resolve(p) for p in config.settings.playbooks] or default_playbook_paths()
-
-
-def _configured_names(config: Config) -> list[tuple[str, Path]]:
-    """The configured playbook files as the config names them, each with the file read; the
-    shipped defaults by their name."""
-    if config.settings.playbooks:
-        return [(str(p), config.resolve(p)) for p in config.settings.playbooks]
-    return [(f"built-in {p.name}", p) for p in default_playbook_paths()]
-
-
-def _as_written(line: str, named: Sequence[tuple[str, Path]]) -> str:
-    """A problem's line with each file named as the operator wrote it, not as it was read."""
-    for shown, path in named:
-        line = line.replace(str(path), shown)
-    return line
 
 
 @playbooks.command("check")
@@ -97,36 +72,20 @@ def check(ctx: click.Context, files: tuple[str, ...]) -> None:
     except EdrTrialError:
         if not files:
             raise  # the configured playbooks need the config
-    named = [(str(f), Path(f)) for f in files] or _configured_names(_require(config))
-    paths = [path for _, path in named]
-    errors: list[str] = []
-    warned: list[PlaybookWarning] = []
-    for shown, path in named:
-        try:
-            loaded = load_playbooks([path])
-        except PlaybookError as err:
-            errors += [_as_written(line, named) for line in err.lines or (str(err),)]
-            continue
-        console.print(f"{shown}: {len(loaded.rules)} rules", markup=False, highlight=False)
-        warned += warnings(loaded)
-    for warning in warned:
+    named = [(str(f), Path(f)) for f in files] or configured_files(_require(config))
+    known = None if config is None else [c.name for c in config.settings.desk.escalation_channels()]
+    found = check_playbooks(named, known)
+    for shown, count in found.counts:
+        console.print(f"{shown}: {count} rules", markup=False, highlight=False)
+    for warning in found.warned:
         err_console.print(f"warning: {warning}", markup=False, highlight=False)
-    if errors:
-        raise PlaybookError.listing(errors)
-    try:
-        combined = load_playbooks(paths)
-    except PlaybookError as err:  # e.g. a rule name used in two files
-        raise PlaybookError.listing(
-            [_as_written(line, named) for line in err.lines or (str(err),)]
-        ) from None
-    channels = sorted(combined.channels())
-    if channels and config is not None:
-        channel_check(c.name for c in config.settings.desk.escalation_channels())(combined)
-    if channels:
-        console.print("escalates to: " + ", ".join(channels), markup=False, highlight=False)
-    checked = f"{len(combined.rules)} rules in {len(paths)} file(s)"
-    if warned:
-        console.print(f"{len(warned)} warning(s): {checked}", markup=False, highlight=False)
+    if found.errors:
+        raise PlaybookError.listing(found.errors)
+    if found.channels:
+        console.print("escalates to: " + ", ".join(found.channels), markup=False, highlight=False)
+    checked = f"{found.rules} rules in {found.files} file(s)"
+    if found.warned:
+        console.print(f"{len(found.warned)} warning(s): {checked}", markup=False, highlight=False)
         ctx.exit(1)
     console.print(f"ok: {checked}", markup=False, highlight=False)
 
@@ -195,7 +154,7 @@ def test(
         company = configured_key(config, company)
     playbook = load_playbooks(list(playbook_files) or _configured_paths(_require(config)))
     calendar = _calendar(config)
-    cases: list[_Case] = []
+    cases: list[Case] = []
     if alerts_json is not None and connector is not None:
         cases += _json_cases(alerts_json, connector, company or "unknown", calendar)
     if from_store:
@@ -206,21 +165,21 @@ def test(
         ctx.exit(1)
 
 
-def _decide(cases: Sequence[_Case], playbook: Playbook) -> int:
+def _decide(cases: Sequence[Case], playbook: Playbook) -> int:
     """Print each case's decision and a tally; the number of cases that could not be read."""
     tally: Counter[str] = Counter()
     problems = 0
-    for case in cases:
+    for tried in decide(cases, playbook):
+        case, decision = tried.case, tried.decision
         console.print(
             f"── {case.label} [{case.company}] {case.title!r} ({case.severity})",
             markup=False,
             highlight=False,
         )
-        if case.facts is None:
+        if decision is None:
             console.print(f"  not tested: {case.problem}", markup=False, highlight=False)
             problems += 1
             continue
-        decision = playbook.evaluate(case.facts)
         tally[summary(decision)] += 1
         # Several lines of our own; every value the alert sent is quoted inside them on one
         # line by its condition's `because` (playbooks/rules.py), so `visible` keeps only
@@ -248,32 +207,13 @@ def _calendar(config: Config | None) -> BusinessCalendar:
 
 def _json_cases(
     path: Path, connector: type[Connector], company: str, calendar: BusinessCalendar
-) -> list[_Case]:
+) -> list[Case]:
     """The alerts of a saved API answer, each mapped through the connector's public contract."""
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        data = path.read_bytes()
+    except OSError as err:
         raise EdrTrialError(f"{path}: not a readable JSON file: {err}") from err
-    cases = []
-    for index, item in enumerate(connector.alert_payloads(payload)):
-        raw = item if isinstance(item, dict) else {}
-        label = f"{path.name}[{index}] {raw.get('id') or '(no id)'}"
-        title, severity = str(raw.get("title") or ""), str(raw.get("severity") or "")
-        try:
-            record = connector.map_alert(item)
-        except Unmappable as err:
-            problem = f"alert {index}: {err.reason}"
-            cases.append(_Case(label, title, severity, company, problem=problem))
-            continue
-        tenant = raw.get("tenantId")  # Graph alerts name their tenant; other EDRs may not
-        facts = AlertFacts.from_record(
-            record,
-            company_key=company,
-            business_hours=calendar.is_business_hours(record.created_at or utcnow()),
-            tenant_id=tenant if isinstance(tenant, str) else "",
-        )
-        cases.append(_Case(label, record.title, record.severity, company, facts))
-    return cases
+    return payload_cases(read_alert_file(data, str(path)), path.name, connector, company, calendar)
 
 
 def _stored_cases(
@@ -282,7 +222,7 @@ def _stored_cases(
     company: str | None,
     last: int | None,
     calendar: BusinessCalendar,
-) -> list[_Case]:
+) -> list[Case]:
     """Stored alerts' facts, read in a session that is rolled back: nothing is written."""
     engine = existing_engine(config.database_url)
     try:
@@ -297,13 +237,11 @@ def _stored_cases(
             cases = []
             for name, alerts in wanted:
                 if not alerts:
-                    cases.append(_Case(name, "", "", company or "?", problem="no such alert"))
+                    cases.append(Case(name, "", "", company or "?", problem="no such alert"))
                 for alert in alerts:
                     facts = stored_facts(session, alert, calendar=calendar)
                     label = f"alert {alert.id} ({alert.source_id})"
-                    cases.append(
-                        _Case(label, alert.title, alert.severity, facts.company_key, facts)
-                    )
+                    cases.append(Case(label, alert.title, alert.severity, facts.company_key, facts))
             session.rollback()
             return cases
     finally:

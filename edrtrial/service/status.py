@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from edrtrial.access.scope import Scope
 from edrtrial.config import DeskConfig, Settings
 from edrtrial.connectors.base import ActionKind
 from edrtrial.devices.actions import DEVICE_KINDS
@@ -483,4 +484,27 @@ def read_status(
     problems = _problems(lease, jobs, tenants, outbox, actions, late, limits, now)
     return ServiceStatus(
         now, lease, jobs, tenants, outbox, actions, read_offboarding(session), problems, late
+    )
+
+
+def as_seen_by(
+    session: Session, status: ServiceStatus, scope: Scope, settings: Settings
+) -> ServiceStatus:
+    """The status as a person limited to some cohorts may see it: only their companies'
+    jobs, tenants, device actions and offboarding, and the problems those raise; not the
+    outbox, which holds every company's mail. Everyone else sees it whole."""
+    if scope.everything:
+        return status
+    keys = frozenset(session.scalars(select(Company.key).where(scope.companies())))
+    jobs = tuple(j for j in status.jobs if not j.company_key or j.company_key in keys)
+    late = tuple(j for j in status.overdue if not j.company_key or j.company_key in keys)
+    tenants = tuple(t for t in status.tenants if t.company_key in keys)
+    actions = tuple(a for a in status.actions if a.company_key in keys)
+    offboarding = tuple(o for o in status.offboarding if o.company_key in keys)
+    outbox = Backlog(0, None, "", "", 0, None)
+    problems = _problems(
+        status.lease, jobs, tenants, outbox, actions, late, Thresholds.of(settings.desk), status.at
+    )
+    return ServiceStatus(
+        status.at, status.lease, jobs, tenants, outbox, actions, offboarding, problems, late
     )

@@ -44,7 +44,9 @@ SESSION_COOKIE = "console"
 
 
 def _static() -> StaticFiles:
-    return StaticFiles(directory=str(resources.files("edrtrial.web").joinpath("static")))
+    # An editable install (make's) links each file into the build tree: follow the links.
+    folder = str(resources.files("edrtrial.web").joinpath("static"))
+    return StaticFiles(directory=folder, follow_symlink=True)
 
 
 async def _sign_in_needed(request: Request, exc: Exception) -> Response:
