@@ -150,7 +150,11 @@ def test_a_person_limited_to_a_cohort_sees_only_its_companies(console: Console) 
     page = web.get("/programme").text
     assert "sakura-seisakusho" in page
     assert OTHER_NAME not in page and OTHER_KEY not in page and HOSTILE_KEY not in page
-    for path in (f"/companies/{OTHER_KEY}", f"/companies/{HOSTILE_KEY}", "/programme?cohort=other-2"):
+    for path in (
+        f"/companies/{OTHER_KEY}",
+        f"/companies/{HOSTILE_KEY}",
+        "/programme?cohort=other-2",
+    ):
         assert web.get(path).status_code == 404, path
     refused = web.post(f"/companies/{OTHER_KEY}/decide", {"decision": "offboard"})
     assert refused.status_code == 404

@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-import clock
 from edrtrial.models import AuditEvent, OutboxMessage, ReportArchive
 
+import clock
 from web_programme_data import OTHER_KEY, OTHER_NAME, add_other_cohort
 from web_support import Console, start_console
 
@@ -80,9 +80,7 @@ def test_a_resend_goes_through_the_outbox_as_the_person(console: Console) -> Non
     page = web.get("/reports").text
     assert 'class="flash ok"' in page and "再送" in page
     with console.runtime.sessions() as session:
-        again = session.scalars(
-            select(ReportArchive).where(ReportArchive.sequence == 1)
-        ).one()
+        again = session.scalars(select(ReportArchive).where(ReportArchive.sequence == 1)).one()
         assert again.actor == "web:suzuki" and again.recipients == ["kanri@sakura.example.jp"]
         message = session.scalars(
             select(OutboxMessage).where(OutboxMessage.report_id == again.id)

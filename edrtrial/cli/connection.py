@@ -49,7 +49,11 @@ def consent_url(ctx: click.Context, key: str, as_json: bool) -> None:
     mail, name = issued.mail, issued.company_name
     if as_json:
         print_json(
-            {"company": key, "url": issued.url, "mail": {"subject": mail.subject, "text": mail.text}}
+            {
+                "company": key,
+                "url": issued.url,
+                "mail": {"subject": mail.subject, "text": mail.text},
+            }
         )
         return
     console.print(f"{key} ({name}): the admin-consent link for the programme's app")

@@ -116,7 +116,7 @@ def company_devices(session: Session, tenant_id: int) -> list[DeviceLine]:
     )
     lines = []
     for device in devices:
-        task = tasks.get(device.id)
+        latest = tasks.get(device.id)
         lines.append(
             DeviceLine(
                 device.name,
@@ -124,8 +124,8 @@ def company_devices(session: Session, tenant_id: int) -> list[DeviceLine]:
                 device.onboarding_status,
                 device.last_seen,
                 device.detection_test_at,
-                task.status if task is not None else "",
-                task.updated_at if task is not None else None,
+                latest.status if latest is not None else "",
+                latest.updated_at if latest is not None else None,
             )
         )
     return lines

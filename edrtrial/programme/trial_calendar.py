@@ -58,8 +58,8 @@ def _offboarding(session: Session) -> dict[int, Offboarding]:
 
 
 def trial_calendar(session: Session, today: date, scope: Scope = EVERYTHING) -> list[TrialEntry]:
-    """Every company with a trial that `scope` sees, the soonest end first (then by company key); a purged
-    company's trial is history, kept only in the anonymous figures.
+    """Every company with a trial that `scope` sees, the soonest end first (then by company
+    key); a purged company's trial is history, kept only in the anonymous figures.
 
     `today` is the JST date the days left are counted from.
     """

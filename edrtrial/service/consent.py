@@ -13,13 +13,13 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from edrtrial.config import Settings
 from edrtrial.errors import JourneyError
 from edrtrial.models import Tenant
 from edrtrial.notify.consent import consent_request_mail
 from edrtrial.programme import consent
 from edrtrial.programme.companies import company_named
 from edrtrial.reports.render import RenderedMail
-from edrtrial.config import Settings
 from edrtrial.states import JourneyState
 
 

@@ -68,7 +68,9 @@ async def cohort_page(request: Request) -> Response:
         cohort = cohort_view.visible_cohort(session, person.scope, request.path_params["key"])
         if cohort is None:
             raise HTTPException(404)
-        rows = [r for r in seats.seat_counts(session, now, person.scope) if r.cohort_key == cohort.key]
+        rows = [
+            r for r in seats.seat_counts(session, now, person.scope) if r.cohort_key == cohort.key
+        ]
         report = build_seat_report(rows, today)
         calendar = [
             e for e in trial_calendar(session, today, person.scope) if e.cohort_key == cohort.key

@@ -27,7 +27,7 @@ from edrtrial.errors import EdrTrialError
 from edrtrial.models import Company
 from edrtrial.notify.archive import archive_listing
 from edrtrial.programme import cohort_view, journey_view, seats
-from edrtrial.programme.admission import POLICIES, Diagnosis
+from edrtrial.programme.admission import POLICIES, Diagnosis, Outcome
 from edrtrial.programme.applicants import review
 from edrtrial.programme.companies import company_by_key
 from edrtrial.programme.eligibility import Verdict
@@ -172,7 +172,11 @@ async def company_page(request: Request) -> Response:
             session, settings.programme, company, admission.due_on(settings), today
         )
         seat = next(
-            (r for r in seats.seat_counts(session, now, person.scope) if r.company_key == company.key),
+            (
+                r
+                for r in seats.seat_counts(session, now, person.scope)
+                if r.company_key == company.key
+            ),
             None,
         )
         tenant = view.tenant
@@ -236,10 +240,12 @@ def _step(
     return _back(key)
 
 
-def _moved(outcome: admission.Outcome) -> str:
+def _moved(outcome: Outcome) -> str:
     state = state_label(outcome.state)
     if outcome.position is not None:
-        return _("Now: %(state)s (position %(n)s on the waiting list).", state=state, n=outcome.position)
+        return _(
+            "Now: %(state)s (position %(n)s on the waiting list).", state=state, n=outcome.position
+        )
     return _("Now: %(state)s.", state=state)
 
 
@@ -418,7 +424,11 @@ async def verify_step(request: Request) -> Response:
         failed = [c for c in found.checks if not c.ok]
         flash(
             request,
-            _("Not verified: %(n)s of %(total)s checks failed.", n=len(failed), total=len(found.checks)),
+            _(
+                "Not verified: %(n)s of %(total)s checks failed.",
+                n=len(failed),
+                total=len(found.checks),
+            ),
             "error",
         )
         for check in failed[:4]:
@@ -436,7 +446,12 @@ async def start_step(request: Request) -> Response:
         company = company_by_key(session, key)
         assert company is not None
         started = start_trial(
-            session, runtime.config.settings.programme, company, starts_on, actor=person.actor, at=at
+            session,
+            runtime.config.settings.programme,
+            company,
+            starts_on,
+            actor=person.actor,
+            at=at,
         )
         return _(
             "Trial from %(start)s to %(end)s.",
@@ -464,9 +479,7 @@ async def decide_step(request: Request) -> Response:
         if until is not None and decision != "extend":
             raise ValueError(_("a new last day goes with extend only"))
         decided, cancelled = await run_in_threadpool(
-            lambda: decide(
-                runtime, key, decision, actor=person.actor, until=until, reason=reason
-            )
+            lambda: decide(runtime, key, decision, actor=person.actor, until=until, reason=reason)
         )
     except (EdrTrialError, ValueError) as err:
         return _refused(request, key, err)
