@@ -63,6 +63,9 @@ def test_the_journey_page_shows_each_part(console: Console) -> None:
     for part in ("application", "prediagnosis", "cohort", "tenant", "trial", "devices", "history"):
         assert f'id="{part}"' in html, part
     assert "サンプル第1期" in html and "体験中" in html
+    due = html.split('id="due"')[1].split("</section>")[0]
+    assert "継続の意向(継続・継続しない)" in due and "リマインドメール" in due
+    assert '<dd class="decision">未定</dd>' in html
     assert 'data-step="decide"' in html and 'data-step="call"' not in html
     assert web.get("/companies/no-such-company").status_code == 404
 

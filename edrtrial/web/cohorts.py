@@ -20,7 +20,7 @@ from edrtrial.reports.seat_report import build_seat_report
 from edrtrial.reports.trial_calendar import Offboarding
 from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import jst_date
-from edrtrial.web.programme import state_label
+from edrtrial.web.programme import decision_label, state_label
 from edrtrial.web.security import need
 from edrtrial.web.templating import render
 
@@ -96,6 +96,7 @@ async def cohort_page(request: Request) -> Response:
             health=cohort_view.tenant_health(session, cohort),
             soon=soon,
             label=state_label,
+            decision_label=decision_label,
             today=today,
         )
 

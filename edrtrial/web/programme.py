@@ -10,6 +10,7 @@ company moved meanwhile, a rule says no) is a message on that page, never an err
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from datetime import date, datetime
 
@@ -40,7 +41,7 @@ from edrtrial.service.verification import verify_tenant
 from edrtrial.states import JourneyState as J
 from edrtrial.timeutil import jst_date
 from edrtrial.untrusted import one_line
-from edrtrial.web.i18n import _
+from edrtrial.web.i18n import N_, _
 from edrtrial.web.security import action, flash, need
 from edrtrial.web.templating import render
 
@@ -73,6 +74,69 @@ def state_label(state: J) -> str:
     from edrtrial.web import i18n
 
     return state.ja if i18n.language() == "ja" else state.value.replace("_", " ")
+
+
+DECISION_WORDS = {
+    "continue": N_("continues"),
+    "offboard": N_("does not continue"),
+    "undecided": N_("undecided"),
+}
+
+
+def decision_label(decision: str) -> str:
+    """The company's answer at its trial's end, in the request's language."""
+    return _(DECISION_WORDS[decision]) if decision in DECISION_WORDS else decision
+
+
+DUE_WORDS = {
+    "the eligibility decision": N_("the eligibility decision"),
+    "the pre-diagnosis (事前診断)": N_("the pre-diagnosis"),
+    "admission to its cohort": N_("admission to its cohort"),
+    "the consent URL to send to its administrator": N_(
+        "the consent URL to send to its administrator"
+    ),
+    "the tenant's verification": N_("the tenant's verification"),
+    "nothing: the company contracts with the vendor directly": N_(
+        "nothing: the company contracts with the vendor directly"
+    ),
+    "offboarding: every device uninstalled and verified": N_(
+        "offboarding: every device uninstalled and verified"
+    ),
+    "nothing: only its anonymous figures remain": N_("nothing: only its anonymous figures remain"),
+    "the confirmation call": N_("the confirmation call"),
+    "a review of its eligibility, then the confirmation call": N_(
+        "a review of its eligibility, then the confirmation call"
+    ),
+    "the pre-diagnosis (may be done while waiting)": N_(
+        "the pre-diagnosis (may be done while waiting)"
+    ),
+    "the trial's start to record": N_("the trial's start to record"),
+    "the trial's start": N_("the trial's start"),
+    "the trial's dates to record": N_("the trial's dates to record"),
+    "the company's decision (continue or offboard)": N_(
+        "the company's decision (continue or offboard)"
+    ),
+    "the purge of its detailed data": N_("the purge of its detailed data"),
+}
+_CONSENT_SENT = re.compile(r"its administrator's consent \(the link went out (\S+)\)")
+_WAITING = re.compile(r"a free place: position (\d+) of (\d+) on the waiting list")
+_REMINDER = re.compile(r"the reminder mail \(T-(\d+)\)")
+_TRIAL_END = re.compile(r"the trial's end \((\w+)\)")
+
+
+def due_label(what: str) -> str:
+    """What is due next (`journey_view.Due.what`), in the request's language."""
+    if what in DUE_WORDS:
+        return _(DUE_WORDS[what])
+    if found := _CONSENT_SENT.fullmatch(what):
+        return _("its administrator's consent (the link went out %(day)s)", day=found[1])
+    if found := _WAITING.fullmatch(what):
+        return _("a free place: position %(n)s of %(total)s", n=found[1], total=found[2])
+    if found := _REMINDER.fullmatch(what):
+        return _("the reminder mail (%(days)s days before the end)", days=found[1])
+    if found := _TRIAL_END.fullmatch(what):
+        return _("the trial's end (%(decision)s)", decision=decision_label(found[1]))
+    return what
 
 
 def _visible(session: Session, person: Person, key: str) -> Company:
@@ -199,6 +263,8 @@ async def company_page(request: Request) -> Response:
             reports=reports,
             steps=allowed_steps(view.state, person, view.diagnosis is not None),
             label=state_label,
+            decision_label=decision_label,
+            due_label=due_label,
             policies=POLICIES,
             cohorts=cohort_view.visible_cohorts(session, person.scope),
             today=today,
@@ -485,7 +551,7 @@ async def decide_step(request: Request) -> Response:
         return _refused(request, key, err)
     said = _(
         "Decision recorded: %(decision)s (trial ends %(end)s, now %(state)s).",
-        decision=decided.decision,
+        decision=decision_label(decided.decision),
         end=decided.ends_on.isoformat(),
         state=state_label(decided.journey),
     )

@@ -37,13 +37,25 @@ from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import jst_date
 from edrtrial.untrusted import one_line
-from edrtrial.web.i18n import _
+from edrtrial.web.i18n import N_, _
 from edrtrial.web.security import action, flash, need
 from edrtrial.web.templating import render
 
 log = logging.getLogger(__name__)
 
 CSV_TYPE = "text/csv; charset=utf-8"
+KIND_WORDS = {
+    "weekly": N_("weekly"),
+    "monthly": N_("monthly"),
+    "period": N_("period"),
+    "incident": N_("incident"),
+    "seats": N_("seats"),
+}
+
+
+def kind_label(kind: str) -> str:
+    """A kind of report, in the request's language."""
+    return _(KIND_WORDS[kind]) if kind in KIND_WORDS else kind
 
 
 def _runtime(request: Request) -> Runtime:
@@ -102,6 +114,7 @@ async def archive(request: Request) -> Response:
             wanted_company=wanted_company,
             wanted_kind=wanted_kind,
             cohorts=cohort_view.visible_cohorts(session, person.scope),
+            kind_label=kind_label,
         )
 
 
