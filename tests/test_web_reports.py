@@ -69,6 +69,9 @@ def test_the_archive_lists_a_report_and_gives_back_its_file(console: Console) ->
     assert web.get("/reports/99999/file").status_code == 404
     filtered = web.get("/reports?kind=incident").text
     assert f'data-report="{record.id}"' not in filtered
+    later = (WEEK[1] + timedelta(days=1)).isoformat()
+    assert f'data-report="{record.id}"' not in web.get(f"/reports?from={later}").text
+    assert f'data-report="{record.id}"' in web.get(f"/reports?to={WEEK[0]}").text
 
 
 def test_a_resend_goes_through_the_outbox_as_the_person(console: Console) -> None:

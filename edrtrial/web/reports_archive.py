@@ -10,6 +10,7 @@ the secretariat's own reports (every company's seats) only to a person who sees 
 from __future__ import annotations
 
 import logging
+from datetime import date
 from urllib.parse import quote, urlencode
 
 from sqlalchemy.orm import Session
@@ -83,6 +84,14 @@ def attachment(content: bytes, media_type: str, filename: str, fallback: str) ->
     return Response(content, media_type=media_type, headers={"content-disposition": disposition})
 
 
+def _day(request: Request, name: str) -> date | None:
+    """A day of the query (YYYY-MM-DD), or None when not given or not a day."""
+    try:
+        return date.fromisoformat(request.query_params.get(name, "").strip())
+    except ValueError:
+        return None
+
+
 async def archive(request: Request) -> Response:
     """`GET /reports`: every archived report the person sees, newest first, with filters."""
     person = need(request, Permission.REPORTS_READ)
@@ -104,6 +113,11 @@ async def archive(request: Request) -> Response:
             scope=person.scope,
         )
         companies = sorted({row.owner for row in rows if row.record.company_id is not None})
+        since, until = _day(request, "from"), _day(request, "to")
+        if since is not None:
+            rows = [row for row in rows if row.record.period_end >= since]
+        if until is not None:
+            rows = [row for row in rows if row.record.period_start <= until]
         return render(
             request,
             "reports_archive.html.j2",
@@ -113,6 +127,8 @@ async def archive(request: Request) -> Response:
             companies=companies,
             wanted_company=wanted_company,
             wanted_kind=wanted_kind,
+            since=since.isoformat() if since else "",
+            until=until.isoformat() if until else "",
             cohorts=cohort_view.visible_cohorts(session, person.scope),
             kind_label=kind_label,
         )
