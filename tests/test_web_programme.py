@@ -37,7 +37,7 @@ def test_the_applications_list_by_state_with_counts_and_filters(console: Console
     page = web.get("/programme")
     assert page.status_code == 200
     assert "体験中" in page.text and "sakura-seisakusho" in page.text
-    assert OTHER_NAME in page.text and "要件確認済" in page.text
+    assert OTHER_NAME in page.text and 'data-state="eligible"' in page.text
     in_trial = web.get("/programme?state=in_trial").text
     assert 'data-company="sakura-seisakusho"' in in_trial
     assert f'data-company="{HOSTILE_KEY}"' not in in_trial
@@ -153,6 +153,9 @@ def test_a_person_limited_to_a_cohort_sees_only_its_companies(console: Console) 
     page = web.get("/programme").text
     assert "sakura-seisakusho" in page
     assert OTHER_NAME not in page and OTHER_KEY not in page and HOSTILE_KEY not in page
+    # The counts are of its own cohort's three companies only (the sample programme's).
+    assert "すべて (3)" in page and "3 社" in page
+    assert 'data-state="eligible"' not in page  # the applicants are not even counted
     for path in (
         f"/companies/{OTHER_KEY}",
         f"/companies/{HOSTILE_KEY}",
