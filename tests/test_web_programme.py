@@ -165,3 +165,20 @@ def test_a_person_limited_to_a_cohort_sees_only_its_companies(console: Console) 
     refused = web.post(f"/companies/{OTHER_KEY}/decide", {"decision": "offboard"})
     assert refused.status_code == 404
     assert company(console, OTHER_KEY).state == JourneyState.IN_TRIAL
+
+
+def test_the_secretariat_s_pages_read_in_english_on_request(console: Console) -> None:
+    password = console.add_user("suzuki", ["secretariat"])
+    web = console.signed_in("suzuki", password)
+    assert web.post("/language", {"lang": "en", "next": "/programme"}).status_code == 303
+    expected = {
+        "/programme": "Overdue calls only",
+        "/companies/sakura-seisakusho": "(continue or offboard)",
+        "/cohorts": "Tenants in trouble",
+        "/cohorts/sample-1": "Seats against the cap",
+        "/reports": "No report archived yet.",
+    }
+    for path, words in expected.items():
+        page = web.get(path)
+        assert page.status_code == 200 and words in page.text, path
+        assert "体験中" not in page.text or path == "/programme", path

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -236,11 +236,6 @@ async def results_csv_download(request: Request) -> Response:
         results = cohort_report(session, runtime.config.settings.programme, cohort.key)
     name = f"cohort_results_{cohort.key}.csv"
     return attachment(results_csv(results), CSV_TYPE, name, name)
-
-
-def archive_url(**query: str) -> str:
-    """The archive's address with these filters."""
-    return "/reports" + ("?" + urlencode(query) if query else "")
 
 
 ROUTES = [
