@@ -182,3 +182,23 @@ def test_the_secretariat_s_pages_read_in_english_on_request(console: Console) ->
         page = web.get(path)
         assert page.status_code == 200 and words in page.text, path
         assert "体験中" not in page.text or path == "/programme", path
+
+
+def test_a_review_and_a_withdrawal_through_the_console(console: Console) -> None:
+    from edrtrial.db import transaction
+
+    from admission_rows import add_eligible
+
+    with transaction(console.runtime.sessions) as session:
+        add_eligible(session, "doubtful", state="needs_review")
+    password = console.add_user("suzuki", ["secretariat"])
+    web = console.signed_in("suzuki", password)
+    assert 'data-step="review"' in web.get("/companies/doubtful").text
+    web.post("/companies/doubtful/review", {"decision": "eligible", "reason": "資本金を確認"})
+    assert company(console, "doubtful").state == JourneyState.ELIGIBLE
+    [reviewed] = audited(console, "company.judge_eligible", "doubtful")
+    assert reviewed.actor == "web:suzuki"
+    web.post("/companies/doubtful/withdraw", {"reason": "社内事情"})
+    assert company(console, "doubtful").state == JourneyState.WITHDRAWN
+    [withdrew] = audited(console, "company.withdraw", "doubtful")
+    assert withdrew.actor == "web:suzuki"
