@@ -39,7 +39,7 @@ def translations(language: str) -> NullTranslations:
     folder = resources.files("edrtrial.web").joinpath(f"locale/{language}/LC_MESSAGES")
     with folder.joinpath("messages.po").open("rb") as po:
         catalog = read_po(po, locale=language)
-    for source in sorted(folder.iterdir(), key=lambda each: each.name):
+    for source in sorted(folder.iterdir(), key=lambda found: found.name):
         if source.name.endswith(".po") and source.name != "messages.po":
             with source.open("rb") as po:
                 for message in read_po(po, locale=language):
