@@ -24,10 +24,8 @@ from edrtrial.cli.common import (
 from edrtrial.connectors.base import AccessCheck, Remedy
 from edrtrial.db import transaction
 from edrtrial.errors import JourneyError
-from edrtrial.notify.consent import consent_request_mail
-from edrtrial.programme import consent
-from edrtrial.programme.companies import company_named
 from edrtrial.programme.verification import unverified
+from edrtrial.service.consent import issue_consent_link, record_consented
 from edrtrial.service.verification import Verification, verify_tenant
 from edrtrial.states import JourneyState
 from edrtrial.timeutil import to_jst
@@ -47,22 +45,19 @@ def consent_url(ctx: click.Context, key: str, as_json: bool) -> None:
     runtime = runtime_of(ctx)
     settings = config_of(ctx).settings
     with transaction(runtime.sessions) as session:
-        company = company_named(session, key)
-        link = consent.issue_link(
-            session, settings.programme, company, actor=actor(ctx), at=runtime.clock()
-        )
-        again = company.state == JourneyState.CONSENTED.value
-        mail = consent_request_mail(
-            company, link.url, settings.programme, settings.desk, again=again
-        )
-        name = company.name
+        issued = issue_consent_link(session, settings, key, actor=actor(ctx), at=runtime.clock())
+    mail, name = issued.mail, issued.company_name
     if as_json:
         print_json(
-            {"company": key, "url": link.url, "mail": {"subject": mail.subject, "text": mail.text}}
+            {
+                "company": key,
+                "url": issued.url,
+                "mail": {"subject": mail.subject, "text": mail.text},
+            }
         )
         return
     console.print(f"{key} ({name}): the admin-consent link for the programme's app")
-    console.print(link.url, soft_wrap=True, highlight=False)
+    console.print(issued.url, soft_wrap=True, highlight=False)
     console.print(
         "Send it to the company's global administrator; once consented, record the reply "
         f"with: edrtrial tenants consented {key} --reply URL",
@@ -88,29 +83,18 @@ def consented(ctx: click.Context, key: str, reply: str | None, tenant_id: str | 
     if (reply is None) == (tenant_id is None):
         raise JourneyError("give one of --reply URL or --tenant-id ID")
     runtime = runtime_of(ctx)
-    programme = config_of(ctx).settings.programme
+    settings = config_of(ctx).settings
     with transaction(runtime.sessions) as session:
-        company = company_named(session, key)
-        if reply is not None:
-            answer = consent.parse_reply(reply)
-            if not answer.granted:
-                raise JourneyError(f"company {key!r}: {consent.explain_error(answer)}")
-            used = consent.check_state(session, company, answer.state)
-            tenant, via = answer.tenant, "reply"
-        else:
-            assert tenant_id is not None
-            tenant, via, used = tenant_id, "entered", ""
-        row = consent.record_consent(
+        row = record_consented(
             session,
-            programme,
-            company,
-            tenant,
+            settings,
+            key,
+            reply=reply,
+            tenant_id=tenant_id,
             actor=actor(ctx),
             at=runtime.clock(),
-            via=via,
-            state_sha256=used,
         )
-        recorded, state = row.external_id, JourneyState(company.state)
+        recorded, state = row.external_id, JourneyState(row.company.state)
     console.print(f"{key}: consent recorded, tenant {recorded} ({state.value}, {state.ja})")
     console.print(f"next: edrtrial tenants verify {key}", soft_wrap=True)
 

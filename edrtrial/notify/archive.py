@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from edrtrial import files
+from edrtrial.access.scope import EVERYTHING, Scope
 from edrtrial.config import Config
 from edrtrial.errors import ArchiveError
 from edrtrial.models import Company, OutboxMessage, ReportArchive
@@ -76,10 +77,17 @@ def archived(session: Session, report_id: int) -> ReportArchive:
 
 
 def archived_reports(
-    session: Session, *, company_id: int | None = None, kind: str | None = None
+    session: Session,
+    *,
+    company_id: int | None = None,
+    kind: str | None = None,
+    scope: Scope = EVERYTHING,
 ) -> list[ReportArchive]:
-    """The archive, oldest first (optionally one company's, or one kind)."""
+    """The archive, oldest first (optionally one company's, or one kind); only the reports
+    of companies `scope` sees (the secretariat's own, of every company, only for everything)."""
     query = select(ReportArchive).order_by(ReportArchive.id)
+    if not scope.everything:
+        query = query.where(ReportArchive.company_id.in_(scope.company_ids()))
     if company_id is not None:
         query = query.where(ReportArchive.company_id == company_id)
     if kind:
@@ -200,11 +208,16 @@ class ArchivedSend:
 
 
 def archive_listing(
-    session: Session, *, company_id: int | None = None, kind: str | None = None
+    session: Session,
+    *,
+    company_id: int | None = None,
+    kind: str | None = None,
+    scope: Scope = EVERYTHING,
 ) -> list[ArchivedSend]:
-    """The archive, oldest first, each report with its owner and how its mail went."""
+    """The archive, oldest first, each report with its owner and how its mail went (only
+    what `scope` sees)."""
     rows = []
-    for record in archived_reports(session, company_id=company_id, kind=kind):
+    for record in archived_reports(session, company_id=company_id, kind=kind, scope=scope):
         company = session.get(Company, record.company_id) if record.company_id else None
         owner = (company.anon_code or company.key) if company else "secretariat"
         mail = session.scalar(

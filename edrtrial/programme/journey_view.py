@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from edrtrial.access.scope import EVERYTHING, Scope
 from edrtrial.config import ProgrammeConfig
 from edrtrial.models import Application, AuditEvent, Cohort, Company, PreDiagnosis, Tenant, Trial
 from edrtrial.programme import cohorts
@@ -38,6 +39,8 @@ class ApplicationRow:
     cohort: str
     place: str  # "held", "waiting 2", "" (none)
     reasons: tuple[str, ...]
+    explained: tuple[tuple[str, str], ...] = ()
+    """The same reasons in words, (Japanese, English), for a page rather than a terminal."""
 
 
 def is_overdue(
@@ -82,6 +85,25 @@ def _reasons(
     return tuple(r for r in found if r)
 
 
+def _explained(
+    company: Company, application: Application | None, diagnosis: PreDiagnosis | None
+) -> tuple[tuple[str, str], ...]:
+    """`_reasons` in words: each rule's or the pre-diagnosis's (Japanese, English), or the
+    secretariat's own words for a refusal or withdrawal."""
+    found: list[dict[str, Any]] = []
+    if application is not None and application.eligibility != "eligible":
+        found += application.eligibility_reasons
+    if diagnosis is not None:
+        found += diagnosis.reasons
+    pairs = [
+        (str(r.get("ja") or r.get("en") or ""), str(r.get("en") or r.get("ja") or ""))
+        for r in found
+    ]
+    if company.state in (J.REFUSED, J.WITHDRAWN) and company.state_reason and not pairs:
+        pairs.append((company.state_reason, company.state_reason))
+    return tuple(p for p in pairs if p[0])
+
+
 def _waiting_positions(session: Session) -> dict[int, int]:
     """Each waiting company's place on its cohort's list (1 = next), in one query."""
     positions: dict[int, int] = {}
@@ -114,11 +136,13 @@ def application_rows(
     states: Sequence[str] = (),
     cohort: Cohort | None = None,
     overdue_only: bool = False,
+    scope: Scope = EVERYTHING,
 ) -> list[ApplicationRow]:
-    """The companies in the store with their application, oldest application first.
+    """The companies in the store with their application, oldest application first; only
+    those `scope` sees (a console person limited to cohorts sees no applicant).
 
     A few queries whatever the number of companies: a cohort lists a hundred of them."""
-    query = select(Company).options(selectinload(Company.cohort))
+    query = select(Company).options(selectinload(Company.cohort)).where(scope.companies())
     if states:
         query = query.where(Company.state.in_(states))
     if cohort is not None:
@@ -144,6 +168,7 @@ def application_rows(
                 cohort=company.cohort.key if company.cohort is not None else "",
                 place=_place(company, positions),
                 reasons=_reasons(company, application, diagnoses.get(company.id)),
+                explained=_explained(company, application, diagnoses.get(company.id)),
             )
         )
     rows.sort(key=lambda r: (r.received_at is None, r.received_at or datetime.min, r.key))

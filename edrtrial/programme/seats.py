@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from edrtrial.access.scope import EVERYTHING, Scope
 from edrtrial.connectors.base import ActionKind
 from edrtrial.models import Cohort, Company, Device, ResponseAction, Tenant, Trial
 from edrtrial.states import ActionState, JourneyState
@@ -93,9 +94,9 @@ def past_seats(row: SeatRow, course_cap: int | None, unit: str = "seats") -> str
     return f"{row.onboarded} devices onboarded, more than {' and '.join(passed)}"
 
 
-def seat_counts(session: Session, now: datetime) -> list[SeatRow]:
-    """Per company in the programme (`HOLDS_SEATS`): planned seats, onboarded devices,
-    devices seen in the last 7 days, cap.
+def seat_counts(session: Session, now: datetime, scope: Scope = EVERYTHING) -> list[SeatRow]:
+    """Per company in the programme (`HOLDS_SEATS`) that `scope` sees: planned seats,
+    onboarded devices, devices seen in the last 7 days, cap.
 
     A device the EDR offboarded (the trial ended) is counted apart: Defender keeps listing it
     as onboarded for a while, but it no longer takes a seat, nor counts as active or tested.
@@ -131,7 +132,7 @@ def seat_counts(session: Session, now: datetime) -> list[SeatRow]:
         .outerjoin(Tenant, Tenant.company_id == Company.id)
         .outerjoin(Trial, Trial.company_id == Company.id)
         .outerjoin(Cohort, Cohort.id == Company.cohort_id)
-        .where(Company.state.in_(HOLDS_SEATS))
+        .where(Company.state.in_(HOLDS_SEATS), scope.companies())
         .order_by(Company.key)
     )
     for company, tenant_id, trial, cohort_key, cohort_name in session.execute(query):

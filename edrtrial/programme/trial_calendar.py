@@ -14,6 +14,7 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from edrtrial.access.scope import EVERYTHING, Scope
 from edrtrial.connectors.base import ActionKind
 from edrtrial.models import Cohort, Company, ResponseAction, Tenant, Trial
 from edrtrial.reports.trial_calendar import Offboarding, TrialEntry
@@ -56,9 +57,9 @@ def _offboarding(session: Session) -> dict[int, Offboarding]:
     }
 
 
-def trial_calendar(session: Session, today: date) -> list[TrialEntry]:
-    """Every company with a trial, the soonest end first (then by company key); a purged
-    company's trial is history, kept only in the anonymous figures.
+def trial_calendar(session: Session, today: date, scope: Scope = EVERYTHING) -> list[TrialEntry]:
+    """Every company with a trial that `scope` sees, the soonest end first (then by company
+    key); a purged company's trial is history, kept only in the anonymous figures.
 
     `today` is the JST date the days left are counted from.
     """
@@ -68,7 +69,7 @@ def trial_calendar(session: Session, today: date) -> list[TrialEntry]:
         .join(Trial, Trial.company_id == Company.id)
         .outerjoin(Tenant, Tenant.company_id == Company.id)
         .outerjoin(Cohort, Cohort.id == Company.cohort_id)
-        .where(Company.state != JourneyState.PURGED.value)
+        .where(Company.state != JourneyState.PURGED.value, scope.companies())
         .order_by(Trial.ends_on, Company.key)
     )
     return [
