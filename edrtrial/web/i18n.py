@@ -36,9 +36,15 @@ def translations(language: str) -> NullTranslations:
     """The compiled catalog of `language` (English is the messages themselves)."""
     if language == "en":
         return NullTranslations()
-    source = resources.files("edrtrial.web").joinpath(f"locale/{language}/LC_MESSAGES/messages.po")
-    with source.open("rb") as po:
+    folder = resources.files("edrtrial.web").joinpath(f"locale/{language}/LC_MESSAGES")
+    with folder.joinpath("messages.po").open("rb") as po:
         catalog = read_po(po, locale=language)
+    for source in sorted(folder.iterdir(), key=lambda s: s.name):
+        if source.name.endswith(".po") and source.name != "messages.po":
+            with source.open("rb") as po:
+                for message in read_po(po, locale=language):
+                    if message.id:
+                        catalog[message.id] = message
     compiled = io.BytesIO()
     write_mo(compiled, catalog)
     compiled.seek(0)
