@@ -122,7 +122,10 @@ PROCESS_RAW = {
                 "sha256": "a" * 64,
             },
         },
-        {"@odata.type": "#microsoft.graph.security.urlEvidence", "url": "http://evil.example/x?a=<b>"},
+        {
+            "@odata.type": "#microsoft.graph.security.urlEvidence",
+            "url": "http://evil.example/x?a=<b>",
+        },
         {"@odata.type": "#microsoft.graph.security.ipEvidence", "ipAddress": "203.0.113.9"},
     ]
 }
@@ -150,7 +153,12 @@ def desk(tmp_path: Path, database_url: str, now: datetime) -> Iterator[Desk]:
             session.add(kita_tenant)
             session.flush()
             ids["p1_fresh"] = add_ticket(
-                session, sakura, "P1 fresh", priority="P1", opened=now, due=now + timedelta(minutes=30)
+                session,
+                sakura,
+                "P1 fresh",
+                priority="P1",
+                opened=now,
+                due=now + timedelta(minutes=30),
             ).id
             ids["p3_overdue"] = add_ticket(
                 session,
@@ -172,7 +180,12 @@ def desk(tmp_path: Path, database_url: str, now: datetime) -> Iterator[Desk]:
                 raw=PROCESS_RAW,
             ).id
             ids["resolved"] = add_ticket(
-                session, sakura, "Resolved one", priority="P1", state="resolved", opened=now - timedelta(days=2)
+                session,
+                sakura,
+                "Resolved one",
+                priority="P1",
+                state="resolved",
+                opened=now - timedelta(days=2),
             ).id
             ids["other"] = add_ticket(
                 session,
@@ -191,7 +204,12 @@ def desk(tmp_path: Path, database_url: str, now: datetime) -> Iterator[Desk]:
                 "handling": "端末を隔離",
                 "effect": "拡大なし",
             }
-            device = Device(tenant_id=sakura.id, source_id="dev-1", name="pc-001", last_seen=now - timedelta(days=5))
+            device = Device(
+                tenant_id=sakura.id,
+                source_id="dev-1",
+                name="pc-001",
+                last_seen=now - timedelta(days=5),
+            )
             session.add(device)
             session.flush()
             session.add(
@@ -232,7 +250,12 @@ def test_the_queue_lists_open_tickets_overdue_first_then_by_priority(desk: Desk)
     page = op.get("/desk")
     assert page.status_code == 200
     ids = desk.ids
-    assert ticket_order(page.text) == [ids["other"], ids["p3_overdue"], ids["p1_fresh"], ids["p2_mine"]]
+    assert ticket_order(page.text) == [
+        ids["other"],
+        ids["p3_overdue"],
+        ids["p1_fresh"],
+        ids["p2_mine"],
+    ]
     assert ids["resolved"] not in ticket_order(page.text)
     assert "4 件" in page.text
     overdue_row = re.search(rf'<tr id="ticket-{ids["p3_overdue"]}"[^>]*>', page.text)

@@ -114,7 +114,12 @@ def queue_version(session: Session, scope: Scope, given: QueueFilter, now: datet
     to the minute). Cheap: one aggregate over the matching tickets."""
     count, top, changed = session.execute(
         _matching(
-            scope, given, now, func.count(Ticket.id), func.max(Ticket.id), func.max(Ticket.updated_at)
+            scope,
+            given,
+            now,
+            func.count(Ticket.id),
+            func.max(Ticket.id),
+            func.max(Ticket.updated_at),
         )
     ).one()
     minute = now.replace(second=0, microsecond=0).isoformat()
@@ -146,15 +151,17 @@ def queue(
     devices: dict[int, set[str]] = {}
     if ids:
         for ticket_id, n in session.execute(
-            select(Alert.ticket_id, func.count()).where(Alert.ticket_id.in_(ids)).group_by(
-                Alert.ticket_id
-            )
+            select(Alert.ticket_id, func.count())
+            .where(Alert.ticket_id.in_(ids))
+            .group_by(Alert.ticket_id)
         ):
-            counts[ticket_id] = int(n)
+            if ticket_id is not None:
+                counts[ticket_id] = int(n)
         for ticket_id, names in session.execute(
-            select(Alert.ticket_id, Alert.device_names).where(Alert.ticket_id.in_(ids))
+            select(Alert.ticket_id, Alert.device_names).where(Alert.ticket_id.in_(ids)).distinct()
         ):
-            devices.setdefault(ticket_id, set()).update(n for n in names or [] if n)
+            if ticket_id is not None:
+                devices.setdefault(ticket_id, set()).update(n for n in names or [] if n)
     rows = []
     for t, key, name in found:
         due = t.ack_due_at if t.state == TicketState.NEW.value else None
@@ -295,9 +302,7 @@ def ticket_page(
 def _devices(session: Session, ticket: Ticket) -> Sequence[Device]:
     """The stored devices the ticket's alerts name (read without loading the alerts)."""
     named: dict[str, None] = {}
-    for ids in session.scalars(
-        select(Alert.device_source_ids).where(Alert.ticket_id == ticket.id)
-    ):
+    for ids in session.scalars(select(Alert.device_source_ids).where(Alert.ticket_id == ticket.id)):
         named.update(dict.fromkeys(ids or []))
     if not named:
         return []
@@ -308,4 +313,3 @@ def _devices(session: Session, ticket: Ticket) -> Sequence[Device]:
             .order_by(Device.id)
         )
     )
-

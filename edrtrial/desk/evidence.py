@@ -46,9 +46,12 @@ class AlertEvidence:
 
     @property
     def empty(self) -> bool:
-        return not any(
-            (self.processes, self.command_lines, self.files, self.urls, self.ips, self.users)
-        ) and not self.registry
+        return (
+            not any(
+                (self.processes, self.command_lines, self.files, self.urls, self.ips, self.users)
+            )
+            and not self.registry
+        )
 
 
 def _text(value: Any) -> str:
@@ -115,9 +118,9 @@ def _tree(items: list[Mapping[str, Any]]) -> list[ProcessNode]:
             order.insert(0, parent)
     roots: list[ProcessNode] = []
     for key in order:
-        parent = parents.get(key)
-        if parent is not None and parent in nodes and not _cycle(parents, key):
-            nodes[parent].children.append(nodes[key])
+        above = parents.get(key)
+        if above is not None and above in nodes and not _cycle(parents, key):
+            nodes[above].children.append(nodes[key])
         else:
             roots.append(nodes[key])
     return roots
@@ -139,9 +142,11 @@ def evidence_of(alert: Alert) -> AlertEvidence:
     """The alert's evidence from its payload, else from the stored digest."""
     raw = alert.raw if isinstance(alert.raw, Mapping) else {}
     listed = raw.get("evidence")
-    items = [i for i in listed[:MAX_ITEMS] if isinstance(i, Mapping)] if isinstance(
-        listed, list
-    ) else []
+    items = (
+        [i for i in listed[:MAX_ITEMS] if isinstance(i, Mapping)]
+        if isinstance(listed, list)
+        else []
+    )
     commands: list[str] = []
     files: list[str] = []
     urls: list[str] = []
@@ -157,8 +162,8 @@ def evidence_of(alert: Alert) -> AlertEvidence:
         elif kind == "fileEvidence":
             details = item.get("fileDetails")
             path = _path(details)
-            digest = _text(details.get("sha256")) if isinstance(details, Mapping) else ""
-            _add(files, f"{path}  sha256:{digest}" if path and digest else path)
+            sha = _text(details.get("sha256")) if isinstance(details, Mapping) else ""
+            _add(files, f"{path}  sha256:{sha}" if path and sha else path)
         elif kind == "urlEvidence":
             _add(urls, _text(item.get("url")))
         elif kind == "ipEvidence":

@@ -44,7 +44,9 @@ SESSION_COOKIE = "console"
 
 
 def _static() -> StaticFiles:
-    return StaticFiles(directory=str(resources.files("edrtrial.web").joinpath("static")))
+    # follow_symlink: an editable install links each file to its source.
+    folder = resources.files("edrtrial.web").joinpath("static")
+    return StaticFiles(directory=str(folder), follow_symlink=True)
 
 
 async def _sign_in_needed(request: Request, exc: Exception) -> Response:
