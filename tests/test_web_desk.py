@@ -28,6 +28,7 @@ from edrtrial.models import (
     Ticket,
 )
 
+import clock
 from web_support import Console, SignedIn, start_console
 
 HOSTILE_TITLE = '<script>alert("t")</script> 不審な\u202eexe.txt'
@@ -401,3 +402,16 @@ def test_the_audit_of_reading_is_untouched(desk: Desk) -> None:
     op.get(f"/tickets/{desk.ids['p2_mine']}")
     with desk.console.runtime.sessions() as session:
         assert len(session.scalars(select(AuditEvent.id)).all()) == before
+
+
+def test_the_rows_come_again_when_the_time_left_changes(desk: Desk) -> None:
+    op = signed(desk, "sato", ["operator"])
+    page = op.get("/desk?priority=P1&company=sakura-seisakusho").text
+    before = int(re.findall(r"残り (\d+)分", page)[0])
+    url = rows_url(page)
+    assert op.get(url).status_code == 204
+    with clock.travel(desk.now + timedelta(minutes=5)):
+        later = op.get(url)
+        assert later.status_code == 200
+        assert int(re.findall(r"残り (\d+)分", later.text)[0]) <= before - 3
+        assert op.get(rows_url(later.text)).status_code == 204

@@ -112,6 +112,11 @@ def queue_version(session: Session, scope: Scope, given: QueueFilter, now: datet
     """A short token that changes whenever the queue's rows would: a ticket arrives, leaves
     the filter or changes (its `updated_at`), or a minute passes (the time left is shown
     to the minute). Cheap: one aggregate over the matching tickets."""
+    return _version(session, scope, given, now)[0]
+
+
+def _version(session: Session, scope: Scope, given: QueueFilter, now: datetime) -> tuple[str, int]:
+    """The queue's version, and how many tickets match."""
     count, top, changed = session.execute(
         _matching(
             scope,
@@ -124,7 +129,7 @@ def queue_version(session: Session, scope: Scope, given: QueueFilter, now: datet
     ).one()
     minute = now.replace(second=0, microsecond=0).isoformat()
     text = f"{count}|{top}|{changed}|{minute}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return hashlib.sha256(text.encode()).hexdigest()[:16], int(count or 0)
 
 
 def queue(
@@ -176,10 +181,8 @@ def queue(
                 due is not None and due <= now,
             )
         )
-    total = len(rows)
-    if len(rows) >= limit:
-        total = int(session.scalar(_matching(scope, given, now, func.count(Ticket.id))) or 0)
-    return Board(rows, total, queue_version(session, scope, given, now))
+    version, total = _version(session, scope, given, now)
+    return Board(rows, max(total, len(rows)), version)
 
 
 def companies(session: Session, scope: Scope) -> list[tuple[str, str]]:
