@@ -88,10 +88,15 @@ def _overdue(now: datetime) -> Any:
 
 
 def _matching(scope: Scope, given: QueueFilter, now: datetime, *columns: Any) -> Select[Any]:
+    # Knowing only that `state` has five values, SQLite's planner would read every ticket of
+    # every company through the tenant index (100,000 rows, most closed) rather than the few
+    # thousand open ones through the state index: `+ 0` keeps it off the tenant index, unless
+    # one company is asked for (then that company's tickets are the fewer).
+    tenant_id = Ticket.tenant_id if given.company_key else Ticket.tenant_id + 0
     query = (
         select(*columns)
         .select_from(Ticket)
-        .join(Tenant, Ticket.tenant_id == Tenant.id)
+        .join(Tenant, tenant_id == Tenant.id)
         .join(Company, Tenant.company_id == Company.id)
         .where(scope.companies(), Ticket.state.in_(given.states()))
     )
