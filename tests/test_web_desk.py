@@ -415,3 +415,13 @@ def test_the_rows_come_again_when_the_time_left_changes(desk: Desk) -> None:
         assert later.status_code == 200
         assert int(re.findall(r"残り (\d+)分", later.text)[0]) <= before - 3
         assert op.get(rows_url(later.text)).status_code == 204
+
+
+def test_the_desk_reads_in_english_on_request(desk: Desk) -> None:
+    op = signed(desk, "sato", ["operator"])
+    assert op.post("/language", {"lang": "en", "next": "/desk"}).status_code == 303
+    page = op.get("/desk").text
+    assert "Desk queue" in page and "Tickets: 4" in page
+    assert "overdue by" in page and "left" in page
+    ticket = op.get(f"/tickets/{desk.ids['p2_mine']}").text
+    assert "Process tree" in ticket and "proposed: waits for an operator" in ticket
