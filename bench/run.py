@@ -10,6 +10,8 @@
 6. restart to first poll: kill -9 a running `serve`, start another, until it has polled
 7. monthly PDF reports with charts: N rendered in 2 processes, memory at start, middle, end
    (`--only pdfs --pdfs 100` for this one alone)
+8. the console's desk pages over 100,000 tickets and 300,000 alerts, on SQLite and on
+   PostgreSQL: p50/p95 of the queue, its rows fragment and ticket pages (`--only console`)
 Prints figures; exits 0 (no thresholds) but says WARN when an idle cycle costs too much.
 """
 
@@ -27,6 +29,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import TypeVar
 
+import console_pages
 import floor
 import playbook_speed
 import report_pdfs
@@ -71,9 +74,18 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("pdfs",),
+        choices=("pdfs", "console"),
         default=None,
-        help="run one measurement only (pdfs: the monthly PDF reports)",
+        help="run one measurement only (pdfs: the monthly PDF reports; console: the desk's pages)",
+    )
+    parser.add_argument(
+        "--console-tickets", type=int, default=console_pages.TICKETS, help="tickets in the store"
+    )
+    parser.add_argument(
+        "--console-alerts", type=int, default=console_pages.ALERTS, help="alerts in the store"
+    )
+    parser.add_argument(
+        "--postgres", default=console_pages.POSTGRES, help="PostgreSQL server for the console"
     )
     parser.add_argument(
         "--pdfs", type=int, default=report_pdfs.GOAL_REPORTS, help="monthly PDF reports to render"
@@ -271,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
             pdfs = report_pdfs.measure(args.pdfs, args.pdf_workers, console=console)
         report_pdfs.print_figures(console, pdfs)
         return 0
+    if args.only == "console":
+        _console_pages(args, console)
+        return 0
     figures = Figures(args.tenants, args.alerts, today=jst_date(utcnow()), throttled=args.throttle)
     figures.reduced = (args.tenants, args.alerts) != (ISSUE_TENANTS, ISSUE_ALERTS)
     started = time.perf_counter()
@@ -281,7 +296,16 @@ def main(argv: list[str] | None = None) -> int:
     figures.total_seconds = time.perf_counter() - started
     print_report(console, figures)
     report_pdfs.print_figures(console, pdfs)
+    _console_pages(args, console)
     return 0
+
+
+def _console_pages(args: argparse.Namespace, console: Console) -> None:
+    tickets, alerts = args.console_tickets, args.console_alerts
+    stores = console_pages.measure(
+        tickets=tickets, alerts=alerts, postgres=args.postgres, console=console
+    )
+    console_pages.print_figures(console, stores, tickets, alerts)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from the catalogs in `locale/ja/LC_MESSAGES/` (one `.po` file per part of the co
 compiled in memory at start with Babel (no compiled file is kept beside its source).
 The language of the request in hand is a context variable, so a template, a page and
 a message all speak it without passing it around. Dates and times are shown in Tokyo
-time, through Babel.
+time.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from babel.dates import format_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
@@ -87,8 +86,9 @@ def when(value: datetime | None, *, seconds: bool = False) -> str:
     if value is None:
         return ""
     local = as_utc(value).astimezone(JST)
-    pattern = "yyyy-MM-dd HH:mm:ss" if seconds else "yyyy-MM-dd HH:mm"
-    return format_datetime(local, pattern, tzinfo=JST, locale=language())
+    # Digits only, the same in both languages: strftime, far faster than Babel's formatter
+    # (a queue of 200 rows shows 400 instants).
+    return local.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
 def span(delta: timedelta) -> str:
