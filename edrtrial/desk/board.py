@@ -24,7 +24,7 @@ from edrtrial.desk import operator
 from edrtrial.desk.evidence import AlertEvidence, evidence_of
 from edrtrial.devices import actions as responses
 from edrtrial.models import Alert, Company, Device, ResponseAction, Tenant, Ticket
-from edrtrial.states import OPEN_TICKET_STATES, TicketState
+from edrtrial.states import OPEN_TICKET_STATES, ActionState, TicketState
 
 OPEN = "open"
 STATE_CHOICES = (OPEN, *(s.value for s in TicketState))
@@ -237,6 +237,8 @@ class DeviceView:
     state: responses.DeviceState
     offboarded: str | None
     warning: str | None
+    # A playbook's isolation proposed for this ticket and waiting for a person's yes.
+    proposal: ResponseAction | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,12 +305,17 @@ def ticket_page(
         )
     )
     alerts = [AlertView(a, evidence_of(a)) for a in reversed(newest)]
+    actions = responses.actions_of(session, ticket)
+    proposals = {
+        action.device_id: action for action, _ in actions if action.status == ActionState.PROPOSED
+    }
     devices = [
         DeviceView(
             d,
             responses.device_state(session, d),
             _offboarded(session, d),
             responses.silence_warning(d, now, silent_days),
+            proposals.get(d.id),
         )
         for d in _devices(session, ticket)
     ]
@@ -328,7 +335,7 @@ def ticket_page(
         alerts=alerts,
         alert_total=total,
         devices=devices,
-        actions=responses.actions_of(session, ticket),
+        actions=actions,
         history=operator.history(session, ticket),
     )
 
