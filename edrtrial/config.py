@@ -280,7 +280,9 @@ class EntraConfig(_Strict):
     group id (`groups` claim) listed in `roles`. A token naming none of them is refused.
     """
 
-    tenant_id: str = Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z.-]{1,99}$")
+    # The console's own tenant, by its GUID: "common" or "organizations" would let any
+    # tenant's administrator give themselves a console role in their own directory.
+    tenant_id: str = Field(pattern=r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
     client_id: str = Field(min_length=1, max_length=100)
     client_secret: SecretRef
     # The app role value or group object id -> console role (operator, secretariat, admin,
@@ -320,6 +322,10 @@ class WebConfig(_Strict):
     login_failures_per_address: int = Field(20, ge=1)
     login_window_minutes: int = Field(15, ge=1)
     queue_refresh_seconds: int = Field(10, ge=2, le=600)
+    # The reverse proxies in front of the console (their addresses): a sign-in through one
+    # of them is counted against the address it forwards (X-Forwarded-For), so one
+    # guesser cannot lock out everyone behind the proxy.
+    trusted_proxies: list[str] = Field(default_factory=list)
     entra: EntraConfig | None = None
 
     @field_validator("public_url")

@@ -194,3 +194,63 @@ def test_every_post_route_checks_the_csrf_token() -> None:
 )
 def test_after_signing_in_only_a_local_page_is_next(given: str, kept: str) -> None:
     assert safe_next(given) == kept
+
+
+def test_signing_out_ends_the_session_a_copied_cookie_included(console: Console) -> None:
+    password = console.add_user("sato", ["operator"])
+    client = console.signed_in("sato", password)
+    copied = console.client()
+    copied.cookies.update(client.http.cookies)
+    assert copied.get("/").headers["location"] == "/desk"
+    assert client.post("/logout").status_code == 303
+    assert copied.get("/").headers["location"].startswith("/login")
+    [out] = audit_events(console, "users.sign-out")
+    assert out.actor == "web:sato"
+
+
+def test_a_form_too_large_is_refused_before_it_is_read(console: Console) -> None:
+    client = console.client()
+    token = csrf_of(client.get("/login").text)
+    big = client.post("/login", data={"csrf": token, "username": "x", "password": "y" * 300_000})
+    assert big.status_code == 413
+    files = client.post("/login", data={"csrf": token}, files={"f": ("a.bin", b"x" * 10)})
+    assert files.status_code in (400, 403)  # no file is taken on a plain form
+
+
+def test_behind_a_trusted_proxy_a_guesser_locks_out_only_their_own_address(
+    tmp_path: Path, database_url: str, now
+) -> None:
+    from web_support import console_settings
+
+    data = console_settings(database_url, tmp_path)
+    data["web"]["trusted_proxies"] = ["127.0.0.1"]
+    data["web"]["login_failures_per_address"] = 3
+    with start_console(tmp_path, database_url, data=data) as proxied:
+        password = proxied.add_user("sato", ["operator"])
+        client = proxied.client()
+        token = csrf_of(client.get("/login").text)
+        for n in range(3):
+            client.post(
+                "/login",
+                data={"csrf": token, "username": f"guess{n}", "password": "x"},
+                headers={"x-forwarded-for": "203.0.113.9"},
+            )
+        fine = client.post(
+            "/login",
+            data={"csrf": token, "username": "sato", "password": password},
+            headers={"x-forwarded-for": "10.1.2.3, 198.51.100.7"},
+        )
+        assert fine.status_code == 303, "another address behind the proxy still signs in"
+        with proxied.runtime.sessions() as session:
+            seen = set(session.scalars(select(LoginAttempt.address)))
+        assert seen == {"203.0.113.9", "198.51.100.7"}
+
+
+def test_entra_sign_in_is_for_the_console_s_own_tenant_only() -> None:
+    from edrtrial.config import EntraConfig
+
+    for tenant in ("common", "organizations", "consumers", "contoso.onmicrosoft.com"):
+        with pytest.raises(ValueError, match="tenant_id"):
+            EntraConfig(
+                tenant_id=tenant, client_id="x", client_secret="env:X", roles={"A": "admin"}
+            )

@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session
 
 from edrtrial import audit
-from edrtrial.access.roles import Permission, parse_roles, permissions_of
+from edrtrial.access.roles import Permission, Role, parse_roles, permissions_of
 from edrtrial.access.scope import Scope
 from edrtrial.errors import AccountError, SignInRefused
 from edrtrial.models import Cohort, ConsoleUser, LoginAttempt
@@ -142,6 +142,15 @@ def _roles(names: Sequence[str]) -> list[str]:
     return roles
 
 
+def _check_limit(roles: Sequence[str], cohorts: Sequence[Cohort]) -> None:
+    """An administrator sees every cohort: they manage the people, the playbooks and the
+    audit log of all of them, and could otherwise lift their own limit."""
+    if cohorts and Role.ADMIN.value in roles:
+        raise AccountError(
+            "an administrator sees every cohort: give the admin role without cohorts"
+        )
+
+
 def _audit(
     session: Session, user: ConsoleUser, action: str, actor: str, at: datetime, **detail: object
 ) -> None:
@@ -180,6 +189,7 @@ def add(
         password_changed_at=at,
     )
     user.cohorts = cohorts_named(session, cohorts)
+    _check_limit(user.roles, user.cohorts)
     session.add(user)
     session.flush()
     _audit(
@@ -237,6 +247,7 @@ def set_roles(
     user.roles = _roles(roles)
     if cohorts is not None:
         user.cohorts = cohorts_named(session, cohorts)
+    _check_limit(user.roles, user.cohorts)
     after = (list(user.roles), [c.key for c in user.cohorts])
     if after != before:
         user.epoch += 1
@@ -326,6 +337,15 @@ def sign_in(
         detail={"address": attempt.address, "method": "password"},
     )
     return user
+
+
+def sign_out(session: Session, user_id: int, *, actor: str, at: datetime) -> None:
+    """End every session of the account (a signed cookie cannot be taken back, so its
+    epoch moves on): a copy of the cookie left on a shared machine opens nothing."""
+    user = session.get(ConsoleUser, user_id)
+    if user is not None:
+        user.epoch += 1
+        _audit(session, user, "users.sign-out", actor, at)
 
 
 def forget_attempts(session: Session, before: datetime) -> int:

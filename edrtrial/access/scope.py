@@ -72,6 +72,24 @@ class Scope:
         found = session.scalar(select(Company.id).where(Company.id == company_id, self.companies()))
         return found is not None
 
+    def hide_others(self, session: Session, text: str) -> str:
+        """`text` (a service's message) with every company outside this scope named only as
+        "another company": a refusal such as "tenant … is held by company 'x'" must not
+        tell a person limited to some cohorts who else is in the programme."""
+        if self.cohort_ids is None:
+            return text
+        others = session.execute(
+            select(Company.key, Company.name).where(~self.companies() | Company.cohort_id.is_(None))
+        )
+        names = sorted(
+            {value for row in others for value in row if value and len(value) >= 3},
+            key=len,
+            reverse=True,
+        )
+        for name in names:
+            text = text.replace(f"'{name}'", "another company").replace(name, "another company")
+        return text
+
     def sees_tenant(self, session: Session, tenant_id: int | None) -> bool:
         """Whether this person may see the tenant's company."""
         if tenant_id is None:

@@ -9,7 +9,7 @@ what the desk is told and what the command shows never disagree.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -496,7 +496,13 @@ def as_seen_by(
     if scope.everything:
         return status
     keys = frozenset(session.scalars(select(Company.key).where(scope.companies())))
-    jobs = tuple(j for j in status.jobs if not j.company_key or j.company_key in keys)
+    # A job of every tenant is shown (it runs for them too), but not its words: its summary
+    # and its error may name any company ("report of x cannot be written").
+    jobs = tuple(
+        j if j.company_key else replace(j, last_success_summary="", last_failure_error="")
+        for j in status.jobs
+        if not j.company_key or j.company_key in keys
+    )
     late = tuple(j for j in status.overdue if not j.company_key or j.company_key in keys)
     tenants = tuple(t for t in status.tenants if t.company_key in keys)
     actions = tuple(a for a in status.actions if a.company_key in keys)

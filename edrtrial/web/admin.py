@@ -360,7 +360,7 @@ def _tried_view(tried: list[Tried]) -> list[dict[str, Any]]:
     return shown
 
 
-@action(Permission.PLAYBOOKS_ADMIN)
+@action(Permission.PLAYBOOKS_ADMIN, max_bytes=MAX_UPLOAD + 64 * 1024)
 async def try_playbooks(request: Request) -> Response:
     """Decide the alerts of an uploaded file with the playbooks in force, acting on nothing."""
     need(request, Permission.PLAYBOOKS_ADMIN)

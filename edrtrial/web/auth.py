@@ -23,9 +23,18 @@ from edrtrial.web.templating import render
 
 
 def client_address(request: Request) -> str:
-    """The address a sign-in came from (the proxy's, behind one: the console trusts no
-    forwarded header it cannot check)."""
-    return request.client.host if request.client else "unknown"
+    """The address a sign-in came from: the peer's, or, when the peer is one of
+    `web.trusted_proxies`, the nearest address it forwards that is not a proxy of ours
+    (the entries before it are the client's own word and are not believed)."""
+    peer = request.client.host if request.client else "unknown"
+    proxies = request.app.state.web.trusted_proxies
+    if peer not in proxies:
+        return peer
+    forwarded = [a.strip() for a in request.headers.get("x-forwarded-for", "").split(",")]
+    for address in reversed([a for a in forwarded if a]):
+        if address not in proxies:
+            return address
+    return peer
 
 
 async def login_page(request: Request) -> Response:
@@ -85,7 +94,12 @@ async def login(request: Request) -> Response:
 
 @action(None)
 async def logout(request: Request) -> Response:
-    """Sign out."""
+    """Sign out: this person's sessions end everywhere, a copy of the cookie included."""
+    who = signed_in(request)
+    if who is not None:
+        runtime = request.app.state.runtime
+        with transaction(runtime.sessions) as session:
+            accounts.sign_out(session, who.id, actor=who.actor, at=runtime.clock())
     end_session(request)
     return RedirectResponse("/login", status_code=303)
 

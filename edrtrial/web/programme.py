@@ -42,7 +42,7 @@ from edrtrial.states import JourneyState as J
 from edrtrial.timeutil import jst_date
 from edrtrial.untrusted import one_line
 from edrtrial.web.i18n import N_, _
-from edrtrial.web.security import action, flash, need
+from edrtrial.web.security import action, flash, need, signed_in
 from edrtrial.web.templating import render
 
 log = logging.getLogger(__name__)
@@ -277,8 +277,14 @@ def _back(key: str) -> Response:
 
 
 def _refused(request: Request, key: str, err: Exception) -> Response:
-    """A step the service refused: said on the company's page, nothing changed."""
-    flash(request, _("Not done: %(why)s", why=one_line(str(err))[:400]), "error")
+    """A step the service refused: said on the company's page, nothing changed (another
+    cohort's company it names is "another company" to a person limited to cohorts)."""
+    why = one_line(str(err))
+    person = signed_in(request)
+    if person is not None and not person.scope.everything:
+        with _runtime(request).sessions() as session:
+            why = person.scope.hide_others(session, why)
+    flash(request, _("Not done: %(why)s", why=why[:400]), "error")
     return _back(key)
 
 

@@ -235,18 +235,31 @@ def _accepts_csrf(request: Request, form: Any) -> bool:
     )
 
 
-def action(permission: Permission | None) -> Callable[[Endpoint], Endpoint]:
+FORM_BYTES = 256 * 1024
+"""The largest POST a form of the console sends (an upload says its own)."""
+
+
+def action(
+    permission: Permission | None, *, max_bytes: int = FORM_BYTES
+) -> Callable[[Endpoint], Endpoint]:
     """Wrap a POST endpoint: same origin, the session's CSRF token, a signed-in person (for
     `permission` None, anyone, signed in or not: the sign-in form itself), the permission.
 
     Each refusal is a 403 written to the audit log; the form is parsed once and kept in
-    `request.state.form` for the endpoint.
+    `request.state.form` for the endpoint. A body larger than `max_bytes` (or of no stated
+    length) is refused before it is read: nobody can make the console spool files to disk
+    before being checked.
     """
 
     def wrap(endpoint: Endpoint) -> Endpoint:
         @wraps(endpoint)
         async def checked(request: Request) -> Response:
-            form = await request.form()
+            length = request.headers.get("content-length", "")
+            if not length.isdigit():
+                return Response("a form's length must be given\n", status_code=411)
+            if int(length) > max_bytes:
+                return Response("the form is too large\n", status_code=413)
+            form = await request.form(max_files=1 if max_bytes > FORM_BYTES else 0)
             request.state.form = form
             who = signed_in(request)
             if not _same_origin(request):
