@@ -38,8 +38,6 @@ _DUMMY_HASH = _HASHER.hash("edrtrial: no such account")
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024
-REFUSED = "the username or password is wrong, or too many tries: wait and try again"
-"""The one message for every refused sign-in (it never tells an account exists)."""
 
 
 def fold(username: str) -> str:
@@ -298,8 +296,8 @@ def sign_in(
     limits: Limits,
 ) -> ConsoleUser | None:
     """The account these credentials open, or None: refused, whatever the reason (the
-    caller says `REFUSED`, the same words every time). The try is recorded either way, in
-    the caller's transaction, which must commit a refusal too.
+    caller says so in the same words every time, never telling an account exists). The try
+    is recorded either way, in the caller's transaction, which must commit a refusal too.
 
     Checked in this order, each try recorded: the address's and the account's recent
     failures, then the password (an unknown account is verified against a dummy hash, so
