@@ -324,16 +324,7 @@ def sign_in(
     attempt.succeeded = True
     if _HASHER.check_needs_rehash(stored):
         user.password_hash = _HASHER.hash(password)
-    user.last_sign_in_at = at
-    audit.record(
-        session,
-        at=at,
-        actor=f"web:{user.username}",
-        action="users.sign-in",
-        tenant_id=None,
-        target=f"user:{user.username}",
-        detail={"address": attempt.address, "method": "password"},
-    )
+    _signed_in(session, user, at, address=attempt.address, method="password")
     return user
 
 
@@ -344,6 +335,23 @@ def sign_out(session: Session, user_id: int, *, actor: str, at: datetime) -> Non
     if user is not None:
         user.epoch += 1
         _audit(session, user, "users.sign-out", actor, at)
+
+
+def _signed_in(
+    session: Session, user: ConsoleUser, at: datetime, *, method: str, address: str = ""
+) -> None:
+    """A sign-in that opened the console: when, and audited as the person themselves."""
+    user.last_sign_in_at = at
+    detail = {"address": address, "method": method} if address else {"method": method}
+    audit.record(
+        session,
+        at=at,
+        actor=f"web:{user.username}",
+        action="users.sign-in",
+        tenant_id=None,
+        target=f"user:{user.username}",
+        detail=detail,
+    )
 
 
 def forget_attempts(session: Session, before: datetime) -> int:
@@ -393,16 +401,7 @@ def entra_sign_in(
         user.roles = granted
         user.epoch += 1
     user.display_name = one_line(display_name)[:200] or user.display_name
-    user.last_sign_in_at = at
-    audit.record(
-        session,
-        at=at,
-        actor=f"web:{user.username}",
-        action="users.sign-in",
-        tenant_id=None,
-        target=f"user:{user.username}",
-        detail={"method": "entra"},
-    )
+    _signed_in(session, user, at, method="entra")
     return user
 
 
