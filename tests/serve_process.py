@@ -3,6 +3,7 @@ file the test reads while it runs, and waits that fail with that output."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -35,7 +36,9 @@ class Serve:
             [EDRTRIAL, "--config", str(config), "serve", *args],
             stdout=self._out,
             stderr=subprocess.STDOUT,
-            env=clock.subprocess_env(),  # the service (and its sandbox) run at the test's now
+            # The service (and its sandbox) run at the test's now; a service that does not
+            # stop is made to print every thread's stack (faulthandler on SIGABRT).
+            env={**clock.subprocess_env(), "PYTHONFAULTHANDLER": "1"},
         )
 
     def output(self) -> str:
@@ -55,12 +58,24 @@ class Serve:
             time.sleep(0.3)
 
     def stop(self, sig: int | None = None, timeout: float = 60) -> int:
-        """Send `sig` (SIGINT by default) unless it has ended; wait for it; its exit code."""
-        import signal
+        """Send `sig` (SIGINT by default) unless it has ended; wait for it; its exit code.
 
+        A service still running after `timeout` fails the test with its output and the
+        stack of each of its threads, which show what the stop was waiting for."""
         if self.alive():
             self.process.send_signal(signal.SIGINT if sig is None else sig)
         try:
             return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            raise AssertionError(
+                f"serve did not stop within {timeout} s of the signal; its output and "
+                f"threads:\n{self.output()}"
+            ) from None
         finally:
             self._out.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import pickle
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +20,7 @@ from edrtrial.models import Company, Tenant
 from edrtrial.service import scheduler
 from edrtrial.service.runtime import Runtime
 
+import clock
 from sandbox_config import settings, write_config
 
 
@@ -206,3 +209,61 @@ def test_a_job_table_the_scheduler_cannot_write_stops_the_start_in_one_line(
             scheduler.build_scheduler(runtime)
     finally:
         runtime.close()
+
+
+# Run in a process of its own: a stop that deadlocks would also hang the interpreter's exit
+# (it joins the job's thread), so the scenario ends with os._exit, whatever happened.
+_STOP_DURING_TENANTS = r"""
+import os, sys, threading, time
+from pathlib import Path
+from datetime import datetime
+from apscheduler.schedulers.base import STATE_STOPPED
+from edrtrial.config import load_config
+from edrtrial.service import scheduler
+from edrtrial.service.runtime import Runtime
+from edrtrial.timeutil import JST
+
+runtime = Runtime.open(load_config(Path(sys.argv[1])))
+sched = scheduler.build_scheduler(runtime)
+entered, go = threading.Event(), threading.Event()
+real = scheduler._tenant_jobs
+
+def held(rt, now):
+    entered.set()
+    go.wait(30)
+    return real(rt, now)
+
+scheduler._tenant_jobs = held
+sched.modify_job("tenants", next_run_time=datetime.now(JST))
+sched.resume()
+if not entered.wait(30):
+    print("the tenants job did not start", flush=True)
+    os._exit(2)
+stopping = threading.Thread(target=scheduler.stop, args=(sched,), daemon=True)
+stopping.start()
+while sched.state != STATE_STOPPED:
+    time.sleep(0.01)
+time.sleep(0.5)  # the stop is under way before the job reaches the scheduler
+go.set()
+stopping.join(30)
+print("still stopping" if stopping.is_alive() else "stopped", flush=True)
+os._exit(1 if stopping.is_alive() else 0)
+"""
+
+
+def test_a_stop_while_the_tenants_job_runs_waits_for_it_and_ends(tmp_path, now, database_url):
+    """The tenants job adds and drops jobs in the running scheduler. A stop that came while it
+    ran used to wait for it for ever: APScheduler's shutdown holds its job stores' lock while
+    it waits for the running jobs, and the job waited for that lock (`serve` then never
+    ended on SIGINT, and a supervisor had to kill it)."""
+    config = config_for(tmp_path, database_url, 1)
+    done = subprocess.run(
+        [sys.executable, "-c", _STOP_DURING_TENANTS, str(config)],
+        capture_output=True,
+        text=True,
+        env=clock.subprocess_env(),
+        cwd=tmp_path,  # not the checkout, whose folders would shadow the installed package
+        timeout=120,
+    )
+    assert done.stdout.strip().splitlines()[-1:] == ["stopped"], done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr

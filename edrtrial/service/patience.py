@@ -134,6 +134,10 @@ class PatientJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
         """End any wait now (the scheduler is shutting down)."""
         self.outage.stopping.set()
 
+    def shutdown(self) -> None:
+        """Leave the engine open: it is the runtime's, which closes it, and jobs still
+        running when the scheduler shuts down go on using it until they end."""
+
     def _patiently(self, what: str, call: Callable[[], T], *, writes: bool) -> T:
         try:
             return self.outage.patiently(

@@ -12,8 +12,10 @@ import socket
 import time
 from datetime import datetime, timedelta
 
+from apscheduler.executors.base import BaseExecutor
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import update
@@ -152,6 +154,8 @@ class _Scheduler(BackgroundScheduler):  # type: ignore[misc]
     """
 
     ended: str | None = None
+    executors: tuple[BaseExecutor, ...] = ()
+    """The executors it runs jobs on, for `stop` to wait for."""
 
     def _main_loop(self) -> None:
         try:
@@ -183,9 +187,17 @@ def why_stopped(scheduler: BackgroundScheduler) -> str | None:
 
 
 def stop(scheduler: BackgroundScheduler) -> None:
-    """Shut the scheduler down, ending any wait for the store first."""
+    """Shut the scheduler down, ending any wait for the store first, then wait for the jobs
+    still running.
+
+    The wait is not APScheduler's own (`shutdown(wait=True)`): that one holds the job
+    stores' lock while it waits, and a running job that adds or drops jobs (the tenants
+    job, `follow_tenants`) would wait for that lock for ever, and the stop for it.
+    """
     _outage.stopping.set()
-    scheduler.shutdown(wait=True)
+    scheduler.shutdown(wait=False)
+    for executor in getattr(scheduler, "executors", ()):
+        executor.shutdown(wait=True)
 
 
 def _cron(spec: str, weekly: bool) -> CronTrigger:
@@ -245,6 +257,8 @@ def follow_tenants(scheduler: BackgroundScheduler, rt: Runtime) -> tuple[list[st
     dropped), as a restart would; returns the job ids (added, dropped)."""
     wanted = _tenant_jobs(rt, datetime.now(JST))
     have = {j.id for j in scheduler.get_jobs() if j.id.partition(":")[0] in jobs.TENANT_JOBS}
+    if scheduler.state == STATE_STOPPED:  # stopped meanwhile: it has no jobs to follow now
+        return [], []
     dropped = sorted(have - wanted.keys())
     added = sorted(wanted.keys() - have)
     for job_id in dropped:
@@ -264,13 +278,15 @@ def build_scheduler(rt: Runtime) -> BackgroundScheduler:
     _last_beat = time.monotonic()
     schedules = rt.config.settings.schedules
     store = PatientJobStore(_outage, engine=rt.engine, tablename="apscheduler_jobs")
+    # The heartbeat has its own thread, so slow tenants cannot starve the lease.
+    executors = {"default": ThreadPoolExecutor(8), "lease": ThreadPoolExecutor(1)}
     scheduler = _Scheduler(
         jobstores={"default": store},
-        # The heartbeat has its own thread, so slow tenants cannot starve the lease.
-        executors={"default": ThreadPoolExecutor(8), "lease": ThreadPoolExecutor(1)},
+        executors=executors,
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
         timezone=JST,
     )
+    scheduler.executors = tuple(executors.values())
     now = datetime.now(JST)
     wanted: dict[str, tuple[tuple[str, str | None], object, datetime | None]] = {
         "heartbeat": (("heartbeat", None), IntervalTrigger(seconds=HEARTBEAT.seconds), None),
