@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from edrtrial.errors import EdrTrialError, TransitionError
+from edrtrial.words import Words
 
 S = TypeVar("S", bound=StrEnum)
 
@@ -62,7 +63,15 @@ class Machine(Generic[S]):
         step = self.steps[name]
         if current not in step.sources:
             needed = " or ".join(s.value for s in step.sources)
-            raise self.error(f"{label} is {current}; {name} needs it to be {needed}")
+            raise self.error(
+                Words(
+                    "%(what)s is %(state)s; %(step)s needs it to be %(needed)s",
+                    what=label,
+                    state=current,
+                    step=name,
+                    needed=needed,
+                )
+            )
         return step
 
     def move(

@@ -10,25 +10,31 @@ from pathlib import Path
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
+import edrtrial
 import edrtrial.web
 from edrtrial.web import i18n
 
 WEB = Path(edrtrial.web.__file__).parent
+PACKAGE = Path(edrtrial.__file__).parent
 KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
 PLACEHOLDER = re.compile(r"%\((\w+)\)")
 
 
 def messages() -> dict[str, str]:
-    """Every message the console's code and templates ask to translate, with where."""
+    """Every message the console's code and templates ask to translate, and every sentence
+    a service says as `Words` (anywhere in the package), with where."""
     found: dict[str, str] = {}
     method_map = [("**.py", "python"), ("templates/**.j2", "jinja2.ext:babel_extract")]
     options = {"templates/**.j2": {"extensions": "jinja2.ext.i18n", "trim_blocks": "true"}}
-    for filename, line, message, _comments, _context in extract_from_dir(
-        str(WEB), method_map, options_map=options, keywords=KEYWORDS
-    ):
-        for text in message if isinstance(message, tuple) else (message,):
-            if text:
-                found.setdefault(text, f"{filename}:{line}")
+    extracted = [
+        extract_from_dir(str(WEB), method_map, options_map=options, keywords=KEYWORDS),
+        extract_from_dir(str(PACKAGE), [("**.py", "python")], keywords={"Words": None}),
+    ]
+    for source in extracted:
+        for filename, line, message, _comments, _context in source:
+            for text in message if isinstance(message, tuple) else (message,):
+                if text:
+                    found.setdefault(text, f"{filename}:{line}")
     return found
 
 

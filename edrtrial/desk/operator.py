@@ -41,6 +41,7 @@ from edrtrial.reports.incident import (
 )
 from edrtrial.states import WriteBackState
 from edrtrial.timeutil import jst_date
+from edrtrial.words import Words
 
 SUMMARY_FIELDS = ("when", "what", "cause", "handling", "effect")
 SUMMARY_LABELS = {
@@ -60,7 +61,7 @@ def get(session: Session, ticket_id: int) -> Ticket:
     """The ticket, or a TicketError naming the missing number."""
     ticket = session.get(Ticket, ticket_id)
     if ticket is None:
-        raise TicketError(f"there is no ticket #{ticket_id}")
+        raise TicketError(Words("there is no ticket #%(id)s", id=ticket_id))
     return ticket
 
 
@@ -88,9 +89,16 @@ def _nothing_under_way(session: Session, ticket: Ticket, step: str) -> None:
     for action, device in actions_of(session, ticket):
         if action.status in UNDER_WAY:
             raise TicketError(
-                f"ticket #{ticket.id} cannot be {step}: the {action.kind} of "
-                f"{device.name or device.source_id} is {action.status} (action #{action.id}); "
-                "wait for its result"
+                Words(
+                    "ticket #%(id)s cannot be %(step)s: the %(kind)s of %(device)s is "
+                    "%(status)s (action #%(action)s); wait for its result",
+                    id=ticket.id,
+                    step=step,
+                    kind=action.kind,
+                    device=device.name or device.source_id,
+                    status=action.status,
+                    action=action.id,
+                )
             )
 
 
@@ -119,13 +127,23 @@ def assign(session: Session, ticket_id: int, assignee: str, actor: str, at: date
     """Give the ticket to someone (an open ticket only)."""
     ticket = get(session, ticket_id)
     if ticket.state not in OPEN_TICKET_STATES:
-        raise TicketError(f"ticket #{ticket.id} is {ticket.state}; reopen it to assign it")
+        raise TicketError(
+            Words(
+                "ticket #%(id)s is %(state)s; reopen it to assign it",
+                id=ticket.id,
+                state=ticket.state,
+            )
+        )
     if not assignee.strip():
-        raise TicketError("say who the ticket goes to")
+        raise TicketError(Words("say who the ticket goes to"))
     if len(assignee.strip()) > ASSIGNEE_WIDTH:
         raise TicketError(
-            f"assignee of ticket #{ticket.id}: a name of {len(assignee.strip())} characters; "
-            f"at most {ASSIGNEE_WIDTH} fit"
+            Words(
+                "assignee of ticket #%(id)s: a name of %(length)s characters; at most %(most)s fit",
+                id=ticket.id,
+                length=len(assignee.strip()),
+                most=ASSIGNEE_WIDTH,
+            )
         )
     before, ticket.assignee, ticket.updated_at = ticket.assignee, assignee.strip(), at
     _audit(session, ticket, "ticket.assigned", actor, at, {"from": before, "to": ticket.assignee})
@@ -136,7 +154,7 @@ def note(session: Session, ticket_id: int, text: str, actor: str, at: datetime) 
     """Add a note (notes are never edited; a correction is a new note)."""
     ticket = get(session, ticket_id)
     if not text.strip():
-        raise TicketError("an empty note says nothing; write the note's text")
+        raise TicketError(Words("an empty note says nothing; write the note's text"))
     added = TicketNote(ticket_id=ticket.id, at=at, author=actor, text=text.strip())
     session.add(added)
     ticket.updated_at = at
@@ -152,7 +170,12 @@ def check_summary(summary: Mapping[str, str]) -> dict[str, str]:
         raise TicketError(f"unknown incident summary part(s): {', '.join(unknown)}")
     missing = [SUMMARY_LABELS[k] for k in SUMMARY_FIELDS if not str(summary.get(k, "")).strip()]
     if missing:
-        raise TicketError("resolving needs the incident summary; missing: " + "; ".join(missing))
+        raise TicketError(
+            Words(
+                "resolving needs the incident summary; missing: %(missing)s",
+                missing="; ".join(missing),
+            )
+        )
     return {k: str(summary[k]).strip() for k in SUMMARY_FIELDS}
 
 
@@ -217,7 +240,7 @@ def check_verdict(classification: str, determination: str) -> tuple[str, str]:
             f"classification {classification!r} is not one of {', '.join(CLASSIFICATIONS)}"
         )
     if determination and not classification:
-        raise TicketError("a determination needs a classification too")
+        raise TicketError(Words("a determination needs a classification too"))
     return classification, determination.strip().casefold()
 
 
@@ -290,7 +313,7 @@ def _queue_incident_report(
 def reopen(session: Session, ticket_id: int, reason: str, actor: str, at: datetime) -> Ticket:
     """Take a resolved or closed ticket back into work (the reason is required)."""
     if not reason.strip():
-        raise TicketError("say why the ticket is reopened")
+        raise TicketError(Words("say why the ticket is reopened"))
     ticket = get(session, ticket_id)
     before = move(
         session,
@@ -320,7 +343,7 @@ def message_company(
     """Mail the company contact about the ticket, in the company's language."""
     ticket = get(session, ticket_id)
     if not text.strip():
-        raise TicketError("write the message for the company")
+        raise TicketError(Words("write the message for the company"))
     tenant, company = company_of(session, ticket)
     coverage = coverage_of_tenant(session, ticket.tenant_id, at)
     mail = company_message(company, ticket, text.strip(), policy.desk, coverage)

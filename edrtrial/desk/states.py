@@ -19,6 +19,7 @@ from edrtrial.errors import TicketError
 from edrtrial.machine import Machine, Step
 from edrtrial.models import Ticket
 from edrtrial.states import OPEN_TICKET_STATES, Priority, TicketState
+from edrtrial.words import Words
 
 __all__ = [
     "OPEN_TICKET_STATES",
@@ -76,8 +77,14 @@ def move(
     before = TicketState(ticket.state)
     if not TICKETS.move(session, ticket, step, unchanged=unchanged, updated_at=at, **values):
         raise TicketError(
-            f"ticket #{ticket.id} was changed meanwhile (it is {ticket.state} now, "
-            f"{step} expected it {before}); look again"
+            Words(
+                "ticket #%(id)s was changed meanwhile (it is %(state)s now, %(step)s expected "
+                "it %(before)s); look again",
+                id=ticket.id,
+                state=ticket.state,
+                step=step,
+                before=before,
+            )
         )
     return before
 

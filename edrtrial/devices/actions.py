@@ -45,6 +45,7 @@ from edrtrial.notify.notices import isolation_notice
 from edrtrial.notify.recipients import mail_company
 from edrtrial.programme.trials import coverage_of_tenant
 from edrtrial.states import OPEN_TICKET_STATES, ActionState
+from edrtrial.words import Words
 
 DEVICE_KINDS = (ActionKind.ISOLATE.value, ActionKind.RELEASE.value)
 INTERRUPTED = "being sent to the EDR; if this stays, check the device in the Defender portal"
@@ -101,7 +102,11 @@ def refusal(
     """
     name = device.name or device.source_id
     if ticket is not None and ticket.state not in OPEN_TICKET_STATES:
-        return f"ticket #{ticket.id} is {ticket.state}; reopen ticket #{ticket.id} first"
+        return Words(
+            "ticket #%(id)s is %(state)s; reopen ticket #%(id)s first",
+            id=ticket.id,
+            state=ticket.state,
+        )
     offboarded = session.scalar(
         select(ResponseAction.status).where(
             ResponseAction.device_id == device.id,
@@ -110,13 +115,19 @@ def refusal(
         )
     )
     if offboarded is not None:
-        return f"{name} is offboarded (offboarding {offboarded}): the EDR no longer acts on it"
+        return Words(
+            "%(device)s is offboarded (offboarding %(status)s): the EDR no longer acts on it",
+            device=name,
+            status=offboarded,
+        )
     if kind == ActionKind.ISOLATE.value:
         coverage = coverage_of_tenant(session, device.tenant_id, at)
         if coverage.ended:
-            return (
-                f"{name}: its company's trial ended {coverage.ends_on}; "
-                "the programme no longer isolates its devices"
+            return Words(
+                "%(device)s: its company's trial ended %(ended)s; "
+                "the programme no longer isolates its devices",
+                device=name,
+                ended=coverage.ends_on,
             )
     return None
 
@@ -127,14 +138,18 @@ def conflict(session: Session, device: Device, kind: ActionKind) -> str | None:
     state = device_state(session, device)
     name = device.name or device.source_id
     if state.under_way is not None:
-        return (
-            f"{name}: a {state.under_way.kind} is already under way (action "
-            f"#{state.under_way.id}, {state.under_way.status}); wait for it to finish"
+        return Words(
+            "%(device)s: a %(kind)s is already under way (action #%(action)s, %(status)s); "
+            "wait for it to finish",
+            device=name,
+            kind=state.under_way.kind,
+            action=state.under_way.id,
+            status=state.under_way.status,
         )
     if kind is ActionKind.ISOLATE and state.isolated:
-        return f"{name} is already isolated"
+        return Words("%(device)s is already isolated", device=name)
     if kind is ActionKind.RELEASE and not state.isolated:
-        return f"{name} is not isolated, so there is nothing to release"
+        return Words("%(device)s is not isolated, so there is nothing to release", device=name)
     return None
 
 
@@ -143,9 +158,10 @@ def silence_warning(device: Device, now: datetime, days: int) -> str | None:
     if device.last_seen is None or now - device.last_seen < timedelta(days=days):
         return None
     quiet = (now - device.last_seen).days
-    return (
-        f"{device.name or device.source_id} has not reported for {quiet} days: "
-        "the action waits until it reports"
+    return Words(
+        "%(device)s has not reported for %(days)s days: the action waits until it reports",
+        device=device.name or device.source_id,
+        days=quiet,
     )
 
 
@@ -173,8 +189,11 @@ def plan(
         raise ActionRefused(f"{kind.value} is not a device isolation action")
     if ticket is not None and ticket.tenant_id != device.tenant_id:
         raise ActionRefused(
-            f"device {device.name or device.source_id} does not belong to ticket #{ticket.id}'s "
-            "company"
+            Words(
+                "device %(device)s does not belong to ticket #%(id)s's company",
+                device=device.name or device.source_id,
+                id=ticket.id,
+            )
         )
     if (why := refusal(session, device, kind.value, ticket, at)) is not None:
         raise ActionRefused(why)
@@ -198,7 +217,13 @@ def plan(
         with session.begin_nested():  # a second operator racing for the same device loses
             session.add(action)
     except IntegrityError as err:
-        raise ActionRefused(f"{name}: another {kind.value} was planned at the same moment") from err
+        raise ActionRefused(
+            Words(
+                "%(device)s: another %(kind)s was planned at the same moment",
+                device=name,
+                kind=kind.value,
+            )
+        ) from err
     _supersede_proposals(session, device, kind, at)
     audit.record(
         session,

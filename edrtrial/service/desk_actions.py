@@ -31,6 +31,7 @@ from edrtrial.notify.outbox import DeliveryStats
 from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime, TenantRef
 from edrtrial.states import ActionState
+from edrtrial.words import Words
 
 
 def ticket_in_scope(session: Session, scope: Scope, ticket_id: int) -> Ticket | None:
@@ -47,7 +48,9 @@ def tenant_of_ticket(rt: Runtime, ticket_id: int) -> TenantRef:
     for tenant in rt.tenants():
         if tenant.id == tenant_id:
             return tenant
-    raise TicketError(f"ticket #{ticket_id}'s company is no longer in the programme's polling")
+    raise TicketError(
+        Words("ticket #%(id)s's company is no longer in the programme's polling", id=ticket_id)
+    )
 
 
 def deliver(rt: Runtime) -> DeliveryStats:
@@ -201,7 +204,9 @@ def _pick_device(
         for d in devices:
             if d.id == device_id:
                 return d
-        raise TicketError(f"ticket #{t.id} names no such device (devices: {known})")
+        raise TicketError(
+            Words("ticket #%(id)s names no such device (devices: %(known)s)", id=t.id, known=known)
+        )
     if name:
         found = [
             d for d in devices if name.casefold() in (d.name.casefold(), d.source_id.casefold())

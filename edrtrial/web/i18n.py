@@ -23,6 +23,7 @@ from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
 from edrtrial.timeutil import JST, as_utc
+from edrtrial.words import Words, said
 
 LANGUAGES = ("ja", "en")
 DEFAULT = "ja"
@@ -74,6 +75,18 @@ def ngettext(singular: str, plural: str, n: int, **values: Any) -> str:
 
 
 _ = gettext
+
+
+def say(message: object) -> str:
+    """What a service said (its error, or its `Words`) in the request's language: the
+    pattern from the catalogs with the same values filled in (a value that is `Words` is
+    said too). Anything else stays as the service wrote it, in English."""
+    found = said(message)
+    if not isinstance(found, Words):
+        return str(found)
+    values = {k: say(v) if isinstance(v, Words) else v for k, v in found.values.items()}
+    text = translations(language()).gettext(found.pattern)
+    return text % values if values else text
 
 
 def N_(message: str) -> str:  # noqa: N802  (the gettext tools' name for it)

@@ -41,7 +41,7 @@ from edrtrial.service.verification import verify_tenant
 from edrtrial.states import JourneyState as J
 from edrtrial.timeutil import jst_date
 from edrtrial.untrusted import one_line
-from edrtrial.web.i18n import N_, _
+from edrtrial.web.i18n import N_, _, say
 from edrtrial.web.security import action, flash, need, signed_in
 from edrtrial.web.templating import render
 
@@ -279,7 +279,7 @@ def _back(key: str) -> Response:
 def _refused(request: Request, key: str, err: Exception) -> Response:
     """A step the service refused: said on the company's page, nothing changed (another
     cohort's company it names is "another company" to a person limited to cohorts)."""
-    why = one_line(str(err))
+    why = one_line(say(err))
     person = signed_in(request)
     if person is not None and not person.scope.everything:
         with _runtime(request).sessions() as session:

@@ -38,7 +38,7 @@ from edrtrial.service import jobs
 from edrtrial.service.runtime import Runtime
 from edrtrial.timeutil import jst_date
 from edrtrial.untrusted import one_line
-from edrtrial.web.i18n import N_, _
+from edrtrial.web.i18n import N_, _, say
 from edrtrial.web.security import action, flash, need
 from edrtrial.web.templating import render
 
@@ -175,7 +175,7 @@ async def resend(request: Request) -> Response:
                 to=queued.message.recipient,
             )
     except EdrTrialError as err:
-        flash(request, _("Not done: %(why)s", why=one_line(str(err))[:400]), "error")
+        flash(request, _("Not done: %(why)s", why=one_line(say(err))[:400]), "error")
         return RedirectResponse("/reports", status_code=303)
     flash(request, said, "ok")
     try:

@@ -26,7 +26,7 @@ ENV = Environment(
 ENV.install_gettext_callables(  # type: ignore[attr-defined]  # added by jinja2.ext.i18n
     gettext=i18n.gettext, ngettext=i18n.ngettext, newstyle=True
 )
-ENV.globals.update(when=i18n.when, time_left=i18n.time_left, span=i18n.span)
+ENV.globals.update(when=i18n.when, time_left=i18n.time_left, span=i18n.span, say=i18n.say)
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:

@@ -31,7 +31,7 @@ from edrtrial.desk import operator
 from edrtrial.errors import EdrTrialError
 from edrtrial.service import desk_actions as steps
 from edrtrial.service.runtime import Runtime
-from edrtrial.web.i18n import N_, _
+from edrtrial.web.i18n import N_, _, say
 from edrtrial.web.security import action, flash, need
 from edrtrial.web.templating import render
 
@@ -89,7 +89,7 @@ async def _step(
         # In the request's context: the message is written in the person's language.
         said = await run_in_threadpool(copy_context().run, work, runtime, ticket_id, who)
     except EdrTrialError as err:
-        flash(request, _("Not done: %(reason)s", reason=str(err)), "error")
+        flash(request, _("Not done: %(reason)s", reason=say(err)), "error")
     else:
         flash(request, said, "ok")
     return _back(ticket_id)
@@ -235,7 +235,7 @@ async def _plan(
             steps.plan_device_action, runtime, ticket_id, kind, device_id=device
         )
     except EdrTrialError as err:
-        flash(request, _("Not done: %(reason)s", reason=str(err)), "error")
+        flash(request, _("Not done: %(reason)s", reason=say(err)), "error")
         return _back(ticket_id)
 
 
@@ -274,7 +274,7 @@ async def _send(request: Request, kind: ActionKind) -> Response:
         if steps.finished(sent.status):
             await run_in_threadpool(steps.deliver, runtime)
     except EdrTrialError as err:
-        flash(request, _("Not done: %(reason)s", reason=str(err)), "error")
+        flash(request, _("Not done: %(reason)s", reason=say(err)), "error")
         return _back(plan.ticket_id)
     status = STATUS_WORDS.get(sent.status)
     values = {
