@@ -150,3 +150,33 @@ def test_each_role_may_what_its_work_needs():
     )
     assert not {p for p in permissions_of(["viewer"]) if not p.value.endswith(".read")}
     assert permissions_of(["nonsense"]) == frozenset()
+
+
+def test_the_sample_admin_s_password_file_goes_when_its_password_is_changed(config):
+    """`serve --with-sandbox` writes the first account's password to a file; once changed,
+    that file would only hold the old password."""
+    from edrtrial.config import load_config
+    from edrtrial.web.keys import sample_admin_file
+
+    path = sample_admin_file(load_config(config))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for name in ("admin", "sato"):
+        cli(
+            config,
+            "users",
+            "add",
+            name,
+            "--role",
+            "admin",
+            "--password-stdin",
+            stdin="a long enough password\n",
+        )
+    path.write_text("username: admin\npassword: the first one\n", encoding="utf-8")
+    changed = cli(
+        config, "users", "passwd", "sato", "--password-stdin", stdin="another long one!\n"
+    )
+    assert path.is_file() and "removed" not in changed.stdout  # another account's change
+    changed = cli(
+        config, "users", "passwd", "admin", "--password-stdin", stdin="another long one!\n"
+    )
+    assert not path.exists() and f"{path} removed" in changed.stdout.replace("\n", "")

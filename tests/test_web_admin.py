@@ -23,6 +23,7 @@ from edrtrial.ingest import health
 from edrtrial.models import AuditEvent, Company, ConsoleUser, Tenant
 from edrtrial.programme import cohorts
 from edrtrial.timeutil import to_jst
+from edrtrial.web.keys import sample_admin_file
 
 from web_support import Console, SignedIn, start_console
 
@@ -146,11 +147,19 @@ def test_a_generated_password_is_shown_once_and_opens_the_account(console, root)
     assert len(password) >= 12
     assert password not in root.get("/admin/users/suzuki").text  # never again
     console.signed_in("suzuki", password)  # it works
+    # A sample admin's first password, written to a file by `serve --with-sandbox`, is not
+    # suzuki's: it stays when suzuki's password is reset.
+    sample = sample_admin_file(console.config)
+    sample.parent.mkdir(parents=True, exist_ok=True)
+    sample.write_text("username: root\npassword: the first one\n", encoding="utf-8")
     reset = root.post("/admin/users/suzuki/password", {"generate": "1"})
+    assert sample.is_file()
     [again] = re.findall(r'<pre class="evidence password">([^<]+)</pre>', reset.text)
     assert again != password
     assert [e.actor for e in events(console, "users.passwd")] == ["web:root"]
     console.signed_in("suzuki", again)
+    root.post("/admin/users/root/password", {"generate": "1"})
+    assert not sample.exists()  # root's own: the file's password no longer works
 
 
 def test_wrong_input_is_a_message_on_the_form_not_an_error(console, root):

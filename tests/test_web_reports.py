@@ -154,3 +154,23 @@ def test_the_csv_downloads_hold_only_the_person_s_cohort(console: Console) -> No
     assert web.get("/cohorts/other-2/results.csv").status_code == 404
     assert web.get("/reports/seats.csv?cohort=other-2").status_code == 404
     assert web.get("/cohorts/sample-1/results.csv").status_code == 200
+
+
+def test_a_purged_company_s_report_names_only_its_code_and_links_nowhere(console: Console) -> None:
+    from edrtrial.db import transaction
+    from edrtrial.models import Company
+    from edrtrial.programme.purge import purge_company
+
+    record = mail_report(console, "sakura-seisakusho")
+    with transaction(console.runtime.sessions) as session:
+        company = session.scalars(select(Company).where(Company.key == "sakura-seisakusho")).one()
+        company.state = "offboarded"  # its retention ended: the lifecycle purges it
+        programme = console.runtime.config.settings.programme
+        code = purge_company(session, programme, company, actor="test", at=clock.NOW).anon_code
+    password = console.add_user("suzuki", ["secretariat"])
+    web = console.signed_in("suzuki", password)
+    page = web.get("/reports").text
+    row = page.split(f'data-report="{record.id}"')[1].split("</tr>")[0]
+    assert code in row and "sakura" not in row and "さくら" not in row
+    assert "/companies/" not in row and "/file" not in row  # no page and no file are left
+    assert web.get(f"/reports/{record.id}/file").status_code == 404

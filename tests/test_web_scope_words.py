@@ -35,6 +35,8 @@ def test_a_refusal_names_another_cohort_s_company_only_as_another_company(sessio
         assert "kirishima" not in shown and "霧島" not in shown
         assert "another company" in shown and "alpha keeps its own" in shown
         assert Scope().hide_others(session, said) == said
+        japanese = Scope.limited_to(ids).hide_others(session, said, "別の企業")
+        assert "霧島" not in japanese and "別の企業" in japanese
 
 
 def test_the_status_a_limited_person_reads_carries_no_service_wide_error_text(sessions, now):

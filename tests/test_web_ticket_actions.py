@@ -137,7 +137,9 @@ def test_each_step_changes_the_ticket_and_is_audited_as_the_person(
 
     # Resolving needs the programme's five-part incident summary: missing parts are said.
     page = step(op, f"/tickets/{tid}/resolve", {"when": "12/06 10:00", "report": "1"})
-    assert "操作できませんでした" in page and "the cause (インシデントの原因)" in page
+    assert (
+        "解決にはインシデントの概要が必要です" in page and "the cause (インシデントの原因)" in page
+    )
     assert ticket(console, tid).state == "in_progress"
     assert audited(console, "ticket.resolved") == []
 
@@ -228,15 +230,16 @@ def test_isolating_asks_first_then_sends_once_to_the_right_device(console: Conso
 
     # Twice: refused with the reason, up front and on a forged confirmation; not sent again.
     again = op.get(f"/tickets/{tid}/isolate", params={"device": store_id})
-    assert "already isolated" in again.text and 'data-action="confirm-isolate"' not in again.text
+    assert "すでに隔離されています" in again.text  # the service's refusal, in Japanese
+    assert 'data-action="confirm-isolate"' not in again.text
     page = step(op, f"/tickets/{tid}/isolate", {"device": str(store_id), "confirm": str(store_id)})
-    assert "操作できませんでした" in page and "already isolated" in page
+    assert "操作できませんでした" in page and "すでに隔離されています" in page
     assert world.action_counts(SAKURA.tenant_id)[device] == {"Isolate": 1}
 
     # A device the ticket does not name is not acted on.
     stranger = device_id(console, other)
     page = step(op, f"/tickets/{tid}/isolate", {"device": str(stranger), "confirm": str(stranger)})
-    assert "操作できませんでした" in page and "names no such device" in page
+    assert "操作できませんでした" in page and f"チケット #{tid} にその端末はありません" in page
     assert other not in world.action_counts(SAKURA.tenant_id)
 
     # Release, confirmed the same way.

@@ -72,10 +72,11 @@ class Scope:
         found = session.scalar(select(Company.id).where(Company.id == company_id, self.companies()))
         return found is not None
 
-    def hide_others(self, session: Session, text: str) -> str:
+    def hide_others(self, session: Session, text: str, instead: str = "another company") -> str:
         """`text` (a service's message) with every company outside this scope named only as
-        "another company": a refusal such as "tenant … is held by company 'x'" must not
-        tell a person limited to some cohorts who else is in the programme."""
+        `instead` ("another company", in the reader's language): a refusal such as "tenant …
+        is held by company 'x'" must not tell a person limited to some cohorts who else is
+        in the programme."""
         if self.cohort_ids is None:
             return text
         others = session.execute(
@@ -87,7 +88,7 @@ class Scope:
             reverse=True,
         )
         for name in names:
-            text = text.replace(f"'{name}'", "another company").replace(name, "another company")
+            text = text.replace(f"'{name}'", instead).replace(name, instead)
         return text
 
     def sees_tenant(self, session: Session, tenant_id: int | None) -> bool:

@@ -145,6 +145,7 @@ def _first_admin(runtime: Runtime, config: Config) -> None:
     """With the sandbox and no console account yet, an `admin` to sign in with: its random
     password goes to an owner-only file beside the session key, never to the screen."""
     from edrtrial.access import accounts
+    from edrtrial.web.keys import sample_admin_file
 
     with transaction(runtime.sessions) as session:
         if accounts.listed(session):
@@ -159,7 +160,7 @@ def _first_admin(runtime: Runtime, config: Config) -> None:
             at=runtime.clock(),
             display_name="Sandbox admin",
         )
-    path = config.resolve(config.settings.web.key_file).parent / "console-admin.txt"
+    path = sample_admin_file(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:

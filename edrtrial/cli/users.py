@@ -22,6 +22,7 @@ from edrtrial.cli.common import (
 from edrtrial.db import transaction
 from edrtrial.errors import AccountError
 from edrtrial.timeutil import to_jst
+from edrtrial.web.keys import forget_sample_password
 
 ROLE_HELP = "A console role (repeat for several): " + ", ".join(r.value for r in Role) + "."
 COHORT_HELP = "Limit the person to this cohort's companies (repeat for several; none: all)."
@@ -92,6 +93,8 @@ def passwd(ctx: click.Context, username: str, password_stdin: bool) -> None:
             session, username, password, actor=actor(ctx), at=rt.clock()
         ).username
     console.print(f"password of {name} changed; their sessions have ended", highlight=False)
+    if (gone := forget_sample_password(rt.config, name)) is not None:
+        console.print(f"{gone} removed: it held the first password", highlight=False)
 
 
 def _switch(disabled: bool) -> click.Command:

@@ -205,6 +205,8 @@ class ArchivedSend:
     mail_status: str  # the outbox state of its mail ("" when it has none)
     sent_at: datetime | None
     mail_error: str
+    purged: bool = False
+    """The company's details are purged: `owner` is its anonymous code, and it has no page."""
 
 
 def archive_listing(
@@ -233,6 +235,7 @@ def archive_listing(
                 str(mail.status) if mail else "",
                 mail.sent_at if mail else None,
                 mail.last_error if mail else "",
+                purged=company is not None and company.purged_at is not None,
             )
         )
     return rows

@@ -44,6 +44,7 @@ from edrtrial.service.status import as_seen_by, read_status
 from edrtrial.timeutil import to_jst
 from edrtrial.untrusted import one_line, visible
 from edrtrial.web.i18n import N_, _
+from edrtrial.web.keys import forget_sample_password
 from edrtrial.web.security import (
     SignInNeeded,
     action,
@@ -281,6 +282,7 @@ async def reset_password(request: Request) -> Response:
     except AccountError as err:
         flash(request, _("Not changed: %(why)s", why=_why(err)), "error")
         return _back_to(username)
+    forget_sample_password(runtime.config, name)
     if generated:
         return render(
             request,

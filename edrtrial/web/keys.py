@@ -1,9 +1,11 @@
-"""The key that signs the console's session cookies."""
+"""The key that signs the console's session cookies, and the file beside it that holds the
+sample administrator's first password."""
 
 from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 
 from edrtrial.config import Config
 from edrtrial.errors import ConfigError
@@ -36,3 +38,23 @@ def session_key(config: Config) -> str:
     with os.fdopen(fd, "w", encoding="ascii") as out:
         out.write(text + "\n")
     return text
+
+
+def sample_admin_file(config: Config) -> Path:
+    """Where `serve --with-sandbox` writes the password of the first account it makes (owner
+    only, beside the session key), since it is never printed."""
+    return config.resolve(config.settings.web.key_file).parent / "console-admin.txt"
+
+
+def forget_sample_password(config: Config, username: str) -> Path | None:
+    """Remove that file once its account's password is changed (returns its path): kept, it
+    would hold a password that no longer works, and tell anyone who reads it the old one."""
+    path = sample_admin_file(config)
+    try:
+        first = path.read_text(encoding="utf-8").splitlines()[:1]
+    except (OSError, UnicodeDecodeError):
+        return None
+    if first != [f"username: {username}"]:
+        return None
+    path.unlink(missing_ok=True)
+    return path

@@ -283,7 +283,7 @@ def _refused(request: Request, key: str, err: Exception) -> Response:
     person = signed_in(request)
     if person is not None and not person.scope.everything:
         with _runtime(request).sessions() as session:
-            why = person.scope.hide_others(session, why)
+            why = person.scope.hide_others(session, why, _("another company"))
     flash(request, _("Not done: %(why)s", why=why[:400]), "error")
     return _back(key)
 
