@@ -111,6 +111,18 @@ def test_from_the_call_to_admission_through_the_console(console: Console) -> Non
     assert diagnosed.actor == "web:suzuki"
     page = web.get(f"/companies/{key}").text
     assert "参加確定" in page and 'data-step="consent-url"' in page
+    # The history says each step in the secretariat's words, not the audit log's names.
+    history = page.split('id="history"')[1].split("</section>")[0]
+    assert "電話確認を記録しました" in history and "事前診断を記録しました" in history
+    assert "申込完了(電話確認済) → " in history and "company.call" not in history
+
+
+def test_every_journey_step_has_its_word_in_the_history() -> None:
+    from edrtrial.programme.journey import JOURNEY
+    from edrtrial.web.programme import HISTORY_WORDS
+
+    missing = [step for step in JOURNEY.steps if f"company.{step}" not in HISTORY_WORDS]
+    assert missing == []
 
 
 def test_a_refused_step_is_a_message_not_an_error(console: Console) -> None:

@@ -195,6 +195,8 @@ class HistoryLine:
     action: str
     moved: str  # "eligible → call_confirmed", or ""
     why: str
+    moved_from: str = ""  # the states of `moved`, for a reader that words them its own way
+    moved_to: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +274,8 @@ def history(session: Session, company: Company) -> list[HistoryLine]:
                 action=event.action,
                 moved=moved,
                 why=str(detail.get("why", "")),
+                moved_from=str(detail["from"]) if moved else "",
+                moved_to=str(detail["to"]) if moved else "",
             )
         )
     return lines

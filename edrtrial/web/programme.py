@@ -76,6 +76,57 @@ def state_label(state: J) -> str:
     return state.ja if i18n.language() == "ja" else state.value.replace("_", " ")
 
 
+def state_word(value: str) -> str:
+    """`state_label` of a state stored as text (an unknown one: as it is stored)."""
+    try:
+        return state_label(J(value))
+    except ValueError:
+        return value
+
+
+HISTORY_WORDS = {
+    "application.received": N_("application received"),
+    "company.imported": N_("imported from the config"),
+    "company.judge_eligible": N_("judged eligible"),
+    "company.judge_review": N_("set aside for review"),
+    "company.judge_not_eligible": N_("judged not eligible"),
+    "company.call": N_("confirmation call recorded"),
+    "company.queue": N_("put on the waiting list"),
+    "company.diagnose": N_("pre-diagnosis recorded"),
+    "company.admit": N_("admitted to its cohort"),
+    "company.move_up": N_("moved up from the waiting list"),
+    "company.refuse": N_("refused"),
+    "company.withdraw": N_("withdrawn"),
+    "company.withdraw_connected": N_("withdrawn after connecting (its devices to uninstall)"),
+    "company.consent_url": N_("consent URL issued"),
+    "company.consent": N_("consent recorded"),
+    "company.consent_confirmed": N_("consent confirmed"),
+    "company.consent_corrected": N_("consent corrected"),
+    "company.verify": N_("tenant verified"),
+    "company.verify_failed": N_("tenant verification failed"),
+    "company.reverified": N_("tenant verified again"),
+    "company.start": N_("trial started"),
+    "company.near_end": N_("trial nearing its end"),
+    "company.extend": N_("trial extended"),
+    "trial.reminded": N_("reminder of the trial's end sent"),
+    "trial.decided": N_("the company's decision recorded"),
+    "company.continue": N_("continues with the product"),
+    "company.offboard": N_("does not continue (its devices to uninstall)"),
+    "company.offboarded": N_("every device uninstalled"),
+    "company.purge": N_("detailed data purged"),
+    "report.queued": N_("report queued for mailing"),
+    "tenant.resumed": N_("tenant's polling resumed"),
+}
+"""What each audited action on a company is called in its history (an action not listed
+here is shown by its stored name)."""
+
+
+def history_word(action: str) -> str:
+    """The history's word for an audited action on a company."""
+    word = HISTORY_WORDS.get(action)
+    return _(word) if word else action
+
+
 DECISION_WORDS = {
     "continue": N_("continues"),
     "offboard": N_("does not continue"),
@@ -263,6 +314,8 @@ async def company_page(request: Request) -> Response:
             reports=reports,
             steps=allowed_steps(view.state, person, view.diagnosis is not None),
             label=state_label,
+            state_word=state_word,
+            history_word=history_word,
             decision_label=decision_label,
             due_label=due_label,
             policies=POLICIES,
