@@ -423,7 +423,7 @@ def test_the_status_page_shows_a_parked_tenant_and_what_needs_a_person(console, 
     text = page.text
     assert "失敗中・停止中のテナント" in text and "sakura-seisakusho" in text
     assert "parked" in text and "consent withdrawn" in text
-    assert "対応が必要" in text and "tenant of sakura-seisakusho parked" in text
+    assert "対応が必要" in text and "sakura-seisakusho のテナントは parked です" in text
     assert "<script>alert(1)" not in text
     assert "送信待ち" in text  # the whole service's outbox, for a person who sees every cohort
 
@@ -454,7 +454,7 @@ def test_a_person_limited_to_another_cohort_sees_none_of_its_tenants_or_events(c
     with pytest.raises(AccountError, match="an administrator sees every cohort"):
         console.add_user("boss", ["admin"], cohorts=["2027-1"])  # no limited administrator
     everything = console.signed_in("root2", console.add_user("root2", ["admin"]))
-    assert "tenant of sakura-seisakusho parked" in everything.get("/admin/status").text
+    assert "sakura-seisakusho のテナントは parked です" in everything.get("/admin/status").text
 
 
 def test_the_pages_get_their_stylesheet_and_script(console: Console) -> None:

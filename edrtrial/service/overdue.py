@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from edrtrial.config import ReportsConfig, SchedulesConfig
 from edrtrial.timeutil import JST, as_utc
+from edrtrial.words import Words
 
 RUNS_MISSED = 5
 """An interval job is overdue once this many of its runs are missed…"""
@@ -66,11 +67,25 @@ class OverdueJob:
 
     def reason(self, now: datetime) -> str:
         """One line: "poll of sakura-seisakusho has not run for 6 h (every 60 s)"."""
-        what = f"{self.job} of {self.company_key}" if self.company_key else self.job
+        what = (
+            Words("%(job)s of %(company)s", job=self.job, company=self.company_key)
+            if self.company_key
+            else self.job
+        )
         quiet = span(now - self.quiet_since)
         if self.last_run_at is None:
-            return f"{what} has not run since the scheduler started {quiet} ago ({self.schedule})"
-        return f"{what} has not run for {quiet} ({self.schedule})"
+            return Words(
+                "%(what)s has not run since the scheduler started %(quiet)s ago (%(schedule)s)",
+                what=what,
+                quiet=quiet,
+                schedule=self.schedule,
+            )
+        return Words(
+            "%(what)s has not run for %(quiet)s (%(schedule)s)",
+            what=what,
+            quiet=quiet,
+            schedule=self.schedule,
+        )
 
 
 def expected(

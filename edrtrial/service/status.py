@@ -28,6 +28,7 @@ from edrtrial.service import overdue
 from edrtrial.service.overdue import OverdueJob
 from edrtrial.states import ActionState, OutboxState, TenantState
 from edrtrial.timeutil import as_utc, to_jst
+from edrtrial.words import Words
 
 SCHEDULER_LOCK = "scheduler"
 LEASE_STALE = timedelta(seconds=90)
@@ -413,6 +414,11 @@ def read_offboarding(session: Session) -> tuple[OffboardingInFlight, ...]:
     return tuple(OffboardingInFlight(key, status, n, as_utc(at)) for key, status, n, at in rows)
 
 
+def _since(at: datetime | None) -> str:
+    """ " since 2026-12-01 09:00 JST" for a problem line, or nothing."""
+    return Words(" since %(when)s", when=jst(at)) if at else ""
+
+
 def _problems(
     lease: Lease | None,
     jobs: tuple[JobStatus, ...],
@@ -425,46 +431,80 @@ def _problems(
 ) -> tuple[str, ...]:
     found: list[str] = []
     if lease is None:
-        found.append("no scheduler running: start `edrtrial serve`")
+        found.append(Words("no scheduler running: start `edrtrial serve`"))
     elif lease.alive and not lease.beating:
         found.append(
-            f"the scheduler ({lease.holder}) holds the store but has not beaten since "
-            f"{jst(lease.heartbeat_at)}: the store may be locked or the service stuck; "
-            "see its log (a restart is refused while it runs)"
+            Words(
+                "the scheduler (%(holder)s) holds the store but has not beaten since "
+                "%(when)s: the store may be locked or the service stuck; see its log (a "
+                "restart is refused while it runs)",
+                holder=lease.holder,
+                when=jst(lease.heartbeat_at),
+            )
         )
     elif not lease.alive:
         found.append(
-            f"no scheduler running: the last one ({lease.holder}) last beat "
-            f"{jst(lease.heartbeat_at)}; start `edrtrial serve`"
+            Words(
+                "no scheduler running: the last one (%(holder)s) last beat %(when)s; start "
+                "`edrtrial serve`",
+                holder=lease.holder,
+                when=jst(lease.heartbeat_at),
+            )
         )
     for job in jobs:
         if job_needs_person(job, limits, now):
-            since = f" since {jst(job.failing_since)}" if job.failing_since else ""
             found.append(
-                f"job {job.name} failed {job.failures} time(s) in a row{since}: "
-                f"{job.last_failure_error}"
+                Words(
+                    "job %(job)s failed %(failures)s time(s) in a row%(since)s: %(error)s",
+                    job=job.name,
+                    failures=job.failures,
+                    since=_since(job.failing_since),
+                    error=job.last_failure_error,
+                )
             )
     found.extend(job.reason(now) for job in late)
     for t in tenants:
         if tenant_needs_person(t, limits, now):
-            since = f" since {jst(t.since)}" if t.since else ""
-            found.append(f"tenant of {t.company_key} {t.state}{since}: {t.reason}")
+            found.append(
+                Words(
+                    "tenant of %(company)s %(state)s%(since)s: %(reason)s",
+                    company=t.company_key,
+                    state=t.state,
+                    since=_since(t.since),
+                    reason=t.reason,
+                )
+            )
     if outbox.oldest_at is not None and now - outbox.oldest_at >= limits.outbox_waiting:
         found.append(
-            f"outbox: the oldest message ({outbox.oldest_kind}, {outbox.oldest_channel}) has "
-            f"waited since {jst(outbox.oldest_at)}"
+            Words(
+                "outbox: the oldest message (%(kind)s, %(channel)s) has waited since %(when)s",
+                kind=outbox.oldest_kind,
+                channel=outbox.oldest_channel,
+                when=jst(outbox.oldest_at),
+            )
         )
     if outbox.failed:
         found.append(
-            f"outbox: {outbox.failed} message(s) given up in the last "
-            f"{FAILED_OUTBOX_WINDOW.days} days (see the service log)"
+            Words(
+                "outbox: %(failed)s message(s) given up in the last %(days)s days (see the "
+                "service log)",
+                failed=outbox.failed,
+                days=FAILED_OUTBOX_WINDOW.days,
+            )
         )
     for a in actions:
         # Within the window the desk job reconciles it by itself; after it, a person looks.
         if a.status in RECONCILED and now - a.since >= limits.unanswered:
             found.append(
-                f"{a.kind} of {a.device} ({a.company_key}) sent {jst(a.since)}, {a.status}: "
-                "not confirmed by the EDR; see `edrtrial action list`"
+                Words(
+                    "%(kind)s of %(device)s (%(company)s) sent %(when)s, %(status)s: not "
+                    "confirmed by the EDR; see `edrtrial action list`",
+                    kind=a.kind,
+                    device=a.device,
+                    company=a.company_key,
+                    when=jst(a.since),
+                    status=a.status,
+                )
             )
     return tuple(found)
 
