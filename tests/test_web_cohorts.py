@@ -91,3 +91,48 @@ def test_a_person_limited_to_a_cohort_sees_only_it(console: Console) -> None:
     assert web.get(f"/cohorts/{OTHER_COHORT}").status_code == 404
     assert web.get("/cohorts/nowhere").status_code == 404
     assert OTHER_NAME not in web.get("/cohorts/sample-1").text
+
+
+def test_a_cohort_s_capacity_and_intake_change_as_the_cli_changes_them(console: Console) -> None:
+    from sqlalchemy import select
+
+    from edrtrial.models import AuditEvent, Cohort
+
+    def cohort() -> Cohort:
+        with console.runtime.sessions() as session:
+            return session.scalars(select(Cohort).where(Cohort.key == "sample-1")).one()
+
+    before = cohort()
+    viewer = console.signed_in("mori", console.add_user("mori", ["viewer"]))
+    assert 'data-step="cohort-settings"' not in viewer.get("/cohorts/sample-1").text
+    refused = viewer.post("/cohorts/sample-1/settings", {"capacity": "50", "taking": "open"})
+    assert refused.status_code == 403
+    limited = console.signed_in(
+        "kato", console.add_user("kato", ["secretariat"], cohorts=[OTHER_COHORT])
+    )
+    gone = limited.post("/cohorts/sample-1/settings", {"capacity": "50", "taking": "open"})
+    assert gone.status_code == 404
+
+    web = console.signed_in("suzuki", console.add_user("suzuki", ["secretariat"]))
+    assert 'data-step="cohort-settings"' in web.get("/cohorts/sample-1").text
+    # Fewer places than are held: refused with the service's reason, nothing changed.
+    web.post("/cohorts/sample-1/settings", {"capacity": "1", "taking": "open"})
+    page = web.get("/cohorts/sample-1").text
+    assert "変更できませんでした" in page and "sample-1" in page
+    web.post("/cohorts/sample-1/settings", {"capacity": "x", "taking": "open"})
+    assert "定員は1以上の整数" in web.get("/cohorts/sample-1").text
+    assert cohort().capacity == before.capacity and not cohort().closed
+
+    more = before.capacity + 5
+    answer = web.post("/cohorts/sample-1/settings", {"capacity": str(more), "taking": "closed"})
+    assert answer.status_code == 303 and answer.headers["location"] == "/cohorts/sample-1"
+    page = web.get("/cohorts/sample-1").text
+    assert f"コホート sample-1: 定員 {more} 社、受付終了。" in page
+    after = cohort()
+    assert after.capacity == more and after.closed
+    with console.runtime.sessions() as session:
+        [changed] = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "cohort.changed")
+        ).all()
+    assert changed.actor == "web:suzuki" and changed.target == "cohort:sample-1"
+    assert changed.detail["to"] == {"capacity": more, "closed": True}

@@ -64,6 +64,18 @@ def test_every_message_of_the_console_has_its_japanese() -> None:
     assert missing == []
 
 
+def test_no_catalog_says_one_message_twice() -> None:
+    """Babel keeps one of two entries of a message in a catalog, silently: the other's
+    Japanese would never be shown."""
+    folder = resources.files("edrtrial.web").joinpath("locale/ja/LC_MESSAGES")
+    for source in folder.iterdir():
+        if source.name.endswith(".po"):
+            text = source.read_text(encoding="utf-8")
+            ids = re.findall(r'^msgid ((?:".*"\n)+)msgstr', text, re.MULTILINE)
+            seen = [i for i in ids if i != '""\n']
+            assert len(seen) == len(set(seen)), source.name
+
+
 def test_the_japanese_keeps_every_placeholder() -> None:
     for english, japanese in catalog().items():
         assert set(PLACEHOLDER.findall(english)) == set(PLACEHOLDER.findall(japanese)), english

@@ -26,13 +26,10 @@ from edrtrial.cli.common import (
     styled,
 )
 from edrtrial.db import transaction
-from edrtrial.devices.uninstalled import confirm_uninstalled
-from edrtrial.errors import JourneyError
-from edrtrial.programme.companies import tenant_of_company
 from edrtrial.programme.trial_calendar import trial_calendar
 from edrtrial.programme.trial_steps import DECISIONS, start_trial
 from edrtrial.reports.trial_calendar import calendar_csv, days_left_text, progress_text
-from edrtrial.service.trial_lifecycle import company_by_key, decide
+from edrtrial.service.trial_lifecycle import company_by_key, decide, uninstalled_by_hand
 from edrtrial.timeutil import jst_date
 
 _DECIDED = {
@@ -114,18 +111,7 @@ def trial_decide(
 def trial_uninstalled(ctx: click.Context, company: str, device: str, note: str) -> None:
     """Confirm that the EDR was uninstalled by hand from a device (the offboarding script),
     for one the EDR cannot uninstall remotely or one still reporting."""
-    runtime = runtime_of(ctx)
-    with transaction(runtime.sessions) as session:
-        found = company_by_key(session, company)
-        tenant = tenant_of_company(session, found.id)
-        if tenant is None:
-            raise JourneyError(f"{found.key} has no tenant: it has no device to uninstall")
-        try:
-            confirm_uninstalled(
-                session, tenant.id, device, actor=actor(ctx), at=runtime.clock(), note=note
-            )
-        except LookupError as err:
-            raise JourneyError(f"{found.key}: {err}") from err
+    uninstalled_by_hand(runtime_of(ctx), company, device, actor=actor(ctx), note=note)
     console.print(f"{company}: {device} confirmed uninstalled")
 
 

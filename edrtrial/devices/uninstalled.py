@@ -20,6 +20,7 @@ from edrtrial.devices.states import OFFBOARDING
 from edrtrial.ingest.queries import inventory_read_at
 from edrtrial.models import Device, ResponseAction
 from edrtrial.states import ActionState
+from edrtrial.words import Words
 
 
 def confirm_uninstalled(
@@ -46,12 +47,22 @@ def confirm_uninstalled(
     if not found:
         names = ", ".join(d.name or d.source_id for _, d in waiting) or "none"
         raise LookupError(
-            f"no device {device_name!r} waits for a manual uninstall (waiting: {names})"
+            Words(
+                "no device %(device)r waits for a manual uninstall (waiting: %(names)s)",
+                device=device_name,
+                names=names,
+            )
         )
     task, device = found[0]
     detail = f"uninstalled by hand, confirmed by {actor}" + (f": {note}" if note else "")
     if not OFFBOARDING.move(session, task, "uninstalled", detail=detail, updated_at=at):
-        raise LookupError(f"the task of {device.name} moved to {task.status} meanwhile")
+        raise LookupError(
+            Words(
+                "the task of %(device)s moved to %(status)s meanwhile",
+                device=device.name,
+                status=task.status,
+            )
+        )
     audit.record(
         session,
         at=at,

@@ -51,6 +51,7 @@ from edrtrial.service.runtime import Runtime
 from edrtrial.states import ActionState, TenantState
 from edrtrial.states import JourneyState as J
 from edrtrial.timeutil import jst_date, jst_day_bounds
+from edrtrial.words import Words, said
 
 log = logging.getLogger(__name__)
 ACTOR = "trial-lifecycle"
@@ -420,3 +421,27 @@ def company_by_key(session: Session, key: str) -> Company:
     if found is None:
         raise JourneyError(f"no company {key!r} in the store (see `edrtrial applications list`)")
     return found
+
+
+def uninstalled_by_hand(rt: Runtime, key: str, device: str, *, actor: str, note: str) -> str:
+    """Record that a person uninstalled the EDR from one of the company's devices by hand
+    (the offboarding script, for a device the EDR cannot uninstall remotely or one still
+    reporting), audited as them; returns the device's name. `trial uninstalled` and the
+    console's company page both take this step."""
+    with transaction(rt.sessions) as session:
+        found = company_by_key(session, key)
+        tenant = tenant_of_company(session, found.id)
+        if tenant is None:
+            raise JourneyError(
+                Words("%(company)s has no tenant: it has no device to uninstall", company=found.key)
+            )
+        try:
+            task = uninstalled.confirm_uninstalled(
+                session, tenant.id, device, actor=actor, at=rt.clock(), note=note
+            )
+        except LookupError as err:
+            raise JourneyError(
+                Words("%(company)s: %(why)s", company=found.key, why=said(err))
+            ) from err
+        done = session.get_one(Device, task.device_id)
+        return done.name or done.source_id

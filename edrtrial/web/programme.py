@@ -36,7 +36,7 @@ from edrtrial.programme.trial_steps import start_trial
 from edrtrial.service import admission
 from edrtrial.service.consent import issue_consent_link, record_consented
 from edrtrial.service.runtime import Runtime
-from edrtrial.service.trial_lifecycle import decide
+from edrtrial.service.trial_lifecycle import decide, uninstalled_by_hand
 from edrtrial.service.verification import verify_tenant
 from edrtrial.states import JourneyState as J
 from edrtrial.timeutil import jst_date
@@ -620,6 +620,25 @@ async def decide_step(request: Request) -> Response:
     return _back(key)
 
 
+@action(Permission.PROGRAMME_ACT)
+async def uninstalled_step(request: Request) -> Response:
+    """Confirm that the EDR was uninstalled by hand from a device its offboarding handed
+    over to a person (or one still reporting), as `trial uninstalled` does."""
+    person = need(request, Permission.PROGRAMME_ACT)
+    runtime = _runtime(request)
+    device, note = _text(request, "device", 200), _text(request, "note")
+    with runtime.sessions() as session:
+        key = _visible(session, person, request.path_params["key"]).key
+    try:
+        name = await run_in_threadpool(
+            lambda: uninstalled_by_hand(runtime, key, device, actor=person.actor, note=note)
+        )
+    except EdrTrialError as err:
+        return _refused(request, key, err)
+    flash(request, _("%(device)s confirmed uninstalled.", device=name), "ok")
+    return _back(key)
+
+
 ROUTES = [
     Route("/programme", applications, methods=["GET"], name="applications"),
     Route("/companies/{key}", company_page, methods=["GET"], name="company"),
@@ -633,4 +652,5 @@ ROUTES = [
     Route("/companies/{key}/verify", verify_step, methods=["POST"]),
     Route("/companies/{key}/start", start_step, methods=["POST"]),
     Route("/companies/{key}/decide", decide_step, methods=["POST"]),
+    Route("/companies/{key}/uninstalled", uninstalled_step, methods=["POST"]),
 ]

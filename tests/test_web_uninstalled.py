@@ -1,0 +1,84 @@
+"""A device the EDR cannot uninstall remotely is confirmed uninstalled by hand from the
+company's page, as `trial uninstalled` does it, audited as the person."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from edrtrial.models import AuditEvent, Company, Device, ResponseAction, Tenant
+from edrtrial.sandbox import SAMPLE_TENANTS, SandboxServer
+from edrtrial.service import jobs
+
+from sandbox_config import sample_world, serving
+from web_support import Console, start_console
+
+KEY = "midori-shoji"  # its trial ended undecided: its devices are being uninstalled
+MIDORI = SAMPLE_TENANTS[1]
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, now) -> Iterator[SandboxServer]:
+    with serving(sample_world(11, actions_at_once=True), tmp_path / "sandbox") as server:
+        yield server
+
+
+@pytest.fixture
+def console(tmp_path: Path, database_url: str, sandbox: SandboxServer, now) -> Iterator[Console]:
+    with start_console(tmp_path, database_url, sandbox=sandbox) as running:
+        yield running
+
+
+def offboarding(console: Console) -> dict[str, str]:
+    with console.runtime.sessions() as session:
+        rows = session.execute(
+            select(Device.name, ResponseAction.status)
+            .join(ResponseAction, ResponseAction.device_id == Device.id)
+            .join(Tenant, Tenant.id == Device.tenant_id)
+            .join(Company, Company.id == Tenant.company_id)
+            .where(Company.key == KEY, ResponseAction.kind == "offboard")
+        ).all()
+    return {name: str(status) for name, status in rows}
+
+
+def test_a_device_handed_over_for_a_manual_uninstall_is_confirmed_from_the_page(
+    console: Console,
+) -> None:
+    [mac] = console.world.add_devices(MIDORI.tenant_id, 1, platform="macOS")
+    jobs.inventory(console.runtime)
+    jobs.trial_lifecycle(console.runtime)
+    tasks = offboarding(console)
+    [manual] = [name for name, status in tasks.items() if status == "manual"]
+    assert manual.startswith("mac")
+    password = console.add_user("suzuki", ["secretariat"])
+    web = console.signed_in("suzuki", password)
+    page = web.get(f"/companies/{KEY}").text
+    assert page.count('data-step="uninstalled"') == 1  # only the device that waits for it
+    viewer = console.signed_in("mori", console.add_user("mori", ["viewer"]))
+    assert 'data-step="uninstalled"' not in viewer.get(f"/companies/{KEY}").text
+
+    # A device that does not wait for it is refused, in Japanese, and nothing changes.
+    other = next(name for name, status in tasks.items() if status != "manual")
+    web.post(f"/companies/{KEY}/uninstalled", {"device": other, "note": ""})
+    page = web.get(f"/companies/{KEY}").text
+    assert "手作業でのアンインストールを待つ端末に" in page and offboarding(console) == tasks
+
+    answer = web.post(
+        f"/companies/{KEY}/uninstalled", {"device": manual, "note": "スクリプトで削除"}
+    )
+    assert answer.status_code == 303
+    page = web.get(f"/companies/{KEY}").text
+    assert f"{manual} のアンインストールを確認しました。" in page
+    assert offboarding(console)[manual] == "verified"  # as `trial uninstalled` leaves it
+    with console.runtime.sessions() as session:
+        [done] = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "offboarding.uninstalled")
+        ).all()
+    assert done.actor == "web:suzuki" and done.detail == {
+        "device": manual,
+        "note": "スクリプトで削除",
+    }
+    assert 'data-step="uninstalled"' not in page
