@@ -51,6 +51,7 @@ from edrtrial.service.runtime import Runtime
 from edrtrial.states import ActionState, TenantState
 from edrtrial.states import JourneyState as J
 from edrtrial.timeutil import jst_date, jst_day_bounds
+from edrtrial.words import Words
 
 log = logging.getLogger(__name__)
 ACTOR = "trial-lifecycle"
@@ -418,5 +419,7 @@ def company_by_key(session: Session, key: str) -> Company:
     """The stored company `key` names, or an error naming the key."""
     found = stored_company(session, key.strip().lower())
     if found is None:
-        raise JourneyError(f"no company {key!r} in the store (see `edrtrial applications list`)")
+        raise JourneyError(
+            Words("no company %(key)r in the store (see `edrtrial applications list`)", key=key)
+        )
     return found
