@@ -109,7 +109,7 @@ def test_release_asks_first_and_a_refusal_is_said_before_any_button(
     password = console.add_user("sato", ["operator"])
     sign_in(page, console, "sato", password, path=f"/tickets/{tid}/release?device={store_id}")
     expect(page.locator("h1")).to_have_text("端末の隔離を解除しますか？")
-    expect(page.locator("p.flash.error")).to_contain_text("is not isolated")
+    expect(page.locator("p.flash.error")).to_contain_text(f"{name} は隔離されていないため")
     expect(page.locator("button[data-action=confirm-release]")).to_have_count(0)
     page.goto(f"{console.base_url}/tickets/{tid}/isolate?device={store_id}")
     expect(page.locator("dd.device")).to_have_text(name)

@@ -28,6 +28,7 @@ from edrtrial.devices.states import RECONCILED, sent
 from edrtrial.errors import ActionRefused, ConnectorError
 from edrtrial.models import Company, Device, ResponseAction, Tenant
 from edrtrial.states import ActionState
+from edrtrial.words import Words
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,7 @@ def tenant_of_action(session: Session, action_id: int) -> int:
     """The tenant an action belongs to (refused if there is no such action)."""
     action = session.get(ResponseAction, action_id)
     if action is None:
-        raise ActionRefused(f"there is no action #{action_id}")
+        raise ActionRefused(Words("there is no action #%(id)s", id=action_id))
     return action.tenant_id
 
 
@@ -113,22 +114,33 @@ def settle(
     with sessions() as session:
         action = session.get(ResponseAction, action_id)
         if action is None:
-            raise ActionRefused(f"there is no action #{action_id}")
+            raise ActionRefused(Words("there is no action #%(id)s", id=action_id))
         route, seen, tenant_id = _route(action.kind), action.status, action.tenant_id
         route.check_tenant(session.get_one(Tenant, tenant_id), connector)
         if seen not in RECONCILED:
             raise ActionRefused(
-                f"action #{action_id} is {seen}, not waiting for an answer: nothing to settle"
+                Words(
+                    "action #%(id)s is %(status)s, not waiting for an answer: nothing to settle",
+                    id=action_id,
+                    status=seen,
+                )
             )
         if _being_sent(action, at):
             raise ActionRefused(
-                f"action #{action_id} is being sent right now: wait for the EDR's answer"
+                Words(
+                    "action #%(id)s is being sent right now: wait for the EDR's answer",
+                    id=action_id,
+                )
             )
         device = session.get_one(Device, action.device_id)
         target = route.target(action, device)
         held = _held(session, tenant_id, found, action_id)
     if held is not None:
-        raise ActionRefused(f"the EDR's action {found} is already action #{held}'s")
+        raise ActionRefused(
+            Words(
+                "the EDR's action %(found)s is already action #%(held)s's", found=found, held=held
+            )
+        )
     if found is None:
         step, what = "lost", "lost"
         values: dict[str, Any] = {
@@ -142,12 +154,21 @@ def settle(
             raise ActionRefused(f"the EDR does not show action {found}: {err}") from err
         if result.device_source_id not in (None, device.source_id):
             raise ActionRefused(
-                f"the EDR's action {found} acts on another device "
-                f"({result.device_source_id}), not {device.name or device.source_id}"
+                Words(
+                    "the EDR's action %(found)s acts on another device (%(other)s), not %(device)s",
+                    found=found,
+                    other=result.device_source_id,
+                    device=device.name or device.source_id,
+                )
             )
         if result.kind not in (None, ActionKind(action.kind)):
             raise ActionRefused(
-                f"the EDR's action {found} is a {result.kind.value}, not a {action.kind}"
+                Words(
+                    "the EDR's action %(found)s is a %(kind)s, not a %(expected)s",
+                    found=found,
+                    kind=result.kind.value,
+                    expected=action.kind,
+                )
             )
         step, what = sent(result.status), "sent"
         values = {
@@ -159,7 +180,9 @@ def settle(
         detail = {"machine_action": found, "status": result.status.value, "confirmed_by": actor}
     with transaction(sessions) as session:
         if not route.machine.move_id(session, action_id, seen, step, updated_at=at, **values):
-            raise ActionRefused(f"action #{action_id} was settled meanwhile; nothing changed")
+            raise ActionRefused(
+                Words("action #%(id)s was settled meanwhile; nothing changed", id=action_id)
+            )
         audit.record(
             session,
             at=at,

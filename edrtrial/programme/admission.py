@@ -27,6 +27,7 @@ from edrtrial.programme.applicants import DueOn
 from edrtrial.programme.journey import JOURNEY, advance, state_of
 from edrtrial.states import JourneyState as J
 from edrtrial.timeutil import jst_date
+from edrtrial.words import Words
 
 Reason = dict[str, str]
 """{"code": …, "ja": …, "en": …}: one reason, in both languages, as the rules give it."""
@@ -97,8 +98,12 @@ def _course(programme: ProgrammeConfig, name: str) -> CourseConfig:
         return programme.courses[name]
     except KeyError:
         raise JourneyError(
-            f"the course {name!r} is not in the config's programme.courses "
-            f"(courses: {', '.join(programme.courses)})"
+            Words(
+                "the course %(course)r is not in the config's programme.courses "
+                "(courses: %(courses)s)",
+                course=name,
+                courses=", ".join(programme.courses),
+            )
         ) from None
 
 
@@ -117,7 +122,7 @@ def record_call(
     JOURNEY.check("call", company.state, f"company {company.key!r}")
     application = current_application(session, company.id)
     if application is None:
-        raise JourneyError(f"company {company.key!r} has no application to confirm")
+        raise JourneyError(Words("company %(key)r has no application to confirm", key=company.key))
     chosen = cohorts.choose(session, application.course, cohort_key)
     cohort = cohorts.lock(session, chosen.id)
     application.call_due_on = call_due_on(application, due_on)
@@ -195,9 +200,13 @@ def record_prediagnosis(
     if company.state != J.WAITING_LIST:
         JOURNEY.check("diagnose", company.state, label)
     if diagnosis.policy not in POLICIES:
-        raise JourneyError(f"the security policy is one of {', '.join(POLICIES)}")
+        raise JourneyError(
+            Words("the security policy is one of %(policies)s", policies=", ".join(POLICIES))
+        )
     if session.scalar(select(PreDiagnosis.id).where(PreDiagnosis.company_id == company.id)):
-        raise JourneyError(f"{label}'s pre-diagnosis is recorded already")
+        raise JourneyError(
+            Words("company %(key)r's pre-diagnosis is recorded already", key=company.key)
+        )
     course = _course(programme, company.course)
     reasons = refusals(course, diagnosis)
     session.add(

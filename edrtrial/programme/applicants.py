@@ -32,6 +32,7 @@ from edrtrial.programme.intake import ApplicationRow
 from edrtrial.programme.journey import JOURNEY, advance
 from edrtrial.programme.written import SOLE_PROPRIETOR
 from edrtrial.timeutil import jst_date
+from edrtrial.words import Words
 
 RULES_ACTOR = "intake"
 """The audit actor of the rules' verdict (a person's review is audited under their name)."""
@@ -264,7 +265,7 @@ def _new_key(session: Session, row: ApplicationRow) -> str:
             key = f"c-{row.corporate_number[-digits:]}"
             if session.scalar(select(Company.id).where(Company.key == key)) is None:
                 return key
-        raise JourneyError(f"company key c-{row.corporate_number} is taken")
+        raise JourneyError(Words("company key c-%(number)s is taken", number=row.corporate_number))
     taken = session.scalars(select(Company.key).where(Company.key.like("sp-%"))).all()
     serials = [int(k[3:]) for k in taken if k[3:].isdigit()]
     return f"sp-{max(serials, default=0) + 1:04d}"
@@ -332,17 +333,23 @@ def review(
     the journey moves (audited under the person's name) and the application keeps the
     decision beside the rules' reasons."""
     if decision is Verdict.NEEDS_REVIEW:
-        raise JourneyError("a review decides: eligible or not eligible")
+        raise JourneyError(Words("a review decides: eligible or not eligible"))
     why = reason.strip()
     if not why:
-        raise JourneyError("a review gives its reason (--reason)")
+        raise JourneyError(Words("a review gives its reason (--reason)"))
     step = _JUDGE_STEP[decision]
     if not JOURNEY.can(step, company.state):
         if company.state == decision:
-            raise JourneyError(f"company {company.key!r} is {company.state} already")
+            raise JourneyError(
+                Words("company %(key)r is %(state)s already", key=company.key, state=company.state)
+            )
         raise JourneyError(
-            f"company {company.key!r} is {company.state}: a review decides only before the "
-            "confirmation call (needs_review, eligible, not_eligible)"
+            Words(
+                "company %(key)r is %(state)s: a review decides only before the "
+                "confirmation call (needs_review, eligible, not_eligible)",
+                key=company.key,
+                state=company.state,
+            )
         )
     advance(session, company, step, actor=actor, at=at, why=why)
     application = _first_application(session, company)

@@ -29,6 +29,7 @@ from edrtrial.models import Cohort, Company, PreDiagnosis
 from edrtrial.programme.journey import advance
 from edrtrial.states import JourneyState as J
 from edrtrial.untrusted import one_line
+from edrtrial.words import Words
 
 KEY = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 """A cohort's key: typed in commands, so as plain as a company's."""
@@ -140,7 +141,7 @@ def lock(session: Session, cohort_id: int) -> Cohort:
         .execution_options(populate_existing=True)
     )
     if found is None:
-        raise JourneyError(f"cohort #{cohort_id} is not in the store")
+        raise JourneyError(Words("cohort #%(id)s is not in the store", id=cohort_id))
     return found
 
 
@@ -150,11 +151,22 @@ def get(session: Session, key: str) -> Cohort:
     if found is not None:
         return found
     keys = list(session.scalars(select(Cohort.key).order_by(Cohort.key)))
-    known = f"cohorts: {', '.join(keys)}" if keys else "no cohort yet (`edrtrial cohorts add`)"
-    hint = ""
-    if any(k == key.strip().lower() for k in keys) and key != key.strip().lower():
-        hint = f"; cohort keys are lower case: did you mean {key.strip().lower()!r}?"
-    raise JourneyError(f"no cohort {one_line(key)!r}{hint or '; ' + known}")
+    lowered = key.strip().lower()
+    if any(k == lowered for k in keys) and key != lowered:
+        raise JourneyError(
+            Words(
+                "no cohort %(key)r; cohort keys are lower case: did you mean %(lowered)r?",
+                key=one_line(key),
+                lowered=lowered,
+            )
+        )
+    if keys:
+        raise JourneyError(
+            Words("no cohort %(key)r; cohorts: %(keys)s", key=one_line(key), keys=", ".join(keys))
+        )
+    raise JourneyError(
+        Words("no cohort %(key)r; no cohort yet (`edrtrial cohorts add`)", key=one_line(key))
+    )
 
 
 def add(
@@ -171,18 +183,25 @@ def add(
     """Add a cohort of one of the configured courses."""
     if not KEY.fullmatch(key):
         raise JourneyError(
-            f"cohort key {one_line(key)!r}: lower-case letters, digits and '-', at most 64 "
-            "(e.g. 2026-1)"
+            Words(
+                "cohort key %(key)r: lower-case letters, digits and '-', at most 64 (e.g. 2026-1)",
+                key=one_line(key),
+            )
         )
     if course not in programme.courses:
         raise JourneyError(
-            f"no course {one_line(course)!r} in the config's programme.courses "
-            f"(courses: {', '.join(programme.courses)})"
+            Words(
+                "no course %(course)r in the config's programme.courses (courses: %(courses)s)",
+                course=one_line(course),
+                courses=", ".join(programme.courses),
+            )
         )
     if capacity < 1:
-        raise JourneyError(f"a cohort takes at least one company, not {capacity}")
+        raise JourneyError(
+            Words("a cohort takes at least one company, not %(capacity)s", capacity=capacity)
+        )
     if session.scalar(select(Cohort.id).where(Cohort.key == key)) is not None:
-        raise JourneyError(f"cohort {one_line(key)!r} exists already")
+        raise JourneyError(Words("cohort %(key)r exists already", key=one_line(key)))
     cohort = Cohort(
         key=key,
         name=name,
@@ -213,7 +232,12 @@ def change(
         taken = held(session, cohort.id)
         if capacity < max(taken, 1):
             raise JourneyError(
-                f"cohort {cohort.key!r} has {taken} places held: its capacity cannot be {capacity}"
+                Words(
+                    "cohort %(key)r has %(taken)s places held: its capacity cannot be %(capacity)s",
+                    key=cohort.key,
+                    taken=taken,
+                    capacity=capacity,
+                )
             )
         cohort.capacity = capacity
     if closed is not None:
@@ -250,16 +274,25 @@ def choose(session: Session, course: str, key: str | None) -> Cohort:
         cohort = get(session, key)
         if cohort.course != course:
             raise JourneyError(
-                f"cohort {cohort.key!r} is of the course {cohort.course!r}; the application "
-                f"is for {course!r}"
+                Words(
+                    "cohort %(key)r is of the course %(course)r; the application is for %(asked)r",
+                    key=cohort.key,
+                    course=cohort.course,
+                    asked=course,
+                )
             )
         if cohort.closed:
-            raise JourneyError(f"cohort {cohort.key!r} is closed: it takes no new company")
+            raise JourneyError(
+                Words("cohort %(key)r is closed: it takes no new company", key=cohort.key)
+            )
         return cohort
     open_ = [c for c in all_cohorts(session) if c.course == course and not c.closed]
     if not open_:
         raise JourneyError(
-            f"no open cohort of the course {course!r}: add one with `edrtrial cohorts add`"
+            Words(
+                "no open cohort of the course %(course)r: add one with `edrtrial cohorts add`",
+                course=course,
+            )
         )
     for cohort in open_:
         if places(session, cohort).free > 0:

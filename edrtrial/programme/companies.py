@@ -29,6 +29,7 @@ from edrtrial.programme.journey import walk
 from edrtrial.states import POLLED_JOURNEY, JourneyState
 from edrtrial.timeutil import jst_date
 from edrtrial.untrusted import one_line
+from edrtrial.words import Words
 
 IMPORTED_COHORT = "imported"
 """The key of the cohort imported companies join when none is named (one per course: the
@@ -312,9 +313,13 @@ def company_named(session: Session, key: str) -> Company:
     lowered = key.strip().lower()
     if lowered != key and company_by_key(session, lowered) is not None:
         raise JourneyError(
-            f"no company {one_line(key)!r}: company keys are lower case; did you mean {lowered!r}?"
+            Words(
+                "no company %(key)r: company keys are lower case; did you mean %(lowered)r?",
+                key=one_line(key),
+                lowered=lowered,
+            )
         )
-    raise JourneyError(f"no company {one_line(key)!r} in the store")
+    raise JourneyError(Words("no company %(key)r in the store", key=one_line(key)))
 
 
 def tenant_of_company(session: Session, company_id: int) -> Tenant | None:

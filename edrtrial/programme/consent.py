@@ -44,6 +44,7 @@ from edrtrial.programme.tenants import holds_data
 from edrtrial.states import JourneyState
 from edrtrial.timeutil import to_jst
 from edrtrial.untrusted import one_line
+from edrtrial.words import Words
 
 ISSUED = "company.consent_url"
 CORRECTED = "company.consent_corrected"
@@ -119,8 +120,13 @@ def issue_link(
     state = state_of(company)
     if state not in (JourneyState.ADMITTED, JourneyState.CONSENTED):
         raise JourneyError(
-            f"company {company.key!r} is {state.value} ({state.ja}): a consent link is for an "
-            "admitted company, or one consented whose tenant is not verified yet"
+            Words(
+                "company %(key)r is %(state)s (%(state_ja)s): a consent link is for an "
+                "admitted company, or one consented whose tenant is not verified yet",
+                key=company.key,
+                state=state.value,
+                state_ja=state.ja,
+            )
         )
     app = app_settings(programme)
     tenant = session.scalar(select(Tenant).where(Tenant.company_id == company.id))
@@ -158,8 +164,10 @@ def parse_reply(url: str) -> ConsentReply:
     granted = one("admin_consent").lower() == "true"
     if not error and not granted:
         raise JourneyError(
-            "the reply address carries neither admin_consent=True nor an error: give the whole "
-            "address the administrator's browser showed after the consent"
+            Words(
+                "the reply address carries neither admin_consent=True nor an error: give the "
+                "whole address the administrator's browser showed after the consent"
+            )
         )
     return ConsentReply(
         tenant=one("tenant") if granted else "",
@@ -190,8 +198,11 @@ def check_state(session: Session, company: Company, state: str) -> str:
     state's hash, for `record_consent` to mark it used."""
     if not state:
         raise JourneyError(
-            f"company {company.key!r}: the reply carries no state; give the whole address, or "
-            "record the tenant id with --tenant-id once the company has confirmed it"
+            Words(
+                "company %(key)r: the reply carries no state; give the whole address, or "
+                "record the tenant id with --tenant-id once the company has confirmed it",
+                key=company.key,
+            )
         )
     digest = _digest(state)
     issued = session.scalars(
@@ -204,25 +215,39 @@ def check_state(session: Session, company: Company, state: str) -> str:
         if event not in mine:
             other = event.target.removeprefix("company:")
             raise JourneyError(
-                f"this reply belongs to company {other!r}'s consent link, not {company.key!r}'s; "
-                "nothing was recorded"
+                Words(
+                    "this reply belongs to company %(other)r's consent link, not %(key)r's; "
+                    "nothing was recorded",
+                    other=other,
+                    key=company.key,
+                )
             )
         if _used(session, digest):
             raise JourneyError(
-                f"company {company.key!r}: this reply was already recorded once; a reply is "
-                "used once (for a new consent, issue a new link with `tenants consent-url`); "
-                "nothing was recorded"
+                Words(
+                    "company %(key)r: this reply was already recorded once; a reply is "
+                    "used once (for a new consent, issue a new link with `tenants consent-url`); "
+                    "nothing was recorded",
+                    key=company.key,
+                )
             )
         if event is not mine[-1]:
             raise JourneyError(
-                f"company {company.key!r}: this reply answers a consent link that a newer one "
-                f"(issued {to_jst(mine[-1].at):%Y-%m-%d %H:%M} JST) replaced; give the reply to "
-                "the newest link; nothing was recorded"
+                Words(
+                    "company %(key)r: this reply answers a consent link that a newer one "
+                    "(issued %(issued)s JST) replaced; give the reply to the newest link; "
+                    "nothing was recorded",
+                    key=company.key,
+                    issued=to_jst(mine[-1].at).strftime("%Y-%m-%d %H:%M"),
+                )
             )
         return digest
     raise JourneyError(
-        f"company {company.key!r}: the reply's state was not issued by `tenants consent-url`; "
-        "nothing was recorded (a link issued elsewhere, or the address was changed)"
+        Words(
+            "company %(key)r: the reply's state was not issued by `tenants consent-url`; "
+            "nothing was recorded (a link issued elsewhere, or the address was changed)",
+            key=company.key,
+        )
     )
 
 
@@ -241,8 +266,12 @@ def spelled(programme: ProgrammeConfig, company: Company, tenant: str) -> tuple[
         raise ConfigError(f"company {company.key!r}: no course {company.course!r} in the config")
     if course.connector != "defender":
         raise JourneyError(
-            f"company {company.key!r}: its course's EDR ({course.connector}) takes no admin "
-            "consent; its connection is configured with its own key"
+            Words(
+                "company %(key)r: its course's EDR (%(connector)s) takes no admin "
+                "consent; its connection is configured with its own key",
+                key=company.key,
+                connector=course.connector,
+            )
         )
     try:
         return course.connector, tenant_spelling(tenant)
@@ -264,8 +293,13 @@ def _holder(session: Session, connector: str, external_id: str, company: Company
 
 def _refuse_held(company: Company, external_id: str, holder: str) -> JourneyError:
     return JourneyError(
-        f"tenant {external_id} is held by company {holder!r}; one tenant belongs to one "
-        f"company, nothing was recorded for {company.key!r}"
+        Words(
+            "tenant %(tenant)s is held by company %(holder)r; one tenant belongs to one "
+            "company, nothing was recorded for %(key)r",
+            tenant=external_id,
+            holder=holder,
+            key=company.key,
+        )
     )
 
 
@@ -296,8 +330,13 @@ def record_consent(
         )
     if state is not JourneyState.ADMITTED:
         raise JourneyError(
-            f"company {company.key!r} is {state.value} ({state.ja}): consent is recorded for "
-            "an admitted company (or corrected while consented and not yet verified)"
+            Words(
+                "company %(key)r is %(state)s (%(state_ja)s): consent is recorded for "
+                "an admitted company (or corrected while consented and not yet verified)",
+                key=company.key,
+                state=state.value,
+                state_ja=state.ja,
+            )
         )
     if row is not None:  # a tenant kept from an earlier step (an imported company)
         row.connector, row.external_id, row.consented_at = connector, external_id, at
@@ -355,8 +394,13 @@ def _correct(
         return row  # the same consent told twice: nothing changes
     if holds_data(session, row.id):
         raise JourneyError(
-            f"company {company.key!r}: the store already holds data read from tenant "
-            f"{row.external_id}; its tenant cannot be changed to {external_id}"
+            Words(
+                "company %(key)r: the store already holds data read from tenant "
+                "%(tenant)s; its tenant cannot be changed to %(new)s",
+                key=company.key,
+                tenant=row.external_id,
+                new=external_id,
+            )
         )
     before = row.external_id
     row.external_id, row.consented_at = external_id, at

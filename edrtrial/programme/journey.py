@@ -35,6 +35,7 @@ from edrtrial.errors import JourneyError
 from edrtrial.machine import Machine, Step
 from edrtrial.models import Company, Tenant
 from edrtrial.states import JourneyState as J
+from edrtrial.words import Words
 
 _BEFORE_ADMISSION = (
     J.APPLIED,
@@ -109,7 +110,11 @@ def advance(
     moved = JOURNEY.move(session, company, step, state_since=at, state_reason=why, **values)
     if not moved:
         raise JourneyError(
-            f"company {company.key!r} moved to {company.state} meanwhile; nothing was changed"
+            Words(
+                "company %(key)r moved to %(state)s meanwhile; nothing was changed",
+                key=company.key,
+                state=company.state,
+            )
         )
     tenant_id = session.scalar(select(Tenant.id).where(Tenant.company_id == company.id))
     audit.record(
@@ -152,9 +157,15 @@ def walk(
     elif to in targets:
         plan = steps[: targets.index(to) + 1]
     else:
-        raise JourneyError(f"company {company.key!r}: no route to {to}")
+        raise JourneyError(Words("company %(key)r: no route to %(to)s", key=company.key, to=to))
     if state_of(company) != J.APPLIED:
-        raise JourneyError(f"company {company.key!r} is {company.state}, not at the start")
+        raise JourneyError(
+            Words(
+                "company %(key)r is %(state)s, not at the start",
+                key=company.key,
+                state=company.state,
+            )
+        )
     for step in plan:
         advance(session, company, step, actor=actor, at=at, why=why)
     return plan

@@ -30,6 +30,7 @@ from edrtrial.programme.journey import advance
 from edrtrial.programme.trials import trial_of_company
 from edrtrial.states import ActionState
 from edrtrial.states import JourneyState as J
+from edrtrial.words import Words
 
 DECISIONS = ("continue", "offboard", "extend")
 
@@ -57,8 +58,13 @@ def trial_months(programme: ProgrammeConfig, company: Company, cohort: Cohort | 
     if course is None:
         known = ", ".join(sorted(programme.courses))
         raise JourneyError(
-            f"company {company.key!r} is on course {company.course!r}, which the config's "
-            f"[programme.courses] does not define (courses: {known})"
+            Words(
+                "company %(key)r is on course %(course)r, which the config's "
+                "[programme.courses] does not define (courses: %(known)s)",
+                key=company.key,
+                course=company.course,
+                known=known,
+            )
         )
     return course.trial_months
 
@@ -137,25 +143,39 @@ def _refuse_after_send(company: Company, decision: str, sent: list[tuple[str, st
         return
     devices = ", ".join(f"{name} ({status})" for name, status in sent)
     raise JourneyError(
-        f"{company.name} ({company.key}): its offboarding was already sent to the EDR for "
-        f"{len(sent)} device(s): {devices}; the EDR is being or was uninstalled from them, so "
-        f"{decision!r} cannot be recorded. To keep the EDR, the company reinstalls it under "
-        "its own contract with the vendor."
+        Words(
+            "%(name)s (%(key)s): its offboarding was already sent to the EDR for "
+            "%(count)s device(s): %(devices)s; the EDR is being or was uninstalled from them, so "
+            "%(decision)r cannot be recorded. To keep the EDR, the company reinstalls it under "
+            "its own contract with the vendor.",
+            name=company.name,
+            key=company.key,
+            count=len(sent),
+            devices=devices,
+            decision=decision,
+        )
     )
 
 
 def _check_extension(trial: Trial, until: date | None, today: date) -> date:
     if until is None:
-        raise JourneyError("extend needs --until DATE, the trial's new last day")
+        raise JourneyError(Words("extend needs --until DATE, the trial's new last day"))
     if until <= today:
         raise JourneyError(
-            f"--until {until.isoformat()} is not in the future (today is {today.isoformat()} "
-            "in Tokyo); a trial is never extended into the past"
+            Words(
+                "--until %(until)s is not in the future (today is %(today)s in Tokyo); a trial "
+                "is never extended into the past",
+                until=until.isoformat(),
+                today=today.isoformat(),
+            )
         )
     if until <= trial.ends_on:
         raise JourneyError(
-            f"--until {until.isoformat()} does not extend the trial: it already runs until "
-            f"{trial.ends_on.isoformat()}"
+            Words(
+                "--until %(until)s does not extend the trial: it already runs until %(ends)s",
+                until=until.isoformat(),
+                ends=trial.ends_on.isoformat(),
+            )
         )
     return until
 
@@ -186,21 +206,37 @@ def record_decision(
     extension, an offboarding already sent.
     """
     if decision not in DECISIONS:
-        raise JourneyError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
+        raise JourneyError(
+            Words(
+                "decision must be one of %(decisions)s, not %(decision)r",
+                decisions=", ".join(DECISIONS),
+                decision=decision,
+            )
+        )
     trial = locked_trial(session, company.id)  # before reading what was sent
     state = J(company.state)
     if trial is None or state not in _DECIDABLE:
         raise JourneyError(
-            f"{company.name} ({company.key}) is {state.value} ({state.ja}): there is no trial "
-            "to decide; a decision is recorded from the trial's start until its offboarding"
+            Words(
+                "%(name)s (%(key)s) is %(state)s (%(state_ja)s): there is no trial to decide; "
+                "a decision is recorded from the trial's start until its offboarding",
+                name=company.name,
+                key=company.key,
+                state=state.value,
+                state_ja=state.ja,
+            )
         )
     _refuse_after_send(company, decision, sent_offboarding(session, company))
     previous, old_end = trial.decision, trial.ends_on
     if decision == "extend":
         if company.withdrawn_at is not None:
             raise JourneyError(
-                f"{company.name} ({company.key}) withdrew on {company.withdrawn_at:%Y-%m-%d}; "
-                "its trial cannot be extended"
+                Words(
+                    "%(name)s (%(key)s) withdrew on %(withdrawn)s; its trial cannot be extended",
+                    name=company.name,
+                    key=company.key,
+                    withdrawn=company.withdrawn_at.strftime("%Y-%m-%d"),
+                )
             )
         trial.ends_on = _check_extension(trial, until, today)
         trial.decision = "undecided"

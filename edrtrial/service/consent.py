@@ -21,6 +21,7 @@ from edrtrial.programme import consent
 from edrtrial.programme.companies import company_named
 from edrtrial.reports.render import RenderedMail
 from edrtrial.states import JourneyState
+from edrtrial.words import Words
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,7 @@ def record_consented(
     on (its state must be that of a link issued for this company), or from the tenant id
     entered: exactly one of them. Does not commit."""
     if (reply is None) == (tenant_id is None):
-        raise JourneyError("give one of --reply URL or --tenant-id ID")
+        raise JourneyError(Words("give one of --reply URL or --tenant-id ID"))
     company = company_named(session, key)
     if reply is not None:
         answer = consent.parse_reply(reply)

@@ -419,7 +419,9 @@ def company_by_key(session: Session, key: str) -> Company:
     """The stored company `key` names, or an error naming the key."""
     found = stored_company(session, key.strip().lower())
     if found is None:
-        raise JourneyError(f"no company {key!r} in the store (see `edrtrial applications list`)")
+        raise JourneyError(
+            Words("no company %(key)r in the store (see `edrtrial applications list`)", key=key)
+        )
     return found
 
 

@@ -22,6 +22,7 @@ from edrtrial.programme.journey import state_of
 from edrtrial.programme.verification import CONNECTED, record_failed, record_verified
 from edrtrial.service.runtime import Runtime
 from edrtrial.states import POLLED_JOURNEY, JourneyState
+from edrtrial.words import Words
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +49,13 @@ def verify_tenant(runtime: Runtime, key: str, actor: str) -> Verification:
         tenant = session.scalar(select(Tenant).where(Tenant.company_id == company.id))
         if tenant is None or state not in (*CONNECTED, *POLLED_JOURNEY):
             raise JourneyError(
-                f"company {company.key!r} is {state.value} ({state.ja}): there is no consented "
-                "tenant to verify yet; record the consent first (`tenants consented`)"
+                Words(
+                    "company %(key)r is %(state)s (%(state_ja)s): there is no consented "
+                    "tenant to verify yet; record the consent first (`tenants consented`)",
+                    key=company.key,
+                    state=state.value,
+                    state_ja=state.ja,
+                )
             )
         settings = connection_settings(runtime.config.settings.programme, tenant)
         tenant_row_id, external_id = tenant.id, tenant.external_id
