@@ -127,7 +127,7 @@ def test_a_cohort_s_capacity_and_intake_change_as_the_cli_changes_them(console: 
     answer = web.post("/cohorts/sample-1/settings", {"capacity": str(more), "taking": "closed"})
     assert answer.status_code == 303 and answer.headers["location"] == "/cohorts/sample-1"
     page = web.get("/cohorts/sample-1").text
-    assert f"コホート sample-1: 定員 {more} 社、受付終了。" in page
+    assert f"期 sample-1: 定員 {more} 社、受付終了。" in page
     after = cohort()
     assert after.capacity == more and after.closed
     with console.runtime.sessions() as session:
