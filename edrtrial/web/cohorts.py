@@ -109,7 +109,7 @@ async def cohort_page(request: Request) -> Response:
 @action(Permission.PROGRAMME_ACT)
 async def cohort_settings(request: Request) -> Response:
     """`POST /cohorts/{key}/settings`: its capacity, and whether it takes new companies, as
-    `edrtrial cohort set` changes them; places a larger capacity adds go to its waiting
+    `edrtrial cohorts set` changes them; places a larger capacity adds go to its waiting
     list at once, and each company that moves up is told by mail."""
     person = need(request, Permission.PROGRAMME_ACT)
     runtime = _runtime(request)
