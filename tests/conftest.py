@@ -19,7 +19,7 @@ from edrtrial.db import make_engine, make_sessions, upgrade
 import clock
 
 # The console's browser fixtures (`browser`, `page`): Debian's chromium through Playwright.
-pytest_plugins = ("browser",)
+pytest_plugins = ("browser", "console_sandbox")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PG_ENV = "EDRTRIAL_TEST_DATABASE_URL"

@@ -5,7 +5,6 @@ the same audit records (action, target, tenant, detail), the actor alone telling
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,8 @@ from test_web_ticket_actions import SAKURA, device_id, incident, operator_of, st
 from edrtrial.cli.common import login_name
 from edrtrial.cli.main import main
 from edrtrial.models import AuditEvent
-from edrtrial.sandbox import SandboxServer
 
-from sandbox_config import sample_world, serving
-from web_support import Console, start_console
+from web_support import Console
 
 SUMMARY = {
     "when": "2026年12月6日 10:00頃",
@@ -35,15 +32,8 @@ IDS = ("action", "note", "machine_action", "device")
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path, now) -> Iterator[SandboxServer]:
-    with serving(sample_world(11, actions_at_once=True), tmp_path / "sandbox") as server:
-        yield server
-
-
-@pytest.fixture
-def console(tmp_path: Path, database_url: str, sandbox: SandboxServer, now) -> Iterator[Console]:
-    with start_console(tmp_path, database_url, sandbox=sandbox) as running:
-        yield running
+def console(sandboxed_console: Console) -> Console:
+    return sandboxed_console
 
 
 def cli(config: Path, *args: str) -> str:

@@ -16,28 +16,23 @@ from edrtrial.sandbox import SandboxServer
 from edrtrial.service import jobs
 
 from browser import sign_in
-from sandbox_config import sample_world, serving
 from web_support import Console, console_settings, start_console
 
 SAKURA = "5f1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c01"
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path, now) -> Iterator[SandboxServer]:
-    with serving(sample_world(11, actions_at_once=True), tmp_path / "sandbox") as server:
-        yield server
-
-
-@pytest.fixture
-def console(tmp_path: Path, database_url: str, sandbox: SandboxServer, now) -> Iterator[Console]:
-    data = console_settings(database_url, tmp_path, sandbox)
+def console(
+    tmp_path: Path, database_url: str, console_sandbox: SandboxServer, now
+) -> Iterator[Console]:
+    data = console_settings(database_url, tmp_path, console_sandbox)
     data["web"]["queue_refresh_seconds"] = 2
-    with start_console(tmp_path, database_url, sandbox=sandbox, data=data) as running:
+    with start_console(tmp_path, database_url, sandbox=console_sandbox, data=data) as running:
         yield running
 
 
 def test_a_new_ticket_appears_in_the_open_queue_without_a_reload(
-    console: Console, sandbox: SandboxServer, page: Page
+    console: Console, console_sandbox: SandboxServer, page: Page
 ) -> None:
     runtime = console.runtime
     jobs.poll(runtime, "sakura-seisakusho")  # the starting state: what the sandbox holds
@@ -54,7 +49,7 @@ def test_a_new_ticket_appears_in_the_open_queue_without_a_reload(
     with page.expect_response(lambda r: "/desk/rows" in r.url and r.status == 204):
         pass
 
-    world = sandbox.world
+    world = console_sandbox.world
     device = world.add_devices(SAKURA, 1, detection_test_alert=False)[0]
     world.add_alerts(SAKURA, "hands_on_keyboard", 1, device_id=device, severity="high")
     jobs.poll(runtime, "sakura-seisakusho")

@@ -5,7 +5,6 @@ on the ticket page; roles, cohorts and the CSRF token hold on every POST."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,27 +14,19 @@ from test_desk_end_to_end import body, mails_to
 from edrtrial.access.roles import Permission
 from edrtrial.db import transaction
 from edrtrial.models import Alert, AuditEvent, Cohort, ResponseAction, Ticket, TicketNote
-from edrtrial.sandbox import SAMPLE_TENANTS, SandboxServer
+from edrtrial.sandbox import SAMPLE_TENANTS
 from edrtrial.service import desk_actions, jobs
 from edrtrial.web.templating import ENV
 
-from sandbox_config import sample_world, serving
-from web_support import Console, SignedIn, start_console
+from web_support import Console, SignedIn
 
 SAKURA = SAMPLE_TENANTS[0]
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>\u202eexe.pdf"
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path, now) -> Iterator[SandboxServer]:
-    with serving(sample_world(11, actions_at_once=True), tmp_path / "sandbox") as server:
-        yield server
-
-
-@pytest.fixture
-def console(tmp_path: Path, database_url: str, sandbox: SandboxServer, now) -> Iterator[Console]:
-    with start_console(tmp_path, database_url, sandbox=sandbox) as running:
-        yield running
+def console(sandboxed_console: Console) -> Console:
+    return sandboxed_console
 
 
 def incident(console: Console, device_name: str | None = None) -> tuple[int, str]:

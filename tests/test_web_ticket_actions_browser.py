@@ -4,32 +4,20 @@ summary, and a secretariat user who is offered no device action at all."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 from test_web_ticket_actions import SAKURA, incident
 
 from edrtrial.models import Device, Ticket
-from edrtrial.sandbox import SandboxServer
 
 from browser import sign_in
-from sandbox_config import sample_world, serving
-from web_support import Console, start_console
+from web_support import Console
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path, now) -> Iterator[SandboxServer]:
-    with serving(sample_world(11, actions_at_once=True), tmp_path / "sandbox") as server:
-        yield server
-
-
-@pytest.fixture
-def console(tmp_path: Path, database_url: str, sandbox: SandboxServer, now) -> Iterator[Console]:
-    with start_console(tmp_path, database_url, sandbox=sandbox) as running:
-        yield running
+def console(sandboxed_console: Console) -> Console:
+    return sandboxed_console
 
 
 def device_name(console: Console, source_id: str) -> str:

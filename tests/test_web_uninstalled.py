@@ -3,33 +3,22 @@ company's page, as `trial uninstalled` does it, audited as the person."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
 
 from edrtrial.models import AuditEvent, Company, Device, ResponseAction, Tenant
-from edrtrial.sandbox import SAMPLE_TENANTS, SandboxServer
+from edrtrial.sandbox import SAMPLE_TENANTS
 from edrtrial.service import jobs
 
-from sandbox_config import sample_world, serving
-from web_support import Console, start_console
+from web_support import Console
 
 KEY = "midori-shoji"  # its trial ended undecided: its devices are being uninstalled
 MIDORI = SAMPLE_TENANTS[1]
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path, now) -> Iterator[SandboxServer]:
-    with serving(sample_world(11, actions_at_once=True), tmp_path / "sandbox") as server:
-        yield server
-
-
-@pytest.fixture
-def console(tmp_path: Path, database_url: str, sandbox: SandboxServer, now) -> Iterator[Console]:
-    with start_console(tmp_path, database_url, sandbox=sandbox) as running:
-        yield running
+def console(sandboxed_console: Console) -> Console:
+    return sandboxed_console
 
 
 def offboarding(console: Console) -> dict[str, str]:
