@@ -16,6 +16,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import sessionmaker
+
+from edrtrial.db import transaction
+from edrtrial.models import Application, AuditEvent, Company, ResponseAction, Trial
+from edrtrial.programme.journey import advance
+from edrtrial.programme.trial_steps import add_months, trial_end
+from edrtrial.service.summaries import describe
+from edrtrial.service.trial_lifecycle import LifecycleOutcome, due_reminder
+
+import clock
+from sandbox_config import settings, write_config
 from test_trial_lifecycle import (
     Service,
     at,
@@ -27,16 +37,6 @@ from test_trial_lifecycle import (
     state,
     store_company,
 )
-
-from edrtrial.db import transaction
-from edrtrial.models import Application, AuditEvent, Company, ResponseAction, Trial
-from edrtrial.programme.journey import advance
-from edrtrial.programme.trial_steps import add_months, trial_end
-from edrtrial.service.summaries import describe
-from edrtrial.service.trial_lifecycle import LifecycleOutcome, due_reminder
-
-import clock
-from sandbox_config import settings, write_config
 
 TODAY = clock.TODAY
 DEVICES = [(machine_id(n), n) for n in ("AOI-PC1", "AOI-PC2")]

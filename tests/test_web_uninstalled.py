@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from edrtrial.models import AuditEvent, Company, Device, ResponseAction, Tenant
+from edrtrial.models import AuditEvent
 from edrtrial.sandbox import SAMPLE_TENANTS
 from edrtrial.service import jobs
 
+from test_trial_lifecycle import offboard_tasks
 from web_support import Console
 
 KEY = "midori-shoji"  # its trial ended undecided: its devices are being uninstalled
@@ -22,15 +23,7 @@ def console(sandboxed_console: Console) -> Console:
 
 
 def offboarding(console: Console) -> dict[str, str]:
-    with console.runtime.sessions() as session:
-        rows = session.execute(
-            select(Device.name, ResponseAction.status)
-            .join(ResponseAction, ResponseAction.device_id == Device.id)
-            .join(Tenant, Tenant.id == Device.tenant_id)
-            .join(Company, Company.id == Tenant.company_id)
-            .where(Company.key == KEY, ResponseAction.kind == "offboard")
-        ).all()
-    return {name: str(status) for name, status in rows}
+    return offboard_tasks(console.runtime.sessions, KEY)
 
 
 def test_a_device_handed_over_for_a_manual_uninstall_is_confirmed_from_the_page(
